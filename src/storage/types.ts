@@ -1,0 +1,81 @@
+/**
+ * The storage backend interface: a flat namespace of immutable named objects,
+ * grouped by type. Modelled on restic's backend interface: small, no knowledge
+ * of the repository format. Every backend (local directory, S3, ...) implements it.
+ *
+ * Contract:
+ *  - save() publishes the object atomically: a reader sees either nothing or the
+ *    whole object, never a prefix (local: write temp + fsync + rename; S3: PUT).
+ *    Saving a name that already exists replaces it only for type 'lock'; for other
+ *    types objects are content-addressed, so a second save writes identical bytes.
+ *  - load() with a range returns exactly `length` bytes or throws.
+ *  - Missing objects raise NotFoundError (from src/errors.ts).
+ */
+export type FileType = 'config' | 'key' | 'snapshot' | 'index' | 'data' | 'lock';
+
+export const FILE_TYPES: readonly FileType[] = ['config', 'key', 'snapshot', 'index', 'data', 'lock'];
+
+export interface ObjectInfo {
+  name: string;
+  size: number;
+}
+
+export interface Storage {
+  /** Human-readable location, e.g. "/srv/backup" or "s3:https://host/bucket/prefix". Never contains secrets. */
+  readonly location: string;
+  /** Storage kind, used by the 3-2-1 rule checks ('local' | 's3'). */
+  readonly kind: string;
+
+  save(type: FileType, name: string, data: Uint8Array): Promise<void>;
+  load(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer>;
+  stat(type: FileType, name: string): Promise<ObjectInfo>;
+  exists(type: FileType, name: string): Promise<boolean>;
+  remove(type: FileType, name: string): Promise<void>;
+  list(type: FileType): Promise<ObjectInfo[]>;
+  /** Create the container (directory / check bucket). Called by `init`. */
+  create(): Promise<void>;
+  /** True if a repository config object exists. */
+  close(): Promise<void>;
+}
+
+/** Map (type, name) to a relative object path. Shared by every backend so layouts are identical. */
+export function objectPath(type: FileType, name: string): string {
+  switch (type) {
+    case 'config':
+      return 'config';
+    case 'key':
+      return `keys/${name}`;
+    case 'snapshot':
+      return `snapshots/${name}`;
+    case 'index':
+      return `index/${name}`;
+    case 'lock':
+      return `locks/${name}`;
+    case 'data':
+      return `data/${name.slice(0, 2)}/${name}`;
+  }
+}
+
+export function typeDir(type: FileType): string {
+  switch (type) {
+    case 'config':
+      return '';
+    case 'key':
+      return 'keys';
+    case 'snapshot':
+      return 'snapshots';
+    case 'index':
+      return 'index';
+    case 'lock':
+      return 'locks';
+    case 'data':
+      return 'data';
+  }
+}
+
+const NAME_RE = /^[0-9a-f]{64}$/;
+/** Object names are lowercase hex SHA-256 (config is the only exception). */
+export function isValidName(type: FileType, name: string): boolean {
+  if (type === 'config') return name === 'config' || name === '';
+  return NAME_RE.test(name);
+}
