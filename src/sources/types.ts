@@ -1,0 +1,50 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * Metadata a stream source records in the snapshot (snapshot.source).
+ * Never contains secrets (passwords, tokens, full URLs with credentials).
+ */
+export interface SourceMeta {
+  /** 'postgres' | 'mysql' | 'redis' | 'sqlite' | 'mongodb' | 'command' | 'stdin' | 'files' */
+  kind: string;
+  /** Name of the source in lifeboat.yaml, if any. */
+  name?: string;
+  serverVersion?: string;
+  database?: string;
+  tool?: string;
+  toolVersion?: string;
+  [key: string]: unknown;
+}
+
+/** Result of a finished dump tool, recorded in the snapshot. */
+export interface ToolResult {
+  exitCode: number | null;
+  signal?: string | null;
+  durationMs: number;
+  /** Extra facts learned while dumping (e.g. row counts per table), recorded in snapshot.source. */
+  extra?: Record<string, unknown>;
+}
+
+/**
+ * A running dump. `stream` is the tool's stdout and is consumed by the repository
+ * (Repository.backupStream) straight into the chunker: no temp file.
+ * `done` settles after the tool exits: it resolves on success, and rejects with a
+ * LifeboatError that quotes the tail of the tool's stderr when the tool failed or
+ * was killed. The repository awaits `done` before it publishes the snapshot, so a
+ * failed dump never produces a snapshot.
+ */
+export interface DumpHandle {
+  stream: Readable;
+  done: Promise<ToolResult>;
+  meta: SourceMeta;
+  /** File name of the stream inside the snapshot, e.g. "appdb.pgdump". */
+  filename: string;
+  /** Kill the dump tool (used on interruption). */
+  abort(): void;
+}
+
+export interface RestoreResult {
+  durationMs: number;
+  /** Facts checked after restoring (e.g. key count, integrity_check result). */
+  checks?: Record<string, unknown>;
+}

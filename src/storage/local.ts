@@ -1,0 +1,179 @@
+import { promises as fsp, constants as fsc } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { NotFoundError, LifeboatError } from '../errors.js';
+import { type FileType, type ObjectInfo, type Storage, objectPath, typeDir } from './types.js';
+
+/**
+ * Local directory backend. Writes are crash-safe: data goes to a temporary file
+ * in the target directory, is fsync'ed, renamed into place, and the directory is
+ * fsync'ed, so after a crash an object is either absent or complete.
+ */
+export class LocalStorage implements Storage {
+  readonly kind = 'local';
+  readonly location: string;
+  private readonly root: string;
+  private readonly knownDirs = new Set<string>();
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+    this.location = this.root;
+  }
+
+  private file(type: FileType, name: string): string {
+    return path.join(this.root, objectPath(type, name));
+  }
+
+  async create(): Promise<void> {
+    await fsp.mkdir(this.root, { recursive: true, mode: 0o700 });
+    for (const d of ['keys', 'snapshots', 'index', 'locks', 'data']) {
+      await fsp.mkdir(path.join(this.root, d), { recursive: true, mode: 0o700 });
+    }
+    for (let i = 0; i < 256; i++) {
+      await fsp.mkdir(path.join(this.root, 'data', i.toString(16).padStart(2, '0')), { recursive: true, mode: 0o700 });
+    }
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    this.knownDirs.add(dir);
+  }
+
+  async save(type: FileType, name: string, data: Uint8Array): Promise<void> {
+    const target = this.file(type, name);
+    const dir = path.dirname(target);
+    await this.ensureDir(dir);
+    const tmp = path.join(dir, `.tmp-${name || 'config'}-${randomBytes(6).toString('hex')}`);
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await fsp.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+      let off = 0;
+      while (off < data.length) {
+        const { bytesWritten } = await fh.write(data, off, data.length - off);
+        off += bytesWritten;
+      }
+      await fh.sync();
+      await fh.close();
+      fh = undefined;
+      await fsp.rename(tmp, target);
+      await fsyncDir(dir);
+    } catch (err) {
+      if (fh) await fh.close().catch(() => {});
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+      throw storageError(err, `saving ${objectPath(type, name)} in ${this.root}`);
+    }
+  }
+
+  async load(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer> {
+    const file = this.file(type, name);
+    try {
+      if (!range) return await fsp.readFile(file);
+      const fh = await fsp.open(file, 'r');
+      try {
+        const buf = Buffer.allocUnsafe(range.length);
+        let got = 0;
+        while (got < range.length) {
+          const { bytesRead } = await fh.read(buf, got, range.length - got, range.offset + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        if (got !== range.length) {
+          throw new LifeboatError(
+            `short read of ${objectPath(type, name)}: wanted ${range.length} bytes at offset ${range.offset}, file ended after ${got}`,
+          );
+        }
+        return buf;
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      throw storageError(err, `reading ${objectPath(type, name)}`);
+    }
+  }
+
+  async stat(type: FileType, name: string): Promise<ObjectInfo> {
+    try {
+      const st = await fsp.stat(this.file(type, name));
+      return { name, size: st.size };
+    } catch (err) {
+      throw storageError(err, `stat ${objectPath(type, name)}`);
+    }
+  }
+
+  async exists(type: FileType, name: string): Promise<boolean> {
+    try {
+      await fsp.access(this.file(type, name));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async remove(type: FileType, name: string): Promise<void> {
+    try {
+      await fsp.unlink(this.file(type, name));
+    } catch (err) {
+      throw storageError(err, `removing ${objectPath(type, name)}`);
+    }
+  }
+
+  async list(type: FileType): Promise<ObjectInfo[]> {
+    if (type === 'config') {
+      return (await this.exists('config', '')) ? [await this.stat('config', '')] : [];
+    }
+    const base = path.join(this.root, typeDir(type));
+    const out: ObjectInfo[] = [];
+    const dirs = type === 'data' ? await listDirNames(base).then((ds) => ds.map((d) => path.join(base, d))) : [base];
+    for (const dir of dirs) {
+      let entries: import('node:fs').Dirent[];
+      try {
+        entries = await fsp.readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw storageError(err, `listing ${dir}`);
+      }
+      for (const e of entries) {
+        if (!e.isFile() || e.name.startsWith('.tmp-')) continue;
+        const st = await fsp.stat(path.join(dir, e.name)).catch(() => undefined);
+        if (st) out.push({ name: e.name, size: st.size });
+      }
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {}
+}
+
+async function listDirNames(dir: string): Promise<string[]> {
+  try {
+    const entries = await fsp.readdir(dir, { withFileTypes: true });
+    return entries.filter((e) => e.isDirectory()).map((e) => e.name);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, 'r');
+    await fh.sync();
+  } catch {
+    // some filesystems refuse fsync on directories; the rename is still atomic
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
+function storageError(err: unknown, what: string): Error {
+  const e = err as NodeJS.ErrnoException;
+  if (e && e.code === 'ENOENT') return new NotFoundError(what);
+  if (err instanceof LifeboatError) return err;
+  if (e && e.code === 'ENOSPC') return new LifeboatError(`no space left on device while ${what}`, 1, { cause: err });
+  if (e && (e.code === 'EACCES' || e.code === 'EPERM')) {
+    return new LifeboatError(`permission denied while ${what}`, 1, { cause: err });
+  }
+  return new LifeboatError(`${what}: ${e?.message ?? String(err)}`, 1, { cause: err });
+}
