@@ -1,0 +1,81 @@
+import { createCipheriv, createDecipheriv, createHmac, createHash, randomBytes, scrypt as scryptCb } from 'node:crypto';
+import { IntegrityError } from '../errors.js';
+
+/**
+ * Authenticated encryption for everything Lifeboat stores.
+ * Sealed format: nonce (12 bytes) || AES-256-GCM ciphertext || tag (16 bytes).
+ */
+export const NONCE_LEN = 12;
+export const TAG_LEN = 16;
+export const SEAL_OVERHEAD = NONCE_LEN + TAG_LEN;
+
+export interface MasterKey {
+  /** AES-256-GCM key for every sealed object. */
+  encKey: Buffer;
+  /** HMAC-SHA256 key for blob ids (ids are keyed so they reveal nothing about content). */
+  idKey: Buffer;
+}
+
+export function newMasterKey(): MasterKey {
+  return { encKey: randomBytes(32), idKey: randomBytes(32) };
+}
+
+export function seal(key: Buffer, plaintext: Uint8Array, aad?: Uint8Array): Buffer {
+  const nonce = randomBytes(NONCE_LEN);
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  if (aad) c.setAAD(aad);
+  const body = c.update(plaintext);
+  const fin = c.final();
+  const tag = c.getAuthTag();
+  return fin.length ? Buffer.concat([nonce, body, fin, tag]) : Buffer.concat([nonce, body, tag]);
+}
+
+/** Decrypts and authenticates; throws IntegrityError if the data was modified or the key is wrong. */
+export function open(key: Buffer, sealed: Uint8Array, what: string, aad?: Uint8Array): Buffer {
+  if (sealed.length < SEAL_OVERHEAD) {
+    throw new IntegrityError(`${what}: too short to be a sealed object (${sealed.length} bytes)`);
+  }
+  const buf = Buffer.isBuffer(sealed) ? sealed : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
+  const nonce = buf.subarray(0, NONCE_LEN);
+  const tag = buf.subarray(buf.length - TAG_LEN);
+  const d = createDecipheriv('aes-256-gcm', key, nonce);
+  if (aad) d.setAAD(aad);
+  d.setAuthTag(tag);
+  try {
+    const body = d.update(buf.subarray(NONCE_LEN, buf.length - TAG_LEN));
+    const fin = d.final();
+    return fin.length ? Buffer.concat([body, fin]) : body;
+  } catch {
+    throw new IntegrityError(`${what}: authentication failed (data modified, truncated or from another repository)`);
+  }
+}
+
+/** Keyed blob id: HMAC-SHA256(idKey, plaintext), hex. */
+export function blobId(idKey: Buffer, data: Uint8Array): string {
+  return createHmac('sha256', idKey).update(data).digest('hex');
+}
+
+/** Unkeyed SHA-256 hex, used to name storage objects (packs, index files, snapshots, keys). */
+export function sha256(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export interface ScryptParams {
+  N: number;
+  r: number;
+  p: number;
+}
+
+export const DEFAULT_SCRYPT: ScryptParams = { N: 1 << 15, r: 8, p: 1 };
+
+export function deriveKey(password: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    scryptCb(
+      Buffer.from(password, 'utf8'),
+      salt,
+      32,
+      { N: params.N, r: params.r, p: params.p, maxmem: 256 * params.N * params.r + (32 << 20) },
+      (err, key) => (err ? reject(err) : resolve(key)),
+    );
+  });
+}

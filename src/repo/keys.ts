@@ -1,0 +1,122 @@
+import { randomBytes } from 'node:crypto';
+import { hostname, userInfo } from 'node:os';
+import { IntegrityError, LifeboatError, WrongPasswordError } from '../errors.js';
+import type { Storage } from '../storage/types.js';
+import { DEFAULT_SCRYPT, type MasterKey, type ScryptParams, deriveKey, open, seal, sha256 } from './crypto.js';
+
+/**
+ * Key files (keys/<sha256 of file>): the repository master key wrapped with a
+ * key derived from a password by scrypt. Several key files may wrap the same
+ * master key (one per person/machine); removing a key file revokes that password.
+ */
+export interface KeyFile {
+  v: 1;
+  created: string;
+  hostname: string;
+  username: string;
+  kdf: 'scrypt';
+  N: number;
+  r: number;
+  p: number;
+  salt: string;
+  data: string;
+}
+
+export interface KeyInfo {
+  name: string;
+  created: string;
+  hostname: string;
+  username: string;
+  current: boolean;
+}
+
+function scryptParams(): ScryptParams {
+  // Tests may lower the cost with LIFEBOAT_TEST_SCRYPT_N; never below 2^10.
+  const n = Number(process.env.LIFEBOAT_TEST_SCRYPT_N);
+  if (Number.isInteger(n) && n >= 1024 && (n & (n - 1)) === 0) return { ...DEFAULT_SCRYPT, N: n };
+  return DEFAULT_SCRYPT;
+}
+
+export async function createKeyFile(storage: Storage, password: string, master: MasterKey): Promise<string> {
+  if (!password) throw new LifeboatError('empty password: a repository password is required');
+  const params = scryptParams();
+  const salt = randomBytes(32);
+  const kek = await deriveKey(password, salt, params);
+  const payload = Buffer.from(JSON.stringify({ encKey: master.encKey.toString('base64'), idKey: master.idKey.toString('base64') }));
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    /* no passwd entry */
+  }
+  const kf: KeyFile = {
+    v: 1,
+    created: new Date().toISOString(),
+    hostname: hostname(),
+    username: user,
+    kdf: 'scrypt',
+    N: params.N,
+    r: params.r,
+    p: params.p,
+    salt: salt.toString('base64'),
+    data: seal(kek, payload).toString('base64'),
+  };
+  const bytes = Buffer.from(JSON.stringify(kf, null, 1));
+  const name = sha256(bytes);
+  await storage.save('key', name, bytes);
+  return name;
+}
+
+export function parseKeyFile(bytes: Buffer, name: string): KeyFile {
+  let k: Partial<KeyFile>;
+  try {
+    k = JSON.parse(bytes.toString('utf8')) as Partial<KeyFile>;
+  } catch {
+    throw new IntegrityError(`key ${name}: not valid JSON`);
+  }
+  const int = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+  if (!k || k.v !== 1 || k.kdf !== 'scrypt' || !int(k.N) || !int(k.r) || !int(k.p)) {
+    throw new IntegrityError(`key ${name}: unsupported or malformed key file`);
+  }
+  // Bound the KDF cost so a crafted key file cannot exhaust memory: N*r*128 <= 1 GiB.
+  if ((k.N as number) > 1 << 22 || (k.r as number) > 32 || (k.p as number) > 16 || (k.N as number) * (k.r as number) * 128 > 1 << 30) {
+    throw new IntegrityError(`key ${name}: scrypt parameters out of range`);
+  }
+  if (typeof k.salt !== 'string' || typeof k.data !== 'string') throw new IntegrityError(`key ${name}: missing salt or data`);
+  return k as KeyFile;
+}
+
+export async function unwrapKeyFile(kf: KeyFile, name: string, password: string): Promise<MasterKey> {
+  const kek = await deriveKey(password, Buffer.from(kf.salt, 'base64'), { N: kf.N, r: kf.r, p: kf.p });
+  const plain = open(kek, Buffer.from(kf.data, 'base64'), `key ${name}`);
+  const m = JSON.parse(plain.toString('utf8')) as { encKey: string; idKey: string };
+  const key = { encKey: Buffer.from(m.encKey, 'base64'), idKey: Buffer.from(m.idKey, 'base64') };
+  if (key.encKey.length !== 32 || key.idKey.length !== 32) throw new IntegrityError(`key ${name}: master key has wrong length`);
+  return key;
+}
+
+/** Try every key file; returns the master key and the name of the key file that opened. */
+export async function openWithPassword(storage: Storage, password: string): Promise<{ key: MasterKey; keyName: string }> {
+  const files = await storage.list('key');
+  if (files.length === 0) throw new LifeboatError(`repository at ${storage.location} has no key files`, 10);
+  let lastErr: unknown;
+  for (const f of files) {
+    try {
+      const kf = parseKeyFile(await storage.load('key', f.name), f.name);
+      return { key: await unwrapKeyFile(kf, f.name, password), keyName: f.name };
+    } catch (err) {
+      lastErr = err;
+    }
+  }
+  if (lastErr instanceof IntegrityError && !/authentication failed/.test(lastErr.message)) throw lastErr;
+  throw new WrongPasswordError();
+}
+
+export async function listKeys(storage: Storage, currentName?: string): Promise<KeyInfo[]> {
+  const out: KeyInfo[] = [];
+  for (const f of await storage.list('key')) {
+    const kf = parseKeyFile(await storage.load('key', f.name), f.name);
+    out.push({ name: f.name, created: kf.created, hostname: kf.hostname, username: kf.username, current: f.name === currentName });
+  }
+  return out.sort((a, b) => a.created.localeCompare(b.created));
+}

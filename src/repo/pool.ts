@@ -1,0 +1,100 @@
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { IntegrityError, LifeboatError } from '../errors.js';
+import type { Compression } from './pack.js';
+import type { MasterKey } from './crypto.js';
+
+interface Pending {
+  resolve: (v: any) => void;
+  reject: (e: Error) => void;
+}
+
+/**
+ * A small pool of worker threads for blob encoding/decoding. Buffers handed to
+ * encode() are transferred (zero-copy) to the worker: the caller must not use
+ * them afterwards. Workers are unref'ed while idle so they never keep the
+ * process alive on their own.
+ */
+export class WorkerPool {
+  private readonly workers: Worker[] = [];
+  private readonly load: number[] = [];
+  private readonly pending = new Map<number, Pending & { w: number }>();
+  private seq = 0;
+  private inflight = 0;
+  private closed = false;
+
+  constructor(key: MasterKey, level: number, size = Math.max(1, Math.min(4, availableParallelism()))) {
+    const url = new URL('./worker.js', import.meta.url);
+    for (let i = 0; i < size; i++) {
+      const w = new Worker(url, {
+        workerData: { encKey: new Uint8Array(key.encKey), idKey: new Uint8Array(key.idKey), level },
+      });
+      w.on('message', (m: { seq: number; error?: { message: string; name?: string } }) => this.onMessage(i, m));
+      w.on('error', (err) => this.failAll(err));
+      w.unref();
+      this.workers.push(w);
+      this.load.push(0);
+    }
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  private onMessage(i: number, m: { seq: number; error?: { message: string; name?: string } }): void {
+    const p = this.pending.get(m.seq);
+    if (!p) return;
+    this.pending.delete(m.seq);
+    this.load[i]!--;
+    if (--this.inflight === 0) for (const w of this.workers) w.unref();
+    if (m.error) {
+      p.reject(m.error.name === 'IntegrityError' ? new IntegrityError(m.error.message) : new LifeboatError(m.error.message));
+    } else p.resolve(m);
+  }
+
+  private failAll(err: Error): void {
+    for (const [, p] of this.pending) p.reject(err);
+    this.pending.clear();
+  }
+
+  private post<T>(msg: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<T> {
+    if (this.closed) return Promise.reject(new LifeboatError('worker pool is closed'));
+    let wi = 0;
+    for (let i = 1; i < this.workers.length; i++) if (this.load[i]! < this.load[wi]!) wi = i;
+    const seq = ++this.seq;
+    this.load[wi]!++;
+    if (this.inflight++ === 0) for (const w of this.workers) w.ref();
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(seq, { resolve, reject, w: wi });
+      this.workers[wi]!.postMessage({ seq, ...msg }, transfer);
+    });
+  }
+
+  /** Compress + seal. `data` is transferred when it owns its whole ArrayBuffer. */
+  async encode(data: Buffer, dict?: Buffer): Promise<{ sealed: Buffer; compression: Compression }> {
+    const transfer = ownsBuffer(data) ? [data.buffer as ArrayBuffer] : [];
+    const r = await this.post<{ sealed: Uint8Array; compression: Compression }>({ op: 'encode', data, dict }, transfer);
+    return { sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.length), compression: r.compression };
+  }
+
+  async decode(
+    sealed: Buffer,
+    compression: Compression,
+    rawLength: number,
+    what: string,
+    dict?: Buffer,
+  ): Promise<{ data: Buffer; id: string }> {
+    const transfer = ownsBuffer(sealed) ? [sealed.buffer as ArrayBuffer] : [];
+    const r = await this.post<{ data: Uint8Array; id: string }>({ op: 'decode', sealed, compression, rawLength, what, dict }, transfer);
+    return { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length), id: r.id };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+function ownsBuffer(b: Buffer): boolean {
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && !(b.buffer instanceof SharedArrayBuffer);
+}

@@ -1,0 +1,451 @@
+import { randomBytes } from 'node:crypto';
+import { hostname, userInfo } from 'node:os';
+import zstd from 'zstd-napi';
+import { IntegrityError, LifeboatError, NoRepositoryError, NotFoundError } from '../errors.js';
+import type { Storage } from '../storage/types.js';
+import { LruCache, Semaphore, mapLimit } from '../util/sync.js';
+import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable, validateChunkerParams } from './chunker.js';
+import { BlobCodec } from './codec.js';
+import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './crypto.js';
+import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
+import { createKeyFile, openWithPassword } from './keys.js';
+import { Lock } from './lock.js';
+import { type BlobType, PackWriter } from './pack.js';
+import { WorkerPool } from './pool.js';
+import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot.js';
+import { type Tree, decodeTree, encodeTree } from './tree.js';
+
+export const FORMAT_VERSION = 1;
+export const PROGRAM = 'lifeboat 0.1.0';
+
+/** The repository config object (sealed with the master key). See docs/format.md. */
+export interface RepoConfig {
+  v: 1;
+  id: string;
+  created: string;
+  chunker: ChunkerParams & { seed: string };
+  packSize: number;
+  compressionLevel: number;
+  maxDeltaDepth: number;
+}
+
+export interface InitOptions {
+  chunker?: Partial<ChunkerParams>;
+  packSize?: number;
+  compressionLevel?: number;
+  maxDeltaDepth?: number;
+}
+
+export interface RepoStats {
+  blobsNew: number;
+  blobsDelta: number;
+  dataAddedRaw: number;
+  dataAdded: number;
+}
+
+export interface SaveResult {
+  id: string;
+  isNew: boolean;
+}
+
+/** Sealed JSON file encoding: 1 byte (0 = JSON, 1 = zstd JSON) + payload, then sealed. */
+function sealJson(key: Buffer, obj: unknown, compress: boolean): Buffer {
+  const json = Buffer.from(JSON.stringify(obj));
+  const body = compress ? Buffer.concat([Buffer.from([1]), zstd.compress(json)]) : Buffer.concat([Buffer.from([0]), json]);
+  return seal(key, body);
+}
+
+export function openJson(key: Buffer, sealed: Buffer, what: string): unknown {
+  const body = open(key, sealed, what);
+  if (body.length < 1) throw new IntegrityError(`${what}: empty`);
+  let json: Buffer;
+  try {
+    if (body[0] === 0) json = body.subarray(1);
+    else if (body[0] === 1) json = zstd.decompress(body.subarray(1));
+    else throw new Error(`unknown encoding ${body[0]}`);
+    return JSON.parse(json.toString('utf8'));
+  } catch (err) {
+    throw new IntegrityError(`${what}: cannot decode (${(err as Error).message})`);
+  }
+}
+
+export class Repository {
+  readonly index = new MasterIndex();
+  /** Index files that could not be read or authenticated when the index was loaded (name -> error). */
+  readonly indexErrors = new Map<string, unknown>();
+  readonly stats: RepoStats = { blobsNew: 0, blobsDelta: 0, dataAddedRaw: 0, dataAdded: 0 };
+  private readonly gear: Int32Array;
+  private readonly codec: BlobCodec;
+  private poolInstance: WorkerPool | undefined;
+  private readonly cache = new LruCache<Buffer>(96 * 1024 * 1024);
+  private readonly packers: Record<BlobType, PackWriter> = { data: new PackWriter(), tree: new PackWriter() };
+  private readonly pendingIds = new Set<string>();
+  private readonly outstanding = new Set<Promise<void>>();
+  private readonly sealSlots: Semaphore;
+  private readonly uploadSlots = new Semaphore(2);
+  private newPacks: IndexFilePack[] = [];
+  private bgError: unknown;
+
+  private constructor(
+    readonly storage: Storage,
+    readonly key: MasterKey,
+    readonly keyName: string,
+    readonly config: RepoConfig,
+  ) {
+    this.gear = gearTable(Buffer.from(config.chunker.seed, 'hex'));
+    this.codec = new BlobCodec(key.encKey, config.compressionLevel);
+    this.sealSlots = new Semaphore(8);
+  }
+
+  static async init(storage: Storage, password: string, opts: InitOptions = {}): Promise<Repository> {
+    if (await storage.exists('config', '')) {
+      throw new LifeboatError(`a repository already exists at ${storage.location}; refusing to overwrite it`);
+    }
+    const chunker = { ...DEFAULT_CHUNKER, ...opts.chunker };
+    const bad = validateChunkerParams(chunker);
+    if (bad) throw new LifeboatError(`invalid chunker parameters: ${bad}`, 2);
+    const packSize = opts.packSize ?? 16 * 1024 * 1024;
+    if (!(packSize >= 1024 * 1024 && packSize <= 512 * 1024 * 1024)) {
+      throw new LifeboatError('pack size must be between 1 MiB and 512 MiB', 2);
+    }
+    const level = opts.compressionLevel ?? 3;
+    if (!(Number.isInteger(level) && level >= 1 && level <= 19)) throw new LifeboatError('compression level must be 1..19', 2);
+    await storage.create();
+    const master = newMasterKey();
+    const config: RepoConfig = {
+      v: 1,
+      id: randomBytes(16).toString('hex'),
+      created: new Date().toISOString(),
+      chunker: { ...chunker, seed: randomBytes(32).toString('hex') },
+      packSize,
+      compressionLevel: level,
+      maxDeltaDepth: opts.maxDeltaDepth ?? 4,
+    };
+    const keyName = await createKeyFile(storage, password, master);
+    // The config object is written last: its presence marks a complete repository.
+    await storage.save('config', '', sealJson(master.encKey, config, false));
+    return new Repository(storage, master, keyName, config);
+  }
+
+  static async open(storage: Storage, password: string, opts: { loadIndex?: boolean } = {}): Promise<Repository> {
+    if (!(await storage.exists('config', ''))) throw new NoRepositoryError(storage.location);
+    const { key, keyName } = await openWithPassword(storage, password);
+    const cfg = openJson(key.encKey, await storage.load('config', ''), 'config') as RepoConfig;
+    if (!cfg || cfg.v !== FORMAT_VERSION) {
+      throw new LifeboatError(`repository format version ${String(cfg?.v)} is not supported by ${PROGRAM} (supports ${FORMAT_VERSION})`);
+    }
+    const repo = new Repository(storage, key, keyName, cfg);
+    if (opts.loadIndex !== false) await repo.loadIndex();
+    return repo;
+  }
+
+  get pool(): WorkerPool {
+    if (!this.poolInstance) this.poolInstance = new WorkerPool(this.key, this.config.compressionLevel);
+    return this.poolInstance;
+  }
+
+  newChunker(): Chunker {
+    return new Chunker(this.gear, this.config.chunker);
+  }
+
+  blobId(data: Uint8Array): string {
+    return blobId(this.key.idKey, data);
+  }
+
+  // ---------------------------------------------------------------- index
+
+  /**
+   * Load every index file. A damaged index file is skipped and recorded in
+   * indexErrors (so unaffected snapshots stay restorable); `check` reports it and
+   * `repair index` rebuilds the index from the pack headers.
+   */
+  async loadIndex(): Promise<void> {
+    const files = await this.storage.list('index');
+    await mapLimit(files, 8, async (f) => {
+      try {
+        const raw = await this.storage.load('index', f.name);
+        if (sha256(raw) !== f.name) throw new IntegrityError(`index ${f.name}: file content does not match its name`);
+        const idx = validateIndexFile(openJson(this.key.encKey, raw, `index ${f.name}`), f.name);
+        this.index.addFile(f.name, idx);
+      } catch (err) {
+        if (err instanceof IntegrityError || err instanceof NotFoundError) this.indexErrors.set(f.name, err);
+        else throw err;
+      }
+    });
+    this.index.computeDepths();
+  }
+
+  async writeIndexFile(packs: IndexFilePack[]): Promise<string> {
+    const file: IndexFile = { v: 1, packs };
+    const bytes = sealJson(this.key.encKey, file, true);
+    const name = sha256(bytes);
+    await this.storage.save('index', name, bytes);
+    this.index.files.set(name, packs);
+    return name;
+  }
+
+  // ---------------------------------------------------------------- blobs
+
+  hasBlob(id: string): boolean {
+    return this.index.has(id) || this.pendingIds.has(id);
+  }
+
+  private throwIfFailed(): void {
+    if (this.bgError) throw this.bgError;
+  }
+
+  /**
+   * Store a blob unless the repository already has it. Returns as soon as the
+   * blob is queued; flush() waits for everything and publishes the index.
+   * `data` may be transferred to a worker thread: do not use it afterwards.
+   * `deltaBase` proposes an existing blob with similar content (e.g. the parent
+   * snapshot's chunk at the same offset) to store the new blob as a delta.
+   */
+  async saveBlob(type: BlobType, data: Buffer, opts: { id?: string; deltaBase?: string } = {}): Promise<SaveResult> {
+    this.throwIfFailed();
+    const id = opts.id ?? blobId(this.key.idKey, data);
+    if (this.hasBlob(id)) return { id, isNew: false };
+    this.pendingIds.add(id);
+    await this.sealSlots.acquire();
+    const p = this.encodeAndPack(type, id, data, opts.deltaBase)
+      .catch((err) => {
+        this.bgError ??= err;
+      })
+      .finally(() => {
+        this.sealSlots.release();
+        this.outstanding.delete(p);
+      });
+    this.outstanding.add(p);
+    return { id, isNew: true };
+  }
+
+  /** Pick the base for a delta: the proposed blob, or the root of its chain when the chain is already at max depth. */
+  private chooseBase(candidate: string | undefined, rawLength: number): string | undefined {
+    if (!candidate || this.config.maxDeltaDepth <= 0 || rawLength < 4096) return undefined;
+    let e = this.index.get(candidate);
+    if (!e || e.type !== 'data') return undefined;
+    let id = candidate;
+    if (e.depth + 1 > this.config.maxDeltaDepth) {
+      while (e && e.base) {
+        id = e.base;
+        e = this.index.get(id);
+      }
+      if (!e) return undefined;
+    }
+    return id;
+  }
+
+  private async encodeAndPack(type: BlobType, id: string, data: Buffer, deltaBase?: string): Promise<void> {
+    const rawLength = data.length;
+    const baseId = type === 'data' ? this.chooseBase(deltaBase, rawLength) : undefined;
+    let dict: Buffer | undefined;
+    if (baseId) {
+      try {
+        dict = await this.loadBlob(baseId, { cacheable: false });
+      } catch {
+        dict = undefined; // a damaged base is reported by check; store this blob in full
+      }
+    }
+    const enc =
+      rawLength >= 16 * 1024 ? await this.pool.encode(data, dict) : this.codec.encode(data, dict);
+    const entry = { id, type, rawLength, compression: enc.compression, ...(enc.compression === 2 ? { base: baseId! } : {}) };
+    const packer = this.packers[type];
+    packer.add(entry, enc.sealed);
+    this.stats.blobsNew++;
+    if (enc.compression === 2) this.stats.blobsDelta++;
+    this.stats.dataAddedRaw += rawLength;
+    this.stats.dataAdded += enc.sealed.length;
+    if (packer.size >= this.config.packSize) await this.finishPack(type);
+  }
+
+  private async finishPack(type: BlobType): Promise<void> {
+    const pw = this.packers[type];
+    if (pw.count === 0) return;
+    this.packers[type] = new PackWriter();
+    const { id, data, blobs } = pw.finalize(this.key.encKey);
+    await this.uploadSlots.with(() => this.storage.save('data', id, data));
+    this.index.addPack(id, blobs);
+    this.newPacks.push({ id, blobs });
+    for (const b of blobs) this.pendingIds.delete(b.id);
+  }
+
+  /** Wait for all queued blobs, write the last packs and publish an index file for them. */
+  async flush(): Promise<void> {
+    while (this.outstanding.size > 0) await Promise.all([...this.outstanding]);
+    this.throwIfFailed();
+    await Promise.all([this.finishPack('data'), this.finishPack('tree')]);
+    if (this.newPacks.length > 0) {
+      const packs = this.newPacks;
+      this.newPacks = [];
+      await this.writeIndexFile(packs);
+    }
+  }
+
+  /** Drop queued-but-unflushed state after a failed backup (written packs stay for prune to reclaim). */
+  async abandon(): Promise<void> {
+    while (this.outstanding.size > 0) await Promise.allSettled([...this.outstanding]);
+    this.packers.data = new PackWriter();
+    this.packers.tree = new PackWriter();
+    this.pendingIds.clear();
+    this.bgError = undefined;
+  }
+
+  /** Decode a sealed blob on the main thread (no hash check: callers verify). */
+  decodeBlob(sealed: Buffer, compression: 0 | 1 | 2, rawLength: number, what: string, dict?: Buffer): Buffer {
+    return this.codec.decode(sealed, compression, rawLength, what, dict);
+  }
+
+  indexEntry(id: string): IndexEntry | undefined {
+    return this.index.get(id);
+  }
+
+  /**
+   * Load a blob and verify it: the seal's MAC, the decoded length and the keyed
+   * hash of the plaintext must all match, for the blob and every delta base.
+   */
+  async loadBlob(id: string, opts: { cacheable?: boolean } = {}): Promise<Buffer> {
+    const cached = this.cache.get(id);
+    if (cached) return cached;
+    const e = this.index.get(id);
+    if (!e) throw new IntegrityError(`blob ${id} is not in the index (missing or damaged index/pack)`);
+    const what = `blob ${id} in pack ${e.pack}`;
+    let sealed: Buffer;
+    try {
+      sealed = await this.storage.load('data', e.pack, { offset: e.offset, length: e.length });
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new IntegrityError(`${what}: pack file is missing`);
+      if (err instanceof LifeboatError && /short read/.test(err.message)) throw new IntegrityError(`${what}: pack is truncated`);
+      throw err;
+    }
+    let dict: Buffer | undefined;
+    if (e.compression === 2) {
+      try {
+        dict = await this.loadBlob(e.base!, { cacheable: true });
+      } catch (err) {
+        throw new IntegrityError(`${what}: its delta base is unreadable: ${(err as Error).message}`);
+      }
+    }
+    let data: Buffer;
+    let got: string;
+    if (e.rawLength >= 64 * 1024) {
+      ({ data, id: got } = await this.pool.decode(sealed, e.compression, e.rawLength, what, dict));
+    } else {
+      data = this.codec.decode(sealed, e.compression, e.rawLength, what, dict);
+      got = blobId(this.key.idKey, data);
+    }
+    if (got !== id) throw new IntegrityError(`${what}: content does not match its id (hash mismatch)`);
+    if (e.type === 'tree' || opts.cacheable) this.cache.set(id, data);
+    return data;
+  }
+
+  // ---------------------------------------------------------------- trees
+
+  async saveTree(tree: Tree): Promise<string> {
+    return (await this.saveBlob('tree', encodeTree(tree))).id;
+  }
+
+  async loadTree(id: string): Promise<Tree> {
+    const e = this.index.get(id);
+    if (e && e.type !== 'tree') throw new IntegrityError(`blob ${id} is referenced as a tree but is a data blob`);
+    return decodeTree(await this.loadBlob(id), id);
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  async saveSnapshot(s: Omit<Snapshot, 'v' | 'program' | 'hostname' | 'username'> & Partial<Snapshot>): Promise<string> {
+    let user = 'unknown';
+    try {
+      user = userInfo().username;
+    } catch {
+      /* ignore */
+    }
+    const snap: Snapshot = { v: 1, program: PROGRAM, hostname: hostname(), username: user, ...s } as Snapshot;
+    const bytes = sealJson(this.key.encKey, snap, true);
+    const name = sha256(bytes);
+    await this.storage.save('snapshot', name, bytes);
+    return name;
+  }
+
+  async loadSnapshot(id: string): Promise<SnapshotWithId> {
+    const raw = await this.storage.load('snapshot', id);
+    if (sha256(raw) !== id) throw new IntegrityError(`snapshot ${id}: file content does not match its name`);
+    return { ...validateSnapshot(openJson(this.key.encKey, raw, `snapshot ${id}`), id), id };
+  }
+
+  async listSnapshots(opts: { onError?: (id: string, err: unknown) => void } = {}): Promise<SnapshotWithId[]> {
+    const files = await this.storage.list('snapshot');
+    const out: SnapshotWithId[] = [];
+    await mapLimit(files, 8, async (f) => {
+      try {
+        out.push(await this.loadSnapshot(f.name));
+      } catch (err) {
+        if (opts.onError) opts.onError(f.name, err);
+        else throw err;
+      }
+    });
+    return out.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
+  }
+
+  /** Resolve "latest", a full id or a unique id prefix (optionally filtered). */
+  async findSnapshot(ref: string, filter: SnapshotFilter = {}): Promise<SnapshotWithId> {
+    const all = filterSnapshots(await this.listSnapshots(), filter);
+    if (ref === 'latest') {
+      const s = all[all.length - 1];
+      if (!s) throw new LifeboatError(`no snapshot matches${describeFilter(filter)}`);
+      return s;
+    }
+    if (!/^[0-9a-f]{1,64}$/.test(ref)) throw new LifeboatError(`invalid snapshot id "${ref}" (expected hex id, prefix, or "latest")`, 2);
+    const hits = all.filter((s) => s.id.startsWith(ref));
+    if (hits.length === 0) throw new LifeboatError(`no snapshot with id ${ref}${describeFilter(filter)}`);
+    if (hits.length > 1) throw new LifeboatError(`snapshot id prefix ${ref} is ambiguous (${hits.length} matches)`, 2);
+    return hits[0]!;
+  }
+
+  async removeSnapshot(id: string): Promise<void> {
+    await this.storage.remove('snapshot', id);
+  }
+
+  // ---------------------------------------------------------------- locks
+
+  lock(exclusive: boolean, operation: string, retryMs = 0): Promise<Lock> {
+    return Lock.acquire(this.storage, this.key.encKey, { exclusive, operation, retryMs });
+  }
+
+  async close(): Promise<void> {
+    this.cache.clear();
+    if (this.poolInstance) await this.poolInstance.close();
+    this.poolInstance = undefined;
+    await this.storage.close();
+  }
+}
+
+export interface SnapshotFilter {
+  host?: string;
+  paths?: string[];
+  tags?: string[];
+  /** Source name (snapshot.source.name) for database/stream sources. */
+  source?: string;
+}
+
+export function filterSnapshots<T extends Snapshot>(snaps: T[], f: SnapshotFilter): T[] {
+  return snaps.filter((s) => {
+    if (f.host && s.hostname !== f.host) return false;
+    if (f.tags && f.tags.length && !f.tags.every((t) => s.tags.includes(t))) return false;
+    if (f.source && s.source?.name !== f.source) return false;
+    if (f.paths && f.paths.length) {
+      const a = [...s.paths].sort().join('\0');
+      const b = [...f.paths].sort().join('\0');
+      if (a !== b) return false;
+    }
+    return true;
+  });
+}
+
+function describeFilter(f: SnapshotFilter): string {
+  const parts: string[] = [];
+  if (f.host) parts.push(`host ${f.host}`);
+  if (f.source) parts.push(`source ${f.source}`);
+  if (f.paths?.length) parts.push(`paths ${f.paths.join(',')}`);
+  if (f.tags?.length) parts.push(`tags ${f.tags.join(',')}`);
+  return parts.length ? ` (filter: ${parts.join('; ')})` : '';
+}

@@ -1,0 +1,52 @@
+import { IntegrityError } from '../errors.js';
+import type { SourceMeta } from '../sources/types.js';
+
+export interface BackupSummary {
+  filesNew: number;
+  filesChanged: number;
+  filesUnmodified: number;
+  dirs: number;
+  /** Bytes of file content (or stream) in this snapshot. */
+  totalBytes: number;
+  /** Bytes actually read from the source (unchanged files are not re-read). */
+  bytesRead: number;
+  blobsNew: number;
+  blobsDelta: number;
+  /** Bytes of new blobs before compression. */
+  dataAddedRaw: number;
+  /** Bytes added to the repository (sealed, compressed). */
+  dataAdded: number;
+  errors: number;
+  durationMs: number;
+}
+
+export interface Snapshot {
+  v: 1;
+  time: string;
+  tree: string;
+  paths: string[];
+  hostname: string;
+  username: string;
+  tags: string[];
+  parent?: string;
+  /** For stream snapshots: what produced it (database kind, tool, versions...). Never secrets. */
+  source?: SourceMeta;
+  summary?: BackupSummary;
+  program: string;
+}
+
+export interface SnapshotWithId extends Snapshot {
+  id: string;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+export function validateSnapshot(x: unknown, id: string): Snapshot {
+  const s = x as Partial<Snapshot>;
+  if (!s || s.v !== 1 || typeof s.time !== 'string' || Number.isNaN(Date.parse(s.time))) {
+    throw new IntegrityError(`snapshot ${id}: malformed or unsupported`);
+  }
+  if (typeof s.tree !== 'string' || !HEX64.test(s.tree)) throw new IntegrityError(`snapshot ${id}: invalid tree id`);
+  if (!Array.isArray(s.paths) || !Array.isArray(s.tags)) throw new IntegrityError(`snapshot ${id}: invalid paths/tags`);
+  return s as Snapshot;
+}

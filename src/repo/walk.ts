@@ -1,0 +1,49 @@
+import type { Repository } from './repository.js';
+import type { TreeNode } from './tree.js';
+
+/**
+ * Collect every blob a set of snapshot trees needs: tree blobs, file content
+ * blobs, and (transitively) the bases of delta blobs. Shared trees are visited
+ * once. Errors loading a tree are reported through onError and the subtree is
+ * skipped (callers that delete data must treat any error as fatal).
+ */
+export async function collectUsedBlobs(
+  repo: Repository,
+  treeIds: Iterable<string>,
+  onError: (treeId: string, err: unknown) => void,
+  visit?: (node: TreeNode, treeId: string) => void,
+): Promise<Set<string>> {
+  const used = new Set<string>();
+  const stack = [...treeIds];
+  while (stack.length) {
+    const id = stack.pop()!;
+    if (used.has(id)) continue;
+    used.add(id);
+    let nodes: TreeNode[];
+    try {
+      nodes = (await repo.loadTree(id)).nodes;
+    } catch (err) {
+      onError(id, err);
+      continue;
+    }
+    for (const n of nodes) {
+      visit?.(n, id);
+      if (n.type === 'dir' && n.subtree) stack.push(n.subtree);
+      else if (n.type === 'file' && n.content) for (const c of n.content) used.add(c);
+    }
+  }
+  addDeltaBases(repo, used);
+  return used;
+}
+
+export function addDeltaBases(repo: Repository, used: Set<string>): void {
+  for (const id of [...used]) {
+    let e = repo.indexEntry(id);
+    let guard = 0;
+    while (e?.base && guard++ < 64) {
+      if (used.has(e.base)) break;
+      used.add(e.base);
+      e = repo.indexEntry(e.base);
+    }
+  }
+}

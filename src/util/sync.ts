@@ -1,0 +1,79 @@
+/** Counting semaphore for bounding concurrency (in-flight blobs, uploads, reads). */
+export class Semaphore {
+  private waiters: Array<() => void> = [];
+  constructor(private available: number) {}
+
+  async acquire(): Promise<void> {
+    if (this.available > 0) {
+      this.available--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  release(): void {
+    const w = this.waiters.shift();
+    if (w) w();
+    else this.available++;
+  }
+
+  async with<T>(fn: () => Promise<T>): Promise<T> {
+    await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      this.release();
+    }
+  }
+}
+
+/** Byte-bounded LRU cache. */
+export class LruCache<V extends { length: number }> {
+  private readonly map = new Map<string, V>();
+  private bytes = 0;
+  constructor(private readonly maxBytes: number) {}
+
+  get(key: string): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: string, v: V): void {
+    if (v.length > this.maxBytes / 4) return;
+    const old = this.map.get(key);
+    if (old) {
+      this.bytes -= old.length;
+      this.map.delete(key);
+    }
+    this.map.set(key, v);
+    this.bytes += v.length;
+    while (this.bytes > this.maxBytes) {
+      const first = this.map.keys().next().value as string;
+      this.bytes -= this.map.get(first)!.length;
+      this.map.delete(first);
+    }
+  }
+
+  clear(): void {
+    this.map.clear();
+    this.bytes = 0;
+  }
+}
+
+/** Run fn over items with at most `limit` in flight; results keep input order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
