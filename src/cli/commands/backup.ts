@@ -1,0 +1,198 @@
+import { spawn } from 'node:child_process';
+import { Command } from 'commander';
+import { ConfigError, ExitCode, LifeboatError } from '../../errors.js';
+import { configPath } from '../../config/load.js';
+import { backupPaths, type FileBackupResult } from '../../sources/files.js';
+import { backupStream, type StreamBackupResult } from '../../sources/stream.js';
+import { runSourceBackup } from '../../sources/run.js';
+import type { Repository } from '../../repo/repository.js';
+import type { BackupSummary } from '../../repo/snapshot.js';
+import type { CliContext, GlobalOptions } from '../context.js';
+import { formatBytes, formatDuration } from '../output.js';
+
+interface BackupOpts {
+  stdin?: boolean;
+  stdinFilename?: string;
+  stdinFromCommand?: string;
+  source?: string[];
+  exclude?: string[];
+  oneFileSystem?: boolean;
+  tag?: string[];
+  parent?: string;
+  force?: boolean;
+}
+
+export function printSummary(ctx: CliContext, label: string, id: string, s: BackupSummary): void {
+  const out = ctx.out;
+  out.info(
+    `${label}: snapshot ${id.slice(0, 8)} saved\n` +
+      (s.dirs || s.filesNew + s.filesChanged + s.filesUnmodified > 1
+        ? `  files: ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified; dirs: ${s.dirs}\n`
+        : '') +
+      `  processed ${formatBytes(s.totalBytes)} (read ${formatBytes(s.bytesRead)}) in ${formatDuration(s.durationMs)}\n` +
+      `  added to the repository: ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedRaw)} before compression; ${s.blobsNew} new blobs, ${s.blobsDelta} as deltas)`,
+  );
+}
+
+export function registerBackup(program: Command, ctxOf: (cmd: Command) => CliContext): void {
+  program
+    .command('backup')
+    .description('create a snapshot of files/directories, of stdin, of a command\'s output, or of configured sources')
+    .argument('[paths...]', 'files or directories to back up')
+    .option('--stdin', 'read the data to back up from standard input')
+    .option('--stdin-filename <name>', 'file name for data read from stdin', 'stdin')
+    .option('--stdin-from-command <command>', 'run a command (via sh -c) and back up its stdout; a non-zero exit aborts the snapshot')
+    .option('-s, --source <name...>', 'back up sources defined in the config (default with --config and no paths: all sources)')
+    .option('-e, --exclude <pattern...>', 'exclude paths matching a glob (matched against absolute path and base name)')
+    .option('-x, --one-file-system', 'do not cross filesystem boundaries')
+    .option('--tag <tag...>', 'add tags to the snapshot')
+    .option('--parent <snapshot>', 'parent snapshot for change detection (default: latest with the same paths)')
+    .option('--force', 're-read all files even if unchanged since the parent')
+    .action(async (paths: string[], o: BackupOpts, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const modes = [paths.length > 0, !!o.stdin, !!o.stdinFromCommand, !!o.source?.length].filter(Boolean).length;
+      if (modes > 1) throw new ConfigError('give only one of: paths, --stdin, --stdin-from-command, --source');
+      if (modes === 0) {
+        const cfg = ctx.config();
+        if (!cfg) throw new ConfigError('nothing to back up: give paths, --stdin, --stdin-from-command, or --config with sources');
+        o.source = Object.keys(cfg.sources);
+        if (o.source.length === 0) throw new ConfigError(`${cfg.file}: no sources defined`);
+      }
+      if (o.source?.length) {
+        await backupSources(ctx, o.source, o);
+        return;
+      }
+      const repo = await ctx.openRepo();
+      try {
+        if (o.stdin || o.stdinFromCommand) {
+          const r = o.stdin ? await backupFromStdin(ctx, repo, o) : await backupFromCommand(ctx, repo, o.stdinFromCommand!, o);
+          report(ctx, 'backup', r);
+          return;
+        }
+        const bar = ctx.out.progress(undefined, 'backup');
+        let r: FileBackupResult;
+        try {
+          r = await backupPaths(repo, {
+            paths,
+            excludes: o.exclude ?? [],
+            oneFileSystem: !!o.oneFileSystem,
+            tags: o.tag ?? [],
+            ...(o.parent ? { parent: o.parent } : {}),
+            force: !!o.force,
+            onProgress: (p) => bar.update(p.bytesRead, { extra: `${p.files} files` }),
+            onWarning: (p, m) => ctx.out.warn(`${p}: ${m}`),
+          });
+        } finally {
+          bar.stop();
+        }
+        report(ctx, 'backup', r);
+        if (r.summary.errors > 0) {
+          ctx.out.warn(`${r.summary.errors} file(s) could not be read; snapshot ${r.snapshotId.slice(0, 8)} is incomplete`);
+          process.exitCode = ExitCode.PARTIAL;
+        }
+      } finally {
+        await repo.close();
+      }
+    });
+}
+
+function report(ctx: CliContext, label: string, r: StreamBackupResult | FileBackupResult): void {
+  printSummary(ctx, label, r.snapshotId, r.summary);
+  ctx.out.emit({ message_type: 'summary', snapshot_id: r.snapshotId, parent: r.parent ?? null, ...r.summary, warnings: (r as FileBackupResult).warnings ?? [] });
+}
+
+async function backupFromStdin(ctx: CliContext, repo: Repository, o: BackupOpts): Promise<StreamBackupResult> {
+  const bar = ctx.out.progress(undefined, 'stdin');
+  let n = 0;
+  try {
+    return await backupStream(repo, process.stdin, {
+      filename: o.stdinFilename ?? 'stdin',
+      tags: o.tag ?? [],
+      ...(o.parent ? { parent: o.parent } : {}),
+      source: { kind: 'stdin' },
+      onBytes: (b) => bar.update((n += b)),
+    });
+  } finally {
+    bar.stop();
+  }
+}
+
+async function backupFromCommand(ctx: CliContext, repo: Repository, command: string, o: BackupOpts): Promise<StreamBackupResult> {
+  const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderrTail = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderrTail = (stderrTail + d.toString()).slice(-4096);
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal }));
+  });
+  const started = Date.now();
+  const bar = ctx.out.progress(undefined, 'command');
+  let n = 0;
+  try {
+    return await backupStream(repo, child.stdout, {
+      filename: o.stdinFilename && o.stdinFilename !== 'stdin' ? o.stdinFilename : 'stdout',
+      tags: o.tag ?? [],
+      ...(o.parent ? { parent: o.parent } : {}),
+      source: { kind: 'command', command: command.split(/\s+/)[0] },
+      onBytes: (b) => bar.update((n += b)),
+      finalize: async () => {
+        const { code, signal } = await exited;
+        if (code !== 0) {
+          throw new LifeboatError(
+            `command failed (${signal ? `killed by ${signal}` : `exit code ${code}`}); no snapshot was created` +
+              (stderrTail.trim() ? `\n--- stderr (tail) ---\n${stderrTail.trim()}` : ''),
+          );
+        }
+        return { exitCode: 0, durationMs: Date.now() - started };
+      },
+    });
+  } catch (err) {
+    child.kill('SIGTERM');
+    throw err;
+  } finally {
+    bar.stop();
+  }
+}
+
+async function backupSources(ctx: CliContext, names: string[], o: BackupOpts): Promise<void> {
+  const cfg = ctx.config(true)!;
+  let failed = 0;
+  const results: unknown[] = [];
+  for (const name of names) {
+    const src = cfg.sources[name];
+    if (!src) throw new ConfigError(`unknown source "${name}" (defined in ${cfg.file}: ${Object.keys(cfg.sources).join(', ') || 'none'})`);
+    const repo = await ctx.openRepo({ nameHint: (src as { repository?: string }).repository });
+    try {
+      if (src.kind === 'files') {
+        const r = await backupPaths(repo, {
+          paths: src.paths.map((p) => configPath(cfg, p)),
+          excludes: [...src.excludes, ...(o.exclude ?? [])],
+          oneFileSystem: src.oneFileSystem,
+          tags: [...src.tags, ...(o.tag ?? []), `source:${name}`],
+          force: !!o.force,
+          onWarning: (p, m) => ctx.out.warn(`${p}: ${m}`),
+        });
+        printSummary(ctx, name, r.snapshotId, r.summary);
+        results.push({ source: name, snapshot_id: r.snapshotId, ...r.summary });
+        if (r.summary.errors > 0) process.exitCode = ExitCode.PARTIAL;
+      } else {
+        const r = await runSourceBackup(repo, name, src, cfg, { tags: o.tag ?? [] });
+        printSummary(ctx, name, r.snapshotId, r.summary);
+        results.push({ source: name, snapshot_id: r.snapshotId, ...r.summary });
+      }
+    } catch (err) {
+      failed++;
+      if (names.length === 1) throw err;
+      process.stderr.write(`lifeboat: source ${name} failed: ${(err as Error).message}\n`);
+      results.push({ source: name, error: (err as Error).message });
+    } finally {
+      await repo.close();
+    }
+  }
+  ctx.out.emit({ message_type: 'summary', sources: results });
+  if (failed) throw new LifeboatError(`${failed} of ${names.length} source(s) failed`);
+}
+
+export type { GlobalOptions };

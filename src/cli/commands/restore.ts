@@ -1,0 +1,97 @@
+import { pipeline } from 'node:stream/promises';
+import { Command } from 'commander';
+import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
+import { restoreSnapshot } from '../../sources/files.js';
+import { restoreStream } from '../../sources/stream.js';
+import { runSourceRestore } from '../../sources/run.js';
+import type { CliContext } from '../context.js';
+import { formatBytes, formatDuration } from '../output.js';
+
+interface RestoreOpts {
+  target?: string;
+  include?: string[];
+  exclude?: string[];
+  verify: boolean;
+  overwrite?: boolean;
+  stdout?: boolean;
+  host?: string;
+  path?: string[];
+  tag?: string[];
+  source?: string;
+  toDatabase?: string;
+  force?: boolean;
+}
+
+export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliContext): void {
+  program
+    .command('restore')
+    .description('restore a snapshot (id, unique id prefix, or "latest"; "ID:/sub/path" restores a sub-path)')
+    .argument('<snapshot>', 'snapshot id, prefix or "latest", optionally followed by :/path/inside')
+    .option('-t, --target <dir>', 'directory to restore into ("-" writes a stream snapshot to stdout)')
+    .option('--stdout', 'write the single file of a stream snapshot to stdout')
+    .option('-i, --include <pattern...>', 'restore only paths matching these globs (paths inside the snapshot, e.g. "/etc/**")')
+    .option('-e, --exclude <pattern...>', 'skip paths matching these globs')
+    .option('--no-verify', 'do not re-read restored files to verify them against the snapshot')
+    .option('--overwrite', 'allow restoring into a non-empty target directory')
+    .option('--host <host>', 'with "latest": only snapshots from this host')
+    .option('--path <path...>', 'with "latest": only snapshots of exactly these paths')
+    .option('--tag <tag...>', 'with "latest": only snapshots with these tags')
+    .option('--source <name>', 'restore the latest snapshot of a configured source (database sources restore into --to-database)')
+    .option('--to-database <url>', 'database sources: restore into this database (postgres://..., mysql://..., redis://..., or a SQLite file path)')
+    .option('--force', 'database sources: allow restoring into a non-empty database')
+    .action(async (ref: string, o: RestoreOpts, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      let sub: string | undefined;
+      const colon = ref.indexOf(':');
+      if (colon >= 0) {
+        sub = ref.slice(colon + 1) || '/';
+        ref = ref.slice(0, colon);
+      }
+      if (o.source || o.toDatabase) {
+        if (!o.source) throw new ConfigError('--to-database needs --source NAME (the configured database source)');
+        await runSourceRestore(ctx, o.source, ref, { ...(o.toDatabase ? { toDatabase: o.toDatabase } : {}), force: !!o.force });
+        return;
+      }
+      const toStdout = o.stdout || o.target === '-';
+      if (!toStdout && !o.target) throw new ConfigError('restore needs --target DIR (or --stdout / --target - for stream snapshots)');
+      const repo = await ctx.openRepo({ allowInit: false });
+      try {
+        const snap = await repo.findSnapshot(ref, {
+          ...(o.host ? { host: o.host } : {}),
+          ...(o.path ? { paths: o.path } : {}),
+          ...(o.tag ? { tags: o.tag } : {}),
+        });
+        if (toStdout) {
+          const stream = await restoreStream(repo, snap.id, sub ? { filename: sub.replace(/^\//, '') } : {});
+          await pipeline(stream, process.stdout);
+          return;
+        }
+        const bar = ctx.out.progress(snap.summary?.totalBytes, 'restore');
+        const s = await restoreSnapshot(repo, snap, {
+          target: o.target!,
+          ...(sub ? { subpath: sub } : {}),
+          ...(o.include ? { includes: o.include } : {}),
+          ...(o.exclude ? { excludes: o.exclude } : {}),
+          verify: o.verify,
+          overwrite: !!o.overwrite,
+          onProgress: (p) => bar.update(p.bytes),
+        }).finally(() => bar.stop());
+        ctx.out.info(
+          `restored snapshot ${snap.id.slice(0, 8)} to ${o.target}: ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${formatBytes(s.bytes)} in ${formatDuration(s.durationMs)}` +
+            (o.verify ? ` (${s.verified} files verified)` : ' (not verified)'),
+        );
+        ctx.out.emit({ message_type: 'summary', snapshot_id: snap.id, ...s });
+        if (s.errors.length) {
+          for (const e of s.errors) process.stderr.write(`error: ${e.path}: ${e.message}\n`);
+          const integrity = s.errors.some((e) => /verification|hash|authentic|missing|truncated|index/.test(e.message));
+          process.stderr.write(`lifeboat: RESTORE INCOMPLETE: ${s.errors.length} item(s) could not be restored correctly\n`);
+          process.exitCode = integrity ? ExitCode.INTEGRITY : ExitCode.FATAL;
+        }
+      } catch (err) {
+        if (err instanceof IntegrityError) process.stderr.write('lifeboat: RESTORE FAILED: data read from the repository failed verification\n');
+        throw err;
+      } finally {
+        await repo.close();
+      }
+    });
+}

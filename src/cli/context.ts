@@ -1,0 +1,138 @@
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { configPath, loadConfig, type LifeboatConfig } from '../config/load.js';
+import { parseSize, type RepositoryConfig } from '../config/schema.js';
+import { resolveSecret } from '../config/password.js';
+import { ConfigError, LifeboatError, NoRepositoryError } from '../errors.js';
+import { Repository } from '../repo/repository.js';
+import { openStorage } from '../storage/open.js';
+import type { Storage } from '../storage/types.js';
+import { makeOutput, type Output } from './output.js';
+
+/** Global options every command accepts. */
+export interface GlobalOptions {
+  repo?: string;
+  passwordFile?: string;
+  passwordCommand?: string;
+  config?: string;
+  json?: boolean;
+  quiet?: boolean;
+  retryLock?: string;
+}
+
+export class CliContext {
+  readonly out: Output;
+  private cfgCache: LifeboatConfig | null | undefined;
+
+  constructor(readonly opts: GlobalOptions) {
+    this.out = makeOutput(opts);
+  }
+
+  /** The config file: --config, LIFEBOAT_CONFIG, or ./lifeboat.yaml if it exists. */
+  config(required = false): LifeboatConfig | undefined {
+    if (this.cfgCache !== undefined) return this.cfgCache ?? undefined;
+    const file = this.opts.config ?? process.env.LIFEBOAT_CONFIG ?? (existsSync('lifeboat.yaml') ? 'lifeboat.yaml' : undefined);
+    if (!file) {
+      if (required) throw new ConfigError('no configuration: pass --config FILE (or create ./lifeboat.yaml)');
+      this.cfgCache = null;
+      return undefined;
+    }
+    this.cfgCache = loadConfig(file);
+    return this.cfgCache;
+  }
+
+  /** Which repository: --repo (a location or a repository name from the config), else the config default. */
+  repositoryTarget(nameHint?: string): { location: string; conf?: RepositoryConfig; name?: string } {
+    const cfg = this.config();
+    const wanted = this.opts.repo ?? process.env.LIFEBOAT_REPOSITORY;
+    if (wanted) {
+      const conf = cfg?.repositories[wanted];
+      if (conf && cfg) return { location: resolveLocation(cfg, conf.location), conf, name: wanted };
+      return { location: wanted };
+    }
+    if (!cfg) throw new ConfigError('no repository given: use --repo PATH|URL, LIFEBOAT_REPOSITORY, or --config FILE');
+    const name = nameHint ?? cfg.defaults.repository ?? Object.keys(cfg.repositories)[0]!;
+    const conf = cfg.repositories[name];
+    if (!conf) throw new ConfigError(`unknown repository "${name}" (defined: ${Object.keys(cfg.repositories).join(', ')})`);
+    return { location: resolveLocation(cfg, conf.location), conf, name };
+  }
+
+  password(conf?: RepositoryConfig): string {
+    if (this.opts.passwordFile) return resolveSecret({ file: this.opts.passwordFile }, 'repository password (--password-file)');
+    if (this.opts.passwordCommand) return resolveSecret({ command: this.opts.passwordCommand }, 'repository password (--password-command)');
+    if (process.env.LIFEBOAT_PASSWORD) return process.env.LIFEBOAT_PASSWORD;
+    if (conf?.password) {
+      const cfg = this.config();
+      const ref = conf.password.file && cfg ? { file: configPath(cfg, conf.password.file) } : conf.password;
+      return resolveSecret(ref, 'repository password');
+    }
+    if (process.env.LIFEBOAT_PASSWORD_FILE) return resolveSecret({ file: process.env.LIFEBOAT_PASSWORD_FILE }, 'repository password (LIFEBOAT_PASSWORD_FILE)');
+    throw new ConfigError('no repository password: set LIFEBOAT_PASSWORD, or pass --password-file FILE / --password-command CMD');
+  }
+
+  storageFor(location: string, conf?: RepositoryConfig): Storage {
+    const s3 = conf?.s3;
+    return openStorage(location, {
+      s3: s3
+        ? {
+            ...(s3.region ? { region: s3.region } : {}),
+            ...(s3.forcePathStyle !== undefined ? { forcePathStyle: s3.forcePathStyle } : {}),
+            ...(s3.accessKeyId ? { accessKeyId: resolveSecret(s3.accessKeyId, 's3.accessKeyId') } : {}),
+            ...(s3.secretAccessKey ? { secretAccessKey: resolveSecret(s3.secretAccessKey, 's3.secretAccessKey') } : {}),
+            ...(s3.objectLock ? { objectLock: s3.objectLock } : {}),
+          }
+        : {},
+    });
+  }
+
+  /** Open the repository (auto-initializing it when the config says so). */
+  async openRepo(opts: { nameHint?: string; allowInit?: boolean } = {}): Promise<Repository> {
+    const t = this.repositoryTarget(opts.nameHint);
+    const storage = this.storageFor(t.location, t.conf);
+    const pw = this.password(t.conf);
+    try {
+      const repo = await Repository.open(storage, pw);
+      for (const [name, err] of repo.indexErrors) {
+        this.out.warn(`index file ${name.slice(0, 12)} is damaged and was skipped (${(err as Error).message}); run "lifeboat check" / "lifeboat repair index"`);
+      }
+      return repo;
+    } catch (err) {
+      if (err instanceof NoRepositoryError && t.conf?.autoInit && opts.allowInit !== false) {
+        this.out.info(`creating repository at ${storage.location}`);
+        const c = t.conf.chunker;
+        return Repository.init(storage, pw, {
+          chunker: {
+            ...(c?.min !== undefined ? { min: parseSize(c.min)! } : {}),
+            ...(c?.avg !== undefined ? { avg: parseSize(c.avg)! } : {}),
+            ...(c?.max !== undefined ? { max: parseSize(c.max)! } : {}),
+          },
+        });
+      }
+      throw err;
+    }
+  }
+
+  retryLockMs(): number {
+    const v = this.opts.retryLock;
+    if (!v) return 0;
+    const m = /^(\d+)(ms|s|m|h)?$/.exec(v);
+    if (!m) throw new ConfigError(`--retry-lock ${v}: expected a duration like 30s, 5m`);
+    return Number(m[1]) * ({ ms: 1, s: 1000, m: 60000, h: 3600000 }[(m[2] ?? 's') as 'ms'] ?? 1000);
+  }
+}
+
+function resolveLocation(cfg: LifeboatConfig, loc: string): string {
+  if (/^[a-z0-9]+:/i.test(loc) && !/^[a-zA-Z]:\\/.test(loc)) return loc.startsWith('local:') ? 'local:' + configPath(cfg, loc.slice(6)) : loc;
+  return configPath(cfg, loc);
+}
+
+export function readPasswordFileArg(file: string, what: string): string {
+  try {
+    const v = readFileSync(path.resolve(file), 'utf8').replace(/\r?\n$/, '');
+    if (!v) throw new LifeboatError(`${what}: file ${file} is empty`, 2);
+    return v;
+  } catch (err) {
+    if (err instanceof LifeboatError) throw err;
+    throw new LifeboatError(`${what}: cannot read ${file}`, 2);
+  }
+}

@@ -1,0 +1,94 @@
+import cliProgress from 'cli-progress';
+
+export function formatBytes(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  return `${m}m${Math.round(s - m * 60)}s`;
+}
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export interface Output {
+  json: boolean;
+  quiet: boolean;
+  /** Human-readable line on stdout (suppressed with --json / --quiet). */
+  info(msg: string): void;
+  /** Warning on stderr (always shown unless --quiet... warnings are always shown). */
+  warn(msg: string): void;
+  /** Emit a JSON document on stdout (only in --json mode). */
+  emit(obj: unknown): void;
+  /** A progress bar on stderr if it is a TTY and output is human. */
+  progress(total: number | undefined, label: string): Progress;
+}
+
+export interface Progress {
+  update(value: number, payload?: Record<string, unknown>): void;
+  setTotal(total: number): void;
+  stop(): void;
+}
+
+const noop: Progress = { update() {}, setTotal() {}, stop() {} };
+
+export function makeOutput(opts: { json?: boolean; quiet?: boolean }): Output {
+  const json = !!opts.json;
+  const quiet = !!opts.quiet;
+  return {
+    json,
+    quiet,
+    info(msg) {
+      if (!json && !quiet) process.stdout.write(msg + '\n');
+    },
+    warn(msg) {
+      process.stderr.write(`warning: ${msg}\n`);
+    },
+    emit(obj) {
+      if (json) process.stdout.write(JSON.stringify(obj) + '\n');
+    },
+    progress(total, label) {
+      if (json || quiet || !process.stderr.isTTY || process.env.CI) return noop;
+      const bar = new cliProgress.SingleBar(
+        {
+          format: `${label} [{bar}] {percentage}% | {done} / {all} | {rate}/s | ETA {eta_formatted} {extra}`,
+          stream: process.stderr,
+          hideCursor: true,
+          clearOnComplete: true,
+          etaBuffer: 50,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      const started = Date.now();
+      bar.start(total ?? 0, 0, { done: '0 B', all: total ? formatBytes(total) : '?', rate: '0 B', extra: '' });
+      return {
+        update(value, payload) {
+          const secs = Math.max(0.001, (Date.now() - started) / 1000);
+          bar.update(value, { done: formatBytes(value), rate: formatBytes(Math.round(value / secs)), extra: '', ...payload });
+        },
+        setTotal(t) {
+          bar.setTotal(t);
+          bar.update({ all: formatBytes(t) });
+        },
+        stop() {
+          bar.stop();
+        },
+      };
+    },
+  };
+}

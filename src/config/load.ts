@@ -1,0 +1,108 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { LineCounter, parseDocument, isMap, isSeq, type Node } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { sourceSchema } from '../sources/registry.js';
+import { repositorySchema, secretSchema } from './schema.js';
+import { retentionPolicySchema } from '../policy/retention.js';
+
+export const configSchema = z
+  .object({
+    version: z.literal(1).default(1),
+    repositories: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'repository names use letters, digits, _ . -'), repositorySchema),
+    sources: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'source names use letters, digits, _ . -'), sourceSchema).default({}),
+    defaults: z
+      .object({
+        repository: z.string().optional(),
+        retention: retentionPolicySchema.optional(),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const repos = Object.keys(c.repositories);
+    if (repos.length === 0) ctx.addIssue({ code: 'custom', path: ['repositories'], message: 'define at least one repository' });
+    if (c.defaults.repository && !c.repositories[c.defaults.repository]) {
+      ctx.addIssue({ code: 'custom', path: ['defaults', 'repository'], message: `unknown repository "${c.defaults.repository}" (defined: ${repos.join(', ')})` });
+    }
+    for (const [name, s] of Object.entries(c.sources)) {
+      const r = (s as { repository?: string }).repository;
+      if (r && !c.repositories[r]) {
+        ctx.addIssue({ code: 'custom', path: ['sources', name, 'repository'], message: `unknown repository "${r}" (defined: ${repos.join(', ')})` });
+      }
+    }
+  });
+
+export type LifeboatConfig = z.infer<typeof configSchema> & { file: string; dir: string };
+export { secretSchema };
+
+function locate(doc: ReturnType<typeof parseDocument>, lc: LineCounter, p: PropertyKey[]): string {
+  let node: unknown = doc.contents;
+  let last: Node | undefined;
+  for (const k of p) {
+    if (isMap(node)) {
+      const pair = node.items.find((it) => String((it.key as { value?: unknown })?.value ?? it.key) === String(k));
+      if (!pair) break;
+      last = (pair.key as Node) ?? last;
+      node = pair.value;
+    } else if (isSeq(node)) {
+      node = node.items[Number(k)];
+      if (node) last = node as Node;
+    } else break;
+  }
+  const range = (last as { range?: [number, number, number] } | undefined)?.range;
+  if (!range) return '';
+  const { line, col } = lc.linePos(range[0]);
+  return `:${line}:${col}`;
+}
+
+function formatIssue(file: string, doc: ReturnType<typeof parseDocument>, lc: LineCounter, issue: z.core.$ZodIssue): string {
+  const p = issue.path.map(String).join('.');
+  let msg = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    msg = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    const where = locate(doc, lc, [...issue.path, issue.keys[0]!]);
+    return `${file}${where}: ${p ? p + ': ' : ''}${msg}`;
+  }
+  if (issue.code === 'invalid_union' && p.startsWith('sources.')) msg = `${msg} (check "kind" and the keys for that kind)`;
+  return `${file}${locate(doc, lc, issue.path)}: ${p || '(top level)'}: ${msg}`;
+}
+
+/** Parse and validate a config file. Errors name the file, line, key path and reason. */
+export function loadConfig(file: string): LifeboatConfig {
+  const abs = path.resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return parseConfig(text, abs);
+}
+
+export function parseConfig(text: string, file: string): LifeboatConfig {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length) {
+    const e = doc.errors[0]!;
+    const pos = e.linePos?.[0];
+    throw new ConfigError(`${file}${pos ? `:${pos.line}:${pos.col}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
+  }
+  const raw = doc.toJS() ?? {};
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.slice(0, 10).map((i) => formatIssue(file, doc, lc, i));
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const cfg = parsed.data as LifeboatConfig;
+  cfg.file = file;
+  cfg.dir = path.dirname(file);
+  return cfg;
+}
+
+/** Resolve a path from the config relative to the config file's directory. */
+export function configPath(cfg: { dir: string }, p: string): string {
+  return path.isAbsolute(p) ? p : path.resolve(cfg.dir, p);
+}

@@ -1,0 +1,356 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { createHash, randomBytes } from 'node:crypto';
+import { tmpDir, makeTree, describeTree, Rng, textBytes } from './helpers/tmp.js';
+import { LocalStorage } from '../src/storage/local.js';
+import { Repository } from '../src/repo/repository.js';
+import { backupPaths, restoreSnapshot } from '../src/sources/files.js';
+import { backupStream, restoreStream } from '../src/sources/stream.js';
+import { checkRepository } from '../src/verify/check.js';
+import { prune, repairIndex } from '../src/repo/prune.js';
+import { createKeyFile } from '../src/repo/keys.js';
+import { IntegrityError, WrongPasswordError, NoRepositoryError, LockError } from '../src/errors.js';
+import type { Storage } from '../src/storage/types.js';
+
+async function dirSize(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += (await fsp.stat(path.join(e.parentPath, e.name))).size;
+  }
+  return total;
+}
+
+async function readAll(r: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of r) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** Run the engine suite against a storage factory (local here; S3 in storage-s3 tests). */
+export function engineSuite(name: string, makeStorage: (dir: string) => Promise<{ storage: () => Storage; packDir?: string }>): void {
+  describe(`repository engine (${name})`, () => {
+    let t: ReturnType<typeof tmpDir>;
+    before(() => {
+      t = tmpDir();
+    });
+    after(() => t.cleanup());
+
+    test('round trip of a generated tree: content and metadata byte for byte', async () => {
+      const src = path.join(t.dir, 'src-rt');
+      await makeTree(src, { files: 2500, seed: 1 });
+      // a multi-chunk file and a file exactly at the small-file threshold
+      await fsp.writeFile(path.join(src, 'big.bin'), new Rng(7).bytes(5 * 1024 * 1024 + 123));
+      await fsp.writeFile(path.join(src, 'edge.bin'), new Rng(8).bytes(512 * 1024));
+      const { storage } = await makeStorage(path.join(t.dir, 'repo-rt'));
+      const repo = await Repository.init(storage(), 'secret');
+      const r = await backupPaths(repo, { paths: [src] });
+      assert.equal(r.summary.errors, 0);
+      assert.ok(r.summary.filesNew > 2000, `files: ${r.summary.filesNew}`);
+      await repo.close();
+
+      const repo2 = await Repository.open(storage(), 'secret');
+      const snap = await repo2.findSnapshot('latest');
+      const out = path.join(t.dir, 'out-rt');
+      const rs = await restoreSnapshot(repo2, snap, { target: out });
+      assert.deepEqual(rs.errors, []);
+      assert.equal(rs.verified, rs.files);
+      const a = await describeTree(src);
+      const b = await describeTree(path.join(out, src));
+      assert.equal(b.size, a.size);
+      for (const [k, v] of a) assert.deepEqual(b.get(k), v, `entry ${k}`);
+
+      // sub-path restore
+      const out2 = path.join(t.dir, 'out-sub');
+      const sub = [...a.entries()].find(([, v]) => v.type === 'dir')![0];
+      await restoreSnapshot(repo2, snap, { target: out2, subpath: path.join(src, sub) });
+      const c = await describeTree(out2);
+      for (const [k, v] of c) assert.deepEqual(v, a.get(`${sub}/${k}`), `sub entry ${k}`);
+      const check = await checkRepository(repo2, { readData: true });
+      assert.deepEqual(check.problems, []);
+      await repo2.close();
+    });
+
+    test('dedup: a second backup of the same data adds < 1%, unchanged files are not re-read', async () => {
+      const src = path.join(t.dir, 'src-dd');
+      await makeTree(src, { files: 300, seed: 2, maxSize: 256 * 1024 });
+      const { storage, packDir } = await makeStorage(path.join(t.dir, 'repo-dd'));
+      const repo = await Repository.init(storage(), 'pw');
+      const r1 = await backupPaths(repo, { paths: [src] });
+      const r2 = await backupPaths(repo, { paths: [src] });
+      assert.equal(r2.summary.bytesRead, 0, 'unchanged files must not be re-read');
+      assert.ok(r2.summary.filesUnmodified > 250);
+      assert.ok(r2.summary.dataAdded < r1.summary.dataAdded * 0.01, `second backup added ${r2.summary.dataAdded}`);
+      // the same content under another path is deduplicated too
+      const copy = path.join(t.dir, 'src-dd-copy');
+      await fsp.cp(src, copy, { recursive: true });
+      const r3 = await backupPaths(repo, { paths: [copy] });
+      assert.ok(r3.summary.bytesRead > 0);
+      assert.ok(r3.summary.dataAdded < r1.summary.dataAdded * 0.01, `copy added ${r3.summary.dataAdded}`);
+      if (packDir) assert.ok((await dirSize(packDir)) < r1.summary.dataAdded * 1.05);
+      await repo.close();
+    });
+
+    test('delta blobs: 10 versions of a dump with 1% of lines changed, chains bounded, all restore', async () => {
+      const { storage } = await makeStorage(path.join(t.dir, 'repo-delta'));
+      const repo = await Repository.init(storage(), 'pw');
+      const rng = new Rng(3);
+      const lines = textBytes(12 * 1024 * 1024, rng).toString().split('\n');
+      const versions: Buffer[] = [];
+      const ids: string[] = [];
+      let firstAdded = 0;
+      for (let v = 0; v < 10; v++) {
+        if (v > 0) for (let i = v; i < lines.length; i += 100) lines[i] = `${i}\tupdated v${v} ${rng.int(1e9)}`;
+        const data = Buffer.from(lines.join('\n'));
+        versions.push(data);
+        const r = await backupStream(repo, Readable.from([data]), { filename: 'db.sql', source: { kind: 'command', name: 'db' } });
+        ids.push(r.snapshotId);
+        if (v === 0) firstAdded = r.summary.dataAdded;
+        else {
+          assert.ok(r.summary.blobsDelta > 0, `version ${v} stored no deltas`);
+          assert.ok(r.summary.dataAdded < firstAdded * 0.2, `version ${v} added ${r.summary.dataAdded} vs first ${firstAdded}`);
+        }
+      }
+      for (const [, e] of repo.index.values()) assert.ok(e.depth <= repo.config.maxDeltaDepth, `depth ${e.depth}`);
+      for (let v = 0; v < 10; v++) {
+        const got = await readAll(await restoreStream(repo, ids[v]!));
+        assert.ok(got.equals(versions[v]!), `version ${v} differs after restore`);
+      }
+      // forget the oldest versions and prune: bases still needed by kept deltas must survive
+      for (const id of ids.slice(0, 7)) await repo.removeSnapshot(id);
+      await repo.close();
+      const repo2 = await Repository.open(storage(), 'pw');
+      const pr = await prune(repo2, { maxUnusedFraction: 0 });
+      assert.ok(pr.blobsRemoved > 0, 'prune removed nothing');
+      await repo2.close();
+      const repo3 = await Repository.open(storage(), 'pw');
+      for (let v = 7; v < 10; v++) {
+        const got = await readAll(await restoreStream(repo3, ids[v]!));
+        assert.ok(got.equals(versions[v]!), `version ${v} differs after prune`);
+      }
+      assert.deepEqual((await checkRepository(repo3, { readData: true })).problems, []);
+      await repo3.close();
+    });
+
+    test('wrong password, missing repository, second init refused', async () => {
+      const { storage } = await makeStorage(path.join(t.dir, 'repo-pw'));
+      await assert.rejects(Repository.open(storage(), 'x'), NoRepositoryError);
+      const repo = await Repository.init(storage(), 'right');
+      await repo.close();
+      await assert.rejects(Repository.open(storage(), 'wrong'), WrongPasswordError);
+      await assert.rejects(Repository.init(storage(), 'right'), /already exists/);
+      // several keys: a second password opens the same repository
+      const r = await Repository.open(storage(), 'right');
+      await createKeyFile(r.storage, 'second', r.key);
+      await r.close();
+      const r2 = await Repository.open(storage(), 'second');
+      assert.equal(r2.config.id, r.config.id);
+      await r2.close();
+    });
+
+    test('locks: exclusive lock excludes shared and exclusive', async () => {
+      const { storage } = await makeStorage(path.join(t.dir, 'repo-lock'));
+      const repo = await Repository.init(storage(), 'pw');
+      const ex = await repo.lock(true, 'prune');
+      await assert.rejects(repo.lock(false, 'backup'), LockError);
+      await assert.rejects(repo.lock(true, 'prune'), LockError);
+      await ex.release();
+      const sh1 = await repo.lock(false, 'backup');
+      const sh2 = await repo.lock(false, 'backup');
+      await assert.rejects(repo.lock(true, 'prune'), LockError);
+      await sh1.release();
+      await sh2.release();
+      const ex2 = await repo.lock(true, 'prune');
+      await ex2.release();
+      await repo.close();
+    });
+  });
+}
+
+engineSuite('local', async (dir) => ({ storage: () => new LocalStorage(dir), packDir: path.join(dir, 'data') }));
+
+describe('corruption is detected and reported by name (local)', () => {
+  let t: ReturnType<typeof tmpDir>;
+  before(() => {
+    t = tmpDir();
+  });
+  after(() => t.cleanup());
+
+  async function setup(name: string) {
+    const dir = path.join(t.dir, name);
+    const repo = await Repository.init(new LocalStorage(dir), 'pw', { packSize: 1024 * 1024 });
+    const a = path.join(t.dir, `${name}-a`);
+    const b = path.join(t.dir, `${name}-b`);
+    await fsp.mkdir(a, { recursive: true });
+    await fsp.mkdir(b, { recursive: true });
+    await fsp.writeFile(path.join(a, 'one.bin'), randomBytes(3 * 1024 * 1024));
+    await fsp.writeFile(path.join(b, 'two.bin'), randomBytes(3 * 1024 * 1024));
+    const sa = (await backupPaths(repo, { paths: [a] })).snapshotId;
+    const sb = (await backupPaths(repo, { paths: [b] })).snapshotId;
+    // find a data pack used only by snapshot a
+    const snapA = await repo.loadSnapshot(sa);
+    const tree = await repo.loadTree(snapA.tree);
+    let node = tree.nodes[0]!;
+    while (node.type === 'dir') node = (await repo.loadTree(node.subtree!)).nodes[0]!;
+    const pack = repo.indexEntry(node.content![0]!)!.pack;
+    await repo.close();
+    return { dir, sa, sb, pack, a, b, packFile: path.join(dir, 'data', pack.slice(0, 2), pack) };
+  }
+
+  test('bit flip in a pack: check --read-data names the pack and the affected snapshot; others restore', async () => {
+    const s = await setup('flip');
+    const buf = await fsp.readFile(s.packFile);
+    buf[1000] ^= 0x01;
+    await fsp.writeFile(s.packFile, buf);
+    const repo = await Repository.open(new LocalStorage(s.dir), 'pw');
+    const quick = await checkRepository(repo, {});
+    assert.equal(quick.ok, true, 'structure check does not read data');
+    const r = await checkRepository(repo, { readData: true });
+    assert.equal(r.ok, false);
+    const p = r.problems.find((x) => x.kind === 'pack' && x.object === s.pack);
+    assert.ok(p, JSON.stringify(r.problems));
+    assert.deepEqual(p.snapshots, [s.sa]);
+    // unaffected snapshot restores and verifies
+    const snapB = await repo.loadSnapshot(s.sb);
+    const out = path.join(t.dir, 'flip-out');
+    const rs = await restoreSnapshot(repo, snapB, { target: out });
+    assert.deepEqual(rs.errors, []);
+    assert.ok((await fsp.readFile(path.join(out, s.b, 'two.bin'))).equals(await fsp.readFile(path.join(s.b, 'two.bin'))));
+    // affected snapshot: restore reports the damage loudly and leaves no wrong file behind
+    const out2 = path.join(t.dir, 'flip-out2');
+    const rs2 = await restoreSnapshot(repo, await repo.loadSnapshot(s.sa), { target: out2 });
+    assert.equal(rs2.errors.length, 1);
+    assert.match(rs2.errors[0]!.message, /authentication failed|hash mismatch/);
+    await assert.rejects(fsp.access(path.join(out2, s.a, 'one.bin')));
+    await repo.close();
+  });
+
+  test('truncated pack and deleted pack are reported', async () => {
+    const s = await setup('trunc');
+    const st = await fsp.stat(s.packFile);
+    await fsp.truncate(s.packFile, Math.floor(st.size / 2));
+    let repo = await Repository.open(new LocalStorage(s.dir), 'pw');
+    let r = await checkRepository(repo, {});
+    assert.ok(r.problems.some((p) => p.kind === 'pack' && p.object === s.pack && /truncated/.test(p.message)), JSON.stringify(r.problems));
+    await repo.close();
+    await fsp.rm(s.packFile);
+    repo = await Repository.open(new LocalStorage(s.dir), 'pw');
+    r = await checkRepository(repo, { readData: true });
+    const p = r.problems.find((x) => x.kind === 'pack' && x.object === s.pack);
+    assert.ok(p && /missing/.test(p.message));
+    assert.deepEqual(p.snapshots, [s.sa]);
+    await repo.close();
+  });
+
+  test('deleted index file: reported; unaffected snapshots still restore; repair index recovers', async () => {
+    const s = await setup('idx');
+    const idxDir = path.join(s.dir, 'index');
+    const files = await fsp.readdir(idxDir);
+    assert.equal(files.length, 2);
+    // remove the index written by the first backup (it lists snapshot a's packs)
+    const repo0 = await Repository.open(new LocalStorage(s.dir), 'pw');
+    const victim = [...repo0.index.files].find(([, packs]) => packs.some((p) => p.id === s.pack))![0];
+    await repo0.close();
+    await fsp.rm(path.join(idxDir, victim));
+    let repo = await Repository.open(new LocalStorage(s.dir), 'pw');
+    const r = await checkRepository(repo, {});
+    assert.equal(r.ok, false);
+    assert.ok(r.problems.some((p) => p.snapshots?.includes(s.sa)), JSON.stringify(r.problems));
+    assert.ok(!r.problems.some((p) => p.snapshots?.includes(s.sb)));
+    const rs = await restoreSnapshot(repo, await repo.loadSnapshot(s.sb), { target: path.join(t.dir, 'idx-out') });
+    assert.deepEqual(rs.errors, []);
+    await repairIndex(repo);
+    await repo.close();
+    repo = await Repository.open(new LocalStorage(s.dir), 'pw');
+    assert.deepEqual((await checkRepository(repo, { readData: true })).problems, []);
+    await repo.close();
+  });
+
+  test('damaged index file is skipped on open and reported by check', async () => {
+    const s = await setup('idxflip');
+    const idxDir = path.join(s.dir, 'index');
+    const f = (await fsp.readdir(idxDir))[0]!;
+    const buf = await fsp.readFile(path.join(idxDir, f));
+    buf[buf.length - 3] ^= 0xff;
+    await fsp.writeFile(path.join(idxDir, f), buf);
+    const repo = await Repository.open(new LocalStorage(s.dir), 'pw');
+    assert.equal(repo.indexErrors.size, 1);
+    const r = await checkRepository(repo, {});
+    assert.ok(r.problems.some((p) => p.kind === 'index' && p.object === f));
+    await assert.rejects(prune(repo), /refusing to prune/);
+    await repo.close();
+  });
+
+  test('a pack copied from another repository is rejected', async () => {
+    const s1 = await setup('foreign1');
+    const s2 = await setup('foreign2');
+    // overwrite repo 1's pack with a pack of repo 2 under the same name
+    await fsp.copyFile(s2.packFile, s1.packFile);
+    const repo = await Repository.open(new LocalStorage(s1.dir), 'pw');
+    const r = await checkRepository(repo, { readData: true });
+    assert.ok(r.problems.some((p) => p.kind === 'pack' && p.object === s1.pack), JSON.stringify(r.problems));
+    await assert.rejects(repo.loadBlob([...repo.index.values()].find(([, e]) => e.pack === s1.pack)![0]), IntegrityError);
+    await repo.close();
+  });
+
+  test('corrupted delta base is reported for every dependent snapshot', async () => {
+    const dir = path.join(t.dir, 'deltabase');
+    const repo = await Repository.init(new LocalStorage(dir), 'pw', { packSize: 1024 * 1024 });
+    const rng = new Rng(9);
+    const base = textBytes(3 * 1024 * 1024, rng);
+    const ids: string[] = [];
+    for (let v = 0; v < 3; v++) {
+      const d = Buffer.from(base);
+      for (let i = v * 7; i < d.length; i += 40_000) d[i] = 0x41 + v;
+      ids.push((await backupStream(repo, Readable.from([d]), { filename: 'x.sql' })).snapshotId);
+    }
+    const first = await repo.loadSnapshot(ids[0]!);
+    const chunk = (await repo.loadTree(first.tree)).nodes[0]!.content![0]!;
+    const e = repo.indexEntry(chunk)!;
+    await repo.close();
+    const pf = path.join(dir, 'data', e.pack.slice(0, 2), e.pack);
+    const buf = await fsp.readFile(pf);
+    buf[e.offset + 20] ^= 0x80;
+    await fsp.writeFile(pf, buf);
+    const repo2 = await Repository.open(new LocalStorage(dir), 'pw');
+    const r = await checkRepository(repo2, { readData: true });
+    const affected = new Set(r.problems.flatMap((p) => p.snapshots ?? []));
+    for (const id of ids) assert.ok(affected.has(id), `snapshot ${id.slice(0, 8)} not reported`);
+    await assert.rejects(readAll(await restoreStream(repo2, ids[2]!)), IntegrityError);
+    await repo2.close();
+  });
+});
+
+test('1 GiB file with 1% of bytes changed in scattered places adds only a few percent', async () => {
+  const t = tmpDir();
+  try {
+    const file = path.join(t.dir, 'disk.img');
+    const size = 1024 * 1024 * 1024;
+    const fh = await fsp.open(file, 'w');
+    for (let off = 0; off < size; off += 64 * 1024 * 1024) await fh.write(randomBytes(64 * 1024 * 1024));
+    await fh.close();
+    const repo = await Repository.init(new LocalStorage(path.join(t.dir, 'repo')), 'pw');
+    const r1 = await backupPaths(repo, { paths: [file] });
+    // change 1% of the bytes: 1000 scattered runs of ~10.7 KB
+    const fh2 = await fsp.open(file, 'r+');
+    const rng = new Rng(4);
+    for (let i = 0; i < 1000; i++) await fh2.write(randomBytes(10737), 0, 10737, rng.int(size - 10737));
+    await fh2.close();
+    const r2 = await backupPaths(repo, { paths: [file] });
+    const pct = (100 * r2.summary.dataAdded) / r1.summary.dataAdded;
+    console.log(`# 1 GiB file, 1% scattered change: first backup added ${r1.summary.dataAdded} B, second ${r2.summary.dataAdded} B (${pct.toFixed(2)}%), ${r2.summary.blobsDelta} delta blobs`);
+    assert.ok(pct < 5, `second backup added ${pct.toFixed(2)}% of the first`);
+    // and the changed file restores exactly
+    const snap = await repo.findSnapshot('latest');
+    const out = path.join(t.dir, 'out');
+    const rs = await restoreSnapshot(repo, snap, { target: out });
+    assert.deepEqual(rs.errors, []);
+    const h = async (p: string) => createHash('sha256').update(await fsp.readFile(p)).digest('hex');
+    assert.equal(await h(path.join(out, file)), await h(file));
+    await repo.close();
+  } finally {
+    t.cleanup();
+  }
+});
