@@ -92,3 +92,13 @@ export function makeOutput(opts: { json?: boolean; quiet?: boolean }): Output {
     },
   };
 }
+
+/** Commander helper for repeatable options: `--tag a --tag b,c` -> ['a', 'b', 'c']. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...value.split(',').map((s) => s.trim()).filter(Boolean)];
+}
+
+/** Repeatable option without comma splitting (globs and paths may contain commas). */
+export function collectRaw(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}

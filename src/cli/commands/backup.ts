@@ -7,6 +7,7 @@ import { backupStream, type StreamBackupResult } from '../../sources/stream.js';
 import { runSourceBackup } from '../../sources/run.js';
 import type { Repository } from '../../repo/repository.js';
 import type { BackupSummary } from '../../repo/snapshot.js';
+import { collect, collectRaw } from '../output.js';
 import type { CliContext, GlobalOptions } from '../context.js';
 import { formatBytes, formatDuration } from '../output.js';
 
@@ -42,10 +43,10 @@ export function registerBackup(program: Command, ctxOf: (cmd: Command) => CliCon
     .option('--stdin', 'read the data to back up from standard input')
     .option('--stdin-filename <name>', 'file name for data read from stdin', 'stdin')
     .option('--stdin-from-command <command>', 'run a command (via sh -c) and back up its stdout; a non-zero exit aborts the snapshot')
-    .option('-s, --source <name...>', 'back up sources defined in the config (default with --config and no paths: all sources)')
-    .option('-e, --exclude <pattern...>', 'exclude paths matching a glob (matched against absolute path and base name)')
+    .option('-s, --source <name>', 'back up sources defined in the config (default with --config and no paths: all sources) (repeatable, comma-separated)', collect)
+    .option('-e, --exclude <pattern>', 'exclude paths matching a glob (matched against absolute path and base name) (repeatable)', collectRaw)
     .option('-x, --one-file-system', 'do not cross filesystem boundaries')
-    .option('--tag <tag...>', 'add tags to the snapshot')
+    .option('--tag <tag>', 'add tags to the snapshot (repeatable, comma-separated)', collect)
     .option('--parent <snapshot>', 'parent snapshot for change detection (default: latest with the same paths)')
     .option('--force', 're-read all files even if unchanged since the parent')
     .action(async (paths: string[], o: BackupOpts, cmd: Command) => {

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { filterSnapshots } from '../../repo/repository.js';
 import { diffTrees, listed, repoStats, walkSnapshot } from '../../repo/inspect.js';
 import { lookupPath } from '../../sources/files.js';
+import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
 import { formatBytes, formatDuration, table } from '../output.js';
 
@@ -24,8 +25,8 @@ function filterOf(o: FilterOpts) {
 function withFilters(c: Command): Command {
   return c
     .option('--host <host>', 'only snapshots from this host')
-    .option('--path <path...>', 'only snapshots of exactly these paths')
-    .option('--tag <tag...>', 'only snapshots with all these tags')
+    .option('--path <path>', 'only snapshots of exactly these paths (repeatable)', collectRaw)
+    .option('--tag <tag>', 'only snapshots with all these tags (repeatable, comma-separated)', collect)
     .option('--source <name>', 'only snapshots of this configured source');
 }
 

@@ -8,6 +8,7 @@ import { checkRepository } from '../../verify/check.js';
 import { applyRetention, groupSnapshots, isEmptyPolicy, type RetentionPolicy } from '../../policy/retention.js';
 import { parseSize } from '../../config/schema.js';
 import { resolveSecret } from '../../config/password.js';
+import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
 import { formatBytes, table } from '../output.js';
 
@@ -110,7 +111,7 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
     .option('-m, --keep-monthly <n>', 'keep the last n monthly snapshots', intOpt)
     .option('-y, --keep-yearly <n>', 'keep the last n yearly snapshots', intOpt)
     .option('--keep-within <duration>', 'keep snapshots newer than this duration before the latest (e.g. 7d, 2w3d)')
-    .option('--keep-tag <tag...>', 'keep snapshots with any of these tags')
+    .option('--keep-tag <tag>', 'keep snapshots with any of these tags (repeatable, comma-separated)', collect)
     .option('--group-by <keys>', 'group snapshots by host,paths,tags,source before applying the policy', 'host,paths,source')
     .option('--prune', 'run prune afterwards')
     .option('-n, --dry-run', 'show what would be removed')

@@ -4,6 +4,7 @@ import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
 import { restoreSnapshot } from '../../sources/files.js';
 import { restoreStream } from '../../sources/stream.js';
 import { runSourceRestore } from '../../sources/run.js';
+import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
 import { formatBytes, formatDuration } from '../output.js';
 
@@ -29,13 +30,13 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
     .argument('<snapshot>', 'snapshot id, prefix or "latest", optionally followed by :/path/inside')
     .option('-t, --target <dir>', 'directory to restore into ("-" writes a stream snapshot to stdout)')
     .option('--stdout', 'write the single file of a stream snapshot to stdout')
-    .option('-i, --include <pattern...>', 'restore only paths matching these globs (paths inside the snapshot, e.g. "/etc/**")')
-    .option('-e, --exclude <pattern...>', 'skip paths matching these globs')
+    .option('-i, --include <pattern>', 'restore only paths matching these globs (paths inside the snapshot, e.g. "/etc/**") (repeatable)', collectRaw)
+    .option('-e, --exclude <pattern>', 'skip paths matching these globs (repeatable)', collectRaw)
     .option('--no-verify', 'do not re-read restored files to verify them against the snapshot')
     .option('--overwrite', 'allow restoring into a non-empty target directory')
     .option('--host <host>', 'with "latest": only snapshots from this host')
-    .option('--path <path...>', 'with "latest": only snapshots of exactly these paths')
-    .option('--tag <tag...>', 'with "latest": only snapshots with these tags')
+    .option('--path <path>', 'with "latest": only snapshots of exactly these paths (repeatable)', collectRaw)
+    .option('--tag <tag>', 'with "latest": only snapshots with these tags (repeatable, comma-separated)', collect)
     .option('--source <name>', 'restore the latest snapshot of a configured source (database sources restore into --to-database)')
     .option('--to-database <url>', 'database sources: restore into this database (postgres://..., mysql://..., redis://..., or a SQLite file path)')
     .option('--force', 'database sources: allow restoring into a non-empty database')

@@ -1,0 +1,596 @@
+import { createHash } from 'node:crypto';
+import {
+  S3Client,
+  PutObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  DeleteObjectCommand,
+  ListObjectsV2Command,
+  HeadBucketCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCommand,
+  CompleteMultipartUploadCommand,
+  AbortMultipartUploadCommand,
+  type S3ClientConfig,
+  type BucketLocationConstraint,
+  type CompletedPart,
+} from '@aws-sdk/client-s3';
+import { ExitCode, LifeboatError, NotFoundError, errorMessage } from '../errors.js';
+import { type FileType, type ObjectInfo, type Storage, objectPath, typeDir } from './types.js';
+
+// The SDK prints a multi-line "NodeVersionSupportWarning" on Node < 22 on the first
+// client construction. It is noise for a CLI user (we support Node 20), so opt out
+// unless the user has set the variable explicitly.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+const MiB = 1024 * 1024;
+/** S3 limits: parts are 5 MiB..5 GiB (except the last), at most 10,000 parts. */
+const MIN_PART_SIZE = 5 * MiB;
+const MAX_PARTS = 10_000;
+
+export interface S3ObjectLock {
+  mode: 'GOVERNANCE' | 'COMPLIANCE';
+  /** Retention period in days, counted from the moment each object is written. */
+  days: number;
+}
+
+export interface S3Options {
+  bucket: string;
+  /** Key prefix inside the bucket: '' or 'some/path/' (normalized to end with '/'). */
+  prefix?: string;
+  /** Custom endpoint URL (MinIO, Ceph, ...). Undefined: the AWS endpoint for `region`. */
+  endpoint?: string;
+  /** Default 'us-east-1'. */
+  region?: string;
+  /** Path-style addressing (https://host/bucket/key). Defaults to true when a custom endpoint is set. */
+  forcePathStyle?: boolean;
+  /**
+   * Explicit credentials. When absent the SDK default chain is used: the
+   * AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN environment
+   * variables first, then shared config files, SSO, instance metadata, ...
+   * Credentials are never logged and never part of `location`.
+   */
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  sessionToken?: string;
+  /** Total attempts per request including the first one (SDK standard retry mode). Default 5. */
+  maxAttempts?: number;
+  /** Objects larger than this use a multipart upload. Default 8 MiB. */
+  multipartThreshold?: number;
+  /** Part size for multipart uploads (min 5 MiB; grown automatically to stay under 10,000 parts). Default 8 MiB. */
+  partSize?: number;
+  /** Parts uploaded concurrently. Default 4. */
+  partConcurrency?: number;
+  /** TCP connect timeout in ms. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Idle socket timeout in ms (a stalled transfer is aborted and retried). Default 120 s. */
+  socketTimeoutMs?: number;
+  /**
+   * S3 Object Lock (WORM) retention for everything except lock files: each PUT of a
+   * data/index/snapshot/key/config object carries x-amz-object-lock-mode and
+   * x-amz-object-lock-retain-until-date = now + days.
+   *
+   * Requires a bucket created with Object Lock enabled (which implies versioning);
+   * `create()` enables it when it creates the bucket itself. On such a bucket
+   * deleting an object only adds a delete marker: the locked versions stay until
+   * their retention ends, which is the point (ransomware / operator error cannot
+   * destroy backups). Lock files are deliberately not retained: they are rewritten
+   * and removed constantly. Configure a lifecycle rule expiring non-current
+   * versions to reclaim space after retention ends. COMPLIANCE mode cannot be
+   * shortened by anyone, including the root account.
+   */
+  objectLock?: S3ObjectLock;
+  /**
+   * Flexible-checksum behaviour of the SDK. Default 'WHEN_REQUIRED': uploads carry
+   * a Content-MD5 header computed by us instead (verified by AWS and by every
+   * S3-compatible server we know of; also what Object Lock uploads require), and
+   * the SDK does not add CRC32 trailers/headers that some S3-compatible servers
+   * reject. Set 'WHEN_SUPPORTED' to additionally get SDK CRC checksums.
+   */
+  checksums?: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
+  /** Human-readable location override (must not contain secrets). */
+  location?: string;
+}
+
+/** Key for an object: prefix + shared layout. */
+function normalizePrefix(prefix: string | undefined): string {
+  const p = (prefix ?? '').replace(/^\/+|\/+$/g, '');
+  return p ? `${p}/` : '';
+}
+
+/** Remove user:password@ from a URL string (best effort; never throws). */
+export function stripUrlCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.username && !u.password) return url;
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//');
+  }
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ECONNABORTED',
+  'EPROTO',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+interface SdkError {
+  name?: string;
+  code?: string;
+  message?: string;
+  Code?: string;
+  errors?: SdkError[];
+  $metadata?: { httpStatusCode?: number };
+}
+
+function networkCode(err: unknown): string | undefined {
+  const e = err as SdkError;
+  if (!e || typeof e !== 'object') return undefined;
+  if (e.code && NETWORK_CODES.has(e.code)) return e.code;
+  if (e.name === 'TimeoutError') return 'timeout';
+  if (Array.isArray(e.errors)) {
+    for (const sub of e.errors) {
+      const c = networkCode(sub);
+      if (c) return c;
+    }
+  }
+  return undefined;
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as SdkError)?.$metadata?.httpStatusCode;
+}
+
+function codeOf(err: unknown): string {
+  const e = err as SdkError;
+  return e?.Code ?? e?.name ?? '';
+}
+
+/**
+ * S3 (and S3-compatible) backend. Object key = prefix + objectPath(type, name),
+ * so the layout is identical to a local repository directory and a repository can
+ * be copied between backends with any S3 sync tool.
+ *
+ * Atomicity: a PUT (single or completed multipart upload) becomes visible all at
+ * once, and S3 is strongly read-after-write consistent, so a reader never sees a
+ * partial object.
+ */
+export class S3Storage implements Storage {
+  readonly kind = 's3';
+  readonly location: string;
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly region: string;
+  /** Endpoint shown in error messages (credentials stripped). */
+  readonly endpointDescription: string;
+  private readonly client: S3Client;
+  private readonly maxAttempts: number;
+  private readonly multipartThreshold: number;
+  private readonly partSize: number;
+  private readonly partConcurrency: number;
+  private readonly objectLock: S3ObjectLock | undefined;
+  private readonly customEndpoint: boolean;
+
+  constructor(opts: S3Options) {
+    if (!opts.bucket) throw new LifeboatError('S3 storage: no bucket given', ExitCode.USAGE);
+    this.bucket = opts.bucket;
+    this.prefix = normalizePrefix(opts.prefix);
+    this.region = opts.region || 'us-east-1';
+    this.customEndpoint = !!opts.endpoint;
+    const endpoint = opts.endpoint?.replace(/\/+$/, '');
+    this.endpointDescription = endpoint ? stripUrlCredentials(endpoint) : `https://s3.${this.region}.amazonaws.com`;
+    const shownPrefix = this.prefix.replace(/\/$/, '');
+    this.location =
+      opts.location ??
+      (endpoint
+        ? `s3:${this.endpointDescription}/${this.bucket}${shownPrefix ? `/${shownPrefix}` : ''}`
+        : `s3://${this.bucket}${shownPrefix ? `/${shownPrefix}` : ''}`);
+
+    this.maxAttempts = Math.max(1, Math.floor(opts.maxAttempts ?? 5));
+    this.multipartThreshold = Math.max(MIN_PART_SIZE, opts.multipartThreshold ?? 8 * MiB);
+    this.partSize = Math.max(MIN_PART_SIZE, opts.partSize ?? 8 * MiB);
+    this.partConcurrency = Math.max(1, Math.floor(opts.partConcurrency ?? 4));
+    if (opts.objectLock) {
+      const { mode, days } = opts.objectLock;
+      if (mode !== 'GOVERNANCE' && mode !== 'COMPLIANCE') {
+        throw new LifeboatError(`S3 object lock mode must be GOVERNANCE or COMPLIANCE, got "${String(mode)}"`, ExitCode.USAGE);
+      }
+      if (!Number.isFinite(days) || days <= 0) {
+        throw new LifeboatError(`S3 object lock retention must be a positive number of days, got ${String(days)}`, ExitCode.USAGE);
+      }
+      this.objectLock = { mode, days };
+    }
+    if ((opts.accessKeyId && !opts.secretAccessKey) || (!opts.accessKeyId && opts.secretAccessKey)) {
+      throw new LifeboatError('S3 credentials: accessKeyId and secretAccessKey must be given together', ExitCode.USAGE);
+    }
+
+    const checksums = opts.checksums ?? 'WHEN_REQUIRED';
+    const config: S3ClientConfig = {
+      region: this.region,
+      forcePathStyle: opts.forcePathStyle ?? this.customEndpoint,
+      maxAttempts: this.maxAttempts,
+      retryMode: 'standard',
+      requestChecksumCalculation: checksums,
+      responseChecksumValidation: checksums,
+      requestHandler: {
+        connectionTimeout: opts.connectTimeoutMs ?? 10_000,
+        socketTimeout: opts.socketTimeoutMs ?? 120_000,
+      },
+      ...(endpoint ? { endpoint } : {}),
+      ...(opts.accessKeyId && opts.secretAccessKey
+        ? {
+            credentials: {
+              accessKeyId: opts.accessKeyId,
+              secretAccessKey: opts.secretAccessKey,
+              ...(opts.sessionToken ? { sessionToken: opts.sessionToken } : {}),
+            },
+          }
+        : {}),
+    };
+    this.client = new S3Client(config);
+  }
+
+  private key(type: FileType, name: string): string {
+    return this.prefix + objectPath(type, name);
+  }
+
+  private lockHeaders(type: FileType): { ObjectLockMode?: 'GOVERNANCE' | 'COMPLIANCE'; ObjectLockRetainUntilDate?: Date } {
+    if (!this.objectLock || type === 'lock') return {};
+    return {
+      ObjectLockMode: this.objectLock.mode,
+      ObjectLockRetainUntilDate: new Date(Date.now() + this.objectLock.days * 86_400_000),
+    };
+  }
+
+  /** Translate an SDK error into a LifeboatError with a message a user can act on. */
+  private fail(err: unknown, what: string): LifeboatError {
+    if (err instanceof LifeboatError) return err;
+    const net = networkCode(err);
+    if (net) {
+      return new LifeboatError(
+        `cannot reach S3 endpoint ${this.endpointDescription} while ${what} (${net}${net === 'timeout' ? '' : `: ${errorMessage(err)}`})`,
+        ExitCode.FATAL,
+        { cause: err },
+      );
+    }
+    const code = codeOf(err);
+    const status = statusOf(err);
+    if (code === 'CredentialsProviderError') {
+      return new LifeboatError(
+        `no S3 credentials found while ${what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or s3.accessKeyId / s3.secretAccessKey in the configuration)`,
+        ExitCode.USAGE,
+        { cause: err },
+      );
+    }
+    if (code === 'NoSuchBucket') {
+      return new LifeboatError(
+        `S3 bucket "${this.bucket}" does not exist at ${this.endpointDescription} (while ${what}); run "lifeboat init" to create the repository`,
+        ExitCode.NO_REPO,
+        { cause: err },
+      );
+    }
+    if (code === 'NoSuchKey' || code === 'NotFound' || status === 404) return new NotFoundError(`${what} (${this.location})`);
+    if (
+      status === 403 ||
+      code === 'AccessDenied' ||
+      code === 'InvalidAccessKeyId' ||
+      code === 'SignatureDoesNotMatch' ||
+      code === 'ExpiredToken' ||
+      code === 'InvalidToken' ||
+      code === 'Forbidden'
+    ) {
+      return new LifeboatError(
+        `access denied by S3 (${code || `HTTP ${status}`}) while ${what} in bucket "${this.bucket}" at ${this.endpointDescription}: check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and the bucket policy`,
+        ExitCode.FATAL,
+        { cause: err },
+      );
+    }
+    if (code === 'PermanentRedirect' || code === 'AuthorizationHeaderMalformed' || status === 301) {
+      return new LifeboatError(
+        `S3 bucket "${this.bucket}" is not in region ${this.region} (${code || `HTTP ${status}`}): set AWS_REGION or s3.region to the bucket's region`,
+        ExitCode.USAGE,
+        { cause: err },
+      );
+    }
+    if (code === 'BadDigest' || code === 'InvalidDigest' || code === 'XAmzContentSHA256Mismatch') {
+      return new LifeboatError(`S3 rejected corrupted upload data while ${what} (${code}); the data was not stored`, ExitCode.FATAL, { cause: err });
+    }
+    const detail = errorMessage(err);
+    return new LifeboatError(
+      `S3 error while ${what} (${this.location}): ${code && code !== 'Error' ? `${code}: ` : ''}${detail}${status ? ` (HTTP ${status})` : ''}`,
+      ExitCode.FATAL,
+      { cause: err },
+    );
+  }
+
+  async create(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return;
+    } catch (err) {
+      if (statusOf(err) !== 404 && codeOf(err) !== 'NotFound' && codeOf(err) !== 'NoSuchBucket') {
+        throw this.fail(err, `checking bucket "${this.bucket}"`);
+      }
+    }
+    try {
+      const constraint = this.region !== 'us-east-1' ? this.region : undefined;
+      await this.client.send(
+        new CreateBucketCommand({
+          Bucket: this.bucket,
+          ...(constraint ? { CreateBucketConfiguration: { LocationConstraint: constraint as BucketLocationConstraint } } : {}),
+          ...(this.objectLock ? { ObjectLockEnabledForBucket: true } : {}),
+        }),
+      );
+    } catch (err) {
+      const code = codeOf(err);
+      if (code === 'BucketAlreadyOwnedByYou') return;
+      if (code === 'BucketAlreadyExists') {
+        throw new LifeboatError(
+          `S3 bucket name "${this.bucket}" is already taken by another account; choose a different bucket name`,
+          ExitCode.FATAL,
+          { cause: err },
+        );
+      }
+      throw this.fail(err, `creating bucket "${this.bucket}"`);
+    }
+  }
+
+  async save(type: FileType, name: string, data: Uint8Array): Promise<void> {
+    const key = this.key(type, name);
+    if (data.length > this.multipartThreshold) {
+      await this.saveMultipart(type, key, data);
+      return;
+    }
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: data,
+          ContentLength: data.length,
+          ContentMD5: md5b64(data),
+          ContentType: 'application/octet-stream',
+          ...this.lockHeaders(type),
+        }),
+      );
+    } catch (err) {
+      throw this.fail(err, `saving ${key}`);
+    }
+  }
+
+  private async saveMultipart(type: FileType, key: string, data: Uint8Array): Promise<void> {
+    let partSize = this.partSize;
+    while (Math.ceil(data.length / partSize) > MAX_PARTS) partSize *= 2;
+    let uploadId: string | undefined;
+    try {
+      const created = await this.client.send(
+        new CreateMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          ContentType: 'application/octet-stream',
+          ...this.lockHeaders(type),
+        }),
+      );
+      uploadId = created.UploadId;
+      if (!uploadId) throw new LifeboatError(`S3 did not return an upload id for ${key}`);
+      const count = Math.ceil(data.length / partSize);
+      const parts: CompletedPart[] = new Array(count);
+      let next = 0;
+      let failed = false;
+      const worker = async () => {
+        while (next < count && !failed) {
+          const i = next++;
+          const body = data.subarray(i * partSize, Math.min(data.length, (i + 1) * partSize));
+          const res = await this.client.send(
+            new UploadPartCommand({
+              Bucket: this.bucket,
+              Key: key,
+              UploadId: uploadId,
+              PartNumber: i + 1,
+              Body: body,
+              ContentLength: body.length,
+              ContentMD5: md5b64(body),
+            }),
+          );
+          if (!res.ETag) throw new LifeboatError(`S3 did not return an ETag for part ${i + 1} of ${key}`);
+          parts[i] = { PartNumber: i + 1, ETag: res.ETag };
+        }
+      };
+      // allSettled: stop handing out parts on the first failure, but let in-flight
+      // parts finish before aborting the upload.
+      const results = await Promise.allSettled(
+        Array.from({ length: Math.min(this.partConcurrency, count) }, () =>
+          worker().catch((err: unknown) => {
+            failed = true;
+            throw err;
+          }),
+        ),
+      );
+      const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (rejected) throw rejected.reason;
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+      );
+    } catch (err) {
+      if (uploadId) {
+        // Best effort: an aborted upload would otherwise keep its parts (and cost) forever.
+        await this.client
+          .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
+          .catch(() => {});
+      }
+      throw this.fail(err, `saving ${key} (multipart upload)`);
+    }
+  }
+
+  async load(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer> {
+    const key = this.key(type, name);
+    if (range) {
+      if (!Number.isSafeInteger(range.offset) || !Number.isSafeInteger(range.length) || range.offset < 0 || range.length < 0) {
+        throw new LifeboatError(`invalid range for ${key}: offset ${range.offset}, length ${range.length}`);
+      }
+      if (range.length === 0) {
+        const st = await this.stat(type, name);
+        if (range.offset > st.size) throw shortRead(key, range, 0);
+        return Buffer.alloc(0);
+      }
+    }
+    const what = `reading ${key}`;
+    // The SDK retries failed requests, but not a connection that breaks while the
+    // body is streaming; retry those here.
+    for (let attempt = 1; ; attempt++) {
+      let headersReceived = false;
+      try {
+        const res = await this.client.send(
+          new GetObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
+          }),
+        );
+        headersReceived = true;
+        if (!res.Body) throw new LifeboatError(`S3 returned no body for ${key}`);
+        const u8 = await res.Body.transformToByteArray();
+        let buf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+        if (res.ContentLength !== undefined && res.ContentLength !== buf.length) {
+          throw Object.assign(new Error(`connection closed after ${buf.length} of ${res.ContentLength} bytes`), { code: 'ECONNRESET' });
+        }
+        if (!range) return buf;
+        if (!res.ContentRange) {
+          // The server ignored the Range header and sent the whole object.
+          buf = buf.subarray(range.offset, range.offset + range.length);
+        } else {
+          const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.ContentRange);
+          if (!m || Number(m[1]) !== range.offset) {
+            throw new LifeboatError(`S3 returned range "${res.ContentRange}" for ${key}, expected bytes starting at ${range.offset}`);
+          }
+        }
+        if (buf.length !== range.length) throw shortRead(key, range, buf.length);
+        return buf;
+      } catch (err) {
+        if (range && (codeOf(err) === 'InvalidRange' || statusOf(err) === 416)) throw shortRead(key, range, 0);
+        const transient = networkCode(err) !== undefined;
+        if (headersReceived && transient && attempt < this.maxAttempts) {
+          await sleep(Math.min(5000, 100 * 2 ** attempt));
+          continue;
+        }
+        throw this.fail(err, what);
+      }
+    }
+  }
+
+  private async head(type: FileType, name: string): Promise<number> {
+    const key = this.key(type, name);
+    try {
+      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return res.ContentLength ?? 0;
+    } catch (err) {
+      throw this.fail(err, `stat ${key}`);
+    }
+  }
+
+  async stat(type: FileType, name: string): Promise<ObjectInfo> {
+    return { name, size: await this.head(type, name) };
+  }
+
+  async exists(type: FileType, name: string): Promise<boolean> {
+    try {
+      await this.head(type, name);
+      return true;
+    } catch (err) {
+      if (err instanceof NotFoundError) return false;
+      throw err;
+    }
+  }
+
+  async remove(type: FileType, name: string): Promise<void> {
+    const key = this.key(type, name);
+    // DeleteObject succeeds for missing keys; the contract wants NotFoundError.
+    await this.head(type, name);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (err) {
+      throw this.fail(err, `removing ${key}`);
+    }
+  }
+
+  async list(type: FileType): Promise<ObjectInfo[]> {
+    if (type === 'config') {
+      try {
+        return [await this.stat('config', '')];
+      } catch (err) {
+        if (err instanceof NotFoundError) return [];
+        throw err;
+      }
+    }
+    const dir = `${this.prefix}${typeDir(type)}/`;
+    const out: ObjectInfo[] = [];
+    let token: string | undefined;
+    do {
+      let res;
+      try {
+        res = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: dir,
+            // data objects live in data/xx/; everything else is flat
+            ...(type === 'data' ? {} : { Delimiter: '/' }),
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
+        );
+      } catch (err) {
+        throw this.fail(err, `listing ${dir}`);
+      }
+      for (const obj of res.Contents ?? []) {
+        if (!obj.Key || obj.Key.endsWith('/')) continue; // "directory" markers made by some tools
+        const name = obj.Key.slice(obj.Key.lastIndexOf('/') + 1);
+        if (!name) continue;
+        out.push({ name, size: obj.Size ?? 0 });
+      }
+      token = res.IsTruncated ? res.NextContinuationToken : undefined;
+      if (res.IsTruncated && !token) {
+        throw new LifeboatError(`S3 listing of ${dir} was truncated but the server sent no continuation token`);
+      }
+    } while (token);
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}
+
+function md5b64(data: Uint8Array): string {
+  return createHash('md5').update(data).digest('base64');
+}
+
+function shortRead(key: string, range: { offset: number; length: number }, got: number): LifeboatError {
+  return new LifeboatError(
+    `short read of ${key}: wanted ${range.length} bytes at offset ${range.offset}, got ${got} (object is shorter)`,
+  );
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
