@@ -23,7 +23,7 @@ export class WorkerPool {
   private inflight = 0;
   private closed = false;
 
-  constructor(key: MasterKey, level: number, size = Math.max(1, Math.min(4, availableParallelism()))) {
+  constructor(key: MasterKey, level: number, size = Number(process.env.LIFEBOAT_WORKERS) || Math.max(1, Math.min(4, availableParallelism() - 1))) {
     const url = new URL('./worker.js', import.meta.url);
     for (let i = 0; i < size; i++) {
       const w = new Worker(url, {
@@ -87,6 +87,13 @@ export class WorkerPool {
     const transfer = ownsBuffer(sealed) ? [sealed.buffer as ArrayBuffer] : [];
     const r = await this.post<{ data: Uint8Array; id: string }>({ op: 'decode', sealed, compression, rawLength, what, dict }, transfer);
     return { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length), id: r.id };
+  }
+
+  /** Decode and return only the keyed hash of the plaintext (for check --read-data). */
+  async verify(sealed: Buffer, compression: Compression, rawLength: number, what: string, dict?: Buffer): Promise<string> {
+    const transfer = ownsBuffer(sealed) ? [sealed.buffer as ArrayBuffer] : [];
+    const r = await this.post<{ id: string }>({ op: 'decode', sealed, compression, rawLength, what, dict, idOnly: true }, transfer);
+    return r.id;
   }
 
   async close(): Promise<void> {

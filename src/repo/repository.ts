@@ -94,7 +94,8 @@ export class Repository {
   ) {
     this.gear = gearTable(Buffer.from(config.chunker.seed, 'hex'));
     this.codec = new BlobCodec(key.encKey, config.compressionLevel);
-    this.sealSlots = new Semaphore(8);
+    // Bounded in-flight blobs keep memory flat regardless of source size.
+    this.sealSlots = new Semaphore(Number(process.env.LIFEBOAT_INFLIGHT) || 4);
   }
 
   static async init(storage: Storage, password: string, opts: InitOptions = {}): Promise<Repository> {

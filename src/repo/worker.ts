@@ -26,7 +26,11 @@ parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown 
         msg.dict as Uint8Array | undefined,
       );
       const id = blobId(idKey, out);
-      parentPort!.postMessage({ seq: msg.seq, data: out, id });
+      if (msg.idOnly) parentPort!.postMessage({ seq: msg.seq, id });
+      else {
+        const own = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
+        parentPort!.postMessage({ seq: msg.seq, data: out, id }, own ? [out.buffer as ArrayBuffer] : []);
+      }
     } else {
       parentPort!.postMessage({ seq: msg.seq, error: { message: `unknown op ${msg.op}` } });
     }

@@ -83,7 +83,8 @@ class Archiver {
   };
   readonly warnings: Array<{ path: string; message: string }> = [];
   private readonly excluded: (abs: string) => boolean;
-  private readonly fileSlots = new Semaphore(4);
+  private readonly smallFileSlots = new Semaphore(8);
+  private readonly largeFileSlots = new Semaphore(2);
   private lastProgress = 0;
 
   constructor(
@@ -193,7 +194,8 @@ class Archiver {
       this.progress(abs);
       return node;
     }
-    await this.fileSlots.acquire();
+    const slots = st.size < this.repo.config.chunker.min ? this.smallFileSlots : this.largeFileSlots;
+    await slots.acquire();
     let fh: fsp.FileHandle | undefined;
     try {
       fh = await fsp.open(abs, fsc.O_RDONLY | (fsc.O_NOATIME ?? 0)).catch(() => fsp.open(abs, 'r'));
@@ -213,9 +215,9 @@ class Archiver {
         this.summary.bytesRead += size;
       } else {
         const w = new ContentWriter(this.repo, parent);
-        const bufSize = 4 * 1024 * 1024;
+        const bufSize = 1024 * 1024;
+        const buf = Buffer.allocUnsafe(bufSize); // reused: the chunker copies what it keeps
         for (;;) {
-          const buf = Buffer.allocUnsafe(bufSize);
           const { bytesRead } = await fh.read(buf, 0, bufSize, null);
           if (bytesRead === 0) break;
           await w.write(buf.subarray(0, bytesRead));
@@ -243,7 +245,7 @@ class Archiver {
       return undefined;
     } finally {
       await fh?.close().catch(() => {});
-      this.fileSlots.release();
+      slots.release();
     }
   }
 }

@@ -129,11 +129,11 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
             const sealed = Buffer.from(data.subarray(b.offset, b.offset + b.length));
             let dict: Buffer | undefined;
             if (b.compression === 2) dict = await repo.loadBlob(b.base!, { cacheable: true });
-            const out =
+            const got =
               b.rawLength >= 64 * 1024
-                ? (await repo.pool.decode(sealed, b.compression, b.rawLength, `blob ${b.id}`, dict)).data
-                : repoDecode(repo, sealed, b, dict);
-            if (blobId(repo.key.idKey, out) !== b.id) throw new IntegrityError('content does not match its id (hash mismatch)');
+                ? await repo.pool.verify(sealed, b.compression, b.rawLength, `blob ${b.id}`, dict)
+                : blobId(repo.key.idKey, repoDecode(repo, sealed, b, dict));
+            if (got !== b.id) throw new IntegrityError('content does not match its id (hash mismatch)');
             if (e && e.pack === pack && (e.offset !== b.offset || e.length !== b.length)) {
               throw new IntegrityError('pack header and index disagree on its position');
             }
