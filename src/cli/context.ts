@@ -92,6 +92,7 @@ export class CliContext {
     const pw = this.password(t.conf);
     try {
       const repo = await Repository.open(storage, pw);
+      repo.lockRetryMs = this.retryLockMs();
       for (const [name, err] of repo.indexErrors) {
         this.out.warn(`index file ${name.slice(0, 12)} is damaged and was skipped (${(err as Error).message}); run "lifeboat check" / "lifeboat repair index"`);
       }
@@ -100,13 +101,15 @@ export class CliContext {
       if (err instanceof NoRepositoryError && t.conf?.autoInit && opts.allowInit !== false) {
         this.out.info(`creating repository at ${storage.location}`);
         const c = t.conf.chunker;
-        return Repository.init(storage, pw, {
+        const repo = await Repository.init(storage, pw, {
           chunker: {
             ...(c?.min !== undefined ? { min: parseSize(c.min)! } : {}),
             ...(c?.avg !== undefined ? { avg: parseSize(c.avg)! } : {}),
             ...(c?.max !== undefined ? { max: parseSize(c.max)! } : {}),
           },
         });
+        repo.lockRetryMs = this.retryLockMs();
+        return repo;
       }
       throw err;
     }

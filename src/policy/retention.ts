@@ -1,10 +1,33 @@
 import { z } from 'zod';
-import { ConfigError } from '../errors.js';
+import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
 
 /**
- * Retention policies with restic's `forget` semantics. Time buckets are
- * computed in UTC (restic uses local time); UTC makes the result independent
- * of the server's time zone and of daylight-saving changes.
+ * Retention policies with the semantics of restic's `forget --keep-*`.
+ *
+ * Algorithm (same as restic's ApplyPolicy):
+ *  - snapshots are sorted newest first;
+ *  - keep-last N keeps the N newest;
+ *  - keep-hourly/daily/weekly/monthly/yearly N walk that list and keep a snapshot
+ *    whenever its bucket (YYYY-MM-DD HH / YYYY-MM-DD / ISO year-week / YYYY-MM / YYYY)
+ *    differs from the previously kept one, i.e. the newest snapshot of each of the N
+ *    most recent buckets that contain snapshots. -1 means "no limit";
+ *  - if a counted rule still has count left when the walk reaches the oldest
+ *    snapshot, the oldest snapshot is kept as well ("oldest daily snapshot", ...):
+ *    restic does this so a young repository keeps its full history;
+ *  - keep-within D keeps every snapshot strictly newer than (latest − D), where
+ *    latest is the newest snapshot that is not in the future, NOT the current time,
+ *    so a host that stopped backing up does not lose its last snapshots;
+ *  - keep-tags keeps snapshots that carry all tags of any one entry (an entry "a,b"
+ *    needs both tags, like `restic forget --keep-tag a,b`); they are not counted;
+ *  - a snapshot may be kept for several reasons, all are reported.
+ *
+ * Deliberate difference from restic: buckets are computed in **UTC**, while restic
+ * uses the local time zone of the machine running `forget`. With UTC the result
+ * does not depend on the server's TZ setting or on daylight-saving transitions
+ * (in local time a day can have 23 or 25 hours and the same history could be
+ * pruned differently on two machines).
+ *
+ * Ties (equal times) are broken by id so the result does not depend on input order.
  */
 export interface RetentionPolicy {
   keepLast?: number;
@@ -13,8 +36,13 @@ export interface RetentionPolicy {
   keepWeekly?: number;
   keepMonthly?: number;
   keepYearly?: number;
-  /** Keep everything newer than (latest snapshot time - duration), e.g. '7d', '2w', '1y2m3d4h'. */
+  /**
+   * Keep everything newer than (latest snapshot time − duration). restic syntax:
+   * `<n>y` years, `<n>m` MONTHS, `<n>d` days, `<n>h` hours, plus `<n>w` weeks and
+   * `<n>mo` months, e.g. '7d', '2w', '1y2m3d4h'. See parseCalendarDuration.
+   */
   keepWithin?: string;
+  /** Tag lists; a snapshot matching any entry is kept. "a,b" requires both tags. */
   keepTags?: string[];
 }
 
@@ -25,11 +53,133 @@ export interface SnapshotLike {
 }
 
 export interface RetentionDecision<T> {
+  /** Kept snapshots, newest first, with every reason that applies. */
   keep: Array<{ snapshot: T; reasons: string[] }>;
+  /** Snapshots to forget, newest first. */
   remove: T[];
 }
 
-const count = z.number().int().min(-1, 'use -1 for unlimited, or a count >= 0');
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
+// ---------------------------------------------------------------------------
+// Durations
+
+/**
+ * Parse an exact duration into milliseconds: one or more `<integer><unit>` parts,
+ * units ms, s, m (MINUTES), h, d, w (7 d), mo (30 d), y (365 d).
+ * Examples: '90s', '15m', '1h30m', '24h', '7d', '2w'. Used for RPO/RTO, timeouts, ...
+ * Each unit may appear once; the result must be > 0. Throws ConfigError otherwise.
+ *
+ * Note: keep-within uses parseCalendarDuration instead, where 'm' means months
+ * (restic compatibility).
+ */
+export function parseDuration(s: string): number {
+  const parts = splitDuration(s, ['ms', 'mo', 's', 'm', 'h', 'd', 'w', 'y'], 'e.g. 30s, 15m, 1h30m, 24h, 7d, 2w');
+  const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: HOUR_MS, d: DAY_MS, w: 7 * DAY_MS, mo: 30 * DAY_MS, y: 365 * DAY_MS };
+  let total = 0;
+  for (const [unit, n] of parts) total += n * unitMs[unit]!;
+  if (!Number.isSafeInteger(total)) throw new ConfigError(`invalid duration "${s}": too large`);
+  return total;
+}
+
+/** A calendar duration as restic's keep-within understands it. */
+export interface CalendarDuration {
+  years: number;
+  months: number;
+  days: number;
+  hours: number;
+}
+
+/**
+ * Parse a keep-within duration the way restic does: `<n>y` years, `<n>m` months,
+ * `<n>d` days, `<n>h` hours; we also accept `<n>w` (= 7 days) and `<n>mo` (months).
+ * Years and months are calendar units (subtracted with calendar arithmetic in UTC,
+ * like Go's time.AddDate), so '1m' from 31 March is 3 March (31 February normalised).
+ * Minutes and seconds are not supported here (restic neither). Must be > 0.
+ */
+export function parseCalendarDuration(s: string): CalendarDuration {
+  const parts = splitDuration(s, ['mo', 'y', 'm', 'w', 'd', 'h'], 'e.g. 7d, 2w, 6m, 1y2m3d4h (m = months)');
+  if (parts.filter(([u]) => u === 'm' || u === 'mo').length > 1) throw new ConfigError(`invalid duration "${s}": months given twice`);
+  const d: CalendarDuration = { years: 0, months: 0, days: 0, hours: 0 };
+  for (const [unit, n] of parts) {
+    if (unit === 'y') d.years += n;
+    else if (unit === 'm' || unit === 'mo') d.months += n;
+    else if (unit === 'w') d.days += 7 * n;
+    else if (unit === 'd') d.days += n;
+    else d.hours += n;
+  }
+  return d;
+}
+
+/** Subtract a calendar duration from an instant (UTC calendar arithmetic). */
+export function subtractCalendarDuration(t: Date, d: CalendarDuration): Date {
+  const r = new Date(t.getTime());
+  // setUTCFullYear(y, m, d) normalises overflow exactly like Go's AddDate and,
+  // unlike Date.UTC, does not map years 0..99 to 1900..1999.
+  r.setUTCFullYear(r.getUTCFullYear() - d.years, r.getUTCMonth() - d.months, r.getUTCDate() - d.days);
+  return new Date(r.getTime() - d.hours * HOUR_MS);
+}
+
+function splitDuration(s: string, units: string[], example: string): Array<[string, number]> {
+  if (typeof s !== 'string') throw new ConfigError(`invalid duration ${JSON.stringify(s)}: expected a string (${example})`);
+  const str = s.trim();
+  if (!str) throw new ConfigError(`invalid duration "": empty (${example})`);
+  // Longer units first so 'mo' / 'ms' win over 'm'.
+  const re = new RegExp(`(\\d+)(${[...units].sort((a, b) => b.length - a.length).join('|')})`, 'y');
+  const out: Array<[string, number]> = [];
+  const seen = new Set<string>();
+  let pos = 0;
+  let total = 0;
+  while (pos < str.length) {
+    re.lastIndex = pos;
+    const m = re.exec(str);
+    if (!m) {
+      const rest = str.slice(pos);
+      const why = /^\d+$/.test(rest)
+        ? `number ${rest} has no unit`
+        : /^\d+[A-Za-z]/.test(rest)
+          ? `unknown unit in "${rest}" (allowed: ${units.join(', ')})`
+          : `unexpected "${rest}"`;
+      throw new ConfigError(`invalid duration "${s}": ${why} (${example})`);
+    }
+    const n = Number(m[1]);
+    const unit = m[2]!;
+    if (seen.has(unit)) throw new ConfigError(`invalid duration "${s}": unit "${unit}" given twice`);
+    seen.add(unit);
+    out.push([unit, n]);
+    total += n;
+    pos = re.lastIndex;
+  }
+  if (total <= 0) throw new ConfigError(`invalid duration "${s}": must be greater than zero`);
+  return out;
+}
+
+/** Human-readable rendering of a millisecond duration, e.g. 5400000 → '1h30m'. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms)) return String(ms);
+  const neg = ms < 0;
+  let rest = Math.round(Math.abs(ms));
+  if (rest < 1000) return `${neg ? '-' : ''}${rest}ms`;
+  rest = Math.floor(rest / 1000);
+  const parts: string[] = [];
+  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    const n = Math.floor(rest / size);
+    rest -= n * size;
+    if (n) parts.push(`${n}${unit}`);
+  }
+  return (neg ? '-' : '') + parts.join('');
+}
+
+// ---------------------------------------------------------------------------
+// Policy schema and checks
+
+const count = z
+  .number({ error: 'expected a whole number' })
+  .int('expected a whole number')
+  .min(-1, 'expected a count >= 0, or -1 for unlimited');
+
+/** Config-file schema for a retention block (keys as in RetentionPolicy). */
 export const retentionPolicySchema = z
   .object({
     keepLast: count.optional(),
@@ -40,155 +190,169 @@ export const retentionPolicySchema = z
     keepYearly: count.optional(),
     keepWithin: z
       .string()
-      .refine((s) => {
+      .superRefine((s, ctx) => {
         try {
-          parseDuration(s);
-          return true;
-        } catch {
-          return false;
+          parseCalendarDuration(s);
+        } catch (e) {
+          ctx.addIssue({ code: 'custom', message: errorMessage(e) });
         }
-      }, 'expected a duration like 7d, 2w, 1y2m3d4h')
+      })
       .optional(),
-    keepTags: z.array(z.string().min(1)).optional(),
+    keepTags: z.array(z.string().min(1, 'empty tag').refine((t) => t.split(',').every((x) => x.trim() !== ''), 'empty tag in tag list')).optional(),
   })
   .strict();
 
-const UNIT_MS: Record<string, number> = {
-  s: 1000,
-  m: 60_000, // minutes when used alone with h/d... see parseDuration
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 7 * 86_400_000,
-  y: 365 * 86_400_000,
-};
+const COUNT_KEYS = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const;
 
 /**
- * Parse a duration: a sequence of <number><unit> with units
- * y (365 d), mo or M (30 d), w, d, h, m (minutes), s. Examples: '15m', '1h', '7d', '1y2mo3d'.
- * restic's keep-within uses y/m/d/h where m is months; we accept 'mo' for months and
- * treat a plain 'm' as months only when it follows y (restic style "1y2m"), else minutes.
+ * True when the policy would keep nothing by itself (all counts 0/absent, no
+ * keep-within, no tags). applyRetention keeps everything for such a policy; the
+ * CLI should refuse `forget` with a clear message instead of calling it.
  */
-export function parseDuration(s: string): number {
-  const str = String(s).trim();
-  if (!str) throw new ConfigError('empty duration');
-  const re = /(\d+(?:\.\d+)?)\s*(mo|ms|y|M|w|d|h|m|s)/gy;
-  let total = 0;
-  let sawYear = false;
-  let pos = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(str)) !== null) {
-    const n = Number(m[1]);
-    let unit = m[2]!;
-    if (unit === 'm' && sawYear) unit = 'mo';
-    if (unit === 'y') sawYear = true;
-    const ms = unit === 'mo' || unit === 'M' ? 30 * 86_400_000 : unit === 'ms' ? 1 : UNIT_MS[unit]!;
-    total += n * ms;
-    pos = re.lastIndex;
-  }
-  if (pos !== str.length || total <= 0) throw new ConfigError(`invalid duration "${s}" (expected e.g. 15m, 1h, 7d, 2w, 1y2mo)`);
-  return total;
+export function isEmptyPolicy(p: RetentionPolicy | undefined | null): boolean {
+  if (!p) return true;
+  return COUNT_KEYS.every((k) => !p[k]) && !(p.keepWithin && p.keepWithin.trim()) && !(p.keepTags && p.keepTags.length);
 }
 
-export function isEmptyPolicy(p: RetentionPolicy): boolean {
-  return (
-    !p.keepLast &&
-    !p.keepHourly &&
-    !p.keepDaily &&
-    !p.keepWeekly &&
-    !p.keepMonthly &&
-    !p.keepYearly &&
-    !p.keepWithin &&
-    !(p.keepTags && p.keepTags.length)
-  );
+/** Throws ConfigError naming the bad field. */
+export function validatePolicy(p: RetentionPolicy): void {
+  for (const k of COUNT_KEYS) {
+    const v = p[k];
+    if (v !== undefined && (!Number.isInteger(v) || v < -1)) throw new ConfigError(`retention ${k}: expected a whole number >= 0 or -1 for unlimited, got ${JSON.stringify(v)}`);
+  }
+  if (p.keepWithin !== undefined && p.keepWithin.trim()) {
+    try {
+      parseCalendarDuration(p.keepWithin);
+    } catch (e) {
+      throw new ConfigError(`retention keepWithin: ${errorMessage(e)}`);
+    }
+  }
+  for (const t of p.keepTags ?? []) {
+    if (typeof t !== 'string' || !tagList(t).length) throw new ConfigError(`retention keepTags: empty tag ${JSON.stringify(t)}`);
+  }
 }
+
+/** restic-like one-line description, e.g. "keep 7 daily, all weekly snapshots and all snapshots within 2w of the newest". */
+export function describePolicy(p: RetentionPolicy): string {
+  const names: Record<(typeof COUNT_KEYS)[number], string> = { keepLast: 'latest', keepHourly: 'hourly', keepDaily: 'daily', keepWeekly: 'weekly', keepMonthly: 'monthly', keepYearly: 'yearly' };
+  const counts = COUNT_KEYS.filter((k) => p[k]).map((k) => (p[k] === -1 ? `all ${names[k]}` : `${p[k]} ${names[k]}`));
+  const parts: string[] = [];
+  if (counts.length) parts.push(`${counts.join(', ')} snapshots`);
+  if (p.keepTags?.length) parts.push(`all snapshots with tags ${p.keepTags.map((t) => `[${tagList(t).join(', ')}]`).join(' or ')}`);
+  if (p.keepWithin?.trim()) parts.push(`all snapshots within ${p.keepWithin.trim()} of the newest`);
+  return parts.length ? `keep ${parts.join(' and ')}` : 'empty policy (keep everything)';
+}
+
+// ---------------------------------------------------------------------------
+// Buckets
 
 function pad(n: number, w = 2): string {
   return String(n).padStart(w, '0');
 }
 
-/** ISO-8601 week-numbering year and week, in UTC. */
+/** ISO-8601 week-numbering year and week of the UTC date of d (same as Go's Time.ISOWeek in UTC). */
 export function isoWeek(d: Date): { year: number; week: number } {
-  const t = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
-  const day = t.getUTCDay() || 7;
-  t.setUTCDate(t.getUTCDate() + 4 - day);
-  const yearStart = Date.UTC(t.getUTCFullYear(), 0, 1);
-  return { year: t.getUTCFullYear(), week: Math.ceil(((t.getTime() - yearStart) / 86_400_000 + 1) / 7) };
+  const t = new Date(0);
+  t.setUTCFullYear(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+  const day = t.getUTCDay() || 7; // Mon=1..Sun=7
+  t.setUTCDate(t.getUTCDate() + 4 - day); // Thursday of this week decides the year
+  const year = t.getUTCFullYear();
+  const jan1 = new Date(0);
+  jan1.setUTCFullYear(year, 0, 1);
+  return { year, week: Math.floor((t.getTime() - jan1.getTime()) / DAY_MS / 7) + 1 };
 }
 
-const BUCKETS: Array<{ key: keyof RetentionPolicy; reason: string; bucket: (d: Date) => string }> = [
-  { key: 'keepHourly', reason: 'hourly snapshot', bucket: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}` },
-  { key: 'keepDaily', reason: 'daily snapshot', bucket: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}` },
-  {
-    key: 'keepWeekly',
-    reason: 'weekly snapshot',
-    bucket: (d) => {
-      const w = isoWeek(d);
-      return `${w.year}-W${pad(w.week)}`;
-    },
-  },
-  { key: 'keepMonthly', reason: 'monthly snapshot', bucket: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}` },
-  { key: 'keepYearly', reason: 'yearly snapshot', bucket: (d) => `${d.getUTCFullYear()}` },
-];
+const ymdh = (d: Date) => `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}`;
+const ymd = (d: Date) => `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
+const yw = (d: Date) => {
+  const w = isoWeek(d);
+  return `${pad(w.year, 4)}-W${pad(w.week)}`;
+};
+const ym = (d: Date) => `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}`;
+const y = (d: Date) => pad(d.getUTCFullYear(), 4);
 
-const toDate = (t: Date | string) => (t instanceof Date ? t : new Date(t));
+/** Bucket keys (UTC) for each rule; exported for display and tests. */
+export const bucketKey = { hourly: ymdh, daily: ymd, weekly: yw, monthly: ym, yearly: y } as const;
+
+function tagList(entry: string): string[] {
+  return entry
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+}
+
+function timeOf(s: SnapshotLike): number {
+  const t = s.time instanceof Date ? s.time.getTime() : Date.parse(s.time);
+  if (!Number.isFinite(t)) throw new LifeboatError(`snapshot ${s.id}: invalid time ${JSON.stringify(s.time instanceof Date ? String(s.time) : s.time)}`);
+  return t;
+}
 
 /**
- * Decide which snapshots to keep. Deterministic and independent of input order:
- * snapshots are sorted newest first (ties broken by id).
+ * Decide which snapshots to keep (see the module comment for the rules).
+ * Pure and deterministic for a given `now`; `now` only matters for snapshots
+ * dated in the future, which (as in restic) are ignored when finding the
+ * "latest" snapshot that keep-within counts back from.
+ * An empty policy keeps everything (reason "policy is empty").
  */
-export function applyRetention<T extends SnapshotLike>(snaps: T[], policy: RetentionPolicy): RetentionDecision<T> {
-  const sorted = [...snaps].sort((a, b) => toDate(b.time).getTime() - toDate(a.time).getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
-  if (isEmptyPolicy(policy)) return { keep: sorted.map((s) => ({ snapshot: s, reasons: ['no policy'] })), remove: [] };
-  const reasons = new Map<T, string[]>();
-  const add = (s: T, r: string) => {
-    const l = reasons.get(s) ?? [];
-    if (!l.includes(r)) l.push(r);
-    reasons.set(s, l);
-  };
-  if (policy.keepLast) {
-    const n = policy.keepLast === -1 ? sorted.length : policy.keepLast;
-    sorted.slice(0, n).forEach((s) => add(s, 'last snapshot'));
+export function applyRetention<T extends SnapshotLike>(snaps: T[], policy: RetentionPolicy, now: Date = new Date()): RetentionDecision<T> {
+  validatePolicy(policy);
+  const items = snaps.map((s) => ({ s, t: timeOf(s) }));
+  items.sort((a, b) => b.t - a.t || (a.s.id < b.s.id ? -1 : a.s.id > b.s.id ? 1 : 0));
+  const sorted = items.map((i) => i.s);
+  if (isEmptyPolicy(policy)) return { keep: sorted.map((s) => ({ snapshot: s, reasons: ['policy is empty'] })), remove: [] };
+
+  const rules: Array<{ count: number; bucket: (d: Date, nr: number) => string; last: string | undefined; reason: string }> = [
+    { count: policy.keepLast ?? 0, bucket: (_d, nr) => String(nr), last: undefined, reason: 'last snapshot' },
+    { count: policy.keepHourly ?? 0, bucket: ymdh, last: undefined, reason: 'hourly snapshot' },
+    { count: policy.keepDaily ?? 0, bucket: ymd, last: undefined, reason: 'daily snapshot' },
+    { count: policy.keepWeekly ?? 0, bucket: yw, last: undefined, reason: 'weekly snapshot' },
+    { count: policy.keepMonthly ?? 0, bucket: ym, last: undefined, reason: 'monthly snapshot' },
+    { count: policy.keepYearly ?? 0, bucket: y, last: undefined, reason: 'yearly snapshot' },
+  ];
+
+  let cutoff: number | undefined;
+  const within = policy.keepWithin?.trim();
+  if (within) {
+    // Latest snapshot that is not in the future (restic: findLatestTimestamp).
+    const nowMs = now.getTime();
+    const latest = items.reduce<number | undefined>((acc, i) => (i.t < nowMs && (acc === undefined || i.t > acc) ? i.t : acc), undefined);
+    // No usable latest (all in the future): restic uses the zero time, which keeps everything.
+    cutoff = latest === undefined ? -Infinity : subtractCalendarDuration(new Date(latest), parseCalendarDuration(within)).getTime();
   }
-  for (const b of BUCKETS) {
-    const limit = policy[b.key] as number | undefined;
-    if (!limit) continue;
-    let left = limit === -1 ? Infinity : limit;
-    let lastBucket: string | undefined;
-    for (const s of sorted) {
-      if (left <= 0) break;
-      const k = b.bucket(toDate(s.time));
-      if (k !== lastBucket) {
-        add(s, b.reason);
-        lastBucket = k;
-        left--;
-      }
-    }
-  }
-  if (policy.keepWithin && sorted.length) {
-    const latest = toDate(sorted[0]!.time).getTime();
-    const cutoff = latest - parseDuration(policy.keepWithin);
-    for (const s of sorted) if (toDate(s.time).getTime() >= cutoff) add(s, 'within ' + policy.keepWithin);
-  }
-  if (policy.keepTags?.length) {
-    for (const s of sorted) if (s.tags?.some((t) => policy.keepTags!.includes(t))) add(s, 'tagged');
-  }
+  const tagLists = (policy.keepTags ?? []).map(tagList).filter((l) => l.length > 0);
+
   const keep: RetentionDecision<T>['keep'] = [];
   const remove: T[] = [];
-  for (const s of sorted) {
-    const r = reasons.get(s);
-    if (r) keep.push({ snapshot: s, reasons: r });
+  items.forEach(({ s, t }, nr) => {
+    const reasons: string[] = [];
+    const tags = new Set(s.tags ?? []);
+    for (const l of tagLists) if (l.every((x) => tags.has(x))) reasons.push(`has tags ${l.join(',')}`);
+    if (cutoff !== undefined && t > cutoff) reasons.push(`within ${within}`);
+    const d = new Date(t);
+    const oldest = nr === items.length - 1;
+    for (const r of rules) {
+      if (r.count === 0) continue; // exhausted or not configured; -1 never runs out
+      const key = r.bucket(d, nr);
+      if (key !== r.last || oldest) {
+        reasons.push(key === r.last ? `oldest ${r.reason}` : r.reason);
+        r.last = key;
+        if (r.count > 0) r.count--;
+      }
+    }
+    if (reasons.length) keep.push({ snapshot: s, reasons });
     else remove.push(s);
-  }
+  });
   return { keep, remove };
 }
 
+/** Split snapshots into groups by key (e.g. host+paths, or source name); each group keeps input order. */
 export function groupSnapshots<T>(snaps: T[], key: (s: T) => string): Map<string, T[]> {
   const out = new Map<string, T[]>();
   for (const s of snaps) {
     const k = key(s);
-    const l = out.get(k) ?? [];
-    l.push(s);
-    out.set(k, l);
+    const l = out.get(k);
+    if (l) l.push(s);
+    else out.set(k, [s]);
   }
   return out;
 }

@@ -408,7 +408,10 @@ export class Repository {
 
   // ---------------------------------------------------------------- locks
 
-  lock(exclusive: boolean, operation: string, retryMs = 0): Promise<Lock> {
+  /** How long lock() waits for a conflicting lock by default (the CLI's --retry-lock). */
+  lockRetryMs = 0;
+
+  lock(exclusive: boolean, operation: string, retryMs = this.lockRetryMs): Promise<Lock> {
     return Lock.acquire(this.storage, this.key.encKey, { exclusive, operation, retryMs });
   }
 

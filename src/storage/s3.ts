@@ -1,21 +1,5 @@
 import { createHash } from 'node:crypto';
-import {
-  S3Client,
-  PutObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  DeleteObjectCommand,
-  ListObjectsV2Command,
-  HeadBucketCommand,
-  CreateBucketCommand,
-  CreateMultipartUploadCommand,
-  UploadPartCommand,
-  CompleteMultipartUploadCommand,
-  AbortMultipartUploadCommand,
-  type S3ClientConfig,
-  type BucketLocationConstraint,
-  type CompletedPart,
-} from '@aws-sdk/client-s3';
+import type { S3Client, S3ClientConfig, BucketLocationConstraint, CompletedPart } from '@aws-sdk/client-s3';
 import { ExitCode, LifeboatError, NotFoundError, errorMessage } from '../errors.js';
 import { type FileType, type ObjectInfo, type Storage, objectPath, typeDir } from './types.js';
 
@@ -23,6 +7,12 @@ import { type FileType, type ObjectInfo, type Storage, objectPath, typeDir } fro
 // client construction. It is noise for a CLI user (we support Node 20), so opt out
 // unless the user has set the variable explicitly.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+// The SDK is loaded on first use: it costs ~150 ms of startup, which every CLI
+// invocation on a local repository would otherwise pay.
+type Sdk = typeof import('@aws-sdk/client-s3');
+let sdkPromise: Promise<Sdk> | undefined;
+const loadSdk = (): Promise<Sdk> => (sdkPromise ??= import('@aws-sdk/client-s3'));
 
 const MiB = 1024 * 1024;
 /** S3 limits: parts are 5 MiB..5 GiB (except the last), at most 10,000 parts. */
@@ -180,7 +170,8 @@ export class S3Storage implements Storage {
   readonly region: string;
   /** Endpoint shown in error messages (credentials stripped). */
   readonly endpointDescription: string;
-  private readonly client: S3Client;
+  private readonly clientConfig: S3ClientConfig;
+  private api?: Promise<{ sdk: Sdk; client: S3Client }>;
   private readonly maxAttempts: number;
   private readonly multipartThreshold: number;
   private readonly partSize: number;
@@ -244,7 +235,11 @@ export class S3Storage implements Storage {
           }
         : {}),
     };
-    this.client = new S3Client(config);
+    this.clientConfig = config;
+  }
+
+  private connect(): Promise<{ sdk: Sdk; client: S3Client }> {
+    return (this.api ??= loadSdk().then((sdk) => ({ sdk, client: new sdk.S3Client(this.clientConfig) })));
   }
 
   private key(type: FileType, name: string): string {
@@ -321,8 +316,9 @@ export class S3Storage implements Storage {
   }
 
   async create(): Promise<void> {
+    const { sdk, client } = await this.connect();
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }));
       return;
     } catch (err) {
       if (statusOf(err) !== 404 && codeOf(err) !== 'NotFound' && codeOf(err) !== 'NoSuchBucket') {
@@ -331,8 +327,8 @@ export class S3Storage implements Storage {
     }
     try {
       const constraint = this.region !== 'us-east-1' ? this.region : undefined;
-      await this.client.send(
-        new CreateBucketCommand({
+      await client.send(
+        new sdk.CreateBucketCommand({
           Bucket: this.bucket,
           ...(constraint ? { CreateBucketConfiguration: { LocationConstraint: constraint as BucketLocationConstraint } } : {}),
           ...(this.objectLock ? { ObjectLockEnabledForBucket: true } : {}),
@@ -358,9 +354,10 @@ export class S3Storage implements Storage {
       await this.saveMultipart(type, key, data);
       return;
     }
+    const { sdk, client } = await this.connect();
     try {
-      await this.client.send(
-        new PutObjectCommand({
+      await client.send(
+        new sdk.PutObjectCommand({
           Bucket: this.bucket,
           Key: key,
           Body: data,
@@ -376,12 +373,13 @@ export class S3Storage implements Storage {
   }
 
   private async saveMultipart(type: FileType, key: string, data: Uint8Array): Promise<void> {
+    const { sdk, client } = await this.connect();
     let partSize = this.partSize;
     while (Math.ceil(data.length / partSize) > MAX_PARTS) partSize *= 2;
     let uploadId: string | undefined;
     try {
-      const created = await this.client.send(
-        new CreateMultipartUploadCommand({
+      const created = await client.send(
+        new sdk.CreateMultipartUploadCommand({
           Bucket: this.bucket,
           Key: key,
           ContentType: 'application/octet-stream',
@@ -398,8 +396,8 @@ export class S3Storage implements Storage {
         while (next < count && !failed) {
           const i = next++;
           const body = data.subarray(i * partSize, Math.min(data.length, (i + 1) * partSize));
-          const res = await this.client.send(
-            new UploadPartCommand({
+          const res = await client.send(
+            new sdk.UploadPartCommand({
               Bucket: this.bucket,
               Key: key,
               UploadId: uploadId,
@@ -425,8 +423,8 @@ export class S3Storage implements Storage {
       );
       const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (rejected) throw rejected.reason;
-      await this.client.send(
-        new CompleteMultipartUploadCommand({
+      await client.send(
+        new sdk.CompleteMultipartUploadCommand({
           Bucket: this.bucket,
           Key: key,
           UploadId: uploadId,
@@ -436,8 +434,8 @@ export class S3Storage implements Storage {
     } catch (err) {
       if (uploadId) {
         // Best effort: an aborted upload would otherwise keep its parts (and cost) forever.
-        await this.client
-          .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
+        await client
+          .send(new sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
           .catch(() => {});
       }
       throw this.fail(err, `saving ${key} (multipart upload)`);
@@ -445,6 +443,7 @@ export class S3Storage implements Storage {
   }
 
   async load(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer> {
+    const { sdk, client } = await this.connect();
     const key = this.key(type, name);
     if (range) {
       if (!Number.isSafeInteger(range.offset) || !Number.isSafeInteger(range.length) || range.offset < 0 || range.length < 0) {
@@ -462,8 +461,8 @@ export class S3Storage implements Storage {
     for (let attempt = 1; ; attempt++) {
       let headersReceived = false;
       try {
-        const res = await this.client.send(
-          new GetObjectCommand({
+        const res = await client.send(
+          new sdk.GetObjectCommand({
             Bucket: this.bucket,
             Key: key,
             ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
@@ -485,6 +484,8 @@ export class S3Storage implements Storage {
           if (!m || Number(m[1]) !== range.offset) {
             throw new LifeboatError(`S3 returned range "${res.ContentRange}" for ${key}, expected bytes starting at ${range.offset}`);
           }
+          // Some servers (s3rver for "bytes=0-0") send more than asked for; the start is right, so trim.
+          if (buf.length > range.length) buf = buf.subarray(0, range.length);
         }
         if (buf.length !== range.length) throw shortRead(key, range, buf.length);
         return buf;
@@ -500,13 +501,14 @@ export class S3Storage implements Storage {
     }
   }
 
-  private async head(type: FileType, name: string): Promise<number> {
+  private async head(type: FileType, name: string, verb = 'stat'): Promise<number> {
+    const { sdk, client } = await this.connect();
     const key = this.key(type, name);
     try {
-      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      const res = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return res.ContentLength ?? 0;
     } catch (err) {
-      throw this.fail(err, `stat ${key}`);
+      throw this.fail(err, `${verb} ${key}`);
     }
   }
 
@@ -525,17 +527,19 @@ export class S3Storage implements Storage {
   }
 
   async remove(type: FileType, name: string): Promise<void> {
+    const { sdk, client } = await this.connect();
     const key = this.key(type, name);
     // DeleteObject succeeds for missing keys; the contract wants NotFoundError.
-    await this.head(type, name);
+    await this.head(type, name, 'removing');
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
     } catch (err) {
       throw this.fail(err, `removing ${key}`);
     }
   }
 
   async list(type: FileType): Promise<ObjectInfo[]> {
+    const { sdk, client } = await this.connect();
     if (type === 'config') {
       try {
         return [await this.stat('config', '')];
@@ -550,8 +554,8 @@ export class S3Storage implements Storage {
     do {
       let res;
       try {
-        res = await this.client.send(
-          new ListObjectsV2Command({
+        res = await client.send(
+          new sdk.ListObjectsV2Command({
             Bucket: this.bucket,
             Prefix: dir,
             // data objects live in data/xx/; everything else is flat
@@ -577,7 +581,10 @@ export class S3Storage implements Storage {
   }
 
   async close(): Promise<void> {
-    this.client.destroy();
+    if (!this.api) return;
+    const { client } = await this.api;
+    client.destroy();
+    this.api = undefined;
   }
 }
 

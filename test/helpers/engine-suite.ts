@@ -99,6 +99,7 @@ export function engineSuite(name: string, makeStorage: (dir: string) => Promise<
       const versions: Buffer[] = [];
       const ids: string[] = [];
       let firstAdded = 0;
+      let laterAdded = 0;
       for (let v = 0; v < 10; v++) {
         if (v > 0) for (let i = v; i < lines.length; i += 100) lines[i] = `${i}\tupdated v${v} ${rng.int(1e9)}`;
         const data = Buffer.from(lines.join('\n'));
@@ -108,9 +109,13 @@ export function engineSuite(name: string, makeStorage: (dir: string) => Promise<
         if (v === 0) firstAdded = r.summary.dataAdded;
         else {
           assert.ok(r.summary.blobsDelta > 0, `version ${v} stored no deltas`);
-          assert.ok(r.summary.dataAdded < firstAdded * 0.2, `version ${v} added ${r.summary.dataAdded} vs first ${firstAdded}`);
+          // A version whose chain is at max depth is stored against the chain's root (more changes
+          // accumulated), so single versions may cost more; the average must stay small.
+          assert.ok(r.summary.dataAdded < firstAdded * 0.35, `version ${v} added ${r.summary.dataAdded} vs first ${firstAdded}`);
+          laterAdded += r.summary.dataAdded;
         }
       }
+      assert.ok(laterAdded / 9 < firstAdded * 0.12, `versions 1-9 added ${laterAdded} in total vs first ${firstAdded}`);
       for (const [, e] of repo.index.values()) assert.ok(e.depth <= repo.config.maxDeltaDepth, `depth ${e.depth}`);
       for (let v = 0; v < 10; v++) {
         const got = await readAll(await restoreStream(repo, ids[v]!));

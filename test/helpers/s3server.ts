@@ -1,8 +1,10 @@
 import { createRequire } from 'node:module';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import type { IncomingHttpHeaders, Server } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { S3Options } from '../../src/storage/s3.js';
 
 /**
@@ -23,16 +25,18 @@ import type { S3Options } from '../../src/storage/s3.js';
  *  - HEAD on a missing bucket/key is a bare 404 (no error code), like real S3.
  *  - Ranged GET beyond the end: start >= size gives 416 InvalidRange; an end past
  *    the last byte is truncated (like real S3).
- *  - It signs/validates SigV4 with the fixed account S3RVER / S3RVER.
+ *  - ListObjectsV2 continuation tokens are encrypted with DES, which OpenSSL 3
+ *    (Node >= 17) only offers through the legacy provider: in a plain Node 20
+ *    process every truncated listing (> 1000 keys) fails with HTTP 500
+ *    InternalError. We therefore run s3rver in its own process started with
+ *    --openssl-legacy-provider (which also makes it a real separate server).
+ *  - `Range: bytes=0-0` returns the whole object (it treats end 0 as "no end").
+ *    S3Storage tolerates servers that return a superset starting at the right
+ *    offset and slices it.
+ *  - SigV4 signatures are NOT verified: only the access key id is checked
+ *    (unknown id: 403 InvalidAccessKeyId). The fixed account is S3RVER / S3RVER.
  */
 const require = createRequire(import.meta.url);
-
-interface S3rverInstance {
-  run(): Promise<{ address: string; port: number }>;
-  close(): Promise<void>;
-  httpServer?: Server;
-}
-type S3rverCtor = new (opts: Record<string, unknown>) => S3rverInstance;
 
 export interface RecordedRequest {
   method: string;
@@ -46,52 +50,117 @@ export interface S3TestServer {
   bucket: string;
   accessKeyId: string;
   secretAccessKey: string;
-  /** Every request the server received (method, url, headers), in arrival order. */
-  requests: RecordedRequest[];
+  /** Every request the server has received so far (method, url, headers), in arrival order. */
+  requests(): Promise<RecordedRequest[]>;
   stop(): Promise<void>;
 }
 
+// Runs in the child process (CommonJS, node -e). Protocol: JSON lines on stdout
+// ({t:'ready',port} once, {t:'req',...} per request, {t:'sync'} in answer to a
+// "sync" line on stdin). EOF on stdin (parent gone) or "stop" shuts it down.
+const CHILD = `
+const cfg = JSON.parse(process.env.LB_S3RVER_CONFIG);
+const S3rver = require(cfg.modulePath);
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
+const srv = new S3rver({
+  address: '127.0.0.1', port: 0, silent: true, directory: cfg.dir,
+  vhostBuckets: false, configureBuckets: [{ name: cfg.bucket, configs: [] }],
+});
+let stopping = false;
+function stop() {
+  if (stopping) return;
+  stopping = true;
+  if (!srv.httpServer) process.exit(0);
+  srv.httpServer.closeAllConnections();
+  srv.close().catch(() => {}).finally(() => process.exit(0));
+}
+srv.run().then((addr) => {
+  srv.httpServer.prependListener('request', (req) => out({ t: 'req', method: req.method, url: req.url, headers: req.headers }));
+  out({ t: 'ready', port: addr.port });
+}, (err) => { process.stderr.write(String((err && err.stack) || err)); process.exit(1); });
+let buf = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => {
+  buf += d;
+  let i;
+  while ((i = buf.indexOf('\\n')) >= 0) {
+    const line = buf.slice(0, i);
+    buf = buf.slice(i + 1);
+    if (line === 'sync') out({ t: 'sync' });
+    else if (line === 'stop') stop();
+  }
+});
+process.stdin.on('end', stop);
+`;
+
 export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3TestServer> {
-  const S3rver = require('s3rver') as S3rverCtor;
   const dir = mkdtempSync(path.join(tmpdir(), 'lb-s3rver-'));
   const bucket = opts.bucket ?? 'lifeboat-test';
-  const srv = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: true,
-    directory: dir,
-    // requests go to 127.0.0.1 with path-style addressing; no vhost magic
-    vhostBuckets: false,
-    configureBuckets: [{ name: bucket, configs: [] }],
+  const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', '-e', CHILD], {
+    env: { ...process.env, LB_S3RVER_CONFIG: JSON.stringify({ modulePath: require.resolve('s3rver'), dir, bucket }) },
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
-  let addr: { port: number };
+  const requests: RecordedRequest[] = [];
+  const syncWaiters: Array<() => void> = [];
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => {
+    if (stderr.length < 10_000) stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = new Promise<number>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      let msg: { t: string; port?: number; method?: string; url?: string; headers?: IncomingHttpHeaders };
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (msg.t === 'ready') resolve(msg.port!);
+      else if (msg.t === 'req') requests.push({ method: msg.method!, url: msg.url!, headers: msg.headers! });
+      else if (msg.t === 'sync') syncWaiters.shift()?.();
+    });
+    child.once('error', reject);
+    void exited.then((code) => {
+      reject(new Error(`s3rver exited (code ${code}) before it was ready: ${stderr.trim()}`));
+      for (const w of syncWaiters.splice(0)) w();
+    });
+  });
+  let port: number;
   try {
-    addr = await srv.run();
+    port = await ready;
   } catch (err) {
+    child.kill();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  const requests: RecordedRequest[] = [];
-  srv.httpServer?.prependListener('request', (req) => {
-    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
-  });
   let stopped = false;
   return {
-    endpoint: `http://127.0.0.1:${addr.port}`,
+    endpoint: `http://127.0.0.1:${port}`,
     bucket,
     accessKeyId: 'S3RVER',
     secretAccessKey: 'S3RVER',
-    requests,
+    async requests() {
+      // Round trip through the child so every request line written before now has been read.
+      if (!stopped && child.exitCode === null) {
+        await new Promise<void>((resolve) => {
+          syncWaiters.push(resolve);
+          child.stdin!.write('sync\n');
+        });
+      }
+      return requests.slice();
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
-      // SDK clients keep connections alive; don't let them hold close() open.
-      srv.httpServer?.closeAllConnections();
-      try {
-        await srv.close();
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
+      if (child.exitCode === null && child.signalCode === null) {
+        child.stdin!.end('stop\n');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
       }
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
