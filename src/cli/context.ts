@@ -79,6 +79,11 @@ export class CliContext {
             ...(s3.forcePathStyle !== undefined ? { forcePathStyle: s3.forcePathStyle } : {}),
             ...(s3.accessKeyId ? { accessKeyId: resolveSecret(s3.accessKeyId, 's3.accessKeyId') } : {}),
             ...(s3.secretAccessKey ? { secretAccessKey: resolveSecret(s3.secretAccessKey, 's3.secretAccessKey') } : {}),
+            ...(s3.sessionToken ? { sessionToken: resolveSecret(s3.sessionToken, 's3.sessionToken') } : {}),
+            ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
+            ...(s3.maxAttempts ? { maxAttempts: s3.maxAttempts } : {}),
+            ...(s3.partSize !== undefined ? { partSize: parseSize(s3.partSize)! } : {}),
+            ...(s3.multipartThreshold !== undefined ? { multipartThreshold: parseSize(s3.multipartThreshold)! } : {}),
             ...(s3.objectLock ? { objectLock: s3.objectLock } : {}),
           }
         : {},

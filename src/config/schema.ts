@@ -27,8 +27,13 @@ export const repositorySchema = z
       .object({
         region: z.string().optional(),
         forcePathStyle: z.boolean().optional(),
+        endpoint: z.string().url().optional().describe('custom endpoint (overrides the location\'s host)'),
         accessKeyId: secretSchema.optional(),
         secretAccessKey: secretSchema.optional(),
+        sessionToken: secretSchema.optional(),
+        maxAttempts: z.number().int().min(1).max(20).optional(),
+        partSize: size.optional(),
+        multipartThreshold: size.optional(),
         objectLock: z.object({ mode: z.enum(['GOVERNANCE', 'COMPLIANCE']), days: z.number().int().positive() }).strict().optional(),
       })
       .strict()
