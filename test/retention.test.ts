@@ -350,7 +350,11 @@ const historyArb = fc
   .array(
     fc.record({
       // Mostly distinct times, with some collisions on whole hours to exercise ties.
-      t: fc.oneof(fc.integer({ min: 0, max: SPAN }), fc.integer({ min: 0, max: 3 * 365 * 24 }).map((h) => h * 3_600_000)),
+      t: fc.oneof(
+        fc.integer({ min: 0, max: SPAN }),
+        fc.integer({ min: 0, max: 3 * 365 * 24 }).map((h) => h * 3_600_000),
+        fc.integer({ min: 0, max: 40 }).map((d) => d * 86_400_000), // frequent exact ties
+      ),
       tags: fc.subarray(['a', 'b', 'c']),
     }),
     { maxLength: 80 },

@@ -433,7 +433,9 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       }
     };
     const restoreFile = async (dst: string, n: TreeNode, snapPath: string) => {
-      const fh = await fsp.open(dst, 'w', 0o600);
+      // Never write through an existing symlink (it could point outside the target).
+      if (opts.overwrite) await fsp.rm(dst, { force: true, recursive: true });
+      const fh = await fsp.open(dst, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
       let written = 0;
       try {
         for await (const buf of readContent(repo, n.content ?? [])) {
@@ -463,6 +465,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
         if (!wanted(sp, n.type === 'dir')) continue;
         try {
           if (n.type === 'dir') {
+            const existing = await fsp.lstat(dst).catch(() => undefined);
+            if (existing && !existing.isDirectory()) await fsp.rm(dst, { force: true });
             await fsp.mkdir(dst, { recursive: true, mode: 0o700 });
             summary.dirs++;
             await walk(n.subtree!, dst, sp);

@@ -110,7 +110,7 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
     .option('-w, --keep-weekly <n>', 'keep the last n weekly snapshots', intOpt)
     .option('-m, --keep-monthly <n>', 'keep the last n monthly snapshots', intOpt)
     .option('-y, --keep-yearly <n>', 'keep the last n yearly snapshots', intOpt)
-    .option('--keep-within <duration>', 'keep snapshots newer than this duration before the latest (e.g. 7d, 2w3d)')
+    .option('--keep-within <duration>', 'keep snapshots newer than this before the latest one (restic syntax: 1y2m3d4h, where m = months)')
     .option('--keep-tag <tag>', 'keep snapshots with any of these tags (repeatable, comma-separated)', collect)
     .option('--group-by <keys>', 'group snapshots by host,paths,tags,source before applying the policy', 'host,paths,source')
     .option('--prune', 'run prune afterwards')
