@@ -120,6 +120,21 @@ export class CliContext {
     }
   }
 
+  /** Open a second repository (e.g. the source of `copy`): a location or config name, with its own password. */
+  async openOtherRepo(wanted: string, passwordFile?: string): Promise<Repository> {
+    const cfg = this.config();
+    const conf = cfg?.repositories[wanted];
+    const location = conf && cfg ? resolveLocation(cfg, conf.location) : wanted;
+    let pw: string;
+    if (passwordFile) pw = resolveSecret({ file: passwordFile }, `password for ${wanted}`);
+    else if (process.env.LIFEBOAT_FROM_PASSWORD) pw = process.env.LIFEBOAT_FROM_PASSWORD;
+    else if (conf?.password) pw = resolveSecret(conf.password.file && cfg ? { file: configPath(cfg, conf.password.file) } : conf.password, `password for ${wanted}`);
+    else throw new ConfigError(`no password for ${wanted}: pass --from-password-file FILE or set LIFEBOAT_FROM_PASSWORD`);
+    const repo = await Repository.open(this.storageFor(location, conf), pw);
+    repo.lockRetryMs = this.retryLockMs();
+    return repo;
+  }
+
   retryLockMs(): number {
     const v = this.opts.retryLock;
     if (!v) return 0;

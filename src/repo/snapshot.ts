@@ -32,6 +32,8 @@ export interface Snapshot {
   /** For stream snapshots: what produced it (database kind, tool, versions...). Never secrets. */
   source?: SourceMeta;
   summary?: BackupSummary;
+  /** Set on snapshots made by `copy`: the source repository id and snapshot id. */
+  copiedFrom?: { repository: string; snapshot: string };
   program: string;
 }
 

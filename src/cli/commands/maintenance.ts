@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { ConfigError, ExitCode, LifeboatError } from '../../errors.js';
-import { Repository } from '../../repo/repository.js';
+import { Repository, filterSnapshots } from '../../repo/repository.js';
+import { copySnapshots } from '../../repo/copy.js';
 import { prune, repairIndex } from '../../repo/prune.js';
 import { removeLocks } from '../../repo/lock.js';
 import { createKeyFile, listKeys } from '../../repo/keys.js';
@@ -217,6 +218,33 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
         await runPrune(ctx, repo, o);
       } finally {
         await repo.close();
+      }
+    });
+
+  program
+    .command('copy')
+    .description('copy snapshots from another repository into this one (3-2-1 copies), deduplicated, without re-reading the source')
+    .argument('[snapshots...]', 'snapshot ids to copy (default: all)')
+    .requiredOption('--from-repo <location>', 'source repository (location or config name)')
+    .option('--from-password-file <file>', 'password file of the source repository (or env LIFEBOAT_FROM_PASSWORD)')
+    .option('--host <host>', 'only snapshots from this host')
+    .option('--tag <tag>', 'only snapshots with these tags (repeatable, comma-separated)', collect)
+    .action(async (ids: string[], o: { fromRepo: string; fromPasswordFile?: string; host?: string; tag?: string[] }, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const src = await ctx.openOtherRepo(o.fromRepo, o.fromPasswordFile);
+      try {
+        const dst = await ctx.openRepo();
+        try {
+          let snaps = ids.length ? await Promise.all(ids.map((id) => src.findSnapshot(id))) : await src.listSnapshots();
+          snaps = filterSnapshots(snaps, { ...(o.host ? { host: o.host } : {}), ...(o.tag ? { tags: o.tag } : {}) });
+          const r = await copySnapshots(src, dst, snaps, (m) => ctx.out.info(m));
+          ctx.out.info(`copied ${r.copied.length} snapshot(s), ${r.skipped.length} already present; added ${formatBytes(r.dataAdded)} (${r.blobsNew} new blobs)`);
+          ctx.out.emit({ message_type: 'copy', ...r });
+        } finally {
+          await dst.close();
+        }
+      } finally {
+        await src.close();
       }
     });
 
