@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Repository } from './repository.js';
+import { SketchIndex } from './sketch.js';
 
 /**
  * Chunk a byte stream into the repository. Shared by file and stream sources.
@@ -14,18 +15,23 @@ export interface ParentContent {
 
 export class BaseFinder {
   private readonly starts: number[] = [];
+  private readonly startOf = new Map<string, number>();
   constructor(private readonly parent: ParentContent) {
     let off = 0;
-    for (const s of parent.sizes) {
+    for (let i = 0; i < parent.sizes.length; i++) {
       this.starts.push(off);
-      off += s;
+      if (!this.startOf.has(parent.content[i]!)) this.startOf.set(parent.content[i]!, off);
+      off += parent.sizes[i]!;
     }
   }
 
-  /** The parent chunk containing position `pos` (clamped to the last chunk). */
-  at(pos: number): string | undefined {
+  /** Where a parent chunk starts in the parent stream, if it is one of the parent's chunks. */
+  parentStart(id: string): number | undefined {
+    return this.startOf.get(id);
+  }
+
+  private indexAt(pos: number): number {
     const st = this.starts;
-    if (st.length === 0) return undefined;
     let lo = 0;
     let hi = st.length - 1;
     while (lo < hi) {
@@ -33,7 +39,31 @@ export class BaseFinder {
       if (st[mid]! <= pos) lo = mid;
       else hi = mid - 1;
     }
-    return this.parent.content[lo];
+    return lo;
+  }
+
+  /** The parent chunk containing position `pos` (clamped to the last chunk). */
+  at(pos: number): string | undefined {
+    if (this.starts.length === 0) return undefined;
+    return this.parent.content[this.indexAt(pos)];
+  }
+
+  /**
+   * The (at most 2) parent chunks overlapping [start, end) the most, in stream
+   * order: a new chunk whose boundaries moved usually straddles two old chunks.
+   */
+  covering(start: number, end: number): string[] {
+    if (this.starts.length === 0) return [];
+    const first = this.indexAt(Math.max(0, start));
+    const last = this.indexAt(Math.max(0, end - 1));
+    const overlaps: Array<[number, number]> = [];
+    for (let i = first; i <= last; i++) {
+      const s = this.starts[i]!;
+      const e = s + this.parent.sizes[i]!;
+      overlaps.push([i, Math.min(e, end) - Math.max(s, start)]);
+    }
+    const top = overlaps.sort((a, b) => b[1] - a[1]).slice(0, 2).map(([i]) => i).sort((a, b) => a - b);
+    return top.map((i) => this.parent.content[i]!);
   }
 }
 
@@ -50,22 +80,46 @@ export class ContentWriter {
   readonly sizes: number[] = [];
   size = 0;
 
+  private readonly similar: SketchIndex | undefined;
+
   constructor(
     private readonly repo: Repository,
     parent?: ParentContent,
   ) {
     this.chunker = repo.newChunker();
     this.finder = parent && parent.content.length === parent.sizes.length && parent.content.length > 0 ? new BaseFinder(parent) : undefined;
+    if (parent) {
+      const idx = new SketchIndex();
+      for (const id of parent.content) idx.add(id, repo.indexEntry(id)?.sf);
+      if (idx.size > 0) this.similar = idx;
+    }
   }
 
   async write(data: Uint8Array): Promise<void> {
     for (const c of this.chunker.push(data)) await this.add(c);
   }
 
+  /**
+   * Offset of the new stream relative to the parent, learned from chunks found in
+   * the parent (identical chunks, or bases found by sketch). Makes the offset
+   * guess robust to inserted/deleted data when the sketch finds nothing.
+   */
+  private drift = 0;
+
   private async add(chunk: Buffer): Promise<void> {
     const len = chunk.length;
-    const deltaBase = this.finder?.at(this.size + (len >> 1));
-    const { id } = await this.repo.saveBlob('data', chunk, { deltaBase });
+    const start = this.size;
+    const finder = this.finder;
+    const deltaBases = finder ? () => finder.covering(start - this.drift, start - this.drift + len) : undefined;
+    const learn = (baseId: string) => {
+      const ps = finder?.parentStart(baseId);
+      if (ps !== undefined) this.drift = start - ps;
+    };
+    const { id, isNew } = await this.repo.saveBlob('data', chunk, {
+      ...(deltaBases ? { deltaBases } : {}),
+      ...(this.similar ? { similar: this.similar, onSimilar: learn } : {}),
+    });
+    if (!isNew) learn(id);
     this.content.push(id);
     this.sizes.push(len);
     this.size += len;

@@ -1,6 +1,7 @@
 import type { Repository } from './repository.js';
 import type { SnapshotWithId } from './snapshot.js';
 import type { Tree, TreeNode } from './tree.js';
+import { basesOf } from './pack.js';
 
 /**
  * Copy snapshots between repositories (3-2-1 copies) without re-reading the
@@ -40,9 +41,9 @@ export async function copySnapshots(
       if (known) return known;
       const data = await src.loadBlob(id);
       const newId = dst.blobId(data);
-      const base = src.indexEntry(id)?.base;
-      const deltaBase = base ? idMap.get(base) : undefined;
-      await dst.saveBlob('data', data, { id: newId, ...(deltaBase ? { deltaBase } : {}) });
+      const e = src.indexEntry(id);
+      const bases = (e ? basesOf(e) : []).map((b) => idMap.get(b)).filter((b): b is string => !!b);
+      await dst.saveBlob('data', data, { id: newId, ...(bases.length ? { deltaBases: bases } : {}) });
       idMap.set(id, newId);
       return newId;
     };

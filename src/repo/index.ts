@@ -1,5 +1,5 @@
 import { IntegrityError } from '../errors.js';
-import { type BlobType, type Compression, type PackBlob, validatePackBlob } from './pack.js';
+import { type BlobType, type Compression, type PackBlob, basesOf, validatePackBlob } from './pack.js';
 
 /** Where a blob lives, plus what is needed to decode it. */
 export interface IndexEntry {
@@ -10,8 +10,11 @@ export interface IndexEntry {
   rawLength: number;
   compression: Compression;
   base?: string;
+  base2?: string;
   /** Delta chain depth: 0 for a full blob, base depth + 1 for a delta. */
   depth: number;
+  /** Resemblance sketch (data blobs >= 64 KiB). */
+  sf?: number[];
 }
 
 export interface IndexFilePack {
@@ -82,9 +85,11 @@ export class MasterIndex {
         compression: b.compression,
         depth: 0,
       };
+      if (b.sf) e.sf = b.sf;
       if (b.base) {
         e.base = b.base;
-        e.depth = (this.entries.get(b.base)?.depth ?? 0) + 1;
+        if (b.base2) e.base2 = b.base2;
+        e.depth = Math.max(...basesOf(b).map((x) => this.entries.get(x)?.depth ?? 0)) + 1;
       }
       this.entries.set(b.id, e);
     }
@@ -107,7 +112,7 @@ export class MasterIndex {
         return 0;
       }
       if (guard > 64) return 64; // cycle or absurd chain; check reports it
-      const d = depthOf(e.base, guard + 1) + 1;
+      const d = Math.max(...basesOf(e).map((x) => depthOf(x, guard + 1))) + 1;
       memo.set(id, d);
       return d;
     };

@@ -20,6 +20,10 @@ export interface PackBlob {
   rawLength: number;
   compression: Compression;
   base?: string;
+  /** Optional second base: the dictionary is base plaintext followed by base2 plaintext. */
+  base2?: string;
+  /** Resemblance sketch (super-features) of a data blob, used to find delta bases by content. */
+  sf?: number[];
 }
 
 export const MAX_PACK_HEADER = 16 * 1024 * 1024;
@@ -40,7 +44,8 @@ export function validatePackBlob(b: unknown, where: string): PackBlob {
   if (o.compression !== 0 && o.compression !== 1 && o.compression !== 2) bad('bad compression');
   if (o.compression === 2) {
     if (typeof o.base !== 'string' || !HEX64.test(o.base)) bad('delta blob without a valid base id');
-  } else if (o.base !== undefined) bad('base set on a non-delta blob');
+    if (o.base2 !== undefined && (typeof o.base2 !== 'string' || !HEX64.test(o.base2))) bad('invalid second base id');
+  } else if (o.base !== undefined || o.base2 !== undefined) bad('base set on a non-delta blob');
   const out: PackBlob = {
     id: o.id as string,
     type: o.type as BlobType,
@@ -50,6 +55,13 @@ export function validatePackBlob(b: unknown, where: string): PackBlob {
     compression: o.compression as Compression,
   };
   if (o.base !== undefined) out.base = o.base as string;
+  if (o.base2 !== undefined) out.base2 = o.base2 as string;
+  if (o.sf !== undefined) {
+    if (!Array.isArray(o.sf) || o.sf.length > 16 || !o.sf.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) {
+      bad('bad sketch');
+    }
+    out.sf = o.sf as number[];
+  }
   return out;
 }
 
@@ -110,4 +122,9 @@ export function parseHeaderBytes(encKey: Buffer, sealedHeader: Buffer, blobArea:
     if (b.offset + b.length > blobArea) throw new IntegrityError(`pack ${name}: blob ${b.id} extends past the blob area`);
   }
   return blobs;
+}
+
+/** The delta bases of a blob, in dictionary order (empty for a full blob). */
+export function basesOf(b: { base?: string; base2?: string }): string[] {
+  return b.base ? (b.base2 ? [b.base, b.base2] : [b.base]) : [];
 }

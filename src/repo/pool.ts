@@ -71,10 +71,17 @@ export class WorkerPool {
   }
 
   /** Compress + seal. `data` is transferred when it owns its whole ArrayBuffer. */
-  async encode(data: Buffer, dict?: Buffer): Promise<{ sealed: Buffer; compression: Compression }> {
+  async encode(data: Buffer, dict?: Buffer, sketch = false): Promise<{ sealed: Buffer; compression: Compression; sf?: number[] }> {
     const transfer = ownsBuffer(data) ? [data.buffer as ArrayBuffer] : [];
-    const r = await this.post<{ sealed: Uint8Array; compression: Compression }>({ op: 'encode', data, dict }, transfer);
-    return { sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.length), compression: r.compression };
+    const r = await this.post<{ sealed: Uint8Array; compression: Compression; sf?: number[] }>({ op: 'encode', data, dict, sketch }, transfer);
+    return { sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.length), compression: r.compression, ...(r.sf ? { sf: r.sf } : {}) };
+  }
+
+  /** Compute a blob's resemblance sketch off the main thread; the buffer travels there and back without copies. */
+  async sketch(data: Buffer): Promise<{ sf: number[]; data: Buffer }> {
+    const transfer = ownsBuffer(data) ? [data.buffer as ArrayBuffer] : [];
+    const r = await this.post<{ sf: number[]; data: Uint8Array }>({ op: 'sketch', data }, transfer);
+    return { sf: r.sf, data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length) };
   }
 
   async decode(

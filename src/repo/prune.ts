@@ -78,6 +78,8 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
       const p = perPack.get(e.pack) ?? { keep: [], dropBytes: 0, keepBytes: 0 };
       const b: PackBlob = { id, type: e.type, offset: e.offset, length: e.length, rawLength: e.rawLength, compression: e.compression };
       if (e.base) b.base = e.base;
+      if (e.base2) b.base2 = e.base2;
+      if (e.sf) b.sf = e.sf;
       if (used.has(id)) {
         p.keep.push([id, b]);
         p.keepBytes += e.length;

@@ -10,12 +10,15 @@ import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './cryp
 import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
 import { createKeyFile, openWithPassword } from './keys.js';
 import { Lock } from './lock.js';
-import { type BlobType, PackWriter } from './pack.js';
+import type { SketchIndex } from './sketch.js';
+import { type BlobType, PackWriter, basesOf } from './pack.js';
 import { WorkerPool } from './pool.js';
 import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot.js';
 import { type Tree, decodeTree, encodeTree } from './tree.js';
 
 export const FORMAT_VERSION = 1;
+/** Data blobs at least this large carry a resemblance sketch. */
+export const SKETCH_MIN = 64 * 1024;
 export const PROGRAM = 'lifeboat 0.1.0';
 
 /** The repository config object (sealed with the master key). See docs/format.md. */
@@ -199,16 +202,20 @@ export class Repository {
    * Store a blob unless the repository already has it. Returns as soon as the
    * blob is queued; flush() waits for everything and publishes the index.
    * `data` may be transferred to a worker thread: do not use it afterwards.
-   * `deltaBase` proposes an existing blob with similar content (e.g. the parent
+   * `deltaBases` proposes existing blobs with similar content (e.g. the parent
    * snapshot's chunk at the same offset) to store the new blob as a delta.
    */
-  async saveBlob(type: BlobType, data: Buffer, opts: { id?: string; deltaBase?: string } = {}): Promise<SaveResult> {
+  async saveBlob(
+    type: BlobType,
+    data: Buffer,
+    opts: { id?: string; deltaBases?: string[] | (() => string[]); similar?: SketchIndex; onSimilar?: (baseId: string) => void } = {},
+  ): Promise<SaveResult> {
     this.throwIfFailed();
     const id = opts.id ?? blobId(this.key.idKey, data);
     if (this.hasBlob(id)) return { id, isNew: false };
     this.pendingIds.add(id);
     await this.sealSlots.acquire();
-    const p = this.encodeAndPack(type, id, data, opts.deltaBase)
+    const p = this.encodeAndPack(type, id, data, opts.deltaBases, opts.similar, opts.onSimilar)
       .catch((err) => {
         this.bgError ??= err;
       })
@@ -220,36 +227,77 @@ export class Repository {
     return { id, isNew: true };
   }
 
-  /** Pick the base for a delta: the proposed blob, or the root of its chain when the chain is already at max depth. */
-  private chooseBase(candidate: string | undefined, rawLength: number): string | undefined {
-    if (!candidate || this.config.maxDeltaDepth <= 0 || rawLength < 4096) return undefined;
-    let e = this.index.get(candidate);
-    if (!e || e.type !== 'data') return undefined;
-    let id = candidate;
-    if (e.depth + 1 > this.config.maxDeltaDepth) {
-      while (e && e.base) {
-        id = e.base;
-        e = this.index.get(id);
+  /**
+   * Pick the bases for a delta (at most 2): each proposed blob, or the root of
+   * its chain when the chain is already at max depth, so depth stays bounded.
+   */
+  private chooseBases(candidates: string[] | undefined, rawLength: number): string[] {
+    if (!candidates || this.config.maxDeltaDepth <= 0 || rawLength < 4096) return [];
+    const out: string[] = [];
+    for (const c of candidates.slice(0, 2)) {
+      let e = this.index.get(c);
+      if (!e || e.type !== 'data') continue;
+      let id = c;
+      if (e.depth + 1 > this.config.maxDeltaDepth) {
+        while (e && e.base) {
+          id = e.base;
+          e = this.index.get(id);
+        }
+        if (!e) continue;
       }
-      if (!e) return undefined;
+      if (!out.includes(id)) out.push(id);
     }
-    return id;
+    return out;
   }
 
-  private async encodeAndPack(type: BlobType, id: string, data: Buffer, deltaBase?: string): Promise<void> {
+  /** The dictionary of a delta: the bases' plaintexts, concatenated in order. */
+  async loadDict(bases: string[]): Promise<Buffer> {
+    const parts = await Promise.all(bases.map((b) => this.loadBlob(b, { cacheable: true })));
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  private async encodeAndPack(
+    type: BlobType,
+    id: string,
+    data: Buffer,
+    proposed?: string[] | (() => string[]),
+    similar?: SketchIndex,
+    onSimilar?: (baseId: string) => void,
+  ): Promise<void> {
     const rawLength = data.length;
-    const baseId = type === 'data' ? this.chooseBase(deltaBase, rawLength) : undefined;
+    const sketched = type === 'data' && rawLength >= SKETCH_MIN;
+    let sf: number[] | undefined;
+    let deltaBases: string[] | undefined;
+    if (sketched && similar && similar.size > 0) {
+      // Find a base by content (robust to inserted/deleted data); fall back to the offset guess.
+      ({ sf, data } = await this.pool.sketch(data));
+      const found = similar.find(sf);
+      if (found.length) {
+        deltaBases = found;
+        onSimilar?.(found[0]!);
+      }
+    }
+    // The offset guess is evaluated late: by now earlier chunks' sketch matches have refined it.
+    deltaBases ??= typeof proposed === 'function' ? proposed() : proposed;
+    const bases = type === 'data' ? this.chooseBases(deltaBases, rawLength) : [];
     let dict: Buffer | undefined;
-    if (baseId) {
+    if (bases.length) {
       try {
-        dict = await this.loadBlob(baseId, { cacheable: false });
+        dict = await this.loadDict(bases);
       } catch {
         dict = undefined; // a damaged base is reported by check; store this blob in full
       }
     }
-    const enc =
-      rawLength >= 16 * 1024 ? await this.pool.encode(data, dict) : this.codec.encode(data, dict);
-    const entry = { id, type, rawLength, compression: enc.compression, ...(enc.compression === 2 ? { base: baseId! } : {}) };
+    const enc = rawLength >= 16 * 1024 ? await this.pool.encode(data, dict, sketched && !sf) : this.codec.encode(data, dict);
+    sf ??= (enc as { sf?: number[] }).sf;
+    const entry = {
+      id,
+      type,
+      rawLength,
+      compression: enc.compression,
+      ...(enc.compression === 2 ? { base: bases[0]!, ...(bases[1] ? { base2: bases[1] } : {}) } : {}),
+      ...(sf && sf.length ? { sf } : {}),
+    };
     const packer = this.packers[type];
     packer.add(entry, enc.sealed);
     this.stats.blobsNew++;
@@ -321,7 +369,7 @@ export class Repository {
     let dict: Buffer | undefined;
     if (e.compression === 2) {
       try {
-        dict = await this.loadBlob(e.base!, { cacheable: true });
+        dict = await this.loadDict(basesOf(e));
       } catch (err) {
         throw new IntegrityError(`${what}: its delta base is unreadable: ${(err as Error).message}`);
       }

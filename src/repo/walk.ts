@@ -1,5 +1,6 @@
 import type { Repository } from './repository.js';
 import type { TreeNode } from './tree.js';
+import { basesOf } from './pack.js';
 
 /**
  * Collect every blob a set of snapshot trees needs: tree blobs, file content
@@ -37,13 +38,14 @@ export async function collectUsedBlobs(
 }
 
 export function addDeltaBases(repo: Repository, used: Set<string>): void {
-  for (const id of [...used]) {
-    let e = repo.indexEntry(id);
-    let guard = 0;
-    while (e?.base && guard++ < 64) {
-      if (used.has(e.base)) break;
-      used.add(e.base);
-      e = repo.indexEntry(e.base);
+  const stack = [...used];
+  while (stack.length) {
+    const e = repo.indexEntry(stack.pop()!);
+    if (!e) continue;
+    for (const b of basesOf(e)) {
+      if (used.has(b)) continue;
+      used.add(b);
+      stack.push(b);
     }
   }
 }

@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobCodec } from './codec.js';
 import { blobId } from './crypto.js';
+import { superFeatures } from './sketch.js';
 
 /** Worker thread: encodes (compress + seal) and decodes blobs off the main thread. */
 interface Init {
@@ -15,8 +16,14 @@ const idKey = Buffer.from(init.idKey);
 parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown }) => {
   try {
     if (msg.op === 'encode') {
-      const r = codec.encode(msg.data as Uint8Array, msg.dict as Uint8Array | undefined);
-      parentPort!.postMessage({ seq: msg.seq, sealed: r.sealed, compression: r.compression }, [r.sealed.buffer as ArrayBuffer]);
+      const data = msg.data as Uint8Array;
+      const sf = msg.sketch ? superFeatures(data) : undefined;
+      const r = codec.encode(data, msg.dict as Uint8Array | undefined);
+      parentPort!.postMessage({ seq: msg.seq, sealed: r.sealed, compression: r.compression, sf }, [r.sealed.buffer as ArrayBuffer]);
+    } else if (msg.op === 'sketch') {
+      const data = msg.data as Uint8Array;
+      const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+      parentPort!.postMessage({ seq: msg.seq, sf: superFeatures(data), data }, own ? [data.buffer as ArrayBuffer] : []);
     } else if (msg.op === 'decode') {
       const out = codec.decode(
         msg.sealed as Uint8Array,

@@ -208,7 +208,7 @@ class Archiver {
         node.content = [];
         node.sizes = [];
         if (size > 0) {
-          const { id } = await this.repo.saveBlob('data', data, { deltaBase: parent?.content[0] });
+          const { id } = await this.repo.saveBlob('data', data, parent?.content[0] ? { deltaBases: [parent.content[0]] } : {});
           node.content.push(id);
           node.sizes.push(size);
         }

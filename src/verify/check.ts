@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { IntegrityError, errorMessage } from '../errors.js';
 import { blobId } from '../repo/crypto.js';
 import type { Repository } from '../repo/repository.js';
-import { parsePackHeader } from '../repo/pack.js';
+import { basesOf, parsePackHeader } from '../repo/pack.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
 import { collectUsedBlobs } from '../repo/walk.js';
 import { mapLimit } from '../util/sync.js';
@@ -87,8 +87,8 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   }
   for (const name of stored.keys()) if (!needed.has(name)) res.unreferencedPacks.push(name);
   for (const [, e] of repo.index.values()) {
-    if (e.base && !repo.index.has(e.base)) {
-      problems.push({ kind: 'blob', object: e.base, message: `delta base is missing from the index (needed by a blob in pack ${e.pack})` });
+    for (const b of basesOf(e)) {
+      if (!repo.index.has(b)) problems.push({ kind: 'blob', object: b, message: `delta base is missing from the index (needed by a blob in pack ${e.pack})` });
     }
   }
 
@@ -128,7 +128,7 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
             if (b.offset + b.length > data.length) throw new IntegrityError('extends past the end of the pack');
             const sealed = Buffer.from(data.subarray(b.offset, b.offset + b.length));
             let dict: Buffer | undefined;
-            if (b.compression === 2) dict = await repo.loadBlob(b.base!, { cacheable: true });
+            if (b.compression === 2) dict = await repo.loadDict(basesOf(b));
             const got =
               b.rawLength >= 64 * 1024
                 ? await repo.pool.verify(sealed, b.compression, b.rawLength, `blob ${b.id}`, dict)

@@ -1,0 +1,90 @@
+/**
+ * Resemblance sketch of a chunk: 12 features (N-transform min-hash style).
+ * Similar chunks (a few changed rows) share most features, even when inserted
+ * or deleted data shifted their offsets.
+ * Stored per data blob in pack headers and index files (`sf`) so a later
+ * backup finds a delta base among the parent snapshot's chunks by content.
+ *
+ * Features: a 32-byte-window gear hash is sampled where its low 7 bits are
+ * zero (about 1 position in 128); for each of 12 fixed linear transforms
+ * (a*h + b mod 2^32) the maximum over sampled positions is a feature.
+ */
+const GEAR = new Int32Array(256);
+{
+  // fixed table (not secret: sketches are stored encrypted)
+  let x = 0x9e3779b9 | 0;
+  for (let i = 0; i < 256; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    GEAR[i] = x | 0;
+  }
+}
+const N = 12;
+const A = new Uint32Array(N);
+const B = new Uint32Array(N);
+{
+  let x = 0x12345678 | 0;
+  for (let i = 0; i < N; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    A[i] = (x | 1) >>> 0;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    B[i] = x >>> 0;
+  }
+}
+
+/** Number of features per sketch. */
+export const FEATURES = N;
+
+export function superFeatures(data: Uint8Array): number[] {
+  const max = new Uint32Array(N);
+  let h = 0;
+  let sampled = 0;
+  for (let i = 0; i < data.length; i++) {
+    h = ((h << 1) + GEAR[data[i]!]!) | 0;
+    if ((h & 0x7f) === 0) {
+      sampled++;
+      for (let k = 0; k < N; k++) {
+        const v = (Math.imul(A[k]!, h) + B[k]!) >>> 0;
+        if (v > max[k]!) max[k] = v;
+      }
+    }
+  }
+  return sampled === 0 ? [] : Array.from(max);
+}
+
+/**
+ * Lookup of a parent's chunks by feature. Each of a new chunk's features votes
+ * for the parent chunk that has the same feature; a chunk whose boundaries moved
+ * gets votes from the two parent chunks it straddles, and both become bases.
+ */
+export class SketchIndex {
+  private readonly map = new Map<number, string>();
+  add(id: string, sf: readonly number[] | undefined): void {
+    if (!sf) return;
+    for (let i = 0; i < sf.length; i++) {
+      const key = (sf[i]! ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0;
+      if (!this.map.has(key)) this.map.set(key, id);
+    }
+  }
+  get size(): number {
+    return this.map.size;
+  }
+  /** Up to two parent chunks with the most matching features (at least 2 votes each), best first. */
+  find(sf: readonly number[]): string[] {
+    const votes = new Map<string, number>();
+    for (let i = 0; i < sf.length; i++) {
+      const id = this.map.get((sf[i]! ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
+      if (id) votes.set(id, (votes.get(id) ?? 0) + 1);
+    }
+    return [...votes]
+      .filter(([, v]) => v >= 2)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 2)
+      .map(([id]) => id);
+  }
+}
