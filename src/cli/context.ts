@@ -1,11 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { configPath, loadConfig, type LifeboatConfig } from '../config/load.js';
-import { parseSize, type RepositoryConfig } from '../config/schema.js';
+import { loadConfig, type LifeboatConfig } from '../config/load.js';
+import type { RepositoryConfig } from '../config/schema.js';
 import { resolveSecret } from '../config/password.js';
-import { ConfigError, LifeboatError, NoRepositoryError } from '../errors.js';
+import { openConfiguredRepo, resolveLocation, secretFromConfig, storageFor } from '../config/repos.js';
+import { ConfigError, LifeboatError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
-import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/types.js';
 import { makeOutput, type Output } from './output.js';
 
@@ -61,63 +61,34 @@ export class CliContext {
     if (this.opts.passwordFile) return resolveSecret({ file: this.opts.passwordFile }, 'repository password (--password-file)');
     if (this.opts.passwordCommand) return resolveSecret({ command: this.opts.passwordCommand }, 'repository password (--password-command)');
     if (process.env.LIFEBOAT_PASSWORD) return process.env.LIFEBOAT_PASSWORD;
-    if (conf?.password) {
-      const cfg = this.config();
-      const ref = conf.password.file && cfg ? { file: configPath(cfg, conf.password.file) } : conf.password;
-      return resolveSecret(ref, 'repository password');
-    }
+    if (conf?.password) return secretFromConfig(this.config(), conf.password, 'repository password');
     if (process.env.LIFEBOAT_PASSWORD_FILE) return resolveSecret({ file: process.env.LIFEBOAT_PASSWORD_FILE }, 'repository password (LIFEBOAT_PASSWORD_FILE)');
     throw new ConfigError('no repository password: set LIFEBOAT_PASSWORD, or pass --password-file FILE / --password-command CMD');
   }
 
   storageFor(location: string, conf?: RepositoryConfig): Storage {
-    const s3 = conf?.s3;
-    return openStorage(location, {
-      s3: s3
-        ? {
-            ...(s3.region ? { region: s3.region } : {}),
-            ...(s3.forcePathStyle !== undefined ? { forcePathStyle: s3.forcePathStyle } : {}),
-            ...(s3.accessKeyId ? { accessKeyId: resolveSecret(s3.accessKeyId, 's3.accessKeyId') } : {}),
-            ...(s3.secretAccessKey ? { secretAccessKey: resolveSecret(s3.secretAccessKey, 's3.secretAccessKey') } : {}),
-            ...(s3.sessionToken ? { sessionToken: resolveSecret(s3.sessionToken, 's3.sessionToken') } : {}),
-            ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
-            ...(s3.maxAttempts ? { maxAttempts: s3.maxAttempts } : {}),
-            ...(s3.partSize !== undefined ? { partSize: parseSize(s3.partSize)! } : {}),
-            ...(s3.multipartThreshold !== undefined ? { multipartThreshold: parseSize(s3.multipartThreshold)! } : {}),
-            ...(s3.objectLock ? { objectLock: s3.objectLock } : {}),
-          }
-        : {},
-    });
+    return storageFor(location, conf, this.config());
   }
 
   /** Open the repository (auto-initializing it when the config says so). */
   async openRepo(opts: { nameHint?: string; allowInit?: boolean } = {}): Promise<Repository> {
     const t = this.repositoryTarget(opts.nameHint);
-    const storage = this.storageFor(t.location, t.conf);
+    const cfg = this.config();
     const pw = this.password(t.conf);
-    try {
-      const repo = await Repository.open(storage, pw);
-      repo.lockRetryMs = this.retryLockMs();
-      for (const [name, err] of repo.indexErrors) {
-        this.out.warn(`index file ${name.slice(0, 12)} is damaged and was skipped (${(err as Error).message}); run "lifeboat check" / "lifeboat repair index"`);
-      }
-      return repo;
-    } catch (err) {
-      if (err instanceof NoRepositoryError && t.conf?.autoInit && opts.allowInit !== false) {
-        this.out.info(`creating repository at ${storage.location}`);
-        const c = t.conf.chunker;
-        const repo = await Repository.init(storage, pw, {
-          chunker: {
-            ...(c?.min !== undefined ? { min: parseSize(c.min)! } : {}),
-            ...(c?.avg !== undefined ? { avg: parseSize(c.avg)! } : {}),
-            ...(c?.max !== undefined ? { max: parseSize(c.max)! } : {}),
-          },
-        });
-        repo.lockRetryMs = this.retryLockMs();
-        return repo;
-      }
-      throw err;
+    const repo =
+      t.name && cfg
+        ? await openConfiguredRepo(cfg, t.name, {
+            password: pw,
+            retryLockMs: this.retryLockMs(),
+            ...(opts.allowInit !== undefined ? { allowInit: opts.allowInit } : {}),
+            onInit: (loc) => this.out.info(`creating repository at ${loc}`),
+          })
+        : await Repository.open(this.storageFor(t.location, t.conf), pw);
+    repo.lockRetryMs = this.retryLockMs();
+    for (const [name, err] of repo.indexErrors) {
+      this.out.warn(`index file ${name.slice(0, 12)} is damaged and was skipped (${(err as Error).message}); run "lifeboat check" / "lifeboat repair index"`);
     }
+    return repo;
   }
 
   /** Open a second repository (e.g. the source of `copy`): a location or config name, with its own password. */
@@ -128,7 +99,7 @@ export class CliContext {
     let pw: string;
     if (passwordFile) pw = resolveSecret({ file: passwordFile }, `password for ${wanted}`);
     else if (process.env.LIFEBOAT_FROM_PASSWORD) pw = process.env.LIFEBOAT_FROM_PASSWORD;
-    else if (conf?.password) pw = resolveSecret(conf.password.file && cfg ? { file: configPath(cfg, conf.password.file) } : conf.password, `password for ${wanted}`);
+    else if (conf?.password) pw = secretFromConfig(cfg, conf.password, `password for ${wanted}`);
     else throw new ConfigError(`no password for ${wanted}: pass --from-password-file FILE or set LIFEBOAT_FROM_PASSWORD`);
     const repo = await Repository.open(this.storageFor(location, conf), pw);
     repo.lockRetryMs = this.retryLockMs();
@@ -144,10 +115,6 @@ export class CliContext {
   }
 }
 
-function resolveLocation(cfg: LifeboatConfig, loc: string): string {
-  if (/^[a-z0-9]+:/i.test(loc) && !/^[a-zA-Z]:\\/.test(loc)) return loc.startsWith('local:') ? 'local:' + configPath(cfg, loc.slice(6)) : loc;
-  return configPath(cfg, loc);
-}
 
 export function readPasswordFileArg(file: string, what: string): string {
   try {

@@ -1,0 +1,78 @@
+import { configPath, type LifeboatConfig } from './load.js';
+import { parseSize, type RepositoryConfig } from './schema.js';
+import { resolveSecret, type SecretRef } from './password.js';
+import { ConfigError, NoRepositoryError } from '../errors.js';
+import { Repository } from '../repo/repository.js';
+import { openStorage } from '../storage/open.js';
+import type { Storage } from '../storage/types.js';
+
+/**
+ * Opening repositories described in lifeboat.yaml: location (relative to the
+ * config file), S3 options and secrets. Shared by the CLI and the daemon.
+ */
+export function resolveLocation(cfg: { dir: string }, loc: string): string {
+  if (/^[a-z0-9]+:/i.test(loc)) return loc.startsWith('local:') ? 'local:' + configPath(cfg, loc.slice(6)) : loc;
+  return configPath(cfg, loc);
+}
+
+export function secretFromConfig(cfg: { dir: string } | undefined, ref: SecretRef, what: string): string {
+  return resolveSecret(ref.file && cfg ? { file: configPath(cfg, ref.file) } : ref, what);
+}
+
+export function storageFor(location: string, conf?: RepositoryConfig, cfg?: { dir: string }): Storage {
+  const s3 = conf?.s3;
+  return openStorage(location, {
+    s3: s3
+      ? {
+          ...(s3.region ? { region: s3.region } : {}),
+          ...(s3.forcePathStyle !== undefined ? { forcePathStyle: s3.forcePathStyle } : {}),
+          ...(s3.accessKeyId ? { accessKeyId: secretFromConfig(cfg, s3.accessKeyId, 's3.accessKeyId') } : {}),
+          ...(s3.secretAccessKey ? { secretAccessKey: secretFromConfig(cfg, s3.secretAccessKey, 's3.secretAccessKey') } : {}),
+          ...(s3.sessionToken ? { sessionToken: secretFromConfig(cfg, s3.sessionToken, 's3.sessionToken') } : {}),
+          ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
+          ...(s3.maxAttempts ? { maxAttempts: s3.maxAttempts } : {}),
+          ...(s3.partSize !== undefined ? { partSize: parseSize(s3.partSize)! } : {}),
+          ...(s3.multipartThreshold !== undefined ? { multipartThreshold: parseSize(s3.multipartThreshold)! } : {}),
+          ...(s3.objectLock ? { objectLock: s3.objectLock } : {}),
+        }
+      : {},
+  });
+}
+
+/** Password of a configured repository: its `password` reference, else LIFEBOAT_PASSWORD. */
+export function repositoryPassword(cfg: LifeboatConfig, name: string): string {
+  const conf = cfg.repositories[name];
+  if (!conf) throw new ConfigError(`unknown repository "${name}"`);
+  if (conf.password) return secretFromConfig(cfg, conf.password, `password of repository ${name}`);
+  if (process.env.LIFEBOAT_PASSWORD) return process.env.LIFEBOAT_PASSWORD;
+  throw new ConfigError(`no password for repository ${name}: set its "password" in ${cfg.file} or LIFEBOAT_PASSWORD`);
+}
+
+/** Open (or, with autoInit, create) a repository defined in the config. */
+export async function openConfiguredRepo(
+  cfg: LifeboatConfig,
+  name: string,
+  opts: { password?: string; retryLockMs?: number; allowInit?: boolean; onInit?: (location: string) => void } = {},
+): Promise<Repository> {
+  const conf = cfg.repositories[name];
+  if (!conf) throw new ConfigError(`unknown repository "${name}" (defined: ${Object.keys(cfg.repositories).join(', ')})`);
+  const storage = storageFor(resolveLocation(cfg, conf.location), conf, cfg);
+  const pw = opts.password ?? repositoryPassword(cfg, name);
+  let repo: Repository;
+  try {
+    repo = await Repository.open(storage, pw);
+  } catch (err) {
+    if (!(err instanceof NoRepositoryError && conf.autoInit && opts.allowInit !== false)) throw err;
+    opts.onInit?.(storage.location);
+    const c = conf.chunker;
+    repo = await Repository.init(storage, pw, {
+      chunker: {
+        ...(c?.min !== undefined ? { min: parseSize(c.min)! } : {}),
+        ...(c?.avg !== undefined ? { avg: parseSize(c.avg)! } : {}),
+        ...(c?.max !== undefined ? { max: parseSize(c.max)! } : {}),
+      },
+    });
+  }
+  repo.lockRetryMs = opts.retryLockMs ?? 0;
+  return repo;
+}
