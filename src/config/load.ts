@@ -4,7 +4,8 @@ import { LineCounter, parseDocument, isMap, isSeq, type Node } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { sourceSchema } from '../sources/registry.js';
-import { repositorySchema, secretSchema } from './schema.js';
+import { Cron } from 'croner';
+import { daemonSchema, jobSchema, repositorySchema, secretSchema } from './schema.js';
 import { retentionPolicySchema } from '../policy/retention.js';
 
 export const configSchema = z
@@ -12,6 +13,9 @@ export const configSchema = z
     version: z.literal(1).default(1),
     repositories: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'repository names use letters, digits, _ . -'), repositorySchema),
     sources: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'source names use letters, digits, _ . -'), sourceSchema).default({}),
+    jobs: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'job names use letters, digits, _ . -'), jobSchema).default({}),
+    daemon: daemonSchema.default({} as never),
+    notifiers: z.unknown().optional(),
     defaults: z
       .object({
         repository: z.string().optional(),
@@ -26,6 +30,29 @@ export const configSchema = z
     if (repos.length === 0) ctx.addIssue({ code: 'custom', path: ['repositories'], message: 'define at least one repository' });
     if (c.defaults.repository && !c.repositories[c.defaults.repository]) {
       ctx.addIssue({ code: 'custom', path: ['defaults', 'repository'], message: `unknown repository "${c.defaults.repository}" (defined: ${repos.join(', ')})` });
+    }
+    for (const [name, j] of Object.entries(c.jobs)) {
+      if (!c.sources[j.source]) {
+        ctx.addIssue({ code: 'custom', path: ['jobs', name, 'source'], message: `unknown source "${j.source}" (defined: ${Object.keys(c.sources).join(', ') || 'none'})` });
+      }
+      for (const [i, r] of [j.repository, ...j.copyTo].entries()) {
+        if (r && !c.repositories[r]) {
+          ctx.addIssue({ code: 'custom', path: ['jobs', name, i === 0 ? 'repository' : 'copyTo'], message: `unknown repository "${r}" (defined: ${repos.join(', ')})` });
+        }
+      }
+      if (j.schedule) {
+        try {
+          new Cron(j.schedule, { paused: true });
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', path: ['jobs', name, 'schedule'], message: `invalid cron expression: ${(err as Error).message}` });
+        }
+      }
+      if (j.retention !== undefined) {
+        const r = retentionPolicySchema.safeParse(j.retention);
+        if (!r.success) {
+          for (const iss of r.error.issues) ctx.addIssue({ code: 'custom', path: ['jobs', name, 'retention', ...iss.path.map(String)], message: iss.message });
+        }
+      }
     }
     for (const [name, s] of Object.entries(c.sources)) {
       const r = (s as { repository?: string }).repository;

@@ -22,6 +22,7 @@ export const repositorySchema = z
     location: z.string().min(1).describe('local path, or s3:https://host/bucket/prefix, or s3://bucket/prefix'),
     password: secretSchema.optional().describe('repository password (default: env LIFEBOAT_PASSWORD)'),
     autoInit: z.boolean().default(false).describe('create the repository on first use'),
+    offsite: z.boolean().optional().describe('counts as the off-site copy for 3-2-1 (default: true for S3, false for local paths)'),
     chunker: z.object({ min: size.optional(), avg: size.optional(), max: size.optional() }).strict().optional(),
     s3: z
       .object({
@@ -40,6 +41,47 @@ export const repositorySchema = z
       .optional(),
   })
   .strict();
+
+const duration = z.string().regex(/^(\d+(\.\d+)?(ms|s|m|h|d|w))+$/, 'expected a duration like 30s, 15m, 2h, 1d');
+
+/** A scheduled backup job: a source into a repository, with copies, retention and objectives. */
+export const jobSchema = z
+  .object({
+    source: z.string().min(1).describe('name of a source in "sources"'),
+    repository: z.string().optional().describe('repository to back up into (default: defaults.repository)'),
+    copyTo: z.array(z.string()).default([]).describe('further repositories the new snapshots are copied to (3-2-1)'),
+    schedule: z.string().optional().describe('cron expression (croner syntax; 6 fields = with seconds)'),
+    tier: z.enum(['critical', 'important', 'normal']).default('normal'),
+    rpo: duration.optional(),
+    rto: duration.optional(),
+    retention: z.unknown().optional(),
+    timeout: duration.default('6h'),
+    retries: z.number().int().min(0).max(20).default(2),
+    retryDelay: duration.default('30s'),
+    catchUp: z.boolean().default(true).describe('run at start-up if a scheduled run was missed while the daemon was down'),
+    tags: z.array(z.string()).default([]),
+  })
+  .strict();
+
+export const daemonSchema = z
+  .object({
+    concurrency: z.number().int().min(1).max(64).default(2),
+    catalog: z.string().default('.lifeboat/catalog.db').describe('SQLite catalog file (relative to the config file) or postgres:// URL'),
+    listen: z.string().default('127.0.0.1:9187').describe('host:port of the metrics/health HTTP server'),
+    shutdownGrace: duration.default('60s').describe('on SIGTERM, how long running jobs may finish before they are aborted'),
+    maintenance: z
+      .object({
+        schedule: z.string().default('0 30 3 * * *'),
+        prune: z.boolean().default(true),
+        checkReadDataSubset: z.string().optional().describe('e.g. "10%" or "1/7": read part of the data on each run'),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export type JobConfig = z.infer<typeof jobSchema>;
+export type DaemonConfig = z.infer<typeof daemonSchema>;
 
 export const filesSourceSchema = z
   .object({

@@ -26,6 +26,15 @@ export interface FileBackupOptions {
   force?: boolean;
   onProgress?: (p: BackupProgress) => void;
   onWarning?: (path: string, message: string) => void;
+  /** Abort the backup (timeout, shutdown): no snapshot is written. */
+  signal?: AbortSignal;
+}
+
+export function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    const reason = signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? 'aborted');
+    throw new LifeboatError(`backup aborted: ${reason}; no snapshot was written`, 130);
+  }
 }
 
 export interface BackupProgress {
@@ -119,6 +128,7 @@ class Archiver {
 
   /** Back up one filesystem entry; returns its node or undefined if skipped. */
   async saveEntry(abs: string, name: string, parentNode: TreeNode | undefined, rootDev: number): Promise<TreeNode | undefined> {
+    checkAborted(this.opts.signal);
     let st: Stats;
     try {
       st = await fsp.lstat(abs);
@@ -220,6 +230,7 @@ class Archiver {
         for (;;) {
           const { bytesRead } = await fh.read(buf, 0, bufSize, null);
           if (bytesRead === 0) break;
+          checkAborted(this.opts.signal);
           await w.write(buf.subarray(0, bytesRead));
           size += bytesRead;
           this.summary.bytesRead += bytesRead;

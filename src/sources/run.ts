@@ -14,7 +14,7 @@ export async function runSourceBackup(
   name: string,
   src: SourceConfig,
   _cfg: LifeboatConfig,
-  opts: { tags?: string[] } = {},
+  opts: { tags?: string[]; signal?: AbortSignal } = {},
 ): Promise<StreamBackupResult> {
   throw new LifeboatError(`source kind "${(src as { kind: string }).kind}" of ${name} is not supported yet (${repo.storage.location}, ${opts.tags?.length})`);
 }

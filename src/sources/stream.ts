@@ -5,6 +5,7 @@ import type { Repository } from '../repo/repository.js';
 import type { BackupSummary, SnapshotWithId } from '../repo/snapshot.js';
 import type { TreeNode } from '../repo/tree.js';
 import type { SourceMeta } from './types.js';
+import { checkAborted } from './files.js';
 
 /**
  * Stream sources: stdin, a command's stdout, or a database dump tool. The bytes
@@ -21,6 +22,8 @@ export interface StreamBackupOptions {
   /** Awaited after the stream ended, before the snapshot is written. Throw to abort. */
   finalize?: () => Promise<Record<string, unknown> | void>;
   onBytes?: (n: number) => void;
+  /** Abort (timeout, shutdown): the stream is destroyed and no snapshot is written. */
+  signal?: AbortSignal;
 }
 
 export interface StreamBackupResult {
@@ -59,10 +62,18 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
     let bytesRead = 0;
     let chunked;
     try {
-      chunked = await storeReadable(repo, input, await parentContent(repo, parent), (n) => {
-        bytesRead += n;
-        opts.onBytes?.(n);
-      });
+      const onAbort = () => input.destroy(new LifeboatError(`backup aborted: ${String(opts.signal?.reason ?? 'aborted')}; no snapshot was written`, 130));
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        checkAborted(opts.signal);
+        chunked = await storeReadable(repo, input, await parentContent(repo, parent), (n) => {
+          bytesRead += n;
+          opts.onBytes?.(n);
+        });
+        checkAborted(opts.signal);
+      } finally {
+        opts.signal?.removeEventListener('abort', onAbort);
+      }
     } catch (err) {
       input.destroy();
       throw err;

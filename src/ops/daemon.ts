@@ -1,0 +1,132 @@
+import { Cron } from 'croner';
+import type { LifeboatConfig } from '../config/load.js';
+import { parseDuration } from '../policy/retention.js';
+import { Semaphore } from '../util/sync.js';
+import { runJob, type JobResult } from './jobs.js';
+
+/**
+ * The scheduler: runs the plan's jobs on their cron schedules with a
+ * concurrency limit, never two runs of the same job at once, retries with
+ * exponential backoff, a timeout per job, catch-up of runs missed while the
+ * daemon was down, and graceful shutdown (running jobs get a grace period to
+ * finish, then are aborted: an aborted backup writes no snapshot).
+ */
+export interface DaemonHooks {
+  /** Called when an attempt starts; may return a run id passed back to onRunEnd. */
+  onRunStart?(job: string, attempt: number): Promise<string | number | undefined> | string | number | undefined;
+  onRunEnd?(result: JobResult, runId: string | number | undefined, attempt: number, final: boolean): Promise<void> | void;
+  /** Last successful run of a job (for catch-up). */
+  lastSuccess?(job: string): Promise<Date | undefined> | Date | undefined;
+  log?(msg: string): void;
+}
+
+export interface DaemonOptions {
+  /** Replace the job runner (tests). */
+  run?: typeof runJob;
+}
+
+export class Daemon {
+  private readonly crons: Cron[] = [];
+  private readonly running = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  private readonly slots: Semaphore;
+  private stopping = false;
+  readonly skippedOverlaps = new Map<string, number>();
+
+  constructor(
+    private readonly cfg: LifeboatConfig,
+    private readonly hooks: DaemonHooks = {},
+    private readonly opts: DaemonOptions = {},
+  ) {
+    this.slots = new Semaphore(cfg.daemon.concurrency);
+  }
+
+  private log(msg: string): void {
+    this.hooks.log?.(msg);
+  }
+
+  async start(): Promise<void> {
+    for (const [name, job] of Object.entries(this.cfg.jobs)) {
+      if (!job.schedule) continue;
+      const cron = new Cron(job.schedule, { protect: false, catch: (e) => this.log(`job ${name}: scheduler error ${String(e)}`) }, () => {
+        this.trigger(name, 'schedule');
+      });
+      this.crons.push(cron);
+      if (job.catchUp && this.hooks.lastSuccess) {
+        const last = await this.hooks.lastSuccess(name);
+        // the first scheduled time after the last success: if it is past, a run was missed
+        const due = last ? cron.nextRun(last) : null;
+        if (!last || (due && due.getTime() < Date.now())) {
+          this.log(`job ${name}: ${last ? `missed the run due ${due!.toISOString()}` : 'has never succeeded'}; catching up now`);
+          this.trigger(name, 'catch-up');
+        }
+      }
+    }
+    this.log(`daemon started: ${this.crons.length} scheduled job(s), concurrency ${this.cfg.daemon.concurrency}`);
+  }
+
+  /** Start a job now unless it is already running. Returns false if skipped. */
+  trigger(name: string, why: string): boolean {
+    if (this.stopping) return false;
+    if (this.running.has(name)) {
+      this.skippedOverlaps.set(name, (this.skippedOverlaps.get(name) ?? 0) + 1);
+      this.log(`job ${name}: still running, skipping this ${why} run`);
+      return false;
+    }
+    const controller = new AbortController();
+    const done = this.runWithRetries(name, controller).finally(() => this.running.delete(name));
+    this.running.set(name, { controller, done });
+    return true;
+  }
+
+  isRunning(name: string): boolean {
+    return this.running.has(name);
+  }
+
+  private async runWithRetries(name: string, controller: AbortController): Promise<void> {
+    const job = this.cfg.jobs[name]!;
+    const run = this.opts.run ?? runJob;
+    await this.slots.acquire();
+    try {
+      for (let attempt = 1; ; attempt++) {
+        if (this.stopping && attempt > 1) return;
+        const runId = await this.hooks.onRunStart?.(name, attempt);
+        const timeout = setTimeout(() => controller.abort(new Error(`timeout after ${job.timeout}`)), parseDuration(job.timeout));
+        let result: JobResult;
+        try {
+          result = await run(this.cfg, name, { signal: controller.signal, log: (m) => this.log(m) });
+        } finally {
+          clearTimeout(timeout);
+        }
+        const final = result.status !== 'failed' || attempt > job.retries || controller.signal.aborted || this.stopping;
+        await this.hooks.onRunEnd?.(result, runId, attempt, final);
+        this.log(`job ${name}: attempt ${attempt} ${result.status}${result.error ? `: ${result.error}` : ''}`);
+        if (final) return;
+        const delay = parseDuration(job.retryDelay) * 2 ** (attempt - 1);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, delay);
+          controller.signal.addEventListener('abort', () => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+        if (controller.signal.aborted) return;
+      }
+    } finally {
+      this.slots.release();
+    }
+  }
+
+  /** Stop scheduling; let running jobs finish for `graceMs`, then abort them. */
+  async stop(graceMs = parseDuration(this.cfg.daemon.shutdownGrace)): Promise<void> {
+    this.stopping = true;
+    for (const c of this.crons) c.stop();
+    const all = [...this.running.values()];
+    if (all.length === 0) return;
+    this.log(`shutting down: waiting up to ${graceMs} ms for ${all.length} running job(s)`);
+    const timer = setTimeout(() => {
+      for (const r of all) r.controller.abort(new Error('daemon shutting down'));
+    }, graceMs);
+    await Promise.allSettled(all.map((r) => r.done));
+    clearTimeout(timer);
+  }
+}

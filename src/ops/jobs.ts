@@ -1,0 +1,131 @@
+import type { LifeboatConfig } from '../config/load.js';
+import { configPath } from '../config/load.js';
+import type { JobConfig } from '../config/schema.js';
+import { openConfiguredRepo } from '../config/repos.js';
+import { ConfigError, LifeboatError } from '../errors.js';
+import { copySnapshots } from '../repo/copy.js';
+import type { Repository } from '../repo/repository.js';
+import type { BackupSummary, SnapshotWithId } from '../repo/snapshot.js';
+import { applyRetention, isEmptyPolicy, type RetentionPolicy } from '../policy/retention.js';
+import { backupPaths } from '../sources/files.js';
+import { runSourceBackup } from '../sources/run.js';
+
+/**
+ * Running one job of the plan: back up its source into its repository, copy
+ * the new snapshot to the job's further repositories (3-2-1), and apply the
+ * retention policy to that source's snapshots in every one of them.
+ */
+export interface JobResult {
+  job: string;
+  source: string;
+  repository: string;
+  status: 'success' | 'partial' | 'failed';
+  snapshotId?: string;
+  summary?: BackupSummary;
+  copies: Array<{ repository: string; snapshotId?: string; error?: string }>;
+  forgotten: number;
+  warnings: string[];
+  error?: string;
+  startedAt: Date;
+  finishedAt: Date;
+}
+
+export function jobRepository(cfg: LifeboatConfig, job: JobConfig): string {
+  const src = cfg.sources[job.source] as { repository?: string } | undefined;
+  const name = job.repository ?? src?.repository ?? cfg.defaults.repository ?? Object.keys(cfg.repositories)[0];
+  if (!name) throw new ConfigError('no repository configured');
+  return name;
+}
+
+/** Snapshots that belong to a source: tagged source:NAME (files) or source.name (streams). */
+export function isSourceSnapshot(s: SnapshotWithId, source: string): boolean {
+  return s.source?.name === source || s.tags.includes(`source:${source}`);
+}
+
+export async function applyJobRetention(repo: Repository, source: string, policy: RetentionPolicy): Promise<number> {
+  if (isEmptyPolicy(policy)) return 0;
+  const lock = await repo.lock(false, 'forget');
+  try {
+    const snaps = (await repo.listSnapshots()).filter((s) => isSourceSnapshot(s, source));
+    const d = applyRetention(snaps, policy);
+    for (const s of d.remove) await repo.removeSnapshot(s.id);
+    return d.remove.length;
+  } finally {
+    await lock.release();
+  }
+}
+
+export async function runJob(
+  cfg: LifeboatConfig,
+  jobName: string,
+  opts: { signal?: AbortSignal; log?: (msg: string) => void; retryLockMs?: number } = {},
+): Promise<JobResult> {
+  const job = cfg.jobs[jobName];
+  if (!job) throw new ConfigError(`unknown job "${jobName}" (defined: ${Object.keys(cfg.jobs).join(', ') || 'none'})`);
+  const src = cfg.sources[job.source];
+  if (!src) throw new ConfigError(`job ${jobName}: unknown source "${job.source}"`);
+  const repoName = jobRepository(cfg, job);
+  const log = opts.log ?? (() => {});
+  const result: JobResult = {
+    job: jobName,
+    source: job.source,
+    repository: repoName,
+    status: 'failed',
+    copies: [],
+    forgotten: 0,
+    warnings: [],
+    startedAt: new Date(),
+    finishedAt: new Date(),
+  };
+  const policy = (job.retention ?? cfg.defaults.retention ?? {}) as RetentionPolicy;
+  let repo: Repository | undefined;
+  try {
+    repo = await openConfiguredRepo(cfg, repoName, { retryLockMs: opts.retryLockMs ?? 60_000 });
+    const tags = [...job.tags, `job:${jobName}`];
+    if (src.kind === 'files') {
+      const r = await backupPaths(repo, {
+        paths: src.paths.map((p) => configPath(cfg, p)),
+        excludes: src.excludes,
+        oneFileSystem: src.oneFileSystem,
+        tags: [...src.tags, ...tags, `source:${job.source}`],
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        onWarning: (p, m) => result.warnings.push(`${p}: ${m}`),
+      });
+      result.snapshotId = r.snapshotId;
+      result.summary = r.summary;
+      result.status = r.summary.errors > 0 ? 'partial' : 'success';
+    } else {
+      const r = await runSourceBackup(repo, job.source, src, cfg, { tags, ...(opts.signal ? { signal: opts.signal } : {}) });
+      result.snapshotId = r.snapshotId;
+      result.summary = r.summary;
+      result.status = 'success';
+    }
+    log(`job ${jobName}: snapshot ${result.snapshotId!.slice(0, 8)} in ${repoName}`);
+    if (!isEmptyPolicy(policy)) result.forgotten += await applyJobRetention(repo, job.source, policy);
+
+    for (const target of job.copyTo) {
+      let dst: Repository | undefined;
+      try {
+        dst = await openConfiguredRepo(cfg, target, { retryLockMs: opts.retryLockMs ?? 60_000 });
+        const snap = await repo.loadSnapshot(result.snapshotId!);
+        const c = await copySnapshots(repo, dst, [snap]);
+        result.copies.push({ repository: target, snapshotId: c.copied[0]?.target ?? c.skipped[0] });
+        if (!isEmptyPolicy(policy)) result.forgotten += await applyJobRetention(dst, job.source, policy);
+        log(`job ${jobName}: copied to ${target}`);
+      } catch (err) {
+        result.copies.push({ repository: target, error: (err as Error).message });
+        result.status = 'partial';
+        result.warnings.push(`copy to ${target} failed: ${(err as Error).message}`);
+      } finally {
+        await dst?.close();
+      }
+    }
+  } catch (err) {
+    result.status = 'failed';
+    result.error = err instanceof LifeboatError ? err.message : `unexpected: ${(err as Error).message}`;
+  } finally {
+    await repo?.close().catch(() => {});
+    result.finishedAt = new Date();
+  }
+  return result;
+}
