@@ -8,6 +8,7 @@ import { registerBackup } from './commands/backup.js';
 import { registerRestore } from './commands/restore.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerMaintenance } from './commands/maintenance.js';
+import { registerPlan } from './commands/plan.js';
 import { PROGRAM } from '../repo/repository.js';
 
 /**
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerBackup(program, ctxOf);
   registerRestore(program, ctxOf);
   registerInspect(program, ctxOf);
+  registerPlan(program, ctxOf);
   for (const c of program.commands) {
     c.exitOverride();
     for (const s of c.commands) s.exitOverride();

@@ -1,0 +1,113 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { tmpDir, runCli, CLI } from './helpers/tmp.js';
+import { parseConfig } from '../src/config/load.js';
+import { Daemon } from '../src/ops/daemon.js';
+import type { JobResult } from '../src/ops/jobs.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('daemon: jobs run on second-level schedules, overlaps prevented, failures retried, copies made', async () => {
+  const t = tmpDir();
+  try {
+    await fsp.mkdir(path.join(t.dir, 'site'));
+    await fsp.writeFile(path.join(t.dir, 'site/index.html'), 'hello');
+    await fsp.mkdir(path.join(t.dir, 'big'));
+    await fsp.writeFile(path.join(t.dir, 'big/blob.bin'), randomBytes(48 * 1024 * 1024));
+    await fsp.writeFile(path.join(t.dir, 'pw'), 'daemon-pw');
+    const cfg = parseConfig(
+      `
+repositories:
+  main: { location: ./main, password: { file: ./pw }, autoInit: true }
+  copy: { location: ./copy, password: { file: ./pw }, autoInit: true }
+sources:
+  site: { kind: files, paths: [./site] }
+  big: { kind: files, paths: [./big] }
+  broken: { kind: files, paths: [./does-not-exist] }
+jobs:
+  site-every-2s: { source: site, schedule: "*/2 * * * * *", copyTo: [copy], retention: { keepLast: 2 } }
+  big-every-1s: { source: big, schedule: "* * * * * *", catchUp: false }
+  broken-every-3s: { source: broken, schedule: "*/3 * * * * *", retries: 2, retryDelay: 200ms, catchUp: false }
+daemon: { concurrency: 3 }
+`,
+      path.join(t.dir, 'lifeboat.yaml'),
+    );
+    const results: Array<{ r: JobResult; attempt: number; final: boolean }> = [];
+    const starts: Array<{ job: string; at: number }> = [];
+    const daemon = new Daemon(cfg, {
+      onRunStart: (job) => {
+        starts.push({ job, at: Date.now() });
+        return undefined;
+      },
+      onRunEnd: (r, _id, attempt, final) => {
+        results.push({ r, attempt, final });
+      },
+      lastSuccess: () => undefined,
+    });
+    await daemon.start();
+    await sleep(7000);
+    await daemon.stop(10_000);
+
+    const site = results.filter((x) => x.r.job === 'site-every-2s');
+    assert.ok(site.length >= 2, `site job ran ${site.length} times`);
+    assert.ok(site.every((x) => x.r.status === 'success' && x.r.copies[0]?.snapshotId), JSON.stringify(site.map((x) => x.r.copies)));
+    // the catch-up run happened at start (never succeeded before)
+    assert.ok(starts.filter((s) => s.job === 'site-every-2s').length >= 3);
+    // the 1 s job takes longer than its period: runs never overlap, and some ticks were skipped
+    const big = starts.filter((s) => s.job === 'big-every-1s').map((s) => s.at);
+    assert.ok(big.length >= 1);
+    assert.ok((daemon.skippedOverlaps.get('big-every-1s') ?? 0) > 0, 'overlapping ticks were not skipped');
+    // the failing job: attempts 1..3 with the last one final
+    const broken = results.filter((x) => x.r.job === 'broken-every-3s');
+    assert.ok(broken.length >= 3, `broken job attempts: ${broken.length}`);
+    assert.deepEqual(broken.slice(0, 3).map((x) => [x.attempt, x.final]), [[1, false], [2, false], [3, true]]);
+    assert.match(broken[0]!.r.error!, /does-not-exist/);
+    // retention keeps 2 snapshots of the site source in both repositories
+    const env = { LIFEBOAT_PASSWORD: 'daemon-pw' };
+    for (const repo of ['main', 'copy']) {
+      const snaps = JSON.parse((await runCli(['snapshots', '--repo', path.join(t.dir, repo), '--tag', 'source:site', '--json'], { env })).stdout);
+      assert.equal(snaps.length, 2, `${repo} keeps ${snaps.length}`);
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('daemon process: SIGTERM mid-backup stops cleanly and leaves a valid repository', async () => {
+  const t = tmpDir();
+  try {
+    await fsp.mkdir(path.join(t.dir, 'data'));
+    for (let i = 0; i < 4; i++) await fsp.writeFile(path.join(t.dir, `data/f${i}.bin`), randomBytes(64 * 1024 * 1024));
+    await fsp.writeFile(
+      path.join(t.dir, 'lifeboat.yaml'),
+      `repositories:\n  main: { location: ./repo, autoInit: true }\nsources:\n  data: { kind: files, paths: [./data] }\njobs:\n  data: { source: data, schedule: "* * * * * *" }\ndaemon: { shutdownGrace: 100ms }\n`,
+    );
+    const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024' };
+    const child = spawn(process.execPath, [CLI, 'daemon', '--config', path.join(t.dir, 'lifeboat.yaml')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    // wait until the backup is under way (packs being written), then SIGTERM
+    for (let i = 0; i < 300; i++) {
+      const packs = await fsp.readdir(path.join(t.dir, 'repo/data'), { recursive: true }).catch(() => []);
+      if (packs.filter((p) => String(p).length > 60).length >= 2) break;
+      await sleep(20);
+    }
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    assert.equal(code, 0, log);
+    assert.match(log, /received SIGTERM/);
+    assert.match(log, /daemon stopped/);
+    const e = { LIFEBOAT_PASSWORD: 'pw' };
+    const c = await runCli(['check', '--repo', path.join(t.dir, 'repo'), '--read-data'], { env: e });
+    assert.equal(c.code, 0, c.stderr);
+    // the interrupted run left no snapshot
+    const snaps = JSON.parse((await runCli(['snapshots', '--repo', path.join(t.dir, 'repo'), '--json'], { env: e })).stdout);
+    assert.equal(snaps.length, 0, log);
+  } finally {
+    t.cleanup();
+  }
+});
