@@ -1,0 +1,110 @@
+import { ConfigError } from '../errors.js';
+
+/**
+ * Alert message templates and text sanitising.
+ *
+ * Templates use `{{name}}` placeholders (whitespace inside the braces is
+ * allowed). Only the variables in TEMPLATE_VARS exist; validateTemplate()
+ * rejects any other name so a typo in lifeboat.yaml is a config error, not a
+ * blank in a 3 a.m. page.
+ */
+
+export type MessageKind = 'firing' | 'reminder' | 'resolved';
+
+export interface MessageTemplate {
+  /** One line: e-mail subject, Slack headline. */
+  title: string;
+  /** Body text. */
+  text: string;
+}
+
+export const TEMPLATE_VARS = [
+  'job', // job name (or "repo:NAME" for repository checks)
+  'check', // rpo | size | failures | free-space
+  'severity', // warning | critical | ok
+  'SEVERITY', // upper-case severity
+  'tier', // critical | important | normal
+  'message', // the finding's one-line message
+  'kind', // firing | reminder | resolved
+  'status', // FIRING | STILL FIRING | RESOLVED
+  'since', // ISO time the alert started firing
+  'duration', // how long it has been firing, e.g. 4h10m
+  'at', // ISO time of this message
+  'count', // notifications sent for this alert episode, including this one
+  'host', // host name of the Lifeboat process
+] as const;
+export type TemplateVar = (typeof TEMPLATE_VARS)[number];
+export type TemplateVars = Record<TemplateVar, string>;
+
+export const DEFAULT_TEMPLATES: Readonly<Record<MessageKind, MessageTemplate>> = Object.freeze({
+  firing: {
+    title: '[{{SEVERITY}}] Lifeboat {{job}}: {{check}}',
+    text: '{{message}}\n\nJob: {{job}} (tier {{tier}}), check: {{check}}, since {{since}}, host {{host}}.',
+  },
+  reminder: {
+    title: '[{{SEVERITY}}] still firing for {{duration}}: Lifeboat {{job}}: {{check}}',
+    text: '{{message}}\n\nStill firing since {{since}} ({{duration}}). Job: {{job}} (tier {{tier}}), host {{host}}.',
+  },
+  resolved: {
+    title: '[RESOLVED] Lifeboat {{job}}: {{check}}',
+    text: '{{message}}\n\nResolved after {{duration}} (firing since {{since}}). Job: {{job}}, host {{host}}.',
+  },
+});
+
+const PLACEHOLDER = /\{\{\s*([A-Za-z_][A-Za-z0-9_-]*)\s*\}\}/g;
+
+/** Throws ConfigError naming the unknown variable(s). `where` names the template in the message. */
+export function validateTemplate(template: string, where: string): void {
+  const unknown = new Set<string>();
+  for (const m of template.matchAll(PLACEHOLDER)) {
+    if (!(TEMPLATE_VARS as readonly string[]).includes(m[1]!)) unknown.add(m[1]!);
+  }
+  if (unknown.size) {
+    throw new ConfigError(`${where}: unknown template variable${unknown.size > 1 ? 's' : ''} ${[...unknown].map((u) => `{{${u}}}`).join(', ')} (known: ${TEMPLATE_VARS.join(', ')})`);
+  }
+}
+
+/** Substitute `{{var}}` placeholders. Unknown names are left as they are (validate at config time). */
+export function renderTemplate(template: string, vars: Partial<Record<string, string | number>>): string {
+  return template.replace(PLACEHOLDER, (all, name: string) => {
+    const v = vars[name];
+    return v === undefined ? all : String(v);
+  });
+}
+
+export function renderMessage(t: MessageTemplate, vars: TemplateVars): { title: string; text: string } {
+  return { title: renderTemplate(t.title, vars).replace(/[\r\n]+/g, ' ').trim(), text: renderTemplate(t.text, vars) };
+}
+
+/**
+ * A URL reduced to scheme and host (port kept): no user info, path, query or
+ * fragment, which is where webhook tokens live. Non-URLs become "<redacted>".
+ */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return '<redacted>';
+  }
+}
+
+const URL_IN_TEXT = /\b([a-z][a-z0-9+.-]*):\/\/[^\s"'<>]+/gi;
+const KEY_VALUE_SECRET = /\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|authorization|auth)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&]+)/gi;
+
+/**
+ * Remove things that look like secrets from free text (error messages, log
+ * tails) before it is stored or sent: every URL is cut to scheme://host, and
+ * `password=...`, `token: ...` style pairs lose their value. `extra` are known
+ * secret values (resolved passwords, webhook URLs) that are replaced wherever
+ * they occur.
+ */
+export function redactText(text: string, extra: readonly string[] = []): string {
+  let out = text;
+  for (const s of extra) {
+    if (s && s.length >= 4) out = out.split(s).join('<redacted>');
+  }
+  out = out.replace(URL_IN_TEXT, (u) => redactUrl(u.replace(/[).,;:]+$/, '')) + (/[).,;:]+$/.exec(u)?.[0] ?? ''));
+  out = out.replace(KEY_VALUE_SECRET, (_all, k: string, sep: string) => `${k}${sep}<redacted>`);
+  return out;
+}
