@@ -121,6 +121,35 @@ describe('reliability: bad conditions give clear errors and lose nothing', () =>
     assert.equal(r.code, 0, r.stderr);
   });
 
+  test('--one-file-system does not descend into another mounted filesystem', async (tc) => {
+    const data = path.join(t.dir, 'xdev-data');
+    const mnt = path.join(data, 'mounted');
+    mkdirSync(mnt, { recursive: true });
+    await fsp.writeFile(path.join(data, 'here.txt'), 'on the root filesystem');
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+    if (m.status !== 0) {
+      tc.skip(`cannot mount a tmpfs here: ${m.stderr}`);
+      return;
+    }
+    try {
+      await fsp.writeFile(path.join(mnt, 'elsewhere.txt'), 'on another filesystem');
+      const repoDir = path.join(t.dir, 'xdev-repo');
+      assert.equal((await runCli(['init', '--repo', repoDir], { env })).code, 0);
+      assert.equal((await runCli(['backup', '--repo', repoDir, '--one-file-system', data], { env })).code, 0);
+      assert.equal((await runCli(['backup', '--repo', repoDir, data], { env })).code, 0);
+      const snaps = JSON.parse((await runCli(['snapshots', '--repo', repoDir, '--json'], { env })).stdout) as Array<{ id: string }>;
+      const list = async (id: string) => (JSON.parse((await runCli(['ls', '--repo', repoDir, '--json', id], { env })).stdout) as Array<{ path: string }>).map((x) => x.path);
+      const xdev = await list(snaps[0]!.id);
+      const all = await list(snaps[1]!.id);
+      assert.ok(xdev.includes(`${data}/here.txt`));
+      assert.ok(xdev.includes(`${mnt}`), 'the mount point itself is kept (empty)');
+      assert.ok(!xdev.includes(`${mnt}/elsewhere.txt`), 'crossed into the other filesystem');
+      assert.ok(all.includes(`${mnt}/elsewhere.txt`));
+    } finally {
+      spawnSync('umount', ['-l', mnt]);
+    }
+  });
+
   test('a file growing while it is read: snapshot is consistent, a warning names it', async () => {
     const repoDir = path.join(t.dir, 'growing');
     const data = path.join(t.dir, 'growing-data');
