@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpDir, runCli, CLI } from './helpers/tmp.js';
 import { parseConfig } from '../src/config/load.js';
 import { Daemon } from '../src/ops/daemon.js';
-import type { JobResult } from '../src/ops/jobs.js';
+import { runJob, type JobResult } from '../src/ops/jobs.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -38,6 +38,12 @@ daemon: { concurrency: 3 }
     );
     const results: Array<{ r: JobResult; attempt: number; final: boolean }> = [];
     const starts: Array<{ job: string; at: number }> = [];
+    // the "big" job is made slower than its 1 s period (a real backup plus 2.5 s), so ticks overlap
+    const run = async (c: typeof cfg, name: string, o: Parameters<typeof runJob>[2]) => {
+      const r = await runJob(c, name, o);
+      if (name === 'big-every-1s') await sleep(2500);
+      return r;
+    };
     const daemon = new Daemon(cfg, {
       onRunStart: (job) => {
         starts.push({ job, at: Date.now() });
@@ -47,7 +53,7 @@ daemon: { concurrency: 3 }
         results.push({ r, attempt, final });
       },
       lastSuccess: () => undefined,
-    });
+    }, { run });
     await daemon.start();
     await sleep(7000);
     await daemon.stop(10_000);
@@ -87,7 +93,7 @@ test('daemon process: SIGTERM mid-backup stops cleanly and leaves a valid reposi
       `repositories:\n  main: { location: ./repo, autoInit: true }\nsources:\n  data: { kind: files, paths: [./data] }\njobs:\n  data: { source: data, schedule: "* * * * * *" }\ndaemon: { shutdownGrace: 100ms }\n`,
     );
     const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024' };
-    const child = spawn(process.execPath, [CLI, 'daemon', '--config', path.join(t.dir, 'lifeboat.yaml')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'daemon', '--listen', '127.0.0.1:0', '--config', path.join(t.dir, 'lifeboat.yaml')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     // wait until the backup is under way (packs being written), then SIGTERM
@@ -107,7 +113,74 @@ test('daemon process: SIGTERM mid-backup stops cleanly and leaves a valid reposi
     // the interrupted run left no snapshot
     const snaps = JSON.parse((await runCli(['snapshots', '--repo', path.join(t.dir, 'repo'), '--json'], { env: e })).stdout);
     assert.equal(snaps.length, 0, log);
+    // the catalog recorded the aborted run as failed
+    const { SqliteCatalog } = await import('../src/ops/catalog.js');
+    const cat = await SqliteCatalog.open(path.join(t.dir, '.lifeboat/catalog.db'));
+    const runs = await cat.recentRuns('data', 5);
+    await cat.close();
+    assert.ok(runs.length >= 1 && runs.every((r) => r.status === 'failed'), JSON.stringify(runs));
+    assert.match(runs[0]!.error ?? '', /aborted|shutting down/);
   } finally {
+    t.cleanup();
+  }
+});
+
+test('service: a failing job is retried, alerted once via webhook, health 503, then resolved after recovery', async () => {
+  const t = tmpDir();
+  const { startWebhookReceiver } = await import('./helpers/receivers.js');
+  const { startService } = await import('../src/ops/service.js');
+  const hook = await startWebhookReceiver();
+  try {
+    await fsp.writeFile(path.join(t.dir, 'pw'), 'svc-pw');
+    const cfg = parseConfig(
+      `
+repositories:
+  main: { location: ./repo, password: { file: ./pw }, autoInit: true }
+sources:
+  app: { kind: files, paths: [./app] }
+jobs:
+  app: { source: app, schedule: "*/2 * * * * *", retries: 1, retryDelay: 100ms, tier: critical }
+daemon: { catalog: ./catalog.db }
+notifiers:
+  reminderInterval: 1h
+  channels:
+    hook: { type: webhook, url: "${hook.url}/alerts", secret: { env: LB_TEST_HMAC } }
+  routes: { critical: [hook] }
+`,
+      path.join(t.dir, 'lifeboat.yaml'),
+    );
+    process.env.LB_TEST_HMAC = 'hmac-secret';
+    const svc = await startService(cfg, { listen: '127.0.0.1:0', evaluateEveryMs: 500 });
+    try {
+      // ./app does not exist: every attempt fails
+      await sleep(5000);
+      const runs = await svc.catalog.recentRuns('app', 20);
+      assert.ok(runs.some((r) => r.attempt === 2), 'the failed run was retried');
+      const firing = () => hook.on('/alerts').map((r) => r.json as { status: string; check: string; kind: string; severity: string });
+      // one message when the failures start (warning), one more only when it escalates to critical
+      const failAlerts = firing().filter((m) => m.check === 'failures' && m.kind === 'firing');
+      assert.ok(failAlerts.length >= 1, JSON.stringify(firing()));
+      const bySeverity = new Map<string, number>();
+      for (const m of failAlerts) bySeverity.set(m.severity, (bySeverity.get(m.severity) ?? 0) + 1);
+      for (const [sev, n] of bySeverity) assert.equal(n, 1, `${n} firing messages at severity ${sev}`);
+      const h = await fetch(`${svc.health!.url}/health/backup`);
+      assert.equal(h.status, 503);
+      // recover: the source appears, the next run succeeds, the alerts resolve exactly once
+      await fsp.mkdir(path.join(t.dir, 'app'));
+      await fsp.writeFile(path.join(t.dir, 'app/data.txt'), 'ok');
+      for (let i = 0; i < 40 && !firing().some((m) => m.check === 'failures' && m.status === 'resolved'); i++) await sleep(250);
+      await sleep(1500);
+      const msgs = firing();
+      assert.equal(msgs.filter((m) => m.check === 'failures' && m.status === 'resolved').length, 1, JSON.stringify(msgs));
+      assert.equal(msgs.filter((m) => m.check === 'failures' && m.kind === 'firing').length, failAlerts.length, 'no further firing messages');
+      assert.equal((await fetch(`${svc.health!.url}/health/backup`)).status, 200);
+      const metrics = await (await fetch(`${svc.health!.url}/metrics`)).text();
+      assert.match(metrics, /lifeboat_last_success_timestamp_seconds\{[^}]*job="app"[^}]*\} \d+/);
+    } finally {
+      await svc.stop();
+    }
+  } finally {
+    await hook.close();
     t.cleanup();
   }
 });

@@ -7,6 +7,7 @@ import { sourceSchema } from '../sources/registry.js';
 import { Cron } from 'croner';
 import { daemonSchema, jobSchema, repositorySchema, secretSchema } from './schema.js';
 import { retentionPolicySchema } from '../policy/retention.js';
+import { notifiersSchema } from '../ops/notify.js';
 
 export const configSchema = z
   .object({
@@ -15,7 +16,7 @@ export const configSchema = z
     sources: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'source names use letters, digits, _ . -'), sourceSchema).default({}),
     jobs: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'job names use letters, digits, _ . -'), jobSchema).default({}),
     daemon: daemonSchema.default({} as never),
-    notifiers: z.unknown().optional(),
+    notifiers: notifiersSchema.optional(),
     defaults: z
       .object({
         repository: z.string().optional(),

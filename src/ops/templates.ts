@@ -90,7 +90,8 @@ export function redactUrl(url: string): string {
 }
 
 const URL_IN_TEXT = /\b([a-z][a-z0-9+.-]*):\/\/[^\s"'<>]+/gi;
-const KEY_VALUE_SECRET = /\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|authorization|auth)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&]+)/gi;
+const KEY_VALUE_SECRET =
+  /\b([A-Za-z0-9_-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)|authorization)(\s*[=:]\s*)((?:bearer|basic)\s+[^\s,;&]+|"[^"]*"|'[^']*'|[^\s,;&]+)/gi;
 
 /**
  * Remove things that look like secrets from free text (error messages, log

@@ -2,7 +2,8 @@ import { Command } from 'commander';
 import { ConfigError, ExitCode } from '../../errors.js';
 import { planCheck } from '../../policy/plan.js';
 import { runJob } from '../../ops/jobs.js';
-import { Daemon } from '../../ops/daemon.js';
+import { catalogHooks, openConfigCatalog, startService } from '../../ops/service.js';
+import { evaluate, jobsFromConfig } from '../../ops/monitor.js';
 import type { CliContext } from '../context.js';
 import { formatBytes, formatDuration, table } from '../output.js';
 
@@ -43,8 +44,17 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
       const controller = new AbortController();
       const onSig = () => controller.abort(new Error('interrupted'));
       process.once('SIGTERM', onSig);
-      const r = await runJob(cfg, name, { signal: controller.signal, log: (m) => ctx.out.info(m), retryLockMs: ctx.retryLockMs() || 60_000 });
-      process.off('SIGTERM', onSig);
+      const catalog = await openConfigCatalog(cfg);
+      const hooks = catalogHooks(cfg, catalog);
+      const runId = await hooks.onRunStart(name, 1);
+      let r;
+      try {
+        r = await runJob(cfg, name, { signal: controller.signal, log: (m) => ctx.out.info(m), retryLockMs: ctx.retryLockMs() || 60_000 });
+        await hooks.onRunEnd(r, runId, 1, true);
+      } finally {
+        process.off('SIGTERM', onSig);
+        await catalog.close();
+      }
       ctx.out.emit(r);
       for (const w of r.warnings) ctx.out.warn(w);
       if (r.status === 'failed') {
@@ -63,17 +73,17 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
 
   program
     .command('daemon')
-    .description('run the plan: every job on its schedule, until SIGTERM/SIGINT')
-    .action(async (_o: unknown, cmd: Command) => {
+    .description('run the plan: every job on its schedule, with catalog, alerts, metrics and health endpoints, until SIGTERM/SIGINT')
+    .option('--listen <host:port>', 'metrics/health server address (default: daemon.listen, 127.0.0.1:9187)')
+    .action(async (o: { listen?: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const cfg = ctx.config(true)!;
       const log = (m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
-      const daemon = new Daemon(cfg, { log });
-      await daemon.start();
+      const service = await startService(cfg, { log, ...(o.listen ? { listen: o.listen } : {}) });
       await new Promise<void>((resolve) => {
         const stop = (sig: string) => {
           log(`received ${sig}`);
-          void daemon.stop().then(resolve);
+          void service.stop().then(resolve);
         };
         process.removeAllListeners('SIGTERM');
         process.removeAllListeners('SIGINT');
@@ -81,5 +91,29 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
         process.once('SIGINT', () => stop('SIGINT'));
       });
       log('daemon stopped');
+    });
+
+  program
+    .command('status')
+    .description('per job: age of the last good backup vs its RPO, size anomalies, repeated failures, repository free space')
+    .action(async (_o: unknown, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const cfg = ctx.config(true)!;
+      const catalog = await openConfigCatalog(cfg);
+      try {
+        const report = await evaluate(catalog, jobsFromConfig(cfg));
+        if (ctx.out.json) ctx.out.emit(report);
+        else {
+          ctx.out.info(
+            table(
+              ['Job', 'Check', 'Severity', 'Message'],
+              report.findings.map((f) => [f.job, f.check, f.severity === 'ok' ? 'ok' : f.severity.toUpperCase(), f.message]),
+            ) + `\noverall: ${report.state}`,
+          );
+        }
+        if (report.state === 'critical') process.exitCode = ExitCode.FATAL;
+      } finally {
+        await catalog.close();
+      }
     });
 }

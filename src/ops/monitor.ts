@@ -1,0 +1,366 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { LifeboatConfig } from '../config/load.js';
+import { resolveLocation } from '../config/repos.js';
+import { ConfigError, errorMessage } from '../errors.js';
+import { describeRpo, resolveObjectives, rpoStatus, type Tier, TIERS } from '../policy/objectives.js';
+import { parseLocation } from '../storage/open.js';
+import type { Catalog, RunRecord, Severity, SizePoint } from './catalog.js';
+import { jobRepository } from './jobs.js';
+
+/**
+ * Health evaluation of the backup plan from catalog data and objectives.
+ *
+ * Checks (each yields one Finding per job, or per repository for free-space):
+ *   rpo         age of the last successful backup vs the job's RPO (rpoStatus:
+ *               ok ≤ RPO < warning ≤ 2×RPO < critical; never succeeded = critical)
+ *   size        latest successful snapshot's logical size vs the median of the
+ *               previous N successful ones: below minRatio (default 0.5) is
+ *               critical (a dump that silently shrank is likely missing data),
+ *               above maxRatio (default 2.0) is a warning
+ *   failures    consecutive failed runs (retried attempts not counted):
+ *               ≥ warnAfter (1) warning, ≥ criticalAfter (3) critical; a last
+ *               run that was partial (unreadable files, failed copy) is a warning
+ *   free-space  free space of local repositories (statfs): below warnPercent
+ *               (10%) warning, below criticalPercent (5%) critical; S3 is
+ *               reported ok with `measurable: false`
+ *
+ * The check functions (checkRpo, checkSize, checkFailures, checkFreeSpace) are
+ * pure; evaluate() gathers the data and calls them.
+ */
+
+export const CHECKS = ['rpo', 'size', 'failures', 'free-space'] as const;
+export type CheckName = (typeof CHECKS)[number];
+export type { Severity };
+
+export interface Finding {
+  /** Job name; for repository checks "repo:NAME". */
+  job: string;
+  check: CheckName;
+  severity: Severity;
+  /** Tier used for routing (for repository checks: the highest tier of the jobs using it). */
+  tier: Tier;
+  /** One line, no secrets. */
+  message: string;
+  details: Record<string, unknown>;
+}
+
+export interface MonitorReport {
+  at: Date;
+  /** Worst severity of all findings. */
+  state: Severity;
+  findings: Finding[];
+  /** Worst severity per job (repository findings under "repo:NAME"). */
+  jobs: Record<string, Severity>;
+}
+
+export interface RepositorySpec {
+  name: string;
+  /** Location as configured (no credentials). */
+  location: string;
+  /** Absolute directory for local repositories; undefined for S3 (free space not measurable). */
+  localPath?: string;
+}
+
+export interface JobSpec {
+  name: string;
+  tier: Tier;
+  rpoMs: number;
+  /** Primary repository first, then copy targets. */
+  repositories: RepositorySpec[];
+}
+
+export interface MonitorOptions {
+  now?: Date;
+  /** A partial backup (snapshot written, some files unreadable) counts as a recovery point for RPO (default true). */
+  partialSatisfiesRpo?: boolean;
+  size?: {
+    /** How many previous successful backups form the baseline (default 5). */
+    window?: number;
+    /** Fewer previous backups than this: no verdict (default 3). */
+    minHistory?: number;
+    /** latest / median below this: critical (default 0.5). */
+    minRatio?: number;
+    /** latest / median above this: warning (default 2.0). */
+    maxRatio?: number;
+  };
+  failures?: { warnAfter?: number; criticalAfter?: number };
+  freeSpace?: { warnPercent?: number; criticalPercent?: number; /** also critical below this many bytes */ criticalBytes?: number };
+  /** Skip checks (e.g. ['free-space']). */
+  skip?: CheckName[];
+}
+
+const SEVERITY_RANK: Record<Severity, number> = { ok: 0, warning: 1, critical: 2 };
+
+export function worstSeverity(list: Iterable<Severity>): Severity {
+  let w: Severity = 'ok';
+  for (const s of list) if (SEVERITY_RANK[s] > SEVERITY_RANK[w]) w = s;
+  return w;
+}
+
+export function severityRank(s: Severity): number {
+  return SEVERITY_RANK[s];
+}
+
+function fmtBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = n;
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+// --- pure checks -------------------------------------------------------------
+
+export function checkRpo(job: JobSpec, lastSuccess: RunRecord | undefined, now: Date): Finding {
+  const at = lastSuccess?.startedAt;
+  const severity = rpoStatus(at, job.rpoMs, now);
+  const ageMs = at ? Math.max(0, now.getTime() - at.getTime()) : null;
+  return {
+    job: job.name,
+    check: 'rpo',
+    severity,
+    tier: job.tier,
+    message: `${job.name}: ${describeRpo(at, job.rpoMs, now)}`,
+    details: {
+      rpoMs: job.rpoMs,
+      lastSuccessAt: at?.toISOString() ?? null,
+      ageMs,
+      lastSuccessRunId: lastSuccess?.id ?? null,
+      snapshotId: lastSuccess?.snapshotId ?? null,
+    },
+  };
+}
+
+/** `history` newest first (Catalog.sizeHistory): [latest, previous...]. */
+export function checkSize(job: JobSpec, history: readonly SizePoint[], opts: MonitorOptions['size'] = {}): Finding {
+  const window = opts.window ?? 5;
+  const minHistory = opts.minHistory ?? 3;
+  const minRatio = opts.minRatio ?? 0.5;
+  const maxRatio = opts.maxRatio ?? 2.0;
+  const base = { job: job.name, check: 'size' as const, tier: job.tier };
+  const [latest, ...prev] = history;
+  const previous = prev.slice(0, window);
+  if (!latest || previous.length < minHistory) {
+    return {
+      ...base,
+      severity: 'ok',
+      message: `${job.name}: size baseline not established yet (${previous.length} of ${minHistory} earlier successful backups)`,
+      details: { latestSize: latest?.totalSize ?? null, history: previous.length, minHistory },
+    };
+  }
+  const med = median(previous.map((p) => p.totalSize));
+  const ratio = med === 0 ? (latest.totalSize === 0 ? 1 : Infinity) : latest.totalSize / med;
+  const details = {
+    latestSize: latest.totalSize,
+    medianSize: med,
+    ratio,
+    minRatio,
+    maxRatio,
+    window: previous.length,
+    runId: latest.runId,
+    snapshotId: latest.snapshotId,
+    at: latest.startedAt.toISOString(),
+  };
+  const pct = Number.isFinite(ratio) ? `${Math.round(ratio * 100)}%` : 'from zero';
+  if (ratio < minRatio) {
+    return {
+      ...base,
+      severity: 'critical',
+      message: `${job.name}: latest backup is ${fmtBytes(latest.totalSize)}, ${pct} of the median ${fmtBytes(med)} of the previous ${previous.length}: the source shrank by ${Math.round((1 - ratio) * 100)}%`,
+      details,
+    };
+  }
+  if (ratio > maxRatio) {
+    return {
+      ...base,
+      severity: 'warning',
+      message: `${job.name}: latest backup is ${fmtBytes(latest.totalSize)}, ${pct} of the median ${fmtBytes(med)} of the previous ${previous.length}`,
+      details,
+    };
+  }
+  return { ...base, severity: 'ok', message: `${job.name}: latest backup ${fmtBytes(latest.totalSize)} (${pct} of the median)`, details };
+}
+
+/** `lastRun`: the newest finished run of the job that is not a retried attempt. */
+export function checkFailures(job: JobSpec, streak: number, lastRun: RunRecord | undefined, opts: MonitorOptions['failures'] = {}): Finding {
+  const warnAfter = opts.warnAfter ?? 1;
+  const criticalAfter = opts.criticalAfter ?? 3;
+  const base = { job: job.name, check: 'failures' as const, tier: job.tier };
+  const details = {
+    streak,
+    warnAfter,
+    criticalAfter,
+    lastRunId: lastRun?.id ?? null,
+    lastStatus: lastRun?.status ?? null,
+    lastError: lastRun?.error ?? null,
+  };
+  if (streak > 0 && streak >= warnAfter) {
+    const severity: Severity = streak >= criticalAfter ? 'critical' : 'warning';
+    const why = lastRun?.status === 'failed' && lastRun.error ? `: ${lastRun.error.split('\n')[0]}` : '';
+    return { ...base, severity, message: `${job.name}: ${streak} consecutive failed run${streak > 1 ? 's' : ''}${why}`, details };
+  }
+  if (streak === 0 && lastRun?.status === 'partial') {
+    const what = lastRun.errors ? `${lastRun.errors} item(s) could not be read` : lastRun.error ?? 'partial';
+    return { ...base, severity: 'warning', message: `${job.name}: last run was partial: ${what.split('\n')[0]}`, details };
+  }
+  return { ...base, severity: 'ok', message: `${job.name}: ${streak === 0 ? 'no failures' : `${streak} failure(s), below threshold`}`, details };
+}
+
+export interface FreeSpace {
+  /** Bytes available to an unprivileged user. */
+  available: number;
+  total: number;
+}
+
+export function checkFreeSpace(repo: RepositorySpec, tier: Tier, space: FreeSpace | undefined, opts: MonitorOptions['freeSpace'] = {}, error?: string): Finding {
+  const warnPercent = opts.warnPercent ?? 10;
+  const criticalPercent = opts.criticalPercent ?? 5;
+  const base = { job: `repo:${repo.name}`, check: 'free-space' as const, tier };
+  if (!space) {
+    return {
+      ...base,
+      severity: 'ok',
+      message: `repository ${repo.name}: free space not measurable${error ? ` (${error})` : repo.localPath ? '' : ' (object storage)'}`,
+      details: { repository: repo.name, measurable: false, ...(error ? { error } : {}) },
+    };
+  }
+  const percent = space.total > 0 ? (space.available / space.total) * 100 : 0;
+  const details = { repository: repo.name, measurable: true, availableBytes: space.available, totalBytes: space.total, freePercent: percent, warnPercent, criticalPercent };
+  const desc = `${fmtBytes(space.available)} free of ${fmtBytes(space.total)} (${percent.toFixed(1)}%)`;
+  if (percent < criticalPercent || (opts.criticalBytes !== undefined && space.available < opts.criticalBytes)) {
+    return { ...base, severity: 'critical', message: `repository ${repo.name}: ${desc}`, details };
+  }
+  if (percent < warnPercent) return { ...base, severity: 'warning', message: `repository ${repo.name}: ${desc}`, details };
+  return { ...base, severity: 'ok', message: `repository ${repo.name}: ${desc}`, details };
+}
+
+// --- data gathering ------------------------------------------------------------
+
+/** statfs of the directory, or of its nearest existing parent (a repository not created yet). */
+export async function measureFreeSpace(dir: string): Promise<FreeSpace> {
+  let p = path.resolve(dir);
+  for (;;) {
+    try {
+      const s = await fsp.statfs(p);
+      return { available: s.bavail * s.bsize, total: s.blocks * s.bsize };
+    } catch (err) {
+      const parent = path.dirname(p);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === p) throw err;
+      p = parent;
+    }
+  }
+}
+
+/** The jobs of a config as monitor specs (objectives resolved, repository locations resolved). */
+export function jobsFromConfig(cfg: LifeboatConfig): JobSpec[] {
+  const repoSpec = (name: string): RepositorySpec => {
+    const conf = cfg.repositories[name];
+    if (!conf) throw new ConfigError(`unknown repository "${name}"`);
+    const loc = resolveLocation(cfg, conf.location);
+    const parsed = parseLocation(loc);
+    return { name, location: conf.location, ...(parsed.kind === 'local' ? { localPath: path.resolve(parsed.path) } : {}) };
+  };
+  return Object.entries(cfg.jobs).map(([name, job]) => {
+    const o = resolveObjectives(job.tier, { ...(job.rpo ? { rpo: job.rpo } : {}), ...(job.rto ? { rto: job.rto } : {}) });
+    const repos = [jobRepository(cfg, job), ...job.copyTo];
+    return { name, tier: o.tier, rpoMs: o.rpoMs, repositories: [...new Set(repos)].map(repoSpec) };
+  });
+}
+
+async function lastFinalRun(catalog: Catalog, job: string): Promise<RunRecord | undefined> {
+  const runs = await catalog.runs({ job, kind: 'backup', status: ['success', 'failed', 'partial'], limit: 20 });
+  return runs.find((r) => !r.willRetry) ?? runs[0];
+}
+
+/** Evaluate every check for every job. Never throws for one job's data problem: that job's check becomes a warning. */
+export async function evaluate(catalog: Catalog, jobs: readonly JobSpec[], opts: MonitorOptions = {}): Promise<MonitorReport> {
+  const now = opts.now ?? new Date();
+  const skip = new Set(opts.skip ?? []);
+  const findings: Finding[] = [];
+  const guard = async (job: string, check: CheckName, tier: Tier, f: () => Promise<Finding>) => {
+    try {
+      findings.push(await f());
+    } catch (err) {
+      findings.push({ job, check, tier, severity: 'warning', message: `${job}: ${check} check failed: ${errorMessage(err)}`, details: { error: errorMessage(err) } });
+    }
+  };
+  for (const job of jobs) {
+    if (!skip.has('rpo')) {
+      await guard(job.name, 'rpo', job.tier, async () => checkRpo(job, await catalog.lastSuccess(job.name, { includePartial: opts.partialSatisfiesRpo ?? true }), now));
+    }
+    if (!skip.has('size')) {
+      await guard(job.name, 'size', job.tier, async () => checkSize(job, await catalog.sizeHistory(job.name, (opts.size?.window ?? 5) + 1), opts.size));
+    }
+    if (!skip.has('failures')) {
+      await guard(job.name, 'failures', job.tier, async () =>
+        checkFailures(job, await catalog.failureStreak(job.name), await lastFinalRun(catalog, job.name), opts.failures),
+      );
+    }
+  }
+  if (!skip.has('free-space')) {
+    const repos = new Map<string, { spec: RepositorySpec; tier: Tier }>();
+    for (const job of jobs) {
+      for (const r of job.repositories) {
+        const cur = repos.get(r.name);
+        // highest tier = lowest index in TIERS
+        if (!cur || TIERS.indexOf(job.tier) < TIERS.indexOf(cur.tier)) repos.set(r.name, { spec: r, tier: job.tier });
+      }
+    }
+    for (const { spec, tier } of repos.values()) {
+      if (!spec.localPath) {
+        findings.push(checkFreeSpace(spec, tier, undefined, opts.freeSpace));
+        continue;
+      }
+      try {
+        findings.push(checkFreeSpace(spec, tier, await measureFreeSpace(spec.localPath), opts.freeSpace));
+      } catch (err) {
+        findings.push(checkFreeSpace(spec, tier, undefined, opts.freeSpace, (err as NodeJS.ErrnoException).code ?? errorMessage(err)));
+      }
+    }
+  }
+  const perJob: Record<string, Severity> = {};
+  for (const f of findings) perJob[f.job] = worstSeverity([perJob[f.job] ?? 'ok', f.severity]);
+  return { at: now, state: worstSeverity(findings.map((f) => f.severity)), findings, jobs: perJob };
+}
+
+export interface BackupHealth {
+  /** true when every job's last success is within its RPO. */
+  ok: boolean;
+  at: Date;
+  jobs: Array<{ job: string; status: Severity; lastSuccessAt: string | null; ageSeconds: number | null; rpoSeconds: number; reason: string }>;
+  failing: Array<{ job: string; status: Severity; reason: string }>;
+}
+
+/** RPO compliance of every job (GET /health/backup). A job is failing when its RPO status is not ok. */
+export async function backupHealth(catalog: Catalog, jobs: readonly JobSpec[], opts: { now?: Date; partialSatisfiesRpo?: boolean } = {}): Promise<BackupHealth> {
+  const now = opts.now ?? new Date();
+  const out: BackupHealth = { ok: true, at: now, jobs: [], failing: [] };
+  for (const job of jobs) {
+    const f = checkRpo(job, await catalog.lastSuccess(job.name, { includePartial: opts.partialSatisfiesRpo ?? true }), now);
+    const ageMs = f.details.ageMs as number | null;
+    out.jobs.push({
+      job: job.name,
+      status: f.severity,
+      lastSuccessAt: f.details.lastSuccessAt as string | null,
+      ageSeconds: ageMs === null ? null : Math.round(ageMs / 1000),
+      rpoSeconds: job.rpoMs / 1000,
+      reason: f.message,
+    });
+    if (f.severity !== 'ok') {
+      out.ok = false;
+      out.failing.push({ job: job.name, status: f.severity, reason: f.message });
+    }
+  }
+  return out;
+}
