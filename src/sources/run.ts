@@ -1,25 +1,78 @@
-import type { LifeboatConfig } from '../config/load.js';
+import { configPath, type LifeboatConfig } from '../config/load.js';
 import { LifeboatError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
-import type { SourceConfig } from './registry.js';
-import { backupStream, type StreamBackupResult } from './stream.js';
+import type { SnapshotWithId } from '../repo/snapshot.js';
+import { STREAM_KINDS, type SourceConfig, type StreamSourceConfig } from './registry.js';
+import { backupStream, restoreStream, type StreamBackupResult } from './stream.js';
+import type { RestoreResult } from './types.js';
 
 /**
- * Run a configured stream source (database or command) into a repository:
- * start the dump tool, stream its stdout into the repository, and publish the
- * snapshot only if the tool exited successfully.
+ * Running a configured stream source (database or command): start the dump
+ * tool, stream its stdout into the repository, and publish the snapshot only
+ * if the tool exited successfully. And the way back: stream a snapshot into
+ * the source kind's restore.
  */
+
+/** Paths in a source's config (password files, SQLite path, command cwd) are relative to the config file. */
+export function resolveSourcePaths(src: StreamSourceConfig, cfg: { dir: string }): StreamSourceConfig {
+  const s = { ...src } as Record<string, unknown>;
+  if (typeof s.passwordFile === 'string') s.passwordFile = configPath(cfg, s.passwordFile);
+  if (src.kind === 'sqlite') s.path = configPath(cfg, src.path);
+  if (src.kind === 'command') s.cwd = configPath(cfg, src.cwd ?? '.');
+  return s as StreamSourceConfig;
+}
+
 export async function runSourceBackup(
   repo: Repository,
   name: string,
   src: SourceConfig,
-  _cfg: LifeboatConfig,
+  cfg: LifeboatConfig,
   opts: { tags?: string[]; signal?: AbortSignal } = {},
 ): Promise<StreamBackupResult> {
-  throw new LifeboatError(`source kind "${(src as { kind: string }).kind}" of ${name} is not supported yet (${repo.storage.location}, ${opts.tags?.length})`);
+  if (src.kind === 'files') throw new LifeboatError(`source ${name} is a files source, not a stream source`);
+  const resolved = resolveSourcePaths(src, cfg);
+  const handle = await STREAM_KINDS[src.kind].dump(resolved, { name, ...(opts.signal ? { signal: opts.signal } : {}) });
+  const started = Date.now();
+  try {
+    return await backupStream(repo, handle.stream, {
+      filename: handle.filename,
+      source: { ...handle.meta, name },
+      tags: [...(src.tags ?? []), ...(opts.tags ?? []), `source:${name}`],
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      finalize: async () => {
+        const r = await handle.done;
+        return { exitCode: r.exitCode, durationMs: Date.now() - started, ...(r.extra ?? {}) };
+      },
+    });
+  } catch (err) {
+    handle.abort();
+    // prefer the tool's own error (with its stderr tail) when the dump failed
+    const toolErr = await handle.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    throw toolErr instanceof Error ? toolErr : err;
+  }
 }
 
-import type { CliContext } from '../cli/context.js';
-export async function runSourceRestore(ctx: CliContext, source: string, ref: string, opts: { toDatabase?: string; force: boolean }): Promise<void> {
-  throw new LifeboatError(`restore of source ${source} (${ref}, ${ctx.opts.repo}, ${opts.force}) is not supported yet`);
+export async function findSourceSnapshot(repo: Repository, name: string, ref: string): Promise<SnapshotWithId> {
+  if (ref === 'latest') return repo.findSnapshot('latest', { source: name });
+  const s = await repo.findSnapshot(ref);
+  if (s.source?.name !== name) throw new LifeboatError(`snapshot ${s.id.slice(0, 8)} is not a snapshot of source ${name}`, 2);
+  return s;
+}
+
+export async function runSourceRestore(
+  repo: Repository,
+  name: string,
+  src: SourceConfig,
+  cfg: LifeboatConfig,
+  ref: string,
+  target: Record<string, unknown>,
+): Promise<{ snapshot: SnapshotWithId; result: RestoreResult }> {
+  if (src.kind === 'files') throw new LifeboatError(`source ${name} is a files source: use "restore --target DIR"`, 2);
+  const snap = await findSourceSnapshot(repo, name, ref);
+  const input = await restoreStream(repo, snap.id);
+  const result = await STREAM_KINDS[src.kind].restore(resolveSourcePaths(src, cfg), input, target);
+  return { snapshot: snap, result };
 }

@@ -21,6 +21,7 @@ interface RestoreOpts {
   source?: string;
   toDatabase?: string;
   force?: boolean;
+  clean?: boolean;
 }
 
 export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliContext): void {
@@ -39,7 +40,8 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
     .option('--tag <tag>', 'with "latest": only snapshots with these tags (repeatable, comma-separated)', collect)
     .option('--source <name>', 'restore the latest snapshot of a configured source (database sources restore into --to-database)')
     .option('--to-database <url>', 'database sources: restore into this database (postgres://..., mysql://..., redis://..., or a SQLite file path)')
-    .option('--force', 'database sources: allow restoring into a non-empty database')
+    .option('--clean', 'database sources: drop the objects in the target before restoring them')
+    .option('--force', 'database sources: allow restoring into a non-empty database / overwriting a file')
     .action(async (ref: string, o: RestoreOpts, cmd: Command) => {
       const ctx = ctxOf(cmd);
       let sub: string | undefined;
@@ -50,7 +52,22 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
       }
       if (o.source || o.toDatabase) {
         if (!o.source) throw new ConfigError('--to-database needs --source NAME (the configured database source)');
-        await runSourceRestore(ctx, o.source, ref, { ...(o.toDatabase ? { toDatabase: o.toDatabase } : {}), force: !!o.force });
+        const cfg = ctx.config(true)!;
+        const src = cfg.sources[o.source];
+        if (!src) throw new ConfigError(`unknown source "${o.source}" (defined in ${cfg.file}: ${Object.keys(cfg.sources).join(', ')})`);
+        if (src.kind === 'files') throw new ConfigError(`source ${o.source} is a files source: use "restore latest --target DIR --tag source:${o.source}"`);
+        const target = { ...restoreTarget(src.kind, o.toDatabase), ...(o.clean ? { clean: true } : {}), ...(o.force ? { force: true } : {}) };
+        const repo = await ctx.openRepo({ nameHint: (src as { repository?: string }).repository, allowInit: false });
+        try {
+          const { snapshot, result } = await runSourceRestore(repo, o.source, src, cfg, ref, target);
+          ctx.out.info(`restored ${src.kind} source ${o.source} from snapshot ${snapshot.id.slice(0, 8)} (${snapshot.time}) in ${formatDuration(result.durationMs)}`);
+          ctx.out.emit({ message_type: 'summary', snapshot_id: snapshot.id, source: o.source, ...result });
+        } catch (err) {
+          process.stderr.write(`lifeboat: RESTORE FAILED for source ${o.source}\n`);
+          throw err;
+        } finally {
+          await repo.close();
+        }
         return;
       }
       const toStdout = o.stdout || o.target === '-';
@@ -95,4 +112,46 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         await repo.close();
       }
     });
+}
+
+/**
+ * Turn --to-database into a restore target for a source kind: a database name,
+ * a URL (postgres://, mysql://, redis://, mongodb://) or a file path (SQLite, Redis RDB).
+ * A password inside a URL is moved to an environment variable for the tool, never argv.
+ */
+export function restoreTarget(kind: string, to: string | undefined): Record<string, unknown> {
+  if (!to) return {};
+  const url = /^[a-z]+:\/\//i.test(to) ? new URL(to) : undefined;
+  const withPassword = (t: Record<string, unknown>) => {
+    if (url?.password) {
+      process.env.LIFEBOAT_RESTORE_TARGET_PASSWORD = decodeURIComponent(url.password);
+      t.passwordEnv = 'LIFEBOAT_RESTORE_TARGET_PASSWORD';
+    }
+    return t;
+  };
+  const common = () => ({
+    ...(url?.hostname ? { host: url.hostname } : {}),
+    ...(url?.port ? { port: Number(url.port) } : {}),
+    ...(url?.username ? { user: decodeURIComponent(url.username) } : {}),
+  });
+  switch (kind) {
+    case 'postgres':
+    case 'mysql': {
+      if (!url) return { database: to };
+      const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
+      return withPassword({ ...common(), ...(database ? { database } : {}) });
+    }
+    case 'redis':
+      return url ? withPassword(common()) : { file: to };
+    case 'sqlite':
+      return { path: to };
+    case 'mongodb':
+      if (!url) return { database: to };
+      if (url.password) throw new ConfigError('--to-database: put no password in a MongoDB URI; use the source\'s passwordEnv/passwordFile');
+      return { uri: to };
+    case 'command':
+      throw new ConfigError('command sources restore with their restoreCommand; --to-database does not apply');
+    default:
+      return {};
+  }
 }

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Make sure the database servers the source tests talk to are up:
+# PostgreSQL 127.0.0.1:5432, MariaDB 127.0.0.1:3306, Redis 127.0.0.1:6379.
+# Each is checked first and started only when it is installed but down; then
+# we wait (up to WAIT_SECONDS) until it accepts connections.
+# Exit status: 0 when every installed server is up, 1 otherwise.
+set -uo pipefail
+
+WAIT_SECONDS="${WAIT_SECONDS:-60}"
+failed=0
+
+say() { echo "== services: $*"; }
+
+wait_for() { # name, check command...
+  local name="$1"
+  shift
+  local i
+  for ((i = 0; i < WAIT_SECONDS * 2; i++)); do
+    if "$@" >/dev/null 2>&1; then
+      say "$name is up"
+      return 0
+    fi
+    sleep 0.5
+  done
+  say "ERROR: $name did not accept connections within ${WAIT_SECONDS}s"
+  return 1
+}
+
+# ---- PostgreSQL
+pg_up() { pg_isready -h 127.0.0.1 -p 5432 -t 2; }
+if command -v pg_isready >/dev/null && [ -d /etc/postgresql ]; then
+  if pg_up >/dev/null 2>&1; then
+    say "PostgreSQL already running"
+  else
+    for ver in $(ls /etc/postgresql); do
+      say "starting PostgreSQL $ver"
+      pg_ctlcluster --skip-systemctl-redirect "$ver" main start || say "pg_ctlcluster $ver main start failed"
+    done
+    wait_for PostgreSQL pg_up || failed=1
+  fi
+else
+  say "PostgreSQL not installed, skipping"
+fi
+
+# ---- MariaDB
+my_up() { mariadb-admin --protocol=TCP -h 127.0.0.1 -P 3306 -uroot --connect-timeout=2 ping; }
+if [ -x /usr/sbin/mariadbd ] && command -v mariadb-admin >/dev/null; then
+  if my_up >/dev/null 2>&1; then
+    say "MariaDB already running"
+  else
+    say "starting MariaDB"
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || say "start-stop-daemon for mariadbd failed"
+    wait_for MariaDB my_up || failed=1
+  fi
+else
+  say "MariaDB not installed, skipping"
+fi
+
+# ---- Redis
+redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; }
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+  if redis_up; then
+    say "Redis already running"
+  else
+    say "starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log || say "redis-server failed to start"
+    wait_for Redis redis_up || failed=1
+  fi
+else
+  say "Redis not installed, skipping"
+fi
+
+if [ "$failed" -ne 0 ]; then
+  say "some database servers are not available; the source tests will fail"
+  exit 1
+fi
+exit 0
