@@ -75,7 +75,9 @@ daemon: { concurrency: 3 }
     // retention keeps 2 snapshots of the site source in both repositories
     const env = { LIFEBOAT_PASSWORD: 'daemon-pw' };
     for (const repo of ['main', 'copy']) {
-      const snaps = JSON.parse((await runCli(['snapshots', '--repo', path.join(t.dir, repo), '--tag', 'source:site', '--json'], { env })).stdout);
+      const r = await runCli(['snapshots', '--repo', path.join(t.dir, repo), '--tag', 'source:site', '--json'], { env });
+      assert.equal(r.code, 0, r.stderr);
+      const snaps = JSON.parse(r.stdout);
       assert.equal(snaps.length, 2, `${repo} keeps ${snaps.length}`);
     }
   } finally {
