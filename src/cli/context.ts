@@ -85,6 +85,7 @@ export class CliContext {
           })
         : await Repository.open(this.storageFor(t.location, t.conf), pw);
     repo.lockRetryMs = this.retryLockMs();
+    repo.onWarning = (m) => this.out.warn(m);
     for (const [name, err] of repo.indexErrors) {
       this.out.warn(`index file ${name.slice(0, 12)} is damaged and was skipped (${(err as Error).message}); run "lifeboat check" / "lifeboat repair index"`);
     }

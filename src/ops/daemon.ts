@@ -2,7 +2,7 @@ import { Cron } from 'croner';
 import type { LifeboatConfig } from '../config/load.js';
 import { parseDuration } from '../policy/retention.js';
 import { Semaphore } from '../util/sync.js';
-import { runJob, type JobResult } from './jobs.js';
+import { runJob, runMaintenance, type JobResult, type MaintenanceResult } from './jobs.js';
 
 /**
  * The scheduler: runs the plan's jobs on their cron schedules with a
@@ -15,6 +15,7 @@ export interface DaemonHooks {
   /** Called when an attempt starts; may return a run id passed back to onRunEnd. */
   onRunStart?(job: string, attempt: number): Promise<string | number | undefined> | string | number | undefined;
   onRunEnd?(result: JobResult, runId: string | number | undefined, attempt: number, final: boolean): Promise<void> | void;
+  onMaintenance?(results: MaintenanceResult[]): Promise<void> | void;
   /** Last successful run of a job (for catch-up). */
   lastSuccess?(job: string): Promise<Date | undefined> | Date | undefined;
   log?(msg: string): void;
@@ -23,6 +24,7 @@ export interface DaemonHooks {
 export interface DaemonOptions {
   /** Replace the job runner (tests). */
   run?: typeof runJob;
+  maintenance?: typeof runMaintenance;
 }
 
 export class Daemon {
@@ -60,6 +62,21 @@ export class Daemon {
           this.trigger(name, 'catch-up');
         }
       }
+    }
+    const m = this.cfg.daemon.maintenance;
+    if (m) {
+      this.crons.push(
+        new Cron(m.schedule, { protect: true, catch: (e) => this.log(`maintenance: ${String(e)}`) }, async () => {
+          if (this.stopping) return;
+          await this.slots.acquire();
+          try {
+            const r = await (this.opts.maintenance ?? runMaintenance)(this.cfg, { log: (msg) => this.log(msg) });
+            await this.hooks.onMaintenance?.(r);
+          } finally {
+            this.slots.release();
+          }
+        }),
+      );
     }
     this.log(`daemon started: ${this.crons.length} scheduled job(s), concurrency ${this.cfg.daemon.concurrency}`);
   }

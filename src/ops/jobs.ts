@@ -8,6 +8,8 @@ import type { Repository } from '../repo/repository.js';
 import type { BackupSummary, SnapshotWithId } from '../repo/snapshot.js';
 import { applyRetention, isEmptyPolicy, type RetentionPolicy } from '../policy/retention.js';
 import { backupPaths } from '../sources/files.js';
+import { prune } from '../repo/prune.js';
+import { checkRepository } from '../verify/check.js';
 import { runSourceBackup } from '../sources/run.js';
 
 /**
@@ -128,4 +130,55 @@ export async function runJob(
     result.finishedAt = new Date();
   }
   return result;
+}
+
+export interface MaintenanceResult {
+  repository: string;
+  pruned?: { packsDeleted: number; bytesFreed: number };
+  check?: { ok: boolean; problems: number; packsRead: number };
+  error?: string;
+}
+
+/**
+ * Scheduled repository maintenance (daemon.maintenance): prune every
+ * repository of the plan (waiting for running backups: prune needs the
+ * exclusive lock) and read a rotating subset of the data with check.
+ */
+export async function runMaintenance(cfg: LifeboatConfig, opts: { log?: (m: string) => void } = {}): Promise<MaintenanceResult[]> {
+  const m = cfg.daemon.maintenance;
+  const out: MaintenanceResult[] = [];
+  if (!m) return out;
+  const names = new Set<string>();
+  for (const j of Object.values(cfg.jobs)) {
+    names.add(jobRepository(cfg, j));
+    for (const c of j.copyTo) names.add(c);
+  }
+  for (const name of names) {
+    const res: MaintenanceResult = { repository: name };
+    let repo: Repository | undefined;
+    try {
+      repo = await openConfiguredRepo(cfg, name, { retryLockMs: 30 * 60_000, allowInit: false });
+      if (m.prune) {
+        const p = await prune(repo, { retryLockMs: 30 * 60_000 });
+        res.pruned = { packsDeleted: p.packsDeleted, bytesFreed: p.bytesFreed };
+      }
+      if (m.checkReadDataSubset) {
+        const lock = await repo.lock(false, 'check');
+        try {
+          const c = await checkRepository(repo, { readData: true, subset: m.checkReadDataSubset });
+          res.check = { ok: c.ok, problems: c.problems.length, packsRead: c.packsRead };
+        } finally {
+          await lock.release();
+        }
+      }
+      opts.log?.(`maintenance ${name}: ${res.pruned ? `pruned ${res.pruned.packsDeleted} pack(s)` : ''}${res.check ? `, check ${res.check.ok ? 'ok' : `${res.check.problems} problem(s)`}` : ''}`);
+    } catch (err) {
+      res.error = (err as Error).message;
+      opts.log?.(`maintenance ${name}: ${res.error}`);
+    } finally {
+      await repo?.close().catch(() => {});
+    }
+    out.push(res);
+  }
+  return out;
 }

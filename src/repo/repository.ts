@@ -421,6 +421,14 @@ export class Repository {
     return { ...validateSnapshot(openJson(this.key.encKey, raw, `snapshot ${id}`), id), id };
   }
 
+  /** Receives warnings about damaged objects that were skipped (the CLI prints them). */
+  onWarning: ((msg: string) => void) | undefined;
+
+  /**
+   * All readable snapshots. A damaged snapshot file is skipped (reported through
+   * onError, or onWarning by default) so it cannot block restoring the others;
+   * `check` reports it by name.
+   */
   async listSnapshots(opts: { onError?: (id: string, err: unknown) => void } = {}): Promise<SnapshotWithId[]> {
     const files = await this.storage.list('snapshot');
     const out: SnapshotWithId[] = [];
@@ -429,7 +437,9 @@ export class Repository {
         out.push(await this.loadSnapshot(f.name));
       } catch (err) {
         if (opts.onError) opts.onError(f.name, err);
-        else throw err;
+        else if (err instanceof IntegrityError || err instanceof NotFoundError) {
+          this.onWarning?.(`snapshot ${f.name.slice(0, 12)} is damaged and was skipped: ${(err as Error).message}`);
+        } else throw err;
       }
     });
     return out.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));

@@ -164,6 +164,17 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
     if (p && badPacks.has(p)) continue; // already reported with its pack
     problems.push({ kind: 'blob', object: id, message: msg, snapshots: affected(perSnapshot, new Set([id])) });
   }
+  const unindexed = [...damagedBlobs.values()].filter((m) => /not in any index/.test(m)).length;
+  if (unindexed > 0 && res.unreferencedPacks.length > 0) {
+    problems.push({
+      kind: 'index',
+      object: 'missing',
+      message:
+        `${unindexed} referenced blob(s) are in no index while ${res.unreferencedPacks.length} pack(s) are not indexed ` +
+        `(${res.unreferencedPacks.slice(0, 3).map((p) => p.slice(0, 8)).join(', ')}${res.unreferencedPacks.length > 3 ? ', ...' : ''}): ` +
+        'an index file was lost or damaged; "lifeboat repair index" rebuilds the index from the packs',
+    });
+  }
   res.ok = problems.length === 0;
   return res;
 }
