@@ -25,7 +25,7 @@ function killAfter(args: string[], env: Record<string, string>, delayMs: number)
   });
 }
 
-test(`kill -9 during backup and prune at ${RUNS} random points never damages the repository`, { timeout: 30 * 60_000 }, async () => {
+test(`kill -9 during backup, prune and copy at ${RUNS} random points never damages a repository`, { timeout: 30 * 60_000 }, async () => {
   const t = tmpDir();
   try {
     const repo = path.join(t.dir, 'repo');
@@ -35,6 +35,8 @@ test(`kill -9 during backup and prune at ${RUNS} random points never damages the
     await makeTree(data, { files: 400, seed: 5, maxSize: 256 * 1024 });
     await fsp.writeFile(path.join(data, 'big-0.bin'), randomBytes(24 * 1024 * 1024));
     assert.equal((await runCli(['init', '--repo', repo, '--pack-size', '1MiB'], { env })).code, 0);
+    const second = path.join(t.dir, 'second');
+    assert.equal((await runCli(['init', '--repo', second, '--pack-size', '1MiB'], { env })).code, 0);
     const completed: Array<{ id: string; tree: Map<string, unknown> }> = [];
     const backupOnce = async () => {
       const r = await runCli(['backup', '--repo', repo, '--json', data], { env });
@@ -55,17 +57,28 @@ test(`kill -9 during backup and prune at ${RUNS} random points never damages the
       await fsp.writeFile(path.join(data, `big-${i + 2}.bin`), randomBytes(8 * 1024 * 1024 + rng.int(8 * 1024 * 1024)));
       await fsp.writeFile(path.join(data, `small-${i}.txt`), `run ${i}\n`.repeat(1 + rng.int(1000)));
       const isPrune = i % 4 === 3;
+      const isCopy = i % 4 === 1;
       if (isPrune) {
         // a completed backup, then forget the oldest snapshot (not crash points), then kill prune mid-way
         await backupOnce();
         const victim = completed.shift()!;
         assert.equal((await runCli(['forget', '--repo', repo, victim.id], { env })).code, 0);
       }
-      const args = isPrune ? ['prune', '--repo', repo, '--max-unused', '0'] : ['backup', '--repo', repo, data];
-      const res = await killAfter(args, env, 20 + rng.int(full));
+      const args = isPrune
+        ? ['prune', '--repo', repo, '--max-unused', '0']
+        : isCopy
+          ? ['copy', '--repo', second, '--from-repo', repo]
+          : ['backup', '--repo', repo, data];
+      const res = await killAfter(args, { ...env, LIFEBOAT_FROM_PASSWORD: env.LIFEBOAT_PASSWORD }, 20 + rng.int(full));
       if (res.signal === 'SIGKILL') killedMidway++;
       else assert.equal(res.code, 0, `${args[0]} failed on its own`);
-      if (!isPrune && res.code === 0) {
+      if (isCopy) {
+        // the copy target must stay valid too, and a second (uninterrupted) copy completes it
+        const c2 = await runCli(['check', '--repo', second, '--read-data'], { env: { ...env } });
+        assert.equal(c2.code, 0, `copy target after kill ${i}: ${c2.stderr}`);
+        assert.equal((await runCli(['copy', '--repo', second, '--from-repo', repo], { env: { ...env, LIFEBOAT_FROM_PASSWORD: env.LIFEBOAT_PASSWORD } })).code, 0);
+      }
+      if (!isPrune && !isCopy && res.code === 0) {
         // it finished before the kill: the latest snapshot is complete and must stay restorable
         const s = await runCli(['snapshots', '--repo', repo, '--json'], { env });
         const list = JSON.parse(s.stdout) as Array<{ id: string }>;
@@ -86,6 +99,15 @@ test(`kill -9 during backup and prune at ${RUNS} random points never damages the
     }
     console.log(`# ${RUNS} kill points, ${killedMidway} killed mid-operation`);
     assert.ok(killedMidway >= RUNS / 2, `only ${killedMidway} of ${RUNS} kills landed mid-operation`);
+    // the copies restore byte-identical too
+    const copied = JSON.parse((await runCli(['snapshots', '--repo', second, '--json'], { env })).stdout) as Array<{ copiedFrom: { snapshot: string } }>;
+    for (const c of copied.slice(-2)) {
+      const src = completed.find((x) => x.id === c.copiedFrom.snapshot);
+      if (!src) continue;
+      const out = path.join(t.dir, `copy-out-${c.copiedFrom.snapshot.slice(0, 8)}`);
+      assert.equal((await runCli(['restore', c.copiedFrom.snapshot === src.id ? (c as unknown as { id: string }).id : '', '--repo', second, '--target', out], { env })).code, 0);
+      assert.deepEqual(await describeTree(path.join(out, data)), src.tree);
+    }
     // a final prune reclaims everything the killed runs left behind
     assert.equal((await runCli(['prune', '--repo', repo], { env })).code, 0);
     const final = await runCli(['check', '--repo', repo, '--read-data', '--json'], { env });

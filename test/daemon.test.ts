@@ -186,3 +186,58 @@ notifiers:
     t.cleanup();
   }
 });
+
+test('two daemons on one repository: concurrent backups, prune waits for locks, repository stays valid', async () => {
+  const t = tmpDir();
+  try {
+    for (const d of ['a', 'b']) {
+      await fsp.mkdir(path.join(t.dir, d));
+      await fsp.writeFile(path.join(t.dir, d, 'data.bin'), randomBytes(4 * 1024 * 1024));
+    }
+    await fsp.writeFile(path.join(t.dir, 'pw'), 'two-pw');
+    const yaml = (src: string) => `
+repositories:
+  main: { location: ./repo, password: { file: ./pw }, autoInit: true }
+sources:
+  ${src}: { kind: files, paths: [./${src}] }
+jobs:
+  ${src}: { source: ${src}, schedule: "* * * * * *", retention: { keepLast: 2 }, catchUp: false }
+daemon: { maintenance: { schedule: "*/2 * * * * *", prune: true } }
+`;
+    // the repository exists before both daemons start (autoInit by two processes at once is not supported)
+    assert.equal((await runCli(['init', '--repo', path.join(t.dir, 'repo'), '--password-file', path.join(t.dir, 'pw')])).code, 0);
+    const results: JobResult[] = [];
+    const maint: unknown[] = [];
+    const daemons = ['a', 'b'].map(
+      (src) =>
+        new Daemon(parseConfig(yaml(src), path.join(t.dir, `${src}.yaml`)), {
+          onRunEnd: (r) => {
+            // touch the data so every run has something new to store
+            void fsp.appendFile(path.join(t.dir, src, 'data.bin'), randomBytes(64 * 1024));
+            results.push(r);
+          },
+          onMaintenance: (m) => {
+            maint.push(...m);
+          },
+        }),
+    );
+    for (const d of daemons) await d.start();
+    await sleep(7000);
+    await Promise.all(daemons.map((d) => d.stop(30_000)));
+    const ok = results.filter((r) => r.status === 'success');
+    assert.ok(ok.filter((r) => r.job === 'a').length >= 2 && ok.filter((r) => r.job === 'b').length >= 2, JSON.stringify(results.map((r) => [r.job, r.status, r.error])));
+    assert.deepEqual(results.filter((r) => r.status === 'failed').map((r) => r.error), []);
+    assert.ok(maint.length >= 2, 'maintenance did not run');
+    const env = { LIFEBOAT_PASSWORD: 'two-pw' };
+    const c = await runCli(['check', '--repo', path.join(t.dir, 'repo'), '--read-data'], { env });
+    assert.equal(c.code, 0, c.stderr);
+    const snaps = JSON.parse((await runCli(['snapshots', '--repo', path.join(t.dir, 'repo'), '--json'], { env })).stdout) as Array<{ id: string }>;
+    assert.ok(snaps.length >= 2 && snaps.length <= 6, `retention kept ${snaps.length}`);
+    for (const s of snaps) {
+      const r = await runCli(['restore', s.id, '--repo', path.join(t.dir, 'repo'), '--target', path.join(t.dir, `out-${s.id}`)], { env });
+      assert.equal(r.code, 0, r.stderr);
+    }
+  } finally {
+    t.cleanup();
+  }
+});
