@@ -1,0 +1,274 @@
+/**
+ * Lifeboat vs restic vs borg on the same machine and data, in one run (issue 7).
+ *
+ *   bash bench/setup.sh && npm run bench -- [--scale 1] [--reps 3] [--quick] [--dir /tmp/lifeboat-bench]
+ *
+ * Dataset (seeded, reproducible; --scale 1 = about 1 GiB): large random files,
+ * large compressible text/log files, thousands of small files, plus a SQL dump
+ * (~300 MB at scale 1). Steps per tool, each repetition with fresh repositories:
+ *   (1) first backup  (2) unchanged re-backup  (3) re-backup after changing 5%
+ *   (4) full restore  (5) dump backed up twice with 1% of lines changed: bytes added
+ *   (6) check --read-data
+ * Wall time, throughput, peak RSS (GNU time), repository size; median of reps.
+ * Results: bench/results/latest.md and latest.json.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : def;
+};
+const QUICK = args.includes('--quick');
+const SCALE = Number(opt('scale', QUICK ? '0.02' : '1'));
+const REPS = Number(opt('reps', QUICK ? '1' : '3'));
+const DIR = opt('dir', '/tmp/lifeboat-bench');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = path.join(ROOT, 'dist/src/cli/main.js');
+const MB = 1e6;
+const env = { ...process.env, LIFEBOAT_PASSWORD: 'bench', RESTIC_PASSWORD: 'bench', BORG_PASSPHRASE: 'bench', BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes', BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' };
+
+const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+function du(p: string): number {
+  if (!existsSync(p)) return 0;
+  let total = 0;
+  for (const e of readdirSync(p, { withFileTypes: true, recursive: true })) if (e.isFile()) total += statSync(path.join(e.parentPath, e.name)).size;
+  return total;
+}
+
+interface Measure {
+  ms: number;
+  rssKb: number;
+}
+/** Run a shell command under GNU time; returns wall time and peak RSS of the child. */
+function timed(cmd: string): Measure {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', 'sh', '-c', cmd], { env, stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 64 << 20 });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const err = r.stderr.toString().trim().split('\n');
+  if (r.status !== 0) throw new Error(`${cmd} failed: ${err.slice(-5).join('\n')}`);
+  return { ms, rssKb: Number(err[err.length - 1]) };
+}
+
+/** Seeded byte stream (SHA-256 counter mode): incompressible, reproducible. */
+function randomBytesSeeded(seed: string, n: number): Buffer {
+  const out = Buffer.allocUnsafe(n);
+  let off = 0;
+  for (let i = 0; off < n; i++) off += createHash('sha256').update(`${seed}:${i}`).digest().copy(out, off);
+  return out;
+}
+function textBytes(seed: number, n: number): Buffer {
+  let s = seed >>> 0;
+  const r = () => ((s = (s ^ (s << 13)) >>> 0), (s = (s ^ (s >>> 17)) >>> 0), (s = (s ^ (s << 5)) >>> 0), s / 2 ** 32);
+  const words = ['GET', 'POST', '/api/v1/items', '/login', 'user', 'session', 'ok', 'error', 'timeout', 'cache', 'hit', 'miss'];
+  const parts: string[] = [];
+  let len = 0;
+  let i = 0;
+  while (len < n) {
+    const line = `2026-11-${String(1 + (i % 28)).padStart(2, '0')}T12:${String(i % 60).padStart(2, '0')}:00Z ${words[Math.floor(r() * 12)]} ${words[Math.floor(r() * 12)]} id=${Math.floor(r() * 1e6)} ms=${Math.floor(r() * 900)}\n`;
+    parts.push(line);
+    len += line.length;
+    i++;
+  }
+  return Buffer.from(parts.join('')).subarray(0, n);
+}
+function writeFile(p: string, data: Buffer): void {
+  mkdirSync(path.dirname(p), { recursive: true });
+  const fd = openSync(p, 'w');
+  writeSync(fd, data);
+  closeSync(fd);
+}
+
+function makeDataset(dir: string): number {
+  rmSync(dir, { recursive: true, force: true });
+  const big = Math.round(350 * MB * SCALE);
+  for (let i = 0; i < 4; i++) writeFile(path.join(dir, `random/r${i}.bin`), randomBytesSeeded(`r${i}`, Math.round(big / 4)));
+  for (let i = 0; i < 4; i++) writeFile(path.join(dir, `logs/app${i}.log`), textBytes(i + 1, Math.round(big / 4)));
+  const small = Math.max(50, Math.round(5000 * SCALE));
+  for (let i = 0; i < small; i++) {
+    const size = 1024 + ((i * 7919) % (63 * 1024));
+    writeFile(path.join(dir, `small/d${i % 50}/f${i}.${i % 2 ? 'txt' : 'bin'}`), i % 2 ? textBytes(i, size) : randomBytesSeeded(`s${i}`, size));
+  }
+  return du(dir);
+}
+
+/** Change 5% of the data: overwrite scattered ranges in the large files, add and delete a few files. */
+function mutate(dir: string, total: number): void {
+  const budget = total * 0.05;
+  let done = 0;
+  const files = ['random/r0.bin', 'random/r1.bin', 'logs/app0.log', 'logs/app1.log'].map((f) => path.join(dir, f));
+  for (let k = 0; done < budget * 0.8; k++) {
+    const f = files[k % files.length]!;
+    const size = statSync(f).size;
+    const len = 64 * 1024;
+    const fd = openSync(f, 'r+');
+    writeSync(fd, randomBytesSeeded(`m${k}`, len), 0, len, (k * 7_777_777) % Math.max(1, size - len));
+    closeSync(fd);
+    done += len;
+  }
+  for (let i = 0; done < budget; i++) {
+    const b = randomBytesSeeded(`new${i}`, 256 * 1024);
+    writeFile(path.join(dir, `new/n${i}.bin`), b);
+    done += b.length;
+  }
+  rmSync(path.join(dir, 'small/d1'), { recursive: true, force: true });
+}
+
+function makeDump(file: string, size: number, day: number): void {
+  const fd = openSync(file, 'w');
+  let written = 0;
+  let row = 0;
+  let chunk: string[] = ['COPY public.orders (id, customer, amount, status, created) FROM stdin;\n'];
+  let clen = 0;
+  while (written < size) {
+    const amount = (row * 7919) % 100000 + (day && row % 100 === 37 ? 1 : 0);
+    const line = `${row}\tcustomer-${(row * 31) % 9973}\t${amount}\t${row % 5 ? 'shipped' : 'open'}\t2026-0${1 + (row % 9)}-1${row % 10} 10:00:00\n`;
+    chunk.push(line);
+    clen += line.length;
+    row++;
+    if (clen > 1 << 20) {
+      const b = Buffer.from(chunk.join(''));
+      writeSync(fd, b);
+      written += b.length;
+      chunk = [];
+      clen = 0;
+    }
+  }
+  closeSync(fd);
+}
+
+interface Tool {
+  name: string;
+  init(repo: string): string;
+  backup(repo: string, src: string, i: number): string;
+  backupStdin(repo: string, file: string, i: number): string;
+  restore(repo: string, target: string): string;
+  check(repo: string): string;
+}
+const tools: Tool[] = [
+  {
+    name: 'lifeboat',
+    init: (r) => `node ${CLI} init -q --repo ${r}`,
+    backup: (r, s) => `node ${CLI} backup -q --repo ${r} ${s}`,
+    backupStdin: (r, f) => `node ${CLI} backup -q --repo ${r} --stdin --stdin-filename dump.sql < ${f}`,
+    restore: (r, t) => `node ${CLI} restore latest -q --repo ${r} --target ${t}`,
+    check: (r) => `node ${CLI} check -q --read-data --repo ${r}`,
+  },
+];
+if (has('restic')) {
+  tools.push({
+    name: 'restic',
+    init: (r) => `restic init -q -r ${r} --repository-version 2`,
+    backup: (r, s) => `restic -q -r ${r} backup --compression auto ${s}`,
+    backupStdin: (r, f) => `restic -q -r ${r} backup --compression auto --stdin --stdin-filename dump.sql < ${f}`,
+    restore: (r, t) => `restic -q -r ${r} restore latest --target ${t}`,
+    check: (r) => `restic -q -r ${r} check --read-data`,
+  });
+}
+if (has('borg')) {
+  for (const comp of ['lz4', 'zstd,3']) {
+    tools.push({
+      name: `borg ${comp}`,
+      init: (r) => `borg init -e repokey ${r}`,
+      backup: (r, s, i) => `borg create --compression ${comp} ${r}::a${i} ${s}`,
+      backupStdin: (r, f, i) => `borg create --compression ${comp} ${r}::d${i} - < ${f}`,
+      restore: (r, t) => `mkdir -p ${t} && cd ${t} && borg extract ${r}::$(borg list --last 1 --short ${r})`,
+      check: (r) => `borg check --verify-data ${r}`,
+    });
+  }
+}
+
+const STEPS = ['1 first backup', '2 unchanged re-backup', '3 re-backup after 5% change', '4 full restore', '5 dump 2nd backup (1% lines)', '6 check --read-data'] as const;
+type Row = { ms: number; mbps: number; rssMb: number; repoMb: number; addedMb?: number };
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+function main(): void {
+  if (!existsSync('/usr/bin/time')) throw new Error('GNU time is missing: run bash bench/setup.sh');
+  rmSync(DIR, { recursive: true, force: true });
+  mkdirSync(DIR, { recursive: true });
+  const results: Record<string, Record<string, Row[]>> = {};
+  const dumpSize = Math.round(300 * MB * SCALE);
+  for (let rep = 0; rep < REPS; rep++) {
+    const data = path.join(DIR, 'data');
+    const total = makeDataset(data);
+    const dump = path.join(DIR, 'dump.sql');
+    for (const t of tools) {
+      // every tool sees identical data: rebuild the dataset before each tool
+      makeDataset(data);
+      const repo = path.join(DIR, `repo-${t.name.replace(/\W+/g, '-')}`);
+      rmSync(repo, { recursive: true, force: true });
+      spawnSync('sh', ['-c', t.init(repo)], { env, stdio: 'ignore' });
+      const r = (results[t.name] ??= {});
+      const add = (step: string, m: Measure, bytes: number, extra: Partial<Row> = {}) =>
+        (r[step] ??= []).push({ ms: m.ms, mbps: bytes / MB / (m.ms / 1000), rssMb: m.rssKb / 1024, repoMb: du(repo) / MB, ...extra });
+      add(STEPS[0], timed(t.backup(repo, data, 1)), total);
+      add(STEPS[1], timed(t.backup(repo, data, 2)), total);
+      mutate(data, total);
+      const total2 = du(data);
+      const before3 = du(repo);
+      const m3 = timed(t.backup(repo, data, 3));
+      add(STEPS[2], m3, total2, { addedMb: (du(repo) - before3) / MB });
+      const target = path.join(DIR, 'restore');
+      rmSync(target, { recursive: true, force: true });
+      add(STEPS[3], timed(t.restore(repo, target)), total2);
+      rmSync(target, { recursive: true, force: true });
+      makeDump(dump, dumpSize, 0);
+      timed(t.backupStdin(repo, dump, 10));
+      makeDump(dump, dumpSize, 1);
+      const before5 = du(repo);
+      const m5 = timed(t.backupStdin(repo, dump, 11));
+      add(STEPS[4], m5, dumpSize, { addedMb: (du(repo) - before5) / MB });
+      add(STEPS[5], timed(t.check(repo)), du(repo));
+      rmSync(repo, { recursive: true, force: true });
+      process.stderr.write(`rep ${rep + 1}/${REPS}: ${t.name} done\n`);
+    }
+  }
+  // report
+  const cpu = os.cpus()[0]?.model ?? '?';
+  const version = (cmd: string) => spawnSync('sh', ['-c', cmd], { env }).stdout?.toString().trim().split('\n')[0] ?? 'n/a';
+  const lines = [
+    `# Benchmark: Lifeboat vs restic vs borg`,
+    '',
+    `${new Date().toISOString()} · ${os.cpus().length} cores (${cpu}) · ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB · scale ${SCALE} (${(du(path.join(DIR, 'data')) / MB).toFixed(0)} MB files, ${(dumpSize / MB).toFixed(0)} MB dump) · median of ${REPS} rep(s) · warm page cache for every tool`,
+    `Versions: ${version(`node ${CLI} --version`)} (lifeboat), ${version('restic version')}, ${version('borg --version')}. Command: \`npm run bench -- --scale ${SCALE} --reps ${REPS}\``,
+    '',
+    '| step | tool | wall s | MB/s | peak RSS MB | repo MB | added MB | vs restic | vs borg zstd,3 |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  const json: Record<string, unknown> = { scale: SCALE, reps: REPS, cpu, cores: os.cpus().length, results: {} };
+  for (const step of STEPS) {
+    const med = (tool: string, k: keyof Row) => median((results[tool]?.[step] ?? []).map((x) => x[k] as number));
+    for (const t of tools) {
+      const isBytes = step.startsWith('5') || step.startsWith('3');
+      const ratio = (other: string) => {
+        if (!results[other]) return 'n/a';
+        return isBytes && step.startsWith('5')
+          ? `${(med('lifeboat', 'addedMb') / med(other, 'addedMb')).toFixed(2)}x bytes`
+          : `${(med('lifeboat', 'mbps') / med(other, 'mbps')).toFixed(2)}x speed`;
+      };
+      const added = med(t.name, 'addedMb');
+      lines.push(
+        `| ${step} | ${t.name} | ${(med(t.name, 'ms') / 1000).toFixed(2)} | ${med(t.name, 'mbps').toFixed(0)} | ${med(t.name, 'rssMb').toFixed(0)} | ${med(t.name, 'repoMb').toFixed(0)} | ${Number.isNaN(added) ? '' : added.toFixed(2)} | ${t.name === 'lifeboat' ? ratio('restic') : ''} | ${t.name === 'lifeboat' ? ratio('borg zstd,3') : ''} |`,
+      );
+      (json.results as Record<string, unknown>)[`${step} / ${t.name}`] = results[t.name]?.[step];
+    }
+  }
+  const md = lines.join('\n') + '\n';
+  process.stdout.write(md);
+  const out = path.join(ROOT, 'bench/results');
+  mkdirSync(out, { recursive: true });
+  writeFileSync(path.join(out, QUICK ? 'quick.md' : 'latest.md'), md);
+  writeFileSync(path.join(out, QUICK ? 'quick.json' : 'latest.json'), JSON.stringify(json, null, 2));
+  rmSync(DIR, { recursive: true, force: true });
+}
+
+main();
