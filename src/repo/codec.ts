@@ -46,7 +46,9 @@ export class BlobCodec {
       const span = Math.ceil(Math.log2(dict.length + data.length + 1));
       const windowLog = Math.min(27, Math.max(20, span));
       const hashLog = Math.min(20, Math.max(17, span - 2));
-      this.delta.setParameters({ windowLog, hashLog });
+      // Long-distance matching finds the base's aligned copy even in very repetitive data
+      // (e.g. pgbench rows), where the regular match finder gets lost in local repeats.
+      this.delta.setParameters({ windowLog, hashLog, enableLongDistanceMatching: true, ldmMinMatch: 32 });
       this.delta.loadDictionary(Buffer.from(dict.buffer, dict.byteOffset, dict.length));
       const d = this.delta.compress(Buffer.from(data.buffer, data.byteOffset, data.length));
       if (d.length < data.length) {

@@ -63,28 +63,34 @@ export function superFeatures(data: Uint8Array): number[] {
  * gets votes from the two parent chunks it straddles, and both become bases.
  */
 export class SketchIndex {
-  private readonly map = new Map<number, string>();
+  private readonly map = new Map<number, string[]>();
   add(id: string, sf: readonly number[] | undefined): void {
     if (!sf) return;
     for (let i = 0; i < sf.length; i++) {
       const key = (sf[i]! ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0;
-      if (!this.map.has(key)) this.map.set(key, id);
+      const l = this.map.get(key);
+      if (!l) this.map.set(key, [id]);
+      else if (l.length < 4 && !l.includes(id)) l.push(id);
     }
   }
   get size(): number {
     return this.map.size;
   }
-  /** Up to two parent chunks with the most matching features (at least 2 votes each), best first. */
+  /**
+   * Up to two parent chunks with the most matching features (at least 2 votes
+   * each), best first. In very repetitive data many chunks share the same
+   * features; when the best vote is not decisive the answer is "don't know" ([])
+   * and the caller falls back to the position-based guess.
+   */
   find(sf: readonly number[]): string[] {
     const votes = new Map<string, number>();
     for (let i = 0; i < sf.length; i++) {
-      const id = this.map.get((sf[i]! ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
-      if (id) votes.set(id, (votes.get(id) ?? 0) + 1);
+      const ids = this.map.get((sf[i]! ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
+      if (!ids) continue;
+      for (const id of ids) votes.set(id, (votes.get(id) ?? 0) + 1);
     }
-    return [...votes]
-      .filter(([, v]) => v >= 2)
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 2)
-      .map(([id]) => id);
+    const ranked = [...votes].filter(([, v]) => v >= 2).sort((a, b) => b[1] - a[1]);
+    if (ranked.length > 2 && ranked[2]![1] === ranked[0]![1]) return [];
+    return ranked.slice(0, 2).map(([id]) => id);
   }
 }
