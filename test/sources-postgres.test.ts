@@ -135,7 +135,7 @@ describe('PostgreSQL source', () => {
     await assert.rejects(dumpPostgres({ ...base, database: 'lb_no_such_db_x' }), /cannot connect to PostgreSQL database "lb_no_such_db_x" at 127\.0\.0\.1:5432 as postgres: .*does not exist/);
     await assert.rejects(dumpPostgres({ ...base, user: 'lb_no_such_role', database: src }), /cannot connect to PostgreSQL .* as lb_no_such_role: .*role "lb_no_such_role" does not exist/);
     delete process.env.LB_TEST_UNSET_PW;
-    await assert.rejects(dumpPostgres({ ...base, database: src, passwordEnv: 'LB_TEST_UNSET_PW' }), /environment variable LB_TEST_UNSET_PW \(passwordEnv\) is not set/);
+    await assert.rejects(dumpPostgres({ ...base, database: src, passwordEnv: 'LB_TEST_UNSET_PW' }), /\(passwordEnv\): environment variable LB_TEST_UNSET_PW is not set/);
   });
 
   test('missing tools and too old client tools are reported clearly', async () => {

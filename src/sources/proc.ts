@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { accessSync, constants as fsc, readFileSync } from 'node:fs';
+import { accessSync, constants as fsc } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { z } from 'zod';
 import { ConfigError, LifeboatError } from '../errors.js';
+import { resolveSecret } from '../config/password.js';
 import type { ToolResult } from './types.js';
 
 /**
@@ -50,22 +51,8 @@ export function refinePassword(o: { passwordEnv?: string; passwordFile?: string 
 
 /** Resolve passwordEnv / passwordFile. `what` names the source in errors; the value is never part of a message. */
 export function resolvePassword(o: { passwordEnv?: string; passwordFile?: string }, what: string): string | undefined {
-  if (o.passwordEnv !== undefined) {
-    const v = process.env[o.passwordEnv];
-    if (v === undefined || v === '') throw new ConfigError(`${what}: environment variable ${o.passwordEnv} (passwordEnv) is not set or empty`);
-    return v;
-  }
-  if (o.passwordFile !== undefined) {
-    let v: string;
-    try {
-      v = readFileSync(o.passwordFile, 'utf8');
-    } catch (err) {
-      throw new ConfigError(`${what}: cannot read passwordFile ${o.passwordFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    v = v.replace(/\r?\n$/, '');
-    if (!v) throw new ConfigError(`${what}: passwordFile ${o.passwordFile} is empty`);
-    return v;
-  }
+  if (o.passwordEnv !== undefined) return resolveSecret({ env: o.passwordEnv }, `${what} (passwordEnv)`);
+  if (o.passwordFile !== undefined) return resolveSecret({ file: o.passwordFile }, `${what} (passwordFile)`);
   return undefined;
 }
 
