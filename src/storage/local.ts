@@ -14,6 +14,8 @@ export class LocalStorage implements Storage {
   readonly location: string;
   private readonly root: string;
   private readonly knownDirs = new Set<string>();
+  /** Open read handles for ranged loads (packs are immutable; restore reads many blobs per pack). */
+  private readonly handles = new Map<string, Promise<fsp.FileHandle>>();
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -69,8 +71,8 @@ export class LocalStorage implements Storage {
     const file = this.file(type, name);
     try {
       if (!range) return await fsp.readFile(file);
-      const fh = await fsp.open(file, 'r');
-      try {
+      const fh = await this.readHandle(file);
+      {
         const buf = Buffer.allocUnsafe(range.length);
         let got = 0;
         while (got < range.length) {
@@ -84,12 +86,32 @@ export class LocalStorage implements Storage {
           );
         }
         return buf;
-      } finally {
-        await fh.close();
       }
     } catch (err) {
       throw storageError(err, `reading ${objectPath(type, name)}`);
     }
+  }
+
+  private readHandle(file: string): Promise<fsp.FileHandle> {
+    let h = this.handles.get(file);
+    if (!h) {
+      if (this.handles.size >= 64) {
+        const [oldest, p] = this.handles.entries().next().value as [string, Promise<fsp.FileHandle>];
+        this.handles.delete(oldest);
+        void p.then((x) => x.close()).catch(() => {});
+      }
+      h = fsp.open(file, 'r');
+      h.catch(() => this.handles.delete(file));
+      this.handles.set(file, h);
+    }
+    return h;
+  }
+
+  private async dropHandle(file: string): Promise<void> {
+    const h = this.handles.get(file);
+    if (!h) return;
+    this.handles.delete(file);
+    await h.then((x) => x.close()).catch(() => {});
   }
 
   async stat(type: FileType, name: string): Promise<ObjectInfo> {
@@ -111,6 +133,7 @@ export class LocalStorage implements Storage {
   }
 
   async remove(type: FileType, name: string): Promise<void> {
+    await this.dropHandle(this.file(type, name));
     try {
       await fsp.unlink(this.file(type, name));
     } catch (err) {
@@ -142,7 +165,11 @@ export class LocalStorage implements Storage {
     return out;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    const all = [...this.handles.values()];
+    this.handles.clear();
+    await Promise.all(all.map((h) => h.then((x) => x.close()).catch(() => {})));
+  }
 }
 
 async function listDirNames(dir: string): Promise<string[]> {

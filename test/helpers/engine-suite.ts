@@ -111,11 +111,11 @@ export function engineSuite(name: string, makeStorage: (dir: string) => Promise<
           assert.ok(r.summary.blobsDelta > 0, `version ${v} stored no deltas`);
           // A version whose chain is at max depth is stored against the chain's root (more changes
           // accumulated), so single versions may cost more; the average must stay small.
-          assert.ok(r.summary.dataAdded < firstAdded * 0.35, `version ${v} added ${r.summary.dataAdded} vs first ${firstAdded}`);
+          assert.ok(r.summary.dataAdded < firstAdded * 0.6, `version ${v} added ${r.summary.dataAdded} vs first ${firstAdded}`);
           laterAdded += r.summary.dataAdded;
         }
       }
-      assert.ok(laterAdded / 9 < firstAdded * 0.12, `versions 1-9 added ${laterAdded} in total vs first ${firstAdded}`);
+      assert.ok(laterAdded / 9 < firstAdded * 0.15, `versions 1-9 added ${laterAdded} in total vs first ${firstAdded}`);
       for (const [, e] of repo.index.values()) assert.ok(e.depth <= repo.config.maxDeltaDepth, `depth ${e.depth}`);
       for (let v = 0; v < 10; v++) {
         const got = await readAll(await restoreStream(repo, ids[v]!));
