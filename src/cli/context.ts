@@ -92,6 +92,16 @@ export class CliContext {
     return repo;
   }
 
+  /** Run fn with the opened repository and always close it. */
+  async withRepo<T>(fn: (repo: Repository) => Promise<T>, opts: { nameHint?: string; allowInit?: boolean } = { allowInit: false }): Promise<T> {
+    const repo = await this.openRepo(opts);
+    try {
+      return await fn(repo);
+    } finally {
+      await repo.close();
+    }
+  }
+
   /** Open a second repository (e.g. the source of `copy`): a location or config name, with its own password. */
   async openOtherRepo(wanted: string, passwordFile?: string): Promise<Repository> {
     const cfg = this.config();

@@ -33,8 +33,7 @@ function withFilters(c: Command): Command {
 export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliContext): void {
   withFilters(program.command('snapshots').description('list snapshots')).action(async (o: FilterOpts, cmd: Command) => {
     const ctx = ctxOf(cmd);
-    const repo = await ctx.openRepo({ allowInit: false });
-    try {
+    await ctx.withRepo(async (repo) => {
       const snaps = filterSnapshots(await repo.listSnapshots(), filterOf(o));
       if (ctx.out.json) {
         ctx.out.emit(snaps.map((s) => ({ ...s, short_id: s.id.slice(0, 8) })));
@@ -54,9 +53,7 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
           ]),
         ) + `\n${snaps.length} snapshot${snaps.length === 1 ? '' : 's'}`,
       );
-    } finally {
-      await repo.close();
-    }
+    });
   });
 
   program
@@ -68,8 +65,7 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
     .option('-r, --recursive', 'list recursively (default for "/")')
     .action(async (ref: string, p: string, o: { long?: boolean; recursive?: boolean }, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const repo = await ctx.openRepo({ allowInit: false });
-      try {
+      await ctx.withRepo(async (repo) => {
         const snap = await repo.findSnapshot(ref);
         let tree = snap.tree;
         let prefix = '';
@@ -90,9 +86,7 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
         else for (const n of (await repo.loadTree(tree)).nodes) items.push(listed(`${prefix}/${n.name}`, n));
         if (ctx.out.json) ctx.out.emit(items);
         else for (const it of items) ctx.out.info(o.long ? fmtLong(it) : it.path + (it.type === 'dir' ? '/' : ''));
-      } finally {
-        await repo.close();
-      }
+      });
     });
 
   program
@@ -102,8 +96,7 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
     .argument('<snapshot2>')
     .action(async (a: string, b: string, _o: unknown, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const repo = await ctx.openRepo({ allowInit: false });
-      try {
+      await ctx.withRepo(async (repo) => {
         const sa = await repo.findSnapshot(a);
         const sb = await repo.findSnapshot(b);
         const d = await diffTrees(repo, sa.tree, sb.tree);
@@ -115,9 +108,7 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
         for (const e of d) ctx.out.info(`${sym[e.change]}    ${e.path}`);
         const count = (c: string) => d.filter((e) => e.change === c).length;
         ctx.out.info(`\n${count('added')} added, ${count('removed')} removed, ${count('modified')} modified, ${count('metadata')} metadata only`);
-      } finally {
-        await repo.close();
-      }
+      });
     });
 
   withFilters(
@@ -127,8 +118,7 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
       .argument('[snapshots...]', 'limit to these snapshots (default: all)'),
   ).action(async (refs: string[], o: FilterOpts, cmd: Command) => {
     const ctx = ctxOf(cmd);
-    const repo = await ctx.openRepo({ allowInit: false });
-    try {
+    await ctx.withRepo(async (repo) => {
       let snaps = filterSnapshots(await repo.listSnapshots(), filterOf(o));
       if (refs.length) snaps = await Promise.all(refs.map((r) => repo.findSnapshot(r)));
       const s = await repoStats(repo, snaps);
@@ -148,9 +138,7 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
           `space saving overall:    ${s.spaceSavingRatio.toFixed(2)}x`,
         ].join('\n'),
       );
-    } finally {
-      await repo.close();
-    }
+    });
   });
   void formatDuration;
 }

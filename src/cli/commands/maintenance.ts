@@ -213,12 +213,9 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
     .option('--max-unused <percent>', 'repack packs with at least this share of unused data', '10')
     .action(async (o: { dryRun?: boolean; maxUnused: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const repo = await ctx.openRepo({ allowInit: false });
-      try {
+      await ctx.withRepo(async (repo) => {
         await runPrune(ctx, repo, o);
-      } finally {
-        await repo.close();
-      }
+      });
     });
 
   program
@@ -254,14 +251,11 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
     .option('--remove-all', 'remove all locks, even live ones (dangerous)')
     .action(async (o: { removeAll?: boolean }, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const repo = await ctx.openRepo({ allowInit: false });
-      try {
+      await ctx.withRepo(async (repo) => {
         const removed = await removeLocks(repo.storage, repo.key.encKey, !!o.removeAll);
         ctx.out.info(`removed ${removed.length} lock(s)`);
         ctx.out.emit({ removed });
-      } finally {
-        await repo.close();
-      }
+      });
     });
 
   const repair = program.command('repair').description('repair repository metadata');
@@ -270,15 +264,12 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
     .description('rebuild the index from the pack files (after a lost or damaged index file)')
     .action(async (_o: unknown, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const repo = await ctx.openRepo({ allowInit: false });
-      try {
+      await ctx.withRepo(async (repo) => {
         const r = await repairIndex(repo, (p, m) => ctx.out.warn(`pack ${p}: ${m}`));
         ctx.out.info(`rebuilt the index: ${r.blobs} blobs in ${r.packs} packs` + (r.badPacks ? `; ${r.badPacks} unreadable pack(s) left out` : ''));
         ctx.out.emit(r);
         if (r.badPacks) process.exitCode = ExitCode.INTEGRITY;
-      } finally {
-        await repo.close();
-      }
+      });
     });
 
   const key = program.command('key').description('manage repository passwords (key files)');
@@ -287,14 +278,11 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
     .description('list key files')
     .action(async (_o: unknown, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const repo = await ctx.openRepo({ allowInit: false });
-      try {
+      await ctx.withRepo(async (repo) => {
         const keys = await listKeys(repo.storage, repo.keyName);
         if (ctx.out.json) ctx.out.emit(keys);
         else ctx.out.info(table([' ', 'ID', 'User', 'Host', 'Created'], keys.map((k) => [k.current ? '*' : ' ', k.name.slice(0, 8), k.username, k.hostname, k.created.slice(0, 19)])));
-      } finally {
-        await repo.close();
-      }
+      });
     });
   key
     .command('add')
@@ -302,14 +290,11 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
     .option('--new-password-file <file>', 'file containing the new password (or env LIFEBOAT_NEW_PASSWORD)')
     .action(async (o: { newPasswordFile?: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const repo = await ctx.openRepo({ allowInit: false });
-      try {
+      await ctx.withRepo(async (repo) => {
         const name = await createKeyFile(repo.storage, newPassword(o), repo.key);
         ctx.out.info(`saved new key ${name.slice(0, 8)}`);
         ctx.out.emit({ id: name });
-      } finally {
-        await repo.close();
-      }
+      });
     });
   key
     .command('remove')
@@ -317,17 +302,14 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
     .argument('<id>', 'key id or unique prefix')
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const repo = await ctx.openRepo({ allowInit: false });
-      try {
+      await ctx.withRepo(async (repo) => {
         const keys = await listKeys(repo.storage, repo.keyName);
         const hits = keys.filter((k) => k.name.startsWith(id));
         if (hits.length !== 1) throw new LifeboatError(hits.length ? `key prefix ${id} is ambiguous` : `no key ${id}`, 2);
         if (hits[0]!.current) throw new LifeboatError('refusing to remove the key currently in use; open the repository with another password first', 2);
         await repo.storage.remove('key', hits[0]!.name);
         ctx.out.info(`removed key ${hits[0]!.name.slice(0, 8)}`);
-      } finally {
-        await repo.close();
-      }
+      });
     });
   key
     .command('passwd')
@@ -335,14 +317,11 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
     .option('--new-password-file <file>', 'file containing the new password (or env LIFEBOAT_NEW_PASSWORD)')
     .action(async (o: { newPasswordFile?: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const repo = await ctx.openRepo({ allowInit: false });
-      try {
+      await ctx.withRepo(async (repo) => {
         const name = await createKeyFile(repo.storage, newPassword(o), repo.key);
         await repo.storage.remove('key', repo.keyName);
         ctx.out.info(`password changed (key ${repo.keyName.slice(0, 8)} replaced by ${name.slice(0, 8)})`);
-      } finally {
-        await repo.close();
-      }
+      });
     });
 }
 
