@@ -15,7 +15,7 @@ export class LocalStorage implements Storage {
   private readonly root: string;
   private readonly knownDirs = new Set<string>();
   /** Open read handles for ranged loads (packs are immutable; restore reads many blobs per pack). */
-  private readonly handles = new Map<string, Promise<fsp.FileHandle>>();
+  private readonly handles = new Map<string, { fh: Promise<fsp.FileHandle>; users: number }>();
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -71,8 +71,10 @@ export class LocalStorage implements Storage {
     const file = this.file(type, name);
     try {
       if (!range) return await fsp.readFile(file);
-      const fh = await this.readHandle(file);
-      {
+      const entry = this.readHandle(file);
+      entry.users++;
+      try {
+        const fh = await entry.fh;
         const buf = Buffer.allocUnsafe(range.length);
         let got = 0;
         while (got < range.length) {
@@ -86,23 +88,30 @@ export class LocalStorage implements Storage {
           );
         }
         return buf;
+      } finally {
+        entry.users--;
       }
     } catch (err) {
       throw storageError(err, `reading ${objectPath(type, name)}`);
     }
   }
 
-  private readHandle(file: string): Promise<fsp.FileHandle> {
+  /** A shared read handle; idle handles beyond 64 are closed (never one with a read in flight). */
+  private readHandle(file: string): { fh: Promise<fsp.FileHandle>; users: number } {
     let h = this.handles.get(file);
     if (!h) {
-      if (this.handles.size >= 64) {
-        const [oldest, p] = this.handles.entries().next().value as [string, Promise<fsp.FileHandle>];
-        this.handles.delete(oldest);
-        void p.then((x) => x.close()).catch(() => {});
+      for (const [name, e] of this.handles) {
+        if (this.handles.size < 64) break;
+        if (e.users > 0) continue;
+        this.handles.delete(name);
+        void e.fh.then((x) => x.close()).catch(() => {});
       }
-      h = fsp.open(file, 'r');
-      h.catch(() => this.handles.delete(file));
-      this.handles.set(file, h);
+      const entry = { fh: fsp.open(file, 'r'), users: 0 };
+      entry.fh.catch(() => {
+        if (this.handles.get(file) === entry) this.handles.delete(file);
+      });
+      this.handles.set(file, entry);
+      h = entry;
     }
     return h;
   }
@@ -111,7 +120,7 @@ export class LocalStorage implements Storage {
     const h = this.handles.get(file);
     if (!h) return;
     this.handles.delete(file);
-    await h.then((x) => x.close()).catch(() => {});
+    await h.fh.then((x) => x.close()).catch(() => {});
   }
 
   async stat(type: FileType, name: string): Promise<ObjectInfo> {
@@ -168,7 +177,7 @@ export class LocalStorage implements Storage {
   async close(): Promise<void> {
     const all = [...this.handles.values()];
     this.handles.clear();
-    await Promise.all(all.map((h) => h.then((x) => x.close()).catch(() => {})));
+    await Promise.all(all.map((h) => h.fh.then((x) => x.close()).catch(() => {})));
   }
 }
 
