@@ -58,7 +58,8 @@ daemon: { concurrency: 3 }
     await sleep(7000);
     await daemon.stop(10_000);
 
-    const site = results.filter((x) => x.r.job === 'site-every-2s');
+    // runs still going when stop() aborted them at the end are not judged here (the SIGTERM test covers that)
+    const site = results.filter((x) => x.r.job === 'site-every-2s' && !/aborted|shutting down/.test(x.r.error ?? ''));
     assert.ok(site.length >= 2, `site job ran ${site.length} times`);
     assert.ok(site.every((x) => x.r.status === 'success' && x.r.copies[0]?.snapshotId), JSON.stringify(site.map((x) => x.r.copies)));
     // the catch-up run happened at start (never succeeded before)
