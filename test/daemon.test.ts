@@ -61,7 +61,7 @@ daemon: { concurrency: 3 }
     // runs still going when stop() aborted them at the end are not judged here (the SIGTERM test covers that)
     const site = results.filter((x) => x.r.job === 'site-every-2s' && !/aborted|shutting down/.test(x.r.error ?? ''));
     assert.ok(site.length >= 2, `site job ran ${site.length} times`);
-    assert.ok(site.every((x) => x.r.status === 'success' && x.r.copies[0]?.snapshotId), JSON.stringify(site.map((x) => x.r.copies)));
+    assert.ok(site.every((x) => x.r.status === "success" && x.r.copies[0]?.snapshotId), JSON.stringify(site.map((x) => [x.r.status, x.r.error, x.r.copies])));
     // the catch-up run happened at start (never succeeded before)
     assert.ok(starts.filter((s) => s.job === 'site-every-2s').length >= 3);
     // the 1 s job takes longer than its period: runs never overlap, and some ticks were skipped
