@@ -150,6 +150,29 @@ describe('reliability: bad conditions give clear errors and lose nothing', () =>
     }
   });
 
+  test('two processes creating the same repository at once: one wins, both back up into it, nothing is lost', async () => {
+    await fsp.mkdir(path.join(t.dir, 'race-a'));
+    await fsp.mkdir(path.join(t.dir, 'race-b'));
+    await fsp.writeFile(path.join(t.dir, 'race-a/a.bin'), randomBytes(2 * 1024 * 1024));
+    await fsp.writeFile(path.join(t.dir, 'race-b/b.bin'), randomBytes(2 * 1024 * 1024));
+    const cfg = path.join(t.dir, 'race.yaml');
+    await fsp.writeFile(
+      cfg,
+      `repositories:\n  main: { location: ./race-repo, autoInit: true }\nsources:\n  a: { kind: files, paths: [./race-a] }\n  b: { kind: files, paths: [./race-b] }\n`,
+    );
+    for (let round = 0; round < 3; round++) {
+      await fsp.rm(path.join(t.dir, 'race-repo'), { recursive: true, force: true });
+      const [ra, rb] = await Promise.all([runCli(['backup', '--config', cfg, '--source', 'a'], { env }), runCli(['backup', '--config', cfg, '--source', 'b'], { env })]);
+      assert.equal(ra.code, 0, ra.stderr);
+      assert.equal(rb.code, 0, rb.stderr);
+      assert.equal((await fsp.readdir(path.join(t.dir, 'race-repo/keys'))).length, 1, 'the losing init must remove its key file');
+      const c = await runCli(['check', '--repo', path.join(t.dir, 'race-repo'), '--read-data'], { env });
+      assert.equal(c.code, 0, c.stderr);
+      const snaps = JSON.parse((await runCli(['snapshots', '--repo', path.join(t.dir, 'race-repo'), '--json'], { env })).stdout);
+      assert.equal(snaps.length, 2);
+    }
+  });
+
   test('a file growing while it is read: snapshot is consistent, a warning names it', async () => {
     const repoDir = path.join(t.dir, 'growing');
     const data = path.join(t.dir, 'growing-data');

@@ -2,7 +2,7 @@ import { configPath, type LifeboatConfig } from './load.js';
 import { parseSize, type RepositoryConfig } from './schema.js';
 import { resolveSecret, type SecretRef } from './password.js';
 import { ConfigError, NoRepositoryError } from '../errors.js';
-import { Repository } from '../repo/repository.js';
+import { Repository, RepositoryExistsError } from '../repo/repository.js';
 import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/types.js';
 
@@ -65,13 +65,19 @@ export async function openConfiguredRepo(
     if (!(err instanceof NoRepositoryError && conf.autoInit && opts.allowInit !== false)) throw err;
     opts.onInit?.(storage.location);
     const c = conf.chunker;
-    repo = await Repository.init(storage, pw, {
-      chunker: {
-        ...(c?.min !== undefined ? { min: parseSize(c.min)! } : {}),
-        ...(c?.avg !== undefined ? { avg: parseSize(c.avg)! } : {}),
-        ...(c?.max !== undefined ? { max: parseSize(c.max)! } : {}),
-      },
-    });
+    try {
+      repo = await Repository.init(storage, pw, {
+        chunker: {
+          ...(c?.min !== undefined ? { min: parseSize(c.min)! } : {}),
+          ...(c?.avg !== undefined ? { avg: parseSize(c.avg)! } : {}),
+          ...(c?.max !== undefined ? { max: parseSize(c.max)! } : {}),
+        },
+      });
+    } catch (e) {
+      // another process created it at the same moment: use theirs
+      if (!(e instanceof RepositoryExistsError)) throw e;
+      repo = await Repository.open(storage, pw);
+    }
   }
   repo.lockRetryMs = opts.retryLockMs ?? 0;
   return repo;

@@ -72,6 +72,13 @@ export function openJson(key: Buffer, sealed: Buffer, what: string): unknown {
   }
 }
 
+export class RepositoryExistsError extends LifeboatError {
+  constructor(location: string) {
+    super(`a repository already exists at ${location}; refusing to overwrite it`);
+    this.name = 'RepositoryExistsError';
+  }
+}
+
 export class Repository {
   readonly index = new MasterIndex();
   /** Index files that could not be read or authenticated when the index was loaded (name -> error). */
@@ -102,9 +109,7 @@ export class Repository {
   }
 
   static async init(storage: Storage, password: string, opts: InitOptions = {}): Promise<Repository> {
-    if (await storage.exists('config', '')) {
-      throw new LifeboatError(`a repository already exists at ${storage.location}; refusing to overwrite it`);
-    }
+    if (await storage.exists('config', '')) throw new RepositoryExistsError(storage.location);
     const chunker = { ...DEFAULT_CHUNKER, ...opts.chunker };
     const bad = validateChunkerParams(chunker);
     if (bad) throw new LifeboatError(`invalid chunker parameters: ${bad}`, 2);
@@ -126,8 +131,12 @@ export class Repository {
       maxDeltaDepth: opts.maxDeltaDepth ?? 4,
     };
     const keyName = await createKeyFile(storage, password, master);
-    // The config object is written last: its presence marks a complete repository.
-    await storage.save('config', '', sealJson(master.encKey, config, false));
+    // The config object is written last, create-only: its presence marks a complete
+    // repository, and of two concurrent inits exactly one wins.
+    if (!(await storage.saveNew('config', '', sealJson(master.encKey, config, false)))) {
+      await storage.remove('key', keyName).catch(() => {});
+      throw new RepositoryExistsError(storage.location);
+    }
     return new Repository(storage, master, keyName, config);
   }
 

@@ -67,6 +67,34 @@ export class LocalStorage implements Storage {
     }
   }
 
+  async saveNew(type: FileType, name: string, data: Uint8Array): Promise<boolean> {
+    const target = this.file(type, name);
+    const dir = path.dirname(target);
+    await this.ensureDir(dir);
+    const tmp = path.join(dir, `.tmp-new-${randomBytes(6).toString('hex')}`);
+    try {
+      const fh = await fsp.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+      try {
+        await fh.write(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      try {
+        await fsp.link(tmp, target); // fails with EEXIST if another writer won
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw err;
+      }
+      await fsyncDir(dir);
+      return true;
+    } catch (err) {
+      throw storageError(err, `creating ${objectPath(type, name)} in ${this.root}`);
+    } finally {
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+    }
+  }
+
   async load(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer> {
     const file = this.file(type, name);
     try {

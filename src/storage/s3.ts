@@ -372,6 +372,32 @@ export class S3Storage implements Storage {
     }
   }
 
+  /** Conditional PUT (If-None-Match: *): supported by AWS S3, MinIO, R2; a 412 means another writer won. */
+  async saveNew(type: FileType, name: string, data: Uint8Array): Promise<boolean> {
+    const key = this.key(type, name);
+    if (await this.exists(type, name)) return false;
+    const { sdk, client } = await this.connect();
+    try {
+      await client.send(
+        new sdk.PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: data,
+          ContentLength: data.length,
+          ContentMD5: md5b64(data),
+          ContentType: 'application/octet-stream',
+          IfNoneMatch: '*',
+          ...this.lockHeaders(type),
+        }),
+      );
+      return true;
+    } catch (err) {
+      const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 409) return false;
+      throw this.fail(err, `creating ${key}`);
+    }
+  }
+
   private async saveMultipart(type: FileType, key: string, data: Uint8Array): Promise<void> {
     const { sdk, client } = await this.connect();
     let partSize = this.partSize;

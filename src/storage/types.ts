@@ -27,6 +27,12 @@ export interface Storage {
   readonly kind: string;
 
   save(type: FileType, name: string, data: Uint8Array): Promise<void>;
+  /**
+   * Create an object only if it does not exist yet, atomically: exactly one of
+   * several concurrent callers succeeds; the others get `false`. Used for the
+   * repository config, so two concurrent `init`s cannot both win.
+   */
+  saveNew(type: FileType, name: string, data: Uint8Array): Promise<boolean>;
   load(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer>;
   stat(type: FileType, name: string): Promise<ObjectInfo>;
   exists(type: FileType, name: string): Promise<boolean>;
