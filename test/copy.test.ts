@@ -13,6 +13,8 @@ test('copy to a second repository; restore from the copy after deleting the prim
     const pwFile = path.join(t.dir, 'primary.pw');
     await fsp.writeFile(pwFile, 'primary-pw\n');
     await makeTree(data, { files: 200, seed: 31 });
+    // repeated chunks inside one file (20 MiB of zeros: the same 8 MiB chunk twice)
+    await fsp.writeFile(path.join(data, 'zeros.bin'), Buffer.alloc(20 * 1024 * 1024));
     const p = { LIFEBOAT_PASSWORD: 'primary-pw' };
     const s = { LIFEBOAT_PASSWORD: 'second-pw' };
     assert.equal((await runCli(['init', '--repo', primary], { env: p })).code, 0);

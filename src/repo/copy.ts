@@ -2,6 +2,7 @@ import type { Repository } from './repository.js';
 import type { SnapshotWithId } from './snapshot.js';
 import type { Tree, TreeNode } from './tree.js';
 import { basesOf } from './pack.js';
+import { readContent } from './content.js';
 
 /**
  * Copy snapshots between repositories (3-2-1 copies) without re-reading the
@@ -36,10 +37,9 @@ export async function copySnapshots(
     const idMap = new Map<string, string>(); // source blob id -> destination blob id
     const treeMap = new Map<string, string>();
 
-    const copyBlob = async (id: string): Promise<string> => {
+    const copyBlob = async (id: string, data: Buffer): Promise<string> => {
       const known = idMap.get(id);
       if (known) return known;
-      const data = await src.loadBlob(id);
       const newId = dst.blobId(data);
       const e = src.indexEntry(id);
       const bases = (e ? basesOf(e) : []).map((b) => idMap.get(b)).filter((b): b is string => !!b);
@@ -57,15 +57,11 @@ export async function copySnapshots(
         const m: TreeNode = { ...n };
         if (n.type === 'dir' && n.subtree) m.subtree = await copyTree(n.subtree);
         if (n.type === 'file' && n.content) {
-          // prefetch a window of chunks: decode runs in worker threads
-          const out: string[] = [];
-          const window = 6;
-          for (let i = 0; i < n.content.length; i += window) {
-            const part = n.content.slice(i, i + window);
-            await Promise.all(part.map((c) => src.loadBlob(c).catch(() => undefined)));
-            for (const c of part) out.push(await copyBlob(c));
-          }
-          m.content = out;
+          // each new chunk once, decoded (and verified) a window ahead in worker threads
+          const need = [...new Set(n.content.filter((c) => !idMap.has(c)))];
+          let k = 0;
+          for await (const data of readContent(src, need)) await copyBlob(need[k++]!, data);
+          m.content = n.content.map((c) => idMap.get(c)!);
         }
         nodes.push(m);
       }
