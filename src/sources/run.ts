@@ -33,6 +33,10 @@ export async function runSourceBackup(
   const resolved = resolveSourcePaths(src, cfg);
   const handle = await STREAM_KINDS[src.kind].dump(resolved, { name, ...(opts.signal ? { signal: opts.signal } : {}) });
   const started = Date.now();
+  let toolError: unknown;
+  handle.done.catch((e: unknown) => {
+    toolError = e;
+  });
   try {
     return await backupStream(repo, handle.stream, {
       filename: handle.filename,
@@ -45,13 +49,12 @@ export async function runSourceBackup(
       },
     });
   } catch (err) {
+    // If the tool had already failed on its own, its error (with its stderr tail) is the cause;
+    // otherwise the repository side failed (e.g. disk full) and the tool is stopped.
+    await new Promise((r) => setImmediate(r));
+    const own = toolError;
     handle.abort();
-    // prefer the tool's own error (with its stderr tail) when the dump failed
-    const toolErr = await handle.done.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    throw toolErr instanceof Error ? toolErr : err;
+    throw own instanceof Error ? own : err;
   }
 }
 
