@@ -9,6 +9,10 @@ import { registerRestore } from './commands/restore.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerMaintenance } from './commands/maintenance.js';
 import { registerPlan } from './commands/plan.js';
+import { registerDrill } from './commands/drill.js';
+import { registerPg } from './commands/pg.js';
+import { registerRunbook } from './commands/runbook.js';
+import { registerServe } from './commands/serve.js';
 import { PROGRAM } from '../repo/repository.js';
 
 /**
@@ -36,6 +40,10 @@ export function buildProgram(): Command {
   registerRestore(program, ctxOf);
   registerInspect(program, ctxOf);
   registerPlan(program, ctxOf);
+  registerDrill(program, ctxOf);
+  registerPg(program, ctxOf);
+  registerRunbook(program, ctxOf);
+  registerServe(program, ctxOf);
   for (const c of program.commands) {
     c.exitOverride();
     for (const s of c.commands) s.exitOverride();

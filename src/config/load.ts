@@ -5,7 +5,10 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { sourceSchema } from '../sources/registry.js';
 import { Cron } from 'croner';
-import { daemonSchema, jobSchema, repositorySchema, secretSchema } from './schema.js';
+import { daemonSchema, jobSchema, repositorySchema, secretSchema, serviceSchema } from './schema.js';
+import { runbooksConfigSchema } from '../runbook/schema.js';
+import { incidentsConfigSchema } from '../ops/incident-config.js';
+import { serverConfigSchema } from '../server/config.js';
 import { retentionPolicySchema } from '../policy/retention.js';
 import { notifiersSchema } from '../ops/notify.js';
 
@@ -17,6 +20,10 @@ export const configSchema = z
     jobs: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'job names use letters, digits, _ . -'), jobSchema).default({}),
     daemon: daemonSchema.default({} as never),
     notifiers: notifiersSchema.optional(),
+    services: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'service names use letters, digits, _ . -'), serviceSchema).default({}),
+    runbooks: runbooksConfigSchema.optional(),
+    incidents: incidentsConfigSchema.optional(),
+    server: serverConfigSchema.optional(),
     defaults: z
       .object({
         repository: z.string().optional(),
@@ -53,6 +60,11 @@ export const configSchema = z
         if (!r.success) {
           for (const iss of r.error.issues) ctx.addIssue({ code: 'custom', path: ['jobs', name, 'retention', ...iss.path.map(String)], message: iss.message });
         }
+      }
+    }
+    for (const [name, svc] of Object.entries(c.services)) {
+      for (const [i, j] of svc.jobs.entries()) {
+        if (!c.jobs[j]) ctx.addIssue({ code: 'custom', path: ['services', name, 'jobs', i], message: `unknown job "${j}" (defined: ${Object.keys(c.jobs).join(', ') || 'none'})` });
       }
     }
     for (const [name, s] of Object.entries(c.sources)) {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { drillConfigSchema } from '../verify/drill-config.js';
 
 /**
  * lifeboat.yaml schema. Every object is strict: an unknown key is an error that
@@ -60,8 +61,23 @@ export const jobSchema = z
     retryDelay: duration.default('30s'),
     catchUp: z.boolean().default(true).describe('run at start-up if a scheduled run was missed while the daemon was down'),
     tags: z.array(z.string()).default([]),
+    drill: drillConfigSchema.optional().describe('restore drills of this job (see README: Drills)'),
   })
   .strict();
+
+/**
+ * `services:` the application's components as the operator and the status
+ * page see them. A service's health follows its jobs (RPO, failures) and its
+ * open incidents; runbooks and incidents name the services they affect.
+ */
+export const serviceSchema = z
+  .object({
+    description: z.string().optional(),
+    jobs: z.array(z.string()).default([]).describe('jobs whose health this service reflects'),
+    url: z.string().url().optional().describe('health URL shown on the dashboard'),
+  })
+  .strict();
+export type ServiceConfig = z.infer<typeof serviceSchema>;
 
 export const daemonSchema = z
   .object({

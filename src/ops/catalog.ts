@@ -216,7 +216,36 @@ export interface Catalog {
 
   /** Applied migration versions, ascending. */
   migrations(): Promise<number[]>;
+  /**
+   * Raw SQL access for the modules that own further tables (drills,
+   * incidents, runbook runs, status page, users). They declare their tables
+   * as Migrations with their own version range and apply them with
+   * ensureMigrations() before first use.
+   */
+  readonly sql: SqlAccess;
+  /** Apply the migrations of this list that are not applied yet (idempotent, safe across processes). */
+  ensureMigrations(list: readonly Migration[]): Promise<void>;
   close(): Promise<void>;
+}
+
+export type SqlParam = string | number | boolean | Date | null;
+export type SqlRow = Record<string, unknown>;
+
+/**
+ * Portable SQL over either backend. Write statements with `?` placeholders
+ * and table names through t('name'); Dates, booleans and numbers are converted
+ * per backend (SQLite: integer ms / 0-1; PostgreSQL: timestamptz / boolean).
+ */
+export interface SqlAccess {
+  readonly backend: 'sqlite' | 'postgres';
+  t(table: string): string;
+  all(sql: string, params?: SqlParam[]): Promise<SqlRow[]>;
+  /** Returns the number of changed rows. */
+  exec(sql: string, params?: SqlParam[]): Promise<number>;
+  /** INSERT returning the new row's `id` column. */
+  insertId(sql: string, params: SqlParam[]): Promise<number>;
+  /** Read back a stored time column. */
+  toDate(v: unknown): Date | null;
 }
 
 /** Identifies this process's runs (see markInterruptedRuns). */
@@ -226,7 +255,12 @@ export const PROCESS_INSTANCE = randomUUID();
 // Migrations. Numbered, applied in order, each in its own transaction together
 // with its row in schema_migrations. Never edit a released migration: add one.
 
-interface Migration {
+/**
+ * Version ranges: 1-99 core (runs, alerts), 100-199 drills and reports,
+ * 200-299 incidents and runbook runs, 300-399 server (users, sessions,
+ * status page). `postgres` receives the quoted schema name.
+ */
+export interface Migration {
   version: number;
   name: string;
   sqlite: string[];
@@ -361,8 +395,8 @@ export const MIGRATIONS: readonly Migration[] = [
 // table names go through t(). Params: Date, boolean, number, string, null; each
 // backend converts them.
 
-type Param = string | number | boolean | Date | null;
-type Row = Record<string, unknown>;
+type Param = SqlParam;
+type Row = SqlRow;
 
 function truncateTail(s: string, max: number): string {
   return s.length <= max ? s : '…' + s.slice(s.length - max + 1);
@@ -401,7 +435,19 @@ abstract class SqlCatalog implements Catalog {
   protected abstract insertId(sql: string, params: Param[]): Promise<number>;
   protected abstract toDate(v: unknown): Date | null;
   abstract migrations(): Promise<number[]>;
+  abstract ensureMigrations(list: readonly Migration[]): Promise<void>;
   abstract close(): Promise<void>;
+
+  get sql(): SqlAccess {
+    return {
+      backend: this.backend,
+      t: (table) => this.t(table),
+      all: (sql, params) => this.all(sql, params),
+      exec: (sql, params) => this.exec(sql, params),
+      insertId: (sql, params) => this.insertId(sql, params),
+      toDate: (v) => this.toDate(v),
+    };
+  }
 
   private async one(sql: string, params: Param[] = []): Promise<Row | undefined> {
     return (await this.all(sql, params))[0];
@@ -742,7 +788,7 @@ export class SqliteCatalog extends SqlCatalog {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       const c = new SqliteCatalog(abs, db);
-      c.migrate();
+      c.migrate(MIGRATIONS);
       return c;
     } catch (err) {
       db.close();
@@ -751,9 +797,13 @@ export class SqliteCatalog extends SqlCatalog {
     }
   }
 
-  private migrate(): void {
+  async ensureMigrations(list: readonly Migration[]): Promise<void> {
+    this.migrate(list);
+  }
+
+  private migrate(list: readonly Migration[]): void {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
-    for (const m of MIGRATIONS) {
+    for (const m of list) {
       // IMMEDIATE: take the write lock first, then re-check, so two processes
       // opening a fresh catalog at once apply each migration exactly once.
       this.db
@@ -865,7 +915,7 @@ export class PostgresCatalog extends SqlCatalog {
     pool.on('error', () => {}); // idle-client errors surface on the next query
     const c = new PostgresCatalog(pool, location, schema);
     try {
-      await c.migrate();
+      await c.migrate(MIGRATIONS);
     } catch (err) {
       await pool.end().catch(() => {});
       throw new LifeboatError(`cannot open catalog ${location}: ${redactText(errorMessage(err), secrets)}`);
@@ -873,10 +923,14 @@ export class PostgresCatalog extends SqlCatalog {
     return c;
   }
 
-  private async migrate(): Promise<void> {
+  async ensureMigrations(list: readonly Migration[]): Promise<void> {
+    await this.migrate(list);
+  }
+
+  private async migrate(list: readonly Migration[]): Promise<void> {
     const client = await this.pool.connect();
     try {
-      for (const m of MIGRATIONS) {
+      for (const m of list) {
         await client.query('BEGIN');
         try {
           // serialise concurrent openers (several daemons, parallel tests) on this schema
@@ -903,21 +957,21 @@ export class PostgresCatalog extends SqlCatalog {
     return `${this.qs}.${table}`;
   }
 
-  private sql(sql: string): string {
+  private placeholders(sql: string): string {
     let i = 0;
     return sql.replace(/\?/g, () => `$${++i}`);
   }
 
   protected async all(sql: string, params: Param[] = []): Promise<Row[]> {
-    return (await this.pool.query(this.sql(sql), params)).rows as Row[];
+    return (await this.pool.query(this.placeholders(sql), params)).rows as Row[];
   }
 
   protected async exec(sql: string, params: Param[] = []): Promise<number> {
-    return (await this.pool.query(this.sql(sql), params)).rowCount ?? 0;
+    return (await this.pool.query(this.placeholders(sql), params)).rowCount ?? 0;
   }
 
   protected async insertId(sql: string, params: Param[]): Promise<number> {
-    const r = await this.pool.query(this.sql(sql) + ' RETURNING id', params);
+    const r = await this.pool.query(this.placeholders(sql) + ' RETURNING id', params);
     return Number(r.rows[0].id);
   }
 

@@ -1,0 +1,7 @@
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+
+export function registerRunbook(program: Command, ctxOf: (cmd: Command) => CliContext): void {
+  void program;
+  void ctxOf;
+}
