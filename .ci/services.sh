@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the database servers the source tests talk to are up:
-# PostgreSQL 127.0.0.1:5432, MariaDB 127.0.0.1:3306, Redis 127.0.0.1:6379.
+# PostgreSQL 127.0.0.1:5432, MariaDB 127.0.0.1:3306, Redis 127.0.0.1:6379;
+# and install Debian's chromium for the dashboard's browser tests.
 # Each is checked first and started only when it is installed but down; then
 # we wait (up to WAIT_SECONDS) until it accepts connections.
 # Exit status: 0 when every installed server is up, 1 otherwise.
@@ -71,6 +72,22 @@ if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   fi
 else
   say "Redis not installed, skipping"
+fi
+
+# ---- Chromium (the dashboard's browser tests drive Debian's chromium through playwright-core)
+if [ -x /usr/bin/chromium ]; then
+  say "chromium present"
+elif command -v apt-get >/dev/null; then
+  say "installing Debian chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -q chromium >/tmp/lifeboat-apt.log 2>&1; then
+    apt-get update -q >>/tmp/lifeboat-apt.log 2>&1 || true
+    apt-get install -y -q chromium >>/tmp/lifeboat-apt.log 2>&1 || { say "ERROR: could not install chromium (see /tmp/lifeboat-apt.log)"; failed=1; }
+  fi
+  [ -x /usr/bin/chromium ] && say "chromium installed: $(/usr/bin/chromium --version 2>/dev/null)"
+else
+  say "ERROR: chromium missing and apt-get not available"
+  failed=1
 fi
 
 if [ "$failed" -ne 0 ]; then
