@@ -8,6 +8,7 @@ import { ConfigError, LifeboatError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import type { Storage } from '../storage/types.js';
 import { makeOutput, type Output } from './output.js';
+import { promptPasswordSync } from './prompt.js';
 
 /** Global options every command accepts. */
 export interface GlobalOptions {
@@ -57,12 +58,23 @@ export class CliContext {
     return { location: resolveLocation(cfg, conf.location), conf, name };
   }
 
-  password(conf?: RepositoryConfig): string {
+  /**
+   * The repository password: --password-file, --password-command,
+   * LIFEBOAT_PASSWORD, the config's repository password, LIFEBOAT_PASSWORD_FILE,
+   * else a prompt on the terminal (twice for `init`). Never from argv.
+   */
+  password(conf?: RepositoryConfig, opts: { confirm?: boolean } = {}): string {
     if (this.opts.passwordFile) return resolveSecret({ file: this.opts.passwordFile }, 'repository password (--password-file)');
     if (this.opts.passwordCommand) return resolveSecret({ command: this.opts.passwordCommand }, 'repository password (--password-command)');
     if (process.env.LIFEBOAT_PASSWORD) return process.env.LIFEBOAT_PASSWORD;
     if (conf?.password) return secretFromConfig(this.config(), conf.password, 'repository password');
     if (process.env.LIFEBOAT_PASSWORD_FILE) return resolveSecret({ file: process.env.LIFEBOAT_PASSWORD_FILE }, 'repository password (LIFEBOAT_PASSWORD_FILE)');
+    const typed = promptPasswordSync(opts.confirm ? 'enter password for new repository: ' : 'enter password for repository: ');
+    if (typed !== undefined) {
+      if (!typed) throw new ConfigError('empty password');
+      if (opts.confirm && promptPasswordSync('enter password again: ') !== typed) throw new ConfigError('passwords do not match');
+      return typed;
+    }
     throw new ConfigError('no repository password: set LIFEBOAT_PASSWORD, or pass --password-file FILE / --password-command CMD');
   }
 

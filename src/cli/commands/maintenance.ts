@@ -47,7 +47,7 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
         ...(o.chunkAvg ? { avg: sz(o.chunkAvg, '--chunk-avg')! } : {}),
         ...(o.chunkMax ? { max: sz(o.chunkMax, '--chunk-max')! } : {}),
       };
-      const repo = await Repository.init(ctx.storageFor(t.location, t.conf), ctx.password(t.conf), {
+      const repo = await Repository.init(ctx.storageFor(t.location, t.conf), ctx.password(t.conf, { confirm: true }), {
         chunker,
         ...(o.packSize ? { packSize: sz(o.packSize, '--pack-size')! } : {}),
         ...(o.compressionLevel ? { compressionLevel: Number(o.compressionLevel) } : {}),
