@@ -6,7 +6,8 @@ import { ConfigError } from '../errors.js';
 import { sourceSchema } from '../sources/registry.js';
 import { Cron } from 'croner';
 import { daemonSchema, jobSchema, repositorySchema, secretSchema, serviceSchema } from './schema.js';
-import { runbooksConfigSchema } from '../runbook/schema.js';
+import { runbooksConfigSchema, type RunbookDef } from '../runbook/schema.js';
+import { crossCheckRunbook } from '../runbook/load.js';
 import { incidentsConfigSchema } from '../ops/incident-config.js';
 import { serverConfigSchema } from '../server/config.js';
 import { retentionPolicySchema } from '../policy/retention.js';
@@ -65,6 +66,13 @@ export const configSchema = z
     for (const [name, svc] of Object.entries(c.services)) {
       for (const [i, j] of svc.jobs.entries()) {
         if (!c.jobs[j]) ctx.addIssue({ code: 'custom', path: ['services', name, 'jobs', i], message: `unknown job "${j}" (defined: ${Object.keys(c.jobs).join(', ') || 'none'})` });
+      }
+    }
+    // inline runbooks: names of services, sources, channels (runbook files are checked when loaded)
+    for (const [name, def] of Object.entries((c.runbooks ?? {}) as Record<string, unknown>)) {
+      if (name === 'dir') continue;
+      for (const msg of crossCheckRunbook(c as unknown as LifeboatConfig, name, def as RunbookDef)) {
+        ctx.addIssue({ code: 'custom', path: ['runbooks', name], message: msg.replace(/^runbook [^:]+: /, '') });
       }
     }
     for (const [name, s] of Object.entries(c.sources)) {

@@ -19,6 +19,10 @@ export interface DaemonHooks {
   /** Last successful run of a job (for catch-up). */
   lastSuccess?(job: string): Promise<Date | undefined> | Date | undefined;
   log?(msg: string): void;
+  /** Run a restore drill of a job (jobs with drill.schedule are scheduled only when this is set). */
+  runDrill?(job: string, signal: AbortSignal): Promise<void>;
+  /** Rotating read-data checks: the subset this maintenance run reads (see runMaintenance). */
+  checkSubset?(repositoryId: string, repositoryName: string, subset: string): Promise<string>;
 }
 
 export interface DaemonOptions {
@@ -63,6 +67,11 @@ export class Daemon {
         }
       }
     }
+    for (const [name, job] of Object.entries(this.cfg.jobs)) {
+      const schedule = job.drill?.schedule;
+      if (!schedule || !this.hooks.runDrill) continue;
+      this.crons.push(new Cron(schedule, { protect: false, catch: (e) => this.log(`drill ${name}: scheduler error ${String(e)}`) }, () => void this.triggerDrill(name)));
+    }
     const m = this.cfg.daemon.maintenance;
     if (m) {
       this.crons.push(
@@ -70,7 +79,10 @@ export class Daemon {
           if (this.stopping) return;
           await this.slots.acquire();
           try {
-            const r = await (this.opts.maintenance ?? runMaintenance)(this.cfg, { log: (msg) => this.log(msg) });
+            const r = await (this.opts.maintenance ?? runMaintenance)(this.cfg, {
+              log: (msg) => this.log(msg),
+              ...(this.hooks.checkSubset ? { subsetFor: this.hooks.checkSubset.bind(this.hooks) } : {}),
+            });
             await this.hooks.onMaintenance?.(r);
           } finally {
             this.slots.release();
@@ -92,6 +104,29 @@ export class Daemon {
     const controller = new AbortController();
     const done = this.runWithRetries(name, controller).finally(() => this.running.delete(name));
     this.running.set(name, { controller, done });
+    return true;
+  }
+
+  /** Start a restore drill of a job now unless one is already running. Returns false if skipped. */
+  triggerDrill(name: string): boolean {
+    const key = `drill:${name}`;
+    if (this.stopping || !this.hooks.runDrill) return false;
+    if (this.running.has(key)) {
+      this.log(`drill ${name}: still running, skipping this run`);
+      return false;
+    }
+    const controller = new AbortController();
+    const done = (async () => {
+      await this.slots.acquire();
+      try {
+        if (!this.stopping) await this.hooks.runDrill!(name, controller.signal);
+      } catch (err) {
+        this.log(`drill ${name}: ${(err as Error).message}`);
+      } finally {
+        this.slots.release();
+      }
+    })().finally(() => this.running.delete(key));
+    this.running.set(key, { controller, done });
     return true;
   }
 

@@ -4,6 +4,7 @@ import type { JobConfig } from '../config/schema.js';
 import { openConfiguredRepo } from '../config/repos.js';
 import { ConfigError, LifeboatError } from '../errors.js';
 import { copySnapshots } from '../repo/copy.js';
+import { copyWal, DEFAULT_ARCHIVE } from '../repo/wal.js';
 import type { Repository } from '../repo/repository.js';
 import type { BackupSummary, SnapshotWithId } from '../repo/snapshot.js';
 import { applyRetention, isEmptyPolicy, type RetentionPolicy } from '../policy/retention.js';
@@ -111,6 +112,8 @@ export async function runJob(
         dst = await openConfiguredRepo(cfg, target, { retryLockMs: opts.retryLockMs ?? 60_000 });
         const snap = await repo.loadSnapshot(result.snapshotId!);
         const c = await copySnapshots(repo, dst, [snap]);
+        // physical PostgreSQL backups: the copy also needs the WAL archive for point-in-time recovery
+        if (src.kind === 'postgres-physical') await copyWal(repo, dst, { archive: src.archive ?? DEFAULT_ARCHIVE });
         result.copies.push({ repository: target, snapshotId: c.copied[0]?.target ?? c.skipped[0] });
         if (!isEmptyPolicy(policy)) result.forgotten += await applyJobRetention(dst, job.source, policy);
         log(`job ${jobName}: copied to ${target}`);
@@ -135,7 +138,7 @@ export async function runJob(
 export interface MaintenanceResult {
   repository: string;
   pruned?: { packsDeleted: number; bytesFreed: number };
-  check?: { ok: boolean; problems: number; packsRead: number };
+  check?: { ok: boolean; problems: number; packsRead: number; subset?: string };
   error?: string;
 }
 
@@ -144,7 +147,14 @@ export interface MaintenanceResult {
  * repository of the plan (waiting for running backups: prune needs the
  * exclusive lock) and read a rotating subset of the data with check.
  */
-export async function runMaintenance(cfg: LifeboatConfig, opts: { log?: (m: string) => void } = {}): Promise<MaintenanceResult[]> {
+export async function runMaintenance(
+  cfg: LifeboatConfig,
+  opts: {
+    log?: (m: string) => void;
+    /** Rotating subsets (src/verify/drill-rotation.ts): the subset this run reads, e.g. "2/10". Default: the configured subset. */
+    subsetFor?: (repositoryId: string, repositoryName: string, subset: string) => Promise<string>;
+  } = {},
+): Promise<MaintenanceResult[]> {
   const m = cfg.daemon.maintenance;
   const out: MaintenanceResult[] = [];
   if (!m) return out;
@@ -165,8 +175,9 @@ export async function runMaintenance(cfg: LifeboatConfig, opts: { log?: (m: stri
       if (m.checkReadDataSubset) {
         const lock = await repo.lock(false, 'check');
         try {
-          const c = await checkRepository(repo, { readData: true, subset: m.checkReadDataSubset });
-          res.check = { ok: c.ok, problems: c.problems.length, packsRead: c.packsRead };
+          const subset = opts.subsetFor ? await opts.subsetFor(repo.config.id, name, m.checkReadDataSubset) : m.checkReadDataSubset;
+          const c = await checkRepository(repo, { readData: true, subset });
+          res.check = { ok: c.ok, problems: c.problems.length, packsRead: c.packsRead, subset };
         } finally {
           await lock.release();
         }

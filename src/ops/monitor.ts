@@ -30,7 +30,8 @@ import { jobRepository } from './jobs.js';
  */
 
 export const CHECKS = ['rpo', 'size', 'failures', 'free-space'] as const;
-export type CheckName = (typeof CHECKS)[number];
+/** The monitor's own checks, plus findings raised by other modules (restore drills). */
+export type CheckName = (typeof CHECKS)[number] | 'drill';
 export type { Severity };
 
 export interface Finding {

@@ -5,6 +5,9 @@ import { startHealthServer, type HealthServer } from './health-server.js';
 import { jobRepository, type JobResult } from './jobs.js';
 import { evaluate, jobsFromConfig, type MonitorReport } from './monitor.js';
 import { AlertManager, parseNotifiersConfig } from './notify.js';
+import { escalateIncidents } from './incidents.js';
+import { runDrill } from '../verify/drill.js';
+import { nextRotation } from '../verify/drill-rotation.js';
 
 /**
  * The running service: the scheduler daemon wired to the catalog (every run
@@ -53,6 +56,7 @@ export async function startService(
   const evaluateNow = async () => {
     const report = await evaluate(catalog, jobs);
     if (alerts) await alerts.process(report.findings);
+    if (cfg.incidents) await escalateIncidents(cfg, catalog, new Date(), { log }).catch((e) => log(`incidents: escalation: ${(e as Error).message}`));
     return report;
   };
   const daemon = new Daemon(cfg, {
@@ -60,6 +64,12 @@ export async function startService(
       await evaluateNow().catch((e) => log(`monitor: ${(e as Error).message}`));
     }),
     log,
+    // scheduled restore drills (jobs.NAME.drill.schedule): recorded, alerting through the notifiers
+    runDrill: async (job, signal) => {
+      await runDrill(cfg, job, { catalog, signal, log });
+    },
+    // rotating read-data checks (daemon.maintenance.checkReadDataSubset)
+    checkSubset: async (id, name, subset) => (await nextRotation(catalog, id, name, subset)).subset,
   });
   const health = opts.listen === false ? undefined : await startHealthServer({ listen: opts.listen ?? cfg.daemon.listen, catalog, jobs });
   if (health) log(`metrics and health on ${health.url} (/metrics, /health, /health/backup)`);

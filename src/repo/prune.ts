@@ -2,7 +2,8 @@ import { IntegrityError, LifeboatError, errorMessage } from '../errors.js';
 import type { IndexFilePack } from './index.js';
 import { type PackBlob, PackWriter, parseHeaderBytes, MAX_PACK_HEADER } from './pack.js';
 import type { Repository } from './repository.js';
-import { collectUsedBlobs } from './walk.js';
+import { addDeltaBases, collectUsedBlobs } from './walk.js';
+import { applyWalRetention } from './wal.js';
 
 /**
  * prune: delete data no snapshot needs. Order of operations keeps the
@@ -21,6 +22,8 @@ export interface PruneOptions {
   dryRun?: boolean;
   retryLockMs?: number;
   onProgress?: (msg: string) => void;
+  /** Apply WAL retention (src/repo/wal.ts) before collecting blobs (default true). */
+  walRetention?: boolean;
 }
 
 export interface PruneResult {
@@ -33,6 +36,8 @@ export interface PruneResult {
   bytesBefore: number;
   bytesFreed: number;
   dryRun: boolean;
+  /** Archived WAL files removed by WAL retention (older than every kept base backup). */
+  walRemoved?: number;
 }
 
 export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<PruneResult> {
@@ -55,6 +60,15 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
     if (treeErrors.length) {
       throw new LifeboatError(`refusing to prune: ${treeErrors.length} tree(s) cannot be read (${treeErrors[0]}); run "lifeboat check"`, 5);
     }
+    // Archived WAL: retention first (entries only), then keep every blob a remaining entry needs.
+    let walPlan;
+    try {
+      walPlan = await applyWalRetention(repo, snaps, { dryRun: opts.walRetention === false || !!opts.dryRun });
+    } catch (err) {
+      throw new LifeboatError(`refusing to prune: archived WAL cannot be read (${errorMessage(err)}); run "lifeboat check"`, 5);
+    }
+    for (const e of opts.walRetention === false ? [...walPlan.keep, ...walPlan.remove] : walPlan.keep) for (const b of e.blobs) used.add(b);
+    addDeltaBases(repo, used);
     for (const id of used) {
       if (!repo.index.has(id)) throw new LifeboatError(`refusing to prune: blob ${id} is needed but not indexed; run "lifeboat check"`, 5);
     }
@@ -70,6 +84,7 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
       bytesBefore: [...stored.values()].reduce((a, b) => a + b, 0),
       bytesFreed: 0,
       dryRun: !!opts.dryRun,
+      walRemoved: opts.walRetention === false ? 0 : walPlan.remove.length,
     };
 
     // Per pack: kept and dropped blobs, using the index's chosen location of each blob.

@@ -52,7 +52,7 @@ export interface SaveResult {
 }
 
 /** Sealed JSON file encoding: 1 byte (0 = JSON, 1 = zstd JSON) + payload, then sealed. */
-function sealJson(key: Buffer, obj: unknown, compress: boolean): Buffer {
+export function sealJson(key: Buffer, obj: unknown, compress: boolean): Buffer {
   const json = Buffer.from(JSON.stringify(obj));
   const body = compress ? Buffer.concat([Buffer.from([1]), zstd.compress(json)]) : Buffer.concat([Buffer.from([0]), json]);
   return seal(key, body);

@@ -5,6 +5,7 @@ import { commandSourceSchema, dumpCommand, restoreCommand } from './command.js';
 import { dumpMongodb, mongodbSourceSchema, restoreMongodb } from './mongodb.js';
 import { dumpMysql, mysqlSourceSchema, restoreMysql } from './mysql.js';
 import { dumpPostgres, postgresSourceSchema, restorePostgres } from './postgres.js';
+import { dumpPgPhysical, pgPhysicalSourceSchema, restorePgPhysical } from './pg-physical.js';
 import type { SourceContext } from './proc.js';
 import { dumpRedis, redisSourceSchema, restoreRedis } from './redis.js';
 import { dumpSqlite, restoreSqlite, sqliteSourceSchema } from './sqlite.js';
@@ -17,6 +18,7 @@ import type { DumpHandle, RestoreResult } from './types.js';
 export const sourceSchema = z.discriminatedUnion('kind', [
   filesSourceSchema,
   postgresSourceSchema,
+  pgPhysicalSourceSchema,
   mysqlSourceSchema,
   redisSourceSchema,
   sqliteSourceSchema,
@@ -34,6 +36,7 @@ export interface StreamKind {
 /* eslint-disable @typescript-eslint/no-explicit-any */
 export const STREAM_KINDS: Record<StreamSourceConfig['kind'], StreamKind> = {
   postgres: { dump: (s, c) => dumpPostgres(s as any, c), restore: (s, i, t) => restorePostgres(s as any, i, t) },
+  'postgres-physical': { dump: (s, c) => dumpPgPhysical(s as any, c), restore: (s, i, t) => restorePgPhysical(s as any, i, t) },
   mysql: { dump: (s, c) => dumpMysql(s as any, c), restore: (s, i, t) => restoreMysql(s as any, i, t) },
   redis: { dump: (s, c) => dumpRedis(s as any, c), restore: (s, i, t) => restoreRedis(s as any, i, t) },
   sqlite: { dump: (s, c) => dumpSqlite(s as any, c), restore: (s, i, t) => restoreSqlite(s as any, i, t) },

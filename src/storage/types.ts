@@ -11,9 +11,9 @@
  *  - load() with a range returns exactly `length` bytes or throws.
  *  - Missing objects raise NotFoundError (from src/errors.ts).
  */
-export type FileType = 'config' | 'key' | 'snapshot' | 'index' | 'data' | 'lock';
+export type FileType = 'config' | 'key' | 'snapshot' | 'index' | 'data' | 'lock' | 'wal';
 
-export const FILE_TYPES: readonly FileType[] = ['config', 'key', 'snapshot', 'index', 'data', 'lock'];
+export const FILE_TYPES: readonly FileType[] = ['config', 'key', 'snapshot', 'index', 'data', 'lock', 'wal'];
 
 export interface ObjectInfo {
   name: string;
@@ -59,6 +59,8 @@ export function objectPath(type: FileType, name: string): string {
       return `locks/${name}`;
     case 'data':
       return `data/${name.slice(0, 2)}/${name}`;
+    case 'wal':
+      return `wal/${name}`; // archived PostgreSQL WAL entries (src/repo/wal.ts)
   }
 }
 
@@ -76,6 +78,8 @@ export function typeDir(type: FileType): string {
       return 'locks';
     case 'data':
       return 'data';
+    case 'wal':
+      return 'wal';
   }
 }
 

@@ -5,6 +5,7 @@ import type { Repository } from '../repo/repository.js';
 import { basesOf, parsePackHeader } from '../repo/pack.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
 import { collectUsedBlobs } from '../repo/walk.js';
+import { checkWal } from '../repo/wal.js';
 import { mapLimit } from '../util/sync.js';
 
 /**
@@ -23,7 +24,7 @@ export interface CheckOptions {
 }
 
 export interface CheckProblem {
-  kind: 'index' | 'snapshot' | 'tree' | 'pack' | 'blob' | 'key' | 'config';
+  kind: 'index' | 'snapshot' | 'tree' | 'pack' | 'blob' | 'key' | 'config' | 'wal';
   object: string;
   message: string;
   /** Snapshot ids whose data is affected. */
@@ -40,6 +41,8 @@ export interface CheckResult {
   packsRead: number;
   blobs: number;
   bytesRead: number;
+  /** Archived PostgreSQL WAL files (src/repo/wal.ts). */
+  walFiles?: number;
 }
 
 export function selectSubset(packs: string[], subset: string | undefined): string[] {
@@ -148,6 +151,11 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
       opts.onProgress?.(++done, packs.length);
     });
   }
+
+  // 4b. Archived WAL entries (with readData: reassembled and hashed).
+  const wal = await checkWal(repo, { readData: !!opts.readData && !opts.subset });
+  res.walFiles = wal.entries;
+  for (const p of wal.problems) problems.push({ kind: 'wal', object: p.object, message: p.message });
 
   // 5. Attribute damage to snapshots.
   for (const [pack, msg] of badPacks) {

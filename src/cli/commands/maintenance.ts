@@ -2,10 +2,13 @@ import { Command } from 'commander';
 import { ConfigError, ExitCode, LifeboatError } from '../../errors.js';
 import { Repository, filterSnapshots } from '../../repo/repository.js';
 import { copySnapshots } from '../../repo/copy.js';
+import { copyWal } from '../../repo/wal.js';
 import { prune, repairIndex } from '../../repo/prune.js';
 import { removeLocks } from '../../repo/lock.js';
 import { createKeyFile, listKeys } from '../../repo/keys.js';
 import { checkRepository } from '../../verify/check.js';
+import { nextRotation, type RotationStep } from '../../verify/drill-rotation.js';
+import { openConfigCatalog } from '../../ops/service.js';
 import { applyRetention, groupSnapshots, isEmptyPolicy, type RetentionPolicy } from '../../policy/retention.js';
 import { parseSize } from '../../config/schema.js';
 import { resolveSecret } from '../../config/password.js';
@@ -23,6 +26,19 @@ function newPassword(o: { newPasswordFile?: string }): string {
   if (o.newPasswordFile) return resolveSecret({ file: o.newPasswordFile }, 'new password (--new-password-file)');
   if (process.env.LIFEBOAT_NEW_PASSWORD) return process.env.LIFEBOAT_NEW_PASSWORD;
   throw new ConfigError('no new password: pass --new-password-file FILE or set LIFEBOAT_NEW_PASSWORD');
+}
+
+/** `check --rotate`: the next part of the repository's rotation (catalog of the config). */
+async function cliRotation(ctx: CliContext, repo: Repository, subset: string | undefined): Promise<RotationStep> {
+  if (!subset) throw new ConfigError('--rotate needs --read-data-subset (e.g. 10%)');
+  const cfg = ctx.config();
+  if (!cfg) throw new ConfigError('--rotate keeps its counter in the catalog: pass --config FILE');
+  const catalog = await openConfigCatalog(cfg);
+  try {
+    return await nextRotation(catalog, repo.config.id, ctx.repositoryTarget().name ?? repo.storage.location, subset);
+  } finally {
+    await catalog.close();
+  }
 }
 
 export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => CliContext): void {
@@ -62,11 +78,17 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
     .description('check the repository for errors (--read-data also reads and verifies every blob)')
     .option('--read-data', 'read all data packs and verify every blob')
     .option('--read-data-subset <subset>', 'read only a subset: "n/m" (part n of m) or "x%" (random sample)')
-    .action(async (o: { readData?: boolean; readDataSubset?: string }, cmd: Command) => {
+    .option('--rotate', 'with --read-data-subset: read the next part of a rotation kept in the catalog, so N runs read everything')
+    .action(async (o: { readData?: boolean; readDataSubset?: string; rotate?: boolean }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const repo = await ctx.openRepo({ allowInit: false });
       const lock = await repo.lock(false, 'check', ctx.retryLockMs());
       try {
+        const rotation = o.rotate ? await cliRotation(ctx, repo, o.readDataSubset) : undefined;
+        if (rotation) {
+          o.readDataSubset = rotation.subset;
+          ctx.out.info(`rotating check: reading part ${rotation.part} of ${rotation.parts}`);
+        }
         const bar = ctx.out.progress(undefined, 'read data');
         const r = await checkRepository(repo, {
           readData: !!(o.readData || o.readDataSubset),
@@ -76,10 +98,11 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
             bar.update(d);
           },
         }).finally(() => bar.stop());
-        if (ctx.out.json) ctx.out.emit(r);
+        if (ctx.out.json) ctx.out.emit(rotation ? { ...r, rotation } : r);
         else {
           ctx.out.info(
             `checked ${r.snapshots} snapshots, ${r.blobs} blobs in ${r.packs} packs` +
+              (r.walFiles ? `, ${r.walFiles} archived WAL file(s)` : '') +
               (r.packsRead ? `; read ${r.packsRead} packs (${formatBytes(r.bytesRead)})` : ''),
           );
           if (r.unreferencedPacks.length) ctx.out.info(`${r.unreferencedPacks.length} unreferenced pack(s) (left by interrupted backups; "prune" removes them)`);
@@ -226,7 +249,8 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
     .option('--from-password-file <file>', 'password file of the source repository (or env LIFEBOAT_FROM_PASSWORD)')
     .option('--host <host>', 'only snapshots from this host')
     .option('--tag <tag>', 'only snapshots with these tags (repeatable, comma-separated)', collect)
-    .action(async (ids: string[], o: { fromRepo: string; fromPasswordFile?: string; host?: string; tag?: string[] }, cmd: Command) => {
+    .option('--no-wal', 'do not copy the archived PostgreSQL WAL (copied by default, so PITR works from the copy)')
+    .action(async (ids: string[], o: { fromRepo: string; fromPasswordFile?: string; host?: string; tag?: string[]; wal: boolean }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const src = await ctx.openOtherRepo(o.fromRepo, o.fromPasswordFile);
       try {
@@ -236,7 +260,13 @@ export function registerMaintenance(program: Command, ctxOf: (cmd: Command) => C
           snaps = filterSnapshots(snaps, { ...(o.host ? { host: o.host } : {}), ...(o.tag ? { tags: o.tag } : {}) });
           const r = await copySnapshots(src, dst, snaps, (m) => ctx.out.info(m));
           ctx.out.info(`copied ${r.copied.length} snapshot(s), ${r.skipped.length} already present; added ${formatBytes(r.dataAdded)} (${r.blobsNew} new blobs)`);
-          ctx.out.emit({ message_type: 'copy', ...r });
+          const wal = o.wal ? await copyWal(src, dst) : undefined;
+          if (wal && wal.copied + wal.present + wal.conflicts.length > 0) {
+            ctx.out.info(`copied ${wal.copied} archived WAL file(s), ${wal.present} already present; added ${formatBytes(wal.dataAdded)}`);
+            for (const c of wal.conflicts) ctx.out.warn(`WAL ${c} exists in the destination with different content; left as it is`);
+          }
+          ctx.out.emit({ message_type: 'copy', ...r, ...(wal ? { wal } : {}) });
+          if (wal?.conflicts.length) process.exitCode = ExitCode.PARTIAL;
         } finally {
           await dst.close();
         }
@@ -337,6 +367,7 @@ async function runPrune(ctx: CliContext, repo: Repository, o: { dryRun?: boolean
   ctx.out.emit({ message_type: 'prune', ...r });
   ctx.out.info(
     `${r.dryRun ? 'would delete' : 'deleted'} ${r.packsDeleted} of ${r.packsBefore} pack(s) (${r.packsRepacked} repacked into ${r.packsWritten}), ` +
-      `${r.blobsRemoved} unused blob(s); ${r.dryRun ? 'would free' : 'freed'} ${formatBytes(r.bytesFreed)} of ${formatBytes(r.bytesBefore)}`,
+      `${r.blobsRemoved} unused blob(s); ${r.dryRun ? 'would free' : 'freed'} ${formatBytes(r.bytesFreed)} of ${formatBytes(r.bytesBefore)}` +
+      (r.walRemoved ? `; ${r.dryRun ? 'would remove' : 'removed'} ${r.walRemoved} archived WAL file(s) older than every kept base backup` : ''),
   );
 }

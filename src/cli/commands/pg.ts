@@ -1,7 +1,230 @@
+import { realpathSync } from 'node:fs';
+import * as path from 'node:path';
 import type { Command } from 'commander';
+import { ConfigError } from '../../errors.js';
+import { Repository } from '../../repo/repository.js';
+import { DEFAULT_ARCHIVE, applyWalRetention, fetchWal, listWal, pushWal, validateArchiveName } from '../../repo/wal.js';
+import { chooseBaseBackup, dumpPgPhysical, pgRestore, shQuote, type PgPhysicalInput, type PitrTarget } from '../../sources/pg-physical.js';
+import { runSourceBackup } from '../../sources/run.js';
+import { backupStream } from '../../sources/stream.js';
 import type { CliContext } from '../context.js';
+import { formatBytes, formatDuration, table } from '../output.js';
+
+/**
+ * PostgreSQL point-in-time recovery (docs/pitr.md):
+ *   lifeboat wal-push <path>            archive_command (one process per WAL file)
+ *   lifeboat wal-fetch <name> <dest>    restore_command
+ *   lifeboat pg base-backup | restore | wal-list | wal-prune
+ */
+
+function archiveOpt(v: string | undefined): string {
+  return validateArchiveName(v ?? process.env.LIFEBOAT_WAL_ARCHIVE ?? DEFAULT_ARCHIVE);
+}
+
+/** Open the repository without loading the index: wal-push/wal-fetch start-up stays cheap. */
+async function openLight(ctx: CliContext, loadIndex: boolean): Promise<Repository> {
+  const t = ctx.repositoryTarget();
+  const repo = await Repository.open(ctx.storageFor(t.location, t.conf), ctx.password(t.conf), { loadIndex });
+  repo.lockRetryMs = ctx.opts.retryLock ? ctx.retryLockMs() : 10_000;
+  return repo;
+}
+
+function parseTargetTime(s: string): Date {
+  let v = s.trim().replace(/^(\d{4}-\d\d-\d\d) /, '$1T');
+  v = v.replace(/([+-]\d\d)$/, '$1:00').replace(/([+-]\d\d)(\d\d)$/, '$1:$2');
+  if (!/(Z|[+-]\d\d:\d\d)$/i.test(v)) throw new ConfigError(`--target-time "${s}": give an explicit time zone, e.g. "2026-11-22 14:30:00+00"`);
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new ConfigError(`--target-time "${s}": not a valid time (expected e.g. "2026-11-22 14:30:00+00")`);
+  return new Date(t);
+}
+
+/** The shell command PostgreSQL runs as restore_command: this same lifeboat, with a password FILE. */
+function restoreCommandFor(ctx: CliContext, archive: string): string {
+  const cli = realpathSync(process.argv[1]!);
+  const parts = [process.execPath, cli, 'wal-fetch', '%f', '%p'];
+  const t = ctx.repositoryTarget();
+  if (ctx.opts.config) parts.push('--config', path.resolve(ctx.opts.config));
+  parts.push('--repo', t.name ?? (/^[a-z0-9]+:/i.test(t.location) ? t.location : path.resolve(t.location)));
+  if (ctx.opts.passwordFile) parts.push('--password-file', path.resolve(ctx.opts.passwordFile));
+  else if (!(t.conf?.password && ctx.opts.config)) {
+    throw new ConfigError(
+      'pg restore writes a restore_command that must read the repository password from a FILE: pass --password-file FILE ' +
+        '(readable by the postgres user), or use --config with a repository whose password is configured',
+    );
+  }
+  if (archive !== DEFAULT_ARCHIVE) parts.push('--archive', archive);
+  return parts.map((p) => (p === '%f' || p === '%p' ? p : shQuote(p))).join(' ');
+}
 
 export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext): void {
-  void program;
-  void ctxOf;
+  program
+    .command('wal-push')
+    .description("archive one PostgreSQL WAL file (archive_command = 'lifeboat wal-push %p --repo … --password-file …')")
+    .argument('<path>', 'the WAL file (%p)')
+    .option('--archive <name>', `WAL archive name, one per cluster (env LIFEBOAT_WAL_ARCHIVE; default "${DEFAULT_ARCHIVE}")`)
+    .action(async (file: string, o: { archive?: string }, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const archive = archiveOpt(o.archive);
+      const started = Date.now();
+      const repo = await openLight(ctx, false);
+      try {
+        const r = await pushWal(repo, file, { archive });
+        ctx.out.emit({ message_type: 'wal-push', status: r.status, name: r.entry.name, size: r.entry.size, dataAdded: r.dataAdded, durationMs: Date.now() - started });
+        ctx.out.info(
+          r.status === 'stored'
+            ? `archived ${r.entry.name} (${formatBytes(r.entry.size)} → ${formatBytes(r.dataAdded)} stored) in ${formatDuration(Date.now() - started)}`
+            : `${r.entry.name} is already archived with identical content`,
+        );
+      } finally {
+        await repo.close();
+      }
+    });
+
+  program
+    .command('wal-fetch')
+    .description("restore one archived WAL file (restore_command = 'lifeboat wal-fetch %f %p …'); exit 1 when it is not archived")
+    .argument('<name>', 'WAL file name (%f)')
+    .argument('<dest>', 'where to write it (%p)')
+    .option('--archive <name>', `WAL archive name (env LIFEBOAT_WAL_ARCHIVE; default "${DEFAULT_ARCHIVE}")`)
+    .action(async (name: string, dest: string, o: { archive?: string }, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const repo = await openLight(ctx, true);
+      try {
+        const e = await fetchWal(repo, name, dest, { archive: archiveOpt(o.archive) });
+        ctx.out.emit({ message_type: 'wal-fetch', name: e.name, size: e.size });
+      } finally {
+        await repo.close();
+      }
+    });
+
+  const pg = program.command('pg').description('PostgreSQL physical backups and point-in-time recovery (docs/pitr.md)');
+
+  pg.command('base-backup')
+    .description('stream a physical base backup (pg_basebackup -Ft -X none) into the repository')
+    .option('--source <name>', 'a postgres-physical source from the config')
+    .option('--host <host>', 'server host (without --source)', '127.0.0.1')
+    .option('--port <port>', 'server port', (v) => Number(v), 5432)
+    .option('--user <user>', 'replication user', 'postgres')
+    .option('--archive <name>', 'WAL archive name this cluster pushes to')
+    .option('--tag <tag...>', 'extra snapshot tags')
+    .action(async (o: { source?: string; host: string; port: number; user: string; archive?: string; tag?: string[] }, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const started = Date.now();
+      const r = await ctx.withRepo(async (repo) => {
+        if (o.source) {
+          const cfg = ctx.config(true)!;
+          const src = cfg.sources[o.source];
+          if (!src) throw new ConfigError(`unknown source "${o.source}"`);
+          if (src.kind !== 'postgres-physical') throw new ConfigError(`source ${o.source} is a ${src.kind} source; pg base-backup needs kind postgres-physical`);
+          return runSourceBackup(repo, o.source, src, cfg, { tags: o.tag ?? [] });
+        }
+        const input: PgPhysicalInput = { kind: 'postgres-physical', host: o.host, port: o.port, user: o.user, archive: archiveOpt(o.archive) };
+        if (process.env.PGPASSWORD) input.passwordEnv = 'PGPASSWORD';
+        const h = await dumpPgPhysical(input);
+        let toolErr: unknown;
+        h.done.catch((e: unknown) => (toolErr = e));
+        try {
+          return await backupStream(repo, h.stream, {
+            filename: h.filename,
+            source: h.meta,
+            tags: ['pg-basebackup', ...(o.tag ?? [])],
+            finalize: async () => {
+              const d = await h.done;
+              return { exitCode: d.exitCode, durationMs: d.durationMs, ...(d.extra ?? {}) };
+            },
+          });
+        } catch (err) {
+          await new Promise((res) => setImmediate(res));
+          h.abort();
+          throw toolErr instanceof Error ? toolErr : err;
+        }
+      });
+      const ms = Date.now() - started;
+      const s = r.summary;
+      ctx.out.emit({ message_type: 'pg-base-backup', snapshot: r.snapshotId, ...s, throughputBytesPerSec: Math.round((s.totalBytes * 1000) / Math.max(1, ms)) });
+      ctx.out.info(
+        `base backup snapshot ${r.snapshotId.slice(0, 8)}: ${formatBytes(s.totalBytes)} in ${formatDuration(ms)} ` +
+          `(${formatBytes((s.totalBytes * 1000) / Math.max(1, ms))}/s), ${formatBytes(s.dataAdded)} added`,
+      );
+    });
+
+  pg.command('restore')
+    .description('restore a base backup into a new data directory, set up to recover to a point in time')
+    .argument('[snapshot]', 'base backup snapshot id (default: newest that finished before the target)')
+    .requiredOption('--to <dir>', 'new (or empty) data directory')
+    .option('--target-time <time>', 'recover up to this time, e.g. "2026-11-22 14:30:00+00"')
+    .option('--target-lsn <lsn>', 'recover up to this LSN, e.g. 0/3000000')
+    .option('--target-action <action>', 'what the server does at the target: promote, pause, shutdown', 'promote')
+    .option('--target-timeline <tl>', 'recovery_target_timeline (default PostgreSQL\'s: latest)')
+    .option('--source <name>', 'only base backups of this source')
+    .option('--disable-archiving', 'write archive_mode = off (the restored server does not archive into the same archive)')
+    .action(
+      async (
+        snapshot: string | undefined,
+        o: { to: string; targetTime?: string; targetLsn?: string; targetAction: string; targetTimeline?: string; source?: string; disableArchiving?: boolean },
+        cmd: Command,
+      ) => {
+        const ctx = ctxOf(cmd);
+        if (o.targetTime && o.targetLsn) throw new ConfigError('give --target-time or --target-lsn, not both');
+        if (!['promote', 'pause', 'shutdown'].includes(o.targetAction)) throw new ConfigError('--target-action must be promote, pause or shutdown');
+        const target: PitrTarget = {
+          ...(o.targetTime && o.targetTime !== 'latest' ? { time: parseTargetTime(o.targetTime) } : {}),
+          ...(o.targetLsn ? { lsn: o.targetLsn } : {}),
+          action: o.targetAction as PitrTarget['action'] & string,
+          ...(o.targetTimeline ? { timeline: o.targetTimeline } : {}),
+        };
+        const r = await ctx.withRepo(async (repo) => {
+          const probe = await chooseBaseBackup(repo, { ...(snapshot ? { snapshot } : {}), ...(o.source ? { source: o.source } : {}), target });
+          const archive = String(probe.source?.archive ?? DEFAULT_ARCHIVE);
+          return pgRestore(repo, {
+            snapshot: probe.id,
+            to: o.to,
+            target,
+            restoreCommand: restoreCommandFor(ctx, archive),
+            ...(o.disableArchiving ? { disableArchiving: true } : {}),
+            log: (m) => ctx.out.info(m),
+          });
+        });
+        ctx.out.emit({ message_type: 'pg-restore', snapshot: r.snapshot.id, to: r.to, bytes: r.bytes, durationMs: r.durationMs, settings: r.settings });
+        ctx.out.info(
+          `restored ${formatBytes(r.bytes)} in ${formatDuration(r.durationMs)}; recovery settings written to ${path.join(r.to, 'postgresql.auto.conf')}:\n` +
+            Object.entries(r.settings)
+              .map(([k, v]) => `  ${k} = '${v}'`)
+              .join('\n') +
+            `\nNext step: make sure ${r.to} is owned by the postgres user and the password file is readable by it, then start PostgreSQL:\n` +
+            `  pg_ctl -D ${shQuote(r.to)} start    (as the postgres user)\n` +
+            `It replays archived WAL ${target.time ? `up to ${target.time.toISOString()}` : target.lsn ? `up to ${target.lsn}` : 'to the end of the archive'} and then ${target.time || target.lsn ? target.action : 'promotes'}.`,
+        );
+      },
+    );
+
+  pg.command('wal-list')
+    .description('list archived WAL files')
+    .option('--archive <name>', 'only this archive')
+    .action(async (o: { archive?: string }, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const all = await ctx.withRepo((repo) => listWal(repo, o.archive ? { archive: validateArchiveName(o.archive) } : {}));
+      ctx.out.emit(all.map((e) => ({ archive: e.archive, name: e.name, size: e.size, sha256: e.sha256, time: e.time, hostname: e.hostname })));
+      ctx.out.info(table(['Archive', 'Name', 'Size', 'Archived'], all.map((e) => [e.archive, e.name, formatBytes(e.size), e.time.slice(0, 19)])));
+      ctx.out.info(`${all.length} WAL file(s)`);
+    });
+
+  pg.command('wal-prune')
+    .description('remove archived WAL older than the oldest base backup (run "prune" afterwards to free the space; prune also does this)')
+    .option('-n, --dry-run', 'only show what would be removed')
+    .action(async (o: { dryRun?: boolean }, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const plan = await ctx.withRepo(async (repo) => {
+        const lock = await repo.lock(true, 'wal-prune', ctx.retryLockMs());
+        try {
+          return await applyWalRetention(repo, await repo.listSnapshots(), { dryRun: !!o.dryRun });
+        } finally {
+          await lock.release();
+        }
+      });
+      ctx.out.emit({ message_type: 'wal-prune', dryRun: !!o.dryRun, removed: plan.remove.map((e) => `${e.archive}/${e.name}`), kept: plan.keep.length, cutoff: Object.fromEntries(plan.cutoff) });
+      for (const [a, c] of plan.cutoff) ctx.out.info(c === undefined ? `archive ${a}: no base backup, keeping all WAL` : `archive ${a}: keeping WAL from segment position ${c}`);
+      ctx.out.info(`${o.dryRun ? 'would remove' : 'removed'} ${plan.remove.length} WAL file(s), kept ${plan.keep.length}; run "lifeboat prune" to free their data`);
+    });
 }
+

@@ -1,0 +1,582 @@
+import { hostname } from 'node:os';
+import type { LifeboatConfig } from '../config/load.js';
+import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
+import { parseDuration } from '../policy/retention.js';
+import type { Catalog, Migration, SqlRow } from './catalog.js';
+import {
+  DEFAULT_INCIDENT_TEMPLATES,
+  checkIncidentChannels,
+  incidentsConfigSchema,
+  renderIncidentTemplate,
+  type IncidentEvent,
+  type IncidentsConfig,
+} from './incident-config.js';
+import { createNotifiers, deliver, parseNotifiersConfig, type AlertMessage, type DeliveryResult, type Notifier } from './notify.js';
+import { redactText } from './templates.js';
+
+/**
+ * Incidents: what broke, who is affected, what was done (timeline), and the
+ * post-incident review (root cause, lessons learned, action items). Every
+ * runbook run opens one; operators open them by hand for the status page.
+ *
+ * Stored in the catalog (migrations 200-209). Updates (status changes and
+ * messages, public or internal) and timeline events (runbook steps,
+ * notifications) are separate tables; `timeline` merges both in time order.
+ * When the store is given the config, creating, updating and resolving an
+ * incident also notifies the `incidents.channels` (see incident-config.ts).
+ */
+
+export type IncidentStatus = 'investigating' | 'identified' | 'monitoring' | 'resolved';
+export type IncidentImpact = 'none' | 'minor' | 'major' | 'critical';
+export const INCIDENT_STATUSES: readonly IncidentStatus[] = ['investigating', 'identified', 'monitoring', 'resolved'];
+export const INCIDENT_IMPACTS: readonly IncidentImpact[] = ['none', 'minor', 'major', 'critical'];
+export interface IncidentUpdate {
+  id: number;
+  at: Date;
+  status: IncidentStatus | null;
+  message: string;
+  author: string | null;
+  public: boolean;
+}
+export interface Incident {
+  id: number;
+  title: string;
+  status: IncidentStatus;
+  impact: IncidentImpact;
+  services: string[];
+  startedAt: Date;
+  resolvedAt: Date | null;
+  runbookRunId: number | null;
+  summary: string;
+  rootCause: string;
+  lessonsLearned: string;
+  actionItems: string[];
+  updates: IncidentUpdate[];
+  timeline: Array<{ at: Date; kind: string; text: string }>;
+}
+
+const MAX_TEXT = 8192;
+const cut = (s: string, n = MAX_TEXT) => (s.length <= n ? s : s.slice(0, n - 1) + '…');
+
+export const INCIDENT_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 200,
+    name: 'incidents',
+    sqlite: [
+      `CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        title TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('investigating','identified','monitoring','resolved')),
+        impact TEXT NOT NULL CHECK (impact IN ('none','minor','major','critical')),
+        services TEXT NOT NULL DEFAULT '[]',
+        started_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        runbook_run_id INTEGER,
+        summary TEXT NOT NULL DEFAULT '',
+        root_cause TEXT NOT NULL DEFAULT '',
+        lessons_learned TEXT NOT NULL DEFAULT '',
+        action_items TEXT NOT NULL DEFAULT '[]'
+      )`,
+      'CREATE INDEX incidents_status_idx ON incidents (status, started_at)',
+      `CREATE TABLE incident_updates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        status TEXT,
+        message TEXT NOT NULL,
+        author TEXT,
+        public INTEGER NOT NULL DEFAULT 1
+      )`,
+      'CREATE INDEX incident_updates_idx ON incident_updates (incident_id, at)',
+      `CREATE TABLE incident_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL
+      )`,
+      'CREATE INDEX incident_events_idx ON incident_events (incident_id, at)',
+      `CREATE TABLE incident_escalations (
+        incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+        level INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (incident_id, level)
+      )`,
+    ],
+    postgres: (s) => [
+      `CREATE TABLE ${s}.incidents (
+        id BIGSERIAL PRIMARY KEY,
+        title TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('investigating','identified','monitoring','resolved')),
+        impact TEXT NOT NULL CHECK (impact IN ('none','minor','major','critical')),
+        services TEXT NOT NULL DEFAULT '[]',
+        started_at TIMESTAMPTZ NOT NULL,
+        resolved_at TIMESTAMPTZ,
+        runbook_run_id BIGINT,
+        summary TEXT NOT NULL DEFAULT '',
+        root_cause TEXT NOT NULL DEFAULT '',
+        lessons_learned TEXT NOT NULL DEFAULT '',
+        action_items TEXT NOT NULL DEFAULT '[]'
+      )`,
+      `CREATE INDEX incidents_status_idx ON ${s}.incidents (status, started_at)`,
+      `CREATE TABLE ${s}.incident_updates (
+        id BIGSERIAL PRIMARY KEY,
+        incident_id BIGINT NOT NULL REFERENCES ${s}.incidents(id) ON DELETE CASCADE,
+        at TIMESTAMPTZ NOT NULL,
+        status TEXT,
+        message TEXT NOT NULL,
+        author TEXT,
+        public BOOLEAN NOT NULL DEFAULT true
+      )`,
+      `CREATE INDEX incident_updates_idx ON ${s}.incident_updates (incident_id, at)`,
+      `CREATE TABLE ${s}.incident_events (
+        id BIGSERIAL PRIMARY KEY,
+        incident_id BIGINT NOT NULL REFERENCES ${s}.incidents(id) ON DELETE CASCADE,
+        at TIMESTAMPTZ NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL
+      )`,
+      `CREATE INDEX incident_events_idx ON ${s}.incident_events (incident_id, at)`,
+      `CREATE TABLE ${s}.incident_escalations (
+        incident_id BIGINT NOT NULL REFERENCES ${s}.incidents(id) ON DELETE CASCADE,
+        level INTEGER NOT NULL,
+        at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (incident_id, level)
+      )`,
+    ],
+  },
+];
+
+export function formatElapsed(ms: number): string {
+  const m = Math.max(0, Math.floor(ms / 60_000));
+  if (m < 1) return `${Math.max(0, Math.round(ms / 1000))}s`;
+  const d = Math.floor(m / 1440);
+  const h = Math.floor((m % 1440) / 60);
+  const mm = m % 60;
+  return `${d ? d + 'd' : ''}${h ? h + 'h' : ''}${mm || (!d && !h) ? mm + 'm' : ''}`;
+}
+
+export interface IncidentStoreOptions {
+  /** With the config: notify incidents.channels on create / update / resolve. */
+  config?: LifeboatConfig;
+  /** Default true when a config is given. */
+  notify?: boolean;
+  log?: (m: string) => void;
+  now?: () => Date;
+  /** Backoff sleep for deliveries (tests). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export class IncidentStore {
+  private ready: Promise<void> | undefined;
+  private readonly now: () => Date;
+
+  constructor(
+    readonly catalog: Catalog,
+    private readonly opts: IncidentStoreOptions = {},
+  ) {
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  private async init(): Promise<void> {
+    this.ready ??= this.catalog.ensureMigrations(INCIDENT_MIGRATIONS);
+    await this.ready;
+  }
+
+  private get sql() {
+    return this.catalog.sql;
+  }
+
+  async create(i: { title: string; impact: IncidentImpact; services: string[]; message?: string; author?: string; runbookRunId?: number; startedAt?: Date; status?: IncidentStatus }): Promise<Incident> {
+    await this.init();
+    if (!i.title.trim()) throw new LifeboatError('incident title must not be empty', 2);
+    if (!INCIDENT_IMPACTS.includes(i.impact)) throw new LifeboatError(`invalid impact "${i.impact}" (use ${INCIDENT_IMPACTS.join(', ')})`, 2);
+    const status = i.status ?? 'investigating';
+    if (status === 'resolved') throw new LifeboatError('a new incident cannot be resolved already', 2);
+    const at = i.startedAt ?? this.now();
+    const t = this.sql.t.bind(this.sql);
+    const id = await this.sql.insertId(
+      `INSERT INTO ${t('incidents')} (title, status, impact, services, started_at, runbook_run_id) VALUES (?, ?, ?, ?, ?, ?)`,
+      [cut(i.title, 500), status, i.impact, JSON.stringify(i.services), at, i.runbookRunId ?? null],
+    );
+    await this.sql.exec(`INSERT INTO ${t('incident_updates')} (incident_id, at, status, message, author, public) VALUES (?, ?, ?, ?, ?, ?)`, [
+      id,
+      at,
+      status,
+      cut(i.message ?? `Incident opened: ${i.title}`),
+      i.author ?? null,
+      true,
+    ]);
+    const inc = (await this.get(id))!;
+    await this.communicate(inc, 'start', inc.updates[0]!.message);
+    return (await this.get(id))!;
+  }
+
+  async get(id: number): Promise<Incident | undefined> {
+    await this.init();
+    const t = this.sql.t.bind(this.sql);
+    const rows = await this.sql.all(`SELECT * FROM ${t('incidents')} WHERE id = ?`, [id]);
+    if (!rows[0]) return undefined;
+    const updates = await this.sql.all(`SELECT * FROM ${t('incident_updates')} WHERE incident_id = ? ORDER BY at, id`, [id]);
+    const events = await this.sql.all(`SELECT * FROM ${t('incident_events')} WHERE incident_id = ? ORDER BY at, id`, [id]);
+    return this.fromRows(rows[0], updates, events);
+  }
+
+  async list(filter: { open?: boolean; limit?: number; since?: Date } = {}): Promise<Incident[]> {
+    await this.init();
+    const t = this.sql.t.bind(this.sql);
+    const where: string[] = [];
+    const params: Array<string | number | Date> = [];
+    if (filter.open === true) where.push(`status <> 'resolved'`);
+    if (filter.open === false) where.push(`status = 'resolved'`);
+    if (filter.since) {
+      where.push('started_at >= ?');
+      params.push(filter.since);
+    }
+    let q = `SELECT id FROM ${t('incidents')}${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY started_at DESC, id DESC`;
+    if (filter.limit !== undefined) {
+      q += ' LIMIT ?';
+      params.push(filter.limit);
+    }
+    const out: Incident[] = [];
+    for (const r of await this.sql.all(q, params)) out.push((await this.get(Number(r.id)))!);
+    return out;
+  }
+
+  private async must(id: number): Promise<Incident> {
+    const i = await this.get(id);
+    if (!i) throw new LifeboatError(`no incident #${id}`, 2);
+    return i;
+  }
+
+  async addUpdate(id: number, u: { status?: IncidentStatus; message: string; author?: string; public?: boolean; notify?: boolean }): Promise<Incident> {
+    await this.init();
+    const cur = await this.must(id);
+    if (u.status && !INCIDENT_STATUSES.includes(u.status)) throw new LifeboatError(`invalid status "${u.status}" (use ${INCIDENT_STATUSES.join(', ')})`, 2);
+    if (u.status === 'resolved') return this.resolve(id, { message: u.message, ...(u.author ? { author: u.author } : {}) });
+    if (!u.message.trim()) throw new LifeboatError('an incident update needs a message', 2);
+    const at = this.now();
+    const t = this.sql.t.bind(this.sql);
+    await this.sql.exec(`INSERT INTO ${t('incident_updates')} (incident_id, at, status, message, author, public) VALUES (?, ?, ?, ?, ?, ?)`, [
+      id,
+      at,
+      u.status ?? null,
+      cut(u.message),
+      u.author ?? null,
+      u.public ?? true,
+    ]);
+    if (u.status && u.status !== cur.status) {
+      // reopening a resolved incident clears resolved_at
+      await this.sql.exec(`UPDATE ${t('incidents')} SET status = ?, resolved_at = NULL WHERE id = ?`, [u.status, id]);
+    }
+    const inc = (await this.get(id))!;
+    if (u.public !== false && u.notify !== false) await this.communicate(inc, 'update', u.message);
+    return (await this.get(id))!;
+  }
+
+  async resolve(id: number, u: { message: string; author?: string }): Promise<Incident> {
+    await this.init();
+    const cur = await this.must(id);
+    if (cur.status === 'resolved') throw new LifeboatError(`incident #${id} is already resolved (${cur.resolvedAt?.toISOString()})`, 2);
+    const at = this.now();
+    const t = this.sql.t.bind(this.sql);
+    await this.sql.exec(`INSERT INTO ${t('incident_updates')} (incident_id, at, status, message, author, public) VALUES (?, ?, ?, ?, ?, ?)`, [
+      id,
+      at,
+      'resolved',
+      cut(u.message || 'Resolved.'),
+      u.author ?? null,
+      true,
+    ]);
+    await this.sql.exec(`UPDATE ${t('incidents')} SET status = 'resolved', resolved_at = ? WHERE id = ?`, [at, id]);
+    const inc = (await this.get(id))!;
+    await this.communicate(inc, 'resolved', u.message || 'Resolved.');
+    return (await this.get(id))!;
+  }
+
+  async setPostmortem(id: number, p: { rootCause?: string; lessonsLearned?: string; actionItems?: string[]; summary?: string }): Promise<Incident> {
+    await this.init();
+    await this.must(id);
+    const sets: string[] = [];
+    const params: Array<string | number> = [];
+    const add = (col: string, v: string | undefined) => {
+      if (v === undefined) return;
+      sets.push(`${col} = ?`);
+      params.push(cut(v, 65536));
+    };
+    add('root_cause', p.rootCause);
+    add('lessons_learned', p.lessonsLearned);
+    add('summary', p.summary);
+    if (p.actionItems !== undefined) add('action_items', JSON.stringify(p.actionItems.map((a) => cut(a, 2000))));
+    if (sets.length) await this.sql.exec(`UPDATE ${this.sql.t('incidents')} SET ${sets.join(', ')} WHERE id = ?`, [...params, id]);
+    return (await this.get(id))!;
+  }
+
+  /** Append a timeline event (runbook steps, notifications). Text is redacted and truncated. */
+  async addEvent(id: number, kind: string, text: string, at?: Date): Promise<void> {
+    await this.init();
+    await this.sql.exec(`INSERT INTO ${this.sql.t('incident_events')} (incident_id, at, kind, text) VALUES (?, ?, ?, ?)`, [id, at ?? this.now(), kind, cut(redactText(text))]);
+  }
+
+  /** Link a runbook run to an incident (set once the run exists). */
+  async linkRun(id: number, runId: number): Promise<void> {
+    await this.init();
+    await this.sql.exec(`UPDATE ${this.sql.t('incidents')} SET runbook_run_id = ? WHERE id = ?`, [runId, id]);
+  }
+
+  /** Notify incidents.channels (if configured) and record the deliveries on the timeline. */
+  async communicate(inc: Incident, event: Exclude<IncidentEvent, 'escalation'>, message: string, extra: Record<string, string> = {}): Promise<DeliveryResult[]> {
+    const cfg = this.opts.config;
+    if (!cfg || this.opts.notify === false) return [];
+    const ic = incidentsConfig(cfg);
+    if (!ic || !ic.notifyOn.includes(event) || ic.channels.length === 0) return [];
+    const tpl = { ...DEFAULT_INCIDENT_TEMPLATES[event], ...(ic.templates[event] ?? {}) };
+    const results = await sendIncidentMessage(cfg, ic.channels, inc, event, tpl, { message, ...extra }, this.now(), this.opts.sleep);
+    for (const r of results) {
+      await this.addEvent(inc.id, 'notification', `${event} notification to ${r.channel}: ${r.ok ? 'delivered' : `FAILED after ${r.attempts} attempt(s): ${r.error}`}`);
+      if (!r.ok) this.opts.log?.(`incident #${inc.id}: ${event} notification to ${r.channel} failed: ${r.error}`);
+    }
+    return results;
+  }
+
+  private fromRows(r: SqlRow, updates: SqlRow[], events: SqlRow[]): Incident {
+    const sql = this.sql;
+    const ups: IncidentUpdate[] = updates.map((u) => ({
+      id: Number(u.id),
+      at: sql.toDate(u.at)!,
+      status: (u.status as IncidentStatus | null) ?? null,
+      message: String(u.message),
+      author: (u.author as string | null) ?? null,
+      public: Boolean(u.public),
+    }));
+    const timeline: Incident['timeline'] = [
+      ...ups.map((u) => ({ at: u.at, kind: u.status ? `status:${u.status}` : 'update', text: `${u.message}${u.author ? ` (${u.author})` : ''}${u.public ? '' : ' [internal]'}`, order: 0, id: u.id })),
+      ...events.map((e) => ({ at: sql.toDate(e.at)!, kind: String(e.kind), text: String(e.text), order: 1, id: Number(e.id) })),
+    ]
+      .sort((a, b) => a.at.getTime() - b.at.getTime() || a.order - b.order || a.id - b.id)
+      .map(({ at, kind, text }) => ({ at, kind, text }));
+    return {
+      id: Number(r.id),
+      title: String(r.title),
+      status: r.status as IncidentStatus,
+      impact: r.impact as IncidentImpact,
+      services: JSON.parse(String(r.services)) as string[],
+      startedAt: sql.toDate(r.started_at)!,
+      resolvedAt: sql.toDate(r.resolved_at),
+      runbookRunId: r.runbook_run_id === null || r.runbook_run_id === undefined ? null : Number(r.runbook_run_id),
+      summary: String(r.summary ?? ''),
+      rootCause: String(r.root_cause ?? ''),
+      lessonsLearned: String(r.lessons_learned ?? ''),
+      actionItems: JSON.parse(String(r.action_items ?? '[]')) as string[],
+      updates: ups,
+      timeline,
+    };
+  }
+}
+
+/** The validated `incidents:` block (undefined when absent); channel names are checked against notifiers.channels. */
+export function incidentsConfig(cfg: LifeboatConfig): IncidentsConfig | undefined {
+  if (cfg.incidents === undefined) return undefined;
+  const r = incidentsConfigSchema.safeParse(cfg.incidents);
+  if (!r.success) throw new ConfigError(`invalid incidents configuration: ${r.error.issues.map((i) => `incidents.${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const channels = Object.keys((cfg.notifiers as { channels?: Record<string, unknown> } | undefined)?.channels ?? {});
+  const problems = checkIncidentChannels(r.data, channels);
+  if (problems.length) throw new ConfigError(`${cfg.file}: ${problems.join('; ')}`);
+  return r.data;
+}
+
+const notifierCache = new WeakMap<LifeboatConfig, Map<string, Notifier>>();
+
+/** The configured notifiers (built once per loaded config). */
+export function configNotifiers(cfg: LifeboatConfig): Map<string, Notifier> {
+  let m = notifierCache.get(cfg);
+  if (!m) {
+    m = cfg.notifiers ? createNotifiers(parseNotifiersConfig(cfg.notifiers), { baseDir: cfg.dir }) : new Map();
+    notifierCache.set(cfg, m);
+  }
+  return m;
+}
+
+export function incidentVars(inc: Incident, event: IncidentEvent, now: Date, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    incident: String(inc.id),
+    title: inc.title,
+    status: inc.status,
+    STATUS: inc.status.toUpperCase(),
+    impact: inc.impact,
+    services: inc.services.join(', ') || 'none',
+    message: inc.updates[inc.updates.length - 1]?.message ?? '',
+    event,
+    runbook: '',
+    run: inc.runbookRunId === null ? '' : String(inc.runbookRunId),
+    step: '',
+    startedAt: inc.startedAt.toISOString(),
+    at: now.toISOString(),
+    elapsed: formatElapsed((inc.resolvedAt ?? now).getTime() - inc.startedAt.getTime()),
+    level: '',
+    host: hostname(),
+    ...extra,
+  };
+}
+
+/** Render and deliver one incident message to channels (never throws for delivery failures). */
+export async function sendIncidentMessage(
+  cfg: LifeboatConfig,
+  channels: string[],
+  inc: Incident,
+  event: IncidentEvent,
+  tpl: { title: string; text: string },
+  extra: Record<string, string>,
+  now: Date,
+  sleep?: (ms: number) => Promise<void>,
+): Promise<DeliveryResult[]> {
+  const notifiers = configNotifiers(cfg);
+  const vars = incidentVars(inc, event, now, extra);
+  const title = renderIncidentTemplate(tpl.title, vars).replace(/[\r\n]+/g, ' ').trim();
+  const text = renderIncidentTemplate(tpl.text, vars);
+  const msg: AlertMessage = {
+    kind: event === 'resolved' ? 'resolved' : 'firing',
+    key: `incident/${inc.id}`,
+    job: inc.services.join(',') || 'incident',
+    check: 'incident',
+    severity: inc.impact === 'critical' || inc.impact === 'major' ? 'critical' : inc.impact === 'minor' ? 'warning' : 'ok',
+    tier: 'critical',
+    title,
+    text,
+    message: vars.message!,
+    details: { incident: inc.id, event, status: inc.status, impact: inc.impact, services: inc.services, runbookRunId: inc.runbookRunId, ...(vars.level ? { level: Number(vars.level) } : {}) },
+    firstAt: inc.startedAt,
+    at: now,
+    count: 1,
+    host: vars.host!,
+  };
+  const out: DeliveryResult[] = [];
+  for (const c of channels) {
+    const n = notifiers.get(c);
+    if (!n) {
+      out.push({ channel: c, ok: false, attempts: 0, error: `unknown notifier channel "${c}"` });
+      continue;
+    }
+    out.push(await deliver(n, msg, sleep ? { sleep } : {}));
+  }
+  return out;
+}
+
+export interface EscalationSent {
+  incidentId: number;
+  level: number;
+  channels: string[];
+  results: DeliveryResult[];
+}
+
+/**
+ * Escalate open incidents: for every `incidents.escalation` level whose
+ * `after` has elapsed since the incident started and that was not sent yet,
+ * notify its channels. Safe to call often and from several processes: a level
+ * is claimed in the catalog (incident_escalations) before it is sent, and the
+ * claim is released if no channel accepted the message so the next call
+ * retries. The daemon calls this every minute.
+ */
+export async function escalateIncidents(cfg: LifeboatConfig, catalog: Catalog, now: Date = new Date(), opts: { log?: (m: string) => void; sleep?: (ms: number) => Promise<void> } = {}): Promise<EscalationSent[]> {
+  const ic = incidentsConfig(cfg);
+  if (!ic || ic.escalation.length === 0) return [];
+  const store = new IncidentStore(catalog, { notify: false, now: () => now });
+  const sent: EscalationSent[] = [];
+  const sql = catalog.sql;
+  for (const inc of await store.list({ open: true })) {
+    const elapsed = now.getTime() - inc.startedAt.getTime();
+    for (const [i, level] of ic.escalation.entries()) {
+      if (elapsed < parseDuration(level.after)) continue;
+      if (level.impact && !level.impact.includes(inc.impact)) continue;
+      let claimed = 0;
+      try {
+        claimed = await sql.exec(`INSERT INTO ${sql.t('incident_escalations')} (incident_id, level, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, [inc.id, i + 1, now]);
+      } catch (err) {
+        throw new LifeboatError(`escalation of incident #${inc.id}: ${errorMessage(err)}`);
+      }
+      if (claimed === 0) continue;
+      const tpl = { ...DEFAULT_INCIDENT_TEMPLATES.escalation, ...(ic.templates.escalation ?? {}), ...(level.template ?? {}) };
+      const results = await sendIncidentMessage(cfg, level.channels, inc, 'escalation', tpl, { level: String(i + 1) }, now, opts.sleep);
+      for (const r of results) {
+        await store.addEvent(inc.id, 'escalation', `escalation level ${i + 1} (after ${level.after}) to ${r.channel}: ${r.ok ? 'delivered' : `FAILED: ${r.error}`}`, now);
+      }
+      if (!results.some((r) => r.ok)) {
+        await sql.exec(`DELETE FROM ${sql.t('incident_escalations')} WHERE incident_id = ? AND level = ?`, [inc.id, i + 1]);
+        opts.log?.(`incident #${inc.id}: escalation level ${i + 1} not delivered; will retry`);
+      }
+      sent.push({ incidentId: inc.id, level: i + 1, channels: level.channels, results });
+    }
+  }
+  return sent;
+}
+
+// ------------------------------------------------------------------ reports
+
+const fmt = (d: Date | null) => (d ? d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '—');
+
+function mdEscape(s: string): string {
+  return s.replace(/([\\`*_[\]<>|])/g, '\\$1');
+}
+
+export function renderIncidentMarkdown(i: Incident): string {
+  const dur = formatElapsed((i.resolvedAt ?? new Date()).getTime() - i.startedAt.getTime());
+  const lines: string[] = [];
+  lines.push(`# Incident #${i.id}: ${mdEscape(i.title)}`, '');
+  lines.push(`- **Status:** ${i.status}`);
+  lines.push(`- **Impact:** ${i.impact}`);
+  lines.push(`- **Affected services:** ${i.services.length ? i.services.map(mdEscape).join(', ') : 'none'}`);
+  lines.push(`- **Started:** ${fmt(i.startedAt)}`);
+  lines.push(`- **Resolved:** ${fmt(i.resolvedAt)}`);
+  lines.push(`- **Duration:** ${dur}${i.resolvedAt ? '' : ' (still open)'}`);
+  if (i.runbookRunId !== null) lines.push(`- **Runbook run:** #${i.runbookRunId}`);
+  lines.push('', '## Summary', '', i.summary ? mdEscape(i.summary) : '_not written yet_');
+  lines.push('', '## Root cause', '', i.rootCause ? mdEscape(i.rootCause) : '_not written yet_');
+  lines.push('', '## Lessons learned', '', i.lessonsLearned ? mdEscape(i.lessonsLearned) : '_not written yet_');
+  lines.push('', '## Action items', '');
+  if (i.actionItems.length) for (const a of i.actionItems) lines.push(`- [ ] ${mdEscape(a)}`);
+  else lines.push('_none_');
+  lines.push('', '## Timeline', '', '| Time (UTC) | Event | Details |', '|---|---|---|');
+  for (const e of i.timeline) lines.push(`| ${fmt(e.at)} | ${mdEscape(e.kind)} | ${mdEscape(e.text).replace(/\r?\n/g, '<br>')} |`);
+  lines.push('');
+  return lines.join('\n');
+}
+
+export function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+}
+
+export function renderIncidentHtml(i: Incident): string {
+  const e = escapeHtml;
+  const dur = formatElapsed((i.resolvedAt ?? new Date()).getTime() - i.startedAt.getTime());
+  const para = (s: string) => (s ? `<p>${e(s).replace(/\r?\n/g, '<br>')}</p>` : '<p class="muted">not written yet</p>');
+  const rows = i.timeline
+    .map((t) => `<tr class="k-${e(t.kind.replace(/[^a-z0-9-]/gi, '-'))}"><td>${e(fmt(t.at))}</td><td>${e(t.kind)}</td><td><pre>${e(t.text)}</pre></td></tr>`)
+    .join('\n');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Incident #${i.id}: ${e(i.title)}</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;width:100%}td,th{border:1px solid #ddd;padding:.3rem .5rem;vertical-align:top;text-align:left}
+pre{margin:0;white-space:pre-wrap;font-size:.85rem}.muted{color:#888;font-style:italic}
+.badge{display:inline-block;padding:.1rem .5rem;border-radius:.3rem;background:#eee}.impact-critical,.impact-major{background:#fdd}.status-resolved{background:#dfd}
+</style></head><body>
+<h1>Incident #${i.id}: ${e(i.title)}</h1>
+<p><span class="badge status-${e(i.status)}">${e(i.status)}</span> <span class="badge impact-${e(i.impact)}">impact: ${e(i.impact)}</span></p>
+<table>
+<tr><th>Affected services</th><td>${e(i.services.join(', ') || 'none')}</td></tr>
+<tr><th>Started</th><td>${e(fmt(i.startedAt))}</td></tr>
+<tr><th>Resolved</th><td>${e(fmt(i.resolvedAt))}</td></tr>
+<tr><th>Duration</th><td>${e(dur)}${i.resolvedAt ? '' : ' (still open)'}</td></tr>
+${i.runbookRunId !== null ? `<tr><th>Runbook run</th><td>#${i.runbookRunId}</td></tr>` : ''}
+</table>
+<h2>Summary</h2>${para(i.summary)}
+<h2>Root cause</h2>${para(i.rootCause)}
+<h2>Lessons learned</h2>${para(i.lessonsLearned)}
+<h2>Action items</h2>${i.actionItems.length ? `<ul>${i.actionItems.map((a) => `<li>${e(a)}</li>`).join('')}</ul>` : '<p class="muted">none</p>'}
+<h2>Timeline</h2>
+<table><thead><tr><th>Time (UTC)</th><th>Event</th><th>Details</th></tr></thead><tbody>
+${rows}
+</tbody></table>
+</body></html>
+`;
+}

@@ -1,0 +1,300 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { CLI, type RunResult, runCli, tmpDir } from './helpers/tmp.js';
+import { chownToPostgres, createCluster, type PgCluster } from './helpers/pgcluster.js';
+
+/**
+ * PostgreSQL point-in-time recovery against real clusters: the server archives
+ * WAL with `lifeboat wal-push`, a base backup streams into the repository,
+ * and a restore to a time between two batches of rows brings back exactly the
+ * rows committed before that time.
+ */
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Run the CLI as the postgres OS user (the repository is shared with the server's archive_command). */
+function runAsPostgres(args: string[], cwd: string): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('runuser', ['-u', 'postgres', '--', process.execPath, CLI, ...args], {
+      cwd,
+      env: { ...process.env, LIFEBOAT_TEST_SCRYPT_N: '1024' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+  });
+}
+
+function ok(r: RunResult, what: string): RunResult {
+  assert.equal(r.code, 0, `${what} failed (${r.code}): ${r.stderr}${r.stdout}`);
+  return r;
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+/** Wait until the archiver has archived the segment holding everything up to now. */
+async function waitArchived(c: PgCluster): Promise<string> {
+  const seg = (await c.query<{ w: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS w')).rows[0]!.w;
+  await waitFor(`archiving of ${seg}`, async () => {
+    const r = (await c.query<{ last: string | null; failed: string }>('SELECT last_archived_wal AS last, failed_count::text AS failed FROM pg_stat_archiver')).rows[0]!;
+    return r.last !== null && r.last >= seg;
+  });
+  return seg;
+}
+
+interface WalRow {
+  archive: string;
+  name: string;
+  size: number;
+}
+
+test('PostgreSQL PITR: archive WAL, base backup, restore to a time between two batches', { timeout: 600_000 }, async () => {
+  const t = tmpDir('lb-pitr-');
+  const repo = path.join(t.dir, 'repo');
+  const pw = path.join(t.dir, 'password');
+  let primary: PgCluster | undefined;
+  let restored: PgCluster | undefined;
+  try {
+    await fsp.writeFile(pw, 'pitr-secret\n', { mode: 0o600 });
+    ok(await runCli(['init', '--repo', repo, '--password-file', pw]), 'init');
+    await chownToPostgres(t.dir);
+    await fsp.chmod(t.dir, 0o755);
+    const common = ['--repo', repo, '--password-file', pw];
+    primary = await createCluster({
+      settings: {
+        archive_mode: 'on',
+        archive_command: `${process.execPath} ${CLI} wal-push %p --repo ${repo} --password-file ${pw}`,
+        archive_timeout: '2s',
+      },
+    });
+    const p = primary;
+    // PostgreSQL 15 applies archive_timeout only after the checkpointer's first
+    // checkpoint since start (observed: up to checkpoint_timeout later).
+    await p.query('CHECKPOINT');
+    await p.query('CREATE TABLE rows (batch int NOT NULL, i int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())');
+    const batchTimes: Array<{ start: Date; committed: Date }> = [];
+    const rpo: number[] = [];
+    const insertBatch = async (k: number) => {
+      const start = (await p.query<{ t: Date }>('SELECT clock_timestamp() AS t')).rows[0]!.t;
+      await p.query('INSERT INTO rows (batch, i) SELECT $1, g FROM generate_series(1, 100) g', [k]);
+      const r = (await p.query<{ t: Date; w: string }>('SELECT clock_timestamp() AS t, pg_walfile_name(pg_current_wal_insert_lsn()) AS w')).rows[0]!;
+      batchTimes[k] = { start, committed: r.t };
+      // RPO: how long this commit existed only on the primary (until its segment was archived).
+      const archivedAt = await waitFor(`archiving of ${r.w}`, async () => {
+        const a = (await p.query<{ last: string | null; at: Date | null }>('SELECT last_archived_wal AS last, last_archived_time AS at FROM pg_stat_archiver')).rows[0]!;
+        return a.last !== null && a.last >= r.w && a.at ? a.at : undefined;
+      });
+      rpo.push(archivedAt.getTime() - r.t.getTime());
+    };
+
+    await insertBatch(1);
+    await sleep(3000);
+    await insertBatch(2);
+    await sleep(1000);
+
+    // Base backup (as postgres: the repository is shared with the archiver).
+    const bb = ok(await runAsPostgres(['pg', 'base-backup', '--port', String(p.port), '--json', ...common], t.dir), 'pg base-backup');
+    const bbInfo = JSON.parse(bb.stdout.trim().split('\n').pop()!) as { snapshot: string; totalBytes: number; durationMs: number; throughputBytesPerSec: number };
+    console.log(`base backup: ${bbInfo.totalBytes} bytes in ${bbInfo.durationMs} ms (${(bbInfo.throughputBytesPerSec / 1048576).toFixed(1)} MiB/s)`);
+    const snaps = JSON.parse(ok(await runCli(['snapshots', '--json', ...common]), 'snapshots').stdout) as Array<{ id: string; source?: Record<string, unknown> }>;
+    const base1 = snaps.find((s) => s.id === bbInfo.snapshot)!;
+    assert.ok(base1, 'the base backup snapshot is listed');
+    assert.equal(base1.source?.kind, 'pg-basebackup');
+    assert.match(String(base1.source?.startLsn), /^[0-9A-F]+\/[0-9A-F]+$/);
+    assert.match(String(base1.source?.endLsn), /^[0-9A-F]+\/[0-9A-F]+$/);
+    assert.match(String(base1.source?.startSegment), /^[0-9A-F]{24}$/);
+    assert.equal(base1.source?.timeline, 1);
+    const sysid = (await p.query<{ s: string }>('SELECT system_identifier::text AS s FROM pg_control_system()')).rows[0]!.s;
+    assert.equal(base1.source?.systemIdentifier, sysid);
+    assert.match(String(base1.source?.backupLabel), /START WAL LOCATION/);
+    assert.match(String(base1.source?.serverVersion), /^15/);
+
+    for (const k of [3, 4, 5, 6]) {
+      await sleep(3000);
+      await insertBatch(k);
+    }
+    await waitArchived(p);
+    console.log(`RPO (commit -> its WAL segment archived) with archive_timeout=2s, ms: ${rpo.join(', ')}; max ${Math.max(...rpo)}`);
+
+    const wal = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', ...common]), 'wal-list').stdout) as WalRow[];
+    assert.ok(wal.some((w) => w.name === base1.source?.startSegment), 'the base backup start segment is archived');
+    assert.ok(wal.some((w) => w.name.endsWith('.backup')), 'the .backup file is archived');
+    assert.equal(new Set(wal.map((w) => w.name)).size, wal.length, 'one entry per WAL file');
+
+    // Restore to a time strictly between batch 4's commit and batch 5's start.
+    const t4 = batchTimes[4]!.committed.getTime();
+    const t5 = batchTimes[5]!.start.getTime();
+    assert.ok(t5 > t4);
+    const target = new Date(Math.floor((t4 + t5) / 2)).toISOString().replace('T', ' ').replace('Z', '+00');
+    const newDir = path.join(t.dir, 'restored');
+    await fsp.mkdir(path.join(t.dir, 'notempty'));
+    await fsp.writeFile(path.join(t.dir, 'notempty', 'x'), 'x');
+    const refused = await runAsPostgres(['pg', 'restore', '--to', path.join(t.dir, 'notempty'), '--target-time', target, ...common], t.dir);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /not empty/);
+    const rs = ok(await runAsPostgres(['pg', 'restore', '--to', newDir, '--target-time', target, '--disable-archiving', ...common], t.dir), 'pg restore');
+    assert.match(rs.stdout, /pg_ctl -D/);
+    assert.ok(existsSync(path.join(newDir, 'recovery.signal')));
+    assert.equal((await fsp.stat(newDir)).mode & 0o777, 0o700);
+    const auto = await fsp.readFile(path.join(newDir, 'postgresql.auto.conf'), 'utf8');
+    assert.match(auto, /restore_command = '.*wal-fetch %f %p .*--password-file/);
+    assert.match(auto, /recovery_target_action = 'promote'/);
+    assert.ok(!auto.includes('pitr-secret'), 'the password itself is never written into the configuration');
+
+    restored = await createCluster({ existingData: newDir });
+    const r = restored;
+    await waitFor('recovery to finish (promotion)', async () => {
+      try {
+        return !(await r.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0]!.rec;
+      } catch {
+        return false;
+      }
+    });
+    const counts = (await r.query<{ batch: number; n: string }>('SELECT batch, count(*)::text AS n FROM rows GROUP BY batch ORDER BY batch')).rows;
+    assert.deepEqual(
+      counts.map((c) => [c.batch, Number(c.n)]),
+      [
+        [1, 100],
+        [2, 100],
+        [3, 100],
+        [4, 100],
+      ],
+      'exactly the rows of batches 1-4 are restored',
+    );
+    await r.stop();
+    restored = undefined;
+
+    // Retention: a second base backup, forget the first, prune: WAL before the
+    // second backup's start goes, everything from it on stays, check passes.
+    const bb2 = JSON.parse(ok(await runAsPostgres(['pg', 'base-backup', '--port', String(p.port), '--json', ...common], t.dir), 'second base backup').stdout.trim().split('\n').pop()!) as { snapshot: string };
+    await waitArchived(p);
+    const snaps2 = JSON.parse(ok(await runCli(['snapshots', '--json', ...common]), 'snapshots').stdout) as Array<{ id: string; source?: Record<string, unknown> }>;
+    const start2 = String(snaps2.find((s) => s.id === bb2.snapshot)!.source!.startSegment);
+    const before = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', ...common]), 'wal-list').stdout) as WalRow[];
+    const older = before.filter((w) => !w.name.endsWith('.history') && w.name.slice(8, 24) < start2.slice(8, 24));
+    assert.ok(older.length > 0, 'there is WAL older than the second base backup');
+    // While the first base backup is kept, only WAL from before ITS start may go.
+    const start1 = String(base1.source!.startSegment);
+    const beforeFirst = before.filter((w) => !w.name.endsWith('.history') && w.name.slice(8, 24) < start1.slice(8, 24));
+    const dry = JSON.parse(ok(await runAsPostgres(['pg', 'wal-prune', '--dry-run', '--json', ...common], t.dir), 'wal-prune dry run').stdout) as { removed: string[] };
+    assert.deepEqual(dry.removed.sort(), beforeFirst.map((w) => `default/${w.name}`).sort());
+    assert.ok(!dry.removed.includes(`default/${start1}`));
+    ok(await runAsPostgres(['forget', base1.id, ...common], t.dir), 'forget');
+    const pr = JSON.parse(ok(await runAsPostgres(['prune', '--json', ...common], t.dir), 'prune').stdout.trim().split('\n').pop()!) as { walRemoved: number; packsDeleted: number };
+    assert.equal(pr.walRemoved, older.length);
+    assert.ok(pr.packsDeleted > 0, 'the removed WAL freed packs');
+    const after = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', ...common]), 'wal-list').stdout) as WalRow[];
+    const afterNames = new Set(after.map((w) => w.name));
+    for (const w of older) assert.ok(!afterNames.has(w.name), `${w.name} was removed`);
+    for (const w of before) if (!older.includes(w)) assert.ok(afterNames.has(w.name), `${w.name} is kept`);
+    assert.ok(afterNames.has(start2), 'the kept base backup start segment is kept');
+    const chk = ok(await runAsPostgres(['check', '--read-data', '--json', ...common], t.dir), 'check --read-data');
+    const chkRes = JSON.parse(chk.stdout.trim().split('\n').pop()!) as { ok?: boolean; walFiles?: number; problems?: unknown[] };
+    assert.equal(chkRes.walFiles, after.length);
+    // A kept segment is still fetchable after prune (its blobs may have been repacked).
+    const dest = path.join(t.dir, 'fetched');
+    ok(await runCli(['wal-fetch', start2, dest, ...common]), 'wal-fetch after prune');
+    assert.equal((await fsp.stat(dest)).size, after.find((w) => w.name === start2)!.size);
+  } finally {
+    await restored?.stop().catch(() => {});
+    await primary?.stop().catch(() => {});
+    t.cleanup();
+  }
+});
+
+test('wal-push is idempotent, refuses different content; wal-fetch verifies and never writes wrong bytes', { timeout: 120_000 }, async () => {
+  const t = tmpDir('lb-wal-');
+  try {
+    const repo = path.join(t.dir, 'repo');
+    const pw = path.join(t.dir, 'pw');
+    await fsp.writeFile(pw, 'secret');
+    const common = ['--repo', repo, '--password-file', pw];
+    ok(await runCli(['init', ...common]), 'init');
+    const seg = '000000010000000000000007';
+    const wal = path.join(t.dir, 'pg_wal');
+    await fsp.mkdir(wal);
+    const content = Buffer.alloc(16 * 1024 * 1024);
+    for (let i = 0; i < content.length; i += 4096) content.write(`record ${i} ${Math.sin(i)}`, i);
+    await fsp.writeFile(path.join(wal, seg), content);
+    ok(await runCli(['wal-push', path.join(wal, seg), ...common]), 'first push');
+    const again = ok(await runCli(['wal-push', path.join(wal, seg), ...common]), 'second push of the same file');
+    assert.match(again.stdout, /already archived/);
+    const other = path.join(t.dir, 'other');
+    await fsp.mkdir(other);
+    const changed = Buffer.from(content);
+    changed[1000] = changed[1000]! ^ 0xff;
+    await fsp.writeFile(path.join(other, seg), changed);
+    const conflict = await runCli(['wal-push', path.join(other, seg), ...common]);
+    assert.notEqual(conflict.code, 0);
+    assert.match(conflict.stderr, /DIFFERENT content/);
+    const bad = await runCli(['wal-push', path.join(wal, 'not-a-wal-file'), ...common]);
+    assert.equal(bad.code, 2);
+
+    // History files are archived too.
+    await fsp.writeFile(path.join(wal, '00000002.history'), '1\t0/7000000\tno recovery target specified\n');
+    ok(await runCli(['wal-push', path.join(wal, '00000002.history'), ...common]), 'push history');
+
+    // Fetch: exact bytes; a missing segment exits non-zero and writes nothing.
+    const dest = path.join(t.dir, 'RECOVERYXLOG');
+    ok(await runCli(['wal-fetch', seg, dest, ...common]), 'fetch');
+    assert.ok((await fsp.readFile(dest)).equals(content));
+    await fsp.rm(dest);
+    const missing = await runCli(['wal-fetch', '000000010000000000000008', dest, ...common]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /not in the archive/);
+    assert.ok(!existsSync(dest));
+
+    // Damage the segment's data: wal-fetch fails loudly (integrity) and leaves no file at %p.
+    const packs: string[] = [];
+    for (const d of await fsp.readdir(path.join(repo, 'data'))) for (const f of await fsp.readdir(path.join(repo, 'data', d))) packs.push(path.join(repo, 'data', d, f));
+    assert.ok(packs.length > 0);
+    const saved = new Map<string, Buffer>();
+    for (const f of packs) {
+      const b = await fsp.readFile(f);
+      saved.set(f, Buffer.from(b));
+      b[Math.floor(b.length / 3)] = b[Math.floor(b.length / 3)]! ^ 0x55;
+      await fsp.writeFile(f, b);
+    }
+    const corrupt = await runCli(['wal-fetch', seg, dest, ...common]);
+    assert.equal(corrupt.code, 5, corrupt.stderr);
+    assert.ok(!existsSync(dest), 'no file at %p');
+    assert.ok(!existsSync(`${dest}.tmp`), 'no temporary file left');
+    const chk = await runCli(['check', '--read-data', ...common]);
+    assert.equal(chk.code, 5, 'check --read-data reports the damaged WAL data');
+    for (const [f, b] of saved) await fsp.writeFile(f, b);
+
+    // Damage the WAL entry itself.
+    const entries = await fsp.readdir(path.join(repo, 'wal'));
+    assert.equal(entries.length, 2);
+    for (const e of entries) {
+      const f = path.join(repo, 'wal', e);
+      const b = await fsp.readFile(f);
+      b[b.length - 5] = b[b.length - 5]! ^ 1;
+      await fsp.writeFile(f, b);
+    }
+    const corrupt2 = await runCli(['wal-fetch', seg, dest, ...common]);
+    assert.equal(corrupt2.code, 5, corrupt2.stderr);
+    assert.ok(!existsSync(dest));
+    const chk2 = await runCli(['check', ...common]);
+    assert.equal(chk2.code, 5, 'check reports the damaged WAL entries');
+    const prune = await runCli(['prune', ...common]);
+    assert.equal(prune.code, 5, 'prune refuses to run while WAL entries are unreadable');
+  } finally {
+    t.cleanup();
+  }
+});
