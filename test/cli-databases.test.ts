@@ -99,3 +99,47 @@ sources:
     t.cleanup();
   }
 });
+
+/**
+ * A source whose tool fails at once (before the repository even started
+ * reading) and one that fails after writing output: both end with the tool's
+ * error and exit 1, no snapshot, the run recorded as failed — not a crash.
+ */
+test('CLI: a dump tool that fails immediately or midway gives a clear error, no snapshot, a failed run in the catalog', async () => {
+  const t = tmpDir();
+  try {
+    const cfg = path.join(t.dir, 'lifeboat.yaml');
+    await fsp.writeFile(
+      cfg,
+      `repositories:
+  main: { location: ./repo, autoInit: true }
+sources:
+  instant: { kind: command, command: "echo instant-failure >&2; exit 1" }
+  midway: { kind: command, command: "head -c 3000000 /dev/urandom; echo midway-failure >&2; exit 3" }
+jobs:
+  instant-job: { source: instant, retries: 0 }
+`,
+    );
+    const env = { LIFEBOAT_PASSWORD: 'fail-pw' };
+    for (const [name, msg] of [['instant', /exit code 1:\s+instant-failure/], ['midway', /exit code 3:\s+midway-failure/]] as const) {
+      const r = await runCli(['backup', '--source', name, '--config', cfg], { env });
+      assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, msg);
+      assert.doesNotMatch(r.stderr, /Unhandled|node:events/);
+    }
+    const run = await runCli(['run', 'instant-job', '--config', cfg], { env });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /instant-failure/);
+    assert.doesNotMatch(run.stderr, /Unhandled|node:events/);
+    const snaps = await runCli(['snapshots', '--json', '--config', cfg], { env });
+    assert.deepEqual(JSON.parse(snaps.stdout), []);
+    const db = new Database(path.join(t.dir, '.lifeboat', 'catalog.db'), { readonly: true });
+    const rows = db.prepare("SELECT status, error FROM runs WHERE job = 'instant-job'").all() as Array<{ status: string; error: string }>;
+    db.close();
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.status, 'failed');
+    assert.match(rows[0]!.error, /instant-failure/);
+  } finally {
+    t.cleanup();
+  }
+});

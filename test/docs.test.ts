@@ -19,3 +19,11 @@ test('every example config and every lifeboat.yaml snippet in the README is vali
     assert.doesNotThrow(() => parseConfig(text, 'README.md'), b.slice(0, 80));
   }
 });
+
+test('defaults of omitted sections are filled in (daemon: catalog, listen, concurrency)', () => {
+  const cfg = parseConfig('repositories:\n  local: { location: /tmp/x }\n', 'min.yaml');
+  assert.equal(cfg.daemon.catalog, '.lifeboat/catalog.db');
+  assert.equal(cfg.daemon.listen, '127.0.0.1:9187');
+  assert.equal(cfg.daemon.concurrency, 2);
+  assert.deepEqual(cfg.services, {});
+});

@@ -19,7 +19,7 @@ export const configSchema = z
     repositories: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'repository names use letters, digits, _ . -'), repositorySchema),
     sources: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'source names use letters, digits, _ . -'), sourceSchema).default({}),
     jobs: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'job names use letters, digits, _ . -'), jobSchema).default({}),
-    daemon: daemonSchema.default({} as never),
+    daemon: daemonSchema.prefault({}),
     notifiers: notifiersSchema.optional(),
     services: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'service names use letters, digits, _ . -'), serviceSchema).default({}),
     runbooks: runbooksConfigSchema.optional(),

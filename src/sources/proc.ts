@@ -313,6 +313,11 @@ export function spawnTool(cmd: string, args: string[], opts: SpawnToolOptions = 
   );
   // The consumer may only watch `stream`; the same error is delivered there.
   done.catch(() => {});
+  // A tool can fail before anybody consumes `stream` (e.g. while the repository
+  // is being locked): the error must not be an unhandled 'error' event. A
+  // consumer that reads later still sees it (the stream is errored), and `done`
+  // carries it too.
+  out.on('error', () => {});
   return { child, stream: out, done, abort, stderrTail: () => tail.toString() };
 }
 

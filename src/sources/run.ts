@@ -33,6 +33,9 @@ export async function runSourceBackup(
   const resolved = resolveSourcePaths(src, cfg);
   const handle = await STREAM_KINDS[src.kind].dump(resolved, { name, ...(opts.signal ? { signal: opts.signal } : {}) });
   const started = Date.now();
+  // The dump may fail before backupStream reads from it: its error reaches us
+  // through handle.done / the errored stream, never as an unhandled event.
+  handle.stream.on('error', () => {});
   let toolError: unknown;
   handle.done.catch((e: unknown) => {
     toolError = e;
