@@ -462,3 +462,99 @@ daemon:
     t.cleanup();
   }
 });
+
+/**
+ * equalsBackup: the query runs at backup time inside the snapshot pg_dump
+ * dumps (exported snapshot), so the drill can demand the restored value equal
+ * it exactly — even while the database is being written during the backup.
+ */
+test('equalsBackup: values recorded in the dump\'s own snapshot (writes during the backup), compared by the drill', async () => {
+  const t = tmpDir();
+  const db = uniqueName('lb_drill_eq_');
+  try {
+    await pgCreateDb(db);
+    await pgPopulate(db, { people: 3000, events: 20000 });
+    const cfgFile = path.join(t.dir, 'lifeboat.yaml');
+    const write = (extra = '') =>
+      fsp.writeFile(
+        cfgFile,
+        `repositories:
+  main: { location: ./repo, autoInit: true }
+sources:
+  pg: { kind: postgres, database: ${db} }
+jobs:
+  eq:
+    source: pg
+    drill:
+      queries:
+        - { name: people-at-backup, sql: "SELECT count(*) FROM people", equalsBackup: true }
+        - { name: max-id-at-backup, sql: "SELECT max(id) FROM people", equalsBackup: true }
+${extra}  eqbroken:
+    source: pg
+    drill:
+      queries:
+        - { name: broken, sql: "SELECT count(*) FROM no_such_table", equalsBackup: true }
+daemon:
+  catalog: ./catalog.db
+`,
+      );
+    await write();
+    // a writer inserting people while the backup runs
+    let stop = false;
+    let inserted = 0;
+    const writer = (async () => {
+      let id = 1_000_000;
+      while (!stop) {
+        await pgExec(db, 'INSERT INTO people (id, name) VALUES ($1, $2)', [id++, `Writer ${id}`]);
+        inserted++;
+      }
+    })();
+    let r;
+    try {
+      r = await runCli(['run', 'eq', '--config', cfgFile], { env });
+    } finally {
+      stop = true;
+      await writer;
+    }
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(inserted > 0, 'rows were written during the backup');
+    const snaps = JSON.parse((await runCli(['snapshots', '--json', '--config', cfgFile], { env })).stdout) as Array<{ source: { verification: Record<string, string>; verificationErrors: Record<string, string> } }>;
+    const src = snaps[0]!.source;
+    const recorded = Number(src.verification['SELECT count(*) FROM people']);
+    assert.ok(recorded >= 3000 && recorded <= 3000 + inserted, `recorded ${recorded}`);
+    assert.match(src.verificationErrors['SELECT count(*) FROM no_such_table']!, /no_such_table/);
+
+    // more rows after the backup: the drill compares with the backup, not with the live database
+    await pgExec(db, `INSERT INTO people (id, name) SELECT i, 'Later ' || i FROM generate_series(2000001, 2000100) i`);
+    r = await runCli(['drill', 'eq', '--config', cfgFile, '--json'], { env });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const ok = lastJson<DrillResult>(r.stdout);
+    const people = ok.checks.find((c) => c.name === 'people-at-backup')!;
+    assert.equal(people.ok, true, people.detail);
+    assert.match(people.detail, new RegExp(`"${recorded}", as at backup time`));
+    assert.equal(ok.checks.find((c) => c.name === 'max-id-at-backup')!.ok, true);
+
+    r = await runCli(['drill', 'eqbroken', '--config', cfgFile, '--json'], { env });
+    assert.equal(r.code, 1);
+    assert.match(lastJson<DrillResult>(r.stdout).error!, /broken: query failed: .*no_such_table.*failed at backup time too: .*no_such_table/);
+
+    // a query added after the last backup has no recorded value: the drill says so
+    await write(`        - { name: events-at-backup, sql: "SELECT count(*) FROM events", equalsBackup: true }\n`);
+    r = await runCli(['drill', 'eq', '--config', cfgFile, '--json'], { env });
+    assert.equal(r.code, 1);
+    assert.match(lastJson<DrillResult>(r.stdout).error!, /events-at-backup: no value recorded at backup time/);
+    // ... and the next backup records it
+    assert.equal((await runCli(['run', 'eq', '--config', cfgFile], { env })).code, 0);
+    r = await runCli(['drill', 'eq', '--config', cfgFile], { env });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+
+    // config: equalsBackup needs a source whose dump can share its snapshot
+    assert.throws(
+      () => parseConfig(`repositories:\n  main: { location: ./repo }\nsources:\n  r: { kind: redis }\njobs:\n  j:\n    source: r\n    drill:\n      queries: [{ sql: "x", equalsBackup: true }]\n`, '/tmp/l.yaml'),
+      (e: Error) => e instanceof ConfigError && /jobs\.j\.drill\.queries\.0\.equalsBackup: equalsBackup needs a postgres or sqlite source/.test(e.message),
+    );
+  } finally {
+    await pgDropDb(db).catch(() => {});
+    t.cleanup();
+  }
+});

@@ -49,6 +49,16 @@ export const configSchema = z
           ctx.addIssue({ code: 'custom', path: ['jobs', name, i === 0 ? 'repository' : 'copyTo'], message: `unknown repository "${r}" (defined: ${repos.join(', ')})` });
         }
       }
+      const srcKind = c.sources[j.source]?.kind;
+      for (const [qi, q] of (j.drill?.queries ?? []).entries()) {
+        if (q.equalsBackup && srcKind && srcKind !== 'postgres' && srcKind !== 'sqlite') {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['jobs', name, 'drill', 'queries', qi, 'equalsBackup'],
+            message: `equalsBackup needs a postgres or sqlite source (the value must come from the dump's own snapshot); "${j.source}" is ${srcKind}: use min/max/equals`,
+          });
+        }
+      }
       if (j.schedule) {
         try {
           new Cron(j.schedule, { paused: true });

@@ -221,6 +221,63 @@ function connFrom(o: { host: string; port: number; user: string; sslmode?: strin
   };
 }
 
+/**
+ * Open a REPEATABLE READ transaction, export its snapshot for `pg_dump
+ * --snapshot`, and run the verification queries in it: the values describe
+ * exactly the data in the dump. The transaction stays open until release().
+ */
+async function exportSnapshotWithValues(
+  conn: PgConn,
+  queries: string[],
+): Promise<{ snapshot: string; values: Record<string, string | null>; errors: Record<string, string>; release: () => Promise<void> }> {
+  const { default: pg } = await import('pg');
+  const ssl = conn.sslmode === 'require' ? { rejectUnauthorized: false } : conn.sslmode === 'verify-ca' || conn.sslmode === 'verify-full' ? true : undefined;
+  const client = new pg.Client({
+    host: conn.host,
+    port: conn.port,
+    user: conn.user,
+    database: conn.database,
+    ...(conn.password !== undefined ? { password: conn.password } : {}),
+    ...(ssl !== undefined ? { ssl } : {}),
+    connectionTimeoutMillis: conn.connectTimeout * 1000,
+    application_name: 'lifeboat verification',
+  });
+  client.on('error', () => {});
+  let released = false;
+  const release = async (): Promise<void> => {
+    if (released) return;
+    released = true;
+    await client.query('COMMIT').catch(() => {});
+    await client.end().catch(() => {});
+  };
+  try {
+    await client.connect();
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const snapshot = String((await client.query('SELECT pg_export_snapshot() AS s')).rows[0].s);
+    const values: Record<string, string | null> = {};
+    const errors: Record<string, string> = {};
+    for (const q of queries) {
+      // a failing query must not fail the backup (nor abort the exporting transaction):
+      // its error is recorded and the drill reports it
+      await client.query('SAVEPOINT lifeboat_verify');
+      try {
+        const r = await client.query({ text: q, rowMode: 'array' });
+        const v = (r.rows[0] as unknown[] | undefined)?.[0];
+        values[q] = v === null || v === undefined ? null : v instanceof Date ? v.toISOString() : String(v);
+        await client.query('RELEASE SAVEPOINT lifeboat_verify');
+      } catch (err) {
+        errors[q] = (err as Error).message.slice(0, 300);
+        await client.query('ROLLBACK TO SAVEPOINT lifeboat_verify');
+      }
+    }
+    return { snapshot, values, errors, release };
+  } catch (err) {
+    await release();
+    if (err instanceof LifeboatError) throw err;
+    throw new LifeboatError(`PostgreSQL ${conn.host}:${conn.port}: cannot export a snapshot for the verification queries: ${(err as Error).message}`);
+  }
+}
+
 /** Start `pg_dump` (or `pg_dumpall --globals-only`) with its stdout as the dump stream. */
 export async function dumpPostgres(input: PostgresSourceInput | PostgresSourceOptions, ctx: SourceContext = {}): Promise<DumpHandle> {
   const o = parseOptions(postgresSourceSchema, input, `postgres source${ctx.name ? ` ${ctx.name}` : ''}`);
@@ -252,12 +309,24 @@ export async function dumpPostgres(input: PostgresSourceInput | PostgresSourceOp
     );
   }
 
-  const run = spawnTool(tools.dump!, pgDumpArgs(o), {
-    tool: toolName,
-    env: pgEnv(conn),
-    signal: ctx.signal,
-    onSuccess: () => facts,
-  });
+  // Verification values for restore drills, read in the very snapshot pg_dump dumps.
+  const verify = !o.globals && ctx.verifyQueries?.length ? await exportSnapshotWithValues(conn, ctx.verifyQueries) : undefined;
+  const args = pgDumpArgs(o);
+  if (verify) args.unshift(`--snapshot=${verify.snapshot}`);
+  let run;
+  try {
+    run = spawnTool(tools.dump!, args, {
+      tool: toolName,
+      env: pgEnv(conn),
+      signal: ctx.signal,
+      onSuccess: () => (verify ? { ...facts, verification: verify.values, ...(Object.keys(verify.errors).length ? { verificationErrors: verify.errors } : {}) } : facts),
+    });
+  } catch (err) {
+    await verify?.release();
+    throw err;
+  }
+  // the exporting transaction must stay open until pg_dump has its snapshot (we keep it until the end)
+  if (verify) run.done.then(verify.release, verify.release);
   return {
     stream: run.stream,
     done: run.done,

@@ -24,6 +24,13 @@ export interface SourceContext {
   name?: string;
   /** Aborting kills the tool; `done` then rejects. */
   signal?: AbortSignal;
+  /**
+   * SQL queries to run in the dump's own snapshot (postgres: an exported
+   * snapshot shared with pg_dump; sqlite: on the copy that is streamed). Their
+   * first column of the first row is recorded in snapshot.source.verification,
+   * so a restore drill can compare (drill query `equalsBackup: true`).
+   */
+  verifyQueries?: string[];
 }
 
 /** Fields every source kind accepts, as in the files source. */

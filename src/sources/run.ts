@@ -22,6 +22,20 @@ export function resolveSourcePaths(src: StreamSourceConfig, cfg: { dir: string }
   return s as StreamSourceConfig;
 }
 
+/**
+ * The SQL of drill queries with `equalsBackup: true` of every job backing up
+ * this source: run at backup time in the dump's own snapshot and recorded in
+ * snapshot.source.verification, for the drill to compare with.
+ */
+export function backupVerificationQueries(cfg: LifeboatConfig, source: string): string[] {
+  const out = new Set<string>();
+  for (const job of Object.values(cfg.jobs)) {
+    if (job.source !== source) continue;
+    for (const q of job.drill?.queries ?? []) if (q.equalsBackup && q.sql) out.add(q.sql);
+  }
+  return [...out];
+}
+
 export async function runSourceBackup(
   repo: Repository,
   name: string,
@@ -31,7 +45,12 @@ export async function runSourceBackup(
 ): Promise<StreamBackupResult> {
   if (src.kind === 'files') throw new LifeboatError(`source ${name} is a files source, not a stream source`);
   const resolved = resolveSourcePaths(src, cfg);
-  const handle = await STREAM_KINDS[src.kind].dump(resolved, { name, ...(opts.signal ? { signal: opts.signal } : {}) });
+  const verifyQueries = backupVerificationQueries(cfg, name);
+  const handle = await STREAM_KINDS[src.kind].dump(resolved, {
+    name,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(verifyQueries.length ? { verifyQueries } : {}),
+  });
   const started = Date.now();
   // The dump may fail before backupStream reads from it: its error reaches us
   // through handle.done / the errored stream, never as an unhandled event.

@@ -148,6 +148,31 @@ async function removeSidecars(file: string): Promise<void> {
  * Make a consistent copy of the database, check it, and stream it. `done`
  * resolves once the whole copy was read (and deleted).
  */
+/**
+ * Verification values for restore drills, read from the copy that is streamed
+ * (so they describe exactly the backed-up data). A failing query is recorded,
+ * not fatal: the backup matters more than its later verification.
+ */
+function verificationValues(copy: string, queries: string[]): { values: Record<string, string | null>; errors: Record<string, string> } {
+  const db = new Database(copy, { readonly: true, fileMustExist: true });
+  const values: Record<string, string | null> = {};
+  const errors: Record<string, string> = {};
+  try {
+    for (const q of queries) {
+      try {
+        const row = db.prepare(q).raw().get() as unknown[] | undefined;
+        const v = row?.[0];
+        values[q] = v === null || v === undefined ? null : Buffer.isBuffer(v) ? v.toString('hex') : String(v);
+      } catch (err) {
+        errors[q] = (err as Error).message.slice(0, 300);
+      }
+    }
+  } finally {
+    db.close();
+  }
+  return { values, errors };
+}
+
 export async function dumpSqlite(input: SqliteSourceInput | SqliteSourceOptions, ctx: SourceContext = {}): Promise<DumpHandle> {
   const started = Date.now();
   const what = `sqlite source${ctx.name ? ` ${ctx.name}` : ''}`;
@@ -157,6 +182,7 @@ export async function dumpSqlite(input: SqliteSourceInput | SqliteSourceOptions,
   const work = await fsp.mkdtemp(path.join(o.tmpDir ?? tmpdir(), 'lifeboat-sqlite-'));
   const copy = path.join(work, 'copy.db');
   let facts: CopyFacts;
+  let verification: { values: Record<string, string | null>; errors: Record<string, string> } | undefined;
   try {
     const src = new Database(file, { readonly: true, fileMustExist: true, timeout: o.busyTimeout });
     try {
@@ -169,6 +195,7 @@ export async function dumpSqlite(input: SqliteSourceInput | SqliteSourceOptions,
     }
     if (ctx.signal?.aborted) throw new LifeboatError('SQLite backup was aborted');
     facts = inspectDb(copy, o, `copy of ${file}`);
+    if (ctx.verifyQueries?.length) verification = verificationValues(copy, ctx.verifyQueries);
     await removeSidecars(copy);
   } catch (err) {
     await fsp.rm(work, { recursive: true, force: true });
@@ -194,6 +221,8 @@ export async function dumpSqlite(input: SqliteSourceInput | SqliteSourceOptions,
           ...(facts.integrityCheck ? { integrityCheck: facts.integrityCheck } : {}),
           ...(facts.rowCounts ? { rowCounts: facts.rowCounts } : {}),
           tableCount: facts.tableCount,
+          ...(verification ? { verification: verification.values } : {}),
+          ...(verification && Object.keys(verification.errors).length ? { verificationErrors: verification.errors } : {}),
           pageSize: facts.pageSize,
           pageCount: facts.pageCount,
           size,

@@ -48,6 +48,10 @@ export const drillQuerySchema = z
     max: z.number().optional().describe('value must be a number <= max'),
     equals: z.union([z.number(), z.string()]).optional().describe('value must equal this (numbers compared numerically)'),
     expect: z.string().optional().describe('value as text must be exactly this'),
+    equalsBackup: z
+      .boolean()
+      .optional()
+      .describe('value must equal the same query run at backup time in the dump\'s own snapshot (postgres, sqlite sources; recorded in the snapshot)'),
     matches: z
       .string()
       .optional()
@@ -64,6 +68,7 @@ export const drillQuerySchema = z
   .strict()
   .superRefine((q, ctx) => {
     if ((q.sql === undefined) === (q.command === undefined)) ctx.addIssue({ code: 'custom', path: ['sql'], message: 'give exactly one of sql or command' });
+    if (q.equalsBackup && q.sql === undefined) ctx.addIssue({ code: 'custom', path: ['equalsBackup'], message: 'equalsBackup needs an sql query (it is run at backup time too)' });
     if (q.min !== undefined && q.max !== undefined && q.min > q.max) ctx.addIssue({ code: 'custom', path: ['min'], message: `min (${q.min}) is greater than max (${q.max})` });
   });
 

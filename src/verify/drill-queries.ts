@@ -25,8 +25,26 @@ function show(v: QueryValue): string {
   return s.length > 200 ? JSON.stringify(s.slice(0, 197) + '...') : JSON.stringify(s);
 }
 
+/** Values recorded at backup time (snapshot.source.verification / verificationErrors), keyed by SQL. */
+export interface RecordedValues {
+  values?: Record<string, string | null>;
+  errors?: Record<string, string>;
+}
+
 /** Compare a value with the assertions of a query. Returns null when it passes, else why not. */
-export function assertValue(q: DrillQuery, v: QueryValue): string | null {
+export function assertValue(q: DrillQuery, v: QueryValue, recorded: RecordedValues = {}): string | null {
+  if (q.equalsBackup && q.sql !== undefined) {
+    const err = recorded.errors?.[q.sql];
+    if (err !== undefined) return `the query failed at backup time: ${err}`;
+    if (!recorded.values || !(q.sql in recorded.values)) {
+      return 'no value recorded at backup time (the snapshot predates equalsBackup on this query; the next backup records it)';
+    }
+    const want = recorded.values[q.sql]!;
+    const got = v === null ? null : String(v);
+    const bothNum = want !== null && got !== null && want.trim() !== '' && got.trim() !== '' && Number.isFinite(Number(want)) && Number.isFinite(Number(got));
+    const same = bothNum ? Number(want) === Number(got) : want === got;
+    if (!same) return `got ${show(v)}, but ${want === null ? 'NULL' : JSON.stringify(want)} at backup time`;
+  }
   const asNum = v === null || v === '' || typeof v === 'boolean' ? NaN : Number(v);
   if (q.min !== undefined || q.max !== undefined) {
     if (!Number.isFinite(asNum)) return `expected a number, got ${show(v)}`;
@@ -68,16 +86,17 @@ export async function runQueryCommand(cmd: string | string[], env: Record<string
 }
 
 /** Run every query through `exec` and turn the outcomes into checks. Never throws for a failing query. */
-export async function runQueries(queries: readonly DrillQuery[], exec: (q: DrillQuery) => Promise<QueryValue>): Promise<DrillCheck[]> {
+export async function runQueries(queries: readonly DrillQuery[], exec: (q: DrillQuery) => Promise<QueryValue>, recorded: RecordedValues = {}): Promise<DrillCheck[]> {
   const out: DrillCheck[] = [];
   for (const [i, q] of queries.entries()) {
     const name = queryLabel(q, i);
     try {
       const v = await exec(q);
-      const why = assertValue(q, v);
-      out.push({ name, ok: why === null, detail: why ?? describeValue(v) });
+      const why = assertValue(q, v, recorded);
+      out.push({ name, ok: why === null, detail: why ?? (q.equalsBackup ? `${describeValue(v)}, as at backup time` : describeValue(v)) });
     } catch (err) {
-      out.push({ name, ok: false, detail: `query failed: ${(err as Error).message}` });
+      const atBackup = q.equalsBackup && q.sql !== undefined ? recorded.errors?.[q.sql] : undefined;
+      out.push({ name, ok: false, detail: `query failed: ${(err as Error).message}${atBackup ? ` (it failed at backup time too: ${atBackup})` : ''}` });
     }
   }
   return out;

@@ -174,6 +174,9 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
               if (signal.aborted) throw new LifeboatError(`drill aborted: ${errorMessage(signal.reason)}`);
               if (q.sql !== undefined) return target!.sql!(q.sql);
               return runQueryCommand(q.command!, target!.env(), cfg.dir, deadline - Date.now());
+            }, {
+              values: snapshot!.source?.verification as Record<string, string | null> | undefined,
+              errors: snapshot!.source?.verificationErrors as Record<string, string> | undefined,
             }),
           (c) => `${c.filter((x) => x.ok).length}/${c.length} query(ies) passed`,
         );
