@@ -298,3 +298,90 @@ test('wal-push is idempotent, refuses different content; wal-fetch verifies and 
     t.cleanup();
   }
 });
+
+/**
+ * The config-driven path: a `postgres-physical` source and a job with a 3-2-1
+ * copy. `lifeboat run` takes the base backup, copies it AND the WAL archive to
+ * the second repository; the primary repository is then deleted and the
+ * cluster is restored (to the end of the archive) from the copy alone.
+ */
+test('postgres-physical job: lifeboat run backs up, copies base backup and WAL; restore from the copy alone', { timeout: 300_000 }, async () => {
+  const t = tmpDir('lb-pitr-job-');
+  let primary: PgCluster | undefined;
+  let restored: PgCluster | undefined;
+  try {
+    const pw = path.join(t.dir, 'password');
+    await fsp.writeFile(pw, 'job-secret\n', { mode: 0o600 });
+    const repoA = path.join(t.dir, 'a');
+    const repoB = path.join(t.dir, 'b');
+    for (const r of [repoA, repoB]) ok(await runCli(['init', '--repo', r, '--password-file', pw]), 'init');
+    await chownToPostgres(t.dir);
+    await fsp.chmod(t.dir, 0o755);
+    primary = await createCluster({
+      settings: {
+        archive_mode: 'on',
+        archive_command: `${process.execPath} ${CLI} wal-push %p --repo ${repoA} --password-file ${pw}`,
+        archive_timeout: '2s',
+      },
+    });
+    const p = primary;
+    await p.query('CHECKPOINT');
+    await p.query('CREATE TABLE items (id int PRIMARY KEY, note text)');
+    await p.query(`INSERT INTO items SELECT g, 'before base backup ' || g FROM generate_series(1, 500) g`);
+    const cfg = path.join(t.dir, 'lifeboat.yaml');
+    await fsp.writeFile(
+      cfg,
+      `repositories:
+  a: { location: ${repoA}, password: { file: ${pw} } }
+  b: { location: ${repoB}, password: { file: ${pw} } }
+sources:
+  cluster: { kind: postgres-physical, host: 127.0.0.1, port: ${p.port}, user: postgres }
+jobs:
+  cluster-base:
+    source: cluster
+    repository: a
+    copyTo: [b]
+daemon:
+  catalog: ${path.join(t.dir, 'catalog.db')}
+`,
+    );
+    await fsp.chown(cfg, (await fsp.stat(t.dir)).uid, (await fsp.stat(t.dir)).gid);
+    await p.query(`INSERT INTO items SELECT g, 'after base backup ' || g FROM generate_series(501, 800) g`);
+    // the job copies the WAL archived so far; archive everything first
+    await waitArchived(p);
+    const run = ok(await runAsPostgres(['run', 'cluster-base', '--config', cfg], t.dir), 'run cluster-base');
+    assert.doesNotMatch(run.stderr, /copy to b failed/);
+    await p.query(`INSERT INTO items SELECT g, 'after the job ' || g FROM generate_series(801, 900) g`);
+    await waitArchived(p);
+    // the daemon's next run (or an explicit copy) brings the newest WAL over
+    ok(await runAsPostgres(['copy', '--from-repo', 'a', '--repo', 'b', '--config', cfg], t.dir), 'copy a -> b');
+
+    const snapsB = JSON.parse(ok(await runCli(['snapshots', '--json', '--repo', repoB, '--password-file', pw]), 'snapshots b').stdout) as Array<{ source?: Record<string, unknown> }>;
+    assert.equal(snapsB.filter((s) => s.source?.kind === 'pg-basebackup').length, 1, 'the base backup was copied once');
+    const walA = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', '--repo', repoA, '--password-file', pw]), 'wal-list a').stdout) as WalRow[];
+    const walB = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', '--repo', repoB, '--password-file', pw]), 'wal-list b').stdout) as WalRow[];
+    assert.deepEqual(walB.map((w) => w.name).sort(), walA.map((w) => w.name).sort(), 'the copy holds the whole WAL archive');
+
+    // lose the primary repository and the cluster; recover from the copy alone
+    p.stopServer('immediate');
+    await fsp.rm(repoA, { recursive: true, force: true });
+    const newDir = path.join(t.dir, 'restored');
+    ok(await runAsPostgres(['pg', 'restore', 'latest', '--to', newDir, '--disable-archiving', '--repo', repoB, '--password-file', pw], t.dir), 'pg restore from the copy');
+    restored = await createCluster({ existingData: newDir });
+    const r = restored;
+    await waitFor('recovery to finish', async () => {
+      try {
+        return !(await r.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0]!.rec;
+      } catch {
+        return false;
+      }
+    });
+    const n = (await r.query<{ n: string; max: number }>('SELECT count(*)::text AS n, max(id) AS max FROM items')).rows[0]!;
+    assert.equal(Number(n.n), 900, 'every committed row, including those after the base backup, replayed from the copy\'s WAL');
+    assert.equal(n.max, 900);
+  } finally {
+    await restored?.stop().catch(() => {});
+    await primary?.stop().catch(() => {});
+    t.cleanup();
+  }
+});

@@ -95,6 +95,12 @@ export class MasterIndex {
     }
   }
 
+  /** Forget everything (before re-reading the index files). */
+  clear(): void {
+    this.entries.clear();
+    this.files.clear();
+  }
+
   addFile(name: string, file: IndexFile): void {
     this.files.set(name, file.packs);
     for (const p of file.packs) this.addPack(p.id, p.blobs);

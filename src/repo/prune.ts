@@ -43,6 +43,9 @@ export interface PruneResult {
 export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<PruneResult> {
   const lock = await repo.lock(true, 'prune', opts.retryLockMs ?? 0);
   try {
+    // What was written between opening the repository and getting the lock
+    // (a backup, an archived WAL file) must count as used, not as garbage.
+    await repo.reloadIndex();
     if (repo.indexErrors.size > 0) {
       throw new LifeboatError(
         `refusing to prune: ${repo.indexErrors.size} index file(s) are damaged (${[...repo.indexErrors.keys()].map((n) => n.slice(0, 8)).join(', ')}); run "lifeboat repair index" first`,

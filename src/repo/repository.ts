@@ -188,6 +188,18 @@ export class Repository {
     this.index.computeDepths();
   }
 
+  /**
+   * Re-read the index from storage. Operations that decide what is garbage
+   * (prune) or copy what others wrote meanwhile (WAL copies) call this after
+   * taking their lock: other processes may have added packs and index files
+   * since this repository was opened.
+   */
+  async reloadIndex(): Promise<void> {
+    this.index.clear();
+    this.indexErrors.clear();
+    await this.loadIndex();
+  }
+
   async writeIndexFile(packs: IndexFilePack[]): Promise<string> {
     const file: IndexFile = { v: 1, packs };
     const bytes = sealJson(this.key.encKey, file, true);

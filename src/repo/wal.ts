@@ -429,12 +429,14 @@ export interface WalCopyResult {
  */
 export async function copyWal(src: Repository, dst: Repository, opts: { archive?: string; onProgress?: (m: string) => void } = {}): Promise<WalCopyResult> {
   const res: WalCopyResult = { copied: 0, present: 0, dataAdded: 0, conflicts: [] };
-  const entries = await listWal(src, opts.archive ? { archive: opts.archive } : {});
-  if (!entries.length) return res;
+  if ((await src.storage.list('wal')).length === 0) return res;
   const srcLock = await src.lock(false, 'copy WAL (source)');
   const dstLock = await dst.lock(false, 'copy WAL');
   const before = dst.stats.dataAdded;
   try {
+    // the archiver keeps pushing (each push its own index file): see what it wrote since we opened
+    await src.reloadIndex();
+    const entries = await listWal(src, opts.archive ? { archive: opts.archive } : {});
     for (const e of entries) {
       const have = await findWal(dst, e.archive, e.name);
       if (have) {
