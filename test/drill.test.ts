@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { tmpDir, runCli, makeTree } from './helpers/tmp.js';
 import { pgCreateDb, pgDropDb, pgExec, pgPopulate, myPopulate, myDropDb, withMy, uniqueName, startRedis, redisPopulate } from './helpers/db.js';
 import { startWebhookReceiver } from './helpers/receivers.js';
+import { createCluster } from './helpers/pgcluster.js';
 import { openCatalog } from '../src/ops/catalog.js';
 import { loadConfig, parseConfig } from '../src/config/load.js';
 import { listDrills, lastDrill } from '../src/verify/drill-store.js';
@@ -554,6 +555,69 @@ daemon:
       (e: Error) => e instanceof ConfigError && /jobs\.j\.drill\.queries\.0\.equalsBackup: equalsBackup needs a postgres or sqlite source/.test(e.message),
     );
   } finally {
+    await pgDropDb(db).catch(() => {});
+    t.cleanup();
+  }
+});
+
+/**
+ * drill.server: the scratch database lives on a separate drill server (here a
+ * private cluster on its own port), not on production. The production server
+ * never sees a scratch database; the drill server's is dropped afterwards.
+ */
+test('PostgreSQL drill on a designated drill server', { timeout: 180_000 }, async () => {
+  const t = tmpDir();
+  const db = uniqueName('lb_drill_srv_');
+  const drillServer = await createCluster();
+  try {
+    await pgCreateDb(db);
+    await pgPopulate(db, { people: 1500, events: 1000 });
+    const cfgFile = path.join(t.dir, 'lifeboat.yaml');
+    await fsp.writeFile(
+      cfgFile,
+      `repositories:
+  main: { location: ./repo, autoInit: true }
+sources:
+  pg: { kind: postgres, database: ${db} }
+jobs:
+  remote:
+    source: pg
+    drill:
+      server: { host: 127.0.0.1, port: ${drillServer.port}, user: postgres }
+      queries:
+        - { name: people, sql: "SELECT count(*) FROM people", equals: 1500 }
+        - { name: people-at-backup, sql: "SELECT count(*) FROM people", equalsBackup: true }
+daemon:
+  catalog: ./catalog.db
+`,
+    );
+    assert.equal((await runCli(['run', 'remote', '--config', cfgFile], { env })).code, 0);
+    // watch the drill server while the drill runs: the scratch database appears there
+    let seenOnDrillServer = false;
+    const poll = setInterval(() => {
+      drillServer
+        .query<{ n: string }>("SELECT count(*)::text AS n FROM pg_database WHERE datname LIKE 'lifeboat_drill_remote_%'")
+        .then((r) => {
+          if (Number(r.rows[0]!.n) > 0) seenOnDrillServer = true;
+        })
+        .catch(() => {});
+    }, 50);
+    let r;
+    try {
+      r = await runCli(['drill', 'remote', '--config', cfgFile, '--json'], { env });
+    } finally {
+      clearInterval(poll);
+    }
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const res = lastJson<DrillResult>(r.stdout);
+    assert.match(res.target, new RegExp(`on 127\\.0\\.0\\.1:${drillServer.port}$`));
+    assert.ok(res.checks.every((c) => c.ok), JSON.stringify(res.checks));
+    assert.ok(seenOnDrillServer, 'the scratch database was created on the drill server');
+    assert.deepEqual(await scratchPgDbs('remote'), [], 'never on the production server');
+    const left = await drillServer.query<{ n: string }>("SELECT count(*)::text AS n FROM pg_database WHERE datname LIKE 'lifeboat_drill_%'");
+    assert.equal(Number(left.rows[0]!.n), 0, 'dropped on the drill server');
+  } finally {
+    await drillServer.stop();
     await pgDropDb(db).catch(() => {});
     t.cleanup();
   }
