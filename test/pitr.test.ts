@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { CLI, type RunResult, runCli, tmpDir } from './helpers/tmp.js';
 import { chownToPostgres, createCluster, type PgCluster } from './helpers/pgcluster.js';
@@ -341,6 +342,11 @@ jobs:
     source: cluster
     repository: a
     copyTo: [b]
+    tier: critical
+    drill:
+      database: postgres
+      queries:
+        - { name: items, sql: "SELECT count(*) FROM items", equals: 900 }
 daemon:
   catalog: ${path.join(t.dir, 'catalog.db')}
 `,
@@ -355,6 +361,18 @@ daemon:
     await waitArchived(p);
     // the daemon's next run (or an explicit copy) brings the newest WAL over
     ok(await runAsPostgres(['copy', '--from-repo', 'a', '--repo', 'b', '--config', cfg], t.dir), 'copy a -> b');
+
+    // restore drill of the PITR path: base backup + WAL replayed by a private server, timed
+    const drill = await runCli(['drill', 'cluster-base', '--config', cfg, '--json'], {});
+    assert.equal(drill.code, 0, drill.stderr + drill.stdout);
+    const dr = JSON.parse(drill.stdout.trim().split('\n').pop()!) as { status: string; restoreMs: number; rtoMs: number; rtoMet: boolean; checks: Array<{ name: string; ok: boolean; detail: string }>; phases: Array<{ name: string; ms: number }> };
+    assert.equal(dr.status, 'success');
+    assert.deepEqual(dr.checks.map((c) => [c.name, c.ok]), [['recovery', true], ['databases', true], ['writable', true], ['items', true]]);
+    assert.equal(dr.rtoMs, 3600_000, 'tier critical: RTO 1h');
+    assert.equal(dr.rtoMet, true);
+    console.log(`PITR drill: restore (extract + WAL replay until promoted) ${dr.restoreMs} ms; phases ${dr.phases.map((p) => `${p.name} ${p.ms} ms`).join(', ')}`);
+    const leftovers = (await fsp.readdir(os.tmpdir())).filter((f) => f.startsWith('lifeboat-drill-cluster-base-'));
+    assert.deepEqual(leftovers, [], 'the scratch data directory is removed');
 
     const snapsB = JSON.parse(ok(await runCli(['snapshots', '--json', '--repo', repoB, '--password-file', pw]), 'snapshots b').stdout) as Array<{ source?: Record<string, unknown> }>;
     assert.equal(snapsB.filter((s) => s.source?.kind === 'pg-basebackup').length, 1, 'the base backup was copied once');

@@ -93,6 +93,7 @@ export const drillConfigSchema = z
       .describe('command sources: restore command for the drill (reads the dump on stdin; env LIFEBOAT_DRILL_DIR is a scratch directory); default: restore to a scratch file'),
     timeout: duration.default('1h').describe('the whole drill is aborted after this long (the scratch target is still dropped)'),
     scratchDir: z.string().min(1).optional().describe('directory for scratch files and directories (relative to the config file; default: the system temp directory)'),
+    database: z.string().min(1).optional().describe('postgres-physical sources: database the sql queries run in (default "postgres")'),
     keepTarget: z.boolean().default(false).describe('leave the scratch database/directory in place for inspection'),
   })
   .strict();

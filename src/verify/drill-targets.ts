@@ -25,6 +25,8 @@ import { restoreStream } from '../sources/stream.js';
 import type { DrillConfig } from './drill-config.js';
 import type { DrillCheck } from './drill.js';
 import type { QueryValue } from './drill-queries.js';
+import { pgPhysicalTarget } from './drill-pitr.js';
+import type { PgPhysicalOptions } from '../sources/pg-physical.js';
 
 /**
  * Scratch targets of restore drills, one per source kind. A target restores
@@ -43,6 +45,8 @@ import type { QueryValue } from './drill-queries.js';
  *             against the snapshot; file count and bytes compared
  *   command   drill.restoreCommand fed the dump, or the dump written to a
  *             scratch file; byte count compared
+ *   postgres-physical  base backup + archived WAL replayed by a private
+ *             server on a scratch data directory (src/verify/drill-pitr.ts)
  */
 
 export interface DrillTargetContext {
@@ -575,10 +579,12 @@ export function scratchTarget(ctx: DrillTargetContext): ScratchTarget {
       return filesTarget(ctx);
     case 'command':
       return commandTarget(ctx);
+    case 'postgres-physical':
+      return pgPhysicalTarget(ctx, src as PgPhysicalOptions);
     default:
       throw new ConfigError(`job ${ctx.job}: drills of ${src.kind} sources are not supported yet`);
   }
 }
 
 /** Source kinds whose targets answer `sql` queries. */
-export const SQL_KINDS: ReadonlySet<string> = new Set(['postgres', 'mysql', 'sqlite']);
+export const SQL_KINDS: ReadonlySet<string> = new Set(['postgres', 'mysql', 'sqlite', 'postgres-physical']);
