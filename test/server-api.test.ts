@@ -462,6 +462,44 @@ describe('API routes', () => {
   });
 });
 
+describe('the CLI as an API client (lifeboat api)', () => {
+  test('GET with a token file, POST with a body, role and authentication errors as exit codes', async () => {
+    const tf = path.join(tmp.dir, 'viewer.token');
+    writeFileSync(tf, viewerToken + '\n', { mode: 0o600 });
+    const of = path.join(tmp.dir, 'operator.token');
+    writeFileSync(of, operatorToken + '\n', { mode: 0o600 });
+    const jobs = await runCli(['api', 'GET', '/api/v1/jobs', '--server', base, '--token-file', tf], { env: ENV });
+    assert.equal(jobs.code, 0, jobs.stderr);
+    const list = JSON.parse(jobs.stdout) as unknown;
+    assert.ok(JSON.stringify(list).includes('"broken"'), 'the jobs of the config are listed');
+    // the prefix may be left out; the token may come from the environment
+    const ov = await runCli(['api', 'get', 'overview', '--server', base], { env: { ...ENV, LIFEBOAT_TOKEN: viewerToken } });
+    assert.equal(ov.code, 0, ov.stderr);
+    assert.ok(JSON.parse(ov.stdout));
+    // no token: 401 -> exit 2; viewer on an operator route: 403 -> exit 2
+    const anon = await runCli(['api', 'GET', '/api/v1/jobs', '--server', base], { env: ENV });
+    assert.equal(anon.code, 2);
+    assert.match(anon.stderr, /HTTP 401/);
+    const body = JSON.stringify({ title: 'Opened from the CLI', impact: 'minor', services: ['website'], message: 'looking into it' });
+    const forbidden = await runCli(['api', 'POST', '/api/v1/incidents', '--server', base, '--token-file', tf, '--data', body], { env: ENV });
+    assert.equal(forbidden.code, 2);
+    assert.match(forbidden.stderr, /HTTP 403/);
+    const created = await runCli(['api', 'POST', '/api/v1/incidents', '--server', base, '--token-file', of, '--data', body], { env: ENV });
+    assert.equal(created.code, 0, created.stderr);
+    const inc = JSON.parse(created.stdout) as { id: number; title: string };
+    assert.equal(inc.title, 'Opened from the CLI');
+    const resolved = await runCli(['api', 'POST', `/api/v1/incidents/${inc.id}/resolve`, '--server', base, '--token-file', of, '--data', '{"message":"fixed"}'], { env: ENV });
+    assert.equal(resolved.code, 0, resolved.stderr);
+    assert.equal((JSON.parse(resolved.stdout) as { status: string }).status, 'resolved');
+    const bad = await runCli(['api', 'POST', '/api/v1/incidents', '--server', base, '--token-file', of, '--data', '{not json'], { env: ENV });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /not valid JSON/);
+    const down = await runCli(['api', 'GET', '/api/v1/jobs', '--server', 'http://127.0.0.1:9', '--token-file', tf], { env: ENV });
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /cannot reach/);
+  });
+});
+
 describe('status page and maintenance windows', () => {
   test('components follow job health and incidents; maintenance windows via API and CLI; static export', async () => {
     let st = (await call('GET', '/status.json')).json;

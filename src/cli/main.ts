@@ -13,6 +13,7 @@ import { registerDrill } from './commands/drill.js';
 import { registerPg } from './commands/pg.js';
 import { registerRunbook } from './commands/runbook.js';
 import { registerServe } from './commands/serve.js';
+import { registerApi } from './commands/api.js';
 import { PROGRAM } from '../repo/repository.js';
 
 /**
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   registerPg(program, ctxOf);
   registerRunbook(program, ctxOf);
   registerServe(program, ctxOf);
+  registerApi(program, ctxOf);
   for (const c of program.commands) {
     c.exitOverride();
     for (const s of c.commands) s.exitOverride();
