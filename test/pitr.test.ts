@@ -365,7 +365,9 @@ daemon:
     // restore drill of the PITR path: base backup + WAL replayed by a private server, timed
     const drill = await runCli(['drill', 'cluster-base', '--config', cfg, '--json'], {});
     assert.equal(drill.code, 0, drill.stderr + drill.stdout);
-    const dr = JSON.parse(drill.stdout.trim().split('\n').pop()!) as { status: string; restoreMs: number; rtoMs: number; rtoMet: boolean; checks: Array<{ name: string; ok: boolean; detail: string }>; phases: Array<{ name: string; ms: number }> };
+    const dr = JSON.parse(drill.stdout.trim().split('\n').pop()!) as { status: string; restoreMs: number; rtoMs: number; rtoMet: boolean; backupAgeMs: number; snapshotTime: string; startedAt: string; checks: Array<{ name: string; ok: boolean; detail: string }>; phases: Array<{ name: string; ms: number }> };
+    // the newest restorable point is the newest archived WAL (archived after the base backup), not the base backup
+    assert.ok(dr.backupAgeMs < Date.parse(dr.startedAt) - Date.parse(dr.snapshotTime), `backupAgeMs ${dr.backupAgeMs} counts from the newest archived WAL`);
     assert.equal(dr.status, 'success');
     assert.deepEqual(dr.checks.map((c) => [c.name, c.ok]), [['recovery', true], ['databases', true], ['writable', true], ['items', true]]);
     assert.equal(dr.rtoMs, 3600_000, 'tier critical: RTO 1h');

@@ -9,6 +9,7 @@ import { resolveObjectives } from '../policy/objectives.js';
 import { formatDuration as formatCoarse, parseDuration } from '../policy/retention.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
+import { DEFAULT_ARCHIVE, listWal } from '../repo/wal.js';
 import { drillConfigSchema, type DrillConfig } from './drill-config.js';
 import { runQueries, runQueryCommand, type QueryValue } from './drill-queries.js';
 import { recordDrill } from './drill-store.js';
@@ -118,6 +119,7 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
   let cleanupError: string | undefined;
   let snapshot: SnapshotWithId | undefined;
   let newest: SnapshotWithId | undefined;
+  let newestPointMs: number | undefined;
   let target: ScratchTarget | undefined;
   let repo: Repository | undefined;
 
@@ -150,6 +152,13 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
         repo = await openConfiguredRepo(cfg, repoName, { retryLockMs: 60_000, allowInit: false });
         const snaps = sourceSnapshots(await repo.listSnapshots(), jobCfg.source);
         newest = snaps[snaps.length - 1];
+        // point-in-time recovery: the newest restorable point is the newest archived WAL, not the base backup
+        if (src.kind === 'postgres-physical' && newest) {
+          const archive = String((newest.source as { archive?: string } | undefined)?.archive ?? DEFAULT_ARCHIVE);
+          const wal = await listWal(repo, { archive, onError: () => {} });
+          const last = wal.reduce((m, e) => Math.max(m, Date.parse(e.time)), 0);
+          if (last > Date.parse(newest.time)) newestPointMs = last;
+        }
         if (opts.snapshot && opts.snapshot !== 'latest') {
           const s = await repo.findSnapshot(opts.snapshot);
           if (!isSourceSnapshot(s, jobCfg.source)) throw new LifeboatError(`snapshot ${s.id.slice(0, 8)} is not a snapshot of source ${jobCfg.source}`, 2);
@@ -207,7 +216,8 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
   const restoreMs = (restorePhase?.ms ?? 0) + (integrityPhase?.ms ?? 0);
   const restored = !!restorePhase?.ok && !!integrityPhase?.ok;
   const rtoMet = restored && restoreMs <= objectives.rtoMs;
-  const backupAgeMs = newest ? Math.max(0, startedAt.getTime() - Date.parse(newest.time)) : null;
+  const newestPoint = newestPointMs ?? (newest ? Date.parse(newest.time) : undefined);
+  const backupAgeMs = newestPoint !== undefined ? Math.max(0, startedAt.getTime() - newestPoint) : null;
   const rpoMet = backupAgeMs !== null && backupAgeMs <= objectives.rpoMs;
   const failedChecks = checks.filter((c) => !c.ok);
   if (!error && failedChecks.length) error = `${failedChecks.length} check(s) failed: ${failedChecks.map((c) => `${c.name}: ${c.detail}`).join('; ')}`;
