@@ -70,6 +70,37 @@ describe('RPO', () => {
     }
   });
 
+  test('PITR: archived WAL newer than the last base backup is the recovery point (only on top of a successful base backup)', async () => {
+    const c = await freshCatalog();
+    try {
+      const walAt = ago(2 * 60_000);
+      const pitrJob: JobSpec = { ...job('db', 15 * 60_000), recoveryPoint: async () => walAt };
+      // no successful base backup: WAL alone is not restorable
+      const none = await evaluate(c, [pitrJob], { now: NOW, skip: ['size', 'failures', 'free-space'] });
+      assert.equal(none.findings[0]!.severity, 'critical');
+      assert.match(none.findings[0]!.message, /no successful backup/);
+      // base backup a day ago (RPO 15m) but WAL archived 2 minutes ago: ok
+      await addRun(c, 'db', ago(24 * H), 'success');
+      const r = await evaluate(c, [pitrJob], { now: NOW, skip: ['size', 'failures', 'free-space'] });
+      const f = r.findings[0]!;
+      assert.equal(f.severity, 'ok', f.message);
+      assert.equal(f.details.ageMs, 2 * 60_000);
+      assert.equal(f.details.walArchivedAt, walAt.toISOString());
+      assert.match(f.message, /newest archived WAL/);
+      // the archiver stalled: WAL is as old as the RPO allows no more
+      const stalled: JobSpec = { ...pitrJob, recoveryPoint: async () => ago(40 * 60_000) };
+      assert.equal((await evaluate(c, [stalled], { now: NOW, skip: ['size', 'failures', 'free-space'] })).findings[0]!.severity, 'critical');
+      // the same in /health/backup
+      const h = await backupHealth(c, [pitrJob], { now: NOW });
+      assert.equal(h.ok, true);
+      // a failing recovery-point reader only loses the extra information
+      const broken: JobSpec = { ...pitrJob, recoveryPoint: async () => { throw new Error('storage down'); } };
+      assert.equal((await evaluate(c, [broken], { now: NOW, skip: ['size', 'failures', 'free-space'] })).findings[0]!.severity, 'critical');
+    } finally {
+      await c.close();
+    }
+  });
+
   test('backupHealth lists failing jobs with reasons', async () => {
     const c = await freshCatalog();
     try {

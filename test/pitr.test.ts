@@ -376,6 +376,15 @@ daemon:
     const leftovers = (await fsp.readdir(os.tmpdir())).filter((f) => f.startsWith('lifeboat-drill-cluster-base-'));
     assert.deepEqual(leftovers, [], 'the scratch data directory is removed');
 
+    // monitoring: the job's recovery point is the newest archived WAL, later than the base backup run
+    const st = await runCli(['status', '--json', '--config', cfg], {});
+    const rpoFinding = (JSON.parse(st.stdout.trim().split('\n').pop()!) as { findings: Array<{ job: string; check: string; severity: string; details: Record<string, unknown> }> }).findings.find(
+      (f) => f.job === 'cluster-base' && f.check === 'rpo',
+    )!;
+    assert.equal(rpoFinding.severity, 'ok');
+    assert.ok(typeof rpoFinding.details.walArchivedAt === 'string', JSON.stringify(rpoFinding));
+    assert.equal(rpoFinding.details.lastSuccessAt, rpoFinding.details.walArchivedAt);
+
     const snapsB = JSON.parse(ok(await runCli(['snapshots', '--json', '--repo', repoB, '--password-file', pw]), 'snapshots b').stdout) as Array<{ source?: Record<string, unknown> }>;
     assert.equal(snapsB.filter((s) => s.source?.kind === 'pg-basebackup').length, 1, 'the base backup was copied once');
     const walA = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', '--repo', repoA, '--password-file', pw]), 'wal-list a').stdout) as WalRow[];

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { LifeboatConfig } from '../config/load.js';
-import { resolveLocation } from '../config/repos.js';
+import { resolveLocation, storageFor } from '../config/repos.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { describeRpo, resolveObjectives, rpoStatus, type Tier, TIERS } from '../policy/objectives.js';
 import { parseLocation } from '../storage/open.js';
@@ -67,6 +67,12 @@ export interface JobSpec {
   name: string;
   tier: Tier;
   rpoMs: number;
+  /**
+   * A recovery point newer than the last backup run, if the job has one:
+   * for PostgreSQL point-in-time recovery, the newest archived WAL file (data
+   * up to then is restorable on top of the last base backup).
+   */
+  recoveryPoint?: () => Promise<Date | undefined>;
   /** Primary repository first, then copy targets. */
   repositories: RepositorySpec[];
 }
@@ -123,8 +129,9 @@ export function median(values: readonly number[]): number {
 
 // --- pure checks -------------------------------------------------------------
 
-export function checkRpo(job: JobSpec, lastSuccess: RunRecord | undefined, now: Date): Finding {
-  const at = lastSuccess?.startedAt;
+export function checkRpo(job: JobSpec, lastSuccess: RunRecord | undefined, now: Date, walAt?: Date): Finding {
+  // archived WAL only counts on top of a base backup that succeeded
+  const at = lastSuccess && walAt && walAt > lastSuccess.startedAt ? walAt : lastSuccess?.startedAt;
   const severity = rpoStatus(at, job.rpoMs, now);
   const ageMs = at ? Math.max(0, now.getTime() - at.getTime()) : null;
   return {
@@ -132,10 +139,11 @@ export function checkRpo(job: JobSpec, lastSuccess: RunRecord | undefined, now: 
     check: 'rpo',
     severity,
     tier: job.tier,
-    message: `${job.name}: ${describeRpo(at, job.rpoMs, now)}`,
+    message: `${job.name}: ${describeRpo(at, job.rpoMs, now)}${at && at === walAt ? ' (newest archived WAL)' : ''}`,
     details: {
       rpoMs: job.rpoMs,
       lastSuccessAt: at?.toISOString() ?? null,
+      ...(walAt ? { walArchivedAt: walAt.toISOString() } : {}),
       ageMs,
       lastSuccessRunId: lastSuccess?.id ?? null,
       snapshotId: lastSuccess?.snapshotId ?? null,
@@ -275,8 +283,32 @@ export function jobsFromConfig(cfg: LifeboatConfig): JobSpec[] {
   return Object.entries(cfg.jobs).map(([name, job]) => {
     const o = resolveObjectives(job.tier, { ...(job.rpo ? { rpo: job.rpo } : {}), ...(job.rto ? { rto: job.rto } : {}) });
     const repos = [jobRepository(cfg, job), ...job.copyTo];
-    return { name, tier: o.tier, rpoMs: o.rpoMs, repositories: [...new Set(repos)].map(repoSpec) };
+    const spec: JobSpec = { name, tier: o.tier, rpoMs: o.rpoMs, repositories: [...new Set(repos)].map(repoSpec) };
+    if (cfg.sources[job.source]?.kind === 'postgres-physical') {
+      const primary = jobRepository(cfg, job);
+      spec.recoveryPoint = async () => {
+        const conf = cfg.repositories[primary]!;
+        const storage = storageFor(resolveLocation(cfg, conf.location), conf, cfg);
+        try {
+          let newest: Date | undefined;
+          for (const o of await storage.list('wal')) if (o.mtime && (!newest || o.mtime > newest)) newest = o.mtime;
+          return newest;
+        } finally {
+          await storage.close();
+        }
+      };
+    }
+    return spec;
   });
+}
+
+/** A job's extra recovery point; a failure to read it only loses the extra information. */
+async function recoveryPointOf(job: JobSpec): Promise<Date | undefined> {
+  try {
+    return await job.recoveryPoint?.();
+  } catch {
+    return undefined;
+  }
 }
 
 async function lastFinalRun(catalog: Catalog, job: string): Promise<RunRecord | undefined> {
@@ -298,7 +330,9 @@ export async function evaluate(catalog: Catalog, jobs: readonly JobSpec[], opts:
   };
   for (const job of jobs) {
     if (!skip.has('rpo')) {
-      await guard(job.name, 'rpo', job.tier, async () => checkRpo(job, await catalog.lastSuccess(job.name, { includePartial: opts.partialSatisfiesRpo ?? true }), now));
+      await guard(job.name, 'rpo', job.tier, async () =>
+        checkRpo(job, await catalog.lastSuccess(job.name, { includePartial: opts.partialSatisfiesRpo ?? true }), now, await recoveryPointOf(job)),
+      );
     }
     if (!skip.has('size')) {
       await guard(job.name, 'size', job.tier, async () => checkSize(job, await catalog.sizeHistory(job.name, (opts.size?.window ?? 5) + 1), opts.size));
@@ -348,7 +382,7 @@ export async function backupHealth(catalog: Catalog, jobs: readonly JobSpec[], o
   const now = opts.now ?? new Date();
   const out: BackupHealth = { ok: true, at: now, jobs: [], failing: [] };
   for (const job of jobs) {
-    const f = checkRpo(job, await catalog.lastSuccess(job.name, { includePartial: opts.partialSatisfiesRpo ?? true }), now);
+    const f = checkRpo(job, await catalog.lastSuccess(job.name, { includePartial: opts.partialSatisfiesRpo ?? true }), now, await recoveryPointOf(job));
     const ageMs = f.details.ageMs as number | null;
     out.jobs.push({
       job: job.name,

@@ -196,7 +196,7 @@ export class LocalStorage implements Storage {
       for (const e of entries) {
         if (!e.isFile() || e.name.startsWith('.tmp-')) continue;
         const st = await fsp.stat(path.join(dir, e.name)).catch(() => undefined);
-        if (st) out.push({ name: e.name, size: st.size });
+        if (st) out.push({ name: e.name, size: st.size, mtime: st.mtime });
       }
     }
     return out;

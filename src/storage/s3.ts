@@ -596,7 +596,7 @@ export class S3Storage implements Storage {
         if (!obj.Key || obj.Key.endsWith('/')) continue; // "directory" markers made by some tools
         const name = obj.Key.slice(obj.Key.lastIndexOf('/') + 1);
         if (!name) continue;
-        out.push({ name, size: obj.Size ?? 0 });
+        out.push({ name, size: obj.Size ?? 0, ...(obj.LastModified ? { mtime: obj.LastModified } : {}) });
       }
       token = res.IsTruncated ? res.NextContinuationToken : undefined;
       if (res.IsTruncated && !token) {

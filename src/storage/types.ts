@@ -18,6 +18,8 @@ export const FILE_TYPES: readonly FileType[] = ['config', 'key', 'snapshot', 'in
 export interface ObjectInfo {
   name: string;
   size: number;
+  /** Last modification time, where the backend reports it in listings (freshness checks only; never trusted for data). */
+  mtime?: Date;
 }
 
 export interface Storage {
