@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CLI, type RunResult, runCli, tmpDir } from './helpers/tmp.js';
-import { chownToPostgres, createCluster, type PgCluster } from './helpers/pgcluster.js';
+import { chownToPostgres, createCluster, PG_BIN, type PgCluster } from './helpers/pgcluster.js';
+import { freePort } from './helpers/db.js';
 
 /**
  * PostgreSQL point-in-time recovery against real clusters: the server archives
@@ -329,6 +330,7 @@ test('postgres-physical job: lifeboat run backs up, copies base backup and WAL; 
     await p.query('CHECKPOINT');
     await p.query('CREATE TABLE items (id int PRIMARY KEY, note text)');
     await p.query(`INSERT INTO items SELECT g, 'before base backup ' || g FROM generate_series(1, 500) g`);
+    const rbPort = await freePort();
     const cfg = path.join(t.dir, 'lifeboat.yaml');
     await fsp.writeFile(
       cfg,
@@ -347,6 +349,27 @@ jobs:
       database: postgres
       queries:
         - { name: items, sql: "SELECT count(*) FROM items", equals: 900 }
+services:
+  app: { jobs: [cluster-base] }
+runbooks:
+  pitr-undo:
+    title: Undo a bad deployment by point-in-time recovery
+    scenario: database-corruption
+    severity: high
+    services: [app]
+    incident: false
+    steps:
+      - { type: restore, name: pitr, source: cluster, to: ./rb-restored, targetTime: "2000-01-01T00:00:00Z" }
+      - type: exec
+        name: start
+        command: "runuser -u postgres -- ${PG_BIN}/pg_ctl -D ./rb-restored -l ./rb.log -o '-p ${rbPort} -c archive_mode=off' -w start"
+        timeout: 2m
+        rollback: { type: exec, command: "runuser -u postgres -- ${PG_BIN}/pg_ctl -D ./rb-restored -m immediate stop" }
+      - type: wait
+        name: promoted
+        until: { type: sql, url: "postgres://postgres@127.0.0.1:${rbPort}/postgres", query: "SELECT pg_is_in_recovery()", expect: false }
+        timeout: 2m
+      - { type: sql, name: rows, url: "postgres://postgres@127.0.0.1:${rbPort}/postgres", query: "SELECT count(*) FROM items", expect: 800 }
 daemon:
   catalog: ${path.join(t.dir, 'catalog.db')}
 `,
@@ -357,6 +380,11 @@ daemon:
     await waitArchived(p);
     const run = ok(await runAsPostgres(['run', 'cluster-base', '--config', cfg], t.dir), 'run cluster-base');
     assert.doesNotMatch(run.stderr, /copy to b failed/);
+    // the moment the runbook will go back to: after rows 1-800, before 801-900
+    await sleep(1000);
+    const tMid = (await p.query<{ t: Date }>('SELECT clock_timestamp() AS t')).rows[0]!.t;
+    await sleep(1000);
+    await fsp.writeFile(cfg, (await fsp.readFile(cfg, 'utf8')).replace('2000-01-01T00:00:00Z', tMid.toISOString()));
     await p.query(`INSERT INTO items SELECT g, 'after the job ' || g FROM generate_series(801, 900) g`);
     await waitArchived(p);
     // the daemon's next run (or an explicit copy) brings the newest WAL over
@@ -390,6 +418,14 @@ daemon:
     const walA = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', '--repo', repoA, '--password-file', pw]), 'wal-list a').stdout) as WalRow[];
     const walB = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', '--repo', repoB, '--password-file', pw]), 'wal-list b').stdout) as WalRow[];
     assert.deepEqual(walB.map((w) => w.name).sort(), walA.map((w) => w.name).sort(), 'the copy holds the whole WAL archive');
+
+    // a runbook: point-in-time restore to the moment before rows 801-900, start the server, check
+    const rb = await runCli(['runbook', 'run', 'pitr-undo', '--config', cfg, '--json'], {});
+    try {
+      assert.equal(rb.code, 0, rb.stderr + rb.stdout);
+    } finally {
+      spawnSync('runuser', ['-u', 'postgres', '--', `${PG_BIN}/pg_ctl`, '-D', path.join(t.dir, 'rb-restored'), '-m', 'immediate', 'stop']);
+    }
 
     // lose the primary repository and the cluster; recover from the copy alone
     p.stopServer('immediate');
