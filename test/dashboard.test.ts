@@ -247,7 +247,8 @@ test('dashboard: a viewer sees no operator actions, and the API refuses them', a
   await page.click('a[data-page="incidents"]');
   await page.waitForSelector('tr[data-incident]');
   await page.locator('tr[data-incident] a').first().click();
-  await page.waitForSelector('.page[data-page="incidents"] h1');
+  // the list page has an h1 too: wait for the detail page's own heading
+  await page.locator('.page[data-page="incidents"] h1', { hasText: /Incident #\d+/ }).waitFor();
   assert.match((await page.textContent('.page h1'))!, /Incident #\d+/);
   await page.click('a[data-page="tasks"]');
   await page.waitForSelector('.page[data-page="tasks"] tr a');
