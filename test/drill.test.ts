@@ -302,7 +302,8 @@ daemon:
     const res = lastJson<DrillResult>(r.stdout);
     assert.equal(res.status, 'success');
     assert.match(res.target, /^mysql database lifeboat_drill_my_[0-9a-f]{10} on 127\.0\.0\.1:3306$/);
-    const left = await withMy(undefined, async (c) => (await c.query(`SHOW DATABASES LIKE 'lifeboat_drill_my_%'`))[0] as unknown[]);
+    const scratch = /database (lifeboat_drill_my_[0-9a-f]{10}) /.exec(res.target)![1]!;
+    const left = await withMy(undefined, async (c) => (await c.query(`SHOW DATABASES LIKE '${scratch}'`))[0] as unknown[]);
     assert.deepEqual(left, []);
   } finally {
     await myDropDb(db);

@@ -160,7 +160,4 @@ export function parseConfig(text: string, file: string): LifeboatConfig {
   return cfg;
 }
 
-/** Resolve a path from the config relative to the config file's directory. */
-export function configPath(cfg: { dir: string }, p: string): string {
-  return path.isAbsolute(p) ? p : path.resolve(cfg.dir, p);
-}
+export { configPath } from './paths.js';

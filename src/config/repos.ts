@@ -1,4 +1,5 @@
-import { configPath, type LifeboatConfig } from './load.js';
+import { configPath } from './paths.js';
+import type { LifeboatConfig } from './load.js';
 import { parseSize, type RepositoryConfig } from './schema.js';
 import { resolveSecret, type SecretRef } from './password.js';
 import { ConfigError, NoRepositoryError } from '../errors.js';

@@ -1,5 +1,5 @@
 import type { LifeboatConfig } from '../config/load.js';
-import { configPath } from '../config/load.js';
+import { configPath } from '../config/paths.js';
 import type { JobConfig } from '../config/schema.js';
 import { openConfiguredRepo } from '../config/repos.js';
 import { ConfigError, LifeboatError } from '../errors.js';

@@ -1,7 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { createTransport } from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import { secretFromConfig } from '../config/repos.js';
 import { secretSchema } from '../config/schema.js';
 import type { SecretRef } from '../config/password.js';
@@ -430,7 +430,8 @@ export class EmailNotifier implements Notifier {
   readonly retries: number;
   readonly retryDelayMs: number;
   readonly #opts: EmailNotifierOptions;
-  readonly #transport: ReturnType<typeof createTransport>;
+  // nodemailer is loaded on first use: most CLI runs never send mail
+  #transport: Promise<Transporter> | undefined;
 
   constructor(opts: EmailNotifierOptions) {
     this.name = opts.name;
@@ -440,8 +441,13 @@ export class EmailNotifier implements Notifier {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.retries = opts.retries ?? 2;
     this.retryDelayMs = opts.retryDelayMs ?? 2000;
+  }
+
+  #transporter(): Promise<Transporter> {
+    const opts = this.#opts;
+    const port = opts.port ?? 587;
     const starttls = opts.starttls ?? (opts.auth ? 'required' : 'opportunistic');
-    this.#transport = createTransport({
+    return (this.#transport ??= import('nodemailer').then(({ createTransport }) => createTransport({
       host: opts.host,
       port,
       secure: opts.secure ?? false,
@@ -455,13 +461,13 @@ export class EmailNotifier implements Notifier {
       disableFileAccess: true,
       disableUrlAccess: true,
       logger: false,
-    });
+    })));
   }
 
   async send(msg: AlertMessage): Promise<void> {
     const secrets = this.#opts.auth ? [this.#opts.auth.pass] : [];
     try {
-      await this.#transport.sendMail({
+      await (await this.#transporter()).sendMail({
         from: this.#opts.from,
         to: this.#opts.to,
         subject: msg.title,
@@ -482,7 +488,7 @@ export class EmailNotifier implements Notifier {
   }
 
   async close(): Promise<void> {
-    this.#transport.close();
+    if (this.#transport) (await this.#transport).close();
   }
 }
 

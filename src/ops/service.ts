@@ -1,7 +1,7 @@
 import type { LifeboatConfig } from '../config/load.js';
 import { openCatalog, runFinishFromJobResult, type Catalog } from './catalog.js';
 import { Daemon, type DaemonHooks } from './daemon.js';
-import { startHealthServer, type HealthServer } from './health-server.js';
+import type { HealthServer } from './health-server.js';
 import { jobRepository, type JobResult } from './jobs.js';
 import { evaluate, jobsFromConfig, type MonitorReport } from './monitor.js';
 import { AlertManager, parseNotifiersConfig } from './notify.js';
@@ -71,7 +71,8 @@ export async function startService(
     // rotating read-data checks (daemon.maintenance.checkReadDataSubset)
     checkSubset: async (id, name, subset) => (await nextRotation(catalog, id, name, subset)).subset,
   });
-  const health = opts.listen === false ? undefined : await startHealthServer({ listen: opts.listen ?? cfg.daemon.listen, catalog, jobs });
+  // loaded here, not at the top: prom-client is only needed by the daemon
+  const health = opts.listen === false ? undefined : await (await import('./health-server.js')).startHealthServer({ listen: opts.listen ?? cfg.daemon.listen, catalog, jobs });
   if (health) log(`metrics and health on ${health.url} (/metrics, /health, /health/backup)`);
   await daemon.start();
   await evaluateNow().catch((e) => log(`monitor: ${(e as Error).message}`));

@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { configPath, type LifeboatConfig } from '../config/load.js';
+import { configPath } from '../config/paths.js';
+import type { LifeboatConfig } from '../config/load.js';
 import { openConfiguredRepo, secretFromConfig } from '../config/repos.js';
 import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
 import { parseDuration } from '../policy/retention.js';

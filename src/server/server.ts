@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LifeboatConfig } from '../config/load.js';
-import { configPath } from '../config/load.js';
+import { configPath } from '../config/paths.js';
 import { secretFromConfig } from '../config/repos.js';
 import type { Catalog } from '../ops/catalog.js';
 import { openConfigCatalog } from '../ops/service.js';

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { LifeboatConfig } from '../config/load.js';
-import { configPath } from '../config/load.js';
+import { configPath } from '../config/paths.js';
 import { openConfiguredRepo } from '../config/repos.js';
 import { ConfigError, LifeboatError } from '../errors.js';
 import { jobRepository } from '../ops/jobs.js';

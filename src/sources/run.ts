@@ -1,4 +1,5 @@
-import { configPath, type LifeboatConfig } from '../config/load.js';
+import { configPath } from '../config/paths.js';
+import type { LifeboatConfig } from '../config/load.js';
 import { LifeboatError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';

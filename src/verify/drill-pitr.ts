@@ -4,8 +4,8 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import { configPath } from '../config/load.js';
+import type pg from 'pg';
+import { configPath } from '../config/paths.js';
 import { repositoryPassword } from '../config/repos.js';
 import { LifeboatError } from '../errors.js';
 import { DEFAULT_ARCHIVE } from '../repo/wal.js';
@@ -88,7 +88,8 @@ export function pgPhysicalTarget(ctx: DrillTargetContext, src: PgPhysicalOptions
     return log.trim().split('\n').slice(-6).join(' | ');
   };
   const connect = async (db: string): Promise<pg.Client> => {
-    const c = new pg.Client({ host: dir!, port: portNum, user, database: db, connectionTimeoutMillis: 5000 });
+    const { default: PG } = await import('pg');
+    const c = new PG.Client({ host: dir!, port: portNum, user, database: db, connectionTimeoutMillis: 5000 });
     c.on('error', () => {});
     await c.connect();
     return c;

@@ -6,9 +6,10 @@ import * as path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
-import mysql from 'mysql2/promise';
-import pg from 'pg';
-import { configPath, type LifeboatConfig } from '../config/load.js';
+import type mysql from 'mysql2/promise';
+import type pg from 'pg';
+import { configPath } from '../config/paths.js';
+import type { LifeboatConfig } from '../config/load.js';
 import { resolveSecret } from '../config/password.js';
 import { ConfigError, LifeboatError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
@@ -170,7 +171,8 @@ function postgresTarget(ctx: DrillTargetContext, src: PostgresSourceOptions): Sc
   const server = dbServer(ctx, src, `postgres source ${ctx.sourceName}`);
   const db = scratchDbName(ctx.job);
   const client = async (database: string): Promise<pg.Client> => {
-    const c = new pg.Client({
+    const { default: PG } = await import('pg'); // database clients load on first use (CLI start-up time)
+    const c = new PG.Client({
       host: server.host,
       port: server.port,
       user: server.user,
@@ -264,7 +266,7 @@ function mysqlTarget(ctx: DrillTargetContext, src: MysqlSourceOptions): ScratchT
   const socket = server.designated ? undefined : src.socket;
   const db = scratchDbName(ctx.job);
   const connect = async (database?: string) =>
-    mysql.createConnection({
+    (await import('mysql2/promise')).default.createConnection({
       ...(socket ? { socketPath: socket } : { host: server.host, port: server.port }),
       user: server.user,
       ...(server.password !== undefined ? { password: server.password } : {}),
