@@ -148,7 +148,7 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<PgCluste
       pools.clear();
       if (running) cluster.stopServer('immediate');
       // a killed postmaster leaves children that exit on their own; make sure
-      spawnSync('pkill', ['-9', '-f', `-D ${data}`]);
+      spawnSync('pkill', ['-9', '-f', '--', `-D ${data}`]);
       t.cleanup();
     },
   };
