@@ -1,7 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -409,6 +409,13 @@ describe('API routes', () => {
     const outside = await call('POST', '/api/v1/restore', { token: operatorToken, body: { ...req, target: path.join(tmp.dir, 'elsewhere'), confirm: path.join(tmp.dir, 'elsewhere') } });
     assert.equal(outside.status, 400);
     assert.match(outside.json.error, /restore roots/);
+    // a symbolic link inside the root that leads outside it is refused too
+    await mkdir(path.join(tmp.dir, 'elsewhere-dir'), { recursive: true });
+    await symlink(path.join(tmp.dir, 'elsewhere-dir'), path.join(tmp.dir, 'restores', 'escape'));
+    const viaLink = path.join(tmp.dir, 'restores', 'escape', 'r9');
+    const linked = await call('POST', '/api/v1/restore', { token: operatorToken, body: { ...req, target: viaLink, confirm: viaLink } });
+    assert.equal(linked.status, 400);
+    assert.match(linked.json.error, /symbolic link/);
     const r = await call('POST', '/api/v1/restore', { token: operatorToken, body: { ...req, confirm: target } });
     assert.equal(r.status, 202, r.text);
     const done = await waitTask(r.json.id, operatorToken);

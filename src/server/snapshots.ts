@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import type { LifeboatConfig } from '../config/load.js';
 import { configPath } from '../config/paths.js';
@@ -113,11 +114,32 @@ export function checkTargetPath(cfg: LifeboatConfig, p: string, restoreRoots: st
   const target = path.resolve(p);
   if (restoreRoots) {
     const roots = restoreRoots.map((x) => configPath(cfg, x));
-    if (!roots.some((root) => target === root || target.startsWith(root.endsWith(path.sep) ? root : root + path.sep))) {
+    const inside = (t: string, rs: string[]) => rs.some((root) => t === root || t.startsWith(root.endsWith(path.sep) ? root : root + path.sep));
+    if (!inside(target, roots)) {
       throw new HttpError(400, `target ${target} is outside the allowed restore roots (server.restoreRoots: ${roots.join(', ')})`);
+    }
+    // and where it really leads: a symlink inside a root must not lead the restore outside it
+    if (!inside(realExisting(target), roots.map(realExisting))) {
+      throw new HttpError(400, `target ${target} leads outside the allowed restore roots through a symbolic link`);
     }
   }
   return target;
+}
+
+/** realpath of the deepest existing ancestor, with the rest of the path appended. */
+function realExisting(p: string): string {
+  let cur = p;
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return path.join(realpathSync(cur), ...rest.reverse());
+    } catch {
+      const parent = path.dirname(cur);
+      if (parent === cur) return p;
+      rest.push(path.basename(cur));
+      cur = parent;
+    }
+  }
 }
 
 export async function restoreFiles(cfg: LifeboatConfig, r: FileRestoreRequest, target: string, log: (m: string) => void): Promise<RestoreSummary & { snapshotId: string }> {
