@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { LineCounter, parseDocument, isMap, isSeq, type Node } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
+import { yamlPosition } from './yaml-position.js';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { sourceSchema } from '../sources/registry.js';
@@ -96,36 +97,16 @@ export const configSchema = z
 export type LifeboatConfig = z.infer<typeof configSchema> & { file: string; dir: string };
 export { secretSchema };
 
-function locate(doc: ReturnType<typeof parseDocument>, lc: LineCounter, p: PropertyKey[]): string {
-  let node: unknown = doc.contents;
-  let last: Node | undefined;
-  for (const k of p) {
-    if (isMap(node)) {
-      const pair = node.items.find((it) => String((it.key as { value?: unknown })?.value ?? it.key) === String(k));
-      if (!pair) break;
-      last = (pair.key as Node) ?? last;
-      node = pair.value;
-    } else if (isSeq(node)) {
-      node = node.items[Number(k)];
-      if (node) last = node as Node;
-    } else break;
-  }
-  const range = (last as { range?: [number, number, number] } | undefined)?.range;
-  if (!range) return '';
-  const { line, col } = lc.linePos(range[0]);
-  return `:${line}:${col}`;
-}
-
 function formatIssue(file: string, doc: ReturnType<typeof parseDocument>, lc: LineCounter, issue: z.core.$ZodIssue): string {
   const p = issue.path.map(String).join('.');
   let msg = issue.message;
   if (issue.code === 'unrecognized_keys') {
     msg = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-    const where = locate(doc, lc, [...issue.path, issue.keys[0]!]);
+    const where = yamlPosition(doc, lc, [...issue.path, issue.keys[0]!]);
     return `${file}${where}: ${p ? p + ': ' : ''}${msg}`;
   }
   if (issue.code === 'invalid_union' && p.startsWith('sources.')) msg = `${msg} (check "kind" and the keys for that kind)`;
-  return `${file}${locate(doc, lc, issue.path)}: ${p || '(top level)'}: ${msg}`;
+  return `${file}${yamlPosition(doc, lc, issue.path)}: ${p || '(top level)'}: ${msg}`;
 }
 
 /** Parse and validate a config file. Errors name the file, line, key path and reason. */

@@ -28,7 +28,8 @@ const SEGMENT_RE = /^[0-9A-F]{24}$/;
 const PARTIAL_RE = /^[0-9A-F]{24}\.partial$/;
 const HISTORY_RE = /^[0-9A-F]{8}\.history$/;
 const BACKUP_RE = /^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$/;
-const ARCHIVE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** WAL archive names (wal-push --archive, the source's `archive`). */
+export const ARCHIVE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export type WalKind = 'segment' | 'partial' | 'history' | 'backup';
 

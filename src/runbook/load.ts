@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { LineCounter, parseDocument, isMap, isSeq, type Node } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
+import { yamlPosition } from '../config/yaml-position.js';
 import type { z } from 'zod';
 import { configPath } from '../config/paths.js';
 import type { LifeboatConfig } from '../config/load.js';
@@ -40,26 +41,6 @@ const NAME_RE = /^[A-Za-z0-9_.-]+$/;
 
 export function stepName(s: RunbookStep | RollbackStep, index1: number): string {
   return s.name ?? `${s.type}-${index1}`;
-}
-
-function locate(doc: ReturnType<typeof parseDocument>, lc: LineCounter, p: PropertyKey[]): string {
-  let node: unknown = doc.contents;
-  let last: Node | undefined;
-  for (const k of p) {
-    if (isMap(node)) {
-      const pair = node.items.find((it) => String((it.key as { value?: unknown })?.value ?? it.key) === String(k));
-      if (!pair) break;
-      last = (pair.key as Node) ?? last;
-      node = pair.value;
-    } else if (isSeq(node)) {
-      node = node.items[Number(k)];
-      if (node) last = node as Node;
-    } else break;
-  }
-  const range = (last as { range?: [number, number, number] } | undefined)?.range;
-  if (!range) return '';
-  const { line, col } = lc.linePos(range[0]);
-  return `:${line}:${col}`;
 }
 
 /** Human path: steps.2.rollback.url -> step 3 ("name").rollback.url */
@@ -108,7 +89,7 @@ function parseRunbookFile(file: string): LoadedRunbook {
   if (!r.success) {
     const lines = r.error.issues.slice(0, 10).map((i) => {
       const keyPath = i.code === 'unrecognized_keys' ? [...i.path, i.keys[0]!] : i.path;
-      return `${file}${locate(doc, lc, keyPath)}: runbook ${name}: ${describePath(body, i.path)}: ${issueMessage(i)}`;
+      return `${file}${yamlPosition(doc, lc, keyPath)}: runbook ${name}: ${describePath(body, i.path)}: ${issueMessage(i)}`;
     });
     throw new ConfigError(`invalid runbook:\n  ${lines.join('\n  ')}`);
   }

@@ -11,7 +11,7 @@ import type { Repository } from '../repo/repository.js';
 import { lookupPath, restoreSnapshot, type RestoreSummary } from '../sources/files.js';
 import { runSourceRestore } from '../sources/run.js';
 import type { RestoreResult } from '../sources/types.js';
-import { restoreTarget } from '../cli/commands/restore.js';
+import { restoreTarget } from '../sources/restore-target.js';
 import { HttpError } from './http.js';
 
 /** Repository browsing and restores for the API (thin over src/repo and src/sources). */

@@ -7,8 +7,8 @@ import { z } from 'zod';
 import { LifeboatError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
-import { DEFAULT_ARCHIVE, baseBackups, parseLsn, segmentName, segmentRange, validateArchiveName, walObjectId } from '../repo/wal.js';
-import { pgEnv } from './postgres.js';
+import { ARCHIVE_RE, DEFAULT_ARCHIVE, baseBackups, parseLsn, segmentName, segmentRange, validateArchiveName, walObjectId } from '../repo/wal.js';
+import { pgEnv, sslModes } from './postgres.js';
 import {
   TailBuffer,
   commonSourceFields,
@@ -44,8 +44,6 @@ import type { DumpHandle, RestoreResult } from './types.js';
  * password FILE, recovery_target_*) into postgresql.auto.conf.
  */
 
-const sslModes = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
-
 export const pgPhysicalSourceSchema = z
   .object({
     kind: z.literal('postgres-physical'),
@@ -56,7 +54,7 @@ export const pgPhysicalSourceSchema = z
     sslmode: z.enum(sslModes).optional().describe('libpq sslmode (PGSSLMODE)'),
     archive: z
       .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/)
+      .regex(ARCHIVE_RE)
       .default(DEFAULT_ARCHIVE)
       .describe('WAL archive name this cluster pushes to (wal-push --archive); one per cluster sharing a repository'),
     binDir: z.string().min(1).optional().describe('directory holding pg_basebackup/psql; default: PATH'),

@@ -42,7 +42,8 @@ import type { DumpHandle, RestoreResult } from './types.js';
  * (PGPASSWORD for the password), never on the command line.
  */
 
-const sslModes = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+/** libpq sslmode values (PGSSLMODE), shared with the physical source (pg-physical.ts). */
+export const sslModes = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 
 export const postgresSourceSchema = z
   .object({
