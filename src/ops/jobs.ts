@@ -8,7 +8,7 @@ import { copyWal, DEFAULT_ARCHIVE } from '../repo/wal.js';
 import type { Repository } from '../repo/repository.js';
 import type { BackupSummary, SnapshotWithId } from '../repo/snapshot.js';
 import { applyRetention, isEmptyPolicy, type RetentionPolicy } from '../policy/retention.js';
-import { backupPaths } from '../sources/files.js';
+import { backupPaths } from '../engine/archiver.js';
 import { prune } from '../repo/prune.js';
 import { checkRepository } from '../verify/check.js';
 import { runSourceBackup } from '../sources/run.js';

@@ -8,7 +8,7 @@ import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
 import { parseDuration } from '../policy/retention.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
-import { restoreSnapshot } from '../sources/files.js';
+import { restoreSnapshot } from '../engine/restorer.js';
 import { resolvePassword } from '../sources/proc.js';
 import { findSourceSnapshot, runSourceRestore } from '../sources/run.js';
 import { isSourceSnapshot } from '../ops/jobs.js';

@@ -8,7 +8,7 @@ import { jobRepository } from '../ops/jobs.js';
 import { redactText } from '../ops/templates.js';
 import { repositoryKind } from '../policy/plan.js';
 import type { Repository } from '../repo/repository.js';
-import { lookupPath, restoreSnapshot, type RestoreSummary } from '../sources/files.js';
+import { lookupPath, restoreSnapshot, type RestoreSummary } from '../engine/restorer.js';
 import { runSourceRestore } from '../sources/run.js';
 import type { RestoreResult } from '../sources/types.js';
 import { restoreTarget } from '../sources/restore-target.js';

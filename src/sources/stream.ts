@@ -5,7 +5,7 @@ import type { Repository } from '../repo/repository.js';
 import type { BackupSummary, SnapshotWithId } from '../repo/snapshot.js';
 import type { TreeNode } from '../repo/tree.js';
 import type { SourceMeta } from './types.js';
-import { checkAborted } from './files.js';
+import { checkAborted } from '../engine/archiver.js';
 
 /**
  * Stream sources: stdin, a command's stdout, or a database dump tool. The bytes

@@ -14,7 +14,7 @@ import { resolveSecret } from '../config/password.js';
 import { ConfigError, LifeboatError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
-import { restoreSnapshot } from '../sources/files.js';
+import { restoreSnapshot } from '../engine/restorer.js';
 import { myIdent } from '../sources/mysql.js';
 import type { PostgresSourceOptions } from '../sources/postgres.js';
 import type { MysqlSourceOptions } from '../sources/mysql.js';

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -150,6 +150,69 @@ export function runCli(args: string[], opts: { env?: Record<string, string | und
     child.on('close', (code, signal) =>
       resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
     );
+    child.stdin.on('error', () => {});
+    if (opts.input !== undefined) child.stdin.end(opts.input);
+    else child.stdin.end();
+  });
+}
+
+export interface MeasuredResult extends RunResult {
+  /** Wall time from spawn to exit. */
+  ms: number;
+  /** Peak resident set of the CLI process (VmHWM, polled from /proc), in MiB; 0 where /proc is not readable. */
+  peakRssMb: number;
+  /** True when the process had to be killed after `killAfterMs`. */
+  killed: boolean;
+}
+
+/**
+ * Run the real CLI and measure it: wall time and peak RSS. The process is
+ * killed (SIGKILL) after `killAfterMs` so a hang ends the test with a clear
+ * assertion instead of a stuck suite. For hostile-input and fault tests.
+ */
+export function runCliMeasured(
+  args: string[],
+  opts: { env?: Record<string, string | undefined>; input?: Buffer | string; cwd?: string; killAfterMs?: number } = {},
+): Promise<MeasuredResult> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, LIFEBOAT_TEST_SCRYPT_N: '1024', ...opts.env },
+      cwd: opts.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let peakKb = 0;
+    let killed = false;
+    const poll = setInterval(() => {
+      try {
+        const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (m) peakKb = Math.max(peakKb, Number(m[1]));
+      } catch {
+        /* exited */
+      }
+    }, 20);
+    const killer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, opts.killAfterMs ?? 60_000);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearInterval(poll);
+      clearTimeout(killer);
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+        ms: Date.now() - started,
+        peakRssMb: Math.round(peakKb / 1024),
+        killed,
+      });
+    });
     child.stdin.on('error', () => {});
     if (opts.input !== undefined) child.stdin.end(opts.input);
     else child.stdin.end();

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { Command } from 'commander';
 import { ConfigError, ExitCode, LifeboatError } from '../../errors.js';
 import { configPath } from '../../config/paths.js';
-import { backupPaths, type FileBackupResult } from '../../sources/files.js';
+import { backupPaths, type FileBackupResult } from '../../engine/archiver.js';
 import { backupStream, type StreamBackupResult } from '../../sources/stream.js';
 import { runSourceBackup } from '../../sources/run.js';
 import type { Repository } from '../../repo/repository.js';

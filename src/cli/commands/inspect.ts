@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { filterSnapshots } from '../../repo/repository.js';
 import { diffTrees, listed, repoStats, walkSnapshot } from '../../repo/inspect.js';
-import { lookupPath } from '../../sources/files.js';
+import { lookupPath } from '../../engine/restorer.js';
 import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
 import { formatBytes, formatDuration, table } from '../output.js';

@@ -1,7 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import { Command } from 'commander';
 import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
-import { restoreSnapshot } from '../../sources/files.js';
+import { restoreSnapshot } from '../../engine/restorer.js';
 import { restoreStream } from '../../sources/stream.js';
 import { runSourceRestore } from '../../sources/run.js';
 import { restoreTarget } from '../../sources/restore-target.js';
