@@ -1,5 +1,20 @@
 import { IntegrityError } from '../errors.js';
-import type { SourceMeta } from '../sources/types.js';
+
+/**
+ * Metadata a stream source records in the snapshot (snapshot.source).
+ * Never contains secrets (passwords, tokens, full URLs with credentials).
+ */
+export interface SourceMeta {
+  /** 'postgres' | 'mysql' | 'redis' | 'sqlite' | 'mongodb' | 'command' | 'stdin' | 'files' */
+  kind: string;
+  /** Name of the source in lifeboat.yaml, if any. */
+  name?: string;
+  serverVersion?: string;
+  database?: string;
+  tool?: string;
+  toolVersion?: string;
+  [key: string]: unknown;
+}
 
 export interface BackupSummary {
   filesNew: number;

@@ -1,20 +1,8 @@
 import type { Readable } from 'node:stream';
+import type { SourceMeta } from '../repo/snapshot.js';
 
-/**
- * Metadata a stream source records in the snapshot (snapshot.source).
- * Never contains secrets (passwords, tokens, full URLs with credentials).
- */
-export interface SourceMeta {
-  /** 'postgres' | 'mysql' | 'redis' | 'sqlite' | 'mongodb' | 'command' | 'stdin' | 'files' */
-  kind: string;
-  /** Name of the source in lifeboat.yaml, if any. */
-  name?: string;
-  serverVersion?: string;
-  database?: string;
-  tool?: string;
-  toolVersion?: string;
-  [key: string]: unknown;
-}
+/** What a source records in the snapshot: defined with the snapshot format (repo/snapshot.ts). */
+export type { SourceMeta } from '../repo/snapshot.js';
 
 /** Result of a finished dump tool, recorded in the snapshot. */
 export interface ToolResult {
