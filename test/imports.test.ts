@@ -19,7 +19,7 @@ function modules(dir: string, rel = ''): string[] {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const r = rel ? `${rel}/${e.name}` : e.name;
     if (e.isDirectory()) out.push(...modules(path.join(dir, e.name), r));
-    else if (e.name.endsWith('.js') && !ENTRY_ONLY.has(r)) out.push(r);
+    else if (e.name.endsWith('.js') && !e.name.endsWith('.test.js') && !ENTRY_ONLY.has(r)) out.push(r);
   }
   return out;
 }

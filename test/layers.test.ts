@@ -23,7 +23,7 @@ export function sourceFiles(dir = SRC, rel = ''): string[] {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const r = rel ? `${rel}/${e.name}` : e.name;
     if (e.isDirectory()) out.push(...sourceFiles(path.join(dir, e.name), r));
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) out.push(r);
+    else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts') && !e.name.endsWith('.test.ts')) out.push(r);
   }
   return out.sort();
 }
