@@ -6,10 +6,11 @@ import { isSourceSnapshot, jobRepository } from '../ops/jobs.js';
 import type { Finding } from '../ops/monitor.js';
 import { AlertManager, parseNotifiersConfig } from '../ops/notify.js';
 import { resolveObjectives } from '../policy/objectives.js';
-import { formatDuration as formatCoarse, parseDuration } from '../policy/retention.js';
+import { parseDuration } from '../policy/retention.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
 import { DEFAULT_ARCHIVE, listWal } from '../repo/wal.js';
+import { formatDurationPrecise as formatDuration } from '../util/format.js';
 import { drillConfigSchema, type DrillConfig } from './drill-config.js';
 import { runQueries, runQueryCommand, type QueryValue } from './drill-queries.js';
 import { recordDrill } from './drill-store.js';
@@ -67,13 +68,8 @@ export interface DrillOptions {
   keepTarget?: boolean;
 }
 
-/** Durations for drill output: milliseconds below 1s, two decimals below a minute, else 1h2m3s. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms)) return String(ms);
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(2)}s`;
-  return formatCoarse(ms);
-}
+/** Durations for drill output: milliseconds below 1s, two decimals below a minute, else 1h2m3s (src/util/format.ts). */
+export { formatDuration };
 
 /** The drill settings of a job (defaults when it has no `drill` block). */
 export function jobDrillConfig(cfg: LifeboatConfig, job: string): DrillConfig {

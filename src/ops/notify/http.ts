@@ -1,4 +1,4 @@
-import { formatDuration } from '../../policy/retention.js';
+import { formatDuration } from '../../util/format.js';
 import { redactText, redactUrl } from '../templates.js';
 import { DeliveryError } from './notifier.js';
 

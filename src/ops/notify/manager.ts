@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { ConfigError, errorMessage } from '../../errors.js';
 import type { Tier } from '../../policy/objectives.js';
-import { formatDuration, parseDuration } from '../../policy/retention.js';
+import { parseDuration } from '../../policy/retention.js';
+import { formatDuration } from '../../util/format.js';
 import type { AlertRecord, Catalog, DeliveryRecord, Severity } from '../catalog.js';
 import type { Finding } from '../monitor.js';
 import { DEFAULT_TEMPLATES, redactText, renderMessage, validateTemplate, type MessageKind, type MessageTemplate, type TemplateVars } from '../templates.js';
