@@ -12,9 +12,10 @@ import type { SnapshotWithId } from '../repo/snapshot.js';
 import { DEFAULT_ARCHIVE, listWal } from '../repo/wal.js';
 import { formatDurationPrecise as formatDuration } from '../util/format.js';
 import { drillConfigSchema, type DrillConfig } from './drill-config.js';
-import { runQueries, runQueryCommand, type QueryValue } from './drill-queries.js';
+import { runQueries, runQueryCommand } from './drill-queries.js';
 import { recordDrill } from './drill-store.js';
-import { scratchTarget, SQL_KINDS, type ScratchTarget } from './drill-targets.js';
+import { scratchTarget, SQL_KINDS } from './drill-targets.js';
+import type { DrillCheck, DrillPhase, DrillResult, QueryValue, ScratchTarget } from './drill-types.js';
 
 /**
  * Restore drills: prove that the newest (or a chosen) snapshot of a job's
@@ -31,29 +32,7 @@ import { scratchTarget, SQL_KINDS, type ScratchTarget } from './drill-targets.js
  * does not fail the drill: the monitor's rpo check alerts on it).
  */
 
-export interface DrillPhase { name: string; startedAt: Date; ms: number; ok: boolean; detail?: string }
-/** Integrity checks and verification queries. */
-export interface DrillCheck { name: string; ok: boolean; detail: string }
-export interface DrillResult {
-  /** Catalog id once recorded. */
-  id?: number;
-  job: string; source: string;
-  /** Source kind (postgres, mysql, files, ...). */
-  kind: string;
-  snapshotId: string | null; snapshotTime: Date | null;
-  startedAt: Date; finishedAt: Date;
-  status: 'success' | 'failed';
-  /** Measured restore time (restore + integrity phases): the number compared with the RTO. */
-  restoreMs: number;
-  totalMs: number;
-  rtoMs: number; rtoMet: boolean;
-  /** Age of the newest restorable point at drill time. */
-  rpoMs: number; backupAgeMs: number | null; rpoMet: boolean;
-  phases: DrillPhase[]; checks: DrillCheck[];
-  /** Scratch target description (database name / directory), no secrets. */
-  target: string;
-  error?: string;
-}
+export type { DrillCheck, DrillPhase, DrillResult } from './drill-types.js';
 
 export interface DrillOptions {
   /** Snapshot id (prefix) to drill instead of the newest one of the source. */
