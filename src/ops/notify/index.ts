@@ -17,7 +17,7 @@
  *       critical: [oncall, ops-slack]
  *       important: [ops-slack]
  *       normal: [pager]
- *     templates:                    # optional, {{var}} substitution (see templates.ts)
+ *     templates:                    # optional, {{var}} substitution (see ../templates.ts)
  *       firing: { title: "[{{SEVERITY}}] {{job}} {{check}}" }
  *
  * Secrets (webhook URLs carry tokens, HMAC keys, SMTP passwords) never appear
