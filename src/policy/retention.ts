@@ -155,21 +155,8 @@ function splitDuration(s: string, units: string[], example: string): Array<[stri
   return out;
 }
 
-/** Human-readable rendering of a millisecond duration, e.g. 5400000 → '1h30m'. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms)) return String(ms);
-  const neg = ms < 0;
-  let rest = Math.round(Math.abs(ms));
-  if (rest < 1000) return `${neg ? '-' : ''}${rest}ms`;
-  rest = Math.floor(rest / 1000);
-  const parts: string[] = [];
-  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
-    const n = Math.floor(rest / size);
-    rest -= n * size;
-    if (n) parts.push(`${n}${unit}`);
-  }
-  return (neg ? '-' : '') + parts.join('');
-}
+/** Human-readable rendering of a millisecond duration, e.g. 5400000 → '1h30m' (defined in src/util/format.ts). */
+export { formatDuration } from '../util/format.js';
 
 // ---------------------------------------------------------------------------
 // Policy schema and checks

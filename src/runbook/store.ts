@@ -3,6 +3,7 @@ import { LifeboatError } from '../errors.js';
 import { PROCESS_INSTANCE, type Catalog, type Migration, type SqlParam, type SqlRow } from '../ops/catalog.js';
 import { redactText } from '../ops/templates.js';
 import type { RunbookDef } from './schema.js';
+import { pidAlive } from '../util/proc.js';
 
 /**
  * Runbook runs in the catalog (migrations 210-219): one row per run (with
@@ -151,15 +152,6 @@ export async function ensureRunbookTables(catalog: Catalog): Promise<void> {
     ready.set(catalog, p);
   }
   await p;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export interface StoredRun extends RunbookRun {

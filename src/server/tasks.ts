@@ -2,15 +2,7 @@ import type { Catalog, Migration, SqlRow } from '../ops/catalog.js';
 import { errorMessage } from '../errors.js';
 import { redactText } from '../ops/templates.js';
 import { hostname } from 'node:os';
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { pidAlive } from '../util/proc.js';
 
 /**
  * Long operations started through the API (job run, restore, drill, runbook)

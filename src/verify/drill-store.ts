@@ -1,6 +1,6 @@
 import type { Catalog, Migration, SqlRow } from '../ops/catalog.js';
 import { redactText } from '../ops/templates.js';
-import type { DrillCheck, DrillPhase, DrillResult } from './drill.js';
+import type { DrillCheck, DrillPhase, DrillResult } from './drill-types.js';
 
 /**
  * Catalog tables of drills and scheduled checks (migration versions 100-199):

@@ -9,23 +9,18 @@ import Database from 'better-sqlite3';
 import type mysql from 'mysql2/promise';
 import type pg from 'pg';
 import { configPath } from '../config/paths.js';
-import type { LifeboatConfig } from '../config/load.js';
 import { resolveSecret } from '../config/password.js';
 import { ConfigError, LifeboatError } from '../errors.js';
-import type { Repository } from '../repo/repository.js';
-import type { SnapshotWithId } from '../repo/snapshot.js';
 import { restoreSnapshot } from '../engine/restorer.js';
 import { myIdent } from '../sources/mysql.js';
 import type { PostgresSourceOptions } from '../sources/postgres.js';
 import type { MysqlSourceOptions } from '../sources/mysql.js';
 import { requireTool, resolvePassword } from '../sources/proc.js';
 import { parseKeyspace, RespClient } from '../sources/redis.js';
-import { STREAM_KINDS, type SourceConfig, type StreamSourceConfig } from '../sources/registry.js';
+import { STREAM_KINDS, type StreamSourceConfig } from '../sources/registry.js';
 import { resolveSourcePaths } from '../sources/run.js';
 import { restoreStream } from '../sources/stream.js';
-import type { DrillConfig } from './drill-config.js';
-import type { DrillCheck } from './drill.js';
-import type { QueryValue } from './drill-queries.js';
+import type { DrillCheck, DrillTargetContext, QueryValue, ScratchTarget } from './drill-types.js';
 import { pgPhysicalTarget } from './drill-pitr.js';
 import type { PgPhysicalOptions } from '../sources/pg-physical.js';
 
@@ -50,32 +45,7 @@ import type { PgPhysicalOptions } from '../sources/pg-physical.js';
  *             server on a scratch data directory (src/verify/drill-pitr.ts)
  */
 
-export interface DrillTargetContext {
-  cfg: LifeboatConfig;
-  job: string;
-  drill: DrillConfig;
-  sourceName: string;
-  src: SourceConfig;
-  repo: Repository;
-  snapshot: SnapshotWithId;
-  signal: AbortSignal;
-  log: (m: string) => void;
-}
-
-export interface ScratchTarget {
-  /** Where the data goes (no secrets). */
-  readonly description: string;
-  /** Restore the snapshot into the target (throws on failure). */
-  restore(): Promise<void>;
-  /** Integrity checks of what was restored. */
-  integrity(): Promise<DrillCheck[]>;
-  /** Run SQL in the restored database: first column of the first row (kinds with SQL only). */
-  sql?(text: string): Promise<QueryValue>;
-  /** Environment for verification commands. */
-  env(): Record<string, string>;
-  /** Remove the target (idempotent; also after a failed restore). */
-  cleanup(): Promise<void>;
-}
+export type { DrillTargetContext, ScratchTarget } from './drill-types.js';
 
 /** Name of a scratch database: lifeboat_drill_<job>_<random>, at most 63 characters, [a-z0-9_] only. */
 export function scratchDbName(job: string): string {

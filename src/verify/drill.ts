@@ -6,14 +6,16 @@ import { isSourceSnapshot, jobRepository } from '../ops/jobs.js';
 import type { Finding } from '../ops/monitor.js';
 import { AlertManager, parseNotifiersConfig } from '../ops/notify.js';
 import { resolveObjectives } from '../policy/objectives.js';
-import { formatDuration as formatCoarse, parseDuration } from '../policy/retention.js';
+import { parseDuration } from '../policy/retention.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
 import { DEFAULT_ARCHIVE, listWal } from '../repo/wal.js';
+import { formatDurationPrecise as formatDuration } from '../util/format.js';
 import { drillConfigSchema, type DrillConfig } from './drill-config.js';
-import { runQueries, runQueryCommand, type QueryValue } from './drill-queries.js';
+import { runQueries, runQueryCommand } from './drill-queries.js';
 import { recordDrill } from './drill-store.js';
-import { scratchTarget, SQL_KINDS, type ScratchTarget } from './drill-targets.js';
+import { scratchTarget, SQL_KINDS } from './drill-targets.js';
+import type { DrillCheck, DrillPhase, DrillResult, QueryValue, ScratchTarget } from './drill-types.js';
 
 /**
  * Restore drills: prove that the newest (or a chosen) snapshot of a job's
@@ -30,29 +32,7 @@ import { scratchTarget, SQL_KINDS, type ScratchTarget } from './drill-targets.js
  * does not fail the drill: the monitor's rpo check alerts on it).
  */
 
-export interface DrillPhase { name: string; startedAt: Date; ms: number; ok: boolean; detail?: string }
-/** Integrity checks and verification queries. */
-export interface DrillCheck { name: string; ok: boolean; detail: string }
-export interface DrillResult {
-  /** Catalog id once recorded. */
-  id?: number;
-  job: string; source: string;
-  /** Source kind (postgres, mysql, files, ...). */
-  kind: string;
-  snapshotId: string | null; snapshotTime: Date | null;
-  startedAt: Date; finishedAt: Date;
-  status: 'success' | 'failed';
-  /** Measured restore time (restore + integrity phases): the number compared with the RTO. */
-  restoreMs: number;
-  totalMs: number;
-  rtoMs: number; rtoMet: boolean;
-  /** Age of the newest restorable point at drill time. */
-  rpoMs: number; backupAgeMs: number | null; rpoMet: boolean;
-  phases: DrillPhase[]; checks: DrillCheck[];
-  /** Scratch target description (database name / directory), no secrets. */
-  target: string;
-  error?: string;
-}
+export type { DrillCheck, DrillPhase, DrillResult } from './drill-types.js';
 
 export interface DrillOptions {
   /** Snapshot id (prefix) to drill instead of the newest one of the source. */
@@ -67,13 +47,8 @@ export interface DrillOptions {
   keepTarget?: boolean;
 }
 
-/** Durations for drill output: milliseconds below 1s, two decimals below a minute, else 1h2m3s. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms)) return String(ms);
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(2)}s`;
-  return formatCoarse(ms);
-}
+/** Durations for drill output: milliseconds below 1s, two decimals below a minute, else 1h2m3s (src/util/format.ts). */
+export { formatDuration };
 
 /** The drill settings of a job (defaults when it has no `drill` block). */
 export function jobDrillConfig(cfg: LifeboatConfig, job: string): DrillConfig {

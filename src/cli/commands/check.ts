@@ -1,0 +1,75 @@
+import { Command } from 'commander';
+import { ConfigError, ExitCode } from '../../errors.js';
+import type { Repository } from '../../repo/repository.js';
+import { checkRepository } from '../../verify/check.js';
+import { nextRotation, type RotationStep } from '../../verify/drill-rotation.js';
+import { openConfigCatalog } from '../../ops/service.js';
+import type { CliContext } from '../context.js';
+import { formatBytes } from '../output.js';
+
+/** `check --rotate`: the next part of the repository's rotation (catalog of the config). */
+async function cliRotation(ctx: CliContext, repo: Repository, subset: string | undefined): Promise<RotationStep> {
+  if (!subset) throw new ConfigError('--rotate needs --read-data-subset (e.g. 10%)');
+  const cfg = ctx.config();
+  if (!cfg) throw new ConfigError('--rotate keeps its counter in the catalog: pass --config FILE');
+  const catalog = await openConfigCatalog(cfg);
+  try {
+    return await nextRotation(catalog, repo.config.id, ctx.repositoryTarget().name ?? repo.storage.location, subset);
+  } finally {
+    await catalog.close();
+  }
+}
+
+/** Registers the `check` command: verify the repository (optionally reading data, rotating through it). */
+export function registerCheck(program: Command, ctxOf: (cmd: Command) => CliContext): void {
+  program
+    .command('check')
+    .description('check the repository for errors (--read-data also reads and verifies every blob)')
+    .option('--read-data', 'read all data packs and verify every blob')
+    .option('--read-data-subset <subset>', 'read only a subset: "n/m" (part n of m) or "x%" (random sample)')
+    .option('--rotate', 'with --read-data-subset: read the next part of a rotation kept in the catalog, so N runs read everything')
+    .action(async (o: { readData?: boolean; readDataSubset?: string; rotate?: boolean }, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const repo = await ctx.openRepo({ allowInit: false });
+      const lock = await repo.lock(false, 'check', ctx.retryLockMs());
+      try {
+        const rotation = o.rotate ? await cliRotation(ctx, repo, o.readDataSubset) : undefined;
+        if (rotation) {
+          o.readDataSubset = rotation.subset;
+          ctx.out.info(`rotating check: reading part ${rotation.part} of ${rotation.parts}`);
+        }
+        const bar = ctx.out.progress(undefined, 'read data');
+        const r = await checkRepository(repo, {
+          readData: !!(o.readData || o.readDataSubset),
+          ...(o.readDataSubset ? { subset: o.readDataSubset } : {}),
+          onProgress: (d, t) => {
+            bar.setTotal(t);
+            bar.update(d);
+          },
+        }).finally(() => bar.stop());
+        if (ctx.out.json) ctx.out.emit(rotation ? { ...r, rotation } : r);
+        else {
+          ctx.out.info(
+            `checked ${r.snapshots} snapshots, ${r.blobs} blobs in ${r.packs} packs` +
+              (r.walFiles ? `, ${r.walFiles} archived WAL file(s)` : '') +
+              (r.packsRead ? `; read ${r.packsRead} packs (${formatBytes(r.bytesRead)})` : ''),
+          );
+          if (r.unreferencedPacks.length) ctx.out.info(`${r.unreferencedPacks.length} unreferenced pack(s) (left by interrupted backups; "prune" removes them)`);
+        }
+        for (const p of r.problems) {
+          process.stderr.write(
+            `error: ${p.kind} ${p.object}: ${p.message}` +
+              (p.snapshots?.length ? `\n       affects snapshot(s): ${p.snapshots.map((s) => s.slice(0, 8)).join(', ')}` : '') +
+              '\n',
+          );
+        }
+        if (!r.ok) {
+          process.stderr.write(`lifeboat: check found ${r.problems.length} problem(s)\n`);
+          process.exitCode = ExitCode.INTEGRITY;
+        } else ctx.out.info('no errors were found');
+      } finally {
+        await lock.release();
+        await repo.close();
+      }
+    });
+}
