@@ -13,10 +13,11 @@ import { LifeboatError, errorMessage } from '../errors.js';
 import type { AuthStore } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { HttpError, reply, type Route, type RouteContext } from './http.js';
-import type { MaintenanceStore } from './maintenance.js';
+import { parseZonedTime, type MaintenanceStore } from './maintenance.js';
 import { buildOverview } from './overview.js';
 import { browseSnapshot, checkDatabaseRestore, checkFileRestore, listSnapshots, repositoryList, restoreDatabase, restoreFiles } from './snapshots.js';
 import { buildStatus } from './status.js';
+import { publishRoutes } from './publish.js';
 import { TaskFailure, type Task, type TaskRegistry } from './tasks.js';
 
 /**
@@ -59,11 +60,13 @@ function taskJson(t: Task) {
   return { ...t, log: t.log.slice(-100) };
 }
 
-/** Parse an ISO date/time ('2025-01-31T10:00Z', '2025-01-31 10:00') or throw 400. */
+/** Parse an ISO date/time with an explicit zone ('2025-01-31T10:00Z', '2025-01-31T11:00+01:00') or throw 400. */
 function when(s: string, what: string): Date {
-  const d = new Date(s.includes('T') || !s.includes(' ') ? s : s.replace(' ', 'T'));
-  if (Number.isNaN(d.getTime())) throw new HttpError(400, `${what}: invalid date/time "${s}" (use ISO 8601, e.g. 2025-01-31T22:00:00Z)`);
-  return d;
+  try {
+    return parseZonedTime(s, what);
+  } catch (err) {
+    throw new HttpError(400, errorMessage(err));
+  }
 }
 
 function knownJob(cfg: LifeboatConfig, name: string): void {
@@ -465,7 +468,7 @@ export function apiRoutes(d: ApiDeps): Route[] {
       handler: async (ctx) => {
         const b = ctx.body as { title: string; impact: z.infer<typeof impact>; services: string[]; message?: string };
         checkServices(b.services);
-        return reply({ status: 201, json: await incidents().create({ ...b, author: ctx.actor }) });
+        return reply({ status: 201, json: await incidents().create({ ...b, author: ctx.actor, visibility: 'public' }) });
       },
     },
     {
@@ -565,7 +568,7 @@ export function apiRoutes(d: ApiDeps): Route[] {
       status: 201,
       summary: 'Announce a maintenance window on the status page',
       body: z
-        .object({ title: z.string().min(1).max(200), description: z.string().max(10_000).optional(), services: serviceList.default([]), start: z.string().min(1).describe('ISO 8601'), end: z.string().min(1).describe('ISO 8601') })
+        .object({ title: z.string().min(1).max(200), description: z.string().max(10_000).optional(), services: serviceList.default([]), start: z.string().min(1).describe('ISO 8601 with a zone (Z or +01:00); zone-less times are rejected'), end: z.string().min(1).describe('ISO 8601 with a zone') })
         .strict(),
       handler: async (ctx) => {
         const b = ctx.body as { title: string; description?: string; services: string[]; start: string; end: string };
@@ -595,6 +598,7 @@ export function apiRoutes(d: ApiDeps): Route[] {
         }
       },
     },
+    ...publishRoutes(d),
   ];
   return routes;
 }
