@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { LifeboatConfig } from '../config/load.js';
@@ -178,6 +179,9 @@ main{max-width:820px;margin:0 auto;padding:24px 16px}h1{font-size:26px;margin:0 
 .pill{border-radius:999px;padding:2px 10px;color:#fff;font-size:13px;white-space:nowrap}
 .upd{border-left:3px solid #dde3e8;margin:6px 0 0;padding:2px 10px}.muted{color:#5b6670;font-size:13px}
 footer{color:#5b6670;font-size:12px;margin-top:32px}`;
+
+/** CSP source for the status page's inline stylesheet (lets the dashboard show the publish preview with the page's own style). */
+export const STATUS_STYLE_SOURCE = `'sha256-${createHash('sha256').update(CSS).digest('base64')}'`;
 
 function fmt(iso: string): string {
   return iso.replace('T', ' ').slice(0, 16) + ' UTC';
