@@ -301,12 +301,17 @@ export async function runRunbook(cfg: LifeboatConfig, catalog: Catalog, name: st
         ...(ic.publicTitle ? { publicTitle: ic.publicTitle } : {}),
       });
       incidentId = inc.id;
-      // publishing is the runbook author's explicit choice, with their own words
-      if (ic.publish && ic.publicMessage) await incidents.publish(inc.id, { message: ic.publicMessage, title: ic.publicTitle ?? rb.def.title });
       await runs.setRun(runId, { incidentId });
       log(`incident #${incidentId} opened`);
     } catch (err) {
       log(`warning: could not open an incident: ${errorMessage(err)}`);
+    }
+    // publishing is the runbook author's explicit choice, with their own words
+    if (incidentId !== null && ic.publish && ic.publicMessage) {
+      await incidents
+        .publish(incidentId, { message: ic.publicMessage, title: ic.publicTitle ?? rb.def.title })
+        .then(() => log(`incident #${incidentId} published on the status page`))
+        .catch((err: unknown) => log(`warning: incident #${incidentId}: could not publish it: ${errorMessage(err)}`));
     }
   }
   return drive({ cfg, runs, incidents, runId, name, def: rb.def, actor, incidentId, opts, log });
