@@ -107,8 +107,8 @@ after(async () => {
   tmp?.cleanup();
 });
 
-async function newPage(): Promise<Page> {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+async function newPage(opts: { timezoneId?: string } = {}): Promise<Page> {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 }, ...opts });
   const page = await ctx.newPage();
   page.on('pageerror', (e) => assert.fail(`page error: ${e.message}`));
   return page;
@@ -182,6 +182,8 @@ test('dashboard: login, failing job in red, snapshot restore, runbook with a man
   await page.click('a[data-page="runbooks"]');
   await page.waitForSelector('tr[data-runbook="restore-website"]');
   await page.click('tr[data-runbook="restore-website"] button.start-runbook');
+  // the start dialog says what the public will see: nothing (a private incident)
+  assert.match((await page.textContent('#start-incident'))!, /private incident: nothing is shown on the public status page/);
   await page.click('#dialog-confirm');
   await page.waitForURL(/#\/runbook-runs\/\d+$/);
   await page.waitForSelector('li.step[data-status="waiting"] button.confirm-step-ok');
@@ -215,10 +217,10 @@ test('dashboard: login, failing job in red, snapshot restore, runbook with a man
   assert.equal(await page.getAttribute('[data-component="billing"]', 'data-state'), 'degraded');
   const overall = await page.getAttribute('#overall', 'data-state');
   assert.ok(overall === 'degraded' || overall === 'outage', overall ?? '');
-  // the runbook opened an incident for the website; it is open (monitoring) until someone resolves it
-  const incidents = page.locator('.card.incident');
-  assert.ok((await incidents.count()) >= 1, 'an open incident is shown');
-  assert.match((await incidents.first().textContent())!, /website/i);
+  // the runbook opened an incident for the website, but it is private: nothing of it is public
+  assert.equal(await page.locator('.card.incident').count(), 0, 'a runbook incident is private by default');
+  const publicHtml = await page.content();
+  for (const secret of ['restore-website', 'Restore the website', 'alice', 'started by']) assert.ok(!publicHtml.includes(secret), `public page shows "${secret}"`);
   assert.equal(await page.locator('.pill.s-degraded').first().evaluate((el) => getComputedStyle(el).backgroundColor), 'rgb(194, 124, 14)');
   await page.screenshot({ path: shotPath('status.png'), fullPage: true });
   await page.context().close();
@@ -259,5 +261,83 @@ test('dashboard: a viewer sees no operator actions, and the API refuses them', a
     return r.status;
   });
   assert.equal(status, 403);
+  await page.context().close();
+});
+
+async function loginAs(page: Page, user: string, password: string): Promise<void> {
+  await page.goto(base + '/login');
+  await page.fill('#user', user);
+  await page.fill('#password', password);
+  await page.click('#login-submit');
+  await page.waitForSelector('#jobs-table');
+}
+
+test('dashboard: an operator publishes an incident through the toggle, after a preview of exactly the public text, and unpublishes it', async () => {
+  const page = await newPage();
+  await loginAs(page, 'alice', PASSWORD);
+  await page.click('a[data-page="incidents"]');
+  await page.waitForSelector('tr[data-incident][data-visibility="private"]');
+  await page.locator('tr[data-incident][data-visibility="private"] a').first().click();
+  await page.waitForSelector('#publish-toggle');
+  assert.equal(await page.getAttribute('#visibility', 'data-visibility'), 'private');
+  assert.equal(await page.isChecked('#publish-toggle'), false);
+  const message = 'The website may be slow while we restore it.';
+  await page.fill('#publish-title', 'Website slow');
+  await page.fill('#publish-message', message);
+  await page.click('#publish-toggle');
+  await page.waitForSelector('#confirm-dialog[open] iframe#publish-preview');
+  assert.equal(await page.isChecked('#publish-toggle'), false, 'nothing changes before confirmation');
+  const frame = page.frameLocator('#publish-preview');
+  await frame.locator('.card.incident').waitFor();
+  const previewText = (await frame.locator('.card.incident').textContent())!;
+  assert.match(previewText, /Website slow/);
+  assert.match(previewText, /The website may be slow while we restore it\./);
+  for (const secret of ['restore-website', 'Restore the website', 'alice', 'started by', 'preparing the standby']) assert.ok(!previewText.includes(secret), `preview shows "${secret}"`);
+  // the preview uses the status page's own style (allowed by the dashboard's CSP)
+  assert.equal(await frame.locator('.card.incident').evaluate((el) => getComputedStyle(el).backgroundColor), 'rgb(255, 255, 255)');
+  const before = await page.evaluate(async () => (await fetch('/status.json')).json());
+  assert.equal(before.incidents.length + before.history.length, 0, 'a preview publishes nothing');
+  await page.screenshot({ path: shotPath('publish-preview.png') });
+  await page.click('#dialog-confirm');
+  await page.waitForSelector('#visibility[data-visibility="public"]');
+  assert.equal(await page.isChecked('#publish-toggle'), true);
+
+  const pub = await page.context().newPage();
+  await pub.goto(base + '/status');
+  const cards = pub.locator('.card.incident');
+  assert.equal(await cards.count(), 1);
+  const shown = (await cards.first().textContent())!;
+  assert.equal(shown.replace(/\d{4}-\d\d-\d\d \d\d:\d\d UTC/g, 'T'), previewText.replace(/\d{4}-\d\d-\d\d \d\d:\d\d UTC/g, 'T'), 'the public page shows what the preview showed');
+  assert.ok(!(await pub.content()).includes('alice'));
+
+  // unpublish: confirm, and it is gone
+  await page.click('#publish-toggle');
+  await page.waitForSelector('#confirm-dialog[open]');
+  await page.click('#dialog-confirm');
+  await page.waitForSelector('#visibility[data-visibility="private"]');
+  await pub.reload();
+  assert.equal(await pub.locator('.card.incident').count(), 0);
+  assert.ok(!(await pub.content()).includes(message));
+  await page.context().close();
+});
+
+test('dashboard: in Europe/Berlin, a maintenance window starting "in 1 h" (the form default) is stored 1 h ahead, not in progress', async () => {
+  const page = await newPage({ timezoneId: 'Europe/Berlin' });
+  assert.equal(await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone), 'Europe/Berlin');
+  await loginAs(page, 'alice', PASSWORD);
+  await page.click('a[data-page="status-admin"]');
+  await page.waitForSelector('#mw-form');
+  assert.match((await page.textContent('#mw-zone'))!, /Europe\/Berlin \(UTC\+0[12]:00\)/);
+  await page.fill('#mw-title', 'Berlin maintenance');
+  const t0 = Date.now();
+  await page.click('#mw-form button[type="submit"]');
+  await page.waitForSelector('tr[data-window]');
+  const windows = await page.evaluate(async () => (await fetch('/api/v1/maintenance-windows')).json());
+  const w = windows.find((x: { title: string }) => x.title === 'Berlin maintenance');
+  assert.ok(w, 'stored');
+  assert.equal(w.state, 'scheduled', 'not in progress');
+  const ahead = Date.parse(w.startsAt) - t0;
+  assert.ok(ahead > 55 * 60_000 && ahead < 65 * 60_000, `starts ${Math.round(ahead / 60_000)} min ahead, expected about 60`);
+  assert.equal(Date.parse(w.endsAt) - Date.parse(w.startsAt), 3600_000);
   await page.context().close();
 });

@@ -519,7 +519,13 @@ async function showPlan(name, box) {
 }
 
 function startRunbook(b) {
-  dialog(`Start runbook ${b.title || b.name}?`, [h('p', {}, `${b.steps.length} step(s). Manual steps wait for confirmation here.`)], 'Start', async () => {
+  const ic = b.incident || { open: true, publish: false };
+  const pub = !ic.open
+    ? h('p', { class: 'muted', id: 'start-incident' }, 'No incident is opened.')
+    : !ic.publish
+      ? h('p', { id: 'start-incident' }, 'Opens a private incident: nothing is shown on the public status page unless you publish it from the incident page.')
+      : h('div', { id: 'start-incident' }, h('p', { class: 'warn' }, 'This runbook publishes its incident on the public status page with this text:'), h('blockquote', {}, h('strong', {}, ic.publicTitle || ''), h('br'), ic.publicMessage || ''));
+  dialog(`Start runbook ${b.title || b.name}?`, [h('p', {}, `${b.steps.length} step(s). Manual steps wait for confirmation here.`), pub], 'Start', async () => {
     const r = await api('POST', `/runbooks/${encodeURIComponent(b.name)}/runs`);
     if (r.runId) location.hash = `#/runbook-runs/${r.runId}`;
     else {
@@ -595,8 +601,8 @@ pages.incidents = async (root, id) => {
       'All incidents',
       list.length
         ? table(
-            ['#', 'Title', 'Status', 'Impact', 'Services', 'Started', 'Resolved'],
-            list.map((i) => h('tr', { dataset: { incident: i.id } }, h('td', {}, h('a', { href: `#/incidents/${i.id}` }, `#${i.id}`)), h('td', {}, i.title), h('td', {}, badge(i.status)), h('td', {}, i.impact), h('td', {}, i.services.join(', ')), h('td', {}, fmtTime(i.startedAt)), h('td', {}, fmtTime(i.resolvedAt)))),
+            ['#', 'Title', 'Status', 'Impact', 'Services', 'Status page', 'Started', 'Resolved'],
+            list.map((i) => h('tr', { dataset: { incident: i.id, visibility: i.visibility } }, h('td', {}, h('a', { href: `#/incidents/${i.id}` }, `#${i.id}`)), h('td', {}, i.title), h('td', {}, badge(i.status)), h('td', {}, i.impact), h('td', {}, i.services.join(', ')), h('td', {}, i.visibility === 'public' ? 'public' : 'private'), h('td', {}, fmtTime(i.startedAt)), h('td', {}, fmtTime(i.resolvedAt)))),
           )
         : h('p', { class: 'muted' }, 'No incidents.'),
     ),
@@ -607,7 +613,7 @@ async function incidentDetail(root, id) {
   const i = await api('GET', `/incidents/${id}`);
   const status = h('select', { id: 'update-status' }, h('option', { value: '' }, '(unchanged)'), ['investigating', 'identified', 'monitoring'].map((s) => h('option', { value: s }, s)));
   const msg = h('textarea', { id: 'update-message', rows: 3, cols: 60 });
-  const pub = h('input', { type: 'checkbox', id: 'update-public', checked: true });
+  const pub = h('input', { type: 'checkbox', id: 'update-public', checked: i.visibility === 'public' });
   const pm = {
     summary: h('textarea', { rows: 2, cols: 60, value: i.summary || '' }),
     rootCause: h('textarea', { rows: 2, cols: 60, value: i.rootCause || '' }),
@@ -617,14 +623,15 @@ async function incidentDetail(root, id) {
   root.append(
     h('h1', {}, `Incident #${i.id}: ${i.title} `, badge(i.status)),
     h('p', { class: 'muted' }, `${i.impact} impact · ${i.services.join(', ') || 'no services'} · started ${fmtTime(i.startedAt)}${i.resolvedAt ? ` · resolved ${fmtTime(i.resolvedAt)}` : ''}${i.runbookRunId ? ` · runbook run #${i.runbookRunId}` : ''}`),
-    section('Updates', h('ul', { class: 'updates' }, i.updates.slice().reverse().map((u) => h('li', {}, h('strong', {}, u.status || 'update'), ` · ${fmtTime(u.at)} · ${u.author || ''}${u.public ? '' : ' · internal'}`, h('div', {}, u.message))))),
+    publishSection(i),
+    section('Updates', h('ul', { class: 'updates' }, i.updates.slice().reverse().map((u) => h('li', {}, h('strong', {}, u.status || 'update'), ` · ${fmtTime(u.at)} · ${u.author || ''}${u.system ? ' · system (never public)' : u.public ? ' · public' : ' · internal'}`, h('div', {}, u.message))))),
     isOperator() && i.status !== 'resolved'
       ? section('Post an update', h('form', { onsubmit: async (e) => {
           e.preventDefault();
           const body = { message: msg.value, public: pub.checked };
           if (status.value) body.status = status.value;
           if (await act(() => api('POST', `/incidents/${i.id}/updates`, body), 'update posted')) route();
-        } }, h('label', {}, 'Status ', status), h('label', {}, 'Message ', msg), h('label', { class: 'check' }, pub, ' public (shown on the status page)'), h('button', { type: 'submit' }, 'Post update'), ' ', h('button', { type: 'button', class: 'danger', id: 'resolve-incident', onclick: async () => {
+        } }, h('label', {}, 'Status ', status), h('label', {}, 'Message ', msg), h('label', { class: 'check' }, pub, i.visibility === 'public' ? ' public (shown on the status page)' : ' public (shown on the status page once the incident is published)'), h('button', { type: 'submit' }, 'Post update'), ' ', h('button', { type: 'button', class: 'danger', id: 'resolve-incident', onclick: async () => {
           if (!msg.value) return toast('write a resolution message first', true);
           if (await act(() => api('POST', `/incidents/${i.id}/resolve`, { message: msg.value }), 'incident resolved')) route();
         } }, 'Resolve with this message')))
@@ -644,13 +651,81 @@ async function incidentDetail(root, id) {
   );
 }
 
+/**
+ * The incident's place on the public status page: a toggle. Publishing shows
+ * a preview of exactly what the public page will show (rendered by the
+ * server with the status page's own markup) and needs confirmation.
+ */
+function publishSection(i) {
+  const isPublic = i.visibility === 'public';
+  const vis = h('p', { id: 'visibility', dataset: { visibility: i.visibility } }, isPublic ? 'Public: shown on the status page.' : 'Private: not shown on the status page.');
+  if (!isOperator()) return section('Status page', vis);
+  const title = h('input', { id: 'publish-title', size: 50, maxlength: 200, value: i.publicTitle || '', placeholder: i.title });
+  const msg = h('textarea', { id: 'publish-message', rows: 3, cols: 60, maxlength: 10000, placeholder: 'What the public should read (optional if an earlier public update says it)' });
+  const toggle = h('input', { type: 'checkbox', id: 'publish-toggle', checked: isPublic, onchange: () => {
+    toggle.checked = isPublic; // changes only after confirmation
+    if (isPublic) {
+      dialog('Remove from the status page?', [h('p', {}, 'The incident becomes private. Its updates are kept.')], 'Unpublish', async () => {
+        await api('POST', `/incidents/${i.id}/unpublish`);
+        toast('removed from the status page');
+        route();
+      });
+      return;
+    }
+    void publishDialog(i, title.value.trim(), msg.value.trim());
+  } });
+  return section(
+    'Status page',
+    vis,
+    h('label', { class: 'check' }, toggle, ' Show on the public status page'),
+    isPublic ? null : h('div', { class: 'publish-fields' }, h('label', {}, 'Public headline ', title), h('label', {}, 'Public message ', msg), h('p', { class: 'muted' }, 'Only this text and public updates you write appear publicly; the timeline, runbook steps, errors and names never do.')),
+  );
+}
+
+async function publishDialog(i, title, message) {
+  const body = { ...(title ? { title } : {}), ...(message ? { message } : {}) };
+  const p = await act(() => api('POST', `/incidents/${i.id}/publish-preview`, body));
+  if (!p) return;
+  const frame = h('iframe', { id: 'publish-preview', class: 'preview', sandbox: '', title: 'Preview of the public status page' });
+  frame.srcdoc = p.html;
+  dialog(
+    'Publish on the status page?',
+    [
+      h('p', {}, 'The public status page will show exactly this:'),
+      frame,
+      p.incident.updates.length ? null : h('p', { class: 'warn' }, 'No public update yet: only the headline and impact are shown.'),
+    ],
+    'Publish',
+    async () => {
+      await api('POST', `/incidents/${i.id}/publish`, body);
+      toast('published on the status page');
+      route();
+    },
+  );
+}
+
+/** A datetime-local value ("2031-01-31T22:00", local time) as ISO 8601 with this browser's offset ("2031-01-31T22:00:00+01:00"). */
+function localWithOffset(value) {
+  const d = new Date(value); // datetime-local values are parsed as local time
+  if (Number.isNaN(d.getTime())) throw new Error(`invalid date/time "${value}"`);
+  const off = -d.getTimezoneOffset();
+  const pad = (n) => String(Math.abs(n)).padStart(2, '0');
+  return `${value.length === 16 ? value + ':00' : value}${off >= 0 ? '+' : '-'}${pad(Math.trunc(off / 60))}:${pad(off % 60)}`;
+}
+
+/** A Date as a datetime-local value in this browser's time zone. */
+function toLocalInput(d) {
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60e3).toISOString().slice(0, 16);
+}
+
 pages['status-admin'] = async (root) => {
   const [st, windows] = await Promise.all([api('GET', '/status'), api('GET', '/maintenance-windows')]);
   const title = h('input', { id: 'mw-title', size: 40 });
-  const now = new Date(Date.now() + 3600e3);
-  const iso = (d) => d.toISOString().slice(0, 16);
-  const start = h('input', { id: 'mw-start', type: 'datetime-local', value: iso(now) });
-  const end = h('input', { id: 'mw-end', type: 'datetime-local', value: iso(new Date(now.getTime() + 3600e3)) });
+  const now = new Date(Math.ceil((Date.now() + 3600e3) / 60e3) * 60e3);
+  const start = h('input', { id: 'mw-start', type: 'datetime-local', value: toLocalInput(now) });
+  const end = h('input', { id: 'mw-end', type: 'datetime-local', value: toLocalInput(new Date(now.getTime() + 3600e3)) });
+  const zoneName = Intl.DateTimeFormat().resolvedOptions().timeZone || 'local time';
+  const zone = h('span', { id: 'mw-zone', class: 'muted' }, `times in ${zoneName} (${localWithOffset(toLocalInput(now)).slice(-6).replace(/^/, 'UTC')})`);
   const svc = st.components.map((c) => h('label', { class: 'check' }, h('input', { type: 'checkbox', value: c.name, class: 'mw-service' }), ' ', c.name));
   const desc = h('input', { id: 'mw-description', size: 60 });
   root.append(
@@ -660,10 +735,10 @@ pages['status-admin'] = async (root) => {
       ? section('Announce maintenance', h('form', { id: 'mw-form', onsubmit: async (e) => {
           e.preventDefault();
           const services = [...document.querySelectorAll('.mw-service')].filter((c) => c.checked).map((c) => c.value);
-          // datetime-local is local time: convert to an absolute ISO time
-          const w = await act(() => api('POST', '/maintenance-windows', { title: title.value, services, start: new Date(start.value).toISOString(), end: new Date(end.value).toISOString(), ...(desc.value ? { description: desc.value } : {}) }), 'maintenance window announced');
+          // datetime-local is this browser's local time: send it with the browser's explicit UTC offset
+          const w = await act(() => api('POST', '/maintenance-windows', { title: title.value, services, start: localWithOffset(start.value), end: localWithOffset(end.value), ...(desc.value ? { description: desc.value } : {}) }), 'maintenance window announced');
           if (w) route();
-        } }, h('label', {}, 'Title ', title), h('label', {}, 'Start ', start), h('label', {}, 'End ', end), h('div', {}, 'Services: ', svc), h('label', {}, 'Description ', desc), h('button', { type: 'submit' }, 'Announce')))
+        } }, h('label', {}, 'Title ', title), h('label', {}, 'Start ', start), h('label', {}, 'End ', end), zone, h('div', {}, 'Services: ', svc), h('label', {}, 'Description ', desc), h('button', { type: 'submit' }, 'Announce')))
       : null,
     section(
       'Maintenance windows',

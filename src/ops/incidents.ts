@@ -22,6 +22,11 @@ import { redactText } from './templates.js';
  * Stored in the catalog (migrations 200-209). Updates (status changes and
  * messages, public or internal) and timeline events (runbook steps,
  * notifications) are separate tables; `timeline` merges both in time order.
+ *
+ * Visibility: an incident is `private` unless an operator chose to publish
+ * it. The status page (src/server/status.ts) shows only public incidents, and
+ * within them only updates an operator marked public; system updates (what
+ * Lifeboat wrote: runbook start/finish) and timeline events never.
  * When the store is given the config, creating, updating and resolving an
  * incident also notifies the `incidents.channels` (see incident-config.ts).
  */
@@ -30,13 +35,18 @@ export type IncidentStatus = 'investigating' | 'identified' | 'monitoring' | 're
 export type IncidentImpact = 'none' | 'minor' | 'major' | 'critical';
 export const INCIDENT_STATUSES: readonly IncidentStatus[] = ['investigating', 'identified', 'monitoring', 'resolved'];
 export const INCIDENT_IMPACTS: readonly IncidentImpact[] = ['none', 'minor', 'major', 'critical'];
+export type IncidentVisibility = 'public' | 'private';
+export const INCIDENT_VISIBILITIES: readonly IncidentVisibility[] = ['public', 'private'];
 export interface IncidentUpdate {
   id: number;
   at: Date;
   status: IncidentStatus | null;
   message: string;
   author: string | null;
+  /** Marked public by the operator who wrote it. Only public operator updates of public incidents reach the status page. */
   public: boolean;
+  /** Written by Lifeboat itself (runbook start/finish): never public. */
+  system: boolean;
 }
 export interface Incident {
   id: number;
@@ -47,6 +57,10 @@ export interface Incident {
   startedAt: Date;
   resolvedAt: Date | null;
   runbookRunId: number | null;
+  /** public: on the status page (only its public operator updates); private: internal only (default for automatic incidents). */
+  visibility: IncidentVisibility;
+  /** The headline on the status page (operator-written); null: the title. */
+  publicTitle: string | null;
   summary: string;
   rootCause: string;
   lessonsLearned: string;
@@ -145,6 +159,28 @@ export const INCIDENT_MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    // Visibility: incidents opened by hand stay public as they were; incidents
+    // opened by runbooks become private, and the updates Lifeboat wrote for
+    // them ("Runbook \"x\" started by ...", "... completed/FAILED ...") become
+    // internal system updates.
+    version: 201,
+    name: 'incident visibility',
+    sqlite: [
+      `ALTER TABLE incidents ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public' CHECK (visibility IN ('public','private'))`,
+      'ALTER TABLE incidents ADD COLUMN public_title TEXT',
+      'ALTER TABLE incident_updates ADD COLUMN system INTEGER NOT NULL DEFAULT 0',
+      `UPDATE incidents SET visibility = 'private' WHERE runbook_run_id IS NOT NULL`,
+      `UPDATE incident_updates SET system = 1, public = 0 WHERE message LIKE 'Runbook "%' AND incident_id IN (SELECT id FROM incidents WHERE runbook_run_id IS NOT NULL)`,
+    ],
+    postgres: (s) => [
+      `ALTER TABLE ${s}.incidents ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public' CHECK (visibility IN ('public','private'))`,
+      `ALTER TABLE ${s}.incidents ADD COLUMN public_title TEXT`,
+      `ALTER TABLE ${s}.incident_updates ADD COLUMN system BOOLEAN NOT NULL DEFAULT false`,
+      `UPDATE ${s}.incidents SET visibility = 'private' WHERE runbook_run_id IS NOT NULL`,
+      `UPDATE ${s}.incident_updates SET system = true, public = false WHERE message LIKE 'Runbook "%' AND incident_id IN (SELECT id FROM ${s}.incidents WHERE runbook_run_id IS NOT NULL)`,
+    ],
+  },
 ];
 
 export function formatElapsed(ms: number): string {
@@ -187,7 +223,25 @@ export class IncidentStore {
     return this.catalog.sql;
   }
 
-  async create(i: { title: string; impact: IncidentImpact; services: string[]; message?: string; author?: string; runbookRunId?: number; startedAt?: Date; status?: IncidentStatus }): Promise<Incident> {
+  /**
+   * Open an incident. Visibility defaults to private: only an operator's
+   * explicit choice (`visibility: 'public'`, e.g. `incident open`, or a
+   * runbook's `incident.publish`) puts it on the status page. `system: true`
+   * marks the first update as written by Lifeboat (never public).
+   */
+  async create(i: {
+    title: string;
+    impact: IncidentImpact;
+    services: string[];
+    message?: string;
+    author?: string;
+    runbookRunId?: number;
+    startedAt?: Date;
+    status?: IncidentStatus;
+    visibility?: IncidentVisibility;
+    publicTitle?: string;
+    system?: boolean;
+  }): Promise<Incident> {
     await this.init();
     if (!i.title.trim()) throw new LifeboatError('incident title must not be empty', 2);
     if (!INCIDENT_IMPACTS.includes(i.impact)) throw new LifeboatError(`invalid impact "${i.impact}" (use ${INCIDENT_IMPACTS.join(', ')})`, 2);
@@ -195,17 +249,20 @@ export class IncidentStore {
     if (status === 'resolved') throw new LifeboatError('a new incident cannot be resolved already', 2);
     const at = i.startedAt ?? this.now();
     const t = this.sql.t.bind(this.sql);
+    const visibility = i.visibility ?? 'private';
+    if (!INCIDENT_VISIBILITIES.includes(visibility)) throw new LifeboatError(`invalid visibility "${visibility}" (use public or private)`, 2);
     const id = await this.sql.insertId(
-      `INSERT INTO ${t('incidents')} (title, status, impact, services, started_at, runbook_run_id) VALUES (?, ?, ?, ?, ?, ?)`,
-      [cut(i.title, 500), status, i.impact, JSON.stringify(i.services), at, i.runbookRunId ?? null],
+      `INSERT INTO ${t('incidents')} (title, status, impact, services, started_at, runbook_run_id, visibility, public_title) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [cut(i.title, 500), status, i.impact, JSON.stringify(i.services), at, i.runbookRunId ?? null, visibility, i.publicTitle?.trim() ? cut(i.publicTitle.trim(), 500) : null],
     );
-    await this.sql.exec(`INSERT INTO ${t('incident_updates')} (incident_id, at, status, message, author, public) VALUES (?, ?, ?, ?, ?, ?)`, [
+    await this.sql.exec(`INSERT INTO ${t('incident_updates')} (incident_id, at, status, message, author, public, system) VALUES (?, ?, ?, ?, ?, ?, ?)`, [
       id,
       at,
       status,
       cut(i.message ?? `Incident opened: ${i.title}`),
       i.author ?? null,
-      true,
+      !i.system,
+      i.system === true,
     ]);
     const inc = (await this.get(id))!;
     await this.communicate(inc, 'start', inc.updates[0]!.message);
@@ -222,13 +279,17 @@ export class IncidentStore {
     return this.fromRows(rows[0], updates, events);
   }
 
-  async list(filter: { open?: boolean; limit?: number; since?: Date } = {}): Promise<Incident[]> {
+  async list(filter: { open?: boolean; limit?: number; since?: Date; visibility?: IncidentVisibility } = {}): Promise<Incident[]> {
     await this.init();
     const t = this.sql.t.bind(this.sql);
     const where: string[] = [];
     const params: Array<string | number | Date> = [];
     if (filter.open === true) where.push(`status <> 'resolved'`);
     if (filter.open === false) where.push(`status = 'resolved'`);
+    if (filter.visibility) {
+      where.push('visibility = ?');
+      params.push(filter.visibility === 'public' ? 'public' : 'private');
+    }
     if (filter.since) {
       where.push('started_at >= ?');
       params.push(filter.since);
@@ -249,48 +310,81 @@ export class IncidentStore {
     return i;
   }
 
-  async addUpdate(id: number, u: { status?: IncidentStatus; message: string; author?: string; public?: boolean; notify?: boolean }): Promise<Incident> {
+  /** `system: true`: written by Lifeboat (never public, still notified to the internal channels). */
+  async addUpdate(id: number, u: { status?: IncidentStatus; message: string; author?: string; public?: boolean; notify?: boolean; system?: boolean }): Promise<Incident> {
     await this.init();
     const cur = await this.must(id);
     if (u.status && !INCIDENT_STATUSES.includes(u.status)) throw new LifeboatError(`invalid status "${u.status}" (use ${INCIDENT_STATUSES.join(', ')})`, 2);
-    if (u.status === 'resolved') return this.resolve(id, { message: u.message, ...(u.author ? { author: u.author } : {}) });
+    if (u.status === 'resolved') return this.resolve(id, { message: u.message, ...(u.author ? { author: u.author } : {}), ...(u.public === false ? { public: false } : {}), ...(u.system ? { system: true } : {}) });
     if (!u.message.trim()) throw new LifeboatError('an incident update needs a message', 2);
     const at = this.now();
     const t = this.sql.t.bind(this.sql);
-    await this.sql.exec(`INSERT INTO ${t('incident_updates')} (incident_id, at, status, message, author, public) VALUES (?, ?, ?, ?, ?, ?)`, [
+    await this.sql.exec(`INSERT INTO ${t('incident_updates')} (incident_id, at, status, message, author, public, system) VALUES (?, ?, ?, ?, ?, ?, ?)`, [
       id,
       at,
       u.status ?? null,
       cut(u.message),
       u.author ?? null,
-      u.public ?? true,
+      u.system ? false : (u.public ?? true),
+      u.system === true,
     ]);
     if (u.status && u.status !== cur.status) {
       // reopening a resolved incident clears resolved_at
       await this.sql.exec(`UPDATE ${t('incidents')} SET status = ?, resolved_at = NULL WHERE id = ?`, [u.status, id]);
     }
     const inc = (await this.get(id))!;
-    if (u.public !== false && u.notify !== false) await this.communicate(inc, 'update', u.message);
+    if ((u.public !== false || u.system) && u.notify !== false) await this.communicate(inc, 'update', u.message);
     return (await this.get(id))!;
   }
 
-  async resolve(id: number, u: { message: string; author?: string }): Promise<Incident> {
+  async resolve(id: number, u: { message: string; author?: string; public?: boolean; system?: boolean }): Promise<Incident> {
     await this.init();
     const cur = await this.must(id);
     if (cur.status === 'resolved') throw new LifeboatError(`incident #${id} is already resolved (${cur.resolvedAt?.toISOString()})`, 2);
     const at = this.now();
     const t = this.sql.t.bind(this.sql);
-    await this.sql.exec(`INSERT INTO ${t('incident_updates')} (incident_id, at, status, message, author, public) VALUES (?, ?, ?, ?, ?, ?)`, [
+    await this.sql.exec(`INSERT INTO ${t('incident_updates')} (incident_id, at, status, message, author, public, system) VALUES (?, ?, ?, ?, ?, ?, ?)`, [
       id,
       at,
       'resolved',
       cut(u.message || 'Resolved.'),
       u.author ?? null,
-      true,
+      u.system ? false : (u.public ?? true),
+      u.system === true,
     ]);
     await this.sql.exec(`UPDATE ${t('incidents')} SET status = 'resolved', resolved_at = ? WHERE id = ?`, [at, id]);
     const inc = (await this.get(id))!;
     await this.communicate(inc, 'resolved', u.message || 'Resolved.');
+    return (await this.get(id))!;
+  }
+
+  /**
+   * Put an incident on the status page (an explicit operator action). With a
+   * message, that text is posted as a public update first; with a title, it
+   * becomes the public headline. Timeline events and internal or system
+   * updates stay private.
+   */
+  async publish(id: number, p: { message?: string; title?: string; author?: string } = {}): Promise<Incident> {
+    await this.init();
+    await this.must(id);
+    const t = this.sql.t.bind(this.sql);
+    if (p.message !== undefined && !p.message.trim()) throw new LifeboatError('the public message must not be empty', 2);
+    if (p.title !== undefined && !p.title.trim()) throw new LifeboatError('the public title must not be empty', 2);
+    if (p.title !== undefined) await this.sql.exec(`UPDATE ${t('incidents')} SET public_title = ? WHERE id = ?`, [cut(p.title.trim(), 500), id]);
+    if (p.message !== undefined) {
+      await this.sql.exec(`INSERT INTO ${t('incident_updates')} (incident_id, at, status, message, author, public, system) VALUES (?, ?, ?, ?, ?, ?, ?)`, [id, this.now(), null, cut(p.message.trim()), p.author ?? null, true, false]);
+    }
+    await this.sql.exec(`UPDATE ${t('incidents')} SET visibility = 'public' WHERE id = ?`, [id]);
+    await this.addEvent(id, 'visibility', `published on the status page${p.author ? ` by ${p.author}` : ''}`);
+    return (await this.get(id))!;
+  }
+
+  /** Take an incident off the status page (its updates are kept, internal). */
+  async unpublish(id: number, p: { author?: string } = {}): Promise<Incident> {
+    await this.init();
+    await this.must(id);
+    await this.sql.exec(`UPDATE ${this.sql.t('incidents')} SET visibility = 'private' WHERE id = ?`, [id]);
+    await this.addEvent(id, 'visibility', `removed from the status page${p.author ? ` by ${p.author}` : ''}`);
     return (await this.get(id))!;
   }
 
@@ -347,10 +441,11 @@ export class IncidentStore {
       status: (u.status as IncidentStatus | null) ?? null,
       message: String(u.message),
       author: (u.author as string | null) ?? null,
-      public: Boolean(u.public),
+      public: Boolean(u.public) && !u.system,
+      system: Boolean(u.system),
     }));
     const timeline: Incident['timeline'] = [
-      ...ups.map((u) => ({ at: u.at, kind: u.status ? `status:${u.status}` : 'update', text: `${u.message}${u.author ? ` (${u.author})` : ''}${u.public ? '' : ' [internal]'}`, order: 0, id: u.id })),
+      ...ups.map((u) => ({ at: u.at, kind: u.status ? `status:${u.status}` : 'update', text: `${u.message}${u.author ? ` (${u.author})` : ''}${u.system ? ' [system]' : u.public ? '' : ' [internal]'}`, order: 0, id: u.id })),
       ...events.map((e) => ({ at: sql.toDate(e.at)!, kind: String(e.kind), text: String(e.text), order: 1, id: Number(e.id) })),
     ]
       .sort((a, b) => a.at.getTime() - b.at.getTime() || a.order - b.order || a.id - b.id)
@@ -364,6 +459,8 @@ export class IncidentStore {
       startedAt: sql.toDate(r.started_at)!,
       resolvedAt: sql.toDate(r.resolved_at),
       runbookRunId: r.runbook_run_id === null || r.runbook_run_id === undefined ? null : Number(r.runbook_run_id),
+      visibility: r.visibility === 'public' ? 'public' : 'private',
+      publicTitle: r.public_title === null || r.public_title === undefined ? null : String(r.public_title),
       summary: String(r.summary ?? ''),
       rootCause: String(r.root_cause ?? ''),
       lessonsLearned: String(r.lessons_learned ?? ''),
@@ -524,6 +621,7 @@ export function renderIncidentMarkdown(i: Incident): string {
   lines.push(`# Incident #${i.id}: ${mdEscape(i.title)}`, '');
   lines.push(`- **Status:** ${i.status}`);
   lines.push(`- **Impact:** ${i.impact}`);
+  lines.push(`- **Status page:** ${i.visibility === 'public' ? `public${i.publicTitle ? ` (as "${mdEscape(i.publicTitle)}")` : ''}` : 'private (not shown)'}`);
   lines.push(`- **Affected services:** ${i.services.length ? i.services.map(mdEscape).join(', ') : 'none'}`);
   lines.push(`- **Started:** ${fmt(i.startedAt)}`);
   lines.push(`- **Resolved:** ${fmt(i.resolvedAt)}`);

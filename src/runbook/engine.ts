@@ -4,7 +4,7 @@ import { LifeboatError, errorMessage } from '../errors.js';
 import { PROCESS_INSTANCE, type Catalog } from '../ops/catalog.js';
 import { IncidentStore, incidentsConfig, type IncidentImpact } from '../ops/incidents.js';
 import { getRunbook, stepName, summarize, type RunbookSummary } from './load.js';
-import type { RollbackStep, RunbookDef, RunbookSeverity } from './schema.js';
+import { runbookIncident, type RollbackStep, type RunbookDef, type RunbookSeverity } from './schema.js';
 import { RunStore, isOrphaned, publicRun, tail, type RunStatus, type StoredRun } from './store.js';
 import { StepAborted, StepFailure, describeRestoreSnapshot, describeStep, executeStep, isIdempotent, type ManualPrompt, type StepContext } from './steps.js';
 
@@ -16,7 +16,10 @@ import type { RunbookRun } from './store.js';
  * (no daemon needed), timing each one and persisting its state in the
  * catalog before and after it runs. On the first failing step it stops and
  * runs the rollbacks of the completed steps in reverse order. Every run opens
- * an incident whose timeline records each step.
+ * an incident whose timeline records each step. That incident is private
+ * (not on the status page) unless the runbook says `incident.publish: true`;
+ * what Lifeboat writes into it (who started what, step errors) is recorded as
+ * system updates and timeline events, which never reach the public page.
  *
  * Crash safety: if Lifeboat itself dies, `resumeRunbook` continues the run
  * from the stored state. Completed steps are never re-run; a step that was
@@ -205,8 +208,11 @@ async function finish(d: Drive, status: RunStatus, error: string | null, text: s
   d.log(text);
   if (d.incidentId !== null) {
     try {
-      if (status === 'success' && d.def.resolveOnSuccess) await d.incidents.resolve(d.incidentId, { message: text, author: d.actor });
-      else await d.incidents.addUpdate(d.incidentId, { status: status === 'success' ? 'monitoring' : 'investigating', message: text, author: d.actor });
+      // A published incident is resolved when the run succeeds, so the public
+      // page does not keep showing an outage that is over.
+      const published = status === 'success' && !d.def.resolveOnSuccess ? (await d.incidents.get(d.incidentId))?.visibility === 'public' : false;
+      if (status === 'success' && (d.def.resolveOnSuccess || published)) await d.incidents.resolve(d.incidentId, { message: text, author: d.actor, system: true });
+      else await d.incidents.addUpdate(d.incidentId, { status: status === 'success' ? 'monitoring' : 'investigating', message: text, author: d.actor, system: true });
     } catch (e) {
       d.log(`warning: incident #${d.incidentId}: ${errorMessage(e)}`);
     }
@@ -279,22 +285,33 @@ export async function runRunbook(cfg: LifeboatConfig, catalog: Catalog, name: st
   opts.onStarted?.(runId);
   const incidents = new IncidentStore(catalog, { config: cfg, log });
   let incidentId: number | null = null;
-  if (rb.def.incident) {
+  const ic = runbookIncident(rb.def);
+  if (ic.open) {
     try {
       const inc = await incidents.create({
         title: rb.def.title,
-        impact: impactOf(rb.def.severity),
+        impact: ic.impact ?? impactOf(rb.def.severity),
         services: rb.def.services,
         message: `Runbook "${name}" started by ${actor} (run #${runId}, ${rb.def.steps.length} steps, scenario ${rb.def.scenario}).`,
         author: actor,
         runbookRunId: runId,
         startedAt,
+        system: true,
+        visibility: 'private',
+        ...(ic.publicTitle ? { publicTitle: ic.publicTitle } : {}),
       });
       incidentId = inc.id;
       await runs.setRun(runId, { incidentId });
       log(`incident #${incidentId} opened`);
     } catch (err) {
       log(`warning: could not open an incident: ${errorMessage(err)}`);
+    }
+    // publishing is the runbook author's explicit choice, with their own words
+    if (incidentId !== null && ic.publish && ic.publicMessage) {
+      await incidents
+        .publish(incidentId, { message: ic.publicMessage, title: ic.publicTitle ?? rb.def.title })
+        .then(() => log(`incident #${incidentId} published on the status page`))
+        .catch((err: unknown) => log(`warning: incident #${incidentId}: could not publish it: ${errorMessage(err)}`));
     }
   }
   return drive({ cfg, runs, incidents, runId, name, def: rb.def, actor, incidentId, opts, log });

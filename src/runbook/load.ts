@@ -8,7 +8,7 @@ import type { LifeboatConfig } from '../config/load.js';
 import { ConfigError } from '../errors.js';
 import { parseDuration } from '../policy/retention.js';
 import { INCIDENT_TEMPLATE_VARS } from '../ops/incident-config.js';
-import { runbookSchema, type RollbackStep, type RunbookDef, type RunbookStep, type RunbooksConfig } from './schema.js';
+import { runbookIncident, runbookSchema, type RollbackStep, type RunbookDef, type RunbookStep, type RunbooksConfig } from './schema.js';
 
 /**
  * Loading runbooks: the inline ones of `runbooks:` and the files of
@@ -27,6 +27,8 @@ export interface RunbookSummary {
   services: string[];
   estimatedMinutes?: number;
   steps: Array<{ name: string; type: string }>;
+  /** The incident each run opens: none, private (default) or published with this public text. */
+  incident: { open: boolean; publish: boolean; publicTitle?: string; publicMessage?: string };
   /** Where it is defined: "lifeboat.yaml" or the runbook file. */
   file?: string;
 }
@@ -197,6 +199,13 @@ export function getRunbook(cfg: LifeboatConfig, name: string): LoadedRunbook {
   return r;
 }
 
+function incidentSummary(def: RunbookDef): RunbookSummary['incident'] {
+  const ic = runbookIncident(def);
+  if (!ic.open) return { open: false, publish: false };
+  if (!ic.publish) return { open: true, publish: false };
+  return { open: true, publish: true, publicTitle: ic.publicTitle ?? def.title, ...(ic.publicMessage ? { publicMessage: ic.publicMessage } : {}) };
+}
+
 export function summarize(name: string, def: RunbookDef, file?: string): RunbookSummary {
   return {
     name,
@@ -207,6 +216,7 @@ export function summarize(name: string, def: RunbookDef, file?: string): Runbook
     services: def.services,
     ...(def.estimatedTime ? { estimatedMinutes: Math.round(parseDuration(def.estimatedTime) / 60_000) } : {}),
     steps: def.steps.map((s, i) => ({ name: stepName(s, i + 1), type: s.type })),
+    incident: incidentSummary(def),
     ...(file ? { file } : {}),
   };
 }

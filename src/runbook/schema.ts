@@ -191,6 +191,28 @@ export const stepSchema = z.discriminatedUnion('type', [
 export type RollbackStep = z.infer<typeof rollbackStepSchema>;
 export type RunbookStep = z.infer<typeof stepSchema>;
 
+export const runbookIncidentSchema = z
+  .object({
+    open: z.boolean().default(true).describe('open an incident for each run'),
+    publish: z.boolean().default(false).describe('put the incident on the public status page (default: private)'),
+    impact: z.enum(['none', 'minor', 'major', 'critical']).optional().describe('incident impact (default: from severity)'),
+    publicTitle: z.string().trim().min(1).max(200).optional().describe('headline on the status page (default: the runbook title)'),
+    publicMessage: z.string().trim().min(1).max(4000).optional().describe('the public update posted when the run starts; required with publish: true'),
+  })
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.publish && !o.publicMessage) ctx.addIssue({ code: 'custom', path: ['publicMessage'], message: 'publish: true needs a publicMessage (the text the status page shows)' });
+  });
+
+export type RunbookIncident = z.infer<typeof runbookIncidentSchema>;
+
+/** The incident settings of a runbook, normalized (`incident: true|false` included). */
+export function runbookIncident(def: { incident?: boolean | RunbookIncident }): RunbookIncident {
+  const v = def.incident ?? true;
+  if (typeof v === 'boolean') return { open: v, publish: false };
+  return v;
+}
+
 export const runbookSchema = z
   .object({
     title: z.string().min(1),
@@ -199,8 +221,14 @@ export const runbookSchema = z
     severity: z.enum(SEVERITIES),
     services: z.array(z.string()).default([]).describe('names from the top-level services: key'),
     estimatedTime: duration.optional(),
-    /** Open an incident for every run (default true). */
-    incident: z.boolean().default(true),
+    /**
+     * The run's incident: `true` (default) / `false`, or its settings. The
+     * incident is private (not on the status page) unless `publish: true`;
+     * then the status page shows only the operator-written `publicTitle`
+     * (default: the runbook's title) and `publicMessage` — never the runbook's
+     * name, who started it, or step errors.
+     */
+    incident: z.union([z.boolean(), runbookIncidentSchema]).default(true),
     /** Resolve the run's incident when the run succeeds (default false: it goes to "monitoring"). */
     resolveOnSuccess: z.boolean().default(false),
     steps: z.array(stepSchema).min(1, 'a runbook needs at least one step'),

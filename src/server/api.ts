@@ -10,6 +10,7 @@ import { sessionRoutes } from './api/session.js';
 import { snapshotRoutes } from './api/snapshots.js';
 import { statusRoutes } from './api/status.js';
 import { taskRoutes } from './api/tasks.js';
+import { publishRoutes } from './api/publish.js';
 
 /**
  * The JSON API route table (/api/v1). Each handler is a thin call into the
@@ -32,6 +33,7 @@ export function apiRoutes(d: ApiDeps): Route[] {
     ...runbookRoutes(d),
     ...incidentRoutes(d),
     ...statusRoutes(d),
+    ...publishRoutes(d),
   ];
   return routes;
 }

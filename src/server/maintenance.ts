@@ -40,6 +40,26 @@ export const MAINTENANCE_MIGRATIONS: readonly Migration[] = [
   },
 ];
 
+const ZONED_TIME = /^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?)(Z|[+-]\d\d:?\d\d)$/i;
+
+/**
+ * Start and end times of a maintenance window: ISO 8601 with an explicit
+ * zone ("2031-01-31T22:00:00Z", "2031-01-31T23:00+01:00"). A time without a
+ * zone is rejected rather than guessed: the browser, the CLI and the server
+ * may each be in a different time zone.
+ */
+export function parseZonedTime(s: string, what: string): Date {
+  const m = ZONED_TIME.exec(s.trim());
+  if (!m) {
+    const hint = /^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(s.trim()) ? ' has no time zone' : ' is not an ISO 8601 date and time';
+    throw new LifeboatError(`${what}: "${s}"${hint} (give the zone explicitly, e.g. 2031-01-31T22:00:00Z or 2031-01-31T23:00:00+01:00)`, 2);
+  }
+  const zone = m[3]!.toUpperCase() === 'Z' ? 'Z' : m[3]!.length === 5 ? `${m[3]!.slice(0, 3)}:${m[3]!.slice(3)}` : m[3]!;
+  const d = new Date(`${m[1]}T${m[2]}${zone}`);
+  if (Number.isNaN(d.getTime())) throw new LifeboatError(`${what}: invalid date/time "${s}"`, 2);
+  return d;
+}
+
 export interface MaintenanceWindow {
   id: number;
   title: string;

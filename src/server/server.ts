@@ -20,7 +20,7 @@ import { compileRoutes, HttpError, matchRoute, parseCookies, readBody, sendJson,
 import { MaintenanceStore } from './maintenance.js';
 import { openApiDocument } from './openapi.js';
 import { loginPage, shellPage, notFoundPage } from './pages.js';
-import { buildStatus, renderStatusHtml } from './status.js';
+import { STATUS_STYLE_SOURCE, buildStatus, renderStatusHtml } from './status.js';
 import { TaskRegistry } from './tasks.js';
 
 /**
@@ -56,7 +56,8 @@ export function webDir(): string {
 
 const STATIC_TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.svg': 'image/svg+xml', '.png': 'image/png' };
 
-const DASHBOARD_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+// the status page's own stylesheet is allowed by hash: the publish preview (a sandboxed srcdoc frame) uses it
+const DASHBOARD_CSP = `default-src 'self'; script-src 'self'; style-src 'self' ${STATUS_STYLE_SOURCE}; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'`;
 
 function cspWithStyleHash(html: string): string {
   const m = /<style>([\s\S]*?)<\/style>/.exec(html);

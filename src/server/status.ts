@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { LifeboatConfig } from '../config/load.js';
@@ -15,7 +16,10 @@ import { MaintenanceStore, type MaintenanceWindow } from './maintenance.js';
  * incidents that name it; open incidents with their public updates; planned
  * maintenance; the incident history. It exposes no job names, error
  * messages, hosts or paths: only service names, descriptions, and what
- * operators wrote in public incident updates.
+ * operators chose to publish: incidents whose visibility is `public` (never
+ * the private ones runbooks open by default), their public headline, and
+ * only the updates an operator marked public (never system updates written
+ * by Lifeboat, never timeline events).
  */
 
 export type ComponentState = 'operational' | 'degraded' | 'outage' | 'maintenance';
@@ -75,16 +79,22 @@ function impactState(impact: IncidentImpact): ComponentState | undefined {
   return undefined;
 }
 
-function publicIncident(i: Incident): PublicIncident {
+/** Whether an incident may appear on the public page at all. */
+export function isPublicIncident(i: Incident): boolean {
+  return i.visibility === 'public';
+}
+
+/** Exactly what the public page shows of an incident (also used for the dashboard's preview). */
+export function publicIncident(i: Incident): PublicIncident {
   return {
     id: i.id,
-    title: i.title,
+    title: i.publicTitle ?? i.title,
     status: i.status,
     impact: i.impact,
     services: i.services,
     startedAt: i.startedAt.toISOString(),
     resolvedAt: i.resolvedAt ? i.resolvedAt.toISOString() : null,
-    updates: i.updates.filter((u) => u.public).map((u) => ({ at: u.at.toISOString(), status: u.status, message: u.message })),
+    updates: i.updates.filter((u) => u.public && !u.system).map((u) => ({ at: u.at.toISOString(), status: u.status, message: u.message })),
   };
 }
 
@@ -101,9 +111,9 @@ export async function buildStatus(cfg: LifeboatConfig, catalog: Catalog, opts: {
   let history: Incident[] = [];
   try {
     const store = new IncidentStore(catalog);
-    open = await store.list({ open: true, limit: 100 });
+    open = (await store.list({ open: true, visibility: 'public', limit: 100 })).filter(isPublicIncident);
     const since = now.getTime() - sc.historyDays * 86_400_000;
-    history = (await store.list({ limit: 500 })).filter((i) => i.resolvedAt && i.startedAt.getTime() >= since);
+    history = (await store.list({ visibility: 'public', limit: 500 })).filter((i) => isPublicIncident(i) && i.resolvedAt && i.startedAt.getTime() >= since);
   } catch (err) {
     warnings.push(`incidents unavailable: ${errorMessage(err)}`);
   }
@@ -121,7 +131,7 @@ export async function buildStatus(cfg: LifeboatConfig, catalog: Catalog, opts: {
       if (!i.services.includes(name)) continue;
       const s = impactState(i.impact);
       if (s) state = worse(state, s);
-      reasons.push(`incident: ${i.title}`);
+      reasons.push(`incident: ${i.publicTitle ?? i.title}`);
     }
     for (const w of windows) {
       if (w.state === 'in-progress' && w.services.includes(name)) {
@@ -170,17 +180,26 @@ main{max-width:820px;margin:0 auto;padding:24px 16px}h1{font-size:26px;margin:0 
 .upd{border-left:3px solid #dde3e8;margin:6px 0 0;padding:2px 10px}.muted{color:#5b6670;font-size:13px}
 footer{color:#5b6670;font-size:12px;margin-top:32px}`;
 
+/** CSP source for the status page's inline stylesheet (lets the dashboard show the publish preview with the page's own style). */
+export const STATUS_STYLE_SOURCE = `'sha256-${createHash('sha256').update(CSS).digest('base64')}'`;
+
 function fmt(iso: string): string {
   return iso.replace('T', ' ').slice(0, 16) + ' UTC';
 }
 
-function incidentHtml(i: PublicIncident): string {
+/** One incident card as on the public page (the dashboard's preview shows this very HTML). */
+export function incidentHtml(i: PublicIncident): string {
   const updates = i.updates
     .slice()
     .reverse()
     .map((u) => `<div class="upd"><strong>${escapeHtml(u.status ?? 'update')}</strong> <span class="muted">${fmt(u.at)}</span><br>${escapeHtml(u.message)}</div>`)
     .join('');
   return `<div class="card incident" data-incident="${i.id}"><strong>${escapeHtml(i.title)}</strong> <span class="muted">${escapeHtml(i.impact)} impact · ${escapeHtml(i.status)} · since ${fmt(i.startedAt)}${i.resolvedAt ? ` · resolved ${fmt(i.resolvedAt)}` : ''}</span>${i.services.length ? `<div class="muted">Affects: ${i.services.map(escapeHtml).join(', ')}</div>` : ''}${updates}</div>`;
+}
+
+/** A self-contained page with just one incident card, styled like the status page (the dashboard's publish preview). */
+export function renderIncidentPreviewHtml(i: PublicIncident): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><style>${CSS}</style></head><body><main>${incidentHtml(i)}</main></body></html>`;
 }
 
 /** Self-contained HTML (inline CSS, no script). */

@@ -19,6 +19,7 @@ import {
 } from '../../runbook/engine.js';
 import { listRunbooks } from '../../runbook/load.js';
 import type { ManualPrompt } from '../../runbook/steps.js';
+import { previewPublish } from '../../server/api/publish.js';
 import type { CliContext } from '../context.js';
 import { collectRaw, formatDuration, table } from '../output.js';
 
@@ -100,6 +101,7 @@ const ttyPrompt: ManualPrompt = async ({ index, name, instructions, signal }) =>
 function printIncident(ctx: CliContext, i: Incident): void {
   ctx.out.info(`incident #${i.id}: ${i.title}`);
   ctx.out.info(`status ${i.status}, impact ${i.impact}, services ${i.services.join(', ') || 'none'}`);
+  ctx.out.info(`status page: ${i.visibility === 'public' ? `public${i.publicTitle ? ` as "${i.publicTitle}"` : ''}` : 'private (not shown; publish with: lifeboat incident publish ' + i.id + ' --message TEXT)'}`);
   ctx.out.info(`started ${ts(i.startedAt)}${i.resolvedAt ? `, resolved ${ts(i.resolvedAt)} (${formatDuration(i.resolvedAt.getTime() - i.startedAt.getTime())})` : ''}${i.runbookRunId !== null ? `, runbook run #${i.runbookRunId}` : ''}`);
   if (i.rootCause) ctx.out.info(`root cause: ${i.rootCause}`);
   if (i.lessonsLearned) ctx.out.info(`lessons learned: ${i.lessonsLearned}`);
@@ -303,8 +305,9 @@ function registerIncident(program: Command, ctxOf: (cmd: Command) => CliContext)
     .option('--service <name>', 'affected service (repeatable)', collectRaw)
     .option('--message <text>', 'first update')
     .option('--status <status>', 'investigating (default) or identified / monitoring')
+    .option('--private', 'keep it off the public status page (publish later with "incident publish")')
     .option('--author <name>')
-    .action(async (o: { title: string; impact: string; service?: string[]; message?: string; status?: string; author?: string }, cmd: Command) => {
+    .action(async (o: { title: string; impact: string; service?: string[]; message?: string; status?: string; author?: string; private?: boolean }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const cfg = ctx.config(true)!;
       for (const s of o.service ?? []) if (!cfg.services[s]) throw new ConfigError(`unknown service "${s}" (defined: ${Object.keys(cfg.services).join(', ') || 'none'})`);
@@ -314,12 +317,51 @@ function registerIncident(program: Command, ctxOf: (cmd: Command) => CliContext)
           impact: parseImpact(o.impact),
           services: o.service ?? [],
           author: o.author ?? defaultActor(),
+          visibility: o.private ? 'private' : 'public',
           ...(o.message ? { message: o.message } : {}),
           ...(o.status ? { status: parseStatus(o.status) } : {}),
         }),
       );
       ctx.out.emit(i);
-      ctx.out.info(`incident #${i.id} opened`);
+      ctx.out.info(`incident #${i.id} opened${o.private ? ' (private: not on the status page)' : ''}`);
+    });
+
+  inc
+    .command('publish')
+    .description('put an incident on the public status page (shows exactly what will be public); runbook incidents are private until published')
+    .argument('<id>')
+    .option('--message <text>', 'public update: the text the status page shows')
+    .option('--title <text>', 'public headline (default: the incident title)')
+    .option('--dry-run', 'only show what the status page would show')
+    .option('--author <name>')
+    .action(async (id: string, o: { message?: string; title?: string; dryRun?: boolean; author?: string }, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const n = runId(id);
+      const req = { ...(o.message !== undefined ? { message: o.message } : {}), ...(o.title !== undefined ? { title: o.title } : {}) };
+      const r = await withCatalog(ctx, async (c) => {
+        const cur = await store(ctx, c).get(n);
+        if (!cur) throw new LifeboatError(`no incident #${id}`, 2);
+        const preview = previewPublish(cur, req);
+        return { preview, incident: o.dryRun ? cur : await store(ctx, c).publish(n, { ...req, author: o.author ?? defaultActor() }) };
+      });
+      const p = r.preview.incident;
+      ctx.out.emit(o.dryRun ? r.preview : r.incident);
+      ctx.out.info(`${o.dryRun ? 'the status page would show' : `incident #${n} published; the status page shows`}:`);
+      ctx.out.info(`  ${p.title} (${p.impact} impact, ${p.status}${p.services.length ? `, affects ${p.services.join(', ')}` : ''})`);
+      if (!p.updates.length) ctx.out.info('  (no public updates: give --message to say something)');
+      for (const u of p.updates) ctx.out.info(`  ${u.at.replace('T', ' ').slice(0, 16)} UTC  ${u.status ?? 'update'}: ${u.message}`);
+    });
+
+  inc
+    .command('unpublish')
+    .description('take an incident off the public status page')
+    .argument('<id>')
+    .option('--author <name>')
+    .action(async (id: string, o: { author?: string }, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const i = await withCatalog(ctx, (c) => store(ctx, c).unpublish(runId(id), { author: o.author ?? defaultActor() }));
+      ctx.out.emit(i);
+      ctx.out.info(`incident #${i.id} is private: no longer on the status page`);
     });
 
   inc

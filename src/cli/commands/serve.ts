@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { ConfigError, LifeboatError } from '../../errors.js';
+import { ConfigError, LifeboatError, errorMessage } from '../../errors.js';
 import type { LifeboatConfig } from '../../config/load.js';
 import type { Catalog } from '../../ops/catalog.js';
 import { openConfigCatalog } from '../../ops/service.js';
 import { AuthStore } from '../../server/auth.js';
-import { MaintenanceStore } from '../../server/maintenance.js';
+import { MaintenanceStore, parseZonedTime } from '../../server/maintenance.js';
 import { openApiFor, startServer } from '../../server/server.js';
 import { exportStatusPage } from '../../server/status.js';
 import type { CliContext } from '../context.js';
@@ -51,9 +51,11 @@ function fmtDate(d: Date | null): string {
 }
 
 function parseWhen(s: string, what: string): Date {
-  const d = new Date(/^\d{4}-\d\d-\d\d \d/.test(s) ? s.replace(' ', 'T') : s);
-  if (Number.isNaN(d.getTime())) throw new ConfigError(`${what}: invalid date/time "${s}" (use ISO 8601, e.g. 2025-01-31T22:00:00Z)`);
-  return d;
+  try {
+    return parseZonedTime(s, what);
+  } catch (err) {
+    throw new ConfigError(errorMessage(err));
+  }
 }
 
 export function registerServe(program: Command, ctxOf: (cmd: Command) => CliContext): void {
@@ -186,8 +188,8 @@ export function registerServe(program: Command, ctxOf: (cmd: Command) => CliCont
   mw.command('add')
     .description('announce a maintenance window')
     .requiredOption('--title <text>')
-    .requiredOption('--start <datetime>', 'ISO 8601, e.g. 2025-01-31T22:00:00Z')
-    .requiredOption('--end <datetime>', 'ISO 8601')
+    .requiredOption('--start <datetime>', 'ISO 8601 with a zone, e.g. 2025-01-31T22:00:00Z or 2025-01-31T23:00:00+01:00')
+    .requiredOption('--end <datetime>', 'ISO 8601 with a zone')
     .option('--services <list>', 'affected services (comma-separated, from the config\'s services)', collect)
     .option('--description <text>')
     .action(async (o: { title: string; start: string; end: string; services?: string[]; description?: string }, cmd: Command) => {

@@ -4,7 +4,8 @@ import type { Catalog, RunRecord } from '../../ops/catalog.js';
 import type { AuthStore } from '../auth.js';
 import type { ServerConfig } from '../config.js';
 import { HttpError, type RouteContext } from '../http.js';
-import type { MaintenanceStore } from '../maintenance.js';
+import { errorMessage } from '../../errors.js';
+import { parseZonedTime, type MaintenanceStore } from '../maintenance.js';
 import type { Task, TaskRegistry } from '../tasks.js';
 
 /** What the API route handlers are given, and the small helpers several route groups share. */
@@ -44,11 +45,13 @@ export function taskJson(t: Task) {
   return { ...t, log: t.log.slice(-100) };
 }
 
-/** Parse an ISO date/time ('2025-01-31T10:00Z', '2025-01-31 10:00') or throw 400. */
+/** Parse an ISO date/time with an explicit zone ('2025-01-31T10:00Z', '2025-01-31T11:00+01:00') or throw 400. */
 export function when(s: string, what: string): Date {
-  const d = new Date(s.includes('T') || !s.includes(' ') ? s : s.replace(' ', 'T'));
-  if (Number.isNaN(d.getTime())) throw new HttpError(400, `${what}: invalid date/time "${s}" (use ISO 8601, e.g. 2025-01-31T22:00:00Z)`);
-  return d;
+  try {
+    return parseZonedTime(s, what);
+  } catch (err) {
+    throw new HttpError(400, errorMessage(err));
+  }
 }
 
 export function knownJob(cfg: LifeboatConfig, name: string): void {

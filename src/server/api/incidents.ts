@@ -29,7 +29,7 @@ export function incidentRoutes(d: ApiDeps): Route[] {
       handler: async (ctx) => {
         const b = ctx.body as { title: string; impact: z.infer<typeof impact>; services: string[]; message?: string };
         checkServices(b.services);
-        return reply({ status: 201, json: await incidents().create({ ...b, author: ctx.actor }) });
+        return reply({ status: 201, json: await incidents().create({ ...b, author: ctx.actor, visibility: 'public' }) });
       },
     },
     {

@@ -38,7 +38,7 @@ export function statusRoutes(d: ApiDeps): Route[] {
       status: 201,
       summary: 'Announce a maintenance window on the status page',
       body: z
-        .object({ title: z.string().min(1).max(200), description: z.string().max(10_000).optional(), services: serviceList.default([]), start: z.string().min(1).describe('ISO 8601'), end: z.string().min(1).describe('ISO 8601') })
+        .object({ title: z.string().min(1).max(200), description: z.string().max(10_000).optional(), services: serviceList.default([]), start: z.string().min(1).describe('ISO 8601 with a zone (Z or +01:00); zone-less times are rejected'), end: z.string().min(1).describe('ISO 8601 with a zone') })
         .strict(),
       handler: async (ctx) => {
         const b = ctx.body as { title: string; description?: string; services: string[]; start: string; end: string };
