@@ -33,6 +33,7 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable JSON output')
     .option('-q, --quiet', 'only print errors and warnings')
     .option('--retry-lock <duration>', 'wait this long for a locked repository (e.g. 30s, 5m)')
+    .option('--no-lock', 'do not lock the repository (reading commands only: snapshots, ls, restore, check, drill; for read-only media)')
     .showHelpAfterError()
     .exitOverride();
   const ctxOf = (cmd: Command) => new CliContext(cmd.optsWithGlobals() as GlobalOptions);
@@ -94,6 +95,9 @@ if (isEntryPoint()) {
   main(process.argv).then(
     (code) => {
       process.exitCode = code;
+      // A request abandoned at its deadline (a hung mount or server) may keep the
+      // event loop alive: the command is over, so do not wait for it.
+      setTimeout(() => process.exit(code), 2000).unref();
     },
     (err) => {
       process.stderr.write(`lifeboat: ${String(err)}\n`);
