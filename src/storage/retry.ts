@@ -71,6 +71,17 @@ function abortedError(signal: AbortSignal, what: string): StorageAbortedError {
   return new StorageAbortedError(`storage access abandoned while ${what}: ${why}`);
 }
 
+let abandoned = 0;
+
+/**
+ * Calls given up at their deadline that have not settled since: a file-system
+ * call blocked on a hung mount stays blocked in the operating system (and keeps
+ * the process from exiting normally). The CLI checks this before it exits.
+ */
+export function abandonedCalls(): number {
+  return abandoned;
+}
+
 /**
  * Run fn with a hard deadline: at `ms` (or when `outer` aborts) the signal given
  * to fn is aborted and the returned promise rejects at once, whether or not fn
@@ -86,13 +97,21 @@ export function withDeadline<T>(
   return new Promise<T>((resolve, reject) => {
     const ac = new AbortController();
     let done = false;
+    let settled = false;
+    let counted = false;
     let timer: NodeJS.Timeout | undefined;
-    const onOuter = () => {
-      if (done) return;
-      const e = abortedError(outer!, what);
+    const giveUp = (e: Error) => {
       finish();
+      if (!settled && !counted) {
+        counted = true;
+        abandoned++;
+      }
       ac.abort(e);
       reject(e);
+    };
+    const onOuter = () => {
+      if (done) return;
+      giveUp(abortedError(outer!, what));
     };
     const finish = () => {
       done = true;
@@ -106,10 +125,7 @@ export function withDeadline<T>(
     outer?.addEventListener('abort', onOuter, { once: true });
     timer = setTimeout(() => {
       if (done) return;
-      const e = onTimeout();
-      finish();
-      ac.abort(e);
-      reject(e);
+      giveUp(onTimeout());
     }, Math.max(1, ms));
     let p: Promise<T>;
     try {
@@ -119,13 +135,22 @@ export function withDeadline<T>(
       reject(err);
       return;
     }
+    const settle = () => {
+      settled = true;
+      if (counted) {
+        counted = false;
+        abandoned--;
+      }
+    };
     p.then(
       (v) => {
+        settle();
         if (done) return;
         finish();
         resolve(v);
       },
       (err: unknown) => {
+        settle();
         if (done) return; // abandoned: the deadline already answered
         finish();
         reject(err);
