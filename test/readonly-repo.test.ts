@@ -42,7 +42,7 @@ function mountReadOnly(src: string, dst: string): string | undefined {
   return undefined;
 }
 
-test('read-only mount: snapshots, ls, restore, check --read-data and drill work without a lock; backup/forget/prune fail clearly', async (t) => {
+test('read-only mount: snapshots, ls, restore, check --read-data and drill work without a lock; backup/forget/prune fail clearly', { timeout: 240_000 }, async (t) => {
   const tmp = tmpDir();
   const ro = path.join(tmp.dir, 'ro');
   let mounted = false;
@@ -115,7 +115,7 @@ test('read-only mount: snapshots, ls, restore, check --read-data and drill work 
   }
 });
 
-test('S3 read-only key (writes answered 403 AccessDenied): snapshots, ls, restore and check --read-data work; backup fails clearly', async () => {
+test('S3 read-only key (writes answered 403 AccessDenied): snapshots, ls, restore and check --read-data work; backup fails clearly', { timeout: 240_000 }, async () => {
   const srv = await startS3Server();
   const tmp = tmpDir();
   try {

@@ -53,7 +53,7 @@ const AWS_ENV = {
   LIFEBOAT_PASSWORD: 'pw',
 };
 
-test('storageCall: a call that never settles is abandoned at its deadline; an owner abort ends it at once', async () => {
+test('storageCall: a call that never settles is abandoned at its deadline; an owner abort ends it at once', { timeout: 240_000 }, async () => {
   const t0 = Date.now();
   await assert.rejects(
     storageCall({ what: 'reading x', timeouts: { connectMs: 1000, requestMs: 300, retries: 0 }, timeoutMessage: (ms, w) => `no answer within ${ms} ms while ${w}` }, () => new Promise<never>(() => {})),
@@ -92,7 +92,7 @@ test('storageCall: a call that never settles is abandoned at its deadline; an ow
   );
 });
 
-test('S3 endpoint that accepts and never answers: requests fail at the request timeout, a timeout is retried once', async () => {
+test('S3 endpoint that accepts and never answers: requests fail at the request timeout, a timeout is retried once', { timeout: 240_000 }, async () => {
   const hung = await hungServer();
   try {
     const s = new S3Storage({
@@ -123,7 +123,7 @@ test('S3 endpoint that accepts and never answers: requests fail at the request t
   }
 });
 
-test('CLI: snapshots on a hung S3 endpoint fails with a clear timeout error within the configured timeout', async () => {
+test('CLI: snapshots on a hung S3 endpoint fails with a clear timeout error within the configured timeout', { timeout: 240_000 }, async () => {
   const hung = await hungServer();
   const t = tmpDir();
   try {
@@ -163,7 +163,7 @@ test('CLI: snapshots on a hung S3 endpoint fails with a clear timeout error with
   }
 });
 
-test('job with timeout 5s against a hung S3 endpoint (default storage timeouts) ends at its timeout and is recorded as failed', async () => {
+test('job with timeout 5s against a hung S3 endpoint (default storage timeouts) ends at its timeout and is recorded as failed', { timeout: 240_000 }, async () => {
   const hung = await hungServer();
   const t = tmpDir();
   try {
@@ -192,7 +192,7 @@ test('job with timeout 5s against a hung S3 endpoint (default storage timeouts) 
   }
 });
 
-test('daemon on a hung S3 endpoint: SIGTERM with a 1s shutdownGrace stops it within grace + slack, the run recorded as aborted', async () => {
+test('daemon on a hung S3 endpoint: SIGTERM with a 1s shutdownGrace stops it within grace + slack, the run recorded as aborted', { timeout: 240_000 }, async () => {
   const hung = await hungServer();
   const t = tmpDir();
   try {
@@ -236,7 +236,7 @@ test('daemon on a hung S3 endpoint: SIGTERM with a 1s shutdownGrace stops it wit
   }
 });
 
-test('local storage: a file-system call that blocks forever (a FIFO in place of the config) fails at the deadline; CLI and job end', async () => {
+test('local storage: a file-system call that blocks forever (a FIFO in place of the config) fails at the deadline; CLI and job end', { timeout: 240_000 }, async () => {
   const t = tmpDir();
   const fifo = path.join(t.dir, 'repo/config');
   const unblock = () => {
