@@ -53,7 +53,7 @@ const AWS_ENV = {
   LIFEBOAT_PASSWORD: 'pw',
 };
 
-test('storageCall: a call that never settles is abandoned at its deadline; an owner abort ends it at once', { timeout: 240_000 }, async () => {
+test('storageCall: a call that never settles is abandoned at its deadline; an owner abort ends it at once', { timeout: 60_000 }, async () => {
   const t0 = Date.now();
   await assert.rejects(
     storageCall({ what: 'reading x', timeouts: { connectMs: 1000, requestMs: 300, retries: 0 }, timeoutMessage: (ms, w) => `no answer within ${ms} ms while ${w}` }, () => new Promise<never>(() => {})),
@@ -92,7 +92,7 @@ test('storageCall: a call that never settles is abandoned at its deadline; an ow
   );
 });
 
-test('S3 endpoint that accepts and never answers: requests fail at the request timeout, a timeout is retried once', { timeout: 240_000 }, async () => {
+test('S3 endpoint that accepts and never answers: requests fail at the request timeout, a timeout is retried once', { timeout: 60_000 }, async () => {
   const hung = await hungServer();
   try {
     const s = new S3Storage({
