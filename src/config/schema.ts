@@ -27,8 +27,8 @@ export const repositorySchema = z
     chunker: z.object({ min: size.optional(), avg: size.optional(), max: size.optional() }).strict().optional(),
     timeouts: z
       .object({
-        connect: z.string().regex(/^(\d+(\.\d+)?(ms|s|m|h))+$/, 'expected a duration like 30s, 2m').optional().describe('connect timeout per attempt (default 30s)'),
-        request: z.string().regex(/^(\d+(\.\d+)?(ms|s|m|h))+$/, 'expected a duration like 30s, 2m').optional().describe('deadline of one attempt of one storage request (default 2m)'),
+        connect: z.string().regex(/^(\d+(ms|s|m|h))+$/, 'expected a duration like 30s, 2m').optional().describe('connect timeout per attempt (default 30s)'),
+        request: z.string().regex(/^(\d+(ms|s|m|h))+$/, 'expected a duration like 30s, 2m').optional().describe('deadline of one attempt of one storage request (default 2m)'),
         retries: z.number().int().min(0).max(20).optional().describe('retries of a failed request (default 3; S3 only)'),
       })
       .strict()

@@ -83,7 +83,8 @@ export async function runJob(
   const startedAt = new Date();
   const controller = new AbortController();
   const timedOut = new Error(`timed out after ${job.timeout}`);
-  const timer = setTimeout(() => controller.abort(timedOut), timeoutMs);
+  // (setTimeout holds at most ~24.8 days; a longer timeout is as good as none)
+  const timer = setTimeout(() => controller.abort(timedOut), Math.min(timeoutMs, 2 ** 31 - 1));
   const onOuter = () => controller.abort(opts.signal!.reason ?? new Error('aborted'));
   if (opts.signal?.aborted) onOuter();
   else opts.signal?.addEventListener('abort', onOuter, { once: true });

@@ -237,10 +237,16 @@ export class S3Storage implements Storage {
       maxAttempts: 1,
       requestChecksumCalculation: checksums,
       responseChecksumValidation: checksums,
+      // Our deadline (storageCall, an AbortSignal per attempt) ends every request
+      // at timeouts.request; the SDK's own timers back it up a second later. In
+      // @smithy/node-http-handler 4.x requestTimeout alone only logs a warning: it
+      // fires only with throwOnRequestTimeout (checked against a server that
+      // accepts and never answers); socketTimeout is an idle timeout and fires.
       requestHandler: {
         connectionTimeout: this.timeouts.connectMs,
-        // Idle socket timeout, a little after our own deadline (which gives the clearer message).
         socketTimeout: this.timeouts.requestMs + 1000,
+        requestTimeout: this.timeouts.requestMs + 1000,
+        throwOnRequestTimeout: true,
       },
       ...(endpoint ? { endpoint } : {}),
       ...(opts.accessKeyId && opts.secretAccessKey
