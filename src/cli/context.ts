@@ -19,6 +19,8 @@ export interface GlobalOptions {
   json?: boolean;
   quiet?: boolean;
   retryLock?: string;
+  /** false with --no-lock */
+  lock?: boolean;
 }
 
 export class CliContext {
@@ -97,6 +99,7 @@ export class CliContext {
           })
         : await Repository.open(this.storageFor(t.location, t.conf), pw);
     repo.lockRetryMs = this.retryLockMs();
+    repo.noLock = this.opts.lock === false;
     repo.onWarning = (m) => this.out.warn(m);
     for (const [name, err] of repo.indexErrors) {
       this.out.warn(`index file ${name.slice(0, 12)} is damaged and was skipped (${(err as Error).message}); run "lifeboat check" / "lifeboat repair index"`);
@@ -126,6 +129,7 @@ export class CliContext {
     else throw new ConfigError(`no password for ${wanted}: pass --from-password-file FILE or set LIFEBOAT_FROM_PASSWORD`);
     const repo = await Repository.open(this.storageFor(location, conf), pw);
     repo.lockRetryMs = this.retryLockMs();
+    repo.noLock = this.opts.lock === false;
     return repo;
   }
 

@@ -15,6 +15,7 @@ import { registerRunbook } from './commands/runbook.js';
 import { registerServe } from './commands/serve.js';
 import { registerApi } from './commands/api.js';
 import { PROGRAM } from '../repo/repository.js';
+import { abandonedCalls } from '../storage/retry.js';
 
 /**
  * The `lifeboat` command line: a thin layer over the library in src/.
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable JSON output')
     .option('-q, --quiet', 'only print errors and warnings')
     .option('--retry-lock <duration>', 'wait this long for a locked repository (e.g. 30s, 5m)')
+    .option('--no-lock', 'do not lock the repository (reading commands only: snapshots, ls, restore, check, drill; for read-only media)')
     .showHelpAfterError()
     .exitOverride();
   const ctxOf = (cmd: Command) => new CliContext(cmd.optsWithGlobals() as GlobalOptions);
@@ -94,6 +96,20 @@ if (isEntryPoint()) {
   main(process.argv).then(
     (code) => {
       process.exitCode = code;
+      // A request abandoned at its deadline (a hung mount or server) may keep the
+      // event loop alive: the command is over, so do not wait for it. A call still
+      // blocked in the kernel (hung mount) would even block process.exit(), so
+      // then the process ends itself with SIGTERM, saying which code it meant.
+      setTimeout(() => {
+        const n = abandonedCalls();
+        if (n > 0) {
+          process.stderr.write(`lifeboat: exit code ${code}, but ${n} abandoned file-system call(s) are still blocked (hung mount?); terminating\n`);
+          process.removeAllListeners('SIGTERM');
+          process.kill(process.pid, 'SIGTERM');
+          return;
+        }
+        process.exit(code);
+      }, 2000).unref();
     },
     (err) => {
       process.stderr.write(`lifeboat: ${String(err)}\n`);

@@ -3,6 +3,8 @@ import type { LifeboatConfig } from './load.js';
 import { parseSize, type RepositoryConfig } from './schema.js';
 import { resolveSecret, type SecretRef } from './password.js';
 import { ConfigError, NoRepositoryError } from '../errors.js';
+import { parseDuration } from '../policy/retention.js';
+import type { StorageTimeouts } from '../storage/retry.js';
 import { Repository, RepositoryExistsError } from '../repo/repository.js';
 import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/types.js';
@@ -20,9 +22,26 @@ export function secretFromConfig(cfg: { dir: string } | undefined, ref: SecretRe
   return resolveSecret(ref.file && cfg ? { file: configPath(cfg, ref.file) } : ref, what);
 }
 
-export function storageFor(location: string, conf?: RepositoryConfig, cfg?: { dir: string }): Storage {
+/** The repository's `timeouts:` setting as storage options. */
+export function timeoutsOf(conf?: RepositoryConfig): Partial<StorageTimeouts> {
+  const t = conf?.timeouts;
+  if (!t) return {};
+  return {
+    ...(t.connect ? { connectMs: parseDuration(t.connect) } : {}),
+    ...(t.request ? { requestMs: parseDuration(t.request) } : {}),
+    ...(t.retries !== undefined ? { retries: t.retries } : {}),
+  };
+}
+
+/**
+ * The storage of a repository. `signal`: aborting it ends every in-flight and
+ * later request at once (a job's timeout, daemon shutdown), even a hung one.
+ */
+export function storageFor(location: string, conf?: RepositoryConfig, cfg?: { dir: string }, signal?: AbortSignal): Storage {
   const s3 = conf?.s3;
   return openStorage(location, {
+    timeouts: timeoutsOf(conf),
+    ...(signal ? { signal } : {}),
     s3: s3
       ? {
           ...(s3.region ? { region: s3.region } : {}),
@@ -53,11 +72,11 @@ export function repositoryPassword(cfg: LifeboatConfig, name: string): string {
 export async function openConfiguredRepo(
   cfg: LifeboatConfig,
   name: string,
-  opts: { password?: string; retryLockMs?: number; allowInit?: boolean; onInit?: (location: string) => void } = {},
+  opts: { password?: string; retryLockMs?: number; allowInit?: boolean; onInit?: (location: string) => void; signal?: AbortSignal } = {},
 ): Promise<Repository> {
   const conf = cfg.repositories[name];
   if (!conf) throw new ConfigError(`unknown repository "${name}" (defined: ${Object.keys(cfg.repositories).join(', ')})`);
-  const storage = storageFor(resolveLocation(cfg, conf.location), conf, cfg);
+  const storage = storageFor(resolveLocation(cfg, conf.location), conf, cfg, opts.signal);
   const pw = opts.password ?? repositoryPassword(cfg, name);
   let repo: Repository;
   try {

@@ -25,6 +25,15 @@ export const repositorySchema = z
     autoInit: z.boolean().default(false).describe('create the repository on first use'),
     offsite: z.boolean().optional().describe('counts as the off-site copy for 3-2-1 (default: true for S3, false for local paths)'),
     chunker: z.object({ min: size.optional(), avg: size.optional(), max: size.optional() }).strict().optional(),
+    timeouts: z
+      .object({
+        connect: z.string().regex(/^(\d+(ms|s|m|h))+$/, 'expected a duration like 30s, 2m').optional().describe('connect timeout per attempt (default 30s)'),
+        request: z.string().regex(/^(\d+(ms|s|m|h))+$/, 'expected a duration like 30s, 2m').optional().describe('deadline of one attempt of one storage request (default 2m)'),
+        retries: z.number().int().min(0).max(20).optional().describe('retries of a failed request (default 3; S3 only)'),
+      })
+      .strict()
+      .optional()
+      .describe('storage timeouts (env LIFEBOAT_CONNECT_TIMEOUT / LIFEBOAT_REQUEST_TIMEOUT / LIFEBOAT_RETRIES override)'),
     s3: z
       .object({
         region: z.string().optional(),

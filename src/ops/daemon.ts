@@ -10,7 +10,15 @@ import { runJob, runMaintenance, type JobResult, type MaintenanceResult } from '
  * exponential backoff, a timeout per job, catch-up of runs missed while the
  * daemon was down, and graceful shutdown (running jobs get a grace period to
  * finish, then are aborted: an aborted backup writes no snapshot).
+ *
+ * Neither a job's timeout nor shutdown waits for hung I/O: runJob gives up on
+ * a run at its deadline, and stop() returns at most ABORT_WAIT_MS after the
+ * grace period even if a run (or a drill, or a hook) never settles.
  */
+
+/** After the grace period and the abort, how long stop() waits for runs to record their end. */
+export const ABORT_WAIT_MS = 5_000;
+
 export interface DaemonHooks {
   /** Called when an attempt starts; may return a run id passed back to onRunEnd. */
   onRunStart?(job: string, attempt: number): Promise<string | number | undefined> | string | number | undefined;
@@ -142,14 +150,9 @@ export class Daemon {
       for (let attempt = 1; ; attempt++) {
         if (this.stopping && attempt > 1) return;
         const runId = await this.hooks.onRunStart?.(name, attempt);
-        const timeout = setTimeout(() => controller.abort(new Error(`timeout after ${job.timeout}`)), parseDuration(job.timeout));
-        let result: JobResult;
-        try {
-          result = await run(this.cfg, name, { signal: controller.signal, log: (m) => this.log(m) });
-        } finally {
-          clearTimeout(timeout);
-        }
-        const final = result.status !== 'failed' || attempt > job.retries || controller.signal.aborted || this.stopping;
+        // runJob enforces the job's timeout itself, without waiting for hung I/O
+        const result = await run(this.cfg, name, { signal: controller.signal, log: (m) => this.log(m), timeoutMs: parseDuration(job.timeout) });
+        const final = result.status !== 'failed' || attempt > job.retries || controller.signal.aborted || this.stopping || !!result.timedOut;
         await this.hooks.onRunEnd?.(result, runId, attempt, final);
         this.log(`job ${name}: attempt ${attempt} ${result.status}${result.error ? `: ${result.error}` : ''}`);
         if (final) return;
@@ -168,17 +171,37 @@ export class Daemon {
     }
   }
 
-  /** Stop scheduling; let running jobs finish for `graceMs`, then abort them. */
-  async stop(graceMs = parseDuration(this.cfg.daemon.shutdownGrace)): Promise<void> {
+  /**
+   * Stop scheduling; let running jobs finish for `graceMs`, then abort them
+   * (each run is recorded as failed: "aborted: daemon shutting down"). Returns
+   * at most `abortWaitMs` after the grace period, whatever the runs do.
+   */
+  async stop(graceMs = parseDuration(this.cfg.daemon.shutdownGrace), abortWaitMs = ABORT_WAIT_MS): Promise<void> {
     this.stopping = true;
     for (const c of this.crons) c.stop();
-    const all = [...this.running.values()];
-    if (all.length === 0) return;
-    this.log(`shutting down: waiting up to ${graceMs} ms for ${all.length} running job(s)`);
-    const timer = setTimeout(() => {
-      for (const r of all) r.controller.abort(new Error('daemon shutting down'));
-    }, graceMs);
-    await Promise.allSettled(all.map((r) => r.done));
-    clearTimeout(timer);
+    const entries = [...this.running.entries()];
+    if (entries.length === 0) return;
+    this.log(`shutting down: waiting up to ${graceMs} ms for ${entries.length} running job(s)`);
+    const settled = Promise.allSettled(entries.map(([, r]) => r.done));
+    let graceTimer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<'grace'>((resolve) => {
+      graceTimer = setTimeout(() => resolve('grace'), graceMs);
+    });
+    if ((await Promise.race([settled.then(() => 'done' as const), graceOver])) === 'done') {
+      clearTimeout(graceTimer);
+      return;
+    }
+    const abort = new Error('daemon shutting down');
+    for (const [, r] of entries) r.controller.abort(abort);
+    let waitTimer: NodeJS.Timeout | undefined;
+    const waitOver = new Promise<'late'>((resolve) => {
+      waitTimer = setTimeout(() => resolve('late'), abortWaitMs);
+    });
+    const outcome = await Promise.race([settled.then(() => 'done' as const), waitOver]);
+    clearTimeout(waitTimer);
+    if (outcome === 'late') {
+      const stuck = entries.filter(([name]) => this.running.has(name)).map(([name]) => name);
+      this.log(`shutting down: ${stuck.join(', ')} did not stop ${abortWaitMs} ms after being aborted (hung I/O?); not waiting for them`);
+    }
   }
 }

@@ -2,7 +2,8 @@ import type { LifeboatConfig } from '../config/load.js';
 import { configPath } from '../config/paths.js';
 import type { JobConfig } from '../config/schema.js';
 import { openConfiguredRepo } from '../config/repos.js';
-import { ConfigError, LifeboatError } from '../errors.js';
+import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
+import { parseDuration } from '../policy/retention.js';
 import { copySnapshots } from '../repo/copy.js';
 import { copyWal, DEFAULT_ARCHIVE } from '../repo/wal.js';
 import type { Repository } from '../repo/repository.js';
@@ -29,6 +30,8 @@ export interface JobResult {
   forgotten: number;
   warnings: string[];
   error?: string;
+  /** The run was abandoned at the job's timeout. */
+  timedOut?: boolean;
   startedAt: Date;
   finishedAt: Date;
 }
@@ -58,15 +61,84 @@ export async function applyJobRetention(repo: Repository, source: string, policy
   }
 }
 
+/**
+ * Run a job, enforcing its `timeout` (or opts.timeoutMs) and opts.signal even
+ * when storage or a source hangs: at the deadline the run's signal is aborted
+ * (every storage request of the run ends at once, see storageFor) and the
+ * result -- failed, "timed out after ..." -- is returned right away, without
+ * waiting for calls that cannot be cancelled (a hung file system). Work still
+ * running in the background after that cannot publish a snapshot: its storage
+ * refuses every request.
+ */
 export async function runJob(
   cfg: LifeboatConfig,
   jobName: string,
-  opts: { signal?: AbortSignal; log?: (msg: string) => void; retryLockMs?: number } = {},
+  opts: { signal?: AbortSignal; log?: (msg: string) => void; retryLockMs?: number; timeoutMs?: number } = {},
 ): Promise<JobResult> {
   const job = cfg.jobs[jobName];
   if (!job) throw new ConfigError(`unknown job "${jobName}" (defined: ${Object.keys(cfg.jobs).join(', ') || 'none'})`);
   const src = cfg.sources[job.source];
   if (!src) throw new ConfigError(`job ${jobName}: unknown source "${job.source}"`);
+  const timeoutMs = opts.timeoutMs ?? parseDuration(job.timeout);
+  const startedAt = new Date();
+  const controller = new AbortController();
+  const timedOut = new Error(`timed out after ${job.timeout}`);
+  // (setTimeout holds at most ~24.8 days; a longer timeout is as good as none)
+  const timer = setTimeout(() => controller.abort(timedOut), Math.min(timeoutMs, 2 ** 31 - 1));
+  const onOuter = () => controller.abort(opts.signal!.reason ?? new Error('aborted'));
+  if (opts.signal?.aborted) onOuter();
+  else opts.signal?.addEventListener('abort', onOuter, { once: true });
+  const signal = controller.signal;
+  const work = runJobUnguarded(cfg, jobName, { ...opts, signal });
+  try {
+    return await new Promise<JobResult>((resolve, reject) => {
+      const onAbort = () => {
+        const why = errorMessage(signal.reason);
+        const repository = jobRepository(cfg, job);
+        (opts.log ?? (() => {}))(`job ${jobName}: ${why}; abandoning the run`);
+        resolve({
+          job: jobName,
+          source: job.source,
+          repository,
+          status: 'failed',
+          copies: [],
+          forgotten: 0,
+          warnings: [],
+          error: signal.reason === timedOut ? `job ${jobName} timed out after ${job.timeout}; the run was abandoned (an unfinished backup writes no snapshot)` : `aborted: ${why}`,
+          ...(signal.reason === timedOut ? { timedOut: true } : {}),
+          startedAt,
+          finishedAt: new Date(),
+        });
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      work.then(
+        (r) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(r);
+        },
+        (err: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      );
+    });
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onOuter);
+    // a run abandoned at its deadline: its storage refuses further requests, so
+    // its remaining work fails fast; errors from it are of no interest any more
+    work.catch(() => {});
+  }
+}
+
+async function runJobUnguarded(
+  cfg: LifeboatConfig,
+  jobName: string,
+  opts: { signal: AbortSignal; log?: (msg: string) => void; retryLockMs?: number },
+): Promise<JobResult> {
+  const job = cfg.jobs[jobName]!;
+  const src = cfg.sources[job.source]!;
   const repoName = jobRepository(cfg, job);
   const log = opts.log ?? (() => {});
   const result: JobResult = {
@@ -83,7 +155,7 @@ export async function runJob(
   const policy = (job.retention ?? cfg.defaults.retention ?? {}) as RetentionPolicy;
   let repo: Repository | undefined;
   try {
-    repo = await openConfiguredRepo(cfg, repoName, { retryLockMs: opts.retryLockMs ?? 60_000 });
+    repo = await openConfiguredRepo(cfg, repoName, { retryLockMs: opts.retryLockMs ?? 60_000, signal: opts.signal });
     const tags = [...job.tags, `job:${jobName}`];
     if (src.kind === 'files') {
       const r = await backupPaths(repo, {
@@ -91,14 +163,14 @@ export async function runJob(
         excludes: src.excludes,
         oneFileSystem: src.oneFileSystem,
         tags: [...src.tags, ...tags, `source:${job.source}`],
-        ...(opts.signal ? { signal: opts.signal } : {}),
+        signal: opts.signal,
         onWarning: (p, m) => result.warnings.push(`${p}: ${m}`),
       });
       result.snapshotId = r.snapshotId;
       result.summary = r.summary;
       result.status = r.summary.errors > 0 ? 'partial' : 'success';
     } else {
-      const r = await runSourceBackup(repo, job.source, src, cfg, { tags, ...(opts.signal ? { signal: opts.signal } : {}) });
+      const r = await runSourceBackup(repo, job.source, src, cfg, { tags, signal: opts.signal });
       result.snapshotId = r.snapshotId;
       result.summary = r.summary;
       result.status = 'success';
@@ -109,7 +181,7 @@ export async function runJob(
     for (const target of job.copyTo) {
       let dst: Repository | undefined;
       try {
-        dst = await openConfiguredRepo(cfg, target, { retryLockMs: opts.retryLockMs ?? 60_000 });
+        dst = await openConfiguredRepo(cfg, target, { retryLockMs: opts.retryLockMs ?? 60_000, signal: opts.signal });
         const snap = await repo.loadSnapshot(result.snapshotId!);
         const c = await copySnapshots(repo, dst, [snap]);
         // physical PostgreSQL backups: the copy also needs the WAL archive for point-in-time recovery

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { LockError, NotFoundError } from '../errors.js';
+import { LifeboatError, LockError, NotFoundError } from '../errors.js';
+import { isReadOnlyError } from '../storage/retry.js';
 import type { Storage } from '../storage/types.js';
 import { open, seal, sha256 } from './crypto.js';
 
@@ -17,6 +18,25 @@ export interface LockInfo {
   operation: string;
   nonce: string;
 }
+
+/**
+ * Operations that only read the repository. On a repository that cannot be
+ * written (read-only mount, write-protected medium, read-only S3 credentials)
+ * they go on without a lock, and with --no-lock they take none; every other
+ * operation needs its lock and fails on a read-only repository.
+ */
+export const READ_ONLY_OPERATIONS: ReadonlySet<string> = new Set([
+  'restore',
+  'check',
+  'ls',
+  'snapshots',
+  'drill',
+  'wal-fetch',
+  'copy (source)',
+  'copy WAL (source)',
+]);
+
+export const READ_ONLY_NOTICE = 'repository is read-only; continuing without a lock';
 
 export const REFRESH_MS = 5 * 60 * 1000;
 export const STALE_MS = 30 * 60 * 1000;
@@ -52,6 +72,8 @@ export class Lock {
   private name = '';
   private timer: NodeJS.Timeout | undefined;
   private released = false;
+  /** True for the stand-in of a read-only repository or --no-lock: nothing was written, nothing is held. */
+  held = true;
 
   private constructor(
     private readonly storage: Storage,
@@ -62,7 +84,14 @@ export class Lock {
   static async acquire(
     storage: Storage,
     encKey: Buffer,
-    opts: { exclusive: boolean; operation: string; retryMs?: number },
+    opts: {
+      exclusive: boolean;
+      operation: string;
+      retryMs?: number;
+      /** The operation only reads: on a read-only repository go on without a lock (and call onReadOnly). */
+      readOnlyOk?: boolean;
+      onReadOnly?: (message: string) => void;
+    },
   ): Promise<Lock> {
     const info: LockInfo = {
       time: new Date().toISOString(),
@@ -76,7 +105,20 @@ export class Lock {
     const deadline = Date.now() + (opts.retryMs ?? 0);
     let delay = 200;
     for (;;) {
-      await lock.write();
+      try {
+        await lock.write();
+      } catch (err) {
+        if (!isReadOnlyError(err)) throw err;
+        if (opts.readOnlyOk && !opts.exclusive) {
+          opts.onReadOnly?.(READ_ONLY_NOTICE);
+          return Lock.none(storage, encKey, info);
+        }
+        throw new LifeboatError(
+          `the repository at ${storage.location} is read-only: "${opts.operation}" writes to it and cannot run (${(err as Error).message})`,
+          1,
+          { cause: err },
+        );
+      }
       const conflict = await lock.findConflict();
       if (!conflict) break;
       await lock.removeOwn();
@@ -93,6 +135,14 @@ export class Lock {
     lock.timer = setInterval(() => void lock.refresh().catch(() => {}), REFRESH_MS);
     lock.timer.unref();
     return lock;
+  }
+
+  /** A lock that holds nothing (read-only repository, --no-lock). */
+  static none(storage: Storage, encKey: Buffer, info: LockInfo): Lock {
+    const l = new Lock(storage, encKey, info);
+    l.released = true;
+    l.held = false;
+    return l;
   }
 
   private async write(): Promise<void> {

@@ -9,7 +9,7 @@ import { BlobCodec } from './codec.js';
 import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './crypto.js';
 import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
 import { createKeyFile, openWithPassword } from './keys.js';
-import { Lock } from './lock.js';
+import { Lock, READ_ONLY_OPERATIONS } from './lock.js';
 import type { SketchIndex } from './sketch.js';
 import { type BlobType, PackWriter, basesOf } from './pack.js';
 import { WorkerPool } from './pool.js';
@@ -490,8 +490,42 @@ export class Repository {
   /** How long lock() waits for a conflicting lock by default (the CLI's --retry-lock). */
   lockRetryMs = 0;
 
-  lock(exclusive: boolean, operation: string, retryMs = this.lockRetryMs): Promise<Lock> {
-    return Lock.acquire(this.storage, this.key.encKey, { exclusive, operation, retryMs });
+  /**
+   * --no-lock: operations that only read (READ_ONLY_OPERATIONS: restore, check,
+   * ...) take no lock; any other operation refuses to run.
+   */
+  noLock = false;
+  private readOnlyNoticed = false;
+
+  /**
+   * Take the repository lock for an operation. A reading operation on a
+   * repository that cannot be written (the lock cannot be created: read-only
+   * mount, read-only credentials) goes on without one, saying so once.
+   */
+  async lock(exclusive: boolean, operation: string, retryMs = this.lockRetryMs): Promise<Lock> {
+    const readOnly = !exclusive && READ_ONLY_OPERATIONS.has(operation);
+    const info = { time: new Date().toISOString(), exclusive, hostname: hostname(), pid: process.pid, operation, nonce: '' };
+    if (this.noLock) {
+      if (!readOnly) {
+        throw new LifeboatError(
+          `--no-lock: "${operation}" writes to the repository and needs its lock; --no-lock is only for reading commands (snapshots, ls, restore, check, drill)`,
+          2,
+        );
+      }
+      return Lock.none(this.storage, this.key.encKey, info);
+    }
+    return Lock.acquire(this.storage, this.key.encKey, {
+      exclusive,
+      operation,
+      retryMs,
+      readOnlyOk: readOnly,
+      onReadOnly: (msg) => {
+        if (this.readOnlyNoticed) return;
+        this.readOnlyNoticed = true;
+        if (this.onWarning) this.onWarning(msg);
+        else process.stderr.write(`warning: ${msg}\n`);
+      },
+    });
   }
 
   async close(): Promise<void> {

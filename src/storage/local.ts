@@ -3,11 +3,28 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { NotFoundError, LifeboatError } from '../errors.js';
 import { type FileType, type ObjectInfo, type Storage, objectPath, typeDir } from './types.js';
+import { ReadOnlyStorageError, type StorageTimeouts, formatMs, resolveTimeouts, storageCall } from './retry.js';
+
+export interface LocalOptions {
+  /**
+   * Deadline of every file-system call (timeouts.request; connect and retries do
+   * not apply). A call on a hung mount cannot be cancelled: at the deadline it is
+   * abandoned (it may still finish later) and the request fails.
+   */
+  timeouts?: Partial<StorageTimeouts>;
+  /** Aborting it ends every in-flight and later call at once (job timeout, shutdown). */
+  signal?: AbortSignal;
+}
 
 /**
  * Local directory backend. Writes are crash-safe: data goes to a temporary file
  * in the target directory, is fsync'ed, renamed into place, and the directory is
  * fsync'ed, so after a crash an object is either absent or complete.
+ *
+ * Every public method runs under a deadline (storageCall, no retries): a hung
+ * network file system makes the request fail instead of blocking forever. A
+ * write refused by a read-only file system (EROFS, or EACCES/EPERM) raises
+ * ReadOnlyStorageError.
  */
 export class LocalStorage implements Storage {
   readonly kind = 'local';
@@ -17,16 +34,47 @@ export class LocalStorage implements Storage {
   /** Open read handles for ranged loads (packs are immutable; restore reads many blobs per pack). */
   private readonly handles = new Map<string, { fh: Promise<fsp.FileHandle>; users: number }>();
 
-  constructor(root: string) {
+  readonly timeouts: StorageTimeouts;
+  private readonly signal: AbortSignal | undefined;
+
+  constructor(root: string, opts: LocalOptions = {}) {
     this.root = path.resolve(root);
     this.location = this.root;
+    this.timeouts = resolveTimeouts({ ...opts.timeouts, retries: 0 });
+    this.signal = opts.signal;
+  }
+
+  /** One file-system request under the deadline. */
+  private io<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return storageCall(
+      {
+        what,
+        timeouts: this.timeouts,
+        signal: this.signal,
+        timeoutMessage: (ms, w) =>
+          `the file system of ${this.root} did not answer within ${formatMs(ms)} while ${w} (a hung network mount?); set timeouts.request / LIFEBOAT_REQUEST_TIMEOUT to change the deadline`,
+      },
+      () => fn(),
+    );
   }
 
   private file(type: FileType, name: string): string {
     return path.join(this.root, objectPath(type, name));
   }
 
-  async create(): Promise<void> {
+  create(): Promise<void> {
+    return this.io(`creating ${this.root}`, () => this.createImpl());
+  }
+
+  private async createImpl(): Promise<void> {
+    try {
+      await this.createDirs();
+    } catch (err) {
+      throw storageError(err, `creating the repository directories in ${this.root}`, true);
+    }
+  }
+
+  private async createDirs(): Promise<void> {
     await fsp.mkdir(this.root, { recursive: true, mode: 0o700 });
     for (const d of ['keys', 'snapshots', 'index', 'locks', 'data']) {
       await fsp.mkdir(path.join(this.root, d), { recursive: true, mode: 0o700 });
@@ -38,11 +86,19 @@ export class LocalStorage implements Storage {
 
   private async ensureDir(dir: string): Promise<void> {
     if (this.knownDirs.has(dir)) return;
-    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    try {
+      await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw storageError(err, `creating directory ${dir}`, true);
+    }
     this.knownDirs.add(dir);
   }
 
-  async save(type: FileType, name: string, data: Uint8Array): Promise<void> {
+  save(type: FileType, name: string, data: Uint8Array): Promise<void> {
+    return this.io(`saving ${objectPath(type, name)}`, () => this.saveImpl(type, name, data));
+  }
+
+  private async saveImpl(type: FileType, name: string, data: Uint8Array): Promise<void> {
     const target = this.file(type, name);
     const dir = path.dirname(target);
     await this.ensureDir(dir);
@@ -63,11 +119,15 @@ export class LocalStorage implements Storage {
     } catch (err) {
       if (fh) await fh.close().catch(() => {});
       await fsp.rm(tmp, { force: true }).catch(() => {});
-      throw storageError(err, `saving ${objectPath(type, name)} in ${this.root}`);
+      throw storageError(err, `saving ${objectPath(type, name)} in ${this.root}`, true);
     }
   }
 
-  async saveNew(type: FileType, name: string, data: Uint8Array): Promise<boolean> {
+  saveNew(type: FileType, name: string, data: Uint8Array): Promise<boolean> {
+    return this.io(`creating ${objectPath(type, name)}`, () => this.saveNewImpl(type, name, data));
+  }
+
+  private async saveNewImpl(type: FileType, name: string, data: Uint8Array): Promise<boolean> {
     const target = this.file(type, name);
     const dir = path.dirname(target);
     await this.ensureDir(dir);
@@ -89,13 +149,17 @@ export class LocalStorage implements Storage {
       await fsyncDir(dir);
       return true;
     } catch (err) {
-      throw storageError(err, `creating ${objectPath(type, name)} in ${this.root}`);
+      throw storageError(err, `creating ${objectPath(type, name)} in ${this.root}`, true);
     } finally {
       await fsp.rm(tmp, { force: true }).catch(() => {});
     }
   }
 
-  async load(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer> {
+  load(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer> {
+    return this.io(`reading ${objectPath(type, name)}`, () => this.loadImpl(type, name, range));
+  }
+
+  private async loadImpl(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer> {
     const file = this.file(type, name);
     try {
       if (!range) return await fsp.readFile(file);
@@ -151,7 +215,11 @@ export class LocalStorage implements Storage {
     await h.fh.then((x) => x.close()).catch(() => {});
   }
 
-  async stat(type: FileType, name: string): Promise<ObjectInfo> {
+  stat(type: FileType, name: string): Promise<ObjectInfo> {
+    return this.io(`stat ${objectPath(type, name)}`, () => this.statImpl(type, name));
+  }
+
+  private async statImpl(type: FileType, name: string): Promise<ObjectInfo> {
     try {
       const st = await fsp.stat(this.file(type, name));
       return { name, size: st.size };
@@ -160,7 +228,11 @@ export class LocalStorage implements Storage {
     }
   }
 
-  async exists(type: FileType, name: string): Promise<boolean> {
+  exists(type: FileType, name: string): Promise<boolean> {
+    return this.io(`checking ${objectPath(type, name)}`, () => this.existsImpl(type, name));
+  }
+
+  private async existsImpl(type: FileType, name: string): Promise<boolean> {
     try {
       await fsp.access(this.file(type, name));
       return true;
@@ -169,18 +241,26 @@ export class LocalStorage implements Storage {
     }
   }
 
-  async remove(type: FileType, name: string): Promise<void> {
+  remove(type: FileType, name: string): Promise<void> {
+    return this.io(`removing ${objectPath(type, name)}`, () => this.removeImpl(type, name));
+  }
+
+  private async removeImpl(type: FileType, name: string): Promise<void> {
     await this.dropHandle(this.file(type, name));
     try {
       await fsp.unlink(this.file(type, name));
     } catch (err) {
-      throw storageError(err, `removing ${objectPath(type, name)}`);
+      throw storageError(err, `removing ${objectPath(type, name)} in ${this.root}`, true);
     }
   }
 
-  async list(type: FileType): Promise<ObjectInfo[]> {
+  list(type: FileType): Promise<ObjectInfo[]> {
+    return this.io(`listing ${typeDir(type) || 'the repository'}`, () => this.listImpl(type));
+  }
+
+  private async listImpl(type: FileType): Promise<ObjectInfo[]> {
     if (type === 'config') {
-      return (await this.exists('config', '')) ? [await this.stat('config', '')] : [];
+      return (await this.existsImpl('config', '')) ? [await this.statImpl('config', '')] : [];
     }
     const base = path.join(this.root, typeDir(type));
     const out: ObjectInfo[] = [];
@@ -231,10 +311,14 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-function storageError(err: unknown, what: string): Error {
+function storageError(err: unknown, what: string, write = false): Error {
   const e = err as NodeJS.ErrnoException;
   if (e && e.code === 'ENOENT') return new NotFoundError(what);
   if (err instanceof LifeboatError) return err;
+  if (write && e && (e.code === 'EROFS' || e.code === 'EACCES' || e.code === 'EPERM')) {
+    const why = e.code === 'EROFS' ? 'read-only file system' : 'permission denied';
+    return new ReadOnlyStorageError(`cannot write to the repository (${why}, ${e.code}) while ${what}`, { cause: err });
+  }
   if (e && e.code === 'ENOSPC') return new LifeboatError(`no space left on device while ${what}`, 1, { cause: err });
   if (e && (e.code === 'EACCES' || e.code === 'EPERM')) {
     return new LifeboatError(`permission denied while ${what}`, 1, { cause: err });

@@ -1,7 +1,9 @@
 import { LocalStorage } from './local.js';
 import { S3Storage, type S3Options } from './s3.js';
 import type { Storage } from './types.js';
-import { ConfigError } from '../errors.js';
+import type { StorageTimeouts } from './retry.js';
+import { ConfigError, errorMessage } from '../errors.js';
+import { parseDuration } from '../policy/retention.js';
 
 /**
  * Repository locations:
@@ -190,13 +192,56 @@ export function describeLocation(location: string): string {
   return location.replace(/^([a-zA-Z][a-zA-Z0-9+.-]*:(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?\/\/)[^/?#]*@/, (_m, head: string) => head);
 }
 
-export function openStorage(location: string, opts: { s3?: Partial<S3Options> } = {}): Storage {
+export interface OpenStorageOptions {
+  s3?: Partial<S3Options>;
+  /** Connect/request timeouts and retries (repository config `timeouts`); the environment overrides them. */
+  timeouts?: Partial<StorageTimeouts>;
+  /** Aborting it ends every in-flight and later request of the storage (job timeout, shutdown). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Timeout overrides from the environment (they win over the configuration):
+ * LIFEBOAT_CONNECT_TIMEOUT and LIFEBOAT_REQUEST_TIMEOUT (durations: 10s, 2m)
+ * and LIFEBOAT_RETRIES (a count).
+ */
+export function timeoutsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<StorageTimeouts> {
+  const out: Partial<StorageTimeouts> = {};
+  const dur = (name: string): number | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    try {
+      return parseDuration(v.trim());
+    } catch (err) {
+      throw new ConfigError(`${name}=${v}: ${errorMessage(err)}`);
+    }
+  };
+  const c = dur('LIFEBOAT_CONNECT_TIMEOUT');
+  if (c !== undefined) out.connectMs = c;
+  const r = dur('LIFEBOAT_REQUEST_TIMEOUT');
+  if (r !== undefined) out.requestMs = r;
+  const n = env.LIFEBOAT_RETRIES;
+  if (n !== undefined && n !== '') {
+    if (!/^\d+$/.test(n.trim()) || Number(n) > 20) throw new ConfigError(`LIFEBOAT_RETRIES=${n}: expected a whole number from 0 to 20`);
+    out.retries = Number(n);
+  }
+  return out;
+}
+
+export function openStorage(location: string, opts: OpenStorageOptions = {}): Storage {
   const parsed = parseLocation(location);
-  if (parsed.kind === 'local') return new LocalStorage(parsed.path);
+  const timeouts = { ...opts.timeouts, ...timeoutsFromEnv() };
+  const signal = opts.signal ? { signal: opts.signal } : {};
+  if (parsed.kind === 'local') return new LocalStorage(parsed.path, { timeouts, ...signal });
   const o = opts.s3 ?? {};
   const endpoint = o.endpoint ?? parsed.endpoint;
+  // s3.maxAttempts is the older spelling of the retry count: the environment's LIFEBOAT_RETRIES still wins
+  const envRetries = timeouts.retries !== undefined && process.env.LIFEBOAT_RETRIES ? { maxAttempts: timeouts.retries + 1 } : {};
   return new S3Storage({
     ...o,
+    ...envRetries,
+    timeouts: { ...o.timeouts, ...timeouts },
+    ...signal,
     bucket: parsed.bucket,
     prefix: parsed.prefix,
     region: o.region ?? parsed.region,

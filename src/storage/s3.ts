@@ -2,6 +2,14 @@ import { createHash } from 'node:crypto';
 import type { S3Client, S3ClientConfig, BucketLocationConstraint, CompletedPart } from '@aws-sdk/client-s3';
 import { ExitCode, LifeboatError, NotFoundError, errorMessage } from '../errors.js';
 import { type FileType, type ObjectInfo, type Storage, objectPath, typeDir } from './types.js';
+import {
+  ReadOnlyStorageError,
+  StorageTimeoutError,
+  type StorageTimeouts,
+  formatMs,
+  resolveTimeouts,
+  storageCall,
+} from './retry.js';
 
 // The SDK prints a multi-line "NodeVersionSupportWarning" on Node < 22 on the first
 // client construction. It is noise for a CLI user (we support Node 20), so opt out
@@ -44,18 +52,21 @@ export interface S3Options {
   accessKeyId?: string;
   secretAccessKey?: string;
   sessionToken?: string;
-  /** Total attempts per request including the first one (SDK standard retry mode). Default 5. */
+  /** Total attempts per request including the first one. Overrides timeouts.retries (= maxAttempts - 1). */
   maxAttempts?: number;
+  /**
+   * Connect timeout and per-attempt deadline of every request, and retries
+   * (src/storage/retry.ts). Default: connect 30 s, request 2 min, 3 retries.
+   */
+  timeouts?: Partial<StorageTimeouts>;
+  /** Aborting it ends every in-flight and later request at once (job timeout, shutdown). */
+  signal?: AbortSignal;
   /** Objects larger than this use a multipart upload. Default 8 MiB. */
   multipartThreshold?: number;
   /** Part size for multipart uploads (min 5 MiB; grown automatically to stay under 10,000 parts). Default 8 MiB. */
   partSize?: number;
   /** Parts uploaded concurrently. Default 4. */
   partConcurrency?: number;
-  /** TCP connect timeout in ms. Default 10 s. */
-  connectTimeoutMs?: number;
-  /** Idle socket timeout in ms (a stalled transfer is aborted and retried). Default 120 s. */
-  socketTimeoutMs?: number;
   /**
    * S3 Object Lock (WORM) retention for everything except lock files: each PUT of a
    * data/index/snapshot/key/config object carries x-amz-object-lock-mode and
@@ -172,7 +183,8 @@ export class S3Storage implements Storage {
   readonly endpointDescription: string;
   private readonly clientConfig: S3ClientConfig;
   private api?: Promise<{ sdk: Sdk; client: S3Client }>;
-  private readonly maxAttempts: number;
+  readonly timeouts: StorageTimeouts;
+  private readonly signal: AbortSignal | undefined;
   private readonly multipartThreshold: number;
   private readonly partSize: number;
   private readonly partConcurrency: number;
@@ -194,7 +206,11 @@ export class S3Storage implements Storage {
         ? `s3:${this.endpointDescription}/${this.bucket}${shownPrefix ? `/${shownPrefix}` : ''}`
         : `s3://${this.bucket}${shownPrefix ? `/${shownPrefix}` : ''}`);
 
-    this.maxAttempts = Math.max(1, Math.floor(opts.maxAttempts ?? 5));
+    this.timeouts = resolveTimeouts({
+      ...opts.timeouts,
+      ...(opts.maxAttempts !== undefined ? { retries: Math.max(1, Math.floor(opts.maxAttempts)) - 1 } : {}),
+    });
+    this.signal = opts.signal;
     this.multipartThreshold = Math.max(MIN_PART_SIZE, opts.multipartThreshold ?? 8 * MiB);
     this.partSize = Math.max(MIN_PART_SIZE, opts.partSize ?? 8 * MiB);
     this.partConcurrency = Math.max(1, Math.floor(opts.partConcurrency ?? 4));
@@ -216,13 +232,21 @@ export class S3Storage implements Storage {
     const config: S3ClientConfig = {
       region: this.region,
       forcePathStyle: opts.forcePathStyle ?? this.customEndpoint,
-      maxAttempts: this.maxAttempts,
-      retryMode: 'standard',
+      // Retries, backoff and the per-request deadline are ours (storageCall), for
+      // every backend alike; the SDK makes exactly one attempt per call.
+      maxAttempts: 1,
       requestChecksumCalculation: checksums,
       responseChecksumValidation: checksums,
+      // Our deadline (storageCall, an AbortSignal per attempt) ends every request
+      // at timeouts.request; the SDK's own timers back it up a second later. In
+      // @smithy/node-http-handler 4.x requestTimeout alone only logs a warning: it
+      // fires only with throwOnRequestTimeout (checked against a server that
+      // accepts and never answers); socketTimeout is an idle timeout and fires.
       requestHandler: {
-        connectionTimeout: opts.connectTimeoutMs ?? 10_000,
-        socketTimeout: opts.socketTimeoutMs ?? 120_000,
+        connectionTimeout: this.timeouts.connectMs,
+        socketTimeout: this.timeouts.requestMs + 1000,
+        requestTimeout: this.timeouts.requestMs + 1000,
+        throwOnRequestTimeout: true,
       },
       ...(endpoint ? { endpoint } : {}),
       ...(opts.accessKeyId && opts.secretAccessKey
@@ -242,6 +266,38 @@ export class S3Storage implements Storage {
     return (this.api ??= loadSdk().then((sdk) => ({ sdk, client: new sdk.S3Client(this.clientConfig) })));
   }
 
+  /**
+   * One request through the shared deadline/retry wrapper. `fn` gets the
+   * attempt's AbortSignal (pass it to client.send). Not idempotent: only
+   * failures that happened before the request reached the server are retried.
+   */
+  private call<T>(what: string, fn: (signal: AbortSignal) => Promise<T>, idempotent = true): Promise<T> {
+    return storageCall(
+      {
+        what,
+        timeouts: this.timeouts,
+        signal: this.signal,
+        retryable: idempotent ? isTransient : notSent,
+        isTimeout: (err) => networkCode(err) === 'timeout',
+        timeoutMessage: (ms, w) =>
+          `S3 endpoint ${this.endpointDescription} did not answer within ${formatMs(ms)} while ${w} (request timeout; set timeouts.request / LIFEBOAT_REQUEST_TIMEOUT to change it)`,
+      },
+      fn,
+    );
+  }
+
+  /** A write was refused with AccessDenied: read-only credentials (or bucket policy). */
+  private readOnly(err: unknown, what: string): LifeboatError {
+    const code = codeOf(err);
+    if (code === 'AccessDenied' || (statusOf(err) === 403 && (code === '' || code === 'Forbidden' || code === 'Unknown' || code === 'Error'))) {
+      return new ReadOnlyStorageError(
+        `S3 refused a write (${code || 'HTTP 403'}) while ${what} in bucket "${this.bucket}" at ${this.endpointDescription}: the credentials are read-only`,
+        { cause: err },
+      );
+    }
+    return this.fail(err, what);
+  }
+
   private key(type: FileType, name: string): string {
     return this.prefix + objectPath(type, name);
   }
@@ -258,6 +314,11 @@ export class S3Storage implements Storage {
   private fail(err: unknown, what: string): LifeboatError {
     if (err instanceof LifeboatError) return err;
     const net = networkCode(err);
+    if (net === 'timeout' && /without establishing a connection/i.test(errorMessage(err))) {
+      return new StorageTimeoutError(
+        `cannot connect to S3 endpoint ${this.endpointDescription} within ${formatMs(this.timeouts.connectMs)} while ${what} (connect timeout; set timeouts.connect / LIFEBOAT_CONNECT_TIMEOUT to change it)`,
+      );
+    }
     if (net) {
       return new LifeboatError(
         `cannot reach S3 endpoint ${this.endpointDescription} while ${what} (${net}${net === 'timeout' ? '' : `: ${errorMessage(err)}`})`,
@@ -318,7 +379,7 @@ export class S3Storage implements Storage {
   async create(): Promise<void> {
     const { sdk, client } = await this.connect();
     try {
-      await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }));
+      await this.call(`checking bucket "${this.bucket}"`, (abortSignal) => client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }));
       return;
     } catch (err) {
       if (statusOf(err) !== 404 && codeOf(err) !== 'NotFound' && codeOf(err) !== 'NoSuchBucket') {
@@ -327,12 +388,15 @@ export class S3Storage implements Storage {
     }
     try {
       const constraint = this.region !== 'us-east-1' ? this.region : undefined;
-      await client.send(
-        new sdk.CreateBucketCommand({
-          Bucket: this.bucket,
-          ...(constraint ? { CreateBucketConfiguration: { LocationConstraint: constraint as BucketLocationConstraint } } : {}),
-          ...(this.objectLock ? { ObjectLockEnabledForBucket: true } : {}),
-        }),
+      await this.call(`creating bucket "${this.bucket}"`, (abortSignal) =>
+        client.send(
+          new sdk.CreateBucketCommand({
+            Bucket: this.bucket,
+            ...(constraint ? { CreateBucketConfiguration: { LocationConstraint: constraint as BucketLocationConstraint } } : {}),
+            ...(this.objectLock ? { ObjectLockEnabledForBucket: true } : {}),
+          }),
+          { abortSignal },
+        ),
       );
     } catch (err) {
       const code = codeOf(err);
@@ -355,20 +419,24 @@ export class S3Storage implements Storage {
       return;
     }
     const { sdk, client } = await this.connect();
+    const md5 = md5b64(data);
     try {
-      await client.send(
-        new sdk.PutObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          Body: data,
-          ContentLength: data.length,
-          ContentMD5: md5b64(data),
-          ContentType: 'application/octet-stream',
-          ...this.lockHeaders(type),
-        }),
+      await this.call(`saving ${key}`, (abortSignal) =>
+        client.send(
+          new sdk.PutObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            Body: data,
+            ContentLength: data.length,
+            ContentMD5: md5,
+            ContentType: 'application/octet-stream',
+            ...this.lockHeaders(type),
+          }),
+          { abortSignal },
+        ),
       );
     } catch (err) {
-      throw this.fail(err, `saving ${key}`);
+      throw this.readOnly(err, `saving ${key}`);
     }
   }
 
@@ -378,23 +446,31 @@ export class S3Storage implements Storage {
     if (await this.exists(type, name)) return false;
     const { sdk, client } = await this.connect();
     try {
-      await client.send(
-        new sdk.PutObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          Body: data,
-          ContentLength: data.length,
-          ContentMD5: md5b64(data),
-          ContentType: 'application/octet-stream',
-          IfNoneMatch: '*',
-          ...this.lockHeaders(type),
-        }),
+      // Not idempotent: after a timeout the first PUT may have succeeded, and a
+      // retry would then answer "exists" for our own object.
+      await this.call(
+        `creating ${key}`,
+        (abortSignal) =>
+          client.send(
+            new sdk.PutObjectCommand({
+              Bucket: this.bucket,
+              Key: key,
+              Body: data,
+              ContentLength: data.length,
+              ContentMD5: md5b64(data),
+              ContentType: 'application/octet-stream',
+              IfNoneMatch: '*',
+              ...this.lockHeaders(type),
+            }),
+            { abortSignal },
+          ),
+        false,
       );
       return true;
     } catch (err) {
       const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
       if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 409) return false;
-      throw this.fail(err, `creating ${key}`);
+      throw this.readOnly(err, `creating ${key}`);
     }
   }
 
@@ -404,13 +480,16 @@ export class S3Storage implements Storage {
     while (Math.ceil(data.length / partSize) > MAX_PARTS) partSize *= 2;
     let uploadId: string | undefined;
     try {
-      const created = await client.send(
-        new sdk.CreateMultipartUploadCommand({
-          Bucket: this.bucket,
-          Key: key,
-          ContentType: 'application/octet-stream',
-          ...this.lockHeaders(type),
-        }),
+      const created = await this.call(`starting the upload of ${key}`, (abortSignal) =>
+        client.send(
+          new sdk.CreateMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: key,
+            ContentType: 'application/octet-stream',
+            ...this.lockHeaders(type),
+          }),
+          { abortSignal },
+        ),
       );
       uploadId = created.UploadId;
       if (!uploadId) throw new LifeboatError(`S3 did not return an upload id for ${key}`);
@@ -422,16 +501,20 @@ export class S3Storage implements Storage {
         while (next < count && !failed) {
           const i = next++;
           const body = data.subarray(i * partSize, Math.min(data.length, (i + 1) * partSize));
-          const res = await client.send(
-            new sdk.UploadPartCommand({
-              Bucket: this.bucket,
-              Key: key,
-              UploadId: uploadId,
-              PartNumber: i + 1,
-              Body: body,
-              ContentLength: body.length,
-              ContentMD5: md5b64(body),
-            }),
+          const md5 = md5b64(body);
+          const res = await this.call(`uploading part ${i + 1} of ${key}`, (abortSignal) =>
+            client.send(
+              new sdk.UploadPartCommand({
+                Bucket: this.bucket,
+                Key: key,
+                UploadId: uploadId,
+                PartNumber: i + 1,
+                Body: body,
+                ContentLength: body.length,
+                ContentMD5: md5,
+              }),
+              { abortSignal },
+            ),
           );
           if (!res.ETag) throw new LifeboatError(`S3 did not return an ETag for part ${i + 1} of ${key}`);
           parts[i] = { PartNumber: i + 1, ETag: res.ETag };
@@ -449,22 +532,25 @@ export class S3Storage implements Storage {
       );
       const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (rejected) throw rejected.reason;
-      await client.send(
-        new sdk.CompleteMultipartUploadCommand({
-          Bucket: this.bucket,
-          Key: key,
-          UploadId: uploadId,
-          MultipartUpload: { Parts: parts },
-        }),
+      await this.call(`completing the upload of ${key}`, (abortSignal) =>
+        client.send(
+          new sdk.CompleteMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: key,
+            UploadId: uploadId,
+            MultipartUpload: { Parts: parts },
+          }),
+          { abortSignal },
+        ),
       );
     } catch (err) {
       if (uploadId) {
         // Best effort: an aborted upload would otherwise keep its parts (and cost) forever.
-        await client
-          .send(new sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
-          .catch(() => {});
+        await this.call(`aborting the upload of ${key}`, (abortSignal) =>
+          client.send(new sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), { abortSignal }),
+        ).catch(() => {});
       }
-      throw this.fail(err, `saving ${key} (multipart upload)`);
+      throw this.readOnly(err, `saving ${key} (multipart upload)`);
     }
   }
 
@@ -482,19 +568,19 @@ export class S3Storage implements Storage {
       }
     }
     const what = `reading ${key}`;
-    // The SDK retries failed requests, but not a connection that breaks while the
-    // body is streaming; retry those here.
-    for (let attempt = 1; ; attempt++) {
-      let headersReceived = false;
-      try {
+    try {
+      // One attempt = the request and the whole body, under one deadline; a
+      // connection that breaks while the body streams is retried like any other
+      // transient failure.
+      return await this.call(what, async (abortSignal) => {
         const res = await client.send(
           new sdk.GetObjectCommand({
             Bucket: this.bucket,
             Key: key,
             ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
           }),
+          { abortSignal },
         );
-        headersReceived = true;
         if (!res.Body) throw new LifeboatError(`S3 returned no body for ${key}`);
         const u8 = await res.Body.transformToByteArray();
         let buf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
@@ -515,15 +601,10 @@ export class S3Storage implements Storage {
         }
         if (buf.length !== range.length) throw shortRead(key, range, buf.length);
         return buf;
-      } catch (err) {
-        if (range && (codeOf(err) === 'InvalidRange' || statusOf(err) === 416)) throw shortRead(key, range, 0);
-        const transient = networkCode(err) !== undefined;
-        if (headersReceived && transient && attempt < this.maxAttempts) {
-          await sleep(Math.min(5000, 100 * 2 ** attempt));
-          continue;
-        }
-        throw this.fail(err, what);
-      }
+      });
+    } catch (err) {
+      if (range && (codeOf(err) === 'InvalidRange' || statusOf(err) === 416)) throw shortRead(key, range, 0);
+      throw this.fail(err, what);
     }
   }
 
@@ -531,7 +612,9 @@ export class S3Storage implements Storage {
     const { sdk, client } = await this.connect();
     const key = this.key(type, name);
     try {
-      const res = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      const res = await this.call(`${verb} ${key}`, (abortSignal) =>
+        client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }),
+      );
       return res.ContentLength ?? 0;
     } catch (err) {
       throw this.fail(err, `${verb} ${key}`);
@@ -544,7 +627,7 @@ export class S3Storage implements Storage {
 
   async exists(type: FileType, name: string): Promise<boolean> {
     try {
-      await this.head(type, name);
+      await this.head(type, name, 'checking');
       return true;
     } catch (err) {
       if (err instanceof NotFoundError) return false;
@@ -558,9 +641,9 @@ export class S3Storage implements Storage {
     // DeleteObject succeeds for missing keys; the contract wants NotFoundError.
     await this.head(type, name, 'removing');
     try {
-      await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.call(`removing ${key}`, (abortSignal) => client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }));
     } catch (err) {
-      throw this.fail(err, `removing ${key}`);
+      throw this.readOnly(err, `removing ${key}`);
     }
   }
 
@@ -580,14 +663,18 @@ export class S3Storage implements Storage {
     do {
       let res;
       try {
-        res = await client.send(
-          new sdk.ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix: dir,
-            // data objects live in data/xx/; everything else is flat
-            ...(type === 'data' ? {} : { Delimiter: '/' }),
-            ...(token ? { ContinuationToken: token } : {}),
-          }),
+        const t = token;
+        res = await this.call(`listing ${dir}`, (abortSignal) =>
+          client.send(
+            new sdk.ListObjectsV2Command({
+              Bucket: this.bucket,
+              Prefix: dir,
+              // data objects live in data/xx/; everything else is flat
+              ...(type === 'data' ? {} : { Delimiter: '/' }),
+              ...(t ? { ContinuationToken: t } : {}),
+            }),
+            { abortSignal },
+          ),
         );
       } catch (err) {
         throw this.fail(err, `listing ${dir}`);
@@ -624,6 +711,30 @@ function shortRead(key: string, range: { offset: number; length: number }, got: 
   );
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+const RETRY_CODES = new Set([
+  'SlowDown',
+  'RequestTimeout',
+  'InternalError',
+  'ServiceUnavailable',
+  'Throttling',
+  'ThrottlingException',
+  'RequestLimitExceeded',
+  'TooManyRequests',
+]);
+
+/** Failures worth another attempt: network errors, timeouts, 5xx, throttling. */
+function isTransient(err: unknown): boolean {
+  if (err instanceof StorageTimeoutError) return true;
+  if (err instanceof LifeboatError) return false; // our own verdicts (short read, bad range, ...)
+  if (networkCode(err) !== undefined) return true;
+  const status = statusOf(err);
+  if (status !== undefined && (status >= 500 || status === 429)) return true;
+  return RETRY_CODES.has(codeOf(err));
+}
+
+/** Failures where the request surely never reached the server (safe to retry a non-idempotent request). */
+function notSent(err: unknown): boolean {
+  const c = (err as SdkError)?.code;
+  if (c === 'ECONNREFUSED' || c === 'ENOTFOUND' || c === 'EAI_AGAIN' || c === 'EHOSTUNREACH' || c === 'ENETUNREACH') return true;
+  return codeOf(err) === 'SlowDown' || statusOf(err) === 503;
 }

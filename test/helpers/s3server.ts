@@ -35,6 +35,11 @@ import type { S3Options } from '../../src/storage/s3.js';
  *    offset and slices it.
  *  - SigV4 signatures are NOT verified: only the access key id is checked
  *    (unknown id: 403 InvalidAccessKeyId). The fixed account is S3RVER / S3RVER.
+ *
+ * A read-only key (like an IAM policy granting only s3:GetObject/ListBucket):
+ * requests signed with `readOnlyAccessKeyId` (S3RVER-RO) may read and list;
+ * PUT, POST and DELETE get 403 AccessDenied (answered in front of s3rver, which
+ * then serves the allowed requests as the S3RVER account).
  */
 const require = createRequire(import.meta.url);
 
@@ -50,6 +55,8 @@ export interface S3TestServer {
   bucket: string;
   accessKeyId: string;
   secretAccessKey: string;
+  /** An access key that may only read: writes are answered 403 AccessDenied. Secret: same as secretAccessKey. */
+  readOnlyAccessKeyId: string;
   /** Every request the server has received so far (method, url, headers), in arrival order. */
   requests(): Promise<RecordedRequest[]>;
   stop(): Promise<void>;
@@ -75,7 +82,23 @@ function stop() {
   srv.close().catch(() => {}).finally(() => process.exit(0));
 }
 srv.run().then((addr) => {
-  srv.httpServer.prependListener('request', (req) => out({ t: 'req', method: req.method, url: req.url, headers: req.headers }));
+  // Read-only key: answer writes with 403 AccessDenied before s3rver sees them.
+  const handlers = srv.httpServer.listeners('request');
+  srv.httpServer.removeAllListeners('request');
+  srv.httpServer.on('request', (req, res) => {
+    out({ t: 'req', method: req.method, url: req.url, headers: req.headers });
+    const auth = req.headers.authorization || '';
+    if (auth.includes('Credential=' + cfg.readOnlyKey + '/')) {
+      if (req.method === 'PUT' || req.method === 'POST' || req.method === 'DELETE') {
+        req.resume();
+        res.writeHead(403, { 'content-type': 'application/xml', connection: 'close' });
+        res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>ro</RequestId></Error>');
+        return;
+      }
+      req.headers.authorization = auth.split('Credential=' + cfg.readOnlyKey + '/').join('Credential=S3RVER/');
+    }
+    for (const h of handlers) h.call(srv.httpServer, req, res);
+  });
   out({ t: 'ready', port: addr.port });
 }, (err) => { process.stderr.write(String((err && err.stack) || err)); process.exit(1); });
 let buf = '';
@@ -93,11 +116,13 @@ process.stdin.on('data', (d) => {
 process.stdin.on('end', stop);
 `;
 
+const READ_ONLY_KEY = 'S3RVER-RO';
+
 export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3TestServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'lb-s3rver-'));
   const bucket = opts.bucket ?? 'lifeboat-test';
   const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', '-e', CHILD], {
-    env: { ...process.env, LB_S3RVER_CONFIG: JSON.stringify({ modulePath: require.resolve('s3rver'), dir, bucket }) },
+    env: { ...process.env, LB_S3RVER_CONFIG: JSON.stringify({ modulePath: require.resolve('s3rver'), dir, bucket, readOnlyKey: READ_ONLY_KEY }) },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const requests: RecordedRequest[] = [];
@@ -141,6 +166,7 @@ export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3T
     bucket,
     accessKeyId: 'S3RVER',
     secretAccessKey: 'S3RVER',
+    readOnlyAccessKeyId: READ_ONLY_KEY,
     async requests() {
       // Round trip through the child so every request line written before now has been read.
       if (!stopped && child.exitCode === null) {
