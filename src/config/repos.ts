@@ -3,7 +3,7 @@ import type { LifeboatConfig } from './load.js';
 import { parseSize, type RepositoryConfig } from './schema.js';
 import { resolveSecret, type SecretRef } from './password.js';
 import { ConfigError, NoRepositoryError } from '../errors.js';
-import { parseDuration } from '../policy/retention.js';
+import { parseDuration } from '../util/duration.js';
 import type { StorageTimeouts } from '../storage/retry.js';
 import { Repository, RepositoryExistsError } from '../repo/repository.js';
 import { openStorage } from '../storage/open.js';

@@ -3,7 +3,7 @@ import { S3Storage, type S3Options } from './s3.js';
 import type { Storage } from './types.js';
 import type { StorageTimeouts } from './retry.js';
 import { ConfigError, errorMessage } from '../errors.js';
-import { parseDuration } from '../policy/retention.js';
+import { parseDuration } from '../util/duration.js';
 
 /**
  * Repository locations:
