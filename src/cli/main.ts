@@ -2,7 +2,8 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { ExitCode, LifeboatError } from '../errors.js';
+import { ExitCode, knownFailure, redactUrlPasswords } from '../errors.js';
+import { installStdioGuards, isBrokenPipe } from './output.js';
 import { CliContext, type GlobalOptions } from './context.js';
 import { registerBackup } from './commands/backup.js';
 import { registerRestore } from './commands/restore.js';
@@ -33,7 +34,9 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable JSON output')
     .option('-q, --quiet', 'only print errors and warnings')
     .option('--retry-lock <duration>', 'wait this long for a locked repository (e.g. 30s, 5m)')
-    .showHelpAfterError()
+    // a usage error (mistyped command, missing argument) prints the error and the
+    // suggestion ("Did you mean ...?"), then one hint line, not the whole help
+    .showHelpAfterError('(run "lifeboat help" or "lifeboat COMMAND --help" for usage)')
     .exitOverride();
   const ctxOf = (cmd: Command) => new CliContext(cmd.optsWithGlobals() as GlobalOptions);
   registerMaintenance(program, ctxOf);
@@ -53,8 +56,24 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** One line on stderr for a failure: URL passwords redacted, no stack trace (unless LIFEBOAT_DEBUG is set). */
+export function reportError(err: unknown): number {
+  if (isBrokenPipe(err)) return ExitCode.OK; // the reader of stdout went away (`lifeboat ls latest | head`)
+  const known = knownFailure(err);
+  if (known) {
+    process.stderr.write(`lifeboat: ${redactUrlPasswords(known.message)}\n`);
+    if (process.env.LIFEBOAT_DEBUG && known !== err) process.stderr.write(`${redactUrlPasswords(String((err as Error).stack))}\n`);
+    return known.exitCode;
+  }
+  const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  process.stderr.write(`lifeboat: unexpected error: ${redactUrlPasswords(msg.split('\n')[0]!)}\n`);
+  if (process.env.LIFEBOAT_DEBUG) process.stderr.write(`${redactUrlPasswords(String((err as Error)?.stack ?? ''))}\n`);
+  else process.stderr.write('lifeboat: (set LIFEBOAT_DEBUG=1 for the stack trace; please report this as a bug)\n');
+  return ExitCode.FATAL;
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  // Signal handlers first: everything after this (config loading included) ends with 130 on SIGINT/SIGTERM.
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) process.exit(ExitCode.INTERRUPTED);
@@ -64,6 +83,7 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const program = buildProgram();
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.OK;
@@ -72,12 +92,7 @@ export async function main(argv: string[]): Promise<number> {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.OK;
       return ExitCode.USAGE;
     }
-    if (err instanceof LifeboatError) {
-      process.stderr.write(`lifeboat: ${err.message}\n`);
-      return err.exitCode;
-    }
-    process.stderr.write(`lifeboat: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
-    return ExitCode.FATAL;
+    return reportError(err);
   }
 }
 
@@ -91,13 +106,16 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
+  installStdioGuards();
+  // a failure outside the command's own promise chain (an 'error' event nobody handles) still ends in one line
+  process.on('uncaughtException', (err) => process.exit(reportError(err)));
+  process.on('unhandledRejection', (err) => process.exit(reportError(err)));
   main(process.argv).then(
     (code) => {
       process.exitCode = code;
     },
     (err) => {
-      process.stderr.write(`lifeboat: ${String(err)}\n`);
-      process.exitCode = ExitCode.FATAL;
+      process.exitCode = reportError(err);
     },
   );
 }
