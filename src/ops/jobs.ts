@@ -2,7 +2,7 @@ import type { LifeboatConfig } from '../config/load.js';
 import { configPath } from '../config/paths.js';
 import type { JobConfig } from '../config/schema.js';
 import { openConfiguredRepo } from '../config/repos.js';
-import { ConfigError, LifeboatError } from '../errors.js';
+import { ConfigError, ExitCode, LifeboatError } from '../errors.js';
 import { copySnapshots } from '../repo/copy.js';
 import { copyWal, DEFAULT_ARCHIVE } from '../repo/wal.js';
 import type { Repository } from '../repo/repository.js';
@@ -29,6 +29,8 @@ export interface JobResult {
   forgotten: number;
   warnings: string[];
   error?: string;
+  /** For a failed job: the exit code of the error (src/errors.ts), e.g. 12 wrong password, 10 no repository. */
+  exitCode?: number;
   startedAt: Date;
   finishedAt: Date;
 }
@@ -128,6 +130,7 @@ export async function runJob(
   } catch (err) {
     result.status = 'failed';
     result.error = err instanceof LifeboatError ? err.message : `unexpected: ${(err as Error).message}`;
+    result.exitCode = err instanceof LifeboatError ? err.exitCode : ExitCode.FATAL;
   } finally {
     await repo?.close().catch(() => {});
     result.finishedAt = new Date();

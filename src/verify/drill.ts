@@ -52,6 +52,8 @@ export interface DrillResult {
   /** Scratch target description (database name / directory), no secrets. */
   target: string;
   error?: string;
+  /** For a drill that failed with an error (not a failed check): its exit code (src/errors.ts), e.g. 12 wrong password. */
+  exitCode?: number;
 }
 
 export interface DrillOptions {
@@ -116,6 +118,7 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
   const phases: DrillPhase[] = [];
   const checks: DrillCheck[] = [];
   let error: string | undefined;
+  let errorExitCode: number | undefined;
   let cleanupError: string | undefined;
   let snapshot: SnapshotWithId | undefined;
   let newest: SnapshotWithId | undefined;
@@ -141,7 +144,7 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
       const msg = signal.aborted && !errorMessage(err).includes(why) ? `${errorMessage(err)} (${why})` : errorMessage(err);
       phases.push({ name, startedAt: t0, ms: Date.now() - t0.getTime(), ok: false, detail: msg });
       log(`drill ${job}: ${name} failed: ${msg}`);
-      throw new LifeboatError(`${name}: ${msg}`);
+      throw new LifeboatError(`${name}: ${msg}`, err instanceof LifeboatError && !signal.aborted ? err.exitCode : undefined);
     }
   };
 
@@ -203,6 +206,7 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
     }
   } catch (err) {
     error ??= errorMessage(err);
+    errorExitCode ??= err instanceof LifeboatError ? err.exitCode : undefined;
   } finally {
     clearTimeout(timer);
     opts.signal?.removeEventListener('abort', onOuter);
@@ -243,6 +247,7 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
     checks,
     target: (target as ScratchTarget | undefined)?.description ?? '-',
     ...(error ? { error } : {}),
+    ...(error && errorExitCode !== undefined ? { exitCode: errorExitCode } : {}),
   };
   log(`drill ${job}: ${result.status}: restore ${formatDuration(restoreMs)} (RTO ${formatDuration(objectives.rtoMs)})${error ? `: ${error}` : ''}`);
 
