@@ -1,100 +1,14 @@
 #!/usr/bin/env node
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Command, CommanderError } from 'commander';
-import { ExitCode, knownFailure, redactUrlPasswords } from '../errors.js';
-import { installStdioGuards, isBrokenPipe } from './output.js';
-import { CliContext, type GlobalOptions } from './context.js';
-import { registerBackup } from './commands/backup.js';
-import { registerRestore } from './commands/restore.js';
-import { registerInspect } from './commands/inspect.js';
-import { registerMaintenance } from './commands/maintenance.js';
-import { registerPlan } from './commands/plan.js';
-import { registerDrill } from './commands/drill.js';
-import { registerPg } from './commands/pg.js';
-import { registerRunbook } from './commands/runbook.js';
-import { registerServe } from './commands/serve.js';
-import { registerApi } from './commands/api.js';
-import { PROGRAM } from '../repo/repository.js';
+import { ExitCode } from '../errors.js';
+import { installSignalHandlers, installStdioGuards } from './signals.js';
 
 /**
- * The `lifeboat` command line: a thin layer over the library in src/.
- * Exit codes are defined in src/errors.ts and listed in README.md.
+ * Entry point of the `lifeboat` command. It installs the signal and pipe
+ * handling first and only then loads the commands (src/cli/program.ts), so a
+ * SIGTERM even during start-up or config loading ends with exit code 130.
  */
-export function buildProgram(): Command {
-  const program = new Command();
-  program
-    .name('lifeboat')
-    .description('Backup and disaster recovery: deduplicated, compressed, encrypted snapshots of files and databases')
-    .version(PROGRAM.split(' ')[1]!)
-    .option('-r, --repo <location>', 'repository: a path, s3:https://host/bucket/prefix, s3://bucket/prefix, or a repository name from the config (env LIFEBOAT_REPOSITORY)')
-    .option('-p, --password-file <file>', 'read the repository password from a file (or env LIFEBOAT_PASSWORD / LIFEBOAT_PASSWORD_FILE)')
-    .option('--password-command <command>', 'shell command that prints the repository password')
-    .option('-c, --config <file>', 'configuration file (env LIFEBOAT_CONFIG; default ./lifeboat.yaml if present)')
-    .option('--json', 'machine-readable JSON output')
-    .option('-q, --quiet', 'only print errors and warnings')
-    .option('--retry-lock <duration>', 'wait this long for a locked repository (e.g. 30s, 5m)')
-    // a usage error (mistyped command, missing argument) prints the error and the
-    // suggestion ("Did you mean ...?"), then one hint line, not the whole help
-    .showHelpAfterError('(run "lifeboat help" or "lifeboat COMMAND --help" for usage)')
-    .exitOverride();
-  const ctxOf = (cmd: Command) => new CliContext(cmd.optsWithGlobals() as GlobalOptions);
-  registerMaintenance(program, ctxOf);
-  registerBackup(program, ctxOf);
-  registerRestore(program, ctxOf);
-  registerInspect(program, ctxOf);
-  registerPlan(program, ctxOf);
-  registerDrill(program, ctxOf);
-  registerPg(program, ctxOf);
-  registerRunbook(program, ctxOf);
-  registerServe(program, ctxOf);
-  registerApi(program, ctxOf);
-  for (const c of program.commands) {
-    c.exitOverride();
-    for (const s of c.commands) s.exitOverride();
-  }
-  return program;
-}
-
-/** One line on stderr for a failure: URL passwords redacted, no stack trace (unless LIFEBOAT_DEBUG is set). */
-export function reportError(err: unknown): number {
-  if (isBrokenPipe(err)) return ExitCode.OK; // the reader of stdout went away (`lifeboat ls latest | head`)
-  const known = knownFailure(err);
-  if (known) {
-    process.stderr.write(`lifeboat: ${redactUrlPasswords(known.message)}\n`);
-    if (process.env.LIFEBOAT_DEBUG && known !== err) process.stderr.write(`${redactUrlPasswords(String((err as Error).stack))}\n`);
-    return known.exitCode;
-  }
-  const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-  process.stderr.write(`lifeboat: unexpected error: ${redactUrlPasswords(msg.split('\n')[0]!)}\n`);
-  if (process.env.LIFEBOAT_DEBUG) process.stderr.write(`${redactUrlPasswords(String((err as Error)?.stack ?? ''))}\n`);
-  else process.stderr.write('lifeboat: (set LIFEBOAT_DEBUG=1 for the stack trace; please report this as a bug)\n');
-  return ExitCode.FATAL;
-}
-
-export async function main(argv: string[]): Promise<number> {
-  // Signal handlers first: everything after this (config loading included) ends with 130 on SIGINT/SIGTERM.
-  let interrupted = false;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted) process.exit(ExitCode.INTERRUPTED);
-    interrupted = true;
-    process.stderr.write(`lifeboat: received ${sig}, stopping (no snapshot is written for an unfinished backup)\n`);
-    process.exit(ExitCode.INTERRUPTED);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const program = buildProgram();
-  try {
-    await program.parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.OK;
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.OK;
-      return ExitCode.USAGE;
-    }
-    return reportError(err);
-  }
-}
 
 function isEntryPoint(): boolean {
   if (!process.argv[1]) return false;
@@ -106,16 +20,21 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
+  installSignalHandlers();
   installStdioGuards();
+  let report: (err: unknown) => number = (err) => {
+    process.stderr.write(`lifeboat: ${String(err)}\n`);
+    return ExitCode.FATAL;
+  };
   // a failure outside the command's own promise chain (an 'error' event nobody handles) still ends in one line
-  process.on('uncaughtException', (err) => process.exit(reportError(err)));
-  process.on('unhandledRejection', (err) => process.exit(reportError(err)));
-  main(process.argv).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err) => {
-      process.exitCode = reportError(err);
-    },
-  );
+  process.on('uncaughtException', (err) => process.exit(report(err)));
+  process.on('unhandledRejection', (err) => process.exit(report(err)));
+  import('./program.js')
+    .then(async ({ main, reportError }) => {
+      report = reportError;
+      process.exitCode = await main(process.argv);
+    })
+    .catch((err: unknown) => {
+      process.exitCode = report(err);
+    });
 }

@@ -102,24 +102,3 @@ export function collect(value: string, previous: string[] | undefined): string[]
 export function collectRaw(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
-
-/**
- * `lifeboat ls latest | head`: when the reader of stdout goes away, writing
- * fails with EPIPE. That is not a failure of the command: end quietly with
- * exit 0 (what a shell pipeline expects), never with a stack trace. An error
- * on stderr itself cannot be reported anywhere and is ignored.
- */
-export function installStdioGuards(exit: (code: number) => void = (c) => process.exit(c)): void {
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (isBrokenPipe(err)) return exit(0);
-    process.stderr.write(`lifeboat: cannot write to standard output: ${err.code ?? err.message}\n`);
-    exit(1);
-  });
-  process.stderr.on('error', () => {});
-}
-
-/** True for the error a write to a closed pipe ends with. */
-export function isBrokenPipe(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED';
-}

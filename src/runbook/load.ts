@@ -1,6 +1,6 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { parseYamlLimited, readYamlFile } from '../config/yaml-safe.js';
 import { yamlPosition } from '../config/yaml-position.js';
 import type { z } from 'zod';
 import { configPath } from '../config/paths.js';
@@ -62,20 +62,9 @@ function issueMessage(i: z.core.$ZodIssue): string {
 }
 
 function parseRunbookFile(file: string): LoadedRunbook {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read runbook file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length) {
-    const e = doc.errors[0]!;
-    const pos = e.linePos?.[0];
-    throw new ConfigError(`${file}${pos ? `:${pos.line}:${pos.col}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
-  }
-  const raw = (doc.toJS() ?? {}) as Record<string, unknown>;
+  // size, token, depth, node and alias limits; YAML errors with line:column
+  const { doc, lc, value } = parseYamlLimited(readYamlFile(file, 'runbook file'), file);
+  const raw = (value ?? {}) as Record<string, unknown>;
   const base = path.basename(file).replace(/\.ya?ml$/i, '');
   let name = base;
   let body: unknown = raw;
