@@ -84,9 +84,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     return reportError(err);
   } finally {
-    // one turn of the event loop: a signal that arrived during synchronous work
-    // (a long config parse) is handled now, and the exit code is 130
-    await new Promise((resolve) => setImmediate(resolve));
+    // let the event loop run a few more turns: a signal that arrived during
+    // synchronous work (a long config parse) is handled now, and the exit code
+    // is 130 (one turn is not always enough for the signal to be dispatched)
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
   }
 }
 
