@@ -140,6 +140,28 @@ describe('hostile config files, with the real CLI', () => {
     assert.match(r.stderr, /"zzzzzzzz"(?! \(did you mean)/);
   });
 
+  test('runbook files: the same limits and "did you mean" for unknown keys', async () => {
+    const dir = path.join(t.dir, 'runbooks');
+    await fsp.mkdir(dir, { recursive: true });
+    const cfg = await writeConfig('rb.yaml', `repositories:\n  main: { location: ./r }\nrunbooks:\n  dir: ./runbooks\n`);
+    await fsp.writeFile(
+      path.join(dir, 'typo.yaml'),
+      'titel: Restore\nscenario: accidental-deletion\nseverity: high\nsteps:\n  - type: exec\n    name: one\n    comand: "true"\n',
+    );
+    let r = await runCli(['-c', cfg, 'runbook', 'list']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.doesNotMatch(r.stderr, STACK);
+    assert.match(r.stderr, /typo\.yaml:1:1: runbook typo: .*unknown key "titel" \(did you mean "title"\?\)/);
+    assert.match(r.stderr, /unknown key "comand" \(did you mean "command"\?\)/);
+    await fsp.rm(path.join(dir, 'typo.yaml'));
+    await fsp.writeFile(path.join(dir, 'huge.yaml'), 'title: x\n' + '#'.repeat(3 * 1024 * 1024) + '\n');
+    r = await runCli(['-c', cfg, 'runbook', 'list']);
+    // the runbook loader lists every bad file under one "invalid runbooks:" line
+    assert.equal(r.code, 2, r.stderr);
+    assert.doesNotMatch(r.stderr, STACK);
+    assert.match(r.stderr, /runbook file .*huge\.yaml is too large/);
+  });
+
   test('SIGTERM while a large config is being parsed: exit 130 promptly', { timeout: 120_000 }, async () => {
     // a valid config close to the token limit: its parse takes a noticeable time
     const parts = ['repositories:\n  main:\n    location: ./r\nsources:\n'];

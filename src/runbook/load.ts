@@ -2,6 +2,7 @@ import { readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseYamlLimited, readYamlFile } from '../config/yaml-safe.js';
 import { yamlPosition } from '../config/yaml-position.js';
+import { didYouMean, knownKeysAt } from '../config/suggest.js';
 import type { z } from 'zod';
 import { configPath } from '../config/paths.js';
 import type { LifeboatConfig } from '../config/load.js';
@@ -55,8 +56,11 @@ function describePath(def: unknown, p: PropertyKey[]): string {
   return p.map(String).join('.') || '(top level)';
 }
 
-function issueMessage(i: z.core.$ZodIssue): string {
-  if (i.code === 'unrecognized_keys') return `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${k}"`).join(', ')}`;
+function issueMessage(i: z.core.$ZodIssue, body: unknown): string {
+  if (i.code === 'unrecognized_keys') {
+    const known = knownKeysAt(runbookSchema, i.path, body);
+    return `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${k}"${didYouMean(k, known)}`).join(', ')}`;
+  }
   if (i.code === 'invalid_union' && i.path[i.path.length - 1] !== 'type') return `${i.message} (check "type" and the keys for that step type)`;
   return i.message;
 }
@@ -78,7 +82,7 @@ function parseRunbookFile(file: string): LoadedRunbook {
   if (!r.success) {
     const lines = r.error.issues.slice(0, 10).map((i) => {
       const keyPath = i.code === 'unrecognized_keys' ? [...i.path, i.keys[0]!] : i.path;
-      return `${file}${yamlPosition(doc, lc, keyPath)}: runbook ${name}: ${describePath(body, i.path)}: ${issueMessage(i)}`;
+      return `${file}${yamlPosition(doc, lc, keyPath)}: runbook ${name}: ${describePath(body, i.path)}: ${issueMessage(i, body)}`;
     });
     throw new ConfigError(`invalid runbook:\n  ${lines.join('\n  ')}`);
   }
