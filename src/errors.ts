@@ -83,3 +83,55 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * Hide the password in URLs inside a message: `postgres://u:pw@host` becomes
+ * `postgres://u:***@host`. Works on text that is not a valid URL (a bad
+ * --to-database value is exactly where the password must not leak).
+ */
+export function redactUrlPasswords(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)([^\s:/@]*):[^\s]*@/gi, '$1$2:***@');
+}
+
+const SYSTEM_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EEXIST: 'already exists',
+  ENOTDIR: 'a component of the path is not a directory',
+  EISDIR: 'is a directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only file system',
+  EMFILE: 'too many open files',
+  ENAMETOOLONG: 'file name too long',
+  ELOOP: 'too many levels of symbolic links',
+  EIO: 'input/output error',
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset by peer',
+  ETIMEDOUT: 'timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'temporary failure in name resolution',
+};
+
+/**
+ * A known failure that is not a LifeboatError (a Node system error such as
+ * EEXIST/EACCES from the file system, an invalid URL) as a LifeboatError with
+ * a one-line message and the documented exit code; undefined for anything else.
+ */
+export function knownFailure(err: unknown): LifeboatError | undefined {
+  if (err instanceof LifeboatError) return err;
+  if (!(err instanceof Error)) return undefined;
+  const e = err as NodeJS.ErrnoException & { input?: unknown; dest?: unknown };
+  if (e.code === 'ERR_INVALID_URL') {
+    const input = typeof e.input === 'string' ? ` "${redactUrlPasswords(e.input)}"` : '';
+    return new LifeboatError(`invalid URL${input}`, ExitCode.USAGE, { cause: err });
+  }
+  if (typeof e.code === 'string' && typeof e.syscall === 'string') {
+    const what = SYSTEM_ERRORS[e.code] ?? e.code;
+    const where = [e.path, e.dest].filter((x): x is string => typeof x === 'string').join(' -> ');
+    return new LifeboatError(`${e.syscall}${where ? ` ${where}` : ''}: ${what} (${e.code})`, ExitCode.FATAL, { cause: err });
+  }
+  return undefined;
+}

@@ -40,6 +40,7 @@ export class CliContext {
       this.cfgCache = null;
       return undefined;
     }
+    if (process.env.LIFEBOAT_DEBUG) process.stderr.write(`lifeboat: loading config ${file}\n`);
     this.cfgCache = loadConfig(file);
     return this.cfgCache;
   }

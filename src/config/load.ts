@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import type { LineCounter, parseDocument } from 'yaml';
 import { yamlPosition } from './yaml-position.js';
+import { parseYamlLimited, readYamlFile } from './yaml-safe.js';
+import { didYouMean, knownKeysAt } from './suggest.js';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { sourceSchema } from '../sources/registry.js';
@@ -97,11 +98,14 @@ export const configSchema = z
 export type LifeboatConfig = z.infer<typeof configSchema> & { file: string; dir: string };
 export { secretSchema };
 
-function formatIssue(file: string, doc: ReturnType<typeof parseDocument>, lc: LineCounter, issue: z.core.$ZodIssue): string {
+function formatIssue(file: string, doc: ReturnType<typeof parseDocument>, lc: LineCounter, issue: z.core.$ZodIssue, raw: unknown): string {
   const p = issue.path.map(String).join('.');
   let msg = issue.message;
   if (issue.code === 'unrecognized_keys') {
-    msg = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    const known = knownKeysAt(configSchema, issue.path, raw);
+    const shown = issue.keys.slice(0, 5).map((k) => `"${k}"${didYouMean(k, known)}`);
+    if (issue.keys.length > shown.length) shown.push(`and ${issue.keys.length - shown.length} more`);
+    msg = `unknown key${issue.keys.length > 1 ? 's' : ''} ${shown.join(', ')}`;
     const where = yamlPosition(doc, lc, [...issue.path, issue.keys[0]!]);
     return `${file}${where}: ${p ? p + ': ' : ''}${msg}`;
   }
@@ -112,27 +116,15 @@ function formatIssue(file: string, doc: ReturnType<typeof parseDocument>, lc: Li
 /** Parse and validate a config file. Errors name the file, line, key path and reason. */
 export function loadConfig(file: string): LifeboatConfig {
   const abs = path.resolve(file);
-  let text: string;
-  try {
-    text = readFileSync(abs, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read config file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  return parseConfig(text, abs);
+  return parseConfig(readYamlFile(abs, 'config file'), abs);
 }
 
 export function parseConfig(text: string, file: string): LifeboatConfig {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length) {
-    const e = doc.errors[0]!;
-    const pos = e.linePos?.[0];
-    throw new ConfigError(`${file}${pos ? `:${pos.line}:${pos.col}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
-  }
-  const raw = doc.toJS() ?? {};
+  const { doc, lc, value } = parseYamlLimited(text, file);
+  const raw = value ?? {};
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
-    const lines = parsed.error.issues.slice(0, 10).map((i) => formatIssue(file, doc, lc, i));
+    const lines = parsed.error.issues.slice(0, 10).map((i) => formatIssue(file, doc, lc, i, raw));
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const cfg = parsed.data as LifeboatConfig;

@@ -2,8 +2,8 @@ import type { LifeboatConfig } from '../config/load.js';
 import { configPath } from '../config/paths.js';
 import type { JobConfig } from '../config/schema.js';
 import { openConfiguredRepo } from '../config/repos.js';
-import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
-import { parseDuration } from '../policy/retention.js';
+import { ConfigError, ExitCode, LifeboatError, errorMessage } from '../errors.js';
+import { parseDuration } from '../util/duration.js';
 import { copySnapshots } from '../repo/copy.js';
 import { copyWal, DEFAULT_ARCHIVE } from '../repo/wal.js';
 import type { Repository } from '../repo/repository.js';
@@ -32,6 +32,8 @@ export interface JobResult {
   error?: string;
   /** The run was abandoned at the job's timeout. */
   timedOut?: boolean;
+  /** For a failed job: the exit code of the error (src/errors.ts), e.g. 12 wrong password, 10 no repository. */
+  exitCode?: number;
   startedAt: Date;
   finishedAt: Date;
 }
@@ -200,6 +202,7 @@ async function runJobUnguarded(
   } catch (err) {
     result.status = 'failed';
     result.error = err instanceof LifeboatError ? err.message : `unexpected: ${(err as Error).message}`;
+    result.exitCode = err instanceof LifeboatError ? err.exitCode : ExitCode.FATAL;
   } finally {
     await repo?.close().catch(() => {});
     result.finishedAt = new Date();

@@ -1,7 +1,8 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { parseYamlLimited, readYamlFile } from '../config/yaml-safe.js';
 import { yamlPosition } from '../config/yaml-position.js';
+import { didYouMean, knownKeysAt } from '../config/suggest.js';
 import type { z } from 'zod';
 import { configPath } from '../config/paths.js';
 import type { LifeboatConfig } from '../config/load.js';
@@ -57,27 +58,19 @@ function describePath(def: unknown, p: PropertyKey[]): string {
   return p.map(String).join('.') || '(top level)';
 }
 
-function issueMessage(i: z.core.$ZodIssue): string {
-  if (i.code === 'unrecognized_keys') return `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${k}"`).join(', ')}`;
+function issueMessage(i: z.core.$ZodIssue, body: unknown): string {
+  if (i.code === 'unrecognized_keys') {
+    const known = knownKeysAt(runbookSchema, i.path, body);
+    return `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${k}"${didYouMean(k, known)}`).join(', ')}`;
+  }
   if (i.code === 'invalid_union' && i.path[i.path.length - 1] !== 'type') return `${i.message} (check "type" and the keys for that step type)`;
   return i.message;
 }
 
 function parseRunbookFile(file: string): LoadedRunbook {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read runbook file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length) {
-    const e = doc.errors[0]!;
-    const pos = e.linePos?.[0];
-    throw new ConfigError(`${file}${pos ? `:${pos.line}:${pos.col}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
-  }
-  const raw = (doc.toJS() ?? {}) as Record<string, unknown>;
+  // size, token, depth, node and alias limits; YAML errors with line:column
+  const { doc, lc, value } = parseYamlLimited(readYamlFile(file, 'runbook file'), file);
+  const raw = (value ?? {}) as Record<string, unknown>;
   const base = path.basename(file).replace(/\.ya?ml$/i, '');
   let name = base;
   let body: unknown = raw;
@@ -91,7 +84,7 @@ function parseRunbookFile(file: string): LoadedRunbook {
   if (!r.success) {
     const lines = r.error.issues.slice(0, 10).map((i) => {
       const keyPath = i.code === 'unrecognized_keys' ? [...i.path, i.keys[0]!] : i.path;
-      return `${file}${yamlPosition(doc, lc, keyPath)}: runbook ${name}: ${describePath(body, i.path)}: ${issueMessage(i)}`;
+      return `${file}${yamlPosition(doc, lc, keyPath)}: runbook ${name}: ${describePath(body, i.path)}: ${issueMessage(i, body)}`;
     });
     throw new ConfigError(`invalid runbook:\n  ${lines.join('\n  ')}`);
   }

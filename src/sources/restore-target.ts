@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors.js';
+import { ConfigError, redactUrlPasswords } from '../errors.js';
 
 /**
  * Turn a restore destination (CLI --to-database, the dashboard's target) into a restore target for a source kind: a database name,
@@ -7,7 +7,15 @@ import { ConfigError } from '../errors.js';
  */
 export function restoreTarget(kind: string, to: string | undefined): Record<string, unknown> {
   if (!to) return {};
-  const url = /^[a-z]+:\/\//i.test(to) ? new URL(to) : undefined;
+  let url: URL | undefined;
+  if (/^[a-z]+:\/\//i.test(to)) {
+    try {
+      url = new URL(to);
+    } catch {
+      // the value may hold a password: never echo it
+      throw new ConfigError(`target database "${redactUrlPasswords(to)}" is not a valid URL (e.g. postgres://user@host:5432/db; percent-encode special characters)`);
+    }
+  }
   const withPassword = (t: Record<string, unknown>) => {
     if (url?.password) {
       process.env.LIFEBOAT_RESTORE_TARGET_PASSWORD = decodeURIComponent(url.password);

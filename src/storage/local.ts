@@ -1,7 +1,7 @@
 import { promises as fsp, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { NotFoundError, LifeboatError } from '../errors.js';
+import { ExitCode, NotFoundError, LifeboatError } from '../errors.js';
 import { type FileType, type ObjectInfo, type Storage, objectPath, typeDir } from './types.js';
 import { ReadOnlyStorageError, type StorageTimeouts, formatMs, resolveTimeouts, storageCall } from './retry.js';
 
@@ -75,6 +75,8 @@ export class LocalStorage implements Storage {
   }
 
   private async createDirs(): Promise<void> {
+    const st = await fsp.stat(this.root).catch(() => undefined);
+    if (st && !st.isDirectory()) throw new LifeboatError(`cannot create a repository at ${this.root}: it exists and is not a directory`, ExitCode.USAGE);
     await fsp.mkdir(this.root, { recursive: true, mode: 0o700 });
     for (const d of ['keys', 'snapshots', 'index', 'locks', 'data']) {
       await fsp.mkdir(path.join(this.root, d), { recursive: true, mode: 0o700 });

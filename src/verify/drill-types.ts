@@ -32,6 +32,8 @@ export interface DrillResult {
   /** Scratch target description (database name / directory), no secrets. */
   target: string;
   error?: string;
+  /** For a drill that failed with an error (not a failed check): its exit code (src/errors.ts), e.g. 12 wrong password. */
+  exitCode?: number;
 }
 
 /** Value of a verification query. */

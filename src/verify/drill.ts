@@ -91,6 +91,7 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
   const phases: DrillPhase[] = [];
   const checks: DrillCheck[] = [];
   let error: string | undefined;
+  let errorExitCode: number | undefined;
   let cleanupError: string | undefined;
   let snapshot: SnapshotWithId | undefined;
   let newest: SnapshotWithId | undefined;
@@ -116,7 +117,7 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
       const msg = signal.aborted && !errorMessage(err).includes(why) ? `${errorMessage(err)} (${why})` : errorMessage(err);
       phases.push({ name, startedAt: t0, ms: Date.now() - t0.getTime(), ok: false, detail: msg });
       log(`drill ${job}: ${name} failed: ${msg}`);
-      throw new LifeboatError(`${name}: ${msg}`);
+      throw new LifeboatError(`${name}: ${msg}`, err instanceof LifeboatError && !signal.aborted ? err.exitCode : undefined);
     }
   };
 
@@ -178,6 +179,7 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
     }
   } catch (err) {
     error ??= errorMessage(err);
+    errorExitCode ??= err instanceof LifeboatError ? err.exitCode : undefined;
   } finally {
     clearTimeout(timer);
     opts.signal?.removeEventListener('abort', onOuter);
@@ -218,6 +220,7 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
     checks,
     target: (target as ScratchTarget | undefined)?.description ?? '-',
     ...(error ? { error } : {}),
+    ...(error && errorExitCode !== undefined ? { exitCode: errorExitCode } : {}),
   };
   log(`drill ${job}: ${result.status}: restore ${formatDuration(restoreMs)} (RTO ${formatDuration(objectives.rtoMs)})${error ? `: ${error}` : ''}`);
 

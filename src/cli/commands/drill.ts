@@ -71,7 +71,7 @@ export function registerDrill(program: Command, ctxOf: (cmd: Command) => CliCont
       else printDrill(ctx, r);
       if (r.status !== 'success') {
         process.stderr.write(`lifeboat: drill of job ${job} failed: ${r.error}\n`);
-        process.exitCode = ExitCode.FATAL;
+        process.exitCode = r.exitCode ?? ExitCode.FATAL;
       }
     });
 

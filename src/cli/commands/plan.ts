@@ -59,7 +59,7 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
       for (const w of r.warnings) ctx.out.warn(w);
       if (r.status === 'failed') {
         process.stderr.write(`lifeboat: job ${name} failed: ${r.error}\n`);
-        process.exitCode = ExitCode.FATAL;
+        process.exitCode = r.exitCode ?? ExitCode.FATAL;
         return;
       }
       const s = r.summary!;
