@@ -186,6 +186,23 @@ test('ls/diff/check and include, exclude and ID:/path with a name that is not UT
   assert.match(d.stdout, /dir\\xff\/caf\\xe9\.txt$/m);
   const c = await runCli(['check', '--repo', repo, '--read-data'], { env });
   assert.equal(c.code, 0, c.stdout + c.stderr);
+  // copy keeps the new node fields: restore the raw name, the hard link and the FIFO from the copy
+  const second = path.join(tmp.dir, 'second');
+  const pwFile = path.join(tmp.dir, 'pw');
+  await fsp.writeFile(pwFile, env.LIFEBOAT_PASSWORD + '\n');
+  assert.equal((await runCli(['init', '--repo', second], { env })).code, 0);
+  const cp = await runCli(['copy', '--repo', second, '--from-repo', repo, '--from-password-file', pwFile], { env });
+  assert.equal(cp.code, 0, cp.stderr);
+  const fromCopy = path.join(tmp.dir, 'from-copy');
+  // copied snapshots get new ids
+  const copied = JSON.parse((await runCli(['snapshots', '--repo', second, '--json'], { env })).stdout) as Array<{ id: string; copiedFrom?: { snapshot: string } }>;
+  const id = copied.find((x) => x.copiedFrom?.snapshot === snaps[0]!.id)!.id;
+  const r3 = await runCli(['restore', '--repo', second, id, '--target', fromCopy, '--exclude', 'sparse.img'], { env });
+  assert.equal(r3.code, 0, r3.stderr);
+  const base = Buffer.from(path.join(fromCopy, src));
+  assert.equal(await fsp.readFile(j(base, RAW), 'utf8'), 'not utf-8 name');
+  assert.equal((await fsp.stat(path.join(base.toString(), 'linked'))).ino, (await fsp.stat(path.join(base.toString(), 'sub', 'linked-too'))).ino);
+  assert.ok((await fsp.lstat(path.join(base.toString(), 'fifo'))).isFIFO());
 });
 
 test('an extended attribute the target file system refuses: a warning naming it, the file is still restored', async () => {
