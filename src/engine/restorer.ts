@@ -1,18 +1,28 @@
-import { promises as fsp, constants as fsc } from 'node:fs';
+import { promises as fsp, constants as fsc, realpathSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
-import picomatch from 'picomatch';
 import { LifeboatError, IntegrityError } from '../errors.js';
 import { readContent } from '../repo/content.js';
 import { blobId } from '../repo/crypto.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
-import type { TreeNode } from '../repo/tree.js';
+import { escapeBytes, linkBytes, nameBytes, type TreeNode } from '../repo/tree.js';
 import { Semaphore } from '../util/sync.js';
-import { matcher } from './archiver.js';
+import { globMatcher, joinBytes, matcher } from './archiver.js';
+import { O_PATH, makeSpecial, msToNs, nsToSeconds, writeXattrs } from './fsmeta.js';
 
 /**
  * The restorer: writes a snapshot's tree (or a sub-path of it) into a target
  * directory and verifies every restored file against its chunk ids.
+ *
+ * It never writes outside the target: directories and files are created
+ * first, symbolic links, hard links and special files last (so no link the
+ * snapshot contains exists while anything is written below it); the parent
+ * directory of every entry is checked (realpath) right before it is written;
+ * final components are never followed (O_NOFOLLOW, rename over the final
+ * name); and every file is written under a temporary name in its directory
+ * and renamed once it is complete and verified, so nothing half-written is
+ * ever left under a final name.
  */
 export interface RestoreOptions {
   target: string;
@@ -31,20 +41,27 @@ export interface RestoreSummary {
   files: number;
   dirs: number;
   symlinks: number;
+  /** Hard links restored as links to an earlier restored file. */
+  hardlinks: number;
+  /** FIFOs and device nodes. */
+  special: number;
   bytes: number;
   verified: number;
-  errors: Array<{ path: string; message: string }>;
+  /** What could not be restored; `integrity` marks damage or refused (hostile) entries (exit code 5). */
+  errors: Array<{ path: string; message: string; integrity?: boolean }>;
+  /** Things not restored that are not failures (sockets, refused extended attributes, devices as non-root). */
+  warnings: Array<{ path: string; message: string }>;
   durationMs: number;
 }
 
-/** Find the node for a path inside a snapshot ("/" = root). */
+/** Find the node for a path inside a snapshot ("/" = root). Names are matched in their display form (`\xNN` for bytes that are not UTF-8). */
 export async function lookupPath(repo: Repository, treeId: string, p: string): Promise<{ node: TreeNode | undefined; tree: string }> {
   const parts = p.split('/').filter(Boolean);
   let tree = treeId;
   let node: TreeNode | undefined;
   for (let i = 0; i < parts.length; i++) {
     const t = await repo.loadTree(tree);
-    node = t.nodes.find((n) => n.name === parts[i]);
+    node = t.nodes.find((n) => n.name === parts[i] && n.nameBytes === undefined) ?? t.nodes.find((n) => n.name === parts[i]);
     if (!node) throw new LifeboatError(`path ${p} not found in snapshot`, 1);
     if (i < parts.length - 1) {
       if (node.type !== 'dir') throw new LifeboatError(`path ${p}: ${parts.slice(0, i + 1).join('/')} is not a directory`, 1);
@@ -54,22 +71,172 @@ export async function lookupPath(repo: Repository, treeId: string, p: string): P
   return { node, tree };
 }
 
+/** Data regions of a file node ([offset, length] in the file), the complement of its holes. */
+function dataSegments(n: TreeNode): Array<[number, number]> {
+  const segs: Array<[number, number]> = [];
+  let pos = 0;
+  for (const [off, len] of n.holes ?? []) {
+    if (off > pos) segs.push([pos, off - pos]);
+    pos = off + len;
+  }
+  if (pos < n.size) segs.push([pos, n.size - pos]);
+  return segs;
+}
+
+/** Maps the position in a file's content stream (data without holes) to positions in the file. */
+class SegmentCursor {
+  private i = 0;
+  private inSeg = 0;
+  constructor(private readonly segs: Array<[number, number]>) {}
+  /** Split the next `len` content bytes into (file offset, length) pieces; undefined if they run past the data. */
+  take(len: number): Array<[number, number]> | undefined {
+    const out: Array<[number, number]> = [];
+    while (len > 0) {
+      const seg = this.segs[this.i];
+      if (!seg) return undefined;
+      const n = Math.min(len, seg[1] - this.inSeg);
+      out.push([seg[0] + this.inSeg, n]);
+      this.inSeg += n;
+      len -= n;
+      if (this.inSeg === seg[1]) {
+        this.i++;
+        this.inSeg = 0;
+      }
+    }
+    return out;
+  }
+}
+
+/** The directory part of a raw path (latin1 maps each byte to one character and back). */
+const dirOf = (p: Buffer) => Buffer.from(path.dirname(p.toString('latin1')), 'latin1');
+
+const tmpName = () => Buffer.from(`.lifeboat-restore-${randomBytes(6).toString('hex')}.tmp`);
+
+function errText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ENOSPC') return `no space left on device (ENOSPC); nothing was left under this name`;
+  if (e?.code === 'EDQUOT') return `disk quota exceeded (EDQUOT); nothing was left under this name`;
+  return e?.message ?? String(err);
+}
+
 export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, opts: RestoreOptions): Promise<RestoreSummary> {
   const started = Date.now();
-  const target = path.resolve(opts.target);
   const verify = opts.verify !== false;
-  const inc = opts.includes?.length ? opts.includes.map((p) => picomatch(p, { dot: true })) : undefined;
+  const inc = opts.includes?.length ? opts.includes.map((p) => globMatcher(p)) : undefined;
   const exc = matcher(opts.excludes);
-  const summary: RestoreSummary = { files: 0, dirs: 0, symlinks: 0, bytes: 0, verified: 0, errors: [], durationMs: 0 };
-  await fsp.mkdir(target, { recursive: true });
+  const summary: RestoreSummary = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, special: 0, bytes: 0, verified: 0, errors: [], warnings: [], durationMs: 0 };
+  await fsp.mkdir(path.resolve(opts.target), { recursive: true });
+  // Every path is built from the target's real path, so a parent whose realpath differs went through a link.
+  const target = Buffer.from(await fsp.realpath(path.resolve(opts.target)));
   if (!opts.overwrite) {
     const existing = await fsp.readdir(target);
     if (existing.length > 0) {
-      throw new LifeboatError(`restore target ${target} is not empty; choose an empty directory or pass --overwrite`, 2);
+      throw new LifeboatError(`restore target ${opts.target} is not empty; choose an empty directory or pass --overwrite`, 2);
     }
   }
   const lock = await repo.lock(false, 'restore');
   const isRoot = process.getuid?.() === 0;
+  const show = (p: Buffer) => escapeBytes(p);
+
+  /** The parent directory must be exactly the path we expect: no component is a symbolic link. */
+  const checkDir = async (dir: Buffer): Promise<void> => {
+    // realpath(3) directly (a few lstat calls, microseconds): cheaper than a thread-pool round trip per file
+    const real = realpathSync.native(dir, { encoding: 'buffer' });
+    if (!real.equals(dir)) throw new LifeboatError(`restore refused: ${show(dir)} leads to ${show(real)} (a symbolic link inside the target); nothing is written outside the target`, 5);
+    // (a parent that is not a directory makes the following open/mkdir/rename fail with ENOTDIR)
+  };
+
+  /** Make room for a final name (only with --overwrite; a directory is removed only when a non-directory replaces it). */
+  const clearFinal = async (dst: Buffer, forDir: boolean): Promise<boolean> => {
+    const st = await fsp.lstat(dst).catch(() => undefined);
+    if (!st) return false;
+    if (forDir && st.isDirectory()) return true;
+    if (!opts.overwrite) throw new LifeboatError(`restore refused: ${show(dst)} exists`, 5);
+    if (st.isDirectory()) await fsp.rm(dst, { recursive: true, force: true });
+    else if (forDir) await fsp.unlink(dst); // a file or a link where a directory goes (never followed)
+    return false;
+  };
+
+  /** Owner, mode, extended attributes and times through an open handle (never through a path that could be a link). */
+  const metaByHandle = async (fh: fsp.FileHandle, n: TreeNode, shown: string) => {
+    if (isRoot) await fh.chown(n.uid, n.gid).catch(() => {});
+    await fh.chmod(n.mode);
+    if (n.xattrs?.length) for (const m of await writeXattrs(fh.fd, n.xattrs)) summary.warnings.push({ path: shown, message: m });
+    const t = nsToSeconds(n.mtimeNs ?? msToNs(n.mtime));
+    await fh.utimes(t, t);
+  };
+
+  const restoreFile = async (dir: Buffer, n: TreeNode, snapPath: string): Promise<Buffer> => {
+    const dst = joinBytes(dir, nameBytes(n));
+    await checkDir(dir);
+    const tmp = joinBytes(dir, tmpName());
+    const fh = await fsp.open(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    let done = false;
+    try {
+      const segs = dataSegments(n);
+      const dataLen = segs.reduce((a, s) => a + s[1], 0);
+      const cur = new SegmentCursor(segs);
+      let written = 0;
+      for await (const buf of readContent(repo, n.content ?? [])) {
+        const pieces = cur.take(buf.length);
+        if (!pieces) throw new IntegrityError(`${snapPath}: the snapshot's content is longer than the recorded size ${n.size}`);
+        let off = 0;
+        for (const [pos, len] of pieces) {
+          let w = 0;
+          while (w < len) w += (await fh.write(buf, off + w, len - w, pos + w)).bytesWritten;
+          off += len;
+        }
+        written += buf.length;
+        summary.bytes += buf.length;
+        opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
+      }
+      if (written !== dataLen) throw new IntegrityError(`${snapPath}: restored ${written} bytes but the snapshot records ${dataLen}`);
+      if (n.holes?.length) await fh.truncate(n.size); // a trailing hole
+      if (verify) {
+        // read back through the same handle what was written
+        await verifyFile(repo, fh, n, snapPath, segs);
+        summary.verified++;
+      }
+      await metaByHandle(fh, n, snapPath);
+      await fh.close();
+      done = true;
+      await checkDir(dir);
+      // rename replaces a file or a link under the final name, never follows it; an existing directory needs --overwrite
+      if (opts.overwrite) await clearFinal(dst, false);
+      await fsp.rename(tmp, dst);
+    } catch (err) {
+      if (!done) await fh.close().catch(() => {});
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+      throw err;
+    }
+    summary.files++;
+    opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
+    return dst;
+  };
+
+  /** Create something at a temporary name in dir, then rename it over the final name. */
+  const placeLast = async (dir: Buffer, n: TreeNode, create: (tmp: Buffer) => Promise<void>, meta: (tmp: Buffer) => Promise<void>): Promise<void> => {
+    await checkDir(dir);
+    const tmp = joinBytes(dir, tmpName());
+    const dst = joinBytes(dir, nameBytes(n));
+    try {
+      await create(tmp);
+      await meta(tmp);
+      await checkDir(dir);
+      await clearFinal(dst, false);
+      await fsp.rename(tmp, dst);
+    } catch (err) {
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+      throw err;
+    }
+  };
+
+  /** Entries created after all files: links and special files. */
+  const deferred: Array<{ dir: Buffer; n: TreeNode; sp: string }> = [];
+  /** First restored path of each hard-link group. */
+  const linkFirst = new Map<string, { path?: Buffer; node: TreeNode; done: Promise<void> }>();
+  const dirsToFix: Array<[Buffer, TreeNode, string]> = [];
+
   try {
     let start: TreeNode | undefined;
     let startTree = snap.tree;
@@ -82,97 +249,161 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       if (!inc || isDir) return true;
       return inc.some((m) => m(snapPath));
     };
-    const setMeta = async (dst: string, n: TreeNode) => {
-      try {
-        if (isRoot) await fsp.lchown(dst, n.uid, n.gid).catch(() => {});
-        if (n.type !== 'symlink') await fsp.chmod(dst, n.mode);
-        const t = n.mtime / 1000;
-        await fsp.lutimes(dst, t, t);
-      } catch (err) {
-        summary.errors.push({ path: dst, message: `metadata: ${(err as Error).message}` });
-      }
+    const recordError = (sp: string, err: unknown) => {
+      if (err instanceof LifeboatError && !(err instanceof IntegrityError) && err.exitCode !== 5) throw err;
+      const integrity = err instanceof IntegrityError || (err instanceof LifeboatError && err.exitCode === 5);
+      summary.errors.push({ path: sp, message: errText(err), ...(integrity ? { integrity } : {}) });
     };
-    const restoreFile = async (dst: string, n: TreeNode, snapPath: string) => {
-      // Never write through an existing symlink (it could point outside the target).
-      if (opts.overwrite) await fsp.rm(dst, { force: true, recursive: true });
-      const fh = await fsp.open(dst, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-      let written = 0;
-      try {
-        for await (const buf of readContent(repo, n.content ?? [])) {
-          let off = 0;
-          while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
-          written += buf.length;
-          summary.bytes += buf.length;
-        }
-        if (written !== n.size) throw new IntegrityError(`${snapPath}: restored ${written} bytes but the snapshot records ${n.size}`);
-        if (verify) {
-          // read back through the same handle what was written
-          await verifyFile(repo, fh, n, snapPath);
-          summary.verified++;
-        }
-      } finally {
-        await fh.close();
-      }
-      summary.files++;
-      opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
-    };
-    const dirsToFix: Array<[string, TreeNode]> = [];
-    // Files are restored several at a time (small files are dominated by per-file latency).
     const fileSlots = new Semaphore(8);
-    const walk = async (treeId: string, dstDir: string, snapDir: string): Promise<void> => {
+    const linkKey = (n: TreeNode) => (n.type === 'file' && (n.nlink ?? 0) > 1 && n.inode !== undefined ? `${n.dev ?? 0}:${n.inode}` : undefined);
+    const sameContent = (a: TreeNode, b: TreeNode) =>
+      a.size === b.size && (a.content ?? []).join() === (b.content ?? []).join() && JSON.stringify(a.holes ?? []) === JSON.stringify(b.holes ?? []);
+
+    /** Phase 1 for one entry: directories (recursively) and files now, everything else later. */
+    const visit = async (dir: Buffer, n: TreeNode, sp: string, pending: Array<Promise<void>>): Promise<void> => {
+      if (n.type === 'dir') {
+        try {
+          await checkDir(dir);
+          const dst = joinBytes(dir, nameBytes(n));
+          if (!(await clearFinal(dst, true))) await fsp.mkdir(dst, { mode: 0o700 });
+          summary.dirs++;
+          await walk(n.subtree!, dst, sp);
+          dirsToFix.push([dst, n, sp]);
+        } catch (err) {
+          recordError(sp, err);
+        }
+        return;
+      }
+      if (n.type !== 'file') {
+        deferred.push({ dir, n, sp });
+        return;
+      }
+      const key = linkKey(n);
+      if (key) {
+        const first = linkFirst.get(key);
+        if (first && sameContent(first.node, n)) {
+          deferred.push({ dir, n, sp });
+          return;
+        }
+      }
+      await fileSlots.acquire();
+      let resolveDone!: () => void;
+      const entry = key && !linkFirst.has(key) ? { node: n, done: new Promise<void>((r) => (resolveDone = r)) } : undefined;
+      if (entry) linkFirst.set(key!, entry as { path?: Buffer; node: TreeNode; done: Promise<void> });
+      const task = (async () => {
+        try {
+          const p = await restoreFile(dir, n, sp);
+          if (entry) (entry as { path?: Buffer }).path = p;
+        } catch (err) {
+          recordError(sp, err);
+        } finally {
+          if (entry) resolveDone();
+          fileSlots.release();
+        }
+      })();
+      pending.push(task);
+    };
+    const walk = async (treeId: string, dstDir: Buffer, snapDir: string): Promise<void> => {
       const t = await repo.loadTree(treeId);
       const pending: Array<Promise<void>> = [];
-      const handle = async (n: TreeNode, dst: string, sp: string, fn: () => Promise<void>) => {
-        try {
-          await fn();
-        } catch (err) {
-          if (err instanceof IntegrityError) {
-            summary.errors.push({ path: sp, message: err.message });
-            await fsp.rm(dst, { force: true }).catch(() => {});
-            return;
-          }
-          if (err instanceof LifeboatError) throw err;
-          summary.errors.push({ path: sp, message: (err as Error).message });
+      try {
+        for (const n of t.nodes) {
+          const sp = snapDir === '/' ? `/${n.name}` : `${snapDir}/${n.name}`;
+          if (!wanted(sp, n.type === 'dir')) continue;
+          await visit(dstDir, n, sp, pending);
         }
-      };
-      for (const n of t.nodes) {
-        const dst = path.join(dstDir, n.name);
-        const sp = snapDir === '/' ? `/${n.name}` : `${snapDir}/${n.name}`;
-        if (!wanted(sp, n.type === 'dir')) continue;
-        if (n.type === 'dir') {
-          await handle(n, dst, sp, async () => {
-            const existing = await fsp.lstat(dst).catch(() => undefined);
-            if (existing && !existing.isDirectory()) await fsp.rm(dst, { force: true });
-            await fsp.mkdir(dst, { recursive: true, mode: 0o700 });
-            summary.dirs++;
-            await walk(n.subtree!, dst, sp);
-            dirsToFix.push([dst, n]);
-          });
-          continue;
-        }
-        await fileSlots.acquire();
-        const task = handle(n, dst, sp, async () => {
-          if (n.type === 'symlink') {
-            await fsp.rm(dst, { force: true });
-            await fsp.symlink(n.linktarget!, dst);
-            summary.symlinks++;
-          } else await restoreFile(dst, n, sp);
-          await setMeta(dst, n);
-        }).finally(() => fileSlots.release());
-        task.catch(() => {}); // observed below
-        pending.push(task);
+      } finally {
+        await Promise.all(pending);
       }
-      await Promise.all(pending);
     };
+
     if (start && start.type !== 'dir') {
-      const dst = path.join(target, start.name);
-      if (start.type === 'symlink') await fsp.symlink(start.linktarget!, dst);
-      else await restoreFile(dst, start, opts.subpath!);
-      await setMeta(dst, start);
+      const pending: Array<Promise<void>> = [];
+      await visit(target, start, opts.subpath!, pending);
+      await Promise.all(pending);
     } else {
       if (start) startTree = start.subtree!;
       await walk(startTree, target, opts.subpath && opts.subpath !== '/' ? opts.subpath : '/');
-      for (const [dst, n] of dirsToFix.reverse()) await setMeta(dst, n);
+    }
+
+    // Phase 2: hard links, symbolic links, FIFOs, devices. Nothing is written below any of them.
+    let scratch: Buffer | undefined;
+    try {
+      for (const { dir, n, sp } of deferred) {
+        try {
+          if (n.type === 'file') {
+            const first = linkFirst.get(linkKey(n)!)!;
+            await first.done;
+            if (first.path) {
+              await checkDir(dirOf(first.path));
+              await placeLast(dir, n, (tmp) => fsp.link(first.path!, tmp), async () => {});
+              summary.hardlinks++;
+            } else await restoreFile(dir, n, sp); // the first link failed or was not selected
+          } else if (n.type === 'symlink') {
+            await placeLast(
+              dir,
+              n,
+              (tmp) => fsp.symlink(linkBytes(n), tmp),
+              async (tmp) => {
+                if (isRoot) await fsp.lchown(tmp, n.uid, n.gid).catch(() => {});
+                const t = nsToSeconds(n.mtimeNs ?? msToNs(n.mtime));
+                await fsp.lutimes(tmp, t, t);
+              },
+            );
+            summary.symlinks++;
+          } else if (n.type === 'socket') {
+            summary.warnings.push({ path: sp, message: 'socket not restored (a socket is created by the program that listens on it)' });
+          } else if ((n.type === 'chardev' || n.type === 'blockdev') && !isRoot) {
+            summary.warnings.push({ path: sp, message: `${n.type === 'chardev' ? 'character' : 'block'} device not restored: needs root` });
+          } else {
+            // mkfifo/mknod take a path argument: create under an ASCII name in a private directory, then move it
+            if (!scratch) {
+              scratch = Buffer.from(await fsp.mkdtemp(path.join(target.toString(), '.lifeboat-special-')));
+            }
+            const type = n.type as 'fifo' | 'chardev' | 'blockdev';
+            const made = joinBytes(scratch, tmpName());
+            await makeSpecial(made.toString(), type, n.rdev ?? 0);
+            await placeLast(
+              dir,
+              n,
+              (tmp) => fsp.rename(made, tmp),
+              async (tmp) => {
+                const fh = await fsp.open(tmp, O_PATH ? O_PATH | fsc.O_NOFOLLOW : fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOFOLLOW);
+                try {
+                  if (n.xattrs?.length) for (const m of await writeXattrs(fh.fd, n.xattrs)) summary.warnings.push({ path: sp, message: m });
+                } finally {
+                  await fh.close();
+                }
+                // a FIFO or device we just created in a directory we checked: chmod/utimes by path (O_PATH handles refuse them)
+                if (isRoot) await fsp.lchown(tmp, n.uid, n.gid).catch(() => {});
+                await fsp.chmod(tmp, n.mode);
+                const t = nsToSeconds(n.mtimeNs ?? msToNs(n.mtime));
+                await fsp.lutimes(tmp, t, t);
+              },
+            ).finally(() => fsp.rm(made, { force: true }).catch(() => {}));
+            summary.special++;
+          }
+        } catch (err) {
+          recordError(sp, err);
+        }
+      }
+    } finally {
+      if (scratch) await fsp.rm(scratch, { recursive: true, force: true }).catch(() => {});
+    }
+
+    // Phase 3: directory metadata, deepest first (dirsToFix is in post-order); last, because writing into a directory changes its time.
+    for (const [dst, n, sp] of dirsToFix) {
+      try {
+        await checkDir(dirOf(dst));
+        const fh = await fsp.open(dst, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+        try {
+          await metaByHandle(fh, n, sp);
+        } finally {
+          await fh.close();
+        }
+      } catch (err) {
+        summary.errors.push({ path: sp, message: `metadata: ${errText(err)}` });
+      }
     }
     summary.durationMs = Date.now() - started;
     return summary;
@@ -182,18 +413,26 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
 }
 
 /** Re-read a restored file and check every chunk against its keyed id. */
-async function verifyFile(repo: Repository, fh: fsp.FileHandle, n: TreeNode, snapPath: string): Promise<void> {
+async function verifyFile(repo: Repository, fh: fsp.FileHandle, n: TreeNode, snapPath: string, segs: Array<[number, number]>): Promise<void> {
   const content = n.content ?? [];
   if (!n.sizes || n.sizes.length !== content.length) {
     // Older trees without sizes: fall back to the index's raw lengths.
     n = { ...n, sizes: content.map((id) => repo.indexEntry(id)?.rawLength ?? -1) };
   }
+  const cur = new SegmentCursor(segs);
   let pos = 0;
   for (let i = 0; i < content.length; i++) {
     const len = n.sizes![i]!;
+    const pieces = len >= 0 && len <= 128 * 1024 * 1024 ? cur.take(len) : undefined;
+    if (!pieces) throw new IntegrityError(`${snapPath}: verification after restore failed at byte ${pos} (chunk ${i}: invalid size)`);
     const buf = Buffer.allocUnsafe(len);
-    const { bytesRead } = await fh.read(buf, 0, len, pos);
-    if (bytesRead !== len || blobId(repo.key.idKey, buf) !== content[i]) {
+    let off = 0;
+    for (const [p, l] of pieces) {
+      const { bytesRead } = await fh.read(buf, off, l, p);
+      if (bytesRead !== l) throw new IntegrityError(`${snapPath}: verification after restore failed at byte ${p} (chunk ${i}: short read)`);
+      off += l;
+    }
+    if (blobId(repo.key.idKey, buf) !== content[i]) {
       throw new IntegrityError(`${snapPath}: verification after restore failed at byte ${pos} (chunk ${i})`);
     }
     pos += len;

@@ -1,6 +1,6 @@
 import type { Repository } from './repository.js';
 import type { SnapshotWithId } from './snapshot.js';
-import type { TreeNode } from './tree.js';
+import { nameKey, type TreeNode } from './tree.js';
 import { addDeltaBases, collectUsedBlobs } from './walk.js';
 
 /** Library functions behind `ls`, `diff` and `stats`. */
@@ -11,6 +11,10 @@ export interface ListedNode {
   size: number;
   mtime: string;
   linktarget?: string;
+  /** Hard links: the link count. */
+  nlink?: number;
+  /** Names of the extended attributes. */
+  xattrs?: string[];
 }
 
 export async function* walkSnapshot(repo: Repository, treeId: string, prefix = ''): AsyncGenerator<{ path: string; node: TreeNode }> {
@@ -25,6 +29,8 @@ export async function* walkSnapshot(repo: Repository, treeId: string, prefix = '
 export function listed(path: string, n: TreeNode): ListedNode {
   const o: ListedNode = { path, type: n.type, mode: n.mode, size: n.size, mtime: new Date(n.mtime).toISOString() };
   if (n.linktarget !== undefined) o.linktarget = n.linktarget;
+  if (n.nlink !== undefined) o.nlink = n.nlink;
+  if (n.xattrs?.length) o.xattrs = n.xattrs.map((x) => x.name);
   return o;
 }
 
@@ -36,13 +42,14 @@ export interface DiffEntry {
 /** Compare two snapshot trees; identical subtrees are skipped by id. */
 export async function diffTrees(repo: Repository, a: string, b: string, prefix = '', out: DiffEntry[] = []): Promise<DiffEntry[]> {
   if (a === b) return out;
-  const ta = new Map((await repo.loadTree(a)).nodes.map((n) => [n.name, n]));
-  const tb = new Map((await repo.loadTree(b)).nodes.map((n) => [n.name, n]));
-  const names = [...new Set([...ta.keys(), ...tb.keys()])].sort();
+  // keyed by raw name bytes (two names can share a display form)
+  const ta = new Map((await repo.loadTree(a)).nodes.map((n) => [nameKey(n), n]));
+  const tb = new Map((await repo.loadTree(b)).nodes.map((n) => [nameKey(n), n]));
+  const names = [...new Set([...ta.keys(), ...tb.keys()])].sort((p, q) => Buffer.compare(Buffer.from(p, 'latin1'), Buffer.from(q, 'latin1')));
   for (const name of names) {
     const x = ta.get(name);
     const y = tb.get(name);
-    const p = `${prefix}/${name}`;
+    const p = `${prefix}/${(x ?? y)!.name}`;
     if (!x) {
       out.push({ path: p + (y!.type === 'dir' ? '/' : ''), change: 'added' });
       continue;
@@ -53,9 +60,19 @@ export async function diffTrees(repo: Repository, a: string, b: string, prefix =
     }
     if (x.type !== y.type) out.push({ path: p, change: 'type' });
     else if (x.type === 'dir') await diffTrees(repo, x.subtree!, y.subtree!, p, out);
-    else if (x.type === 'file' && (x.content ?? []).join() !== (y.content ?? []).join()) out.push({ path: p, change: 'modified' });
-    else if (x.type === 'symlink' && x.linktarget !== y.linktarget) out.push({ path: p, change: 'modified' });
-    else if (x.mode !== y.mode || x.mtime !== y.mtime || x.uid !== y.uid || x.gid !== y.gid) out.push({ path: p, change: 'metadata' });
+    else if (x.type === 'file' && ((x.content ?? []).join() !== (y.content ?? []).join() || x.size !== y.size || JSON.stringify(x.holes ?? []) !== JSON.stringify(y.holes ?? [])))
+      out.push({ path: p, change: 'modified' });
+    else if (x.type === 'symlink' && (x.linktarget !== y.linktarget || x.linktargetBytes !== y.linktargetBytes)) out.push({ path: p, change: 'modified' });
+    else if ((x.type === 'chardev' || x.type === 'blockdev') && x.rdev !== y.rdev) out.push({ path: p, change: 'modified' });
+    else if (
+      x.mode !== y.mode ||
+      x.mtime !== y.mtime ||
+      (x.mtimeNs !== undefined && y.mtimeNs !== undefined && x.mtimeNs !== y.mtimeNs) ||
+      x.uid !== y.uid ||
+      x.gid !== y.gid ||
+      JSON.stringify(x.xattrs ?? []) !== JSON.stringify(y.xattrs ?? [])
+    )
+      out.push({ path: p, change: 'metadata' });
   }
   return out;
 }

@@ -147,6 +147,7 @@ export async function restoreFiles(cfg: LifeboatConfig, r: FileRestoreRequest, t
     const snap = await repo.findSnapshot(r.snapshot);
     log(`restoring snapshot ${snap.id.slice(0, 8)}${r.path && r.path !== '/' ? `:${r.path}` : ''} into ${target}`);
     const s = await restoreSnapshot(repo, snap, { target, ...(r.path && r.path !== '/' ? { subpath: r.path } : {}), verify: true, overwrite: !!r.overwrite });
+    for (const w of s.warnings) log(`warning: ${w.path}: ${w.message}`);
     log(`restored ${s.files} files, ${s.dirs} dirs, ${s.bytes} bytes; ${s.verified} verified; ${s.errors.length} errors`);
     if (s.errors.length) throw new LifeboatError(`restore incomplete: ${s.errors.length} item(s) failed, first: ${s.errors[0]!.path}: ${s.errors[0]!.message}`);
     return { ...s, snapshotId: snap.id };

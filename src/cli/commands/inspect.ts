@@ -144,7 +144,7 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
 }
 
 function fmtLong(it: { path: string; type: string; mode: number; size: number; mtime: string; linktarget?: string }): string {
-  const t = it.type === 'dir' ? 'd' : it.type === 'symlink' ? 'l' : '-';
+  const t = ({ dir: 'd', symlink: 'l', fifo: 'p', chardev: 'c', blockdev: 'b', socket: 's' } as Record<string, string>)[it.type] ?? '-';
   const perm = [6, 3, 0].map((s) => ['r', 'w', 'x'].map((c, i) => ((it.mode >> s) & (4 >> i) ? c : '-')).join('')).join('');
   return `${t}${perm} ${String(it.size).padStart(12)} ${it.mtime.replace('T', ' ').slice(0, 19)} ${it.path}${it.linktarget !== undefined ? ' -> ' + it.linktarget : ''}`;
 }

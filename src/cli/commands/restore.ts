@@ -96,13 +96,17 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
           onProgress: (p) => bar.update(p.bytes),
         }).finally(() => bar.stop());
         ctx.out.info(
-          `restored snapshot ${snap.id.slice(0, 8)} to ${o.target}: ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${formatBytes(s.bytes)} in ${formatDuration(s.durationMs)}` +
+          `restored snapshot ${snap.id.slice(0, 8)} to ${o.target}: ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks` +
+            (s.hardlinks ? `, ${s.hardlinks} hard links` : '') +
+            (s.special ? `, ${s.special} special files` : '') +
+            `, ${formatBytes(s.bytes)} in ${formatDuration(s.durationMs)}` +
             (o.verify ? ` (${s.verified} files verified)` : ' (not verified)'),
         );
         ctx.out.emit({ message_type: 'summary', snapshot_id: snap.id, ...s });
+        for (const w of s.warnings) process.stderr.write(`warning: ${w.path}: ${w.message}\n`);
         if (s.errors.length) {
           for (const e of s.errors) process.stderr.write(`error: ${e.path}: ${e.message}\n`);
-          const integrity = s.errors.some((e) => /verification|hash|authentic|missing|truncated|index/.test(e.message));
+          const integrity = s.errors.some((e) => e.integrity || /verification|hash|authentic|missing|truncated|index/.test(e.message));
           process.stderr.write(`lifeboat: RESTORE INCOMPLETE: ${s.errors.length} item(s) could not be restored correctly\n`);
           process.exitCode = integrity ? ExitCode.INTEGRITY : ExitCode.FATAL;
         }
