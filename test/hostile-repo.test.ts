@@ -1,0 +1,278 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import zstd from 'zstd-napi';
+import binding from 'zstd-napi/binding.js';
+import type { DCtx } from 'zstd-napi/binding.js';
+import { tmpDir, runCliMeasured, type MeasuredResult } from './helpers/tmp.js';
+import { LocalStorage } from '../src/storage/local.js';
+import { Repository } from '../src/repo/repository.js';
+import { BlobCodec } from '../src/repo/codec.js';
+import { seal, sha256 } from '../src/repo/crypto.js';
+import { PackWriter, type PackBlob } from '../src/repo/pack.js';
+import type { TreeNode } from '../src/repo/tree.js';
+
+/**
+ * Hostile repositories, built for real with the project's own writer code
+ * (PackWriter, sealJson, BlobCodec, writeIndexFile) plus crafted zstd frames.
+ * Every case must end, through the real CLI, in exit 5 with the damaged
+ * object named, within seconds and bounded memory, and must not leave a
+ * 0-byte or partial file for the damaged file while the intact file restores.
+ */
+const PW = 'hostile-pw';
+const env = { LIFEBOAT_PASSWORD: PW };
+const KILL_MS = 45_000;
+
+/** A zstd frame of `bytes` zeros written by the streaming compressor: no content size in its header. */
+const bombs = new Map<number, Buffer>();
+function zeroBomb(bytes: number): Buffer {
+  const cached = bombs.get(bytes);
+  if (cached) return cached;
+  const cctx = new binding.CCtx();
+  const zeros = Buffer.alloc(1 << 20);
+  const dst = Buffer.allocUnsafe(binding.cStreamOutSize());
+  const out: Buffer[] = [];
+  for (let fed = 0; fed < bytes; fed += zeros.length) {
+    let src = zeros.subarray(0, Math.min(zeros.length, bytes - fed));
+    while (src.length > 0) {
+      const [, produced, consumed] = cctx.compressStream2(dst, src, binding.EndDirective.continue);
+      if (produced) out.push(Buffer.from(dst.subarray(0, produced)));
+      src = src.subarray(consumed);
+    }
+  }
+  for (;;) {
+    const [left, produced] = cctx.compressStream2(dst, Buffer.alloc(0), binding.EndDirective.end);
+    if (produced) out.push(Buffer.from(dst.subarray(0, produced)));
+    if (left === 0) break;
+  }
+  const frame = Buffer.concat(out);
+  assert.equal(binding.getFrameContentSize(frame), null, 'the bomb frame must not declare its content size');
+  bombs.set(bytes, frame);
+  return frame;
+}
+
+const fakeId = () => randomBytes(32).toString('hex');
+
+function fileNode(name: string, content: string[], sizes: number[]): TreeNode {
+  return { name, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: Date.now(), size: sizes.reduce((a, b) => a + b, 0), content, sizes };
+}
+
+interface Built {
+  dir: string;
+  repoDir: string;
+  good: Buffer;
+  snapshot: string;
+  cleanup: () => void;
+}
+
+type Craft = (repo: Repository) => Promise<{ content: string[]; sizes: number[] }>;
+
+/** Fresh repository with an intact file good.bin and a damaged file bad.bin whose chunks `craft` writes. */
+async function build(craft: Craft): Promise<Built> {
+  const t = tmpDir('lb-hostile-');
+  const repoDir = path.join(t.dir, 'repo');
+  const repo = await Repository.init(new LocalStorage(repoDir), PW, { packSize: 1024 * 1024 });
+  try {
+    const good = randomBytes(150_000);
+    const { id: goodId } = await repo.saveBlob('data', Buffer.from(good));
+    await repo.flush();
+    const bad = await craft(repo);
+    const tree = await repo.saveTree({ nodes: [fileNode('good.bin', [goodId], [good.length]), fileNode('bad.bin', bad.content, bad.sizes)] });
+    await repo.flush();
+    const snapshot = await repo.saveSnapshot({ time: new Date().toISOString(), tree, paths: ['/hostile'], tags: [] });
+    return { dir: t.dir, repoDir, good, snapshot, cleanup: t.cleanup };
+  } finally {
+    await repo.close();
+  }
+}
+
+/** Write one pack holding `blobs` (sealed as given) and an index file listing it (entries optionally altered). */
+async function writePack(
+  repo: Repository,
+  blobs: Array<{ entry: Omit<PackBlob, 'offset' | 'length'>; sealed: Buffer }>,
+  alter: (b: PackBlob) => PackBlob = (b) => b,
+): Promise<{ id: string; size: number; blobs: PackBlob[] }> {
+  const pw = new PackWriter();
+  for (const b of blobs) pw.add(b.entry, b.sealed);
+  const { id, data, blobs: written } = pw.finalize(repo.key.encKey);
+  await repo.storage.save('data', id, data);
+  await repo.writeIndexFile([{ id, blobs: written.map((b) => alter({ ...b })) }]);
+  return { id, size: data.length, blobs: written };
+}
+
+function report(name: string, cmd: string, r: MeasuredResult): void {
+  // Measured numbers for the report (stdout of the test runner).
+  console.log(`# hostile ${name} / ${cmd}: exit=${r.code} signal=${r.signal} killed=${r.killed} ms=${r.ms} peakRssMb=${r.peakRssMb}`);
+  for (const line of r.stderr.split('\n').filter((l) => l.startsWith('error:')).slice(0, 3)) console.log(`#   ${line.slice(0, 300)}`);
+}
+
+function assertClean(name: string, r: MeasuredResult, names: string[]): void {
+  assert.equal(r.killed, false, `${name}: hung and was killed after ${KILL_MS} ms`);
+  assert.equal(r.code, 5, `${name}: exit ${r.code} (signal ${r.signal}), stderr: ${r.stderr.slice(0, 2000)}`);
+  assert.ok(r.ms < 30_000, `${name}: took ${r.ms} ms`);
+  assert.ok(r.peakRssMb < 1024, `${name}: peak RSS ${r.peakRssMb} MiB`);
+  assert.ok(
+    names.some((n) => r.stderr.includes(n)),
+    `${name}: the error names none of ${names.map((n) => n.slice(0, 12)).join(', ')}: ${r.stderr.slice(0, 2000)}`,
+  );
+  assert.doesNotMatch(r.stderr, /\n\s+at .+:\d+:\d+/, `${name}: stack trace on stderr`);
+}
+
+async function restoreCase(name: string, b: Built, names: string[]): Promise<void> {
+  const target = path.join(b.dir, 'out');
+  const r = await runCliMeasured(['restore', b.snapshot, '--repo', b.repoDir, '--target', target], { env, killAfterMs: KILL_MS });
+  report(name, 'restore', r);
+  assertClean(`${name} (restore)`, r, names);
+  // The intact file is restored; nothing is left under the damaged file's name.
+  assert.deepEqual(await fsp.readFile(path.join(target, 'good.bin')), b.good);
+  const leftovers = (await fsp.readdir(target, { recursive: true })).filter((f) => String(f).includes('bad.bin'));
+  assert.deepEqual(leftovers, [], `${name}: restore left ${leftovers.join(', ')} behind`);
+}
+
+async function checkCase(name: string, b: Built, names: string[], args = ['--read-data']): Promise<void> {
+  const r = await runCliMeasured(['check', ...args, '--repo', b.repoDir], { env, killAfterMs: KILL_MS });
+  report(name, `check ${args.join(' ')}`, r);
+  assertClean(`${name} (check ${args.join(' ')})`, r, names);
+}
+
+test('delta cycle (A based on B, B based on A): refused with the blobs named', { timeout: 3 * 60_000 }, async () => {
+  const a = fakeId();
+  const bb = fakeId();
+  const b = await build(async (repo) => {
+    const sealed = () => seal(repo.key.encKey, zstd.compress(randomBytes(5000)));
+    await writePack(repo, [
+      { entry: { id: a, type: 'data', rawLength: 5000, compression: 2, base: bb }, sealed: sealed() },
+      { entry: { id: bb, type: 'data', rawLength: 5000, compression: 2, base: a }, sealed: sealed() },
+    ]);
+    return { content: [a], sizes: [5000] };
+  });
+  try {
+    await restoreCase('delta-cycle', b, [a, bb]);
+    await checkCase('delta-cycle', b, [a, bb]);
+  } finally {
+    b.cleanup();
+  }
+});
+
+test('delta chain deeper than the format maximum (100 real deltas): refused', { timeout: 3 * 60_000 }, async () => {
+  let top = '';
+  const b = await build(async (repo) => {
+    const codec = new BlobCodec(repo.key.encKey, 3);
+    // Real deltas: version i+1 of a 20 KB block is version i with a few bytes changed, stored against version i.
+    let data = randomBytes(20_000);
+    const blobs: Array<{ entry: Omit<PackBlob, 'offset' | 'length'>; sealed: Buffer }> = [];
+    let prevId = repo.blobId(data);
+    blobs.push({ entry: { id: prevId, type: 'data', rawLength: data.length, compression: 0 }, sealed: seal(repo.key.encKey, data) });
+    for (let i = 0; i < 100; i++) {
+      const next = Buffer.from(data);
+      randomBytes(8).copy(next, (i * 97) % (next.length - 8));
+      const enc = codec.encode(next, data);
+      assert.equal(enc.compression, 2);
+      const id = repo.blobId(next);
+      blobs.push({ entry: { id, type: 'data', rawLength: next.length, compression: 2, base: prevId }, sealed: enc.sealed });
+      prevId = id;
+      data = next;
+    }
+    await writePack(repo, blobs);
+    top = prevId;
+    return { content: [top], sizes: [20_000] };
+  });
+  try {
+    await restoreCase('deep-chain', b, [top]);
+    await checkCase('deep-chain', b, [top]);
+  } finally {
+    b.cleanup();
+  }
+});
+
+test('decompression bomb decoded in a worker (2 GiB of zeros, declared 1 MiB): stopped at the declared length', { timeout: 3 * 60_000 }, async () => {
+  const id = fakeId();
+  const b = await build(async (repo) => {
+    await writePack(repo, [{ entry: { id, type: 'data', rawLength: 1 << 20, compression: 1 }, sealed: seal(repo.key.encKey, zeroBomb(2 * 1024 ** 3)) }]);
+    return { content: [id], sizes: [1 << 20] };
+  });
+  try {
+    await restoreCase('bomb-worker', b, [id]);
+    await checkCase('bomb-worker', b, [id]);
+  } finally {
+    b.cleanup();
+  }
+});
+
+test('decompression bomb decoded on the main thread (1 GiB of zeros, declared 60000 bytes): stopped', { timeout: 3 * 60_000 }, async () => {
+  const id = fakeId();
+  const b = await build(async (repo) => {
+    const frame = zeroBomb(1024 ** 3);
+    assert.ok(frame.length + 28 <= 60_000);
+    await writePack(repo, [{ entry: { id, type: 'data', rawLength: 60_000, compression: 1 }, sealed: seal(repo.key.encKey, frame) }]);
+    return { content: [id], sizes: [60_000] };
+  });
+  try {
+    await restoreCase('bomb-main', b, [id]);
+    await checkCase('bomb-main', b, [id]);
+  } finally {
+    b.cleanup();
+  }
+});
+
+test('decompression bomb with declared raw length 100 (65 KB frame): impossible entry refused', { timeout: 3 * 60_000 }, async () => {
+  const id = fakeId();
+  const b = await build(async (repo) => {
+    await writePack(repo, [{ entry: { id, type: 'data', rawLength: 100, compression: 1 }, sealed: seal(repo.key.encKey, zeroBomb(2 * 1024 ** 3)) }]);
+    return { content: [id], sizes: [100] };
+  });
+  try {
+    await restoreCase('bomb-100', b, [id]);
+    await checkCase('bomb-100', b, [id]);
+  } finally {
+    b.cleanup();
+  }
+});
+
+for (const [label, alter] of [
+  ['index entry with length 3 GiB', (e: PackBlob) => ({ ...e, length: 3 * 1024 ** 3 })],
+  ['index entry with offset 1e12', (e: PackBlob) => ({ ...e, offset: 1e12 })],
+  ['index entry past the end of its pack (within format limits)', (e: PackBlob) => ({ ...e, offset: e.offset + 4096 })],
+] as const) {
+  test(`${label}: refused before any read`, { timeout: 3 * 60_000 }, async () => {
+    const data = randomBytes(3000);
+    let id = '';
+    const b = await build(async (repo) => {
+      id = repo.blobId(data);
+      await writePack(repo, [{ entry: { id, type: 'data', rawLength: data.length, compression: 0 }, sealed: seal(repo.key.encKey, data) }], (e) =>
+        e.id === id ? alter(e) : e,
+      );
+      return { content: [id], sizes: [data.length] };
+    });
+    try {
+      await restoreCase(label, b, [id]);
+      await checkCase(label, b, [id]);
+      await checkCase(label, b, [id], []);
+    } finally {
+      b.cleanup();
+    }
+  });
+}
+
+test('sealed JSON bombs (snapshot and index file, 2 GiB of zeros): refused by name', { timeout: 3 * 60_000 }, async () => {
+  let snapName = '';
+  let indexName = '';
+  const b = await build(async (repo) => {
+    const body = (frame: Buffer) => seal(repo.key.encKey, Buffer.concat([Buffer.from([1]), frame]));
+    const snap = body(zeroBomb(2 * 1024 ** 3));
+    snapName = sha256(snap);
+    await repo.storage.save('snapshot', snapName, snap);
+    const idx = body(zeroBomb(1024 ** 3 + 4096));
+    indexName = sha256(idx);
+    await repo.storage.save('index', indexName, idx);
+    return { content: [], sizes: [] };
+  });
+  try {
+    await checkCase('json-bomb', b, [snapName], []);
+    await checkCase('json-bomb', b, [indexName], []);
+  } finally {
+    b.cleanup();
+  }
+});
