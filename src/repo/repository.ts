@@ -256,6 +256,8 @@ export class Repository {
     opts: { id?: string; deltaBases?: string[] | (() => string[]); similar?: SketchIndex; onSimilar?: (baseId: string) => void } = {},
   ): Promise<SaveResult> {
     this.throwIfFailed();
+    const max = type === 'tree' ? MAX_TREE_BLOB : MAX_DATA_BLOB;
+    if (data.length > max) throw new LifeboatError(`a ${type} blob of ${data.length} bytes exceeds the format maximum of ${max} bytes`);
     const id = opts.id ?? blobId(this.key.idKey, data);
     if (this.hasBlob(id)) return { id, isNew: false };
     this.pendingIds.add(id);
@@ -277,13 +279,14 @@ export class Repository {
    * its chain when the chain is already at max depth, so depth stays bounded.
    */
   private chooseBases(candidates: string[] | undefined, rawLength: number): string[] {
-    if (!candidates || this.config.maxDeltaDepth <= 0 || rawLength < 4096) return [];
+    const maxDepth = Math.min(this.config.maxDeltaDepth, MAX_DELTA_DEPTH);
+    if (!candidates || !(maxDepth > 0) || rawLength < 4096) return [];
     const out: string[] = [];
     for (const c of candidates.slice(0, 2)) {
       let e = this.index.get(c);
       if (!e || e.type !== 'data' || !Number.isFinite(e.depth)) continue;
       let id = c;
-      if (e.depth + 1 > this.config.maxDeltaDepth) {
+      if (e.depth + 1 > maxDepth) {
         // Walk to the chain's root; bounded, so a damaged (cyclic) index cannot trap the walk.
         for (let steps = 0; e && e.base && steps <= MAX_DELTA_DEPTH; steps++) {
           id = e.base;
