@@ -190,6 +190,57 @@ test('delta chain deeper than the format maximum (100 real deltas): refused', { 
   }
 });
 
+test('delta lattice (two bases per level, 40 levels, valid): restores without exponential work', { timeout: 3 * 60_000 }, async () => {
+  let top = '';
+  let expected = Buffer.alloc(0);
+  const t = tmpDir('lb-hostile-');
+  try {
+    const repoDir = path.join(t.dir, 'repo');
+    const repo = await Repository.init(new LocalStorage(repoDir), PW, { packSize: 1024 * 1024 });
+    const codec = new BlobCodec(repo.key.encKey, 3);
+    let x = randomBytes(6000);
+    let y = randomBytes(6000);
+    const blobs: Array<{ entry: Omit<PackBlob, 'offset' | 'length'>; sealed: Buffer }> = [];
+    let xId = repo.blobId(x);
+    let yId = repo.blobId(y);
+    blobs.push({ entry: { id: xId, type: 'data', rawLength: x.length, compression: 0 }, sealed: seal(repo.key.encKey, x) });
+    blobs.push({ entry: { id: yId, type: 'data', rawLength: y.length, compression: 0 }, sealed: seal(repo.key.encKey, y) });
+    for (let i = 0; i < 40; i++) {
+      // Each level's two blobs are deltas against both blobs of the level below: 2^40 paths, 80 blobs.
+      const dict = Buffer.concat([x, y]);
+      const nx = Buffer.concat([x.subarray(0, 3000), y.subarray(3000)]);
+      randomBytes(4).copy(nx, i * 50);
+      const ny = Buffer.concat([y.subarray(0, 3000), x.subarray(3000)]);
+      randomBytes(4).copy(ny, i * 50);
+      const ex = codec.encode(nx, dict);
+      const ey = codec.encode(ny, dict);
+      assert.equal(ex.compression, 2);
+      assert.equal(ey.compression, 2);
+      const nxId = repo.blobId(nx);
+      const nyId = repo.blobId(ny);
+      blobs.push({ entry: { id: nxId, type: 'data', rawLength: nx.length, compression: 2, base: xId, base2: yId }, sealed: ex.sealed });
+      blobs.push({ entry: { id: nyId, type: 'data', rawLength: ny.length, compression: 2, base: xId, base2: yId }, sealed: ey.sealed });
+      [x, y, xId, yId] = [nx, ny, nxId, nyId];
+    }
+    await writePack(repo, blobs);
+    top = xId;
+    expected = x;
+    const tree = await repo.saveTree({ nodes: [fileNode('lattice.bin', [top], [x.length])] });
+    await repo.flush();
+    const snapshot = await repo.saveSnapshot({ time: new Date().toISOString(), tree, paths: ['/hostile'], tags: [] });
+    await repo.close();
+    const target = path.join(t.dir, 'out');
+    const r = await runCliMeasured(['restore', snapshot, '--repo', repoDir, '--target', target], { env, killAfterMs: KILL_MS });
+    report('delta-lattice', 'restore', r);
+    assert.equal(r.killed, false, 'delta lattice: hung');
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.ms < 30_000 && r.peakRssMb < 1024, `${r.ms} ms, ${r.peakRssMb} MiB`);
+    assert.deepEqual(await fsp.readFile(path.join(target, 'lattice.bin')), expected);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('decompression bomb decoded in a worker (2 GiB of zeros, declared 1 MiB): stopped at the declared length', { timeout: 3 * 60_000 }, async () => {
   const id = fakeId();
   const b = await build(async (repo) => {

@@ -434,7 +434,10 @@ export class Repository {
     if (cached) return Promise.resolve(cached);
     let p = this.inflight.get(id);
     if (!p) {
-      p = this.readBlob(id, level, cacheable).finally(() => this.inflight.delete(id));
+      // Registered before the read starts (on a later microtask): bases requested meanwhile join it.
+      p = Promise.resolve()
+        .then(() => this.readBlob(id, level, cacheable))
+        .finally(() => this.inflight.delete(id));
       this.inflight.set(id, p);
     }
     return p;
