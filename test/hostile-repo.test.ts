@@ -294,17 +294,25 @@ for (const [label, alter, why] of [
   test(`${label}: refused before any read`, { timeout: 3 * 60_000 }, async () => {
     const data = randomBytes(3000);
     let id = '';
+    let pack = '';
     const b = await build(async (repo) => {
       id = repo.blobId(data);
-      await writePack(repo, [{ entry: { id, type: 'data', rawLength: data.length, compression: 0 }, sealed: seal(repo.key.encKey, data) }], (e) =>
-        e.id === id ? alter(e) : e,
-      );
+      ({ id: pack } = await writePack(
+        repo,
+        [{ entry: { id, type: 'data', rawLength: data.length, compression: 0 }, sealed: seal(repo.key.encKey, data) }],
+        (e) => (e.id === id ? alter(e) : e),
+      ));
       return { content: [id], sizes: [data.length] };
     });
     try {
       await restoreCase(label, b, [id], why);
       await checkCase(label, b, [id], why);
       await checkCase(label, b, [id], why, []);
+      // prune must not take the pack of an impossible entry for garbage: the pack itself may be intact.
+      const r = await runCliMeasured(['prune', '--repo', b.repoDir], { env, killAfterMs: KILL_MS });
+      report(label, 'prune', r);
+      if (!label.includes('past the end')) assert.equal(r.code, 5, r.stderr); // refused: an index entry is impossible
+      await fsp.access(path.join(b.repoDir, 'data', pack.slice(0, 2), pack));
     } finally {
       b.cleanup();
     }
