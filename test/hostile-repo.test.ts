@@ -339,3 +339,25 @@ test('sealed JSON bombs (snapshot and index file, 2 GiB of zeros): refused by na
     b.cleanup();
   }
 });
+
+test('a 1.5 GiB key file is refused by its size, not read', { timeout: 3 * 60_000 }, async () => {
+  const b = await build(async () => ({ content: [], sizes: [] }));
+  try {
+    const name = '0'.repeat(64);
+    const fh = await fsp.open(path.join(b.repoDir, 'keys', name), 'w');
+    await fh.truncate(1.5 * 1024 ** 3); // sparse: costs no disk
+    await fh.close();
+    // A wrong password makes every key file be tried, whatever the listing order.
+    const r = await runCliMeasured(['snapshots', '--repo', b.repoDir], { env: { LIFEBOAT_PASSWORD: 'not-the-password' }, killAfterMs: KILL_MS });
+    report('key-file-1.5GiB', 'snapshots (wrong password)', r);
+    assert.equal(r.killed, false);
+    assert.ok(r.code === 12 || (r.code === 5 && r.stderr.includes(name)), `exit ${r.code}: ${r.stderr}`);
+    assert.ok(r.peakRssMb < 1024 && r.ms < 30_000, `${r.ms} ms, ${r.peakRssMb} MiB`);
+    const ok = await runCliMeasured(['snapshots', '--repo', b.repoDir], { env, killAfterMs: KILL_MS });
+    report('key-file-1.5GiB', 'snapshots', ok);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(ok.peakRssMb < 1024, `${ok.peakRssMb} MiB`);
+  } finally {
+    b.cleanup();
+  }
+});

@@ -44,6 +44,8 @@ export const MAX_PACK_SIZE = 1024 * 1024 * 1024;
 export const MAX_DELTA_DEPTH = 64;
 /** Largest decompressed sealed JSON object (config, snapshot, lock, WAL entry). */
 export const MAX_JSON = 64 * 1024 * 1024;
+/** Largest key file (plaintext JSON of a few hundred bytes). */
+export const MAX_KEY_FILE = 1024 * 1024;
 /** Largest decompressed index file (also about the largest string a JavaScript reader can parse). */
 export const MAX_INDEX_JSON = 512 * 1024 * 1024;
 
