@@ -10,7 +10,9 @@ import { tmpDir, runCliMeasured, type MeasuredResult } from './helpers/tmp.js';
 import { LocalStorage } from '../src/storage/local.js';
 import { Repository } from '../src/repo/repository.js';
 import { BlobCodec } from '../src/repo/codec.js';
-import { seal, sha256 } from '../src/repo/crypto.js';
+import { newMasterKey, seal, sha256 } from '../src/repo/crypto.js';
+import { WorkerPool } from '../src/repo/pool.js';
+import type { Worker } from 'node:worker_threads';
 import { PackWriter, type PackBlob } from '../src/repo/pack.js';
 import type { TreeNode } from '../src/repo/tree.js';
 
@@ -359,5 +361,29 @@ test('a 1.5 GiB key file is refused by its size, not read', { timeout: 3 * 60_00
     assert.ok(ok.peakRssMb < 1024, `${ok.peakRssMb} MiB`);
   } finally {
     b.cleanup();
+  }
+});
+
+test('a decoding worker thread that dies fails only its jobs and is replaced (later jobs do not hang)', { timeout: 60_000 }, async () => {
+  const pool = new WorkerPool(newMasterKey(), 3, 1);
+  const within = <T>(p: Promise<T>, what: string) =>
+    Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer within 20 s`)), 20_000).unref())]);
+  try {
+    const data = randomBytes(100_000);
+    const enc = await pool.encode(Buffer.from(data));
+    const dead = (pool as unknown as { workers: Worker[] }).workers[0]!;
+    const pending = pool.decode(Buffer.from(enc.sealed), enc.compression, data.length, 'blob x');
+    await dead.terminate();
+    await within(
+      pending.then(
+        () => {},
+        (err: Error) => assert.match(err.message, /worker thread failed/),
+      ),
+      'job of the dead worker',
+    );
+    const r = await within(pool.decode(Buffer.from(enc.sealed), enc.compression, data.length, 'blob x'), 'job after the worker died');
+    assert.deepEqual(r.data, data);
+  } finally {
+    await pool.close();
   }
 });
