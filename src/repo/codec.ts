@@ -1,7 +1,57 @@
 import zstd from 'zstd-napi';
+import binding from 'zstd-napi/binding.js';
+import type { DCtx } from 'zstd-napi/binding.js';
 import { IntegrityError } from '../errors.js';
 import { open, seal } from './crypto.js';
 import type { Compression } from './pack.js';
+
+/**
+ * Decompress zstd frame(s) with the output capped at `limit` bytes: streaming,
+ * it stops as soon as the output would exceed the limit (a frame that declares
+ * a larger content size is refused before any work), so a decompression bomb
+ * costs at most `limit` bytes of memory. `expected`, when known, sizes the
+ * first output buffer exactly. Throws a plain Error on any malformed input.
+ */
+export function decompressCapped(dctx: DCtx, src: Uint8Array, limit: number, expected?: number): Buffer {
+  dctx.reset(binding.ResetDirective.sessionOnly);
+  if (src.length === 0) throw new Error('empty zstd payload');
+  const declared = binding.getFrameContentSize(src);
+  if (declared !== null && declared > limit) throw new Error(`zstd frame declares ${declared} bytes, more than the ${limit} allowed`);
+  const chunks: Buffer[] = [];
+  let total = 0; // bytes in finished chunks
+  let buf = Buffer.allocUnsafe(Math.min(limit, expected ?? declared ?? Math.max(64 * 1024, src.length * 4)));
+  let pos = 0;
+  let consumed = 0;
+  let frameDone = false;
+  const probe = Buffer.allocUnsafe(1);
+  for (;;) {
+    if (pos === buf.length) {
+      if (total + pos >= limit) {
+        // At the cap: any further output means the payload is larger than allowed.
+        const [ret, produced, used] = dctx.decompressStream(probe, src.subarray(consumed));
+        consumed += used;
+        if (produced > 0) throw new Error(`decompresses to more than the ${limit} bytes allowed`);
+        frameDone = ret === 0;
+        if (frameDone && consumed >= src.length) break;
+        if (used === 0 && consumed >= src.length) throw new Error('zstd frame is truncated');
+        continue;
+      }
+      chunks.push(buf);
+      total += pos;
+      buf = Buffer.allocUnsafe(Math.min(limit - total, Math.max(64 * 1024, total)));
+      pos = 0;
+    }
+    const [ret, produced, used] = dctx.decompressStream(buf.subarray(pos), src.subarray(consumed));
+    pos += produced;
+    consumed += used;
+    frameDone = ret === 0;
+    if (frameDone && consumed >= src.length) break;
+    if (produced === 0 && used === 0 && pos < buf.length) throw new Error('zstd frame is truncated');
+  }
+  if (chunks.length === 0) return pos === buf.length ? buf : buf.subarray(0, pos);
+  chunks.push(buf.subarray(0, pos));
+  return Buffer.concat(chunks, total + pos);
+}
 
 /**
  * Blob encoding shared by the main thread and the worker threads:
@@ -16,8 +66,8 @@ export interface Encoded {
 export class BlobCodec {
   private readonly plain: zstd.Compressor;
   private readonly delta: zstd.Compressor;
-  private readonly dplain: zstd.Decompressor;
-  private readonly ddelta: zstd.Decompressor;
+  private readonly dplain: DCtx;
+  private readonly ddelta: DCtx;
 
   constructor(
     private readonly encKey: Buffer,
@@ -27,8 +77,8 @@ export class BlobCodec {
     this.plain.setParameters({ compressionLevel: level });
     this.delta = new zstd.Compressor();
     this.delta.setParameters({ compressionLevel: level });
-    this.dplain = new zstd.Decompressor();
-    this.ddelta = new zstd.Decompressor();
+    this.dplain = new binding.DCtx();
+    this.ddelta = new binding.DCtx();
   }
 
   /**
@@ -68,20 +118,30 @@ export class BlobCodec {
     return { sealed: seal(this.encKey, payload), compression: best ? comp : 0 };
   }
 
+  /**
+   * Open and decompress a blob. The output never exceeds `rawLength` (the
+   * caller has checked it against the format maximum): decompression stops as
+   * soon as a payload would produce more.
+   */
   decode(sealed: Uint8Array, compression: Compression, rawLength: number, what: string, dict?: Uint8Array): Buffer {
     const payload = open(this.encKey, sealed, what);
     let out: Buffer;
     try {
       if (compression === 0) out = payload;
-      else if (compression === 1) out = this.dplain.decompress(payload);
+      else if (compression === 1) out = decompressCapped(this.dplain, payload, rawLength, rawLength);
       else {
         if (!dict) throw new IntegrityError(`${what}: delta blob decoded without its base`);
-        this.ddelta.loadDictionary(Buffer.from(dict.buffer, dict.byteOffset, dict.length));
-        out = this.ddelta.decompress(payload);
+        try {
+          this.ddelta.loadDictionary(Buffer.from(dict.buffer, dict.byteOffset, dict.length));
+          out = decompressCapped(this.ddelta, payload, rawLength, rawLength);
+        } finally {
+          // drop the context's copy of the dictionary (up to two blobs) right away
+          this.ddelta.reset(binding.ResetDirective.sessionAndParameters);
+        }
       }
     } catch (err) {
       if (err instanceof IntegrityError) throw err;
-      throw new IntegrityError(`${what}: decompression failed (${(err as Error).message})`);
+      throw new IntegrityError(`${what}: decompression failed (${(err as Error).message}; the index declares ${rawLength} bytes)`);
     }
     if (out.length !== rawLength) {
       throw new IntegrityError(`${what}: decoded to ${out.length} bytes, index says ${rawLength}`);

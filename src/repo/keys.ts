@@ -3,6 +3,7 @@ import { hostname, userInfo } from 'node:os';
 import { IntegrityError, LifeboatError, WrongPasswordError } from '../errors.js';
 import type { Storage } from '../storage/types.js';
 import { DEFAULT_SCRYPT, type MasterKey, type ScryptParams, deriveKey, open, seal, sha256 } from './crypto.js';
+import { MAX_KEY_FILE } from './pack.js';
 
 /**
  * Key files (keys/<sha256 of file>): the repository master key wrapped with a
@@ -102,6 +103,7 @@ export async function openWithPassword(storage: Storage, password: string): Prom
   let lastErr: unknown;
   for (const f of files) {
     try {
+      if (f.size > MAX_KEY_FILE) throw new IntegrityError(`key ${f.name}: ${f.size} bytes is larger than the format maximum for a key file (${MAX_KEY_FILE})`);
       const kf = parseKeyFile(await storage.load('key', f.name), f.name);
       return { key: await unwrapKeyFile(kf, f.name, password), keyName: f.name };
     } catch (err) {
@@ -115,6 +117,7 @@ export async function openWithPassword(storage: Storage, password: string): Prom
 export async function listKeys(storage: Storage, currentName?: string): Promise<KeyInfo[]> {
   const out: KeyInfo[] = [];
   for (const f of await storage.list('key')) {
+    if (f.size > MAX_KEY_FILE) throw new IntegrityError(`key ${f.name}: ${f.size} bytes is larger than the format maximum for a key file (${MAX_KEY_FILE})`);
     const kf = parseKeyFile(await storage.load('key', f.name), f.name);
     out.push({ name: f.name, created: kf.created, hostname: kf.hostname, username: kf.username, current: f.name === currentName });
   }

@@ -27,6 +27,43 @@ export interface PackBlob {
 }
 
 export const MAX_PACK_HEADER = 16 * 1024 * 1024;
+
+/*
+ * Format maxima (docs/format.md, "Limits"). A repository is untrusted input:
+ * readers refuse anything beyond these before allocating or reading.
+ */
+/** Bytes a seal adds to its plaintext (12-byte nonce + 16-byte tag). */
+export const SEAL_OVERHEAD = 28;
+/** Largest data blob plaintext (the chunker's largest allowed maximum chunk size). */
+export const MAX_DATA_BLOB = 128 * 1024 * 1024;
+/** Largest tree blob plaintext. */
+export const MAX_TREE_BLOB = 256 * 1024 * 1024;
+/** Largest pack file: largest pack size (512 MiB) + one largest blob + largest header + 4. */
+export const MAX_PACK_SIZE = 1024 * 1024 * 1024;
+/** Deepest delta chain a reader follows (a repository's maxDeltaDepth must not exceed it). */
+export const MAX_DELTA_DEPTH = 64;
+/** Largest decompressed sealed JSON object (config, snapshot, lock, WAL entry). */
+export const MAX_JSON = 64 * 1024 * 1024;
+/** Largest key file (plaintext JSON of a few hundred bytes). */
+export const MAX_KEY_FILE = 1024 * 1024;
+/** Largest decompressed index file (also about the largest string a JavaScript reader can parse). */
+export const MAX_INDEX_JSON = 512 * 1024 * 1024;
+
+/**
+ * Why a (structurally valid) blob entry is impossible under the format limits,
+ * or undefined when it is within them. Checked for every index and pack header
+ * entry before any read or allocation.
+ */
+export function blobEntryProblem(b: PackBlob): string | undefined {
+  const max = b.type === 'tree' ? MAX_TREE_BLOB : MAX_DATA_BLOB;
+  if (b.rawLength > max) return `rawLength ${b.rawLength} exceeds the format maximum of ${max} bytes for a ${b.type} blob`;
+  if (b.length < SEAL_OVERHEAD) return `length ${b.length} is shorter than a seal (${SEAL_OVERHEAD} bytes)`;
+  // Writers keep compressed forms only when smaller than the plaintext, so a sealed blob never exceeds rawLength + seal.
+  if (b.length > b.rawLength + SEAL_OVERHEAD) return `length ${b.length} exceeds rawLength ${b.rawLength} + ${SEAL_OVERHEAD} (impossible for any encoding)`;
+  if (b.compression === 0 && b.length !== b.rawLength + SEAL_OVERHEAD) return `stored blob of length ${b.length} cannot hold ${b.rawLength} bytes`;
+  if (b.offset + b.length + 4 > MAX_PACK_SIZE) return `offset ${b.offset} + length ${b.length} lies beyond the largest possible pack (${MAX_PACK_SIZE} bytes)`;
+  return undefined;
+}
 const HEX64 = /^[0-9a-f]{64}$/;
 
 export function validatePackBlob(b: unknown, where: string): PackBlob {
@@ -97,6 +134,7 @@ export class PackWriter {
 
 /** Parse and authenticate a pack's header from the whole pack file. */
 export function parsePackHeader(encKey: Buffer, pack: Buffer, name: string): PackBlob[] {
+  if (pack.length > MAX_PACK_SIZE) throw new IntegrityError(`pack ${name}: ${pack.length} bytes exceeds the format maximum of ${MAX_PACK_SIZE}`);
   if (pack.length < 4) throw new IntegrityError(`pack ${name}: truncated (${pack.length} bytes)`);
   const hlen = pack.readUInt32LE(pack.length - 4);
   if (hlen > MAX_PACK_HEADER || hlen + 4 > pack.length) {
@@ -121,6 +159,7 @@ export function parseHeaderBytes(encKey: Buffer, sealedHeader: Buffer, blobArea:
   for (const b of blobs) {
     if (b.offset + b.length > blobArea) throw new IntegrityError(`pack ${name}: blob ${b.id} extends past the blob area`);
   }
+  // Entries beyond the format limits stay in the list: callers report them per blob (blobEntryProblem).
   return blobs;
 }
 

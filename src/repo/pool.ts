@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { IntegrityError, LifeboatError } from '../errors.js';
-import type { Compression } from './pack.js';
+import { type Compression, MAX_TREE_BLOB } from './pack.js';
 import type { MasterKey } from './crypto.js';
 
 interface Pending {
@@ -22,19 +22,31 @@ export class WorkerPool {
   private seq = 0;
   private inflight = 0;
   private closed = false;
+  private respawns = 0;
+  private broken: string | undefined;
 
-  constructor(key: MasterKey, level: number, size = Number(process.env.LIFEBOAT_WORKERS) || Math.max(1, Math.min(4, availableParallelism() - 1))) {
-    const url = new URL('./worker.js', import.meta.url);
+  constructor(
+    private readonly key: MasterKey,
+    private readonly level: number,
+    size = Number(process.env.LIFEBOAT_WORKERS) || Math.max(1, Math.min(4, availableParallelism() - 1)),
+  ) {
     for (let i = 0; i < size; i++) {
-      const w = new Worker(url, {
-        workerData: { encKey: new Uint8Array(key.encKey), idKey: new Uint8Array(key.idKey), level },
-      });
-      w.on('message', (m: { seq: number; error?: { message: string; name?: string } }) => this.onMessage(i, m));
-      w.on('error', (err) => this.failAll(err));
-      w.unref();
-      this.workers.push(w);
+      this.workers.push(this.spawn(i));
       this.load.push(0);
     }
+  }
+
+  private spawn(i: number): Worker {
+    const w = new Worker(new URL('./worker.js', import.meta.url), {
+      workerData: { encKey: new Uint8Array(this.key.encKey), idKey: new Uint8Array(this.key.idKey), level: this.level },
+    });
+    w.on('message', (m: { seq: number; error?: { message: string; name?: string } }) => this.onMessage(i, m));
+    w.on('error', (err) => this.failWorker(i, w, err));
+    w.on('exit', (code) => {
+      if (!this.closed) this.failWorker(i, w, new Error(`exited with code ${code}`));
+    });
+    if (this.inflight === 0) w.unref();
+    return w;
   }
 
   get size(): number {
@@ -52,13 +64,32 @@ export class WorkerPool {
     } else p.resolve(m);
   }
 
-  private failAll(err: Error): void {
-    for (const [, p] of this.pending) p.reject(err);
-    this.pending.clear();
+  /**
+   * A worker died (e.g. out of memory): fail only the jobs it held, and replace
+   * it so later jobs are not posted to a dead thread (they would wait forever).
+   */
+  private failWorker(i: number, w: Worker, err: Error): void {
+    if (this.workers[i] !== w) return; // already replaced ('error' is followed by 'exit')
+    for (const [seq, p] of this.pending) {
+      if (p.w !== i) continue;
+      this.pending.delete(seq);
+      --this.inflight;
+      p.reject(new LifeboatError(`worker thread failed: ${err.message}`));
+    }
+    this.load[i] = 0;
+    if (this.closed) return;
+    if (++this.respawns > 16) {
+      // Workers keep dying: stop replacing them; later jobs fail at once.
+      this.broken = `worker threads keep failing (last: ${err.message})`;
+      return;
+    }
+    this.workers[i] = this.spawn(i);
+    if (this.inflight === 0) for (const x of this.workers) x.unref();
   }
 
   private post<T>(msg: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<T> {
     if (this.closed) return Promise.reject(new LifeboatError('worker pool is closed'));
+    if (this.broken) return Promise.reject(new LifeboatError(this.broken));
     let wi = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.load[i]! < this.load[wi]!) wi = i;
     const seq = ++this.seq;
@@ -91,6 +122,7 @@ export class WorkerPool {
     what: string,
     dict?: Buffer,
   ): Promise<{ data: Buffer; id: string }> {
+    if (!(rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${what}: rawLength ${rawLength} exceeds the format maximum`);
     const transfer = ownsBuffer(sealed) ? [sealed.buffer as ArrayBuffer] : [];
     const r = await this.post<{ data: Uint8Array; id: string }>({ op: 'decode', sealed, compression, rawLength, what, dict }, transfer);
     return { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length), id: r.id };
@@ -98,6 +130,7 @@ export class WorkerPool {
 
   /** Decode and return only the keyed hash of the plaintext (for check --read-data). */
   async verify(sealed: Buffer, compression: Compression, rawLength: number, what: string, dict?: Buffer): Promise<string> {
+    if (!(rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${what}: rawLength ${rawLength} exceeds the format maximum`);
     const transfer = ownsBuffer(sealed) ? [sealed.buffer as ArrayBuffer] : [];
     const r = await this.post<{ id: string }>({ op: 'decode', sealed, compression, rawLength, what, dict, idOnly: true }, transfer);
     return r.id;

@@ -1,17 +1,28 @@
 import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import zstd from 'zstd-napi';
+import zstdBinding from 'zstd-napi/binding.js';
 import { IntegrityError, LifeboatError, NoRepositoryError, NotFoundError } from '../errors.js';
 import type { Storage } from '../storage/types.js';
 import { LruCache, Semaphore, mapLimit } from '../util/sync.js';
 import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable, validateChunkerParams } from './chunker.js';
-import { BlobCodec } from './codec.js';
+import { BlobCodec, decompressCapped } from './codec.js';
 import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './crypto.js';
 import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
 import { createKeyFile, openWithPassword } from './keys.js';
 import { Lock, READ_ONLY_OPERATIONS } from './lock.js';
 import type { SketchIndex } from './sketch.js';
-import { type BlobType, PackWriter, basesOf } from './pack.js';
+import {
+  type BlobType,
+  MAX_DATA_BLOB,
+  MAX_DELTA_DEPTH,
+  MAX_INDEX_JSON,
+  MAX_JSON,
+  MAX_TREE_BLOB,
+  PackWriter,
+  SEAL_OVERHEAD,
+  basesOf,
+} from './pack.js';
 import { WorkerPool } from './pool.js';
 import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot.js';
 import { type Tree, decodeTree, encodeTree } from './tree.js';
@@ -58,13 +69,23 @@ export function sealJson(key: Buffer, obj: unknown, compress: boolean): Buffer {
   return seal(key, body);
 }
 
-export function openJson(key: Buffer, sealed: Buffer, what: string): unknown {
+let jsonDctx: InstanceType<typeof zstdBinding.DCtx> | undefined;
+
+/**
+ * Open a sealed JSON object. Its plaintext is capped at `maxBytes` (format
+ * maxima MAX_JSON / MAX_INDEX_JSON): a larger object, or a zstd payload that
+ * would decompress to more, is refused before (or while, never after) inflating it.
+ */
+export function openJson(key: Buffer, sealed: Buffer, what: string, maxBytes = MAX_JSON): unknown {
+  if (sealed.length > maxBytes + SEAL_OVERHEAD + 1) {
+    throw new IntegrityError(`${what}: ${sealed.length} bytes is larger than the format maximum (${maxBytes} bytes of JSON)`);
+  }
   const body = open(key, sealed, what);
   if (body.length < 1) throw new IntegrityError(`${what}: empty`);
   let json: Buffer;
   try {
     if (body[0] === 0) json = body.subarray(1);
-    else if (body[0] === 1) json = zstd.decompress(body.subarray(1));
+    else if (body[0] === 1) json = decompressCapped((jsonDctx ??= new zstdBinding.DCtx()), body.subarray(1), maxBytes);
     else throw new Error(`unknown encoding ${body[0]}`);
     return JSON.parse(json.toString('utf8'));
   } catch (err) {
@@ -176,9 +197,12 @@ export class Repository {
     const files = await this.storage.list('index');
     await mapLimit(files, 8, async (f) => {
       try {
+        if (f.size > MAX_INDEX_JSON + SEAL_OVERHEAD + 1) {
+          throw new IntegrityError(`index ${f.name}: ${f.size} bytes is larger than the format maximum for an index file`);
+        }
         const raw = await this.storage.load('index', f.name);
         if (sha256(raw) !== f.name) throw new IntegrityError(`index ${f.name}: file content does not match its name`);
-        const idx = validateIndexFile(openJson(this.key.encKey, raw, `index ${f.name}`), f.name);
+        const idx = validateIndexFile(openJson(this.key.encKey, raw, `index ${f.name}`, MAX_INDEX_JSON), f.name);
         this.index.addFile(f.name, idx);
       } catch (err) {
         if (err instanceof IntegrityError || err instanceof NotFoundError) this.indexErrors.set(f.name, err);
@@ -232,6 +256,8 @@ export class Repository {
     opts: { id?: string; deltaBases?: string[] | (() => string[]); similar?: SketchIndex; onSimilar?: (baseId: string) => void } = {},
   ): Promise<SaveResult> {
     this.throwIfFailed();
+    const max = type === 'tree' ? MAX_TREE_BLOB : MAX_DATA_BLOB;
+    if (data.length > max) throw new LifeboatError(`a ${type} blob of ${data.length} bytes exceeds the format maximum of ${max} bytes`);
     const id = opts.id ?? blobId(this.key.idKey, data);
     if (this.hasBlob(id)) return { id, isNew: false };
     this.pendingIds.add(id);
@@ -253,18 +279,20 @@ export class Repository {
    * its chain when the chain is already at max depth, so depth stays bounded.
    */
   private chooseBases(candidates: string[] | undefined, rawLength: number): string[] {
-    if (!candidates || this.config.maxDeltaDepth <= 0 || rawLength < 4096) return [];
+    const maxDepth = Math.min(this.config.maxDeltaDepth, MAX_DELTA_DEPTH);
+    if (!candidates || !(maxDepth > 0) || rawLength < 4096) return [];
     const out: string[] = [];
     for (const c of candidates.slice(0, 2)) {
       let e = this.index.get(c);
-      if (!e || e.type !== 'data') continue;
+      if (!e || e.type !== 'data' || !Number.isFinite(e.depth)) continue;
       let id = c;
-      if (e.depth + 1 > this.config.maxDeltaDepth) {
-        while (e && e.base) {
+      if (e.depth + 1 > maxDepth) {
+        // Walk to the chain's root; bounded, so a damaged (cyclic) index cannot trap the walk.
+        for (let steps = 0; e && e.base && steps <= MAX_DELTA_DEPTH; steps++) {
           id = e.base;
           e = this.index.get(id);
         }
-        if (!e) continue;
+        if (!e || e.base) continue;
       }
       if (!out.includes(id)) out.push(id);
     }
@@ -272,8 +300,9 @@ export class Repository {
   }
 
   /** The dictionary of a delta: the bases' plaintexts, concatenated in order. */
-  async loadDict(bases: string[]): Promise<Buffer> {
-    const parts = await Promise.all(bases.map((b) => this.loadBlob(b, { cacheable: true })));
+  async loadDict(bases: string[], level = 0): Promise<Buffer> {
+    if (level > MAX_DELTA_DEPTH) throw new IntegrityError(`delta chain deeper than the format maximum of ${MAX_DELTA_DEPTH} (damaged index)`);
+    const parts = await Promise.all(bases.map((b) => this.loadBlobAt(b, level, true)));
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
@@ -360,8 +389,12 @@ export class Repository {
     this.bgError = undefined;
   }
 
-  /** Decode a sealed blob on the main thread (no hash check: callers verify). */
+  /**
+   * Decode a sealed blob on the main thread (no hash check: callers verify).
+   * The output is capped at `rawLength`, itself checked against the format maximum.
+   */
   decodeBlob(sealed: Buffer, compression: 0 | 1 | 2, rawLength: number, what: string, dict?: Buffer): Buffer {
+    if (!(rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${what}: rawLength ${rawLength} exceeds the format maximum`);
     return this.codec.decode(sealed, compression, rawLength, what, dict);
   }
 
@@ -369,16 +402,81 @@ export class Repository {
     return this.index.get(id);
   }
 
+  /** Pack sizes (stat once per pack): every index entry's range is checked against the real object before it is read. */
+  private readonly packSizes = new Map<string, Promise<number>>();
+
+  private packSize(pack: string): Promise<number> {
+    let p = this.packSizes.get(pack);
+    if (!p) {
+      p = this.storage.stat('data', pack).then((st) => st.size);
+      p.catch(() => this.packSizes.delete(pack)); // a transient error is retried by the next read
+      this.packSizes.set(pack, p);
+    }
+    return p;
+  }
+
+  /** Loads in flight, shared: a delta lattice (two bases per level) costs one load per blob, not one per path. */
+  private readonly inflight = new Map<string, Promise<Buffer>>();
+
   /**
    * Load a blob and verify it: the seal's MAC, the decoded length and the keyed
    * hash of the plaintext must all match, for the blob and every delta base.
+   * Everything read from the index is checked first: the entry against the
+   * format limits (at index load), the delta chain for cycles and depth, and
+   * the entry's range against the pack's real size.
    */
   async loadBlob(id: string, opts: { cacheable?: boolean } = {}): Promise<Buffer> {
+    return this.loadBlobAt(id, 0, !!opts.cacheable);
+  }
+
+  private loadBlobAt(id: string, level: number, cacheable: boolean): Promise<Buffer> {
     const cached = this.cache.get(id);
-    if (cached) return cached;
+    if (cached) return Promise.resolve(cached);
+    let p = this.inflight.get(id);
+    if (!p) {
+      // Registered before the read starts (on a later microtask): bases requested meanwhile join it.
+      p = Promise.resolve()
+        .then(() => this.readBlob(id, level, cacheable))
+        .finally(() => this.inflight.delete(id));
+      this.inflight.set(id, p);
+    }
+    return p;
+  }
+
+  private async readBlob(id: string, level: number, cacheable: boolean): Promise<Buffer> {
     const e = this.index.get(id);
-    if (!e) throw new IntegrityError(`blob ${id} is not in the index (missing or damaged index/pack)`);
+    if (!e) {
+      const rej = this.index.rejected.get(id);
+      if (rej) throw new IntegrityError(rej.reason);
+      throw new IntegrityError(`blob ${id} is not in the index (missing or damaged index/pack)`);
+    }
     const what = `blob ${id} in pack ${e.pack}`;
+    const chain = this.index.chainProblem(id);
+    if (chain) throw new IntegrityError(`${what}: ${chain}`);
+    if (level + e.depth > MAX_DELTA_DEPTH) {
+      throw new IntegrityError(`${what}: delta chain deeper than the format maximum of ${MAX_DELTA_DEPTH} (damaged index)`);
+    }
+    const max = e.type === 'tree' ? MAX_TREE_BLOB : MAX_DATA_BLOB;
+    if (e.rawLength > max || e.length > e.rawLength + SEAL_OVERHEAD) throw new IntegrityError(`${what}: index entry is impossible (length ${e.length}, rawLength ${e.rawLength})`);
+    let dict: Buffer | undefined;
+    if (e.compression === 2) {
+      // Bases first: only one level's sealed bytes are held while the chain is resolved.
+      try {
+        dict = await this.loadDict(basesOf(e), level + 1);
+      } catch (err) {
+        throw new IntegrityError(`${what}: its delta base is unreadable: ${(err as Error).message}`);
+      }
+    }
+    let size: number;
+    try {
+      size = await this.packSize(e.pack);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new IntegrityError(`${what}: pack file is missing`);
+      throw err;
+    }
+    if (e.offset + e.length + 4 > size) {
+      throw new IntegrityError(`${what}: index entry (offset ${e.offset}, length ${e.length}) lies beyond the end of the ${size}-byte pack (truncated pack or damaged index)`);
+    }
     let sealed: Buffer;
     try {
       sealed = await this.storage.load('data', e.pack, { offset: e.offset, length: e.length });
@@ -386,14 +484,6 @@ export class Repository {
       if (err instanceof NotFoundError) throw new IntegrityError(`${what}: pack file is missing`);
       if (err instanceof LifeboatError && /short read/.test(err.message)) throw new IntegrityError(`${what}: pack is truncated`);
       throw err;
-    }
-    let dict: Buffer | undefined;
-    if (e.compression === 2) {
-      try {
-        dict = await this.loadDict(basesOf(e));
-      } catch (err) {
-        throw new IntegrityError(`${what}: its delta base is unreadable: ${(err as Error).message}`);
-      }
     }
     let data: Buffer;
     let got: string;
@@ -404,7 +494,7 @@ export class Repository {
       got = blobId(this.key.idKey, data);
     }
     if (got !== id) throw new IntegrityError(`${what}: content does not match its id (hash mismatch)`);
-    if (e.type === 'tree' || opts.cacheable) this.cache.set(id, data);
+    if (e.type === 'tree' || cacheable) this.cache.set(id, data);
     return data;
   }
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { IntegrityError, errorMessage } from '../errors.js';
 import { blobId } from '../repo/crypto.js';
 import type { Repository } from '../repo/repository.js';
-import { basesOf, parsePackHeader } from '../repo/pack.js';
+import { MAX_PACK_SIZE, basesOf, blobEntryProblem, parsePackHeader } from '../repo/pack.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
 import { collectUsedBlobs } from '../repo/walk.js';
 import { checkWal } from '../repo/wal.js';
@@ -86,13 +86,34 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   for (const [pack, minSize] of needed) {
     const size = stored.get(pack);
     if (size === undefined) badPacks.set(pack, 'pack file is missing');
-    else if (size < minSize + 4) badPacks.set(pack, `pack is truncated: ${size} bytes, index needs more than ${minSize}`);
+    else if (size < minSize + 4) {
+      // Name the entries that do not fit: a truncated pack, or index entries pointing past its end.
+      const beyond = [...repo.index.values()].filter(([, e]) => e.pack === pack && e.offset + e.length + 4 > size);
+      const named = beyond
+        .slice(0, 3)
+        .map(([id, e]) => `blob ${id} at offset ${e.offset}, length ${e.length}`)
+        .join('; ');
+      badPacks.set(
+        pack,
+        `pack is truncated or its index entries are damaged: ${size} bytes, index needs more than ${minSize} (${named}${beyond.length > 3 ? `; and ${beyond.length - 3} more` : ''})`,
+      );
+    }
   }
-  for (const name of stored.keys()) if (!needed.has(name)) res.unreferencedPacks.push(name);
-  for (const [, e] of repo.index.values()) {
+  for (const [pack, size] of stored) {
+    if (size > MAX_PACK_SIZE) badPacks.set(pack, `pack is ${size} bytes, more than the format maximum of ${MAX_PACK_SIZE}`);
+  }
+  // Index entries refused at load (impossible under the format limits): their packs are still referenced.
+  const rejectedPacks = new Set([...repo.index.rejected.values()].map((r) => r.pack));
+  for (const name of stored.keys()) if (!needed.has(name) && !rejectedPacks.has(name)) res.unreferencedPacks.push(name);
+  const damagedBlobs = new Map<string, string>();
+  for (const [id, r] of repo.index.rejected) damagedBlobs.set(id, r.reason);
+  for (const [id, e] of repo.index.values()) {
     for (const b of basesOf(e)) {
       if (!repo.index.has(b)) problems.push({ kind: 'blob', object: b, message: `delta base is missing from the index (needed by a blob in pack ${e.pack})` });
     }
+    // Delta chains: no cycles, no deeper than the format allows.
+    const chain = repo.index.chainProblem(id);
+    if (chain) damagedBlobs.set(id, chain);
   }
 
   // 3. Snapshots and trees.
@@ -106,7 +127,6 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
     const used = await collectUsedBlobs(repo, [s.tree], (treeId, err) => treeProblems.set(treeId, errorMessage(err)));
     perSnapshot.set(s.id, used);
   }
-  const damagedBlobs = new Map<string, string>();
   for (const used of perSnapshot.values()) {
     for (const id of used) {
       if (!repo.index.has(id) && !damagedBlobs.has(id)) damagedBlobs.set(id, 'blob is referenced but not in any index');
@@ -119,6 +139,8 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
     let done = 0;
     await mapLimit(packs, 2, async (pack) => {
       try {
+        const size = stored.get(pack) ?? 0;
+        if (size > MAX_PACK_SIZE) throw new IntegrityError(`pack is ${size} bytes, more than the format maximum of ${MAX_PACK_SIZE}`);
         const data = await repo.storage.load('data', pack);
         res.bytesRead += data.length;
         if (createHash('sha256').update(data).digest('hex') !== pack) {
@@ -128,10 +150,15 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
         for (const b of blobs) {
           const e = repo.index.get(b.id);
           try {
+            const impossible = blobEntryProblem(b);
+            if (impossible) throw new IntegrityError(`pack header entry: ${impossible}`);
             if (b.offset + b.length > data.length) throw new IntegrityError('extends past the end of the pack');
             const sealed = Buffer.from(data.subarray(b.offset, b.offset + b.length));
             let dict: Buffer | undefined;
-            if (b.compression === 2) dict = await repo.loadDict(basesOf(b));
+            if (b.compression === 2) {
+              if (basesOf(b).includes(b.id)) throw new IntegrityError('delta blob is its own base (cycle)');
+              dict = await repo.loadDict(basesOf(b), 1);
+            }
             const got =
               b.rawLength >= 64 * 1024
                 ? await repo.pool.verify(sealed, b.compression, b.rawLength, `blob ${b.id}`, dict)
