@@ -59,6 +59,31 @@ export function storageFor(location: string, conf?: RepositoryConfig, cfg?: { di
   });
 }
 
+/**
+ * Which repository a job, a source or a restore uses: the one rule every entry
+ * point (CLI, daemon, server, runbooks, drills, plan checks) calls.
+ *   explicit name  >  the job's `repository`  >  the source's `repository`
+ *   >  the repository of a job that backs up the source  >  `defaults.repository`
+ *   >  the first repository defined.
+ */
+export function defaultRepository(cfg: Pick<LifeboatConfig, 'defaults' | 'repositories'>): string {
+  const name = cfg.defaults.repository ?? Object.keys(cfg.repositories)[0];
+  if (!name) throw new ConfigError('no repository configured');
+  return name;
+}
+
+export function jobRepository(cfg: LifeboatConfig, job: { source: string; repository?: string | undefined }): string {
+  return job.repository ?? cfg.sources[job.source]?.repository ?? defaultRepository(cfg);
+}
+
+export function sourceRepository(cfg: LifeboatConfig, source: string, explicit?: string): string {
+  if (explicit) return explicit;
+  const own = cfg.sources[source]?.repository;
+  if (own) return own;
+  const job = Object.values(cfg.jobs).find((j) => j.source === source && j.repository);
+  return job?.repository ?? defaultRepository(cfg);
+}
+
 /** Password of a configured repository: its `password` reference, else LIFEBOAT_PASSWORD. */
 export function repositoryPassword(cfg: LifeboatConfig, name: string): string {
   const conf = cfg.repositories[name];

@@ -1,7 +1,7 @@
 import type { LifeboatConfig } from '../config/load.js';
 import { configPath } from '../config/paths.js';
 import type { JobConfig } from '../config/schema.js';
-import { openConfiguredRepo } from '../config/repos.js';
+import { jobRepository, openConfiguredRepo } from '../config/repos.js';
 import { ConfigError, ExitCode, LifeboatError, errorMessage } from '../errors.js';
 import { parseDuration } from '../util/duration.js';
 import { copySnapshots } from '../repo/copy.js';
@@ -38,12 +38,7 @@ export interface JobResult {
   finishedAt: Date;
 }
 
-export function jobRepository(cfg: LifeboatConfig, job: JobConfig): string {
-  const src = cfg.sources[job.source] as { repository?: string } | undefined;
-  const name = job.repository ?? src?.repository ?? cfg.defaults.repository ?? Object.keys(cfg.repositories)[0];
-  if (!name) throw new ConfigError('no repository configured');
-  return name;
-}
+export { jobRepository } from '../config/repos.js';
 
 /** Snapshots that belong to a source: tagged source:NAME (files) or source.name (streams). */
 export function isSourceSnapshot(s: SnapshotWithId, source: string): boolean {

@@ -1,12 +1,11 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { LifeboatConfig } from '../config/load.js';
-import { resolveLocation, storageFor } from '../config/repos.js';
+import { jobRepository, resolveLocation, storageFor } from '../config/repos.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { describeRpo, resolveObjectives, rpoStatus, type Tier, TIERS } from '../policy/objectives.js';
 import { parseLocation } from '../storage/open.js';
 import type { Catalog, RunRecord, Severity, SizePoint } from './catalog.js';
-import { jobRepository } from './jobs.js';
 
 /**
  * Health evaluation of the backup plan from catalog data and objectives.

@@ -1,6 +1,6 @@
 import type { LifeboatConfig } from '../config/load.js';
 import { parseLocation } from '../storage/open.js';
-import { resolveLocation } from '../config/repos.js';
+import { jobRepository, resolveLocation } from '../config/repos.js';
 
 /**
  * The 3-2-1 rule per source: at least 3 copies of the data (the live data plus
@@ -36,13 +36,11 @@ export function repositoryKind(cfg: LifeboatConfig, name: string): { kind: strin
 
 export function planCheck(cfg: LifeboatConfig): SourcePlan[] {
   const out: SourcePlan[] = [];
-  const defaultRepo = cfg.defaults.repository ?? Object.keys(cfg.repositories)[0];
   for (const source of Object.keys(cfg.sources)) {
     const names = new Set<string>();
     for (const j of Object.values(cfg.jobs)) {
       if (j.source !== source) continue;
-      const primary = j.repository ?? (cfg.sources[source] as { repository?: string }).repository ?? defaultRepo;
-      if (primary) names.add(primary);
+      names.add(jobRepository(cfg, j));
       for (const c of j.copyTo) names.add(c);
     }
     const repositories = [...names].map((name) => ({ name, ...repositoryKind(cfg, name) }));

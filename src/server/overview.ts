@@ -1,6 +1,6 @@
 import type { LifeboatConfig } from '../config/load.js';
 import type { AlertRecord, Catalog, RunRecord, Severity } from '../ops/catalog.js';
-import { jobRepository } from '../ops/jobs.js';
+import { jobRepository } from '../config/repos.js';
 import { evaluate, jobsFromConfig, worstSeverity, type Finding } from '../ops/monitor.js';
 import { resolveObjectives } from '../policy/objectives.js';
 import { planCheck } from '../policy/plan.js';

@@ -2,9 +2,8 @@ import { realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import type { LifeboatConfig } from '../config/load.js';
 import { configPath } from '../config/paths.js';
-import { openConfiguredRepo } from '../config/repos.js';
+import { openConfiguredRepo, sourceRepository } from '../config/repos.js';
 import { ConfigError, LifeboatError } from '../errors.js';
-import { jobRepository } from '../ops/jobs.js';
 import { redactText } from '../ops/templates.js';
 import { repositoryKind } from '../policy/plan.js';
 import type { Repository } from '../repo/repository.js';
@@ -163,14 +162,7 @@ export interface DatabaseRestoreRequest {
   force?: boolean | undefined;
 }
 
-export function sourceRepository(cfg: LifeboatConfig, source: string, explicit?: string): string {
-  if (explicit) return explicit;
-  const src = cfg.sources[source] as { repository?: string } | undefined;
-  if (src?.repository) return src.repository;
-  const job = Object.values(cfg.jobs).find((j) => j.source === source);
-  if (job) return jobRepository(cfg, job);
-  return cfg.defaults.repository ?? Object.keys(cfg.repositories)[0]!;
-}
+export { sourceRepository } from '../config/repos.js';
 
 export function checkDatabaseRestore(cfg: LifeboatConfig, r: DatabaseRestoreRequest, restoreRoots?: string[]): Record<string, unknown> {
   const src = cfg.sources[r.source];

@@ -1,8 +1,8 @@
 import type { LifeboatConfig } from '../config/load.js';
-import { openConfiguredRepo } from '../config/repos.js';
+import { jobRepository, openConfiguredRepo } from '../config/repos.js';
 import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
 import type { Catalog } from '../ops/catalog.js';
-import { isSourceSnapshot, jobRepository } from '../ops/jobs.js';
+import { isSourceSnapshot } from '../ops/jobs.js';
 import type { Finding } from '../ops/monitor.js';
 import { AlertManager, parseNotifiersConfig } from '../ops/notify.js';
 import { resolveObjectives } from '../policy/objectives.js';
