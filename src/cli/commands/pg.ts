@@ -123,6 +123,7 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
         const h = await dumpPgPhysical(input);
         let toolErr: unknown;
         h.done.catch((e: unknown) => (toolErr = e));
+        let streamBytes: number | undefined;
         try {
           return await backupStream(repo, h.stream, {
             filename: h.filename,
@@ -130,8 +131,10 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
             tags: ['pg-basebackup', ...(o.tag ?? [])],
             finalize: async () => {
               const d = await h.done;
+              streamBytes = d.streamBytes;
               return { exitCode: d.exitCode, durationMs: d.durationMs, ...(d.extra ?? {}) };
             },
+            producedBytes: () => streamBytes,
           });
         } catch (err) {
           await new Promise((res) => setImmediate(res));
