@@ -3,24 +3,41 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, LifeboatError } from '../errors.js';
-import { CliContext, type GlobalOptions } from './context.js';
-import { registerBackup } from './commands/backup.js';
-import { registerRestore } from './commands/restore.js';
-import { registerInspect } from './commands/inspect.js';
-import { registerMaintenance } from './commands/maintenance.js';
-import { registerPlan } from './commands/plan.js';
-import { registerDrill } from './commands/drill.js';
-import { registerPg } from './commands/pg.js';
-import { registerRunbook } from './commands/runbook.js';
-import { registerServe } from './commands/serve.js';
-import { registerApi } from './commands/api.js';
+import type { GlobalOptions } from './context.js';
 import { PROGRAM } from '../repo/repository.js';
 
 /**
  * The `lifeboat` command line: a thin layer over the library in src/.
  * Exit codes are defined in src/errors.ts and listed in README.md.
+ * The commands are loaded on demand, so wal-push / wal-fetch (one process per
+ * WAL file, see wal-fast.ts) start without loading all of them.
  */
-export function buildProgram(): Command {
+export async function buildProgram(): Promise<Command> {
+  const [
+    { CliContext },
+    { registerBackup },
+    { registerRestore },
+    { registerInspect },
+    { registerMaintenance },
+    { registerPlan },
+    { registerDrill },
+    { registerPg },
+    { registerRunbook },
+    { registerServe },
+    { registerApi },
+  ] = await Promise.all([
+    import('./context.js'),
+    import('./commands/backup.js'),
+    import('./commands/restore.js'),
+    import('./commands/inspect.js'),
+    import('./commands/maintenance.js'),
+    import('./commands/plan.js'),
+    import('./commands/drill.js'),
+    import('./commands/pg.js'),
+    import('./commands/runbook.js'),
+    import('./commands/serve.js'),
+    import('./commands/api.js'),
+  ]);
   const program = new Command();
   program
     .name('lifeboat')
@@ -54,7 +71,6 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) process.exit(ExitCode.INTERRUPTED);
@@ -64,7 +80,12 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  if (argv[2] === 'wal-push' || argv[2] === 'wal-fetch') {
+    const code = await (await import('./wal-fast.js')).runWalFast(argv);
+    if (code !== undefined) return code;
+  }
   try {
+    const program = await buildProgram();
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.OK;
   } catch (err) {

@@ -184,9 +184,15 @@ async function runRestore(step: Extract<RollbackStep, { type: 'restore' }>, ctx:
         to: configPath(cfg, step.to!),
         target: step.targetTime ? { time: new Date(step.targetTime) } : {},
         restoreCommand,
+        // Off unless the step says this restore is the promotion of a new primary.
+        archiveMode: step.archiveMode ?? 'off',
         log: ctx.log,
       });
-      return `restored base backup ${r.snapshot.id.slice(0, 8)} (${r.snapshot.time}) of source ${step.source} into ${r.to}: ${formatBytes(r.bytes)} in ${fmtMs(r.durationMs)}; recovery settings: ${Object.keys(r.settings).join(', ')}${step.targetTime ? ` (target ${step.targetTime})` : ''}. Start PostgreSQL on it to replay the WAL.`;
+      const archiving =
+        (step.archiveMode ?? 'off') === 'off'
+          ? 'WAL archiving off (archive_mode = off)'
+          : 'WAL archiving preserved (the restored server archives into the same archive once promoted)';
+      return `restored base backup ${r.snapshot.id.slice(0, 8)} (${r.snapshot.time}) of source ${step.source} into ${r.to}: ${formatBytes(r.bytes)} in ${fmtMs(r.durationMs)}; recovery settings: ${Object.keys(r.settings).join(', ')}${step.targetTime ? ` (target ${step.targetTime})` : ''}; ${archiving}. Start PostgreSQL on it to replay the WAL.`;
     }
     if (src.kind === 'files') {
       const snap = await findRestoreSnapshot(repo, cfg, step);

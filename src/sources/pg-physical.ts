@@ -350,10 +350,19 @@ export interface PgRestoreOptions {
   target: PitrTarget;
   /** Full shell command PostgreSQL runs to fetch WAL (with %f and %p). */
   restoreCommand: string;
-  /** Write archive_mode = off: the restored server does not archive into the same archive. */
-  disableArchiving?: boolean;
+  /**
+   * WAL archiving of the restored server; required, there is no default:
+   * - 'off': write archive_mode = off, so a copy made to test, inspect or drill
+   *   never archives its new timeline into the production archive;
+   * - 'preserve': keep the backed-up archive_mode / archive_command, for a real
+   *   promotion of the restored cluster into the new primary (docs/pitr.md).
+   */
+  archiveMode: PgArchiveMode;
   log?: (m: string) => void;
 }
+
+export const PG_ARCHIVE_MODES = ['off', 'preserve'] as const;
+export type PgArchiveMode = (typeof PG_ARCHIVE_MODES)[number];
 
 export interface PgRestoreResult {
   snapshot: SnapshotWithId;
@@ -455,6 +464,9 @@ async function extractTar(input: Readable, dir: string): Promise<number> {
  */
 export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promise<PgRestoreResult> {
   const started = Date.now();
+  if (!PG_ARCHIVE_MODES.includes(opts.archiveMode)) {
+    throw new LifeboatError(`archive mode must be ${PG_ARCHIVE_MODES.join(' or ')} (got ${String(opts.archiveMode)})`, 2);
+  }
   const snap = await chooseBaseBackup(repo, opts);
   const src = snap.source!;
   const archive = validateArchiveName(String(src.archive ?? DEFAULT_ARCHIVE));
@@ -478,7 +490,7 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   else if (opts.target.lsn) settings.recovery_target_lsn = opts.target.lsn;
   if (opts.target.time || opts.target.lsn) settings.recovery_target_action = opts.target.action ?? 'promote';
   if (opts.target.timeline) settings.recovery_target_timeline = opts.target.timeline;
-  if (opts.disableArchiving) settings.archive_mode = 'off';
+  if (opts.archiveMode === 'off') settings.archive_mode = 'off';
   const conf = path.join(to, 'postgresql.auto.conf');
   const block =
     `\n# Added by lifeboat pg restore (base backup ${snap.id.slice(0, 12)}, ${new Date().toISOString()}).\n` +
