@@ -30,10 +30,12 @@ export function walArchiveOpt(v: string | undefined): string {
 export async function walPushCommand(repo: Repository, file: string, archive: string, out: WalOut): Promise<void> {
   const started = Date.now();
   const r = await pushWal(repo, file, { archive });
-  out.emit({ message_type: 'wal-push', status: r.status, name: r.entry.name, size: r.entry.size, dataAdded: r.dataAdded, durationMs: Date.now() - started });
+  // processMs: since the process started (node start-up and module loading included), what PostgreSQL waits for.
+  const processMs = Math.round(process.uptime() * 1000);
+  out.emit({ message_type: 'wal-push', status: r.status, name: r.entry.name, size: r.entry.size, dataAdded: r.dataAdded, durationMs: Date.now() - started, processMs });
   out.info(
     r.status === 'stored'
-      ? `archived ${r.entry.name} (${formatBytes(r.entry.size)} → ${formatBytes(r.dataAdded)} stored) in ${formatDuration(Date.now() - started)}`
+      ? `archived ${r.entry.name} (${formatBytes(r.entry.size)} → ${formatBytes(r.dataAdded)} stored) in ${formatDuration(Date.now() - started)} (process ${formatDuration(processMs)})`
       : `${r.entry.name} is already archived with identical content`,
   );
 }
