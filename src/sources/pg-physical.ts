@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { LifeboatError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
@@ -438,20 +437,47 @@ async function extractTar(input: Readable, dir: string): Promise<number> {
     child.on('error', reject);
     child.on('close', (code) => resolve(code));
   });
-  let bytes = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      bytes += chunk.length;
-      cb(null, chunk);
-    },
+  exited.catch(() => {});
+  // tar may exit as soon as it has read the end-of-archive blocks, before the
+  // stream ended: the rest is still read (the repository stream verifies the
+  // whole snapshot, its byte count and SHA-256, at its end) but discarded.
+  const stdin = child.stdin;
+  let stdinGone = false;
+  stdin.on('error', () => {
+    stdinGone = true;
   });
+  stdin.on('close', () => {
+    stdinGone = true;
+  });
+  let tarFailed = false;
+  child.on('close', (code) => {
+    if (code !== 0) tarFailed = true;
+  });
+  let bytes = 0;
   try {
-    await pipeline(input, counter, child.stdin);
+    for await (const chunk of input) {
+      const b = chunk as Buffer;
+      bytes += b.length;
+      if (tarFailed) break; // no point reading on: reported below with tar's message
+      if (stdinGone) continue;
+      if (!stdin.write(b)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            stdin.off('drain', done);
+            stdin.off('close', done);
+            resolve();
+          };
+          stdin.on('drain', done);
+          stdin.on('close', done);
+        });
+      }
+    }
   } catch (err) {
     child.kill('SIGKILL');
     await exited.catch(() => null);
     throw err;
   }
+  if (!stdinGone) stdin.end();
   const code = await exited;
   if (code !== 0) throw new LifeboatError(`tar failed extracting the base backup (exit ${code}): ${tail.toString()}`);
   return bytes;
