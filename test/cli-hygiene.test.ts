@@ -129,7 +129,7 @@ describe('CLI hygiene', () => {
       ['wal-fetch', '000000010000000000000001', path.join(scratch, 'fetched')],
       ['pg', 'wal-list'],
       ['pg', 'wal-prune'],
-      ['pg', 'restore', '--to', path.join(scratch, 'pgdata')],
+      ['pg', 'restore', '--to', path.join(scratch, 'pgdata'), '--archive-mode', 'off'],
       ['pg', 'base-backup'],
       ['copy', '--from-repo', repo2, '--from-password-file', good],
     ];

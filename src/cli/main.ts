@@ -29,27 +29,36 @@ if (isEntryPoint()) {
   // a failure outside the command's own promise chain (an 'error' event nobody handles) still ends in one line
   process.on('uncaughtException', (err) => process.exit(report(err)));
   process.on('unhandledRejection', (err) => process.exit(report(err)));
-  import('./program.js')
-    .then(async ({ main, reportError, abandonedCalls }) => {
-      report = reportError;
-      const code = await main(process.argv);
-      process.exitCode = code;
-      // A request abandoned at its deadline (a hung mount or server) may keep the
-      // event loop alive: the command is over, so do not wait for it. A call still
-      // blocked in the kernel (hung mount) would even block process.exit(), so
-      // then the process ends itself with SIGTERM, saying which code it meant.
-      setTimeout(() => {
-        const n = abandonedCalls();
-        if (n > 0) {
-          process.stderr.write(`lifeboat: exit code ${code}, but ${n} abandoned file-system call(s) are still blocked (hung mount?); terminating\n`);
-          process.removeAllListeners('SIGTERM');
-          process.kill(process.pid, 'SIGTERM');
-          return;
-        }
-        process.exit(code);
-      }, 2000).unref();
-    })
-    .catch((err: unknown) => {
-      process.exitCode = report(err);
-    });
+  const run = async (): Promise<void> => {
+    // wal-push / wal-fetch run once per WAL file: without a config they start
+    // from wal-fast.ts with only the repository code loaded (see there).
+    if (process.argv[2] === 'wal-push' || process.argv[2] === 'wal-fetch') {
+      const code = await (await import('./wal-fast.js')).runWalFast(process.argv);
+      if (code !== undefined) {
+        process.exitCode = code;
+        return;
+      }
+    }
+    const { main, reportError, abandonedCalls } = await import('./program.js');
+    report = reportError;
+    const code = await main(process.argv);
+    process.exitCode = code;
+    // A request abandoned at its deadline (a hung mount or server) may keep the
+    // event loop alive: the command is over, so do not wait for it. A call still
+    // blocked in the kernel (hung mount) would even block process.exit(), so
+    // then the process ends itself with SIGTERM, saying which code it meant.
+    setTimeout(() => {
+      const n = abandonedCalls();
+      if (n > 0) {
+        process.stderr.write(`lifeboat: exit code ${code}, but ${n} abandoned file-system call(s) are still blocked (hung mount?); terminating\n`);
+        process.removeAllListeners('SIGTERM');
+        process.kill(process.pid, 'SIGTERM');
+        return;
+      }
+      process.exit(code);
+    }, 2000).unref();
+  };
+  run().catch((err: unknown) => {
+    process.exitCode = report(err);
+  });
 }

@@ -35,6 +35,12 @@ export interface BackupSummary {
   durationMs: number;
 }
 
+/** Byte count and SHA-256 of a stream snapshot's data as read from its producer (docs/format.md, addition 1.2). */
+export interface StreamDigest {
+  bytes: number;
+  sha256: string;
+}
+
 export interface Snapshot {
   v: 1;
   time: string;
@@ -47,6 +53,8 @@ export interface Snapshot {
   /** For stream snapshots: what produced it (database kind, tool, versions...). Never secrets. */
   source?: SourceMeta;
   summary?: BackupSummary;
+  /** Stream snapshots (addition 1.2): what the producer wrote. Untrusted: check with streamDigestOf (src/sources/stream.ts). */
+  stream?: StreamDigest;
   /** Set on snapshots made by `copy`: the source repository id and snapshot id. */
   copiedFrom?: { repository: string; snapshot: string };
   program: string;

@@ -121,6 +121,10 @@ const restoreStep = z
       .refine((s) => !Number.isNaN(Date.parse(s)), 'expected an ISO 8601 time, e.g. 2026-11-22T03:15:00Z')
       .optional()
       .describe('PostgreSQL point-in-time recovery target'),
+    archiveMode: z
+      .enum(['off', 'preserve'])
+      .default('off')
+      .describe('postgres-physical: WAL archiving of the restored server; "preserve" keeps archive_command, only for promoting it into the new primary'),
   })
   .strict();
 

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { configPath } from '../config/paths.js';
 import type { LifeboatConfig } from '../config/load.js';
-import { openConfiguredRepo, secretFromConfig } from '../config/repos.js';
+import { openConfiguredRepo, secretFromConfig, sourceRepository } from '../config/repos.js';
 import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
 import { parseDuration } from '../policy/retention.js';
 import type { Repository } from '../repo/repository.js';
@@ -16,6 +16,7 @@ import { configNotifiers, formatElapsed, incidentsConfig, type IncidentStore } f
 import { renderIncidentTemplate } from '../ops/incident-config.js';
 import { deliver, type AlertMessage } from '../ops/notify.js';
 import { redactText } from '../ops/templates.js';
+import { formatBytesOneDecimal as formatBytes } from '../util/format.js';
 import type { RollbackStep, RunbookDef } from './schema.js';
 import type { RunStore } from './store.js';
 
@@ -85,22 +86,10 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 const fmtMs = (ms: number) => (ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
 
-export function formatBytes(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < u.length - 1) (v /= 1024), i++;
-  return `${i === 0 ? v : v.toFixed(1)} ${u[i]}`;
-}
 
 // ------------------------------------------------------------------ restore
 
-function sourceRepository(cfg: LifeboatConfig, step: { source: string; repository?: string | undefined }): string {
-  const src = cfg.sources[step.source] as { repository?: string } | undefined;
-  const name = step.repository ?? src?.repository ?? cfg.defaults.repository ?? Object.keys(cfg.repositories)[0];
-  if (!name) throw new ConfigError('no repository configured');
-  return name;
-}
+const stepRepository = (cfg: LifeboatConfig, step: { source: string; repository?: string | undefined }): string => sourceRepository(cfg, step.source, step.repository);
 
 async function findRestoreSnapshot(repo: Repository, cfg: LifeboatConfig, step: { source: string; snapshot: string }): Promise<SnapshotWithId> {
   const src = cfg.sources[step.source]!;
@@ -142,7 +131,7 @@ export function restoreTargetFor(kind: string, to: string | undefined): Record<s
 export async function describeRestoreSnapshot(cfg: LifeboatConfig, step: Extract<RollbackStep, { type: 'restore' }>): Promise<string> {
   let repo: Repository | undefined;
   try {
-    repo = await openConfiguredRepo(cfg, sourceRepository(cfg, step), { allowInit: false });
+    repo = await openConfiguredRepo(cfg, stepRepository(cfg, step), { allowInit: false });
     const s = await findRestoreSnapshot(repo, cfg, step);
     const size = s.summary?.totalBytes;
     return `snapshot ${s.id.slice(0, 8)} of source ${step.source} taken ${new Date(s.time).toISOString().replace('T', ' ').slice(0, 16)} UTC${size !== undefined ? `, ${formatBytes(size)}` : ''}`;
@@ -163,7 +152,7 @@ async function runRestore(step: Extract<RollbackStep, { type: 'restore' }>, ctx:
         `Restore its latest snapshot (remove targetTime), or do the PITR by hand ("lifeboat pg restore") and confirm it in a manual step`,
     );
   }
-  const repoName = sourceRepository(cfg, step);
+  const repoName = stepRepository(cfg, step);
   const repo = await openConfiguredRepo(cfg, repoName, { allowInit: false });
   try {
     if (src.kind === 'postgres-physical') {
@@ -184,9 +173,15 @@ async function runRestore(step: Extract<RollbackStep, { type: 'restore' }>, ctx:
         to: configPath(cfg, step.to!),
         target: step.targetTime ? { time: new Date(step.targetTime) } : {},
         restoreCommand,
+        // Off unless the step says this restore is the promotion of a new primary.
+        archiveMode: step.archiveMode ?? 'off',
         log: ctx.log,
       });
-      return `restored base backup ${r.snapshot.id.slice(0, 8)} (${r.snapshot.time}) of source ${step.source} into ${r.to}: ${formatBytes(r.bytes)} in ${fmtMs(r.durationMs)}; recovery settings: ${Object.keys(r.settings).join(', ')}${step.targetTime ? ` (target ${step.targetTime})` : ''}. Start PostgreSQL on it to replay the WAL.`;
+      const archiving =
+        (step.archiveMode ?? 'off') === 'off'
+          ? 'WAL archiving off (archive_mode = off)'
+          : 'WAL archiving preserved (the restored server archives into the same archive once promoted)';
+      return `restored base backup ${r.snapshot.id.slice(0, 8)} (${r.snapshot.time}) of source ${step.source} into ${r.to}: ${formatBytes(r.bytes)} in ${fmtMs(r.durationMs)}; recovery settings: ${Object.keys(r.settings).join(', ')}${step.targetTime ? ` (target ${step.targetTime})` : ''}; ${archiving}. Start PostgreSQL on it to replay the WAL.`;
     }
     if (src.kind === 'files') {
       const snap = await findRestoreSnapshot(repo, cfg, step);

@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { LifeboatError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
@@ -350,10 +349,19 @@ export interface PgRestoreOptions {
   target: PitrTarget;
   /** Full shell command PostgreSQL runs to fetch WAL (with %f and %p). */
   restoreCommand: string;
-  /** Write archive_mode = off: the restored server does not archive into the same archive. */
-  disableArchiving?: boolean;
+  /**
+   * WAL archiving of the restored server; required, there is no default:
+   * - 'off': write archive_mode = off, so a copy made to test, inspect or drill
+   *   never archives its new timeline into the production archive;
+   * - 'preserve': keep the backed-up archive_mode / archive_command, for a real
+   *   promotion of the restored cluster into the new primary (docs/pitr.md).
+   */
+  archiveMode: PgArchiveMode;
   log?: (m: string) => void;
 }
+
+export const PG_ARCHIVE_MODES = ['off', 'preserve'] as const;
+export type PgArchiveMode = (typeof PG_ARCHIVE_MODES)[number];
 
 export interface PgRestoreResult {
   snapshot: SnapshotWithId;
@@ -429,20 +437,47 @@ async function extractTar(input: Readable, dir: string): Promise<number> {
     child.on('error', reject);
     child.on('close', (code) => resolve(code));
   });
-  let bytes = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      bytes += chunk.length;
-      cb(null, chunk);
-    },
+  exited.catch(() => {});
+  // tar may exit as soon as it has read the end-of-archive blocks, before the
+  // stream ended: the rest is still read (the repository stream verifies the
+  // whole snapshot, its byte count and SHA-256, at its end) but discarded.
+  const stdin = child.stdin;
+  let stdinGone = false;
+  stdin.on('error', () => {
+    stdinGone = true;
   });
+  stdin.on('close', () => {
+    stdinGone = true;
+  });
+  let tarFailed = false;
+  child.on('close', (code) => {
+    if (code !== 0) tarFailed = true;
+  });
+  let bytes = 0;
   try {
-    await pipeline(input, counter, child.stdin);
+    for await (const chunk of input) {
+      const b = chunk as Buffer;
+      bytes += b.length;
+      if (tarFailed) break; // no point reading on: reported below with tar's message
+      if (stdinGone) continue;
+      if (!stdin.write(b)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            stdin.off('drain', done);
+            stdin.off('close', done);
+            resolve();
+          };
+          stdin.on('drain', done);
+          stdin.on('close', done);
+        });
+      }
+    }
   } catch (err) {
     child.kill('SIGKILL');
     await exited.catch(() => null);
     throw err;
   }
+  if (!stdinGone) stdin.end();
   const code = await exited;
   if (code !== 0) throw new LifeboatError(`tar failed extracting the base backup (exit ${code}): ${tail.toString()}`);
   return bytes;
@@ -455,6 +490,9 @@ async function extractTar(input: Readable, dir: string): Promise<number> {
  */
 export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promise<PgRestoreResult> {
   const started = Date.now();
+  if (!PG_ARCHIVE_MODES.includes(opts.archiveMode)) {
+    throw new LifeboatError(`archive mode must be ${PG_ARCHIVE_MODES.join(' or ')} (got ${String(opts.archiveMode)})`, 2);
+  }
   const snap = await chooseBaseBackup(repo, opts);
   const src = snap.source!;
   const archive = validateArchiveName(String(src.archive ?? DEFAULT_ARCHIVE));
@@ -478,7 +516,7 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   else if (opts.target.lsn) settings.recovery_target_lsn = opts.target.lsn;
   if (opts.target.time || opts.target.lsn) settings.recovery_target_action = opts.target.action ?? 'promote';
   if (opts.target.timeline) settings.recovery_target_timeline = opts.target.timeline;
-  if (opts.disableArchiving) settings.archive_mode = 'off';
+  if (opts.archiveMode === 'off') settings.archive_mode = 'off';
   const conf = path.join(to, 'postgresql.auto.conf');
   const block =
     `\n# Added by lifeboat pg restore (base backup ${snap.id.slice(0, 12)}, ${new Date().toISOString()}).\n` +

@@ -268,6 +268,12 @@ export function spawnTool(cmd: string, args: string[], opts: SpawnToolOptions = 
     opts.stdin.pipe(child.stdin);
   }
 
+  // Count what the tool delivers into `out`; attached now (as the pipe below),
+  // before anything is awaited, so no byte is read by nobody.
+  let streamBytes = 0;
+  (opts.transform ?? child.stdout!).on('data', (b: Buffer) => {
+    streamBytes += b.length;
+  });
   // stdout -> (transform) -> out, without ending `out`: it ends once the exit status is known.
   const stdoutEnded = new Promise<void>((resolve) => {
     child.stdout!.on('end', resolve);
@@ -309,7 +315,7 @@ export function spawnTool(cmd: string, args: string[], opts: SpawnToolOptions = 
       if (code !== 0) throw toolError(tool, code, signal, tail.toString());
       await transformDone;
       const extra = (await opts.onSuccess?.(tail.toString())) ?? undefined;
-      return { exitCode: code, signal, durationMs: Date.now() - started, ...(extra ? { extra } : {}) };
+      return { exitCode: code, signal, durationMs: Date.now() - started, streamBytes, ...(extra ? { extra } : {}) };
     } finally {
       await opts.onExit?.();
     }

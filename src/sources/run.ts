@@ -5,7 +5,7 @@ import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
 import { STREAM_KINDS, type SourceConfig, type StreamSourceConfig } from './registry.js';
 import { backupStream, restoreStream, type StreamBackupResult } from './stream.js';
-import type { RestoreResult } from './types.js';
+import type { RestoreResult, ToolResult } from './types.js';
 
 /**
  * Running a configured stream source (database or command): start the dump
@@ -60,6 +60,7 @@ export async function runSourceBackup(
   handle.done.catch((e: unknown) => {
     toolError = e;
   });
+  let tool: ToolResult | undefined;
   try {
     return await backupStream(repo, handle.stream, {
       filename: handle.filename,
@@ -67,9 +68,10 @@ export async function runSourceBackup(
       tags: [...(src.tags ?? []), ...(opts.tags ?? []), `source:${name}`],
       ...(opts.signal ? { signal: opts.signal } : {}),
       finalize: async () => {
-        const r = await handle.done;
+        const r = (tool = await handle.done);
         return { exitCode: r.exitCode, durationMs: Date.now() - started, ...(r.extra ?? {}) };
       },
+      producedBytes: () => tool?.streamBytes,
     });
   } catch (err) {
     // If the tool had already failed on its own, its error (with its stderr tail) is the cause;

@@ -1,8 +1,9 @@
-import { Readable } from 'node:stream';
-import { LifeboatError } from '../errors.js';
+import { createHash } from 'node:crypto';
+import { Readable, Transform, pipeline, type TransformCallback } from 'node:stream';
+import { IntegrityError, LifeboatError } from '../errors.js';
 import { type ParentContent, readContent, storeReadable } from '../repo/content.js';
 import type { Repository } from '../repo/repository.js';
-import type { BackupSummary, SnapshotWithId } from '../repo/snapshot.js';
+import type { BackupSummary, SnapshotWithId, StreamDigest } from '../repo/snapshot.js';
 import type { TreeNode } from '../repo/tree.js';
 import type { SourceMeta } from './types.js';
 import { checkAborted } from '../engine/archiver.js';
@@ -24,12 +25,57 @@ export interface StreamBackupOptions {
   onBytes?: (n: number) => void;
   /** Abort (timeout, shutdown): the stream is destroyed and no snapshot is written. */
   signal?: AbortSignal;
+  /**
+   * Called after `finalize`: how many bytes the producer says it wrote into the
+   * stream (e.g. counted by spawnTool at the tool's stdout). When given, it
+   * must equal what was read and stored, or the backup fails.
+   */
+  producedBytes?: () => number | undefined;
 }
 
 export interface StreamBackupResult {
   snapshotId: string;
   summary: BackupSummary;
   parent?: string;
+  /** Byte count and SHA-256 of the stream as read from the producer (also in the snapshot). */
+  stream: StreamDigest;
+}
+
+/**
+ * Pass-through that counts and hashes the bytes exactly as they are read from
+ * the producer, before and independently of the chunker.
+ */
+class StreamMeter extends Transform {
+  bytes = 0;
+  private readonly hash = createHash('sha256');
+  constructor() {
+    super({ highWaterMark: 1 << 20 });
+  }
+  override _transform(chunk: Buffer | string, _enc: BufferEncoding, cb: TransformCallback): void {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    this.hash.update(b);
+    this.bytes += b.length;
+    cb(null, b);
+  }
+  digest(): StreamDigest {
+    return { bytes: this.bytes, sha256: this.hash.digest('hex') };
+  }
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/**
+ * The `stream` record of a snapshot (untrusted: read from the repository),
+ * or undefined for snapshots written before it existed. Malformed: integrity error.
+ */
+export function streamDigestOf(snap: SnapshotWithId): StreamDigest | undefined {
+  const d = (snap as { stream?: unknown }).stream;
+  if (d === undefined) return undefined;
+  const o = d as Partial<StreamDigest> | null;
+  if (!o || typeof o !== 'object' || !Number.isSafeInteger(o.bytes) || (o.bytes as number) < 0 || typeof o.sha256 !== 'string' || !HEX64.test(o.sha256)) {
+    throw new IntegrityError(`snapshot ${snap.id.slice(0, 8)}: malformed stream record (byte count / SHA-256)`);
+  }
+  return { bytes: o.bytes as number, sha256: o.sha256 };
 }
 
 function streamKey(s: { paths: string[]; source?: SourceMeta }): string {
@@ -51,34 +97,60 @@ async function parentContent(repo: Repository, snap: SnapshotWithId | undefined)
 }
 
 export async function backupStream(repo: Repository, input: Readable, opts: StreamBackupOptions): Promise<StreamBackupResult> {
-  if (!opts.filename || opts.filename.includes('/')) throw new LifeboatError(`invalid stream file name "${opts.filename}"`, 2);
+  if (!opts.filename || opts.filename.includes('/')) {
+    input.destroy();
+    throw new LifeboatError(`invalid stream file name "${opts.filename}"`, 2);
+  }
   const started = Date.now();
-  const lock = await repo.lock(false, 'backup');
+  // The reader is attached before the first await (locking, listing snapshots):
+  // whatever the producer writes meanwhile is held (up to the buffer, then
+  // backpressure) and counted, never dropped.
+  const meter = new StreamMeter();
+  let inputError: unknown;
+  pipeline(input, meter, (err) => {
+    if (err) inputError ??= err;
+  });
+  let lock: Awaited<ReturnType<Repository['lock']>>;
+  try {
+    lock = await repo.lock(false, 'backup');
+  } catch (err) {
+    meter.destroy();
+    input.destroy();
+    throw err;
+  }
   try {
     const before = { ...repo.stats };
     let parent: SnapshotWithId | undefined;
-    if (opts.parent && opts.parent !== 'none' && opts.parent !== 'auto') parent = await repo.findSnapshot(opts.parent);
-    else if (opts.parent !== 'none') parent = await findStreamParent(repo, opts.filename, opts.source);
-    let bytesRead = 0;
     let chunked;
     try {
-      const onAbort = () => input.destroy(new LifeboatError(`backup aborted: ${String(opts.signal?.reason ?? 'aborted')}; no snapshot was written`, 130));
+      if (opts.parent && opts.parent !== 'none' && opts.parent !== 'auto') parent = await repo.findSnapshot(opts.parent);
+      else if (opts.parent !== 'none') parent = await findStreamParent(repo, opts.filename, opts.source);
+      const onAbort = () => meter.destroy(new LifeboatError(`backup aborted: ${String(opts.signal?.reason ?? 'aborted')}; no snapshot was written`, 130));
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       try {
         checkAborted(opts.signal);
-        chunked = await storeReadable(repo, input, await parentContent(repo, parent), (n) => {
-          bytesRead += n;
-          opts.onBytes?.(n);
-        });
+        chunked = await storeReadable(repo, meter, await parentContent(repo, parent), (n) => opts.onBytes?.(n));
         checkAborted(opts.signal);
       } finally {
         opts.signal?.removeEventListener('abort', onAbort);
       }
     } catch (err) {
+      meter.destroy();
       input.destroy();
       throw err;
     }
     const extra = (await opts.finalize?.()) ?? undefined;
+    if (inputError) throw inputError;
+    const digest = meter.digest();
+    // Every byte read from the producer must be in the stored content, and
+    // (when the producer counts) every byte it wrote must have been read.
+    if (chunked.size !== digest.bytes) {
+      throw new IntegrityError(`read ${digest.bytes} bytes from the stream but stored ${chunked.size}; no snapshot was written`);
+    }
+    const produced = opts.producedBytes?.();
+    if (produced !== undefined && produced !== digest.bytes) {
+      throw new IntegrityError(`the producer wrote ${produced} bytes but ${digest.bytes} reached the repository; no snapshot was written`);
+    }
     const node: TreeNode = {
       name: opts.filename,
       type: 'file',
@@ -98,7 +170,7 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
       filesUnmodified: 0,
       dirs: 0,
       totalBytes: chunked.size,
-      bytesRead,
+      bytesRead: digest.bytes,
       blobsNew: repo.stats.blobsNew - before.blobsNew,
       blobsDelta: repo.stats.blobsDelta - before.blobsDelta,
       dataAddedRaw: repo.stats.dataAddedRaw - before.dataAddedRaw,
@@ -114,9 +186,10 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
       tags: opts.tags ?? [],
       ...(parent ? { parent: parent.id } : {}),
       ...(source ? { source } : {}),
+      stream: digest,
       summary,
     });
-    return { snapshotId, summary, ...(parent ? { parent: parent.id } : {}) };
+    return { snapshotId, summary, ...(parent ? { parent: parent.id } : {}), stream: digest };
   } catch (err) {
     await repo.abandon();
     throw err;
@@ -138,11 +211,36 @@ export async function restoreStream(repo: Repository, snapshotRef: string, opts:
         : `snapshot ${snap.id.slice(0, 8)} is not a single-stream snapshot; use "restore --target DIR"`,
     );
   }
+  // The stream record describes the snapshot's one stream file.
+  const digest = snap.paths.length === 1 && snap.paths[0] === `/${node.name}` ? streamDigestOf(snap) : undefined;
+  if (digest && node.size !== digest.bytes) {
+    throw new IntegrityError(`snapshot ${snap.id.slice(0, 8)}: the stored stream has ${node.size} bytes but ${digest.bytes} were backed up`);
+  }
   const lock = await repo.lock(false, 'restore');
   const content = node.content ?? [];
+  const what = `snapshot ${snap.id.slice(0, 8)} (${node.name})`;
   async function* gen(): AsyncGenerator<Buffer> {
     try {
-      yield* readContent(repo, content);
+      if (!digest) {
+        yield* readContent(repo, content);
+        return;
+      }
+      // Verified against the byte count and SHA-256 recorded at backup time. The
+      // last chunk is held back until the whole stream matched, so a consumer
+      // (a restore tool reading stdin) never sees a clean end of a wrong stream.
+      const h = createHash('sha256');
+      let bytes = 0;
+      let held: Buffer | undefined;
+      for await (const b of readContent(repo, content)) {
+        h.update(b);
+        bytes += b.length;
+        if (bytes > digest.bytes) throw new IntegrityError(`${what}: more than the ${digest.bytes} bytes that were backed up`);
+        if (held) yield held;
+        held = b;
+      }
+      if (bytes !== digest.bytes) throw new IntegrityError(`${what}: read ${bytes} bytes, but ${digest.bytes} were backed up`);
+      if (h.digest('hex') !== digest.sha256) throw new IntegrityError(`${what}: SHA-256 of the restored stream differs from the one recorded at backup time`);
+      if (held) yield held;
     } finally {
       await lock.release();
     }

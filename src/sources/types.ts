@@ -9,6 +9,8 @@ export interface ToolResult {
   exitCode: number | null;
   signal?: string | null;
   durationMs: number;
+  /** Bytes the tool delivered into the dump stream (counted where they leave the tool / its transform). */
+  streamBytes?: number;
   /** Extra facts learned while dumping (e.g. row counts per table), recorded in snapshot.source. */
   extra?: Record<string, unknown>;
 }

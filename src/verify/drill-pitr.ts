@@ -6,14 +6,11 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { configPath } from '../config/paths.js';
-import { repositoryPassword } from '../config/repos.js';
+import { jobRepository, repositoryPassword } from '../config/repos.js';
 import { LifeboatError } from '../errors.js';
 import { DEFAULT_ARCHIVE } from '../repo/wal.js';
-import { jobRepository } from '../ops/jobs.js';
 import { pgRestore, shQuote, type PgPhysicalOptions } from '../sources/pg-physical.js';
-import type { DrillCheck } from './drill.js';
-import type { QueryValue } from './drill-queries.js';
-import type { DrillTargetContext, ScratchTarget } from './drill-targets.js';
+import type { DrillCheck, DrillTargetContext, QueryValue, ScratchTarget } from './drill-types.js';
 
 /**
  * Restore drill of a `postgres-physical` source: the real point-in-time
@@ -26,6 +23,8 @@ import type { DrillTargetContext, ScratchTarget } from './drill-targets.js';
  * `lifeboat wal-fetch`, replays, and promotes. The restore phase therefore
  * measures extraction + WAL replay until the server accepts writes: the RTO of
  * a PITR restore. Queries run in `drill.database` (default "postgres").
+ * Archiving is always off on the scratch server (archive_mode = off): a
+ * drill never pushes its new timeline's WAL into the production archive.
  * Cleanup stops the server (immediate) and removes the directory.
  *
  * When Lifeboat runs as root, the server runs as the owner of the restored
@@ -113,12 +112,12 @@ export function pgPhysicalTarget(ctx: DrillTargetContext, src: PgPhysicalOptions
         [process.execPath, cli, 'wal-fetch', '%f', '%p', '--config', ctx.cfg.file, '--repo', repoName, ...(archive !== DEFAULT_ARCHIVE ? ['--archive', archive] : [])]
           .map((p) => (p === '%f' || p === '%p' ? p : shQuote(p)))
           .join(' ');
-      await pgRestore(ctx.repo, { snapshot: ctx.snapshot.id, to: data, target: {}, restoreCommand, disableArchiving: true, log: ctx.log });
+      await pgRestore(ctx.repo, { snapshot: ctx.snapshot.id, to: data, target: {}, restoreCommand, archiveMode: 'off', log: ctx.log });
       // private: socket only, in the scratch directory; trust on that socket only
       await fsp.writeFile(path.join(data, 'pg_hba.conf'), '# lifeboat restore drill: Unix socket in the scratch directory only\nlocal all all trust\n');
       await fsp.appendFile(
         path.join(data, 'postgresql.auto.conf'),
-        `\n# lifeboat restore drill\nlisten_addresses = ''\nunix_socket_directories = '${dir.replace(/'/g, "''")}'\nhot_standby = off\n`,
+        `\n# lifeboat restore drill\narchive_mode = off\nlisten_addresses = ''\nunix_socket_directories = '${dir.replace(/'/g, "''")}'\nhot_standby = off\n`,
       );
       const st = await fsp.stat(path.join(data, 'PG_VERSION'));
       const name = spawnSync('id', ['-nu', String(st.uid)], { encoding: 'utf8' }).stdout.trim() || 'postgres';

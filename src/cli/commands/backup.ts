@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
 import { Command } from 'commander';
 import { ConfigError, ExitCode, LifeboatError } from '../../errors.js';
 import { configPath } from '../../config/paths.js';
 import { backupPaths, type FileBackupResult } from '../../engine/archiver.js';
 import { backupStream, type StreamBackupResult } from '../../sources/stream.js';
 import { runSourceBackup } from '../../sources/run.js';
+import { spawnTool } from '../../sources/proc.js';
+import type { ToolResult } from '../../sources/types.js';
 import type { Repository } from '../../repo/repository.js';
 import type { BackupSummary } from '../../repo/snapshot.js';
 import { collect, collectRaw } from '../output.js';
@@ -99,7 +100,16 @@ export function registerBackup(program: Command, ctxOf: (cmd: Command) => CliCon
 
 function report(ctx: CliContext, label: string, r: StreamBackupResult | FileBackupResult): void {
   printSummary(ctx, label, r.snapshotId, r.summary);
-  ctx.out.emit({ message_type: 'summary', snapshot_id: r.snapshotId, parent: r.parent ?? null, ...r.summary, warnings: (r as FileBackupResult).warnings ?? [] });
+  const stream = 'stream' in r ? r.stream : undefined;
+  if (stream) ctx.out.info(`  stream: ${stream.bytes} bytes, SHA-256 ${stream.sha256}`);
+  ctx.out.emit({
+    message_type: 'summary',
+    snapshot_id: r.snapshotId,
+    parent: r.parent ?? null,
+    ...r.summary,
+    ...(stream ? { stream } : {}),
+    warnings: (r as FileBackupResult).warnings ?? [],
+  });
 }
 
 async function backupFromStdin(ctx: CliContext, repo: Repository, o: BackupOpts): Promise<StreamBackupResult> {
@@ -119,40 +129,40 @@ async function backupFromStdin(ctx: CliContext, repo: Repository, o: BackupOpts)
 }
 
 async function backupFromCommand(ctx: CliContext, repo: Repository, command: string, o: BackupOpts): Promise<StreamBackupResult> {
-  const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderrTail = '';
-  child.stderr.on('data', (d: Buffer) => {
-    stderrTail = (stderrTail + d.toString()).slice(-4096);
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  });
+  // spawnTool attaches the reader to the command's stdout at once: a command
+  // that finishes while the repository is still being locked loses nothing.
+  const run = spawnTool('/bin/sh', ['-c', command], { tool: 'command' });
+  let toolError: unknown;
+  run.done.catch((e: unknown) => (toolError = e));
+  // Interrupted (Ctrl-C, SIGTERM): the command runs in its own process group; stop it too.
+  const onExit = (): void => run.abort();
+  process.once('exit', onExit);
+  let tool: ToolResult | undefined;
   const started = Date.now();
   const bar = ctx.out.progress(undefined, 'command');
   let n = 0;
   try {
-    return await backupStream(repo, child.stdout, {
+    return await backupStream(repo, run.stream, {
       filename: o.stdinFilename && o.stdinFilename !== 'stdin' ? o.stdinFilename : 'stdout',
       tags: o.tag ?? [],
       ...(o.parent ? { parent: o.parent } : {}),
-      source: { kind: 'command', command: command.split(/\s+/)[0] },
+      // The command line itself is never recorded (it may contain secrets).
+      source: { kind: 'command', tool: 'sh' },
       onBytes: (b) => bar.update((n += b)),
       finalize: async () => {
-        const { code, signal } = await exited;
-        if (code !== 0) {
-          throw new LifeboatError(
-            `command failed (${signal ? `killed by ${signal}` : `exit code ${code}`}); no snapshot was created` +
-              (stderrTail.trim() ? `\n--- stderr (tail) ---\n${stderrTail.trim()}` : ''),
-          );
-        }
+        tool = await run.done;
         return { exitCode: 0, durationMs: Date.now() - started };
       },
+      producedBytes: () => tool?.streamBytes,
     });
   } catch (err) {
-    child.kill('SIGTERM');
+    await new Promise((r) => setImmediate(r));
+    run.abort();
+    const own = toolError;
+    if (own instanceof LifeboatError) throw new LifeboatError(`${own.message}\nno snapshot was created`, own.exitCode);
     throw err;
   } finally {
+    process.removeListener('exit', onExit);
     bar.stop();
   }
 }
@@ -164,7 +174,7 @@ async function backupSources(ctx: CliContext, names: string[], o: BackupOpts): P
   for (const name of names) {
     const src = cfg.sources[name];
     if (!src) throw new ConfigError(`unknown source "${name}" (defined in ${cfg.file}: ${Object.keys(cfg.sources).join(', ') || 'none'})`);
-    const repo = await ctx.openRepo({ nameHint: (src as { repository?: string }).repository });
+    const repo = await ctx.openRepo({ nameHint: src.repository });
     try {
       if (src.kind === 'files') {
         const r = await backupPaths(repo, {

@@ -3,8 +3,9 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { Repository } from '../../repo/repository.js';
-import { DEFAULT_ARCHIVE, applyWalRetention, fetchWal, listWal, pushWal, validateArchiveName } from '../../repo/wal.js';
-import { chooseBaseBackup, dumpPgPhysical, pgRestore, shQuote, type PgPhysicalInput, type PitrTarget } from '../../sources/pg-physical.js';
+import { DEFAULT_ARCHIVE, applyWalRetention, listWal, validateArchiveName } from '../../repo/wal.js';
+import { walArchiveOpt, walFetchCommand, walPushCommand } from '../wal-fast.js';
+import { PG_ARCHIVE_MODES, chooseBaseBackup, dumpPgPhysical, pgRestore, shQuote, type PgArchiveMode, type PgPhysicalInput, type PitrTarget } from '../../sources/pg-physical.js';
 import { runSourceBackup } from '../../sources/run.js';
 import { backupStream } from '../../sources/stream.js';
 import type { CliContext } from '../context.js';
@@ -17,9 +18,7 @@ import { formatBytes, formatDuration, table } from '../output.js';
  *   lifeboat pg base-backup | restore | wal-list | wal-prune
  */
 
-function archiveOpt(v: string | undefined): string {
-  return validateArchiveName(v ?? process.env.LIFEBOAT_WAL_ARCHIVE ?? DEFAULT_ARCHIVE);
-}
+const archiveOpt = walArchiveOpt;
 
 /** Open the repository without loading the index: wal-push/wal-fetch start-up stays cheap. */
 async function openLight(ctx: CliContext, loadIndex: boolean): Promise<Repository> {
@@ -56,6 +55,50 @@ function restoreCommandFor(ctx: CliContext, archive: string): string {
   return parts.map((p) => (p === '%f' || p === '%p' ? p : shQuote(p))).join(' ');
 }
 
+const ARCHIVE_MODE_TEXT: Record<PgArchiveMode, string> = {
+  off: 'WAL archiving: off (archive_mode = off): the restored server does not archive its new timeline into the repository.',
+  preserve:
+    'WAL archiving: PRESERVED: the restored server keeps the original archive_command and, once promoted, archives its new timeline into the same archive. ' +
+    'Right only if it becomes the new primary and the old one is gone.',
+};
+
+/**
+ * The archiving choice of `pg restore` is explicit: --archive-mode off|preserve
+ * (--disable-archiving = off), else asked on a terminal, else a usage error.
+ */
+async function chooseArchiveMode(o: { archiveMode?: string; disableArchiving?: boolean }): Promise<PgArchiveMode> {
+  if (o.archiveMode !== undefined && !(PG_ARCHIVE_MODES as readonly string[]).includes(o.archiveMode)) {
+    throw new ConfigError(`--archive-mode must be off or preserve (got "${o.archiveMode}")`);
+  }
+  if (o.disableArchiving && o.archiveMode === 'preserve') throw new ConfigError('--disable-archiving contradicts --archive-mode preserve');
+  if (o.disableArchiving) return 'off';
+  if (o.archiveMode) return o.archiveMode as PgArchiveMode;
+  if (!process.stdin.isTTY || !process.stderr.isTTY) {
+    throw new ConfigError(
+      'pg restore needs --archive-mode off|preserve: "off" for a copy made to test, inspect or recover data from (it must not archive its new timeline ' +
+        'into the production archive); "preserve" only when the restored cluster is promoted to be the new primary (docs/pitr.md)',
+    );
+  }
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    for (;;) {
+      const a = (
+        await rl.question(
+          'WAL archiving of the restored server: "off" (a copy to test or inspect; it must not archive into the production archive) or ' +
+            '"preserve" (it is promoted to be the new primary)? [off/preserve] ',
+        )
+      )
+        .trim()
+        .toLowerCase();
+      if (a === 'off' || a === 'preserve') return a;
+      process.stderr.write('please answer off or preserve\n');
+    }
+  } finally {
+    rl.close();
+  }
+}
+
 export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext): void {
   program
     .command('wal-push')
@@ -65,16 +108,9 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
     .action(async (file: string, o: { archive?: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const archive = archiveOpt(o.archive);
-      const started = Date.now();
       const repo = await openLight(ctx, false);
       try {
-        const r = await pushWal(repo, file, { archive });
-        ctx.out.emit({ message_type: 'wal-push', status: r.status, name: r.entry.name, size: r.entry.size, dataAdded: r.dataAdded, durationMs: Date.now() - started });
-        ctx.out.info(
-          r.status === 'stored'
-            ? `archived ${r.entry.name} (${formatBytes(r.entry.size)} → ${formatBytes(r.dataAdded)} stored) in ${formatDuration(Date.now() - started)}`
-            : `${r.entry.name} is already archived with identical content`,
-        );
+        await walPushCommand(repo, file, archive, ctx.out);
       } finally {
         await repo.close();
       }
@@ -90,8 +126,7 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
       const ctx = ctxOf(cmd);
       const repo = await openLight(ctx, true);
       try {
-        const e = await fetchWal(repo, name, dest, { archive: archiveOpt(o.archive) });
-        ctx.out.emit({ message_type: 'wal-fetch', name: e.name, size: e.size });
+        await walFetchCommand(repo, name, dest, archiveOpt(o.archive), ctx.out);
       } finally {
         await repo.close();
       }
@@ -123,6 +158,7 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
         const h = await dumpPgPhysical(input);
         let toolErr: unknown;
         h.done.catch((e: unknown) => (toolErr = e));
+        let streamBytes: number | undefined;
         try {
           return await backupStream(repo, h.stream, {
             filename: h.filename,
@@ -130,8 +166,10 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
             tags: ['pg-basebackup', ...(o.tag ?? [])],
             finalize: async () => {
               const d = await h.done;
+              streamBytes = d.streamBytes;
               return { exitCode: d.exitCode, durationMs: d.durationMs, ...(d.extra ?? {}) };
             },
+            producedBytes: () => streamBytes,
           });
         } catch (err) {
           await new Promise((res) => setImmediate(res));
@@ -157,15 +195,17 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
     .option('--target-action <action>', 'what the server does at the target: promote, pause, shutdown', 'promote')
     .option('--target-timeline <tl>', 'recovery_target_timeline (default PostgreSQL\'s: latest)')
     .option('--source <name>', 'only base backups of this source')
-    .option('--disable-archiving', 'write archive_mode = off (the restored server does not archive into the same archive)')
+    .option('--archive-mode <mode>', 'WAL archiving of the restored server (required): "off" (archive_mode = off: a copy to test or inspect) or "preserve" (keep archive_command: only when the restored cluster is promoted to the new primary)')
+    .option('--disable-archiving', 'same as --archive-mode off')
     .action(
       async (
         snapshot: string | undefined,
-        o: { to: string; targetTime?: string; targetLsn?: string; targetAction: string; targetTimeline?: string; source?: string; disableArchiving?: boolean },
+        o: { to: string; targetTime?: string; targetLsn?: string; targetAction: string; targetTimeline?: string; source?: string; archiveMode?: string; disableArchiving?: boolean },
         cmd: Command,
       ) => {
         const ctx = ctxOf(cmd);
         if (o.targetTime && o.targetLsn) throw new ConfigError('give --target-time or --target-lsn, not both');
+        const archiveMode = await chooseArchiveMode(o);
         if (!['promote', 'pause', 'shutdown'].includes(o.targetAction)) throw new ConfigError('--target-action must be promote, pause or shutdown');
         const target: PitrTarget = {
           ...(o.targetTime && o.targetTime !== 'latest' ? { time: parseTargetTime(o.targetTime) } : {}),
@@ -181,11 +221,11 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
             to: o.to,
             target,
             restoreCommand: restoreCommandFor(ctx, archive),
-            ...(o.disableArchiving ? { disableArchiving: true } : {}),
+            archiveMode,
             log: (m) => ctx.out.info(m),
           });
         });
-        ctx.out.emit({ message_type: 'pg-restore', snapshot: r.snapshot.id, to: r.to, bytes: r.bytes, durationMs: r.durationMs, settings: r.settings });
+        ctx.out.emit({ message_type: 'pg-restore', snapshot: r.snapshot.id, to: r.to, bytes: r.bytes, durationMs: r.durationMs, archiveMode, settings: r.settings });
         ctx.out.info(
           `restored ${formatBytes(r.bytes)} in ${formatDuration(r.durationMs)}; recovery settings written to ${path.join(r.to, 'postgresql.auto.conf')}:\n` +
             Object.entries(r.settings)
@@ -193,6 +233,7 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
               .join('\n') +
             `\nNext step: make sure ${r.to} is owned by the postgres user and the password file is readable by it, then start PostgreSQL:\n` +
             `  pg_ctl -D ${shQuote(r.to)} start    (as the postgres user)\n` +
+            `${ARCHIVE_MODE_TEXT[archiveMode]}\n` +
             `It replays archived WAL ${target.time ? `up to ${target.time.toISOString()}` : target.lsn ? `up to ${target.lsn}` : 'to the end of the archive'} and then ${target.time || target.lsn ? target.action : 'promotes'}.`,
         );
       },

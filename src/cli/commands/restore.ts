@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
 import { restoreSnapshot } from '../../engine/restorer.js';
 import { restoreStream } from '../../sources/stream.js';
-import { runSourceRestore } from '../../sources/run.js';
+import { findSourceSnapshot, runSourceRestore } from '../../sources/run.js';
 import { restoreTarget } from '../../sources/restore-target.js';
 import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
@@ -57,8 +57,24 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         const src = cfg.sources[o.source];
         if (!src) throw new ConfigError(`unknown source "${o.source}" (defined in ${cfg.file}: ${Object.keys(cfg.sources).join(', ')})`);
         if (src.kind === 'files') throw new ConfigError(`source ${o.source} is a files source: use "restore latest --target DIR --tag source:${o.source}"`);
+        if (o.stdout || o.target === '-') {
+          // Standard output, for every stream source: never the live target, never the restoreCommand.
+          if (o.toDatabase || o.clean || o.force) throw new ConfigError('--stdout / --target - writes the dump to standard output: --to-database, --clean and --force do not apply');
+          const repo = await ctx.openRepo({ nameHint: src.repository, allowInit: false });
+          try {
+            const snap = await findSourceSnapshot(repo, o.source, ref);
+            await pipeline(await restoreStream(repo, snap.id), process.stdout);
+          } catch (err) {
+            process.stderr.write(`lifeboat: RESTORE FAILED for source ${o.source}${err instanceof IntegrityError ? ': data read from the repository failed verification' : ''}\n`);
+            throw err;
+          } finally {
+            await repo.close();
+          }
+          return;
+        }
+        if (o.target !== undefined) throw new ConfigError(`--target applies to files snapshots; to restore source ${o.source}, use --to-database (or --target - / --stdout for standard output)`);
         const target = { ...restoreTarget(src.kind, o.toDatabase), ...(o.clean ? { clean: true } : {}), ...(o.force ? { force: true } : {}) };
-        const repo = await ctx.openRepo({ nameHint: (src as { repository?: string }).repository, allowInit: false });
+        const repo = await ctx.openRepo({ nameHint: src.repository, allowInit: false });
         try {
           const { snapshot, result } = await runSourceRestore(repo, o.source, src, cfg, ref, target);
           ctx.out.info(`restored ${src.kind} source ${o.source} from snapshot ${snapshot.id.slice(0, 8)} (${snapshot.time}) in ${formatDuration(result.durationMs)}`);
