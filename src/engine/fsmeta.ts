@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
 import { createRequire } from 'node:module';
 
 /**
  * File system calls Node does not have, for the archiver and the restorer:
  * extended attributes (fs-xattr), SEEK_DATA/SEEK_HOLE (fs-ext), mkfifo/mknod
- * (the coreutils binaries), and timestamps as exact decimal strings.
+ * (the coreutils binaries), and nanosecond timestamps (native/timens.c: futimens and
+ * utimensat; without it, Node's utimes keeps microseconds).
  */
 
 /** open(2) flag: a handle that only names the file (no read, no blocking on FIFOs). Linux only. */
@@ -129,6 +131,41 @@ export function nsToSeconds(ns: string): string {
   const s = v / 1_000_000_000n;
   const frac = (v % 1_000_000_000n).toString().padStart(9, '0');
   return `${neg ? '-' : ''}${s}.${frac}`;
+}
+
+interface TimeNs {
+  futimens(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
+  lutimens(path: Buffer, atimeNs: bigint, mtimeNs: bigint): void;
+}
+let timeNs: TimeNs | null | undefined;
+
+/** The native time helper, built by `npm install` (package.json "install"); undefined when it did not build. */
+function nativeTimes(): TimeNs | undefined {
+  if (timeNs === undefined) {
+    try {
+      timeNs = createRequire(import.meta.url)(new URL('../../../native/build/Release/timens.node', import.meta.url).pathname) as TimeNs;
+    } catch {
+      timeNs = null;
+    }
+  }
+  return timeNs ?? undefined;
+}
+
+/** True when restored times keep their nanoseconds (else microseconds). */
+export const nanosecondTimes = (): boolean => nativeTimes() !== undefined;
+
+/** Set access and modification time (nanoseconds since the epoch, may be negative) through an open handle. */
+export async function setTimesFd(fh: fsp.FileHandle, ns: string): Promise<void> {
+  const t = nativeTimes();
+  if (t) t.futimens(fh.fd, BigInt(ns), BigInt(ns));
+  else await fh.utimes(nsToSeconds(ns), nsToSeconds(ns));
+}
+
+/** The same by path, never following a final symbolic link (links, FIFOs, devices, directories). */
+export async function setTimesPath(p: Buffer, ns: string): Promise<void> {
+  const t = nativeTimes();
+  if (t) t.lutimens(p, BigInt(ns), BigInt(ns));
+  else await fsp.lutimes(p, nsToSeconds(ns), nsToSeconds(ns));
 }
 
 /** Milliseconds (old trees) as nanoseconds. */

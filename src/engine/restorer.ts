@@ -9,7 +9,7 @@ import type { SnapshotWithId } from '../repo/snapshot.js';
 import { escapeBytes, linkBytes, nameBytes, type TreeNode } from '../repo/tree.js';
 import { Semaphore } from '../util/sync.js';
 import { globMatcher, joinBytes, matcher } from './archiver.js';
-import { O_PATH, makeSpecial, msToNs, nsToSeconds, writeXattrs } from './fsmeta.js';
+import { O_PATH, makeSpecial, msToNs, setTimesFd, setTimesPath, writeXattrs } from './fsmeta.js';
 
 /**
  * The restorer: writes a snapshot's tree (or a sub-path of it) into a target
@@ -162,8 +162,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     if (isRoot) await fh.chown(n.uid, n.gid).catch(() => {});
     await fh.chmod(n.mode);
     if (n.xattrs?.length) for (const m of await writeXattrs(fh.fd, n.xattrs)) summary.warnings.push({ path: shown, message: m });
-    const t = nsToSeconds(n.mtimeNs ?? msToNs(n.mtime));
-    await fh.utimes(t, t);
+    await setTimesFd(fh, n.mtimeNs ?? msToNs(n.mtime));
   };
 
   const restoreFile = async (dir: Buffer, n: TreeNode, snapPath: string): Promise<Buffer> => {
@@ -346,8 +345,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
               (tmp) => fsp.symlink(linkBytes(n), tmp),
               async (tmp) => {
                 if (isRoot) await fsp.lchown(tmp, n.uid, n.gid).catch(() => {});
-                const t = nsToSeconds(n.mtimeNs ?? msToNs(n.mtime));
-                await fsp.lutimes(tmp, t, t);
+                await setTimesPath(tmp, n.mtimeNs ?? msToNs(n.mtime));
               },
             );
             summary.symlinks++;
@@ -377,8 +375,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
                 // a FIFO or device we just created in a directory we checked: chmod/utimes by path (O_PATH handles refuse them)
                 if (isRoot) await fsp.lchown(tmp, n.uid, n.gid).catch(() => {});
                 await fsp.chmod(tmp, n.mode);
-                const t = nsToSeconds(n.mtimeNs ?? msToNs(n.mtime));
-                await fsp.lutimes(tmp, t, t);
+                await setTimesPath(tmp, n.mtimeNs ?? msToNs(n.mtime));
               },
             ).finally(() => fsp.rm(made, { force: true }).catch(() => {}));
             summary.special++;

@@ -42,6 +42,8 @@ export interface DaemonOptions {
 export class Daemon {
   private readonly crons: Cron[] = [];
   private readonly running = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  /** Maintenance runs (prune, check) in progress: stop() waits for them too (they hold the repository lock). */
+  private readonly maintenanceRuns = new Set<Promise<void>>();
   private readonly slots: Semaphore;
   private stopping = false;
   readonly skippedOverlaps = new Map<string, number>();
@@ -86,13 +88,23 @@ export class Daemon {
         new Cron(m.schedule, { protect: true, catch: (e) => this.log(`maintenance: ${String(e)}`) }, async () => {
           if (this.stopping) return;
           await this.slots.acquire();
-          try {
+          if (this.stopping) {
+            this.slots.release();
+            return;
+          }
+          // tracked, so stop() waits for a running prune/check (it holds the repository lock)
+          const run = (async () => {
             const r = await (this.opts.maintenance ?? runMaintenance)(this.cfg, {
               log: (msg) => this.log(msg),
               ...(this.hooks.checkSubset ? { subsetFor: this.hooks.checkSubset.bind(this.hooks) } : {}),
             });
             await this.hooks.onMaintenance?.(r);
+          })();
+          this.maintenanceRuns.add(run);
+          try {
+            await run;
           } finally {
+            this.maintenanceRuns.delete(run);
             this.slots.release();
           }
         }),
@@ -180,9 +192,10 @@ export class Daemon {
     this.stopping = true;
     for (const c of this.crons) c.stop();
     const entries = [...this.running.entries()];
-    if (entries.length === 0) return;
-    this.log(`shutting down: waiting up to ${graceMs} ms for ${entries.length} running job(s)`);
-    const settled = Promise.allSettled(entries.map(([, r]) => r.done));
+    const maintenance = [...this.maintenanceRuns];
+    if (entries.length === 0 && maintenance.length === 0) return;
+    this.log(`shutting down: waiting up to ${graceMs} ms for ${entries.length} running job(s)${maintenance.length ? ' and maintenance' : ''}`);
+    const settled = Promise.allSettled([...entries.map(([, r]) => r.done), ...maintenance]);
     let graceTimer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<'grace'>((resolve) => {
       graceTimer = setTimeout(() => resolve('grace'), graceMs);

@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "timens",
+      "sources": ["timens.c"],
+      "cflags": ["-O2", "-Wall"]
+    }
+  ]
+}
