@@ -12,7 +12,7 @@ import { runbooksConfigSchema, type RunbookDef } from './runbook.js';
 import { crossCheckRunbook } from './runbook-check.js';
 import { incidentsConfigSchema } from './incidents.js';
 import { serverConfigSchema } from './server.js';
-import { retentionPolicySchema } from '../policy/retention.js';
+import { retentionPolicySchema } from './retention.js';
 import { notifiersSchema } from '../ops/notify.js';
 
 export const configSchema = z
