@@ -13,7 +13,7 @@ import { crossCheckRunbook } from './runbook-check.js';
 import { incidentsConfigSchema } from './incidents.js';
 import { serverConfigSchema } from './server.js';
 import { retentionPolicySchema } from './retention.js';
-import { notifiersSchema } from '../ops/notify.js';
+import { notifiersSchema } from './notifiers.js';
 
 export const configSchema = z
   .object({
