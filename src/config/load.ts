@@ -5,7 +5,7 @@ import { parseYamlLimited, readYamlFile } from './yaml-safe.js';
 import { didYouMean, knownKeysAt } from './suggest.js';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { sourceSchema } from '../sources/registry.js';
+import { sourceSchema } from './sources.js';
 import { Cron } from 'croner';
 import { daemonSchema, jobSchema, repositorySchema, secretSchema, serviceSchema } from './schema.js';
 import { runbooksConfigSchema, type RunbookDef } from './runbook.js';
