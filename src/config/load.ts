@@ -5,15 +5,15 @@ import { parseYamlLimited, readYamlFile } from './yaml-safe.js';
 import { didYouMean, knownKeysAt } from './suggest.js';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { sourceSchema } from '../sources/registry.js';
+import { sourceSchema } from './sources.js';
 import { Cron } from 'croner';
 import { daemonSchema, jobSchema, repositorySchema, secretSchema, serviceSchema } from './schema.js';
-import { runbooksConfigSchema, type RunbookDef } from '../runbook/schema.js';
-import { crossCheckRunbook } from '../runbook/load.js';
-import { incidentsConfigSchema } from '../ops/incident-config.js';
-import { serverConfigSchema } from '../server/config.js';
-import { retentionPolicySchema } from '../policy/retention.js';
-import { notifiersSchema } from '../ops/notify.js';
+import { runbooksConfigSchema, type RunbookDef } from './runbook.js';
+import { crossCheckRunbook } from './runbook-check.js';
+import { incidentsConfigSchema } from './incidents.js';
+import { serverConfigSchema } from './server.js';
+import { retentionPolicySchema } from './retention.js';
+import { notifiersSchema } from './notifiers.js';
 
 export const configSchema = z
   .object({

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { drillConfigSchema } from '../verify/drill-config.js';
+import { drillConfigSchema } from './drill.js';
 
 /**
  * lifeboat.yaml schema. Every object is strict: an unknown key is an error that

@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors.js';
+import { PLACEHOLDER, TEMPLATE_VARS, validateTemplate, type TemplateVar, type TemplateVars } from '../config/templates.js';
 
 /**
  * Alert message templates and text sanitising.
@@ -18,24 +18,7 @@ export interface MessageTemplate {
   text: string;
 }
 
-export const TEMPLATE_VARS = [
-  'job', // job name (or "repo:NAME" for repository checks)
-  'check', // rpo | size | failures | free-space
-  'severity', // warning | critical | ok
-  'SEVERITY', // upper-case severity
-  'tier', // critical | important | normal
-  'message', // the finding's one-line message
-  'kind', // firing | reminder | resolved
-  'status', // FIRING | STILL FIRING | RESOLVED
-  'since', // ISO time the alert started firing
-  'duration', // how long it has been firing, e.g. 4h10m
-  'at', // ISO time of this message
-  'count', // notifications sent for this alert episode, including this one
-  'host', // host name of the Lifeboat process
-] as const;
-export type TemplateVar = (typeof TEMPLATE_VARS)[number];
-export type TemplateVars = Record<TemplateVar, string>;
-
+export { TEMPLATE_VARS, type TemplateVar, type TemplateVars, validateTemplate };
 export const DEFAULT_TEMPLATES: Readonly<Record<MessageKind, MessageTemplate>> = Object.freeze({
   firing: {
     title: '[{{SEVERITY}}] Lifeboat {{job}}: {{check}}',
@@ -50,19 +33,6 @@ export const DEFAULT_TEMPLATES: Readonly<Record<MessageKind, MessageTemplate>> =
     text: '{{message}}\n\nResolved after {{duration}} (firing since {{since}}). Job: {{job}}, host {{host}}.',
   },
 });
-
-const PLACEHOLDER = /\{\{\s*([A-Za-z_][A-Za-z0-9_-]*)\s*\}\}/g;
-
-/** Throws ConfigError naming the unknown variable(s). `where` names the template in the message. */
-export function validateTemplate(template: string, where: string): void {
-  const unknown = new Set<string>();
-  for (const m of template.matchAll(PLACEHOLDER)) {
-    if (!(TEMPLATE_VARS as readonly string[]).includes(m[1]!)) unknown.add(m[1]!);
-  }
-  if (unknown.size) {
-    throw new ConfigError(`${where}: unknown template variable${unknown.size > 1 ? 's' : ''} ${[...unknown].map((u) => `{{${u}}}`).join(', ')} (known: ${TEMPLATE_VARS.join(', ')})`);
-  }
-}
 
 /** Substitute `{{var}}` placeholders. Unknown names are left as they are (validate at config time). */
 export function renderTemplate(template: string, vars: Partial<Record<string, string | number>>): string {

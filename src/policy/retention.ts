@@ -1,6 +1,5 @@
-import { z } from 'zod';
 import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
-import { splitDuration } from '../util/duration.js';
+import { parseCalendarDuration, type CalendarDuration } from '../util/duration.js';
 
 /**
  * Retention policies with the semantics of restic's `forget --keep-*`.
@@ -69,34 +68,8 @@ const DAY_MS = 24 * HOUR_MS;
 /** Exact durations ('15m', '1h30m') are parsed in src/util/duration.ts. */
 export { parseDuration } from '../util/duration.js';
 
-/** A calendar duration as restic's keep-within understands it. */
-export interface CalendarDuration {
-  years: number;
-  months: number;
-  days: number;
-  hours: number;
-}
-
-/**
- * Parse a keep-within duration the way restic does: `<n>y` years, `<n>m` months,
- * `<n>d` days, `<n>h` hours; we also accept `<n>w` (= 7 days) and `<n>mo` (months).
- * Years and months are calendar units (subtracted with calendar arithmetic in UTC,
- * like Go's time.AddDate), so '1m' from 31 March is 3 March (31 February normalised).
- * Minutes and seconds are not supported here (restic neither). Must be > 0.
- */
-export function parseCalendarDuration(s: string): CalendarDuration {
-  const parts = splitDuration(s, ['mo', 'y', 'm', 'w', 'd', 'h'], 'e.g. 7d, 2w, 6m, 1y2m3d4h (m = months)');
-  if (parts.filter(([u]) => u === 'm' || u === 'mo').length > 1) throw new ConfigError(`invalid duration "${s}": months given twice`);
-  const d: CalendarDuration = { years: 0, months: 0, days: 0, hours: 0 };
-  for (const [unit, n] of parts) {
-    if (unit === 'y') d.years += n;
-    else if (unit === 'm' || unit === 'mo') d.months += n;
-    else if (unit === 'w') d.days += 7 * n;
-    else if (unit === 'd') d.days += n;
-    else d.hours += n;
-  }
-  return d;
-}
+/** Calendar durations (keep-within) are parsed in src/util/duration.ts. */
+export { parseCalendarDuration, type CalendarDuration };
 
 /** Subtract a calendar duration from an instant (UTC calendar arithmetic). */
 export function subtractCalendarDuration(t: Date, d: CalendarDuration): Date {
@@ -113,33 +86,8 @@ export { formatDuration } from '../util/format.js';
 // ---------------------------------------------------------------------------
 // Policy schema and checks
 
-const count = z
-  .number({ error: 'expected a whole number' })
-  .int('expected a whole number')
-  .min(-1, 'expected a count >= 0, or -1 for unlimited');
-
-/** Config-file schema for a retention block (keys as in RetentionPolicy). */
-export const retentionPolicySchema = z
-  .object({
-    keepLast: count.optional(),
-    keepHourly: count.optional(),
-    keepDaily: count.optional(),
-    keepWeekly: count.optional(),
-    keepMonthly: count.optional(),
-    keepYearly: count.optional(),
-    keepWithin: z
-      .string()
-      .superRefine((s, ctx) => {
-        try {
-          parseCalendarDuration(s);
-        } catch (e) {
-          ctx.addIssue({ code: 'custom', message: errorMessage(e) });
-        }
-      })
-      .optional(),
-    keepTags: z.array(z.string().min(1, 'empty tag').refine((t) => t.split(',').every((x) => x.trim() !== ''), 'empty tag in tag list')).optional(),
-  })
-  .strict();
+/** Config-file schema for a retention block: defined in src/config/retention.ts. */
+export { retentionPolicySchema } from '../config/retention.js';
 
 const COUNT_KEYS = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const;
 

@@ -8,7 +8,8 @@ import { configPath } from '../config/paths.js';
 import type { LifeboatConfig } from '../config/load.js';
 import { ConfigError } from '../errors.js';
 import { parseDuration } from '../policy/retention.js';
-import { INCIDENT_TEMPLATE_VARS } from '../ops/incident-config.js';
+import { crossCheckRunbook, stepName } from '../config/runbook-check.js';
+export { crossCheckRunbook, stepName };
 import { runbookIncident, runbookSchema, type RollbackStep, type RunbookDef, type RunbookStep, type RunbooksConfig } from './schema.js';
 
 /**
@@ -41,10 +42,6 @@ export interface LoadedRunbook {
 }
 
 const NAME_RE = /^[A-Za-z0-9_.-]+$/;
-
-export function stepName(s: RunbookStep | RollbackStep, index1: number): string {
-  return s.name ?? `${s.type}-${index1}`;
-}
 
 /** Human path: steps.2.rollback.url -> step 3 ("name").rollback.url */
 function describePath(def: unknown, p: PropertyKey[]): string {
@@ -105,56 +102,6 @@ function runbookFiles(cfg: LifeboatConfig, dir: string): string[] {
     .filter((n) => /\.ya?ml$/i.test(n) && !n.startsWith('.'))
     .sort()
     .map((n) => path.join(abs, n));
-}
-
-/** Cross-check one runbook against the config. Returns problems as "where: why" strings. */
-export function crossCheckRunbook(cfg: LifeboatConfig, name: string, def: RunbookDef): string[] {
-  const out: string[] = [];
-  const services = Object.keys(cfg.services ?? {});
-  const sources = Object.keys(cfg.sources ?? {});
-  const channels = Object.keys((cfg.notifiers as { channels?: Record<string, unknown> } | undefined)?.channels ?? {});
-  const incidentChannels = ((cfg.incidents as { channels?: string[] } | undefined)?.channels ?? []).length;
-  def.services.forEach((s, i) => {
-    if (!cfg.services?.[s]) out.push(`runbook ${name}: services.${i}: unknown service "${s}" (defined: ${services.join(', ') || 'none'})`);
-  });
-  const checkStep = (s: RunbookStep | RollbackStep, where: string) => {
-    const needSqlConn = (c: { url?: string | undefined; source?: string | undefined }, w: string) => {
-      if (!c.url && !c.source) out.push(`${w}: give url or source`);
-      if (c.url && c.source) out.push(`${w}: give url or source, not both`);
-      if (c.source) {
-        const src = cfg.sources?.[c.source];
-        if (!src) out.push(`${w}: source: unknown source "${c.source}" (defined: ${sources.join(', ') || 'none'})`);
-        else if (src.kind !== 'postgres' && src.kind !== 'mysql') out.push(`${w}: source: "${c.source}" is a ${src.kind} source; sql steps need a postgres or mysql source`);
-      }
-    };
-    if (s.type === 'restore') {
-      const src = cfg.sources?.[s.source];
-      if (!src) out.push(`${where}: source: unknown source "${s.source}" (defined: ${sources.join(', ') || 'none'})`);
-      else {
-        if ((src.kind === 'files' || src.kind === 'postgres-physical') && !s.to) out.push(`${where}: to: a ${src.kind} source needs a target directory`);
-        if (s.targetTime && src.kind !== 'postgres-physical') out.push(`${where}: targetTime: point-in-time recovery needs a postgres-physical source (base backups + WAL archive), "${s.source}" is ${src.kind}`);
-      }
-      if (s.repository && !cfg.repositories[s.repository]) out.push(`${where}: repository: unknown repository "${s.repository}"`);
-    } else if (s.type === 'sql') needSqlConn(s, where);
-    else if (s.type === 'wait' && s.until?.type === 'sql') needSqlConn(s.until, `${where}: until`);
-    else if (s.type === 'notify') {
-      for (const [i, c] of (s.channels ?? []).entries()) {
-        if (!channels.includes(c)) out.push(`${where}: channels.${i}: unknown notifier channel "${c}" (defined in notifiers.channels: ${channels.join(', ') || 'none'})`);
-      }
-      if (!s.channels && !incidentChannels) out.push(`${where}: channels: none given and incidents.channels is empty`);
-      const known = [...INCIDENT_TEMPLATE_VARS, 'severity', 'actor'] as string[];
-      for (const field of ['title', 'text'] as const) {
-        const bad = [...s[field].matchAll(/\{\{\s*([A-Za-z_][A-Za-z0-9_-]*)\s*\}\}/g)].map((m) => m[1]!).filter((v) => !known.includes(v));
-        if (bad.length) out.push(`${where}: ${field}: unknown template variable(s) ${bad.map((b) => `{{${b}}}`).join(', ')} (known: ${known.join(', ')})`);
-      }
-    }
-  };
-  def.steps.forEach((s, i) => {
-    const where = `runbook ${name}: step ${i + 1} "${stepName(s, i + 1)}"`;
-    checkStep(s, where);
-    if (s.rollback) checkStep(s.rollback, `${where}: rollback`);
-  });
-  return out;
 }
 
 /** All runbooks of the config (inline + dir), validated. Throws ConfigError listing every problem. */

@@ -2,8 +2,10 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { ConfigError, LifeboatError } from '../errors.js';
-import { commonSourceFields, findExecutable, parseOptions, runWithInput, spawnTool, type SourceContext } from './proc.js';
+import { findExecutable, parseOptions, runWithInput, spawnTool, type SourceContext } from './proc.js';
 import type { DumpHandle, RestoreResult } from './types.js';
+import { commandSourceSchema } from '../config/sources.js';
+export { commandSourceSchema };
 
 /**
  * Command source: any program whose stdout is the backup (e.g. a vendor dump
@@ -19,22 +21,6 @@ import type { DumpHandle, RestoreResult } from './types.js';
  * only the program name is. Put secrets in `env` referencing your own
  * environment, or let the command read them from a file.
  */
-
-const commandLine = z.union([
-  z.string().min(1).describe('shell command line, run with /bin/sh -c'),
-  z.array(z.string()).min(1, 'the command needs at least the program name').describe('program and arguments, run without a shell'),
-]);
-
-export const commandSourceSchema = z
-  .object({
-    kind: z.literal('command'),
-    command: commandLine.describe('command whose stdout is the backup: a string (run with /bin/sh -c) or a list [program, args...]'),
-    restoreCommand: commandLine.optional().describe('command that reads the backup from stdin to restore it'),
-    cwd: z.string().min(1).optional().describe('working directory of the commands'),
-    env: z.record(z.string(), z.string()).default({}).describe('extra environment variables for the commands'),
-    ...commonSourceFields,
-  })
-  .strict();
 
 export type CommandSourceOptions = z.output<typeof commandSourceSchema>;
 export type CommandSourceInput = z.input<typeof commandSourceSchema>;

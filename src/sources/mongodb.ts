@@ -5,11 +5,8 @@ import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { ConfigError, ExitCode, LifeboatError } from '../errors.js';
 import {
-  commonSourceFields,
   findExecutable,
   parseOptions,
-  passwordFields,
-  refinePassword,
   requireTool,
   resolvePassword,
   runCapture,
@@ -20,6 +17,8 @@ import {
   type SourceContext,
 } from './proc.js';
 import type { DumpHandle, RestoreResult } from './types.js';
+import { mongodbSourceSchema, mongodbUserInfo as userInfo, uriHasPassword } from '../config/sources.js';
+export { mongodbSourceSchema, uriHasPassword };
 
 /**
  * MongoDB source.
@@ -40,48 +39,10 @@ import type { DumpHandle, RestoreResult } from './types.js';
  * cannot be verified.
  */
 
-export const mongodbSourceSchema = z
-  .object({
-    kind: z.literal('mongodb'),
-    uri: z
-      .string()
-      .regex(/^mongodb(\+srv)?:\/\//, 'expected a mongodb:// or mongodb+srv:// connection string')
-      .describe('connection string without a password, e.g. mongodb://backup@db1:27017,db2:27017/?replicaSet=rs0&authSource=admin'),
-    ...passwordFields,
-    database: z.string().min(1).optional().describe('dump only this database (mongodump --db); default: all databases'),
-    collection: z.string().min(1).optional().describe('dump only this collection of `database`'),
-    excludeCollections: z.array(z.string().min(1)).default([]).describe('skip these collections of `database`'),
-    oplog: z.boolean().default(false).describe('include the oplog for a point-in-time consistent dump of a replica set (whole instance only)'),
-    readPreference: z.string().min(1).optional().describe('read preference, e.g. secondaryPreferred'),
-    binDir: z.string().min(1).optional().describe('directory holding mongodump/mongorestore/mongosh; default: PATH'),
-    extraArgs: z.array(z.string()).default([]).describe('extra arguments for mongodump'),
-    ...commonSourceFields,
-  })
-  .strict()
-  .superRefine((o, ctx) => {
-    refinePassword(o, ctx);
-    if (uriHasPassword(o.uri)) {
-      ctx.addIssue({ code: 'custom', path: ['uri'], message: 'the connection string must not contain a password: use passwordEnv or passwordFile' });
-    }
-    if ((o.collection || o.excludeCollections.length) && !o.database) ctx.addIssue({ code: 'custom', path: ['database'], message: 'collection/excludeCollections require database' });
-    if (o.collection && o.excludeCollections.length) ctx.addIssue({ code: 'custom', path: ['excludeCollections'], message: 'give either collection or excludeCollections' });
-    if (o.oplog && o.database) ctx.addIssue({ code: 'custom', path: ['oplog'], message: 'oplog requires a dump of the whole instance (no database)' });
-  });
-
 export type MongodbSourceOptions = z.output<typeof mongodbSourceSchema>;
 export type MongodbSourceInput = z.input<typeof mongodbSourceSchema>;
 
 const TOOLS_HINT = 'install MongoDB Database Tools (https://www.mongodb.com/try/download/database-tools) or set binDir';
-
-/** The user-info part of a MongoDB connection string, if any. */
-function userInfo(uri: string): string | undefined {
-  const m = /^mongodb(?:\+srv)?:\/\/([^/?#]*)@/.exec(uri);
-  return m ? m[1] : undefined;
-}
-
-export function uriHasPassword(uri: string): boolean {
-  return userInfo(uri)?.includes(':') ?? false;
-}
 
 /** A form of the URI that is safe to record (user name and query removed). */
 export function redactUri(uri: string): string {

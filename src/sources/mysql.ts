@@ -2,12 +2,9 @@ import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { ConfigError, ExitCode, LifeboatError } from '../errors.js';
 import {
-  commonSourceFields,
   formatHostPort,
   parseOptions,
-  passwordFields,
   probeTcp,
-  refinePassword,
   requireOneOf,
   resolvePassword,
   runCapture,
@@ -18,6 +15,8 @@ import {
   type SourceContext,
 } from './proc.js';
 import type { DumpHandle, RestoreResult } from './types.js';
+import { mysqlSourceSchema } from '../config/sources.js';
+export { mysqlSourceSchema };
 
 /**
  * MySQL / MariaDB source.
@@ -38,35 +37,6 @@ import type { DumpHandle, RestoreResult } from './types.js';
  *
  * The password goes to the tools in MYSQL_PWD, never on the command line.
  */
-
-export const mysqlSourceSchema = z
-  .object({
-    kind: z.literal('mysql'),
-    host: z.string().min(1).default('127.0.0.1').describe('server host name or IP address (ignored when socket is given)'),
-    port: z.number().int().min(1).max(65535).default(3306).describe('server port'),
-    socket: z.string().min(1).optional().describe('Unix socket path, instead of host/port'),
-    user: z.string().min(1).default('root').describe('database user'),
-    ...passwordFields,
-    database: z.string().min(1).optional().describe('dump this one database (restorable under another name)'),
-    databases: z.array(z.string().min(1)).min(1).optional().describe('dump these databases (restored under the same names); default: all databases'),
-    tables: z.array(z.string().min(1)).default([]).describe('dump only these tables of `database`'),
-    excludeTables: z.array(z.string().min(1)).default([]).describe('skip these tables ("table" with `database`, else "database.table")'),
-    binDir: z.string().min(1).optional().describe('directory holding mariadb-dump/mariadb (or mysqldump/mysql); default: PATH'),
-    connectTimeout: z.number().int().min(1).max(600).default(10).describe('seconds to wait for the server when connecting'),
-    extraArgs: z.array(z.string()).default([]).describe('extra arguments appended to the dump command line'),
-    ...commonSourceFields,
-  })
-  .strict()
-  .superRefine((o, ctx) => {
-    refinePassword(o, ctx);
-    if (o.database && o.databases) ctx.addIssue({ code: 'custom', path: ['databases'], message: 'give either database or databases, not both' });
-    if (o.tables.length && !o.database) ctx.addIssue({ code: 'custom', path: ['tables'], message: 'tables requires database (a single database)' });
-    if (!o.database) {
-      for (const [i, t] of o.excludeTables.entries()) {
-        if (!t.includes('.')) ctx.addIssue({ code: 'custom', path: ['excludeTables', i], message: `"${t}": name the database as "database.table" when dumping several databases` });
-      }
-    }
-  });
 
 export type MysqlSourceOptions = z.output<typeof mysqlSourceSchema>;
 export type MysqlSourceInput = z.input<typeof mysqlSourceSchema>;

@@ -6,15 +6,12 @@ import { z } from 'zod';
 import { LifeboatError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
-import { ARCHIVE_RE, DEFAULT_ARCHIVE, baseBackups, parseLsn, segmentName, segmentRange, validateArchiveName, walObjectId } from '../repo/wal.js';
-import { pgEnv, sslModes } from './postgres.js';
+import { DEFAULT_ARCHIVE, baseBackups, parseLsn, segmentName, segmentRange, validateArchiveName, walObjectId } from '../repo/wal.js';
+import { pgEnv } from './postgres.js';
 import {
   TailBuffer,
-  commonSourceFields,
   parseOptions,
-  passwordFields,
   probeTcp,
-  refinePassword,
   requireTool,
   resolvePassword,
   runCapture,
@@ -24,6 +21,8 @@ import {
 } from './proc.js';
 import { restoreStream } from './stream.js';
 import type { DumpHandle, RestoreResult } from './types.js';
+import { pgPhysicalSourceSchema } from '../config/sources.js';
+export { pgPhysicalSourceSchema };
 
 /**
  * PostgreSQL physical backups for point-in-time recovery (docs/pitr.md).
@@ -42,27 +41,6 @@ import type { DumpHandle, RestoreResult } from './types.js';
  * recovery settings (restore_command = `lifeboat wal-fetch %f %p …` with a
  * password FILE, recovery_target_*) into postgresql.auto.conf.
  */
-
-export const pgPhysicalSourceSchema = z
-  .object({
-    kind: z.literal('postgres-physical'),
-    host: z.string().min(1).default('127.0.0.1').describe('server host name or IP address, or a Unix socket directory'),
-    port: z.number().int().min(1).max(65535).default(5432).describe('server port'),
-    user: z.string().min(1).default('postgres').describe('user with the REPLICATION attribute'),
-    ...passwordFields,
-    sslmode: z.enum(sslModes).optional().describe('libpq sslmode (PGSSLMODE)'),
-    archive: z
-      .string()
-      .regex(ARCHIVE_RE)
-      .default(DEFAULT_ARCHIVE)
-      .describe('WAL archive name this cluster pushes to (wal-push --archive); one per cluster sharing a repository'),
-    binDir: z.string().min(1).optional().describe('directory holding pg_basebackup/psql; default: PATH'),
-    connectTimeout: z.number().int().min(1).max(600).default(10).describe('seconds to wait for the server when connecting'),
-    maxRate: z.string().regex(/^\d+[kM]?$/).optional().describe('pg_basebackup --max-rate (e.g. "50M")'),
-    ...commonSourceFields,
-  })
-  .strict()
-  .superRefine((o, ctx) => refinePassword(o, ctx));
 
 export type PgPhysicalOptions = z.output<typeof pgPhysicalSourceSchema>;
 export type PgPhysicalInput = z.input<typeof pgPhysicalSourceSchema>;

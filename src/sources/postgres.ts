@@ -2,12 +2,9 @@ import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { ConfigError, ExitCode, LifeboatError } from '../errors.js';
 import {
-  commonSourceFields,
   formatHostPort,
   parseOptions,
-  passwordFields,
   probeTcp,
-  refinePassword,
   requireTool,
   resolvePassword,
   runCapture,
@@ -18,6 +15,8 @@ import {
   type SourceContext,
 } from './proc.js';
 import type { DumpHandle, RestoreResult } from './types.js';
+import { postgresSourceSchema, sslModes } from '../config/sources.js';
+export { postgresSourceSchema, sslModes };
 
 /**
  * PostgreSQL source.
@@ -41,46 +40,6 @@ import type { DumpHandle, RestoreResult } from './types.js';
  * Connection parameters go to the tools as PG* environment variables
  * (PGPASSWORD for the password), never on the command line.
  */
-
-/** libpq sslmode values (PGSSLMODE), shared with the physical source (pg-physical.ts). */
-export const sslModes = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
-
-export const postgresSourceSchema = z
-  .object({
-    kind: z.literal('postgres'),
-    host: z.string().min(1).default('127.0.0.1').describe('server host name or IP address, or a Unix socket directory (starting with "/")'),
-    port: z.number().int().min(1).max(65535).default(5432).describe('server port'),
-    user: z.string().min(1).default('postgres').describe('database user'),
-    database: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('database to dump (required unless globals: true; with globals it is the database pg_dumpall connects to, default "postgres")'),
-    ...passwordFields,
-    sslmode: z.enum(sslModes).optional().describe('libpq sslmode (PGSSLMODE)'),
-    schemas: z.array(z.string().min(1)).default([]).describe('dump only these schemas (pg_dump --schema, patterns allowed)'),
-    excludeSchemas: z.array(z.string().min(1)).default([]).describe('skip these schemas (pg_dump --exclude-schema)'),
-    tables: z.array(z.string().min(1)).default([]).describe('dump only these tables (pg_dump --table, patterns allowed)'),
-    excludeTables: z.array(z.string().min(1)).default([]).describe('skip these tables (pg_dump --exclude-table)'),
-    excludeTableData: z.array(z.string().min(1)).default([]).describe('dump the definition but not the rows of these tables (pg_dump --exclude-table-data)'),
-    largeObjects: z
-      .boolean()
-      .optional()
-      .describe('include large objects even when schemas/tables are selected (pg_dump --blobs); they are always included in a whole-database dump'),
-    globals: z.boolean().default(false).describe('dump roles and tablespaces (pg_dumpall --globals-only, plain SQL) instead of a database'),
-    binDir: z.string().min(1).optional().describe('directory holding pg_dump/pg_restore/psql (e.g. /usr/lib/postgresql/16/bin); default: PATH'),
-    connectTimeout: z.number().int().min(1).max(600).default(10).describe('seconds to wait for the server when connecting'),
-    extraArgs: z.array(z.string()).default([]).describe('extra arguments appended to the pg_dump / pg_dumpall command line'),
-    ...commonSourceFields,
-  })
-  .strict()
-  .superRefine((o, ctx) => {
-    refinePassword(o, ctx);
-    if (!o.globals && !o.database) ctx.addIssue({ code: 'custom', path: ['database'], message: 'database is required (unless globals: true)' });
-    if (o.globals && (o.schemas.length || o.excludeSchemas.length || o.tables.length || o.excludeTables.length || o.excludeTableData.length)) {
-      ctx.addIssue({ code: 'custom', path: ['globals'], message: 'schema/table selection does not apply to globals: true' });
-    }
-  });
 
 export type PostgresSourceOptions = z.output<typeof postgresSourceSchema>;
 export type PostgresSourceInput = z.input<typeof postgresSourceSchema>;

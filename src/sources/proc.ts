@@ -7,6 +7,8 @@ import { z } from 'zod';
 import { ConfigError, LifeboatError } from '../errors.js';
 import { resolveSecret } from '../config/password.js';
 import type { ToolResult } from './types.js';
+import { commonSourceFields, passwordFields, refinePassword } from '../config/sources.js';
+export { commonSourceFields, passwordFields, refinePassword };
 
 /**
  * Shared child-process plumbing for the stream sources (database dump tools and
@@ -31,29 +33,6 @@ export interface SourceContext {
    * so a restore drill can compare (drill query `equalsBackup: true`).
    */
   verifyQueries?: string[];
-}
-
-/** Fields every source kind accepts, as in the files source. */
-export const commonSourceFields = {
-  tags: z.array(z.string()).default([]).describe('tags added to every snapshot of this source'),
-  repository: z.string().optional().describe('name of the repository (in lifeboat.yaml) this source backs up to; default: defaults.repository'),
-  filename: z
-    .string()
-    .regex(/^[^/\0]+$/, 'a plain file name without "/"')
-    .optional()
-    .describe('name of the dump file inside the snapshot (default depends on the kind, e.g. "<database>.pgdump")'),
-};
-
-/** Password fields for database sources: the secret itself is never in the config. */
-export const passwordFields = {
-  passwordEnv: z.string().min(1).optional().describe('name of an environment variable holding the password'),
-  passwordFile: z.string().min(1).optional().describe('path of a file holding the password (a trailing newline is ignored)'),
-};
-
-export function refinePassword(o: { passwordEnv?: string; passwordFile?: string }, ctx: z.RefinementCtx): void {
-  if (o.passwordEnv !== undefined && o.passwordFile !== undefined) {
-    ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: 'give either passwordEnv or passwordFile, not both' });
-  }
 }
 
 /** Resolve passwordEnv / passwordFile. `what` names the source in errors; the value is never part of a message. */

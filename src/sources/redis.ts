@@ -9,13 +9,10 @@ import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { ExitCode, IntegrityError, LifeboatError } from '../errors.js';
 import {
-  commonSourceFields,
   findExecutable,
   formatHostPort,
   parseOptions,
-  passwordFields,
   probeTcp,
-  refinePassword,
   requireTool,
   resolvePassword,
   runCapture,
@@ -25,6 +22,8 @@ import {
   type SourceContext,
 } from './proc.js';
 import type { DumpHandle, RestoreResult } from './types.js';
+import { redisSourceSchema } from '../config/sources.js';
+export { redisSourceSchema };
 
 /**
  * Redis source.
@@ -52,20 +51,6 @@ import type { DumpHandle, RestoreResult } from './types.js';
  * Key counts per database (INFO keyspace) are recorded with the backup.
  * The password goes to redis-cli in REDISCLI_AUTH, never on the command line.
  */
-
-export const redisSourceSchema = z
-  .object({
-    kind: z.literal('redis'),
-    host: z.string().min(1).default('127.0.0.1').describe('server host name or IP address'),
-    port: z.number().int().min(1).max(65535).default(6379).describe('server port'),
-    user: z.string().min(1).optional().describe('ACL user name (Redis 6+); default: the default user'),
-    ...passwordFields,
-    binDir: z.string().min(1).optional().describe('directory holding redis-cli / redis-server; default: PATH'),
-    connectTimeout: z.number().int().min(1).max(600).default(10).describe('seconds to wait for the server when connecting'),
-    ...commonSourceFields,
-  })
-  .strict()
-  .superRefine(refinePassword);
 
 export type RedisSourceOptions = z.output<typeof redisSourceSchema>;
 export type RedisSourceInput = z.input<typeof redisSourceSchema>;

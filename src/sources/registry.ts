@@ -1,38 +1,26 @@
 import type { Readable } from 'node:stream';
-import { z } from 'zod';
-import { filesSourceSchema } from '../config/schema.js';
-import { commandSourceSchema, dumpCommand, restoreCommand } from './command.js';
-import { dumpMongodb, mongodbSourceSchema, restoreMongodb } from './mongodb.js';
-import { dumpMysql, mysqlSourceSchema, restoreMysql } from './mysql.js';
-import { dumpPostgres, postgresSourceSchema, restorePostgres } from './postgres.js';
-import { dumpPgPhysical, pgPhysicalSourceSchema, restorePgPhysical } from './pg-physical.js';
+import { dumpCommand, restoreCommand } from './command.js';
+import { dumpMongodb, restoreMongodb } from './mongodb.js';
+import { dumpMysql, restoreMysql } from './mysql.js';
+import { dumpPostgres, restorePostgres } from './postgres.js';
+import { dumpPgPhysical, restorePgPhysical } from './pg-physical.js';
 import type { SourceContext } from './proc.js';
-import { dumpRedis, redisSourceSchema, restoreRedis } from './redis.js';
-import { dumpSqlite, restoreSqlite, sqliteSourceSchema } from './sqlite.js';
+import { dumpRedis, restoreRedis } from './redis.js';
+import { dumpSqlite, restoreSqlite } from './sqlite.js';
 import type { DumpHandle, RestoreResult } from './types.js';
-
-/**
- * Every source kind: its config schema, and for stream kinds the dump and
- * restore functions. The CLI and the daemon look kinds up here.
- */
-export const sourceSchema = z.discriminatedUnion('kind', [
-  filesSourceSchema,
-  postgresSourceSchema,
-  pgPhysicalSourceSchema,
-  mysqlSourceSchema,
-  redisSourceSchema,
-  sqliteSourceSchema,
-  mongodbSourceSchema,
-  commandSourceSchema,
-]);
-export type SourceConfig = z.infer<typeof sourceSchema>;
-export type StreamSourceConfig = Exclude<SourceConfig, { kind: 'files' }>;
+import type { SourceConfig, StreamSourceConfig } from '../config/sources.js';
+export { sourceSchema, type SourceConfig, type StreamSourceConfig } from '../config/sources.js';
 
 export interface StreamKind {
   dump(src: StreamSourceConfig, ctx: SourceContext): Promise<DumpHandle>;
   restore(src: StreamSourceConfig, input: Readable, target: Record<string, unknown>): Promise<RestoreResult>;
 }
 
+/**
+ * The dump and restore functions of every stream source kind (the config
+ * schemas of the kinds are in src/config/sources.ts). The CLI and the daemon
+ * look kinds up here.
+ */
 /* eslint-disable @typescript-eslint/no-explicit-any */
 export const STREAM_KINDS: Record<StreamSourceConfig['kind'], StreamKind> = {
   postgres: { dump: (s, c) => dumpPostgres(s as any, c), restore: (s, i, t) => restorePostgres(s as any, i, t) },

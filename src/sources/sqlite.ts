@@ -8,8 +8,10 @@ import { tmpdir } from 'node:os';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { ExitCode, IntegrityError, LifeboatError } from '../errors.js';
-import { commonSourceFields, parseOptions, safeFilename, type SourceContext } from './proc.js';
+import { parseOptions, safeFilename, type SourceContext } from './proc.js';
 import type { DumpHandle, RestoreResult } from './types.js';
+import { sqliteSourceSchema } from '../config/sources.js';
+export { sqliteSourceSchema };
 
 /**
  * SQLite source.
@@ -33,22 +35,6 @@ import type { DumpHandle, RestoreResult } from './types.js';
  * -shm and -journal files are removed first, since SQLite would otherwise
  * apply them to the restored file.
  */
-
-export const sqliteSourceSchema = z
-  .object({
-    kind: z.literal('sqlite'),
-    path: z.string().min(1).describe('path of the SQLite database file'),
-    method: z
-      .enum(['backup', 'vacuum'])
-      .default('backup')
-      .describe('"backup": online backup API (page copy, best deduplication); "vacuum": VACUUM INTO (single read transaction, compact copy)'),
-    tmpDir: z.string().min(1).optional().describe('directory for the temporary consistent copy (needs room for one copy); default: the system temp directory'),
-    integrityCheck: z.boolean().default(true).describe('run PRAGMA integrity_check on the copy before streaming it'),
-    rowCounts: z.boolean().default(true).describe('record exact row counts per table (counted on the copy)'),
-    busyTimeout: z.number().int().min(0).max(3_600_000).default(30_000).describe('milliseconds to wait for a locked database'),
-    ...commonSourceFields,
-  })
-  .strict();
 
 export type SqliteSourceOptions = z.output<typeof sqliteSourceSchema>;
 export type SqliteSourceInput = z.input<typeof sqliteSourceSchema>;

@@ -56,3 +56,32 @@ export function splitDuration(s: string, units: string[], example: string): Arra
   if (total <= 0) throw new ConfigError(`invalid duration "${s}": must be greater than zero`);
   return out;
 }
+
+/** A calendar duration as restic's keep-within understands it. */
+export interface CalendarDuration {
+  years: number;
+  months: number;
+  days: number;
+  hours: number;
+}
+
+/**
+ * Parse a keep-within duration the way restic does: `<n>y` years, `<n>m` months,
+ * `<n>d` days, `<n>h` hours; we also accept `<n>w` (= 7 days) and `<n>mo` (months).
+ * Years and months are calendar units (subtracted with calendar arithmetic in UTC,
+ * like Go's time.AddDate), so '1m' from 31 March is 3 March (31 February normalised).
+ * Minutes and seconds are not supported here (restic neither). Must be > 0.
+ */
+export function parseCalendarDuration(s: string): CalendarDuration {
+  const parts = splitDuration(s, ['mo', 'y', 'm', 'w', 'd', 'h'], 'e.g. 7d, 2w, 6m, 1y2m3d4h (m = months)');
+  if (parts.filter(([u]) => u === 'm' || u === 'mo').length > 1) throw new ConfigError(`invalid duration "${s}": months given twice`);
+  const d: CalendarDuration = { years: 0, months: 0, days: 0, hours: 0 };
+  for (const [unit, n] of parts) {
+    if (unit === 'y') d.years += n;
+    else if (unit === 'm' || unit === 'mo') d.months += n;
+    else if (unit === 'w') d.days += 7 * n;
+    else if (unit === 'd') d.days += n;
+    else d.hours += n;
+  }
+  return d;
+}
