@@ -368,6 +368,9 @@ test('a decoding worker thread that dies fails only its jobs and is replaced (la
   const pool = new WorkerPool(newMasterKey(), 3, 1);
   const within = <T>(p: Promise<T>, what: string) =>
     Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer within 20 s`)), 20_000).unref())]);
+  // Idle workers are unref'ed: when the decode finishes before terminate(), nothing else would keep
+  // the event loop alive while the test awaits the worker's exit (the test, not the pool, would end early).
+  const keepAlive = setInterval(() => {}, 1000);
   try {
     const data = randomBytes(100_000);
     const enc = await pool.encode(Buffer.from(data));
@@ -384,6 +387,7 @@ test('a decoding worker thread that dies fails only its jobs and is replaced (la
     const r = await within(pool.decode(Buffer.from(enc.sealed), enc.compression, data.length, 'blob x'), 'job after the worker died');
     assert.deepEqual(r.data, data);
   } finally {
+    clearInterval(keepAlive);
     await pool.close();
   }
 });

@@ -1,4 +1,5 @@
-import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
 import { Command } from 'commander';
 import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
 import { restoreSnapshot } from '../../engine/restorer.js';
@@ -63,7 +64,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
           const repo = await ctx.openRepo({ nameHint: src.repository, allowInit: false });
           try {
             const snap = await findSourceSnapshot(repo, o.source, ref);
-            await pipeline(await restoreStream(repo, snap.id), process.stdout);
+            await copyToStdout(await restoreStream(repo, snap.id));
           } catch (err) {
             process.stderr.write(`lifeboat: RESTORE FAILED for source ${o.source}${err instanceof IntegrityError ? ': data read from the repository failed verification' : ''}\n`);
             throw err;
@@ -98,7 +99,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         });
         if (toStdout) {
           const stream = await restoreStream(repo, snap.id, sub ? { filename: sub.replace(/^\//, '') } : {});
-          await pipeline(stream, process.stdout);
+          await copyToStdout(stream);
           return;
         }
         const bar = ctx.out.progress(snap.summary?.totalBytes, 'restore');
@@ -133,4 +134,17 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         await repo.close();
       }
     });
+}
+
+/**
+ * Copy a restored stream to standard output. Not stream.pipeline: a failed
+ * restore (verification, digest mismatch) must not destroy stdout with its
+ * error, which would report it as an output failure with the wrong exit code;
+ * the error reaches the command and exits 5. A closed reader (EPIPE) ends the
+ * process through the stdout guard (src/cli/signals.ts).
+ */
+async function copyToStdout(src: Readable): Promise<void> {
+  for await (const chunk of src) {
+    if (!process.stdout.write(chunk as Buffer)) await once(process.stdout, 'drain');
+  }
 }
