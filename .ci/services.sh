@@ -90,6 +90,26 @@ else
   failed=1
 fi
 
+# ---- rclone and OpenSSH server (storage tests: rclone: and sftp: backends; the
+# SFTP test starts its own sshd on a loopback port, so the system service stays off)
+need=""
+command -v rclone >/dev/null || need="$need rclone"
+[ -x /usr/sbin/sshd ] || need="$need openssh-server"
+command -v ssh-keygen >/dev/null || need="$need openssh-client"
+if [ -z "$need" ]; then
+  say "rclone and sshd present"
+elif command -v apt-get >/dev/null; then
+  say "installing$need"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -q $need >>/tmp/lifeboat-apt.log 2>&1; then
+    apt-get update -q >>/tmp/lifeboat-apt.log 2>&1 || true
+    apt-get install -y -q $need >>/tmp/lifeboat-apt.log 2>&1 || { say "ERROR: could not install$need (see /tmp/lifeboat-apt.log)"; failed=1; }
+  fi
+else
+  say "ERROR:$need missing and apt-get not available"
+  failed=1
+fi
+
 if [ "$failed" -ne 0 ]; then
   say "some database servers are not available; the source tests will fail"
   exit 1

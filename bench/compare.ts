@@ -3,21 +3,25 @@
  *
  *   bash bench/setup.sh && npm run bench -- [--scale 1] [--reps 3] [--quick] [--dir /tmp/lifeboat-bench]
  *
- * Dataset (seeded, reproducible; --scale 1 = about 1 GiB): large random files,
- * large compressible text/log files, thousands of small files, plus a SQL dump
- * (~300 MB at scale 1). Steps per tool, each repetition with fresh repositories:
+ * Dataset (seeded, reproducible; --scale 1 = about 1.3 GiB): large random files,
+ * large compressible text/log files, thousands of small files, a realistic
+ * many-small-files set copied from /usr/share, /usr/lib and /usr/include
+ * (sorted walk, regular readable files only, 300 MB at scale 1), plus a SQL
+ * dump (~300 MB at scale 1). Steps per tool, each repetition with fresh repositories:
  *   (1) first backup  (2) unchanged re-backup  (3) re-backup after changing 5%
  *   (4) full restore  (5) dump backed up twice with 1% of lines changed: bytes added
  *   (6) check --read-data
- * Wall time, throughput, peak RSS (GNU time), repository size; median of reps.
+ * Wall time, throughput, CPU seconds per GB (user + system, GNU time %U + %S),
+ * peak RSS (GNU time %M), repository size; median of reps.
  * Results: bench/results/latest.md and latest.json.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { MB, type Measure, benchEnv as env, copyRealFiles, du, has, median, timed, writeFile } from './util.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -29,31 +33,9 @@ const SCALE = Number(opt('scale', QUICK ? '0.02' : '1'));
 const REPS = Number(opt('reps', QUICK ? '1' : '3'));
 const DIR = opt('dir', '/tmp/lifeboat-bench');
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'dist/src/cli/main.js');
-const MB = 1e6;
-const env = { ...process.env, LIFEBOAT_PASSWORD: 'bench', RESTIC_PASSWORD: 'bench', BORG_PASSPHRASE: 'bench', BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes', BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' };
-
-const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
-function du(p: string): number {
-  if (!existsSync(p)) return 0;
-  let total = 0;
-  for (const e of readdirSync(p, { withFileTypes: true, recursive: true })) if (e.isFile()) total += statSync(path.join(e.parentPath, e.name)).size;
-  return total;
-}
-
-interface Measure {
-  ms: number;
-  rssKb: number;
-}
-/** Run a shell command under GNU time; returns wall time and peak RSS of the child. */
-function timed(cmd: string): Measure {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '%M', 'sh', '-c', cmd], { env, stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 64 << 20 });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  const err = r.stderr.toString().trim().split('\n');
-  if (r.status !== 0) throw new Error(`${cmd} failed: ${err.slice(-5).join('\n')}`);
-  return { ms, rssKb: Number(err[err.length - 1]) };
-}
+const CLI = path.resolve(ROOT, process.env.LIFEBOAT_CLI ?? 'dist/src/cli/main.js');
+/** Real files copied into the dataset (many small files: the common case of a file backup). */
+const REAL_SOURCES = ['/usr/share', '/usr/lib', '/usr/include'];
 
 /** Seeded byte stream (SHA-256 counter mode): incompressible, reproducible. */
 function randomBytesSeeded(seed: string, n: number): Buffer {
@@ -77,13 +59,6 @@ function textBytes(seed: number, n: number): Buffer {
   }
   return Buffer.from(parts.join('')).subarray(0, n);
 }
-function writeFile(p: string, data: Buffer): void {
-  mkdirSync(path.dirname(p), { recursive: true });
-  const fd = openSync(p, 'w');
-  writeSync(fd, data);
-  closeSync(fd);
-}
-
 function makeDataset(dir: string): number {
   rmSync(dir, { recursive: true, force: true });
   const big = Math.round(350 * MB * SCALE);
@@ -94,6 +69,7 @@ function makeDataset(dir: string): number {
     const size = 1024 + ((i * 7919) % (63 * 1024));
     writeFile(path.join(dir, `small/d${i % 50}/f${i}.${i % 2 ? 'txt' : 'bin'}`), i % 2 ? textBytes(i, size) : randomBytesSeeded(`s${i}`, size));
   }
+  copyRealFiles(REAL_SOURCES, path.join(dir, 'real'), Math.round(300 * MB * SCALE));
   return du(dir);
 }
 
@@ -184,12 +160,7 @@ if (has('borg')) {
 }
 
 const STEPS = ['1 first backup', '2 unchanged re-backup', '3 re-backup after 5% change', '4 full restore', '5 dump 2nd backup (1% lines)', '6 check --read-data'] as const;
-type Row = { ms: number; mbps: number; rssMb: number; repoMb: number; addedMb?: number };
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
+type Row = { ms: number; mbps: number; rssMb: number; cpuSPerGb: number; repoMb: number; addedMb?: number };
 
 function main(): void {
   if (!existsSync('/usr/bin/time')) throw new Error('GNU time is missing: run bash bench/setup.sh');
@@ -209,7 +180,7 @@ function main(): void {
       spawnSync('sh', ['-c', t.init(repo)], { env, stdio: 'ignore' });
       const r = (results[t.name] ??= {});
       const add = (step: string, m: Measure, bytes: number, extra: Partial<Row> = {}) =>
-        (r[step] ??= []).push({ ms: m.ms, mbps: bytes / MB / (m.ms / 1000), rssMb: m.rssKb / 1024, repoMb: du(repo) / MB, ...extra });
+        (r[step] ??= []).push({ ms: m.ms, mbps: bytes / MB / (m.ms / 1000), rssMb: m.rssKb / 1024, cpuSPerGb: m.cpuS / (bytes / 1e9), repoMb: du(repo) / MB, ...extra });
       add(STEPS[0], timed(t.backup(repo, data, 1)), total);
       add(STEPS[1], timed(t.backup(repo, data, 2)), total);
       mutate(data, total);
@@ -241,8 +212,8 @@ function main(): void {
     `${new Date().toISOString()} · ${os.cpus().length} cores (${cpu}) · ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB · scale ${SCALE} (${(du(path.join(DIR, 'data')) / MB).toFixed(0)} MB files, ${(dumpSize / MB).toFixed(0)} MB dump) · median of ${REPS} rep(s) · warm page cache for every tool`,
     `Versions: ${version(`node ${CLI} --version`)} (lifeboat), ${version('restic version')}, ${version('borg --version')}. Command: \`npm run bench -- --scale ${SCALE} --reps ${REPS}\``,
     '',
-    '| step | tool | wall s | MB/s | peak RSS MB | repo MB | added MB | vs restic | vs borg zstd,3 |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| step | tool | wall s | MB/s | CPU s/GB | peak RSS MB | repo MB | added MB | vs restic | vs borg zstd,3 |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   const json: Record<string, unknown> = { scale: SCALE, reps: REPS, cpu, cores: os.cpus().length, results: {} };
   for (const step of STEPS) {
@@ -257,7 +228,7 @@ function main(): void {
       };
       const added = med(t.name, 'addedMb');
       lines.push(
-        `| ${step} | ${t.name} | ${(med(t.name, 'ms') / 1000).toFixed(2)} | ${med(t.name, 'mbps').toFixed(0)} | ${med(t.name, 'rssMb').toFixed(0)} | ${med(t.name, 'repoMb').toFixed(0)} | ${Number.isNaN(added) ? '' : added.toFixed(2)} | ${t.name === 'lifeboat' ? ratio('restic') : ''} | ${t.name === 'lifeboat' ? ratio('borg zstd,3') : ''} |`,
+        `| ${step} | ${t.name} | ${(med(t.name, 'ms') / 1000).toFixed(2)} | ${med(t.name, 'mbps').toFixed(0)} | ${med(t.name, 'cpuSPerGb').toFixed(1)} | ${med(t.name, 'rssMb').toFixed(0)} | ${med(t.name, 'repoMb').toFixed(0)} | ${Number.isNaN(added) ? '' : added.toFixed(2)} | ${t.name === 'lifeboat' ? ratio('restic') : ''} | ${t.name === 'lifeboat' ? ratio('borg zstd,3') : ''} |`,
       );
       (json.results as Record<string, unknown>)[`${step} / ${t.name}`] = results[t.name]?.[step];
     }

@@ -4,6 +4,7 @@ set -euo pipefail
 need=()
 command -v restic >/dev/null || need+=(restic)
 command -v borg >/dev/null || need+=(borgbackup)
+command -v pgbackrest >/dev/null || need+=(pgbackrest)   # bench/pitr.ts only; no test needs it
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

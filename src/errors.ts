@@ -19,6 +19,8 @@ export const ExitCode = {
   USAGE: 2,
   PARTIAL: 3,
   INTEGRITY: 5,
+  /** A log archive needed for point-in-time recovery has a gap (a binary log missing in the middle or at the start). */
+  ARCHIVE_GAP: 6,
   NO_REPO: 10,
   LOCKED: 11,
   WRONG_PASSWORD: 12,
@@ -60,6 +62,18 @@ export class LockError extends LifeboatError {
   constructor(message: string) {
     super(message, ExitCode.LOCKED);
     this.name = 'LockError';
+  }
+}
+
+/**
+ * A holder could not refresh its repository lock within its lease (or its lock
+ * object was removed): the operation stops, since another process may now
+ * take the repository.
+ */
+export class LockLostError extends LifeboatError {
+  constructor(message: string) {
+    super(message, ExitCode.LOCKED);
+    this.name = 'LockLostError';
   }
 }
 

@@ -35,20 +35,27 @@ sources:
   my: { kind: mysql, database: ${myDb} }
   lite: { kind: sqlite, path: ./app.sqlite }
   vol: { kind: command, command: "tar -C vol -cf - .", restoreCommand: "mkdir -p restored && tar -C restored -xf -" }
+  site: { kind: files, paths: [./vol] }
 `,
     );
     const env = { LIFEBOAT_PASSWORD: 'db-pw' };
-    let r = await runCli(['backup', '--config', cfg, '--source', 'pg,my,lite,vol', '--json'], { env });
+    let r = await runCli(['backup', '--config', cfg, '--source', 'pg,my,lite,vol,site', '--json'], { env, cwd: t.dir });
     assert.equal(r.code, 0, r.stderr);
     const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
-    assert.equal(summary.sources.length, 4);
+    assert.equal(summary.sources.length, 5);
+    // --source finds a files source's snapshots too (they are tagged source:NAME)
+    r = await runCli(['snapshots', '--config', cfg, '--json', '--source', 'site'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).length, 1, 'the files source has one snapshot');
+    r = await runCli(['snapshots', '--config', cfg, '--source', 'site'], { env });
+    assert.match(r.stdout, /Time \(UTC\)/);
     r = await runCli(['snapshots', '--config', cfg, '--json', '--source', 'pg'], { env });
     const pgSnap = JSON.parse(r.stdout)[0];
     assert.equal(pgSnap.source.kind, 'postgres');
     assert.equal(pgSnap.source.database, pgDb);
     assert.equal(pgSnap.source.tool, 'pg_dump');
-    assert.equal(pgSnap.source.exitCode, 0);
-    assert.match(pgSnap.source.serverVersion, /^\d+/);
+    assert.equal(pgSnap.source.exit_code, 0);
+    assert.match(pgSnap.source.server_version, /^\d+/);
     assert.ok(!JSON.stringify(pgSnap).includes('db-pw'));
 
     const pgBefore = await pgChecksums(pgDb);

@@ -38,7 +38,7 @@ describe('lifeboat CLI end to end', () => {
     assert.equal(r.code, 0, r.stderr);
     const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
     assert.equal(summary.message_type, 'summary');
-    assert.ok(summary.filesUnmodified > 200, 'unchanged files reused from the parent');
+    assert.ok(summary.files_unmodified > 200, 'unchanged files reused from the parent');
 
     r = await runCli(['snapshots', '--repo', repo, '--json'], { env });
     const snaps = JSON.parse(r.stdout) as Array<{ id: string; tags: string[]; paths: string[] }>;
@@ -76,8 +76,8 @@ describe('lifeboat CLI end to end', () => {
     r = await runCli(['stats', '--repo', repo, '--json'], { env });
     const st = JSON.parse(r.stdout);
     assert.equal(st.snapshots, 2);
-    assert.ok(st.dedupRatio > 1.5, `dedup ratio ${st.dedupRatio}`);
-    assert.ok(st.storedSize > 0 && st.storedSize < st.totalSize);
+    assert.ok(st.dedup_ratio > 1.5, `dedup ratio ${st.dedup_ratio}`);
+    assert.ok(st.stored_size > 0 && st.stored_size < st.total_size);
 
     r = await runCli(['check', '--repo', repo, '--read-data'], { env });
     assert.equal(r.code, 0, r.stderr);

@@ -42,8 +42,8 @@ test('copy to a second repository; restore from the copy after deleting the prim
     const st = async (repo: string, env: Record<string, string>) => JSON.parse((await runCli(['stats', '--repo', repo, '--json'], { env })).stdout);
     const a = await st(primary, p);
     const b = await st(second, s);
-    assert.ok(b.deltaBlobs > 0, 'copy stored no deltas');
-    assert.ok(b.storedSize < a.storedSize * 1.2, `copy ${b.storedSize} vs primary ${a.storedSize}`);
+    assert.ok(b.delta_blobs > 0, 'copy stored no deltas');
+    assert.ok(b.stored_size < a.stored_size * 1.2, `copy ${b.stored_size} vs primary ${a.stored_size}`);
 
     await fsp.rm(primary, { recursive: true });
     r = await runCli(['check', '--repo', second, '--read-data'], { env: s });

@@ -13,14 +13,16 @@ import { tmpDir, makeTree, describeTree, runCli, CLI, Rng } from './helpers/tmp.
  */
 const RUNS = Number(process.env.LIFEBOAT_CRASH_RUNS ?? 20);
 
-function killAfter(args: string[], env: Record<string, string>, delayMs: number): Promise<{ code: number | null; signal: string | null }> {
+function killAfter(args: string[], env: Record<string, string>, delayMs: number): Promise<{ code: number | null; signal: string | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal });
+      resolve({ code, signal, stderr });
     });
   });
 }
@@ -62,7 +64,8 @@ test(`kill -9 during backup, prune and copy at ${RUNS} random points never damag
         // a completed backup, then forget the oldest snapshot (not crash points), then kill prune mid-way
         await backupOnce();
         const victim = completed.shift()!;
-        assert.equal((await runCli(['forget', '--repo', repo, victim.id], { env })).code, 0);
+        const f = await runCli(['forget', '--repo', repo, victim.id], { env });
+        assert.equal(f.code, 0, `forget after kill ${i - 1}: ${f.stderr}`);
       }
       const args = isPrune
         ? ['prune', '--repo', repo, '--max-unused', '0']
@@ -71,7 +74,7 @@ test(`kill -9 during backup, prune and copy at ${RUNS} random points never damag
           : ['backup', '--repo', repo, data];
       const res = await killAfter(args, { ...env, LIFEBOAT_FROM_PASSWORD: env.LIFEBOAT_PASSWORD }, 20 + rng.int(full));
       if (res.signal === 'SIGKILL') killedMidway++;
-      else assert.equal(res.code, 0, `${args[0]} failed on its own`);
+      else assert.equal(res.code, 0, `${args[0]} failed on its own: ${res.stderr}`);
       if (isCopy) {
         // the copy target must stay valid too, and a second (uninterrupted) copy completes it
         const c2 = await runCli(['check', '--repo', second, '--read-data'], { env: { ...env } });
@@ -100,19 +103,19 @@ test(`kill -9 during backup, prune and copy at ${RUNS} random points never damag
     console.log(`# ${RUNS} kill points, ${killedMidway} killed mid-operation`);
     assert.ok(killedMidway >= RUNS / 2, `only ${killedMidway} of ${RUNS} kills landed mid-operation`);
     // the copies restore byte-identical too
-    const copied = JSON.parse((await runCli(['snapshots', '--repo', second, '--json'], { env })).stdout) as Array<{ copiedFrom: { snapshot: string } }>;
+    const copied = JSON.parse((await runCli(['snapshots', '--repo', second, '--json'], { env })).stdout) as Array<{ copied_from: { snapshot: string } }>;
     for (const c of copied.slice(-2)) {
-      const src = completed.find((x) => x.id === c.copiedFrom.snapshot);
+      const src = completed.find((x) => x.id === c.copied_from.snapshot);
       if (!src) continue;
-      const out = path.join(t.dir, `copy-out-${c.copiedFrom.snapshot.slice(0, 8)}`);
-      assert.equal((await runCli(['restore', c.copiedFrom.snapshot === src.id ? (c as unknown as { id: string }).id : '', '--repo', second, '--target', out], { env })).code, 0);
+      const out = path.join(t.dir, `copy-out-${c.copied_from.snapshot.slice(0, 8)}`);
+      assert.equal((await runCli(['restore', c.copied_from.snapshot === src.id ? (c as unknown as { id: string }).id : '', '--repo', second, '--target', out], { env })).code, 0);
       assert.deepEqual(await describeTree(path.join(out, data)), src.tree);
     }
     // a final prune reclaims everything the killed runs left behind
     assert.equal((await runCli(['prune', '--repo', repo], { env })).code, 0);
     const final = await runCli(['check', '--repo', repo, '--read-data', '--json'], { env });
     assert.equal(final.code, 0, final.stderr);
-    assert.deepEqual(JSON.parse(final.stdout).unreferencedPacks, []);
+    assert.deepEqual(JSON.parse(final.stdout).unreferenced_packs, []);
   } finally {
     t.cleanup();
   }

@@ -8,6 +8,8 @@ import { tmpDir, runCli, CLI } from './helpers/tmp.js';
 import { parseConfig } from '../src/config/load.js';
 import { Daemon } from '../src/ops/daemon.js';
 import { runJob, type JobResult } from '../src/ops/jobs.js';
+import { runFinishFromJobResult } from '../src/ops/catalog/job-result.js';
+import { resolvePlan, type ResolvedPlan } from '../src/config/resolve.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -39,12 +41,12 @@ daemon: { concurrency: 3 }
     const results: Array<{ r: JobResult; attempt: number; final: boolean }> = [];
     const starts: Array<{ job: string; at: number }> = [];
     // the "big" job is made slower than its 1 s period (a real backup plus 2.5 s), so ticks overlap
-    const run = async (c: typeof cfg, name: string, o: Parameters<typeof runJob>[2]) => {
+    const run = async (c: ResolvedPlan, name: string, o: Parameters<typeof runJob>[2]) => {
       const r = await runJob(c, name, o);
       if (name === 'big-every-1s') await sleep(2500);
       return r;
     };
-    const daemon = new Daemon(cfg, {
+    const daemon = new Daemon(resolvePlan(cfg), {
       onRunStart: (job) => {
         starts.push({ job, at: Date.now() });
         return undefined;
@@ -55,13 +57,26 @@ daemon: { concurrency: 3 }
       lastSuccess: () => undefined,
     }, { run });
     await daemon.start();
+    // at least 7 s, then until what is judged below has happened (at most 90 s: a fixed time is too short on a loaded machine)
+    const judged = () => results.filter((x) => x.r.job === 'site-every-2s' && x.r.status === 'success').length >= 2 &&
+      starts.filter((s) => s.job === 'site-every-2s').length >= 3 &&
+      results.filter((x) => x.r.job === 'broken-every-3s').length >= 3 &&
+      (daemon.skippedOverlaps.get('big-every-1s') ?? 0) > 0;
+    const started = Date.now();
     await sleep(7000);
+    while (Date.now() - started < 90_000 && !judged()) await sleep(500);
     await daemon.stop(10_000);
 
     // runs still going when stop() aborted them at the end are not judged here (the SIGTERM test covers that)
     const site = results.filter((x) => x.r.job === 'site-every-2s' && !/aborted|shutting down/.test(x.r.error ?? ''));
     assert.ok(site.length >= 2, `site job ran ${site.length} times`);
     assert.ok(site.every((x) => x.r.status === "success" && x.r.copies[0]?.snapshotId), JSON.stringify(site.map((x) => [x.r.status, x.r.error, x.r.copies])));
+    // bytes moved to and from the storage (the repository and its copy) reach the catalog's run record
+    for (const x of site) {
+      const f = runFinishFromJobResult(x.r);
+      assert.ok((x.r.transferred?.bytesUploaded ?? 0) > 0 && f.bytesUploaded === x.r.transferred!.bytesUploaded, JSON.stringify(x.r.transferred));
+      assert.ok((f.bytesDownloaded ?? 0) > 0, 'copying reads from the source repository');
+    }
     // the catch-up run happened at start (never succeeded before)
     assert.ok(starts.filter((s) => s.job === 'site-every-2s').length >= 3);
     // the 1 s job takes longer than its period: runs never overlap, and some ticks were skipped
@@ -117,7 +132,7 @@ test('daemon process: SIGTERM mid-backup stops cleanly and leaves a valid reposi
     const snaps = JSON.parse((await runCli(['snapshots', '--repo', path.join(t.dir, 'repo'), '--json'], { env: e })).stdout);
     assert.equal(snaps.length, 0, log);
     // the catalog recorded the aborted run as failed
-    const { SqliteCatalog } = await import('../src/ops/catalog.js');
+    const { SqliteCatalog } = await import('../src/ops/catalog/sqlite.js');
     const cat = await SqliteCatalog.open(path.join(t.dir, '.lifeboat/catalog.db'));
     const runs = await cat.recentRuns('data', 5);
     await cat.close();
@@ -156,10 +171,17 @@ notifiers:
     const svc = await startService(cfg, { listen: '127.0.0.1:0', evaluateEveryMs: 500 });
     try {
       // ./app does not exist: every attempt fails
+      const firing = () => hook.on('/alerts').map((r) => r.json as { status: string; check: string; kind: string; severity: string });
+      // at least 5 s, then until a retry and a failure alert are there (at most 60 s, for a loaded machine)
+      const startedWait = Date.now();
       await sleep(5000);
+      while (
+        Date.now() - startedWait < 60_000 &&
+        !((await svc.catalog.recentRuns('app', 20)).some((r) => r.attempt === 2) && firing().some((m) => m.check === 'failures' && m.kind === 'firing'))
+      )
+        await sleep(250);
       const runs = await svc.catalog.recentRuns('app', 20);
       assert.ok(runs.some((r) => r.attempt === 2), 'the failed run was retried');
-      const firing = () => hook.on('/alerts').map((r) => r.json as { status: string; check: string; kind: string; severity: string });
       // one message when the failures start (warning), one more only when it escalates to critical
       const failAlerts = firing().filter((m) => m.check === 'failures' && m.kind === 'firing');
       assert.ok(failAlerts.length >= 1, JSON.stringify(firing()));
@@ -211,7 +233,7 @@ daemon: { maintenance: { schedule: "*/2 * * * * *", prune: true } }
     const maint: unknown[] = [];
     const daemons = ['a', 'b'].map(
       (src) =>
-        new Daemon(parseConfig(yaml(src), path.join(t.dir, `${src}.yaml`)), {
+        new Daemon(resolvePlan(parseConfig(yaml(src), path.join(t.dir, `${src}.yaml`))), {
           onRunEnd: (r) => {
             // touch the data so every run has something new to store
             void fsp.appendFile(path.join(t.dir, src, 'data.bin'), randomBytes(64 * 1024));
@@ -223,7 +245,12 @@ daemon: { maintenance: { schedule: "*/2 * * * * *", prune: true } }
         }),
     );
     for (const d of daemons) await d.start();
+    // until each daemon has backed up twice and maintenance ran twice (at least 7 s, at most 90 s: a fixed
+    // time is too short on a loaded machine)
+    const okOf = (job: string) => results.filter((r) => r.status === 'success' && r.job === job).length;
+    const started = Date.now();
     await sleep(7000);
+    while (Date.now() - started < 90_000 && (okOf('a') < 2 || okOf('b') < 2 || maint.length < 2)) await sleep(500);
     await Promise.all(daemons.map((d) => d.stop(30_000)));
     const ok = results.filter((r) => r.status === 'success');
     assert.ok(ok.filter((r) => r.job === 'a').length >= 2 && ok.filter((r) => r.job === 'b').length >= 2, JSON.stringify(results.map((r) => [r.job, r.status, r.error])));

@@ -3,25 +3,24 @@ import assert from 'node:assert/strict';
 import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { tmpDir, runCli, makeTree } from './helpers/tmp.js';
+import { runCli, makeTree, type Snaked } from './helpers/tmp.js';
+import { DRILL_ENV, drillSetup, lastJson } from './helpers/drill.js';
 import { pgCreateDb, pgDropDb, pgExec, pgPopulate, myPopulate, myDropDb, withMy, uniqueName, startRedis, redisPopulate } from './helpers/db.js';
 import { startWebhookReceiver } from './helpers/receivers.js';
 import { createCluster } from './helpers/pgcluster.js';
-import { openCatalog } from '../src/ops/catalog.js';
+import { openCatalog } from '../src/ops/catalog/open.js';
 import { loadConfig, parseConfig } from '../src/config/load.js';
 import { listDrills, lastDrill } from '../src/verify/drill-store.js';
-import { runDrill, type DrillResult } from '../src/verify/drill.js';
+import { runDrill } from '../src/verify/drill.js';
+import type { DrillResult } from '../src/verify/drill-types.js';
 import { runMaintenance } from '../src/ops/jobs.js';
+import { resolvePlan } from '../src/config/resolve.js';
 import { nextRotation, rotationParts } from '../src/verify/drill-rotation.js';
 import { selectSubset } from '../src/verify/check.js';
 import { openConfiguredRepo } from '../src/config/repos.js';
 import { ConfigError } from '../src/errors.js';
 
-const env = { LIFEBOAT_PASSWORD: 'drill-pw' };
-
-function lastJson<T>(stdout: string): T {
-  return JSON.parse(stdout.trim().split('\n').pop()!) as T;
-}
+const env = DRILL_ENV;
 
 async function scratchPgDbs(job: string): Promise<string[]> {
   const r = await pgExec('postgres', `SELECT datname FROM pg_database WHERE datname LIKE $1`, [`lifeboat_drill_${job}_%`]);
@@ -42,18 +41,13 @@ test('drill config: strict schema with precise errors', () => {
 });
 
 test('PostgreSQL drill: passing and failing verification queries, scratch database dropped, catalog rows, RTO, webhook alerts', async () => {
-  const t = tmpDir();
+  const d = drillSetup();
   const db = uniqueName('lb_drill_pg_');
   const hook = await startWebhookReceiver();
   try {
     await pgCreateDb(db);
     await pgPopulate(db, { people: 2000, events: 3000 });
-    const cfgFile = path.join(t.dir, 'lifeboat.yaml');
-    await fsp.writeFile(
-      cfgFile,
-      `repositories:
-  main: { location: ./repo, autoInit: true }
-sources:
+    await d.writeConfig(`sources:
   pg: { kind: postgres, database: ${db} }
 jobs:
   pgok:
@@ -78,26 +72,23 @@ notifiers:
   routes:
     normal: [hook]
     important: [hook]
-daemon:
-  catalog: ./catalog.db
-`,
-    );
-    let r = await runCli(['run', 'pgok', '--config', cfgFile], { env });
+`);
+    let r = await d.cli('run', 'pgok');
     assert.equal(r.code, 0, r.stderr);
 
     // passing drill
-    r = await runCli(['drill', 'pgok', '--config', cfgFile, '--json'], { env });
+    r = await d.drill('pgok');
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    const ok = lastJson<DrillResult & { startedAt: string }>(r.stdout);
+    const ok = lastJson<Snaked<DrillResult>>(r.stdout);
     assert.equal(ok.status, 'success');
     assert.equal(ok.kind, 'postgres');
     assert.deepEqual(ok.phases.map((p) => p.name), ['locate', 'restore', 'integrity', 'queries', 'cleanup']);
     assert.ok(ok.phases.every((p) => p.ok));
-    assert.ok(ok.restoreMs > 0);
-    assert.equal(ok.restoreMs, ok.phases[1]!.ms + ok.phases[2]!.ms);
-    assert.equal(ok.rtoMs, 4 * 3600_000); // tier important
-    assert.equal(ok.rtoMet, true);
-    assert.equal(ok.rpoMet, true);
+    assert.ok(ok.restore_ms > 0);
+    assert.equal(ok.restore_ms, ok.phases[1]!.ms + ok.phases[2]!.ms);
+    assert.equal(ok.rto_ms, 4 * 3600_000); // tier important
+    assert.equal(ok.rto_met, true);
+    assert.equal(ok.rpo_met, true);
     assert.match(ok.target, /^postgres database lifeboat_drill_pgok_[0-9a-f]{10} on 127\.0\.0\.1:5432$/);
     const byName = Object.fromEntries(ok.checks.map((c) => [c.name, c]));
     assert.equal(byName['people']!.ok, true);
@@ -105,14 +96,14 @@ daemon:
     assert.equal(byName['row estimates']!.ok, true, byName['row estimates']!.detail);
     assert.ok(ok.checks.every((c) => c.ok), JSON.stringify(ok.checks));
     assert.deepEqual(await scratchPgDbs('pgok'), [], 'scratch database dropped after a passing drill');
-    process.stdout.write(`# PostgreSQL drill (2000 people, 3000 events, 3000 audit rows): restore+integrity ${ok.restoreMs} ms, total ${ok.totalMs} ms\n`);
+    process.stdout.write(`# PostgreSQL drill (2000 people, 3000 events, 3000 audit rows): restore+integrity ${ok.restore_ms} ms, total ${ok.total_ms} ms\n`);
 
     // failing query: exit 1, scratch db dropped, webhook fired
-    r = await runCli(['drill', 'pgbad', '--config', cfgFile, '--json'], { env });
+    r = await d.drill('pgbad');
     assert.equal(r.code, 1, r.stderr);
-    const bad = lastJson<DrillResult>(r.stdout);
+    const bad = lastJson<Snaked<DrillResult>>(r.stdout);
     assert.equal(bad.status, 'failed');
-    assert.equal(bad.rtoMet, true, 'the restore itself was fine');
+    assert.equal(bad.rto_met, true, 'the restore itself was fine');
     assert.match(bad.error!, /enough people: got 2000, expected at least 2500/);
     assert.match(r.stderr, /drill of job pgbad failed/);
     assert.deepEqual(await scratchPgDbs('pgbad'), [], 'scratch database dropped after a failing drill');
@@ -125,13 +116,13 @@ daemon:
     assert.match(fired[0]!.message, /restore drill FAILED/);
 
     // RTO of 1ms cannot be met: rtoMet false, drill fails, a warning alert
-    r = await runCli(['run', 'pgslow', '--config', cfgFile], { env });
+    r = await d.cli('run', 'pgslow');
     assert.equal(r.code, 0, r.stderr);
-    r = await runCli(['drill', 'pgslow', '--config', cfgFile, '--json'], { env });
+    r = await d.drill('pgslow');
     assert.equal(r.code, 1);
-    const slow = lastJson<DrillResult>(r.stdout);
-    assert.equal(slow.rtoMs, 1);
-    assert.equal(slow.rtoMet, false);
+    const slow = lastJson<Snaked<DrillResult>>(r.stdout);
+    assert.equal(slow.rto_ms, 1);
+    assert.equal(slow.rto_met, false);
     assert.match(slow.error!, /longer than the RTO of 1ms/);
     assert.ok(slow.checks.every((c) => c.ok));
     const slowAlert = hook.on('/drill').map((q) => q.json as { job: string; severity: string }).find((x) => x.job === 'pgslow');
@@ -139,9 +130,9 @@ daemon:
 
     // data grows, new backup: pgbad passes and the alert is resolved
     await pgExec(db, `INSERT INTO people (id, name) SELECT i, 'Person ' || i FROM generate_series(2001, 2600) i`);
-    r = await runCli(['run', 'pgbad', '--config', cfgFile], { env });
+    r = await d.cli('run', 'pgbad');
     assert.equal(r.code, 0, r.stderr);
-    r = await runCli(['drill', 'pgbad', '--config', cfgFile], { env });
+    r = await d.cli('drill', 'pgbad');
     assert.equal(r.code, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /PASSED/);
     assert.match(r.stdout, /restore time: .* \(RTO 1d: met\)/);
@@ -150,16 +141,16 @@ daemon:
     assert.deepEqual(await scratchPgDbs('pgbad'), []);
 
     // catalog: drills table and runs of kind 'drill'
-    const cat = await openCatalog(path.join(t.dir, 'catalog.db'));
+    const cat = await openCatalog(path.join(d.dir, 'catalog.db'));
     try {
       const drills = await listDrills(cat);
       assert.equal(drills.length, 4);
       assert.deepEqual(drills.map((d) => `${d.job}:${d.status}`), ['pgbad:success', 'pgslow:failed', 'pgbad:failed', 'pgok:success']);
       const runs = await cat.runs({ kind: 'drill', order: 'asc' });
       assert.deepEqual(runs.map((x) => `${x.job}:${x.status}`), ['pgok:success', 'pgbad:failed', 'pgslow:failed', 'pgbad:success']);
-      assert.equal(runs[0]!.snapshotId, ok.snapshotId);
+      assert.equal(runs[0]!.snapshotId, ok.snapshot_id);
       const last = await lastDrill(cat, 'pgok');
-      assert.equal(last!.restoreMs, ok.restoreMs);
+      assert.equal(last!.restoreMs, ok.restore_ms);
       assert.deepEqual(last!.checks, ok.checks);
       assert.equal(last!.phases.length, 5);
       assert.ok(last!.phases[0]!.startedAt instanceof Date);
@@ -168,35 +159,31 @@ daemon:
     } finally {
       await cat.close();
     }
-    r = await runCli(['drills', '--config', cfgFile, '--job', 'pgbad'], { env });
+    r = await d.cli('drills', '--job', 'pgbad');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /pgbad.*success/);
     assert.match(r.stdout, /pgbad.*failed.*enough people/);
   } finally {
     await hook.close();
     await pgDropDb(db);
-    t.cleanup();
+    d.cleanup();
   }
 });
 
 test('SQLite, files and Redis drills restore into scratch targets and compare with the snapshot', async () => {
-  const t = tmpDir();
+  const d = drillSetup();
   const redis = await startRedis();
   try {
     await redisPopulate(redis.port, undefined, 2000);
-    const lite = path.join(t.dir, 'app.sqlite');
+    const lite = path.join(d.dir, 'app.sqlite');
     const db = new Database(lite);
     db.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)');
     const ins = db.prepare('INSERT INTO notes (body) VALUES (?)');
     for (let i = 0; i < 1500; i++) ins.run(`note ${i}`);
     db.close();
-    await makeTree(path.join(t.dir, 'tree'), { files: 60, seed: 7 });
-    const cfgFile = path.join(t.dir, 'lifeboat.yaml');
-    await fsp.writeFile(
-      cfgFile,
-      `repositories:
-  main: { location: ./repo, autoInit: true }
-sources:
+    await makeTree(path.join(d.dir, 'tree'), { files: 60, seed: 7 });
+    const { cfgFile } = d;
+    await d.writeConfig(`sources:
   lite: { kind: sqlite, path: ./app.sqlite }
   tree: { kind: files, paths: [./tree] }
   cache: { kind: redis, port: ${redis.port} }
@@ -220,21 +207,18 @@ jobs:
       scratchDir: ./scratch
       queries:
         - { name: "dbsize", command: "redis-cli -s \\"$LIFEBOAT_DRILL_REDIS_SOCKET\\" DBSIZE", min: 2000 }
-daemon:
-  catalog: ./catalog.db
-`,
-    );
+`);
     const cfg = loadConfig(cfgFile);
     for (const job of ['lite', 'tree', 'cache']) {
-      const r = await runCli(['run', job, '--config', cfgFile], { env });
+      const r = await d.cli('run', job);
       assert.equal(r.code, 0, r.stderr);
     }
     process.env.LIFEBOAT_PASSWORD = env.LIFEBOAT_PASSWORD;
-    const cat = await openCatalog(path.join(t.dir, 'catalog.db'));
+    const cat = await openCatalog(path.join(d.dir, 'catalog.db'));
     try {
       const results: Record<string, DrillResult> = {};
       for (const job of ['lite', 'tree', 'cache']) {
-        const r = await runDrill(cfg, job, { catalog: cat });
+        const r = await runDrill(resolvePlan(cfg), job, { catalog: cat });
         results[job] = r;
         assert.equal(r.status, 'success', `${job}: ${r.error} ${JSON.stringify(r.checks)}`);
         process.stdout.write(`# ${job} drill: restore+integrity ${r.restoreMs} ms\n`);
@@ -247,43 +231,38 @@ daemon:
       assert.match(names(results.cache!)['key count']!.detail, /restored, \d+ recorded at backup/);
       assert.match(names(results.cache!)['dbsize']!.detail, /value "\d+"/);
       // scratch targets are gone
-      assert.deepEqual(await fsp.readdir(path.join(t.dir, 'scratch')), []);
+      assert.deepEqual(await fsp.readdir(path.join(d.dir, 'scratch')), []);
       assert.equal((await listDrills(cat)).length, 3);
 
       // damage: the expected row count no longer matches -> failed, target still removed
       const bad = parseConfig((await fsp.readFile(cfgFile, 'utf8')).replace('equals: 1500', 'equals: 1501'), cfgFile);
-      const f = await runDrill(bad, 'lite', { catalog: cat });
+      const f = await runDrill(resolvePlan(bad), 'lite', { catalog: cat });
       assert.equal(f.status, 'failed');
       assert.match(f.error!, /got "?1500"?, expected 1501/);
-      assert.deepEqual(await fsp.readdir(path.join(t.dir, 'scratch')), []);
+      assert.deepEqual(await fsp.readdir(path.join(d.dir, 'scratch')), []);
       // keepTarget leaves the scratch file for inspection
-      const kept = await runDrill(cfg, 'lite', { keepTarget: true });
+      const kept = await runDrill(resolvePlan(cfg), 'lite', { keepTarget: true });
       const file = /^scratch file (.*)$/.exec(kept.target)![1]!;
       assert.ok(existsSync(file));
       await fsp.rm(path.dirname(file), { recursive: true });
       // SQL against a files source is a configuration error (exit 2)
       const sqlOnFiles = parseConfig((await fsp.readFile(cfgFile, 'utf8')).replace('{ name: "files present", command: "find \\"$LIFEBOAT_DRILL_TARGET\\" -type f | wc -l", min: 1 }', '{ sql: "select 1" }'), cfgFile);
-      await assert.rejects(runDrill(sqlOnFiles, 'tree'), /jobs\.tree\.drill\.queries\.0\.sql: files sources have no SQL/);
+      await assert.rejects(runDrill(resolvePlan(sqlOnFiles), 'tree'), /jobs\.tree\.drill\.queries\.0\.sql: files sources have no SQL/);
     } finally {
       await cat.close();
     }
   } finally {
     await redis.stop();
-    t.cleanup();
+    d.cleanup();
   }
 });
 
 test('MariaDB drill: scratch database created and dropped', async () => {
-  const t = tmpDir();
+  const d = drillSetup();
   const db = uniqueName('lb_drill_my_');
   try {
     await myPopulate(db, { rows: 1000 });
-    const cfgFile = path.join(t.dir, 'lifeboat.yaml');
-    await fsp.writeFile(
-      cfgFile,
-      `repositories:
-  main: { location: ./repo, autoInit: true }
-sources:
+    await d.writeConfig(`sources:
   my: { kind: mysql, database: ${db} }
 jobs:
   my:
@@ -291,15 +270,12 @@ jobs:
     drill:
       queries:
         - { sql: "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()", min: 1 }
-daemon:
-  catalog: ./catalog.db
-`,
-    );
-    let r = await runCli(['run', 'my', '--config', cfgFile], { env });
+`);
+    let r = await d.cli('run', 'my');
     assert.equal(r.code, 0, r.stderr);
-    r = await runCli(['drill', 'my', '--config', cfgFile, '--json'], { env });
+    r = await d.drill('my');
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    const res = lastJson<DrillResult>(r.stdout);
+    const res = lastJson<Snaked<DrillResult>>(r.stdout);
     assert.equal(res.status, 'success');
     assert.match(res.target, /^mysql database lifeboat_drill_my_[0-9a-f]{10} on 127\.0\.0\.1:3306$/);
     const scratch = /database (lifeboat_drill_my_[0-9a-f]{10}) /.exec(res.target)![1]!;
@@ -307,23 +283,19 @@ daemon:
     assert.deepEqual(left, []);
   } finally {
     await myDropDb(db);
-    t.cleanup();
+    d.cleanup();
   }
 });
 
 test('rotating read-data checks cover every pack over N runs (library, CLI --rotate and daemon maintenance)', async () => {
-  const t = tmpDir();
+  const d = drillSetup();
   try {
     assert.equal(rotationParts('10%'), 10);
     assert.equal(rotationParts('30%'), 4);
     assert.equal(rotationParts('1/7'), 7);
-    await makeTree(path.join(t.dir, 'data'), { files: 60, seed: 3, maxSize: 512 * 1024 });
-    const cfgFile = path.join(t.dir, 'lifeboat.yaml');
-    await fsp.writeFile(
-      cfgFile,
-      `repositories:
-  main: { location: ./repo, autoInit: true }
-sources:
+    await makeTree(path.join(d.dir, 'data'), { files: 60, seed: 3, maxSize: 512 * 1024 });
+    const { cfgFile } = d;
+    await d.writeConfig(`sources:
   data: { kind: files, paths: [./data] }
 jobs:
   data: { source: data }
@@ -331,10 +303,11 @@ daemon:
   catalog: ./catalog.db
   maintenance: { prune: false, checkReadDataSubset: "34%" }
 `,
+      { catalog: false },
     );
-    let r = await runCli(['init', '--repo', path.join(t.dir, 'repo'), '--pack-size', '1MiB'], { env });
+    let r = await runCli(['init', '--repo', path.join(d.dir, 'repo'), '--pack-size', '1MiB'], { env });
     assert.equal(r.code, 0, r.stderr);
-    r = await runCli(['run', 'data', '--config', cfgFile], { env });
+    r = await d.cli('run', 'data');
     assert.equal(r.code, 0, r.stderr);
     const cfg = loadConfig(cfgFile);
     process.env.LIFEBOAT_PASSWORD = env.LIFEBOAT_PASSWORD;
@@ -348,19 +321,19 @@ daemon:
     let read = 0;
     const seen: string[] = [];
     for (let k = 0; k < 3; k++) {
-      r = await runCli(['check', '--config', cfgFile, '--read-data-subset', '34%', '--rotate', '--json'], { env });
+      r = await d.cli('check', '--read-data-subset', '34%', '--rotate', '--json');
       assert.equal(r.code, 0, r.stderr);
-      const out = lastJson<{ packsRead: number; rotation: { subset: string } }>(r.stdout);
+      const out = lastJson<{ packs_read: number; rotation: { subset: string } }>(r.stdout);
       seen.push(out.rotation.subset);
-      read += out.packsRead;
+      read += out.packs_read;
     }
     assert.deepEqual(seen, ['1/3', '2/3', '3/3']);
     assert.equal(read, packs.length);
 
     // daemon maintenance continues the same counter (wraps around to part 1)
-    const cat = await openCatalog(path.join(t.dir, 'catalog.db'));
+    const cat = await openCatalog(path.join(d.dir, 'catalog.db'));
     try {
-      const res = await runMaintenance(cfg, { subsetFor: (id, name, subset) => nextRotation(cat, id, name, subset).then((s) => s.subset) });
+      const res = await runMaintenance(resolvePlan(cfg), { subsetFor: (id, name, subset) => nextRotation(cat, id, name, subset).then((s) => s.subset) });
       assert.equal(res[0]!.check!.ok, true);
       assert.equal(res[0]!.check!.subset, '1/3');
       assert.equal(res[0]!.check!.packsRead, selectSubset(packs, '1/3').length);
@@ -372,22 +345,18 @@ daemon:
       await cat.close();
     }
   } finally {
-    t.cleanup();
+    d.cleanup();
   }
 });
 
 test('daemon: jobs with drill.schedule are drilled on schedule and recorded', async () => {
-  const t = tmpDir();
+  const d = drillSetup();
   try {
-    const db = new Database(path.join(t.dir, 'app.sqlite'));
+    const db = new Database(path.join(d.dir, 'app.sqlite'));
     db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);');
     db.close();
-    const cfgFile = path.join(t.dir, 'lifeboat.yaml');
-    await fsp.writeFile(
-      cfgFile,
-      `repositories:
-  main: { location: ./repo, autoInit: true }
-sources:
+    const { cfgFile } = d;
+    await d.writeConfig(`sources:
   lite: { kind: sqlite, path: ./app.sqlite }
 jobs:
   lite:
@@ -396,11 +365,8 @@ jobs:
     drill:
       schedule: "* * * * * *"
       queries: [{ sql: "SELECT count(*) FROM t", equals: 3 }]
-daemon:
-  catalog: ./catalog.db
-`,
-    );
-    const r = await runCli(['run', 'lite', '--config', cfgFile], { env });
+`);
+    const r = await d.cli('run', 'lite');
     assert.equal(r.code, 0, r.stderr);
     process.env.LIFEBOAT_PASSWORD = env.LIFEBOAT_PASSWORD;
     const { startService } = await import('../src/ops/service.js');
@@ -418,19 +384,14 @@ daemon:
     assert.ok(drills.every((d) => d.status === 'success'), JSON.stringify(drills.map((d) => d.error)));
     assert.ok(drills.every((d) => d.checks.some((c) => c.detail === 'value "3"')));
   } finally {
-    t.cleanup();
+    d.cleanup();
   }
 });
 
 test('drill timeout aborts the restore, fails the drill and still removes the scratch target', async () => {
-  const t = tmpDir();
+  const d = drillSetup();
   try {
-    const cfgFile = path.join(t.dir, 'lifeboat.yaml');
-    await fsp.writeFile(
-      cfgFile,
-      `repositories:
-  main: { location: ./repo, autoInit: true }
-sources:
+    await d.writeConfig(`sources:
   cmd: { kind: command, command: "printf 'some data'" }
 jobs:
   cmd:
@@ -441,27 +402,24 @@ jobs:
       restoreCommand: 'cat > "$LIFEBOAT_DRILL_DIR/in"; sleep 60'
   plain:
     source: cmd
-daemon:
-  catalog: ./catalog.db
-`,
-    );
-    let r = await runCli(['run', 'cmd', '--config', cfgFile], { env });
+`);
+    let r = await d.cli('run', 'cmd');
     assert.equal(r.code, 0, r.stderr);
-    r = await runCli(['drill', 'cmd', '--config', cfgFile, '--json'], { env });
+    r = await d.drill('cmd');
     assert.equal(r.code, 1, r.stderr);
-    const res = lastJson<DrillResult>(r.stdout);
+    const res = lastJson<Snaked<DrillResult>>(r.stdout);
     assert.equal(res.status, 'failed');
     assert.match(res.error!, /drill timeout after 1s/);
     assert.deepEqual(res.phases.map((p) => [p.name, p.ok]), [['locate', true], ['restore', false], ['cleanup', true]]);
-    assert.equal(res.rtoMet, false);
-    assert.deepEqual(await fsp.readdir(path.join(t.dir, 'scratch')), []);
+    assert.equal(res.rto_met, false);
+    assert.deepEqual(await fsp.readdir(path.join(d.dir, 'scratch')), []);
     // without a restore command the dump goes to a scratch file and its size is compared
-    r = await runCli(['drill', 'plain', '--config', cfgFile, '--json'], { env });
+    r = await d.drill('plain');
     assert.equal(r.code, 0, r.stderr);
-    const plain = lastJson<DrillResult>(r.stdout);
+    const plain = lastJson<Snaked<DrillResult>>(r.stdout);
     assert.deepEqual(plain.checks, [{ name: 'bytes', ok: true, detail: '9 byte(s) restored, 9 in the snapshot' }]);
   } finally {
-    t.cleanup();
+    d.cleanup();
   }
 });
 
@@ -471,12 +429,12 @@ daemon:
  * it exactly — even while the database is being written during the backup.
  */
 test('equalsBackup: values recorded in the dump\'s own snapshot (writes during the backup), compared by the drill', async () => {
-  const t = tmpDir();
+  const d = drillSetup();
   const db = uniqueName('lb_drill_eq_');
   try {
     await pgCreateDb(db);
     await pgPopulate(db, { people: 3000, events: 20000 });
-    const cfgFile = path.join(t.dir, 'lifeboat.yaml');
+    const { cfgFile } = d;
     const write = (extra = '') =>
       fsp.writeFile(
         cfgFile,
@@ -513,41 +471,41 @@ daemon:
     })();
     let r;
     try {
-      r = await runCli(['run', 'eq', '--config', cfgFile], { env });
+      r = await d.cli('run', 'eq');
     } finally {
       stop = true;
       await writer;
     }
     assert.equal(r.code, 0, r.stderr);
     assert.ok(inserted > 0, 'rows were written during the backup');
-    const snaps = JSON.parse((await runCli(['snapshots', '--json', '--config', cfgFile], { env })).stdout) as Array<{ source: { verification: Record<string, string>; verificationErrors: Record<string, string> } }>;
+    const snaps = JSON.parse((await d.cli('snapshots', '--json')).stdout) as Array<{ source: { verification: Record<string, string>; verification_errors: Record<string, string> } }>;
     const src = snaps[0]!.source;
     const recorded = Number(src.verification['SELECT count(*) FROM people']);
     assert.ok(recorded >= 3000 && recorded <= 3000 + inserted, `recorded ${recorded}`);
-    assert.match(src.verificationErrors['SELECT count(*) FROM no_such_table']!, /no_such_table/);
+    assert.match(src.verification_errors['SELECT count(*) FROM no_such_table']!, /no_such_table/);
 
     // more rows after the backup: the drill compares with the backup, not with the live database
     await pgExec(db, `INSERT INTO people (id, name) SELECT i, 'Later ' || i FROM generate_series(2000001, 2000100) i`);
-    r = await runCli(['drill', 'eq', '--config', cfgFile, '--json'], { env });
+    r = await d.drill('eq');
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    const ok = lastJson<DrillResult>(r.stdout);
+    const ok = lastJson<Snaked<DrillResult>>(r.stdout);
     const people = ok.checks.find((c) => c.name === 'people-at-backup')!;
     assert.equal(people.ok, true, people.detail);
     assert.match(people.detail, new RegExp(`"${recorded}", as at backup time`));
     assert.equal(ok.checks.find((c) => c.name === 'max-id-at-backup')!.ok, true);
 
-    r = await runCli(['drill', 'eqbroken', '--config', cfgFile, '--json'], { env });
+    r = await d.drill('eqbroken');
     assert.equal(r.code, 1);
-    assert.match(lastJson<DrillResult>(r.stdout).error!, /broken: query failed: .*no_such_table.*failed at backup time too: .*no_such_table/);
+    assert.match(lastJson<Snaked<DrillResult>>(r.stdout).error!, /broken: query failed: .*no_such_table.*failed at backup time too: .*no_such_table/);
 
     // a query added after the last backup has no recorded value: the drill says so
     await write(`        - { name: events-at-backup, sql: "SELECT count(*) FROM events", equalsBackup: true }\n`);
-    r = await runCli(['drill', 'eq', '--config', cfgFile, '--json'], { env });
+    r = await d.drill('eq');
     assert.equal(r.code, 1);
-    assert.match(lastJson<DrillResult>(r.stdout).error!, /events-at-backup: no value recorded at backup time/);
+    assert.match(lastJson<Snaked<DrillResult>>(r.stdout).error!, /events-at-backup: no value recorded at backup time/);
     // ... and the next backup records it
-    assert.equal((await runCli(['run', 'eq', '--config', cfgFile], { env })).code, 0);
-    r = await runCli(['drill', 'eq', '--config', cfgFile], { env });
+    assert.equal((await d.cli('run', 'eq')).code, 0);
+    r = await d.cli('drill', 'eq');
     assert.equal(r.code, 0, r.stderr + r.stdout);
 
     // config: equalsBackup needs a source whose dump can share its snapshot
@@ -557,7 +515,7 @@ daemon:
     );
   } finally {
     await pgDropDb(db).catch(() => {});
-    t.cleanup();
+    d.cleanup();
   }
 });
 
@@ -567,18 +525,13 @@ daemon:
  * never sees a scratch database; the drill server's is dropped afterwards.
  */
 test('PostgreSQL drill on a designated drill server', { timeout: 180_000 }, async () => {
-  const t = tmpDir();
+  const d = drillSetup();
   const db = uniqueName('lb_drill_srv_');
   const drillServer = await createCluster();
   try {
     await pgCreateDb(db);
     await pgPopulate(db, { people: 1500, events: 1000 });
-    const cfgFile = path.join(t.dir, 'lifeboat.yaml');
-    await fsp.writeFile(
-      cfgFile,
-      `repositories:
-  main: { location: ./repo, autoInit: true }
-sources:
+    await d.writeConfig(`sources:
   pg: { kind: postgres, database: ${db} }
 jobs:
   remote:
@@ -588,11 +541,8 @@ jobs:
       queries:
         - { name: people, sql: "SELECT count(*) FROM people", equals: 1500 }
         - { name: people-at-backup, sql: "SELECT count(*) FROM people", equalsBackup: true }
-daemon:
-  catalog: ./catalog.db
-`,
-    );
-    assert.equal((await runCli(['run', 'remote', '--config', cfgFile], { env })).code, 0);
+`);
+    assert.equal((await d.cli('run', 'remote')).code, 0);
     // watch the drill server while the drill runs: the scratch database appears there
     let seenOnDrillServer = false;
     const poll = setInterval(() => {
@@ -605,12 +555,12 @@ daemon:
     }, 50);
     let r;
     try {
-      r = await runCli(['drill', 'remote', '--config', cfgFile, '--json'], { env });
+      r = await d.drill('remote');
     } finally {
       clearInterval(poll);
     }
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    const res = lastJson<DrillResult>(r.stdout);
+    const res = lastJson<Snaked<DrillResult>>(r.stdout);
     assert.match(res.target, new RegExp(`on 127\\.0\\.0\\.1:${drillServer.port}$`));
     assert.ok(res.checks.every((c) => c.ok), JSON.stringify(res.checks));
     assert.ok(seenOnDrillServer, 'the scratch database was created on the drill server');
@@ -620,6 +570,6 @@ daemon:
   } finally {
     await drillServer.stop();
     await pgDropDb(db).catch(() => {});
-    t.cleanup();
+    d.cleanup();
   }
 });

@@ -54,10 +54,3 @@ test('formatDuration (config syntax), formatDurationPrecise (drills), formatElap
     assert.equal(formatElapsed(ms), elapsed, `formatElapsed(${ms})`);
   }
 });
-
-test('the old import paths give the same functions', async () => {
-  const retention = await import('../src/policy/retention.js');
-  const drill = await import('../src/verify/drill.js');
-  assert.equal(retention.formatDuration, formatDuration);
-  assert.equal(drill.formatDuration, formatDurationPrecise);
-});

@@ -160,6 +160,37 @@ test('delta cycle (A based on B, B based on A): refused with the blobs named', {
   }
 });
 
+test('delta base whose stored content is not what its id says (authentic seal, same length): the base is named', { timeout: 3 * 60_000 }, async () => {
+  // Restore and check decode delta bases without hashing them (the blob built on a base is hashed);
+  // when that hash fails, the chain is re-read with every base checked, so the error names the base.
+  const line = (i: number) => `row ${i}\t${(i * 7919) % 100003}\tsome text\n`;
+  const P = Buffer.from(Array.from({ length: 4000 }, (_, i) => line(i)).join('').slice(0, 100_000));
+  const Q = Buffer.from(Array.from({ length: 4000 }, (_, i) => line(i + 17)).join('').slice(0, 100_000));
+  const T = Buffer.from(P);
+  T.write('CHANGED', 50_000);
+  let baseId = '';
+  let topId = '';
+  const b = await build(async (repo) => {
+    const codec = new BlobCodec(repo.key.encKey, 3);
+    baseId = repo.blobId(P);
+    topId = repo.blobId(T);
+    const delta = codec.encode(T, P);
+    assert.equal(delta.compression, 2, 'the crafted blob is a real delta');
+    await writePack(repo, [
+      // the base's id is P's, its sealed payload is Q's (authentic: written with the key)
+      { entry: { id: baseId, type: 'data', rawLength: Q.length, compression: 1 }, sealed: codec.encode(Q).sealed },
+      { entry: { id: topId, type: 'data', rawLength: T.length, compression: 2, base: baseId }, sealed: delta.sealed },
+    ]);
+    return { content: [topId], sizes: [T.length] };
+  });
+  try {
+    await restoreCase('wrong-base-content', b, [baseId], /does not match its id/);
+    await checkCase('wrong-base-content', b, [baseId], /does not match its id/);
+  } finally {
+    b.cleanup();
+  }
+});
+
 test('delta chain deeper than the format maximum (100 real deltas): refused', { timeout: 3 * 60_000 }, async () => {
   let top = '';
   const b = await build(async (repo) => {

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
  * points; this imports each module in its own process.
  */
 const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src');
-const ENTRY_ONLY = new Set(['repo/worker.js']); // a worker thread's entry: needs workerData
+const ENTRY_ONLY = new Set(['repo/worker.js', 'repo/decode-worker.js']); // worker thread entries: need workerData
 
 function modules(dir: string, rel = ''): string[] {
   const out: string[] = [];

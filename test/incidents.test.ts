@@ -2,14 +2,15 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { runCli, tmpDir } from './helpers/tmp.js';
+import { testOnBothCatalogs } from './helpers/catalogs.js';
+import { runCli, tmpDir, type Snaked } from './helpers/tmp.js';
 import { startWebhookReceiver } from './helpers/receivers.js';
 import { loadConfig, parseConfig } from '../src/config/load.js';
-import { openCatalog, PostgresCatalog, type Catalog } from '../src/ops/catalog.js';
+import { openCatalog } from '../src/ops/catalog/open.js';
+import type { Catalog } from '../src/ops/catalog/types.js';
 import { escalateIncidents, IncidentStore, renderIncidentHtml, renderIncidentMarkdown, type Incident } from '../src/ops/incidents.js';
 import { ConfigError, LifeboatError } from '../src/errors.js';
-import type { WebhookPayload } from '../src/ops/notify.js';
+import type { WebhookPayload } from '../src/ops/notify/webhook.js';
 
 const tmp = tmpDir('lb-incidents-');
 after(() => tmp.cleanup());
@@ -61,24 +62,7 @@ async function exercise(catalog: Catalog): Promise<void> {
   assert.doesNotMatch(html, /<down>|<config>/);
 }
 
-test('incident store on SQLite: lifecycle, timeline, post-incident review, escaped reports', async () => {
-  const c = await openCatalog(path.join(tmp.dir, 'inc.db'));
-  try {
-    await exercise(c);
-  } finally {
-    await c.close();
-  }
-});
-
-test('incident store on PostgreSQL', async () => {
-  const c = (await openCatalog(`postgres://postgres@127.0.0.1:5432/postgres?schema=lb_x_${randomBytes(4).toString('hex')}`)) as PostgresCatalog;
-  try {
-    await exercise(c);
-  } finally {
-    await c.dropSchema();
-    await c.close();
-  }
-});
+testOnBothCatalogs('incident store: lifecycle, timeline, post-incident review, escaped reports', () => tmp.dir, exercise);
 
 test('incident config is validated: unknown template variables and channels', async () => {
   assert.throws(
@@ -124,7 +108,7 @@ incidents:
     );
     const open = await runCli(['-c', file, '--json', 'incident', 'open', '--title', 'API down', '--impact', 'major', '--service', 'api', '--message', 'Checkout fails']);
     assert.equal(open.code, 0, open.stderr);
-    const inc = JSON.parse(open.stdout) as Incident;
+    const inc = JSON.parse(open.stdout) as Snaked<Incident>;
     assert.equal(rx.on('/ops').length, 1);
     const start = rx.on('/ops')[0]!.json as WebhookPayload;
     assert.equal(start.title, `[INCIDENT #${inc.id}] API down (major)`);
@@ -143,7 +127,7 @@ incidents:
     const cfg = loadConfig(file);
     const catalog = await openCatalog(cfg.daemon.catalog, { baseDir: cfg.dir });
     try {
-      const t0 = new Date(inc.startedAt).getTime();
+      const t0 = new Date(inc.started_at).getTime();
       assert.deepEqual(await escalateIncidents(cfg, catalog, new Date(t0 + 10 * MIN)), []);
       assert.equal(rx.on('/pager').length, 0);
       const sent = await escalateIncidents(cfg, catalog, new Date(t0 + 31 * MIN));

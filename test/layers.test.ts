@@ -161,3 +161,28 @@ test('src/ has no import circles and no import from a lower layer to a higher on
   assert.deepEqual(gone, [], 'known debts in docs/architecture.md that no longer exist: strike them from the list');
   assert.deepEqual(circles(pruned), [], 'import circles');
 });
+
+test('only the files source knows the files kind by name; nothing re-exports (no facades)', () => {
+  const byName: string[] = [];
+  const reexports: string[] = [];
+  for (const f of sourceFiles()) {
+    const code = readFileSync(path.join(SRC, f), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+    if (!f.startsWith('sources/files/') && /\bkind\s*[!=]==?\s*'files'|'files'\s*[!=]==?\s*[\w.?]*kind\b|case\s+'files'\s*:/.test(code)) byName.push(f);
+    if (/^export\s+(type\s+)?(\*|\{[^}]*\})\s+from\s/m.test(code)) reexports.push(f);
+  }
+  assert.deepEqual(byName, [], "callers decide by a kind's capabilities (config/sources.ts SOURCE_CAPABILITIES), not by kind === 'files'");
+  assert.deepEqual(reexports, [], 'import a name from the module that declares it');
+});
+
+test('database kinds are known by their capabilities outside their folders (pointInTime, sqlDialect), not by name', () => {
+  // the `pg` commands (cli/commands/pg.ts) are that kind's own commands
+  // and the `mysql` commands; repo/binlog.ts is the binary log archive format, which reads the mysql kind's snapshot metadata
+  const allowed = new Set(['cli/commands/pg.ts', 'cli/commands/mysql.ts', 'repo/binlog.ts']);
+  const byName: string[] = [];
+  for (const f of sourceFiles()) {
+    if (f.startsWith('sources/') || f === 'config/sources.ts' || allowed.has(f)) continue;
+    const code = readFileSync(path.join(SRC, f), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+    if (/\bkind\s*[!=]==?\s*'(postgres|postgres-physical|mysql)'|'(postgres|postgres-physical|mysql)'\s*[!=]==?\s*[\w.?]*kind\b|case\s+'(postgres|postgres-physical|mysql)'\s*:/.test(code)) byName.push(f);
+  }
+  assert.deepEqual(byName, [], "read the kind's capabilities (sources/registry.ts sourceKind(k).pointInTime / .sqlDialect) instead of comparing kind names");
+});

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_TIER, TIER_DEFAULTS, describeRpo, objectivesSchema, resolveObjectives, rpoStatus, type Tier } from '../src/policy/objectives.js';
+import { DEFAULT_TIER, TIER_DEFAULTS, describeRpo, objectivesSchema, resolveObjectives, rpoStatus } from '../src/policy/objectives.js';
+import type { Tier } from '../src/config/tiers.js';
 import { ConfigError } from '../src/errors.js';
 
 const MIN = 60_000;

@@ -5,9 +5,13 @@ import * as path from 'node:path';
 import { tmpDir } from './helpers/tmp.js';
 import { startSmtpReceiver, startWebhookReceiver, type ReceivedRequest } from './helpers/receivers.js';
 import { ConfigError } from '../src/errors.js';
-import { SqliteCatalog, type Catalog } from '../src/ops/catalog.js';
+import { SqliteCatalog } from '../src/ops/catalog/sqlite.js';
+import type { Catalog } from '../src/ops/catalog/types.js';
 import { evaluate, type Finding, type JobSpec } from '../src/ops/monitor.js';
-import { AlertManager, createNotifiers, parseNotifiersConfig, type WebhookPayload } from '../src/ops/notify.js';
+import { AlertManager } from '../src/ops/notify/manager.js';
+import { createNotifiers } from '../src/ops/notify/create.js';
+import { parseNotifiersConfig } from '../src/config/notifiers.js';
+import type { WebhookPayload } from '../src/ops/notify/webhook.js';
 import { renderTemplate, redactText, redactUrl } from '../src/ops/templates.js';
 
 const H = 3600_000;

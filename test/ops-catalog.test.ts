@@ -8,9 +8,15 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { tmpDir } from './helpers/tmp.js';
 import { LifeboatError } from '../src/errors.js';
-import { openCatalog, PostgresCatalog, SqliteCatalog, runFinishFromJobResult, LogTail, type Catalog } from '../src/ops/catalog.js';
+import { openCatalog } from '../src/ops/catalog/open.js';
+import { PostgresCatalog } from '../src/ops/catalog/postgres.js';
+import { SqliteCatalog } from '../src/ops/catalog/sqlite.js';
+import { runFinishFromJobResult } from '../src/ops/catalog/job-result.js';
+import { LogTail } from '../src/ops/catalog/log-tail.js';
+import type { Catalog } from '../src/ops/catalog/types.js';
 
-const CATALOG_JS = fileURLToPath(new URL('../src/ops/catalog.js', import.meta.url));
+const SQLITE_CATALOG_JS = fileURLToPath(new URL('../src/ops/catalog/sqlite.js', import.meta.url));
+const POSTGRES_CATALOG_JS = fileURLToPath(new URL('../src/ops/catalog/postgres.js', import.meta.url));
 const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const T0 = Date.UTC(2025, 0, 1, 0, 0, 0);
 const H = 3600_000;
@@ -52,6 +58,8 @@ function catalogBehaviour(name: string, open: () => Promise<Catalog>) {
           finishedAt: new Date(T0 + 90_000),
           bytesRead: 10,
           bytesAdded: 5,
+          bytesUploaded: 7,
+          bytesDownloaded: 2 ** 40,
           totalSize: 1000,
           files: 3,
           errors: 1,
@@ -63,6 +71,8 @@ function catalogBehaviour(name: string, open: () => Promise<Catalog>) {
         assert.equal(r.durationMs, 90_000);
         assert.equal(r.bytesRead, 10);
         assert.equal(r.bytesAdded, 5);
+        assert.equal(r.bytesUploaded, 7);
+        assert.equal(r.bytesDownloaded, 2 ** 40);
         assert.equal(r.totalSize, 1000);
         assert.equal(r.files, 3);
         assert.equal(r.errors, 1);
@@ -206,13 +216,13 @@ describe('SQLite catalog', () => {
     const f = fresh();
     const c1 = await SqliteCatalog.open(f);
     assert.ok(existsSync(f));
-    assert.deepEqual(await c1.migrations(), [1, 2]);
+    assert.deepEqual(await c1.migrations(), [1, 2, 3, 4, 5, 6]);
     const id = await c1.startRun({ job: 'x' });
     await c1.close();
     const c2 = (await openCatalog(path.relative(tmp.dir, f), { baseDir: tmp.dir })) as SqliteCatalog;
     try {
       assert.equal(c2.backend, 'sqlite');
-      assert.deepEqual(await c2.migrations(), [1, 2]);
+      assert.deepEqual(await c2.migrations(), [1, 2, 3, 4, 5, 6]);
       assert.equal((await c2.getRun(id))!.job, 'x');
       const db = c2.database;
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
@@ -224,6 +234,10 @@ describe('SQLite catalog', () => {
       assert.deepEqual(rows, [
         { version: 1, name: 'runs' },
         { version: 2, name: 'alerts' },
+        { version: 3, name: 'views' },
+        { version: 4, name: 'runs bytes transferred' },
+        { version: 5, name: 'fleet' },
+        { version: 6, name: 'job slots' },
       ]);
       // the query planner uses the index for the per-job queries
       const plan = db.prepare("EXPLAIN QUERY PLAN SELECT * FROM runs WHERE job = 'x' ORDER BY started_at DESC LIMIT 5").all() as Array<{ detail: string }>;
@@ -235,17 +249,17 @@ describe('SQLite catalog', () => {
 
   test('several processes opening a new catalog at once apply each migration exactly once', async () => {
     const f = fresh();
-    const script = `import { SqliteCatalog } from ${JSON.stringify(CATALOG_JS)};
+    const script = `import { SqliteCatalog } from ${JSON.stringify(SQLITE_CATALOG_JS)};
       const c = await SqliteCatalog.open(${JSON.stringify(f)});
       await c.startRun({ job: 'p' + process.pid });
       console.log(JSON.stringify(await c.migrations()));
       await c.close();`;
     const outs = await Promise.all([runNode(script).done, runNode(script).done, runNode(script).done, runNode(script).done]);
-    for (const o of outs) assert.equal(o.trim(), '[1,2]');
+    for (const o of outs) assert.equal(o.trim(), '[1,2,3,4,5,6]');
     const c = await SqliteCatalog.open(f);
     try {
       assert.equal((await c.runs()).length, 4);
-      assert.deepEqual(c.database.prepare('SELECT count(*) AS n FROM schema_migrations').get(), { n: 2 });
+      assert.deepEqual(c.database.prepare('SELECT count(*) AS n FROM schema_migrations').get(), { n: 6 });
     } finally {
       await c.close();
     }
@@ -254,7 +268,7 @@ describe('SQLite catalog', () => {
   test('markInterruptedRuns: runs of dead processes fail, live ones and our own stay running', async () => {
     const f = fresh();
     // a process that starts a run and dies without finishing it
-    const crashed = `import { SqliteCatalog } from ${JSON.stringify(CATALOG_JS)};
+    const crashed = `import { SqliteCatalog } from ${JSON.stringify(SQLITE_CATALOG_JS)};
       const c = await SqliteCatalog.open(${JSON.stringify(f)});
       console.log(await c.startRun({ job: 'crashed' }));
       process.kill(process.pid, 'SIGKILL');`;
@@ -262,7 +276,7 @@ describe('SQLite catalog', () => {
     const crashedId = Number(await r1.firstLine);
     await r1.done;
     // a process that starts a run and is still alive
-    const alive = `import { SqliteCatalog } from ${JSON.stringify(CATALOG_JS)};
+    const alive = `import { SqliteCatalog } from ${JSON.stringify(SQLITE_CATALOG_JS)};
       const c = await SqliteCatalog.open(${JSON.stringify(f)});
       console.log(await c.startRun({ job: 'alive' }));
       setInterval(() => {}, 1000);`;
@@ -357,8 +371,8 @@ describe('PostgreSQL catalog', () => {
     const [a, b] = await Promise.all([PostgresCatalog.open(`${PG_URL}?schema=${schema}`), PostgresCatalog.open(PG_URL, { schema })]);
     try {
       assert.equal(a.schema, schema);
-      assert.deepEqual(await a.migrations(), [1, 2]);
-      assert.deepEqual(await b.migrations(), [1, 2]);
+      assert.deepEqual(await a.migrations(), [1, 2, 3, 4, 5, 6]);
+      assert.deepEqual(await b.migrations(), [1, 2, 3, 4, 5, 6]);
       assert.ok(!a.location.includes('postgres@'), a.location);
       const id = await a.startRun({ job: 'x', startedAt: at(0) });
       await a.finishRun(id, { status: 'success', finishedAt: at(1), bytesAdded: 2 ** 40 });
@@ -366,7 +380,7 @@ describe('PostgreSQL catalog', () => {
       await b.close();
       const c = await openCatalog(`${PG_URL}?schema=${schema}`);
       assert.equal(c.backend, 'postgres');
-      assert.deepEqual(await c.migrations(), [1, 2]);
+      assert.deepEqual(await c.migrations(), [1, 2, 3, 4, 5, 6]);
       assert.equal((await c.lastSuccess('x'))!.startedAt.getTime(), at(0).getTime());
       await c.close();
 
@@ -382,7 +396,8 @@ describe('PostgreSQL catalog', () => {
         assert.equal(t.get('started_at'), 'timestamp with time zone');
         assert.equal(t.get('tool_versions'), 'jsonb');
         const mig = await client.query(`SELECT count(*)::int AS n FROM "${schema}".schema_migrations`);
-        assert.equal(mig.rows[0].n, 2);
+        assert.equal(mig.rows[0].n, 6);
+        assert.equal(t.get('bytes_uploaded'), 'bigint');
       } finally {
         await client.end();
       }
@@ -393,7 +408,7 @@ describe('PostgreSQL catalog', () => {
 
   test('markInterruptedRuns on PostgreSQL', async () => {
     const schema = newSchema();
-    const crashed = `import { PostgresCatalog } from ${JSON.stringify(CATALOG_JS)};
+    const crashed = `import { PostgresCatalog } from ${JSON.stringify(POSTGRES_CATALOG_JS)};
       const c = await PostgresCatalog.open(${JSON.stringify(PG_URL)}, { schema: ${JSON.stringify(schema)} });
       console.log(await c.startRun({ job: 'crashed' }));
       process.kill(process.pid, 'SIGKILL');`;
@@ -423,5 +438,5 @@ describe('PostgreSQL catalog', () => {
 
 before(() => {
   // make sure the compiled module exists for the child processes
-  assert.ok(existsSync(CATALOG_JS), CATALOG_JS);
+  for (const f of [SQLITE_CATALOG_JS, POSTGRES_CATALOG_JS]) assert.ok(existsSync(f), f);
 });

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { tmpDir } from './helpers/tmp.js';
 import { parseConfig } from '../src/config/load.js';
-import { SqliteCatalog, type Catalog } from '../src/ops/catalog.js';
+import { SqliteCatalog } from '../src/ops/catalog/sqlite.js';
+import type { Catalog } from '../src/ops/catalog/types.js';
 import { checkRpo, checkSize, evaluate, jobsFromConfig, median, measureFreeSpace, backupHealth, type JobSpec } from '../src/ops/monitor.js';
 
 const H = 3600_000;

@@ -88,7 +88,7 @@ test('pg restore: --archive-mode off|preserve is required (exit 2 without a term
       assert.equal(lines[lines.length - 1], "archive_mode = 'off'", 'the last archive_mode line (the one PostgreSQL uses) is off');
     }
     const j = await runCli(['pg', 'restore', '--to', path.join(t.dir, 'json'), '--archive-mode', 'off', '--json', ...common]);
-    assert.equal((JSON.parse(j.stdout.trim().split('\n').pop()!) as { archiveMode: string }).archiveMode, 'off');
+    assert.equal((JSON.parse(j.stdout.trim().split('\n').pop()!) as { archive_mode: string }).archive_mode, 'off');
 
     // preserve: the backed-up archive settings stay in force, and the output warns
     const keep = path.join(t.dir, 'preserve');

@@ -196,20 +196,20 @@ test('PostgreSQL PITR: archive WAL, base backup, restore to a time between two b
 
     // Base backup (as postgres: the repository is shared with the archiver).
     const bb = ok(await runAsPostgres(['pg', 'base-backup', '--port', String(p.port), '--json', ...common], t.dir), 'pg base-backup');
-    const bbInfo = JSON.parse(bb.stdout.trim().split('\n').pop()!) as { snapshot: string; totalBytes: number; durationMs: number; throughputBytesPerSec: number };
-    console.log(`base backup: ${bbInfo.totalBytes} bytes in ${bbInfo.durationMs} ms (${(bbInfo.throughputBytesPerSec / 1048576).toFixed(1)} MiB/s)`);
+    const bbInfo = JSON.parse(bb.stdout.trim().split('\n').pop()!) as { snapshot: string; total_bytes: number; duration_ms: number; throughput_bytes_per_sec: number };
+    console.log(`base backup: ${bbInfo.total_bytes} bytes in ${bbInfo.duration_ms} ms (${(bbInfo.throughput_bytes_per_sec / 1048576).toFixed(1)} MiB/s)`);
     const snaps = JSON.parse(ok(await runCli(['snapshots', '--json', ...common]), 'snapshots').stdout) as Array<{ id: string; source?: Record<string, unknown> }>;
     const base1 = snaps.find((s) => s.id === bbInfo.snapshot)!;
     assert.ok(base1, 'the base backup snapshot is listed');
     assert.equal(base1.source?.kind, 'pg-basebackup');
-    assert.match(String(base1.source?.startLsn), /^[0-9A-F]+\/[0-9A-F]+$/);
-    assert.match(String(base1.source?.endLsn), /^[0-9A-F]+\/[0-9A-F]+$/);
-    assert.match(String(base1.source?.startSegment), /^[0-9A-F]{24}$/);
+    assert.match(String(base1.source?.start_lsn), /^[0-9A-F]+\/[0-9A-F]+$/);
+    assert.match(String(base1.source?.end_lsn), /^[0-9A-F]+\/[0-9A-F]+$/);
+    assert.match(String(base1.source?.start_segment), /^[0-9A-F]{24}$/);
     assert.equal(base1.source?.timeline, 1);
     const sysid = (await p.query<{ s: string }>('SELECT system_identifier::text AS s FROM pg_control_system()')).rows[0]!.s;
-    assert.equal(base1.source?.systemIdentifier, sysid);
-    assert.match(String(base1.source?.backupLabel), /START WAL LOCATION/);
-    assert.match(String(base1.source?.serverVersion), /^15/);
+    assert.equal(base1.source?.system_identifier, sysid);
+    assert.match(String(base1.source?.backup_label), /START WAL LOCATION/);
+    assert.match(String(base1.source?.server_version), /^15/);
 
     for (const k of [3, 4, 5, 6]) {
       await sleep(3000);
@@ -227,7 +227,7 @@ test('PostgreSQL PITR: archive WAL, base backup, restore to a time between two b
     assert.equal(arch.failed, '0', `archive_command failed:\n${await archiverDiagnostics(p)}`);
 
     const wal = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', ...common]), 'wal-list').stdout) as WalRow[];
-    assert.ok(wal.some((w) => w.name === base1.source?.startSegment), 'the base backup start segment is archived');
+    assert.ok(wal.some((w) => w.name === base1.source?.start_segment), 'the base backup start segment is archived');
     assert.ok(wal.some((w) => w.name.endsWith('.backup')), 'the .backup file is archived');
     assert.equal(new Set(wal.map((w) => w.name)).size, wal.length, 'one entry per WAL file');
 
@@ -263,7 +263,7 @@ test('PostgreSQL PITR: archive WAL, base backup, restore to a time between two b
     // preserve (a promotion into the new primary) keeps the original archive_command and says so
     const promoDir = path.join(t.dir, 'promotion');
     const pr0 = ok(await runAsPostgres(['pg', 'restore', '--to', promoDir, '--target-time', target, '--archive-mode', 'preserve', '--json', ...common], t.dir), 'pg restore preserve');
-    assert.equal((JSON.parse(pr0.stdout.trim().split('\n').pop()!) as { archiveMode: string }).archiveMode, 'preserve');
+    assert.equal((JSON.parse(pr0.stdout.trim().split('\n').pop()!) as { archive_mode: string }).archive_mode, 'preserve');
     const promoAuto = await fsp.readFile(path.join(promoDir, 'postgresql.auto.conf'), 'utf8');
     assert.doesNotMatch(promoAuto, /^archive_mode = 'off'$/m);
     assert.match(promoAuto, /^archive_command = '.*wal-push %p/m, 'the backed-up archive_command is kept');
@@ -296,29 +296,32 @@ test('PostgreSQL PITR: archive WAL, base backup, restore to a time between two b
     // second backup's start goes, everything from it on stays, check passes.
     const bb2 = JSON.parse(ok(await runAsPostgres(['pg', 'base-backup', '--port', String(p.port), '--json', ...common], t.dir), 'second base backup').stdout.trim().split('\n').pop()!) as { snapshot: string };
     await waitArchived(p);
+    // the primary's archiver must not add segments while the archive is counted below (wal-list vs check)
+    await p.stop();
+    primary = undefined;
     const snaps2 = JSON.parse(ok(await runCli(['snapshots', '--json', ...common]), 'snapshots').stdout) as Array<{ id: string; source?: Record<string, unknown> }>;
-    const start2 = String(snaps2.find((s) => s.id === bb2.snapshot)!.source!.startSegment);
+    const start2 = String(snaps2.find((s) => s.id === bb2.snapshot)!.source!.start_segment);
     const before = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', ...common]), 'wal-list').stdout) as WalRow[];
     const older = before.filter((w) => !w.name.endsWith('.history') && w.name.slice(8, 24) < start2.slice(8, 24));
     assert.ok(older.length > 0, 'there is WAL older than the second base backup');
     // While the first base backup is kept, only WAL from before ITS start may go.
-    const start1 = String(base1.source!.startSegment);
+    const start1 = String(base1.source!.start_segment);
     const beforeFirst = before.filter((w) => !w.name.endsWith('.history') && w.name.slice(8, 24) < start1.slice(8, 24));
     const dry = JSON.parse(ok(await runAsPostgres(['pg', 'wal-prune', '--dry-run', '--json', ...common], t.dir), 'wal-prune dry run').stdout) as { removed: string[] };
     assert.deepEqual(dry.removed.sort(), beforeFirst.map((w) => `default/${w.name}`).sort());
     assert.ok(!dry.removed.includes(`default/${start1}`));
     ok(await runAsPostgres(['forget', base1.id, ...common], t.dir), 'forget');
-    const pr = JSON.parse(ok(await runAsPostgres(['prune', '--json', ...common], t.dir), 'prune').stdout.trim().split('\n').pop()!) as { walRemoved: number; packsDeleted: number };
-    assert.equal(pr.walRemoved, older.length);
-    assert.ok(pr.packsDeleted > 0, 'the removed WAL freed packs');
+    const pr = JSON.parse(ok(await runAsPostgres(['prune', '--json', ...common], t.dir), 'prune').stdout.trim().split('\n').pop()!) as { wal_removed: number; packs_deleted: number };
+    assert.equal(pr.wal_removed, older.length);
+    assert.ok(pr.packs_deleted > 0, 'the removed WAL freed packs');
     const after = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', ...common]), 'wal-list').stdout) as WalRow[];
     const afterNames = new Set(after.map((w) => w.name));
     for (const w of older) assert.ok(!afterNames.has(w.name), `${w.name} was removed`);
     for (const w of before) if (!older.includes(w)) assert.ok(afterNames.has(w.name), `${w.name} is kept`);
     assert.ok(afterNames.has(start2), 'the kept base backup start segment is kept');
     const chk = ok(await runAsPostgres(['check', '--read-data', '--json', ...common], t.dir), 'check --read-data');
-    const chkRes = JSON.parse(chk.stdout.trim().split('\n').pop()!) as { ok?: boolean; walFiles?: number; problems?: unknown[] };
-    assert.equal(chkRes.walFiles, after.length);
+    const chkRes = JSON.parse(chk.stdout.trim().split('\n').pop()!) as { ok?: boolean; wal_files?: number; problems?: unknown[] };
+    assert.equal(chkRes.wal_files, after.length);
     // A kept segment is still fetchable after prune (its blobs may have been repacked).
     const dest = path.join(t.dir, 'fetched');
     ok(await runCli(['wal-fetch', start2, dest, ...common]), 'wal-fetch after prune');
@@ -508,14 +511,14 @@ daemon:
     // restore drill of the PITR path: base backup + WAL replayed by a private server, timed
     const drill = await runCli(['drill', 'cluster-base', '--config', cfg, '--json'], {});
     assert.equal(drill.code, 0, drill.stderr + drill.stdout);
-    const dr = JSON.parse(drill.stdout.trim().split('\n').pop()!) as { status: string; restoreMs: number; rtoMs: number; rtoMet: boolean; backupAgeMs: number; snapshotTime: string; startedAt: string; checks: Array<{ name: string; ok: boolean; detail: string }>; phases: Array<{ name: string; ms: number }> };
+    const dr = JSON.parse(drill.stdout.trim().split('\n').pop()!) as { status: string; restore_ms: number; rto_ms: number; rto_met: boolean; backup_age_ms: number; snapshot_time: string; started_at: string; checks: Array<{ name: string; ok: boolean; detail: string }>; phases: Array<{ name: string; ms: number }> };
     // the newest restorable point is the newest archived WAL (archived after the base backup), not the base backup
-    assert.ok(dr.backupAgeMs < Date.parse(dr.startedAt) - Date.parse(dr.snapshotTime), `backupAgeMs ${dr.backupAgeMs} counts from the newest archived WAL`);
+    assert.ok(dr.backup_age_ms < Date.parse(dr.started_at) - Date.parse(dr.snapshot_time), `backup_age_ms ${dr.backup_age_ms} counts from the newest archived WAL`);
     assert.equal(dr.status, 'success');
     assert.deepEqual(dr.checks.map((c) => [c.name, c.ok]), [['recovery', true], ['databases', true], ['writable', true], ['items', true]]);
-    assert.equal(dr.rtoMs, 3600_000, 'tier critical: RTO 1h');
-    assert.equal(dr.rtoMet, true);
-    console.log(`PITR drill: restore (extract + WAL replay until promoted) ${dr.restoreMs} ms; phases ${dr.phases.map((p) => `${p.name} ${p.ms} ms`).join(', ')}`);
+    assert.equal(dr.rto_ms, 3600_000, 'tier critical: RTO 1h');
+    assert.equal(dr.rto_met, true);
+    console.log(`PITR drill: restore (extract + WAL replay until promoted) ${dr.restore_ms} ms; phases ${dr.phases.map((p) => `${p.name} ${p.ms} ms`).join(', ')}`);
     const leftovers = (await fsp.readdir(os.tmpdir())).filter((f) => f.startsWith('lifeboat-drill-cluster-base-'));
     assert.deepEqual(leftovers, [], 'the scratch data directory is removed');
 
@@ -525,8 +528,8 @@ daemon:
       (f) => f.job === 'cluster-base' && f.check === 'rpo',
     )!;
     assert.equal(rpoFinding.severity, 'ok');
-    assert.ok(typeof rpoFinding.details.walArchivedAt === 'string', JSON.stringify(rpoFinding));
-    assert.equal(rpoFinding.details.lastSuccessAt, rpoFinding.details.walArchivedAt);
+    assert.ok(typeof rpoFinding.details.wal_archived_at === 'string', JSON.stringify(rpoFinding));
+    assert.equal(rpoFinding.details.last_success_at, rpoFinding.details.wal_archived_at);
 
     const snapsB = JSON.parse(ok(await runCli(['snapshots', '--json', '--repo', repoB, '--password-file', pw]), 'snapshots b').stdout) as Array<{ source?: Record<string, unknown> }>;
     assert.equal(snapsB.filter((s) => s.source?.kind === 'pg-basebackup').length, 1, 'the base backup was copied once');

@@ -4,9 +4,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { testOnBothCatalogs } from './helpers/catalogs.js';
 import { runCli, tmpDir } from './helpers/tmp.js';
 import { loadConfig } from '../src/config/load.js';
-import { openCatalog, PostgresCatalog, type Catalog } from '../src/ops/catalog.js';
+import type { Catalog } from '../src/ops/catalog/types.js';
 import { INCIDENT_MIGRATIONS, IncidentStore } from '../src/ops/incidents.js';
 import { startServer, type RunningServer } from '../src/server/server.js';
 
@@ -244,21 +245,4 @@ async function migrationCase(c: Catalog): Promise<void> {
   assert.deepEqual(b.updates.map((u) => [u.system, u.public]), [[true, false], [false, true]]);
 }
 
-test('migration 201 (sqlite): hand-opened incidents stay public, runbook-opened ones become private with system updates', async () => {
-  const c = await openCatalog(path.join(tmp.dir, 'migrate.db'));
-  try {
-    await migrationCase(c);
-  } finally {
-    await c.close();
-  }
-});
-
-test('migration 201 (postgres): the same', async () => {
-  const c = await PostgresCatalog.open('postgres://postgres@127.0.0.1:5432/postgres', { schema: `lb_publish_${process.pid}_${randomBytes(3).toString('hex')}` });
-  try {
-    await migrationCase(c);
-  } finally {
-    await c.dropSchema();
-    await c.close();
-  }
-});
+testOnBothCatalogs('migration 201: hand-opened incidents stay public, runbook-opened ones become private with system updates', () => tmp.dir, migrationCase);

@@ -97,7 +97,7 @@ describe('corruption is detected and reported by name (local)', () => {
     assert.equal(files.length, 2);
     // remove the index written by the first backup (it lists snapshot a's packs)
     const repo0 = await Repository.open(new LocalStorage(s.dir), 'pw');
-    const victim = [...repo0.index.files].find(([, packs]) => packs.some((p) => p.id === s.pack))![0];
+    const victim = [...repo0.index.files].find(([, packs]) => packs.includes(s.pack))![0];
     await repo0.close();
     await fsp.rm(path.join(idxDir, victim));
     let repo = await Repository.open(new LocalStorage(s.dir), 'pw');

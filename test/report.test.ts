@@ -4,10 +4,11 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { chromium } from 'playwright-core';
-import { tmpDir, runCli } from './helpers/tmp.js';
-import { openCatalog } from '../src/ops/catalog.js';
+import { tmpDir, runCli, type Snaked } from './helpers/tmp.js';
+import { openCatalog } from '../src/ops/catalog/open.js';
 import { parseConfig } from '../src/config/load.js';
-import { formatDuration, type DrillResult } from '../src/verify/drill.js';
+import { formatDurationPrecise as formatDuration } from '../src/util/format.js';
+import type { DrillResult } from '../src/verify/drill-types.js';
 import { recordDrill } from '../src/verify/drill-store.js';
 import { buildReport, renderReportHtml, renderReportMarkdown, sparkline } from '../src/verify/report.js';
 
@@ -54,7 +55,7 @@ daemon:
     for (const job of ['lite', 'lite']) assert.equal((await runCli(['drill', job, '--config', cfgFile], { env })).code, 0);
     assert.equal((await runCli(['drill', 'lite-bad', '--config', cfgFile], { env })).code, 1);
     let r = await runCli(['drills', '--config', cfgFile, '--json', '--job', 'lite'], { env });
-    const drills = JSON.parse(r.stdout) as DrillResult[];
+    const drills = JSON.parse(r.stdout) as Array<Snaked<DrillResult>>;
     assert.equal(drills.length, 2);
     const latest = drills[0]!;
 
@@ -66,7 +67,7 @@ daemon:
     const liteRow = md.split('\n').find((l) => l.startsWith('| lite | lite | critical |'))!;
     assert.ok(liteRow, md);
     const cells = liteRow.split(' | ');
-    assert.equal(cells[8], formatDuration(latest.restoreMs), 'measured restore time of the last drill');
+    assert.equal(cells[8], formatDuration(latest.restore_ms), 'measured restore time of the last drill');
     assert.equal(cells[9], '1h'); // critical tier RTO
     assert.equal(cells[10], 'met');
     assert.match(md, /\| docs \| docs \| normal \| .* \| never \| - \| 1d \| unknown \| FAIL \|/);
@@ -93,12 +94,12 @@ daemon:
       assert.equal(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss), undefined);
       const row = page.locator('tr', { has: page.locator('a[href="#job-lite"]') });
       const rowText = await row.innerText();
-      assert.ok(rowText.includes(formatDuration(latest.restoreMs)), rowText);
+      assert.ok(rowText.includes(formatDuration(latest.restore_ms)), rowText);
       // two charts per job with history; the lite drill chart has one point per drill
       const liteCharts = page.locator('#job-lite svg');
       assert.equal(await liteCharts.count(), 2);
       assert.equal(await liteCharts.nth(0).locator('circle').count(), 2);
-      assert.match((await liteCharts.nth(0).locator('circle title').first().textContent())!, new RegExp(formatDuration(drills[1]!.restoreMs).replace('.', '\\.') + '$'));
+      assert.match((await liteCharts.nth(0).locator('circle title').first().textContent())!, new RegExp(formatDuration(drills[1]!.restore_ms).replace('.', '\\.') + '$'));
       const badSection = await page.locator('#job-lite-bad').innerText();
       assert.match(badSection, /FAILED/);
       assert.ok(badSection.includes(XSS), 'the query name is shown as text');

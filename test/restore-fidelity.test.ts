@@ -201,8 +201,8 @@ test('ls/diff/check and include, exclude and ID:/path with a name that is not UT
   assert.equal(cp.code, 0, cp.stderr);
   const fromCopy = path.join(tmp.dir, 'from-copy');
   // copied snapshots get new ids
-  const copied = JSON.parse((await runCli(['snapshots', '--repo', second, '--json'], { env })).stdout) as Array<{ id: string; copiedFrom?: { snapshot: string } }>;
-  const id = copied.find((x) => x.copiedFrom?.snapshot === snaps[0]!.id)!.id;
+  const copied = JSON.parse((await runCli(['snapshots', '--repo', second, '--json'], { env })).stdout) as Array<{ id: string; copied_from?: { snapshot: string } }>;
+  const id = copied.find((x) => x.copied_from?.snapshot === snaps[0]!.id)!.id;
   const r3 = await runCli(['restore', '--repo', second, id, '--target', fromCopy, '--exclude', 'sparse.img'], { env });
   assert.equal(r3.code, 0, r3.stderr);
   const base = Buffer.from(path.join(fromCopy, src));

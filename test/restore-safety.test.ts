@@ -212,3 +212,31 @@ describe('the API restore uses the same safe restorer', () => {
     assert.deepEqual(await outsideEntries(), []);
   });
 });
+
+describe('a dashboard download of a hostile file node', () => {
+  test('content shorter than the recorded size (no holes) fails instead of padding with zeros', async () => {
+    const { fileBytes } = await import('../src/server/snapshots.js');
+    const repo = await Repository.open(new LocalStorage(repoDir), PW);
+    try {
+      const node = await fileNode(repo, 'short', Buffer.from('ten bytes!'));
+      node.size = 1 << 30; // the tree claims 1 GiB
+      await repo.flush();
+      let sent = 0;
+      await assert.rejects(
+        (async () => {
+          for await (const b of fileBytes(repo, node)) sent += b.length;
+        })(),
+        /content is 10 bytes, the snapshot records 1073741824/,
+      );
+      assert.equal(sent, 10, 'no zeros were sent in place of missing content');
+      // a recorded trailing hole is padded (a sparse file), exactly to the size
+      const sparse = { ...(await fileNode(repo, 'sparse', Buffer.from('data'))), size: 100_000, holes: [[4, 99_996]] as Array<[number, number]> };
+      await repo.flush();
+      let total = 0;
+      for await (const b of fileBytes(repo, sparse)) total += b.length;
+      assert.equal(total, 100_000);
+    } finally {
+      await repo.close();
+    }
+  });
+});

@@ -1,21 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import {
-  applyRetention,
-  bucketKey,
-  describePolicy,
-  formatDuration,
-  groupSnapshots,
-  isEmptyPolicy,
-  isoWeek,
-  parseCalendarDuration,
-  parseDuration,
-  retentionPolicySchema,
-  subtractCalendarDuration,
-  type RetentionPolicy,
-  type SnapshotLike,
-} from '../src/policy/retention.js';
+import { applyRetention, bucketKey, describePolicy, groupSnapshots, isEmptyPolicy, isoWeek, subtractCalendarDuration, type RetentionPolicy, type SnapshotLike } from '../src/policy/retention.js';
+import { formatDuration } from '../src/util/format.js';
+import { parseCalendarDuration, parseDuration } from '../src/util/duration.js';
+import { retentionPolicySchema } from '../src/config/retention.js';
 import { ConfigError } from '../src/errors.js';
 
 interface Snap extends SnapshotLike {

@@ -7,13 +7,15 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { CLI, runCli, tmpDir } from './helpers/tmp.js';
-import { pgCreateDb, pgDropDb, pgExec, uniqueName } from './helpers/db.js';
+import { CLI, runCli, tmpDir, type Snaked } from './helpers/tmp.js';
+import { pgCreateDb, pgDropDb, pgExec, startPrivatePg, uniqueName } from './helpers/db.js';
 import { createCluster, PG_BIN, type PgCluster } from './helpers/pgcluster.js';
 import { loadConfig, parseConfig } from '../src/config/load.js';
-import { openCatalog, type Catalog } from '../src/ops/catalog.js';
+import { openCatalog } from '../src/ops/catalog/open.js';
+import type { Catalog } from '../src/ops/catalog/types.js';
 import { IncidentStore } from '../src/ops/incidents.js';
-import { getRunbookRun, planRunbook, runRunbook, type RunbookRun } from '../src/runbook/engine.js';
+import { getRunbookRun, planRunbook, runRunbook } from '../src/runbook/engine.js';
+import type { RunbookRun } from '../src/runbook/store.js';
 import { listRunbooks } from '../src/runbook/load.js';
 import { ConfigError } from '../src/errors.js';
 
@@ -206,7 +208,7 @@ runbooks:
 `);
     const r = await runCli(['-c', file, '--json', 'runbook', 'run', 'failover', '--actor', 'failover-test']);
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    const run = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as RunbookRun;
+    const run = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Snaked<RunbookRun>;
     assert.equal(run.status, 'success');
     assert.deepEqual(run.steps.map((s) => s.status), Array(6).fill('success'));
     const stored = (await withCatalog(file, (c) => getRunbookRun(c, run.id)))!;
@@ -291,18 +293,77 @@ runbooks:
     const r = await runCli(['-c', file, '--json', 'runbook', 'run', 'restore-app-db'], { env });
     const ms = Date.now() - t0;
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    const run = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as RunbookRun;
+    const run = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Snaked<RunbookRun>;
     assert.equal(run.status, 'success');
     assert.match(run.steps[1]!.output, /restored snapshot [0-9a-f]{8} .* of postgres source app-db from repository main into lb_rb_/);
     const rows = await pgExec(db, 'SELECT count(*)::int AS n, sum(id)::bigint AS s FROM orders');
     assert.equal(rows.rows[0].n, 5000);
     assert.equal(Number(rows.rows[0].s), (5000 * 5001) / 2);
-    const inc = (await withCatalog(file, (c) => new IncidentStore(c).get(run.incidentId!)))!;
+    const inc = (await withCatalog(file, (c) => new IncidentStore(c).get(run.incident_id!)))!;
     assert.equal(inc.status, 'resolved');
-    const restoreStep = new Date(run.steps[1]!.finishedAt!).getTime() - new Date(run.steps[1]!.startedAt!).getTime();
+    const restoreStep = new Date(run.steps[1]!.finished_at!).getTime() - new Date(run.steps[1]!.started_at!).getTime();
     console.log(`# restore runbook: ${ms} ms wall (CLI), restore step ${restoreStep} ms, 5000-row table`);
   } finally {
     await new Promise((r) => (server ? server.close(r) : r(undefined)));
+    await pgDropDb(db);
+  }
+});
+
+test('restore step onto a password-protected server: a password in the URL is refused unechoed; the source\'s password is used, in no output or log', { timeout: 180_000 }, async () => {
+  const secret = "rb p@ss:/'w ü";
+  const server = await startPrivatePg(secret);
+  const db = uniqueName('lb_rbpw_');
+  await pgCreateDb(db);
+  try {
+    await pgExec(db, 'CREATE TABLE orders (id int PRIMARY KEY, item text NOT NULL)');
+    await pgExec(db, "INSERT INTO orders SELECT g, 'item-' || g FROM generate_series(1, 1000) g");
+    const config = (to: string) => `sources:
+  app-db: { kind: postgres, host: 127.0.0.1, port: 5432, user: postgres, database: ${db}, passwordEnv: LB_RB_TARGET_PW }
+jobs:
+  app-db: { source: app-db }
+runbooks:
+  copy-app-db:
+    title: Restore app-db onto the standby server
+    scenario: database-corruption
+    severity: high
+    steps:
+      - type: restore
+        name: restore-to-standby
+        source: app-db
+        to: "${to}"
+`;
+    const env = { LIFEBOAT_PASSWORD: PASSWORD, LB_RB_TARGET_PW: secret };
+    const encoded = encodeURIComponent(secret);
+    // a password inside the target URL: refused at load (it would sit in the config and the run record), not echoed
+    const withPw = await makeConfig(config(`postgres://postgres:${encoded}@127.0.0.1:${server.port}/restored_copy`));
+    const bad = await runCli(['-c', withPw.file, 'runbook', 'plan', 'copy-app-db'], { env });
+    assert.equal(bad.code, 2, bad.stderr + bad.stdout);
+    assert.match(bad.stderr, /runbooks\.copy-app-db\.steps\.0\.to: put no password in the URL/);
+    assert.ok(!(bad.stdout + bad.stderr).includes(encoded) && !(bad.stdout + bad.stderr).includes(secret), 'the URL password was echoed');
+
+    const { file } = await makeConfig(config(`postgres://postgres@127.0.0.1:${server.port}/restored_copy`));
+    const b = await runCli(['-c', file, 'backup', '--source', 'app-db'], { env });
+    assert.equal(b.code, 0, b.stderr);
+    const r = await runCli(['-c', file, '--json', 'runbook', 'run', 'copy-app-db'], { env });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const run = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Snaked<RunbookRun>;
+    assert.equal(run.status, 'success', JSON.stringify(run.steps));
+    assert.match(run.steps[0]!.output, /restored snapshot [0-9a-f]{8} .* of postgres source app-db from repository main into postgres:\/\/[^ ]*127\.0\.0\.1/);
+    // the data arrived on the password-protected server
+    const c = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'postgres', password: secret, database: 'restored_copy' });
+    await c.connect();
+    try {
+      const q = await c.query('SELECT count(*)::int AS n FROM orders');
+      assert.equal(q.rows[0].n, 1000);
+    } finally {
+      await c.end();
+    }
+    // the secret is in no output, step report or run log
+    for (const text of [r.stdout, r.stderr, JSON.stringify(run)]) {
+      assert.ok(!text.includes(secret) && !text.includes(encoded), 'the target password leaked');
+    }
+  } finally {
+    await server.stop();
     await pgDropDb(db);
   }
 });
@@ -362,7 +423,7 @@ test('crash + resume: completed non-idempotent steps are not re-run; an interrup
   child.kill('SIGKILL');
   assert.equal((await done).signal, 'SIGKILL');
   const runs = await runCli(['-c', file, '--json', 'runbook', 'runs']);
-  const listed = JSON.parse(runs.stdout) as RunbookRun[];
+  const listed = JSON.parse(runs.stdout) as Array<Snaked<RunbookRun>>;
   assert.equal(listed[0]!.status, 'interrupted');
   assert.deepEqual(trail(), ['a', 'b']);
   // confirmed from another process while nobody runs it, then resumed
@@ -370,9 +431,9 @@ test('crash + resume: completed non-idempotent steps are not re-run; an interrup
   assert.equal(conf.code, 0, conf.stderr);
   const res = await runCli(['-c', file, '--json', 'runbook', 'resume', String(waiting.id), '--no-prompt']);
   assert.equal(res.code, 0, res.stderr + res.stdout);
-  const resumed = JSON.parse(res.stdout.trim().split('\n').at(-1)!) as RunbookRun;
+  const resumed = JSON.parse(res.stdout.trim().split('\n').at(-1)!) as Snaked<RunbookRun>;
   assert.equal(resumed.status, 'success');
-  assert.equal(resumed.steps[2]!.confirmedBy, 'alice');
+  assert.equal(resumed.steps[2]!.confirmed_by, 'alice');
   assert.deepEqual(trail(), ['a', 'b', 'c']);
   const again = await runCli(['-c', file, 'runbook', 'resume', String(waiting.id)]);
   assert.equal(again.code, 2);
@@ -390,10 +451,10 @@ test('crash + resume: completed non-idempotent steps are not re-run; an interrup
   assert.match(refused.stderr, /step 2 "long" \(exec\) was running when Lifeboat stopped and is not marked idempotent.*--retry-step.*--skip-step/s);
   const skipped = await runCli(['-c', file, '--json', 'runbook', 'resume', String(running.id), '--skip-step', '--actor', 'bob']);
   assert.equal(skipped.code, 0, skipped.stderr);
-  const fin = JSON.parse(skipped.stdout.trim().split('\n').at(-1)!) as RunbookRun;
+  const fin = JSON.parse(skipped.stdout.trim().split('\n').at(-1)!) as Snaked<RunbookRun>;
   assert.deepEqual(fin.steps.map((s) => s.status), ['success', 'skipped', 'success']);
   assert.deepEqual(readFileSync(path.join(dir, 'trail3'), 'utf8').trim().split('\n'), ['a', 'long-start', 'c']);
-  const inc = (await withCatalog(file, (c) => new IncidentStore(c).get(fin.incidentId!)))!;
+  const inc = (await withCatalog(file, (c) => new IncidentStore(c).get(fin.incident_id!)))!;
   assert.ok(inc.timeline.some((e) => e.kind === 'resumed' && /resumed by bob \(skip the interrupted step\)/.test(e.text)));
 });
 
@@ -426,7 +487,7 @@ test('manual step confirmed (and rejected) from another process while the run wa
   const r2 = await second.done;
   assert.equal(r2.code, 1, r2.out);
   const show = await runCli(['-c', file, '--json', 'runbook', 'show', String(w2.id)]);
-  const run = JSON.parse(show.stdout) as RunbookRun;
+  const run = JSON.parse(show.stdout) as Snaked<RunbookRun>;
   assert.equal(run.status, 'rolled-back');
   assert.match(run.steps[1]!.error!, /rejected by .*: numbers look wrong/);
   assert.deepEqual(readFileSync(path.join(dir, 'trail'), 'utf8').trim().split('\n'), ['prep', 'go', 'prep', 'undo-prep']);

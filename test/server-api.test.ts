@@ -7,8 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { describeTree, makeTree, runCli, tmpDir } from './helpers/tmp.js';
 import { loadConfig } from '../src/config/load.js';
-import { openCatalog, PostgresCatalog } from '../src/ops/catalog.js';
+import { openCatalog } from '../src/ops/catalog/open.js';
+import { PostgresCatalog } from '../src/ops/catalog/postgres.js';
 import { startServer, type RunningServer } from '../src/server/server.js';
+import { FleetStore } from '../src/ops/fleet/store.js';
 import { AuthStore, hashPassword, verifyPassword } from '../src/server/auth.js';
 import { MaintenanceStore } from '../src/server/maintenance.js';
 import Database from 'better-sqlite3';
@@ -337,10 +339,36 @@ describe('API routes', () => {
     byPath['/api/v1/drills/{id}'] = { id: String(drillTask.result.drillId) };
     byPath['/api/v1/runbook-runs/{id}'] = { id: String(runId) };
     byPath['/api/v1/runbooks/{name}/plan'] = { name: 'rb-api' };
+    byPath['/api/v1/sources/{source}/restore-target'] = { source: 'appdb' };
+    // routes with a required query
+    const { readdir: listDir } = await import('node:fs/promises');
+    const aFile = (await listDir(path.join(tmp.dir, 'data'), { withFileTypes: true })).find((e) => e.isFile())!.name;
+    const queries: Record<string, string> = {
+      '/api/v1/repositories/{repo}/snapshots/{snapshot}/search': '?q=a',
+      '/api/v1/repositories/{repo}/snapshots/{snapshot}/file': `?path=${encodeURIComponent(path.join(tmp.dir, 'data', aFile))}`,
+      '/api/v1/repositories/{repo}/diff': `?from=${params.snapshot}&to=${params.snapshot}`,
+    };
+    // a fleet agent (registered as a daemon would) and a run request for it, through the API
+    await new FleetStore(srv.catalog, { timeoutMs: 5000, missedAfter: 3 }).register({
+      id: 'api-agent',
+      hostname: 'api-host',
+      version: '0.1.0',
+      instance: 'server-api-test',
+      pid: 1,
+      heartbeatMs: 60_000,
+      jobs: [{ name: 'docs', source: 'docs', sourceKind: 'files', schedule: null, repository: 'local', drillSchedule: null, services: [] }],
+    });
+    assert.equal((await call('POST', '/api/v1/fleet/agents/api-agent/requests', { token: viewerToken, body: { kind: 'job', name: 'docs' } })).status, 403);
+    assert.equal((await call('POST', '/api/v1/fleet/agents/api-agent/requests', { token: operatorToken, body: { kind: 'job', name: 'nope' } })).status, 400);
+    const fr = await call('POST', '/api/v1/fleet/agents/api-agent/requests', { token: operatorToken, body: { kind: 'drill', name: 'docs' } });
+    assert.equal(fr.status, 202, fr.text);
+    assert.equal(fr.json.status, 'pending');
+    assert.equal(fr.json.requestedBy, 'token:ci-operator');
+    byPath['/api/v1/fleet/requests/{id}'] = { id: String(fr.json.id) };
     let checked = 0;
     for (const [p, ops] of Object.entries(doc.paths as Record<string, Record<string, unknown>>)) {
       if (!ops.get) continue;
-      const url = p.replace(/\{([A-Za-z]+)\}/g, (_, k: string) => encodeURIComponent(byPath[p]?.[k] ?? params[k]!));
+      const url = p.replace(/\{([A-Za-z]+)\}/g, (_, k: string) => encodeURIComponent(byPath[p]?.[k] ?? params[k]!)) + (queries[p] ?? '');
       const r = await call('GET', url, { token: operatorToken });
       assert.equal(r.status, 200, `${url}: ${r.text.slice(0, 300)}`);
       checked++;
@@ -423,11 +451,21 @@ describe('API routes', () => {
     assert.equal(done.result.errors.length, 0);
     assert.equal(done.result.verified, done.result.files);
     assert.deepEqual(await describeTree(target), await describeTree(dataPath));
-    // a second restore into the same, now non-empty, directory fails loudly
+    // a second restore into the same, now non-empty, directory is refused before a task starts, naming the dialog's checkbox
     const again = await call('POST', '/api/v1/restore', { token: operatorToken, body: { ...req, confirm: target } });
-    const failed = await waitTask(again.json.id, operatorToken);
-    assert.equal(failed.status, 'failed');
-    assert.match(failed.error, /not empty/);
+    assert.equal(again.status, 409, again.text);
+    assert.match(again.json.error, /not empty.*tick "Overwrite existing files"/);
+    assert.equal(again.json.field, 'overwrite');
+    // the dialog's preflight says the same without starting anything, and accepts the target with overwrite
+    const pre = await call('POST', '/api/v1/restore/check', { token: operatorToken, body: req });
+    assert.equal(pre.status, 409);
+    const preOk = await call('POST', '/api/v1/restore/check', { token: operatorToken, body: { ...req, overwrite: true } });
+    assert.equal(preOk.status, 200, preOk.text);
+    assert.equal(preOk.json.exists, true);
+    assert.ok(preOk.json.entries > 0);
+    const fresh = await call('POST', '/api/v1/restore/check', { token: operatorToken, body: { ...req, target: path.join(tmp.dir, 'restores', 'not-yet') } });
+    assert.deepEqual(fresh.json, { target: path.join(tmp.dir, 'restores', 'not-yet'), exists: false, entries: 0 });
+    assert.equal((await call('POST', '/api/v1/restore/check', { token: viewerToken, body: req })).status, 403);
     // a single sub-directory
     const sub = tree.json.entries.find((e: { type: string }) => e.type === 'dir');
     if (sub) {

@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { ConfigError, LifeboatError } from '../src/errors.js';
-import { commandArgv, commandSourceSchema, dumpCommand, restoreCommand } from '../src/sources/command.js';
+import { commandArgv, dumpCommand, restoreCommand } from '../src/sources/command/dump.js';
+import { commandSourceSchema } from '../src/config/sources.js';
 import { collect, tmpdir } from './helpers/db.js';
 
 function checksums(file: string): Record<string, string> {

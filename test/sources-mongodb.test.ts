@@ -5,18 +5,8 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../src/errors.js';
-import {
-  dumpMongodb,
-  mongoConfigYaml,
-  mongodbSourceSchema,
-  mongodumpArgs,
-  mongorestoreArgs,
-  redactUri,
-  restoreMongodb,
-  uriDatabase,
-  uriHasPassword,
-  writeMongoConfig,
-} from '../src/sources/mongodb.js';
+import { dumpMongodb, mongoConfigYaml, mongodumpArgs, mongorestoreArgs, redactUri, restoreMongodb, uriDatabase, writeMongoConfig } from '../src/sources/mongodb/dump.js';
+import { mongodbSourceSchema, uriHasPassword } from '../src/config/sources.js';
 import { tmpdir } from './helpers/db.js';
 
 // No MongoDB server or Database Tools exist on the test machine: these tests

@@ -2,7 +2,8 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { LifeboatError } from '../src/errors.js';
-import { dumpMysql, mysqlDumpArgs, mysqlSourceSchema, restoreMysql } from '../src/sources/mysql.js';
+import { dumpMysql, mysqlDumpArgs, restoreMysql } from '../src/sources/mysql/dump.js';
+import { mysqlSourceSchema } from '../src/config/sources.js';
 import { collect, myChecksums, myDbExists, myDropDb, myPopulate, myServerChecksums, uniqueName, withMy } from './helpers/db.js';
 
 describe('MySQL/MariaDB source', () => {

@@ -5,7 +5,8 @@ import { pipeline } from 'node:stream/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { LifeboatError } from '../src/errors.js';
-import { checkPgClientVersion, dumpPostgres, pgDumpArgs, postgresSourceSchema, restorePostgres } from '../src/sources/postgres.js';
+import { checkPgClientVersion, dumpPostgres, pgDumpArgs, restorePostgres } from '../src/sources/postgres/dump.js';
+import { postgresSourceSchema } from '../src/config/sources.js';
 import { collect, startPrivatePg, type PrivatePg, pgChecksums, pgCreateDb, pgDbExists, pgDropDb, pgExec, pgPopulate, tmpdir, uniqueName } from './helpers/db.js';
 
 describe('PostgreSQL source', () => {

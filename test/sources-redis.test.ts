@@ -4,7 +4,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { IntegrityError, LifeboatError } from '../src/errors.js';
-import { dumpRedis, parseKeyspace, redisSourceSchema, restoreRedis } from '../src/sources/redis.js';
+import { dumpRedis, parseKeyspace, restoreRedis } from '../src/sources/redis/dump.js';
+import { redisSourceSchema } from '../src/config/sources.js';
 import { collect, redisContents, redisPopulate, startRedis, tmpdir, type PrivateRedis } from './helpers/db.js';
 
 describe('Redis source', () => {

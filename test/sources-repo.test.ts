@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { LocalStorage } from '../src/storage/local.js';
 import { Repository } from '../src/repo/repository.js';
 import { backupStream, restoreStream } from '../src/sources/stream.js';
-import { dumpPostgres, restorePostgres, type PostgresSourceInput } from '../src/sources/postgres.js';
+import { dumpPostgres, restorePostgres, type PostgresSourceInput } from '../src/sources/postgres/dump.js';
 import type { DumpHandle } from '../src/sources/types.js';
 import { pgChecksums, pgCreateDb, pgDropDb, pgExec, pgPopulate, tmpdir, uniqueName } from './helpers/db.js';
 

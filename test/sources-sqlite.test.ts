@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { IntegrityError, LifeboatError } from '../src/errors.js';
-import { dumpSqlite, restoreSqlite, sqliteSourceSchema } from '../src/sources/sqlite.js';
+import { dumpSqlite, restoreSqlite } from '../src/sources/sqlite/dump.js';
+import { sqliteSourceSchema } from '../src/config/sources.js';
 import { collect, tmpdir } from './helpers/db.js';
 
 /** Per-table "rows:sha256" over all rows in id order, values typed (NULL, blob, text, number). */

@@ -179,7 +179,7 @@ test('job with timeout 5s against a hung S3 endpoint (default storage timeouts) 
     assert.match(r.stderr, /job data failed: job data timed out after 5s/);
     assert.ok(r.ms >= 5000, `ended before its timeout: ${r.ms} ms`);
     assert.ok(r.ms < 30_000, `took ${r.ms} ms`);
-    const { SqliteCatalog } = await import('../src/ops/catalog.js');
+    const { SqliteCatalog } = await import('../src/ops/catalog/sqlite.js');
     const cat = await SqliteCatalog.open(path.join(t.dir, 'catalog.db'));
     const runs = await cat.recentRuns('data', 5);
     await cat.close();
@@ -223,7 +223,7 @@ test('daemon on a hung S3 endpoint: SIGTERM with a 1s shutdownGrace stops it wit
     assert.ok(ms < 20_000, `stopped ${ms} ms after SIGTERM (grace 1s): ${log}`);
     assert.match(log, /received SIGTERM/);
     assert.match(log, /daemon stopped/);
-    const { SqliteCatalog } = await import('../src/ops/catalog.js');
+    const { SqliteCatalog } = await import('../src/ops/catalog/sqlite.js');
     const cat = await SqliteCatalog.open(path.join(t.dir, 'catalog.db'));
     const runs = await cat.recentRuns('data', 5);
     await cat.close();

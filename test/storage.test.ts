@@ -8,7 +8,8 @@ import { tmpDir } from './helpers/tmp.js';
 import { startS3Server, s3Location, type S3TestServer } from './helpers/s3server.js';
 import { LocalStorage } from '../src/storage/local.js';
 import { S3Storage } from '../src/storage/s3.js';
-import { openStorage, parseLocation, describeLocation } from '../src/storage/open.js';
+import { openStorage, parseLocation } from '../src/storage/open.js';
+import { describeLocation } from '../src/storage/describe.js';
 import { type FileType, type Storage, FILE_TYPES } from '../src/storage/types.js';
 import { ConfigError, ExitCode, LifeboatError, NotFoundError } from '../src/errors.js';
 
@@ -481,7 +482,7 @@ describe('location parsing', () => {
     try {
       for (const loc of [dir, `local:${dir}`]) {
         const st = openStorage(loc);
-        assert.ok(st instanceof LocalStorage);
+        assert.ok((st as unknown as { inner: unknown }).inner instanceof LocalStorage);
         assert.equal(st.kind, 'local');
         assert.equal(st.location, dir);
       }
@@ -555,13 +556,13 @@ describe('location parsing', () => {
   });
 
   it('openStorage builds S3 storages with safe locations', async () => {
-    const a = openStorage('s3:http://127.0.0.1:9/bkt/p/q/', { s3: { accessKeyId: 'id', secretAccessKey: 'sec' } });
+    const a = (openStorage('s3:http://127.0.0.1:9/bkt/p/q/', { s3: { accessKeyId: 'id', secretAccessKey: 'sec' } }) as unknown as { inner: S3Storage }).inner;
     assert.ok(a instanceof S3Storage);
     assert.equal(a.kind, 's3');
     assert.equal(a.location, 's3:http://127.0.0.1:9/bkt/p/q');
     assert.equal((a as S3Storage).prefix, 'p/q/');
     await a.close();
-    const b = openStorage('s3://my-bucket/pre', { s3: { region: 'eu-west-3' } }) as S3Storage;
+    const b = (openStorage('s3://my-bucket/pre', { s3: { region: 'eu-west-3' } }) as unknown as { inner: S3Storage }).inner;
     assert.equal(b.location, 's3://my-bucket/pre');
     assert.equal(b.region, 'eu-west-3');
     await b.close();
@@ -593,7 +594,8 @@ describe('location parsing', () => {
       ['s3:https://host.example/bad$bucket', /not allowed/],
       ['s3:ftp://host.example/bucket', /must be an http:\/\/ or https:\/\/ URL/],
       ['s3:bucket/prefix', /expected s3:\/\/bucket/],
-      ['sftp:user@host:/srv/repo', /unknown scheme "sftp:"/],
+      ['sftp:user@host', /expected sftp:user@host:\/path/],
+      ['rclone:nocolon', /expected rclone:REMOTE:PATH/],
       ['https://host.example/bucket', /for an S3-compatible server write "s3:https:\/\/host.example\/bucket"/],
       ['gs://bucket/x', /unknown scheme "gs:"/],
     ];

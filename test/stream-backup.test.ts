@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { IntegrityError } from '../src/errors.js';
 import { Repository } from '../src/repo/repository.js';
 import { LocalStorage } from '../src/storage/local.js';
-import { dumpCommand } from '../src/sources/command.js';
+import { dumpCommand } from '../src/sources/command/dump.js';
 import { backupStream, restoreStream } from '../src/sources/stream.js';
 import { CLI, runCli, tmpDir } from './helpers/tmp.js';
 import { collect } from './helpers/db.js';
@@ -65,16 +65,16 @@ test('backup --stdin-from-command stores every byte of fast commands (0 B to 20 
     for (const [name, cmd, want] of await fastCommands(t.dir)) {
       const r = await runCli(['backup', ...common, '--stdin-from-command', cmd, '--stdin-filename', `${name}.out`, '--json']);
       assert.equal(r.code, 0, `${name}: ${r.stderr}`);
-      const sum = JSON.parse(r.stdout.trim().split('\n').pop()!) as { snapshot_id: string; totalBytes: number; stream: { bytes: number; sha256: string } };
+      const sum = JSON.parse(r.stdout.trim().split('\n').pop()!) as { snapshot_id: string; total_bytes: number; stream: { bytes: number; sha256: string } };
       const back = restoreStdout([sum.snapshot_id, ...common, '--stdout']);
       assert.equal(back.status, 0, `${name}: ${back.stderr}`);
       assert.equal(back.stdout.length, want.length, `${name}: restored size`);
       assert.ok(back.stdout.equals(want), `${name}: restored bytes`);
-      assert.equal(sum.totalBytes, want.length, `${name}: processed bytes`);
+      assert.equal(sum.total_bytes, want.length, `${name}: processed bytes`);
       assert.deepEqual(sum.stream, { bytes: want.length, sha256: sha256(want) }, `${name}: recorded byte count and SHA-256`);
     }
     const snaps = JSON.parse((await runCli(['snapshots', ...common, '--json'])).stdout) as Array<{ source?: Record<string, unknown> }>;
-    for (const s of snaps) assert.deepEqual(Object.keys(s.source ?? {}).sort(), ['durationMs', 'exitCode', 'kind', 'tool'], 'the command line is not recorded');
+    for (const s of snaps) assert.deepEqual(Object.keys(s.source ?? {}).sort(), ['duration_ms', 'exit_code', 'kind', 'tool'], 'the command line is not recorded');
   } finally {
     t.cleanup();
   }

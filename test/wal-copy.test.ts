@@ -53,7 +53,7 @@ test('copy carries archived WAL to the second repository (idempotent, verified, 
   const second = JSON.parse(again.stdout.trim().split('\n').pop()!);
   assert.equal(second.wal.copied, 0);
   assert.equal(second.wal.present, 4);
-  assert.equal(second.wal.dataAdded, 0);
+  assert.equal(second.wal.data_added, 0);
 
   const chk = await runCli(['check', '--read-data', '--repo', b], { env });
   assert.equal(chk.code, 0, chk.stdout + chk.stderr);

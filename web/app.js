@@ -4,7 +4,16 @@
 // with textContent (never innerHTML).
 'use strict';
 
-const state = { user: null, role: null, csrf: null, timers: [] };
+const state = { user: null, role: null, csrf: null, timers: [], tz: readTz() };
+
+/** One rule for time: every time shows its zone; the user picks UTC or the browser's zone (kept in localStorage). */
+function readTz() {
+  try {
+    return localStorage.getItem('lb-tz') === 'utc' ? 'utc' : 'local';
+  } catch {
+    return 'local';
+  }
+}
 
 // ---------------------------------------------------------------- helpers
 
@@ -69,18 +78,35 @@ function fmtDur(ms) {
   return `${Math.floor(hr / 24)}d ${Math.round(hr % 24)}h`;
 }
 
-function fmtTime(iso) {
+const pad2 = (n) => String(n).padStart(2, '0');
+
+/** The zone label of a date in the chosen zone: 'UTC' or 'UTC+01:00' (the browser's offset on that date). */
+function zoneLabel(d) {
+  if (state.tz === 'utc') return 'UTC';
+  const off = -d.getTimezoneOffset();
+  return `UTC${off < 0 ? '-' : '+'}${pad2(Math.floor(Math.abs(off) / 60))}:${pad2(Math.abs(off) % 60)}`;
+}
+
+/** 'YYYY-MM-DD HH:MM:SS ZONE' in the chosen zone (seconds: twenty snapshots in one minute stay apart). */
+function fmtTime(iso, opts) {
   if (!iso) return '–';
   const d = new Date(iso);
-  return d.toLocaleString(undefined, { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const u = state.tz === 'utc';
+  const date = `${u ? d.getUTCFullYear() : d.getFullYear()}-${pad2((u ? d.getUTCMonth() : d.getMonth()) + 1)}-${pad2(u ? d.getUTCDate() : d.getDate())}`;
+  if (opts && opts.dateOnly) return `${date} ${zoneLabel(d)}`;
+  const time = `${pad2(u ? d.getUTCHours() : d.getHours())}:${pad2(u ? d.getUTCMinutes() : d.getMinutes())}:${pad2(u ? d.getUTCSeconds() : d.getSeconds())}`;
+  return `${date} ${time} ${zoneLabel(d)}`;
 }
 
 function ago(iso) {
   return iso ? fmtDur(Date.now() - new Date(iso).getTime()) + ' ago' : 'never';
 }
 
+/** A traffic light: colour for the eye, a name for screen readers (role img + label), never colour alone. */
 function light(color, label) {
-  return h('span', { class: `light ${color}`, title: label || color }, label || '');
+  const name = label || { green: 'ok', amber: 'attention', red: 'failing', blue: 'info' }[color] || color;
+  return h('span', { class: `light ${color}`, role: 'img', 'aria-label': name, title: name }, label || '');
 }
 
 const SEV_COLOR = { ok: 'green', warning: 'amber', critical: 'red' };
@@ -94,13 +120,90 @@ function toast(msg, bad) {
   const t = document.getElementById('toast');
   t.textContent = msg;
   t.className = 'toast' + (bad ? ' bad' : '');
+  // announced by screen readers: errors at once, confirmations politely
+  t.setAttribute('role', bad ? 'alert' : 'status');
+  t.setAttribute('aria-live', bad ? 'assertive' : 'polite');
   t.hidden = false;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => (t.hidden = true), 5000);
 }
 
+/** A table in a keyboard-scrollable region; on a phone a hint says that it scrolls sideways. */
+function scrollBox(tbl, label) {
+  return h('div', { class: 'table-scroll-wrap' }, h('p', { class: 'muted scroll-hint' }, 'Scroll sideways for more columns →'), h('div', { class: 'table-scroll', tabindex: 0, role: 'region', 'aria-label': label || 'table' }, tbl));
+}
+
 function table(headers, rows, attrs) {
-  return h('table', attrs || {}, h('thead', {}, h('tr', {}, headers.map((x) => h('th', {}, x)))), h('tbody', {}, rows));
+  return scrollBox(h('table', attrs || {}, h('thead', {}, h('tr', {}, headers.map((x) => h('th', {}, x)))), h('tbody', {}, rows)), (attrs && attrs.id) || headers.filter(Boolean).slice(0, 3).join(', '));
+}
+
+/**
+ * A long list as a filtered, sorted, paged table: a text filter, optional
+ * select filters (source, host, status …), sortable columns and pages of
+ * `pageSize` rows, so 500 snapshots are 10 pages, not one 17,000-pixel table.
+ * columns: [{ label, sort?: (item) => string|number, cell: (item) => Node|string }]
+ * filters: [{ label, get: (item) => string }] ; text: (item) => string (searched)
+ */
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+/** Numbers by value, text naturally (page2 before page10, case-insensitive). */
+function compareNatural(x, y) {
+  if (typeof x === 'number' && typeof y === 'number') return x - y;
+  return collator.compare(String(x), String(y));
+}
+
+function listView(o) {
+  const pageSize = o.pageSize || 50;
+  const st = { q: '', sel: {}, sortCol: o.defaultSort ? o.defaultSort.col : -1, dir: o.defaultSort ? o.defaultSort.dir : 1, page: 0 };
+  const wrap = h('div', { class: 'listview', id: o.id });
+  const body = h('div', {});
+  const search = h('input', { type: 'search', class: 'lv-search', placeholder: o.placeholder || 'Filter…', 'aria-label': `Filter ${o.what || 'rows'}` });
+  search.addEventListener('input', () => {
+    st.q = search.value.trim().toLowerCase();
+    st.page = 0;
+    draw();
+  });
+  const selects = (o.filters || []).map((f, i) => {
+    const values = [...new Set(o.items.map(f.get).filter((v) => v !== '' && v !== null && v !== undefined))].sort();
+    const sel = h('select', { class: 'lv-filter', 'aria-label': f.label, dataset: { filter: f.label } }, h('option', { value: '' }, `${f.label}: all`), values.map((v) => h('option', { value: v }, v)));
+    sel.addEventListener('change', () => {
+      st.sel[i] = sel.value;
+      st.page = 0;
+      draw();
+    });
+    return sel;
+  });
+  function rows() {
+    let r = o.items.filter((it) => (!st.q || o.text(it).toLowerCase().includes(st.q)) && (o.filters || []).every((f, i) => !st.sel[i] || f.get(it) === st.sel[i]));
+    const c = o.columns[st.sortCol];
+    if (c && c.sort) r = [...r].sort((a, b) => compareNatural(c.sort(a), c.sort(b)) * st.dir);
+    return r;
+  }
+  function draw() {
+    const r = rows();
+    const pages = Math.max(1, Math.ceil(r.length / pageSize));
+    st.page = Math.min(st.page, pages - 1);
+    const shown = r.slice(st.page * pageSize, st.page * pageSize + pageSize);
+    const head = o.columns.map((c, i) =>
+      c.sort
+        ? h('th', { 'aria-sort': st.sortCol === i ? (st.dir > 0 ? 'ascending' : 'descending') : 'none' }, h('button', { type: 'button', class: 'link sort', onclick: () => { st.dir = st.sortCol === i ? -st.dir : 1; st.sortCol = i; draw(); } }, c.label, st.sortCol === i ? (st.dir > 0 ? ' ▲' : ' ▼') : ''))
+        : h('th', {}, c.label),
+    );
+    const tbl = h('table', {}, h('thead', {}, h('tr', {}, head)), h('tbody', {}, shown.map((it) => o.row(it))));
+    const from = r.length ? st.page * pageSize + 1 : 0;
+    const pager = h(
+      'p',
+      { class: 'pager' },
+      h('button', { type: 'button', class: 'lv-prev', disabled: st.page === 0, onclick: () => { st.page--; draw(); } }, '‹ Previous'),
+      ' ',
+      h('span', { class: 'lv-count', 'aria-live': 'polite' }, `${from}–${from + shown.length - (r.length ? 1 : 0)} of ${r.length}${r.length !== o.items.length ? ` (filtered from ${o.items.length})` : ''}`),
+      ' ',
+      h('button', { type: 'button', class: 'lv-next', disabled: st.page >= pages - 1, onclick: () => { st.page++; draw(); } }, 'Next ›'),
+    );
+    body.replaceChildren(r.length ? scrollBox(tbl, o.what) : h('p', { class: 'muted' }, o.empty || 'Nothing matches.'), pager);
+  }
+  wrap.append(h('p', { class: 'lv-controls' }, search, ' ', selects), body);
+  draw();
+  return wrap;
 }
 
 function every(ms, fn) {
@@ -124,12 +227,26 @@ async function act(fn, okMsg) {
   }
 }
 
+/** What a task box shows: title, status, error, a link to what it produced, and its log. */
+function taskBody(t) {
+  const drillId = t.kind === 'drill' && t.result && t.result.drillId;
+  return [
+    h('strong', {}, t.title),
+    ' ',
+    badge(t.status),
+    drillId ? [' ', h('a', { href: `#/drills/${drillId}`, class: 'drill-link' }, `drill #${drillId} details`)] : null,
+    t.error ? h('div', { class: 'error' }, t.error) : null,
+    h('pre', { class: 'log' }, (t.log || []).join('\n')),
+  ];
+}
+
 function followTask(task, onDone) {
-  const box = h('div', { class: 'task', dataset: { task: task.id } }, h('strong', {}, task.title), ' ', badge(task.status), h('pre', { class: 'log' }, task.log.join('\n')));
+  const box = h('div', { class: 'task', role: 'status', dataset: { task: task.id, status: task.status } }, taskBody(task));
   const update = async () => {
     const t = await api('GET', `/tasks/${task.id}`).catch(() => null);
     if (!t) return;
-    box.replaceChildren(h('strong', {}, t.title), ' ', badge(t.status), t.error ? h('div', { class: 'error' }, t.error) : null, h('pre', { class: 'log' }, t.log.join('\n')));
+    // replaceChildren() would print a literal "null" for an absent part: build through h()
+    box.replaceChildren(...h('div', {}, taskBody(t)).childNodes);
     box.dataset.status = t.status;
     if (t.status !== 'running') {
       clearInterval(id);
@@ -140,6 +257,30 @@ function followTask(task, onDone) {
   state.timers.push(id);
   void update();
   return box;
+}
+
+/** Show a task at the top of the page's task area and bring it into view (it may sit below a long list). */
+function showTask(task, onDone) {
+  const area = document.getElementById('task-area');
+  const box = followTask(task, onDone);
+  if (area) area.prepend(box);
+  box.scrollIntoView({ block: 'nearest' });
+  return box;
+}
+
+/**
+ * Re-render the current page after a task finished (new runs, charts, drill
+ * rows) and keep the finished task boxes, with their logs, at the top.
+ */
+async function refreshKeepingTasks(hash) {
+  if (location.hash !== hash) return; // the user went elsewhere
+  const done = [...document.querySelectorAll('#task-area > .task')].filter((b) => b.dataset.status !== 'running');
+  const running = [...document.querySelectorAll('#task-area > .task')].filter((b) => b.dataset.status === 'running').map((b) => b.dataset.task);
+  await route();
+  const area = document.getElementById('task-area');
+  if (!area) return;
+  area.prepend(...done);
+  for (const id of running) area.prepend(followTask({ id, title: `task #${id}`, status: 'running', log: [] }));
 }
 
 // ---------------------------------------------------------------- charts
@@ -162,8 +303,8 @@ function lineChart(title, points, fmt) {
     svg.append(h('line', { x1: L, x2: W - R, y1: y(vmax * f), y2: y(vmax * f), class: 'grid' }));
     svg.append(h('text', { x: L - 6, y: y(vmax * f) + 4, 'text-anchor': 'end', class: 'axis' }, fmt(vmax * f)));
   }
-  svg.append(h('text', { x: L, y: H - 8, class: 'axis' }, new Date(t0).toLocaleDateString()));
-  svg.append(h('text', { x: W - R, y: H - 8, 'text-anchor': 'end', class: 'axis' }, new Date(t1).toLocaleString()));
+  svg.append(h('text', { x: L, y: H - 8, class: 'axis' }, fmtTime(new Date(t0).toISOString(), { dateOnly: true })));
+  svg.append(h('text', { x: W - R, y: H - 8, 'text-anchor': 'end', class: 'axis' }, fmtTime(new Date(t1).toISOString())));
   svg.append(h('polyline', { points: pts.map((p) => `${x(p.t.getTime()).toFixed(1)},${y(p.v).toFixed(1)}`).join(' '), class: 'line' }));
   for (const p of pts) svg.append(h('circle', { cx: x(p.t.getTime()).toFixed(1), cy: y(p.v).toFixed(1), r: 3, class: `dot ${STATUS_COLOR[p.status] || ''}` }, h('title', {}, `${fmtTime(p.t.toISOString())}: ${fmt(p.v)}`)));
   return svg;
@@ -184,6 +325,28 @@ pages.overview = async (root) => {
         ? h('ul', { class: 'alerts', id: 'alerts' }, alerts.map((a) => h('li', { class: `alert ${SEV_COLOR[a.severity]}`, dataset: { job: a.job, severity: a.severity } }, light(SEV_COLOR[a.severity]), ' ', h('strong', {}, a.job), ` · ${a.check}: ${a.message}`)))
         : h('p', { class: 'muted', id: 'alerts' }, 'No alerts: every job is within its objectives.'),
     ),
+    o.incidents.length || o.maintenance.length
+      ? section(
+          'Incidents and maintenance',
+          o.incidents.length
+            ? h(
+                'ul',
+                { class: 'alerts', id: 'open-incidents' },
+                o.incidents.slice(0, 5).map((i) =>
+                  h('li', { class: `alert ${i.impact === 'critical' || i.impact === 'major' ? 'red' : 'amber'}`, dataset: { incident: i.id } }, h('a', { href: `#/incidents/${i.id}` }, `#${i.id} ${i.title}`), ` · ${i.status}, impact ${i.impact}, ${i.visibility}, since ${fmtTime(i.startedAt)}`),
+                ),
+                o.incidents.length > 5 ? h('li', { class: 'muted' }, h('a', { href: '#/incidents' }, `and ${o.incidents.length - 5} more open incident(s)…`)) : null,
+              )
+            : null,
+          o.maintenance.length
+            ? h(
+                'ul',
+                { class: 'alerts', id: 'maintenance-now' },
+                o.maintenance.map((w) => h('li', { class: 'alert blue', dataset: { window: w.id, state: w.state } }, h('strong', {}, w.title), ` · ${w.state}, ${fmtTime(w.startsAt)} – ${fmtTime(w.endsAt)}${w.services.length ? ' · ' + w.services.join(', ') : ''}`)),
+              )
+            : null,
+        )
+      : null,
     section(
       'Jobs',
       table(
@@ -209,13 +372,50 @@ pages.overview = async (root) => {
         { id: 'jobs-table' },
       ),
     ),
-    o.services.length
-      ? section('Services', h('div', { class: 'chips' }, o.services.map((s) => h('span', { class: `chip ${s.light}`, dataset: { service: s.name } }, light(s.light), ' ', s.name))))
-      : null,
+    o.services.length ? servicesSection(o) : null,
     section('Backup size over time', h('div', { class: 'charts' }, o.jobs.map((j) => lineChart(j.job, j.history.map((p) => ({ t: new Date(p.startedAt), v: p.totalSize, status: p.status })), fmtBytes)))),
   );
   every(15000, () => route());
 };
+
+/** '99.95 %' (no trailing zeros, at most 3 decimals). */
+function fmtPercent(p) {
+  return p === null || p === undefined ? '–' : `${Number(p.toFixed(3))} %`;
+}
+
+/**
+ * Services with their state and measured availability over 30 and 90 days
+ * (src/ops/availability.ts) from every incident, private ones included: the
+ * operators' view, which may differ from the public page (published incidents only).
+ */
+function servicesSection(o) {
+  const win = (s, days) => s.availability && s.availability.windows.find((w) => w.days === days);
+  const cell = (s, days) => {
+    const w = win(s, days);
+    if (!w) return h('td', {}, '–');
+    const bad = w.meetsTarget === false;
+    return h('td', { class: `avail sev ${bad ? 'red' : w.percent < 100 ? 'amber' : 'green'}`, dataset: { days, percent: w.percent } }, fmtPercent(w.percent), w.downtimeSeconds > 0 ? h('div', { class: 'muted' }, `${fmtDur(w.downtimeSeconds * 1000)} down`) : null);
+  };
+  return section(
+    'Services',
+    table(
+      ['Service', 'Jobs', 'Uptime 30 days', 'Uptime 90 days', 'Target'],
+      o.services.map((s) =>
+        h(
+          'tr',
+          { class: 'service-row', dataset: { service: s.name, light: s.light } },
+          h('td', {}, light(s.light), ' ', h('strong', {}, s.name), s.description ? h('div', { class: 'muted' }, s.description) : null),
+          h('td', {}, s.jobs.join(', ')),
+          cell(s, 30),
+          cell(s, 90),
+          h('td', {}, s.availability && s.availability.target !== null ? fmtPercent(s.availability.target) : 'none'),
+        ),
+      ),
+      { id: 'services-table' },
+    ),
+    h('p', { class: 'muted' }, o.availabilityError ? `Availability could not be computed: ${o.availabilityError}` : 'Uptime from every incident, private ones included (critical = outage, major = half); maintenance is not downtime. The public status page counts only published incidents.'),
+  );
+}
 
 pages.jobs = async (root, name) => {
   if (name) return jobDetail(root, name);
@@ -232,7 +432,7 @@ pages.jobs = async (root, name) => {
             { dataset: { job: j.name } },
             h('td', {}, h('a', { href: `#/jobs/${encodeURIComponent(j.name)}` }, j.name)),
             h('td', {}, `${j.source} (${j.sourceKind})`),
-            h('td', {}, j.schedule || 'manual'),
+            h('td', { class: 'schedule' }, j.scheduleInfo ? [j.scheduleInfo.text, h('div', { class: 'muted' }, j.scheduleInfo.next ? `next ${fmtTime(j.scheduleInfo.next)}` : `cron ${j.schedule}`)] : 'manual (no schedule)'),
             h('td', {}, j.lastRun ? [badge(j.lastRun.status), ' ', fmtTime(j.lastRun.startedAt)] : 'never'),
             h('td', {}, isOperator() ? h('button', { type: 'button', class: 'run-now', onclick: () => runNow(j.name) }, 'Run now') : null),
           ),
@@ -245,7 +445,9 @@ pages.jobs = async (root, name) => {
 
 async function runNow(name) {
   const t = await act(() => api('POST', `/jobs/${encodeURIComponent(name)}/run`), `job ${name} started`);
-  if (t) document.getElementById('task-area').prepend(followTask(t));
+  if (!t) return;
+  const hash = location.hash;
+  showTask(t, () => setTimeout(() => void refreshKeepingTasks(hash), 300));
 }
 
 async function jobDetail(root, name) {
@@ -266,9 +468,27 @@ async function jobDetail(root, name) {
     ),
     section(
       'Runs',
-      table(
-        ['Run', 'Kind', 'Status', 'Started', 'Duration', 'Size', 'Added', 'Error'],
-        runs.map((r) =>
+      listView({
+        id: 'run-list',
+        what: 'runs',
+        items: runs,
+        text: (r) => [`#${r.id}`, r.kind, r.status, r.startedAt, fmtTime(r.startedAt), r.error || ''].join(' '),
+        filters: [
+          { label: 'Kind', get: (r) => r.kind },
+          { label: 'Status', get: (r) => r.status },
+        ],
+        defaultSort: { col: 3, dir: -1 },
+        columns: [
+          { label: 'Run', sort: (r) => r.id },
+          { label: 'Kind', sort: (r) => r.kind },
+          { label: 'Status', sort: (r) => r.status },
+          { label: 'Started', sort: (r) => r.startedAt },
+          { label: 'Duration', sort: (r) => r.durationMs || 0 },
+          { label: 'Size', sort: (r) => r.totalSize || 0 },
+          { label: 'Added', sort: (r) => r.bytesAdded || 0 },
+          { label: 'Error' },
+        ],
+        row: (r) =>
           h(
             'tr',
             { dataset: { run: r.id } },
@@ -281,8 +501,7 @@ async function jobDetail(root, name) {
             h('td', {}, fmtBytes(r.bytesAdded)),
             h('td', { class: 'error small' }, r.error || ''),
           ),
-        ),
-      ),
+      }),
     ),
     logBox,
   );
@@ -298,23 +517,44 @@ pages.snapshots = async (root, repoName, snapId) => {
   const current = repoName || (repos[0] && repos[0].name);
   root.append(
     h('h1', {}, 'Snapshots'),
-    h('p', {}, 'Repository: ', h('select', { id: 'repo-select', onchange: (e) => (location.hash = `#/snapshots/${encodeURIComponent(e.target.value)}`) }, repos.map((r) => h('option', { value: r.name, selected: r.name === current }, `${r.name} (${r.kind}${r.offsite ? ', off-site' : ''})`)))),
+    h('p', {}, 'Repository: ', h('select', { id: 'repo-select', 'aria-label': 'Repository', onchange: (e) => (location.hash = `#/snapshots/${encodeURIComponent(e.target.value)}`) }, repos.map((r) => h('option', { value: r.name, selected: r.name === current }, `${r.name} (${r.kind}${r.offsite ? ', off-site' : ''})`)))),
   );
   if (!current) return;
   if (snapId) return browse(root, current, snapId);
   const snaps = await api('GET', `/repositories/${encodeURIComponent(current)}/snapshots`);
+  const what = (s) => (s.source ? `${s.source.kind}:${s.source.name || ''}` : s.paths.join(' '));
   root.append(
     section(
       `${snaps.length} snapshot(s)`,
-      table(
-        ['ID', 'Time', 'Source / paths', 'Tags', 'Size', ''],
-        snaps.map((s) =>
+      listView({
+        id: 'snapshot-list',
+        what: 'snapshots',
+        placeholder: 'Filter by id, source, path, tag, date…',
+        items: snaps,
+        text: (s) => [s.shortId, what(s), s.hostname, s.tags.join(' '), s.time, fmtTime(s.time)].join(' '),
+        filters: [
+          { label: 'Source', get: (s) => (s.source && s.source.name) || (s.tags.find((t) => t.startsWith('source:')) || '').slice(7) || '' },
+          { label: 'Host', get: (s) => s.hostname || '' },
+          { label: 'Tag', get: (s) => s.tags.find((t) => !t.startsWith('source:')) || '' },
+        ],
+        defaultSort: { col: 1, dir: -1 },
+        columns: [
+          { label: 'ID', sort: (s) => s.shortId },
+          { label: 'Time', sort: (s) => s.time },
+          { label: 'Source / paths', sort: what },
+          { label: 'Host', sort: (s) => s.hostname || '' },
+          { label: 'Tags' },
+          { label: 'Size', sort: (s) => s.totalBytes || 0 },
+          { label: '' },
+        ],
+        row: (s) =>
           h(
             'tr',
             { dataset: { snapshot: s.id } },
             h('td', {}, h('code', {}, s.shortId)),
             h('td', {}, fmtTime(s.time)),
-            h('td', {}, s.source ? `${s.source.kind}:${s.source.name || ''}` : s.paths.join(' ')),
+            h('td', {}, what(s)),
+            h('td', {}, s.hostname || ''),
             h('td', {}, s.tags.join(', ')),
             h('td', {}, fmtBytes(s.totalBytes)),
             h(
@@ -327,57 +567,153 @@ pages.snapshots = async (root, repoName, snapId) => {
                   : null,
             ),
           ),
-        ),
-      ),
+      }),
     ),
     h('div', { id: 'task-area' }),
   );
 };
 
+const snapApi = (repo, snapId) => `/repositories/${encodeURIComponent(repo)}/snapshots/${encodeURIComponent(snapId)}`;
+const fileUrl = (repo, snapId, p) => `/api/v1${snapApi(repo, snapId)}/file?path=${encodeURIComponent(p)}`;
+const parentOf = (p) => '/' + p.split('/').filter(Boolean).slice(0, -1).join('/');
+
+/**
+ * A snapshot's files: opens at the data (the common directory of the backed-up
+ * paths, chosen by the server), one click up, names in natural order, a
+ * server-side name search under the current directory, a download link per
+ * file and a diff against another snapshot.
+ */
 async function browse(root, repo, snapId) {
   const params = new URLSearchParams(location.hash.split('?')[1] || '');
-  let dir = params.get('path');
-  if (!dir) {
-    // start at the backed-up path itself when there is exactly one
-    const first = await api('GET', `/repositories/${encodeURIComponent(repo)}/snapshots/${snapId}/tree?path=/`);
-    dir = first.snapshot.paths.length === 1 ? first.snapshot.paths[0] : '/';
-  }
-  const t = await api('GET', `/repositories/${encodeURIComponent(repo)}/snapshots/${snapId}/tree?path=${encodeURIComponent(dir)}`);
+  const dir = params.get('path');
+  const t = await api('GET', `${snapApi(repo, snapId)}/tree${dir ? `?path=${encodeURIComponent(dir)}` : ''}`);
   const link = (p) => `#/snapshots/${encodeURIComponent(repo)}/${snapId}?path=${encodeURIComponent(p)}`;
   const parts = t.path.split('/').filter(Boolean);
   const crumbs = [h('a', { href: link('/') }, '/')];
   parts.forEach((p, i) => crumbs.push(h('a', { href: link('/' + parts.slice(0, i + 1).join('/')) }, p), i < parts.length - 1 ? ' / ' : ''));
+  const up = t.path !== '/' ? h('a', { href: link(parentOf(t.path)), id: 'browse-up', class: 'up' }, '↑ Up to ', parentOf(t.path)) : null;
+  const results = h('div', { id: 'search-results', 'aria-live': 'polite' });
+  const q = h('input', { type: 'search', id: 'snap-search-q', placeholder: 'Find a file or directory name…', 'aria-label': `Find names under ${t.path}` });
+  const search = h(
+    'form',
+    { id: 'snap-search', class: 'lv-controls', role: 'search', onsubmit: (e) => (e.preventDefault(), void runSearch()) },
+    q,
+    h('button', { type: 'submit' }, 'Search'),
+  );
+  async function runSearch() {
+    if (!q.value.trim()) return results.replaceChildren();
+    results.replaceChildren(h('p', { class: 'muted' }, 'Searching…'));
+    const r = await api('GET', `${snapApi(repo, snapId)}/search?q=${encodeURIComponent(q.value.trim())}&path=${encodeURIComponent(t.path)}`).catch((e) => ({ error: e.message }));
+    if (r.error) return results.replaceChildren(h('p', { class: 'error' }, r.error));
+    results.replaceChildren(
+      h('h3', {}, 'Search results ', h('button', { type: 'button', class: 'link', id: 'search-clear', onclick: () => { q.value = ''; results.replaceChildren(); } }, 'Clear')),
+      h('p', { class: 'muted', id: 'search-count' }, `${r.matches.length} match(es) for “${r.query}” under ${r.path}`, r.truncated ? ` — search cut short (first ${r.matches.length} shown, ${r.visited} entries looked at): narrow it down` : ''),
+      r.matches.length
+        ? table(
+            ['Found', 'Size', '', 'Type'],
+            r.matches.map((m) =>
+              h(
+                'tr',
+                { class: 'match', dataset: { path: m.path, type: m.type } },
+                h('td', { class: 'found' }, h('a', { href: link(m.type === 'dir' ? m.path : parentOf(m.path)) }, m.path + (m.type === 'dir' ? '/' : ''))),
+                h('td', { class: 'num' }, m.type === 'file' ? fmtBytes(m.size) : ''),
+                h('td', { class: 'actions' }, m.type === 'file' ? h('a', { href: fileUrl(repo, snapId, m.path), download: m.name, class: 'download', 'aria-label': `Download ${m.name}` }, 'Download') : null),
+                h('td', {}, m.type),
+              ),
+            ),
+            { id: 'search-table' },
+          )
+        : null,
+    );
+  }
+  const diffBox = h('div', { id: 'diff' });
+  const others = h('select', { id: 'diff-other', 'aria-label': 'Snapshot to compare with' }, h('option', { value: '' }, 'Loading snapshots…'));
+  const diffForm = h('form', { id: 'diff-form', class: 'lv-controls', onsubmit: (e) => (e.preventDefault(), void runDiff()) }, h('label', { for: 'diff-other' }, 'Compare with '), others, h('button', { type: 'submit', id: 'diff-run' }, 'Show changes'));
+  let snapList = [];
+  void api('GET', `/repositories/${encodeURIComponent(repo)}/snapshots`).then((list) => {
+    snapList = list;
+    const same = list.filter((s) => s.id !== t.snapshot.id && s.kind === 'files');
+    // the snapshot before this one of the same paths is the usual question: "what changed since?"
+    const key = (s) => s.paths.join('\n');
+    const older = same.filter((s) => s.time < t.snapshot.time && key(s) === t.snapshot.paths.join('\n'));
+    others.replaceChildren(...(same.length ? same.map((s) => h('option', { value: s.id, selected: older[0] && s.id === older[0].id }, `${s.shortId} · ${fmtTime(s.time)}${key(s) === t.snapshot.paths.join('\n') ? '' : ' · ' + s.paths.join(' ')}`)) : [h('option', { value: '' }, 'no other snapshot')]));
+  });
+  async function runDiff() {
+    const other = others.value;
+    if (!other) return;
+    diffBox.replaceChildren(h('p', { class: 'muted' }, 'Comparing…'));
+    const o = snapList.find((x) => x.id === other);
+    // always from the older snapshot to the newer one
+    const [a, b] = o && o.time > t.snapshot.time ? [t.snapshot.id, other] : [other, t.snapshot.id];
+    const d = await api('GET', `/repositories/${encodeURIComponent(repo)}/diff?from=${encodeURIComponent(a)}&to=${encodeURIComponent(b)}`).catch((e) => ({ error: e.message }));
+    if (d.error) return diffBox.replaceChildren(h('p', { class: 'error' }, d.error));
+    const { from, to, changes } = d;
+    const SYM = { added: 'added', removed: 'removed', modified: 'changed', metadata: 'metadata', type: 'type changed' };
+    const COL = { added: 'green', removed: 'red', modified: 'amber', metadata: 'grey', type: 'amber' };
+    diffBox.replaceChildren(
+      section(
+        `Changes from ${from.id.slice(0, 8)} (${fmtTime(from.time)}) to ${to.id.slice(0, 8)} (${fmtTime(to.time)})`,
+        h('p', { id: 'diff-counts' }, `${d.counts.added} added, ${d.counts.removed} removed, ${d.counts.modified} changed, ${d.counts.metadata} metadata only${d.counts.type ? `, ${d.counts.type} changed type` : ''}`, d.truncated ? ` (first ${changes.length} listed)` : ''),
+        changes.length
+          ? listView({
+              id: 'diff-list',
+              what: 'changes',
+              placeholder: 'Filter by path…',
+              items: changes,
+              text: (c) => c.path,
+              filters: [{ label: 'Change', get: (c) => SYM[c.change] }],
+              defaultSort: { col: 0, dir: 1 },
+              columns: [{ label: 'Path', sort: (c) => c.path }, { label: 'Change', sort: (c) => c.change }],
+              row: (c) => h('tr', { class: 'change', dataset: { change: c.change, path: c.path } }, h('td', {}, h('code', {}, c.path)), h('td', {}, h('span', { class: `badge ${COL[c.change]}` }, SYM[c.change]))),
+            })
+          : h('p', { class: 'muted' }, 'No differences.'),
+      ),
+    );
+  }
   root.append(
     section(
       `Snapshot ${snapId.slice(0, 8)} · ${fmtTime(t.snapshot.time)}`,
+      h('p', { class: 'muted' }, 'Backed up: ', t.snapshot.paths.join(', ')),
       h('p', { class: 'crumbs', id: 'crumbs' }, crumbs),
+      up ? h('p', {}, up) : null,
       isOperator() ? h('p', {}, h('button', { type: 'button', id: 'restore-dir', onclick: () => restoreDialog(repo, t.snapshot, t.path) }, `Restore ${t.path}…`)) : null,
+      search,
+      results,
       table(
-        ['Name', 'Type', 'Size', 'Modified', ''],
-        t.entries.map((e) =>
+        // what matters first (name, size, the actions), so a phone shows them without scrolling sideways
+        ['Name', 'Size', '', 'Modified', 'Type'],
+        // directories first, then names in natural order (page2 before page10)
+        [...t.entries].sort((a, b) => (a.type === 'dir') !== (b.type === 'dir') ? (a.type === 'dir' ? -1 : 1) : compareNatural(a.name, b.name)).map((e) =>
           h(
             'tr',
             { class: 'entry', dataset: { path: e.path, type: e.type } },
             h('td', {}, e.type === 'dir' ? h('a', { href: link(e.path) }, e.name + '/') : e.name + (e.linktarget !== undefined ? ` → ${e.linktarget}` : '')),
+            h('td', { class: 'num' }, e.type === 'file' ? fmtBytes(e.size) : ''),
+            h(
+              'td',
+              { class: 'actions' },
+              e.type === 'file' ? h('a', { href: fileUrl(repo, snapId, e.path), download: e.name, class: 'download', 'aria-label': `Download ${e.name}` }, 'Download') : null,
+              isOperator() ? [' ', h('button', { type: 'button', class: 'link restore-entry', 'aria-label': `Restore ${e.name}`, onclick: () => restoreDialog(repo, t.snapshot, e.path) }, 'Restore…')] : null,
+            ),
+            h('td', { class: 'mtime' }, fmtTime(e.mtime)),
             h('td', {}, e.type),
-            h('td', {}, e.type === 'file' ? fmtBytes(e.size) : ''),
-            h('td', {}, fmtTime(e.mtime)),
-            h('td', {}, isOperator() ? h('button', { type: 'button', class: 'link restore-entry', onclick: () => restoreDialog(repo, t.snapshot, e.path) }, 'Restore…') : null),
           ),
         ),
         { id: 'tree' },
       ),
     ),
     h('div', { id: 'task-area' }),
+    section('Compare with another snapshot', diffForm, diffBox),
   );
 }
 
 function dialog(title, body, confirmLabel, onConfirm) {
-  const err = h('p', { class: 'error' });
+  const err = h('p', { class: 'error', id: 'dialog-error', role: 'alert' });
   const dlg = h(
     'dialog',
-    { class: 'dialog', id: 'confirm-dialog' },
+    { class: 'dialog', id: 'confirm-dialog', 'aria-label': title },
     h('form', { method: 'dialog' }, h('h2', {}, title), body, err, h('menu', {}, h('button', { value: 'cancel', type: 'submit', id: 'dialog-cancel' }, 'Cancel'), ' ', h('button', { type: 'button', class: 'danger', id: 'dialog-confirm', onclick: async () => {
+      err.textContent = '';
       const r = await onConfirm().catch((e) => (err.textContent = e.message, false));
       if (r !== false) dlg.close();
     } }, confirmLabel))),
@@ -388,81 +724,155 @@ function dialog(title, body, confirmLabel, onConfirm) {
   return dlg;
 }
 
+/** The checkbox that allows a non-empty target; the server's refusal names it (src/server/snapshots.ts OVERWRITE_LABEL). */
+const OVERWRITE_LABEL = 'Overwrite existing files';
+
 function restoreDialog(repo, snap, p) {
-  const target = h('input', { id: 'restore-target', size: 50, placeholder: '/absolute/empty/directory', required: true });
+  const target = h('input', { id: 'restore-target', class: 'wide', placeholder: '/absolute/empty/directory', required: true });
   const overwrite = h('input', { type: 'checkbox', id: 'restore-overwrite' });
   dialog(
     'Restore files',
     [
       h('p', {}, 'Restore ', h('code', {}, p), ' from snapshot ', h('code', {}, snap.id.slice(0, 8)), ` (${fmtTime(snap.time)}) into:`),
       h('label', {}, 'Target directory ', target),
-      h('label', { class: 'check' }, overwrite, ' allow a non-empty target (existing files are overwritten)'),
+      h('label', { class: 'check' }, overwrite, ` ${OVERWRITE_LABEL}`, h('span', { class: 'muted' }, ' (allow a non-empty target)')),
       h('p', { class: 'muted' }, 'Every restored file is verified against the snapshot.'),
     ],
     'Restore',
     async () => {
       if (!target.value) throw new Error('enter the target directory');
-      const t = await api('POST', '/restore', { type: 'files', repository: repo, snapshot: snap.id, path: p, target: target.value, overwrite: overwrite.checked, confirm: target.value });
-      document.getElementById('task-area').prepend(followTask(t, (done) => toast(done.status === 'success' ? `restore finished: ${done.result.files} files, ${fmtBytes(done.result.bytes)} verified` : `restore ${done.status}: ${done.error}`, done.status !== 'success')));
+      const req = { type: 'files', repository: repo, snapshot: snap.id, path: p, target: target.value, overwrite: overwrite.checked };
+      // checked before the dialog closes: a non-empty target is refused here, naming the checkbox
+      await api('POST', '/restore/check', req);
+      const t = await api('POST', '/restore', { ...req, confirm: target.value });
+      showTask(t, (done) => toast(done.status === 'success' ? `restore finished: ${done.result.files} files, ${fmtBytes(done.result.bytes)} verified` : `restore ${done.status}: ${done.error}`, done.status !== 'success'));
     },
   );
 }
 
-function restoreDbDialog(snap) {
-  const to = h('input', { id: 'restore-db-target', size: 40, placeholder: 'database name / URL (no password) / file; empty = the source\'s own' });
+async function restoreDbDialog(snap) {
+  const source = snap.source.name;
+  const info = await act(() => api('GET', `/sources/${encodeURIComponent(source)}/restore-target`));
+  if (!info) return;
+  const emptyMeans = `empty = restore into the live database ${info.live}`;
+  // a textarea: the placeholder wraps and stays fully visible at any width (one line of value; Enter does not add a line)
+  const to = h('textarea', { id: 'restore-db-target', class: 'wide', rows: 2, placeholder: emptyMeans, 'aria-describedby': 'restore-db-target-hint', spellcheck: 'false', onkeydown: (e) => e.key === 'Enter' && e.preventDefault() });
+  const hint = h('p', { class: 'muted', id: 'restore-db-target-hint' }, 'A database name, a URL without password, or a file; ', h('strong', {}, emptyMeans), '.');
   const clean = h('input', { type: 'checkbox', id: 'restore-db-clean' });
   const force = h('input', { type: 'checkbox', id: 'restore-db-force' });
-  const confirm = h('input', { id: 'restore-db-confirm', size: 40 });
+  const confirm = h('input', { id: 'restore-db-confirm', class: 'wide', autocomplete: 'off' });
+  const confirmLabel = h('span', { id: 'restore-db-confirm-label' });
+  const warning = h('p', { class: 'warn', id: 'restore-db-live' });
+  const targetValue = () => to.value.replace(/\s+/g, ' ').trim();
+  const update = () => {
+    const live = !targetValue();
+    warning.textContent = live ? `This overwrites the live database at ${info.live}.` : '';
+    confirmLabel.textContent = live ? `Type the source name “${source}” to confirm` : 'Type the target again to confirm';
+  };
+  to.addEventListener('input', update);
+  update();
   dialog(
-    `Restore ${snap.source.kind} source ${snap.source.name}`,
+    `Restore ${snap.source.kind} source ${source}`,
     [
       h('p', {}, 'Snapshot ', h('code', {}, snap.shortId), ` (${fmtTime(snap.time)})`),
-      h('label', {}, 'Target ', to),
+      h('label', { for: 'restore-db-target' }, 'Target'),
+      to,
+      hint,
+      warning,
       h('label', { class: 'check' }, clean, ' drop existing objects first (clean)'),
       h('label', { class: 'check' }, force, ' allow a non-empty target (force)'),
-      h('label', {}, 'Type the target (or the source name when empty) to confirm ', confirm),
+      h('label', {}, confirmLabel, ' ', confirm),
     ],
     'Restore',
     async () => {
-      const body = { type: 'database', source: snap.source.name, snapshot: snap.id, confirm: confirm.value, clean: clean.checked, force: force.checked };
-      if (to.value) body.toDatabase = to.value;
+      const target = targetValue();
+      const expected = target || source;
+      if (confirm.value !== expected) throw new Error(target ? 'type the target exactly as above to confirm' : `this restores into the live database ${info.live}: type the source name “${source}” to confirm`);
+      const body = { type: 'database', source, snapshot: snap.id, confirm: confirm.value, clean: clean.checked, force: force.checked };
+      if (target) body.toDatabase = target;
       const t = await api('POST', '/restore', body);
-      document.getElementById('task-area').prepend(followTask(t));
+      showTask(t);
     },
   );
 }
 
-pages.drills = async (root) => {
+/** One drill: what was restored where, each phase's time, each verification check. */
+async function drillDetail(root, id) {
+  const d = await api('GET', `/drills/${encodeURIComponent(id)}`);
+  const restored = d.snapshotId !== null && d.snapshotId !== undefined;
+  root.append(
+    h('h1', {}, `Drill #${d.id}: ${d.job} `, badge(d.status)),
+    h('p', {}, h('a', { href: '#/drills' }, '← all drills')),
+    d.error ? h('p', { class: 'error', id: 'drill-error' }, d.error) : null,
+    section(
+      'Summary',
+      h(
+        'dl',
+        { class: 'facts' },
+        h('dt', {}, 'Started'), h('dd', {}, fmtTime(d.startedAt)),
+        h('dt', {}, 'Finished'), h('dd', {}, fmtTime(d.finishedAt)),
+        h('dt', {}, 'Source'), h('dd', {}, `${d.source} (${d.kind})`),
+        h('dt', {}, 'Snapshot'), h('dd', {}, restored ? `${d.snapshotId.slice(0, 8)} of ${fmtTime(d.snapshotTime)}` : 'none (nothing was restored)'),
+        h('dt', {}, 'Scratch target'), h('dd', {}, d.target || '–'),
+        h('dt', {}, 'Restore time / RTO'), h('dd', { class: restored ? `sev ${d.rtoMet ? 'green' : 'red'}` : '' }, restored ? `${fmtDur(d.restoreMs)} / ${fmtDur(d.rtoMs)} (${d.rtoMet ? 'met' : 'missed'})` : `– / ${fmtDur(d.rtoMs)}`),
+        h('dt', {}, 'Backup age / RPO'), h('dd', { class: `sev ${d.rpoMet ? 'green' : 'red'}` }, `${fmtDur(d.backupAgeMs)} / ${fmtDur(d.rpoMs)}`),
+      ),
+    ),
+    section('Phases', d.phases && d.phases.length ? table(['Phase', 'Started', 'Time', 'Result', 'Detail'], d.phases.map((p) => h('tr', { dataset: { phase: p.name } }, h('td', {}, p.name), h('td', {}, fmtTime(p.startedAt)), h('td', {}, fmtDur(p.ms)), h('td', {}, badge(p.ok ? 'success' : 'failed')), h('td', { class: 'small' }, p.detail || '')))) : h('p', { class: 'muted' }, 'No phase recorded.')),
+    section('Checks', d.checks && d.checks.length ? table(['Check', 'Result', 'Detail'], d.checks.map((c) => h('tr', { dataset: { check: c.name } }, h('td', {}, c.name), h('td', {}, badge(c.ok ? 'success' : 'failed')), h('td', { class: 'small' }, c.detail || '')))) : h('p', { class: 'muted' }, 'No verification check ran.')),
+  );
+}
+
+pages.drills = async (root, id) => {
+  if (id) return drillDetail(root, id);
   const [drills, jobs] = await Promise.all([api('GET', '/drills?limit=100'), api('GET', '/jobs')]);
-  const sel = h('select', { id: 'drill-job' }, jobs.map((j) => h('option', { value: j.name }, j.name)));
+  const sel = h('select', { id: 'drill-job', 'aria-label': 'Job to drill' }, jobs.map((j) => h('option', { value: j.name }, j.name)));
   root.append(
     h('h1', {}, 'Restore drills'),
     isOperator()
       ? section('Start a drill', h('p', {}, sel, ' ', h('button', { type: 'button', id: 'start-drill', onclick: async () => {
           const t = await act(() => api('POST', '/drills', { job: sel.value }), 'drill started');
-          if (t) document.getElementById('task-area').prepend(followTask(t, () => setTimeout(route, 500)));
+          if (!t) return;
+          const hash = location.hash;
+          showTask(t, () => setTimeout(() => void refreshKeepingTasks(hash), 300));
         } }, 'Start drill')))
       : null,
     h('div', { id: 'task-area' }),
     section(
       'History',
       drills.length
-        ? table(
-            ['When', 'Job', 'Kind', 'Status', 'Restore time / RTO', 'Backup age / RPO', 'Checks'],
-            drills.map((d) =>
+        ? listView({
+            id: 'drill-list',
+            what: 'drills',
+            items: drills,
+            text: (d) => [d.job, d.kind, d.status, fmtTime(d.startedAt), d.error || ''].join(' '),
+            filters: [
+              { label: 'Job', get: (d) => d.job },
+              { label: 'Status', get: (d) => d.status },
+            ],
+            defaultSort: { col: 0, dir: -1 },
+            columns: [
+              { label: 'When', sort: (d) => String(d.startedAt) },
+              { label: 'Job', sort: (d) => d.job },
+              { label: 'Kind', sort: (d) => d.kind },
+              { label: 'Status', sort: (d) => d.status },
+              { label: 'Restore time / RTO', sort: (d) => d.restoreMs || 0 },
+              { label: 'Backup age / RPO', sort: (d) => d.backupAgeMs || 0 },
+              { label: 'Checks' },
+            ],
+            row: (d) =>
               h(
                 'tr',
                 { dataset: { drill: d.id } },
-                h('td', {}, fmtTime(d.startedAt)),
+                h('td', {}, h('a', { href: `#/drills/${d.id}` }, fmtTime(d.startedAt))),
                 h('td', {}, d.job),
                 h('td', {}, d.kind),
                 h('td', {}, badge(d.status)),
-                h('td', { class: `sev ${d.rtoMet ? 'green' : 'red'}` }, `${fmtDur(d.restoreMs)} / ${fmtDur(d.rtoMs)}`),
+                d.snapshotId ? h('td', { class: `sev ${d.rtoMet ? 'green' : 'red'}` }, `${fmtDur(d.restoreMs)} / ${fmtDur(d.rtoMs)}`) : h('td', {}, `– / ${fmtDur(d.rtoMs)}`),
                 h('td', { class: `sev ${d.rpoMet ? 'green' : 'red'}` }, `${fmtDur(d.backupAgeMs)} / ${fmtDur(d.rpoMs)}`),
                 h('td', {}, `${d.checks.filter((c) => c.ok).length}/${d.checks.length} ok`, d.error ? h('div', { class: 'error small' }, d.error) : null),
               ),
-            ),
-          )
+          })
         : h('p', { class: 'muted' }, 'No drills yet.'),
     ),
   );
@@ -600,10 +1010,29 @@ pages.incidents = async (root, id) => {
     section(
       'All incidents',
       list.length
-        ? table(
-            ['#', 'Title', 'Status', 'Impact', 'Services', 'Status page', 'Started', 'Resolved'],
-            list.map((i) => h('tr', { dataset: { incident: i.id, visibility: i.visibility } }, h('td', {}, h('a', { href: `#/incidents/${i.id}` }, `#${i.id}`)), h('td', {}, i.title), h('td', {}, badge(i.status)), h('td', {}, i.impact), h('td', {}, i.services.join(', ')), h('td', {}, i.visibility === 'public' ? 'public' : 'private'), h('td', {}, fmtTime(i.startedAt)), h('td', {}, fmtTime(i.resolvedAt)))),
-          )
+        ? listView({
+            id: 'incident-list',
+            what: 'incidents',
+            items: list,
+            text: (i) => [`#${i.id}`, i.title, i.status, i.impact, i.services.join(' '), i.visibility, fmtTime(i.startedAt)].join(' '),
+            filters: [
+              { label: 'Status', get: (i) => i.status },
+              { label: 'Impact', get: (i) => i.impact },
+              { label: 'Status page', get: (i) => i.visibility },
+            ],
+            defaultSort: { col: 6, dir: -1 },
+            columns: [
+              { label: '#', sort: (i) => i.id },
+              { label: 'Title', sort: (i) => i.title },
+              { label: 'Status', sort: (i) => i.status },
+              { label: 'Impact', sort: (i) => i.impact },
+              { label: 'Services' },
+              { label: 'Status page', sort: (i) => i.visibility },
+              { label: 'Started', sort: (i) => i.startedAt },
+              { label: 'Resolved', sort: (i) => i.resolvedAt || '' },
+            ],
+            row: (i) => h('tr', { dataset: { incident: i.id, visibility: i.visibility } }, h('td', {}, h('a', { href: `#/incidents/${i.id}` }, `#${i.id}`)), h('td', {}, i.title), h('td', {}, badge(i.status)), h('td', {}, i.impact), h('td', {}, i.services.join(', ')), h('td', {}, i.visibility === 'public' ? 'public' : 'private'), h('td', {}, fmtTime(i.startedAt)), h('td', {}, fmtTime(i.resolvedAt))),
+          })
         : h('p', { class: 'muted' }, 'No incidents.'),
     ),
   );
@@ -763,6 +1192,142 @@ pages.tasks = async (root, id) => {
   root.append(h('h1', {}, 'Tasks'), section('Background tasks', list.length ? table(['#', 'Task', 'Status', 'By', 'Started', 'Finished', 'Error'], list.map((t) => h('tr', {}, h('td', {}, h('a', { href: `#/tasks/${t.id}` }, `#${t.id}`)), h('td', {}, t.title), h('td', {}, badge(t.status)), h('td', {}, t.actor), h('td', {}, fmtTime(t.startedAt)), h('td', {}, fmtTime(t.finishedAt)), h('td', { class: 'error small' }, t.error || '')))) : h('p', { class: 'muted' }, 'No tasks yet.')));
 };
 
+// ---------------------------------------------------------------- fleet
+
+/**
+ * The fleet: every agent (daemon) sharing the catalog, its state, version,
+ * last heartbeat and jobs (last run by that agent); filters by host and
+ * service; Run / Drill on one agent leave a run request the agent picks up,
+ * and the request's state is shown until it finishes.
+ */
+const AGENT_STATE = { live: ['green', 'live'], missed: ['red', 'missed heartbeat'], stopped: ['grey', 'stopped'] };
+state.fleetFilter = { host: '', service: '' };
+
+pages.fleet = async (root) => {
+  const f = state.fleetFilter;
+  const query = () => {
+    const q = new URLSearchParams();
+    if (f.host) q.set('host', f.host);
+    if (f.service) q.set('service', f.service);
+    const s = q.toString();
+    return s ? `/fleet?${s}` : '/fleet';
+  };
+  const first = await api('GET', query());
+  const content = h('div', { id: 'fleet-content' });
+  const mkSelect = (id, label, key, values) => {
+    const sel = h('select', { id, 'aria-label': `Filter by ${label}` }, h('option', { value: '' }, `${label}: all`), values.map((v) => h('option', { value: v }, v)));
+    sel.value = f[key];
+    sel.addEventListener('change', () => {
+      f[key] = sel.value;
+      void draw();
+    });
+    return sel;
+  };
+  const controls = h('p', { class: 'lv-controls fleet-filters' }, mkSelect('fleet-host', 'Host', 'host', first.hosts), ' ', mkSelect('fleet-service', 'Service', 'service', first.services));
+
+  async function request(agent, kind, job) {
+    const r = await act(() => api('POST', `/fleet/agents/${encodeURIComponent(agent)}/requests`, { kind, name: job }), `${kind === 'job' ? 'run' : 'drill'} of ${job} requested on ${agent}`);
+    if (r) void draw();
+  }
+
+  function render(v) {
+    const agents = v.agents.length
+      ? table(
+          ['Agent', 'State', 'Host', 'Version', 'Last heartbeat', 'Started', 'Jobs'],
+          v.agents.map((a) => {
+            const [color, label] = AGENT_STATE[a.state] || ['grey', a.state];
+            return h(
+              'tr',
+              { class: 'agent-row', dataset: { agent: a.id, state: a.state } },
+              h('td', {}, a.id),
+              h('td', {}, h('span', { class: `badge ${color}`, dataset: { state: a.state } }, label)),
+              h('td', {}, a.hostname),
+              h('td', {}, a.version),
+              h('td', {}, fmtTime(a.lastSeen), h('div', { class: 'muted' }, ago(a.lastSeen))),
+              h('td', {}, fmtTime(a.startedAt)),
+              h('td', {}, String(a.jobs.length)),
+            );
+          }),
+          { id: 'agents-table' },
+        )
+      : h('p', { class: 'muted', id: 'no-agents' }, 'No agent matches. Each host runs `lifeboat daemon` with this catalog (daemon.catalog: postgres://…).');
+    const jobs = v.agents.map((a) =>
+      h(
+        'section',
+        { class: 'card agent-jobs', id: `agent-${a.id}`, dataset: { agent: a.id } },
+        h('h2', {}, `Jobs on ${a.id}`),
+        a.jobs.length
+          ? table(
+              ['Job', 'Source', 'Schedule', 'Services', 'Last run', ''],
+              a.jobs.map((j) =>
+                h(
+                  'tr',
+                  { class: 'fleet-job', dataset: { agent: a.id, job: j.name } },
+                  h('td', {}, j.name),
+                  h('td', {}, `${j.source} (${j.sourceKind})`),
+                  h('td', {}, j.schedule || 'manual'),
+                  h('td', {}, j.services.join(', ') || '–'),
+                  h('td', { class: 'last-run' }, j.lastRun ? [badge(j.lastRun.status), ' ', fmtTime(j.lastRun.startedAt)] : 'never'),
+                  h(
+                    'td',
+                    {},
+                    isOperator()
+                      ? [
+                          h('button', { type: 'button', class: 'fleet-run', 'aria-label': `Run ${j.name} on ${a.id}`, onclick: () => request(a.id, 'job', j.name) }, 'Run'),
+                          ' ',
+                          h('button', { type: 'button', class: 'fleet-drill', 'aria-label': `Drill ${j.name} on ${a.id}`, onclick: () => request(a.id, 'drill', j.name) }, 'Drill'),
+                        ]
+                      : null,
+                  ),
+                ),
+              ),
+              { id: `jobs-${a.id}` },
+            )
+          : h('p', { class: 'muted' }, 'This agent reports no jobs.'),
+      ),
+    );
+    const reqs = section(
+      'Run requests',
+      v.requests.length
+        ? table(
+            ['#', 'Agent', 'Kind', 'Job', 'By', 'Requested', 'State', 'Result'],
+            v.requests.map((r) =>
+              h(
+                'tr',
+                { class: 'request-row', dataset: { request: r.id, status: r.status, agent: r.agentId } },
+                h('td', {}, `#${r.id}`),
+                h('td', {}, r.agentId),
+                h('td', {}, r.kind),
+                h('td', {}, r.name),
+                h('td', {}, r.requestedBy),
+                h('td', {}, fmtTime(r.requestedAt)),
+                h('td', {}, badge(r.status)),
+                h('td', { class: 'small' }, r.result ? (r.result.error ? h('span', { class: 'error' }, String(r.result.error)) : r.result.runId ? `run #${r.result.runId}` : r.result.drillId ? h('a', { href: `#/drills/${r.result.drillId}` }, `drill #${r.result.drillId}`) : '') : r.status === 'pending' ? 'waiting for the agent' : ''),
+              ),
+            ),
+            { id: 'requests-table' },
+          )
+        : h('p', { class: 'muted' }, 'No run requests yet.'),
+    );
+    content.replaceChildren(section(`Hosts (${v.agents.length})`, agents), ...jobs, reqs);
+  }
+
+  // responses may arrive out of order (a filter change while the periodic refresh is in flight): only the newest is shown
+  let drawn = 0;
+  async function draw() {
+    const seq = ++drawn;
+    const v = await api('GET', query()).catch((e) => {
+      toast(e.message, true);
+      return null;
+    });
+    if (v && seq === drawn) render(v);
+  }
+
+  render(first);
+  root.append(h('h1', {}, 'Fleet'), controls, content);
+  every(3000, () => void draw());
+};
+
 // ---------------------------------------------------------------- router
 
 async function route() {
@@ -786,6 +1351,19 @@ async function start() {
   Object.assign(state, { user: s.user, role: s.role, csrf: s.csrfToken });
   document.getElementById('who').textContent = `${s.user} (${s.role})`;
   document.body.dataset.role = s.role;
+  const tz = document.getElementById('tz-toggle');
+  const showTz = () => (tz.textContent = state.tz === 'utc' ? 'Times: UTC' : `Times: local (${zoneLabel(new Date())})`);
+  showTz();
+  tz.addEventListener('click', () => {
+    state.tz = state.tz === 'utc' ? 'local' : 'utc';
+    try {
+      localStorage.setItem('lb-tz', state.tz);
+    } catch {
+      /* private mode: the choice lasts for this page */
+    }
+    showTz();
+    void route();
+  });
   document.getElementById('logout').addEventListener('click', async () => {
     await api('POST', '/logout').catch(() => {});
     location.href = '/login';

@@ -1,9 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { loadConfig, type LifeboatConfig } from '../config/load.js';
+import type { LifeboatConfig } from '../config/config.js';
+import { resolvePlan, type ResolvedPlan, type ResolvedSource } from '../config/resolve.js';
 import type { RepositoryConfig } from '../config/schema.js';
 import { resolveSecret } from '../config/password.js';
-import { openConfiguredRepo, resolveLocation, secretFromConfig, storageFor } from '../config/repos.js';
+import { defaultRepository, lockLeaseFromEnv, openConfiguredRepo, resolveLocation, secretFromConfig, storageFor } from '../config/repos.js';
 import { ConfigError, LifeboatError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import type { Storage } from '../storage/types.js';
@@ -23,9 +24,26 @@ export interface GlobalOptions {
   lock?: boolean;
 }
 
+/** The config file in play: --config, LIFEBOAT_CONFIG, or ./lifeboat.yaml if it exists. */
+function configFile(opts: GlobalOptions): string | undefined {
+  return opts.config ?? process.env.LIFEBOAT_CONFIG ?? (existsSync('lifeboat.yaml') ? 'lifeboat.yaml' : undefined);
+}
+
+let configLoader: typeof import('../config/load.js') | undefined;
+
+/**
+ * Import the config loader (YAML parser, schemas) when a config file is in play.
+ * program.ts awaits this before a command runs, so a command without a config
+ * does not load it, and `config()` stays synchronous.
+ */
+export async function prepareConfig(opts: GlobalOptions): Promise<void> {
+  if (configFile(opts) !== undefined) configLoader ??= await import('../config/load.js');
+}
+
 export class CliContext {
   readonly out: Output;
   private cfgCache: LifeboatConfig | null | undefined;
+  private planCache: ResolvedPlan | undefined;
 
   constructor(readonly opts: GlobalOptions) {
     this.out = makeOutput(opts);
@@ -34,15 +52,31 @@ export class CliContext {
   /** The config file: --config, LIFEBOAT_CONFIG, or ./lifeboat.yaml if it exists. */
   config(required = false): LifeboatConfig | undefined {
     if (this.cfgCache !== undefined) return this.cfgCache ?? undefined;
-    const file = this.opts.config ?? process.env.LIFEBOAT_CONFIG ?? (existsSync('lifeboat.yaml') ? 'lifeboat.yaml' : undefined);
+    const file = configFile(this.opts);
     if (!file) {
       if (required) throw new ConfigError('no configuration: pass --config FILE (or create ./lifeboat.yaml)');
       this.cfgCache = null;
       return undefined;
     }
     if (process.env.LIFEBOAT_DEBUG) process.stderr.write(`lifeboat: loading config ${file}\n`);
-    this.cfgCache = loadConfig(file);
+    if (!configLoader) throw new Error('internal: the config loader was not prepared (prepareConfig) before the command ran');
+    this.cfgCache = configLoader.loadConfig(file);
     return this.cfgCache;
+  }
+
+  /** The config resolved once (config/resolve.ts): sources and jobs with their repositories and absolute paths. Needs a config. */
+  plan(): ResolvedPlan {
+    return (this.planCache ??= resolvePlan(this.config(true)!));
+  }
+
+  /** A configured source, resolved; a ConfigError naming the defined ones for an unknown name. */
+  source(name: string): ResolvedSource {
+    const s = this.plan().sources[name];
+    if (!s) {
+      const cfg = this.config(true)!;
+      throw new ConfigError(`unknown source "${name}" (defined in ${cfg.file}: ${Object.keys(cfg.sources).join(', ') || 'none'})`);
+    }
+    return s;
   }
 
   /** Which repository: --repo (a location or a repository name from the config), else the config default. */
@@ -55,7 +89,7 @@ export class CliContext {
       return { location: wanted };
     }
     if (!cfg) throw new ConfigError('no repository given: use --repo PATH|URL, LIFEBOAT_REPOSITORY, or --config FILE');
-    const name = nameHint ?? cfg.defaults.repository ?? Object.keys(cfg.repositories)[0]!;
+    const name = nameHint ?? defaultRepository(cfg);
     const conf = cfg.repositories[name];
     if (!conf) throw new ConfigError(`unknown repository "${name}" (defined: ${Object.keys(cfg.repositories).join(', ')})`);
     return { location: resolveLocation(cfg, conf.location), conf, name };
@@ -99,8 +133,7 @@ export class CliContext {
             onInit: (loc) => this.out.info(`creating repository at ${loc}`),
           })
         : await Repository.open(this.storageFor(t.location, t.conf), pw);
-    repo.lockRetryMs = this.retryLockMs();
-    repo.noLock = this.opts.lock === false;
+    this.lockSettings(repo);
     repo.onWarning = (m) => this.out.warn(m);
     for (const [name, err] of repo.indexErrors) {
       this.out.warn(`index file ${name.slice(0, 12)} is damaged and was skipped (${(err as Error).message}); run "lifeboat check" / "lifeboat repair index"`);
@@ -129,9 +162,28 @@ export class CliContext {
     else if (conf?.password) pw = secretFromConfig(cfg, conf.password, `password for ${wanted}`);
     else throw new ConfigError(`no password for ${wanted}: pass --from-password-file FILE or set LIFEBOAT_FROM_PASSWORD`);
     const repo = await Repository.open(this.storageFor(location, conf), pw);
+    this.lockSettings(repo);
+    return repo;
+  }
+
+  /**
+   * --retry-lock, --no-lock, LIFEBOAT_LOCK_LEASE, and what happens when a lock
+   * is lost: an exclusive operation (prune, repair, log pruning) that has not
+   * stopped by itself at its next step within lease/12 (a storage call hanging
+   * on a dead network) is ended here, loudly; it is crash-safe at every
+   * instant. A shared holder stops at its next check (before it commits).
+   */
+  private lockSettings(repo: Repository): void {
     repo.lockRetryMs = this.retryLockMs();
     repo.noLock = this.opts.lock === false;
-    return repo;
+    repo.lockLeaseMs = lockLeaseFromEnv() ?? repo.lockLeaseMs;
+    repo.onLockLost = (err, lock) => {
+      if (!lock.exclusive) return this.out.warn(err.message);
+      setTimeout(() => {
+        process.stderr.write(`lifeboat: ${err.message}\n`);
+        process.exit(err.exitCode);
+      }, Math.max(100, Math.floor(lock.leaseMs / 12))).unref();
+    };
   }
 
   retryLockMs(): number {

@@ -29,17 +29,28 @@ if (isEntryPoint()) {
   // a failure outside the command's own promise chain (an 'error' event nobody handles) still ends in one line
   process.on('uncaughtException', (err) => process.exit(report(err)));
   process.on('unhandledRejection', (err) => process.exit(report(err)));
+  // If the event loop ever drains while the command is still pending (an
+  // awaited operation nobody will complete), the process would end quietly with
+  // exit code 0 and a result it never reached: say so and fail instead.
+  let finished = false;
+  process.on('beforeExit', () => {
+    if (finished) return;
+    finished = true;
+    process.stderr.write('lifeboat: internal error: the command stopped before it finished (an operation never completed); its result is unknown, treat it as failed\n');
+    process.exitCode = ExitCode.FATAL;
+  });
   const run = async (): Promise<void> => {
     // wal-push / wal-fetch run once per WAL file: without a config they start
     // from wal-fast.ts with only the repository code loaded (see there).
-    if (process.argv[2] === 'wal-push' || process.argv[2] === 'wal-fetch') {
+    if (process.argv[2] === 'wal-push' || process.argv[2] === 'wal-fetch' || process.argv[2] === 'wal-spool-worker') {
       const code = await (await import('./wal-fast.js')).runWalFast(process.argv);
       if (code !== undefined) {
         process.exitCode = code;
         return;
       }
     }
-    const { main, reportError, abandonedCalls } = await import('./program.js');
+    const { main, reportError } = await import('./program.js');
+    const { abandonedCalls } = await import('../storage/retry.js');
     report = reportError;
     const code = await main(process.argv);
     process.exitCode = code;
@@ -58,7 +69,11 @@ if (isEntryPoint()) {
       process.exit(code);
     }, 2000).unref();
   };
-  run().catch((err: unknown) => {
-    process.exitCode = report(err);
-  });
+  run()
+    .catch((err: unknown) => {
+      process.exitCode = report(err);
+    })
+    .finally(() => {
+      finished = true;
+    });
 }

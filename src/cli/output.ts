@@ -1,8 +1,7 @@
 import cliProgress from 'cli-progress';
 import { formatBytes, formatElapsed } from '../util/format.js';
+import { snakeKeys } from './json-keys.js';
 
-/** Sizes and durations as the CLI prints them (src/util/format.ts). */
-export { formatBytes, formatElapsed as formatDuration };
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -31,6 +30,12 @@ export interface Progress {
 
 const noop: Progress = { update() {}, setTotal() {}, stop() {} };
 
+/** The status line being shown on the terminal (cli/progress.ts): cleared before any other output, redrawn on its next tick. */
+let statusLine: { clear(): void } | undefined;
+export function setStatusLine(s: { clear(): void } | undefined): void {
+  statusLine = s;
+}
+
 export function makeOutput(opts: { json?: boolean; quiet?: boolean }): Output {
   const json = !!opts.json;
   const quiet = !!opts.quiet;
@@ -38,13 +43,16 @@ export function makeOutput(opts: { json?: boolean; quiet?: boolean }): Output {
     json,
     quiet,
     info(msg) {
-      if (!json && !quiet) process.stdout.write(msg + '\n');
+      if (json || quiet) return;
+      statusLine?.clear();
+      process.stdout.write(msg + '\n');
     },
     warn(msg) {
+      statusLine?.clear();
       process.stderr.write(`warning: ${msg}\n`);
     },
     emit(obj) {
-      if (json) process.stdout.write(JSON.stringify(obj) + '\n');
+      if (json) process.stdout.write(JSON.stringify(snakeKeys(obj)) + '\n');
     },
     progress(total, label) {
       if (json || quiet || !process.stderr.isTTY || process.env.CI) return noop;

@@ -17,7 +17,8 @@ export function installSignalHandlers(): void {
   const onSignal = (sig: NodeJS.Signals) => {
     if (!interrupted) {
       interrupted = true;
-      process.stderr.write(`lifeboat: received ${sig}, stopping (no snapshot is written for an unfinished backup)\n`);
+      // on a terminal, first erase a progress status line (cli/progress.ts) the message would otherwise continue
+      process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[K' : ''}lifeboat: received ${sig}, stopping (no snapshot is written for an unfinished backup)\n`);
     }
     process.exit(ExitCode.INTERRUPTED);
   };

@@ -94,6 +94,13 @@ export const drillConfigSchema = z
     timeout: duration.default('1h').describe('the whole drill is aborted after this long (the scratch target is still dropped)'),
     scratchDir: z.string().min(1).optional().describe('directory for scratch files and directories (relative to the config file; default: the system temp directory)'),
     database: z.string().min(1).optional().describe('postgres-physical sources: database the sql queries run in (default "postgres")'),
+    mysqlPitr: z
+      .object({
+        targetTime: z.string().min(1).default('latest').describe('"latest" (the end of the binlog archive) or a time with a zone, e.g. 2026-11-22T14:30:00Z'),
+      })
+      .strict()
+      .optional()
+      .describe('mysql sources with binlog: the mysql-pitr target: the dump restored into a private scratch mariadbd and the archived binary logs replayed (docs/pitr.md)'),
     keepTarget: z.boolean().default(false).describe('leave the scratch database/directory in place for inspection'),
   })
   .strict();

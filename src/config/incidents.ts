@@ -14,11 +14,19 @@ import { errorMessage } from '../errors.js';
  *     escalation:
  *       - after: 30m
  *         channels: [pager]
+ *     reminders:                       # "post an update": while open, measured from the last operator update
+ *       channels: [ops-slack]          # default: incidents.channels
+ *       every: { critical: 15m, major: 30m, minor: 60m }   # the defaults; none: no reminders; "off" disables one
+ *     audiences:                       # who else is told, when an update targets them (--audience users,partners)
+ *       users:
+ *         channels: [status-mail]
+ *         templates:
+ *           update: { title: "...", text: "..." }
  *
  * Template variables: see INCIDENT_TEMPLATE_VARS.
  */
 
-export const INCIDENT_EVENTS = ['start', 'update', 'resolved', 'escalation'] as const;
+export const INCIDENT_EVENTS = ['start', 'update', 'resolved', 'escalation', 'reminder'] as const;
 export type IncidentEvent = (typeof INCIDENT_EVENTS)[number];
 
 export const INCIDENT_TEMPLATE_VARS = [
@@ -38,6 +46,9 @@ export const INCIDENT_TEMPLATE_VARS = [
   'elapsed', // time since the incident started, e.g. 42m
   'level', // escalation level (1-based)
   'host',
+  'audience', // the audience a message is rendered for (empty for the responders' channels)
+  'sinceUpdate', // reminders: time since the last operator update, e.g. 31m
+  'every', // reminders: the reminder interval for this impact, e.g. 30m
 ] as const;
 
 const PLACEHOLDER = /\{\{\s*([A-Za-z_][A-Za-z0-9_-]*)\s*\}\}/g;
@@ -56,6 +67,25 @@ const duration = z.string().superRefine((s, ctx) => {
 });
 
 const messageTemplate = z.object({ title: template.optional(), text: template.optional() }).strict();
+
+/** A reminder interval: a duration, or "off". */
+const interval = z.union([z.literal('off'), duration]);
+
+export const DEFAULT_REMINDER_EVERY = { critical: '15m', major: '30m', minor: '60m', none: 'off' } as const;
+
+const audienceName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'audience names use letters, digits, _ . - (at most 64)');
+
+export const incidentAudienceSchema = z
+  .object({
+    description: z.string().max(500).optional(),
+    channels: z.array(z.string()).min(1).describe('notifier channels (notifiers.channels) of this audience'),
+    templates: z
+      .object({ start: messageTemplate.optional(), update: messageTemplate.optional(), resolved: messageTemplate.optional() })
+      .strict()
+      .default({})
+      .describe('per-event templates for this audience (default: the incidents.templates, then the built-in ones)'),
+  })
+  .strict();
 
 export const incidentsConfigSchema = z
   .object({
@@ -77,9 +107,22 @@ export const incidentsConfigSchema = z
           .strict(),
       )
       .default([]),
+    reminders: z
+      .object({
+        channels: z.array(z.string()).optional().describe('who is reminded (default: incidents.channels)'),
+        every: z
+          .object({ critical: interval.default(DEFAULT_REMINDER_EVERY.critical), major: interval.default(DEFAULT_REMINDER_EVERY.major), minor: interval.default(DEFAULT_REMINDER_EVERY.minor), none: interval.default(DEFAULT_REMINDER_EVERY.none) })
+          .strict()
+          .default({ ...DEFAULT_REMINDER_EVERY }),
+        template: messageTemplate.optional(),
+      })
+      .strict()
+      .default({ every: { ...DEFAULT_REMINDER_EVERY } }),
+    audiences: z.record(audienceName, incidentAudienceSchema).default({}),
   })
   .strict();
 
+export type IncidentAudience = z.infer<typeof incidentAudienceSchema>;
 export type IncidentsConfig = z.infer<typeof incidentsConfigSchema>;
 
 export const DEFAULT_INCIDENT_TEMPLATES: Record<IncidentEvent, { title: string; text: string }> = {
@@ -99,6 +142,10 @@ export const DEFAULT_INCIDENT_TEMPLATES: Record<IncidentEvent, { title: string; 
     title: '[ESCALATION {{level}}] incident #{{incident}} unresolved for {{elapsed}}: {{title}}',
     text: 'Incident #{{incident}} ({{impact}}, {{status}}) has been open for {{elapsed}} (since {{startedAt}}). Affected services: {{services}}.\n\nLatest: {{message}}',
   },
+  reminder: {
+    title: '[REMINDER] incident #{{incident}}: no update for {{sinceUpdate}} — {{title}}',
+    text: 'Incident #{{incident}} ({{impact}}, {{status}}) is open for {{elapsed}}; the last update was {{sinceUpdate}} ago. Post an update at least every {{every}}: lifeboat incident update {{incident}} --message "..."\n\nLatest: {{message}}',
+  },
 };
 
 export function renderIncidentTemplate(t: string, vars: Partial<Record<string, string | number>>): string {
@@ -113,5 +160,7 @@ export function checkIncidentChannels(inc: IncidentsConfig, channels: string[]):
   };
   inc.channels.forEach((c, i) => known(c, `channels.${i}`));
   inc.escalation.forEach((e, i) => e.channels.forEach((c, j) => known(c, `escalation.${i}.channels.${j}`)));
+  (inc.reminders.channels ?? []).forEach((c, i) => known(c, `reminders.channels.${i}`));
+  for (const [name, a] of Object.entries(inc.audiences)) a.channels.forEach((c, i) => known(c, `audiences.${name}.channels.${i}`));
   return out;
 }

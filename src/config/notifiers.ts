@@ -71,7 +71,93 @@ export const emailChannelSchema = z
   })
   .strict();
 
-export const channelSchema = z.discriminatedUnion('type', [slackChannelSchema, webhookChannelSchema, emailChannelSchema]);
+/** An API base URL (tests and self-hosted/EU endpoints point it elsewhere). */
+const baseUrl = z.string().regex(/^https?:\/\/[^\s]+$/i, 'expected an http(s) URL');
+
+export const pagerdutyChannelSchema = z
+  .object({
+    type: z.literal('pagerduty'),
+    routingKey: secretSchema.describe('Events API v2 integration (routing) key'),
+    baseUrl: baseUrl.default('https://events.pagerduty.com').describe('EU: https://events.eu.pagerduty.com'),
+    ...deliveryOptions,
+  })
+  .strict();
+
+export const opsgenieChannelSchema = z
+  .object({
+    type: z.literal('opsgenie'),
+    apiKey: secretSchema.describe('API integration key (Authorization: GenieKey ...)'),
+    baseUrl: baseUrl.default('https://api.opsgenie.com').describe('EU: https://api.eu.opsgenie.com'),
+    responders: z.array(z.object({ type: z.enum(['team', 'user', 'escalation', 'schedule']), name: z.string().min(1) }).strict()).default([]),
+    tags: z.array(z.string().min(1)).default([]),
+    ...deliveryOptions,
+  })
+  .strict();
+
+export const teamsChannelSchema = z
+  .object({
+    type: z.literal('teams'),
+    url: urlOrSecret.describe('incoming webhook / Workflows URL'),
+    format: z.enum(['messagecard', 'adaptive']).default('messagecard'),
+    ...deliveryOptions,
+  })
+  .strict();
+
+export const discordChannelSchema = z
+  .object({
+    type: z.literal('discord'),
+    url: urlOrSecret.describe('https://discord.com/api/webhooks/ID/TOKEN'),
+    username: z.string().min(1).max(80).optional(),
+    ...deliveryOptions,
+  })
+  .strict();
+
+export const telegramChannelSchema = z
+  .object({
+    type: z.literal('telegram'),
+    botToken: secretSchema,
+    chatId: z.union([z.string().min(1), z.number().int()]).transform(String),
+    baseUrl: baseUrl.default('https://api.telegram.org'),
+    ...deliveryOptions,
+  })
+  .strict();
+
+export const ntfyChannelSchema = z
+  .object({
+    type: z.literal('ntfy'),
+    topic: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'ntfy topics use letters, digits, _ and -'),
+    server: baseUrl.default('https://ntfy.sh'),
+    token: secretSchema.optional().describe('access token (Authorization: Bearer)'),
+    ...deliveryOptions,
+  })
+  .strict();
+
+const phone = z.string().regex(/^\+[1-9]\d{6,14}$/, 'expected an E.164 phone number like +14155550100');
+
+export const smsChannelSchema = z
+  .object({
+    type: z.literal('sms'),
+    accountSid: z.string().min(1),
+    authToken: secretSchema,
+    from: z.string().min(1).describe('sender number (E.164) or messaging service / alphanumeric sender id'),
+    to: z.array(phone).min(1),
+    baseUrl: baseUrl.default('https://api.twilio.com').describe('any Twilio-compatible API'),
+    ...deliveryOptions,
+  })
+  .strict();
+
+export const channelSchema = z.discriminatedUnion('type', [
+  slackChannelSchema,
+  webhookChannelSchema,
+  emailChannelSchema,
+  pagerdutyChannelSchema,
+  opsgenieChannelSchema,
+  teamsChannelSchema,
+  discordChannelSchema,
+  telegramChannelSchema,
+  ntfyChannelSchema,
+  smsChannelSchema,
+]);
 
 const templateOverride = z.object({ title: z.string().min(1).optional(), text: z.string().min(1).optional() }).strict();
 

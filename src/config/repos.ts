@@ -1,11 +1,13 @@
 import { configPath } from './paths.js';
-import type { LifeboatConfig } from './load.js';
-import { parseSize, type RepositoryConfig } from './schema.js';
+import type { LifeboatConfig } from './config.js';
+import type { RepositoryConfig } from './schema.js';
+import { parseSize } from './size.js';
 import { resolveSecret, type SecretRef } from './password.js';
-import { ConfigError, NoRepositoryError } from '../errors.js';
+import { ConfigError, NoRepositoryError, errorMessage } from '../errors.js';
 import { parseDuration } from '../util/duration.js';
 import type { StorageTimeouts } from '../storage/retry.js';
 import { Repository, RepositoryExistsError } from '../repo/repository.js';
+import { MIN_LEASE_MS } from '../repo/lock.js';
 import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/types.js';
 
@@ -54,8 +56,30 @@ export function storageFor(location: string, conf?: RepositoryConfig, cfg?: { di
           ...(s3.partSize !== undefined ? { partSize: parseSize(s3.partSize)! } : {}),
           ...(s3.multipartThreshold !== undefined ? { multipartThreshold: parseSize(s3.multipartThreshold)! } : {}),
           ...(s3.objectLock ? { objectLock: s3.objectLock } : {}),
+          ...(s3.storageClass ? { storageClass: s3.storageClass } : {}),
+          ...(s3.partConcurrency ? { partConcurrency: s3.partConcurrency } : {}),
         }
       : {},
+    ...(conf?.appendOnly ? { appendOnly: true } : {}),
+    ...(conf?.limits
+      ? {
+          limits: {
+            ...(conf.limits.upload ? { uploadKiBs: conf.limits.upload } : {}),
+            ...(conf.limits.download ? { downloadKiBs: conf.limits.download } : {}),
+            ...(conf.limits.uploadConcurrency ? { uploadConcurrency: conf.limits.uploadConcurrency } : {}),
+            ...(conf.limits.downloadConcurrency ? { downloadConcurrency: conf.limits.downloadConcurrency } : {}),
+          },
+        }
+      : {}),
+    ...(conf?.rclone ? { rclone: { ...(conf.rclone.program ? { program: conf.rclone.program } : {}), ...(conf.rclone.args ? { args: conf.rclone.args } : {}) } } : {}),
+    ...(conf?.sftp
+      ? {
+          sftp: {
+            ...(conf.sftp.keyFile ? { keyFile: cfg ? configPath(cfg, conf.sftp.keyFile) : conf.sftp.keyFile } : {}),
+            ...(conf.sftp.knownHostsFile ? { knownHostsFile: cfg ? configPath(cfg, conf.sftp.knownHostsFile) : conf.sftp.knownHostsFile } : {}),
+          },
+        }
+      : {}),
   });
 }
 
@@ -72,16 +96,25 @@ export function defaultRepository(cfg: Pick<LifeboatConfig, 'defaults' | 'reposi
   return name;
 }
 
+/** The one rule (see above). `job`: resolving for that job (its own repository first, and no other job's). */
+export function repositoryFor(
+  cfg: Pick<LifeboatConfig, 'defaults' | 'repositories' | 'sources' | 'jobs'>,
+  ref: { source: string; job?: { repository?: string | undefined } | undefined; explicit?: string | undefined },
+): string {
+  if (ref.explicit) return ref.explicit;
+  if (ref.job) return ref.job.repository ?? cfg.sources[ref.source]?.repository ?? defaultRepository(cfg);
+  const own = cfg.sources[ref.source]?.repository;
+  if (own) return own;
+  const job = Object.values(cfg.jobs).find((j) => j.source === ref.source && j.repository);
+  return job?.repository ?? defaultRepository(cfg);
+}
+
 export function jobRepository(cfg: LifeboatConfig, job: { source: string; repository?: string | undefined }): string {
-  return job.repository ?? cfg.sources[job.source]?.repository ?? defaultRepository(cfg);
+  return repositoryFor(cfg, { source: job.source, job });
 }
 
 export function sourceRepository(cfg: LifeboatConfig, source: string, explicit?: string): string {
-  if (explicit) return explicit;
-  const own = cfg.sources[source]?.repository;
-  if (own) return own;
-  const job = Object.values(cfg.jobs).find((j) => j.source === source && j.repository);
-  return job?.repository ?? defaultRepository(cfg);
+  return repositoryFor(cfg, { source, explicit });
 }
 
 /** Password of a configured repository: its `password` reference, else LIFEBOAT_PASSWORD. */
@@ -91,6 +124,26 @@ export function repositoryPassword(cfg: LifeboatConfig, name: string): string {
   if (conf.password) return secretFromConfig(cfg, conf.password, `password of repository ${name}`);
   if (process.env.LIFEBOAT_PASSWORD) return process.env.LIFEBOAT_PASSWORD;
   throw new ConfigError(`no password for repository ${name}: set its "password" in ${cfg.file} or LIFEBOAT_PASSWORD`);
+}
+
+/**
+ * The lease of repository locks (src/repo/lock.ts) from LIFEBOAT_LOCK_LEASE
+ * (a duration such as 5m, 30s); undefined when unset. At least 1s.
+ */
+export function lockLeaseFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const v = env.LIFEBOAT_LOCK_LEASE;
+  if (v === undefined || v === '') return undefined;
+  const ms = parseDuration(v);
+  if (ms < MIN_LEASE_MS) throw new ConfigError(`LIFEBOAT_LOCK_LEASE=${v}: the lock lease must be at least 1s`);
+  return ms;
+}
+
+/** A repository's configured lock lease in ms (undefined when unset); at least 1s. */
+function lockLeaseOf(v: string | undefined, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  const ms = parseDuration(v);
+  if (ms < MIN_LEASE_MS) throw new ConfigError(`${what}: ${v}: the lock lease must be at least 1s`);
+  return ms;
 }
 
 /** Open (or, with autoInit, create) a repository defined in the config. */
@@ -125,5 +178,28 @@ export async function openConfiguredRepo(
     }
   }
   repo.lockRetryMs = opts.retryLockMs ?? 0;
+  repo.lockLeaseMs = lockLeaseFromEnv() ?? lockLeaseOf(conf.lockLease, `repositories.${name}.lockLease`) ?? repo.lockLeaseMs;
   return repo;
+}
+
+/**
+ * `plan check`: for every repository whose settings promise immutability (S3
+ * objectLock), ask the storage whether it enforces it. A repository that cannot
+ * be reached or does not enforce it is a failure.
+ */
+export async function checkImmutability(cfg: LifeboatConfig): Promise<Array<{ repository: string; ok: boolean; lines: string[] }>> {
+  const out: Array<{ repository: string; ok: boolean; lines: string[] }> = [];
+  for (const [name, conf] of Object.entries(cfg.repositories)) {
+    if (!conf.s3?.objectLock) continue;
+    let storage: Storage | undefined;
+    try {
+      storage = storageFor(resolveLocation(cfg, conf.location), conf, cfg);
+      out.push({ repository: name, ok: true, lines: storage.checkImmutability ? await storage.checkImmutability() : [] });
+    } catch (err) {
+      out.push({ repository: name, ok: false, lines: [errorMessage(err)] });
+    } finally {
+      await storage?.close().catch(() => {});
+    }
+  }
+  return out;
 }

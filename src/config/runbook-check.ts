@@ -1,5 +1,6 @@
 import { INCIDENT_TEMPLATE_VARS } from './incidents.js';
 import type { RollbackStep, RunbookDef, RunbookStep } from './runbook.js';
+import { SOURCE_CAPABILITIES, type SourceConfig } from './sources.js';
 
 /**
  * Cross-checks of a runbook against the rest of the config (service, source,
@@ -38,15 +39,15 @@ export function crossCheckRunbook(cfg: RunbookCheckConfig, name: string, def: Ru
       if (c.source) {
         const src = cfg.sources?.[c.source];
         if (!src) out.push(`${w}: source: unknown source "${c.source}" (defined: ${sources.join(', ') || 'none'})`);
-        else if (src.kind !== 'postgres' && src.kind !== 'mysql') out.push(`${w}: source: "${c.source}" is a ${src.kind} source; sql steps need a postgres or mysql source`);
+        else if (!SOURCE_CAPABILITIES[src.kind as SourceConfig['kind']]?.sqlDialect) out.push(`${w}: source: "${c.source}" is a ${src.kind} source; sql steps need a postgres or mysql source`);
       }
     };
     if (s.type === 'restore') {
       const src = cfg.sources?.[s.source];
       if (!src) out.push(`${where}: source: unknown source "${s.source}" (defined: ${sources.join(', ') || 'none'})`);
       else {
-        if ((src.kind === 'files' || src.kind === 'postgres-physical') && !s.to) out.push(`${where}: to: a ${src.kind} source needs a target directory`);
-        if (s.targetTime && src.kind !== 'postgres-physical') out.push(`${where}: targetTime: point-in-time recovery needs a postgres-physical source (base backups + WAL archive), "${s.source}" is ${src.kind}`);
+        if (SOURCE_CAPABILITIES[src.kind as SourceConfig['kind']]?.restoresTo === 'directory' && !s.to) out.push(`${where}: to: a ${src.kind} source needs a target directory`);
+        if (s.targetTime && !SOURCE_CAPABILITIES[src.kind as SourceConfig['kind']]?.pointInTime) out.push(`${where}: targetTime: point-in-time recovery needs a postgres-physical source (base backups + WAL archive), "${s.source}" is ${src.kind}`);
       }
       if (s.repository && !cfg.repositories[s.repository]) out.push(`${where}: repository: unknown repository "${s.repository}"`);
     } else if (s.type === 'sql') needSqlConn(s, where);

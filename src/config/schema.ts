@@ -1,28 +1,29 @@
 import { z } from 'zod';
 import { drillConfigSchema } from './drill.js';
+import { jobAlertsSchema, repositoryAlertsSchema } from './alerts.js';
+import { pingSchema } from './ping.js';
 
 /**
  * lifeboat.yaml schema. Every object is strict: an unknown key is an error that
  * names the key (typos must not silently disable a backup).
  */
-export const secretSchema = z
-  .object({
-    env: z.string().min(1).optional().describe('name of an environment variable holding the secret'),
-    file: z.string().min(1).optional().describe('path of a file holding the secret'),
-    command: z.string().min(1).optional().describe('shell command that prints the secret'),
-  })
-  .strict()
-  .refine((s) => [s.env, s.file, s.command].filter((x) => x !== undefined).length === 1, {
-    message: 'give exactly one of env, file or command',
-  });
+import { secretSchema } from './secret-schema.js';
+
+export { secretSchema };
 
 const size = z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(B|K|KB|KiB|M|MB|MiB|G|GB|GiB)?$/i, 'expected a size like 512KiB, 1MiB, 8M')]);
 
 export const repositorySchema = z
   .object({
-    location: z.string().min(1).describe('local path, or s3:https://host/bucket/prefix, or s3://bucket/prefix'),
+    location: z.string().min(1).describe('local path, s3:https://host/bucket/prefix, s3://bucket/prefix, rclone:REMOTE:PATH or sftp://user@host[:port]/path'),
     password: secretSchema.optional().describe('repository password (default: env LIFEBOAT_PASSWORD)'),
-    autoInit: z.boolean().default(false).describe('create the repository on first use'),
+    autoInit: z.boolean().default(false).describe('create the repository on the first run of a job that uses it (no successful backup of that job in the catalog yet); afterwards a missing repository is an error (a mistyped location)'),
+    lockLease: z
+      .string()
+      .regex(/^(\d+(\.\d+)?(ms|s|m|h|d|w))+$/, 'expected a duration like 30s, 5m')
+      .optional()
+      .describe('lease of the locks Lifeboat takes on this repository (default 5m, at least 1s): a lock not refreshed within it is stale, so a crashed holder blocks others at most this long; LIFEBOAT_LOCK_LEASE overrides it'),
+    alerts: repositoryAlertsSchema.optional().describe('free-space thresholds (bytes or percent)'),
     offsite: z.boolean().optional().describe('counts as the off-site copy for 3-2-1 (default: true for S3, false for local paths)'),
     chunker: z.object({ min: size.optional(), avg: size.optional(), max: size.optional() }).strict().optional(),
     timeouts: z
@@ -45,7 +46,44 @@ export const repositorySchema = z
         maxAttempts: z.number().int().min(1).max(20).optional(),
         partSize: size.optional(),
         multipartThreshold: size.optional(),
-        objectLock: z.object({ mode: z.enum(['GOVERNANCE', 'COMPLIANCE']), days: z.number().int().positive() }).strict().optional(),
+        objectLock: z
+          .object({ mode: z.enum(['GOVERNANCE', 'COMPLIANCE']), days: z.number().int().positive() })
+          .strict()
+          .optional()
+          .describe('per-object retention; init and check verify that the bucket enforces Object Lock'),
+        storageClass: z
+          .enum(['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'REDUCED_REDUNDANCY', 'EXPRESS_ONEZONE'])
+          .optional()
+          .describe('storage class of new objects except locks (e.g. STANDARD_IA, GLACIER_IR for copies)'),
+        partConcurrency: z.number().int().min(1).max(64).optional().describe('parts of one multipart upload sent at once (default 4)'),
+      })
+      .strict()
+      .optional(),
+    appendOnly: z
+      .boolean()
+      .optional()
+      .describe('this host may add but never delete or overwrite (except locks): forget/prune/unlock-all refused; pair with append-only credentials (docs: append-only)'),
+    limits: z
+      .object({
+        upload: z.number().int().positive().optional().describe('upload bandwidth limit in KiB/s (like --limit-upload)'),
+        download: z.number().int().positive().optional().describe('download bandwidth limit in KiB/s (like --limit-download)'),
+        uploadConcurrency: z.number().int().min(1).max(64).optional().describe('objects uploaded at once'),
+        downloadConcurrency: z.number().int().min(1).max(64).optional().describe('objects downloaded at once'),
+      })
+      .strict()
+      .optional()
+      .describe('bandwidth and concurrency limits of every backend (env LIFEBOAT_LIMIT_UPLOAD / LIFEBOAT_LIMIT_DOWNLOAD override)'),
+    rclone: z
+      .object({
+        program: z.string().min(1).optional().describe('rclone binary (default: env LIFEBOAT_RCLONE or "rclone")'),
+        args: z.array(z.string()).optional().describe('extra rclone flags, e.g. ["--config", "/etc/lifeboat/rclone.conf"]; never secrets'),
+      })
+      .strict()
+      .optional(),
+    sftp: z
+      .object({
+        keyFile: z.string().min(1).optional().describe('SSH private key (default: env LIFEBOAT_SFTP_KEY_FILE, else ssh-agent)'),
+        knownHostsFile: z.string().min(1).optional().describe('known_hosts to verify the server key (default: env LIFEBOAT_SFTP_KNOWN_HOSTS, else ~/.ssh/known_hosts)'),
       })
       .strict()
       .optional(),
@@ -69,8 +107,15 @@ export const jobSchema = z
     retries: z.number().int().min(0).max(20).default(2),
     retryDelay: duration.default('30s'),
     catchUp: z.boolean().default(true).describe('run at start-up if a scheduled run was missed while the daemon was down'),
+    runOn: z
+      .enum(['local', 'any'])
+      .default('local')
+      .describe('local: this daemon runs every slot; any: every agent sharing the PostgreSQL catalog may run it, each slot (fire time, UTC) exactly once (claimed in the catalog, taken over after daemon.slots.lease if its agent dies)'),
     tags: z.array(z.string()).default([]),
     drill: drillConfigSchema.optional().describe('restore drills of this job (see README: Drills)'),
+    alerts: jobAlertsSchema.optional().describe('absolute thresholds: backup age warn/critical, snapshot size min/max'),
+    ping: pingSchema.optional().describe('Healthchecks-style pings: start, success, fail, exit code (docs/alerts.md)'),
+    healthcheck: pingSchema.optional().describe('alias of ping'),
   })
   .strict();
 
@@ -84,6 +129,7 @@ export const serviceSchema = z
     description: z.string().optional(),
     jobs: z.array(z.string()).default([]).describe('jobs whose health this service reflects'),
     url: z.string().url().optional().describe('health URL shown on the dashboard'),
+    availabilityTarget: z.number().gt(0).lte(100).optional().describe('availability objective in percent (e.g. 99.9), shown on the status page next to the measured 30/90-day availability'),
   })
   .strict();
 export type ServiceConfig = z.infer<typeof serviceSchema>;
@@ -94,6 +140,30 @@ export const daemonSchema = z
     catalog: z.string().default('.lifeboat/catalog.db').describe('SQLite catalog file (relative to the config file) or postgres:// URL'),
     listen: z.string().default('127.0.0.1:9187').describe('host:port of the metrics/health HTTP server'),
     shutdownGrace: duration.default('60s').describe('on SIGTERM, how long running jobs may finish before they are aborted'),
+    agentId: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'letters, digits, ".", "_", "-" (at most 63, not starting with a punctuation mark)')
+      .optional()
+      .describe('this daemon\'s id in the fleet (agents sharing a catalog); default: the host name. Unique: a second live agent with the same id is refused'),
+    fleet: z
+      .object({
+        heartbeat: duration.default('15s').describe('how often the agent writes its heartbeat to the catalog'),
+        missedAfter: z.number().int().min(2).max(100).default(3).describe('an agent whose heartbeat is this many intervals old is "missed heartbeat" (an alert)'),
+        requestPoll: duration.default('5s').describe('how often the agent looks for run requests addressed to it'),
+        catalogTimeout: duration.default('10s').describe('deadline of every fleet catalog call (register, heartbeat, requests)'),
+        tier: z.enum(['critical', 'important', 'normal']).default('critical').describe('routing tier of the missed-heartbeat alert'),
+      })
+      .strict()
+      .prefault({}),
+    slots: z
+      .object({
+        lease: duration.default('60s').describe('how long a claimed slot of a runOn: any job stays with its agent without a renewal (renewed every lease/4); a dead agent\'s slot is taken over after it'),
+        missedAfter: duration.default('1m').describe('a slot no agent claimed this long after its fire time is reported missed (late if claimed later)'),
+        keep: duration.default('7d').describe('finished slot claims older than this are deleted'),
+      })
+      .strict()
+      .prefault({})
+      .describe('high-availability scheduling of runOn: any jobs (PostgreSQL catalog)'),
     maintenance: z
       .object({
         schedule: z.string().default('0 30 3 * * *'),
@@ -122,12 +192,3 @@ export const filesSourceSchema = z
 export type RepositoryConfig = z.infer<typeof repositorySchema>;
 export type FilesSourceConfig = z.infer<typeof filesSourceSchema>;
 
-export function parseSize(v: number | string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v === 'number') return v;
-  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(v.trim())!;
-  const n = Number(m[1]);
-  const unit = (m[2] ?? '').toLowerCase();
-  const mult: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1 << 20, mb: 1 << 20, mib: 1 << 20, g: 1 << 30, gb: 1 << 30, gib: 1 << 30 };
-  return Math.round(n * mult[unit]!);
-}

@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { ARCHIVE_RE, DEFAULT_ARCHIVE } from '../repo/wal.js';
+import { ARCHIVE_RE, DEFAULT_ARCHIVE } from '../repo/wal-names.js';
 import { filesSourceSchema } from './schema.js';
 
 /**
  * The `sources:` entries of lifeboat.yaml: one schema per source kind and their
  * union (discriminated by `kind`). The dump and restore code of each kind lives
- * in src/sources/ (which re-exports these schemas from its modules); the files
+ * in src/sources/ (registered in src/sources/registry.ts); the files
  * source's schema is in ./schema.ts.
  */
 
@@ -99,6 +99,16 @@ export const pgPhysicalSourceSchema = z
 
 // --- mysql / mariadb -------------------------------------------------------------
 
+/** The `binlog` section of a mysql source (point-in-time recovery; src/sources/mysql/binlog.ts). */
+export const mysqlBinlogSchema = z
+  .object({
+    archive: z.boolean().default(false).describe('the daemon streams this server\'s binary logs into the repository (mariadb-binlog --read-from-remote-server --raw --stop-never)'),
+    name: z.string().regex(ARCHIVE_RE, 'letters, digits, . _ -; at most 64').optional().describe('binlog archive name, one per server (default: the source name)'),
+    spoolDir: z.string().min(1).optional().describe('directory for binary logs being streamed (default: a directory under the system temp dir)'),
+    flushInterval: z.string().regex(/^(\d+(\.\d+)?(ms|s|m|h|d|w))+$/, 'expected a duration like 30s, 5m, 1h').optional().describe('streaming: FLUSH BINARY LOGS this often (e.g. "5m") so the current binary log is closed and archived; bounds the archive\'s RPO'),
+  })
+  .strict();
+
 export const mysqlSourceSchema = z
   .object({
     kind: z.literal('mysql'),
@@ -114,6 +124,7 @@ export const mysqlSourceSchema = z
     binDir: z.string().min(1).optional().describe('directory holding mariadb-dump/mariadb (or mysqldump/mysql); default: PATH'),
     connectTimeout: z.number().int().min(1).max(600).default(10).describe('seconds to wait for the server when connecting'),
     extraArgs: z.array(z.string()).default([]).describe('extra arguments appended to the dump command line'),
+    binlog: mysqlBinlogSchema.optional().describe('point-in-time recovery (docs/pitr.md): dumps record their binary log coordinates; binary logs are archived into the repository'),
     ...commonSourceFields,
   })
   .strict()
@@ -235,3 +246,34 @@ export const sourceSchema = z.discriminatedUnion('kind', [
 ]);
 export type SourceConfig = z.infer<typeof sourceSchema>;
 export type StreamSourceConfig = Exclude<SourceConfig, { kind: 'files' }>;
+
+// --- what each kind restores to ------------------------------------------------------
+
+/**
+ * How a kind's snapshots are laid out and where its restore puts them. Callers
+ * (CLI, server, runbooks, config checks) decide by these, never by the kind's name:
+ *   layout     'tree': a snapshot of directories (restored by the engine's restorer);
+ *              'stream': one dump stream (restored by the kind's restore tool, or to stdout).
+ *   restoresTo 'directory': a target directory; 'database': a database (name, URL or file);
+ *              'stream': the kind's own restore command reads the stream.
+ * The backup/restore code of each kind is registered in src/sources/registry.ts.
+ */
+export interface SourceCapabilities {
+  layout: 'tree' | 'stream';
+  restoresTo: 'directory' | 'database' | 'stream';
+  /** Restores to a point in time (base backup + archived WAL): runbook steps' targetTime; the newest recovery point is the newest archived WAL (drill, monitor). */
+  pointInTime?: boolean;
+  /** The SQL dialect of the kind's server: runbook `sql` steps and checks against the source run in it; absent: none. */
+  sqlDialect?: 'postgres' | 'mysql';
+}
+
+export const SOURCE_CAPABILITIES: Record<SourceConfig['kind'], SourceCapabilities> = {
+  files: { layout: 'tree', restoresTo: 'directory' },
+  postgres: { layout: 'stream', restoresTo: 'database', sqlDialect: 'postgres' },
+  'postgres-physical': { layout: 'stream', restoresTo: 'directory', pointInTime: true },
+  mysql: { layout: 'stream', restoresTo: 'database', sqlDialect: 'mysql' },
+  redis: { layout: 'stream', restoresTo: 'database' },
+  sqlite: { layout: 'stream', restoresTo: 'database' },
+  mongodb: { layout: 'stream', restoresTo: 'database' },
+  command: { layout: 'stream', restoresTo: 'stream' },
+};

@@ -1,14 +1,18 @@
-import { promises as fsp, constants as fsc, type BigIntStats } from 'node:fs';
+import { promises as fsp, constants as fsc } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import * as path from 'node:path';
 import picomatch from 'picomatch';
 import { LifeboatError, IntegrityError } from '../errors.js';
 import { ContentWriter } from '../repo/content.js';
-import type { Repository } from '../repo/repository.js';
+import { DELTA_MIN, type Repository } from '../repo/repository.js';
 import type { BackupSummary, SnapshotWithId } from '../repo/snapshot.js';
 import { escapeBytes, nameKey, withName, type Tree, type TreeNode } from '../repo/tree.js';
 import { O_PATH, canSeekHoles, dataRegions, readXattrs } from './fsmeta.js';
 import { Semaphore } from '../util/sync.js';
+import type { BackupProgress } from './progress.js';
+import { scanPaths } from './scanner.js';
+import { type EntryStat, SMALL_FILE_MAX, SmallFileReader, lstatBig } from './small-files.js';
+import { readFully } from '../util/read-fully.js';
 
 /**
  * The archiver: backup of paths into a tree of blobs. Unchanged files (same
@@ -25,7 +29,8 @@ export interface FileBackupOptions {
   parent?: string;
   /** Re-read every file even if unchanged since the parent. */
   force?: boolean;
-  onProgress?: (p: BackupProgress) => void;
+  /** Live counters for a progress display (progress.ts); given, a scan for totals runs beside the backup (scanner.ts). */
+  progress?: BackupProgress;
   onWarning?: (path: string, message: string) => void;
   /** Abort the backup (timeout, shutdown): no snapshot is written. */
   signal?: AbortSignal;
@@ -36,14 +41,6 @@ export function checkAborted(signal: AbortSignal | undefined): void {
     const reason = signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? 'aborted');
     throw new LifeboatError(`backup aborted: ${reason}; no snapshot was written`, 130);
   }
-}
-
-export interface BackupProgress {
-  files: number;
-  dirs: number;
-  bytesRead: number;
-  bytesTotal: number;
-  currentPath?: string;
 }
 
 export interface FileBackupResult {
@@ -71,7 +68,7 @@ export function matcher(patterns: string[] | undefined): (abs: string) => boolea
   };
 }
 
-function statNode(name: Buffer, st: BigIntStats): Omit<TreeNode, 'type'> {
+function statNode(name: Buffer, st: EntryStat): Omit<TreeNode, 'type'> {
   const node = withName(
     {
       mode: Number(st.mode & 0o7777n),
@@ -95,8 +92,31 @@ export function joinBytes(dir: Buffer, name: Buffer): Buffer {
   return dir.length && dir[dir.length - 1] === 0x2f ? Buffer.concat([dir, name]) : Buffer.concat([dir, SLASH, name]);
 }
 
+/**
+ * Read a small file whose size lstat gave: into a buffer of exactly that size
+ * (it owns its memory, so it is handed to a worker thread without a copy),
+ * without the fstat and the extra reads of readFile(). A file that grew since
+ * is read again whole; one that shrank yields what is there.
+ */
+export async function readSmallFile(fh: fsp.FileHandle, size: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafeSlow(size);
+  const got = await readFully(fh, buf, size);
+  if (got < size) return buf.subarray(0, got);
+  const { bytesRead } = await fh.read(Buffer.allocUnsafe(1), 0, 1, size);
+  return bytesRead === 0 ? buf : fh.readFile();
+}
+
 /** Holes shorter than this are read as data (keeps hole lists short). */
 const MIN_HOLE = 64 * 1024;
+/**
+ * Non-directory entries being saved at once, across the whole walk: enough
+ * for two full batches of the small-file reader (one being read while the
+ * next fills). Each holds at most one small file's sealed bytes, or is a
+ * large file (largeFileSlots, and the repository's in-flight budget).
+ */
+const ENTRY_SLOTS = 128;
+/** Non-directory entries of a directory lstat'ed per message to the small-file reader's worker. */
+const STAT_CHUNK = 128;
 /** At most this many holes per file; the rest is read as data. */
 const MAX_HOLES = 65536;
 
@@ -119,9 +139,12 @@ class Archiver {
   private readonly excluded: (abs: string) => boolean;
   private readonly smallFileSlots = new Semaphore(8);
   private readonly largeFileSlots = new Semaphore(2);
-  private lastProgress = 0;
+  /** Non-directory entries in flight across the walk (lstat + save): bounds memory per file. */
+  private readonly entrySlots = new Semaphore(ENTRY_SLOTS);
   /** First node of each hard-link group (dev:inode) in this snapshot: later links reuse its content. */
   private readonly hardlinks = new Map<string, Promise<TreeNode | undefined>>();
+  /** Reads small files in worker threads; started with the first one. */
+  private smallReader: SmallFileReader | undefined;
 
   constructor(
     private readonly repo: Repository,
@@ -136,6 +159,7 @@ class Archiver {
       : String((err as Error)?.message ?? err);
     const shown = typeof p === 'string' ? p : escapeBytes(p);
     this.summary.errors++;
+    if (this.opts.progress) this.opts.progress.errors = this.summary.errors;
     this.warnings.push({ path: shown, message: message.replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?') });
     this.opts.onWarning?.(shown, message);
   }
@@ -144,20 +168,15 @@ class Archiver {
   notice(p: Buffer, message: string): void {
     this.warn(p, new Error(message));
     this.summary.errors--;
+    if (this.opts.progress) this.opts.progress.errors = this.summary.errors;
   }
 
-  private progress(current?: Buffer): void {
-    if (!this.opts.onProgress) return;
-    const now = Date.now();
-    if (now - this.lastProgress < 100) return;
-    this.lastProgress = now;
-    this.opts.onProgress({
-      files: this.summary.filesNew + this.summary.filesChanged + this.summary.filesUnmodified,
-      dirs: this.summary.dirs,
-      bytesRead: this.summary.bytesRead,
-      bytesTotal: this.summary.totalBytes,
-      ...(current ? { currentPath: escapeBytes(current) } : {}),
-    });
+  /** A regular file finished (new, changed, unmodified or another link): counted for the progress display. */
+  private fileDone(bytes: number): void {
+    const p = this.opts.progress;
+    if (!p) return;
+    p.filesDone++;
+    p.bytesDone += bytes;
   }
 
   /** Extended attributes of a path that is not a symlink (opened without following, O_PATH). */
@@ -179,18 +198,33 @@ class Archiver {
   }
 
   /** Back up one filesystem entry; returns its node or undefined if skipped. */
-  async saveEntry(abs: Buffer, name: Buffer, parentNode: TreeNode | undefined, rootDev: bigint): Promise<TreeNode | undefined> {
+  /** `onDir`: called when the entry is a directory, before walking it (saveDir's entry slot is released). */
+  /** `stat`: its lstat (or the error), already requested by saveDir with its neighbours'. */
+  async saveEntry(
+    abs: Buffer,
+    name: Buffer,
+    parentNode: TreeNode | undefined,
+    rootDev: bigint,
+    onDir?: () => void,
+    stat?: Promise<EntryStat | NodeJS.ErrnoException>,
+  ): Promise<TreeNode | undefined> {
     checkAborted(this.opts.signal);
-    let st: BigIntStats;
+    let st: EntryStat;
     try {
-      st = await fsp.lstat(abs, { bigint: true });
+      const got = stat ? await stat : await lstatBig(abs);
+      if (got instanceof Error) throw got;
+      st = got;
     } catch (err) {
+      if (err instanceof LifeboatError) throw err; // the reader's worker failed: abort the backup
       this.warn(abs, err);
       return undefined;
     }
     if (st.isDirectory()) {
+      onDir?.();
       const node: TreeNode = { ...statNode(name, st), type: 'dir', size: 0 };
-      const xa = await this.xattrsOf(abs);
+      // same inode, mtime and ctime as in the parent snapshot: the extended attributes are
+      // unchanged too (setting one changes the ctime), so they are not read again
+      const xa = this.sameInode(st, parentNode, 'dir') ? parentNode!.xattrs : await this.xattrsOf(abs);
       if (xa) node.xattrs = xa;
       if (this.opts.oneFileSystem && st.dev !== rootDev) {
         node.subtree = await this.repo.saveTree({ nodes: [] });
@@ -223,6 +257,7 @@ class Archiver {
             for (const k of ['content', 'sizes', 'holes', 'xattrs'] as const) if (f[k]) (node as unknown as Record<string, unknown>)[k] = f[k];
             this.summary.totalBytes += node.size;
             this.summary.filesUnmodified++;
+            this.fileDone(node.size);
             return node;
           }
           return this.saveFile(abs, name, st, parentNode);
@@ -257,34 +292,83 @@ class Archiver {
 
   async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: bigint): Promise<string> {
     this.summary.dirs++;
-    let names: Buffer[];
+    let entries: Array<{ name: Buffer; isDirectory(): boolean }>;
     try {
-      names = ((await fsp.readdir(abs, { encoding: 'buffer' })) as Buffer[]).sort(Buffer.compare);
+      entries = (await fsp.readdir(abs, { encoding: 'buffer', withFileTypes: true })) as unknown as typeof entries;
+      entries.sort((a, b) => Buffer.compare(a.name, b.name));
     } catch (err) {
       this.warn(abs, err);
       return this.repo.saveTree({ nodes: [] });
     }
     const byName = new Map((parentTree?.nodes ?? []).map((n) => [nameKey(n), n]));
-    const nodes = await Promise.all(
-      names.map(async (name) => {
+    // The non-directory entries are lstat'ed in chunks (small-files.ts), the next chunk
+    // requested when the walk enters the previous one; directories are lstat'ed when walked.
+    const kept = entries.filter((ent) => !this.excluded(escapeBytes(joinBytes(abs, ent.name))));
+    const fileNames = kept.filter((ent) => !ent.isDirectory()).map((ent) => ent.name);
+    const reader = this.reader();
+    const chunks = new Map<number, Promise<Array<EntryStat | NodeJS.ErrnoException>>>();
+    const statOf = (k: number): Promise<EntryStat | NodeJS.ErrnoException> => {
+      const c = Math.floor(k / STAT_CHUNK);
+      for (let x = c; x <= c + 1 && x * STAT_CHUNK < fileNames.length; x++) {
+        if (chunks.has(x)) continue;
+        const p = reader.lstatMany(fileNames.slice(x * STAT_CHUNK, (x + 1) * STAT_CHUNK).map((n) => joinBytes(abs, n)));
+        p.catch(() => {}); // awaited through saveEntry
+        chunks.set(x, p);
+      }
+      chunks.delete(c - 1); // done with the chunk before (its entries hold their own results)
+      return chunks.get(c)!.then((r) => r[k % STAT_CHUNK]!);
+    };
+    let fileIdx = 0;
+    // Bounded memory whatever the size of the tree: subdirectories are walked one
+    // at a time, depth first (only the directories on the current path, with
+    // their parent trees, are held), and at most ENTRY_SLOTS non-directory
+    // entries are in flight across the whole walk. The dirent type is only a
+    // scheduling hint: saveEntry decides from its own lstat.
+    const nodes: Array<Promise<TreeNode | undefined>> = [];
+    try {
+      for (const ent of kept) {
+        const name = ent.name;
         const child = joinBytes(abs, name);
-        if (this.excluded(escapeBytes(child))) return undefined;
-        return this.saveEntry(child, name, byName.get(name.toString('latin1')), rootDev);
-      }),
-    );
-    return this.repo.saveTree({ nodes: nodes.filter((n): n is TreeNode => n !== undefined) });
+        const prev = byName.get(name.toString('latin1'));
+        if (ent.isDirectory()) {
+          const p = this.saveEntry(child, name, prev, rootDev);
+          nodes.push(p);
+          await p;
+        } else {
+          await this.entrySlots.acquire();
+          let held = true;
+          const release = () => {
+            if (held) this.entrySlots.release();
+            held = false;
+          };
+          const p = this.saveEntry(child, name, prev, rootDev, release, statOf(fileIdx++)).finally(release);
+          p.catch(() => {}); // handled by Promise.all below; not an unhandled rejection meanwhile
+          nodes.push(p);
+        }
+      }
+    } catch (err) {
+      await Promise.allSettled(nodes);
+      throw err;
+    }
+    const done = await Promise.all(nodes);
+    return this.repo.saveTree({ nodes: done.filter((n): n is TreeNode => n !== undefined) });
   }
 
-  private unchanged(st: BigIntStats, p: TreeNode | undefined): p is TreeNode & { content: string[] } {
-    if (this.opts.force || !p || p.type !== 'file' || !p.content) return false;
-    if (p.size !== Number(st.size) || p.inode !== Number(st.ino)) return false;
+  /** The parent snapshot's node is of the same inode, unchanged since: same type, size, inode, mtime and ctime (not with --force). */
+  private sameInode(st: EntryStat, p: TreeNode | undefined, type: TreeNode['type']): boolean {
+    if (this.opts.force || !p || p.type !== type) return false;
+    if ((type === 'file' && p.size !== Number(st.size)) || p.inode !== Number(st.ino)) return false;
     // trees written before nanosecond times (version 1) compare in milliseconds
     if (p.mtimeNs !== undefined ? p.mtimeNs !== st.mtimeNs.toString() : Math.abs(p.mtime - Number(st.mtimeNs) / 1e6) > 1e-3) return false;
-    if (p.ctime === undefined || Math.abs(p.ctime - Number(st.ctimeNs) / 1e6) > (p.mtimeNs !== undefined ? 0 : 1e-3)) return false;
-    return p.content.every((id) => this.repo.hasBlob(id));
+    return p.ctime !== undefined && Math.abs(p.ctime - Number(st.ctimeNs) / 1e6) <= (p.mtimeNs !== undefined ? 0 : 1e-3);
   }
 
-  private async saveFile(abs: Buffer, name: Buffer, st: BigIntStats, parentNode: TreeNode | undefined): Promise<TreeNode | undefined> {
+  private unchanged(st: EntryStat, p: TreeNode | undefined): p is TreeNode & { content: string[] } {
+    if (!this.sameInode(st, p, 'file') || !p!.content) return false;
+    return p!.content.every((id) => this.repo.hasBlob(id));
+  }
+
+  private async saveFile(abs: Buffer, name: Buffer, st: EntryStat, parentNode: TreeNode | undefined): Promise<TreeNode | undefined> {
     const node: TreeNode = { ...statNode(name, st), type: 'file' };
     if (st.nlink > 1n) node.nlink = Number(st.nlink);
     const stSize = Number(st.size);
@@ -296,12 +380,23 @@ class Archiver {
       if (parentNode.holes) node.holes = parentNode.holes;
       if (parentNode.xattrs) node.xattrs = parentNode.xattrs;
       this.summary.filesUnmodified++;
-      this.progress(abs);
+      this.fileDone(stSize);
       return node;
+    }
+    // A small file without a possible delta base (none in the parent, or too small for a delta):
+    // read, hashed and encoded in a worker (small-files.ts). One that grew meanwhile is read below.
+    const deltaCandidate = parentNode?.type === 'file' && !!parentNode.content?.length && stSize >= DELTA_MIN;
+    if (stSize <= SMALL_FILE_MAX && stSize < this.repo.config.chunker.min && !deltaCandidate) {
+      const done = await this.saveSmallFile(abs, node, stSize, parentNode);
+      if (done !== 'grew') return done;
     }
     const slots = stSize < this.repo.config.chunker.min ? this.smallFileSlots : this.largeFileSlots;
     await slots.acquire();
     let fh: fsp.FileHandle | undefined;
+    const prog = this.opts.progress;
+    prog?.fileStarted(abs);
+    /** Bytes of this file already counted in prog.bytesDone (the rest is added when it ends). */
+    let counted = 0;
     try {
       fh = await fsp.open(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW | (fsc.O_NOATIME ?? 0)).catch(() => fsp.open(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW));
       const xa = await this.xattrsOf(abs, fh.fd);
@@ -312,7 +407,7 @@ class Archiver {
       const sparse = stSize >= 2 * MIN_HOLE && Number(st.blocks) * 512 < stSize && canSeekHoles();
       if (stSize < this.repo.config.chunker.min && !sparse) {
         // Small file: one chunk, no chunker buffer needed.
-        const data = await fh.readFile();
+        const data = await readSmallFile(fh, stSize);
         size = data.length;
         node.content = [];
         node.sizes = [];
@@ -322,10 +417,11 @@ class Archiver {
           node.sizes.push(size);
         }
         this.summary.bytesRead += size;
+        counted = size;
+        if (prog) prog.bytesDone += size;
       } else {
         const w = new ContentWriter(this.repo, parent);
-        const bufSize = 1024 * 1024;
-        const buf = Buffer.allocUnsafe(bufSize); // reused: the chunker copies what it keeps
+        const bufSize = 1024 * 1024; // at most this much per read, straight into the chunker's window
         let regions: Array<[number, number]> | undefined;
         if (sparse) {
           regions = [];
@@ -355,22 +451,26 @@ class Archiver {
               const [off, len] = regions[regionIdx]!;
               if (pos < off) {
                 size += off - pos;
+                if (prog) prog.bytesDone += off - pos;
+                counted += off - pos;
                 pos = off;
               }
               want = Math.min(bufSize, off + len - pos);
             } else if (pos < stSize) {
               size += stSize - pos;
+              if (prog) prog.bytesDone += stSize - pos;
+              counted += stSize - pos;
               pos = stSize;
             }
           }
-          const { bytesRead } = await fh.read(buf, 0, want, pos);
-          if (bytesRead === 0) break;
           checkAborted(this.opts.signal);
-          await w.write(buf.subarray(0, bytesRead));
+          const bytesRead = await w.fill(async (into) => (await fh!.read(into, 0, Math.min(want, into.length), pos)).bytesRead);
+          if (bytesRead === 0) break;
           size += bytesRead;
           pos += bytesRead;
           this.summary.bytesRead += bytesRead;
-          this.progress(abs);
+          counted += bytesRead;
+          if (prog) prog.bytesDone += bytesRead;
           if (regions && bytesRead < want) break; // shrank while being read
         }
         const c = await w.finish();
@@ -382,24 +482,71 @@ class Archiver {
           if (!node.holes.length) delete node.holes;
         }
       }
-      if (size !== stSize) {
-        this.warn(abs, new Error(`file changed while being read (size ${stSize} -> ${size}); stored what was read`));
-        this.summary.errors--; // stored consistently, not a read error
-      }
-      node.size = size;
-      this.summary.totalBytes += size - stSize;
-      if (parentNode?.type === 'file') this.summary.filesChanged++;
-      else this.summary.filesNew++;
-      this.progress(abs);
-      return node;
+      return this.fileStored(abs, node, size, stSize, parentNode, size - counted);
     } catch (err) {
       if (err instanceof LifeboatError) throw err; // repository failure: abort the backup
       this.warn(abs, err);
       return undefined;
     } finally {
+      prog?.fileEnded(abs);
       await fh?.close().catch(() => {});
       slots.release();
     }
+  }
+
+  /** A file's content is stored (`size` bytes read, lstat said `stSize`): its node, the summary and the progress. */
+  private fileStored(abs: Buffer, node: TreeNode, size: number, stSize: number, parentNode: TreeNode | undefined, progressBytes: number): TreeNode {
+    if (size !== stSize) {
+      this.warn(abs, new Error(`file changed while being read (size ${stSize} -> ${size}); stored what was read`));
+      this.summary.errors--; // stored consistently, not a read error
+    }
+    node.size = size;
+    this.summary.totalBytes += size - stSize;
+    if (parentNode?.type === 'file') this.summary.filesChanged++;
+    else this.summary.filesNew++;
+    this.fileDone(progressBytes);
+    return node;
+  }
+
+  private async saveSmallFile(abs: Buffer, node: TreeNode, stSize: number, parentNode: TreeNode | undefined): Promise<TreeNode | undefined | 'grew'> {
+    const prog = this.opts.progress;
+    prog?.fileStarted(abs);
+    try {
+      const r = await this.reader().read(abs, stSize);
+      if (r.kind === 'grew') return 'grew';
+      if (r.kind === 'error') {
+        this.warn(abs, r.error);
+        return undefined;
+      }
+      if (r.xattrError) this.warn(abs, new Error(`extended attributes not saved: ${r.xattrError}`));
+      if (r.xattrs) node.xattrs = r.xattrs;
+      const size = r.size;
+      node.content = [];
+      node.sizes = [];
+      if (r.blob) {
+        await this.repo.saveEncoded('data', r.blob.id, size, r.blob);
+        node.content.push(r.blob.id);
+        node.sizes.push(size);
+      }
+      this.summary.bytesRead += size;
+      return this.fileStored(abs, node, size, stSize, parentNode, size);
+    } catch (err) {
+      if (err instanceof LifeboatError) throw err; // repository or worker failure: abort the backup
+      this.warn(abs, err);
+      return undefined;
+    } finally {
+      prog?.fileEnded(abs);
+    }
+  }
+
+  /** The small-file reader (no worker starts before it is given work). */
+  private reader(): SmallFileReader {
+    return (this.smallReader ??= SmallFileReader.forRepository(this.repo));
+  }
+
+  /** Stop the small-file reader's workers. */
+  async close(): Promise<void> {
+    await this.smallReader?.close();
   }
 }
 
@@ -450,12 +597,23 @@ export async function backupPaths(repo: Repository, opts: FileBackupOptions): Pr
   }
   const lock = await repo.lock(false, 'backup');
   const before = { ...repo.stats };
+  // the scan for totals (progress display only) runs beside the backup and stops when it ends
+  const scanStop = new AbortController();
+  if (opts.progress) opts.progress.started = true;
+  const scan = opts.progress
+    ? scanPaths(paths, opts.progress, { matchExcluded: matcher(opts.excludes), oneFileSystem: !!opts.oneFileSystem, signal: scanStop.signal })
+    : Promise.resolve();
+  let archiver: Archiver | undefined;
   try {
     let parent: SnapshotWithId | undefined;
     if (opts.parent && opts.parent !== 'auto' && opts.parent !== 'none') parent = await repo.findSnapshot(opts.parent);
     else if (opts.parent !== 'none') parent = await findFileParent(repo, paths);
+    // the parent may have been written by another process (another agent of the
+    // fleet) after this repository was opened: read the index again for it
+    if (parent && !repo.hasBlob(parent.tree)) await repo.reloadIndex();
     const parentRoot = parent ? await repo.loadTree(parent.tree) : undefined;
     const arch = new Archiver(repo, opts);
+    archiver = arch;
 
     const saveV = async (v: VDir, name: string, pnode: TreeNode | undefined): Promise<TreeNode | undefined> => {
       const st = await fsp.lstat(v.abs, { bigint: true });
@@ -488,6 +646,8 @@ export async function backupPaths(repo: Repository, opts: FileBackupOptions): Pr
     summary.dataAddedRaw = repo.stats.dataAddedRaw - before.dataAddedRaw;
     summary.dataAdded = repo.stats.dataAdded - before.dataAdded;
     summary.durationMs = Date.now() - started;
+    // Without a held lock a prune may have started and judged the new packs garbage: no snapshot may point at them.
+    lock.check();
     const snapshotId = await repo.saveSnapshot({
       time: new Date(started).toISOString(),
       tree: rootTree,
@@ -499,8 +659,11 @@ export async function backupPaths(repo: Repository, opts: FileBackupOptions): Pr
     return { snapshotId, summary, ...(parent ? { parent: parent.id } : {}), warnings: arch.warnings };
   } catch (err) {
     await repo.abandon();
-    throw err;
+    throw lock.cause(err);
   } finally {
+    scanStop.abort();
+    await scan;
+    await archiver?.close();
     await lock.release();
   }
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { futimesSync, promises as fsp } from 'node:fs';
 import { createRequire } from 'node:module';
 
 /**
@@ -49,6 +49,38 @@ export async function readXattrs(fd: number): Promise<Array<{ name: string; valu
   for (const name of names.sort()) {
     try {
       out.push({ name, value: (await lib.getAttribute(p, name)).toString('base64') });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENODATA') continue; // removed meanwhile
+      throw err;
+    }
+  }
+  return out.length ? out : undefined;
+}
+
+interface XattrSyncLib {
+  listAttributesSync(path: string): string[];
+  getAttributeSync(path: string, attr: string): Buffer;
+}
+/** The synchronous calls of fs-xattr, for a worker thread (small-files-worker.ts); undefined where unavailable. */
+export async function xattrSync(): Promise<XattrSyncLib | undefined> {
+  return (await xattr()) as unknown as XattrSyncLib | undefined;
+}
+
+/** readXattrs, synchronously (a worker thread that reads small files: no thread-pool round trip per call). */
+export function readXattrsSync(lib: XattrSyncLib | undefined, fd: number): Array<{ name: string; value: string }> | undefined {
+  const p = fdPath(fd);
+  if (!lib || !p) return undefined;
+  let names: string[];
+  try {
+    names = lib.listAttributesSync(p);
+  } catch (err) {
+    if (NOT_SUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
+    throw err;
+  }
+  const out: Array<{ name: string; value: string }> = [];
+  for (const name of names.sort()) {
+    try {
+      out.push({ name, value: lib.getAttributeSync(p, name).toString('base64') });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENODATA') continue; // removed meanwhile
       throw err;
@@ -159,6 +191,13 @@ export async function setTimesFd(fh: fsp.FileHandle, ns: string): Promise<void> 
   const t = nativeTimes();
   if (t) t.futimens(fh.fd, BigInt(ns), BigInt(ns));
   else await fh.utimes(nsToSeconds(ns), nsToSeconds(ns));
+}
+
+/** setTimesFd for a plain descriptor, synchronously (the restorer's small-file path). */
+export function setTimesFdSync(fd: number, ns: string): void {
+  const t = nativeTimes();
+  if (t) t.futimens(fd, BigInt(ns), BigInt(ns));
+  else futimesSync(fd, nsToSeconds(ns), nsToSeconds(ns));
 }
 
 /** The same by path, never following a final symbolic link (links, FIFOs, devices, directories). */

@@ -1,19 +1,23 @@
-import { promises as fsp, constants as fsc, realpathSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { constants as fsc, fchmodSync, fchownSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { LifeboatError, IntegrityError } from '../errors.js';
 import { readContent } from '../repo/content.js';
-import { blobId } from '../repo/crypto.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
 import { escapeBytes, linkBytes, nameBytes, type TreeNode } from '../repo/tree.js';
+import { BufferReclaimer } from '../util/reclaim.js';
 import { Semaphore } from '../util/sync.js';
 import { globMatcher, joinBytes, matcher } from './archiver.js';
-import { O_PATH, makeSpecial, msToNs, setTimesFd, setTimesPath, writeXattrs } from './fsmeta.js';
+import { TempFile, realpathBytes, tmpName } from './file-writer.js';
+import { O_PATH, makeSpecial, msToNs, setTimesFd, setTimesFdSync, setTimesPath, writeXattrs } from './fsmeta.js';
 
 /**
  * The restorer: writes a snapshot's tree (or a sub-path of it) into a target
- * directory and verifies every restored file against its chunk ids.
+ * directory and verifies every restored file against its chunk ids while it
+ * writes it: each chunk's plaintext is checked against its keyed id as it is
+ * decoded (repository.loadBlob), its length against the tree's recorded chunk
+ * size, and the file's byte count against its recorded size, before the file
+ * is renamed to its final name. Nothing is read back a second time.
  *
  * It never writes outside the target: directories and files are created
  * first, symbolic links, hard links and special files last (so no link the
@@ -30,7 +34,11 @@ export interface RestoreOptions {
   subpath?: string;
   includes?: string[];
   excludes?: string[];
-  /** Re-read every restored file and check it against the snapshot's chunk ids (default true). */
+  /**
+   * Report files as verified (default true). Every chunk is checked against its
+   * keyed id as it is decoded and written, whatever this says: there is no
+   * unverified restore.
+   */
   verify?: boolean;
   /** Allow restoring into a non-empty target (existing files are overwritten). */
   overwrite?: boolean;
@@ -110,7 +118,8 @@ class SegmentCursor {
 /** The directory part of a raw path (latin1 maps each byte to one character and back). */
 const dirOf = (p: Buffer) => Buffer.from(path.dirname(p.toString('latin1')), 'latin1');
 
-const tmpName = () => Buffer.from(`.lifeboat-restore-${randomBytes(6).toString('hex')}.tmp`);
+/** Files up to this size (one chunk) are loaded whole, then written with synchronous writes. */
+const SMALL_FILE = 256 * 1024;
 
 function errText(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
@@ -137,11 +146,13 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   const lock = await repo.lock(false, 'restore');
   const isRoot = process.getuid?.() === 0;
   const show = (p: Buffer) => escapeBytes(p);
+  /** Every chunk is dropped once written: collect them promptly (see reclaim.ts). */
+  const reclaimer = new BufferReclaimer();
 
   /** The parent directory must be exactly the path we expect: no component is a symbolic link. */
   const checkDir = async (dir: Buffer): Promise<void> => {
-    // realpath(3) directly (a few lstat calls, microseconds): cheaper than a thread-pool round trip per file
-    const real = realpathSync.native(dir, { encoding: 'buffer' });
+    // realpath(3) in the thread pool: it waits on the same directory locks as the file creations around it
+    const real = await realpathBytes(dir);
     if (!real.equals(dir)) throw new LifeboatError(`restore refused: ${show(dir)} leads to ${show(real)} (a symbolic link inside the target); nothing is written outside the target`, 5);
     // (a parent that is not a directory makes the following open/mkdir/rename fail with ENOTDIR)
   };
@@ -165,47 +176,105 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     await setTimesFd(fh, n.mtimeNs ?? msToNs(n.mtime));
   };
 
+  /** The same for a restored file's descriptor (synchronous calls: each is cheaper than a thread-pool round trip). */
+  const metaByFd = async (fd: number, n: TreeNode, shown: string) => {
+    if (isRoot) {
+      try {
+        fchownSync(fd, n.uid, n.gid);
+      } catch {
+        /* as in metaByHandle: ownership is best effort */
+      }
+    }
+    fchmodSync(fd, n.mode);
+    if (n.xattrs?.length) for (const m of await writeXattrs(fd, n.xattrs)) summary.warnings.push({ path: shown, message: m });
+    setTimesFdSync(fd, n.mtimeNs ?? msToNs(n.mtime));
+  };
+
+  /** Right before a complete file is renamed: its directory is still the one checked; an existing directory needs --overwrite. */
+  const beforeRename = async (dir: Buffer, dst: Buffer) => {
+    await checkDir(dir);
+    if (opts.overwrite) await clearFinal(dst, false);
+  };
+
+  /**
+   * Small files (most files of a system): every chunk is loaded and checked
+   * first, then the file is created (thread pool: see TempFile), written and
+   * given its metadata with direct system calls (a thread-pool round trip per
+   * call costs more than the call itself) and renamed. The same steps and
+   * checks as the streaming path below.
+   */
+  const restoreSmallFile = async (dir: Buffer, n: TreeNode, snapPath: string): Promise<Buffer> => {
+    const dst = joinBytes(dir, nameBytes(n));
+    const segs = dataSegments(n);
+    const dataLen = segs.reduce((a, s) => a + s[1], 0);
+    const content = n.content ?? [];
+    const sizes = n.sizes && n.sizes.length === content.length ? n.sizes : undefined;
+    const bufs: Buffer[] = [];
+    let total = 0;
+    let ci = 0;
+    for await (const buf of readContent(repo, content)) {
+      // (each chunk's plaintext was checked against its keyed id when it was decoded)
+      if (sizes && buf.length !== sizes[ci]) throw new IntegrityError(`${snapPath}: chunk ${ci} has ${buf.length} bytes but the snapshot records ${sizes[ci]}`);
+      ci++;
+      total += buf.length;
+      if (total > dataLen) throw new IntegrityError(`${snapPath}: the snapshot's content is longer than the recorded size ${n.size}`);
+      bufs.push(buf);
+    }
+    if (total !== dataLen) throw new IntegrityError(`${snapPath}: restored ${total} bytes but the snapshot records ${dataLen}`);
+    await checkDir(dir);
+    const tf = await TempFile.create(dir);
+    try {
+      const cur = new SegmentCursor(segs);
+      for (const buf of bufs) tf.writePieces(buf, cur.take(buf.length)!);
+      reclaimer.dropped(total);
+      if (n.holes?.length) tf.truncate(n.size); // a trailing hole
+      summary.bytes += total;
+      if (verify) summary.verified++;
+      await metaByFd(tf.fd, n, snapPath);
+      await tf.publish(dst, () => beforeRename(dir, dst));
+    } catch (err) {
+      await tf.discard();
+      throw err;
+    }
+    summary.files++;
+    opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
+    return dst;
+  };
+
   const restoreFile = async (dir: Buffer, n: TreeNode, snapPath: string): Promise<Buffer> => {
+    if (n.size <= SMALL_FILE && (n.content ?? []).length <= 1) return restoreSmallFile(dir, n, snapPath);
     const dst = joinBytes(dir, nameBytes(n));
     await checkDir(dir);
-    const tmp = joinBytes(dir, tmpName());
-    const fh = await fsp.open(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-    let done = false;
+    const tf = await TempFile.create(dir);
     try {
       const segs = dataSegments(n);
       const dataLen = segs.reduce((a, s) => a + s[1], 0);
       const cur = new SegmentCursor(segs);
       let written = 0;
+      const sizes = n.sizes && n.sizes.length === (n.content ?? []).length ? n.sizes : undefined;
+      let ci = 0;
       for await (const buf of readContent(repo, n.content ?? [])) {
+        // (each chunk's plaintext was checked against its keyed id when it was decoded)
+        if (sizes && buf.length !== sizes[ci]) {
+          throw new IntegrityError(`${snapPath}: chunk ${ci} has ${buf.length} bytes but the snapshot records ${sizes[ci]}`);
+        }
+        ci++;
         const pieces = cur.take(buf.length);
         if (!pieces) throw new IntegrityError(`${snapPath}: the snapshot's content is longer than the recorded size ${n.size}`);
-        let off = 0;
-        for (const [pos, len] of pieces) {
-          let w = 0;
-          while (w < len) w += (await fh.write(buf, off + w, len - w, pos + w)).bytesWritten;
-          off += len;
-        }
+        await tf.writePiecesAsync(buf, pieces);
+        reclaimer.dropped(buf.length);
         written += buf.length;
         summary.bytes += buf.length;
         opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
       }
       if (written !== dataLen) throw new IntegrityError(`${snapPath}: restored ${written} bytes but the snapshot records ${dataLen}`);
-      if (n.holes?.length) await fh.truncate(n.size); // a trailing hole
-      if (verify) {
-        // read back through the same handle what was written
-        await verifyFile(repo, fh, n, snapPath, segs);
-        summary.verified++;
-      }
-      await metaByHandle(fh, n, snapPath);
-      await fh.close();
-      done = true;
-      await checkDir(dir);
-      // rename replaces a file or a link under the final name, never follows it; an existing directory needs --overwrite
-      if (opts.overwrite) await clearFinal(dst, false);
-      await fsp.rename(tmp, dst);
+      if (n.holes?.length) tf.truncate(n.size); // a trailing hole
+      // every chunk matched its id and every byte was written: the file is verified
+      if (verify) summary.verified++;
+      await metaByFd(tf.fd, n, snapPath);
+      await tf.publish(dst, () => beforeRename(dir, dst));
     } catch (err) {
-      if (!done) await fh.close().catch(() => {});
-      await fsp.rm(tmp, { force: true }).catch(() => {});
+      await tf.discard();
       throw err;
     }
     summary.files++;
@@ -406,32 +475,5 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     return summary;
   } finally {
     await lock.release();
-  }
-}
-
-/** Re-read a restored file and check every chunk against its keyed id. */
-async function verifyFile(repo: Repository, fh: fsp.FileHandle, n: TreeNode, snapPath: string, segs: Array<[number, number]>): Promise<void> {
-  const content = n.content ?? [];
-  if (!n.sizes || n.sizes.length !== content.length) {
-    // Older trees without sizes: fall back to the index's raw lengths.
-    n = { ...n, sizes: content.map((id) => repo.indexEntry(id)?.rawLength ?? -1) };
-  }
-  const cur = new SegmentCursor(segs);
-  let pos = 0;
-  for (let i = 0; i < content.length; i++) {
-    const len = n.sizes![i]!;
-    const pieces = len >= 0 && len <= 128 * 1024 * 1024 ? cur.take(len) : undefined;
-    if (!pieces) throw new IntegrityError(`${snapPath}: verification after restore failed at byte ${pos} (chunk ${i}: invalid size)`);
-    const buf = Buffer.allocUnsafe(len);
-    let off = 0;
-    for (const [p, l] of pieces) {
-      const { bytesRead } = await fh.read(buf, off, l, p);
-      if (bytesRead !== l) throw new IntegrityError(`${snapPath}: verification after restore failed at byte ${p} (chunk ${i}: short read)`);
-      off += l;
-    }
-    if (blobId(repo.key.idKey, buf) !== content[i]) {
-      throw new IntegrityError(`${snapPath}: verification after restore failed at byte ${pos} (chunk ${i})`);
-    }
-    pos += len;
   }
 }

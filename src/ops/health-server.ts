@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigError, errorMessage } from '../errors.js';
-import type { Catalog } from './catalog.js';
+import type { Catalog } from './catalog/types.js';
 import { OpsMetrics } from './metrics.js';
 import { backupHealth, type BackupHealth, type JobSpec } from './monitor.js';
 import { redactText } from './templates.js';

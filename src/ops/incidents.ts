@@ -1,17 +1,13 @@
 import { hostname } from 'node:os';
-import type { LifeboatConfig } from '../config/load.js';
+import type { LifeboatConfig } from '../config/config.js';
 import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
-import { parseDuration } from '../policy/retention.js';
-import type { Catalog, Migration, SqlRow } from './catalog.js';
-import {
-  DEFAULT_INCIDENT_TEMPLATES,
-  checkIncidentChannels,
-  incidentsConfigSchema,
-  renderIncidentTemplate,
-  type IncidentEvent,
-  type IncidentsConfig,
-} from './incident-config.js';
-import { createNotifiers, deliver, parseNotifiersConfig, type AlertMessage, type DeliveryResult, type Notifier } from './notify.js';
+import { parseDuration } from '../util/duration.js';
+import type { Catalog, Migration, SqlRow } from './catalog/types.js';
+import { DEFAULT_INCIDENT_TEMPLATES, checkIncidentChannels, incidentsConfigSchema, renderIncidentTemplate, type IncidentEvent, type IncidentsConfig } from '../config/incidents.js';
+import { createNotifiers } from './notify/create.js';
+import { deliver } from './notify/deliver.js';
+import { parseNotifiersConfig } from '../config/notifiers.js';
+import type { AlertMessage, DeliveryResult, Notifier } from './notify/notifier.js';
 import { redactText } from './templates.js';
 
 /**
@@ -28,7 +24,7 @@ import { redactText } from './templates.js';
  * within them only updates an operator marked public; system updates (what
  * Lifeboat wrote: runbook start/finish) and timeline events never.
  * When the store is given the config, creating, updating and resolving an
- * incident also notifies the `incidents.channels` (see incident-config.ts).
+ * incident also notifies the `incidents.channels` (see config/incidents.ts).
  */
 
 export type IncidentStatus = 'investigating' | 'identified' | 'monitoring' | 'resolved';
@@ -67,6 +63,15 @@ export interface Incident {
   actionItems: string[];
   updates: IncidentUpdate[];
   timeline: Array<{ at: Date; kind: string; text: string }>;
+}
+
+/** What availability needs of an incident (IncidentStore.spans). */
+export interface IncidentSpan {
+  id: number;
+  impact: IncidentImpact;
+  services: string[];
+  startedAt: Date;
+  resolvedAt: Date | null;
 }
 
 const MAX_TEXT = 8192;
@@ -181,6 +186,15 @@ export const INCIDENT_MIGRATIONS: readonly Migration[] = [
       `UPDATE ${s}.incident_updates SET system = true, public = false WHERE message LIKE 'Runbook "%' AND incident_id IN (SELECT id FROM ${s}.incidents WHERE runbook_run_id IS NOT NULL)`,
     ],
   },
+  {
+    // Update reminders sent (remindIncidents): one row per incident and due
+    // time (ms since the epoch), claimed before sending so that a restarted
+    // daemon or a second process does not send the same reminder again.
+    version: 202,
+    name: 'incident reminders',
+    sqlite: [`CREATE TABLE incident_reminders (incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE, due_ms INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (incident_id, due_ms))`],
+    postgres: (s) => [`CREATE TABLE ${s}.incident_reminders (incident_id BIGINT NOT NULL REFERENCES ${s}.incidents(id) ON DELETE CASCADE, due_ms BIGINT NOT NULL, at TIMESTAMPTZ NOT NULL, PRIMARY KEY (incident_id, due_ms))`],
+  },
 ];
 
 export function formatElapsed(ms: number): string {
@@ -241,8 +255,11 @@ export class IncidentStore {
     visibility?: IncidentVisibility;
     publicTitle?: string;
     system?: boolean;
+    /** incidents.audiences to tell as well (each with its own channels and template). */
+    audiences?: string[];
   }): Promise<Incident> {
     await this.init();
+    this.checkAudiences(i.audiences);
     if (!i.title.trim()) throw new LifeboatError('incident title must not be empty', 2);
     if (!INCIDENT_IMPACTS.includes(i.impact)) throw new LifeboatError(`invalid impact "${i.impact}" (use ${INCIDENT_IMPACTS.join(', ')})`, 2);
     const status = i.status ?? 'investigating';
@@ -265,7 +282,7 @@ export class IncidentStore {
       i.system === true,
     ]);
     const inc = (await this.get(id))!;
-    await this.communicate(inc, 'start', inc.updates[0]!.message);
+    await this.communicate(inc, 'start', inc.updates[0]!.message, {}, i.audiences);
     return (await this.get(id))!;
   }
 
@@ -304,6 +321,34 @@ export class IncidentStore {
     return out;
   }
 
+  /**
+   * The time spans of incidents that overlap [from, to) (open ones run until
+   * now): what availability is computed from. Only id, impact, services and
+   * times; at most `limit` (default 10000), newest first.
+   */
+  async spans(f: { from: Date; to: Date; visibility?: IncidentVisibility; limit?: number }): Promise<IncidentSpan[]> {
+    await this.init();
+    const t = this.sql.t.bind(this.sql);
+    const params: Array<string | number | Date> = [f.to, f.from];
+    let q = `SELECT id, impact, services, started_at, resolved_at FROM ${t('incidents')} WHERE started_at < ? AND (resolved_at IS NULL OR resolved_at > ?)`;
+    if (f.visibility) {
+      q += ' AND visibility = ?';
+      params.push(f.visibility === 'public' ? 'public' : 'private');
+    }
+    q += ' ORDER BY started_at DESC, id DESC LIMIT ?';
+    params.push(Math.max(1, Math.min(f.limit ?? 10_000, 100_000)));
+    return (await this.sql.all(q, params)).map((r) => {
+      let services: string[] = [];
+      try {
+        const v = JSON.parse(String(r.services)) as unknown;
+        if (Array.isArray(v)) services = v.filter((x): x is string => typeof x === 'string');
+      } catch {
+        services = [];
+      }
+      return { id: Number(r.id), impact: r.impact as IncidentImpact, services, startedAt: this.sql.toDate(r.started_at)!, resolvedAt: this.sql.toDate(r.resolved_at) };
+    });
+  }
+
   private async must(id: number): Promise<Incident> {
     const i = await this.get(id);
     if (!i) throw new LifeboatError(`no incident #${id}`, 2);
@@ -311,11 +356,14 @@ export class IncidentStore {
   }
 
   /** `system: true`: written by Lifeboat (never public, still notified to the internal channels). */
-  async addUpdate(id: number, u: { status?: IncidentStatus; message: string; author?: string; public?: boolean; notify?: boolean; system?: boolean }): Promise<Incident> {
+  async addUpdate(id: number, u: { status?: IncidentStatus; message: string; author?: string; public?: boolean; notify?: boolean; system?: boolean; audiences?: string[] }): Promise<Incident> {
     await this.init();
+    this.checkAudiences(u.audiences);
+    if (u.audiences?.length && (u.public === false || u.system)) throw new LifeboatError('an internal update cannot be sent to audiences (drop --internal or --audience)', 2);
     const cur = await this.must(id);
     if (u.status && !INCIDENT_STATUSES.includes(u.status)) throw new LifeboatError(`invalid status "${u.status}" (use ${INCIDENT_STATUSES.join(', ')})`, 2);
-    if (u.status === 'resolved') return this.resolve(id, { message: u.message, ...(u.author ? { author: u.author } : {}), ...(u.public === false ? { public: false } : {}), ...(u.system ? { system: true } : {}) });
+    if (u.status === 'resolved')
+      return this.resolve(id, { message: u.message, ...(u.author ? { author: u.author } : {}), ...(u.public === false ? { public: false } : {}), ...(u.system ? { system: true } : {}), ...(u.audiences ? { audiences: u.audiences } : {}) });
     if (!u.message.trim()) throw new LifeboatError('an incident update needs a message', 2);
     const at = this.now();
     const t = this.sql.t.bind(this.sql);
@@ -333,12 +381,13 @@ export class IncidentStore {
       await this.sql.exec(`UPDATE ${t('incidents')} SET status = ?, resolved_at = NULL WHERE id = ?`, [u.status, id]);
     }
     const inc = (await this.get(id))!;
-    if ((u.public !== false || u.system) && u.notify !== false) await this.communicate(inc, 'update', u.message);
+    if ((u.public !== false || u.system) && u.notify !== false) await this.communicate(inc, 'update', u.message, {}, u.audiences);
     return (await this.get(id))!;
   }
 
-  async resolve(id: number, u: { message: string; author?: string; public?: boolean; system?: boolean }): Promise<Incident> {
+  async resolve(id: number, u: { message: string; author?: string; public?: boolean; system?: boolean; audiences?: string[] }): Promise<Incident> {
     await this.init();
+    this.checkAudiences(u.audiences);
     const cur = await this.must(id);
     if (cur.status === 'resolved') throw new LifeboatError(`incident #${id} is already resolved (${cur.resolvedAt?.toISOString()})`, 2);
     const at = this.now();
@@ -354,7 +403,7 @@ export class IncidentStore {
     ]);
     await this.sql.exec(`UPDATE ${t('incidents')} SET status = 'resolved', resolved_at = ? WHERE id = ?`, [at, id]);
     const inc = (await this.get(id))!;
-    await this.communicate(inc, 'resolved', u.message || 'Resolved.');
+    await this.communicate(inc, 'resolved', u.message || 'Resolved.', {}, u.audiences);
     return (await this.get(id))!;
   }
 
@@ -418,19 +467,44 @@ export class IncidentStore {
     await this.sql.exec(`UPDATE ${this.sql.t('incidents')} SET runbook_run_id = ? WHERE id = ?`, [runId, id]);
   }
 
-  /** Notify incidents.channels (if configured) and record the deliveries on the timeline. */
-  async communicate(inc: Incident, event: Exclude<IncidentEvent, 'escalation'>, message: string, extra: Record<string, string> = {}): Promise<DeliveryResult[]> {
+  /** Unknown audience names are a usage error (exit 2), checked before anything is written. */
+  private checkAudiences(audiences: string[] | undefined): void {
+    if (!audiences?.length) return;
+    const cfg = this.opts.config;
+    const known = Object.keys((cfg && incidentsConfig(cfg)?.audiences) ?? {});
+    const unknown = audiences.filter((a) => !known.includes(a));
+    if (unknown.length) throw new LifeboatError(`unknown audience(s) ${unknown.map((a) => `"${a}"`).join(', ')} (defined in incidents.audiences: ${known.join(', ') || 'none'})`, 2);
+  }
+
+  /**
+   * Notify incidents.channels (if configured and `notifyOn` includes the
+   * event), then each targeted audience through its own channels with its own
+   * template, and record every delivery on the timeline.
+   */
+  async communicate(inc: Incident, event: 'start' | 'update' | 'resolved', message: string, extra: Record<string, string> = {}, audiences: string[] = []): Promise<DeliveryResult[]> {
     const cfg = this.opts.config;
     if (!cfg || this.opts.notify === false) return [];
     const ic = incidentsConfig(cfg);
-    if (!ic || !ic.notifyOn.includes(event) || ic.channels.length === 0) return [];
-    const tpl = { ...DEFAULT_INCIDENT_TEMPLATES[event], ...(ic.templates[event] ?? {}) };
-    const results = await sendIncidentMessage(cfg, ic.channels, inc, event, tpl, { message, ...extra }, this.now(), this.opts.sleep);
-    for (const r of results) {
-      await this.addEvent(inc.id, 'notification', `${event} notification to ${r.channel}: ${r.ok ? 'delivered' : `FAILED after ${r.attempts} attempt(s): ${r.error}`}`);
-      if (!r.ok) this.opts.log?.(`incident #${inc.id}: ${event} notification to ${r.channel} failed: ${r.error}`);
+    if (!ic) return [];
+    const all: DeliveryResult[] = [];
+    const record = async (results: DeliveryResult[], who: string) => {
+      for (const r of results) {
+        await this.addEvent(inc.id, 'notification', `${event} notification${who} to ${r.channel}: ${r.ok ? 'delivered' : `FAILED after ${r.attempts} attempt(s): ${r.error}`}`);
+        if (!r.ok) this.opts.log?.(`incident #${inc.id}: ${event} notification${who} to ${r.channel} failed: ${r.error}`);
+      }
+      all.push(...results);
+    };
+    if (ic.notifyOn.includes(event) && ic.channels.length > 0) {
+      const tpl = { ...DEFAULT_INCIDENT_TEMPLATES[event], ...(ic.templates[event] ?? {}) };
+      await record(await sendIncidentMessage(cfg, ic.channels, inc, event, tpl, { message, ...extra }, this.now(), this.opts.sleep), '');
     }
-    return results;
+    for (const name of [...new Set(audiences)]) {
+      const a = ic.audiences[name];
+      if (!a) continue; // checked before writing (checkAudiences)
+      const tpl = { ...DEFAULT_INCIDENT_TEMPLATES[event], ...(ic.templates[event] ?? {}), ...(a.templates[event] ?? {}) };
+      await record(await sendIncidentMessage(cfg, a.channels, inc, event, tpl, { message, ...extra, audience: name }, this.now(), this.opts.sleep, `/${name}`), ` (audience ${name})`);
+    }
+    return all;
   }
 
   private fromRows(r: SqlRow, updates: SqlRow[], events: SqlRow[]): Incident {
@@ -512,6 +586,9 @@ export function incidentVars(inc: Incident, event: IncidentEvent, now: Date, ext
     elapsed: formatElapsed((inc.resolvedAt ?? now).getTime() - inc.startedAt.getTime()),
     level: '',
     host: hostname(),
+    audience: '',
+    sinceUpdate: '',
+    every: '',
     ...extra,
   };
 }
@@ -526,6 +603,7 @@ export async function sendIncidentMessage(
   extra: Record<string, string>,
   now: Date,
   sleep?: (ms: number) => Promise<void>,
+  keySuffix = '',
 ): Promise<DeliveryResult[]> {
   const notifiers = configNotifiers(cfg);
   const vars = incidentVars(inc, event, now, extra);
@@ -533,7 +611,7 @@ export async function sendIncidentMessage(
   const text = renderIncidentTemplate(tpl.text, vars);
   const msg: AlertMessage = {
     kind: event === 'resolved' ? 'resolved' : 'firing',
-    key: `incident/${inc.id}`,
+    key: `incident/${inc.id}${keySuffix}`,
     job: inc.services.join(',') || 'incident',
     check: 'incident',
     severity: inc.impact === 'critical' || inc.impact === 'major' ? 'critical' : inc.impact === 'minor' ? 'warning' : 'ok',
@@ -603,6 +681,73 @@ export async function escalateIncidents(cfg: LifeboatConfig, catalog: Catalog, n
       }
       sent.push({ incidentId: inc.id, level: i + 1, channels: level.channels, results });
     }
+  }
+  return sent;
+}
+
+export interface ReminderSent {
+  incidentId: number;
+  /** When the reminder became due: the last operator update + k × the interval. */
+  dueAt: Date;
+  channels: string[];
+  results: DeliveryResult[];
+}
+
+/** The time of the last public operator update (or the start): what update reminders are measured from. */
+export function lastUpdateAt(inc: Incident): Date {
+  let t = inc.startedAt.getTime();
+  for (const u of inc.updates) if (u.public && !u.system && u.at.getTime() > t) t = u.at.getTime();
+  return new Date(t);
+}
+
+/**
+ * Update reminders: while an incident is open, remind the responders
+ * (`incidents.reminders.channels`, default `incidents.channels`) to post an
+ * update when none was posted for the interval of its impact
+ * (`incidents.reminders.every`, default critical 15m, major 30m, minor 60m,
+ * none off), measured from the last public operator update (or the start).
+ * Without a new update, it reminds again every interval; a backlog is never
+ * sent (only the latest due reminder). Each reminder is claimed in the
+ * catalog (incident_reminders: incident, due time) before it is sent, so a
+ * restarted daemon or a second process does not send it again; the claim is
+ * released when no channel accepted it, so the next call retries. The daemon
+ * calls this every minute.
+ */
+export async function remindIncidents(cfg: LifeboatConfig, catalog: Catalog, now: Date = new Date(), opts: { log?: (m: string) => void; sleep?: (ms: number) => Promise<void> } = {}): Promise<ReminderSent[]> {
+  const ic = incidentsConfig(cfg);
+  if (!ic) return [];
+  const channels = ic.reminders.channels ?? ic.channels;
+  if (channels.length === 0) return [];
+  const store = new IncidentStore(catalog, { notify: false, now: () => now });
+  const sql = catalog.sql;
+  const sent: ReminderSent[] = [];
+  for (const inc of await store.list({ open: true, limit: 1000 })) {
+    const every = ic.reminders.every[inc.impact];
+    if (every === 'off') continue;
+    const interval = parseDuration(every);
+    if (!(interval > 0)) continue;
+    const base = lastUpdateAt(inc).getTime();
+    const k = Math.floor((now.getTime() - base) / interval);
+    if (k < 1) continue;
+    const due = base + k * interval;
+    let claimed = 0;
+    try {
+      claimed = await sql.exec(`INSERT INTO ${sql.t('incident_reminders')} (incident_id, due_ms, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, [inc.id, due, now]);
+    } catch (err) {
+      throw new LifeboatError(`update reminder for incident #${inc.id}: ${errorMessage(err)}`);
+    }
+    if (claimed === 0) continue;
+    const tpl = { ...DEFAULT_INCIDENT_TEMPLATES.reminder, ...(ic.reminders.template ?? {}) };
+    const sinceUpdate = formatElapsed(now.getTime() - base);
+    const results = await sendIncidentMessage(cfg, channels, inc, 'reminder', tpl, { sinceUpdate, every: formatElapsed(interval) }, now, opts.sleep, '/reminder');
+    for (const r of results) {
+      await store.addEvent(inc.id, 'reminder', `update reminder (no update for ${sinceUpdate}, every ${every}) to ${r.channel}: ${r.ok ? 'delivered' : `FAILED: ${r.error}`}`, now);
+    }
+    if (!results.some((r) => r.ok)) {
+      await sql.exec(`DELETE FROM ${sql.t('incident_reminders')} WHERE incident_id = ? AND due_ms = ?`, [inc.id, due]);
+      opts.log?.(`incident #${inc.id}: update reminder not delivered; will retry`);
+    }
+    sent.push({ incidentId: inc.id, dueAt: new Date(due), channels, results });
   }
   return sent;
 }

@@ -1,18 +1,22 @@
-import type { LifeboatConfig } from '../config/load.js';
-import { configPath } from '../config/paths.js';
-import type { JobConfig } from '../config/schema.js';
-import { jobRepository, openConfiguredRepo } from '../config/repos.js';
-import { ConfigError, ExitCode, LifeboatError, errorMessage } from '../errors.js';
+import { ConfigError, ExitCode, LifeboatError, NoRepositoryError, errorMessage } from '../errors.js';
 import { parseDuration } from '../util/duration.js';
 import { copySnapshots } from '../repo/copy.js';
-import { copyWal, DEFAULT_ARCHIVE } from '../repo/wal.js';
 import type { Repository } from '../repo/repository.js';
 import type { BackupSummary, SnapshotWithId } from '../repo/snapshot.js';
 import { applyRetention, isEmptyPolicy, type RetentionPolicy } from '../policy/retention.js';
-import { backupPaths } from '../engine/archiver.js';
 import { prune } from '../repo/prune.js';
 import { checkRepository } from '../verify/check.js';
-import { runSourceBackup } from '../sources/run.js';
+import { backupSource, copySourceExtras } from '../sources/pipeline.js';
+import { isSourceSnapshot } from '../sources/files/kind.js';
+import type { ResolvedJob, ResolvedPlan } from '../config/resolve.js';
+import type { BackupProgress } from '../engine/progress.js';
+
+/** The job `name` of the plan, or a ConfigError naming the defined ones. */
+export function planJob(plan: ResolvedPlan, name: string): ResolvedJob {
+  const job = plan.jobs[name];
+  if (!job) throw new ConfigError(`unknown job "${name}" (defined: ${Object.keys(plan.jobs).join(', ') || 'none'})`);
+  return job;
+}
 
 /**
  * Running one job of the plan: back up its source into its repository, copy
@@ -27,6 +31,8 @@ export interface JobResult {
   snapshotId?: string;
   summary?: BackupSummary;
   copies: Array<{ repository: string; snapshotId?: string; error?: string }>;
+  /** Bytes moved to/from repository storage by this run (the repository and its copies). */
+  transferred?: { bytesUploaded: number; bytesDownloaded: number };
   forgotten: number;
   warnings: string[];
   error?: string;
@@ -38,12 +44,6 @@ export interface JobResult {
   finishedAt: Date;
 }
 
-export { jobRepository } from '../config/repos.js';
-
-/** Snapshots that belong to a source: tagged source:NAME (files) or source.name (streams). */
-export function isSourceSnapshot(s: SnapshotWithId, source: string): boolean {
-  return s.source?.name === source || s.tags.includes(`source:${source}`);
-}
 
 export async function applyJobRetention(repo: Repository, source: string, policy: RetentionPolicy): Promise<number> {
   if (isEmptyPolicy(policy)) return 0;
@@ -58,6 +58,66 @@ export async function applyJobRetention(repo: Repository, source: string, policy
   }
 }
 
+export interface RunJobOptions {
+  signal?: AbortSignal;
+  log?: (msg: string) => void;
+  retryLockMs?: number;
+  timeoutMs?: number;
+  /**
+   * The autoInit typo guard: whether this is the job's first run (no
+   * successful or partial backup of it in the catalog yet). A repository with
+   * `autoInit: true` is created only on a first run; on a later run a missing
+   * repository is an error (its location may be mistyped). Entry points ask
+   * the catalog (see firstRunFromCatalog); without it, autoInit applies as
+   * configured (library use without a catalog).
+   */
+  firstRun?: () => Promise<boolean>;
+  /** Counters the backup advances as it goes (the CLI's progress display reads them). */
+  progress?: BackupProgress;
+  /** The scheduled slot (ISO time) of a runOn: any job: its snapshot is tagged `slot:<time>`. */
+  slot?: string;
+  /**
+   * Before backing up, look for a snapshot of this job tagged with the slot
+   * (written by an agent that died before recording the slot as finished) and
+   * return it instead of making a second one.
+   */
+  reuseSlotSnapshot?: boolean;
+}
+
+/** The first-run check of runJob from a catalog: no successful or partial backup of the job recorded yet. */
+export function firstRunFromCatalog(catalog: { lastSuccess(job: string, opts?: { includePartial?: boolean }): Promise<unknown> }, job: string): () => Promise<boolean> {
+  return async () => !(await catalog.lastSuccess(job, { includePartial: true }));
+}
+
+/**
+ * Open a repository of a job's run: with autoInit, create it only on the
+ * job's first run, and say so loudly (a warning in the log and in the run's
+ * warnings); on a later run a missing repository is an error naming the
+ * location, which may be mistyped.
+ */
+async function openJobRepository(plan: ResolvedPlan, jobName: string, name: string, firstRun: boolean, result: JobResult, log: (m: string) => void, opts: { retryLockMs: number; signal: AbortSignal }): Promise<Repository> {
+  try {
+    return await plan.openRepository(name, {
+      retryLockMs: opts.retryLockMs,
+      signal: opts.signal,
+      allowInit: firstRun,
+      onInit: (location) => {
+        const m = `created a new empty repository at ${location} (repository ${name}, autoInit: first run of job ${jobName})`;
+        result.warnings.push(m);
+        log(`warning: ${m}`);
+      },
+    });
+  } catch (err) {
+    if (err instanceof NoRepositoryError && !firstRun && plan.repository(name).config.autoInit) {
+      throw new LifeboatError(
+        `no Lifeboat repository at ${plan.repository(name).location} (repository ${name}), but job ${jobName} has backed up before: autoInit creates a repository only on a job's first run. The location may be mistyped, or the repository was moved or deleted; fix repositories.${name}.location, or create it deliberately with "lifeboat init"`,
+        ExitCode.NO_REPO,
+      );
+    }
+    throw err;
+  }
+}
+
 /**
  * Run a job, enforcing its `timeout` (or opts.timeoutMs) and opts.signal even
  * when storage or a source hangs: at the deadline the run's signal is aborted
@@ -68,14 +128,12 @@ export async function applyJobRetention(repo: Repository, source: string, policy
  * refuses every request.
  */
 export async function runJob(
-  cfg: LifeboatConfig,
+  plan: ResolvedPlan,
   jobName: string,
-  opts: { signal?: AbortSignal; log?: (msg: string) => void; retryLockMs?: number; timeoutMs?: number } = {},
+  opts: RunJobOptions = {},
 ): Promise<JobResult> {
-  const job = cfg.jobs[jobName];
-  if (!job) throw new ConfigError(`unknown job "${jobName}" (defined: ${Object.keys(cfg.jobs).join(', ') || 'none'})`);
-  const src = cfg.sources[job.source];
-  if (!src) throw new ConfigError(`job ${jobName}: unknown source "${job.source}"`);
+  const resolved = planJob(plan, jobName);
+  const { job } = resolved;
   const timeoutMs = opts.timeoutMs ?? parseDuration(job.timeout);
   const startedAt = new Date();
   const controller = new AbortController();
@@ -86,12 +144,12 @@ export async function runJob(
   if (opts.signal?.aborted) onOuter();
   else opts.signal?.addEventListener('abort', onOuter, { once: true });
   const signal = controller.signal;
-  const work = runJobUnguarded(cfg, jobName, { ...opts, signal });
+  const work = runJobUnguarded(plan, resolved, { ...opts, signal });
   try {
     return await new Promise<JobResult>((resolve, reject) => {
       const onAbort = () => {
         const why = errorMessage(signal.reason);
-        const repository = jobRepository(cfg, job);
+        const repository = resolved.repository;
         (opts.log ?? (() => {}))(`job ${jobName}: ${why}; abandoning the run`);
         resolve({
           job: jobName,
@@ -130,13 +188,12 @@ export async function runJob(
 }
 
 async function runJobUnguarded(
-  cfg: LifeboatConfig,
-  jobName: string,
-  opts: { signal: AbortSignal; log?: (msg: string) => void; retryLockMs?: number },
+  plan: ResolvedPlan,
+  resolved: ResolvedJob,
+  opts: RunJobOptions & { signal: AbortSignal },
 ): Promise<JobResult> {
-  const job = cfg.jobs[jobName]!;
-  const src = cfg.sources[job.source]!;
-  const repoName = jobRepository(cfg, job);
+  const { job, name: jobName } = resolved;
+  const repoName = resolved.repository;
   const log = opts.log ?? (() => {});
   const result: JobResult = {
     job: jobName,
@@ -149,40 +206,47 @@ async function runJobUnguarded(
     startedAt: new Date(),
     finishedAt: new Date(),
   };
-  const policy = (job.retention ?? cfg.defaults.retention ?? {}) as RetentionPolicy;
+  const policy = (resolved.retention ?? {}) as RetentionPolicy;
   let repo: Repository | undefined;
   try {
-    repo = await openConfiguredRepo(cfg, repoName, { retryLockMs: opts.retryLockMs ?? 60_000, signal: opts.signal });
+    const firstRun = opts.firstRun ? await opts.firstRun() : true;
+    const open = (name: string) => openJobRepository(plan, jobName, name, firstRun, result, log, { retryLockMs: opts.retryLockMs ?? 60_000, signal: opts.signal });
+    repo = await open(repoName);
     const tags = [...job.tags, `job:${jobName}`];
-    if (src.kind === 'files') {
-      const r = await backupPaths(repo, {
-        paths: src.paths.map((p) => configPath(cfg, p)),
-        excludes: src.excludes,
-        oneFileSystem: src.oneFileSystem,
-        tags: [...src.tags, ...tags, `source:${job.source}`],
-        signal: opts.signal,
-        onWarning: (p, m) => result.warnings.push(`${p}: ${m}`),
-      });
-      result.snapshotId = r.snapshotId;
-      result.summary = r.summary;
-      result.status = r.summary.errors > 0 ? 'partial' : 'success';
-    } else {
-      const r = await runSourceBackup(repo, job.source, src, cfg, { tags, signal: opts.signal });
-      result.snapshotId = r.snapshotId;
-      result.summary = r.summary;
-      result.status = 'success';
+    if (opts.slot) {
+      const slotTag = `slot:${opts.slot}`;
+      tags.push(slotTag);
+      if (opts.reuseSlotSnapshot) {
+        const done = (await repo.listSnapshots()).find((s) => s.tags.includes(slotTag) && s.tags.includes(`job:${jobName}`));
+        if (done) {
+          log(`job ${jobName}: slot ${opts.slot} already has snapshot ${done.id.slice(0, 8)} (its first agent stopped before recording it); not backing up again`);
+          result.snapshotId = done.id;
+          result.status = 'success';
+          result.warnings.push(`slot ${opts.slot}: snapshot ${done.id} was written by the agent that held the slot before; not backed up again`);
+          return result;
+        }
+      }
     }
+    const r = await backupSource(repo, resolved.source, {
+      tags,
+      signal: opts.signal,
+      onWarning: (p, m) => result.warnings.push(`${p}: ${m}`),
+      ...(opts.progress ? { progress: opts.progress } : {}),
+    });
+    result.snapshotId = r.snapshotId;
+    result.summary = r.summary;
+    result.status = r.partial ? 'partial' : 'success';
     log(`job ${jobName}: snapshot ${result.snapshotId!.slice(0, 8)} in ${repoName}`);
     if (!isEmptyPolicy(policy)) result.forgotten += await applyJobRetention(repo, job.source, policy);
 
-    for (const target of job.copyTo) {
+    for (const target of resolved.copies) {
       let dst: Repository | undefined;
       try {
-        dst = await openConfiguredRepo(cfg, target, { retryLockMs: opts.retryLockMs ?? 60_000, signal: opts.signal });
+        dst = await open(target);
         const snap = await repo.loadSnapshot(result.snapshotId!);
         const c = await copySnapshots(repo, dst, [snap]);
-        // physical PostgreSQL backups: the copy also needs the WAL archive for point-in-time recovery
-        if (src.kind === 'postgres-physical') await copyWal(repo, dst, { archive: src.archive ?? DEFAULT_ARCHIVE });
+        // what else a restore from the copy needs (PostgreSQL physical: the WAL archive; MySQL with binlog: the binary logs)
+        await copySourceExtras(resolved.source, repo, dst);
         result.copies.push({ repository: target, snapshotId: c.copied[0]?.target ?? c.skipped[0] });
         if (!isEmptyPolicy(policy)) result.forgotten += await applyJobRetention(dst, job.source, policy);
         log(`job ${jobName}: copied to ${target}`);
@@ -191,6 +255,7 @@ async function runJobUnguarded(
         result.status = 'partial';
         result.warnings.push(`copy to ${target} failed: ${(err as Error).message}`);
       } finally {
+        addTransferred(result, dst);
         await dst?.close();
       }
     }
@@ -199,10 +264,21 @@ async function runJobUnguarded(
     result.error = err instanceof LifeboatError ? err.message : `unexpected: ${(err as Error).message}`;
     result.exitCode = err instanceof LifeboatError ? err.exitCode : ExitCode.FATAL;
   } finally {
+    addTransferred(result, repo);
     await repo?.close().catch(() => {});
     result.finishedAt = new Date();
   }
   return result;
+}
+
+/** Add a repository's storage byte counters (storage/limits.ts) to the run's. */
+function addTransferred(result: JobResult, repo: Repository | undefined): void {
+  const t = repo?.storage.transferred?.();
+  if (!t) return;
+  result.transferred = {
+    bytesUploaded: (result.transferred?.bytesUploaded ?? 0) + t.bytesUploaded,
+    bytesDownloaded: (result.transferred?.bytesDownloaded ?? 0) + t.bytesDownloaded,
+  };
 }
 
 export interface MaintenanceResult {
@@ -218,26 +294,21 @@ export interface MaintenanceResult {
  * exclusive lock) and read a rotating subset of the data with check.
  */
 export async function runMaintenance(
-  cfg: LifeboatConfig,
+  plan: ResolvedPlan,
   opts: {
     log?: (m: string) => void;
     /** Rotating subsets (src/verify/drill-rotation.ts): the subset this run reads, e.g. "2/10". Default: the configured subset. */
     subsetFor?: (repositoryId: string, repositoryName: string, subset: string) => Promise<string>;
   } = {},
 ): Promise<MaintenanceResult[]> {
-  const m = cfg.daemon.maintenance;
+  const m = plan.daemon.maintenance;
   const out: MaintenanceResult[] = [];
   if (!m) return out;
-  const names = new Set<string>();
-  for (const j of Object.values(cfg.jobs)) {
-    names.add(jobRepository(cfg, j));
-    for (const c of j.copyTo) names.add(c);
-  }
-  for (const name of names) {
+  for (const name of plan.repositories) {
     const res: MaintenanceResult = { repository: name };
     let repo: Repository | undefined;
     try {
-      repo = await openConfiguredRepo(cfg, name, { retryLockMs: 30 * 60_000, allowInit: false });
+      repo = await plan.openRepository(name, { retryLockMs: 30 * 60_000, allowInit: false });
       if (m.prune) {
         const p = await prune(repo, { retryLockMs: 30 * 60_000 });
         res.pruned = { packsDeleted: p.packsDeleted, bytesFreed: p.bytesFreed };

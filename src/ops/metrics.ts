@@ -1,6 +1,6 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { rpoStatus } from '../policy/objectives.js';
-import type { Catalog } from './catalog.js';
+import type { Catalog } from './catalog/types.js';
 import type { JobSpec } from './monitor.js';
 
 /**

@@ -1,37 +1,44 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import type { LifeboatConfig } from '../config/load.js';
-import { jobRepository, resolveLocation, storageFor } from '../config/repos.js';
-import { ConfigError, errorMessage } from '../errors.js';
-import { describeRpo, resolveObjectives, rpoStatus, type Tier, TIERS } from '../policy/objectives.js';
+import type { LifeboatConfig } from '../config/config.js';
+import { resolvePlan, type ResolvedPlan } from '../config/resolve.js';
+import { sourceKind } from '../sources/registry.js';
+import { errorMessage } from '../errors.js';
+import { describeRpo, resolveObjectives, rpoStatus } from '../policy/objectives.js';
+import { type Tier, TIERS } from '../config/tiers.js';
 import { parseLocation } from '../storage/open.js';
-import type { Catalog, RunRecord, Severity, SizePoint } from './catalog.js';
+import { parseBytes, parseFreeThreshold, type FreeThreshold } from '../config/alerts.js';
+import { formatDuration } from '../util/format.js';
+import { parseDuration } from '../util/duration.js';
+import type { Catalog, RunRecord, Severity, SizePoint } from './catalog/types.js';
 
 /**
  * Health evaluation of the backup plan from catalog data and objectives.
  *
  * Checks (each yields one Finding per job, or per repository for free-space):
  *   rpo         age of the last successful backup vs the job's RPO (rpoStatus:
- *               ok ≤ RPO < warning ≤ 2×RPO < critical; never succeeded = critical)
+ *               ok ≤ RPO < warning ≤ 2×RPO < critical; never succeeded = critical),
+ *               or vs the absolute jobs.NAME.alerts.age { warn, critical } when set
  *   size        latest successful snapshot's logical size vs the median of the
  *               previous N successful ones: below minRatio (default 0.5) is
  *               critical (a dump that silently shrank is likely missing data),
- *               above maxRatio (default 2.0) is a warning
+ *               above maxRatio (default 2.0) is a warning; absolute limits
+ *               (jobs.NAME.alerts.size): below min critical, above max warning
  *   failures    consecutive failed runs (retried attempts not counted):
  *               ≥ warnAfter (1) warning, ≥ criticalAfter (3) critical; a last
  *               run that was partial (unreadable files, failed copy) is a warning
  *   free-space  free space of local repositories (statfs): below warnPercent
- *               (10%) warning, below criticalPercent (5%) critical; S3 is
- *               reported ok with `measurable: false`
+ *               (10%) warning, below criticalPercent (5%) critical, or the
+ *               repository's own alerts.freeSpace { warn, critical } (bytes or
+ *               percent); S3 is reported ok with `measurable: false`
  *
  * The check functions (checkRpo, checkSize, checkFailures, checkFreeSpace) are
  * pure; evaluate() gathers the data and calls them.
  */
 
 export const CHECKS = ['rpo', 'size', 'failures', 'free-space'] as const;
-/** The monitor's own checks, plus findings raised by other modules (restore drills). */
-export type CheckName = (typeof CHECKS)[number] | 'drill';
-export type { Severity };
+/** The monitor's own checks, plus findings raised by other modules (restore drills, `lifeboat check`). */
+export type CheckName = (typeof CHECKS)[number] | 'drill' | 'integrity' | 'replica' | 'heartbeat' | 'slots';
 
 export interface Finding {
   /** Job name; for repository checks "repo:NAME". */
@@ -60,6 +67,8 @@ export interface RepositorySpec {
   location: string;
   /** Absolute directory for local repositories; undefined for S3 (free space not measurable). */
   localPath?: string;
+  /** repositories.NAME.alerts.freeSpace: overrides the monitor's percent defaults. */
+  freeSpace?: { warn?: FreeThreshold; critical?: FreeThreshold };
 }
 
 export interface JobSpec {
@@ -74,6 +83,17 @@ export interface JobSpec {
   recoveryPoint?: () => Promise<Date | undefined>;
   /** Primary repository first, then copy targets. */
   repositories: RepositorySpec[];
+  /** jobs.NAME.alerts.age: absolute age thresholds instead of RPO / 2×RPO (either may be given). */
+  age?: { warnMs?: number; criticalMs?: number };
+  /** jobs.NAME.alerts.size: absolute snapshot size limits in bytes. */
+  sizeLimits?: { min?: number; max?: number };
+}
+
+/** The age thresholds of a job: absolute ones when configured, else RPO (warning) and 2×RPO (critical). */
+export function ageThresholds(job: Pick<JobSpec, 'rpoMs' | 'age'>): { warnMs: number; criticalMs: number } {
+  const warnMs = job.age?.warnMs ?? job.rpoMs;
+  const criticalMs = job.age?.criticalMs ?? Math.max(warnMs, 2 * job.rpoMs);
+  return { warnMs, criticalMs };
 }
 
 export interface MonitorOptions {
@@ -131,16 +151,29 @@ export function median(values: readonly number[]): number {
 export function checkRpo(job: JobSpec, lastSuccess: RunRecord | undefined, now: Date, walAt?: Date): Finding {
   // archived WAL only counts on top of a base backup that succeeded
   const at = lastSuccess && walAt && walAt > lastSuccess.startedAt ? walAt : lastSuccess?.startedAt;
-  const severity = rpoStatus(at, job.rpoMs, now);
   const ageMs = at ? Math.max(0, now.getTime() - at.getTime()) : null;
+  let severity: Severity;
+  let text: string;
+  if (job.age) {
+    const { warnMs, criticalMs } = ageThresholds(job);
+    severity = ageMs === null ? 'critical' : ageMs > criticalMs ? 'critical' : ageMs > warnMs ? 'warning' : 'ok';
+    const limits = `warn after ${formatDuration(warnMs)}, critical after ${formatDuration(criticalMs)}`;
+    text = ageMs === null ? `no successful backup (${limits}): ${severity}` : `last success ${formatDuration(ageMs)} ago (${limits}): ${severity}`;
+  } else {
+    severity = rpoStatus(at, job.rpoMs, now);
+    text = describeRpo(at, job.rpoMs, now);
+  }
+  const { warnMs, criticalMs } = ageThresholds(job);
   return {
     job: job.name,
     check: 'rpo',
     severity,
     tier: job.tier,
-    message: `${job.name}: ${describeRpo(at, job.rpoMs, now)}${at && at === walAt ? ' (newest archived WAL)' : ''}`,
+    message: `${job.name}: ${text}${at && at === walAt ? ' (newest archived WAL)' : ''}`,
     details: {
       rpoMs: job.rpoMs,
+      warnAfterMs: warnMs,
+      criticalAfterMs: criticalMs,
       lastSuccessAt: at?.toISOString() ?? null,
       ...(walAt ? { walArchivedAt: walAt.toISOString() } : {}),
       ageMs,
@@ -150,8 +183,23 @@ export function checkRpo(job: JobSpec, lastSuccess: RunRecord | undefined, now: 
   };
 }
 
-/** `history` newest first (Catalog.sizeHistory): [latest, previous...]. */
+/** `history` newest first (Catalog.sizeHistory): [latest, previous...]. Relative check, then the absolute limits (the worse verdict wins). */
 export function checkSize(job: JobSpec, history: readonly SizePoint[], opts: MonitorOptions['size'] = {}): Finding {
+  const rel = checkSizeRatio(job, history, opts);
+  const latest = history[0];
+  const lim = job.sizeLimits;
+  if (!latest || !lim) return rel;
+  const details = { ...rel.details, latestSize: latest.totalSize, ...(lim.min !== undefined ? { minBytes: lim.min } : {}), ...(lim.max !== undefined ? { maxBytes: lim.max } : {}) };
+  if (lim.min !== undefined && latest.totalSize < lim.min) {
+    return { ...rel, severity: 'critical', message: `${job.name}: latest backup is ${fmtBytes(latest.totalSize)}, under the minimum of ${fmtBytes(lim.min)}`, details };
+  }
+  if (lim.max !== undefined && latest.totalSize > lim.max && severityRank(rel.severity) < severityRank('warning')) {
+    return { ...rel, severity: 'warning', message: `${job.name}: latest backup is ${fmtBytes(latest.totalSize)}, over the maximum of ${fmtBytes(lim.max)}`, details };
+  }
+  return { ...rel, details };
+}
+
+function checkSizeRatio(job: JobSpec, history: readonly SizePoint[], opts: MonitorOptions['size'] = {}): Finding {
   const window = opts.window ?? 5;
   const minHistory = opts.minHistory ?? 3;
   const minRatio = opts.minRatio ?? 0.5;
@@ -244,12 +292,25 @@ export function checkFreeSpace(repo: RepositorySpec, tier: Tier, space: FreeSpac
     };
   }
   const percent = space.total > 0 ? (space.available / space.total) * 100 : 0;
-  const details = { repository: repo.name, measurable: true, availableBytes: space.available, totalBytes: space.total, freePercent: percent, warnPercent, criticalPercent };
+  // the repository's own thresholds replace the defaults, each level separately
+  const below = (t: FreeThreshold | undefined, defaultPercent: number) =>
+    t === undefined ? percent < defaultPercent : 'bytes' in t ? space.available < t.bytes : percent < t.percent;
+  const show = (t: FreeThreshold | undefined, defaultPercent: number) => (t === undefined ? `${defaultPercent}%` : 'bytes' in t ? fmtBytes(t.bytes) : `${t.percent}%`);
+  const details = {
+    repository: repo.name,
+    measurable: true,
+    availableBytes: space.available,
+    totalBytes: space.total,
+    freePercent: percent,
+    warnPercent,
+    criticalPercent,
+    ...(repo.freeSpace ? { warnBelow: show(repo.freeSpace.warn, warnPercent), criticalBelow: show(repo.freeSpace.critical, criticalPercent) } : {}),
+  };
   const desc = `${fmtBytes(space.available)} free of ${fmtBytes(space.total)} (${percent.toFixed(1)}%)`;
-  if (percent < criticalPercent || (opts.criticalBytes !== undefined && space.available < opts.criticalBytes)) {
-    return { ...base, severity: 'critical', message: `repository ${repo.name}: ${desc}`, details };
+  if (below(repo.freeSpace?.critical, criticalPercent) || (opts.criticalBytes !== undefined && space.available < opts.criticalBytes)) {
+    return { ...base, severity: 'critical', message: `repository ${repo.name}: ${desc}, below ${show(repo.freeSpace?.critical, criticalPercent)}`, details };
   }
-  if (percent < warnPercent) return { ...base, severity: 'warning', message: `repository ${repo.name}: ${desc}`, details };
+  if (below(repo.freeSpace?.warn, warnPercent)) return { ...base, severity: 'warning', message: `repository ${repo.name}: ${desc}, below ${show(repo.freeSpace?.warn, warnPercent)}`, details };
   return { ...base, severity: 'ok', message: `repository ${repo.name}: ${desc}`, details };
 }
 
@@ -270,27 +331,47 @@ export async function measureFreeSpace(dir: string): Promise<FreeSpace> {
   }
 }
 
-/** The jobs of a config as monitor specs (objectives resolved, repository locations resolved). */
+/** The jobs of a config as monitor specs: for entry points that hold a config (resolves the plan; see jobsFromPlan). */
 export function jobsFromConfig(cfg: LifeboatConfig): JobSpec[] {
+  return jobsFromPlan(resolvePlan(cfg));
+}
+
+/** The jobs of the plan as monitor specs (objectives resolved, repository locations resolved). */
+export function jobsFromPlan(plan: ResolvedPlan): JobSpec[] {
   const repoSpec = (name: string): RepositorySpec => {
-    const conf = cfg.repositories[name];
-    if (!conf) throw new ConfigError(`unknown repository "${name}"`);
-    const loc = resolveLocation(cfg, conf.location);
-    const parsed = parseLocation(loc);
-    return { name, location: conf.location, ...(parsed.kind === 'local' ? { localPath: path.resolve(parsed.path) } : {}) };
+    const { location, config: conf } = plan.repository(name);
+    const parsed = parseLocation(location);
+    const fs = conf.alerts?.freeSpace;
+    return {
+      name,
+      location: conf.location,
+      ...(parsed.kind === 'local' ? { localPath: path.resolve(parsed.path) } : {}),
+      ...(fs
+        ? { freeSpace: { ...(fs.warn !== undefined ? { warn: parseFreeThreshold(fs.warn) } : {}), ...(fs.critical !== undefined ? { critical: parseFreeThreshold(fs.critical) } : {}) } }
+        : {}),
+    };
   };
-  return Object.entries(cfg.jobs).map(([name, job]) => {
+  return Object.values(plan.jobs).map((resolved) => {
+    const { name, job } = resolved;
     const o = resolveObjectives(job.tier, { ...(job.rpo ? { rpo: job.rpo } : {}), ...(job.rto ? { rto: job.rto } : {}) });
-    const repos = [jobRepository(cfg, job), ...job.copyTo];
+    const repos = [resolved.repository, ...resolved.copies];
     const spec: JobSpec = { name, tier: o.tier, rpoMs: o.rpoMs, repositories: [...new Set(repos)].map(repoSpec) };
-    if (cfg.sources[job.source]?.kind === 'postgres-physical') {
-      const primary = jobRepository(cfg, job);
+    const a = job.alerts;
+    if (a?.age && (a.age.warn || a.age.critical)) {
+      spec.age = { ...(a.age.warn ? { warnMs: parseDuration(a.age.warn) } : {}), ...(a.age.critical ? { criticalMs: parseDuration(a.age.critical) } : {}) };
+    }
+    if (a?.size && (a.size.min !== undefined || a.size.max !== undefined)) {
+      spec.sizeLimits = { ...(a.size.min !== undefined ? { min: parseBytes(a.size.min) } : {}), ...(a.size.max !== undefined ? { max: parseBytes(a.size.max) } : {}) };
+    }
+    // point-in-time kinds: the newest recovery point is the newest archived log (WAL, binary log), not the last backup
+    const logType = sourceKind(resolved.source.kind).recoveryLog?.(resolved.source.config);
+    if (logType) {
+      const primary = resolved.repository;
       spec.recoveryPoint = async () => {
-        const conf = cfg.repositories[primary]!;
-        const storage = storageFor(resolveLocation(cfg, conf.location), conf, cfg);
+        const storage = plan.openStorage(primary);
         try {
           let newest: Date | undefined;
-          for (const o of await storage.list('wal')) if (o.mtime && (!newest || o.mtime > newest)) newest = o.mtime;
+          for (const o of await storage.list(logType)) if (o.mtime && (!newest || o.mtime > newest)) newest = o.mtime;
           return newest;
         } finally {
           await storage.close();
@@ -320,6 +401,8 @@ export async function evaluate(catalog: Catalog, jobs: readonly JobSpec[], opts:
   const now = opts.now ?? new Date();
   const skip = new Set(opts.skip ?? []);
   const findings: Finding[] = [];
+  // the thresholds the backup_status view grades with (a read-only catalog only loses that)
+  await syncJobThresholds(catalog, jobs, now).catch(() => {});
   const guard = async (job: string, check: CheckName, tier: Tier, f: () => Promise<Finding>) => {
     try {
       findings.push(await f());
@@ -397,4 +480,20 @@ export async function backupHealth(catalog: Catalog, jobs: readonly JobSpec[], o
     }
   }
   return out;
+}
+
+/**
+ * Write each job's age thresholds into the catalog's job_thresholds table,
+ * which the backup_status view grades with (docs/catalog-views.md).
+ */
+export async function syncJobThresholds(catalog: Catalog, jobs: readonly JobSpec[], now: Date = new Date()): Promise<void> {
+  const sql = catalog.sql;
+  for (const job of jobs) {
+    const { warnMs, criticalMs } = ageThresholds(job);
+    await sql.exec(
+      `INSERT INTO ${sql.t('job_thresholds')} (job, warn_after_seconds, critical_after_seconds, updated_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (job) DO UPDATE SET warn_after_seconds = excluded.warn_after_seconds, critical_after_seconds = excluded.critical_after_seconds, updated_at = excluded.updated_at`,
+      [job.name, Math.round(warnMs / 1000), Math.round(criticalMs / 1000), now],
+    );
+  }
 }

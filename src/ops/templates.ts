@@ -18,7 +18,6 @@ export interface MessageTemplate {
   text: string;
 }
 
-export { TEMPLATE_VARS, type TemplateVar, type TemplateVars, validateTemplate };
 export const DEFAULT_TEMPLATES: Readonly<Record<MessageKind, MessageTemplate>> = Object.freeze({
   firing: {
     title: '[{{SEVERITY}}] Lifeboat {{job}}: {{check}}',

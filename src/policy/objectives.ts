@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConfigError, errorMessage } from '../errors.js';
-import { formatDuration, parseDuration } from './retention.js';
+import { formatDuration } from '../util/format.js';
+import { parseDuration } from '../util/duration.js';
 import { TIERS, type Tier } from '../config/tiers.js';
 
 /**
@@ -21,7 +22,6 @@ import { TIERS, type Tier } from '../config/tiers.js';
  *   critical  age > 2 × RPO, or no successful backup at all
  * A last success in the future (clock skew) counts as age 0, i.e. ok.
  */
-export { TIERS, type Tier };
 
 export const TIER_DEFAULTS: Readonly<Record<Tier, Readonly<{ rpo: string; rto: string }>>> = Object.freeze({
   critical: Object.freeze({ rpo: '15m', rto: '1h' }),

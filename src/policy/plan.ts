@@ -1,4 +1,4 @@
-import type { LifeboatConfig } from '../config/load.js';
+import type { LifeboatConfig } from '../config/config.js';
 import { parseLocation } from '../storage/open.js';
 import { jobRepository, resolveLocation } from '../config/repos.js';
 
@@ -31,7 +31,8 @@ export function repositoryKind(cfg: LifeboatConfig, name: string): { kind: strin
   } catch {
     kind = 'unknown';
   }
-  return { kind, offsite: conf.offsite ?? kind === 's3' };
+  // network backends count as off-site unless the config says otherwise (an rclone remote on a local disk: offsite: false)
+  return { kind, offsite: conf.offsite ?? (kind === 's3' || kind === 'rclone' || kind === 'sftp') };
 }
 
 export function planCheck(cfg: LifeboatConfig): SourcePlan[] {

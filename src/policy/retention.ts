@@ -65,11 +65,7 @@ const DAY_MS = 24 * HOUR_MS;
 // ---------------------------------------------------------------------------
 // Durations
 
-/** Exact durations ('15m', '1h30m') are parsed in src/util/duration.ts. */
-export { parseDuration } from '../util/duration.js';
 
-/** Calendar durations (keep-within) are parsed in src/util/duration.ts. */
-export { parseCalendarDuration, type CalendarDuration };
 
 /** Subtract a calendar duration from an instant (UTC calendar arithmetic). */
 export function subtractCalendarDuration(t: Date, d: CalendarDuration): Date {
@@ -80,14 +76,10 @@ export function subtractCalendarDuration(t: Date, d: CalendarDuration): Date {
   return new Date(r.getTime() - d.hours * HOUR_MS);
 }
 
-/** Human-readable rendering of a millisecond duration, e.g. 5400000 → '1h30m' (defined in src/util/format.ts). */
-export { formatDuration } from '../util/format.js';
 
 // ---------------------------------------------------------------------------
 // Policy schema and checks
 
-/** Config-file schema for a retention block: defined in src/config/retention.ts. */
-export { retentionPolicySchema } from '../config/retention.js';
 
 const COUNT_KEYS = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const;
 

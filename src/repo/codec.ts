@@ -1,6 +1,7 @@
 import zstd from 'zstd-napi';
 import binding from 'zstd-napi/binding.js';
 import type { DCtx } from 'zstd-napi/binding.js';
+import { createHmac } from 'node:crypto';
 import { IntegrityError } from '../errors.js';
 import { open, seal } from './crypto.js';
 import type { Compression } from './pack.js';
@@ -54,6 +55,42 @@ export function decompressCapped(dctx: DCtx, src: Uint8Array, limit: number, exp
 }
 
 /**
+ * decompressCapped without keeping the output: the plaintext passes through one
+ * reusable `scratch` buffer in pieces handed to `sink` (check --read-data
+ * hashes them), so memory does not grow with the blob. Same limits and the
+ * same errors as decompressCapped for the same input. Returns the number of
+ * bytes produced.
+ */
+export function decompressCappedInto(dctx: DCtx, src: Uint8Array, limit: number, scratch: Buffer, sink: (piece: Buffer) => void): number {
+  dctx.reset(binding.ResetDirective.sessionOnly);
+  if (src.length === 0) throw new Error('empty zstd payload');
+  const declared = binding.getFrameContentSize(src);
+  if (declared !== null && declared > limit) throw new Error(`zstd frame declares ${declared} bytes, more than the ${limit} allowed`);
+  const probe = scratch.subarray(0, 1);
+  let total = 0;
+  let consumed = 0;
+  for (;;) {
+    if (total >= limit) {
+      // At the cap: any further output means the payload is larger than allowed.
+      const [ret, produced, used] = dctx.decompressStream(probe, src.subarray(consumed));
+      consumed += used;
+      if (produced > 0) throw new Error(`decompresses to more than the ${limit} bytes allowed`);
+      if (ret === 0 && consumed >= src.length) break;
+      if (used === 0 && consumed >= src.length) throw new Error('zstd frame is truncated');
+      continue;
+    }
+    const room = Math.min(scratch.length, limit - total);
+    const [ret, produced, used] = dctx.decompressStream(scratch.subarray(0, room), src.subarray(consumed));
+    if (produced > 0) sink(scratch.subarray(0, produced));
+    total += produced;
+    consumed += used;
+    if (ret === 0 && consumed >= src.length) break;
+    if (produced === 0 && used === 0) throw new Error('zstd frame is truncated');
+  }
+  return total;
+}
+
+/**
  * Blob encoding shared by the main thread and the worker threads:
  * compress (plain zstd, or zstd with a base blob's plaintext as dictionary for
  * delta blobs), then seal. Decoding reverses it. Pure functions over buffers.
@@ -96,9 +133,11 @@ export class BlobCodec {
       const span = Math.ceil(Math.log2(dict.length + data.length + 1));
       const windowLog = Math.min(27, Math.max(20, span));
       const hashLog = Math.min(20, Math.max(17, span - 2));
-      // Long-distance matching finds the base's aligned copy even in very repetitive data
-      // (e.g. pgbench rows), where the regular match finder gets lost in local repeats.
-      this.delta.setParameters({ windowLog, hashLog, enableLongDistanceMatching: true, ldmMinMatch: 32 });
+      // No long-distance matching: measured on PostgreSQL data files (a base backup's tar) it
+      // made deltas 2-5x LARGER (its 32-byte matches crowd out the regular match finder's longer
+      // ones in pages of repeated rows) and cost a quarter of a daily base backup's CPU; on SQL
+      // and pg_dump -Fc dumps deltas came out the same or smaller without it (docs/benchmarks.md).
+      this.delta.setParameters({ windowLog, hashLog });
       this.delta.loadDictionary(Buffer.from(dict.buffer, dict.byteOffset, dict.length));
       const d = this.delta.compress(Buffer.from(data.buffer, data.byteOffset, data.length));
       if (d.length < data.length) {
@@ -147,5 +186,36 @@ export class BlobCodec {
       throw new IntegrityError(`${what}: decoded to ${out.length} bytes, index says ${rawLength}`);
     }
     return out;
+  }
+
+  /**
+   * Open and decompress a blob and return the keyed hash (blobId) of its
+   * plaintext, without holding the plaintext: it streams through `scratch`.
+   * Checks and errors are those of decode().
+   */
+  decodeId(sealed: Uint8Array, compression: Compression, rawLength: number, what: string, idKey: Buffer, scratch: Buffer, dict?: Uint8Array): string {
+    const payload = open(this.encKey, sealed, what);
+    const h = createHmac('sha256', idKey);
+    let n: number;
+    try {
+      if (compression === 0) {
+        h.update(payload);
+        n = payload.length;
+      } else if (compression === 1) n = decompressCappedInto(this.dplain, payload, rawLength, scratch, (p) => h.update(p));
+      else {
+        if (!dict) throw new IntegrityError(`${what}: delta blob decoded without its base`);
+        try {
+          this.ddelta.loadDictionary(Buffer.from(dict.buffer, dict.byteOffset, dict.length));
+          n = decompressCappedInto(this.ddelta, payload, rawLength, scratch, (p) => h.update(p));
+        } finally {
+          this.ddelta.reset(binding.ResetDirective.sessionAndParameters);
+        }
+      }
+    } catch (err) {
+      if (err instanceof IntegrityError) throw err;
+      throw new IntegrityError(`${what}: decompression failed (${(err as Error).message}; the index declares ${rawLength} bytes)`);
+    }
+    if (n !== rawLength) throw new IntegrityError(`${what}: decoded to ${n} bytes, index says ${rawLength}`);
+    return h.digest('hex');
   }
 }

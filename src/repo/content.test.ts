@@ -23,3 +23,11 @@ test('BaseFinder: the two parent chunks overlapping a range the most, in stream 
   assert.deepEqual(f.covering(210, 440), ['b', 'c']);
   assert.deepEqual(new BaseFinder({ content: [], sizes: [] }).covering(0, 10), []);
 });
+
+test('BaseFinder: one base when a single parent chunk covers nearly all of the range', () => {
+  const f = new BaseFinder(parent);
+  // b covers 195 of 205 bytes (95%): c is not worth loading
+  assert.deepEqual(f.covering(105, 310), ['b']);
+  // b covers 150 of 170 bytes (88%): both
+  assert.deepEqual(f.covering(150, 320), ['b', 'c']);
+});

@@ -62,7 +62,11 @@ export class BaseFinder {
       const e = s + this.parent.sizes[i]!;
       overlaps.push([i, Math.min(e, end) - Math.max(s, start)]);
     }
-    const top = overlaps.sort((a, b) => b[1] - a[1]).slice(0, 2).map(([i]) => i).sort((a, b) => a - b);
+    overlaps.sort((a, b) => b[1] - a[1]);
+    // One base covering nearly all of the new chunk is enough: a second would double the
+    // bytes loaded and the dictionary the delta compressor must index, for almost no gain.
+    if (overlaps[0]![1] * 16 >= (end - start) * 15) return [this.parent.content[overlaps[0]![0]]!];
+    const top = overlaps.slice(0, 2).map(([i]) => i).sort((a, b) => a - b);
     return top.map((i) => this.parent.content[i]!);
   }
 }
@@ -97,6 +101,16 @@ export class ContentWriter {
 
   async write(data: Uint8Array): Promise<void> {
     for (const c of this.chunker.push(data)) await this.add(c);
+  }
+
+  /**
+   * Read straight into the chunker's window (no intermediate buffer, no copy):
+   * `read` fills a prefix of the buffer it is given and returns the byte count.
+   */
+  async fill(read: (into: Buffer) => Promise<number>): Promise<number> {
+    const n = await read(this.chunker.writable());
+    for (const c of this.chunker.commit(n)) await this.add(c);
+    return n;
   }
 
   /**

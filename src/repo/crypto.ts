@@ -20,8 +20,24 @@ export function newMasterKey(): MasterKey {
   return { encKey: randomBytes(32), idKey: randomBytes(32) };
 }
 
+/**
+ * Nonces come from one CSPRNG draw of NONCE_BATCH nonces at a time (a draw per
+ * blob was a measurable share of sealing many small blobs); every 12-byte
+ * slice of a fresh draw is used once, so nonces stay random and unrepeated.
+ */
+const NONCE_BATCH = 256;
+let nonces = Buffer.alloc(0);
+let noncePos = 0;
+function nextNonce(): Buffer {
+  if (noncePos + NONCE_LEN > nonces.length) {
+    nonces = randomBytes(NONCE_BATCH * NONCE_LEN);
+    noncePos = 0;
+  }
+  return nonces.subarray(noncePos, (noncePos += NONCE_LEN));
+}
+
 export function seal(key: Buffer, plaintext: Uint8Array, aad?: Uint8Array): Buffer {
-  const nonce = randomBytes(NONCE_LEN);
+  const nonce = nextNonce();
   const c = createCipheriv('aes-256-gcm', key, nonce);
   if (aad) c.setAAD(aad);
   const body = c.update(plaintext);

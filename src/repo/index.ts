@@ -1,5 +1,6 @@
 import { IntegrityError } from '../errors.js';
-import { type BlobType, type Compression, type PackBlob, MAX_DELTA_DEPTH, basesOf, blobEntryProblem, validatePackBlob } from './pack.js';
+import { decodeHexId, isHexId } from './hex-id.js';
+import { type BlobType, type Compression, type PackBlob, MAX_DELTA_DEPTH, basesOf, blobEntryProblem, checkPackBlob } from './pack.js';
 
 /** Where a blob lives, plus what is needed to decode it. */
 export interface IndexEntry {
@@ -31,88 +32,340 @@ export interface IndexFile {
   packs: IndexFilePack[];
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
-
+/**
+ * Check a parsed index file, in place: every entry is checked (a malformed one
+ * refuses the whole file, before any of it is used), nothing is copied. The
+ * result is the parsed object itself; readers use only the fields of IndexFile.
+ */
 export function validateIndexFile(x: unknown, name: string): IndexFile {
   const o = x as { v?: unknown; packs?: unknown };
   if (!o || typeof o !== 'object' || o.v !== 1 || !Array.isArray(o.packs)) {
     throw new IntegrityError(`index ${name}: unsupported or malformed index file`);
   }
+  const packs: unknown[] = o.packs;
+  for (let i = 0; i < packs.length; i++) {
+    const pp = packs[i] as { id?: unknown; blobs?: unknown };
+    if (!pp || !isHexId(pp.id) || !Array.isArray(pp.blobs)) {
+      throw new IntegrityError(`index ${name}: malformed pack entry`);
+    }
+    const blobs: unknown[] = pp.blobs;
+    const where = `index ${name}, pack ${pp.id}`;
+    for (let j = 0; j < blobs.length; j++) checkPackBlob(blobs[j], where);
+  }
+  return o as IndexFile;
+}
+
+/**
+ * The in-memory master index: every blob id the repository holds and where.
+ *
+ * Compact representation (the on-disk index files are unchanged, see
+ * docs/format.md "Index files"): one slot per blob in parallel typed-array
+ * columns, grown in fixed blocks (no doubling slack, no copy on growth):
+ *   id 32 B | pack number 4 B | offset 4 B | length 4 B | rawLength 4 B |
+ *   flags 1 B | depth 4 B | extra 4 B                          = 57 B per blob
+ * plus an open-addressing hash table of slot numbers (4 B × 2–4 slots per blob,
+ * load factor at most 1/2) = 65–73 B per blob. Pack ids are stored once per
+ * pack. Delta bases and resemblance sketches (only blobs of at least 4 KiB /
+ * 64 KiB) live in a side table referenced by `extra`. A lookup hashes the
+ * 32-byte id (already a uniformly distributed keyed hash) into the table and
+ * compares 32 bytes; get() materialises an IndexEntry object on demand.
+ */
+const BLOCK_BITS = 16;
+const BLOCK = 1 << BLOCK_BITS;
+const MASK = BLOCK - 1;
+const DEPTH_INFINITE = 0xffffffff;
+const F_TREE = 4; // flags: bits 0-1 compression, bit 2 tree
+
+interface Block {
+  ids: Buffer;
+  /** The same memory as ids, 8 words per id (compared word by word). */
+  ids32: Int32Array;
+  pack: Uint32Array;
+  offset: Uint32Array;
+  length: Uint32Array;
+  rawLength: Uint32Array;
+  flags: Uint8Array;
+  depth: Uint32Array;
+  extra: Int32Array;
+}
+
+interface Extra {
+  base?: string;
+  base2?: string;
+  sf?: number[];
+}
+
+function newBlock(): Block {
+  const ids = new ArrayBuffer(BLOCK * 32);
   return {
-    v: 1,
-    packs: o.packs.map((p: unknown) => {
-      const pp = p as { id?: unknown; blobs?: unknown };
-      if (!pp || typeof pp.id !== 'string' || !HEX64.test(pp.id) || !Array.isArray(pp.blobs)) {
-        throw new IntegrityError(`index ${name}: malformed pack entry`);
-      }
-      return { id: pp.id, blobs: pp.blobs.map((b: unknown) => validatePackBlob(b, `index ${name}, pack ${pp.id}`)) };
-    }),
+    ids: Buffer.from(ids),
+    ids32: new Int32Array(ids),
+    pack: new Uint32Array(BLOCK),
+    offset: new Uint32Array(BLOCK),
+    length: new Uint32Array(BLOCK),
+    rawLength: new Uint32Array(BLOCK),
+    flags: new Uint8Array(BLOCK),
+    depth: new Uint32Array(BLOCK),
+    extra: new Int32Array(BLOCK),
   };
 }
 
-/** The in-memory master index: every blob id the repository holds and where. */
 export class MasterIndex {
-  private readonly entries = new Map<string, IndexEntry>();
+  private blocks: Block[] = [];
+  private count = 0;
+  /** Hash table: slot + 1, 0 = empty. Capacity a power of two, at least twice the count. */
+  private table = new Uint32Array(1024);
+  private readonly packIds: string[] = [];
+  private readonly packNumbers = new Map<string, number>();
+  private extras: Extra[] = [];
+  private readonly keyMem = new ArrayBuffer(32);
+  private readonly key = Buffer.from(this.keyMem);
+  private readonly key32 = new Int32Array(this.keyMem);
+  private gen = 0;
   /**
    * Entries refused at load because they are impossible under the format limits
    * (blob id -> pack and reason). They are not usable; reading such a blob fails
    * with the reason, and `check` reports them.
    */
   readonly rejected = new Map<string, { pack: string; reason: string }>();
-  /** index file name -> packs it lists (for check/prune) */
-  readonly files = new Map<string, IndexFilePack[]>();
+  /** index file name -> ids of the packs it lists (for check/prune, repair) */
+  readonly files = new Map<string, string[]>();
+  /** Delta bases referenced by an entry but not (yet) in the index. */
+  private readonly missingBases = new Set<string>();
 
   get size(): number {
-    return this.entries.size;
+    return this.count;
+  }
+
+  /** Bytes held by the compact structures (for the benchmarks' bytes-per-blob figure). */
+  get memoryBytes(): number {
+    return this.blocks.length * BLOCK * 57 + this.table.byteLength;
+  }
+
+  /** The slot of a blob id, or -1. `id` must be 64 lowercase hex digits to be found. */
+  private find(id: string): number {
+    if (!decodeHexId(id, this.key)) return -1;
+    return this.findKey();
+  }
+
+  /** The slot of the id in this.key, or -1. */
+  private findKey(): number {
+    const k = this.key32;
+    const t = this.table;
+    const m = t.length - 1;
+    let h = k[0]! & m;
+    for (;;) {
+      const s = t[h]!;
+      if (s === 0) return -1;
+      const slot = s - 1;
+      const w = this.blocks[slot >>> BLOCK_BITS]!.ids32;
+      const o = (slot & MASK) * 8;
+      if (
+        w[o] === k[0] &&
+        w[o + 1] === k[1] &&
+        w[o + 2] === k[2] &&
+        w[o + 3] === k[3] &&
+        w[o + 4] === k[4] &&
+        w[o + 5] === k[5] &&
+        w[o + 6] === k[6] &&
+        w[o + 7] === k[7]
+      ) {
+        return slot;
+      }
+      h = (h + 1) & m;
+    }
+  }
+
+  private grow(): void {
+    const t = new Uint32Array(this.table.length * 2);
+    const m = t.length - 1;
+    for (let slot = 0; slot < this.count; slot++) {
+      const b = this.blocks[slot >>> BLOCK_BITS]!;
+      let h = b.ids32[(slot & MASK) * 8]! & m;
+      while (t[h] !== 0) h = (h + 1) & m;
+      t[h] = slot + 1;
+    }
+    this.table = t;
   }
 
   has(id: string): boolean {
-    return this.entries.has(id);
+    return this.find(id) >= 0;
   }
 
+  /**
+   * Slot of a blob (0 <= slot < size), or -1. Slots are stable until clear():
+   * `generation` changes then, so holders of slot numbers can tell.
+   */
+  slotOf(id: string): number {
+    return this.find(id);
+  }
+
+  /** Changes on every clear() (slot numbers become meaningless). */
+  get generation(): number {
+    return this.gen;
+  }
+
+  /** Pack number of a slot (0 <= n < packCount), see packName(). */
+  packNoAt(slot: number): number {
+    return this.blocks[slot >>> BLOCK_BITS]!.pack[slot & MASK]!;
+  }
+
+  /** Sealed length of the blob in a slot. */
+  lengthAt(slot: number): number {
+    return this.blocks[slot >>> BLOCK_BITS]!.length[slot & MASK]!;
+  }
+
+  get packCount(): number {
+    return this.packIds.length;
+  }
+
+  packName(no: number): string {
+    return this.packIds[no]!;
+  }
+
+  /** Id of the blob in a slot (0 <= slot < size). */
+  idAt(slot: number): string {
+    const o = (slot & MASK) * 32;
+    return this.blocks[slot >>> BLOCK_BITS]!.ids.toString('hex', o, o + 32);
+  }
+
+  private depthAt(slot: number): number {
+    const d = this.blocks[slot >>> BLOCK_BITS]!.depth[slot & MASK]!;
+    return d === DEPTH_INFINITE ? Infinity : d;
+  }
+
+  private setDepth(slot: number, d: number): void {
+    this.blocks[slot >>> BLOCK_BITS]!.depth[slot & MASK] = d >= DEPTH_INFINITE ? DEPTH_INFINITE : d;
+  }
+
+  private extraAt(slot: number): Extra | undefined {
+    const x = this.blocks[slot >>> BLOCK_BITS]!.extra[slot & MASK]!;
+    return x > 0 ? this.extras[x - 1] : undefined;
+  }
+
+  /** Entry of the blob in a slot (0 <= slot < size). */
+  entryAt(slot: number): IndexEntry {
+    const b = this.blocks[slot >>> BLOCK_BITS]!;
+    const i = slot & MASK;
+    const f = b.flags[i]!;
+    const e: IndexEntry = {
+      pack: this.packIds[b.pack[i]!]!,
+      type: f & F_TREE ? 'tree' : 'data',
+      offset: b.offset[i]!,
+      length: b.length[i]!,
+      rawLength: b.rawLength[i]!,
+      compression: (f & 3) as Compression,
+      depth: b.depth[i] === DEPTH_INFINITE ? Infinity : b.depth[i]!,
+    };
+    const x = b.extra[i]! > 0 ? this.extras[b.extra[i]! - 1] : undefined;
+    if (x) {
+      if (x.sf) e.sf = x.sf;
+      if (x.base) e.base = x.base;
+      if (x.base2) e.base2 = x.base2;
+    }
+    return e;
+  }
+
+  /** A copy of the entry of a blob (changing it does not change the index). */
   get(id: string): IndexEntry | undefined {
-    return this.entries.get(id);
+    const s = this.find(id);
+    return s < 0 ? undefined : this.entryAt(s);
   }
 
-  ids(): IterableIterator<string> {
-    return this.entries.keys();
+  /** The pack holding a blob (cheaper than get()). */
+  packOf(id: string): string | undefined {
+    const s = this.find(id);
+    return s < 0 ? undefined : this.packIds[this.blocks[s >>> BLOCK_BITS]!.pack[s & MASK]!];
   }
 
-  values(): IterableIterator<[string, IndexEntry]> {
-    return this.entries.entries();
+  *ids(): IterableIterator<string> {
+    for (let s = 0; s < this.count; s++) yield this.idAt(s);
   }
 
-  /** Delta bases referenced by an entry but not (yet) in the index. */
-  private readonly missingBases = new Set<string>();
+  /** Every entry (materialised one at a time: memory stays flat while iterating). */
+  *values(): IterableIterator<[string, IndexEntry]> {
+    for (let s = 0; s < this.count; s++) yield [this.idAt(s), this.entryAt(s)];
+  }
+
+  /** Ids and entries of the delta blobs. */
+  *deltas(): IterableIterator<[string, IndexEntry]> {
+    for (let s = 0; s < this.count; s++) if (this.extraAt(s)?.base) yield [this.idAt(s), this.entryAt(s)];
+  }
+
+  /** Ids and entries of the blobs the index places in one pack. */
+  *inPack(pack: string): IterableIterator<[string, IndexEntry]> {
+    const p = this.packNumbers.get(pack);
+    if (p === undefined) return;
+    for (let s = 0; s < this.count; s++) if (this.blocks[s >>> BLOCK_BITS]!.pack[s & MASK] === p) yield [this.idAt(s), this.entryAt(s)];
+  }
+
+  private packNumber(pack: string): number {
+    let n = this.packNumbers.get(pack);
+    if (n === undefined) {
+      n = this.packIds.length;
+      this.packIds.push(pack);
+      this.packNumbers.set(pack, n);
+    }
+    return n;
+  }
 
   /** Add a pack's entries. `deferDepths`: the caller runs computeDepths() once after a bulk load. */
   addPack(pack: string, blobs: PackBlob[], deferDepths = false): void {
     let recompute = false;
+    let packNo = -1;
+    const k = this.key;
     for (const b of blobs) {
-      if (this.entries.has(b.id)) continue;
+      if (!decodeHexId(b.id, k)) throw new IntegrityError(`index entry in pack ${pack}: bad blob id`);
+      if (this.findKey() >= 0) continue;
       const problem = blobEntryProblem(b);
       if (problem) {
         if (!this.rejected.has(b.id)) this.rejected.set(b.id, { pack, reason: `index entry for blob ${b.id} in pack ${pack}: ${problem}` });
         continue;
       }
-      this.rejected.delete(b.id); // another copy of the blob is usable
-      const e: IndexEntry = {
-        pack,
-        type: b.type,
-        offset: b.offset,
-        length: b.length,
-        rawLength: b.rawLength,
-        compression: b.compression,
-        depth: 0,
-      };
-      if (b.sf) e.sf = b.sf;
-      if (b.base) {
-        e.base = b.base;
-        if (b.base2) e.base2 = b.base2;
-        e.depth = Math.max(...basesOf(b).map((x) => (x === b.id ? Infinity : (this.entries.get(x)?.depth ?? 0)))) + 1;
-        for (const x of basesOf(b)) if (!this.entries.has(x) && x !== b.id) this.missingBases.add(x);
+      if (this.rejected.size > 0) this.rejected.delete(b.id); // another copy of the blob is usable
+      if (packNo < 0) packNo = this.packNumber(pack);
+      if ((this.count + 1) * 2 > this.table.length) this.grow();
+      const slot = this.count;
+      if ((slot & MASK) === 0) this.blocks.push(newBlock());
+      const blk = this.blocks[slot >>> BLOCK_BITS]!;
+      const i = slot & MASK;
+      blk.ids32.set(this.key32, i * 8);
+      blk.pack[i] = packNo;
+      blk.offset[i] = b.offset;
+      blk.length[i] = b.length;
+      blk.rawLength[i] = b.rawLength;
+      blk.flags[i] = (b.compression & 3) | (b.type === 'tree' ? F_TREE : 0);
+      blk.depth[i] = 0;
+      blk.extra[i] = 0;
+      if (b.sf || b.base) {
+        const x: Extra = {};
+        if (b.sf) x.sf = b.sf;
+        if (b.base) {
+          x.base = b.base;
+          if (b.base2) x.base2 = b.base2;
+        }
+        this.extras.push(x);
+        blk.extra[i] = this.extras.length;
       }
-      this.entries.set(b.id, e);
+      // insert into the table
+      const t = this.table;
+      const m = t.length - 1;
+      let h = this.key32[0]! & m;
+      while (t[h] !== 0) h = (h + 1) & m;
+      t[h] = slot + 1;
+      this.count++;
+      if (b.base && !deferDepths) {
+        let d = 0;
+        for (const x of basesOf(b)) {
+          if (x === b.id) d = Infinity;
+          else {
+            const bs = this.find(x);
+            if (bs < 0) this.missingBases.add(x);
+            else d = Math.max(d, this.depthAt(bs));
+          }
+        }
+        this.setDepth(slot, d + 1);
+      }
       // An earlier entry used this blob as a base before it was known: depths (and cycles) must be recomputed.
       if (this.missingBases.delete(b.id)) recompute = true;
     }
@@ -121,7 +374,13 @@ export class MasterIndex {
 
   /** Forget everything (before re-reading the index files). */
   clear(): void {
-    this.entries.clear();
+    this.gen++;
+    this.blocks = [];
+    this.count = 0;
+    this.table = new Uint32Array(1024);
+    this.packIds.length = 0;
+    this.packNumbers.clear();
+    this.extras = [];
     this.missingBases.clear();
     this.rejected.clear();
     this.files.clear();
@@ -129,52 +388,68 @@ export class MasterIndex {
 
   /** Add an index file's packs; call computeDepths() after the last one. */
   addFile(name: string, file: IndexFile): void {
-    this.files.set(name, file.packs);
+    this.files.set(
+      name,
+      file.packs.map((p) => p.id),
+    );
     for (const p of file.packs) this.addPack(p.id, p.blobs, true);
   }
 
   /**
-   * Compute delta depths once all entries are known, without recursion: a
-   * topological pass from the full blobs up. A missing base counts as depth 0
-   * (reading the blob reports it missing). Entries left over sit on a cycle, or
-   * build on one: their depth is Infinity.
+   * Compute delta depths once all entries are known, without recursion: an
+   * iterative depth-first walk over the delta entries only (full blobs are
+   * depth 0). A missing base counts as depth 0 (reading the blob reports it
+   * missing). An entry on a cycle, or building on one, gets depth Infinity.
    */
   computeDepths(): void {
-    const waiting = new Map<string, number>(); // delta id -> bases not yet resolved
-    const dependents = new Map<string, string[]>(); // base id -> deltas that use it
-    const ready: string[] = [];
     this.missingBases.clear();
-    for (const [id, e] of this.entries) {
-      e.depth = 0;
-      let n = 0;
-      for (const b of new Set(basesOf(e))) {
-        if (!this.entries.has(b)) {
-          this.missingBases.add(b);
+    const deltas: number[] = [];
+    for (let s = 0; s < this.count; s++) {
+      const b = this.blocks[s >>> BLOCK_BITS]!;
+      b.depth[s & MASK] = 0;
+      if (b.extra[s & MASK]! > 0 && this.extras[b.extra[s & MASK]! - 1]!.base) deltas.push(s);
+    }
+    if (deltas.length === 0) return;
+    const state = new Map<number, 1 | 2>(); // 1 = on the walk's path, 2 = done
+    const basesSlots = (s: number): number[] => {
+      const out: number[] = [];
+      for (const x of basesOf(this.extraAt(s)!)) {
+        const bs = this.find(x);
+        if (bs < 0) this.missingBases.add(x);
+        else if (!out.includes(bs)) out.push(bs);
+      }
+      return out;
+    };
+    for (const start of deltas) {
+      if (state.has(start)) continue;
+      // Explicit stack of [slot, its base slots, next base to visit, depth so far].
+      const stack: Array<{ s: number; bases: number[]; next: number; d: number }> = [{ s: start, bases: basesSlots(start), next: 0, d: 0 }];
+      state.set(start, 1);
+      while (stack.length) {
+        const top = stack[stack.length - 1]!;
+        if (top.next < top.bases.length) {
+          const c = top.bases[top.next++]!;
+          const cs = state.get(c);
+          const isDelta = !!this.extraAt(c)?.base;
+          if (!isDelta) continue; // a full blob: depth 0
+          if (cs === 1) top.d = Infinity; // a cycle
+          else if (cs === 2) top.d = Math.max(top.d, this.depthAt(c));
+          else {
+            state.set(c, 1);
+            stack.push({ s: c, bases: basesSlots(c), next: 0, d: 0 });
+          }
           continue;
         }
-        n++;
-        const d = dependents.get(b);
-        if (d) d.push(id);
-        else dependents.set(b, [id]);
-      }
-      if (n === 0) ready.push(id);
-      else waiting.set(id, n);
-    }
-    while (ready.length > 0) {
-      const id = ready.pop()!;
-      const e = this.entries.get(id)!;
-      if (e.base) e.depth += 1; // a delta: one more than its deepest base (accumulated below)
-      for (const dep of dependents.get(id) ?? []) {
-        const de = this.entries.get(dep)!;
-        de.depth = Math.max(de.depth, e.depth);
-        const left = waiting.get(dep)! - 1;
-        if (left === 0) {
-          waiting.delete(dep);
-          ready.push(dep);
-        } else waiting.set(dep, left);
+        stack.pop();
+        const d = top.d + 1;
+        this.setDepth(top.s, d);
+        state.set(top.s, 2);
+        if (stack.length) {
+          const parent = stack[stack.length - 1]!;
+          parent.d = Math.max(parent.d, d);
+        }
       }
     }
-    for (const id of waiting.keys()) this.entries.get(id)!.depth = Infinity;
   }
 
   /**
@@ -182,34 +457,59 @@ export class MasterIndex {
    * the format limit: a cycle, or deeper than MAX_DELTA_DEPTH.
    */
   chainProblem(id: string): string | undefined {
-    const e = this.entries.get(id);
-    if (!e || e.depth <= MAX_DELTA_DEPTH) return undefined;
-    if (e.depth === Infinity) {
+    const slot = this.find(id);
+    if (slot < 0) return undefined;
+    return this.chainProblemAt(slot, id);
+  }
+
+  private chainProblemAt(slot: number, id: string): string | undefined {
+    const depth = this.depthAt(slot);
+    if (depth <= MAX_DELTA_DEPTH) return undefined;
+    if (depth === Infinity) {
       // Name the loop: follow bases until one repeats (bounded by the number of entries).
       const seen: string[] = [];
       let cur: string | undefined = id;
       const onLoop = new Set<string>();
-      while (cur && !onLoop.has(cur) && seen.length <= this.entries.size) {
+      while (cur && !onLoop.has(cur) && seen.length <= this.count) {
         onLoop.add(cur);
         seen.push(cur);
-        const ce: IndexEntry | undefined = this.entries.get(cur);
-        cur = ce ? basesOf(ce).find((b) => this.entries.get(b)?.depth === Infinity) : undefined;
+        const ce: IndexEntry | undefined = this.get(cur);
+        cur = ce ? basesOf(ce).find((b) => this.get(b)?.depth === Infinity) : undefined;
       }
       const start = cur ? seen.indexOf(cur) : -1;
       const loop = start >= 0 ? seen.slice(start) : seen;
       return `delta chain of blob ${id} loops back on itself (cycle in the index: ${loop.slice(0, 4).join(' -> ')}${loop.length > 4 ? ' -> ...' : ''} -> ${loop[0]})`;
     }
-    return `delta chain of blob ${id} is ${e.depth} deep, more than the format maximum of ${MAX_DELTA_DEPTH} (damaged index)`;
+    return `delta chain of blob ${id} is ${depth} deep, more than the format maximum of ${MAX_DELTA_DEPTH} (damaged index)`;
   }
 
-  /** Packs referenced by the index with the total length of their blobs. */
-  packs(): Map<string, { blobs: number; bytes: number }> {
-    const out = new Map<string, { blobs: number; bytes: number }>();
-    for (const e of this.entries.values()) {
-      const p = out.get(e.pack) ?? { blobs: 0, bytes: 0 };
+  /** Blobs whose delta chain cannot be read (cycle or too deep), with the reason; scans the compact columns. */
+  *chainProblems(): IterableIterator<[string, string]> {
+    for (let s = 0; s < this.count; s++) {
+      if (this.blocks[s >>> BLOCK_BITS]!.depth[s & MASK]! > MAX_DELTA_DEPTH) {
+        const id = this.idAt(s);
+        yield [id, this.chainProblemAt(s, id)!];
+      }
+    }
+  }
+
+  /** Packs referenced by the index with the number of their blobs, the total length and the end of the last blob. */
+  packs(): Map<string, { blobs: number; bytes: number; end: number }> {
+    const out = new Map<string, { blobs: number; bytes: number; end: number }>();
+    const per: Array<{ blobs: number; bytes: number; end: number }> = [];
+    for (let s = 0; s < this.count; s++) {
+      const b = this.blocks[s >>> BLOCK_BITS]!;
+      const i = s & MASK;
+      const pn = b.pack[i]!;
+      let p = per[pn];
+      if (!p) {
+        p = { blobs: 0, bytes: 0, end: 0 };
+        per[pn] = p;
+        out.set(this.packIds[pn]!, p);
+      }
       p.blobs++;
-      p.bytes += e.length;
-      out.set(e.pack, p);
+      p.bytes += b.length[i]!;
+      p.end = Math.max(p.end, b.offset[i]! + b.length[i]!);
     }
     return out;
   }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { IntegrityError } from '../errors.js';
 import { open, seal } from './crypto.js';
+import { isHexId } from './hex-id.js';
 
 /**
  * Pack files: many sealed blobs followed by a sealed header and the header's
@@ -64,54 +65,87 @@ export function blobEntryProblem(b: PackBlob): string | undefined {
   if (b.offset + b.length + 4 > MAX_PACK_SIZE) return `offset ${b.offset} + length ${b.length} lies beyond the largest possible pack (${MAX_PACK_SIZE} bytes)`;
   return undefined;
 }
-const HEX64 = /^[0-9a-f]{64}$/;
+function badEntry(where: string, why: string): never {
+  throw new IntegrityError(`${where}: invalid blob entry: ${why}`);
+}
 
-export function validatePackBlob(b: unknown, where: string): PackBlob {
+function badCount(v: unknown): boolean {
+  return typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0;
+}
+
+/**
+ * Check a parsed blob entry in place (no copy: index loading checks millions):
+ * the same checks and errors as validatePackBlob. Unknown fields are left on
+ * the object; readers use only the fields of PackBlob.
+ */
+export function checkPackBlob(b: unknown, where: string): asserts b is PackBlob {
   const o = b as Record<string, unknown>;
-  const bad = (why: string): never => {
-    throw new IntegrityError(`${where}: invalid blob entry: ${why}`);
-  };
-  if (!o || typeof o !== 'object') bad('not an object');
-  if (typeof o.id !== 'string' || !HEX64.test(o.id)) bad('bad id');
-  if (o.type !== 'data' && o.type !== 'tree') bad('bad type');
-  for (const k of ['offset', 'length', 'rawLength'] as const) {
-    const v = o[k];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(`bad ${k}`);
-  }
-  if (o.compression !== 0 && o.compression !== 1 && o.compression !== 2) bad('bad compression');
+  if (!o || typeof o !== 'object') badEntry(where, 'not an object');
+  if (!isHexId(o.id)) badEntry(where, 'bad id');
+  if (o.type !== 'data' && o.type !== 'tree') badEntry(where, 'bad type');
+  if (badCount(o.offset)) badEntry(where, 'bad offset');
+  if (badCount(o.length)) badEntry(where, 'bad length');
+  if (badCount(o.rawLength)) badEntry(where, 'bad rawLength');
+  if (o.compression !== 0 && o.compression !== 1 && o.compression !== 2) badEntry(where, 'bad compression');
   if (o.compression === 2) {
-    if (typeof o.base !== 'string' || !HEX64.test(o.base)) bad('delta blob without a valid base id');
-    if (o.base2 !== undefined && (typeof o.base2 !== 'string' || !HEX64.test(o.base2))) bad('invalid second base id');
-  } else if (o.base !== undefined || o.base2 !== undefined) bad('base set on a non-delta blob');
-  const out: PackBlob = {
-    id: o.id as string,
-    type: o.type as BlobType,
-    offset: o.offset as number,
-    length: o.length as number,
-    rawLength: o.rawLength as number,
-    compression: o.compression as Compression,
-  };
-  if (o.base !== undefined) out.base = o.base as string;
-  if (o.base2 !== undefined) out.base2 = o.base2 as string;
-  if (o.sf !== undefined) {
-    if (!Array.isArray(o.sf) || o.sf.length > 16 || !o.sf.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) {
-      bad('bad sketch');
+    if (!isHexId(o.base)) badEntry(where, 'delta blob without a valid base id');
+    if (o.base2 !== undefined && !isHexId(o.base2)) badEntry(where, 'invalid second base id');
+  } else if (o.base !== undefined || o.base2 !== undefined) badEntry(where, 'base set on a non-delta blob');
+  const sf = o.sf;
+  if (sf !== undefined) {
+    if (!Array.isArray(sf) || sf.length > 16) badEntry(where, 'bad sketch');
+    for (let i = 0; i < sf.length; i++) {
+      const x = sf[i];
+      if (!(typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) badEntry(where, 'bad sketch');
     }
-    out.sf = o.sf as number[];
   }
+}
+
+/** Check a parsed blob entry and return a copy with only the fields of PackBlob. */
+export function validatePackBlob(b: unknown, where: string): PackBlob {
+  checkPackBlob(b, where);
+  const out: PackBlob = {
+    id: b.id,
+    type: b.type,
+    offset: b.offset,
+    length: b.length,
+    rawLength: b.rawLength,
+    compression: b.compression,
+  };
+  if (b.base !== undefined) out.base = b.base;
+  if (b.base2 !== undefined) out.base2 = b.base2;
+  if (b.sf !== undefined) out.sf = b.sf;
   return out;
 }
 
-/** Accumulates sealed blobs in memory until the pack is finalized. */
+/**
+ * Accumulates sealed blobs in memory until the pack is finalized. Each blob is
+ * copied into one growing pack buffer as it arrives (its own buffer can be
+ * freed at once), so finalizing adds only the header: the pack is never held
+ * twice (as parts and as their concatenation).
+ */
 export class PackWriter {
   readonly blobs: PackBlob[] = [];
-  private readonly parts: Buffer[] = [];
+  private buf: Buffer;
   private readonly hash = createHash('sha256');
   size = 0;
 
-  add(entry: Omit<PackBlob, 'offset' | 'length'>, sealed: Buffer): void {
+  /** `expected`: about how many bytes the pack will hold (memory is only touched as it fills). */
+  constructor(expected = 16 * 1024 * 1024 + 64 * 1024) {
+    this.buf = Buffer.allocUnsafeSlow(Number.isSafeInteger(expected) ? Math.min(Math.max(64 * 1024, expected), 600 * 1024 * 1024) : 16 * 1024 * 1024);
+  }
+
+  private room(n: number): void {
+    if (this.size + n <= this.buf.length) return;
+    const grown = Buffer.allocUnsafeSlow(Math.max(this.size + n, Math.ceil(this.buf.length * 1.5)));
+    this.buf.copy(grown, 0, 0, this.size);
+    this.buf = grown;
+  }
+
+  add(entry: Omit<PackBlob, 'offset' | 'length'>, sealed: Uint8Array): void {
     this.blobs.push({ ...entry, offset: this.size, length: sealed.length });
-    this.parts.push(sealed);
+    this.room(sealed.length);
+    this.buf.set(sealed, this.size);
     this.hash.update(sealed);
     this.size += sealed.length;
   }
@@ -123,11 +157,13 @@ export class PackWriter {
   /** Returns the pack id (SHA-256 of the whole file) and its bytes. */
   finalize(encKey: Buffer): { id: string; data: Buffer; blobs: PackBlob[] } {
     const header = seal(encKey, Buffer.from(JSON.stringify({ v: 1, blobs: this.blobs })));
-    const len = Buffer.alloc(4);
-    len.writeUInt32LE(header.length);
-    this.hash.update(header);
-    this.hash.update(len);
-    const data = Buffer.concat([...this.parts, header, len]);
+    this.room(header.length + 4);
+    header.copy(this.buf, this.size);
+    this.buf.writeUInt32LE(header.length, this.size + header.length);
+    const end = this.size + header.length + 4;
+    this.hash.update(this.buf.subarray(this.size, end));
+    const data = this.buf.subarray(0, end);
+    this.buf = Buffer.alloc(0); // the writer is done: the pack's bytes belong to the caller
     return { id: this.hash.digest('hex'), data, blobs: this.blobs };
   }
 }

@@ -4,18 +4,22 @@ import { type PackBlob, PackWriter, parseHeaderBytes, MAX_PACK_HEADER } from './
 import type { Repository } from './repository.js';
 import { addDeltaBases, collectUsedBlobs } from './walk.js';
 import { applyWalRetention } from './wal.js';
+import { applyBinlogRetention } from './binlog.js';
 
 /**
  * prune: delete data no snapshot needs. Order of operations keeps the
  * repository valid at every instant (a crash at any point loses nothing):
  *   1. under an exclusive lock, find the blobs every snapshot needs (with delta bases);
  *   2. copy still-needed blobs out of partly-used packs into new packs (verified);
- *   3. write ONE new index file describing every kept blob;
- *   4. delete the old index files;
+ *   3. write new index files describing every kept blob (at most 100,000 entries each);
+ *   4. delete the old index files (after all new ones are written);
  *   5. delete packs that are no longer referenced.
  * A crash after 3 leaves duplicate index entries (harmless); after 4, orphan
  * packs that the next prune deletes.
  */
+/** Entries per index file written by prune (about 20 MB of JSON). */
+const INDEX_FILE_BLOBS = 100_000;
+
 export interface PruneOptions {
   /** Repack a partly used pack when at least this fraction of it is unused (default 0.1). */
   maxUnusedFraction?: number;
@@ -66,14 +70,24 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
     // Archived WAL: retention first (entries only), then keep every blob a remaining entry needs.
     let walPlan;
     try {
-      walPlan = await applyWalRetention(repo, snaps, { dryRun: opts.walRetention === false || !!opts.dryRun });
+      lock.check();
+      walPlan = await applyWalRetention(repo, snaps, { dryRun: opts.walRetention === false || !!opts.dryRun, check: () => lock.check() });
     } catch (err) {
       throw new LifeboatError(`refusing to prune: archived WAL cannot be read (${errorMessage(err)}); run "lifeboat check"`, 5);
     }
     for (const e of opts.walRetention === false ? [...walPlan.keep, ...walPlan.remove] : walPlan.keep) for (const b of e.blobs) used.add(b);
+    // Archived MySQL binary logs (src/repo/binlog.ts): the same rule, against the dumps' binlog coordinates.
+    let binlogPlan;
+    try {
+      lock.check();
+      binlogPlan = await applyBinlogRetention(repo, snaps, { dryRun: opts.walRetention === false || !!opts.dryRun, check: () => lock.check() });
+    } catch (err) {
+      throw new LifeboatError(`refusing to prune: archived binary logs cannot be read (${errorMessage(err)}); run "lifeboat check"`, 5);
+    }
+    for (const e of opts.walRetention === false ? [...binlogPlan.keep, ...binlogPlan.remove] : binlogPlan.keep) for (const b of e.blobs) used.add(b);
     addDeltaBases(repo, used);
-    for (const id of used) {
-      if (!repo.index.has(id)) throw new LifeboatError(`refusing to prune: blob ${id} is needed but not indexed; run "lifeboat check"`, 5);
+    for (const id of used.notIndexed()) {
+      throw new LifeboatError(`refusing to prune: blob ${id} is needed but not indexed; run "lifeboat check"`, 5);
     }
 
     const stored = new Map((await repo.storage.list('data')).map((o) => [o.name, o.size]));
@@ -90,40 +104,67 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
       walRemoved: opts.walRetention === false ? 0 : walPlan.remove.length,
     };
 
-    // Per pack: kept and dropped blobs, using the index's chosen location of each blob.
-    const perPack = new Map<string, { keep: Array<[string, PackBlob]>; dropBytes: number; keepBytes: number }>();
-    for (const [id, e] of repo.index.values()) {
-      const p = perPack.get(e.pack) ?? { keep: [], dropBytes: 0, keepBytes: 0 };
-      const b: PackBlob = { id, type: e.type, offset: e.offset, length: e.length, rawLength: e.rawLength, compression: e.compression };
-      if (e.base) b.base = e.base;
-      if (e.base2) b.base2 = e.base2;
-      if (e.sf) b.sf = e.sf;
-      if (used.has(id)) {
-        p.keep.push([id, b]);
-        p.keepBytes += e.length;
+    // Per pack (by the index's pack number): kept and dropped bytes, using the
+    // index's chosen location of each blob. Counters only: memory per pack, not per blob.
+    const index = repo.index;
+    const nPacks = index.packCount;
+    const keepBytes = new Float64Array(nPacks);
+    const dropBytes = new Float64Array(nPacks);
+    const keepCount = new Uint32Array(nPacks);
+    for (let s = 0; s < index.size; s++) {
+      const pn = index.packNoAt(s);
+      if (used.hasSlot(s)) {
+        keepBytes[pn]! += index.lengthAt(s);
+        keepCount[pn]!++;
       } else {
-        p.dropBytes += e.length;
+        dropBytes[pn]! += index.lengthAt(s);
         res.blobsRemoved++;
       }
-      perPack.set(e.pack, p);
     }
     res.blobsKept = used.size;
 
-    const keepPacks: IndexFilePack[] = [];
-    const repack: string[] = [];
+    const KEEP = 1;
+    const REPACK = 2;
+    const fate = new Uint8Array(nPacks); // 0: delete (or missing), KEEP, REPACK
+    const indexed = new Set<string>();
+    const repack: number[] = [];
     const deletePacks = new Set<string>();
-    for (const name of stored.keys()) if (!perPack.has(name)) deletePacks.add(name); // leftovers of interrupted runs
-    for (const [pack, p] of perPack) {
+    for (let pn = 0; pn < nPacks; pn++) {
+      const pack = index.packName(pn);
+      indexed.add(pack);
       if (!stored.has(pack)) continue; // missing pack: check reports it; nothing to delete
-      if (p.keep.length === 0) deletePacks.add(pack);
-      else if (p.dropBytes > 0 && p.dropBytes / (p.dropBytes + p.keepBytes) >= maxUnused) repack.push(pack);
-      else keepPacks.push({ id: pack, blobs: p.keep.map(([, b]) => b) });
+      if (keepCount[pn] === 0) deletePacks.add(pack);
+      else if (dropBytes[pn]! > 0 && dropBytes[pn]! / (dropBytes[pn]! + keepBytes[pn]!) >= maxUnused) {
+        fate[pn] = REPACK;
+        repack.push(pn);
+      } else fate[pn] = KEEP;
     }
+    for (const name of stored.keys()) if (!indexed.has(name)) deletePacks.add(name); // leftovers of interrupted runs
+    indexed.clear();
     res.packsRepacked = repack.length;
-    for (const p of repack) deletePacks.add(p);
+    for (const pn of repack) deletePacks.add(index.packName(pn));
     for (const p of deletePacks) res.bytesFreed += stored.get(p) ?? 0;
     res.packsDeleted = deletePacks.size;
     if (opts.dryRun) return res;
+
+    // Kept slots grouped by pack (a counting sort: 4 bytes per kept blob).
+    const start = new Uint32Array(nPacks + 1);
+    for (let pn = 0; pn < nPacks; pn++) start[pn + 1] = start[pn]! + (fate[pn] ? keepCount[pn]! : 0);
+    const slots = new Uint32Array(start[nPacks]!);
+    const fill = start.slice(0, nPacks);
+    for (let s = 0; s < index.size; s++) {
+      const pn = index.packNoAt(s);
+      if (fate[pn] && used.hasSlot(s)) slots[fill[pn]!++] = s;
+    }
+    const packBlobs = (pn: number): PackBlob[] => {
+      const out: PackBlob[] = [];
+      for (let k = start[pn]!; k < start[pn + 1]!; k++) {
+        const s = slots[k]!;
+        const { pack: _p, depth: _d, ...e } = index.entryAt(s);
+        out.push({ id: index.idAt(s), ...e });
+      }
+      return out;
+    };
 
     // 2. Repack: copy sealed blobs verbatim after verifying them.
     const newPacks: IndexFilePack[] = [];
@@ -138,11 +179,12 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
       res.packsWritten++;
       res.bytesFreed -= data.length;
     };
-    for (const pack of repack) {
+    for (const pn of repack) {
+      lock.check();
+      const pack = index.packName(pn);
       opts.onProgress?.(`repacking ${pack.slice(0, 8)}`);
-      const p = perPack.get(pack)!;
-      for (const [id, b] of p.keep) {
-        await repo.loadBlob(id); // verifies MAC + hash before the old copy is deleted
+      for (const b of packBlobs(pn)) {
+        await repo.loadBlob(b.id); // verifies MAC + hash before the old copy is deleted
         const sealed = await repo.storage.load('data', pack, { offset: b.offset, length: b.length });
         const { offset: _o, length: _l, ...entry } = b;
         writers[b.type].add(entry, sealed);
@@ -152,14 +194,48 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
     await flushWriter('data');
     await flushWriter('tree');
 
-    // 3. One index for everything kept.
-    const oldIndexFiles = [...repo.index.files.keys()];
-    const newIndex = await repo.writeIndexFile([...keepPacks, ...newPacks]);
-    // 4. Old index files.
-    for (const f of oldIndexFiles) if (f !== newIndex) await repo.storage.remove('index', f).catch(() => {});
+    // 3. New index files for everything kept (at most INDEX_FILE_BLOBS entries
+    // each: bounded memory, and each file far below the format's size limit).
+    const oldIndexFiles = [...index.files.keys()];
+    const newIndexFiles = new Set<string>();
+    let batch: IndexFilePack[] = [];
+    let batchBlobs = 0;
+    const writeBatch = async () => {
+      lock.check();
+      if (batch.length) newIndexFiles.add(await repo.writeIndexFile(batch));
+      batch = [];
+      batchBlobs = 0;
+    };
+    for (let pn = 0; pn < nPacks; pn++) {
+      if (fate[pn] !== KEEP) continue;
+      const blobs = packBlobs(pn);
+      batch.push({ id: index.packName(pn), blobs });
+      batchBlobs += blobs.length;
+      if (batchBlobs >= INDEX_FILE_BLOBS) await writeBatch();
+    }
+    for (const p of newPacks) {
+      batch.push(p);
+      batchBlobs += p.blobs.length;
+      if (batchBlobs >= INDEX_FILE_BLOBS) await writeBatch();
+    }
+    lock.check();
+    if (batch.length || newIndexFiles.size === 0) newIndexFiles.add(await repo.writeIndexFile(batch));
+    // 4. Old index files (only after every new one is written).
+    for (const f of oldIndexFiles) {
+      if (newIndexFiles.has(f)) continue;
+      lock.check();
+      await repo.storage.remove('index', f).catch(() => {});
+    }
     // 5. Unreferenced packs.
-    for (const p of deletePacks) await repo.storage.remove('data', p).catch(() => {});
+    for (const p of deletePacks) {
+      lock.check();
+      await repo.storage.remove('data', p).catch(() => {});
+    }
+    lock.check();
     return res;
+  } catch (err) {
+    // A failure after the lease ran out (e.g. a storage call cut off with the network) is reported as the lock loss.
+    throw lock.cause(err);
   } finally {
     await lock.release();
   }
@@ -177,28 +253,49 @@ export async function readPackHeader(repo: Repository, pack: string, size: numbe
 
 /**
  * repair index: rebuild the index from the pack headers (for a lost or damaged
- * index file). Writes the new index before deleting the old files.
+ * index file). Writes the new index files (at most 100,000 entries each)
+ * before deleting the old files.
  */
 export async function repairIndex(repo: Repository, onProblem?: (pack: string, msg: string) => void): Promise<{ packs: number; blobs: number; badPacks: number }> {
   const lock = await repo.lock(true, 'repair index');
   try {
-    const packs: IndexFilePack[] = [];
+    // New index files (at most INDEX_FILE_BLOBS entries each, written as the
+    // headers are read: bounded memory), then the old files are deleted.
+    const old = (await repo.storage.list('index')).map((f) => f.name);
+    const written = new Set<string>();
+    let batch: IndexFilePack[] = [];
+    let batchBlobs = 0;
+    let packs = 0;
     let blobs = 0;
     let bad = 0;
     for (const o of await repo.storage.list('data')) {
       try {
         const hb = await readPackHeader(repo, o.name, o.size);
-        packs.push({ id: o.name, blobs: hb });
+        batch.push({ id: o.name, blobs: hb });
+        packs++;
         blobs += hb.length;
+        batchBlobs += hb.length;
+        if (batchBlobs >= INDEX_FILE_BLOBS) {
+          lock.check();
+          written.add(await repo.writeIndexFile(batch));
+          batch = [];
+          batchBlobs = 0;
+        }
       } catch (err) {
         bad++;
         onProblem?.(o.name, errorMessage(err));
       }
     }
-    const old = (await repo.storage.list('index')).map((f) => f.name);
-    const name = await repo.writeIndexFile(packs);
-    for (const f of old) if (f !== name) await repo.storage.remove('index', f).catch(() => {});
-    return { packs: packs.length, blobs, badPacks: bad };
+    lock.check();
+    if (batch.length || written.size === 0) written.add(await repo.writeIndexFile(batch));
+    for (const f of old) {
+      if (written.has(f)) continue;
+      lock.check();
+      await repo.storage.remove('index', f).catch(() => {});
+    }
+    return { packs, blobs, badPacks: bad };
+  } catch (err) {
+    throw lock.cause(err);
   } finally {
     await lock.release();
   }

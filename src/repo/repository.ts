@@ -1,28 +1,32 @@
 import { randomBytes } from 'node:crypto';
-import { hostname, userInfo } from 'node:os';
+import { availableParallelism, hostname, tmpdir, userInfo } from 'node:os';
 import zstd from 'zstd-napi';
 import zstdBinding from 'zstd-napi/binding.js';
-import { IntegrityError, LifeboatError, NoRepositoryError, NotFoundError } from '../errors.js';
+import { IntegrityError, LifeboatError, type LockLostError, NoRepositoryError, NotFoundError } from '../errors.js';
 import type { Storage } from '../storage/types.js';
-import { LruCache, Semaphore, mapLimit } from '../util/sync.js';
+import { AppendOnlyError } from '../storage/retry.js';
+import { ByteBudget, LruCache, Semaphore, mapLimit } from '../util/sync.js';
+import { BlobCache } from './blob-cache.js';
 import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable, validateChunkerParams } from './chunker.js';
 import { BlobCodec, decompressCapped } from './codec.js';
 import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './crypto.js';
 import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
 import { createKeyFile, openWithPassword } from './keys.js';
-import { Lock, READ_ONLY_OPERATIONS } from './lock.js';
+import { DEFAULT_LEASE_MS, Lock, READ_ONLY_OPERATIONS } from './lock.js';
 import type { SketchIndex } from './sketch.js';
 import {
   type BlobType,
+  type Compression,
   MAX_DATA_BLOB,
   MAX_DELTA_DEPTH,
   MAX_INDEX_JSON,
   MAX_JSON,
   MAX_TREE_BLOB,
-  PackWriter,
+  type PackBlob,
   SEAL_OVERHEAD,
   basesOf,
 } from './pack.js';
+import { PackFileWriter } from './pack-file.js';
 import { WorkerPool } from './pool.js';
 import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot.js';
 import { type Tree, decodeTree, encodeTree } from './tree.js';
@@ -30,6 +34,39 @@ import { type Tree, decodeTree, encodeTree } from './tree.js';
 export const FORMAT_VERSION = 1;
 /** Data blobs at least this large carry a resemblance sketch. */
 export const SKETCH_MIN = 64 * 1024;
+/** Data blobs smaller than this are never stored as deltas. */
+export const DELTA_MIN = 4096;
+/** Blobs smaller than this (without a delta base) are encoded in batches, many per worker message. */
+export const BATCH_BLOB_MAX = 256 * 1024;
+/** A batch is sent when it holds this many bytes or BATCH_MAX_ITEMS blobs (or a worker is idle). */
+const BATCH_BYTES = 1024 * 1024;
+const BATCH_MAX_ITEMS = 256;
+/**
+ * Bytes of blobs a repository encodes or decodes on the main thread before it
+ * starts its first worker thread. A worker costs 0.1-0.2 CPU s to start and
+ * ~10 MB of RSS: more than a command with little to encode or decode spends on
+ * it (an unchanged backup writes a few new trees and reads a few large parent
+ * trees). Once this is used up, or any worker runs, the work goes to workers.
+ */
+const INLINE_BEFORE_WORKERS = 2 * 1024 * 1024;
+/** Packs uploaded at once. */
+const UPLOAD_SLOTS = 2;
+/**
+ * Sealed packs not yet stored at most (uploading, or ready for the next free
+ * slot), beside the one being filled. Packs are built in temporary files
+ * (PackFileWriter): a local repository's packs are never in memory; for other
+ * storages a pack is read back into memory only while it uploads
+ * (UPLOAD_SLOTS x pack size). The bound keeps reading from running ahead of a
+ * slow or throttled storage, and the temporary files' disk use small.
+ */
+const MAX_UNSAVED_PACKS = UPLOAD_SLOTS + 1;
+
+interface EncodeJob {
+  data: Buffer;
+  sketch: boolean;
+  resolve: (r: { sealed: Buffer; compression: Compression; sf?: number[] }) => void;
+  reject: (e: Error) => void;
+}
 export const PROGRAM = 'lifeboat 0.1.0';
 
 /** The repository config object (sealed with the master key). See docs/format.md. */
@@ -108,13 +145,39 @@ export class Repository {
   private readonly gear: Int32Array;
   private readonly codec: BlobCodec;
   private poolInstance: WorkerPool | undefined;
-  private readonly cache = new LruCache<Buffer>(96 * 1024 * 1024);
-  private readonly packers: Record<BlobType, PackWriter> = { data: new PackWriter(), tree: new PackWriter() };
+  private readPoolInstance: WorkerPool | undefined;
+  /**
+   * Decoded trees and delta bases. A chain is resolved in stream order, so the
+   * bases in use at any time are those of the few blobs in flight: 32 MiB holds
+   * them for the default window (bounded memory whatever the repository size).
+   */
+  private readonly cache = new BlobCache((Number(process.env.LIFEBOAT_BLOB_CACHE_MB) || 32) * 1024 * 1024);
+  /** The packs being filled (created on the first blob of each type). */
+  private readonly packers: Partial<Record<BlobType, PackFileWriter>> = {};
+  private packTargetP: Promise<{ dir: string; publish: boolean }> | undefined;
   private readonly pendingIds = new Set<string>();
   private readonly outstanding = new Set<Promise<void>>();
-  private readonly sealSlots: Semaphore;
-  private readonly uploadSlots = new Semaphore(2);
+  /** Bytes of blobs queued or being encoded: bounds memory whatever the source size. */
+  private readonly sealBudget: ByteBudget;
+  /** Small blobs waiting to be encoded together. */
+  private batch: { jobs: EncodeJob[]; bytes: number } | undefined;
+  private batchScheduled = false;
+  /** Encode jobs of this repository in the worker pool. */
+  private poolJobs = 0;
+  /** What is left of INLINE_BEFORE_WORKERS. */
+  private inlineBudget = INLINE_BEFORE_WORKERS;
+  private readonly uploadSlots = new Semaphore(UPLOAD_SLOTS);
+  /** Packs sealed and not yet stored (in an upload slot or waiting for one): held in memory. */
+  private packsUnsaved = 0;
+  private packSavedWaiters: Array<() => void> = [];
   private newPacks: IndexFilePack[] = [];
+  private newPacksBlobs = 0;
+  /**
+   * A long backup publishes an index file every this many new blobs (not only
+   * at flush): the entries waiting for their index file stay bounded (the packs
+   * are already stored, so an index file may be written at any time).
+   */
+  indexFlushBlobs = 50_000;
   private bgError: unknown;
 
   private constructor(
@@ -126,7 +189,7 @@ export class Repository {
     this.gear = gearTable(Buffer.from(config.chunker.seed, 'hex'));
     this.codec = new BlobCodec(key.encKey, config.compressionLevel);
     // Bounded in-flight blobs keep memory flat regardless of source size.
-    this.sealSlots = new Semaphore(Number(process.env.LIFEBOAT_INFLIGHT) || 4);
+    this.sealBudget = new ByteBudget((Number(process.env.LIFEBOAT_INFLIGHT_MB) || 4) * 1024 * 1024);
   }
 
   static async init(storage: Storage, password: string, opts: InitOptions = {}): Promise<Repository> {
@@ -176,6 +239,33 @@ export class Repository {
   get pool(): WorkerPool {
     if (!this.poolInstance) this.poolInstance = new WorkerPool(this.key, this.config.compressionLevel);
     return this.poolInstance;
+  }
+
+  /**
+   * The encode pool, its workers answering the ops of `extension` too (see
+   * worker.ts): if it has not started yet, it is created so. Undefined if it
+   * already runs without that extension (the caller starts its own).
+   */
+  poolWith(extension: URL): WorkerPool | undefined {
+    if (!this.poolInstance) this.poolInstance = new WorkerPool(this.key, this.config.compressionLevel, undefined, 'worker.js', extension);
+    return this.poolInstance.extension?.href === extension.href ? this.poolInstance : undefined;
+  }
+
+  /**
+   * Decode workers for the read path (restore, check): one per core beyond the
+   * main thread (at most 4). On two cores that is one: the main thread (reads,
+   * writes, small blobs) is the busier side there, and a second worker cost
+   * about 40 MB of RSS for no measured gain (docs/benchmarks.md);
+   * LIFEBOAT_DECODE_WORKERS overrides. A backup that reads delta bases uses
+   * its encode pool instead.
+   */
+  get readPool(): WorkerPool {
+    if (this.poolInstance) return this.poolInstance;
+    if (!this.readPoolInstance) {
+      const n = Number(process.env.LIFEBOAT_DECODE_WORKERS) || Math.max(1, Math.min(4, availableParallelism() - 1));
+      this.readPoolInstance = new WorkerPool(this.key, this.config.compressionLevel, n, 'decode-worker.js');
+    }
+    return this.readPoolInstance;
   }
 
   newChunker(): Chunker {
@@ -229,7 +319,10 @@ export class Repository {
     const bytes = sealJson(this.key.encKey, file, true);
     const name = sha256(bytes);
     await this.storage.save('index', name, bytes);
-    this.index.files.set(name, packs);
+    this.index.files.set(
+      name,
+      packs.map((p) => p.id),
+    );
     return name;
   }
 
@@ -256,18 +349,26 @@ export class Repository {
     opts: { id?: string; deltaBases?: string[] | (() => string[]); similar?: SketchIndex; onSimilar?: (baseId: string) => void } = {},
   ): Promise<SaveResult> {
     this.throwIfFailed();
+    // Backpressure from the storage: while the sealed packs waiting for upload are
+    // at their bound, no new blob is taken, so reading never runs further ahead of
+    // a slow (or --limit-upload throttled) backend than that bound.
+    while (this.packsUnsaved >= MAX_UNSAVED_PACKS) {
+      await new Promise<void>((resolve) => this.packSavedWaiters.push(resolve));
+      this.throwIfFailed();
+    }
     const max = type === 'tree' ? MAX_TREE_BLOB : MAX_DATA_BLOB;
     if (data.length > max) throw new LifeboatError(`a ${type} blob of ${data.length} bytes exceeds the format maximum of ${max} bytes`);
     const id = opts.id ?? blobId(this.key.idKey, data);
     if (this.hasBlob(id)) return { id, isNew: false };
     this.pendingIds.add(id);
-    await this.sealSlots.acquire();
+    const cost = data.length + 1024;
+    await this.sealBudget.acquire(cost);
     const p = this.encodeAndPack(type, id, data, opts.deltaBases, opts.similar, opts.onSimilar)
       .catch((err) => {
         this.bgError ??= err;
       })
       .finally(() => {
-        this.sealSlots.release();
+        this.sealBudget.release(cost);
         this.outstanding.delete(p);
       });
     this.outstanding.add(p);
@@ -280,7 +381,7 @@ export class Repository {
    */
   private chooseBases(candidates: string[] | undefined, rawLength: number): string[] {
     const maxDepth = Math.min(this.config.maxDeltaDepth, MAX_DELTA_DEPTH);
-    if (!candidates || !(maxDepth > 0) || rawLength < 4096) return [];
+    if (!candidates || !(maxDepth > 0) || rawLength < DELTA_MIN) return [];
     const out: string[] = [];
     for (const c of candidates.slice(0, 2)) {
       let e = this.index.get(c);
@@ -299,10 +400,40 @@ export class Repository {
     return out;
   }
 
-  /** The dictionary of a delta: the bases' plaintexts, concatenated in order. */
-  async loadDict(bases: string[], level = 0): Promise<Buffer> {
+  /**
+   * The dictionary of a delta: the bases' plaintexts, concatenated in order.
+   * `verify` false: the bases' own hashes are not checked (the caller checks
+   * the hash of the blob decoded with this dictionary, which a wrong base fails).
+   */
+  async loadDict(bases: string[], level = 0, verify = true): Promise<Buffer> {
     if (level > MAX_DELTA_DEPTH) throw new IntegrityError(`delta chain deeper than the format maximum of ${MAX_DELTA_DEPTH} (damaged index)`);
-    const parts = await Promise.all(bases.map((b) => this.loadBlobAt(b, level, true)));
+    const parts = await this.loadDictParts(bases, level, verify);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** The bases' plaintexts (a decode worker joins them: no copy on the main thread). */
+  private loadDictParts(bases: string[], level: number, verify: boolean): Promise<Buffer[]> {
+    if (level > MAX_DELTA_DEPTH) throw new IntegrityError(`delta chain deeper than the format maximum of ${MAX_DELTA_DEPTH} (damaged index)`);
+    return Promise.all(bases.map((b) => this.loadBlobAt(b, level, true, verify)));
+  }
+
+  /**
+   * Delta bases for the write path, from a small cache of their own: neighbouring
+   * new chunks usually share a base, and a backup must not fill the read cache
+   * (up to 96 MiB) with data it will not read again. Small: a base is rarely used more than twice.
+   */
+  private readonly baseCache = new LruCache<Buffer>(12 * 1024 * 1024);
+
+  private async loadBases(bases: string[]): Promise<Buffer> {
+    const parts = await Promise.all(
+      bases.map(async (b) => {
+        const hit = this.baseCache.get(b);
+        if (hit) return hit;
+        const data = await this.loadBlobAt(b, 0, false);
+        this.baseCache.set(b, data);
+        return data;
+      }),
+    );
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
@@ -333,13 +464,54 @@ export class Repository {
     let dict: Buffer | undefined;
     if (bases.length) {
       try {
-        dict = await this.loadDict(bases);
+        dict = await this.loadBases(bases);
       } catch {
         dict = undefined; // a damaged base is reported by check; store this blob in full
       }
     }
-    const enc = rawLength >= 16 * 1024 ? await this.pool.encode(data, dict, sketched && !sf) : this.codec.encode(data, dict);
-    sf ??= (enc as { sf?: number[] }).sf;
+    let enc: { sealed: Buffer; compression: Compression; sf?: number[] };
+    if (!dict && rawLength < BATCH_BLOB_MAX) enc = await this.encodeBatched(data, sketched && !sf);
+    else if (rawLength >= 16 * 1024) enc = await this.countJob(this.pool.encode(data, dict, sketched && !sf));
+    else enc = this.codec.encode(data, dict);
+    sf ??= enc.sf;
+    await this.addEncoded(type, id, rawLength, enc, bases, sf);
+  }
+
+  /**
+   * Store a blob that was read, hashed and encoded (compressed and sealed, no
+   * delta, no sketch) off the main thread, e.g. a small file read by a worker
+   * (engine/small-files.ts). `id` must be the keyed hash of its plaintext.
+   * Unless the repository already has it, it is added to the pack being
+   * filled; as saveBlob, it returns once queued (flush() publishes it).
+   */
+  async saveEncoded(type: BlobType, id: string, rawLength: number, enc: { sealed: Buffer; compression: Compression }): Promise<SaveResult> {
+    this.throwIfFailed();
+    while (this.packsUnsaved >= MAX_UNSAVED_PACKS) {
+      await new Promise<void>((resolve) => this.packSavedWaiters.push(resolve));
+      this.throwIfFailed();
+    }
+    const max = type === 'tree' ? MAX_TREE_BLOB : MAX_DATA_BLOB;
+    if (rawLength > max) throw new LifeboatError(`a ${type} blob of ${rawLength} bytes exceeds the format maximum of ${max} bytes`);
+    if (enc.compression === 2) throw new LifeboatError('saveEncoded: a delta blob needs its bases');
+    if (this.hasBlob(id)) return { id, isNew: false };
+    this.pendingIds.add(id);
+    const p = this.addEncoded(type, id, rawLength, enc, [], undefined)
+      .catch((err) => {
+        this.bgError ??= err;
+      })
+      .finally(() => this.outstanding.delete(p));
+    this.outstanding.add(p);
+    return { id, isNew: true };
+  }
+
+  private async addEncoded(
+    type: BlobType,
+    id: string,
+    rawLength: number,
+    enc: { sealed: Buffer; compression: Compression },
+    bases: string[],
+    sf: number[] | undefined,
+  ): Promise<void> {
     const entry = {
       id,
       type,
@@ -348,34 +520,175 @@ export class Repository {
       ...(enc.compression === 2 ? { base: bases[0]!, ...(bases[1] ? { base2: bases[1] } : {}) } : {}),
       ...(sf && sf.length ? { sf } : {}),
     };
-    const packer = this.packers[type];
-    packer.add(entry, enc.sealed);
+    const target = await this.packTarget();
+    const packer = (this.packers[type] ??= new PackFileWriter(target.dir, !target.publish));
+    // The blob's place in the pack is taken now (synchronously); the pack that
+    // reaches packSize is closed to further blobs at once, so it holds at most
+    // packSize + one blob whatever the number of writes in flight.
+    const written = packer.add(entry, enc.sealed);
+    const full = packer.size >= this.config.packSize && this.packers[type] === packer;
+    if (full) this.packers[type] = undefined;
+    try {
+      await written;
+    } catch (err) {
+      if (full) await packer.discard();
+      throw err;
+    }
     this.stats.blobsNew++;
     if (enc.compression === 2) this.stats.blobsDelta++;
     this.stats.dataAddedRaw += rawLength;
     this.stats.dataAdded += enc.sealed.length;
-    if (packer.size >= this.config.packSize) await this.finishPack(type);
+    if (full) await this.finishPack(packer);
   }
 
-  private async finishPack(type: BlobType): Promise<void> {
-    const pw = this.packers[type];
-    if (pw.count === 0) return;
-    this.packers[type] = new PackWriter();
-    const { id, data, blobs } = pw.finalize(this.key.encKey);
-    await this.uploadSlots.with(() => this.storage.save('data', id, data));
+  /**
+   * Where packs are built: in the storage's own temporary directory when it can
+   * publish a file (local: rename into place), else in LIFEBOAT_TMPDIR or the
+   * system temporary directory, unlinked at once and read back for upload.
+   */
+  private packTarget(): Promise<{ dir: string; publish: boolean }> {
+    if (!this.packTargetP) {
+      const st = this.storage;
+      const p = (async () => {
+        if (st.tempDir && st.saveFile) return { dir: await st.tempDir(), publish: true };
+        return { dir: process.env.LIFEBOAT_TMPDIR || tmpdir(), publish: false };
+      })();
+      p.catch(() => {
+        if (this.packTargetP === p) this.packTargetP = undefined; // retried by the next blob
+      });
+      this.packTargetP = p;
+    }
+    return this.packTargetP;
+  }
+
+  private async countJob<T>(p: Promise<T>): Promise<T> {
+    this.poolJobs++;
+    try {
+      return await p;
+    } finally {
+      this.poolJobs--;
+      this.kickBatch();
+    }
+  }
+
+  /**
+   * Queue a small blob for batch encoding. A batch goes to the workers when it
+   * is full, or as soon as a worker has nothing to do: while they are busy,
+   * small blobs accumulate, so each message carries many of them.
+   */
+  private encodeBatched(data: Buffer, sketch: boolean): Promise<{ sealed: Buffer; compression: Compression; sf?: number[] }> {
+    return new Promise((resolve, reject) => {
+      const b = (this.batch ??= { jobs: [], bytes: 0 });
+      b.jobs.push({ data, sketch, resolve, reject });
+      b.bytes += data.length;
+      if (b.bytes >= BATCH_BYTES || b.jobs.length >= BATCH_MAX_ITEMS) this.sendBatch();
+      else if (!this.batchScheduled) {
+        this.batchScheduled = true;
+        setImmediate(() => {
+          this.batchScheduled = false;
+          this.kickBatch();
+        });
+      }
+    });
+  }
+
+  /** Worker threads this repository has started (encode and decode pools). */
+  get workersStarted(): number {
+    return (this.poolInstance?.started ?? 0) + (this.readPoolInstance?.started ?? 0);
+  }
+
+  /**
+   * True if `bytes` of encoding or decoding should run on the main thread:
+   * while no worker has been started and the inline budget lasts (see
+   * INLINE_BEFORE_WORKERS).
+   */
+  private runInline(bytes: number): boolean {
+    if (this.workersStarted > 0) return false;
+    if (bytes > this.inlineBudget) {
+      this.inlineBudget = 0;
+      return false;
+    }
+    this.inlineBudget -= bytes;
+    return true;
+  }
+
+  private kickBatch(): void {
+    if (this.batch && this.poolJobs < this.pool.size) this.sendBatch();
+  }
+
+  private sendBatch(): void {
+    const b = this.batch;
+    if (!b) return;
+    this.batch = undefined;
+    if (!b.jobs.some((j) => j.sketch) && this.runInline(b.bytes)) {
+      for (const j of b.jobs) {
+        try {
+          j.resolve(this.codec.encode(j.data));
+        } catch (err) {
+          j.reject(err as Error);
+        }
+      }
+      return;
+    }
+    this.countJob(this.pool.encodeBatch(b.jobs.map((j) => ({ data: j.data, sketch: j.sketch })))).then(
+      (results) =>
+        results.forEach((r, i) => {
+          const j = b.jobs[i]!;
+          if (r instanceof Error) j.reject(r);
+          else j.resolve(r);
+        }),
+      (err: Error) => {
+        for (const j of b.jobs) j.reject(err);
+      },
+    );
+  }
+
+  /** Seal a detached pack, store it, and record it in the index (an index file follows its packs). */
+  private async finishPack(pw: PackFileWriter | undefined): Promise<void> {
+    if (!pw) return;
+    if (pw.count === 0) return pw.discard();
+    this.packsUnsaved++;
+    let id: string;
+    let blobs: PackBlob[];
+    try {
+      const target = await this.packTarget();
+      const f = await pw.finalize(this.key.encKey);
+      ({ id, blobs } = f);
+      await this.uploadSlots.with(async () => {
+        if (target.publish) await this.storage.saveFile!('data', f.id, pw.path, f.size);
+        else await this.storage.save('data', f.id, await pw.read());
+      });
+    } finally {
+      await pw.discard();
+      this.packsUnsaved--;
+      const waiters = this.packSavedWaiters;
+      this.packSavedWaiters = [];
+      for (const w of waiters) w();
+    }
     this.index.addPack(id, blobs);
-    this.newPacks.push({ id, blobs });
     for (const b of blobs) this.pendingIds.delete(b.id);
+    this.newPacks.push({ id, blobs });
+    this.newPacksBlobs += blobs.length;
+    if (this.newPacksBlobs >= this.indexFlushBlobs) {
+      const packs = this.newPacks;
+      this.newPacks = [];
+      this.newPacksBlobs = 0;
+      await this.writeIndexFile(packs);
+    }
   }
 
   /** Wait for all queued blobs, write the last packs and publish an index file for them. */
   async flush(): Promise<void> {
     while (this.outstanding.size > 0) await Promise.all([...this.outstanding]);
     this.throwIfFailed();
-    await Promise.all([this.finishPack('data'), this.finishPack('tree')]);
+    this.baseCache.clear();
+    const { data, tree } = this.packers;
+    this.packers.data = this.packers.tree = undefined;
+    await Promise.all([this.finishPack(data), this.finishPack(tree)]);
     if (this.newPacks.length > 0) {
       const packs = this.newPacks;
       this.newPacks = [];
+      this.newPacksBlobs = 0;
       await this.writeIndexFile(packs);
     }
   }
@@ -383,9 +696,11 @@ export class Repository {
   /** Drop queued-but-unflushed state after a failed backup (written packs stay for prune to reclaim). */
   async abandon(): Promise<void> {
     while (this.outstanding.size > 0) await Promise.allSettled([...this.outstanding]);
-    this.packers.data = new PackWriter();
-    this.packers.tree = new PackWriter();
+    const { data, tree } = this.packers;
+    this.packers.data = this.packers.tree = undefined;
+    await Promise.all([data?.discard(), tree?.discard()]);
     this.pendingIds.clear();
+    this.baseCache.clear();
     this.bgError = undefined;
   }
 
@@ -416,7 +731,7 @@ export class Repository {
   }
 
   /** Loads in flight, shared: a delta lattice (two bases per level) costs one load per blob, not one per path. */
-  private readonly inflight = new Map<string, Promise<Buffer>>();
+  private readonly inflight = new Map<string, Promise<{ data: Buffer; verified: boolean }>>();
 
   /**
    * Load a blob and verify it: the seal's MAC, the decoded length and the keyed
@@ -425,25 +740,47 @@ export class Repository {
    * format limits (at index load), the delta chain for cycles and depth, and
    * the entry's range against the pack's real size.
    */
-  async loadBlob(id: string, opts: { cacheable?: boolean } = {}): Promise<Buffer> {
-    return this.loadBlobAt(id, 0, !!opts.cacheable);
+  async loadBlob(id: string, opts: { cacheable?: boolean; noCache?: boolean } = {}): Promise<Buffer> {
+    return this.loadBlobAt(id, 0, opts.noCache ? 'never' : !!opts.cacheable);
   }
 
-  private loadBlobAt(id: string, level: number, cacheable: boolean): Promise<Buffer> {
+  /**
+   * `verify` false (delta bases only): the plaintext's hash may go unchecked;
+   * such a blob is cached as unverified and hashed before it is ever handed
+   * out as a blob in its own right.
+   */
+  private async loadBlobAt(id: string, level: number, cacheable: boolean | 'never', verify = true): Promise<Buffer> {
     const cached = this.cache.get(id);
-    if (cached) return Promise.resolve(cached);
+    if (cached) {
+      if (verify && !cached.verified) {
+        this.checkHash(id, cached.data);
+        this.cache.markVerified(id);
+      }
+      return cached.data;
+    }
     let p = this.inflight.get(id);
     if (!p) {
       // Registered before the read starts (on a later microtask): bases requested meanwhile join it.
       p = Promise.resolve()
-        .then(() => this.readBlob(id, level, cacheable))
+        .then(() => this.readBlob(id, level, cacheable, verify))
         .finally(() => this.inflight.delete(id));
       this.inflight.set(id, p);
     }
-    return p;
+    const r = await p;
+    if (verify && !r.verified) {
+      this.checkHash(id, r.data); // joined a base's unchecked load
+      this.cache.markVerified(id);
+    }
+    return r.data;
   }
 
-  private async readBlob(id: string, level: number, cacheable: boolean): Promise<Buffer> {
+  private checkHash(id: string, data: Buffer): void {
+    if (blobId(this.key.idKey, data) !== id) {
+      throw new IntegrityError(`blob ${id} in pack ${this.index.get(id)?.pack ?? '?'}: content does not match its id (hash mismatch)`);
+    }
+  }
+
+  private async readBlob(id: string, level: number, cacheable: boolean | 'never', verify: boolean): Promise<{ data: Buffer; verified: boolean }> {
     const e = this.index.get(id);
     if (!e) {
       const rej = this.index.rejected.get(id);
@@ -458,11 +795,11 @@ export class Repository {
     }
     const max = e.type === 'tree' ? MAX_TREE_BLOB : MAX_DATA_BLOB;
     if (e.rawLength > max || e.length > e.rawLength + SEAL_OVERHEAD) throw new IntegrityError(`${what}: index entry is impossible (length ${e.length}, rawLength ${e.rawLength})`);
-    let dict: Buffer | undefined;
+    let dict: Buffer[] | undefined;
     if (e.compression === 2) {
       // Bases first: only one level's sealed bytes are held while the chain is resolved.
       try {
-        dict = await this.loadDict(basesOf(e), level + 1);
+        dict = await this.loadDictParts(basesOf(e), level + 1, false);
       } catch (err) {
         throw new IntegrityError(`${what}: its delta base is unreadable: ${(err as Error).message}`);
       }
@@ -486,16 +823,30 @@ export class Repository {
       throw err;
     }
     let data: Buffer;
-    let got: string;
-    if (e.rawLength >= 64 * 1024) {
-      ({ data, id: got } = await this.pool.decode(sealed, e.compression, e.rawLength, what, dict));
+    let got: string | undefined;
+    // Trees are always checked: they are parsed right away.
+    const hash = verify || e.type === 'tree';
+    if (e.rawLength >= 64 * 1024 && !this.runInline(e.rawLength)) {
+      ({ data, id: got } = await this.readPool.decode(sealed, e.compression, e.rawLength, what, dict, { hash }));
     } else {
-      data = this.codec.decode(sealed, e.compression, e.rawLength, what, dict);
-      got = blobId(this.key.idKey, data);
+      data = this.codec.decode(sealed, e.compression, e.rawLength, what, dict && (dict.length === 1 ? dict[0] : Buffer.concat(dict)));
+      if (hash) got = blobId(this.key.idKey, data);
     }
-    if (got !== id) throw new IntegrityError(`${what}: content does not match its id (hash mismatch)`);
-    if (e.type === 'tree' || cacheable) this.cache.set(id, data);
-    return data;
+    const verified = got !== undefined;
+    if (verified && got !== id) {
+      if (dict) {
+        // The bases were not checked on their own: find out whether one of them is wrong, and say which.
+        this.cache.dropUnverified();
+        try {
+          await this.loadDict(basesOf(e), level + 1, true);
+        } catch (err) {
+          throw new IntegrityError(`${what}: its delta base is unreadable: ${(err as Error).message}`);
+        }
+      }
+      throw new IntegrityError(`${what}: content does not match its id (hash mismatch)`);
+    }
+    if (cacheable !== 'never' && (e.type === 'tree' || cacheable)) this.cache.set(id, data, verified);
+    return { data, verified };
   }
 
   // ---------------------------------------------------------------- trees
@@ -504,10 +855,11 @@ export class Repository {
     return (await this.saveBlob('tree', encodeTree(tree))).id;
   }
 
-  async loadTree(id: string): Promise<Tree> {
+  /** `cache: false`: the tree is not kept in the blob cache (a walk that visits every tree once). */
+  async loadTree(id: string, opts: { cache?: boolean } = {}): Promise<Tree> {
     const e = this.index.get(id);
     if (e && e.type !== 'tree') throw new IntegrityError(`blob ${id} is referenced as a tree but is a data blob`);
-    return decodeTree(await this.loadBlob(id), id);
+    return decodeTree(await this.loadBlob(id, { noCache: opts.cache === false }), id);
   }
 
   // ---------------------------------------------------------------- snapshots
@@ -586,6 +938,16 @@ export class Repository {
    */
   noLock = false;
   private readOnlyNoticed = false;
+  /** Lease of the locks this process takes (lock.ts DEFAULT_LEASE_MS; the CLI reads LIFEBOAT_LOCK_LEASE). */
+  lockLeaseMs = DEFAULT_LEASE_MS;
+  /** The host name locks record (a fleet agent's host id; default os.hostname()). */
+  lockHost = hostname();
+  /**
+   * Called when a lock of this process is lost (its lease ran out without a
+   * refresh). The lock's check() throws from then on and its signal is aborted;
+   * the CLI also ends an exclusive operation at once.
+   */
+  onLockLost: ((err: LockLostError, lock: Lock) => void) | undefined;
 
   /**
    * Take the repository lock for an operation. A reading operation on a
@@ -593,8 +955,14 @@ export class Repository {
    * mount, read-only credentials) goes on without one, saying so once.
    */
   async lock(exclusive: boolean, operation: string, retryMs = this.lockRetryMs): Promise<Lock> {
+    if (exclusive && this.storage.appendOnly) {
+      // prune, repair index, wal-prune delete objects: refuse before anything is written
+      throw new AppendOnlyError(
+        `"${operation}" deletes data and cannot run on ${this.storage.location}: the repository is opened append-only; run it from a trusted host with full credentials and without --append-only / appendOnly`,
+      );
+    }
     const readOnly = !exclusive && READ_ONLY_OPERATIONS.has(operation);
-    const info = { time: new Date().toISOString(), exclusive, hostname: hostname(), pid: process.pid, operation, nonce: '' };
+    const info = { ...Lock.newInfo(exclusive, operation, this.lockLeaseMs, this.lockHost), nonce: '' };
     if (this.noLock) {
       if (!readOnly) {
         throw new LifeboatError(
@@ -608,7 +976,11 @@ export class Repository {
       exclusive,
       operation,
       retryMs,
+      leaseMs: this.lockLeaseMs,
+      host: this.lockHost,
       readOnlyOk: readOnly,
+      onNotice: (msg) => (this.onWarning ? this.onWarning(msg) : process.stderr.write(`warning: ${msg}\n`)),
+      onLost: (err, lock) => this.onLockLost?.(err, lock),
       onReadOnly: (msg) => {
         if (this.readOnlyNoticed) return;
         this.readOnlyNoticed = true;
@@ -620,8 +992,14 @@ export class Repository {
 
   async close(): Promise<void> {
     this.cache.clear();
+    while (this.outstanding.size > 0) await Promise.allSettled([...this.outstanding]);
+    const { data, tree } = this.packers; // unflushed packs (a failed backup): their temporary files go
+    this.packers.data = this.packers.tree = undefined;
+    await Promise.all([data?.discard(), tree?.discard()]);
     if (this.poolInstance) await this.poolInstance.close();
     this.poolInstance = undefined;
+    if (this.readPoolInstance) await this.readPoolInstance.close();
+    this.readPoolInstance = undefined;
     await this.storage.close();
   }
 }
@@ -638,7 +1016,8 @@ export function filterSnapshots<T extends Snapshot>(snaps: T[], f: SnapshotFilte
   return snaps.filter((s) => {
     if (f.host && s.hostname !== f.host) return false;
     if (f.tags && f.tags.length && !f.tags.every((t) => s.tags.includes(t))) return false;
-    if (f.source && s.source?.name !== f.source) return false;
+    // a files source's snapshots carry the tag source:NAME (no stream metadata); a stream source's carry source.name
+    if (f.source && s.source?.name !== f.source && !s.tags.includes(`source:${f.source}`)) return false;
     if (f.paths && f.paths.length) {
       const a = [...s.paths].sort().join('\0');
       const b = [...f.paths].sort().join('\0');

@@ -1,6 +1,7 @@
 import type { Repository } from './repository.js';
 import type { TreeNode } from './tree.js';
 import { basesOf } from './pack.js';
+import { BlobSet } from './blobset.js';
 
 /**
  * Collect every blob a set of snapshot trees needs: tree blobs, file content
@@ -13,8 +14,10 @@ export async function collectUsedBlobs(
   treeIds: Iterable<string>,
   onError: (treeId: string, err: unknown) => void,
   visit?: (node: TreeNode, treeId: string) => void,
-): Promise<Set<string>> {
-  const used = new Set<string>();
+  /** false: trees are not kept in the repository's blob cache (each tree is visited once here anyway). */
+  cacheTrees = true,
+): Promise<BlobSet> {
+  const used = new BlobSet(repo.index);
   const stack = [...treeIds];
   while (stack.length) {
     const id = stack.pop()!;
@@ -22,7 +25,7 @@ export async function collectUsedBlobs(
     used.add(id);
     let nodes: TreeNode[];
     try {
-      nodes = (await repo.loadTree(id)).nodes;
+      nodes = (await repo.loadTree(id, { cache: cacheTrees })).nodes;
     } catch (err) {
       onError(id, err);
       continue;
@@ -37,8 +40,10 @@ export async function collectUsedBlobs(
   return used;
 }
 
-export function addDeltaBases(repo: Repository, used: Set<string>): void {
-  const stack = [...used];
+export function addDeltaBases(repo: Repository, used: BlobSet): void {
+  // Only delta blobs have bases: start from the used ones (not from every used id).
+  const stack: string[] = [];
+  for (const [id] of repo.index.deltas()) if (used.has(id)) stack.push(id);
   while (stack.length) {
     const e = repo.indexEntry(stack.pop()!);
     if (!e) continue;

@@ -1,25 +1,66 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobCodec } from './codec.js';
+import { verifyChunkReply } from './chunk-verify.js';
 import { blobId } from './crypto.js';
 import { superFeatures } from './sketch.js';
 
-/** Worker thread: encodes (compress + seal) and decodes blobs off the main thread. */
-interface Init {
+/**
+ * Worker thread: encodes (compress + seal) and decodes blobs off the main thread.
+ * `extension`: the URL of a module of a higher layer whose `workerOps(init)`
+ * answers more ops in the same threads (e.g. engine/small-files-worker.ts):
+ * one pool of threads rather than one per layer (each costs ~10-20 MB of RSS).
+ */
+export interface WorkerInit {
   encKey: Uint8Array;
   idKey: Uint8Array;
   level: number;
+  extension?: string;
 }
-const init = workerData as Init;
+/** An op of an extension: the reply (posted with `seq`) and what it transfers. */
+export type WorkerOp = (msg: Record<string, unknown>) => { reply: Record<string, unknown>; transfer?: ArrayBuffer[] };
+const init = workerData as WorkerInit;
 const codec = new BlobCodec(Buffer.from(init.encKey), init.level);
 const idKey = Buffer.from(init.idKey);
+const extOps: Record<string, WorkerOp> = init.extension
+  ? await (import(init.extension) as Promise<{ workerOps(init: WorkerInit): Promise<Record<string, WorkerOp>> }>).then((m) => m.workerOps(init))
+  : {};
 
 parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown }) => {
+  // Sent by WorkerPool.close() after every job: the jobs queued before it are done, so end the thread.
+  if (msg.op === 'close') {
+    parentPort!.close();
+    return;
+  }
   try {
+    if (msg.op === 'verifyChunk') {
+      const { reply, transfer } = verifyChunkReply(codec, idKey, msg);
+      parentPort!.postMessage(reply, transfer);
+      return;
+    }
     if (msg.op === 'encode') {
       const data = msg.data as Uint8Array;
-      const sf = msg.sketch ? superFeatures(data) : undefined;
       const r = codec.encode(data, msg.dict as Uint8Array | undefined);
+      // The sketch (as costly as compressing) only for data zstd could shrink: incompressible
+      // chunks (random, already compressed or encrypted) find their delta base by offset.
+      const sf = msg.sketch && r.compression !== 0 ? superFeatures(data) : undefined;
       parentPort!.postMessage({ seq: msg.seq, sealed: r.sealed, compression: r.compression, sf }, [r.sealed.buffer as ArrayBuffer]);
+    } else if (msg.op === 'encodeBatch') {
+      // Many small blobs in one message: the per-message cost is paid once per batch.
+      const items = msg.items as Array<{ data: Uint8Array; sketch: boolean }>;
+      const results: Array<{ sealed?: Uint8Array; compression?: number; sf?: number[]; error?: { message: string; name?: string } }> = [];
+      const transfer = new Set<ArrayBuffer>();
+      for (const it of items) {
+        try {
+          const r = codec.encode(it.data);
+          const sf = it.sketch && r.compression !== 0 ? superFeatures(it.data) : undefined;
+          results.push({ sealed: r.sealed, compression: r.compression, ...(sf ? { sf } : {}) });
+          const ab = r.sealed.buffer as ArrayBuffer;
+          if (r.sealed.byteOffset === 0 && r.sealed.byteLength === ab.byteLength) transfer.add(ab);
+        } catch (err) {
+          results.push({ error: { message: (err as Error).message, name: (err as Error).name } });
+        }
+      }
+      parentPort!.postMessage({ seq: msg.seq, results }, [...transfer]);
     } else if (msg.op === 'sketch') {
       const data = msg.data as Uint8Array;
       const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
@@ -38,6 +79,9 @@ parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown 
         const own = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
         parentPort!.postMessage({ seq: msg.seq, data: out, id }, own ? [out.buffer as ArrayBuffer] : []);
       }
+    } else if (Object.hasOwn(extOps, msg.op)) {
+      const { reply, transfer } = extOps[msg.op]!(msg);
+      parentPort!.postMessage({ ...reply, seq: msg.seq }, transfer ?? []);
     } else {
       parentPort!.postMessage({ seq: msg.seq, error: { message: `unknown op ${msg.op}` } });
     }

@@ -1,14 +1,16 @@
+import { resolvePlan, type ResolvedPlan } from '../config/resolve.js';
 import { hostname, userInfo } from 'node:os';
-import type { LifeboatConfig } from '../config/load.js';
+import type { LifeboatConfig } from '../config/config.js';
 import { LifeboatError, errorMessage } from '../errors.js';
-import { PROCESS_INSTANCE, type Catalog } from '../ops/catalog.js';
+import { PROCESS_INSTANCE } from '../ops/catalog/instance.js';
+import type { Catalog } from '../ops/catalog/types.js';
 import { IncidentStore, incidentsConfig, type IncidentImpact } from '../ops/incidents.js';
-import { getRunbook, stepName, summarize, type RunbookSummary } from './load.js';
-import { runbookIncident, type RollbackStep, type RunbookDef, type RunbookSeverity } from './schema.js';
+import { getRunbook, summarize, type RunbookSummary } from './load.js';
+import { stepName } from '../config/runbook-check.js';
+import { runbookIncident, type RollbackStep, type RunbookDef, type RunbookSeverity } from '../config/runbook.js';
 import { RunStore, isOrphaned, publicRun, tail, type RunStatus, type StoredRun } from './store.js';
 import { StepAborted, StepFailure, describeRestoreSnapshot, describeStep, executeStep, isIdempotent, type ManualPrompt, type StepContext } from './steps.js';
 
-export type { StepStatus, RunbookRunStep, RunbookRun } from './store.js';
 import type { RunbookRun } from './store.js';
 
 /**
@@ -71,9 +73,10 @@ export async function planRunbook(
   void opts;
   const rb = getRunbook(cfg, name);
   incidentsConfig(cfg); // validate channels now rather than mid-run
+  let plan: ResolvedPlan | undefined;
   const describe = async (s: RollbackStep) => {
     if (s.type !== 'restore') return describeStep(s);
-    const snap = await describeRestoreSnapshot(cfg, s);
+    const snap = await describeRestoreSnapshot((plan ??= resolvePlan(cfg)), s);
     return `restore ${snap}${s.to ? ` into ${s.to}` : ' into the source itself'}${s.clean ? ' (clean)' : ''}${s.targetTime ? `, point in time ${s.targetTime}` : ''}`;
   };
   const steps = [];
@@ -92,6 +95,8 @@ export async function planRunbook(
 
 interface Drive {
   cfg: LifeboatConfig;
+  /** The plan, resolved once per run: restore steps take their source and repository from it. */
+  plan: ResolvedPlan;
   runs: RunStore;
   incidents: IncidentStore;
   runId: number;
@@ -113,6 +118,7 @@ class Interrupted extends Error {}
 function ctxFor(d: Drive, index: number, name: string, phase: 'step' | 'rollback'): StepContext {
   return {
     cfg: d.cfg,
+    plan: d.plan,
     runs: d.runs,
     runId: d.runId,
     runbook: d.name,
@@ -314,7 +320,7 @@ export async function runRunbook(cfg: LifeboatConfig, catalog: Catalog, name: st
         .catch((err: unknown) => log(`warning: incident #${incidentId}: could not publish it: ${errorMessage(err)}`));
     }
   }
-  return drive({ cfg, runs, incidents, runId, name, def: rb.def, actor, incidentId, opts, log });
+  return drive({ cfg, plan: resolvePlan(cfg), runs, incidents, runId, name, def: rb.def, actor, incidentId, opts, log });
 }
 
 export async function resumeRunbook(cfg: LifeboatConfig, catalog: Catalog, runId: number, opts: ResumeOptions = {}): Promise<RunbookRun> {
@@ -353,7 +359,7 @@ export async function resumeRunbook(cfg: LifeboatConfig, catalog: Catalog, runId
   if (!(await runs.claim(runId, run.instance))) throw new LifeboatError(`run #${runId} was taken over by another process just now`, 11);
   await runs.setRun(runId, { status: 'running', finishedAt: null });
   const incidents = new IncidentStore(catalog, { config: cfg, log });
-  const d: Drive = { cfg, runs, incidents, runId, name: run.runbook, def, actor, incidentId: run.incidentId, opts, log };
+  const d: Drive = { cfg, plan: resolvePlan(cfg), runs, incidents, runId, name: run.runbook, def, actor, incidentId: run.incidentId, opts, log };
   const done = run.steps.filter((s) => s.status === 'success').map((s) => s.index);
   log(`resuming run #${runId} of runbook ${run.runbook} (completed steps: ${done.join(', ') || 'none'})`);
   await event(d, 'resumed', `run #${runId} resumed by ${actor}${opts.decision ? ` (${opts.decision} the interrupted step)` : ''}; completed steps ${done.join(', ') || 'none'} are not re-run`);

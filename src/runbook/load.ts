@@ -5,12 +5,11 @@ import { yamlPosition } from '../config/yaml-position.js';
 import { didYouMean, knownKeysAt } from '../config/suggest.js';
 import type { z } from 'zod';
 import { configPath } from '../config/paths.js';
-import type { LifeboatConfig } from '../config/load.js';
+import type { LifeboatConfig } from '../config/config.js';
 import { ConfigError } from '../errors.js';
-import { parseDuration } from '../policy/retention.js';
+import { parseDuration } from '../util/duration.js';
 import { crossCheckRunbook, stepName } from '../config/runbook-check.js';
-export { crossCheckRunbook, stepName };
-import { runbookIncident, runbookSchema, type RollbackStep, type RunbookDef, type RunbookStep, type RunbooksConfig } from './schema.js';
+import { runbookIncident, runbookSchema, type RollbackStep, type RunbookDef, type RunbookStep, type RunbooksConfig } from '../config/runbook.js';
 
 /**
  * Loading runbooks: the inline ones of `runbooks:` and the files of

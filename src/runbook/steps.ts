@@ -1,23 +1,24 @@
 import { spawn } from 'node:child_process';
 import { hostname } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { configPath } from '../config/paths.js';
-import type { LifeboatConfig } from '../config/load.js';
-import { openConfiguredRepo, secretFromConfig, sourceRepository } from '../config/repos.js';
+import type { LifeboatConfig } from '../config/config.js';
+import { secretFromConfig } from '../config/repos.js';
 import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
-import { parseDuration } from '../policy/retention.js';
+import { parseDuration } from '../util/duration.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
-import { restoreSnapshot } from '../engine/restorer.js';
+import { SOURCE_KINDS, sourceKind } from '../sources/registry.js';
+import { restoreTarget } from '../sources/restore-target.js';
 import { resolvePassword } from '../sources/proc.js';
-import { findSourceSnapshot, runSourceRestore } from '../sources/run.js';
-import { isSourceSnapshot } from '../ops/jobs.js';
+import { findSourceSnapshot, restoreSource } from '../sources/pipeline.js';
+import type { ResolvedPlan, ResolvedSource } from '../config/resolve.js';
 import { configNotifiers, formatElapsed, incidentsConfig, type IncidentStore } from '../ops/incidents.js';
-import { renderIncidentTemplate } from '../ops/incident-config.js';
-import { deliver, type AlertMessage } from '../ops/notify.js';
+import { renderIncidentTemplate } from '../config/incidents.js';
+import { deliver } from '../ops/notify/deliver.js';
+import type { AlertMessage } from '../ops/notify/notifier.js';
 import { redactText } from '../ops/templates.js';
 import { formatBytesOneDecimal as formatBytes } from '../util/format.js';
-import type { RollbackStep, RunbookDef } from './schema.js';
+import type { RollbackStep, RunbookDef } from '../config/runbook.js';
 import type { RunStore } from './store.js';
 
 /**
@@ -48,6 +49,8 @@ export type ManualPrompt = (p: { runId: number; index: number; name: string; ins
 
 export interface StepContext {
   cfg: LifeboatConfig;
+  /** The resolved plan (config/resolve.ts): restore steps take their source, repository and the config's location from it. */
+  plan: ResolvedPlan;
   runs: RunStore;
   runId: number;
   runbook: string;
@@ -89,50 +92,20 @@ const fmtMs = (ms: number) => (ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1
 
 // ------------------------------------------------------------------ restore
 
-const stepRepository = (cfg: LifeboatConfig, step: { source: string; repository?: string | undefined }): string => sourceRepository(cfg, step.source, step.repository);
-
-async function findRestoreSnapshot(repo: Repository, cfg: LifeboatConfig, step: { source: string; snapshot: string }): Promise<SnapshotWithId> {
-  const src = cfg.sources[step.source]!;
-  if (src.kind !== 'files') return findSourceSnapshot(repo, step.source, step.snapshot);
-  if (step.snapshot === 'latest') return repo.findSnapshot('latest', { tags: [`source:${step.source}`] });
-  const s = await repo.findSnapshot(step.snapshot);
-  if (!isSourceSnapshot(s, step.source)) throw new LifeboatError(`snapshot ${s.id.slice(0, 8)} is not a snapshot of source ${step.source}`, 2);
-  return s;
-}
-
-/** Restore target of a database source from the step's `to` (URL or name / path). Passwords come from the source config. */
-export function restoreTargetFor(kind: string, to: string | undefined): Record<string, unknown> {
-  if (!to) return {};
-  const url = /^[a-z]+:\/\//i.test(to) ? new URL(to) : undefined;
-  const conn = () => ({
-    ...(url?.hostname ? { host: url.hostname } : {}),
-    ...(url?.port ? { port: Number(url.port) } : {}),
-    ...(url?.username ? { user: decodeURIComponent(url.username) } : {}),
-  });
-  switch (kind) {
-    case 'postgres':
-    case 'mysql': {
-      if (!url) return { database: to };
-      const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
-      return { ...conn(), ...(database ? { database } : {}) };
-    }
-    case 'redis':
-      return url ? conn() : { file: to };
-    case 'sqlite':
-      return { path: to };
-    case 'mongodb':
-      return url ? { uri: to } : { database: to };
-    default:
-      throw new ConfigError(`a ${kind} source restores with its own restore command; "to" does not apply`);
-  }
+/** The step's source, resolved: its repository is the step's `repository`, else the source's (src/config/repos.ts). */
+function stepSource(plan: ResolvedPlan, step: { source: string; repository?: string | undefined }): ResolvedSource | undefined {
+  const source = plan.sources[step.source];
+  return source && step.repository ? { ...source, repository: step.repository } : source;
 }
 
 /** What a restore step would use now: the snapshot "latest"/id resolves to. */
-export async function describeRestoreSnapshot(cfg: LifeboatConfig, step: Extract<RollbackStep, { type: 'restore' }>): Promise<string> {
+export async function describeRestoreSnapshot(plan: ResolvedPlan, step: Extract<RollbackStep, { type: 'restore' }>): Promise<string> {
   let repo: Repository | undefined;
   try {
-    repo = await openConfiguredRepo(cfg, stepRepository(cfg, step), { allowInit: false });
-    const s = await findRestoreSnapshot(repo, cfg, step);
+    const source = stepSource(plan, step);
+    if (!source) throw new LifeboatError(`unknown source "${step.source}"`, 2);
+    repo = await plan.openRepository(source.repository, { allowInit: false });
+    const s = await findSourceSnapshot(repo, source, step.snapshot);
     const size = s.summary?.totalBytes;
     return `snapshot ${s.id.slice(0, 8)} of source ${step.source} taken ${new Date(s.time).toISOString().replace('T', ' ').slice(0, 16)} UTC${size !== undefined ? `, ${formatBytes(size)}` : ''}`;
   } catch (err) {
@@ -143,57 +116,55 @@ export async function describeRestoreSnapshot(cfg: LifeboatConfig, step: Extract
 }
 
 async function runRestore(step: Extract<RollbackStep, { type: 'restore' }>, ctx: StepContext): Promise<string> {
-  const { cfg } = ctx;
-  const src = cfg.sources[step.source];
-  if (!src) throw new StepFailure(`unknown source "${step.source}"`);
-  if (step.targetTime && src.kind !== 'postgres-physical') {
+  const { plan } = ctx;
+  const source = stepSource(plan, step);
+  if (!source) throw new StepFailure(`unknown source "${step.source}"`);
+  const src = source.config;
+  const kind = sourceKind(src.kind);
+  if (step.targetTime && !kind.pointInTime) {
+    const pitrKinds = Object.entries(SOURCE_KINDS).filter(([, k]) => k.pointInTime).map(([n]) => n).join(' or ');
     throw new StepFailure(
-      `point-in-time recovery to ${step.targetTime} needs a postgres-physical source (base backups + WAL archive); ${step.source} is a ${src.kind} source. ` +
+      `point-in-time recovery to ${step.targetTime} needs a ${pitrKinds} source (base backups + WAL archive); ${step.source} is a ${src.kind} source. ` +
         `Restore its latest snapshot (remove targetTime), or do the PITR by hand ("lifeboat pg restore") and confirm it in a manual step`,
     );
   }
-  const repoName = stepRepository(cfg, step);
-  const repo = await openConfiguredRepo(cfg, repoName, { allowInit: false });
+  const repoName = source.repository;
+  const repo = await plan.openRepository(repoName, { allowInit: false });
   try {
-    if (src.kind === 'postgres-physical') {
-      // Base backup + recovery settings (restore_command = lifeboat wal-fetch) via the PITR module.
-      const { pgRestore, shQuote } = await import('../sources/pg-physical.js');
-      const { DEFAULT_ARCHIVE } = await import('../repo/wal.js');
-      if (!cfg.repositories[repoName]?.password) {
+    if (kind.pointInTime && kind.restoreToPoint) {
+      // base backup + recovery settings whose restore_command reads the WAL archive (sources/<kind>/point-in-time.ts)
+      if (!plan.repository(repoName).config.password) {
         throw new StepFailure(`repository ${repoName} needs a configured "password" (env/file/command) so the restored server's restore_command can read the WAL archive`);
       }
-      const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
-      const archive = (src as { archive?: string }).archive ?? DEFAULT_ARCHIVE;
-      const restoreCommand = [process.execPath, cli, 'wal-fetch', '%f', '%p', '--config', cfg.file, '--repo', repoName, ...(archive !== DEFAULT_ARCHIVE ? ['--archive', archive] : [])]
-        .map((p) => (p === '%f' || p === '%p' ? p : shQuote(p)))
-        .join(' ');
-      const r = await pgRestore(repo, {
-        ...(step.snapshot !== 'latest' ? { snapshot: step.snapshot } : {}),
-        source: step.source,
-        to: configPath(cfg, step.to!),
-        target: step.targetTime ? { time: new Date(step.targetTime) } : {},
-        restoreCommand,
+      const r = await kind.restoreToPoint(repo, source, {
+        snapshot: step.snapshot,
+        to: configPath(plan, step.to!),
+        targetTime: step.targetTime ? new Date(step.targetTime) : undefined,
         // Off unless the step says this restore is the promotion of a new primary.
         archiveMode: step.archiveMode ?? 'off',
+        configFile: plan.file,
+        repository: repoName,
         log: ctx.log,
       });
       const archiving =
         (step.archiveMode ?? 'off') === 'off'
           ? 'WAL archiving off (archive_mode = off)'
           : 'WAL archiving preserved (the restored server archives into the same archive once promoted)';
-      return `restored base backup ${r.snapshot.id.slice(0, 8)} (${r.snapshot.time}) of source ${step.source} into ${r.to}: ${formatBytes(r.bytes)} in ${fmtMs(r.durationMs)}; recovery settings: ${Object.keys(r.settings).join(', ')}${step.targetTime ? ` (target ${step.targetTime})` : ''}; ${archiving}. Start PostgreSQL on it to replay the WAL.`;
+      return `restored base backup ${r.snapshot.id.slice(0, 8)} (${r.snapshot.time}) of source ${step.source} into ${r.to}: ${formatBytes(r.bytes)} in ${fmtMs(r.durationMs)}; recovery settings: ${r.settings.join(', ')}${step.targetTime ? ` (target ${step.targetTime})` : ''}; ${archiving}. Start PostgreSQL on it to replay the WAL.`;
     }
-    if (src.kind === 'files') {
-      const snap = await findRestoreSnapshot(repo, cfg, step);
-      const target = configPath(cfg, step.to!);
+    if (kind.restoresTo === 'directory') {
+      const snap = await findSourceSnapshot(repo, source, step.snapshot);
+      const target = configPath(plan, step.to!);
       ctx.log(`restoring snapshot ${snap.id.slice(0, 8)} (${snap.time}) of source ${step.source} into ${target}`);
-      const sum = await restoreSnapshot(repo, snap, { target, overwrite: step.overwrite });
+      const { result } = await restoreSource(repo, source, snap, { dir: target, overwrite: step.overwrite });
+      const sum = result.files!;
       const report = `restored snapshot ${snap.id.slice(0, 8)} (${snap.time}) of source ${step.source} from repository ${repoName} into ${target}: ${sum.files} files, ${formatBytes(sum.bytes)}, ${sum.verified} verified, in ${fmtMs(sum.durationMs)}`;
       if (sum.errors.length) throw new StepFailure(`${sum.errors.length} file(s) could not be restored: ${sum.errors.slice(0, 3).map((e) => `${e.path}: ${e.message}`).join('; ')}`, report);
       return report;
     }
-    const target = { ...restoreTargetFor(src.kind, step.to), ...(step.clean ? { clean: true } : {}), ...(step.force ? { force: true } : {}) };
-    const { snapshot, result } = await runSourceRestore(repo, step.source, src, cfg, step.snapshot, target);
+    // a password in the step's URL goes to the restore tool's environment, never its argv (sources/restore-target.ts)
+    const target = { ...restoreTarget(src.kind, step.to), ...(step.clean ? { clean: true } : {}), ...(step.force ? { force: true } : {}) };
+    const { snapshot, result } = await restoreSource(repo, source, step.snapshot, target);
     const where = step.to ? ` into ${redactText(step.to)}` : '';
     return `restored snapshot ${snapshot.id.slice(0, 8)} (${snapshot.time}) of ${src.kind} source ${step.source} from repository ${repoName}${where} in ${fmtMs(result.durationMs)}`;
   } finally {
@@ -291,11 +262,11 @@ function connTarget(c: SqlConn): string {
 }
 
 export async function sqlQuery(cfg: LifeboatConfig, c: SqlConn, query: string, timeoutMs: number): Promise<{ rows: unknown[][]; rowCount: number }> {
-  let kind: 'postgres' | 'mysql';
+  let dialect: 'postgres' | 'mysql';
   let conn: { host?: string; port?: number; user?: string; database?: string; password?: string; connectionString?: string };
   const password = c.password ? secretFromConfig(cfg, c.password as never, `password of ${connTarget(c)}`) : undefined;
   if (c.url) {
-    kind = /^mysql:/i.test(c.url) ? 'mysql' : 'postgres';
+    dialect = /^mysql:/i.test(c.url) ? 'mysql' : 'postgres';
     const u = new URL(c.url);
     conn = {
       host: u.hostname,
@@ -306,8 +277,9 @@ export async function sqlQuery(cfg: LifeboatConfig, c: SqlConn, query: string, t
     if (c.database) conn.database = c.database;
   } else {
     const src = cfg.sources[c.source!];
-    if (!src || (src.kind !== 'postgres' && src.kind !== 'mysql')) throw new StepFailure(`source ${c.source} is not a postgres/mysql source`);
-    kind = src.kind;
+    const own = src ? sourceKind(src.kind).sqlDialect : undefined;
+    if (!src || !own) throw new StepFailure(`source ${c.source} is not a postgres/mysql source`);
+    dialect = own;
     const s = src as { host: string; port: number; user: string; database?: string; passwordEnv?: string; passwordFile?: string };
     const pw = resolvePassword({ ...(s.passwordEnv ? { passwordEnv: s.passwordEnv } : {}), ...(s.passwordFile ? { passwordFile: configPath(cfg, s.passwordFile) } : {}) }, `source ${c.source}`);
     conn = { host: s.host, port: s.port, user: s.user, ...(c.database ?? s.database ? { database: (c.database ?? s.database)! } : {}), ...(pw ? { password: pw } : {}) };
@@ -315,7 +287,7 @@ export async function sqlQuery(cfg: LifeboatConfig, c: SqlConn, query: string, t
   if (password !== undefined) conn.password = password;
   const secrets = conn.password ? [conn.password] : [];
   try {
-    if (kind === 'postgres') {
+    if (dialect === 'postgres') {
       const { default: pg } = await import('pg');
       const client = new pg.Client({
         ...(conn.host ? { host: conn.host } : {}),
@@ -355,7 +327,7 @@ export async function sqlQuery(cfg: LifeboatConfig, c: SqlConn, query: string, t
     }
   } catch (err) {
     if (err instanceof StepFailure) throw err;
-    throw new StepFailure(`${kind} ${connTarget(c)}: ${redactText(errorMessage(err), secrets)}`);
+    throw new StepFailure(`${dialect} ${connTarget(c)}: ${redactText(errorMessage(err), secrets)}`);
   }
 }
 

@@ -1,8 +1,9 @@
 import { hostname } from 'node:os';
 import { LifeboatError } from '../errors.js';
-import { PROCESS_INSTANCE, type Catalog, type Migration, type SqlParam, type SqlRow } from '../ops/catalog.js';
+import { PROCESS_INSTANCE } from '../ops/catalog/instance.js';
+import type { Catalog, Migration, SqlParam, SqlRow } from '../ops/catalog/types.js';
 import { redactText } from '../ops/templates.js';
-import type { RunbookDef } from './schema.js';
+import type { RunbookDef } from '../config/runbook.js';
 import { pidAlive } from '../util/proc.js';
 
 /**

@@ -11,6 +11,7 @@ import { snapshotRoutes } from './api/snapshots.js';
 import { statusRoutes } from './api/status.js';
 import { taskRoutes } from './api/tasks.js';
 import { publishRoutes } from './api/publish.js';
+import { fleetRoutes } from './api/fleet.js';
 
 /**
  * The JSON API route table (/api/v1). Each handler is a thin call into the
@@ -19,7 +20,6 @@ import { publishRoutes } from './api/publish.js';
  * order of the document.
  */
 
-export type { ApiDeps };
 
 export function apiRoutes(d: ApiDeps): Route[] {
   const routes: Route[] = [
@@ -27,6 +27,7 @@ export function apiRoutes(d: ApiDeps): Route[] {
     ...metaRoutes(d),
     ...overviewRoutes(d),
     ...jobRoutes(d),
+    ...fleetRoutes(d),
     ...snapshotRoutes(d),
     ...taskRoutes(d),
     ...drillRoutes(d),

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
-import type { Catalog, Migration, SqlRow } from '../ops/catalog.js';
+import type { Catalog, Migration, SqlRow } from '../ops/catalog/types.js';
 import { LifeboatError } from '../errors.js';
 
 /**

@@ -1,4 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import type { Principal, Role } from './auth.js';
 
@@ -29,6 +31,8 @@ export interface Reply {
   /** ... or a text body with its content type. */
   text?: string;
   contentType?: string;
+  /** The handler has written the response itself (e.g. a streamed download). */
+  sent?: true;
 }
 
 export function reply(r: Reply): Reply & { __reply: true } {
@@ -145,8 +149,22 @@ export function sendText(res: ServerResponse, status: number, text: string, cont
   res.end(text);
 }
 
+/**
+ * A streamed body with its headers. The transfer is held to a deadline per
+ * write (a client that stops reading is cut off); an error in the middle
+ * destroys the connection, so the client sees a short body, never a
+ * truncated one that looks complete.
+ */
+export async function sendStream(res: ServerResponse, status: number, headers: Record<string, string>, body: AsyncIterable<Buffer> | undefined, stallMs = 60_000): Promise<void> {
+  res.writeHead(status, headers);
+  if (!body) return void res.end();
+  res.setTimeout(stallMs, () => res.destroy(new Error(`client stalled for ${stallMs} ms`)));
+  await pipeline(Readable.from(body), res);
+}
+
 export function sendReply(res: ServerResponse, value: unknown, defaultStatus: number): void {
   if (isReply(value)) {
+    if (value.sent) return;
     const status = value.status ?? defaultStatus;
     if (value.text !== undefined) sendText(res, status, value.text, value.contentType ?? 'text/plain; charset=utf-8', { 'cache-control': 'no-store', ...value.headers });
     else sendJson(res, status, value.json ?? null, value.headers);

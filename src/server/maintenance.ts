@@ -1,4 +1,4 @@
-import type { Catalog, Migration, SqlRow } from '../ops/catalog.js';
+import type { Catalog, Migration, SqlRow } from '../ops/catalog/types.js';
 import { LifeboatError } from '../errors.js';
 
 /**

@@ -1,11 +1,12 @@
-import type { LifeboatConfig } from '../config/load.js';
-import type { AlertRecord, Catalog, RunRecord, Severity } from '../ops/catalog.js';
+import type { LifeboatConfig } from '../config/config.js';
+import type { AlertRecord, Catalog, RunRecord, Severity } from '../ops/catalog/types.js';
 import { jobRepository } from '../config/repos.js';
 import { evaluate, jobsFromConfig, worstSeverity, type Finding } from '../ops/monitor.js';
 import { resolveObjectives } from '../policy/objectives.js';
 import { planCheck } from '../policy/plan.js';
 import { lastDrill } from '../verify/drill-store.js';
 import { errorMessage } from '../errors.js';
+import type { ServiceAvailability } from '../ops/availability.js';
 
 /**
  * The dashboard overview: per job, everything an operator needs to judge
@@ -59,20 +60,64 @@ export interface Overview {
   jobs: JobOverview[];
   /** Every non-ok finding plus repository findings (free space). */
   alerts: Array<{ job: string; check: string; severity: Severity; message: string }>;
-  services: Array<{ name: string; description: string | null; jobs: string[]; light: Light }>;
+  /**
+   * Per service: its light (worst of its jobs) and its measured availability
+   * over 30 and 90 days from every incident, private ones included (the
+   * internal view; the public page counts only published incidents).
+   */
+  services: Array<{ name: string; description: string | null; jobs: string[]; light: Light; availability: { target: number | null; windows: ServiceAvailability['windows']; days: ServiceAvailability['days'] } | null }>;
+  /** Why availability is missing (the incident store could not be read), or null. */
+  availabilityError: string | null;
+  /** Open incidents (private ones included: this is the operators' console). */
+  incidents: Array<{ id: number; title: string; status: string; impact: string; visibility: string; services: string[]; startedAt: string }>;
+  /** Maintenance windows in progress or scheduled. */
+  maintenance: Array<{ id: number; title: string; state: string; services: string[]; startsAt: string; endsAt: string }>;
+}
+
+/**
+ * Why a job is not green, as alert lines: the monitor's findings plus what the
+ * overview itself judges (3-2-1, drills), so that every amber or red light has
+ * its reason in the alert list and nothing in the list leaves a job green.
+ */
+function lightReasons(
+  job: string,
+  findings: Array<{ check: string; severity: Severity; message: string }>,
+  threeTwoOne: { ok: boolean; failing: string[] },
+  drill: JobOverview['lastDrill'],
+  rtoMs: number,
+  lastRun: { status: string; error: string | null } | null,
+): Array<{ job: string; check: string; severity: Severity; message: string }> {
+  const out = findings.filter((f) => f.severity !== 'ok').map((f) => ({ job, check: f.check, severity: f.severity, message: f.message }));
+  if (lastRun?.status === 'failed' && !out.some((f) => f.severity === 'critical')) out.push({ job, check: 'last-run', severity: 'critical', message: `the last backup failed${lastRun.error ? `: ${lastRun.error}` : ''}` });
+  if (!threeTwoOne.ok) out.push({ job, check: '3-2-1', severity: 'warning', message: `3-2-1 not met: ${threeTwoOne.failing.join('; ')}` });
+  if (!drill) out.push({ job, check: 'drill', severity: 'warning', message: 'no restore drill has been run: the RTO is unproven' });
+  else if (drill.status !== 'success') out.push({ job, check: 'drill', severity: 'warning', message: `the last restore drill failed${drill.error ? `: ${drill.error}` : ''}` });
+  else if (!drill.rtoMet) out.push({ job, check: 'drill', severity: 'warning', message: `the last restore drill took ${Math.round(drill.restoreMs / 1000)} s, over the RTO of ${Math.round(rtoMs / 1000)} s` });
+  return out;
 }
 
 function runSummary(r: RunRecord) {
   return { runId: r.id, at: r.startedAt.toISOString(), status: r.status, snapshotId: r.snapshotId, durationMs: r.durationMs, totalSize: r.totalSize };
 }
 
-export async function buildOverview(cfg: LifeboatConfig, catalog: Catalog, opts: { now?: Date; historyPoints?: number } = {}): Promise<Overview> {
+export async function buildOverview(
+  cfg: LifeboatConfig,
+  catalog: Catalog,
+  opts: {
+    now?: Date;
+    historyPoints?: number;
+    incidents?: () => Promise<Overview['incidents']>;
+    maintenance?: () => Promise<Overview['maintenance']>;
+    availability?: () => Promise<ServiceAvailability[]>;
+  } = {},
+): Promise<Overview> {
   const now = opts.now ?? new Date();
   const specs = jobsFromConfig(cfg);
   const report = await evaluate(catalog, specs, { now });
   const plans = new Map(planCheck(cfg).map((p) => [p.source, p]));
   const firing = await catalog.listAlerts({ state: 'firing' });
   const jobs: JobOverview[] = [];
+  const alerts: Overview['alerts'] = [];
   for (const spec of specs) {
     const conf = cfg.jobs[spec.name]!;
     const src = cfg.sources[conf.source]!;
@@ -96,9 +141,10 @@ export async function buildOverview(cfg: LifeboatConfig, catalog: Catalog, opts:
     const plan = plans.get(conf.source);
     const threeTwoOne = { ok: plan?.ok ?? false, failing: plan ? plan.rules.filter((r) => !r.ok).map((r) => r.rule) : ['no plan'] };
     const rtoStatus: JobOverview['rtoStatus'] = !drill ? 'never' : drill.status !== 'success' ? 'failed' : drill.rtoMet ? 'ok' : 'missed';
-    let light: Light = 'green';
-    if (health === 'critical' || lastRun?.status === 'failed') light = 'red';
-    else if (health === 'warning' || !threeTwoOne.ok || rtoStatus !== 'ok') light = 'amber';
+    const reasons = lightReasons(spec.name, findings, threeTwoOne, drill, o.rtoMs, lastRun ? { status: lastRun.status, error: lastRun.error } : null);
+    alerts.push(...reasons);
+    // the light is the worst of its reasons: the alert list always explains it
+    const light: Light = reasons.some((r) => r.severity === 'critical') ? 'red' : reasons.length ? 'amber' : 'green';
     jobs.push({
       job: spec.name,
       source: conf.source,
@@ -129,16 +175,27 @@ export async function buildOverview(cfg: LifeboatConfig, catalog: Catalog, opts:
   const rank: Record<Light, number> = { green: 0, amber: 1, red: 2 };
   const worst = (ls: Light[]): Light => ls.reduce<Light>((w, l) => (rank[l] > rank[w] ? l : w), 'green');
   const byJob = new Map(jobs.map((j) => [j.job, j]));
+  let availability: ServiceAvailability[] = [];
+  let availabilityError: string | null = null;
+  try {
+    availability = opts.availability ? await opts.availability() : [];
+  } catch (err) {
+    availabilityError = errorMessage(err);
+  }
   return {
     generatedAt: now.toISOString(),
     light: worst(jobs.map((j) => j.light)),
     jobs,
-    alerts: report.findings.filter((f) => f.severity !== 'ok').map((f) => ({ job: f.job, check: f.check, severity: f.severity, message: f.message })),
+    alerts: [...alerts, ...report.findings.filter((f) => f.severity !== 'ok' && !byJob.has(f.job)).map((f) => ({ job: f.job, check: f.check, severity: f.severity, message: f.message }))],
     services: Object.entries(cfg.services).map(([name, s]) => ({
       name,
       description: s.description ?? null,
       jobs: s.jobs,
       light: worst(s.jobs.map((j) => byJob.get(j)?.light ?? 'amber')),
+      availability: ((a) => (a ? { target: a.target, windows: a.windows, days: a.days } : null))(availability.find((a) => a.service === name)),
     })),
+    availabilityError,
+    incidents: opts.incidents ? await opts.incidents() : [],
+    maintenance: opts.maintenance ? await opts.maintenance() : [],
   };
 }

@@ -30,6 +30,7 @@ export function shellPage(o: { title: string }): string {
 <nav id="nav">
 <a href="#/overview" data-page="overview">Overview</a>
 <a href="#/jobs" data-page="jobs">Jobs</a>
+<a href="#/fleet" data-page="fleet">Fleet</a>
 <a href="#/snapshots" data-page="snapshots">Snapshots</a>
 <a href="#/drills" data-page="drills">Drills</a>
 <a href="#/runbooks" data-page="runbooks">Runbooks</a>
@@ -37,9 +38,9 @@ export function shellPage(o: { title: string }): string {
 <a href="#/status-admin" data-page="status-admin">Status page</a>
 <a href="#/tasks" data-page="tasks">Tasks</a>
 </nav>
-<span class="who"><span id="who"></span> <button type="button" id="logout" class="link">Sign out</button></span></header>
+<span class="who"><button type="button" id="tz-toggle" class="link" title="Show times in UTC or in this browser's time zone"></button> <span id="who"></span> <button type="button" id="logout" class="link">Sign out</button></span></header>
 <main id="app"><p class="muted">Loading…</p></main>
-<div id="toast" class="toast" hidden></div>
+<div id="toast" class="toast" role="status" aria-live="polite" hidden></div>
 <noscript>The dashboard needs JavaScript. The JSON API is at /api/v1 (see /api/v1/openapi.json).</noscript>
 </body></html>
 `;

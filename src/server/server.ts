@@ -1,3 +1,4 @@
+import { resolvePlan } from '../config/resolve.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -6,16 +7,21 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LifeboatConfig } from '../config/load.js';
+import type { LifeboatConfig } from '../config/config.js';
 import { configPath } from '../config/paths.js';
 import { secretFromConfig } from '../config/repos.js';
-import type { Catalog } from '../ops/catalog.js';
+import type { Catalog } from '../ops/catalog/types.js';
+import { AlertManager } from '../ops/notify/manager.js';
+import { parseNotifiersConfig } from '../config/notifiers.js';
+import { FleetStore } from '../ops/fleet/store.js';
+import { startFleetWatch } from '../ops/fleet/watch.js';
+import { PROCESS_INSTANCE } from '../ops/catalog/instance.js';
 import { openConfigCatalog } from '../ops/service.js';
 import { redactText } from '../ops/templates.js';
 import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
 import { apiRoutes } from './api.js';
 import { AuthStore, LoginLimiter, roleAllows, type Principal } from './auth.js';
-import { parseDurationMs, serverConfig, type ServerConfig } from './config.js';
+import { parseDurationMs, serverConfig, type ServerConfig } from '../config/server.js';
 import { compileRoutes, HttpError, matchRoute, parseCookies, readBody, sendJson, sendReply, sendText, zodMessage, type CompiledRoute, type RouteContext } from './http.js';
 import { MaintenanceStore } from './maintenance.js';
 import { openApiDocument } from './openapi.js';
@@ -72,7 +78,7 @@ function openApiRoutes(routes: CompiledRoute[]) {
 /** The API route table without a running server (for `lifeboat serve --openapi` and tests). */
 export function openApiFor(cfg: LifeboatConfig): Record<string, unknown> {
   const fake = {} as never;
-  const routes = apiRoutes({ cfg, catalog: fake, auth: fake, maintenance: fake, tasks: fake, server: serverConfig(cfg.server), login: fake, logout: fake, openapi: () => ({}) });
+  const routes = apiRoutes({ cfg, plan: resolvePlan(cfg), catalog: fake, auth: fake, maintenance: fake, tasks: fake, server: serverConfig(cfg.server), login: fake, logout: fake, openapi: () => ({}) });
   return openApiDocument(routes);
 }
 
@@ -87,6 +93,8 @@ export async function startServer(
   opts: { listen?: string; log?: (m: string) => void; catalog?: Catalog } = {},
 ): Promise<RunningServer> {
   const sc: ServerConfig = serverConfig(cfg.server);
+  // the plan, resolved once at start-up (config/resolve.ts): job runs and drills take it
+  const plan = resolvePlan(cfg);
   const log = opts.log ?? (() => {});
   const listen = parseListen(opts.listen ?? sc.listen);
   const catalog = opts.catalog ?? (await openConfigCatalog(cfg));
@@ -162,6 +170,7 @@ export async function startServer(
   const routes = compileRoutes(
     apiRoutes({
       cfg,
+      plan,
       catalog,
       auth,
       maintenance,
@@ -293,6 +302,12 @@ export async function startServer(
     let url: URL;
     const isApi = (req.url ?? '').startsWith('/api/');
     try {
+      // Liveness for container health checks and probes, which reach the
+      // server by its pod or container address: answered for any Host (it
+      // says nothing but "up"), before the DNS-rebinding Host check.
+      if ((req.method === 'GET' || req.method === 'HEAD') && (req.url === '/health' || req.url?.startsWith('/health?'))) {
+        return sendJson(res, 200, { status: 'ok' }, { 'cache-control': 'no-store' });
+      }
       const hostname = hostOnly(req.headers.host ?? '');
       if (allowedHosts && !allowedHosts.has(hostname)) throw new HttpError(421, `host "${hostname}" is not served here (server.allowedHosts / server.publicUrl)`);
       url = new URL(req.url ?? '/', 'http://localhost');
@@ -335,6 +350,20 @@ export async function startServer(
     server.once('error', (e) => reject(new LifeboatError(`cannot listen on ${listen.host}:${listen.port}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
     server.listen(listen.port, listen.host, () => resolve());
   });
+  // the fleet: while no agent is live (none would report), the server reports missed heartbeats
+  const alerts = cfg.notifiers ? AlertManager.fromConfig(parseNotifiersConfig(cfg.notifiers), { catalog, baseDir: cfg.dir, log }) : undefined;
+  const fleetCfg = cfg.daemon.fleet;
+  const fleetWatch = alerts
+    ? startFleetWatch({
+        store: new FleetStore(catalog, { timeoutMs: parseDurationMs(fleetCfg.catalogTimeout), missedAfter: fleetCfg.missedAfter }),
+        alerts,
+        holder: `serve ${PROCESS_INSTANCE}`,
+        tier: fleetCfg.tier,
+        missedAfter: fleetCfg.missedAfter,
+        everyMs: parseDurationMs(fleetCfg.heartbeat),
+        log,
+      })
+    : undefined;
   const port = (server.address() as AddressInfo).port;
   const hostForUrl = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
   const url = `${sc.tls ? 'https' : 'http'}://${hostForUrl}:${port}`;
@@ -351,6 +380,8 @@ export async function startServer(
         server.closeIdleConnections();
         setTimeout(() => server.closeAllConnections(), 2000).unref();
       });
+      await fleetWatch?.stop();
+      await alerts?.close();
       await tasks.close();
       if (!opts.catalog) await catalog.close();
     },

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { LifeboatConfig } from '../config/load.js';
-import type { Catalog } from '../ops/catalog.js';
+import type { LifeboatConfig } from '../config/config.js';
+import type { Catalog } from '../ops/catalog/types.js';
 import { IncidentStore, type Incident, type IncidentImpact } from '../ops/incidents.js';
 import { evaluate, jobsFromConfig, severityRank } from '../ops/monitor.js';
+import { computeAvailability, type ServiceAvailability } from '../ops/availability.js';
 import { errorMessage } from '../errors.js';
-import { serverConfig } from './config.js';
+import { serverConfig } from '../config/server.js';
 import { escapeHtml } from './http.js';
 import { MaintenanceStore, type MaintenanceWindow } from './maintenance.js';
 
@@ -31,6 +32,8 @@ export interface StatusComponent {
   state: ComponentState;
   /** Short public reason ("open incident: …", "backups behind schedule", "planned maintenance"). */
   reasons: string[];
+  /** Measured availability over 30/90 days and one bar per day (src/ops/availability.ts); null when incidents could not be read. */
+  availability: Omit<ServiceAvailability, 'service'> | null;
 }
 
 export interface PublicIncident {
@@ -102,7 +105,11 @@ function publicMaintenance(w: MaintenanceWindow): PublicMaintenance {
   return { id: w.id, title: w.title, description: w.description, services: w.services, startsAt: w.startsAt.toISOString(), endsAt: w.endsAt.toISOString(), state: w.state };
 }
 
-export async function buildStatus(cfg: LifeboatConfig, catalog: Catalog, opts: { now?: Date } = {}): Promise<StatusModel> {
+/**
+ * `availabilityFrom: 'all'` counts private incidents too (the dashboard's
+ * internal figure); the public page and /status.json count only published ones.
+ */
+export async function buildStatus(cfg: LifeboatConfig, catalog: Catalog, opts: { now?: Date; availabilityFrom?: 'public' | 'all' } = {}): Promise<StatusModel> {
   const now = opts.now ?? new Date();
   const sc = serverConfig(cfg.server).statusPage;
   const warnings: string[] = [];
@@ -116,6 +123,12 @@ export async function buildStatus(cfg: LifeboatConfig, catalog: Catalog, opts: {
     history = (await store.list({ visibility: 'public', limit: 500 })).filter((i) => isPublicIncident(i) && i.resolvedAt && i.startedAt.getTime() >= since);
   } catch (err) {
     warnings.push(`incidents unavailable: ${errorMessage(err)}`);
+  }
+  let availability: ServiceAvailability[] = [];
+  try {
+    availability = await computeAvailability(cfg, catalog, { now, ...(opts.availabilityFrom === 'all' ? {} : { visibility: 'public' as const }) });
+  } catch (err) {
+    warnings.push(`availability unavailable: ${errorMessage(err)}`);
   }
   const windows = await new MaintenanceStore(catalog).list({ current: true, now });
   const degradeRank = severityRank(sc.degradeOn);
@@ -139,7 +152,8 @@ export async function buildStatus(cfg: LifeboatConfig, catalog: Catalog, opts: {
         reasons.push(`maintenance: ${w.title}`);
       }
     }
-    return { name, description: svc.description ?? null, state, reasons };
+    const av = availability.find((a) => a.service === name);
+    return { name, description: svc.description ?? null, state, reasons, availability: av ? { target: av.target, windows: av.windows, days: av.days } : null };
   });
   let overall: OverallState = 'operational';
   for (const c of components) {
@@ -173,12 +187,15 @@ const CSS = `
 *{box-sizing:border-box}body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f4f6f8;color:#1d2329}
 main{max-width:820px;margin:0 auto;padding:24px 16px}h1{font-size:26px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px}
 .banner{border-radius:8px;padding:16px 20px;color:#fff;font-size:19px;font-weight:600;margin:16px 0}
-.s-operational{background:#1f8a4c}.s-degraded{background:#c27c0e}.s-outage{background:#c0392b}.s-maintenance{background:#2c6fbb}
+.s-operational{background:#17703d}.s-degraded{background:#8a5a00}.s-outage{background:#b03025}.s-maintenance{background:#2c6fbb}
 .card{background:#fff;border:1px solid #dde3e8;border-radius:8px;margin:8px 0;padding:12px 16px}
 .comp{display:flex;justify-content:space-between;align-items:center;gap:12px}.comp small{color:#5b6670;display:block}
 .pill{border-radius:999px;padding:2px 10px;color:#fff;font-size:13px;white-space:nowrap}
 .upd{border-left:3px solid #dde3e8;margin:6px 0 0;padding:2px 10px}.muted{color:#5b6670;font-size:13px}
-footer{color:#5b6670;font-size:12px;margin-top:32px}`;
+footer{color:#5b6670;font-size:12px;margin-top:32px}
+.avail{display:block;color:#5b6670;font-size:13px}.avail .miss{color:#b03025;font-weight:600}
+.bars{display:flex;gap:1px;height:28px;margin-top:6px}.bars span{flex:1;min-width:2px;border-radius:1px}
+.bars-axis{display:flex;justify-content:space-between;font-size:12px}.d-up{background:#17703d}.d-degraded{background:#c98a00}.d-down{background:#b03025}`;
 
 /** CSP source for the status page's inline stylesheet (lets the dashboard show the publish preview with the page's own style). */
 export const STATUS_STYLE_SOURCE = `'sha256-${createHash('sha256').update(CSS).digest('base64')}'`;
@@ -202,12 +219,29 @@ export function renderIncidentPreviewHtml(i: PublicIncident): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><style>${CSS}</style></head><body><main>${incidentHtml(i)}</main></body></html>`;
 }
 
+function pctText(p: number): string {
+  return `${p.toFixed(p === 100 ? 0 : p >= 99.99 ? 3 : 2)}%`;
+}
+
+/** "99.95% (30 days) · 99.98% (90 days) · target 99.9%" and one bar per day (title: date and availability). */
+function availabilityHtml(a: StatusComponent['availability']): string {
+  if (!a) return '';
+  const wins = a.windows
+    .map((w) => `<span data-window="${w.days}" data-percent="${w.percent}"${w.meetsTarget === false ? ' class="miss"' : ''}>${pctText(w.percent)}</span> (${w.days} days)`)
+    .join(' · ');
+  const target = a.target === null ? '' : ` · target ${a.target}%`;
+  const bars = a.days
+    .map((d) => `<span class="d-${d.level}" data-date="${d.date}" data-percent="${d.percent}" title="${d.date}: ${pctText(d.percent)}"></span>`)
+    .join('');
+  return `<small class="avail">Availability ${wins}${target}</small><div class="bars" role="img" aria-label="Daily availability, last ${a.days.length} days">${bars}</div><div class="bars-axis muted"><span>${a.days.length} days ago</span><span>today</span></div>`;
+}
+
 /** Self-contained HTML (inline CSS, no script). */
 export function renderStatusHtml(m: StatusModel, opts: { refreshSeconds?: number } = {}): string {
   const comps = m.components
     .map(
       (c) =>
-        `<div class="card comp" data-component="${escapeHtml(c.name)}" data-state="${c.state}"><div><strong>${escapeHtml(c.name)}</strong>${c.description ? `<small>${escapeHtml(c.description)}</small>` : ''}${c.reasons.length ? `<small>${c.reasons.map(escapeHtml).join(' · ')}</small>` : ''}</div><span class="pill s-${c.state}">${LABEL[c.state]}</span></div>`,
+        `<div class="card" data-component="${escapeHtml(c.name)}" data-state="${c.state}"><div class="comp"><div><strong>${escapeHtml(c.name)}</strong>${c.description ? `<small>${escapeHtml(c.description)}</small>` : ''}${c.reasons.length ? `<small>${c.reasons.map(escapeHtml).join(' · ')}</small>` : ''}</div><span class="pill s-${c.state}">${LABEL[c.state]}</span></div>${availabilityHtml(c.availability)}</div>`,
     )
     .join('');
   const maint = m.maintenance

@@ -1,4 +1,4 @@
-import type { Catalog, Migration, SqlRow } from '../ops/catalog.js';
+import type { Catalog, Migration, SqlRow } from '../ops/catalog/types.js';
 import { errorMessage } from '../errors.js';
 import { redactText } from '../ops/templates.js';
 import { hostname } from 'node:os';

@@ -8,7 +8,6 @@ import { ConfigError, LifeboatError } from '../errors.js';
 import { resolveSecret } from '../config/password.js';
 import type { ToolResult } from './types.js';
 import { commonSourceFields, passwordFields, refinePassword } from '../config/sources.js';
-export { commonSourceFields, passwordFields, refinePassword };
 
 /**
  * Shared child-process plumbing for the stream sources (database dump tools and

@@ -5,8 +5,9 @@ import { type ParentContent, readContent, storeReadable } from '../repo/content.
 import type { Repository } from '../repo/repository.js';
 import type { BackupSummary, SnapshotWithId, StreamDigest } from '../repo/snapshot.js';
 import type { TreeNode } from '../repo/tree.js';
-import type { SourceMeta } from './types.js';
+import type { SourceMeta } from '../repo/snapshot.js';
 import { checkAborted } from '../engine/archiver.js';
+import type { BackupProgress } from '../engine/progress.js';
 
 /**
  * Stream sources: stdin, a command's stdout, or a database dump tool. The bytes
@@ -23,6 +24,8 @@ export interface StreamBackupOptions {
   /** Awaited after the stream ended, before the snapshot is written. Throw to abort. */
   finalize?: () => Promise<Record<string, unknown> | void>;
   onBytes?: (n: number) => void;
+  /** Live counters for a progress display: bytesDone grows as the stream is read (no total: a stream's size is unknown). */
+  progress?: BackupProgress;
   /** Abort (timeout, shutdown): the stream is destroyed and no snapshot is written. */
   signal?: AbortSignal;
   /**
@@ -90,9 +93,13 @@ export async function findStreamParent(repo: Repository, filename: string, sourc
 
 async function parentContent(repo: Repository, snap: SnapshotWithId | undefined): Promise<ParentContent | undefined> {
   if (!snap) return undefined;
+  // the parent may have been written by another process (another agent of the
+  // fleet) after this repository was opened: read the index again for it
+  if (!repo.hasBlob(snap.tree)) await repo.reloadIndex();
   const tree = await repo.loadTree(snap.tree);
   const n = tree.nodes[0];
   if (!n || n.type !== 'file' || !n.content || !n.sizes) return undefined;
+  if (n.content.some((id) => !repo.hasBlob(id))) await repo.reloadIndex();
   return { content: n.content, sizes: n.sizes };
 }
 
@@ -118,6 +125,7 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
     input.destroy();
     throw err;
   }
+  if (opts.progress) opts.progress.started = true;
   try {
     const before = { ...repo.stats };
     let parent: SnapshotWithId | undefined;
@@ -129,7 +137,10 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       try {
         checkAborted(opts.signal);
-        chunked = await storeReadable(repo, meter, await parentContent(repo, parent), (n) => opts.onBytes?.(n));
+        chunked = await storeReadable(repo, meter, await parentContent(repo, parent), (n) => {
+          if (opts.progress) opts.progress.bytesDone += n;
+          opts.onBytes?.(n);
+        });
         checkAborted(opts.signal);
       } finally {
         opts.signal?.removeEventListener('abort', onAbort);
@@ -179,6 +190,8 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
       durationMs: Date.now() - started,
     };
     const source = opts.source ? { ...opts.source, ...(extra ?? {}) } : extra ? { kind: 'stdin', ...extra } : undefined;
+    // No snapshot over packs that a prune which took over a lost lock may judge garbage.
+    lock.check();
     const snapshotId = await repo.saveSnapshot({
       time: new Date(started).toISOString(),
       tree,
@@ -192,7 +205,7 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
     return { snapshotId, summary, ...(parent ? { parent: parent.id } : {}), stream: digest };
   } catch (err) {
     await repo.abandon();
-    throw err;
+    throw lock.cause(err);
   } finally {
     await lock.release();
   }

@@ -1,8 +1,7 @@
 import type { Readable } from 'node:stream';
-import type { SourceMeta } from '../repo/snapshot.js';
+import type { BackupSummary, SourceMeta } from '../repo/snapshot.js';
+import type { RestoreSummary } from '../engine/restorer.js';
 
-/** What a source records in the snapshot: defined with the snapshot format (repo/snapshot.ts). */
-export type { SourceMeta } from '../repo/snapshot.js';
 
 /** Result of a finished dump tool, recorded in the snapshot. */
 export interface ToolResult {
@@ -37,4 +36,25 @@ export interface RestoreResult {
   durationMs: number;
   /** Facts checked after restoring (e.g. key count, integrity_check result). */
   checks?: Record<string, unknown>;
+}
+
+/** What backing up a source produced (any kind). */
+export interface SourceBackupResult {
+  snapshotId: string;
+  summary: BackupSummary;
+  /** Files that could not be read (files sources): the snapshot exists but is incomplete. */
+  partial: boolean;
+}
+
+/**
+ * Where a source is restored to. A directory source (files) reads `dir` and
+ * `overwrite`; database sources read the kind's own keys (database, host, port,
+ * user, passwordEnv, file, path, uri, clean, force; see restore-target.ts); a
+ * command source reads `command`.
+ */
+export type SourceRestoreTarget = Record<string, unknown>;
+
+/** What restoring a source did: for a files source the restorer's summary (its `errors` are failures the caller reports). */
+export interface SourceRestoreResult extends RestoreResult {
+  files?: RestoreSummary;
 }

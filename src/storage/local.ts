@@ -28,6 +28,8 @@ export interface LocalOptions {
  */
 export class LocalStorage implements Storage {
   readonly kind = 'local';
+  /** Directory mtimes are set by the kernel (or NFS server) storing the file at write time. */
+  readonly serverTimes = true;
   readonly location: string;
   private readonly root: string;
   private readonly knownDirs = new Set<string>();
@@ -125,6 +127,36 @@ export class LocalStorage implements Storage {
     }
   }
 
+  /** Temporary objects (packs being written) live in data/, on the objects' file system: saveFile() renames them into place. */
+  tempDir(): Promise<string> {
+    const dir = path.join(this.root, typeDir('data'));
+    return this.io(`creating ${dir}`, () => this.ensureDir(dir).then(() => dir));
+  }
+
+  saveFile(type: FileType, name: string, file: string, size: number): Promise<void> {
+    return this.io(`saving ${objectPath(type, name)}`, () => this.saveFileImpl(type, name, file, size));
+  }
+
+  private async saveFileImpl(type: FileType, name: string, file: string, size: number): Promise<void> {
+    const target = this.file(type, name);
+    const dir = path.dirname(target);
+    try {
+      await this.ensureDir(dir);
+      const fh = await fsp.open(file, 'r');
+      try {
+        const st = await fh.stat();
+        if (st.size !== size) throw new LifeboatError(`temporary file ${file} holds ${st.size} bytes, expected ${size}`);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(file, target);
+      await fsyncDir(dir);
+    } catch (err) {
+      throw storageError(err, `saving ${objectPath(type, name)} in ${this.root}`, true);
+    }
+  }
+
   saveNew(type: FileType, name: string, data: Uint8Array): Promise<boolean> {
     return this.io(`creating ${objectPath(type, name)}`, () => this.saveNewImpl(type, name, data));
   }
@@ -165,28 +197,41 @@ export class LocalStorage implements Storage {
     const file = this.file(type, name);
     try {
       if (!range) return await fsp.readFile(file);
-      const entry = this.readHandle(file);
-      entry.users++;
-      try {
-        const fh = await entry.fh;
-        const buf = Buffer.allocUnsafe(range.length);
-        let got = 0;
-        while (got < range.length) {
-          const { bytesRead } = await fh.read(buf, got, range.length - got, range.offset + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        if (got !== range.length) {
-          throw new LifeboatError(
-            `short read of ${objectPath(type, name)}: wanted ${range.length} bytes at offset ${range.offset}, file ended after ${got}`,
-          );
-        }
-        return buf;
-      } finally {
-        entry.users--;
-      }
+      const buf = Buffer.allocUnsafe(range.length);
+      await this.readRange(file, type, name, range.offset, buf);
+      return buf;
     } catch (err) {
       throw storageError(err, `reading ${objectPath(type, name)}`);
+    }
+  }
+
+  loadInto(type: FileType, name: string, offset: number, target: Uint8Array): Promise<void> {
+    return this.io(`reading ${objectPath(type, name)}`, async () => {
+      try {
+        await this.readRange(this.file(type, name), type, name, offset, target);
+      } catch (err) {
+        throw storageError(err, `reading ${objectPath(type, name)}`);
+      }
+    });
+  }
+
+  /** Fill `buf` from `offset` of the file through its shared read handle. */
+  private async readRange(file: string, type: FileType, name: string, offset: number, buf: Uint8Array): Promise<void> {
+    const entry = this.readHandle(file);
+    entry.users++;
+    try {
+      const fh = await entry.fh;
+      let got = 0;
+      while (got < buf.length) {
+        const { bytesRead } = await fh.read(buf, got, buf.length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      if (got !== buf.length) {
+        throw new LifeboatError(`short read of ${objectPath(type, name)}: wanted ${buf.length} bytes at offset ${offset}, file ended after ${got}`);
+      }
+    } finally {
+      entry.users--;
     }
   }
 

@@ -53,6 +53,17 @@ export class ReadOnlyStorageError extends LifeboatError {
   }
 }
 
+/**
+ * An append-only repository (or append-only credentials) refused a delete or an
+ * overwrite: forget/prune must run from a trusted host with full credentials.
+ */
+export class AppendOnlyError extends LifeboatError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.FATAL, options);
+    this.name = 'AppendOnlyError';
+  }
+}
+
 export function isReadOnlyError(err: unknown): err is ReadOnlyStorageError {
   return err instanceof ReadOnlyStorageError;
 }

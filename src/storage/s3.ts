@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import type { S3Client, S3ClientConfig, BucketLocationConstraint, CompletedPart } from '@aws-sdk/client-s3';
+import type { S3Client, S3ClientConfig, BucketLocationConstraint, CompletedPart, StorageClass } from '@aws-sdk/client-s3';
 import { ExitCode, LifeboatError, NotFoundError, errorMessage } from '../errors.js';
 import { type FileType, type ObjectInfo, type Storage, objectPath, typeDir } from './types.js';
 import {
+  AppendOnlyError,
   ReadOnlyStorageError,
   StorageTimeoutError,
   type StorageTimeouts,
@@ -92,7 +93,21 @@ export interface S3Options {
   checksums?: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
   /** Human-readable location override (must not contain secrets). */
   location?: string;
+  /**
+   * Storage class of new objects except locks (STANDARD_IA, GLACIER_IR, ...;
+   * default: the bucket's default, STANDARD on AWS). Classes that need a restore
+   * before reading (GLACIER, DEEP_ARCHIVE) are refused: Lifeboat reads index,
+   * snapshot and pack objects back to verify and restore.
+   */
+  storageClass?: string;
+  /**
+   * The credentials are append-only (see docs: IAM policy): a refused DELETE or
+   * overwrite is reported as AppendOnlyError instead of "read-only credentials".
+   */
+  appendOnly?: boolean;
 }
+
+export const S3_STORAGE_CLASSES = ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'REDUCED_REDUNDANCY', 'EXPRESS_ONEZONE'] as const;
 
 /** Key for an object: prefix + shared layout. */
 function normalizePrefix(prefix: string | undefined): string {
@@ -175,6 +190,8 @@ function codeOf(err: unknown): string {
  */
 export class S3Storage implements Storage {
   readonly kind = 's3';
+  /** LastModified is the server's time at the end of the upload. */
+  readonly serverTimes = true;
   readonly location: string;
   readonly bucket: string;
   readonly prefix: string;
@@ -190,6 +207,8 @@ export class S3Storage implements Storage {
   private readonly partConcurrency: number;
   private readonly objectLock: S3ObjectLock | undefined;
   private readonly customEndpoint: boolean;
+  private readonly storageClass: string | undefined;
+  readonly appendOnly: boolean;
 
   constructor(opts: S3Options) {
     if (!opts.bucket) throw new LifeboatError('S3 storage: no bucket given', ExitCode.USAGE);
@@ -224,6 +243,16 @@ export class S3Storage implements Storage {
       }
       this.objectLock = { mode, days };
     }
+    if (opts.storageClass !== undefined) {
+      if (!(S3_STORAGE_CLASSES as readonly string[]).includes(opts.storageClass)) {
+        throw new LifeboatError(
+          `S3 storage class "${opts.storageClass}" is not supported: use one of ${S3_STORAGE_CLASSES.join(', ')} (archive classes such as GLACIER and DEEP_ARCHIVE need a restore before every read)`,
+          ExitCode.USAGE,
+        );
+      }
+      this.storageClass = opts.storageClass;
+    }
+    this.appendOnly = opts.appendOnly ?? false;
     if ((opts.accessKeyId && !opts.secretAccessKey) || (!opts.accessKeyId && opts.secretAccessKey)) {
       throw new LifeboatError('S3 credentials: accessKeyId and secretAccessKey must be given together', ExitCode.USAGE);
     }
@@ -289,7 +318,17 @@ export class S3Storage implements Storage {
   /** A write was refused with AccessDenied: read-only credentials (or bucket policy). */
   private readOnly(err: unknown, what: string): LifeboatError {
     const code = codeOf(err);
-    if (code === 'AccessDenied' || (statusOf(err) === 403 && (code === '' || code === 'Forbidden' || code === 'Unknown' || code === 'Error'))) {
+    const denied = code === 'AccessDenied' || (statusOf(err) === 403 && (code === '' || code === 'Forbidden' || code === 'Unknown' || code === 'Error'));
+    if (denied && /object lock/i.test(errorMessage(err))) {
+      return new AppendOnlyError(`S3 refused ${what} in bucket "${this.bucket}": the object is protected by Object Lock retention (prune must wait until retention ends)`, { cause: err });
+    }
+    if (denied && this.appendOnly) {
+      return new AppendOnlyError(
+        `S3 refused ${what} in bucket "${this.bucket}" at ${this.endpointDescription} (${code || 'HTTP 403'}): the credentials are append-only; run forget/prune from a trusted host with full credentials`,
+        { cause: err },
+      );
+    }
+    if (denied) {
       return new ReadOnlyStorageError(
         `S3 refused a write (${code || 'HTTP 403'}) while ${what} in bucket "${this.bucket}" at ${this.endpointDescription}: the credentials are read-only`,
         { cause: err },
@@ -302,9 +341,11 @@ export class S3Storage implements Storage {
     return this.prefix + objectPath(type, name);
   }
 
-  private lockHeaders(type: FileType): { ObjectLockMode?: 'GOVERNANCE' | 'COMPLIANCE'; ObjectLockRetainUntilDate?: Date } {
-    if (!this.objectLock || type === 'lock') return {};
+  private lockHeaders(type: FileType): { ObjectLockMode?: 'GOVERNANCE' | 'COMPLIANCE'; ObjectLockRetainUntilDate?: Date; StorageClass?: StorageClass } {
+    const cls = this.storageClass && type !== 'lock' ? { StorageClass: this.storageClass as StorageClass } : {};
+    if (!this.objectLock || type === 'lock') return cls;
     return {
+      ...cls,
       ObjectLockMode: this.objectLock.mode,
       ObjectLockRetainUntilDate: new Date(Date.now() + this.objectLock.days * 86_400_000),
     };
@@ -376,7 +417,51 @@ export class S3Storage implements Storage {
     );
   }
 
+  /**
+   * Read the bucket's Object Lock configuration and compare it with the
+   * repository's `objectLock` setting. Fails loudly when the setting promises
+   * retention the bucket does not enforce (lock not enabled). Without the
+   * setting, a bucket that does enforce a default retention is reported (prune
+   * cannot delete until it ends).
+   */
+  async checkImmutability(): Promise<string[]> {
+    const { sdk, client } = await this.connect();
+    const what = `reading the Object Lock configuration of bucket "${this.bucket}"`;
+    let enabled = false;
+    let rule: { Mode?: string; Days?: number; Years?: number } | undefined;
+    try {
+      const res = await this.call(what, (abortSignal) => client.send(new sdk.GetObjectLockConfigurationCommand({ Bucket: this.bucket }), { abortSignal }));
+      enabled = res.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
+      rule = res.ObjectLockConfiguration?.Rule?.DefaultRetention;
+    } catch (err) {
+      const code = codeOf(err);
+      if (code !== 'ObjectLockConfigurationNotFoundError' && code !== 'NotImplemented' && statusOf(err) !== 404) throw this.fail(err, what);
+    }
+    const days = rule ? (rule.Days ?? 0) + (rule.Years ?? 0) * 365 : 0;
+    const def = rule?.Mode ? `default retention ${rule.Mode} ${days} days` : 'no default retention';
+    if (!this.objectLock) {
+      return [enabled ? `bucket "${this.bucket}" has Object Lock enabled (${def}); the repository sets no per-object retention` : `bucket "${this.bucket}": no Object Lock (not configured for this repository)`];
+    }
+    const want = `${this.objectLock.mode} ${this.objectLock.days} days`;
+    if (!enabled) {
+      throw new LifeboatError(
+        `bucket "${this.bucket}" at ${this.endpointDescription} does not enforce Object Lock, but the repository configuration promises ${want} retention: create the bucket with Object Lock enabled (it cannot be added to an existing bucket on most servers) or remove s3.objectLock`,
+        ExitCode.FATAL,
+      );
+    }
+    const lines = [`bucket "${this.bucket}" enforces Object Lock (${def}); new objects get ${want} retention`];
+    if (rule?.Mode && (days < this.objectLock.days || (rule.Mode === 'GOVERNANCE' && this.objectLock.mode === 'COMPLIANCE'))) {
+      lines.push(`note: the bucket's default retention (${rule.Mode} ${days} days) is weaker than the repository's (${want}); Lifeboat sets retention on each object itself`);
+    }
+    return lines;
+  }
+
   async create(): Promise<void> {
+    await this.createBucket();
+    if (this.objectLock) await this.checkImmutability();
+  }
+
+  private async createBucket(): Promise<void> {
     const { sdk, client } = await this.connect();
     try {
       await this.call(`checking bucket "${this.bucket}"`, (abortSignal) => client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }));

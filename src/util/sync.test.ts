@@ -57,3 +57,31 @@ test('mapLimit keeps input order and bounds parallelism', async () => {
   assert.equal(peak, 2);
   assert.deepEqual(await mapLimit([], 4, async () => 1), []);
 });
+
+test('ByteBudget: waits until the bytes fit, serves waiters in order, lets one oversized holder through', async () => {
+  const { ByteBudget } = await import('./sync.js');
+  const b = new ByteBudget(100);
+  await b.acquire(60);
+  await b.acquire(40);
+  const order: string[] = [];
+  const p1 = b.acquire(50).then(() => order.push('50'));
+  const p2 = b.acquire(10).then(() => order.push('10')); // fits after the first, but must not overtake it
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, []);
+  b.release(40);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, []); // 60 + 50 > 100
+  b.release(60);
+  await Promise.all([p1, p2]);
+  assert.deepEqual(order, ['50', '10']);
+  assert.equal(b.inUse, 60);
+  b.release(60);
+  await b.acquire(1000); // larger than the budget: allowed alone
+  assert.equal(b.inUse, 1000);
+  let big = false;
+  const p3 = b.acquire(1).then(() => (big = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(big, false);
+  b.release(1000);
+  await p3;
+});

@@ -27,6 +27,40 @@ export class Semaphore {
   }
 }
 
+/**
+ * A budget of bytes in flight: acquire(n) waits until n more bytes fit (one
+ * holder may always proceed, so an item larger than the whole budget is not
+ * stuck). Waiters are served in order.
+ */
+export class ByteBudget {
+  private used = 0;
+  private waiters: Array<{ n: number; go: () => void }> = [];
+  constructor(readonly max: number) {}
+
+  get inUse(): number {
+    return this.used;
+  }
+
+  async acquire(n: number): Promise<void> {
+    if (this.waiters.length === 0 && (this.used === 0 || this.used + n <= this.max)) {
+      this.used += n;
+      return;
+    }
+    await new Promise<void>((go) => this.waiters.push({ n, go }));
+  }
+
+  release(n: number): void {
+    this.used -= n;
+    while (this.waiters.length > 0) {
+      const w = this.waiters[0]!;
+      if (this.used !== 0 && this.used + w.n > this.max) break;
+      this.waiters.shift();
+      this.used += w.n;
+      w.go();
+    }
+  }
+}
+
 /** Byte-bounded LRU cache. */
 export class LruCache<V extends { length: number }> {
   private readonly map = new Map<string, V>();

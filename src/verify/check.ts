@@ -1,19 +1,20 @@
-import { createHash } from 'node:crypto';
 import { IntegrityError, errorMessage } from '../errors.js';
-import { blobId } from '../repo/crypto.js';
 import type { Repository } from '../repo/repository.js';
-import { MAX_PACK_SIZE, basesOf, blobEntryProblem, parsePackHeader } from '../repo/pack.js';
+import { MAX_PACK_SIZE, basesOf } from '../repo/pack.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
 import { collectUsedBlobs } from '../repo/walk.js';
 import { checkWal } from '../repo/wal.js';
+import { checkBinlogs } from '../repo/binlog.js';
 import { mapLimit } from '../util/sync.js';
+import { RangeBuffers, readPackData } from './read-pack.js';
 
 /**
  * Repository verification. Structure check: every index, snapshot and tree
  * decodes and authenticates, every referenced blob is indexed and its pack
  * exists with the right size. --read-data additionally reads every pack (or a
  * subset), checks its SHA-256 against its name, authenticates its header and
- * decodes every blob, verifying each blob's keyed hash. Every problem is
+ * decodes every blob, verifying each blob's keyed hash (read-pack.ts: a pack is
+ * streamed in bounded ranges, never held whole). Every problem is
  * reported by object name, with the snapshots it affects.
  */
 export interface CheckOptions {
@@ -24,7 +25,7 @@ export interface CheckOptions {
 }
 
 export interface CheckProblem {
-  kind: 'index' | 'snapshot' | 'tree' | 'pack' | 'blob' | 'key' | 'config' | 'wal';
+  kind: 'index' | 'snapshot' | 'tree' | 'pack' | 'blob' | 'key' | 'config' | 'wal' | 'binlog' | 'storage';
   object: string;
   message: string;
   /** Snapshot ids whose data is affected. */
@@ -43,6 +44,10 @@ export interface CheckResult {
   bytesRead: number;
   /** Archived PostgreSQL WAL files (src/repo/wal.ts). */
   walFiles?: number;
+  /** Archived MySQL/MariaDB binary logs (src/repo/binlog.ts). */
+  binlogFiles?: number;
+  /** What the storage enforces (S3 Object Lock), as checked against the repository settings. */
+  immutability?: string[];
 }
 
 export function selectSubset(packs: string[], subset: string | undefined): string[] {
@@ -73,6 +78,15 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   const problems: CheckProblem[] = [];
   const res: CheckResult = { ok: true, problems, unreferencedPacks: [], snapshots: 0, packs: 0, packsRead: 0, blobs: 0, bytesRead: 0 };
 
+  // 0. The storage enforces what the settings promise (S3 Object Lock retention).
+  if (repo.storage.checkImmutability) {
+    try {
+      res.immutability = await repo.storage.checkImmutability();
+    } catch (err) {
+      problems.push({ kind: 'storage', object: repo.storage.location, message: errorMessage(err) });
+    }
+  }
+
   // 1. Index files: damaged ones were skipped (and recorded) when the repository was opened.
   for (const [name, err] of repo.indexErrors) problems.push({ kind: 'index', object: name, message: errorMessage(err) });
   res.blobs = repo.index.size;
@@ -80,7 +94,7 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   // 2. Packs: every indexed pack exists and is large enough.
   const stored = new Map((await repo.storage.list('data')).map((o) => [o.name, o.size]));
   const needed = new Map<string, number>();
-  for (const [, e] of repo.index.values()) needed.set(e.pack, Math.max(needed.get(e.pack) ?? 0, e.offset + e.length));
+  for (const [pack, p] of repo.index.packs()) needed.set(pack, p.end);
   res.packs = stored.size;
   const badPacks = new Map<string, string>();
   for (const [pack, minSize] of needed) {
@@ -88,7 +102,7 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
     if (size === undefined) badPacks.set(pack, 'pack file is missing');
     else if (size < minSize + 4) {
       // Name the entries that do not fit: a truncated pack, or index entries pointing past its end.
-      const beyond = [...repo.index.values()].filter(([, e]) => e.pack === pack && e.offset + e.length + 4 > size);
+      const beyond = [...repo.index.inPack(pack)].filter(([, e]) => e.offset + e.length + 4 > size);
       const named = beyond
         .slice(0, 3)
         .map(([id, e]) => `blob ${id} at offset ${e.offset}, length ${e.length}`)
@@ -107,70 +121,54 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   for (const name of stored.keys()) if (!needed.has(name) && !rejectedPacks.has(name)) res.unreferencedPacks.push(name);
   const damagedBlobs = new Map<string, string>();
   for (const [id, r] of repo.index.rejected) damagedBlobs.set(id, r.reason);
-  for (const [id, e] of repo.index.values()) {
+  for (const [, e] of repo.index.deltas()) {
     for (const b of basesOf(e)) {
       if (!repo.index.has(b)) problems.push({ kind: 'blob', object: b, message: `delta base is missing from the index (needed by a blob in pack ${e.pack})` });
     }
-    // Delta chains: no cycles, no deeper than the format allows.
-    const chain = repo.index.chainProblem(id);
-    if (chain) damagedBlobs.set(id, chain);
   }
+  // Delta chains: no cycles, no deeper than the format allows.
+  for (const [id, chain] of repo.index.chainProblems()) damagedBlobs.set(id, chain);
 
   // 3. Snapshots and trees.
   const snapshots: SnapshotWithId[] = await repo.listSnapshots({
     onError: (id, err) => problems.push({ kind: 'snapshot', object: id, message: errorMessage(err) }),
   });
   res.snapshots = snapshots.length;
-  const perSnapshot = new Map<string, Set<string>>();
+  // One walk over all snapshots (shared trees once) into a bit set over the index:
+  // memory is one bit per blob, not a set of ids per snapshot. Which snapshots a
+  // problem affects is worked out at the end, only when there are problems.
   const treeProblems = new Map<string, string>();
-  for (const s of snapshots) {
-    const used = await collectUsedBlobs(repo, [s.tree], (treeId, err) => treeProblems.set(treeId, errorMessage(err)));
-    perSnapshot.set(s.id, used);
+  const used = await collectUsedBlobs(
+    repo,
+    snapshots.map((s) => s.tree),
+    (treeId, err) => treeProblems.set(treeId, errorMessage(err)),
+    undefined,
+    false, // every tree once: caching them would only hold memory (the blob cache's 32 MiB) through the data phase
+  );
+  for (const id of used.notIndexed()) {
+    if (!damagedBlobs.has(id)) damagedBlobs.set(id, 'blob is referenced but not in any index');
   }
-  for (const used of perSnapshot.values()) {
-    for (const id of used) {
-      if (!repo.index.has(id) && !damagedBlobs.has(id)) damagedBlobs.set(id, 'blob is referenced but not in any index');
-    }
-  }
+  const toAttribute: Array<{ problem: CheckProblem; ids: Set<string> }> = [];
+  const affected = (problem: CheckProblem, ids: Set<string>) => {
+    problem.snapshots = [];
+    toAttribute.push({ problem, ids });
+    return problem;
+  };
 
   // 4. Read data.
   if (opts.readData) {
     const packs = selectSubset([...stored.keys()].sort(), opts.subset);
     let done = 0;
+    const buffers = new RangeBuffers();
     await mapLimit(packs, 2, async (pack) => {
       try {
         const size = stored.get(pack) ?? 0;
         if (size > MAX_PACK_SIZE) throw new IntegrityError(`pack is ${size} bytes, more than the format maximum of ${MAX_PACK_SIZE}`);
-        const data = await repo.storage.load('data', pack);
-        res.bytesRead += data.length;
-        if (createHash('sha256').update(data).digest('hex') !== pack) {
-          badPacks.set(pack, 'pack content does not match its name (SHA-256): data is damaged');
-        }
-        const blobs = parsePackHeader(repo.key.encKey, data, pack);
-        for (const b of blobs) {
-          const e = repo.index.get(b.id);
-          try {
-            const impossible = blobEntryProblem(b);
-            if (impossible) throw new IntegrityError(`pack header entry: ${impossible}`);
-            if (b.offset + b.length > data.length) throw new IntegrityError('extends past the end of the pack');
-            const sealed = Buffer.from(data.subarray(b.offset, b.offset + b.length));
-            let dict: Buffer | undefined;
-            if (b.compression === 2) {
-              if (basesOf(b).includes(b.id)) throw new IntegrityError('delta blob is its own base (cycle)');
-              dict = await repo.loadDict(basesOf(b), 1);
-            }
-            const got =
-              b.rawLength >= 64 * 1024
-                ? await repo.pool.verify(sealed, b.compression, b.rawLength, `blob ${b.id}`, dict)
-                : blobId(repo.key.idKey, repoDecode(repo, sealed, b, dict));
-            if (got !== b.id) throw new IntegrityError('content does not match its id (hash mismatch)');
-            if (e && e.pack === pack && (e.offset !== b.offset || e.length !== b.length)) {
-              throw new IntegrityError('pack header and index disagree on its position');
-            }
-          } catch (err) {
-            if (!e || e.pack === pack) damagedBlobs.set(b.id, `in pack ${pack}: ${errorMessage(err)}`);
-          }
-        }
+        const r = await readPackData(repo, pack, size, buffers);
+        res.bytesRead += r.bytesRead;
+        if (!r.hashOk) badPacks.set(pack, 'pack content does not match its name (SHA-256): data is damaged');
+        for (const [id, msg] of r.damaged) damagedBlobs.set(id, `in pack ${pack}: ${msg}`);
+        if (r.headerError) throw r.headerError;
         res.packsRead++;
       } catch (err) {
         badPacks.set(pack, badPacks.get(pack) ?? errorMessage(err));
@@ -183,21 +181,24 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   const wal = await checkWal(repo, { readData: !!opts.readData && !opts.subset });
   res.walFiles = wal.entries;
   for (const p of wal.problems) problems.push({ kind: 'wal', object: p.object, message: p.message });
+  const binlogs = await checkBinlogs(repo, { readData: !!opts.readData && !opts.subset });
+  res.binlogFiles = binlogs.entries;
+  for (const p of binlogs.problems) problems.push({ kind: 'binlog', object: p.object, message: p.message });
 
   // 5. Attribute damage to snapshots.
   for (const [pack, msg] of badPacks) {
-    const blobIds = [...repo.index.values()].filter(([, e]) => e.pack === pack).map(([id]) => id);
+    const blobIds = [...repo.index.inPack(pack)].map(([id]) => id);
     for (const id of blobIds) if (!damagedBlobs.has(id)) damagedBlobs.set(id, `in pack ${pack}: ${msg}`);
-    problems.push({ kind: 'pack', object: pack, message: msg, snapshots: affected(perSnapshot, new Set(blobIds)) });
+    problems.push(affected({ kind: 'pack', object: pack, message: msg }, new Set(blobIds)));
   }
   for (const [treeId, msg] of treeProblems) {
-    problems.push({ kind: 'tree', object: treeId, message: msg, snapshots: affected(perSnapshot, new Set([treeId])) });
+    problems.push(affected({ kind: 'tree', object: treeId, message: msg }, new Set([treeId])));
   }
-  const packOf = (id: string) => repo.index.get(id)?.pack;
+  const packOf = (id: string) => repo.index.packOf(id);
   for (const [id, msg] of damagedBlobs) {
     const p = packOf(id);
     if (p && badPacks.has(p)) continue; // already reported with its pack
-    problems.push({ kind: 'blob', object: id, message: msg, snapshots: affected(perSnapshot, new Set([id])) });
+    problems.push(affected({ kind: 'blob', object: id, message: msg }, new Set([id])));
   }
   const unindexed = [...damagedBlobs.values()].filter((m) => /not in any index/.test(m)).length;
   if (unindexed > 0 && res.unreferencedPacks.length > 0) {
@@ -210,23 +211,23 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
         'an index file was lost or damaged; "lifeboat repair index" rebuilds the index from the packs',
     });
   }
+  await attribute(repo, snapshots, toAttribute);
   res.ok = problems.length === 0;
   return res;
 }
 
-function repoDecode(repo: Repository, sealed: Buffer, b: { compression: 0 | 1 | 2; rawLength: number; id: string }, dict?: Buffer): Buffer {
-  return repo.decodeBlob(sealed, b.compression, b.rawLength, `blob ${b.id}`, dict);
-}
-
-function affected(per: Map<string, Set<string>>, ids: Set<string>): string[] {
-  const out: string[] = [];
-  for (const [snap, used] of per) {
-    for (const id of ids) {
-      if (used.has(id)) {
-        out.push(snap);
-        break;
+/** Fill in the snapshots each problem affects: one walk per snapshot, one bit set at a time. */
+async function attribute(repo: Repository, snapshots: SnapshotWithId[], items: Array<{ problem: CheckProblem; ids: Set<string> }>): Promise<void> {
+  if (items.length === 0) return;
+  for (const s of snapshots) {
+    const used = await collectUsedBlobs(repo, [s.tree], () => {});
+    for (const { problem, ids } of items) {
+      for (const id of ids) {
+        if (used.has(id)) {
+          problem.snapshots!.push(s.id);
+          break;
+        }
       }
     }
   }
-  return out;
 }

@@ -1,15 +1,14 @@
-import { commandArgv } from '../sources/command.js';
+import { commandArgv } from '../sources/command/dump.js';
 import { findExecutable, runCapture } from '../sources/proc.js';
 import { LifeboatError } from '../errors.js';
-import type { DrillQuery } from './drill-config.js';
-import type { DrillCheck, QueryValue } from './drill-types.js';
+import type { DrillQuery } from '../config/drill.js';
+import type { DrillCheck, QueryValue } from '../sources/scratch.js';
 
 /**
  * Verification queries of a drill: run a query (SQL through the scratch
  * target, or a command) and compare its value with the query's assertions.
  */
 
-export type { QueryValue } from './drill-types.js';
 
 /** Label of a query in results: its name, else the SQL/command (shortened). */
 export function queryLabel(q: DrillQuery, index: number): string {

@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors.js';
-import type { Catalog } from '../ops/catalog.js';
+import type { Catalog } from '../ops/catalog/types.js';
 import { ensureDrillTables } from './drill-store.js';
 
 /**

@@ -1,6 +1,7 @@
-import type { Catalog, Migration, SqlRow } from '../ops/catalog.js';
+import type { Catalog, Migration, SqlRow } from '../ops/catalog/types.js';
 import { redactText } from '../ops/templates.js';
-import type { DrillCheck, DrillPhase, DrillResult } from './drill-types.js';
+import type { DrillCheck } from '../sources/scratch.js';
+import type { DrillPhase, DrillResult } from './drill-types.js';
 
 /**
  * Catalog tables of drills and scheduled checks (migration versions 100-199):

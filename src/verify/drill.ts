@@ -1,21 +1,26 @@
-import type { LifeboatConfig } from '../config/load.js';
-import { jobRepository, openConfiguredRepo } from '../config/repos.js';
+import { agentIdOf } from '../config/agent-id.js';
+import type { ResolvedJob, ResolvedPlan } from '../config/resolve.js';
 import { ConfigError, LifeboatError, errorMessage } from '../errors.js';
-import type { Catalog } from '../ops/catalog.js';
-import { isSourceSnapshot } from '../ops/jobs.js';
+import type { Catalog } from '../ops/catalog/types.js';
+import { isSourceSnapshot } from '../sources/files/kind.js';
 import type { Finding } from '../ops/monitor.js';
-import { AlertManager, parseNotifiersConfig } from '../ops/notify.js';
+import { AlertManager } from '../ops/notify/manager.js';
+import { parseNotifiersConfig } from '../config/notifiers.js';
 import { resolveObjectives } from '../policy/objectives.js';
-import { parseDuration } from '../policy/retention.js';
+import { parseDuration } from '../util/duration.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
-import { DEFAULT_ARCHIVE, listWal } from '../repo/wal.js';
+import { listWal } from '../repo/wal.js';
+import { DEFAULT_ARCHIVE } from '../repo/wal-names.js';
+import { listBinlogs } from '../repo/binlog.js';
 import { formatDurationPrecise as formatDuration } from '../util/format.js';
-import { drillConfigSchema, type DrillConfig } from './drill-config.js';
+import { drillConfigSchema, type DrillConfig } from '../config/drill.js';
 import { runQueries, runQueryCommand } from './drill-queries.js';
 import { recordDrill } from './drill-store.js';
-import { scratchTarget, SQL_KINDS } from './drill-targets.js';
-import type { DrillCheck, DrillPhase, DrillResult, QueryValue, ScratchTarget } from './drill-types.js';
+import { SQL_KINDS } from '../sources/scratch.js';
+import { SOURCE_KINDS } from '../sources/registry.js';
+import type { DrillCheck, QueryValue, ScratchTarget } from '../sources/scratch.js';
+import type { DrillPhase, DrillResult } from './drill-types.js';
 
 /**
  * Restore drills: prove that the newest (or a chosen) snapshot of a job's
@@ -32,7 +37,6 @@ import type { DrillCheck, DrillPhase, DrillResult, QueryValue, ScratchTarget } f
  * does not fail the drill: the monitor's rpo check alerts on it).
  */
 
-export type { DrillCheck, DrillPhase, DrillResult } from './drill-types.js';
 
 export interface DrillOptions {
   /** Snapshot id (prefix) to drill instead of the newest one of the source. */
@@ -47,33 +51,29 @@ export interface DrillOptions {
   keepTarget?: boolean;
 }
 
-/** Durations for drill output: milliseconds below 1s, two decimals below a minute, else 1h2m3s (src/util/format.ts). */
-export { formatDuration };
 
 /** The drill settings of a job (defaults when it has no `drill` block). */
-export function jobDrillConfig(cfg: LifeboatConfig, job: string): DrillConfig {
-  const j = cfg.jobs[job];
-  if (!j) throw new ConfigError(`unknown job "${job}" (defined: ${Object.keys(cfg.jobs).join(', ') || 'none'})`);
-  return (j.drill as DrillConfig | undefined) ?? drillConfigSchema.parse({});
+export function jobDrillConfig(job: ResolvedJob): DrillConfig {
+  return job.drill ?? drillConfigSchema.parse({});
 }
 
 function sourceSnapshots(snaps: SnapshotWithId[], source: string): SnapshotWithId[] {
   return snaps.filter((s) => isSourceSnapshot(s, source)).sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
 }
 
-export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOptions = {}): Promise<DrillResult> {
-  const jobCfg = cfg.jobs[job];
-  if (!jobCfg) throw new ConfigError(`unknown job "${job}" (defined: ${Object.keys(cfg.jobs).join(', ') || 'none'})`);
-  const src = cfg.sources[jobCfg.source];
-  if (!src) throw new ConfigError(`job ${job}: unknown source "${jobCfg.source}"`);
-  const drill = jobDrillConfig(cfg, job);
+export async function runDrill(plan: ResolvedPlan, job: string, opts: DrillOptions = {}): Promise<DrillResult> {
+  const resolved = plan.jobs[job];
+  if (!resolved) throw new ConfigError(`unknown job "${job}" (defined: ${Object.keys(plan.jobs).join(', ') || 'none'})`);
+  const jobCfg = resolved.job;
+  const src = resolved.source.config;
+  const drill = jobDrillConfig(resolved);
   for (const [i, q] of drill.queries.entries()) {
     if (q.sql !== undefined && !SQL_KINDS.has(src.kind)) {
       throw new ConfigError(`jobs.${job}.drill.queries.${i}.sql: ${src.kind} sources have no SQL; use "command" (the scratch target is in LIFEBOAT_DRILL_TARGET)`);
     }
   }
   const objectives = resolveObjectives(jobCfg.tier, { ...(jobCfg.rpo ? { rpo: jobCfg.rpo } : {}), ...(jobCfg.rto ? { rto: jobCfg.rto } : {}) });
-  const repoName = jobRepository(cfg, jobCfg);
+  const repoName = resolved.repository;
   const log = opts.log ?? (() => {});
   const keep = opts.keepTarget ?? drill.keepTarget;
   const timeoutMs = parseDuration(drill.timeout);
@@ -99,7 +99,7 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
   let target: ScratchTarget | undefined;
   let repo: Repository | undefined;
 
-  const runId = opts.catalog ? await opts.catalog.startRun({ job, source: jobCfg.source, kind: 'drill', repository: repoName, startedAt }) : undefined;
+  const runId = opts.catalog ? await opts.catalog.startRun({ job, source: jobCfg.source, kind: 'drill', repository: repoName, startedAt, agentId: agentIdOf(plan.daemon) }) : undefined;
 
   /** Run one timed phase; a failure is recorded and rethrown. */
   const phase = async <T>(name: string, fn: () => Promise<T>, detail?: (v: T) => string | undefined): Promise<T> => {
@@ -125,14 +125,22 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
     await phase(
       'locate',
       async () => {
-        repo = await openConfiguredRepo(cfg, repoName, { retryLockMs: 60_000, allowInit: false });
+        repo = await plan.openRepository(repoName, { retryLockMs: 60_000, allowInit: false });
         const snaps = sourceSnapshots(await repo.listSnapshots(), jobCfg.source);
         newest = snaps[snaps.length - 1];
         // point-in-time recovery: the newest restorable point is the newest archived WAL, not the base backup
-        if (src.kind === 'postgres-physical' && newest) {
+        const recoveryLog = newest ? SOURCE_KINDS[src.kind].recoveryLog?.(src) : undefined;
+        if (recoveryLog === 'wal' && newest) {
           const archive = String((newest.source as { archive?: string } | undefined)?.archive ?? DEFAULT_ARCHIVE);
           const wal = await listWal(repo, { archive, onError: () => {} });
           const last = wal.reduce((m, e) => Math.max(m, Date.parse(e.time)), 0);
+          if (last > Date.parse(newest.time)) newestPointMs = last;
+        }
+        // mysql with archived binary logs: likewise the newest archived binary log
+        if (recoveryLog === 'binlog' && newest) {
+          const archive = (newest.source as { binlog?: { archive?: string } } | undefined)?.binlog?.archive;
+          const logs = archive ? await listBinlogs(repo, { archive, onError: () => {} }) : [];
+          const last = logs.reduce((m, e) => Math.max(m, Date.parse(e.time)), 0);
           if (last > Date.parse(newest.time)) newestPointMs = last;
         }
         if (opts.snapshot && opts.snapshot !== 'latest') {
@@ -143,7 +151,9 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
           if (!newest) throw new LifeboatError(`repository ${repoName} has no snapshot of source ${jobCfg.source}: nothing to restore`);
           snapshot = newest;
         }
-        target = scratchTarget({ cfg, job, drill, sourceName: jobCfg.source, src, repo, snapshot, signal, log });
+        const kind = SOURCE_KINDS[src.kind];
+        if (!kind.drill) throw new ConfigError(`job ${job}: drills of ${src.kind} sources are not supported yet`);
+        target = kind.drill({ cfg: { dir: plan.dir, file: plan.file }, job, repository: repoName, repositoryPassword: () => plan.repositoryPassword(repoName), drill, sourceName: jobCfg.source, src, repo, snapshot, signal, log });
       },
       () => `snapshot ${snapshot!.id.slice(0, 8)} of ${snapshot!.time} in ${repoName}`,
     );
@@ -158,7 +168,7 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
             runQueries(drill.queries, async (q): Promise<QueryValue> => {
               if (signal.aborted) throw new LifeboatError(`drill aborted: ${errorMessage(signal.reason)}`);
               if (q.sql !== undefined) return target!.sql!(q.sql);
-              return runQueryCommand(q.command!, target!.env(), cfg.dir, deadline - Date.now());
+              return runQueryCommand(q.command!, target!.env(), plan.dir, deadline - Date.now());
             }, {
               values: snapshot!.source?.verification as Record<string, string | null> | undefined,
               errors: snapshot!.source?.verificationErrors as Record<string, string> | undefined,
@@ -236,8 +246,8 @@ export async function runDrill(cfg: LifeboatConfig, job: string, opts: DrillOpti
       logTail: phases.map((p) => `${p.name}: ${p.ok ? 'ok' : 'FAILED'} ${p.ms} ms${p.detail ? ` ${p.detail}` : ''}`).join('\n'),
     });
     await recordDrill(catalog, result, runId !== undefined ? { runId } : {});
-    if (opts.notify !== false && cfg.notifiers) {
-      const alerts = AlertManager.fromConfig(parseNotifiersConfig(cfg.notifiers), { catalog, baseDir: cfg.dir, log });
+    if (opts.notify !== false && plan.notifiers) {
+      const alerts = AlertManager.fromConfig(parseNotifiersConfig(plan.notifiers), { catalog, baseDir: plan.dir, log });
       try {
         await alerts.process([drillFinding(result, objectives.tier)]);
       } finally {

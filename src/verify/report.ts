@@ -1,8 +1,9 @@
-import type { LifeboatConfig } from '../config/load.js';
-import type { Catalog } from '../ops/catalog.js';
+import type { LifeboatConfig } from '../config/config.js';
+import type { Catalog } from '../ops/catalog/types.js';
 import { resolveObjectives } from '../policy/objectives.js';
 import { planCheck } from '../policy/plan.js';
-import { formatDuration, type DrillResult } from './drill.js';
+import { formatDurationPrecise as formatDuration } from '../util/format.js';
+import type { DrillResult } from './drill-types.js';
 import { listDrills } from './drill-store.js';
 
 /**
@@ -158,7 +159,7 @@ export function renderReportMarkdown(r: RecoverabilityReport): string {
   const o = overall(r);
   out.push('# Recoverability report', '');
   out.push(`Generated ${when(r.generatedAt)}; history window ${r.days ?? 30} days. ${o.ok} of ${o.total} job(s) fully compliant (RPO met, last drill passed within the RTO, 3-2-1).`, '');
-  out.push('| Job | Source | Tier | Last backup | Backup age | RPO | RPO | Last verified restore | Measured restore | RTO | RTO | 3-2-1 |');
+  out.push('| Job | Source | Tier | Last backup | Backup age | RPO target | RPO met | Last verified restore | Measured restore | RTO target | RTO met | 3-2-1 |');
   out.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const s of r.sources) {
     out.push(

@@ -57,6 +57,12 @@ export interface S3TestServer {
   secretAccessKey: string;
   /** An access key that may only read: writes are answered 403 AccessDenied. Secret: same as secretAccessKey. */
   readOnlyAccessKeyId: string;
+  /**
+   * An append-only key (like an IAM policy with s3:PutObject but no s3:DeleteObject,
+   * plus a bucket policy denying overwrites): DELETE and PUT over an existing object
+   * get 403 AccessDenied, except under locks/. Secret: same as secretAccessKey.
+   */
+  appendOnlyAccessKeyId: string;
   /** Every request the server has received so far (method, url, headers), in arrival order. */
   requests(): Promise<RecordedRequest[]>;
   stop(): Promise<void>;
@@ -67,6 +73,8 @@ export interface S3TestServer {
 // "sync" line on stdin). EOF on stdin (parent gone) or "stop" shuts it down.
 const CHILD = `
 const cfg = JSON.parse(process.env.LB_S3RVER_CONFIG);
+const fs = require('fs');
+const path = require('path');
 const S3rver = require(cfg.modulePath);
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
 const srv = new S3rver({
@@ -85,9 +93,56 @@ srv.run().then((addr) => {
   // Read-only key: answer writes with 403 AccessDenied before s3rver sees them.
   const handlers = srv.httpServer.listeners('request');
   srv.httpServer.removeAllListeners('request');
+  const deny = (req, res, code, message) => {
+    req.resume();
+    res.writeHead(code === 'ObjectLockConfigurationNotFoundError' ? 404 : 403, { 'content-type': 'application/xml', connection: 'close' });
+    res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>' + code + '</Code><Message>' + message + '</Message><RequestId>lb</RequestId></Error>');
+  };
+  const retained = new Map(); // key -> retain-until (ms)
+  const objectFile = (key) => {
+    const parts = key.split('/');
+    const last = parts.pop();
+    return path.join(cfg.dir, cfg.bucket, ...parts, last + '._S3rver_object');
+  };
   srv.httpServer.on('request', (req, res) => {
     out({ t: 'req', method: req.method, url: req.url, headers: req.headers });
     const auth = req.headers.authorization || '';
+    const u = new URL(req.url, 'http://x');
+    const segs = u.pathname.split('/');
+    const key = segs.length > 2 ? decodeURIComponent(segs.slice(2).join('/')) : '';
+    const isLock = key.split('/').slice(0, -1).pop() === 'locks';
+    // Object lock configuration of the bucket (GetObjectLockConfiguration)
+    if (req.method === 'GET' && !key && u.searchParams.has('object-lock')) {
+      req.resume();
+      if (!cfg.objectLock) return deny(req, res, 'ObjectLockConfigurationNotFoundError', 'Object Lock configuration does not exist for this bucket');
+      res.writeHead(200, { 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?><ObjectLockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><ObjectLockEnabled>Enabled</ObjectLockEnabled>' +
+        (cfg.objectLock.days ? '<Rule><DefaultRetention><Mode>' + cfg.objectLock.mode + '</Mode><Days>' + cfg.objectLock.days + '</Days></DefaultRetention></Rule>' : '') +
+        '</ObjectLockConfiguration>');
+      return;
+    }
+    if (key && req.method === 'PUT' && req.headers['x-amz-object-lock-mode']) {
+      const until = Date.parse(String(req.headers['x-amz-object-lock-retain-until-date'] || ''));
+      if (Number.isFinite(until)) retained.set(key, until);
+    }
+    // Object lock enforced: a retained object cannot be deleted or overwritten
+    if (key && (req.method === 'DELETE' || req.method === 'PUT') && !u.searchParams.has('partNumber') && !u.searchParams.has('uploadId')) {
+      const until = retained.get(key);
+      if (until !== undefined && until > Date.now() && (req.method === 'DELETE' || fs.existsSync(objectFile(key)))) {
+        return deny(req, res, 'AccessDenied', 'Access Denied because object protected by object lock.');
+      }
+    }
+    // Append-only key (an IAM policy without s3:DeleteObject, PUT only where no object is): locks/ excepted
+    if (auth.includes('Credential=' + cfg.appendOnlyKey + '/')) {
+      if (req.method === 'DELETE' && !isLock) return deny(req, res, 'AccessDenied', 'Access Denied (append-only)');
+      if (req.method === 'PUT' && key && !isLock && !u.searchParams.has('partNumber') && fs.existsSync(objectFile(key))) {
+        return deny(req, res, 'AccessDenied', 'Access Denied (append-only: object exists)');
+      }
+      if (req.method === 'POST' && key && !isLock && u.searchParams.has('uploadId') && fs.existsSync(objectFile(key))) {
+        return deny(req, res, 'AccessDenied', 'Access Denied (append-only: object exists)');
+      }
+      req.headers.authorization = auth.split('Credential=' + cfg.appendOnlyKey + '/').join('Credential=S3RVER/');
+    }
     if (auth.includes('Credential=' + cfg.readOnlyKey + '/')) {
       if (req.method === 'PUT' || req.method === 'POST' || req.method === 'DELETE') {
         req.resume();
@@ -117,12 +172,23 @@ process.stdin.on('end', stop);
 `;
 
 const READ_ONLY_KEY = 'S3RVER-RO';
+const APPEND_ONLY_KEY = 'S3RVER-AO';
 
-export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3TestServer> {
+/**
+ * opts.objectLock: the bucket reports (GetObjectLockConfiguration) and enforces
+ * Object Lock: PUTs carrying x-amz-object-lock-* headers record a retention;
+ * DELETE or overwrite of such a retained object is answered 403 AccessDenied
+ * (stricter than versioned S3, where a DELETE without a version id adds a
+ * delete marker and the locked version stays hidden until retention ends; the
+ * default retention is only reported, not applied, so locks stay deletable).
+ * Without it, the bucket answers ObjectLockConfigurationNotFoundError (lock
+ * headers on PUTs are then ignored, as s3rver always did; real S3 refuses them).
+ */
+export async function startS3Server(opts: { bucket?: string; objectLock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; days?: number } } = {}): Promise<S3TestServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'lb-s3rver-'));
   const bucket = opts.bucket ?? 'lifeboat-test';
   const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', '-e', CHILD], {
-    env: { ...process.env, LB_S3RVER_CONFIG: JSON.stringify({ modulePath: require.resolve('s3rver'), dir, bucket, readOnlyKey: READ_ONLY_KEY }) },
+    env: { ...process.env, LB_S3RVER_CONFIG: JSON.stringify({ modulePath: require.resolve('s3rver'), dir, bucket, readOnlyKey: READ_ONLY_KEY, appendOnlyKey: APPEND_ONLY_KEY, objectLock: opts.objectLock ?? null }) },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const requests: RecordedRequest[] = [];
@@ -167,6 +233,7 @@ export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3T
     accessKeyId: 'S3RVER',
     secretAccessKey: 'S3RVER',
     readOnlyAccessKeyId: READ_ONLY_KEY,
+    appendOnlyAccessKeyId: APPEND_ONLY_KEY,
     async requests() {
       // Round trip through the child so every request line written before now has been read.
       if (!stopped && child.exitCode === null) {

@@ -218,3 +218,14 @@ export function runCliMeasured(
     else child.stdin.end();
   });
 }
+
+/** 'restoreMs' -> 'restore_ms': the CLI's --json keys (src/cli/json-keys.ts) as a type. */
+type SnakeKey<S extends string> = S extends `${infer H}${infer T}` ? `${H extends Lowercase<H> ? H : `_${Lowercase<H>}`}${SnakeKey<T>}` : S;
+/** A library type as the CLI's --json output shows it: every key in snake_case. */
+export type Snaked<T> = T extends Date
+  ? string
+  : T extends Array<infer E>
+    ? Array<Snaked<E>>
+    : T extends object
+      ? { [K in keyof T as K extends string ? SnakeKey<K> : K]: Snaked<T[K]> }
+      : T;

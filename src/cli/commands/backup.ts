@@ -3,14 +3,15 @@ import { ConfigError, ExitCode, LifeboatError } from '../../errors.js';
 import { configPath } from '../../config/paths.js';
 import { backupPaths, type FileBackupResult } from '../../engine/archiver.js';
 import { backupStream, type StreamBackupResult } from '../../sources/stream.js';
-import { runSourceBackup } from '../../sources/run.js';
+import type { backupSource } from '../../sources/pipeline.js';
 import { spawnTool } from '../../sources/proc.js';
 import type { ToolResult } from '../../sources/types.js';
 import type { Repository } from '../../repo/repository.js';
 import type { BackupSummary } from '../../repo/snapshot.js';
 import { collect, collectRaw } from '../output.js';
+import { showProgress } from '../progress.js';
 import type { CliContext, GlobalOptions } from '../context.js';
-import { formatBytes, formatDuration } from '../output.js';
+import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
 
 interface BackupOpts {
   stdin?: boolean;
@@ -22,6 +23,7 @@ interface BackupOpts {
   tag?: string[];
   parent?: string;
   force?: boolean;
+  verbose?: boolean;
 }
 
 export function printSummary(ctx: CliContext, label: string, id: string, s: BackupSummary): void {
@@ -50,6 +52,7 @@ export function registerBackup(program: Command, ctxOf: (cmd: Command) => CliCon
     .option('--tag <tag>', 'add tags to the snapshot (repeatable, comma-separated)', collect)
     .option('--parent <snapshot>', 'parent snapshot for change detection (default: latest with the same paths)')
     .option('--force', 're-read all files even if unchanged since the parent')
+    .option('-v, --verbose', 'progress as a plain line every 10 s when stderr is not a terminal (logs); on a terminal a status line is always shown')
     .action(async (paths: string[], o: BackupOpts, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const modes = [paths.length > 0, !!o.stdin, !!o.stdinFromCommand, !!o.source?.length].filter(Boolean).length;
@@ -71,7 +74,7 @@ export function registerBackup(program: Command, ctxOf: (cmd: Command) => CliCon
           report(ctx, 'backup', r);
           return;
         }
-        const bar = ctx.out.progress(undefined, 'backup');
+        const shown = showProgress(ctx.out, { verbose: !!o.verbose });
         let r: FileBackupResult;
         try {
           r = await backupPaths(repo, {
@@ -81,11 +84,11 @@ export function registerBackup(program: Command, ctxOf: (cmd: Command) => CliCon
             tags: o.tag ?? [],
             ...(o.parent ? { parent: o.parent } : {}),
             force: !!o.force,
-            onProgress: (p) => bar.update(p.bytesRead, { extra: `${p.files} files` }),
+            ...(shown.progress ? { progress: shown.progress } : {}),
             onWarning: (p, m) => ctx.out.warn(`${p}: ${m}`),
           });
         } finally {
-          bar.stop();
+          shown.stop();
         }
         report(ctx, 'backup', r);
         if (r.summary.errors > 0) {
@@ -113,18 +116,17 @@ function report(ctx: CliContext, label: string, r: StreamBackupResult | FileBack
 }
 
 async function backupFromStdin(ctx: CliContext, repo: Repository, o: BackupOpts): Promise<StreamBackupResult> {
-  const bar = ctx.out.progress(undefined, 'stdin');
-  let n = 0;
+  const shown = showProgress(ctx.out, { verbose: !!o.verbose });
   try {
     return await backupStream(repo, process.stdin, {
       filename: o.stdinFilename ?? 'stdin',
       tags: o.tag ?? [],
       ...(o.parent ? { parent: o.parent } : {}),
       source: { kind: 'stdin' },
-      onBytes: (b) => bar.update((n += b)),
+      ...(shown.progress ? { progress: shown.progress } : {}),
     });
   } finally {
-    bar.stop();
+    shown.stop();
   }
 }
 
@@ -139,8 +141,7 @@ async function backupFromCommand(ctx: CliContext, repo: Repository, command: str
   process.once('exit', onExit);
   let tool: ToolResult | undefined;
   const started = Date.now();
-  const bar = ctx.out.progress(undefined, 'command');
-  let n = 0;
+  const shown = showProgress(ctx.out, { verbose: !!o.verbose });
   try {
     return await backupStream(repo, run.stream, {
       filename: o.stdinFilename && o.stdinFilename !== 'stdin' ? o.stdinFilename : 'stdout',
@@ -148,7 +149,7 @@ async function backupFromCommand(ctx: CliContext, repo: Repository, command: str
       ...(o.parent ? { parent: o.parent } : {}),
       // The command line itself is never recorded (it may contain secrets).
       source: { kind: 'command', tool: 'sh' },
-      onBytes: (b) => bar.update((n += b)),
+      ...(shown.progress ? { progress: shown.progress } : {}),
       finalize: async () => {
         tool = await run.done;
         return { exitCode: 0, durationMs: Date.now() - started };
@@ -163,47 +164,69 @@ async function backupFromCommand(ctx: CliContext, repo: Repository, command: str
     throw err;
   } finally {
     process.removeListener('exit', onExit);
-    bar.stop();
+    shown.stop();
   }
 }
 
 async function backupSources(ctx: CliContext, names: string[], o: BackupOpts): Promise<void> {
+  // the source kinds, the catalog and the notifiers are loaded only here: a backup of paths does not need them
+  const { backupSource } = await import('../../sources/pipeline.js');
+  const { openConfigCatalog } = await import('../../ops/service.js');
+  const { CommandRunReporter, jobsOfSource, reportsRuns } = await import('../../ops/run-hooks.js');
   const cfg = ctx.config(true)!;
+  const sources = names.map((name) => ctx.source(name)); // every name checked before the first backup
   let failed = 0;
   const results: unknown[] = [];
-  for (const name of names) {
-    const src = cfg.sources[name];
-    if (!src) throw new ConfigError(`unknown source "${name}" (defined in ${cfg.file}: ${Object.keys(cfg.sources).join(', ') || 'none'})`);
-    const repo = await ctx.openRepo({ nameHint: src.repository });
-    try {
-      if (src.kind === 'files') {
-        const r = await backupPaths(repo, {
-          paths: src.paths.map((p) => configPath(cfg, p)),
-          excludes: [...src.excludes, ...(o.exclude ?? [])],
-          oneFileSystem: src.oneFileSystem,
-          tags: [...src.tags, ...(o.tag ?? []), `source:${name}`],
-          force: !!o.force,
-          onWarning: (p, m) => ctx.out.warn(`${p}: ${m}`),
+  // a source's run counts as its job's (catalog, pings, alerts as from the daemon) when notifiers or pings are configured
+  const reporter = reportsRuns(cfg) ? new CommandRunReporter(cfg, () => openConfigCatalog(cfg), (m) => process.stderr.write(`lifeboat: ${m}\n`)) : undefined;
+  try {
+    for (const source of sources) {
+      const name = source.name;
+      const end = await reporter?.begin(jobsOfSource(cfg, name)[0] ?? name, 'backup', { source: name, repository: source.repository });
+      try {
+        const repo = await ctx.openRepo({ nameHint: source.repository });
+        let r: Awaited<ReturnType<typeof backupSource>>;
+        const shown = showProgress(ctx.out, { label: name, verbose: !!o.verbose });
+        try {
+          r = await backupSource(repo, source, {
+            tags: o.tag ?? [],
+            excludes: o.exclude ?? [],
+            force: !!o.force,
+            ...(shown.progress ? { progress: shown.progress } : {}),
+            onWarning: (p, m) => ctx.out.warn(`${p}: ${m}`),
+          });
+        } finally {
+          shown.stop();
+          await repo.close();
+        }
+        printSummary(ctx, name, r.snapshotId, r.summary);
+        results.push({ source: name, snapshot_id: r.snapshotId, ...r.summary });
+        if (r.partial) process.exitCode = ExitCode.PARTIAL;
+        const s = r.summary;
+        await end?.({
+          status: s.errors > 0 ? 'partial' : 'success',
+          exitCode: s.errors > 0 ? ExitCode.PARTIAL : ExitCode.OK,
+          snapshotId: r.snapshotId,
+          summary: `snapshot ${r.snapshotId.slice(0, 8)}, ${s.totalBytes} bytes`,
+          totalSize: s.totalBytes,
+          bytesAdded: s.dataAdded,
+          bytesRead: s.bytesRead,
+          files: s.filesNew + s.filesChanged + s.filesUnmodified,
+          errors: s.errors,
+          ...(s.errors > 0 ? { error: `${s.errors} item(s) could not be read` } : {}),
         });
-        printSummary(ctx, name, r.snapshotId, r.summary);
-        results.push({ source: name, snapshot_id: r.snapshotId, ...r.summary });
-        if (r.summary.errors > 0) process.exitCode = ExitCode.PARTIAL;
-      } else {
-        const r = await runSourceBackup(repo, name, src, cfg, { tags: o.tag ?? [] });
-        printSummary(ctx, name, r.snapshotId, r.summary);
-        results.push({ source: name, snapshot_id: r.snapshotId, ...r.summary });
+      } catch (err) {
+        await end?.({ status: 'failed', exitCode: err instanceof LifeboatError ? err.exitCode : ExitCode.FATAL, error: (err as Error).message });
+        failed++;
+        if (names.length === 1) throw err;
+        process.stderr.write(`lifeboat: source ${name} failed: ${(err as Error).message}\n`);
+        results.push({ source: name, error: (err as Error).message });
       }
-    } catch (err) {
-      failed++;
-      if (names.length === 1) throw err;
-      process.stderr.write(`lifeboat: source ${name} failed: ${(err as Error).message}\n`);
-      results.push({ source: name, error: (err as Error).message });
-    } finally {
-      await repo.close();
     }
+  } finally {
+    await reporter?.close();
   }
   ctx.out.emit({ message_type: 'summary', sources: results });
   if (failed) throw new LifeboatError(`${failed} of ${names.length} source(s) failed`);
 }
 
-export type { GlobalOptions };

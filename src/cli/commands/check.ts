@@ -4,8 +4,9 @@ import type { Repository } from '../../repo/repository.js';
 import { checkRepository } from '../../verify/check.js';
 import { nextRotation, type RotationStep } from '../../verify/drill-rotation.js';
 import { openConfigCatalog } from '../../ops/service.js';
+import { CommandRunReporter, repositoryTier } from '../../ops/run-hooks.js';
 import type { CliContext } from '../context.js';
-import { formatBytes } from '../output.js';
+import { formatBytes } from '../../util/format.js';
 
 /** `check --rotate`: the next part of the repository's rotation (catalog of the config). */
 async function cliRotation(ctx: CliContext, repo: Repository, subset: string | undefined): Promise<RotationStep> {
@@ -30,46 +31,78 @@ export function registerCheck(program: Command, ctxOf: (cmd: Command) => CliCont
     .option('--rotate', 'with --read-data-subset: read the next part of a rotation kept in the catalog, so N runs read everything')
     .action(async (o: { readData?: boolean; readDataSubset?: string; rotate?: boolean }, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const repo = await ctx.openRepo({ allowInit: false });
-      const lock = await repo.lock(false, 'check', ctx.retryLockMs());
+      // with a config that has notifiers: recorded in the catalog and alerted (check "integrity" of repo:NAME) like the daemon's runs
+      const cfg = ctx.config();
+      const repoName = cfg?.notifiers ? ctx.repositoryTarget().name : undefined;
+      const reporter = repoName ? new CommandRunReporter(cfg!, () => openConfigCatalog(cfg!), (m) => process.stderr.write(`lifeboat: ${m}\n`)) : undefined;
+      const end = await reporter?.begin(`repo:${repoName}`, 'check', { source: repoName!, repository: repoName! });
+      const finding = (ok: boolean, message: string) =>
+        reporter?.addFinding({ job: `repo:${repoName}`, check: 'integrity', severity: ok ? 'ok' : 'critical', tier: repositoryTier(cfg!, repoName!), message, details: { repository: repoName } });
+      let reported = false;
       try {
-        const rotation = o.rotate ? await cliRotation(ctx, repo, o.readDataSubset) : undefined;
-        if (rotation) {
-          o.readDataSubset = rotation.subset;
-          ctx.out.info(`rotating check: reading part ${rotation.part} of ${rotation.parts}`);
+        await checkCommand(ctx, o, async (ok, message) => {
+          reported = true;
+          await end?.({ status: ok ? 'success' : 'failed', exitCode: ok ? ExitCode.OK : ExitCode.INTEGRITY, ...(ok ? {} : { error: message }) });
+          finding(ok, message);
+        });
+      } catch (err) {
+        if (!reported) {
+          await end?.({ status: 'failed', exitCode: ExitCode.FATAL, error: (err as Error).message });
+          finding(false, `repository ${repoName}: check failed: ${(err as Error).message}`);
         }
-        const bar = ctx.out.progress(undefined, 'read data');
-        const r = await checkRepository(repo, {
-          readData: !!(o.readData || o.readDataSubset),
-          ...(o.readDataSubset ? { subset: o.readDataSubset } : {}),
-          onProgress: (d, t) => {
-            bar.setTotal(t);
-            bar.update(d);
-          },
-        }).finally(() => bar.stop());
-        if (ctx.out.json) ctx.out.emit(rotation ? { ...r, rotation } : r);
-        else {
-          ctx.out.info(
-            `checked ${r.snapshots} snapshots, ${r.blobs} blobs in ${r.packs} packs` +
-              (r.walFiles ? `, ${r.walFiles} archived WAL file(s)` : '') +
-              (r.packsRead ? `; read ${r.packsRead} packs (${formatBytes(r.bytesRead)})` : ''),
-          );
-          if (r.unreferencedPacks.length) ctx.out.info(`${r.unreferencedPacks.length} unreferenced pack(s) (left by interrupted backups; "prune" removes them)`);
-        }
-        for (const p of r.problems) {
-          process.stderr.write(
-            `error: ${p.kind} ${p.object}: ${p.message}` +
-              (p.snapshots?.length ? `\n       affects snapshot(s): ${p.snapshots.map((s) => s.slice(0, 8)).join(', ')}` : '') +
-              '\n',
-          );
-        }
-        if (!r.ok) {
-          process.stderr.write(`lifeboat: check found ${r.problems.length} problem(s)\n`);
-          process.exitCode = ExitCode.INTEGRITY;
-        } else ctx.out.info('no errors were found');
+        throw err;
       } finally {
-        await lock.release();
-        await repo.close();
+        await reporter?.close();
       }
     });
+}
+
+async function checkCommand(
+  ctx: CliContext,
+  o: { readData?: boolean; readDataSubset?: string; rotate?: boolean },
+  done: (ok: boolean, message: string) => Promise<void>,
+): Promise<void> {
+  const repo = await ctx.openRepo({ allowInit: false });
+  const lock = await repo.lock(false, 'check', ctx.retryLockMs());
+  try {
+    const rotation = o.rotate ? await cliRotation(ctx, repo, o.readDataSubset) : undefined;
+    if (rotation) {
+      o.readDataSubset = rotation.subset;
+      ctx.out.info(`rotating check: reading part ${rotation.part} of ${rotation.parts}`);
+    }
+    const bar = ctx.out.progress(undefined, 'read data');
+    const r = await checkRepository(repo, {
+      readData: !!(o.readData || o.readDataSubset),
+      ...(o.readDataSubset ? { subset: o.readDataSubset } : {}),
+      onProgress: (d, t) => {
+        bar.setTotal(t);
+        bar.update(d);
+      },
+    }).finally(() => bar.stop());
+    if (ctx.out.json) ctx.out.emit(rotation ? { ...r, rotation } : r);
+    else {
+      ctx.out.info(
+        `checked ${r.snapshots} snapshots, ${r.blobs} blobs in ${r.packs} packs` +
+          (r.walFiles ? `, ${r.walFiles} archived WAL file(s)` : '') +
+          (r.packsRead ? `; read ${r.packsRead} packs (${formatBytes(r.bytesRead)})` : ''),
+      );
+      if (r.unreferencedPacks.length) ctx.out.info(`${r.unreferencedPacks.length} unreferenced pack(s) (left by interrupted backups; "prune" removes them)`);
+    }
+    for (const p of r.problems) {
+      process.stderr.write(
+        `error: ${p.kind} ${p.object}: ${p.message}` +
+          (p.snapshots?.length ? `\n       affects snapshot(s): ${p.snapshots.map((s) => s.slice(0, 8)).join(', ')}` : '') +
+          '\n',
+      );
+    }
+    if (!r.ok) {
+      process.stderr.write(`lifeboat: check found ${r.problems.length} problem(s)\n`);
+      process.exitCode = ExitCode.INTEGRITY;
+    } else ctx.out.info('no errors were found');
+    const first = r.problems[0];
+    await done(r.ok, r.ok ? `repository checked: no errors` : `check found ${r.problems.length} problem(s)${first ? `, first: ${first.kind} ${first.object}: ${first.message}` : ''}`);
+  } finally {
+    await lock.release();
+    await repo.close();
+  }
 }

@@ -3,8 +3,10 @@ import { ExitCode } from '../../errors.js';
 import { filterSnapshots } from '../../repo/repository.js';
 import { copySnapshots } from '../../repo/copy.js';
 import { copyWal } from '../../repo/wal.js';
+import { copyBinlogs } from '../../repo/binlog.js';
 import type { CliContext } from '../context.js';
-import { collect, formatBytes } from '../output.js';
+import { collect } from '../output.js';
+import { formatBytes } from '../../util/format.js';
 
 /** Registers the `copy` command: copy snapshots (and archived WAL) from another repository. */
 export function registerCopy(program: Command, ctxOf: (cmd: Command) => CliContext): void {
@@ -16,7 +18,7 @@ export function registerCopy(program: Command, ctxOf: (cmd: Command) => CliConte
     .option('--from-password-file <file>', 'password file of the source repository (or env LIFEBOAT_FROM_PASSWORD)')
     .option('--host <host>', 'only snapshots from this host')
     .option('--tag <tag>', 'only snapshots with these tags (repeatable, comma-separated)', collect)
-    .option('--no-wal', 'do not copy the archived PostgreSQL WAL (copied by default, so PITR works from the copy)')
+    .option('--no-wal', 'do not copy the archived PostgreSQL WAL and MySQL binary logs (copied by default, so PITR works from the copy)')
     .action(async (ids: string[], o: { fromRepo: string; fromPasswordFile?: string; host?: string; tag?: string[]; wal: boolean }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const src = await ctx.openOtherRepo(o.fromRepo, o.fromPasswordFile);
@@ -32,8 +34,14 @@ export function registerCopy(program: Command, ctxOf: (cmd: Command) => CliConte
             ctx.out.info(`copied ${wal.copied} archived WAL file(s), ${wal.present} already present; added ${formatBytes(wal.dataAdded)}`);
             for (const c of wal.conflicts) ctx.out.warn(`WAL ${c} exists in the destination with different content; left as it is`);
           }
-          ctx.out.emit({ message_type: 'copy', ...r, ...(wal ? { wal } : {}) });
-          if (wal?.conflicts.length) process.exitCode = ExitCode.PARTIAL;
+          // archived MySQL binary logs: likewise (with --no-wal, neither is copied)
+          const binlogs = o.wal ? await copyBinlogs(src, dst) : undefined;
+          if (binlogs && binlogs.copied + binlogs.present + binlogs.conflicts.length > 0) {
+            ctx.out.info(`copied ${binlogs.copied} archived binary log(s), ${binlogs.present} already present; added ${formatBytes(binlogs.dataAdded)}`);
+            for (const c of binlogs.conflicts) ctx.out.warn(`binary log ${c} exists in the destination with different content; left as it is`);
+          }
+          ctx.out.emit({ message_type: 'copy', ...r, ...(wal ? { wal } : {}), ...(binlogs ? { binlogs } : {}) });
+          if (wal?.conflicts.length || binlogs?.conflicts.length) process.exitCode = ExitCode.PARTIAL;
         } finally {
           await dst.close();
         }

@@ -3,7 +3,9 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, ExitCode } from '../../errors.js';
 import { openConfigCatalog } from '../../ops/service.js';
-import { formatDuration, runDrill, type DrillResult } from '../../verify/drill.js';
+import { formatDurationPrecise as formatDuration } from '../../util/format.js';
+import { runDrill } from '../../verify/drill.js';
+import type { DrillResult } from '../../verify/drill-types.js';
 import { listDrills } from '../../verify/drill-store.js';
 import { buildReport, renderReportHtml, renderReportMarkdown } from '../../verify/report.js';
 import type { CliContext } from '../context.js';
@@ -53,7 +55,7 @@ export function registerDrill(program: Command, ctxOf: (cmd: Command) => CliCont
       const catalog = await openConfigCatalog(cfg);
       let r: DrillResult;
       try {
-        r = await runDrill(cfg, job, {
+        r = await runDrill(ctx.plan(), job, {
           ...(o.snapshot ? { snapshot: o.snapshot } : {}),
           ...(o.keepTarget ? { keepTarget: true } : {}),
           signal: controller.signal,

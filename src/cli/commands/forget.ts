@@ -89,10 +89,10 @@ export function registerForget(program: Command, ctxOf: (cmd: Command) => CliCon
               });
               if (!ctx.out.json) {
                 ctx.out.info(`group: ${group}\nkeep ${d.keep.length} snapshot(s):`);
-                ctx.out.info(table(['ID', 'Time', 'Reasons'], d.keep.map((k) => [k.snapshot.id.slice(0, 8), k.snapshot.time.slice(0, 19), k.reasons.join(', ')])));
+                ctx.out.info(table(['ID', 'Time (UTC)', 'Reasons'], d.keep.map((k) => [k.snapshot.id.slice(0, 8), k.snapshot.time.slice(0, 19), k.reasons.join(', ')])));
                 if (d.remove.length) {
                   ctx.out.info(`remove ${d.remove.length} snapshot(s):`);
-                  ctx.out.info(table(['ID', 'Time'], d.remove.map((s) => [s.id.slice(0, 8), s.time.slice(0, 19)])));
+                  ctx.out.info(table(['ID', 'Time (UTC)'], d.remove.map((s) => [s.id.slice(0, 8), s.time.slice(0, 19)])));
                 }
                 ctx.out.info('');
               }
@@ -101,12 +101,15 @@ export function registerForget(program: Command, ctxOf: (cmd: Command) => CliCon
           }
           if (!o.dryRun) {
             for (const id of toRemove) {
+              lock.check();
               await repo.removeSnapshot(id);
               removed++;
             }
           }
           ctx.out.emit({ message_type: 'forget', dry_run: !!o.dryRun, removed: toRemove, groups: report });
           ctx.out.info(o.dryRun ? `would remove ${toRemove.length} snapshot(s)` : `removed ${removed} snapshot(s)`);
+        } catch (err) {
+          throw lock.cause(err);
         } finally {
           await lock.release();
         }

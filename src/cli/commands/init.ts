@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { Repository } from '../../repo/repository.js';
-import { parseSize } from '../../config/schema.js';
+import { parseSize } from '../../config/size.js';
 import type { CliContext } from '../context.js';
 
 /** Registers the `init` command: create a new repository. */

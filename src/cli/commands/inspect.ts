@@ -4,7 +4,8 @@ import { diffTrees, listed, repoStats, walkSnapshot } from '../../repo/inspect.j
 import { lookupPath } from '../../engine/restorer.js';
 import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
-import { formatBytes, formatDuration, table } from '../output.js';
+import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
+import { table } from '../output.js';
 
 interface FilterOpts {
   host?: string;
@@ -41,7 +42,7 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
       }
       ctx.out.info(
         table(
-          ['ID', 'Time', 'Host', 'Tags', 'Paths / source', 'Size', 'Added'],
+          ['ID', 'Time (UTC)', 'Host', 'Tags', 'Paths / source', 'Size', 'Added'],
           snaps.map((s) => [
             s.id.slice(0, 8),
             s.time.replace('T', ' ').slice(0, 19),

@@ -1,15 +1,18 @@
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { Repository } from '../../repo/repository.js';
-import { DEFAULT_ARCHIVE, applyWalRetention, listWal, validateArchiveName } from '../../repo/wal.js';
+import { applyWalRetention, listWal } from '../../repo/wal.js';
+import { DEFAULT_ARCHIVE, validateArchiveName } from '../../repo/wal-names.js';
 import { walArchiveOpt, walFetchCommand, walPushCommand } from '../wal-fast.js';
-import { PG_ARCHIVE_MODES, chooseBaseBackup, dumpPgPhysical, pgRestore, shQuote, type PgArchiveMode, type PgPhysicalInput, type PitrTarget } from '../../sources/pg-physical.js';
-import { runSourceBackup } from '../../sources/run.js';
+import { PG_ARCHIVE_MODES, chooseBaseBackup, dumpPgPhysical, pgRestore, shQuote, type PgArchiveMode, type PgPhysicalInput, type PitrTarget } from '../../sources/pg-physical/dump.js';
+import { backupSource } from '../../sources/pipeline.js';
+import { resolveSource } from '../../config/resolve.js';
 import { backupStream } from '../../sources/stream.js';
 import type { CliContext } from '../context.js';
-import { formatBytes, formatDuration, table } from '../output.js';
+import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
+import { registerLogArchiveCommands } from '../log-archive-commands.js';
 
 /**
  * PostgreSQL point-in-time recovery (docs/pitr.md):
@@ -38,10 +41,15 @@ function parseTargetTime(s: string): Date {
 }
 
 /** The shell command PostgreSQL runs as restore_command: this same lifeboat, with a password FILE. */
-function restoreCommandFor(ctx: CliContext, archive: string): string {
+function restoreCommandFor(ctx: CliContext, archive: string, walSpool?: string): string {
   const cli = realpathSync(process.argv[1]!);
-  const parts = [process.execPath, cli, 'wal-fetch', '%f', '%p'];
+  // with a spool, the shell fast path (bin/lifeboat-wal) hands prefetched files over without starting Node
+  const fast = path.resolve(path.dirname(cli), '../../../bin/lifeboat-wal');
+  const parts = walSpool && existsSync(fast) ? ['env', `LIFEBOAT_NODE=${process.execPath}`, fast, 'wal-fetch', '%f', '%p'] : [process.execPath, cli, 'wal-fetch', '%f', '%p'];
   const t = ctx.repositoryTarget();
+  if (walSpool && (ctx.opts.config || t.name)) {
+    throw new ConfigError('--wal-spool: the prefetching restore_command runs without a config file: give the repository with --repo PATH and --password-file FILE');
+  }
   if (ctx.opts.config) parts.push('--config', path.resolve(ctx.opts.config));
   parts.push('--repo', t.name ?? (/^[a-z0-9]+:/i.test(t.location) ? t.location : path.resolve(t.location)));
   if (ctx.opts.passwordFile) parts.push('--password-file', path.resolve(ctx.opts.passwordFile));
@@ -52,6 +60,7 @@ function restoreCommandFor(ctx: CliContext, archive: string): string {
     );
   }
   if (archive !== DEFAULT_ARCHIVE) parts.push('--archive', archive);
+  if (walSpool) parts.push('--spool', path.resolve(walSpool));
   return parts.map((p) => (p === '%f' || p === '%p' ? p : shQuote(p))).join(' ');
 }
 
@@ -148,10 +157,10 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
       const r = await ctx.withRepo(async (repo) => {
         if (o.source) {
           const cfg = ctx.config(true)!;
-          const src = cfg.sources[o.source];
-          if (!src) throw new ConfigError(`unknown source "${o.source}"`);
-          if (src.kind !== 'postgres-physical') throw new ConfigError(`source ${o.source} is a ${src.kind} source; pg base-backup needs kind postgres-physical`);
-          return runSourceBackup(repo, o.source, src, cfg, { tags: o.tag ?? [] });
+          const source = resolveSource(cfg, o.source);
+          if (!source) throw new ConfigError(`unknown source "${o.source}"`);
+          if (source.kind !== 'postgres-physical') throw new ConfigError(`source ${o.source} is a ${source.kind} source; pg base-backup needs kind postgres-physical`);
+          return backupSource(repo, source, { tags: o.tag ?? [] });
         }
         const input: PgPhysicalInput = { kind: 'postgres-physical', host: o.host, port: o.port, user: o.user, archive: archiveOpt(o.archive) };
         if (process.env.PGPASSWORD) input.passwordEnv = 'PGPASSWORD';
@@ -197,10 +206,11 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
     .option('--source <name>', 'only base backups of this source')
     .option('--archive-mode <mode>', 'WAL archiving of the restored server (required): "off" (archive_mode = off: a copy to test or inspect) or "preserve" (keep archive_command: only when the restored cluster is promoted to the new primary)')
     .option('--disable-archiving', 'same as --archive-mode off')
+    .option('--wal-spool <dir>', 'restore_command prefetches WAL into this directory (wal-fetch --spool; docs/pitr.md)')
     .action(
       async (
         snapshot: string | undefined,
-        o: { to: string; targetTime?: string; targetLsn?: string; targetAction: string; targetTimeline?: string; source?: string; archiveMode?: string; disableArchiving?: boolean },
+        o: { to: string; targetTime?: string; targetLsn?: string; targetAction: string; targetTimeline?: string; source?: string; archiveMode?: string; disableArchiving?: boolean; walSpool?: string },
         cmd: Command,
       ) => {
         const ctx = ctxOf(cmd);
@@ -220,7 +230,7 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
             snapshot: probe.id,
             to: o.to,
             target,
-            restoreCommand: restoreCommandFor(ctx, archive),
+            restoreCommand: restoreCommandFor(ctx, archive, o.walSpool),
             archiveMode,
             log: (m) => ctx.out.info(m),
           });
@@ -239,33 +249,16 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
       },
     );
 
-  pg.command('wal-list')
-    .description('list archived WAL files')
-    .option('--archive <name>', 'only this archive')
-    .action(async (o: { archive?: string }, cmd: Command) => {
-      const ctx = ctxOf(cmd);
-      const all = await ctx.withRepo((repo) => listWal(repo, o.archive ? { archive: validateArchiveName(o.archive) } : {}));
-      ctx.out.emit(all.map((e) => ({ archive: e.archive, name: e.name, size: e.size, sha256: e.sha256, time: e.time, hostname: e.hostname })));
-      ctx.out.info(table(['Archive', 'Name', 'Size', 'Archived'], all.map((e) => [e.archive, e.name, formatBytes(e.size), e.time.slice(0, 19)])));
-      ctx.out.info(`${all.length} WAL file(s)`);
-    });
-
-  pg.command('wal-prune')
-    .description('remove archived WAL older than the oldest base backup (run "prune" afterwards to free the space; prune also does this)')
-    .option('-n, --dry-run', 'only show what would be removed')
-    .action(async (o: { dryRun?: boolean }, cmd: Command) => {
-      const ctx = ctxOf(cmd);
-      const plan = await ctx.withRepo(async (repo) => {
-        const lock = await repo.lock(true, 'wal-prune', ctx.retryLockMs());
-        try {
-          return await applyWalRetention(repo, await repo.listSnapshots(), { dryRun: !!o.dryRun });
-        } finally {
-          await lock.release();
-        }
-      });
-      ctx.out.emit({ message_type: 'wal-prune', dryRun: !!o.dryRun, removed: plan.remove.map((e) => `${e.archive}/${e.name}`), kept: plan.keep.length, cutoff: Object.fromEntries(plan.cutoff) });
-      for (const [a, c] of plan.cutoff) ctx.out.info(c === undefined ? `archive ${a}: no base backup, keeping all WAL` : `archive ${a}: keeping WAL from segment position ${c}`);
-      ctx.out.info(`${o.dryRun ? 'would remove' : 'removed'} ${plan.remove.length} WAL file(s), kept ${plan.keep.length}; run "lifeboat prune" to free their data`);
-    });
+  registerLogArchiveCommands(pg, ctxOf, {
+    prefix: 'wal',
+    listDescription: 'list archived WAL files',
+    pruneDescription: 'remove archived WAL older than the oldest base backup (run "prune" afterwards to free the space; prune also does this)',
+    files: 'WAL file(s)',
+    list: listWal,
+    validateArchive: validateArchiveName,
+    applyRetention: applyWalRetention,
+    cutoffLine: (a, c) => (c === undefined ? `archive ${a}: no base backup, keeping all WAL` : `archive ${a}: keeping WAL from segment position ${c}`),
+    pruneHint: '; run "lifeboat prune" to free their data',
+  });
 }
 

@@ -1,11 +1,19 @@
+import { evaluateReplicas, replicasFromConfig, withFindings } from '../../ops/replica-monitor.js';
 import { Command } from 'commander';
 import { ConfigError, ExitCode } from '../../errors.js';
 import { planCheck } from '../../policy/plan.js';
-import { runJob } from '../../ops/jobs.js';
+import { checkImmutability } from '../../config/repos.js';
+import { firstRunFromCatalog, runJob } from '../../ops/jobs.js';
 import { catalogHooks, openConfigCatalog, startService } from '../../ops/service.js';
-import { evaluate, jobsFromConfig } from '../../ops/monitor.js';
+import { evaluate, jobsFromConfig, type MonitorReport } from '../../ops/monitor.js';
+import { alertAfterRun } from '../../ops/run-hooks.js';
 import type { CliContext } from '../context.js';
-import { formatBytes, formatDuration, table } from '../output.js';
+import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
+import { table } from '../output.js';
+import { JobSlots } from '../../ops/catalog/job-slots.js';
+import { slotReport } from '../../ops/slot-report.js';
+import { parseDuration } from '../../util/duration.js';
+import { showProgress } from '../progress.js';
 
 export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliContext): void {
   const plan = program.command('plan').description('inspect the backup plan in the config');
@@ -16,7 +24,8 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
       const ctx = ctxOf(cmd);
       const cfg = ctx.config(true)!;
       const res = planCheck(cfg);
-      if (ctx.out.json) ctx.out.emit(res);
+      const locks = await checkImmutability(cfg);
+      if (ctx.out.json) ctx.out.emit(locks.length ? { sources: res, objectLock: locks } : res);
       else {
         ctx.out.info(
           table(
@@ -29,15 +38,17 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
           ),
         );
         for (const r of res) for (const x of r.rules) if (!x.ok) ctx.out.info(`${r.source}: ${x.rule}: ${x.message}`);
+        for (const l of locks) for (const line of l.lines) ctx.out.info(`repository ${l.repository}: object lock ${l.ok ? 'ok' : 'FAIL'}: ${line}`);
       }
-      if (res.some((r) => !r.ok)) process.exitCode = ExitCode.FATAL;
+      if (res.some((r) => !r.ok) || locks.some((l) => !l.ok)) process.exitCode = ExitCode.FATAL;
     });
 
   program
     .command('run')
     .description('run a job of the plan now: backup, copies, retention')
     .argument('<job>', 'job name from the config')
-    .action(async (name: string, _o: unknown, cmd: Command) => {
+    .option('-v, --verbose', 'progress as a plain line every 10 s when stderr is not a terminal (logs); on a terminal a status line is always shown')
+    .action(async (name: string, o: { verbose?: boolean }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const cfg = ctx.config(true)!;
       if (!cfg.jobs[name]) throw new ConfigError(`unknown job "${name}" (defined in ${cfg.file}: ${Object.keys(cfg.jobs).join(', ') || 'none'})`);
@@ -45,11 +56,18 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
       const onSig = () => controller.abort(new Error('interrupted'));
       process.once('SIGTERM', onSig);
       const catalog = await openConfigCatalog(cfg);
-      const hooks = catalogHooks(cfg, catalog);
+      // pings and alerts as from the daemon (same catalog state: a failing cron run pages once, not every time)
+      const log = (m: string) => process.stderr.write(`lifeboat: ${m}\n`);
+      const hooks = catalogHooks(cfg, catalog, () => alertAfterRun(cfg, catalog, [name], { log }), { log });
       const runId = await hooks.onRunStart(name, 1);
       let r;
+      const shown = showProgress(ctx.out, { label: cfg.jobs[name]!.source, verbose: !!o.verbose });
       try {
-        r = await runJob(cfg, name, { signal: controller.signal, log: (m) => ctx.out.info(m), retryLockMs: ctx.retryLockMs() || 60_000 });
+        try {
+          r = await runJob(ctx.plan(), name, { signal: controller.signal, log: (m) => ctx.out.info(m), retryLockMs: ctx.retryLockMs() || 60_000, firstRun: firstRunFromCatalog(catalog, name), ...(shown.progress ? { progress: shown.progress } : {}) });
+        } finally {
+          shown.stop();
+        }
         await hooks.onRunEnd(r, runId, 1, true);
       } finally {
         process.off('SIGTERM', onSig);
@@ -94,26 +112,92 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
     });
 
   program
-    .command('status')
-    .description('per job: age of the last good backup vs its RPO, size anomalies, repeated failures, repository free space')
-    .action(async (_o: unknown, cmd: Command) => {
+    .command('slots')
+    .description('runOn: any jobs: each scheduled slot of the window done, running, orphaned (its agent died, not taken over yet), late or missed (no agent claimed it); exit 1 if any was missed')
+    .option('--since <duration>', 'window: slots fired this long ago until now', '1h')
+    .option('--job <name>', 'one job only')
+    .action(async (o: { since: string; job?: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const cfg = ctx.config(true)!;
+      const jobs = Object.entries(cfg.jobs)
+        .filter(([name, j]) => j.runOn === 'any' && j.schedule && (!o.job || name === o.job))
+        .map(([name, j]) => ({ name, schedule: j.schedule! }));
+      if (o.job && !jobs.length) throw new ConfigError(`job "${o.job}" is not a scheduled runOn: any job`);
+      const to = new Date();
+      const from = new Date(to.getTime() - parseDuration(o.since));
       const catalog = await openConfigCatalog(cfg);
       try {
-        const report = await evaluate(catalog, jobsFromConfig(cfg));
+        const slots = new JobSlots(catalog.sql, 'report', { leaseMs: parseDuration(cfg.daemon.slots.lease), deadlineMs: 30_000 });
+        const rows = await slots.list({ since: from, until: to, ...(o.job ? { job: o.job } : {}) });
+        const report = slotReport(jobs, rows, { from, to, now: to, missedAfterMs: parseDuration(cfg.daemon.slots.missedAfter) });
         if (ctx.out.json) ctx.out.emit(report);
         else {
           ctx.out.info(
             table(
-              ['Job', 'Check', 'Severity', 'Message'],
-              report.findings.map((f) => [f.job, f.check, f.severity === 'ok' ? 'ok' : f.severity.toUpperCase(), f.message]),
-            ) + `\noverall: ${report.state}`,
+              ['Job', 'Slots', 'Done', 'Failed', 'Skipped', 'Running', 'Orphaned', 'Taken over', 'Late', 'Missed'],
+              report.map((r) => [r.job, r.expected, r.done, r.failed, r.skipped, r.running, r.orphaned, r.takeovers, r.late.length, r.missed.length].map(String)),
+            ),
           );
+          for (const r of report) for (const m of r.missed.slice(-10)) ctx.out.info(`${r.job}: slot ${m} missed: no agent claimed it within ${cfg.daemon.slots.missedAfter}`);
         }
+        if (report.some((r) => r.missed.length)) process.exitCode = ExitCode.FATAL;
+      } finally {
+        await catalog.close();
+      }
+    });
+
+  program
+    .command('status')
+    .description('per job: age of the last good backup vs its RPO, size anomalies, repeated failures, repository free space')
+    .option('-v, --verbose', 'every check of every job, with its full message')
+    .action(async (o: { verbose?: boolean }, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const cfg = ctx.config(true)!;
+      const catalog = await openConfigCatalog(cfg);
+      try {
+        const replicas = replicasFromConfig(cfg);
+        let report = await evaluate(catalog, jobsFromConfig(cfg));
+        if (replicas.length) report = withFindings(report, await evaluateReplicas(replicas));
+        if (ctx.out.json) ctx.out.emit(report);
+        else ctx.out.info(o.verbose ? verboseStatus(report) : compactStatus(report, useColor(process.stdout)));
         if (report.state === 'critical') process.exitCode = ExitCode.FATAL;
       } finally {
         await catalog.close();
       }
     });
+}
+
+/** Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org). */
+export function useColor(stream: { isTTY?: boolean }): boolean {
+  return !!stream.isTTY && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
+}
+
+const SEVERITY_COLOR: Record<string, string> = { critical: '\x1b[31m', warning: '\x1b[33m', ok: '\x1b[32m' };
+
+/** One short line per job (and repository): its state, the checks that are not ok, and the most important message. */
+export function compactStatus(report: MonitorReport, color: boolean): string {
+  const paint = (sev: string, s: string) => (color ? `${SEVERITY_COLOR[sev] ?? ''}${s}\x1b[0m` : s);
+  const rank: Record<string, number> = { critical: 2, warning: 1, ok: 0 };
+  const rows = Object.entries(report.jobs).map(([job, sev]) => {
+    const own = report.findings.filter((f) => f.job === job);
+    const bad = own.filter((f) => f.severity !== 'ok').sort((a, b) => rank[b.severity]! - rank[a.severity]!);
+    const headline = bad[0] ?? own.find((f) => f.check === 'rpo') ?? own[0];
+    const msg = headline ? headline.message : '';
+    return [job, paint(sev, sev === 'ok' ? 'ok' : sev.toUpperCase()), bad.map((f) => f.check).join(', ') || '-', msg.length > 72 ? msg.slice(0, 71) + '…' : msg];
+  });
+  // padding must not count the colour codes
+  const plain = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
+  const head = ['JOB', 'STATE', 'PROBLEMS', 'DETAIL'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => plain(r[i]!).length)));
+  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c + ' '.repeat(widths[i]! - plain(c).length))).join('  ').trimEnd();
+  return [line(head), ...rows.map(line), '', `overall: ${paint(report.state, report.state)} (lifeboat status --verbose for every check)`].join('\n');
+}
+
+export function verboseStatus(report: MonitorReport): string {
+  return (
+    table(
+      ['Job', 'Check', 'Severity', 'Message'],
+      report.findings.map((f) => [f.job, f.check, f.severity === 'ok' ? 'ok' : f.severity.toUpperCase(), f.message]),
+    ) + `\noverall: ${report.state}`
+  );
 }

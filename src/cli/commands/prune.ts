@@ -3,7 +3,7 @@ import { ConfigError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { prune } from '../../repo/prune.js';
 import type { CliContext } from '../context.js';
-import { formatBytes } from '../output.js';
+import { formatBytes } from '../../util/format.js';
 
 /** Registers the `prune` command: free unreferenced data (also run by `forget --prune`). */
 export function registerPrune(program: Command, ctxOf: (cmd: Command) => CliContext): void {

@@ -4,11 +4,12 @@ import { Command } from 'commander';
 import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
 import { restoreSnapshot } from '../../engine/restorer.js';
 import { restoreStream } from '../../sources/stream.js';
-import { findSourceSnapshot, runSourceRestore } from '../../sources/run.js';
+import { findSourceSnapshot, restoreSource } from '../../sources/pipeline.js';
+import { SOURCE_CAPABILITIES } from '../../config/sources.js';
 import { restoreTarget } from '../../sources/restore-target.js';
 import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
-import { formatBytes, formatDuration } from '../output.js';
+import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
 
 interface RestoreOpts {
   target?: string;
@@ -35,7 +36,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
     .option('--stdout', 'write the single file of a stream snapshot to stdout')
     .option('-i, --include <pattern>', 'restore only paths matching these globs (paths inside the snapshot, e.g. "/etc/**") (repeatable)', collectRaw)
     .option('-e, --exclude <pattern>', 'skip paths matching these globs (repeatable)', collectRaw)
-    .option('--no-verify', 'do not re-read restored files to verify them against the snapshot')
+    .option('--no-verify', 'do not count files as verified (kept for compatibility: every chunk is checked against its keyed hash as it is written, always)')
     .option('--overwrite', 'allow restoring into a non-empty target directory')
     .option('--host <host>', 'with "latest": only snapshots from this host')
     .option('--path <path>', 'with "latest": only snapshots of exactly these paths (repeatable)', collectRaw)
@@ -54,16 +55,15 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
       }
       if (o.source || o.toDatabase) {
         if (!o.source) throw new ConfigError('--to-database needs --source NAME (the configured database source)');
-        const cfg = ctx.config(true)!;
-        const src = cfg.sources[o.source];
-        if (!src) throw new ConfigError(`unknown source "${o.source}" (defined in ${cfg.file}: ${Object.keys(cfg.sources).join(', ')})`);
-        if (src.kind === 'files') throw new ConfigError(`source ${o.source} is a files source: use "restore latest --target DIR --tag source:${o.source}"`);
+        const source = ctx.source(o.source);
+        const src = source.config;
+        if (SOURCE_CAPABILITIES[src.kind].layout === 'tree') throw new ConfigError(`source ${o.source} is a files source: use "restore latest --target DIR --tag source:${o.source}"`);
         if (o.stdout || o.target === '-') {
           // Standard output, for every stream source: never the live target, never the restoreCommand.
           if (o.toDatabase || o.clean || o.force) throw new ConfigError('--stdout / --target - writes the dump to standard output: --to-database, --clean and --force do not apply');
-          const repo = await ctx.openRepo({ nameHint: src.repository, allowInit: false });
+          const repo = await ctx.openRepo({ nameHint: source.repository, allowInit: false });
           try {
-            const snap = await findSourceSnapshot(repo, o.source, ref);
+            const snap = await findSourceSnapshot(repo, source, ref);
             await copyToStdout(await restoreStream(repo, snap.id));
           } catch (err) {
             process.stderr.write(`lifeboat: RESTORE FAILED for source ${o.source}${err instanceof IntegrityError ? ': data read from the repository failed verification' : ''}\n`);
@@ -75,9 +75,9 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         }
         if (o.target !== undefined) throw new ConfigError(`--target applies to files snapshots; to restore source ${o.source}, use --to-database (or --target - / --stdout for standard output)`);
         const target = { ...restoreTarget(src.kind, o.toDatabase), ...(o.clean ? { clean: true } : {}), ...(o.force ? { force: true } : {}) };
-        const repo = await ctx.openRepo({ nameHint: src.repository, allowInit: false });
+        const repo = await ctx.openRepo({ nameHint: source.repository, allowInit: false });
         try {
-          const { snapshot, result } = await runSourceRestore(repo, o.source, src, cfg, ref, target);
+          const { snapshot, result } = await restoreSource(repo, source, ref, target);
           ctx.out.info(`restored ${src.kind} source ${o.source} from snapshot ${snapshot.id.slice(0, 8)} (${snapshot.time}) in ${formatDuration(result.durationMs)}`);
           ctx.out.emit({ message_type: 'summary', snapshot_id: snapshot.id, source: o.source, ...result });
         } catch (err) {
@@ -117,7 +117,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
             (s.hardlinks ? `, ${s.hardlinks} hard links` : '') +
             (s.special ? `, ${s.special} special files` : '') +
             `, ${formatBytes(s.bytes)} in ${formatDuration(s.durationMs)}` +
-            (o.verify ? ` (${s.verified} files verified)` : ' (not verified)'),
+            (o.verify ? ` (${s.verified} files verified)` : ''),
         );
         ctx.out.emit({ message_type: 'summary', snapshot_id: snap.id, ...s });
         for (const w of s.warnings) process.stderr.write(`warning: ${w.path}: ${w.message}\n`);

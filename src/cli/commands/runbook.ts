@@ -3,25 +3,17 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { ConfigError, ExitCode, LifeboatError } from '../../errors.js';
-import type { Catalog } from '../../ops/catalog.js';
+import type { Catalog } from '../../ops/catalog/types.js';
 import { INCIDENT_IMPACTS, INCIDENT_STATUSES, IncidentStore, renderIncidentHtml, renderIncidentMarkdown, type Incident, type IncidentImpact, type IncidentStatus } from '../../ops/incidents.js';
 import { openConfigCatalog } from '../../ops/service.js';
-import {
-  confirmManualStep,
-  defaultActor,
-  getRunbookRun,
-  listRunbookRuns,
-  planRunbook,
-  resolveStepRef,
-  resumeRunbook,
-  runRunbook,
-  type RunbookRun,
-} from '../../runbook/engine.js';
+import { confirmManualStep, defaultActor, getRunbookRun, listRunbookRuns, planRunbook, resolveStepRef, resumeRunbook, runRunbook } from '../../runbook/engine.js';
+import type { RunbookRun } from '../../runbook/store.js';
 import { listRunbooks } from '../../runbook/load.js';
 import type { ManualPrompt } from '../../runbook/steps.js';
 import { previewPublish } from '../../server/api/publish.js';
 import type { CliContext } from '../context.js';
-import { collectRaw, formatDuration, table } from '../output.js';
+import { collectRaw, table } from '../output.js';
+import { formatElapsed as formatDuration } from '../../util/format.js';
 
 /**
  * `lifeboat runbook ...` and `lifeboat incident ...`: thin wrappers over
@@ -263,6 +255,10 @@ function parseImpact(v: string): IncidentImpact {
   if (!(INCIDENT_IMPACTS as readonly string[]).includes(v)) throw new ConfigError(`--impact ${v}: use ${INCIDENT_IMPACTS.join(', ')}`);
   return v as IncidentImpact;
 }
+/** `--audience users,partners --audience regulators` → [users, partners, regulators] */
+function audienceList(v: string[]): string[] {
+  return [...new Set(v.flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean))];
+}
 function parseStatus(v: string): IncidentStatus {
   if (!(INCIDENT_STATUSES as readonly string[]).includes(v)) throw new ConfigError(`--status ${v}: use ${INCIDENT_STATUSES.join(', ')}`);
   return v as IncidentStatus;
@@ -306,8 +302,9 @@ function registerIncident(program: Command, ctxOf: (cmd: Command) => CliContext)
     .option('--message <text>', 'first update')
     .option('--status <status>', 'investigating (default) or identified / monitoring')
     .option('--private', 'keep it off the public status page (publish later with "incident publish")')
+    .option('--audience <names>', 'also tell these incidents.audiences (comma-separated, repeatable), each with its own channels and template', collectRaw)
     .option('--author <name>')
-    .action(async (o: { title: string; impact: string; service?: string[]; message?: string; status?: string; author?: string; private?: boolean }, cmd: Command) => {
+    .action(async (o: { title: string; impact: string; service?: string[]; message?: string; status?: string; author?: string; private?: boolean; audience?: string[] }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const cfg = ctx.config(true)!;
       for (const s of o.service ?? []) if (!cfg.services[s]) throw new ConfigError(`unknown service "${s}" (defined: ${Object.keys(cfg.services).join(', ') || 'none'})`);
@@ -318,6 +315,7 @@ function registerIncident(program: Command, ctxOf: (cmd: Command) => CliContext)
           services: o.service ?? [],
           author: o.author ?? defaultActor(),
           visibility: o.private ? 'private' : 'public',
+          ...(o.audience ? { audiences: audienceList(o.audience) } : {}),
           ...(o.message ? { message: o.message } : {}),
           ...(o.status ? { status: parseStatus(o.status) } : {}),
         }),
@@ -371,11 +369,18 @@ function registerIncident(program: Command, ctxOf: (cmd: Command) => CliContext)
     .requiredOption('--message <text>')
     .option('--status <status>', INCIDENT_STATUSES.join(' | '))
     .option('--internal', 'not public (not on the status page, not notified)')
+    .option('--audience <names>', 'also tell these incidents.audiences (comma-separated, repeatable), each with its own channels and template', collectRaw)
     .option('--author <name>')
-    .action(async (id: string, o: { message: string; status?: string; internal?: boolean; author?: string }, cmd: Command) => {
+    .action(async (id: string, o: { message: string; status?: string; internal?: boolean; author?: string; audience?: string[] }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const i = await withCatalog(ctx, (c) =>
-        store(ctx, c).addUpdate(runId(id), { message: o.message, author: o.author ?? defaultActor(), ...(o.status ? { status: parseStatus(o.status) } : {}), ...(o.internal ? { public: false } : {}) }),
+        store(ctx, c).addUpdate(runId(id), {
+          message: o.message,
+          author: o.author ?? defaultActor(),
+          ...(o.status ? { status: parseStatus(o.status) } : {}),
+          ...(o.internal ? { public: false } : {}),
+          ...(o.audience ? { audiences: audienceList(o.audience) } : {}),
+        }),
       );
       ctx.out.emit(i);
       ctx.out.info(`incident #${i.id} updated (status ${i.status})`);
@@ -386,10 +391,11 @@ function registerIncident(program: Command, ctxOf: (cmd: Command) => CliContext)
     .description('mark resolved; sends the "resolved" message')
     .argument('<id>')
     .option('--message <text>', 'resolution note', 'Resolved.')
+    .option('--audience <names>', 'also tell these incidents.audiences (comma-separated, repeatable)', collectRaw)
     .option('--author <name>')
-    .action(async (id: string, o: { message: string; author?: string }, cmd: Command) => {
+    .action(async (id: string, o: { message: string; author?: string; audience?: string[] }, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const i = await withCatalog(ctx, (c) => store(ctx, c).resolve(runId(id), { message: o.message, author: o.author ?? defaultActor() }));
+      const i = await withCatalog(ctx, (c) => store(ctx, c).resolve(runId(id), { message: o.message, author: o.author ?? defaultActor(), ...(o.audience ? { audiences: audienceList(o.audience) } : {}) }));
       ctx.out.emit(i);
       ctx.out.info(`incident #${i.id} resolved after ${formatDuration(i.resolvedAt!.getTime() - i.startedAt.getTime())}`);
     });

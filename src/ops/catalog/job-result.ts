@@ -14,6 +14,10 @@ export function runFinishFromJobResult<R extends JobRunOutcome>(r: R, extra: { l
     f.files = s.filesNew + s.filesChanged + s.filesUnmodified;
     f.errors = s.errors;
   }
+  if (r.transferred) {
+    f.bytesUploaded = r.transferred.bytesUploaded;
+    f.bytesDownloaded = r.transferred.bytesDownloaded;
+  }
   if (r.snapshotId) f.snapshotId = r.snapshotId;
   const problems = [r.error, ...r.copies.filter((c) => c.error).map((c) => `copy to ${c.repository} failed: ${c.error}`)].filter(Boolean);
   if (problems.length) f.error = problems.join('; ');

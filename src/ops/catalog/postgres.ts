@@ -16,6 +16,8 @@ export interface PostgresCatalogOptions {
   maxConnections?: number;
   /** Connection timeout in ms (default 10s). */
   connectTimeoutMs?: number;
+  /** Deadline of one query in ms, after which the client gives up on it (default 60s). */
+  queryTimeoutMs?: number;
 }
 
 type PgPool = import('pg').Pool;
@@ -62,6 +64,8 @@ export class PostgresCatalog extends SqlCatalog {
       connectionString: u.toString(),
       max: opts.maxConnections ?? 4,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
+      // every query has a deadline, even when the server stops answering
+      query_timeout: opts.queryTimeoutMs ?? 60_000,
     });
     pool.on('error', () => {}); // idle-client errors surface on the next query
     const c = new PostgresCatalog(pool, location, schema);

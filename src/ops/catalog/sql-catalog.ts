@@ -111,6 +111,8 @@ export abstract class SqlCatalog implements Catalog {
       willRetry: Boolean(r.will_retry),
       bytesRead: num(r.bytes_read),
       bytesAdded: num(r.bytes_added),
+      bytesUploaded: num(r.bytes_uploaded),
+      bytesDownloaded: num(r.bytes_downloaded),
       totalSize: num(r.total_size),
       files: num(r.files),
       errors: num(r.errors),
@@ -120,6 +122,7 @@ export abstract class SqlCatalog implements Catalog {
       logTail: (r.log_tail as string | null) ?? null,
       host: (r.host as string | null) ?? null,
       pid: num(r.pid),
+      agentId: (r.agent_id as string | null | undefined) ?? null,
     };
   }
 
@@ -148,8 +151,8 @@ export abstract class SqlCatalog implements Catalog {
     const attempt = run.attempt ?? 1;
     if (!Number.isSafeInteger(attempt) || attempt < 1) throw new LifeboatError(`catalog: attempt must be a positive integer, got ${attempt}`);
     return this.insertId(
-      `INSERT INTO ${this.t('runs')} (job, source, kind, repository, status, started_at, attempt, tool_versions, host, pid, instance)
-       VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO ${this.t('runs')} (job, source, kind, repository, status, started_at, attempt, tool_versions, host, pid, instance, agent_id)
+       VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)`,
       [
         run.job,
         run.source ?? run.job,
@@ -161,6 +164,7 @@ export abstract class SqlCatalog implements Catalog {
         hostname(),
         process.pid,
         PROCESS_INSTANCE,
+        run.agentId ?? null,
       ],
     );
   }
@@ -172,7 +176,7 @@ export abstract class SqlCatalog implements Catalog {
     const error = f.error === undefined ? null : truncateHead(redactText(f.error), MAX_ERROR_CHARS);
     const logTail = f.logTail === undefined ? null : truncateTail(redactText(f.logTail), MAX_LOG_TAIL_CHARS);
     const n = await this.exec(
-      `UPDATE ${this.t('runs')} SET status = ?, finished_at = ?, bytes_read = ?, bytes_added = ?, total_size = ?, files = ?, errors = ?,
+      `UPDATE ${this.t('runs')} SET status = ?, finished_at = ?, bytes_read = ?, bytes_added = ?, bytes_uploaded = ?, bytes_downloaded = ?, total_size = ?, files = ?, errors = ?,
          snapshot_id = ?, repository = COALESCE(?, repository), tool_versions = COALESCE(?, tool_versions), error = ?, log_tail = ?, will_retry = ?
        WHERE id = ?`,
       [
@@ -180,6 +184,8 @@ export abstract class SqlCatalog implements Catalog {
         f.finishedAt ?? new Date(),
         checkNonNegative(f.bytesRead, 'bytesRead'),
         checkNonNegative(f.bytesAdded, 'bytesAdded'),
+        checkNonNegative(f.bytesUploaded, 'bytesUploaded'),
+        checkNonNegative(f.bytesDownloaded, 'bytesDownloaded'),
         checkNonNegative(f.totalSize, 'totalSize'),
         checkNonNegative(f.files, 'files'),
         checkNonNegative(f.errors, 'errors'),
@@ -220,6 +226,10 @@ export abstract class SqlCatalog implements Catalog {
     if (filter.job !== undefined) {
       where.push('job = ?');
       params.push(filter.job);
+    }
+    if (filter.agentId !== undefined) {
+      where.push('agent_id = ?');
+      params.push(filter.agentId);
     }
     for (const [col, list] of [
       ['kind', asList(filter.kind)],

@@ -34,6 +34,8 @@ export interface RunStart {
   /** Attempt number within one scheduled run (1 = first try). */
   attempt?: number;
   toolVersions?: Record<string, string>;
+  /** The fleet agent running it (daemon.agentId, default the host name). */
+  agentId?: string;
 }
 
 export interface RunFinish {
@@ -43,6 +45,9 @@ export interface RunFinish {
   bytesRead?: number;
   /** Bytes added to the repository (compressed, encrypted). */
   bytesAdded?: number;
+  /** Bytes sent to / read from the repository storage by the run (copies included). */
+  bytesUploaded?: number;
+  bytesDownloaded?: number;
   /** Logical size of the snapshot (all files / the whole dump), the "size" the monitor watches. */
   totalSize?: number;
   files?: number;
@@ -76,6 +81,8 @@ export interface RunRecord {
   willRetry: boolean;
   bytesRead: number | null;
   bytesAdded: number | null;
+  bytesUploaded: number | null;
+  bytesDownloaded: number | null;
   totalSize: number | null;
   files: number | null;
   errors: number | null;
@@ -85,10 +92,14 @@ export interface RunRecord {
   logTail: string | null;
   host: string | null;
   pid: number | null;
+  /** The fleet agent that ran it (null: recorded before the fleet existed). */
+  agentId: string | null;
 }
 
 export interface RunFilter {
   job?: string;
+  /** Runs of this fleet agent only. */
+  agentId?: string;
   kind?: RunKind | RunKind[];
   status?: RunStatus | RunStatus[];
   /** started_at >= since */
@@ -272,6 +283,8 @@ export interface JobRunOutcome {
     errors: number;
   };
   copies: Array<{ repository: string; error?: string }>;
+  /** Bytes moved to/from repository storage (all repositories of the run). */
+  transferred?: { bytesUploaded: number; bytesDownloaded: number };
   warnings: string[];
   error?: string;
   finishedAt: Date;

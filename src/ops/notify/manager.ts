@@ -1,15 +1,16 @@
 import { hostname } from 'node:os';
 import { ConfigError, errorMessage } from '../../errors.js';
-import type { Tier } from '../../policy/objectives.js';
-import { parseDuration } from '../../policy/retention.js';
+import type { Tier } from '../../config/tiers.js';
+import { parseDuration } from '../../util/duration.js';
 import { formatDuration } from '../../util/format.js';
-import type { AlertRecord, Catalog, DeliveryRecord, Severity } from '../catalog.js';
+import type { AlertRecord, Catalog, DeliveryRecord, Severity } from '../catalog/types.js';
 import type { Finding } from '../monitor.js';
-import { DEFAULT_TEMPLATES, redactText, renderMessage, validateTemplate, type MessageKind, type MessageTemplate, type TemplateVars } from '../templates.js';
+import { DEFAULT_TEMPLATES, redactText, renderMessage, type MessageKind, type MessageTemplate } from '../templates.js';
+import { validateTemplate, type TemplateVars } from '../../config/templates.js';
 import { createNotifiers } from './create.js';
 import { deliver } from './deliver.js';
 import type { AlertMessage, DeliveryResult, Notifier } from './notifier.js';
-import type { NotifiersConfig } from './schema.js';
+import type { NotifiersConfig } from '../../config/notifiers.js';
 
 export interface AlertManagerOptions {
   catalog: Catalog;

@@ -1,5 +1,5 @@
-import type { Tier } from '../../policy/objectives.js';
-import type { Severity } from '../catalog.js';
+import type { Tier } from '../../config/tiers.js';
+import type { Severity } from '../catalog/types.js';
 import type { MessageKind } from '../templates.js';
 
 /** The message every channel sends, and the Notifier interface each channel implements. */
@@ -37,7 +37,7 @@ export class DeliveryError extends Error {
 
 export interface Notifier {
   readonly name: string;
-  readonly type: 'slack' | 'webhook' | 'email';
+  readonly type: 'slack' | 'webhook' | 'email' | 'pagerduty' | 'opsgenie' | 'teams' | 'discord' | 'telegram' | 'ntfy' | 'sms';
   /** Where it sends to, safe to log (scheme://host, SMTP host:port). */
   readonly target: string;
   readonly timeoutMs: number;

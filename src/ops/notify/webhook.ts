@@ -1,6 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import type { Tier } from '../../policy/objectives.js';
-import type { Severity } from '../catalog.js';
+import type { Tier } from '../../config/tiers.js';
+import type { Severity } from '../catalog/types.js';
 import { redactUrl, type MessageKind } from '../templates.js';
 import { postJson, type HttpNotifierOptions } from './http.js';
 import type { AlertMessage, Notifier } from './notifier.js';

@@ -1,8 +1,9 @@
 import { z } from 'zod';
-import type { LifeboatConfig } from '../../config/load.js';
-import type { Catalog, RunRecord } from '../../ops/catalog.js';
+import type { LifeboatConfig } from '../../config/config.js';
+import type { ResolvedPlan } from '../../config/resolve.js';
+import type { Catalog, RunRecord } from '../../ops/catalog/types.js';
 import type { AuthStore } from '../auth.js';
-import type { ServerConfig } from '../config.js';
+import type { ServerConfig } from '../../config/server.js';
 import { HttpError, type RouteContext } from '../http.js';
 import { errorMessage } from '../../errors.js';
 import { parseZonedTime, type MaintenanceStore } from '../maintenance.js';
@@ -12,6 +13,8 @@ import type { Task, TaskRegistry } from '../tasks.js';
 
 export interface ApiDeps {
   cfg: LifeboatConfig;
+  /** The plan, resolved once at server start-up: running jobs and drills take it. */
+  plan: ResolvedPlan;
   catalog: Catalog;
   auth: AuthStore;
   maintenance: MaintenanceStore;

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { runDrill } from '../../verify/drill.js';
 import { getDrill, listDrills, recordDrill } from '../../verify/drill-store.js';
+import { jobRepository } from '../../config/repos.js';
+import { listSnapshots } from '../snapshots.js';
 import { TaskFailure } from '../tasks.js';
 import { HttpError, reply, type Route, type RouteContext } from '../http.js';
 import { type ApiDeps, intParam, knownJob, limit, taskJson } from './common.js';
@@ -43,8 +45,15 @@ export function drillRoutes(d: ApiDeps): Route[] {
         knownJob(cfg, job);
         const busy = tasks.busy('drill', 'job', job);
         if (busy) throw new HttpError(409, `a drill of ${job} is already running (task ${busy.id})`);
+        if (!snapshot || snapshot === 'latest') {
+          // refuse up front, with the reason, rather than record a drill that restored nothing
+          const jobCfg = cfg.jobs[job]!;
+          const repoName = jobRepository(cfg, jobCfg);
+          const snaps = await listSnapshots(cfg, repoName, { source: jobCfg.source });
+          if (!snaps.length) throw new HttpError(409, `job ${job} has no snapshot of source ${jobCfg.source} in repository ${repoName} yet: run a backup before a drill`);
+        }
         const t = await tasks.start('drill', `drill ${job}`, ctx.actor, { job, ...(snapshot ? { snapshot } : {}) }, async ({ log, signal }) => {
-          const r = await runDrill(cfg, job, { catalog, signal, log, ...(snapshot ? { snapshot } : {}) });
+          const r = await runDrill(d.plan, job, { catalog, signal, log, ...(snapshot ? { snapshot } : {}) });
           if (r.id === undefined) await recordDrill(catalog, r);
           const result = { drillId: r.id ?? null, status: r.status, restoreMs: r.restoreMs, rtoMs: r.rtoMs, rtoMet: r.rtoMet, error: r.error ?? null };
           return r.status === 'success' ? result : new TaskFailure(`drill of ${job} failed: ${r.error ?? 'checks failed'}`, result);

@@ -1,12 +1,15 @@
 import { z } from 'zod';
 import { IncidentStore, renderIncidentMarkdown } from '../../ops/incidents.js';
+import { computeAvailability } from '../../ops/availability.js';
 import { reply, type Route, type RouteContext } from '../http.js';
 import { type ApiDeps, bool, impact, incidentOr404, incidentStatus, intParam, limit, serviceChecks, serviceList } from './common.js';
 
 /** API routes tagged "incidents": incidents, updates and postmortems. */
 export function incidentRoutes(d: ApiDeps): Route[] {
   const { cfg, catalog } = d;
-  const incidents = () => new IncidentStore(catalog);
+  // with the config: creating, updating and resolving notify incidents.channels and the targeted audiences, as the CLI does
+  const incidents = () => new IncidentStore(catalog, { config: cfg });
+  const audiences = z.array(z.string().min(1).max(64)).max(32).optional().describe('incidents.audiences to tell as well, each through its own channels with its own template');
   const { checkServices } = serviceChecks(cfg);
   return [
     {
@@ -25,12 +28,21 @@ export function incidentRoutes(d: ApiDeps): Route[] {
       tag: 'incidents',
       status: 201,
       summary: 'Open an incident',
-      body: z.object({ title: z.string().min(1).max(200), impact, services: serviceList.default([]), message: z.string().max(10_000).optional() }).strict(),
+      body: z.object({ title: z.string().min(1).max(200), impact, services: serviceList.default([]), message: z.string().max(10_000).optional(), audiences }).strict(),
       handler: async (ctx) => {
-        const b = ctx.body as { title: string; impact: z.infer<typeof impact>; services: string[]; message?: string };
+        const b = ctx.body as { title: string; impact: z.infer<typeof impact>; services: string[]; message?: string; audiences?: string[] };
         checkServices(b.services);
         return reply({ status: 201, json: await incidents().create({ ...b, author: ctx.actor, visibility: 'public' }) });
       },
+    },
+    {
+      method: 'GET',
+      path: '/api/v1/availability',
+      auth: 'viewer',
+      tag: 'incidents',
+      summary: 'Measured availability per service over 30/90 days with daily bars; scope=internal (default) counts private incidents too, scope=public only published ones (as the status page)',
+      query: z.object({ scope: z.enum(['internal', 'public']).optional() }).strict(),
+      handler: async (ctx: RouteContext<{ scope?: 'internal' | 'public' }>) => computeAvailability(cfg, catalog, ctx.query.scope === 'public' ? { visibility: 'public' } : {}),
     },
     {
       method: 'GET',
@@ -49,11 +61,11 @@ export function incidentRoutes(d: ApiDeps): Route[] {
       auth: 'operator',
       tag: 'incidents',
       summary: 'Post an update (optionally changing the status; public updates appear on the status page)',
-      body: z.object({ status: incidentStatus.exclude(['resolved']).optional(), message: z.string().min(1).max(10_000), public: z.boolean().default(true) }).strict(),
+      body: z.object({ status: incidentStatus.exclude(['resolved']).optional(), message: z.string().min(1).max(10_000), public: z.boolean().default(true), audiences }).strict(),
       handler: async (ctx) => {
         const n = intParam(ctx.params.id, 'id');
         await incidentOr404(incidents().get(n), n);
-        const b = ctx.body as { status?: 'investigating' | 'identified' | 'monitoring'; message: string; public: boolean };
+        const b = ctx.body as { status?: 'investigating' | 'identified' | 'monitoring'; message: string; public: boolean; audiences?: string[] };
         return incidents().addUpdate(n, { ...b, author: ctx.actor });
       },
     },
@@ -63,11 +75,12 @@ export function incidentRoutes(d: ApiDeps): Route[] {
       auth: 'operator',
       tag: 'incidents',
       summary: 'Resolve an incident',
-      body: z.object({ message: z.string().min(1).max(10_000) }).strict(),
+      body: z.object({ message: z.string().min(1).max(10_000), audiences }).strict(),
       handler: async (ctx) => {
         const n = intParam(ctx.params.id, 'id');
         await incidentOr404(incidents().get(n), n);
-        return incidents().resolve(n, { message: (ctx.body as { message: string }).message, author: ctx.actor });
+        const b = ctx.body as { message: string; audiences?: string[] };
+        return incidents().resolve(n, { message: b.message, author: ctx.actor, ...(b.audiences ? { audiences: b.audiences } : {}) });
       },
     },
     {

@@ -1,6 +1,7 @@
+import { describeSchedule } from '../../util/schedule.js';
 import { z } from 'zod';
-import { RUN_KINDS, type RunKind } from '../../ops/catalog.js';
-import { runJob } from '../../ops/jobs.js';
+import { RUN_KINDS, type RunKind } from '../../ops/catalog/types.js';
+import { firstRunFromCatalog, runJob } from '../../ops/jobs.js';
 import { catalogHooks } from '../../ops/service.js';
 import { TaskFailure } from '../tasks.js';
 import { HttpError, reply, type Route, type RouteContext } from '../http.js';
@@ -8,7 +9,7 @@ import { type ApiDeps, intParam, knownJob, limit, runJson, taskJson } from './co
 
 /** API routes tagged "jobs": jobs, their run history, running a job now. */
 export function jobRoutes(d: ApiDeps): Route[] {
-  const { cfg, catalog, tasks } = d;
+  const { cfg, plan, catalog, tasks } = d;
   return [
     {
       method: 'GET',
@@ -20,7 +21,7 @@ export function jobRoutes(d: ApiDeps): Route[] {
         Promise.all(
           Object.entries(cfg.jobs).map(async ([name, j]) => {
             const [last] = await catalog.recentRuns(name, 1);
-            return { name, source: j.source, sourceKind: cfg.sources[j.source]?.kind ?? null, schedule: j.schedule ?? null, tier: j.tier, copyTo: j.copyTo, running: !!tasks.busy('job-run', 'job', name), lastRun: last ? runJson(last) : null };
+            return { name, source: j.source, sourceKind: cfg.sources[j.source]?.kind ?? null, schedule: j.schedule ?? null, scheduleInfo: j.schedule ? describeSchedule(j.schedule) : null, tier: j.tier, copyTo: j.copyTo, running: !!tasks.busy('job-run', 'job', name), lastRun: last ? runJson(last) : null };
           }),
         ),
     },
@@ -29,11 +30,13 @@ export function jobRoutes(d: ApiDeps): Route[] {
       path: '/api/v1/jobs/{name}/runs',
       auth: 'viewer',
       tag: 'jobs',
-      summary: 'Run history of a job (newest first), without logs',
-      query: z.object({ limit, kind: z.enum(RUN_KINDS).optional() }).strict(),
-      handler: async (ctx: RouteContext<{ limit?: number; kind?: RunKind }>) => {
+      summary: 'Run history of a job (newest first), without logs; agent: only the runs of that fleet agent',
+      query: z.object({ limit, kind: z.enum(RUN_KINDS).optional(), agent: z.string().max(63).optional() }).strict(),
+      handler: async (ctx: RouteContext<{ limit?: number; kind?: RunKind; agent?: string }>) => {
         knownJob(cfg, ctx.params.name!);
-        return (await catalog.runs({ job: ctx.params.name!, limit: ctx.query.limit ?? 50, ...(ctx.query.kind ? { kind: ctx.query.kind } : {}) })).map((r) => runJson(r));
+        return (
+          await catalog.runs({ job: ctx.params.name!, limit: ctx.query.limit ?? 50, ...(ctx.query.kind ? { kind: ctx.query.kind } : {}), ...(ctx.query.agent ? { agentId: ctx.query.agent } : {}) })
+        ).map((r) => runJson(r));
       },
     },
     {
@@ -52,7 +55,7 @@ export function jobRoutes(d: ApiDeps): Route[] {
           const hooks = catalogHooks(cfg, catalog);
           const runId = (await hooks.onRunStart(name, 1)) as number;
           log(`run ${runId}: job ${name} started by ${ctx.actor}`);
-          const r = await runJob(cfg, name, { signal, log, retryLockMs: 60_000 });
+          const r = await runJob(plan, name, { signal, log, retryLockMs: 60_000, firstRun: firstRunFromCatalog(catalog, name) });
           await hooks.onRunEnd(r, runId, 1, true);
           const result = { runId, status: r.status, snapshotId: r.snapshotId ?? null, error: r.error ?? null, warnings: r.warnings.slice(0, 50) };
           if (r.status === 'failed') return new TaskFailure(`job ${name} failed: ${r.error}`, result);

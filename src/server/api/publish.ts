@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Catalog } from '../../ops/catalog.js';
+import type { Catalog } from '../../ops/catalog/types.js';
 import { IncidentStore, type Incident } from '../../ops/incidents.js';
 import { HttpError, type Route, type RouteContext } from '../http.js';
 import { publicIncident, renderIncidentPreviewHtml, type PublicIncident } from '../status.js';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { browseSnapshot, checkDatabaseRestore, checkFileRestore, listSnapshots, repositoryList, restoreDatabase, restoreFiles } from '../snapshots.js';
-import { HttpError, reply, type Route, type RouteContext } from '../http.js';
+import { browseSnapshot, checkDatabaseRestore, checkFileRestore, contentDisposition, diffSnapshots, downloadFile, listSnapshots, liveTarget, repositoryList, restoreDatabase, restoreFiles, searchSnapshot, SEARCH_MAX_RESULTS } from '../snapshots.js';
+import { HttpError, reply, sendStream, type Route, type RouteContext } from '../http.js';
 import { type ApiDeps, taskJson, when } from './common.js';
 
 /** API routes tagged "snapshots": repositories, snapshots, browsing and restores. */
@@ -30,8 +30,75 @@ export function snapshotRoutes(d: ApiDeps): Route[] {
       auth: 'viewer',
       tag: 'snapshots',
       summary: 'Directory listing of a path inside a snapshot',
-      query: z.object({ path: z.string().max(4096).default('/').describe('directory inside the snapshot (default /)') }).strict(),
-      handler: async (ctx: RouteContext<{ path: string }>) => browseSnapshot(cfg, ctx.params.repo!, ctx.params.snapshot!, ctx.query.path),
+      query: z.object({ path: z.string().max(4096).optional().describe('directory inside the snapshot (default: the deepest directory holding all backed-up paths, where the data is)') }).strict(),
+      handler: async (ctx: RouteContext<{ path?: string }>) => browseSnapshot(cfg, ctx.params.repo!, ctx.params.snapshot!, ctx.query.path),
+    },
+    {
+      method: 'GET',
+      path: '/api/v1/repositories/{repo}/snapshots/{snapshot}/search',
+      auth: 'viewer',
+      tag: 'snapshots',
+      summary: 'Find names under a directory of a snapshot (case-insensitive substring), walked on the server with a cap',
+      description: `At most \`limit\` matches (max ${SEARCH_MAX_RESULTS}) and 200,000 entries visited; \`truncated\` says the search was cut short.`,
+      query: z
+        .object({
+          q: z.string().min(1).max(200).describe('part of a file or directory name'),
+          path: z.string().max(4096).default('/').describe('directory to search under (default /)'),
+          limit: z.coerce.number().int().min(1).max(SEARCH_MAX_RESULTS).default(200),
+        })
+        .strict(),
+      handler: async (ctx: RouteContext<{ q: string; path: string; limit: number }>) => searchSnapshot(cfg, ctx.params.repo!, ctx.params.snapshot!, ctx.query.path, ctx.query.q, ctx.query.limit),
+    },
+    {
+      method: 'GET',
+      path: '/api/v1/repositories/{repo}/snapshots/{snapshot}/file',
+      auth: 'viewer',
+      tag: 'snapshots',
+      summary: 'Download one file of a snapshot (streamed from the repository, every chunk verified)',
+      description: 'The body is the file\'s bytes (application/octet-stream) with Content-Length and Content-Disposition: attachment. A chunk that fails verification ends the transfer early (the client sees a short body against Content-Length).',
+      query: z.object({ path: z.string().min(1).max(4096).describe('path of a regular file inside the snapshot') }).strict(),
+      response: { description: 'the file', contentType: 'application/octet-stream' },
+      handler: async (ctx: RouteContext<{ path: string }>) => {
+        await downloadFile(cfg, ctx.params.repo!, ctx.params.snapshot!, ctx.query.path, (file, body) =>
+          sendStream(ctx.res, 200, { 'content-type': 'application/octet-stream', 'content-length': String(file.size), 'content-disposition': contentDisposition(file.name), 'last-modified': new Date(file.mtime).toUTCString(), 'cache-control': 'no-store' }, ctx.req.method === 'HEAD' ? undefined : body),
+        );
+        return reply({ sent: true });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/v1/repositories/{repo}/diff',
+      auth: 'viewer',
+      tag: 'snapshots',
+      summary: 'What changed between two snapshots: added, removed, modified (the diff of `lifeboat diff`)',
+      query: z.object({ from: z.string().min(1).max(100), to: z.string().min(1).max(100) }).strict(),
+      handler: async (ctx: RouteContext<{ from: string; to: string }>) => diffSnapshots(cfg, ctx.params.repo!, ctx.query.from, ctx.query.to),
+    },
+    {
+      method: 'GET',
+      path: '/api/v1/sources/{source}/restore-target',
+      auth: 'viewer',
+      tag: 'snapshots',
+      summary: 'Where a database restore without a target goes: the source\'s own (live) database, as host:port/db',
+      handler: async (ctx) => liveTarget(cfg, ctx.params.source!),
+    },
+    {
+      method: 'POST',
+      path: '/api/v1/restore/check',
+      auth: 'operator',
+      tag: 'snapshots',
+      summary: 'Check a files restore before starting it (the dialog\'s preflight): 400 bad target, 409 non-empty target without overwrite',
+      body: z
+        .object({
+          type: z.literal('files'),
+          repository: z.string().min(1),
+          snapshot: z.string().min(1),
+          path: z.string().max(4096).optional(),
+          target: z.string().min(1),
+          overwrite: z.boolean().optional(),
+        })
+        .strict(),
+      handler: async (ctx) => checkFileRestore(cfg, ctx.body as { repository: string; snapshot: string; target: string; overwrite?: boolean }, d.server.restoreRoots),
     },
     {
       method: 'POST',
@@ -73,7 +140,7 @@ export function snapshotRoutes(d: ApiDeps): Route[] {
           | { type: 'database'; source: string; snapshot: string; repository?: string; toDatabase?: string; clean?: boolean; force?: boolean; confirm: string };
         if (b.type === 'files') {
           if (b.confirm !== b.target) throw new HttpError(400, 'confirmation required: "confirm" must repeat the target directory exactly');
-          const target = checkFileRestore(cfg, b, d.server.restoreRoots);
+          const { target } = checkFileRestore(cfg, b, d.server.restoreRoots);
           const t = await tasks.start('restore', `restore ${b.repository}:${b.snapshot.slice(0, 8)}${b.path ?? ''} to ${target}`, ctx.actor, { ...b, target }, ({ log }) => restoreFiles(cfg, b, target, log));
           return reply({ status: 202, json: taskJson(t) });
         }

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import zstd from 'zstd-napi';
+import { type ChunkBlob, verifyChunk } from './chunk-verify.js';
+import { BlobCodec } from './codec.js';
+import { blobId, seal } from './crypto.js';
+import type { Compression } from './pack.js';
+
+const encKey = randomBytes(32);
+const idKey = randomBytes(32);
+const codec = new BlobCodec(encKey, 3);
+
+function text(n: number, seed: number): Buffer {
+  let s = '';
+  for (let i = 0; s.length < n; i++) s += `line ${seed} ${i} ${(i * 7919) % 1000}\n`;
+  return Buffer.from(s.slice(0, n));
+}
+
+interface Case {
+  name: string;
+  sealed: Buffer;
+  compression: Compression;
+  rawLength: number;
+  dict?: Buffer;
+}
+
+/** What decoding the blob the ordinary way gives: its id, or the error message. */
+function expected(c: Case): { id: string } | { error: string } {
+  try {
+    return { id: blobId(idKey, codec.decode(c.sealed, c.compression, c.rawLength, `blob ${c.name}`, c.dict)) };
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
+test('verifyChunk: ids and errors are those of decoding each blob whole', () => {
+  const plain = text(300_000, 1); // larger than the scratch buffer: the plaintext streams through in pieces
+  const base = text(200_000, 2);
+  const top = Buffer.from(base);
+  top.write('changed', 1000);
+  const small = text(5000, 3);
+  const rnd = randomBytes(3000);
+  const enc = codec.encode(plain);
+  assert.equal(enc.compression, 1);
+  const delta = codec.encode(top, base);
+  assert.equal(delta.compression, 2);
+  const stored = codec.encode(rnd);
+  assert.equal(stored.compression, 0);
+  const flipped = Buffer.from(enc.sealed);
+  flipped[100]! ^= 1;
+  const frame = zstd.compress(small);
+  const cases: Case[] = [
+    { name: 'plain', sealed: enc.sealed, compression: 1, rawLength: plain.length },
+    { name: 'delta', sealed: delta.sealed, compression: 2, rawLength: top.length, dict: base },
+    { name: 'stored', sealed: stored.sealed, compression: 0, rawLength: rnd.length },
+    { name: 'flipped', sealed: flipped, compression: 1, rawLength: plain.length },
+    { name: 'too-short-raw', sealed: enc.sealed, compression: 1, rawLength: plain.length - 1 },
+    { name: 'too-long-raw', sealed: enc.sealed, compression: 1, rawLength: plain.length + 1 },
+    { name: 'stored-wrong-raw', sealed: stored.sealed, compression: 0, rawLength: rnd.length - 5 },
+    { name: 'truncated-frame', sealed: seal(encKey, frame.subarray(0, frame.length - 7)), compression: 1, rawLength: small.length },
+    { name: 'no-frame-size-bomb', sealed: seal(encKey, zstd.compress(Buffer.alloc(1_000_000))), compression: 1, rawLength: 1000 },
+    // two frames: the first declares a size within the cap, the second inflates past it (caught while decoding)
+    { name: 'second-frame-bomb', sealed: seal(encKey, Buffer.concat([zstd.compress(small), zstd.compress(Buffer.alloc(1_000_000))])), compression: 1, rawLength: 10_000 },
+    { name: 'two-frames-exact', sealed: seal(encKey, Buffer.concat([zstd.compress(small), zstd.compress(small)])), compression: 1, rawLength: 2 * small.length },
+    { name: 'two-frames-second-truncated', sealed: seal(encKey, Buffer.concat([zstd.compress(small), frame.subarray(0, frame.length - 7)])), compression: 1, rawLength: 2 * small.length },
+    { name: 'empty-payload', sealed: seal(encKey, Buffer.alloc(0)), compression: 1, rawLength: 0 },
+    { name: 'garbage-payload', sealed: seal(encKey, randomBytes(500)), compression: 1, rawLength: 5000 },
+    { name: 'delta-without-base', sealed: delta.sealed, compression: 2, rawLength: top.length },
+    { name: 'delta-wrong-base', sealed: delta.sealed, compression: 2, rawLength: top.length, dict: text(200_000, 9) },
+    { name: 'zero-raw', sealed: enc.sealed, compression: 1, rawLength: 0 },
+  ];
+  // all in one range, with a gap before each blob
+  const parts: Buffer[] = [];
+  const jobs: ChunkBlob[] = [];
+  let off = 0;
+  for (const c of cases) {
+    parts.push(Buffer.alloc(13, 0xee), c.sealed);
+    off += 13;
+    jobs.push({ offset: off, length: c.sealed.length, compression: c.compression, rawLength: c.rawLength, what: `blob ${c.name}`, ...(c.dict ? { dict: [c.dict] } : {}) });
+    off += c.sealed.length;
+  }
+  const results = verifyChunk(codec, idKey, Buffer.concat(parts), jobs);
+  assert.equal(results.length, cases.length);
+  cases.forEach((c, i) => {
+    const r = results[i]!;
+    const want = expected(c);
+    assert.deepEqual('id' in r ? { id: r.id } : { error: r.error.message }, want, c.name);
+  });
+  // the intact blobs verify to their ids
+  assert.deepEqual(results[0], { id: blobId(idKey, plain) });
+  assert.deepEqual(results[1], { id: blobId(idKey, top) });
+  assert.deepEqual(results[2], { id: blobId(idKey, rnd) });
+  assert.match((results[3] as { error: { message: string } }).error.message, /authentication failed/);
+});
+
+test('verifyChunk: a blob outside the range is an error for that blob only', () => {
+  const data = text(1000, 4);
+  const enc = codec.encode(data);
+  const chunk = Buffer.concat([enc.sealed]);
+  const r = verifyChunk(codec, idKey, chunk, [
+    { offset: 0, length: enc.sealed.length, compression: enc.compression, rawLength: data.length, what: 'blob a' },
+    { offset: 10, length: enc.sealed.length, compression: enc.compression, rawLength: data.length, what: 'blob b' },
+  ]);
+  assert.deepEqual(r[0], { id: blobId(idKey, data) });
+  assert.match((r[1] as { error: { message: string } }).error.message, /outside/);
+});

@@ -1,0 +1,62 @@
+import type { BlobCodec } from './codec.js';
+import type { Compression } from './pack.js';
+
+/**
+ * Verify the blobs of one contiguous range of a pack (check --read-data): each
+ * blob is opened, decompressed and hashed with the id key, the plaintext
+ * streaming through one scratch buffer, so nothing but the range itself and a
+ * blob's compressed payload is held. Runs in a decode worker (the range is
+ * transferred there, not copied). Offsets are relative to the range.
+ */
+export interface ChunkBlob {
+  offset: number;
+  length: number;
+  compression: Compression;
+  rawLength: number;
+  /** Names the blob in errors ("blob <id>"). */
+  what: string;
+  /** Delta dictionary: one buffer, or the bases' plaintexts in order. */
+  dict?: Uint8Array | Uint8Array[];
+}
+
+/** Per blob: the keyed hash of its plaintext, or why it could not be decoded. */
+export type ChunkResult = { id: string } | { error: { message: string; name?: string } };
+
+/** Plaintext pieces hashed at a time (fits in a core's cache next to the hash state). */
+const SCRATCH = 256 * 1024;
+let scratch: Buffer | undefined;
+
+export function verifyChunk(codec: BlobCodec, idKey: Buffer, chunk: Uint8Array, blobs: readonly ChunkBlob[]): ChunkResult[] {
+  scratch ??= Buffer.allocUnsafeSlow(SCRATCH);
+  const out: ChunkResult[] = [];
+  for (const b of blobs) {
+    try {
+      if (!(Number.isSafeInteger(b.offset) && Number.isSafeInteger(b.length) && b.offset >= 0 && b.length >= 0 && b.offset + b.length <= chunk.length)) {
+        throw new Error(`range ${b.offset}+${b.length} lies outside the ${chunk.length}-byte part of the pack that was read`);
+      }
+      const d = b.dict;
+      const dict = Array.isArray(d) ? (d.length === 1 ? d[0] : Buffer.concat(d)) : d;
+      out.push({ id: codec.decodeId(chunk.subarray(b.offset, b.offset + b.length), b.compression, b.rawLength, b.what, idKey, scratch, dict) });
+    } catch (err) {
+      const e = err as Error;
+      out.push({ error: { message: e.message, name: e.name } });
+    }
+  }
+  return out;
+}
+
+/**
+ * A worker's answer to a `verifyChunk` message (decode and encode workers
+ * both serve it): the results, and the range transferred back to the main
+ * thread (its memory is freed, or reused, there) when the worker owns it.
+ */
+export function verifyChunkReply(
+  codec: BlobCodec,
+  idKey: Buffer,
+  msg: { seq: number; chunk?: unknown; blobs?: unknown },
+): { reply: { seq: number; results: ChunkResult[]; chunk: Uint8Array | undefined }; transfer: ArrayBuffer[] } {
+  const chunk = msg.chunk as Uint8Array;
+  const results = verifyChunk(codec, idKey, chunk, msg.blobs as ChunkBlob[]);
+  const own = chunk.byteOffset === 0 && !(chunk.buffer instanceof SharedArrayBuffer);
+  return { reply: { seq: msg.seq, results, chunk: own ? chunk : undefined }, transfer: own ? [chunk.buffer as ArrayBuffer] : [] };
+}

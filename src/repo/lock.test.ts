@@ -1,0 +1,49 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { LocalStorage } from '../storage/local.js';
+import type { Storage } from '../storage/types.js';
+import { readLocks } from './lock.js';
+import { Repository } from './repository.js';
+
+process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
+
+test('readLocks: a lock refreshed between the listing and the read (its listed object gone, the next one not listed) is still seen', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-lock-race-'));
+  try {
+    const repo = await Repository.init(new LocalStorage(dir), 'pw');
+    try {
+      const lock = await repo.lock(true, 'prune');
+      let raced = false;
+      // the holder's refresh runs right after the reader listed the lock objects
+      const storage = new Proxy(repo.storage, {
+        get(target, prop, recv) {
+          if (prop === 'list') {
+            return async (...args: Parameters<Storage['list']>) => {
+              const listed = await target.list(...args);
+              if (args[0] === 'lock' && !raced) {
+                raced = true;
+                await lock.refresh();
+              }
+              return listed;
+            };
+          }
+          const v = Reflect.get(target, prop, recv) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const seen = await readLocks(storage, repo.key.encKey);
+      assert.ok(raced, 'the refresh ran between listing and reading');
+      assert.equal(seen.length, 1, 'the live exclusive lock is seen');
+      assert.equal(seen[0]!.info.exclusive, true);
+      assert.equal(seen[0]!.info.seq, 1);
+      await lock.release();
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});

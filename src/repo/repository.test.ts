@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { LocalStorage } from '../storage/local.js';
+import type { FileType, Storage } from '../storage/types.js';
+import { Repository } from './repository.js';
+
+process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
+
+/** A storage whose data uploads wait until the test lets them through. */
+function gatedStorage(inner: Storage): { storage: Storage; waiting: () => number; openGate: () => void } {
+  let open = false;
+  const queue: Array<() => void> = [];
+  const storage = new Proxy(inner, {
+    get(target, prop, recv) {
+      if (prop === 'save') {
+        return async (type: FileType, name: string, data: Uint8Array) => {
+          if (type === 'data' && !open) await new Promise<void>((r) => queue.push(r));
+          return target.save(type, name, data);
+        };
+      }
+      if (prop === 'saveFile' && target.saveFile) {
+        return async (type: FileType, name: string, file: string, size: number) => {
+          if (type === 'data' && !open) await new Promise<void>((r) => queue.push(r));
+          return target.saveFile!(type, name, file, size);
+        };
+      }
+      const v = Reflect.get(target, prop, recv) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return {
+    storage,
+    waiting: () => queue.length,
+    openGate: () => {
+      open = true;
+      for (const r of queue.splice(0)) r();
+    },
+  };
+}
+
+test('saveBlob waits while the sealed packs waiting for upload are at their bound (memory bounded whatever the storage speed)', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-backpressure-'));
+  try {
+    const g = gatedStorage(new LocalStorage(dir));
+    const repo = await Repository.init(g.storage, 'pw', { packSize: 1024 * 1024 });
+    try {
+      // 40 MiB of incompressible 256 KiB blobs: 40 packs of 1 MiB if nothing held them back
+      let taken = 0;
+      const saver = (async () => {
+        for (let i = 0; i < 160; i++) {
+          await repo.saveBlob('data', randomBytes(256 * 1024));
+          taken++;
+        }
+      })();
+      // let the saver run as far as it can while no upload completes
+      for (let i = 0; i < 200 && taken < 160; i++) await new Promise((r) => setTimeout(r, 5));
+      const stalledAt = taken;
+      assert.ok(g.waiting() <= 3, `at most 3 sealed packs wait for the storage, not ${g.waiting()}`);
+      // what was taken: the packs waiting, the one being filled and the in-flight budget (4 MiB)
+      assert.ok(stalledAt * 256 * 1024 <= 10 * 1024 * 1024, `the saver stopped after ${stalledAt} blobs (${(stalledAt / 4).toFixed(1)} MiB)`);
+      assert.ok(stalledAt < 160);
+      g.openGate();
+      await saver;
+      await repo.flush();
+      assert.equal(taken, 160);
+      assert.equal(repo.stats.blobsNew, 160);
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,54 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/**
+ * Prompt collection of dropped buffers. A Buffer's bytes live outside the
+ * JavaScript heap, and V8 collects them only when that heap fills or when
+ * buffer memory has grown about 64 MiB past the last collection: a thread
+ * that allocates large buffers and little else (restore and check: read,
+ * decode, write, drop) holds up to that much garbage, per thread. A minor
+ * collection (about a millisecond with a small heap) frees the young
+ * buffers that are no longer referenced; asking for one every `every`
+ * bytes of buffers dropped keeps the garbage near `every`.
+ *
+ * The collector is reached with V8's --expose-gc flag set at run time (the
+ * flag is process-wide: worker threads started later see `gc` too). Where
+ * that fails, reclaim() does nothing and V8's own schedule applies.
+ */
+type Gc = (opts?: { type?: 'minor' | 'major' }) => void;
+let gcFn: Gc | null | undefined;
+
+export function collector(): Gc | undefined {
+  if (gcFn === undefined) {
+    try {
+      const g = (globalThis as { gc?: Gc }).gc;
+      if (typeof g === 'function') gcFn = g;
+      else {
+        setFlagsFromString('--expose-gc');
+        gcFn = runInNewContext('gc') as Gc;
+      }
+    } catch {
+      gcFn = null;
+    }
+  }
+  return gcFn ?? undefined;
+}
+
+export class BufferReclaimer {
+  private since = 0;
+  /** Minor collections run so far. */
+  collections = 0;
+  constructor(readonly every = 16 * 1024 * 1024) {}
+
+  /** Note `bytes` of buffers no longer referenced; collect once `every` bytes add up. */
+  dropped(bytes: number): void {
+    this.since += bytes;
+    if (this.since < this.every) return;
+    this.since = 0;
+    const gc = collector();
+    if (gc) {
+      gc({ type: 'minor' });
+      this.collections++;
+    }
+  }
+}

@@ -1,0 +1,180 @@
+import { createHash } from 'node:crypto';
+import { IntegrityError, errorMessage } from '../errors.js';
+import type { ChunkBlob, ChunkResult } from '../repo/chunk-verify.js';
+import { MAX_PACK_HEADER, type PackBlob, basesOf, blobEntryProblem, parseHeaderBytes } from '../repo/pack.js';
+import { planPackRanges } from '../repo/pack-ranges.js';
+import type { Repository } from '../repo/repository.js';
+
+/**
+ * check --read-data for one pack, streamed: the header is read from the tail
+ * first, then the blob area in ranges of about RANGE bytes (pack-ranges.ts),
+ * each hashed into the pack's SHA-256 and handed whole (transferred, not
+ * copied) to a decode worker that verifies all its blobs in one message.
+ * Memory per pack: the tail, the range being read and IN_FLIGHT ranges being
+ * verified, whatever the pack size.
+ */
+const TAIL = 256 * 1024;
+const RANGE = 2 * 1024 * 1024;
+const IN_FLIGHT = 2;
+
+/**
+ * Range buffers handed back by the decode workers, reused for later ranges:
+ * with a storage that reads into the caller's buffer (Storage.loadInto) the
+ * steady state allocates nothing per range. Keeps a few buffers of about
+ * RANGE bytes (a range holding one larger blob gets a buffer of its own).
+ */
+export class RangeBuffers {
+  private readonly free: ArrayBuffer[] = [];
+  constructor(private readonly keep = 8) {}
+
+  take(length: number): Buffer {
+    const i = this.free.findIndex((ab) => ab.byteLength >= length);
+    const ab = i >= 0 ? this.free.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(Math.max(length, RANGE)).buffer;
+    return Buffer.from(ab, 0, length);
+  }
+
+  give(ab: ArrayBuffer | undefined): void {
+    if (ab && ab.byteLength >= RANGE && ab.byteLength <= 2 * RANGE && this.free.length < this.keep) this.free.push(ab);
+  }
+}
+
+export interface PackReadResult {
+  /** The content's SHA-256 matches the pack's name. */
+  hashOk: boolean;
+  /** Why the header could not be read (then no blob was decoded). */
+  headerError?: unknown;
+  /** Blobs that failed, in header order: id and message (without the pack prefix). */
+  damaged: Array<[string, string]>;
+  bytesRead: number;
+}
+
+export async function readPackData(repo: Repository, pack: string, size: number, buffers = new RangeBuffers()): Promise<PackReadResult> {
+  const res: PackReadResult = { hashOk: false, damaged: [], bytesRead: 0 };
+  const load = async (offset: number, length: number): Promise<Buffer> => {
+    const b = await repo.storage.load('data', pack, { offset, length });
+    res.bytesRead += b.length;
+    return b;
+  };
+  let tailStart = size - Math.min(size, TAIL);
+  let tail = await load(tailStart, size - tailStart);
+  const hlen = size >= 4 ? tail.readUInt32LE(tail.length - 4) : 0;
+  let blobs: PackBlob[] | undefined;
+  try {
+    if (size < 4) throw new IntegrityError(`pack ${pack}: truncated (${size} bytes)`);
+    if (hlen > MAX_PACK_HEADER || hlen + 4 > size) {
+      throw new IntegrityError(`pack ${pack}: header length ${hlen} is impossible for a ${size}-byte pack (truncated?)`);
+    }
+    const headerStart = size - 4 - hlen;
+    if (headerStart < tailStart) {
+      tail = Buffer.concat([await load(headerStart, tailStart - headerStart), tail]);
+      tailStart = headerStart;
+    }
+    blobs = parseHeaderBytes(repo.key.encKey, tail.subarray(headerStart - tailStart, tail.length - 4), headerStart, pack);
+  } catch (err) {
+    if (!(err instanceof IntegrityError)) throw err;
+    res.headerError = err;
+  }
+  const blobArea = blobs ? size - 4 - hlen : tailStart;
+  const sha = createHash('sha256');
+  const messages = new Map<PackBlob, string>();
+  // Blobs impossible under the format limits are reported without reading them.
+  const readable: Array<PackBlob> = [];
+  for (const b of blobs ?? []) {
+    const impossible = blobEntryProblem(b);
+    if (impossible) messages.set(b, `pack header entry: ${impossible}`);
+    else readable.push(b);
+  }
+  const { ranges, strays } = planPackRanges(readable, blobArea, RANGE);
+  const verified = new Map<PackBlob, string>(); // blob -> id of its plaintext
+  const settle = (list: PackBlob[], results: ChunkResult[]) => {
+    list.forEach((b, i) => {
+      const r = results[i]!;
+      if ('id' in r) verified.set(b, r.id);
+      else messages.set(b, r.error.message);
+    });
+  };
+  /** The blobs of one range: delta dictionaries first (loaded on this thread, from the cache or their packs). */
+  const submit = async (data: Buffer, base: number, list: PackBlob[], reused: boolean): Promise<void> => {
+    const jobs: ChunkBlob[] = [];
+    const sent: PackBlob[] = [];
+    for (const b of list) {
+      const job: ChunkBlob = { offset: b.offset - base, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id}` };
+      if (b.compression === 2) {
+        try {
+          if (basesOf(b).includes(b.id)) throw new IntegrityError('delta blob is its own base (cycle)');
+          // the bases' own hashes are checked where they are stored; a wrong base fails this blob's hash
+          job.dict = await repo.loadDict(basesOf(b), 1, false);
+        } catch (err) {
+          messages.set(b, errorMessage(err));
+          continue;
+        }
+      }
+      jobs.push(job);
+      sent.push(b);
+    }
+    if (jobs.length === 0) {
+      if (reused) buffers.give(data.buffer as ArrayBuffer);
+      return;
+    }
+    const { results, returned } = await repo.readPool.verifyChunk(data, jobs, reused);
+    buffers.give(returned);
+    settle(sent, results);
+  };
+  const storage = repo.storage;
+  /** A range's bytes; `reused`: in a buffer of `buffers` (its whole ArrayBuffer is ours to transfer). */
+  const read = async (start: number, end: number): Promise<{ data: Buffer; reused: boolean }> => {
+    // The part of the range already in the tail buffer is taken from there.
+    if (start >= tailStart) return { data: Buffer.from(tail.subarray(start - tailStart, end - tailStart)), reused: false };
+    if (end > tailStart) return { data: Buffer.concat([await load(start, tailStart - start), tail.subarray(0, end - tailStart)]), reused: false };
+    if (!storage.loadInto) return { data: await load(start, end - start), reused: false };
+    const data = buffers.take(end - start);
+    try {
+      await storage.loadInto('data', pack, start, data);
+    } catch (err) {
+      buffers.give(data.buffer as ArrayBuffer);
+      throw err;
+    }
+    res.bytesRead += data.length;
+    return { data, reused: true };
+  };
+  const quiet = <T>(p: Promise<T>): Promise<T> => {
+    p.catch(() => {}); // awaited later; not an unhandled rejection meanwhile
+    return p;
+  };
+  const inflight: Array<Promise<void>> = [];
+  let next = ranges.length ? quiet(read(ranges[0]!.start, ranges[0]!.end)) : undefined;
+  try {
+    for (let k = 0; k < ranges.length; k++) {
+      const r = ranges[k]!;
+      const { data, reused } = await next!;
+      next = k + 1 < ranges.length ? quiet(read(ranges[k + 1]!.start, ranges[k + 1]!.end)) : undefined;
+      sha.update(data);
+      if (!blobs || r.blobs.length === 0) {
+        if (reused) buffers.give(data.buffer as ArrayBuffer);
+        continue;
+      }
+      inflight.push(quiet(submit(data, r.start, r.blobs, reused)));
+      if (inflight.length >= IN_FLIGHT) await inflight.shift();
+    }
+    sha.update(tail.subarray(blobArea - tailStart));
+    for (const b of strays) {
+      inflight.push(quiet(load(b.offset, b.length).then((data) => submit(data, b.offset, [b], false))));
+      if (inflight.length >= IN_FLIGHT) await inflight.shift();
+    }
+    await Promise.all(inflight);
+  } finally {
+    await Promise.allSettled([...inflight, next]);
+  }
+  res.hashOk = sha.digest('hex') === pack;
+  for (const b of blobs ?? []) {
+    const e = repo.index.get(b.id);
+    let msg = messages.get(b);
+    if (msg === undefined) {
+      const got = verified.get(b);
+      if (got !== b.id) msg = 'content does not match its id (hash mismatch)';
+      else if (e && e.pack === pack && (e.offset !== b.offset || e.length !== b.length)) msg = 'pack header and index disagree on its position';
+    }
+    if (msg !== undefined && (!e || e.pack === pack)) res.damaged.push([b.id, msg]);
+  }
+  return res;
+}
