@@ -1,6 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { tmpDir } from './helpers/tmp.js';
@@ -16,6 +16,23 @@ const skip = rcloneMissing();
 if (!skip) useRcloneEnv();
 const run = randomBytes(31).toString('hex');
 const hex = (n: number) => run + n.toString(16).padStart(2, '0');
+
+/**
+ * SIGSTOP, then wait until the kernel reports the process stopped: on a loaded
+ * machine the stop takes effect later than kill() returns, and a child still
+ * running for that moment answers the request that was meant to be in flight.
+ */
+async function stopProcess(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  const until = Date.now() + 20_000;
+  for (;;) {
+    // the state follows the parenthesised command name in /proc/PID/stat
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) return;
+    if (Date.now() > until) throw new Error(`process ${pid} did not stop within 20 s`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 describe('rclone backend (rclone serve restic --stdio, local remote)', { skip }, () => {
   let t: ReturnType<typeof tmpDir>;
@@ -77,7 +94,7 @@ describe('rclone backend (rclone serve restic --stdio, local remote)', { skip },
       await st.save('index', name, Buffer.from('x'));
       // a request in flight when the child dies (stopped first, so the request is surely in flight)
       const pid = child(st);
-      process.kill(pid, 'SIGSTOP');
+      await stopProcess(pid);
       const p = st.load('index', name);
       await new Promise((r) => setTimeout(r, 100));
       process.kill(pid, 'SIGKILL');
@@ -97,7 +114,7 @@ describe('rclone backend (rclone serve restic --stdio, local remote)', { skip },
     try {
       await st2.load('index', name);
       const pid = child(st2);
-      process.kill(pid, 'SIGSTOP');
+      await stopProcess(pid);
       const p = st2.load('index', name);
       await new Promise((r) => setTimeout(r, 100));
       process.kill(pid, 'SIGKILL');
