@@ -42,7 +42,13 @@ export interface PruneResult {
   dryRun: boolean;
   /** Archived WAL files removed by WAL retention (older than every kept base backup). */
   walRemoved?: number;
+  /** Abandoned temporary files (`.tmp-*` of a writer that was killed) removed, and their bytes. */
+  tempRemoved?: number;
+  tempBytesRemoved?: number;
 }
+
+/** A temporary file untouched this long belongs to no running writer (prune also holds the exclusive lock). */
+export const STALE_TEMP_MS = 60 * 60 * 1000;
 
 export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<PruneResult> {
   const lock = await repo.lock(true, 'prune', opts.retryLockMs ?? 0);
@@ -230,6 +236,15 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
     for (const p of deletePacks) {
       lock.check();
       await repo.storage.remove('data', p).catch(() => {});
+    }
+    // 6. Temporary files a killed writer left behind (local storage: packs are built in data/).
+    if (repo.storage.removeStaleTemp) {
+      lock.check();
+      const t = await repo.storage.removeStaleTemp(STALE_TEMP_MS);
+      if (t.files) {
+        res.tempRemoved = t.files;
+        res.tempBytesRemoved = t.bytes;
+      }
     }
     lock.check();
     return res;

@@ -100,6 +100,7 @@ export class LimitedStorage implements Storage {
     const dc = pos(limits.downloadConcurrency, 'download concurrency');
     if (uc) this.upSem = new Semaphore(Math.max(1, Math.floor(uc)));
     if (dc) this.downSem = new Semaphore(Math.max(1, Math.floor(dc)));
+    if (inner.removeStaleTemp && !this.appendOnly) this.removeStaleTemp = (ms) => inner.removeStaleTemp!(ms);
     if (inner.tempDir && inner.saveFile) {
       this.tempDir = () => inner.tempDir!();
       this.saveFile = (type, name, file, size) => this.saveFileLimited(type, name, file, size);
@@ -136,6 +137,8 @@ export class LimitedStorage implements Storage {
     this.counters.uploads++;
   }
 
+  /** The backend's clean-up of abandoned temporary files (absent when append-only: it deletes). */
+  readonly removeStaleTemp?: (olderThanMs: number) => Promise<{ files: number; bytes: number }>;
   /** The backend's temporary directory for saveFile() (absent when the backend cannot publish files). */
   readonly tempDir?: () => Promise<string>;
   readonly saveFile?: (type: FileType, name: string, file: string, size: number) => Promise<void>;

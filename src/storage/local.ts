@@ -301,6 +301,44 @@ export class LocalStorage implements Storage {
     }
   }
 
+  removeStaleTemp(olderThanMs: number): Promise<{ files: number; bytes: number }> {
+    return this.io('removing abandoned temporary files', () => this.removeStaleTempImpl(olderThanMs));
+  }
+
+  /** `.tmp-*` files in the repository root, the object directories and data/XX/, older than the cut-off. */
+  private async removeStaleTempImpl(olderThanMs: number): Promise<{ files: number; bytes: number }> {
+    const cutoff = Date.now() - olderThanMs;
+    const dataDir = path.join(this.root, typeDir('data'));
+    const dirs = [this.root, dataDir, ...(await listDirNames(dataDir)).map((d) => path.join(dataDir, d))];
+    for (const type of ['index', 'snapshot', 'key', 'lock', 'wal'] as const) dirs.push(path.join(this.root, typeDir(type)));
+    let files = 0;
+    let bytes = 0;
+    for (const dir of [...new Set(dirs)]) {
+      let entries: import('node:fs').Dirent[];
+      try {
+        entries = await fsp.readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw storageError(err, `listing ${dir}`);
+      }
+      for (const e of entries) {
+        if (!e.isFile() || !e.name.startsWith('.tmp-')) continue;
+        const file = path.join(dir, e.name);
+        const st = await fsp.lstat(file).catch(() => undefined);
+        if (!st || st.mtimeMs > cutoff) continue;
+        try {
+          await fsp.unlink(file);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw storageError(err, `removing ${file}`);
+        }
+        files++;
+        bytes += st.size;
+      }
+    }
+    return { files, bytes };
+  }
+
   list(type: FileType): Promise<ObjectInfo[]> {
     return this.io(`listing ${typeDir(type) || 'the repository'}`, () => this.listImpl(type));
   }

@@ -50,6 +50,12 @@ export interface Storage {
    * caller removes it afterwards if it is still there.
    */
   saveFile?(type: FileType, name: string, file: string, size: number): Promise<void>;
+  /**
+   * Optional: remove `.tmp-*` files (objects a writer was building when it was
+   * killed) last modified more than `olderThanMs` ago. Only prune calls it,
+   * under the exclusive lock, so no writer of this repository is running.
+   */
+  removeStaleTemp?(olderThanMs: number): Promise<{ files: number; bytes: number }>;
   load(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer>;
   /**
    * Optional: load() of the range [offset, offset + target.length) into the

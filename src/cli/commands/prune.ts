@@ -33,6 +33,7 @@ export async function runPrune(ctx: CliContext, repo: Repository, o: { dryRun?: 
   ctx.out.info(
     `${r.dryRun ? 'would delete' : 'deleted'} ${r.packsDeleted} of ${r.packsBefore} pack(s) (${r.packsRepacked} repacked into ${r.packsWritten}), ` +
       `${r.blobsRemoved} unused blob(s); ${r.dryRun ? 'would free' : 'freed'} ${formatBytes(r.bytesFreed)} of ${formatBytes(r.bytesBefore)}` +
-      (r.walRemoved ? `; ${r.dryRun ? 'would remove' : 'removed'} ${r.walRemoved} archived WAL file(s) older than every kept base backup` : ''),
+      (r.walRemoved ? `; ${r.dryRun ? 'would remove' : 'removed'} ${r.walRemoved} archived WAL file(s) older than every kept base backup` : '') +
+      (r.tempRemoved ? `; removed ${r.tempRemoved} abandoned temporary file(s) (${formatBytes(r.tempBytesRemoved ?? 0)}) left by an interrupted writer` : ''),
   );
 }

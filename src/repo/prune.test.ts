@@ -1,0 +1,47 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, utimesSync, writeFileSync, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { tmpdir } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { LocalStorage } from '../storage/local.js';
+import { LimitedStorage } from '../storage/limits.js';
+import { Repository } from './repository.js';
+import { prune, STALE_TEMP_MS } from './prune.js';
+
+test('prune removes temporary files a killed writer left (older than the cut-off), keeps fresh ones and every object', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lb-prune-tmp-'));
+  try {
+    const repo = await Repository.init(new LocalStorage(dir), 'pw');
+    const old = (Date.now() - STALE_TEMP_MS - 60_000) / 1000;
+    const stale = [
+      path.join(dir, 'data', '.tmp-pack-0123456789abcdef'),
+      path.join(dir, 'data', 'ab', '.tmp-new-0011223344'),
+      path.join(dir, 'index', '.tmp-ffee-0011223344'),
+      path.join(dir, '.tmp-config-aabbccddeeff'),
+    ];
+    mkdirSync(path.join(dir, 'data', 'ab'), { recursive: true });
+    for (const f of stale) {
+      writeFileSync(f, Buffer.alloc(1000));
+      utimesSync(f, old, old);
+    }
+    const fresh = path.join(dir, 'data', '.tmp-pack-fedcba9876543210');
+    writeFileSync(fresh, 'being written');
+    // an object whose name merely contains tmp is never touched, however old
+    const keysBefore = readdirSync(path.join(dir, 'keys'));
+    const r = await prune(repo);
+    assert.equal(r.tempRemoved, 4);
+    assert.equal(r.tempBytesRemoved, 4000);
+    for (const f of stale) assert.equal(existsSync(f), false, f);
+    assert.equal(existsSync(fresh), true);
+    assert.deepEqual(readdirSync(path.join(dir, 'keys')), keysBefore);
+    assert.ok(existsSync(path.join(dir, 'config')));
+    // nothing left to remove: no count
+    assert.equal((await prune(repo)).tempRemoved, undefined);
+    // an append-only storage never deletes them (the method is absent)
+    assert.equal(new LimitedStorage(new LocalStorage(dir), { appendOnly: true }).removeStaleTemp, undefined);
+    assert.equal(typeof new LimitedStorage(new LocalStorage(dir), {}).removeStaleTemp, 'function');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
