@@ -33,26 +33,33 @@ function xattr(): Promise<XattrLib | undefined> {
 
 const NOT_SUPPORTED = new Set(['ENOTSUP', 'EOPNOTSUPP', 'ENODATA', 'ENOSYS']);
 
+type Xattrs = Array<{ name: string; value: string }>;
+
+/**
+ * The rules both readers share: a file system without xattrs lists nothing
+ * (undefined), an attribute removed between the listing and its read is
+ * skipped, the names are read in sorted order, values are kept as base64.
+ */
+function listFailed(err: unknown): undefined {
+  if (NOT_SUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
+  throw err;
+}
+function valueFailed(err: unknown): void {
+  if ((err as NodeJS.ErrnoException).code === 'ENODATA') return; // removed meanwhile
+  throw err;
+}
+
 /** Read all extended attributes of an open file (undefined if none or not supported). */
-export async function readXattrs(fd: number): Promise<Array<{ name: string; value: string }> | undefined> {
+export async function readXattrs(fd: number): Promise<Xattrs | undefined> {
   const lib = await xattr();
   const p = fdPath(fd);
   if (!lib || !p) return undefined;
-  let names: string[];
-  try {
-    names = await lib.listAttributes(p);
-  } catch (err) {
-    if (NOT_SUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
-    throw err;
-  }
-  const out: Array<{ name: string; value: string }> = [];
+  const names = await lib.listAttributes(p).catch(listFailed);
+  if (!names) return undefined;
+  const out: Xattrs = [];
   for (const name of names.sort()) {
-    try {
-      out.push({ name, value: (await lib.getAttribute(p, name)).toString('base64') });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENODATA') continue; // removed meanwhile
-      throw err;
-    }
+    const v = await lib.getAttribute(p, name).catch(valueFailed);
+    if (v) out.push({ name, value: v.toString('base64') });
   }
   return out.length ? out : undefined;
 }
@@ -67,23 +74,22 @@ export async function xattrSync(): Promise<XattrSyncLib | undefined> {
 }
 
 /** readXattrs, synchronously (a worker thread that reads small files: no thread-pool round trip per call). */
-export function readXattrsSync(lib: XattrSyncLib | undefined, fd: number): Array<{ name: string; value: string }> | undefined {
+export function readXattrsSync(lib: XattrSyncLib | undefined, fd: number): Xattrs | undefined {
   const p = fdPath(fd);
   if (!lib || !p) return undefined;
-  let names: string[];
+  let names: string[] | undefined;
   try {
     names = lib.listAttributesSync(p);
   } catch (err) {
-    if (NOT_SUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
-    throw err;
+    names = listFailed(err);
   }
-  const out: Array<{ name: string; value: string }> = [];
+  if (!names) return undefined;
+  const out: Xattrs = [];
   for (const name of names.sort()) {
     try {
       out.push({ name, value: lib.getAttributeSync(p, name).toString('base64') });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENODATA') continue; // removed meanwhile
-      throw err;
+      valueFailed(err);
     }
   }
   return out.length ? out : undefined;
