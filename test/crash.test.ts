@@ -53,6 +53,10 @@ test(`kill -9 during backup, prune and copy at ${RUNS} random points never damag
     await backupOnce();
     const full = Math.max(300, Date.now() - t0);
 
+    // the kill window of each command: at first a full backup's time; shrunk to most of a command's own time
+    // whenever one finished before its kill point (its later runs change less data, and the machine may be
+    // faster than when the backup was timed: a fixed window would let many finish before the kill)
+    const windowOf = new Map<string, number>();
     let killedMidway = 0;
     for (let i = 0; i < RUNS; i++) {
       // change the data so every backup has new content to write
@@ -72,9 +76,13 @@ test(`kill -9 during backup, prune and copy at ${RUNS} random points never damag
         : isCopy
           ? ['copy', '--repo', second, '--from-repo', repo]
           : ['backup', '--repo', repo, data];
-      const res = await killAfter(args, { ...env, LIFEBOAT_FROM_PASSWORD: env.LIFEBOAT_PASSWORD }, 20 + rng.int(full));
+      const started = Date.now();
+      const res = await killAfter(args, { ...env, LIFEBOAT_FROM_PASSWORD: env.LIFEBOAT_PASSWORD }, 20 + rng.int(windowOf.get(args[0]!) ?? full));
       if (res.signal === 'SIGKILL') killedMidway++;
-      else assert.equal(res.code, 0, `${args[0]} failed on its own: ${res.stderr}`);
+      else {
+        assert.equal(res.code, 0, `${args[0]} failed on its own: ${res.stderr}`);
+        windowOf.set(args[0]!, Math.max(50, Math.min(windowOf.get(args[0]!) ?? full, Math.floor((Date.now() - started) * 0.8))));
+      }
       if (isCopy) {
         // the copy target must stay valid too, and a second (uninterrupted) copy completes it
         const c2 = await runCli(['check', '--repo', second, '--read-data'], { env: { ...env } });

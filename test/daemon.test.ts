@@ -65,7 +65,9 @@ daemon: { concurrency: 3 }
     const started = Date.now();
     await sleep(7000);
     while (Date.now() - started < 90_000 && !judged()) await sleep(500);
-    await daemon.stop(10_000);
+    // a grace long enough for a run in flight to finish on a loaded machine: one aborted between writing its
+    // snapshot and applying retention (or copying) would leave a third snapshot behind
+    await daemon.stop(60_000);
 
     // runs still going when stop() aborted them at the end are not judged here (the SIGTERM test covers that)
     const site = results.filter((x) => x.r.job === 'site-every-2s' && !/aborted|shutting down/.test(x.r.error ?? ''));
@@ -108,17 +110,20 @@ test('daemon process: SIGTERM mid-backup stops cleanly and leaves a valid reposi
     for (let i = 0; i < 4; i++) await fsp.writeFile(path.join(t.dir, `data/f${i}.bin`), randomBytes(64 * 1024 * 1024));
     await fsp.writeFile(
       path.join(t.dir, 'lifeboat.yaml'),
-      `repositories:\n  main: { location: ./repo, autoInit: true }\nsources:\n  data: { kind: files, paths: [./data] }\njobs:\n  data: { source: data, schedule: "* * * * * *" }\ndaemon: { shutdownGrace: 100ms }\n`,
+      // limits.upload (64 MiB/s): the 256 MiB backup lasts at least 4 s however fast the machine, so the SIGTERM
+      // below surely arrives mid-backup
+      `repositories:\n  main: { location: ./repo, autoInit: true, limits: { upload: 65536 } }\nsources:\n  data: { kind: files, paths: [./data] }\njobs:\n  data: { source: data, schedule: "* * * * * *" }\ndaemon: { shutdownGrace: 100ms }\n`,
     );
     const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024' };
     const child = spawn(process.execPath, [CLI, 'daemon', '--listen', '127.0.0.1:0', '--config', path.join(t.dir, 'lifeboat.yaml')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
-    // wait until the backup is under way (packs being written), then SIGTERM
-    for (let i = 0; i < 300; i++) {
+    // wait until the backup is under way (packs being written), then SIGTERM (no fixed number of polls: the
+    // daemon's start-up alone can take many seconds on a loaded machine)
+    for (const end = Date.now() + 120_000; ; await sleep(20)) {
       const packs = await fsp.readdir(path.join(t.dir, 'repo/data'), { recursive: true }).catch(() => []);
       if (packs.filter((p) => String(p).length > 60).length >= 2) break;
-      await sleep(20);
+      assert.ok(Date.now() < end, `no backup under way after 120 s:\n${log}`);
     }
     child.kill('SIGTERM');
     const code = await new Promise<number | null>((r) => child.on('close', r));
@@ -183,21 +188,29 @@ notifiers:
       const runs = await svc.catalog.recentRuns('app', 20);
       assert.ok(runs.some((r) => r.attempt === 2), 'the failed run was retried');
       // one message when the failures start (warning), one more only when it escalates to critical
+      const onePerSeverity = (alerts: Array<{ severity: string }>) => {
+        const bySeverity = new Map<string, number>();
+        for (const m of alerts) bySeverity.set(m.severity, (bySeverity.get(m.severity) ?? 0) + 1);
+        for (const [sev, n] of bySeverity) assert.equal(n, 1, `${n} firing messages at severity ${sev}: ${JSON.stringify(firing())}`);
+      };
       const failAlerts = firing().filter((m) => m.check === 'failures' && m.kind === 'firing');
       assert.ok(failAlerts.length >= 1, JSON.stringify(firing()));
-      const bySeverity = new Map<string, number>();
-      for (const m of failAlerts) bySeverity.set(m.severity, (bySeverity.get(m.severity) ?? 0) + 1);
-      for (const [sev, n] of bySeverity) assert.equal(n, 1, `${n} firing messages at severity ${sev}`);
+      onePerSeverity(failAlerts);
       const h = await fetch(`${svc.health!.url}/health/backup`);
       assert.equal(h.status, 503);
       // recover: the source appears, the next run succeeds, the alerts resolve exactly once
       await fsp.mkdir(path.join(t.dir, 'app'));
       await fsp.writeFile(path.join(t.dir, 'app/data.txt'), 'ok');
-      for (let i = 0; i < 40 && !firing().some((m) => m.check === 'failures' && m.status === 'resolved'); i++) await sleep(250);
+      for (const end = Date.now() + 60_000; Date.now() < end && !firing().some((m) => m.check === 'failures' && m.status === 'resolved'); ) await sleep(250);
       await sleep(1500);
       const msgs = firing();
       assert.equal(msgs.filter((m) => m.check === 'failures' && m.status === 'resolved').length, 1, JSON.stringify(msgs));
-      assert.equal(msgs.filter((m) => m.check === 'failures' && m.kind === 'firing').length, failAlerts.length, 'no further firing messages');
+      // failures that went on until the source appeared may still have escalated to critical (three in a row
+      // come quickly on a loaded machine): still one message per severity, and none after the resolution
+      const allFiring = msgs.filter((m) => m.check === 'failures' && m.kind === 'firing');
+      onePerSeverity(allFiring);
+      const resolvedAt = msgs.findIndex((m) => m.check === 'failures' && m.status === 'resolved');
+      assert.deepEqual(msgs.slice(resolvedAt + 1).filter((m) => m.check === 'failures' && m.kind === 'firing'), [], 'no further firing messages');
       assert.equal((await fetch(`${svc.health!.url}/health/backup`)).status, 200);
       const metrics = await (await fetch(`${svc.health!.url}/metrics`)).text();
       assert.match(metrics, /lifeboat_last_success_timestamp_seconds\{[^}]*job="app"[^}]*\} \d+/);

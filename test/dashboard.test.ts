@@ -401,7 +401,7 @@ test('dashboard: task feedback — a drill without a snapshot is refused with it
   await page.waitForSelector('.task[data-status="success"], .task[data-status="failed"]');
   assert.equal(await page.locator('.task').first().getAttribute('data-status'), 'success');
   assert.doesNotMatch((await page.locator('.task').first().textContent())!, /null/);
-  await page.waitForFunction((n) => document.querySelectorAll('tr[data-run]').length > n, runsBefore, { timeout: 15_000 });
+  await page.waitForFunction((n) => document.querySelectorAll('tr[data-run]').length > n, runsBefore, { timeout: 60_000 });
   assert.equal(await page.locator('.task[data-status="success"]').count(), 1, 'the finished task box stays after the refresh');
 
   // a drill that runs: its log stays after it finishes, and it links to its detail page

@@ -373,7 +373,8 @@ jobs:
     const service = await startService(loadConfig(cfgFile), { listen: false });
     let drills: DrillResult[] = [];
     try {
-      for (let i = 0; i < 300 && drills.length < 2; i++) {
+      // two scheduled drills, each a restore and a query: up to 2 min (30 s is too short on a loaded machine)
+      for (const end = Date.now() + 120_000; Date.now() < end && drills.length < 2; ) {
         await new Promise((res) => setTimeout(res, 100));
         drills = await listDrills(service.catalog, { job: 'lite' });
       }

@@ -76,7 +76,7 @@ function startAgent(name: string, cfgFile: string): { child: ChildProcess; log: 
   return { child, log: () => `[${name}]\n${log}`, exited };
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 60_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await fn();
@@ -327,11 +327,12 @@ test('fleet: a frozen agent whose id was taken over stops its schedules when it 
     await until('gamma-2 running the schedules', async () => snapshotsIn(g2.log()) > 0);
     g1.child.kill('SIGCONT');
     await until('gamma-1 noticing', async () => /WAS TAKEN OVER/.test(g1.log()) && /schedules stopped/.test(g1.log()));
-    // a run in flight when it woke may finish; after that, nothing more from gamma-1
-    await sleep(2000);
+    // a run in flight when it woke may finish (the daemon says when none is left: no fixed wait, which a
+    // loaded machine outlasts); after that, nothing more from gamma-1 while gamma-2 runs the schedule on
+    await until('gamma-1 idle', async () => /no job of this process running any more/.test(g1.log()));
     const before = snapshotsIn(g1.log());
     const g2before = snapshotsIn(g2.log());
-    await sleep(3000);
+    await until('gamma-2 running three more of the schedule\'s runs', async () => snapshotsIn(g2.log()) >= g2before + 3, 90_000);
     assert.equal(snapshotsIn(g1.log()), before, `gamma-1 kept running its schedules:\n${g1.log()}`);
     assert.ok(snapshotsIn(g2.log()) > g2before, 'gamma-2 runs them');
   } finally {

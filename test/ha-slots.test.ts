@@ -140,7 +140,7 @@ test('three agents, one catalog: every slot of a runOn: any job runs exactly onc
         const r = await query(env.url, `SELECT * FROM lifeboat.job_slots WHERE job = 'tick' AND slot >= $1 AND slot < $2 ORDER BY slot`, [from, to]);
         return r.length === expected.length && r.every((x) => x.finished_at) ? r : undefined;
       },
-      30_000,
+      60_000,
       logs,
     );
     // while the agents run: `lifeboat slots` shows the window as done, nothing missed
@@ -195,9 +195,17 @@ test('kill -9 of the agent running a slot: another agent takes it over after the
       75_000,
       logs,
     );
-    // let the run outlast the lease: a live holder keeps its slot (renewals on their own timer)
-    await sleep(4_500);
-    const live = (await query(env.url, `SELECT *, now() AS db_now FROM lifeboat.job_slots WHERE job = 'slow'`))[0]!;
+    // let the run outlast the lease: a live holder keeps its slot (renewals on their own timer). Waited for by
+    // the database's clock (the one leases are judged by), not a fixed sleep: a query can take seconds under load
+    const live = await waitFor(
+      'the first lease to have run out by the database clock',
+      async () => {
+        const row = (await query(env.url, `SELECT *, now() AS db_now FROM lifeboat.job_slots WHERE job = 'slow'`))[0]!;
+        return (row.db_now as Date).getTime() > (claim.lease_until as Date).getTime() + 500 ? row : undefined;
+      },
+      60_000,
+      logs,
+    );
     assert.equal(live.agent_id, claim.agent_id, 'a live holder\'s slot was taken');
     assert.equal(live.takeovers, 0);
     assert.equal(live.finished_at, null);
@@ -290,7 +298,10 @@ test('an agent that cannot reach the catalog stops its run before its lease runs
     const snaps = await snapshotsBySlot(env.dir);
     assert.deepEqual(snaps.get((done.slot as Date).toISOString()), [String(done.result).split(' ')[1]], logs());
     proxy.blackhole(false);
-    assert.match(agents[0]!.log(), /no lease renewal succeeded for \d+ s \(catalog unreachable\?\): stopping before another agent may take the slot over/);
+    // p says so in its log (waited for: a starved process writes it late, the assertion is that it comes)
+    const stopLine = /no lease renewal succeeded for \d+ s \(catalog unreachable\?\): stopping before another agent may take the slot over/;
+    await waitFor('p\'s log line', () => (stopLine.test(agents[0]!.log()) ? true : undefined), 30_000, logs);
+    assert.match(agents[0]!.log(), stopLine);
   } finally {
     proxy.blackhole(false);
     await stopAgents(agents);
@@ -313,7 +324,7 @@ test('a slot taken over from an agent that died after writing its snapshot keeps
     const again = await waitFor(
       'the takeover to finish',
       async () => (await query(env.url, `SELECT * FROM lifeboat.job_slots WHERE finished_at IS NOT NULL AND takeovers = 1`))[0],
-      30_000,
+      60_000,
       logs,
     );
     assert.equal(again.previous_agent, 'dead/1/00000000');

@@ -238,7 +238,8 @@ test('the daemon sends due update reminders from its loop; after kill -9 and a r
       return { child, log: () => log };
     };
     const waitFor = async (cond: () => boolean, what: string, log: () => string) => {
-      for (let i = 0; i < 600 && !cond(); i++) await sleep(50);
+      // a daemon's start-up and first pass: up to 90 s (a fixed 30 s is too short on a loaded machine)
+      for (const end = Date.now() + 90_000; Date.now() < end && !cond(); ) await sleep(50);
       assert.ok(cond(), `${what}; daemon log:\n${log()}`);
     };
     const d1 = daemon();

@@ -110,10 +110,10 @@ describe('reliability: bad conditions give clear errors and lose nothing', () =>
     await fsp.writeFile(path.join(data, 'big.bin'), randomBytes(40 * 1024 * 1024));
     assert.equal((await runCli(['init', '--repo', repoDir], { env })).code, 0);
     const child = spawn(process.execPath, [CLI, 'backup', '--repo', repoDir, data], { env: { ...process.env, ...env }, stdio: 'ignore' });
-    // kill once its lock file exists
-    for (let i = 0; i < 200; i++) {
-      if ((await fsp.readdir(path.join(repoDir, 'locks'))).length > 0) break;
-      await new Promise((res) => setTimeout(res, 10));
+    // kill once its lock file exists (waited for, up to 60 s: the CLI's start-up is slow on a loaded machine)
+    for (const end = Date.now() + 60_000; ; await new Promise((res) => setTimeout(res, 10))) {
+      if ((await fsp.readdir(path.join(repoDir, 'locks'))).length > 0 || child.exitCode !== null) break;
+      assert.ok(Date.now() < end, 'the backup never took its lock');
     }
     child.kill('SIGKILL');
     await new Promise((res) => child.on('close', res));

@@ -34,6 +34,11 @@ function processAlive(pattern: string): boolean {
   return r.stdout.trim() !== '';
 }
 
+/** Wait (up to 30 s: a killed process can take a while to be reaped on a loaded machine) until no process matches. */
+async function waitGone(pattern: string): Promise<void> {
+  for (const end = Date.now() + 30_000; Date.now() < end && processAlive(pattern); ) await new Promise((r) => setTimeout(r, 50));
+}
+
 describe('command source', () => {
   let t: ReturnType<typeof tmpdir>;
   let src: string;
@@ -123,7 +128,7 @@ describe('command source', () => {
     assert.ok(processAlive(`sleep ${secs}`));
     h.abort();
     await assert.rejects(h.done, /sh was aborted/);
-    for (let i = 0; i < 100 && processAlive(`sleep ${secs}`); i++) await new Promise((r) => setTimeout(r, 50));
+    await waitGone(`sleep ${secs}`);
     assert.equal(processAlive(`sleep ${secs}`), false, 'grandchildren killed too');
   });
 
@@ -148,7 +153,7 @@ describe('command source', () => {
       },
     });
     await assert.rejects(restoreCommand({ kind: 'command', command: 'true', restoreCommand: `cat >/dev/null; sleep ${secs}` }, failing), /pack 1234abcd: MAC check failed/);
-    for (let i = 0; i < 100 && processAlive(`sleep ${secs}`); i++) await new Promise((r) => setTimeout(r, 50));
+    await waitGone(`sleep ${secs}`);
     assert.equal(processAlive(`sleep ${secs}`), false);
   });
 

@@ -197,7 +197,10 @@ export async function startService(
       execute,
       onLost: () => {
         log(`daemon: agent id ${agentId} now belongs to another process: schedules stopped (running jobs finish); restart this process to rejoin`);
-        void daemon.stop().catch((e) => log(`daemon: stopping the schedules: ${errorMessage(e)}`));
+        void daemon.stop().then(
+          () => log(`daemon: agent id ${agentId}: schedules stopped, no job of this process running any more`),
+          (e) => log(`daemon: stopping the schedules: ${errorMessage(e)}`),
+        );
       },
       log,
     });

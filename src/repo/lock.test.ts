@@ -47,3 +47,68 @@ test('readLocks: a lock refreshed between the listing and the read (its listed o
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('readLocks: a lock refreshed after every one of many listings (more than a handful: a slow storage, a loaded machine) is still seen', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-lock-race-many-'));
+  try {
+    const repo = await Repository.init(new LocalStorage(dir), 'pw');
+    try {
+      const lock = await repo.lock(true, 'prune');
+      const RACES = 7;
+      let listings = 0;
+      // each of the first RACES listings is followed by the holder's refresh before the reader reads what it listed
+      const storage = new Proxy(repo.storage, {
+        get(target, prop, recv) {
+          if (prop === 'list') {
+            return async (...args: Parameters<Storage['list']>) => {
+              const listed = await target.list(...args);
+              if (args[0] === 'lock' && ++listings <= RACES) await lock.refresh();
+              return listed;
+            };
+          }
+          const v = Reflect.get(target, prop, recv) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const seen = await readLocks(storage, repo.key.encKey);
+      assert.ok(listings > RACES, `listed ${listings} times`);
+      assert.equal(seen.length, 1, 'the live exclusive lock is seen');
+      assert.equal(seen[0]!.info.exclusive, true);
+      assert.equal(seen[0]!.info.seq, RACES);
+      await lock.release();
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('readLocks: lock objects that vanish after every listing, without end, fail clearly instead of answering "no lock"', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-lock-race-endless-'));
+  try {
+    const repo = await Repository.init(new LocalStorage(dir), 'pw');
+    try {
+      const lock = await repo.lock(true, 'prune');
+      const storage = new Proxy(repo.storage, {
+        get(target, prop, recv) {
+          if (prop === 'list') {
+            return async (...args: Parameters<Storage['list']>) => {
+              const listed = await target.list(...args);
+              if (args[0] === 'lock') await lock.refresh();
+              return listed;
+            };
+          }
+          const v = Reflect.get(target, prop, recv) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      await assert.rejects(readLocks(storage, repo.key.encKey), /lock objects of .* kept changing while they were read/);
+      await lock.release();
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});

@@ -67,33 +67,55 @@ export function lockObjectName(id: string, seq = 0): string {
  * Every lock object, read. An object listed but gone when read was either
  * released or replaced by its holder's refresh, which writes the next object
  * before it deletes the previous one: that next object may be missing from
- * this listing, so the listing is taken again (at most 5 times), else a live
- * lock could be missed entirely between two of its objects.
+ * this listing, so the listing is taken again, else a live lock could be
+ * missed entirely between two of its objects. Objects already read are not
+ * read again (an object's name is unique to its id and seq), so each new
+ * listing is followed only by reads of the objects new in it: a short window
+ * even when every storage call is slow (a loaded machine, a distant storage)
+ * and the holder refreshes more often than one whole listing-and-read pass
+ * takes. If objects keep vanishing anyway, it fails (LockError) rather than
+ * answer without a lock that may be live.
  */
+export const READ_LOCKS_ATTEMPTS = 30;
 export async function readLocks(storage: Storage, encKey: Buffer): Promise<LockEntry[]> {
+  const read = new Map<string, LockEntry | 'unreadable'>();
   for (let attempt = 1; ; attempt++) {
     const out: LockEntry[] = [];
     let vanished = false;
     for (const f of await storage.list('lock')) {
+      const mtime = f.mtime ? { mtime: f.mtime } : {};
+      const known = read.get(f.name);
+      if (known && known !== 'unreadable') {
+        out.push({ ...known, ...mtime });
+        continue;
+      }
       try {
+        if (known === 'unreadable') throw new Error('not a lock');
         const info = JSON.parse(open(encKey, await storage.load('lock', f.name), `lock ${f.name}`).toString()) as LockInfo;
         if (!info || typeof info !== 'object' || typeof info.exclusive !== 'boolean') throw new Error('not a lock');
-        out.push({ name: f.name, info, ...(f.mtime ? { mtime: f.mtime } : {}) });
+        read.set(f.name, { name: f.name, info });
+        out.push({ name: f.name, info, ...mtime });
       } catch (err) {
         if (err instanceof NotFoundError) {
           vanished = true; // released, or replaced by a refresh: list again
           continue;
         }
         // An unreadable lock object (damaged, or half-written by a very old version) is stale.
+        read.set(f.name, 'unreadable');
         out.push({
           name: f.name,
           info: { time: new Date(0).toISOString(), exclusive: true, hostname: '?', pid: 0, operation: '?', nonce: '' },
           unreadable: true,
-          ...(f.mtime ? { mtime: f.mtime } : {}),
+          ...mtime,
         });
       }
     }
-    if (!vanished || attempt >= 5) return out;
+    if (!vanished) return out;
+    if (attempt >= READ_LOCKS_ATTEMPTS) {
+      throw new LockError(
+        `the lock objects of ${storage.location} kept changing while they were read (${attempt} listings): cannot tell which locks are held; try again`,
+      );
+    }
   }
 }
 
