@@ -27,8 +27,17 @@ export function walArchiveOpt(v: string | undefined): string {
   return validateArchiveName(v ?? process.env.LIFEBOAT_WAL_ARCHIVE ?? DEFAULT_ARCHIVE);
 }
 
+/**
+ * One WAL file per process: encoded (or decoded) on the main thread, no worker
+ * thread. A worker's start-up and the copies to and from it cost more than it
+ * saves on one 16 MiB segment (docs/benchmarks.md, "wal-push / wal-fetch per
+ * segment"); larger files (wal_segment_size up to 1 GiB) start workers past this.
+ */
+export const WAL_INLINE_BYTES = 64 * 1024 * 1024;
+
 export async function walPushCommand(repo: Repository, file: string, archive: string, out: WalOut): Promise<void> {
   const { pushWal } = await import('../repo/wal.js');
+  repo.inlineUpTo(WAL_INLINE_BYTES);
   const started = Date.now();
   const r = await pushWal(repo, file, { archive });
   // processMs: since the process started (node start-up and module loading included), what PostgreSQL waits for.
@@ -43,6 +52,7 @@ export async function walPushCommand(repo: Repository, file: string, archive: st
 
 export async function walFetchCommand(repo: Repository, name: string, dest: string, archive: string, out: WalOut): Promise<void> {
   const { fetchWal } = await import('../repo/wal.js');
+  repo.inlineUpTo(WAL_INLINE_BYTES);
   const e = await fetchWal(repo, name, dest, { archive });
   out.emit({ message_type: 'wal-fetch', name: e.name, size: e.size });
 }

@@ -1,4 +1,8 @@
-import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+
+// node:child_process (and node:net behind it) only for a password command: wal-push /
+// wal-fetch run once per WAL segment and resolve a password file on every call.
+const requireBuiltin = createRequire(import.meta.url);
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
 
@@ -37,6 +41,7 @@ export function resolveSecret(ref: SecretRef, what: string): string {
   if (ref.command !== undefined) {
     let out: string;
     try {
+      const { execFileSync } = requireBuiltin('node:child_process') as typeof import('node:child_process');
       out = execFileSync('/bin/sh', ['-c', ref.command], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
     } catch (err) {
       throw new ConfigError(`${what}: password command failed (${(err as { status?: number }).status ?? 'signal'})`);

@@ -86,10 +86,15 @@ export class ContentWriter {
 
   private readonly similar: SketchIndex | undefined;
 
+  /** false: the chunks carry no resemblance sketch (see Repository.saveBlob). */
+  private readonly sketch: boolean;
+
   constructor(
     private readonly repo: Repository,
     parent?: ParentContent,
+    opts: { sketch?: boolean } = {},
   ) {
+    this.sketch = opts.sketch !== false;
     this.chunker = repo.newChunker();
     this.finder = parent && parent.content.length === parent.sizes.length && parent.content.length > 0 ? new BaseFinder(parent) : undefined;
     if (parent) {
@@ -132,6 +137,7 @@ export class ContentWriter {
     const { id, isNew } = await this.repo.saveBlob('data', chunk, {
       ...(deltaBases ? { deltaBases } : {}),
       ...(this.similar ? { similar: this.similar, onSimilar: learn } : {}),
+      ...(this.sketch ? {} : { sketch: false }),
     });
     if (!isNew) learn(id);
     this.content.push(id);

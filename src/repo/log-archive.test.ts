@@ -7,6 +7,8 @@ import { IntegrityError } from '../errors.js';
 import { LocalStorage } from '../storage/local.js';
 import { type LogKind, fetchLogEntry, findLog, listLogs, loadLogObject, logObjectId, pushLog, validateLogEntry } from './log-archive.js';
 import { Repository, sealJson } from './repository.js';
+import { ContentWriter } from './content.js';
+import { superFeatures } from './sketch.js';
 import { WAL_LOG } from './wal.js';
 import { BINLOG_LOG } from './binlog.js';
 
@@ -107,4 +109,61 @@ test('fetch writes the verified bytes; data that does not match its entry (size 
     assert.equal(existsSync(dest), false);
     assert.equal(existsSync(`${dest}.tmp`), false);
   }
+});
+
+test('one WAL segment per process (inlineUpTo): pushed and fetched without a worker thread, its chunks carry no sketch; other data encoded inline keeps its sketches', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lb-logarchive-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // 6 MiB of compressible, non-repeating text: several chunks of at least SKETCH_MIN
+  const text = (seed: number) => {
+    let x = seed;
+    const lines: string[] = [];
+    for (let size = 0; size < 6 * 1024 * 1024; ) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      const l = `row ${x} ${(x % 9973).toString(36)} ${'abcdefgh'.slice(x % 8)}\n`;
+      lines.push(l);
+      size += l.length;
+    }
+    return Buffer.from(lines.join(''));
+  };
+  const data = text(1);
+  const file = path.join(dir, '000000010000000000000007');
+  writeFileSync(file, data);
+  const storage = new LocalStorage(path.join(dir, 'repo'));
+  await (await Repository.init(storage, 'pw')).close();
+
+  const repo = await Repository.open(storage, 'pw', { loadIndex: false });
+  repo.inlineUpTo(64 * 1024 * 1024);
+  const r = await pushLog(WAL_LOG, repo, file, 'default', '000000010000000000000007');
+  assert.equal(r.status, 'stored');
+  assert.ok(r.entry.blobs.length >= 3, `chunks: ${r.entry.blobs.length}`);
+  assert.equal(repo.workersStarted, 0, 'wal-push started a worker thread');
+  await repo.close();
+
+  const reader = await Repository.open(storage, 'pw');
+  reader.inlineUpTo(64 * 1024 * 1024);
+  for (const id of r.entry.blobs) {
+    const e = reader.indexEntry(id);
+    assert.ok(e, 'indexed');
+    assert.equal(e.sf, undefined, 'a WAL chunk carries a resemblance sketch');
+  }
+  const dest = path.join(dir, 'restored');
+  await fetchLogEntry(WAL_LOG, reader, (await findLog(WAL_LOG, reader, 'default', '000000010000000000000007'))!, dest);
+  assert.ok(readFileSync(dest).equals(data));
+  assert.equal(reader.workersStarted, 0, 'wal-fetch started a worker thread');
+
+  // ordinary data (other bytes: the WAL chunks would deduplicate), encoded inline: every chunk has its sketch, the one a worker computes
+  const other = text(2);
+  const w = new ContentWriter(reader);
+  await w.write(other);
+  const c = await w.finish();
+  await reader.flush();
+  assert.equal(reader.workersStarted, 0);
+  let off = 0;
+  for (let i = 0; i < c.content.length; i++) {
+    const sf = reader.indexEntry(c.content[i]!)?.sf;
+    assert.deepEqual(sf, superFeatures(other.subarray(off, off + c.sizes[i]!)), `chunk ${i}: sketch`);
+    off += c.sizes[i]!;
+  }
+  await reader.close();
 });

@@ -197,15 +197,27 @@ export async function pushLog(
   try {
     if (opts.reloadIndex) await repo.reloadIndex();
     const before = repo.stats.dataAdded;
-    const w = new ContentWriter(repo);
+    // No resemblance sketches: a log file is never the parent version of anything,
+    // so nothing looks for delta bases among its chunks (the sketch costs as much as zstd).
+    const w = new ContentWriter(repo, undefined, { sketch: false });
     const h = createHash('sha256');
     let size = 0;
     let fileOk = false;
     try {
-      for await (const b of createReadStream(file)) {
-        h.update(b as Buffer);
-        size += (b as Buffer).length;
-        await w.write(b as Buffer);
+      // Read straight into the chunker's window, as much as it has room for (no copy, few reads).
+      const fh = await fsp.open(file, 'r');
+      try {
+        for (;;) {
+          const n = await w.fill(async (into) => {
+            const { bytesRead } = await fh.read(into, 0, into.length, null);
+            h.update(into.subarray(0, bytesRead));
+            return bytesRead;
+          });
+          if (n === 0) break;
+          size += n;
+        }
+      } finally {
+        await fh.close();
       }
       if (opts.expectedSize !== undefined && size !== opts.expectedSize) throw incomplete(kind, name, 'read', size, opts.expectedSize);
       fileOk = true;

@@ -13,7 +13,7 @@ import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './cryp
 import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
 import { createKeyFile, openWithPassword } from './keys.js';
 import { DEFAULT_LEASE_MS, Lock, READ_ONLY_OPERATIONS } from './lock.js';
-import type { SketchIndex } from './sketch.js';
+import { type SketchIndex, superFeatures } from './sketch.js';
 import {
   type BlobType,
   type Compression,
@@ -164,7 +164,7 @@ export class Repository {
   private batchScheduled = false;
   /** Encode jobs of this repository in the worker pool. */
   private poolJobs = 0;
-  /** What is left of INLINE_BEFORE_WORKERS. */
+  /** What is left of INLINE_BEFORE_WORKERS (or of the budget given to inlineUpTo). */
   private inlineBudget = INLINE_BEFORE_WORKERS;
   private readonly uploadSlots = new Semaphore(UPLOAD_SLOTS);
   /** Packs sealed and not yet stored (in an upload slot or waiting for one): held in memory. */
@@ -346,7 +346,14 @@ export class Repository {
   async saveBlob(
     type: BlobType,
     data: Buffer,
-    opts: { id?: string; deltaBases?: string[] | (() => string[]); similar?: SketchIndex; onSimilar?: (baseId: string) => void } = {},
+    opts: {
+      id?: string;
+      deltaBases?: string[] | (() => string[]);
+      similar?: SketchIndex;
+      onSimilar?: (baseId: string) => void;
+      /** false: no resemblance sketch (data no later version will look for a delta base in, e.g. archived WAL). */
+      sketch?: boolean;
+    } = {},
   ): Promise<SaveResult> {
     this.throwIfFailed();
     // Backpressure from the storage: while the sealed packs waiting for upload are
@@ -363,7 +370,7 @@ export class Repository {
     this.pendingIds.add(id);
     const cost = data.length + 1024;
     await this.sealBudget.acquire(cost);
-    const p = this.encodeAndPack(type, id, data, opts.deltaBases, opts.similar, opts.onSimilar)
+    const p = this.encodeAndPack(type, id, data, opts.deltaBases, opts.similar, opts.onSimilar, opts.sketch !== false)
       .catch((err) => {
         this.bgError ??= err;
       })
@@ -444,9 +451,10 @@ export class Repository {
     proposed?: string[] | (() => string[]),
     similar?: SketchIndex,
     onSimilar?: (baseId: string) => void,
+    sketch = true,
   ): Promise<void> {
     const rawLength = data.length;
-    const sketched = type === 'data' && rawLength >= SKETCH_MIN;
+    const sketched = type === 'data' && rawLength >= SKETCH_MIN && sketch;
     let sf: number[] | undefined;
     let deltaBases: string[] | undefined;
     if (sketched && similar && similar.size > 0) {
@@ -471,8 +479,8 @@ export class Repository {
     }
     let enc: { sealed: Buffer; compression: Compression; sf?: number[] };
     if (!dict && rawLength < BATCH_BLOB_MAX) enc = await this.encodeBatched(data, sketched && !sf);
-    else if (rawLength >= 16 * 1024) enc = await this.countJob(this.pool.encode(data, dict, sketched && !sf));
-    else enc = this.codec.encode(data, dict);
+    else if (rawLength >= 16 * 1024 && !this.runInline(rawLength)) enc = await this.countJob(this.pool.encode(data, dict, sketched && !sf));
+    else enc = this.encodeInline(data, dict, sketched && !sf);
     sf ??= enc.sf;
     await this.addEncoded(type, id, rawLength, enc, bases, sf);
   }
@@ -592,6 +600,17 @@ export class Repository {
     });
   }
 
+  /**
+   * Encode and decode up to `bytes` on the main thread before starting a
+   * worker (instead of INLINE_BEFORE_WORKERS), for a process that handles one
+   * small unit of work and exits, e.g. `wal-push` / `wal-fetch` of one 16 MiB
+   * segment: a worker thread's start-up and the copies to and from it cost
+   * more than the overlap it buys there. Call before the first blob.
+   */
+  inlineUpTo(bytes: number): void {
+    if (this.workersStarted === 0) this.inlineBudget = bytes;
+  }
+
   /** Worker threads this repository has started (encode and decode pools). */
   get workersStarted(): number {
     return (this.poolInstance?.started ?? 0) + (this.readPoolInstance?.started ?? 0);
@@ -620,10 +639,10 @@ export class Repository {
     const b = this.batch;
     if (!b) return;
     this.batch = undefined;
-    if (!b.jobs.some((j) => j.sketch) && this.runInline(b.bytes)) {
+    if (this.runInline(b.bytes)) {
       for (const j of b.jobs) {
         try {
-          j.resolve(this.codec.encode(j.data));
+          j.resolve(this.encodeInline(j.data, undefined, j.sketch));
         } catch (err) {
           j.reject(err as Error);
         }
@@ -641,6 +660,14 @@ export class Repository {
         for (const j of b.jobs) j.reject(err);
       },
     );
+  }
+
+  /** What a worker's encode op does (worker.ts), on this thread. */
+  private encodeInline(data: Buffer, dict: Buffer | undefined, sketch: boolean): { sealed: Buffer; compression: Compression; sf?: number[] } {
+    const r = this.codec.encode(data, dict);
+    // as in the worker: no sketch for data zstd could not shrink
+    const sf = sketch && r.compression !== 0 ? superFeatures(data) : undefined;
+    return sf ? { ...r, sf } : r;
   }
 
   /** Seal a detached pack, store it, and record it in the index (an index file follows its packs). */

@@ -1,12 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as http2 from 'node:http2';
-import * as net from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import type * as Http2 from 'node:http2';
+import type * as Net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { ExitCode, LifeboatError, NotFoundError, errorMessage } from '../errors.js';
 import { type FileType, type ObjectInfo, type Storage, typeDir } from './types.js';
 import { AppendOnlyError, StorageTimeoutError, type StorageTimeouts, formatMs, resolveTimeouts, storageCall } from './retry.js';
+
+/** node:http2, loaded by the first start(): requests run only on a started session. */
+let http2: typeof Http2 | undefined;
 
 /**
  * rclone backend: `rclone:REMOTE:PATH`.
@@ -51,7 +54,7 @@ export interface RcloneOptions {
 
 interface Session {
   child: ChildProcess;
-  client: http2.ClientHttp2Session;
+  client: Http2.ClientHttp2Session;
   /** Set when the child or the connection is gone. */
   dead?: Error;
   stderr: string;
@@ -61,7 +64,7 @@ interface Session {
 
 interface Reply {
   status: number;
-  headers: http2.IncomingHttpHeaders;
+  headers: Http2.IncomingHttpHeaders;
   body: Buffer;
 }
 
@@ -148,9 +151,14 @@ export class RcloneStorage implements Storage {
       ...this.args,
       this.remote,
     ];
+    // loaded here, not at import: every command opens the storage registry, and these
+    // modules (http2 brings tls and http) cost a per-segment wal-push ~50 ms of start-up
+    http2 ??= await import('node:http2');
+    const net = await import('node:net');
+    const { spawn } = await import('node:child_process');
     const dir = await mkdtemp(path.join(os.tmpdir(), 'lb-rclone-'));
-    let ours: net.Socket;
-    let theirs: net.Socket;
+    let ours: Net.Socket;
+    let theirs: Net.Socket;
     const server = net.createServer({ pauseOnConnect: true });
     try {
       const sock = path.join(dir, 's');
@@ -158,7 +166,7 @@ export class RcloneStorage implements Storage {
         server.once('error', reject);
         server.listen(sock, () => resolve());
       });
-      const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
+      const accepted = new Promise<Net.Socket>((resolve) => server.once('connection', resolve));
       ours = net.connect(sock);
       await new Promise<void>((resolve, reject) => {
         ours.once('connect', resolve);
@@ -274,9 +282,9 @@ export class RcloneStorage implements Storage {
         if (err) reject(err);
         else resolve(reply!);
       };
-      const headers: http2.OutgoingHttpHeaders = { ':method': method, ':path': path, ...opts.headers };
+      const headers: Http2.OutgoingHttpHeaders = { ':method': method, ':path': path, ...opts.headers };
       if (opts.body) headers['content-length'] = opts.body.length;
-      let req: http2.ClientHttp2Stream;
+      let req: Http2.ClientHttp2Stream;
       try {
         req = s.client.request(headers, { endStream: !opts.body });
       } catch (err) {
@@ -284,7 +292,7 @@ export class RcloneStorage implements Storage {
         return;
       }
       const onAbort = () => {
-        req.close(http2.constants.NGHTTP2_CANCEL);
+        req.close(http2!.constants.NGHTTP2_CANCEL);
         finish(signal.reason instanceof Error ? signal.reason : new LifeboatError('aborted'));
       };
       const onExit = (err: Error) => finish(err);
@@ -294,20 +302,20 @@ export class RcloneStorage implements Storage {
       const chunks: Buffer[] = [];
       let got = 0;
       let status = 0;
-      let resHeaders: http2.IncomingHttpHeaders = {};
+      let resHeaders: Http2.IncomingHttpHeaders = {};
       req.on('response', (h) => {
         status = Number(h[':status']);
         resHeaders = h;
         const len = Number(h['content-length']);
         if (method !== 'HEAD' && Number.isFinite(len) && len > max) {
-          req.close(http2.constants.NGHTTP2_CANCEL);
+          req.close(http2!.constants.NGHTTP2_CANCEL);
           finish(new LifeboatError(`rclone announced ${len} bytes for ${path}, more than the ${max} expected`));
         }
       });
       req.on('data', (c: Buffer) => {
         got += c.length;
         if (got > max) {
-          req.close(http2.constants.NGHTTP2_CANCEL);
+          req.close(http2!.constants.NGHTTP2_CANCEL);
           finish(new LifeboatError(`rclone sent more than ${max} bytes for ${path}`));
           return;
         }
