@@ -1,6 +1,7 @@
 import { closeSync, constants as fsc, lstatSync, openSync, readSync } from 'node:fs';
 import { BlobCodec } from '../repo/codec.js';
 import { blobId } from '../repo/crypto.js';
+import { BufferReclaimer } from '../util/reclaim.js';
 import type { WorkerInit, WorkerOp } from '../repo/worker.js';
 import { readXattrsSync, xattrSync } from './fsmeta.js';
 import { SMALL_FILE_MAX, STAT_FIELDS, type SmallFileResult, unpackPaths } from './small-files.js';
@@ -21,6 +22,8 @@ let xlib: Awaited<ReturnType<typeof xattrSync>>;
 const NOATIME = fsc.O_NOATIME ?? 0;
 /** One more byte than the largest file: a read that fills it shows the file grew. */
 const scratch = Buffer.allocUnsafeSlow(SMALL_FILE_MAX + 1);
+/** zstd's and the cipher's outputs and the sealed parts joined into one buffer are dropped after every batch (see reclaim.ts). */
+const reclaimer = new BufferReclaimer();
 
 function openNoFollow(p: Buffer): number {
   try {
@@ -116,6 +119,7 @@ export async function workerOps(init: WorkerInit): Promise<Record<string, Worker
         return r;
       });
       const sealed = Buffer.concat(parts, offset);
+      reclaimer.dropped(3 * offset);
       const own = sealed.byteOffset === 0 && sealed.byteLength === sealed.buffer.byteLength;
       return { reply: { results, sealed }, transfer: own ? [sealed.buffer as ArrayBuffer] : [] };
     },

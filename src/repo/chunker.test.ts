@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { Chunker, DEFAULT_CHUNKER, gearTable, validateChunkerParams } from './chunker.js';
+import { Chunker, DEFAULT_CHUNKER, gearTable, validateChunkerParams, windowSize } from './chunker.js';
 
 const params = { min: 2 * 1024, avg: 8 * 1024, max: 32 * 1024 };
 const gear = gearTable(Buffer.alloc(32, 7));
@@ -106,4 +106,39 @@ test('cut points are exactly those of the first implementation (a change would s
   // Computed by the original one-byte-per-iteration findCut.
   assert.equal(sizes.length, 163);
   assert.equal(createHash('sha256').update(JSON.stringify(sizes)).digest('hex'), '5c71ad520ff810209c9a2bbdd66ba92b29e9afe7da1eebf9a3c525e559d98aea');
+});
+
+test('a released window serves the next chunker: the same cuts, no bytes of the previous stream, and the old chunker refuses use', () => {
+  const a = randomBytes(200 * 1024);
+  const b = randomBytes(150 * 1024);
+  const first = new Chunker(gear, params);
+  for (let off = 0; off < a.length; off += 7000) first.push(a.subarray(off, off + 7000));
+  const tail = first.finish();
+  assert.ok(tail);
+  const win = first.release();
+  assert.ok(win && win.length === windowSize(params));
+  assert.throws(() => first.writable(), /after release/);
+  assert.throws(() => first.push(Buffer.alloc(1)), /after release/);
+  // a chunker with data still in its window keeps it
+  const busy = new Chunker(gear, params);
+  busy.push(randomBytes(100));
+  assert.equal(busy.release(), undefined);
+  // the reused window: same chunks as a fresh chunker
+  const second = new Chunker(gear, params, win);
+  const out: Buffer[] = [];
+  for (let off = 0; off < b.length; off += 5000) {
+    const room = second.writable();
+    assert.ok(room.buffer === win.buffer, 'the window is reused');
+    const n = Math.min(room.length, 5000, b.length - off);
+    b.copy(room, 0, off, off + n);
+    out.push(...second.commit(n));
+    off -= 5000 - n;
+  }
+  const last = second.finish();
+  if (last) out.push(last);
+  assert.deepEqual(ids(out), ids(chunkAll(b, b.length)));
+  assert.deepEqual(Buffer.concat(out), b);
+  // a window of the wrong size is not used
+  const other = new Chunker(gear, { ...params, max: 64 * 1024 }, win);
+  assert.ok(other.writable().buffer !== win.buffer);
 });

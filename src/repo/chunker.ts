@@ -46,6 +46,11 @@ function topMask(bits: number): number {
  * the final partial chunk, if any. The window slides: a cut does not move the
  * remaining bytes; they move only when the window's tail runs out of room.
  */
+/** Bytes of a chunker's window: room for a whole maximal chunk plus a read's worth beyond it. */
+export function windowSize(params: ChunkerParams): number {
+  return params.max + Math.min(params.max, 1024 * 1024);
+}
+
 export class Chunker {
   private readonly gear: Int32Array;
   private readonly min: number;
@@ -53,13 +58,17 @@ export class Chunker {
   private readonly max: number;
   private readonly maskS: number;
   private readonly maskL: number;
-  private readonly buf: Buffer;
+  private buf: Buffer;
   private start = 0; // first byte of the current chunk in buf
   private end = 0; // end of buffered data in buf
   private scanned = 0; // bytes of the current chunk already fed to the rolling hash
   private h = 0;
 
-  constructor(gear: Int32Array, params: ChunkerParams = DEFAULT_CHUNKER) {
+  /**
+   * `window`: a buffer to use as the window (one a finished chunker gave back with
+   * release()), if it is exactly the size this chunker needs; else a new one is allocated.
+   */
+  constructor(gear: Int32Array, params: ChunkerParams = DEFAULT_CHUNKER, window?: Buffer) {
     this.gear = gear;
     this.min = params.min;
     this.avg = params.avg;
@@ -67,8 +76,22 @@ export class Chunker {
     const bits = Math.round(Math.log2(params.avg));
     this.maskS = topMask(bits + 2);
     this.maskL = topMask(bits - 2);
-    // room for a whole maximal chunk plus a read's worth beyond it
-    this.buf = Buffer.allocUnsafe(params.max + Math.min(params.max, 1024 * 1024));
+    const size = windowSize(params);
+    this.buf = window && window.length === size ? window : Buffer.allocUnsafe(size);
+  }
+
+  /**
+   * Hand the window back for another chunker (the data in it must have been
+   * taken out with finish()): this chunker is unusable afterwards. A window
+   * (max + 1 MiB, 9 MiB by default) per large file would otherwise be dropped
+   * after each one, and V8 collects such long-lived buffers late.
+   */
+  release(): Buffer | undefined {
+    const b = this.buf;
+    if (b.length === 0 || this.end !== this.start) return undefined;
+    this.buf = Buffer.alloc(0);
+    this.start = this.end = 0;
+    return b;
   }
 
   push(data: Uint8Array): Buffer[] {
@@ -90,6 +113,7 @@ export class Chunker {
    * Do not keep it across commit() calls.
    */
   writable(): Buffer {
+    if (this.buf.length === 0) throw new Error('chunker used after release()');
     if (this.buf.length - this.end < Math.min(64 * 1024, this.buf.length - this.max) && this.start > 0) {
       // slide: move the current chunk's bytes (less than max) to the front
       this.buf.copy(this.buf, 0, this.start, this.end);

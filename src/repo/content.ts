@@ -147,6 +147,7 @@ export class ContentWriter {
 
   async finish(): Promise<ChunkedContent> {
     const last = this.chunker.finish();
+    this.repo.releaseChunker(this.chunker);
     if (last) await this.add(last);
     return { content: this.content, sizes: this.sizes, size: this.size };
   }

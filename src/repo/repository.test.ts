@@ -7,6 +7,8 @@ import * as path from 'node:path';
 import { LocalStorage } from '../storage/local.js';
 import type { FileType, Storage } from '../storage/types.js';
 import { Repository } from './repository.js';
+import { ContentWriter } from './content.js';
+import type { Chunker } from './chunker.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
 
@@ -68,6 +70,37 @@ test('saveBlob waits while the sealed packs waiting for upload are at their boun
       await repo.flush();
       assert.equal(taken, 160);
       assert.equal(repo.stats.blobsNew, 160);
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a finished ContentWriter gives its chunker window back: the next file reuses it, and the content is stored intact', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-windows-'));
+  try {
+    const repo = await Repository.init(new LocalStorage(dir), 'pw');
+    try {
+      const a = randomBytes(3 * 1024 * 1024);
+      const b = randomBytes(2 * 1024 * 1024 + 17);
+      const w1 = new ContentWriter(repo);
+      const win = (w1 as unknown as { chunker: Chunker }).chunker.writable().buffer;
+      await w1.write(a);
+      const ca = await w1.finish();
+      const w2 = new ContentWriter(repo);
+      assert.ok((w2 as unknown as { chunker: Chunker }).chunker.writable().buffer === win, 'the second writer reuses the window');
+      await w2.write(b);
+      const cb = await w2.finish();
+      // a third writer while none was given back gets a window of its own
+      const w3 = new ContentWriter(repo);
+      const w4 = new ContentWriter(repo);
+      assert.ok((w4 as unknown as { chunker: Chunker }).chunker.writable().buffer !== (w3 as unknown as { chunker: Chunker }).chunker.writable().buffer);
+      await repo.flush();
+      const read = async (ids: string[]) => Buffer.concat(await Promise.all(ids.map((id) => repo.loadBlob(id))));
+      assert.deepEqual(await read(ca.content), a);
+      assert.deepEqual(await read(cb.content), b);
     } finally {
       await repo.close();
     }

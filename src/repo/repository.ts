@@ -7,6 +7,7 @@ import type { Storage } from '../storage/types.js';
 import { AppendOnlyError } from '../storage/retry.js';
 import { ByteBudget, LruCache, Semaphore, mapLimit } from '../util/sync.js';
 import { BlobCache } from './blob-cache.js';
+import { BufferReclaimer } from '../util/reclaim.js';
 import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable, validateChunkerParams } from './chunker.js';
 import { BlobCodec, decompressCapped } from './codec.js';
 import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './crypto.js';
@@ -268,8 +269,21 @@ export class Repository {
     return this.readPoolInstance;
   }
 
+  /**
+   * Chunker windows given back by finished chunkers (releaseChunker), reused by the next
+   * ones: a large file's window is otherwise dropped after it, and V8 frees such
+   * long-lived buffers only at its next full collection (a first backup held several).
+   */
+  private readonly chunkerWindows: Buffer[] = [];
+
   newChunker(): Chunker {
-    return new Chunker(this.gear, this.config.chunker);
+    return new Chunker(this.gear, this.config.chunker, this.chunkerWindows.pop());
+  }
+
+  /** Give a finished chunker's window back (see chunkerWindows); at most 2 are kept. */
+  releaseChunker(c: Chunker): void {
+    const w = c.release();
+    if (w && this.chunkerWindows.length < 2) this.chunkerWindows.push(w);
   }
 
   blobId(data: Uint8Array): string {
@@ -430,6 +444,8 @@ export class Repository {
    * (up to 96 MiB) with data it will not read again. Small: a base is rarely used more than twice.
    */
   private readonly baseCache = new LruCache<Buffer>(12 * 1024 * 1024);
+  /** Each sealed blob is dropped once written to its pack: collect them promptly (see reclaim.ts). */
+  private readonly reclaimer = new BufferReclaimer();
 
   private async loadBases(bases: string[]): Promise<Buffer> {
     const parts = await Promise.all(
@@ -542,6 +558,7 @@ export class Repository {
       if (full) await packer.discard();
       throw err;
     }
+    this.reclaimer.dropped(enc.sealed.length);
     this.stats.blobsNew++;
     if (enc.compression === 2) this.stats.blobsDelta++;
     this.stats.dataAddedRaw += rawLength;
@@ -1019,6 +1036,7 @@ export class Repository {
 
   async close(): Promise<void> {
     this.cache.clear();
+    this.chunkerWindows.length = 0;
     while (this.outstanding.size > 0) await Promise.allSettled([...this.outstanding]);
     const { data, tree } = this.packers; // unflushed packs (a failed backup): their temporary files go
     this.packers.data = this.packers.tree = undefined;

@@ -3,6 +3,7 @@ import { BlobCodec } from './codec.js';
 import { verifyChunkReply } from './chunk-verify.js';
 import { blobId } from './crypto.js';
 import { superFeatures } from './sketch.js';
+import { BufferReclaimer } from '../util/reclaim.js';
 
 /**
  * Worker thread: encodes (compress + seal) and decodes blobs off the main thread.
@@ -21,6 +22,12 @@ export type WorkerOp = (msg: Record<string, unknown>) => { reply: Record<string,
 const init = workerData as WorkerInit;
 const codec = new BlobCodec(Buffer.from(init.encKey), init.level);
 const idKey = Buffer.from(init.idKey);
+/**
+ * Every encode drops its input, zstd's output and the cipher's output (about three times the
+ * blob); V8 would let ~64 MiB of them pile up per thread before collecting: collect them promptly
+ * (see reclaim.ts; a first backup's peak RSS fell by tens of MB, docs/benchmarks.md).
+ */
+const reclaimer = new BufferReclaimer();
 const extOps: Record<string, WorkerOp> = init.extension
   ? await (import(init.extension) as Promise<{ workerOps(init: WorkerInit): Promise<Record<string, WorkerOp>> }>).then((m) => m.workerOps(init))
   : {};
@@ -44,6 +51,7 @@ parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown 
       // chunks (random, already compressed or encrypted) find their delta base by offset.
       const sf = msg.sketch && r.compression !== 0 ? superFeatures(data) : undefined;
       parentPort!.postMessage({ seq: msg.seq, sealed: r.sealed, compression: r.compression, sf }, [r.sealed.buffer as ArrayBuffer]);
+      reclaimer.dropped(3 * data.length);
     } else if (msg.op === 'encodeBatch') {
       // Many small blobs in one message: the per-message cost is paid once per batch.
       const items = msg.items as Array<{ data: Uint8Array; sketch: boolean }>;
@@ -61,6 +69,7 @@ parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown 
         }
       }
       parentPort!.postMessage({ seq: msg.seq, results }, [...transfer]);
+      reclaimer.dropped(3 * items.reduce((n, it) => n + it.data.length, 0));
     } else if (msg.op === 'sketch') {
       const data = msg.data as Uint8Array;
       const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
