@@ -300,6 +300,7 @@ export class Repository {
       }
     });
     this.index.computeDepths();
+    this.index.releaseSpare();
   }
 
   /**
