@@ -87,6 +87,19 @@ test('many entries: 300,000 blobs over several blocks and table growths, all fou
   assert.ok(perBlob <= 57 * (Math.ceil(n / 65536) * 65536) / n + 16, `${perBlob} B per blob`);
 });
 
+test('packBlobAt: the entry as an index file lists it (what prune writes back), for full, sketched and delta blobs', () => {
+  const idx = new MasterIndex();
+  const entries: PackBlob[] = [
+    blob(hid('f1'), 0),
+    blob(hid('t1'), 1, { type: 'tree', compression: 0, length: 228, rawLength: 200 }),
+    blob(hid('s1'), 2, { sf: [1, 2, 3] }),
+    blob(hid('d1'), 3, { base: hid('f1') }),
+    blob(hid('d2'), 4, { compression: 2, base: hid('f1'), base2: hid('s1') }),
+  ];
+  idx.addPack(hid('p'), entries);
+  for (const e of entries) assert.deepEqual(idx.packBlobAt(idx.slotOf(e.id)), e);
+});
+
 test('clear() and refill reuse the columns and the table: a reload needs no second copy, and nothing stale survives', () => {
   const idx = new MasterIndex();
   const fill = (tag: string, n: number, over: Partial<PackBlob> = {}) => {

@@ -268,6 +268,28 @@ export class MasterIndex {
     return e;
   }
 
+  /** The pack-header / index-file entry of the blob in a slot (as written in an index file), built straight from the columns. */
+  packBlobAt(slot: number): PackBlob {
+    const b = this.blocks[slot >>> BLOCK_BITS]!;
+    const i = slot & MASK;
+    const f = b.flags[i]!;
+    const e: PackBlob = {
+      id: this.idAt(slot),
+      type: f & F_TREE ? 'tree' : 'data',
+      offset: b.offset[i]!,
+      length: b.length[i]!,
+      rawLength: b.rawLength[i]!,
+      compression: (f & 3) as Compression,
+    };
+    const x = b.extra[i]! > 0 ? this.extras[b.extra[i]! - 1] : undefined;
+    if (x) {
+      if (x.sf) e.sf = x.sf;
+      if (x.base) e.base = x.base;
+      if (x.base2) e.base2 = x.base2;
+    }
+    return e;
+  }
+
   /** A copy of the entry of a blob (changing it does not change the index). */
   get(id: string): IndexEntry | undefined {
     const s = this.find(id);
