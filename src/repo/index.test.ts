@@ -87,6 +87,50 @@ test('many entries: 300,000 blobs over several blocks and table growths, all fou
   assert.ok(perBlob <= 57 * (Math.ceil(n / 65536) * 65536) / n + 16, `${perBlob} B per blob`);
 });
 
+test('packBlobAt: the entry as an index file lists it (what prune writes back), for full, sketched and delta blobs', () => {
+  const idx = new MasterIndex();
+  const entries: PackBlob[] = [
+    blob(hid('f1'), 0),
+    blob(hid('t1'), 1, { type: 'tree', compression: 0, length: 228, rawLength: 200 }),
+    blob(hid('s1'), 2, { sf: [1, 2, 3] }),
+    blob(hid('d1'), 3, { base: hid('f1') }),
+    blob(hid('d2'), 4, { compression: 2, base: hid('f1'), base2: hid('s1') }),
+  ];
+  idx.addPack(hid('p'), entries);
+  for (const e of entries) assert.deepEqual(idx.packBlobAt(idx.slotOf(e.id)), e);
+});
+
+test('clear() and refill reuse the columns and the table: a reload needs no second copy, and nothing stale survives', () => {
+  const idx = new MasterIndex();
+  const fill = (tag: string, n: number, over: Partial<PackBlob> = {}) => {
+    for (let p = 0; p < n / 1000; p++) {
+      const blobs: PackBlob[] = [];
+      for (let i = 0; i < 1000; i++) blobs.push(blob(hid(`${tag}${p}-${i}`), i, over));
+      idx.addPack(hid(`${tag}p${p}`), blobs, true);
+    }
+    idx.computeDepths();
+  };
+  fill('a', 140_000, { sf: [7], base: hid('x') });
+  const before = idx.memoryBytes;
+  const gen = idx.generation;
+  idx.clear();
+  assert.notEqual(idx.generation, gen);
+  assert.equal(idx.size, 0);
+  assert.equal(idx.has(hid('a0-0')), false);
+  assert.equal(idx.memoryBytes, before, 'the cleared columns are kept for the refill');
+  fill('b', 100_000);
+  assert.equal(idx.memoryBytes, before, 'the refill allocated nothing new');
+  // every field of a reused slot is the new entry's: no base, sketch, depth or type of the old one
+  for (let i = 0; i < 100_000; i += 997) {
+    const id = hid(`b${Math.floor(i / 1000)}-${i % 1000}`);
+    assert.deepEqual(idx.get(id), { pack: hid(`bp${Math.floor(i / 1000)}`), type: 'data', offset: (i % 1000) * 100, length: 100, rawLength: 200, compression: 1, depth: 0 });
+  }
+  assert.equal(idx.has(hid('a0-0')), false);
+  assert.equal([...idx.deltas()].length, 0);
+  idx.releaseSpare();
+  assert.ok(idx.memoryBytes < before, 'the blocks the refill did not need are released');
+});
+
 test('delta depths, missing bases and cycles, whatever the load order', () => {
   const [a, b, c, d, x, y, z] = ['a', 'b', 'c', 'd', 'x', 'y', 'z'].map(hid) as [string, string, string, string, string, string, string];
   const delta = (id: string, base: string, base2?: string) => blob(id, 0, { compression: 2, base, ...(base2 ? { base2 } : {}) });

@@ -112,6 +112,8 @@ function newBlock(): Block {
 
 export class MasterIndex {
   private blocks: Block[] = [];
+  /** Blocks of the index before clear(), reused as it is filled again (reloadIndex does not need twice the memory). */
+  private spare: Block[] = [];
   private count = 0;
   /** Hash table: slot + 1, 0 = empty. Capacity a power of two, at least twice the count. */
   private table = new Uint32Array(1024);
@@ -139,7 +141,7 @@ export class MasterIndex {
 
   /** Bytes held by the compact structures (for the benchmarks' bytes-per-blob figure). */
   get memoryBytes(): number {
-    return this.blocks.length * BLOCK * 57 + this.table.byteLength;
+    return (this.blocks.length + this.spare.length) * BLOCK * 57 + this.table.byteLength;
   }
 
   /** The slot of a blob id, or -1. `id` must be 64 lowercase hex digits to be found. */
@@ -266,6 +268,28 @@ export class MasterIndex {
     return e;
   }
 
+  /** The pack-header / index-file entry of the blob in a slot (as written in an index file), built straight from the columns. */
+  packBlobAt(slot: number): PackBlob {
+    const b = this.blocks[slot >>> BLOCK_BITS]!;
+    const i = slot & MASK;
+    const f = b.flags[i]!;
+    const e: PackBlob = {
+      id: this.idAt(slot),
+      type: f & F_TREE ? 'tree' : 'data',
+      offset: b.offset[i]!,
+      length: b.length[i]!,
+      rawLength: b.rawLength[i]!,
+      compression: (f & 3) as Compression,
+    };
+    const x = b.extra[i]! > 0 ? this.extras[b.extra[i]! - 1] : undefined;
+    if (x) {
+      if (x.sf) e.sf = x.sf;
+      if (x.base) e.base = x.base;
+      if (x.base2) e.base2 = x.base2;
+    }
+    return e;
+  }
+
   /** A copy of the entry of a blob (changing it does not change the index). */
   get(id: string): IndexEntry | undefined {
     const s = this.find(id);
@@ -326,7 +350,7 @@ export class MasterIndex {
       if (packNo < 0) packNo = this.packNumber(pack);
       if ((this.count + 1) * 2 > this.table.length) this.grow();
       const slot = this.count;
-      if ((slot & MASK) === 0) this.blocks.push(newBlock());
+      if ((slot & MASK) === 0) this.blocks.push(this.spare.pop() ?? newBlock());
       const blk = this.blocks[slot >>> BLOCK_BITS]!;
       const i = slot & MASK;
       blk.ids32.set(this.key32, i * 8);
@@ -372,18 +396,30 @@ export class MasterIndex {
     if (recompute && !deferDepths) this.computeDepths();
   }
 
-  /** Forget everything (before re-reading the index files). */
+  /**
+   * Forget everything (before re-reading the index files). The columns and the
+   * hash table are kept and reused as the index is filled again (every field of
+   * a slot is written when it is filled): re-reading a repository's index needs
+   * no second copy of it, whenever the collector runs. releaseSpare() frees
+   * what the new contents did not need.
+   */
   clear(): void {
     this.gen++;
+    this.spare.push(...this.blocks.reverse());
     this.blocks = [];
     this.count = 0;
-    this.table = new Uint32Array(1024);
+    this.table.fill(0);
     this.packIds.length = 0;
     this.packNumbers.clear();
     this.extras = [];
     this.missingBases.clear();
     this.rejected.clear();
     this.files.clear();
+  }
+
+  /** Free the columns kept by clear() that the index did not fill again. */
+  releaseSpare(): void {
+    this.spare = [];
   }
 
   /** Add an index file's packs; call computeDepths() after the last one. */

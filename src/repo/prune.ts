@@ -164,11 +164,7 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
     }
     const packBlobs = (pn: number): PackBlob[] => {
       const out: PackBlob[] = [];
-      for (let k = start[pn]!; k < start[pn + 1]!; k++) {
-        const s = slots[k]!;
-        const { pack: _p, depth: _d, ...e } = index.entryAt(s);
-        out.push({ id: index.idAt(s), ...e });
-      }
+      for (let k = start[pn]!; k < start[pn + 1]!; k++) out.push(index.packBlobAt(slots[k]!));
       return out;
     };
 

@@ -314,6 +314,7 @@ export class Repository {
       }
     });
     this.index.computeDepths();
+    this.index.releaseSpare();
   }
 
   /**
