@@ -4,6 +4,7 @@ import { IntegrityError, LifeboatError } from '../errors.js';
 import { type Compression, MAX_TREE_BLOB } from './pack.js';
 import type { MasterKey } from './crypto.js';
 import type { ChunkBlob, ChunkResult } from './chunk-verify.js';
+import type { RangeBlob, RangeResult } from './chunk-decode.js';
 import { ByteBudget } from '../util/sync.js';
 
 interface Pending {
@@ -241,6 +242,37 @@ export class WorkerPool {
     const r = await this.post<{ results: ChunkResult[]; chunk?: Uint8Array }>({ op: 'verifyChunk', chunk, blobs }, transfer);
     if (!Array.isArray(r.results) || r.results.length !== blobs.length) throw new LifeboatError('worker returned a malformed result');
     return { results: r.results, ...(r.chunk ? { returned: r.chunk.buffer as ArrayBuffer } : {}) };
+  }
+
+  /**
+   * Decode the full blobs of one ranged read of a pack in a worker
+   * (chunk-decode.ts): one message; `chunk` is transferred when it owns its
+   * memory. Answers the plaintexts in one buffer and, per blob, its keyed hash
+   * and place in that buffer (or its error), in order. Counted in the decode
+   * byte budget like decode().
+   */
+  async decodeRange(chunk: Buffer, blobs: RangeBlob[]): Promise<{ out: Buffer; results: RangeResult[] }> {
+    let raw = 0;
+    for (const b of blobs) {
+      if (!(Number.isSafeInteger(b.rawLength) && b.rawLength >= 0 && b.rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${b.what}: rawLength ${b.rawLength} exceeds the format maximum`);
+      raw += b.rawLength;
+    }
+    const cost = chunk.length + raw;
+    if (this.closing) throw new LifeboatError('worker pool is closed');
+    this.budgetWaiting++;
+    try {
+      await this.decodeBudget.acquire(cost);
+    } finally {
+      if (--this.budgetWaiting === 0) for (const r of this.drained.splice(0)) r();
+    }
+    let r: { out: Uint8Array; results: RangeResult[] };
+    try {
+      r = await this.post<{ out: Uint8Array; results: RangeResult[] }>({ op: 'decodeRange', chunk, blobs }, ownsBuffer(chunk) ? [chunk.buffer as ArrayBuffer] : []);
+    } finally {
+      this.decodeBudget.release(cost);
+    }
+    if (!Array.isArray(r.results) || r.results.length !== blobs.length || !(r.out instanceof Uint8Array)) throw new LifeboatError('worker returned a malformed result');
+    return { out: Buffer.from(r.out.buffer, r.out.byteOffset, r.out.length), results: r.results };
   }
 
   /**
