@@ -32,13 +32,15 @@ export interface BatchFile {
 
 const MiB = 1024 * 1024;
 /** A ranged read: at most this many sealed bytes (one larger blob is read alone). */
-const READ_MAX = (Number(process.env.LIFEBOAT_RESTORE_READ_MB) || 4) * MiB;
+const READ_MAX = (Number(process.env.LIFEBOAT_RESTORE_READ_MB) || 2) * MiB;
 /** Unneeded bytes between two needed blobs read through rather than split into two requests. */
 const READ_GAP = 256 * 1024;
 /** The plaintext of one ranged read. */
-const RAW_MAX = 16 * MiB;
+const RAW_MAX = 2 * READ_MAX;
+/** Chunks at least this large are written through the thread pool (smaller ones: a direct write costs less than the round trip). */
+const ASYNC_WRITE = 256 * 1024;
 /** Ranged reads (or single delta loads) in flight. */
-const READS = 4;
+const READS = Number(process.env.LIFEBOAT_RESTORE_READS) || 3;
 
 interface FileRun {
   f: BatchFile;
@@ -47,12 +49,14 @@ interface FileRun {
   left: number;
   /** failed, or finishing */
   over: boolean;
+  /** Writes in the thread pool: a failed file is discarded (its descriptor closed) only once they are done. */
+  writes: Set<Promise<void>>;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
 
 export class RestoreBatcher {
-  private cur: Array<Omit<FileRun, 'tf' | 'left' | 'over'>> = [];
+  private cur: Array<Omit<FileRun, 'tf' | 'left' | 'over' | 'writes'>> = [];
   private readonly bound: BatchBound;
   private readonly running = new Set<Promise<void>>();
   private readonly slots = new Semaphore(READS);
@@ -99,17 +103,25 @@ export class RestoreBatcher {
     while (this.running.size > 0) await Promise.all(this.running);
   }
 
-  private async run(batch: Array<Omit<FileRun, 'tf' | 'left' | 'over'>>): Promise<void> {
+  private async run(batch: Array<Omit<FileRun, 'tf' | 'left' | 'over' | 'writes'>>): Promise<void> {
     const runs: FileRun[] = [];
     const settling: Array<Promise<void>> = [];
     const fail = (st: FileRun, err: unknown) => {
       if (st.over) return;
       st.over = true;
       st.reject(err);
-      settling.push(st.tf.then((t) => t.discard(), () => {}));
+      settling.push(
+        st.tf.then(
+          async (t) => {
+            while (st.writes.size > 0) await Promise.allSettled([...st.writes]);
+            await t.discard();
+          },
+          () => {},
+        ),
+      );
     };
     for (const b of batch) {
-      const st: FileRun = { ...b, tf: b.f.open(), left: b.f.content.length, over: false };
+      const st: FileRun = { ...b, tf: b.f.open(), left: b.f.content.length, over: false, writes: new Set() };
       st.tf.then(
         (t) => (st.file = t),
         (err) => fail(st, err),
@@ -133,8 +145,18 @@ export class RestoreBatcher {
         return;
       }
       try {
-        // (synchronous: no write of this file is ever in flight when it is discarded or finished)
-        st.file!.writePieces(data, st.f.pieces[u.chunk]!);
+        if (data.length < ASYNC_WRITE) st.file!.writePieces(data, st.f.pieces[u.chunk]!);
+        else {
+          // large: through the thread pool, beside the main thread's work; tracked so a discard waits for it
+          const w = st.file!.writePiecesAsync(data, st.f.pieces[u.chunk]!);
+          st.writes.add(w);
+          try {
+            await w;
+          } finally {
+            st.writes.delete(w);
+          }
+          if (st.over) return; // the file failed meanwhile
+        }
       } catch (err) {
         fail(st, err);
         return;

@@ -772,18 +772,18 @@ export class Repository {
   /**
    * Decode the full blobs of one ranged read (offsets relative to `chunk`) in a
    * read-pool worker; each plaintext is checked against its keyed id there
-   * (the hash) and here (the comparison). Per blob: its plaintext (a view of
-   * one buffer for the range) or the IntegrityError that refused it.
+   * (the hash) and here (the comparison). Per blob: its plaintext or the
+   * IntegrityError that refused it.
    */
   async decodeRange(chunk: Buffer, blobs: ReadonlyArray<{ id: string; pack: string; offset: number; length: number; compression: Compression; rawLength: number }>): Promise<Array<Buffer | IntegrityError>> {
     const jobs = blobs.map((b) => ({ offset: b.offset, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id} in pack ${b.pack}` }));
-    const { out, results } = await this.readPool.decodeRange(chunk, jobs);
+    const results = await this.readPool.decodeRange(chunk, jobs);
     return results.map((r, i) => {
       const b = blobs[i]!;
       if ('error' in r) return r.error.name === 'IntegrityError' ? new IntegrityError(r.error.message) : new IntegrityError(`${jobs[i]!.what}: ${r.error.message}`);
       if (r.id !== b.id) return new IntegrityError(`${jobs[i]!.what}: content does not match its id (hash mismatch)`);
-      if (!(Number.isSafeInteger(r.start) && r.start >= 0 && r.length === b.rawLength && r.start + r.length <= out.length)) return new IntegrityError(`${jobs[i]!.what}: worker returned a malformed result`);
-      return out.subarray(r.start, r.start + r.length);
+      if (!(r.data instanceof Uint8Array) || r.data.length !== b.rawLength) return new IntegrityError(`${jobs[i]!.what}: worker returned a malformed result`);
+      return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length);
     });
   }
 
@@ -884,7 +884,8 @@ export class Repository {
     // Trees are always checked: they are parsed right away.
     const hash = verify || e.type === 'tree';
     if (e.rawLength >= 64 * 1024 && !this.runInline(e.rawLength)) {
-      ({ data, id: got } = await this.readPool.decode(sealed, e.compression, e.rawLength, what, dict, { hash }));
+      // a blob to be cached (a delta base) comes back shared: as a later delta's dictionary it is not copied per job
+      ({ data, id: got } = await this.readPool.decode(sealed, e.compression, e.rawLength, what, dict, { hash, shared: cacheable === true }));
     } else {
       data = this.codec.decode(sealed, e.compression, e.rawLength, what, dict && (dict.length === 1 ? dict[0] : Buffer.concat(dict)));
       if (hash) got = blobId(this.key.idKey, data);
