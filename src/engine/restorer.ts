@@ -9,6 +9,7 @@ import { BufferReclaimer } from '../util/reclaim.js';
 import { Semaphore } from '../util/sync.js';
 import { globMatcher, joinBytes, matcher } from './archiver.js';
 import { TempFile, realpathBytes, tmpName } from './file-writer.js';
+import { type BatchFile, RestoreBatcher } from './restore-batch.js';
 import { O_PATH, makeSpecial, msToNs, setTimesFd, setTimesFdSync, setTimesPath, writeXattrs } from './fsmeta.js';
 
 /**
@@ -241,6 +242,64 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     return dst;
   };
 
+  /**
+   * Most files are restored in batches (restore-batch.ts): each pack read
+   * once, blobs decoded in a worker and written wherever they are needed.
+   * That needs each chunk's size (recorded in the tree) to know where it goes
+   * before it is read: files without them take restoreFile's path.
+   */
+  const batcher = new RestoreBatcher(repo, {
+    written: (bytes) => {
+      summary.bytes += bytes;
+      opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
+    },
+    dropped: (bytes) => reclaimer.dropped(bytes),
+  });
+  const batchFile = (dir: Buffer, n: TreeNode, snapPath: string): { file: BatchFile; dst: Buffer } | IntegrityError | undefined => {
+    const content = n.content ?? [];
+    const sizes = n.sizes;
+    if (content.length === 0 || !sizes || sizes.length !== content.length) return undefined;
+    const segs = dataSegments(n);
+    const dataLen = segs.reduce((a, s) => a + s[1], 0);
+    const cur = new SegmentCursor(segs);
+    const pieces: Array<Array<[number, number]>> = [];
+    let total = 0;
+    for (const sz of sizes) {
+      if (!(Number.isSafeInteger(sz) && sz >= 0)) return new IntegrityError(`${snapPath}: the snapshot records an impossible chunk size ${sz}`);
+      total += sz;
+      const p = cur.take(sz);
+      if (!p) return new IntegrityError(`${snapPath}: the snapshot's content is longer than the recorded size ${n.size}`);
+      pieces.push(p);
+    }
+    if (total !== dataLen) return new IntegrityError(`${snapPath}: the snapshot's chunks hold ${total} bytes but it records ${dataLen}`);
+    const dst = joinBytes(dir, nameBytes(n));
+    const file: BatchFile = {
+      what: snapPath,
+      content,
+      sizes,
+      pieces,
+      open: async () => {
+        await checkDir(dir);
+        return TempFile.create(dir);
+      },
+      finish: async (tf) => {
+        try {
+          if (n.holes?.length) tf.truncate(n.size); // a trailing hole
+          // every chunk matched its id and its recorded size, and every byte was written: the file is verified
+          await metaByFd(tf.fd, n, snapPath);
+          await tf.publish(dst, () => beforeRename(dir, dst));
+        } catch (err) {
+          await tf.discard();
+          throw err;
+        }
+        if (verify) summary.verified++;
+        summary.files++;
+        opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
+      },
+    };
+    return { file, dst };
+  };
+
   const restoreFile = async (dir: Buffer, n: TreeNode, snapPath: string): Promise<Buffer> => {
     if (n.size <= SMALL_FILE && (n.content ?? []).length <= 1) return restoreSmallFile(dir, n, snapPath);
     const dst = joinBytes(dir, nameBytes(n));
@@ -323,6 +382,9 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       summary.errors.push({ path: sp, message: errText(err), ...(integrity ? { integrity } : {}) });
     };
     const fileSlots = new Semaphore(8);
+    /** Files handed to the batcher and not yet settled; the first error that ends the restore. */
+    const batchTasks = new Set<Promise<void>>();
+    let fatal: unknown;
     const linkKey = (n: TreeNode) => (n.type === 'file' && (n.nlink ?? 0) > 1 && n.inode !== undefined ? `${n.dev ?? 0}:${n.inode}` : undefined);
     const sameContent = (a: TreeNode, b: TreeNode) =>
       a.size === b.size && (a.content ?? []).join() === (b.content ?? []).join() && JSON.stringify(a.holes ?? []) === JSON.stringify(b.holes ?? []);
@@ -354,10 +416,33 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
           return;
         }
       }
-      await fileSlots.acquire();
       let resolveDone!: () => void;
       const entry = key && !linkFirst.has(key) ? { node: n, done: new Promise<void>((r) => (resolveDone = r)) } : undefined;
       if (entry) linkFirst.set(key!, entry as { path?: Buffer; node: TreeNode; done: Promise<void> });
+      const planned = batchFile(dir, n, sp);
+      if (planned) {
+        if (fatal !== undefined) throw fatal;
+        let done: Promise<void>;
+        if (planned instanceof IntegrityError) done = Promise.reject(planned);
+        else done = (await batcher.add(planned.file)).done;
+        const task: Promise<void> = done
+          .then(
+            () => {
+              if (entry) (entry as { path?: Buffer }).path = (planned as { dst: Buffer }).dst;
+            },
+            (err) => recordError(sp, err),
+          )
+          .catch((err) => {
+            fatal ??= err;
+          })
+          .finally(() => {
+            if (entry) resolveDone();
+            batchTasks.delete(task);
+          });
+        batchTasks.add(task);
+        return;
+      }
+      await fileSlots.acquire();
       const task = (async () => {
         try {
           const p = await restoreFile(dir, n, sp);
@@ -385,14 +470,21 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       }
     };
 
-    if (start && start.type !== 'dir') {
-      const pending: Array<Promise<void>> = [];
-      await visit(target, start, opts.subpath!, pending);
-      await Promise.all(pending);
-    } else {
-      if (start) startTree = start.subtree!;
-      await walk(startTree, target, opts.subpath && opts.subpath !== '/' ? opts.subpath : '/');
+    try {
+      if (start && start.type !== 'dir') {
+        const pending: Array<Promise<void>> = [];
+        await visit(target, start, opts.subpath!, pending);
+        await Promise.all(pending);
+      } else {
+        if (start) startTree = start.subtree!;
+        await walk(startTree, target, opts.subpath && opts.subpath !== '/' ? opts.subpath : '/');
+      }
+    } finally {
+      // every queued file is published or discarded before the restore goes on (or ends with an error)
+      await batcher.drain();
+      while (batchTasks.size > 0) await Promise.all(batchTasks);
     }
+    if (fatal !== undefined) throw fatal;
 
     // Phase 2: hard links, symbolic links, FIFOs, devices. Nothing is written below any of them.
     let scratch: Buffer | undefined;

@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobCodec } from './codec.js';
 import { verifyChunkReply } from './chunk-verify.js';
+import { decodeRangeReply } from './chunk-decode.js';
 import { blobId } from './crypto.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 
@@ -9,7 +10,8 @@ import { BufferReclaimer } from '../util/reclaim.js';
  * blobs, and hashes the plaintext unless told not to (a delta base decoded
  * only as a dictionary: the blob built on it is hashed, which catches a wrong
  * base). Messages: { seq, op: 'decode', sealed, compression, rawLength, what,
- * dict? (one buffer or the bases' plaintexts), noHash?, idOnly? } -> { seq, data?, id? } or { seq, error }.
+ * dict? (one buffer or the bases' plaintexts), noHash?, idOnly?, shared? (data in a SharedArrayBuffer) } -> { seq, data?, id? } or { seq, error }.
+ * { seq, op: 'decodeRange', chunk, blobs } -> { seq, results } (chunk-decode.ts).
  */
 interface Init {
   encKey: Uint8Array;
@@ -34,6 +36,12 @@ parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown 
       parentPort!.postMessage(reply, transfer);
       return;
     }
+    if (msg.op === 'decodeRange') {
+      const { reply, transfer } = decodeRangeReply(codec, idKey, msg);
+      reclaimer.dropped((msg.chunk as Uint8Array).length);
+      parentPort!.postMessage(reply, transfer);
+      return;
+    }
     if (msg.op !== 'decode') {
       parentPort!.postMessage({ seq: msg.seq, error: { message: `unknown op ${msg.op}` } });
       return;
@@ -45,7 +53,13 @@ parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown 
     const id = msg.noHash ? undefined : blobId(idKey, out);
     reclaimer.dropped(2 * (msg.sealed as Uint8Array).length + (dict?.length ?? 0));
     if (msg.idOnly) parentPort!.postMessage({ seq: msg.seq, id });
-    else {
+    else if (msg.shared) {
+      // a delta base the main thread caches: later jobs send it back as their dictionary without a copy
+      const sab = new Uint8Array(new SharedArrayBuffer(out.length));
+      sab.set(out);
+      reclaimer.dropped(out.length);
+      parentPort!.postMessage({ seq: msg.seq, data: sab, id });
+    } else {
       const own = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
       parentPort!.postMessage({ seq: msg.seq, data: out, id }, own ? [out.buffer as ArrayBuffer] : []);
     }

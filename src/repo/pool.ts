@@ -4,6 +4,7 @@ import { IntegrityError, LifeboatError } from '../errors.js';
 import { type Compression, MAX_TREE_BLOB } from './pack.js';
 import type { MasterKey } from './crypto.js';
 import type { ChunkBlob, ChunkResult } from './chunk-verify.js';
+import type { RangeBlob, RangeResult } from './chunk-decode.js';
 import { ByteBudget } from '../util/sync.js';
 
 interface Pending {
@@ -196,13 +197,15 @@ export class WorkerPool {
     rawLength: number,
     what: string,
     dict?: Buffer | Buffer[],
-    opts: { hash?: boolean } = {},
+    opts: { hash?: boolean; shared?: boolean } = {},
   ): Promise<{ data: Buffer; id?: string }> {
     if (!(rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${what}: rawLength ${rawLength} exceeds the format maximum`);
     if (Array.isArray(dict) && this.script === 'worker.js') dict = dict.length === 1 ? dict[0] : Buffer.concat(dict);
     const transfer = ownsBuffer(sealed) ? [sealed.buffer as ArrayBuffer] : [];
     // decode-worker.js only: hash false skips hashing the plaintext (worker.js hashes anyway)
-    const flags = opts.hash === false ? { noHash: true } : {};
+    // shared: the plaintext comes back in a SharedArrayBuffer (decode-worker.js; worker.js ignores it), so a
+    // cached delta base handed to later decode jobs as their dictionary is shared with the worker, not copied per job
+    const flags = { ...(opts.hash === false ? { noHash: true } : {}), ...(opts.shared ? { shared: true } : {}) };
     const cost = sealed.length + rawLength + (Array.isArray(dict) ? dict.reduce((a, d) => a + d.length, 0) : (dict?.length ?? 0));
     if (this.closing) throw new LifeboatError('worker pool is closed');
     this.budgetWaiting++;
@@ -241,6 +244,36 @@ export class WorkerPool {
     const r = await this.post<{ results: ChunkResult[]; chunk?: Uint8Array }>({ op: 'verifyChunk', chunk, blobs }, transfer);
     if (!Array.isArray(r.results) || r.results.length !== blobs.length) throw new LifeboatError('worker returned a malformed result');
     return { results: r.results, ...(r.chunk ? { returned: r.chunk.buffer as ArrayBuffer } : {}) };
+  }
+
+  /**
+   * Decode the full blobs of one ranged read of a pack in a worker
+   * (chunk-decode.ts): one message; `chunk` is transferred when it owns its
+   * memory. Answers, per blob in order, its plaintext and keyed hash, or its error. Counted in the decode
+   * byte budget like decode().
+   */
+  async decodeRange(chunk: Buffer, blobs: RangeBlob[]): Promise<RangeResult[]> {
+    let raw = 0;
+    for (const b of blobs) {
+      if (!(Number.isSafeInteger(b.rawLength) && b.rawLength >= 0 && b.rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${b.what}: rawLength ${b.rawLength} exceeds the format maximum`);
+      raw += b.rawLength;
+    }
+    const cost = chunk.length + raw;
+    if (this.closing) throw new LifeboatError('worker pool is closed');
+    this.budgetWaiting++;
+    try {
+      await this.decodeBudget.acquire(cost);
+    } finally {
+      if (--this.budgetWaiting === 0) for (const r of this.drained.splice(0)) r();
+    }
+    let r: { results: RangeResult[] };
+    try {
+      r = await this.post<{ results: RangeResult[] }>({ op: 'decodeRange', chunk, blobs }, ownsBuffer(chunk) ? [chunk.buffer as ArrayBuffer] : []);
+    } finally {
+      this.decodeBudget.release(cost);
+    }
+    if (!Array.isArray(r.results) || r.results.length !== blobs.length) throw new LifeboatError('worker returned a malformed result');
+    return r.results;
   }
 
   /**

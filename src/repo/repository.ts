@@ -775,6 +775,63 @@ export class Repository {
     return p;
   }
 
+  /**
+   * Where a full (not delta) blob lies, for a restore that reads packs in
+   * ranges (engine/restore-plan.ts). Undefined for a delta, a blob missing
+   * from the index, or an entry that fails a check: the caller loads those
+   * with loadBlob, which resolves the chain or reports the problem.
+   */
+  fullBlobLocation(id: string): { pack: string; offset: number; length: number; compression: Compression; rawLength: number } | undefined {
+    const e = this.index.get(id);
+    if (!e || e.compression === 2 || e.depth !== 0 || e.base !== undefined) return undefined;
+    const max = e.type === 'tree' ? MAX_TREE_BLOB : MAX_DATA_BLOB;
+    if (!(e.rawLength <= max) || e.length > e.rawLength + SEAL_OVERHEAD) return undefined;
+    return e;
+  }
+
+  /** A pack's size (stat once per pack; a missing pack is an IntegrityError naming `what`). */
+  async packBytes(pack: string, what: string): Promise<number> {
+    try {
+      return await this.packSize(pack);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new IntegrityError(`${what}: pack file is missing`);
+      throw err;
+    }
+  }
+
+  /**
+   * Read [start, end) of a pack's blob area; the caller has checked every blob
+   * in it against packBytes() (the same check as loadBlob's). A missing or
+   * short pack is an IntegrityError saying only that (the caller names the blobs).
+   */
+  async readPackRange(pack: string, start: number, end: number): Promise<Buffer> {
+    try {
+      return await this.storage.load('data', pack, { offset: start, length: end - start });
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new IntegrityError(`pack file is missing`);
+      if (err instanceof LifeboatError && /short read/.test(err.message)) throw new IntegrityError(`pack is truncated`);
+      throw err;
+    }
+  }
+
+  /**
+   * Decode the full blobs of one ranged read (offsets relative to `chunk`) in a
+   * read-pool worker; each plaintext is checked against its keyed id there
+   * (the hash) and here (the comparison). Per blob: its plaintext or the
+   * IntegrityError that refused it.
+   */
+  async decodeRange(chunk: Buffer, blobs: ReadonlyArray<{ id: string; pack: string; offset: number; length: number; compression: Compression; rawLength: number }>): Promise<Array<Buffer | IntegrityError>> {
+    const jobs = blobs.map((b) => ({ offset: b.offset, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id} in pack ${b.pack}` }));
+    const results = await this.readPool.decodeRange(chunk, jobs);
+    return results.map((r, i) => {
+      const b = blobs[i]!;
+      if ('error' in r) return r.error.name === 'IntegrityError' ? new IntegrityError(r.error.message) : new IntegrityError(`${jobs[i]!.what}: ${r.error.message}`);
+      if (r.id !== b.id) return new IntegrityError(`${jobs[i]!.what}: content does not match its id (hash mismatch)`);
+      if (!(r.data instanceof Uint8Array) || r.data.length !== b.rawLength) return new IntegrityError(`${jobs[i]!.what}: worker returned a malformed result`);
+      return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length);
+    });
+  }
+
   /** Loads in flight, shared: a delta lattice (two bases per level) costs one load per blob, not one per path. */
   private readonly inflight = new Map<string, Promise<{ data: Buffer; verified: boolean }>>();
 
@@ -872,7 +929,8 @@ export class Repository {
     // Trees are always checked: they are parsed right away.
     const hash = verify || e.type === 'tree';
     if (e.rawLength >= 64 * 1024 && !this.runInline(e.rawLength)) {
-      ({ data, id: got } = await this.readPool.decode(sealed, e.compression, e.rawLength, what, dict, { hash }));
+      // a blob to be cached (a delta base) comes back shared: as a later delta's dictionary it is not copied per job
+      ({ data, id: got } = await this.readPool.decode(sealed, e.compression, e.rawLength, what, dict, { hash, shared: cacheable === true }));
     } else {
       data = this.codec.decode(sealed, e.compression, e.rawLength, what, dict && (dict.length === 1 ? dict[0] : Buffer.concat(dict)));
       if (hash) got = blobId(this.key.idKey, data);

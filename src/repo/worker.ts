@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobCodec } from './codec.js';
 import { verifyChunkReply } from './chunk-verify.js';
+import { decodeRangeReply } from './chunk-decode.js';
 import { blobId } from './crypto.js';
 import { superFeatures } from './sketch.js';
 import { BufferReclaimer } from '../util/reclaim.js';
@@ -41,6 +42,11 @@ parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown 
   try {
     if (msg.op === 'verifyChunk') {
       const { reply, transfer } = verifyChunkReply(codec, idKey, msg);
+      parentPort!.postMessage(reply, transfer);
+      return;
+    }
+    if (msg.op === 'decodeRange') {
+      const { reply, transfer } = decodeRangeReply(codec, idKey, msg);
       parentPort!.postMessage(reply, transfer);
       return;
     }

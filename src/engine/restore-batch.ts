@@ -1,0 +1,259 @@
+import { IntegrityError } from '../errors.js';
+import type { Repository } from '../repo/repository.js';
+import { Semaphore } from '../util/sync.js';
+import type { TempFile } from './file-writer.js';
+import { BatchBound, type BlobUse, type PlannedBlob, coalesceReads, planBatch } from './restore-plan.js';
+
+/**
+ * Restore writes files in batches (restore-plan.ts): the files of a batch are
+ * created under temporary names, each pack the batch needs is read once in a
+ * few ranged reads, its blobs are decoded and checked against their ids in a
+ * decode worker, and every blob is written to each place that needs it. A
+ * file is finished (metadata, renamed to its final name) as soon as its last
+ * chunk is written; a file one of whose chunks fails is discarded, and only
+ * the files that need that chunk fail. Memory: at most `READS` ranged reads
+ * (each ≤ READ_MAX sealed bytes and RAW_MAX plaintext) are in flight, and a
+ * range's plaintext is dropped once written; the plan of a batch is bounded
+ * by BatchBound.
+ */
+export interface BatchFile {
+  /** Names the file in errors (its path in the snapshot). */
+  what: string;
+  content: readonly string[];
+  /** The plaintext size of each chunk (the snapshot's record; every decoded chunk is checked against it). */
+  sizes: readonly number[];
+  /** Per chunk, where its bytes go in the file ([file offset, length] pieces). */
+  pieces: ReadonlyArray<ReadonlyArray<readonly [number, number]>>;
+  /** Create the temporary file. */
+  open(): Promise<TempFile>;
+  /** Every chunk was written: set the metadata and publish (on failure it discards the file and rejects). */
+  finish(tf: TempFile): Promise<void>;
+}
+
+const MiB = 1024 * 1024;
+/** A ranged read: at most this many sealed bytes (one larger blob is read alone). */
+const READ_MAX = (Number(process.env.LIFEBOAT_RESTORE_READ_MB) || 2) * MiB;
+/** Unneeded bytes between two needed blobs read through rather than split into two requests. */
+const READ_GAP = 256 * 1024;
+/** The plaintext of one ranged read. */
+const RAW_MAX = 2 * READ_MAX;
+/** Chunks at least this large are written through the thread pool (smaller ones: a direct write costs less than the round trip). */
+const ASYNC_WRITE = 256 * 1024;
+/** Ranged reads (or single delta loads) in flight. */
+const READS = Number(process.env.LIFEBOAT_RESTORE_READS) || 3;
+
+interface FileRun {
+  f: BatchFile;
+  tf: Promise<TempFile>;
+  file?: TempFile;
+  left: number;
+  /** failed, or finishing */
+  over: boolean;
+  /** Writes in the thread pool: a failed file is discarded (its descriptor closed) only once they are done. */
+  writes: Set<Promise<void>>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class RestoreBatcher {
+  private cur: Array<Omit<FileRun, 'tf' | 'left' | 'over' | 'writes'>> = [];
+  private readonly bound: BatchBound;
+  private readonly running = new Set<Promise<void>>();
+  private readonly slots = new Semaphore(READS);
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly hooks: { written(bytes: number): void; dropped(bytes: number): void },
+    /** Batches run at once: one fills its files' tails while the next starts reading. */
+    private readonly parallel = 2,
+    maxFiles = 256,
+    maxChunks = 16384,
+  ) {
+    this.bound = new BatchBound(maxFiles, maxChunks);
+  }
+
+  /** Queue a file (waits while the batches in flight are full); `done` settles when the file is published or has failed. */
+  async add(f: BatchFile): Promise<{ done: Promise<void> }> {
+    if (!this.bound.accepts(f.content.length)) await this.flush();
+    this.bound.add(f.content.length);
+    let resolve!: () => void;
+    let reject!: (err: unknown) => void;
+    const done = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.cur.push({ f, resolve, reject });
+    return { done };
+  }
+
+  /** Start the batch being filled (waits while `parallel` batches run). */
+  async flush(): Promise<void> {
+    if (this.cur.length === 0) return;
+    const batch = this.cur;
+    this.cur = [];
+    this.bound.reset();
+    while (this.running.size >= this.parallel) await Promise.race(this.running);
+    const p: Promise<void> = this.run(batch).finally(() => this.running.delete(p));
+    this.running.add(p);
+  }
+
+  /** Run what is queued and wait for every batch. */
+  async drain(): Promise<void> {
+    await this.flush();
+    while (this.running.size > 0) await Promise.all(this.running);
+  }
+
+  private async run(batch: Array<Omit<FileRun, 'tf' | 'left' | 'over' | 'writes'>>): Promise<void> {
+    const runs: FileRun[] = [];
+    const settling: Array<Promise<void>> = [];
+    const fail = (st: FileRun, err: unknown) => {
+      if (st.over) return;
+      st.over = true;
+      st.reject(err);
+      settling.push(
+        st.tf.then(
+          async (t) => {
+            while (st.writes.size > 0) await Promise.allSettled([...st.writes]);
+            await t.discard();
+          },
+          () => {},
+        ),
+      );
+    };
+    for (const b of batch) {
+      const st: FileRun = { ...b, tf: b.f.open(), left: b.f.content.length, over: false, writes: new Set() };
+      st.tf.then(
+        (t) => (st.file = t),
+        (err) => fail(st, err),
+      );
+      runs.push(st);
+    }
+    const put = async (u: BlobUse, data: Buffer): Promise<void> => {
+      const st = runs[u.file]!;
+      if (st.over) return;
+      if (!st.file) {
+        try {
+          await st.tf;
+        } catch {
+          return; // failed (fail() was called)
+        }
+        if (st.over) return;
+      }
+      const want = st.f.sizes[u.chunk];
+      if (data.length !== want) {
+        fail(st, new IntegrityError(`${st.f.what}: chunk ${u.chunk} has ${data.length} bytes but the snapshot records ${want}`));
+        return;
+      }
+      try {
+        if (data.length < ASYNC_WRITE) st.file!.writePieces(data, st.f.pieces[u.chunk]!);
+        else {
+          // large: through the thread pool, beside the main thread's work; tracked so a discard waits for it
+          const w = st.file!.writePiecesAsync(data, st.f.pieces[u.chunk]!);
+          st.writes.add(w);
+          try {
+            await w;
+          } finally {
+            st.writes.delete(w);
+          }
+          if (st.over) return; // the file failed meanwhile
+        }
+      } catch (err) {
+        fail(st, err);
+        return;
+      }
+      this.hooks.written(data.length);
+      if (--st.left === 0) {
+        st.over = true;
+        settling.push(st.f.finish(st.file!).then(st.resolve, st.reject));
+      }
+    };
+    const deliver = async (uses: readonly BlobUse[], data: Buffer) => {
+      for (const u of uses) await put(u, data);
+    };
+    const refuse = (uses: readonly BlobUse[], err: unknown) => {
+      for (const u of uses) fail(runs[u.file]!, err);
+    };
+
+    const plan = planBatch(
+      batch.map((b) => b.f.content),
+      (id) => this.repo.fullBlobLocation(id),
+    );
+    // Packs and single loads in the order the batch first needs them (files finish early, in order).
+    type Work = { pack: string; blobs: PlannedBlob[] } | { id: string; uses: BlobUse[] };
+    const first = (w: Work) => ('blobs' in w ? w.blobs.reduce((m, b) => Math.min(m, key(b.uses[0]!)), Infinity) : key(w.uses[0]!));
+    const key = (u: BlobUse) => u.file * 2 ** 26 + u.chunk;
+    const work: Work[] = [...plan.packs, ...plan.loose].map((w) => [first(w), w] as const).sort((a, b) => a[0] - b[0]).map(([, w]) => w);
+    const tasks: Array<Promise<void>> = [];
+    const spawn = (fn: () => Promise<void>) => {
+      const t = fn().finally(() => this.slots.release());
+      tasks.push(t);
+    };
+    for (const w of work) {
+      if (!('blobs' in w)) {
+        await this.slots.acquire();
+        spawn(async () => {
+          let data: Buffer;
+          try {
+            data = await this.repo.loadBlob(w.id);
+          } catch (err) {
+            refuse(w.uses, err);
+            return;
+          }
+          await deliver(w.uses, data);
+          this.hooks.dropped(data.length);
+        });
+        continue;
+      }
+      // Every entry's range is checked against the pack's real size before anything is read (as loadBlob does).
+      const ok: PlannedBlob[] = [];
+      for (const b of w.blobs) {
+        const what = `blob ${b.id} in pack ${w.pack}`;
+        let size: number;
+        try {
+          size = await this.repo.packBytes(w.pack, what);
+        } catch (err) {
+          refuse(b.uses, err);
+          continue;
+        }
+        if (b.offset + b.length + 4 > size) {
+          refuse(b.uses, new IntegrityError(`${what}: index entry (offset ${b.offset}, length ${b.length}) lies beyond the end of the ${size}-byte pack (truncated pack or damaged index)`));
+        } else ok.push(b);
+      }
+      for (const r of coalesceReads(ok, READ_MAX, READ_GAP, RAW_MAX)) {
+        await this.slots.acquire();
+        spawn(async () => {
+          let out: Array<Buffer | IntegrityError>;
+          try {
+            const chunk = await this.repo.readPackRange(w.pack, r.start, r.end);
+            out = await this.repo.decodeRange(
+              chunk,
+              r.blobs.map((b) => ({ ...b, offset: b.offset - r.start })),
+            );
+          } catch (err) {
+            // the read failed: each blob says so (an integrity problem names the blob; anything else is passed on)
+            for (const b of r.blobs) refuse(b.uses, err instanceof IntegrityError ? new IntegrityError(`blob ${b.id} in pack ${w.pack}: ${err.message}`) : err);
+            return;
+          }
+          let bytes = 0;
+          for (let i = 0; i < r.blobs.length; i++) {
+            const d = out[i]!;
+            if (d instanceof Error) refuse(r.blobs[i]!.uses, d);
+            else {
+              await deliver(r.blobs[i]!.uses, d);
+              bytes += d.length;
+            }
+          }
+          this.hooks.dropped(bytes + (r.end - r.start));
+        });
+      }
+    }
+    await Promise.all(tasks);
+    for (const st of runs) {
+      // every chunk of every file was planned: a file still waiting was never fully delivered (cannot happen)
+      if (!st.over) fail(st, new IntegrityError(`${st.f.what}: ${st.left} chunk(s) were not restored`));
+    }
+    // files still being created, finished or discarded
+    await Promise.all(runs.map((st) => st.tf.catch(() => {})));
+    for (let i = 0; i < settling.length; i++) await settling[i]!.catch(() => {});
+  }
+}
