@@ -16,7 +16,7 @@ import { O_PATH, makeSpecial, msToNs, setTimesFd, setTimesFdSync, setTimesPath, 
  * The restorer: writes a snapshot's tree (or a sub-path of it) into a target
  * directory and verifies every restored file against its chunk ids while it
  * writes it: each chunk's plaintext is checked against its keyed id as it is
- * decoded (repository.loadBlob), its length against the tree's recorded chunk
+ * decoded (in batches, pack by pack: restore-batch.ts; or repository.loadBlob), its length against the tree's recorded chunk
  * size, and the file's byte count against its recorded size, before the file
  * is renamed to its final name. Nothing is read back a second time.
  *
