@@ -245,6 +245,17 @@ export class MasterIndex {
     return x > 0 ? this.extras[x - 1] : undefined;
   }
 
+  /** `e` with the sketch and delta bases of the blob in a slot, if it has any. */
+  private withExtra<T extends { sf?: number[]; base?: string; base2?: string }>(e: T, slot: number): T {
+    const x = this.extraAt(slot);
+    if (x) {
+      if (x.sf) e.sf = x.sf;
+      if (x.base) e.base = x.base;
+      if (x.base2) e.base2 = x.base2;
+    }
+    return e;
+  }
+
   /** Entry of the blob in a slot (0 <= slot < size). */
   entryAt(slot: number): IndexEntry {
     const b = this.blocks[slot >>> BLOCK_BITS]!;
@@ -259,13 +270,7 @@ export class MasterIndex {
       compression: (f & 3) as Compression,
       depth: b.depth[i] === DEPTH_INFINITE ? Infinity : b.depth[i]!,
     };
-    const x = b.extra[i]! > 0 ? this.extras[b.extra[i]! - 1] : undefined;
-    if (x) {
-      if (x.sf) e.sf = x.sf;
-      if (x.base) e.base = x.base;
-      if (x.base2) e.base2 = x.base2;
-    }
-    return e;
+    return this.withExtra(e, slot);
   }
 
   /** The pack-header / index-file entry of the blob in a slot (as written in an index file), built straight from the columns. */
@@ -281,13 +286,7 @@ export class MasterIndex {
       rawLength: b.rawLength[i]!,
       compression: (f & 3) as Compression,
     };
-    const x = b.extra[i]! > 0 ? this.extras[b.extra[i]! - 1] : undefined;
-    if (x) {
-      if (x.sf) e.sf = x.sf;
-      if (x.base) e.base = x.base;
-      if (x.base2) e.base2 = x.base2;
-    }
-    return e;
+    return this.withExtra(e, slot);
   }
 
   /** A copy of the entry of a blob (changing it does not change the index). */

@@ -314,13 +314,7 @@ export class LocalStorage implements Storage {
     let files = 0;
     let bytes = 0;
     for (const dir of [...new Set(dirs)]) {
-      let entries: import('node:fs').Dirent[];
-      try {
-        entries = await fsp.readdir(dir, { withFileTypes: true });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw storageError(err, `listing ${dir}`);
-      }
+      const entries = await readDirEntries(dir);
       for (const e of entries) {
         if (!e.isFile() || !e.name.startsWith('.tmp-')) continue;
         const file = path.join(dir, e.name);
@@ -351,13 +345,7 @@ export class LocalStorage implements Storage {
     const out: ObjectInfo[] = [];
     const dirs = type === 'data' ? await listDirNames(base).then((ds) => ds.map((d) => path.join(base, d))) : [base];
     for (const dir of dirs) {
-      let entries: import('node:fs').Dirent[];
-      try {
-        entries = await fsp.readdir(dir, { withFileTypes: true });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw storageError(err, `listing ${dir}`);
-      }
+      const entries = await readDirEntries(dir);
       for (const e of entries) {
         if (!e.isFile() || e.name.startsWith('.tmp-')) continue;
         const st = await fsp.stat(path.join(dir, e.name)).catch(() => undefined);
@@ -371,6 +359,16 @@ export class LocalStorage implements Storage {
     const all = [...this.handles.values()];
     this.handles.clear();
     await Promise.all(all.map((h) => h.fh.then((x) => x.close()).catch(() => {})));
+  }
+}
+
+/** The entries of a directory; none when it does not exist. */
+async function readDirEntries(dir: string): Promise<import('node:fs').Dirent[]> {
+  try {
+    return await fsp.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw storageError(err, `listing ${dir}`);
   }
 }
 
