@@ -1,0 +1,72 @@
+#!/bin/bash
+# Every step of issue 18's goal, Lifeboat builds against restic 0.14, interleaved, fresh repositories each round:
+#   files: first backup, unchanged re-backup, re-backup after a 5% change (bench/backup-data.mjs mutate),
+#          full restore (compared with the source by diff -r), check --read-data;
+#   dump:  days 0-3 of bench/restore-data.mjs (each day ~1% of rows updated, 0.5% inserted, 0.2% deleted):
+#          the day-1 backup (the daily delta backup) and the restore of day 3 (the end of a delta chain).
+# usage: SRC=DIR [ROUNDS=3] [WORK=/tmp/lb-steps-all] [OUT=file] [DUMPSCALE=1] \
+#          bash bench/steps-all.sh label=/path/to/lifeboat/checkout [label2=...]
+# SRC is copied to WORK/src for each tool and round (so the 5% change starts from the same bytes).
+# Each line of OUT: tool step wall_s user_s sys_s peak_rss_kB [bytes_added]; summarise with
+#   python3 bench/steps-median.py OUT
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+export LIFEBOAT_PASSWORD=pw RESTIC_PASSWORD=pw
+W=${WORK:-/tmp/lb-steps-all}; OUT=${OUT:-$W/steps.txt}; ROUNDS=${ROUNDS:-3}
+SRC=${SRC:?SRC=the data to back up}
+mkdir -p $W; : > $OUT
+if [ ! -f $W/dump3.sql ]; then
+  for d in 0 1 2 3; do node $HERE/restore-data.mjs dumpday $W/dump$d.sql ${DUMPSCALE:-1} $d >/dev/null; done
+fi
+declare -A CLI; LABELS=()
+for a in "$@"; do l=${a%%=*}; CLI[$l]="node ${a#*=}/dist/src/cli/main.js"; LABELS+=($l); done
+LABELS+=(restic)
+size() { du -sb "$1" | cut -f1; }
+# T tool step repo command...: one timed step; appends the bytes the repository grew by
+T() {
+  local t=$1 s=$2 r=$3; shift 3
+  local before=$(size $r 2>/dev/null || echo 0)
+  sync
+  if ! /usr/bin/time -f "$t $s %e %U %S %M" -o $W/time.txt sh -c "$*" >/dev/null 2>$W/err.txt; then
+    echo "FAIL $t $s: $(tail -3 $W/err.txt)" | tee -a $OUT
+    return
+  fi
+  echo "$(cat $W/time.txt) $(( $(size $r) - before ))" >> $OUT
+}
+for round in $(seq 1 $ROUNDS); do
+  for t in "${LABELS[@]}"; do
+    R=$W/repo-$t D=$W/dump-$t
+    rm -rf $R $D $W/src $W/out
+    cp -a $SRC $W/src
+    if [ $t = restic ]; then
+      restic init -q -r $R --repository-version 2 >/dev/null
+      restic init -q -r $D --repository-version 2 >/dev/null
+      bk="restic -q -r $R backup --compression auto $W/src"
+      T $t first $R "$bk"; T $t unchanged $R "$bk"
+      node $HERE/backup-data.mjs mutate $W/src >/dev/null
+      T $t change5 $R "$bk"
+      T $t restore $R "restic -q -r $R restore latest --target $W/out"
+      diff -r --no-dereference $W/src $W/out$W/src >/dev/null || echo "FAIL $t restored tree differs" | tee -a $OUT
+      T $t check $R "restic -q -r $R check --read-data"
+      for d in 0 1 2 3; do T $t dump$d $D "restic -q -r $D backup --compression auto --stdin --stdin-filename dump.sql < $W/dump$d.sql"; done
+      rm -rf $W/out; T $t dumprestore $D "restic -q -r $D restore latest --target $W/out"
+      cmp -s $W/out/dump.sql $W/dump3.sql || echo "FAIL $t dump restore differs" | tee -a $OUT
+    else
+      c=${CLI[$t]}
+      $c init -q -r $R; $c init -q -r $D
+      bk="$c backup -q -r $R $W/src"
+      T $t first $R "$bk"; T $t unchanged $R "$bk"
+      node $HERE/backup-data.mjs mutate $W/src >/dev/null
+      T $t change5 $R "$bk"
+      T $t restore $R "$c restore latest -q -r $R --target $W/out"
+      diff -r --no-dereference $W/src $W/out$W/src >/dev/null || echo "FAIL $t restored tree differs" | tee -a $OUT
+      T $t check $R "$c check --read-data -q -r $R"
+      for d in 0 1 2 3; do T $t dump$d $D "$c backup -q -r $D --stdin --stdin-filename dump.sql < $W/dump$d.sql"; done
+      rm -rf $W/out; T $t dumprestore $D "$c restore latest -q -r $D --target $W/out"
+      cmp -s $W/out/dump.sql $W/dump3.sql || echo "FAIL $t dump restore differs" | tee -a $OUT
+    fi
+    rm -rf $W/out
+  done
+  echo "round $round done $(uptime)" >> $OUT
+done
+rm -rf $W/src $W/out $W/repo-* $W/dump-*
