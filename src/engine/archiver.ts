@@ -13,6 +13,7 @@ import type { BackupProgress } from './progress.js';
 import { scanPaths } from './scanner.js';
 import { type EntryStat, SMALL_FILE_MAX, SmallFileReader, lstatBig } from './small-files.js';
 import { readFully } from '../util/read-fully.js';
+import { DirPrefetch } from './dir-prefetch.js';
 
 /**
  * The archiver: backup of paths into a tree of blobs. Unchanged files (same
@@ -117,6 +118,8 @@ const MIN_HOLE = 64 * 1024;
 const ENTRY_SLOTS = 128;
 /** Non-directory entries of a directory lstat'ed per message to the small-file reader's worker. */
 const STAT_CHUNK = 128;
+/** Subdirectories of a directory listed ahead of the walk (DirPrefetch bounds the total). */
+const DIRS_AHEAD = 4;
 /** At most this many holes per file; the rest is read as data. */
 const MAX_HOLES = 65536;
 
@@ -143,6 +146,8 @@ class Archiver {
   private readonly entrySlots = new Semaphore(ENTRY_SLOTS);
   /** First node of each hard-link group (dev:inode) in this snapshot: later links reuse its content. */
   private readonly hardlinks = new Map<string, Promise<TreeNode | undefined>>();
+  /** Listings and parent trees of the next directories of the walk, read ahead. */
+  private readonly dirs = new DirPrefetch((id) => this.loadParentTree(id));
   /** Reads small files in worker threads; started with the first one. */
   private smallReader: SmallFileReader | undefined;
 
@@ -230,7 +235,8 @@ class Archiver {
         node.subtree = await this.repo.saveTree({ nodes: [] });
         return node;
       }
-      const parentTree = parentNode?.type === 'dir' && parentNode.subtree ? await this.loadParentTree(parentNode.subtree) : undefined;
+      const sub = parentNode?.type === 'dir' ? parentNode.subtree : undefined;
+      const parentTree = sub ? await (this.dirs.parentTree(abs, sub) ?? this.loadParentTree(sub)) : undefined;
       node.subtree = await this.saveDir(abs, parentTree, rootDev);
       return node;
     }
@@ -294,8 +300,7 @@ class Archiver {
     this.summary.dirs++;
     let entries: Array<{ name: Buffer; isDirectory(): boolean }>;
     try {
-      entries = (await fsp.readdir(abs, { encoding: 'buffer', withFileTypes: true })) as unknown as typeof entries;
-      entries.sort((a, b) => Buffer.compare(a.name, b.name));
+      entries = await this.dirs.listing(abs);
     } catch (err) {
       this.warn(abs, err);
       return this.repo.saveTree({ nodes: [] });
@@ -319,6 +324,9 @@ class Archiver {
       return chunks.get(c)!.then((r) => r[k % STAT_CHUNK]!);
     };
     let fileIdx = 0;
+    // the subdirectories, listed ahead (DirPrefetch) a few at a time as the walk comes near them
+    const subdirs = kept.filter((ent) => ent.isDirectory());
+    let dirIdx = 0;
     // Bounded memory whatever the size of the tree: subdirectories are walked one
     // at a time, depth first (only the directories on the current path, with
     // their parent trees, are held), and at most ENTRY_SLOTS non-directory
@@ -331,9 +339,19 @@ class Archiver {
         const child = joinBytes(abs, name);
         const prev = byName.get(name.toString('latin1'));
         if (ent.isDirectory()) {
+          for (let j = dirIdx; j < Math.min(subdirs.length, dirIdx + DIRS_AHEAD); j++) {
+            const n = subdirs[j]!.name;
+            const pn = j === dirIdx ? prev : byName.get(n.toString('latin1'));
+            this.dirs.ahead(j === dirIdx ? child : joinBytes(abs, n), pn?.type === 'dir' ? pn.subtree : undefined);
+          }
+          dirIdx++;
           const p = this.saveEntry(child, name, prev, rootDev);
           nodes.push(p);
-          await p;
+          try {
+            await p;
+          } finally {
+            this.dirs.drop(child); // not listed by the walk (not a directory any more, or another file system)
+          }
         } else {
           await this.entrySlots.acquire();
           let held = true;
