@@ -84,13 +84,11 @@ test('backup with directories read ahead: every directory saved with its own ent
     try {
       const first = await backupPaths(repo, { paths: [src] });
       assert.equal(first.summary.filesNew, 30);
-      // the second backup uses the read-ahead parent trees: everything unchanged, the same root tree
+      // the second backup uses the read-ahead parent trees: every file found unchanged in its own
+      // directory's parent tree (not the root tree id: /tmp above the source changes meanwhile)
       const second = await backupPaths(repo, { paths: [src] });
       assert.equal(second.summary.filesUnmodified, 30);
       assert.equal(second.summary.filesNew + second.summary.filesChanged, 0);
-      const s1 = await repo.loadSnapshot(first.snapshotId);
-      const s2 = await repo.loadSnapshot(second.snapshotId);
-      assert.equal(s2.tree, s1.tree);
       // d2 became a symlink and d3/e1 a file after the first backups: saved as what they are now
       renameSync(path.join(src, 'd2'), path.join(dir, 'moved'));
       symlinkSync(path.join(dir, 'moved'), path.join(src, 'd2'));
