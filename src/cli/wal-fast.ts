@@ -254,7 +254,9 @@ export async function runWalFast(argv: string[]): Promise<number | undefined> {
     if (pw === undefined) return fallback();
     const { Repository } = await import('../repo/repository.js');
     const { openStorage } = await import('../storage/open.js');
-    const repo = await Repository.open(openStorage(location), pw, { loadIndex: call.kind !== 'push' && !(call.kind === 'worker' && call.dir === 'push') });
+    // No index: a push needs none (its entry is written after its own packs), and a fetch reads
+    // the blobs where the entry's hints say; the index is loaded only if a hint is stale.
+    const repo = await Repository.open(openStorage(location), pw, { loadIndex: false });
     repo.lockRetryMs = opts.retryLock ? retryMs(opts.retryLock) : 10_000;
     try {
       if (call.kind === 'push') await walPushCommand(repo, call.file, archive, out);

@@ -168,12 +168,19 @@ export async function storeReadable(repo: Repository, input: Readable, parent?: 
  * Yield the verified plaintext of each chunk in order, loading up to `window`
  * chunks ahead (decoding runs in worker threads in parallel).
  */
-export async function* readContent(repo: Repository, content: readonly string[], window = 6): AsyncGenerator<Buffer> {
+export async function* readContent(
+  repo: Repository,
+  content: readonly string[],
+  window = 6,
+  /** How blob `i` is loaded (default: through the index). */
+  load: (id: string, i: number) => Promise<Buffer> = (id) => repo.loadBlob(id),
+): AsyncGenerator<Buffer> {
   const pending: Array<Promise<Buffer>> = [];
   let next = 0;
   const fill = () => {
     while (pending.length < window && next < content.length) {
-      const p = repo.loadBlob(content[next++]!);
+      const i = next++;
+      const p = load(content[i]!, i);
       p.catch(() => {}); // observed when awaited below
       pending.push(p);
     }

@@ -167,3 +167,92 @@ test('one WAL segment per process (inlineUpTo): pushed and fetched without a wor
   }
   await reader.close();
 });
+
+/** A local storage that counts the listings of the index (a fetch that loads the index lists it). */
+class CountingStorage extends LocalStorage {
+  indexLists = 0;
+  override async list(type: Parameters<LocalStorage['list']>[0]) {
+    if (type === 'index') this.indexLists++;
+    return super.list(type);
+  }
+}
+
+test('location hints: a fetch reads the blobs where the entry says, without the index; stale, wrong or hostile hints fall back to the index', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lb-logarchive-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // several chunks (min 512 KiB): random-ish text of 5 MiB
+  let x = 7;
+  const lines: string[] = [];
+  for (let size = 0; size < 5 * 1024 * 1024; ) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    const l = `wal ${x} ${(x % 7919).toString(36)}\n`;
+    lines.push(l);
+    size += l.length;
+  }
+  const data = Buffer.from(lines.join(''));
+  const name = '000000010000000000000009';
+  const file = path.join(dir, name);
+  writeFileSync(file, data);
+  const storage = new CountingStorage(path.join(dir, 'repo'));
+  await (await Repository.init(storage, 'pw')).close();
+  const pusher = await Repository.open(storage, 'pw', { loadIndex: false });
+  const { entry } = await pushLog(WAL_LOG, pusher, file, 'default', name);
+  await pusher.close();
+  assert.ok(entry.blobs.length >= 3, `chunks: ${entry.blobs.length}`);
+  assert.equal(entry.at?.length, entry.blobs.length, 'every blob has its location');
+
+  const fetchWith = async (e: typeof entry) => {
+    const repo = await Repository.open(storage, 'pw', { loadIndex: false });
+    storage.indexLists = 0;
+    const dest = path.join(dir, 'out');
+    rmSync(dest, { force: true });
+    try {
+      await fetchLogEntry(WAL_LOG, repo, e, dest);
+      assert.ok(readFileSync(dest).equals(data), 'fetched bytes');
+      return storage.indexLists;
+    } finally {
+      await repo.close();
+    }
+  };
+  // the stored entry as a reader opens it (seal, structure, hints validated)
+  const stored = (await findLog(WAL_LOG, await Repository.open(storage, 'pw', { loadIndex: false }), 'default', name))!;
+  assert.deepEqual(stored.at, entry.at);
+  assert.equal(await fetchWith(stored), 0, 'a fetch with good hints does not load the index');
+  // hints of another blob (swapped), past the end of the pack, in a pack that is gone, or
+  // with a length far beyond the blob: each is only a hint, the bytes come from the index
+  const at = entry.at!;
+  const swapped = at.map((_, i) => at[(i + 1) % at.length]!);
+  const beyond = at.map((h) => [h[0], h[1] + 1e9, h[2], h[3]] as typeof h);
+  const gone = at.map((h) => ['cd'.repeat(32), h[1], h[2], h[3]] as typeof h);
+  const huge = at.map((h) => [h[0], h[1], 2 ** 40, h[3]] as typeof h);
+  for (const [what, hints] of [
+    ['swapped', swapped],
+    ['beyond', beyond],
+    ['gone', gone],
+    ['huge', huge],
+  ] as const) {
+    assert.equal(await fetchWith({ ...entry, at: hints }), 1, `${what}: the index was loaded once`);
+  }
+  // the location of another blob of the same length: decodes fine, but is not this blob (its keyed hash decides)
+  const twin = Buffer.from(data.subarray(0, 4096));
+  twin[100] ^= 1;
+  writeFileSync(path.join(dir, 'twin'), twin);
+  writeFileSync(path.join(dir, 'one'), data.subarray(0, 4096));
+  const p2 = await Repository.open(storage, 'pw', { loadIndex: false });
+  const one = (await pushLog(WAL_LOG, p2, path.join(dir, 'one'), 'default', '00000001000000000000000A')).entry;
+  const two = (await pushLog(WAL_LOG, p2, path.join(dir, 'twin'), 'default', '00000001000000000000000B')).entry;
+  await p2.close();
+  const r2 = await Repository.open(storage, 'pw', { loadIndex: false });
+  storage.indexLists = 0;
+  await fetchLogEntry(WAL_LOG, r2, { ...one, at: two.at }, path.join(dir, 'one.out'));
+  await r2.close();
+  assert.ok(readFileSync(path.join(dir, 'one.out')).equals(data.subarray(0, 4096)), 'the bytes of its own blob');
+  assert.equal(storage.indexLists, 1, "the twin's location was refused, the index asked");
+  // an entry written before hints existed
+  const { at: _omit, ...old } = entry;
+  assert.equal(await fetchWith(old), 1);
+  // hints that break the structure make the entry malformed (as any other field would)
+  for (const bad of [[...at.slice(1)], at.map((h) => [h[0], h[1], h[2], 2]), at.map((h) => ['zz', h[1], h[2], h[3]]), at.map((h) => [h[0], -1, h[2], h[3]])]) {
+    assert.throws(() => validateLogEntry(WAL_LOG, { ...entry, at: bad }, 'o'), /WAL entry o: malformed/);
+  }
+});

@@ -34,6 +34,14 @@ export interface LogEntry {
   sizes: number[];
   time: string;
   hostname: string;
+  /**
+   * Where each blob was stored when the entry was written (addition 1.5):
+   * [pack, offset, length, compression] per blob, present only when every blob
+   * is a full (not delta) blob. A hint: a fetch reads the blobs there without
+   * loading the index, accepts each only if its keyed hash matches, and asks
+   * the index for a blob whose pack was pruned or repacked since.
+   */
+  at?: Array<[string, number, number, 0 | 1]>;
 }
 
 export interface LogEntryWithId extends LogEntry {
@@ -92,9 +100,40 @@ export function validateLogEntry(kind: LogKind, x: unknown, id: string): LogEntr
     e.sizes.length === e.blobs.length &&
     e.sizes.every((s) => Number.isSafeInteger(s) && s > 0) &&
     e.sizes.reduce((a, b) => a + b, 0) === e.size &&
-    typeof e.time === 'string';
+    typeof e.time === 'string' &&
+    (e.at === undefined || validHints(e.at, e.blobs.length));
   if (!ok) throw new IntegrityError(`${kind.label} entry ${id}: malformed`);
   return e as LogEntry;
+}
+
+function validHints(at: unknown, n: number): boolean {
+  return (
+    Array.isArray(at) &&
+    at.length === n &&
+    at.every(
+      (h) =>
+        Array.isArray(h) &&
+        h.length === 4 &&
+        typeof h[0] === 'string' &&
+        HEX64.test(h[0]) &&
+        Number.isSafeInteger(h[1]) &&
+        h[1] >= 0 &&
+        Number.isSafeInteger(h[2]) &&
+        h[2] > 0 &&
+        (h[3] === 0 || h[3] === 1),
+    )
+  );
+}
+
+/** The location hints of an entry's blobs (see LogEntry.at), or undefined when one is a delta or unknown. */
+export function blobHints(repo: Repository, blobs: readonly string[]): LogEntry['at'] {
+  const at: NonNullable<LogEntry['at']> = [];
+  for (const id of blobs) {
+    const l = repo.fullBlobLocation(id);
+    if (!l || l.compression === 2 || repo.index.get(id)?.type !== 'data') return undefined;
+    at.push([l.pack, l.offset, l.length, l.compression]);
+  }
+  return at;
 }
 
 /** Open (seal + structure) a stored entry and check it is stored under its own name. */
@@ -237,6 +276,8 @@ export async function pushLog(
       time: new Date().toISOString(),
       hostname: hostname(),
     };
+    const at = blobHints(repo, entry.blobs);
+    if (at) entry.at = at;
     const id = logObjectId(kind, repo, archive, name);
     if (!(await repo.storage.saveNew(kind.type, id, sealJson(repo.key.encKey, entry, false)))) {
       // A concurrent (or retried) push won the race: fine if it stored the same bytes.
@@ -253,6 +294,23 @@ export async function pushLog(
 // ---------------------------------------------------------------- fetch
 
 /**
+ * How an entry's blobs are loaded: where its hints say (no index needed: a
+ * synchronous wal-fetch opens the repository without loading the index,
+ * whose cost grows with the repository), else through the index, loaded then.
+ */
+function hintedLoader(repo: Repository, entry: LogEntry): (id: string, i: number) => Promise<Buffer> {
+  return async (id, i) => {
+    const h = entry.at?.[i];
+    if (h && !repo.hasBlob(id)) {
+      const data = await repo.loadBlobHinted(id, { pack: h[0], offset: h[1], length: h[2], compression: h[3] }, entry.sizes[i]!);
+      if (data) return data;
+    }
+    await repo.ensureIndex();
+    return repo.loadBlob(id);
+  };
+}
+
+/**
  * An archived file's bytes, from its blobs (each authenticated by
  * readContent). Throws IntegrityError as soon as there is more data than the
  * entry's size, and after the last chunk when the total size or the SHA-256
@@ -262,7 +320,7 @@ export async function* verifiedContent(kind: LogKind, repo: Repository, entry: L
   const what = `${kind.fileLabel} ${entry.name}`;
   const h = createHash('sha256');
   let size = 0;
-  for await (const buf of readContent(repo, entry.blobs)) {
+  for await (const buf of readContent(repo, entry.blobs, undefined, hintedLoader(repo, entry))) {
     size += buf.length;
     if (size > entry.size) throw new IntegrityError(`${what}: more data than the archived ${entry.size} bytes`);
     h.update(buf);
@@ -431,6 +489,8 @@ export async function copyLogs(
       const c = await w.finish();
       await dst.flush();
       const entry: LogEntry = { v: 1, archive: e.archive, name: e.name, size: e.size, sha256: e.sha256, blobs: c.content, sizes: c.sizes, time: e.time, hostname: e.hostname };
+      const at = blobHints(dst, entry.blobs);
+      if (at) entry.at = at;
       await dst.storage.saveNew(kind.type, logObjectId(kind, dst, e.archive, e.name), sealJson(dst.key.encKey, entry, false));
       res.copied++;
       opts.onProgress?.(`copied ${kind.label} ${e.archive}/${e.name}`);

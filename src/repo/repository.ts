@@ -233,8 +233,23 @@ export class Repository {
       throw new LifeboatError(`repository format version ${String(cfg?.v)} is not supported by ${PROGRAM} (supports ${FORMAT_VERSION})`);
     }
     const repo = new Repository(storage, key, keyName, cfg);
-    if (opts.loadIndex !== false) await repo.loadIndex();
+    if (opts.loadIndex !== false) await repo.ensureIndex();
     return repo;
+  }
+
+  private indexLoad: Promise<void> | undefined;
+
+  /**
+   * Load the index unless it is loaded (or loading): for a repository opened
+   * with `loadIndex: false` that turns out to need it (a WAL fetch whose
+   * location hints are stale, see log-archive.ts).
+   */
+  ensureIndex(): Promise<void> {
+    this.indexLoad ??= this.loadIndex().catch((err) => {
+      this.indexLoad = undefined;
+      throw err;
+    });
+    return this.indexLoad;
   }
 
   get pool(): WorkerPool {
@@ -326,7 +341,8 @@ export class Repository {
   async reloadIndex(): Promise<void> {
     this.index.clear();
     this.indexErrors.clear();
-    await this.loadIndex();
+    this.indexLoad = undefined;
+    await this.ensureIndex();
   }
 
   async writeIndexFile(packs: IndexFilePack[]): Promise<string> {
@@ -830,6 +846,35 @@ export class Repository {
       if (!(r.data instanceof Uint8Array) || r.data.length !== b.rawLength) return new IntegrityError(`${jobs[i]!.what}: worker returned a malformed result`);
       return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length);
     });
+  }
+
+  /**
+   * A full (not delta) blob read where a log entry says it is, without the
+   * index (log-archive.ts `at`). The location is untrusted and only a hint:
+   * it is checked against the format limits and the pack's size, the range
+   * decoded with its length capped at `rawLength`, and the plaintext accepted
+   * only when its keyed hash is `id`. Undefined when the blob is not there
+   * (the pack was pruned or repacked, the hint is wrong): the caller asks the
+   * index instead. Errors of the storage itself (a timeout) are thrown.
+   */
+  async loadBlobHinted(id: string, at: { pack: string; offset: number; length: number; compression: Compression }, rawLength: number): Promise<Buffer | undefined> {
+    const { pack, offset, length, compression } = at;
+    if (!(rawLength > 0 && rawLength <= MAX_DATA_BLOB && length > 0 && length <= rawLength + SEAL_OVERHEAD && offset >= 0)) return undefined;
+    const what = `blob ${id} in pack ${pack}`;
+    try {
+      if (offset + length + 4 > (await this.packSize(pack))) return undefined;
+      const sealed = await this.storage.load('data', pack, { offset, length });
+      let data: Buffer;
+      let got: string | undefined;
+      if (this.runInline(rawLength)) {
+        data = this.codec.decode(sealed, compression, rawLength, what);
+        got = blobId(this.key.idKey, data);
+      } else ({ data, id: got } = await this.readPool.decode(sealed, compression, rawLength, what, undefined, { hash: true }));
+      return got === id ? data : undefined;
+    } catch (err) {
+      if (err instanceof NotFoundError || err instanceof IntegrityError || (err instanceof LifeboatError && /short read/.test(err.message))) return undefined;
+      throw err;
+    }
   }
 
   /** Loads in flight, shared: a delta lattice (two bases per level) costs one load per blob, not one per path. */
