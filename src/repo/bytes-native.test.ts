@@ -70,6 +70,17 @@ test('sketch: C and JavaScript agree on random data of many sizes, and on unifor
   assert.equal(superFeatures(randomBytes(1 << 20)).length, 12);
 });
 
+test('sketch: every prefix and every suffix of a buffer (first and last bytes count; views at every offset)', { skip }, () => {
+  native();
+  for (let r = 0; r < 4; r++) {
+    const d = randomBytes(3000);
+    for (let n = 0; n <= d.length; n++) {
+      assert.deepEqual(superFeatures(d.subarray(0, n)), superFeaturesJs(d.subarray(0, n)), `prefix of ${n} bytes`);
+      assert.deepEqual(superFeatures(d.subarray(n)), superFeaturesJs(d.subarray(n)), `suffix from ${n}`);
+    }
+  }
+});
+
 test('sketch: C and JavaScript agree on real files (libraries, documentation, headers)', { skip }, () => {
   native();
   const files = realFiles(['/usr/lib/x86_64-linux-gnu', '/usr/share/doc', '/usr/include'], 48 * 1024 * 1024);
