@@ -89,6 +89,7 @@ static napi_value js_find_cut(napi_env env, napi_callback_info info) {
     const uint8_t *p = b + start; /* p[0, len) is inside buf */
     int64_t i = scanned < min ? min : scanned;
     const int64_t normEnd = len < avg ? len : avg;
+#pragma GCC unroll 4
     for (; i < normEnd; i++) {
       h = (h << 1) + gear[p[i]];
       if ((h & maskS) == 0) {
@@ -97,6 +98,7 @@ static napi_value js_find_cut(napi_env env, napi_callback_info info) {
       }
     }
     const int64_t end = len < max ? len : max;
+#pragma GCC unroll 4
     for (; i < end; i++) {
       h = (h << 1) + gear[p[i]];
       if ((h & maskL) == 0) {
@@ -136,6 +138,7 @@ static napi_value js_sketch(napi_env env, napi_callback_info info) {
   uint32_t mx[FEATURES] = {0};
   uint32_t h = 0;
   size_t sampled = 0;
+#pragma GCC unroll 4
   for (size_t i = 0; i < n; i++) {
     h = (h << 1) + gear[d[i]];
     if ((h & 0x7f) == 0) {
