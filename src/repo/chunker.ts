@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { type BytesNative, bytesNative } from './native.js';
 
 /**
  * Content-defined chunking with a gear rolling hash and FastCDC's normalized
@@ -63,12 +64,16 @@ export class Chunker {
   private end = 0; // end of buffered data in buf
   private scanned = 0; // bytes of the current chunk already fed to the rolling hash
   private h = 0;
+  /** The C cut search (native/bytes.c) when it loaded and the parameters are valid, and its state vector. */
+  private readonly nat: BytesNative | undefined;
+  private readonly st = new Int32Array(9);
 
   /**
    * `window`: a buffer to use as the window (one a finished chunker gave back with
    * release()), if it is exactly the size this chunker needs; else a new one is allocated.
    */
-  constructor(gear: Int32Array, params: ChunkerParams = DEFAULT_CHUNKER, window?: Buffer) {
+  /** `native`: false forces the JavaScript cut search (tests compare the two). */
+  constructor(gear: Int32Array, params: ChunkerParams = DEFAULT_CHUNKER, window?: Buffer, native = true) {
     this.gear = gear;
     this.min = params.min;
     this.avg = params.avg;
@@ -78,6 +83,14 @@ export class Chunker {
     this.maskL = topMask(bits - 2);
     const size = windowSize(params);
     this.buf = window && window.length === size ? window : Buffer.allocUnsafe(size);
+    // The C takes int32 parameters: only parameters that validate (integers below 2^31) go there.
+    this.nat = native && gear.length === 256 && validateChunkerParams(params) === undefined ? bytesNative() : undefined;
+    const st = this.st;
+    st[4] = this.min;
+    st[5] = this.avg;
+    st[6] = this.max;
+    st[7] = this.maskS;
+    st[8] = this.maskL;
   }
 
   /**
@@ -146,6 +159,18 @@ export class Chunker {
   private findCut(): number {
     const len = this.end - this.start;
     if (len < this.min) return 0;
+    const nat = this.nat;
+    if (nat !== undefined) {
+      const st = this.st;
+      st[0] = this.start;
+      st[1] = len;
+      st[2] = this.scanned;
+      st[3] = this.h;
+      const cut = nat.findCut(this.buf, this.gear, st);
+      this.scanned = st[2]!;
+      this.h = st[3]!;
+      return cut;
+    }
     const gear = this.gear;
     const b = this.buf;
     const base = this.start;

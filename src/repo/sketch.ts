@@ -9,6 +9,8 @@
  * zero (about 1 position in 128); for each of 12 fixed linear transforms
  * (a*h + b mod 2^32) the maximum over sampled positions is a feature.
  */
+import { bytesNative } from './native.js';
+
 const GEAR = new Int32Array(256);
 {
   // fixed table (not secret: sketches are stored encrypted)
@@ -53,7 +55,18 @@ function sample(h: number, max: Int32Array): void {
   }
 }
 
+const nativeOut = new Uint32Array(N);
+
+/** The sketch of `data` (12 features), or [] when no position was sampled (tiny or uniform input). */
 export function superFeatures(data: Uint8Array): number[] {
+  const nat = bytesNative();
+  if (nat === undefined) return superFeaturesJs(data);
+  if (!nat.sketch(data, nativeOut)) return [];
+  return Array.from(nativeOut);
+}
+
+/** superFeatures in JavaScript: the fallback, and the reference the C is tested against. */
+export function superFeaturesJs(data: Uint8Array): number[] {
   const gear = GEAR;
   const max = new Int32Array(N).fill(-0x80000000);
   let h = 0;
