@@ -101,3 +101,68 @@ test('a directory unchanged since the parent snapshot keeps its extended attribu
     tmp.cleanup();
   }
 });
+
+/**
+ * Files of one chunk (smaller than the chunker's minimum) are read, hashed, encoded and
+ * sketched in the workers (src/engine/small-files.ts): their index entries must be those the
+ * main thread's path (Repository.saveBlob) makes, sketch included, or later backups would find
+ * other delta bases. A small file with holes keeps them (it is read on the main thread).
+ */
+test('one-chunk files read in the workers get the index entries saveBlob makes (sketch included); a small sparse file keeps its holes', async () => {
+  process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
+  const t = tmpDir();
+  try {
+    const data = path.join(t.dir, 'data');
+    await fsp.mkdir(data, { recursive: true });
+    const rng = new Rng(9);
+    const files: Record<string, Buffer> = {
+      'text-4k': textBytes(4096, rng),
+      'text-64k': textBytes(64 * 1024, rng),
+      'text-100k': textBytes(100_000, rng),
+      'text-500k': textBytes(500_000, rng),
+      'random-200k': randomBytes(200_000),
+    };
+    for (const [n, b] of Object.entries(files)) await fsp.writeFile(path.join(data, n), b);
+    // 400 KiB with 8 KiB of data at each end and a hole between
+    const sparse = path.join(data, 'sparse');
+    const head = textBytes(8192, rng);
+    const tail = textBytes(8192, rng);
+    const fh = await fsp.open(sparse, 'w');
+    await fh.write(head, 0, head.length, 0);
+    await fh.write(tail, 0, tail.length, 400 * 1024 - tail.length);
+    await fh.close();
+    const holey = (await fsp.stat(sparse)).blocks * 512 < 400 * 1024;
+
+    const repo = await Repository.init(new LocalStorage(path.join(t.dir, 'repo')), 'pw');
+    const ref = await Repository.init(new LocalStorage(path.join(t.dir, 'ref')), 'pw');
+    try {
+      const r = await backupPaths(repo, { paths: [data] });
+      assert.equal(r.summary.filesNew, 6);
+      let tree = (await repo.loadTree((await repo.loadSnapshot(r.snapshotId)).tree));
+      for (const part of data.split('/').filter(Boolean)) tree = await repo.loadTree(tree.nodes.find((n) => n.name === part)!.subtree!);
+      for (const [n, b] of Object.entries(files)) {
+        const node = tree.nodes.find((x) => x.name === n)!;
+        assert.deepEqual(node.content, [repo.blobId(b)], n);
+        const { id } = await ref.saveBlob('data', Buffer.from(b));
+        await ref.flush();
+        const got = repo.indexEntry(node.content![0]!)!;
+        const want = ref.indexEntry(id)!;
+        for (const k of ['type', 'rawLength', 'compression', 'length', 'sf'] as const) assert.deepEqual(got[k], want[k], `${n}: ${k}`);
+        assert.equal(!!got.sf, b.length >= 64 * 1024 && !n.startsWith('random'), `${n}: sketched`);
+      }
+      const sp = tree.nodes.find((x) => x.name === 'sparse')!;
+      if (holey) assert.deepEqual(sp.holes, [[8192, 400 * 1024 - 2 * 8192]], 'the hole is recorded');
+      const out = path.join(t.dir, 'out');
+      await restoreSnapshot(repo, await repo.loadSnapshot(r.snapshotId), { target: out, subpath: data });
+      for (const [n, b] of Object.entries(files)) assert.deepEqual(await fsp.readFile(path.join(out, n)), b, n);
+      const restored = await fsp.readFile(path.join(out, 'sparse'));
+      assert.deepEqual(restored, Buffer.concat([head, Buffer.alloc(400 * 1024 - 2 * 8192), tail]));
+      if (holey) assert.ok((await fsp.stat(path.join(out, 'sparse'))).blocks * 512 < 400 * 1024, 'restored with its hole');
+    } finally {
+      await repo.close();
+      await ref.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});

@@ -383,10 +383,12 @@ class Archiver {
       this.fileDone(stSize);
       return node;
     }
-    // A small file without a possible delta base (none in the parent, or too small for a delta):
-    // read, hashed and encoded in a worker (small-files.ts). One that grew meanwhile is read below.
+    // A small file (one chunk) without a possible delta base (none in the parent, or too small for
+    // a delta) and without holes: read, hashed, encoded and sketched in a worker (small-files.ts).
+    // One that grew meanwhile is read below.
     const deltaCandidate = parentNode?.type === 'file' && !!parentNode.content?.length && stSize >= DELTA_MIN;
-    if (stSize <= SMALL_FILE_MAX && stSize < this.repo.config.chunker.min && !deltaCandidate) {
+    const maySparse = stSize >= 2 * MIN_HOLE && Number(st.blocks) * 512 < stSize;
+    if (stSize <= SMALL_FILE_MAX && stSize < this.repo.config.chunker.min && !deltaCandidate && !maySparse) {
       const done = await this.saveSmallFile(abs, node, stSize, parentNode);
       if (done !== 'grew') return done;
     }
