@@ -8,6 +8,7 @@ import { LocalStorage } from '../src/storage/local.js';
 import { Repository } from '../src/repo/repository.js';
 import { backupPaths } from '../src/engine/archiver.js';
 import { restoreSnapshot } from '../src/engine/restorer.js';
+import { BackupProgress } from '../src/engine/progress.js';
 
 /**
  * Worker threads cost start-up time and memory: a command with little to
@@ -161,6 +162,59 @@ test('one-chunk files read in the workers get the index entries saveBlob makes (
     } finally {
       await repo.close();
       await ref.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+/**
+ * The walk goes on to the next directory once a directory's files are under way, not saved
+ * (src/engine/archiver.ts saveDir): the workers read the files of one directory while the next
+ * is listed. Here the files of a/ cannot be stored until a file of b/ has started: a walk that
+ * waited for a/ to be saved would never start b/ (the deadline then releases a/ and fails the test).
+ */
+test('the walk reaches the next directory while the files of the previous one are still being saved', async () => {
+  process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
+  const t = tmpDir();
+  try {
+    const data = path.join(t.dir, 'data');
+    const rng = new Rng(11);
+    await fsp.mkdir(path.join(data, 'a'), { recursive: true });
+    await fsp.mkdir(path.join(data, 'b'));
+    for (let i = 0; i < 20; i++) await fsp.writeFile(path.join(data, 'a', `f${i}`), textBytes(2000 + i, rng));
+    await fsp.writeFile(path.join(data, 'b', 'g'), textBytes(3000, rng));
+    const repo = await Repository.init(new LocalStorage(path.join(t.dir, 'repo')), 'pw');
+    let bStarted!: () => void;
+    const bStart = new Promise<void>((resolve) => (bStarted = resolve));
+    let timedOut = false;
+    const deadline = setTimeout(() => {
+      timedOut = true;
+      bStarted();
+    }, 60_000);
+    const progress = new BackupProgress();
+    const started = progress.fileStarted.bind(progress);
+    progress.fileStarted = (p) => {
+      if (String(p).includes(`${path.sep}b${path.sep}`)) bStarted();
+      started(p);
+    };
+    // the files of a/ are held until b/ is reached (real archiver, reader and workers; only this gate added)
+    const saveEncoded = repo.saveEncoded.bind(repo);
+    repo.saveEncoded = async (...args: Parameters<Repository['saveEncoded']>) => {
+      await bStart;
+      return saveEncoded(...args);
+    };
+    try {
+      const r = await backupPaths(repo, { paths: [data], progress });
+      assert.equal(timedOut, false, 'b/ was not reached before the files of a/ were saved');
+      assert.equal(r.summary.filesNew, 21);
+      const out = path.join(t.dir, 'out');
+      await restoreSnapshot(repo, await repo.loadSnapshot(r.snapshotId), { target: out, subpath: data });
+      assert.deepEqual(await fsp.readFile(path.join(out, 'b', 'g')), await fsp.readFile(path.join(data, 'b', 'g')));
+      assert.equal((await fsp.readdir(path.join(out, 'a'))).length, 20);
+    } finally {
+      clearTimeout(deadline);
+      await repo.close();
     }
   } finally {
     t.cleanup();

@@ -200,6 +200,7 @@ class Archiver {
   /** Back up one filesystem entry; returns its node or undefined if skipped. */
   /** `onDir`: called when the entry is a directory, before walking it (saveDir's entry slot is released). */
   /** `stat`: its lstat (or the error), already requested by saveDir with its neighbours'. */
+  /** `onWalked`: called, for a directory, once every entry below it is under way (see saveDir). */
   async saveEntry(
     abs: Buffer,
     name: Buffer,
@@ -207,6 +208,7 @@ class Archiver {
     rootDev: bigint,
     onDir?: () => void,
     stat?: Promise<EntryStat | NodeJS.ErrnoException>,
+    onWalked?: () => void,
   ): Promise<TreeNode | undefined> {
     checkAborted(this.opts.signal);
     let st: EntryStat;
@@ -231,7 +233,7 @@ class Archiver {
         return node;
       }
       const parentTree = parentNode?.type === 'dir' && parentNode.subtree ? await this.loadParentTree(parentNode.subtree) : undefined;
-      node.subtree = await this.saveDir(abs, parentTree, rootDev);
+      node.subtree = await this.saveDir(abs, parentTree, rootDev, onWalked);
       return node;
     }
     if (st.isSymbolicLink()) {
@@ -290,7 +292,12 @@ class Archiver {
     }
   }
 
-  async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: bigint): Promise<string> {
+  /**
+   * Save a directory's entries and its tree; returns the tree's id. `onWalked` is called
+   * once every entry below it is under way (each file has its entry slot, each
+   * subdirectory is walked), before they are saved.
+   */
+  async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: bigint, onWalked?: () => void): Promise<string> {
     this.summary.dirs++;
     let entries: Array<{ name: Buffer; isDirectory(): boolean }>;
     try {
@@ -320,10 +327,15 @@ class Archiver {
     };
     let fileIdx = 0;
     // Bounded memory whatever the size of the tree: subdirectories are walked one
-    // at a time, depth first (only the directories on the current path, with
-    // their parent trees, are held), and at most ENTRY_SLOTS non-directory
-    // entries are in flight across the whole walk. The dirent type is only a
-    // scheduling hint: saveEntry decides from its own lstat.
+    // at a time, depth first, and at most ENTRY_SLOTS non-directory entries are
+    // in flight across the whole walk. The walk moves on to the next entry as soon
+    // as a subdirectory's entries are all under way, not saved: the files of the
+    // directories just walked are read and encoded (in the workers) while the next
+    // ones are listed, instead of the workers running dry at every directory's end.
+    // Held: the directories on the current path, with their parent trees, and those
+    // whose files are still being saved (each holds an entry slot, or is the
+    // ancestor of one that does). The dirent type is only a scheduling hint:
+    // saveEntry decides from its own lstat.
     const nodes: Array<Promise<TreeNode | undefined>> = [];
     try {
       for (const ent of kept) {
@@ -331,9 +343,12 @@ class Archiver {
         const child = joinBytes(abs, name);
         const prev = byName.get(name.toString('latin1'));
         if (ent.isDirectory()) {
-          const p = this.saveEntry(child, name, prev, rootDev);
+          let walked!: () => void;
+          const below = new Promise<void>((resolve) => (walked = resolve));
+          const p = this.saveEntry(child, name, prev, rootDev, undefined, undefined, walked);
+          p.catch(() => {}); // handled by Promise.all below; not an unhandled rejection meanwhile
           nodes.push(p);
-          await p;
+          await Promise.race([below, p]);
         } else {
           await this.entrySlots.acquire();
           let held = true;
@@ -350,6 +365,7 @@ class Archiver {
       await Promise.allSettled(nodes);
       throw err;
     }
+    onWalked?.();
     const done = await Promise.all(nodes);
     return this.repo.saveTree({ nodes: done.filter((n): n is TreeNode => n !== undefined) });
   }
