@@ -138,7 +138,14 @@ class Archiver {
   readonly warnings: Array<{ path: string; message: string }> = [];
   private readonly excluded: (abs: string) => boolean;
   private readonly smallFileSlots = new Semaphore(8);
-  private readonly largeFileSlots = new Semaphore(2);
+  /**
+   * Files chunked at once (each holds a chunker window of max + 1 MiB). One: the
+   * chunking is on this thread anyway, and the walk no longer waits at each
+   * directory's end, so a second large file ran beside small files' batches and
+   * the first file's chunks: ~20 MB more peak RSS on a first backup for no CPU gain
+   * (docs/benchmarks.md, branch backup3).
+   */
+  private readonly largeFileSlots = new Semaphore(1);
   /** Non-directory entries in flight across the walk (lstat + save): bounds memory per file. */
   private readonly entrySlots = new Semaphore(ENTRY_SLOTS);
   /** First node of each hard-link group (dev:inode) in this snapshot: later links reuse its content. */
