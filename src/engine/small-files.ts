@@ -223,11 +223,14 @@ export class SmallFileReader {
     return paths.map((_, i) => (r.errors[i] ? toError(r.errors[i]!) : new PackedStat(r.fields, i)));
   }
 
+  /** Send the first batch of the queue: at most BATCH_FILES files and BATCH_BYTES bytes (or one file). */
   private send(): void {
-    const jobs = this.queue;
-    if (!jobs.length) return;
-    this.queue = [];
-    this.queuedBytes = 0;
+    if (!this.queue.length) return;
+    let n = 0;
+    let bytes = 0;
+    while (n < this.queue.length && n < BATCH_FILES && (n === 0 || bytes + this.queue[n]!.size <= BATCH_BYTES)) bytes += this.queue[n++]!.size;
+    const jobs = this.queue.splice(0, n);
+    this.queuedBytes -= bytes;
     this.inflight++;
     this.pool
       .call<{ results: SmallFileResult[]; sealed: Uint8Array }>({ op: 'read', ...packPaths(jobs.map((j) => j.path)), sizes: jobs.map((j) => j.size) })
@@ -246,7 +249,8 @@ export class SmallFileReader {
       })
       .finally(() => {
         this.inflight--;
-        if (this.queue.length && !this.scheduled) this.send();
+        // what queued up meanwhile goes now, in batches of the usual bound (not one message of it all)
+        while (this.queue.length && !this.scheduled && this.inflight < this.pool.size + EXTRA_BATCHES) this.send();
       });
   }
 
