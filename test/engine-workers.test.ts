@@ -8,6 +8,7 @@ import { LocalStorage } from '../src/storage/local.js';
 import { Repository } from '../src/repo/repository.js';
 import { backupPaths } from '../src/engine/archiver.js';
 import { restoreSnapshot } from '../src/engine/restorer.js';
+import { BackupProgress } from '../src/engine/progress.js';
 
 /**
  * Worker threads cost start-up time and memory: a command with little to
@@ -99,5 +100,123 @@ test('a directory unchanged since the parent snapshot keeps its extended attribu
     await repo.close();
   } finally {
     tmp.cleanup();
+  }
+});
+
+/**
+ * Files of one chunk (smaller than the chunker's minimum) are read, hashed, encoded and
+ * sketched in the workers (src/engine/small-files.ts): their index entries must be those the
+ * main thread's path (Repository.saveBlob) makes, sketch included, or later backups would find
+ * other delta bases. A small file with holes keeps them (it is read on the main thread).
+ */
+test('one-chunk files read in the workers get the index entries saveBlob makes (sketch included); a small sparse file keeps its holes', async () => {
+  process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
+  const t = tmpDir();
+  try {
+    const data = path.join(t.dir, 'data');
+    await fsp.mkdir(data, { recursive: true });
+    const rng = new Rng(9);
+    const files: Record<string, Buffer> = {
+      'text-4k': textBytes(4096, rng),
+      'text-64k': textBytes(64 * 1024, rng),
+      'text-100k': textBytes(100_000, rng),
+      'text-500k': textBytes(500_000, rng),
+      'random-200k': randomBytes(200_000),
+    };
+    for (const [n, b] of Object.entries(files)) await fsp.writeFile(path.join(data, n), b);
+    // 400 KiB with 8 KiB of data at each end and a hole between
+    const sparse = path.join(data, 'sparse');
+    const head = textBytes(8192, rng);
+    const tail = textBytes(8192, rng);
+    const fh = await fsp.open(sparse, 'w');
+    await fh.write(head, 0, head.length, 0);
+    await fh.write(tail, 0, tail.length, 400 * 1024 - tail.length);
+    await fh.close();
+    const holey = (await fsp.stat(sparse)).blocks * 512 < 400 * 1024;
+
+    const repo = await Repository.init(new LocalStorage(path.join(t.dir, 'repo')), 'pw');
+    const ref = await Repository.init(new LocalStorage(path.join(t.dir, 'ref')), 'pw');
+    try {
+      const r = await backupPaths(repo, { paths: [data] });
+      assert.equal(r.summary.filesNew, 6);
+      let tree = (await repo.loadTree((await repo.loadSnapshot(r.snapshotId)).tree));
+      for (const part of data.split('/').filter(Boolean)) tree = await repo.loadTree(tree.nodes.find((n) => n.name === part)!.subtree!);
+      for (const [n, b] of Object.entries(files)) {
+        const node = tree.nodes.find((x) => x.name === n)!;
+        assert.deepEqual(node.content, [repo.blobId(b)], n);
+        const { id } = await ref.saveBlob('data', Buffer.from(b));
+        await ref.flush();
+        const got = repo.indexEntry(node.content![0]!)!;
+        const want = ref.indexEntry(id)!;
+        for (const k of ['type', 'rawLength', 'compression', 'length', 'sf'] as const) assert.deepEqual(got[k], want[k], `${n}: ${k}`);
+        assert.equal(!!got.sf, b.length >= 64 * 1024 && !n.startsWith('random'), `${n}: sketched`);
+      }
+      const sp = tree.nodes.find((x) => x.name === 'sparse')!;
+      if (holey) assert.deepEqual(sp.holes, [[8192, 400 * 1024 - 2 * 8192]], 'the hole is recorded');
+      const out = path.join(t.dir, 'out');
+      await restoreSnapshot(repo, await repo.loadSnapshot(r.snapshotId), { target: out, subpath: data });
+      for (const [n, b] of Object.entries(files)) assert.deepEqual(await fsp.readFile(path.join(out, n)), b, n);
+      const restored = await fsp.readFile(path.join(out, 'sparse'));
+      assert.deepEqual(restored, Buffer.concat([head, Buffer.alloc(400 * 1024 - 2 * 8192), tail]));
+      if (holey) assert.ok((await fsp.stat(path.join(out, 'sparse'))).blocks * 512 < 400 * 1024, 'restored with its hole');
+    } finally {
+      await repo.close();
+      await ref.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+/**
+ * The walk goes on to the next directory once a directory's files are under way, not saved
+ * (src/engine/archiver.ts saveDir): the workers read the files of one directory while the next
+ * is listed. Here the files of a/ cannot be stored until a file of b/ has started: a walk that
+ * waited for a/ to be saved would never start b/ (the deadline then releases a/ and fails the test).
+ */
+test('the walk reaches the next directory while the files of the previous one are still being saved', async () => {
+  process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
+  const t = tmpDir();
+  try {
+    const data = path.join(t.dir, 'data');
+    const rng = new Rng(11);
+    await fsp.mkdir(path.join(data, 'a'), { recursive: true });
+    await fsp.mkdir(path.join(data, 'b'));
+    for (let i = 0; i < 20; i++) await fsp.writeFile(path.join(data, 'a', `f${i}`), textBytes(2000 + i, rng));
+    await fsp.writeFile(path.join(data, 'b', 'g'), textBytes(3000, rng));
+    const repo = await Repository.init(new LocalStorage(path.join(t.dir, 'repo')), 'pw');
+    let bStarted!: () => void;
+    const bStart = new Promise<void>((resolve) => (bStarted = resolve));
+    let timedOut = false;
+    const deadline = setTimeout(() => {
+      timedOut = true;
+      bStarted();
+    }, 60_000);
+    const progress = new BackupProgress();
+    const started = progress.fileStarted.bind(progress);
+    progress.fileStarted = (p) => {
+      if (String(p).includes(`${path.sep}b${path.sep}`)) bStarted();
+      started(p);
+    };
+    // the files of a/ are held until b/ is reached (real archiver, reader and workers; only this gate added)
+    const saveEncoded = repo.saveEncoded.bind(repo);
+    repo.saveEncoded = async (...args: Parameters<Repository['saveEncoded']>) => {
+      await bStart;
+      return saveEncoded(...args);
+    };
+    try {
+      const r = await backupPaths(repo, { paths: [data], progress });
+      assert.equal(timedOut, false, 'b/ was not reached before the files of a/ were saved');
+      assert.equal(r.summary.filesNew, 21);
+      const out = path.join(t.dir, 'out');
+      await restoreSnapshot(repo, await repo.loadSnapshot(r.snapshotId), { target: out, subpath: data });
+      assert.deepEqual(await fsp.readFile(path.join(out, 'b', 'g')), await fsp.readFile(path.join(data, 'b', 'g')));
+      assert.equal((await fsp.readdir(path.join(out, 'a'))).length, 20);
+    } finally {
+      clearTimeout(deadline);
+      await repo.close();
+    }
+  } finally {
+    t.cleanup();
   }
 });

@@ -141,7 +141,14 @@ class Archiver {
   readonly warnings: Array<{ path: string; message: string }> = [];
   private readonly excluded: (abs: string) => boolean;
   private readonly smallFileSlots = new Semaphore(8);
-  private readonly largeFileSlots = new Semaphore(2);
+  /**
+   * Files chunked at once (each holds a chunker window of max + 1 MiB). One: the
+   * chunking is on this thread anyway, and the walk no longer waits at each
+   * directory's end, so a second large file ran beside small files' batches and
+   * the first file's chunks: ~20 MB more peak RSS on a first backup for no CPU gain
+   * (docs/benchmarks.md, branch backup3).
+   */
+  private readonly largeFileSlots = new Semaphore(1);
   /** Non-directory entries in flight across the walk (lstat + save): bounds memory per file. */
   private readonly entrySlots = new Semaphore(ENTRY_SLOTS);
   /** First node of each hard-link group (dev:inode) in this snapshot: later links reuse its content. */
@@ -205,6 +212,7 @@ class Archiver {
   /** Back up one filesystem entry; returns its node or undefined if skipped. */
   /** `onDir`: called when the entry is a directory, before walking it (saveDir's entry slot is released). */
   /** `stat`: its lstat (or the error), already requested by saveDir with its neighbours'. */
+  /** `onWalked`: called, for a directory, once every entry below it is under way (see saveDir). */
   async saveEntry(
     abs: Buffer,
     name: Buffer,
@@ -212,6 +220,7 @@ class Archiver {
     rootDev: bigint,
     onDir?: () => void,
     stat?: Promise<EntryStat | NodeJS.ErrnoException>,
+    onWalked?: () => void,
   ): Promise<TreeNode | undefined> {
     checkAborted(this.opts.signal);
     let st: EntryStat;
@@ -237,7 +246,7 @@ class Archiver {
       }
       const sub = parentNode?.type === 'dir' ? parentNode.subtree : undefined;
       const parentTree = sub ? await (this.dirs.parentTree(abs, sub) ?? this.loadParentTree(sub)) : undefined;
-      node.subtree = await this.saveDir(abs, parentTree, rootDev);
+      node.subtree = await this.saveDir(abs, parentTree, rootDev, onWalked);
       return node;
     }
     if (st.isSymbolicLink()) {
@@ -296,7 +305,12 @@ class Archiver {
     }
   }
 
-  async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: bigint): Promise<string> {
+  /**
+   * Save a directory's entries and its tree; returns the tree's id. `onWalked` is called
+   * once every entry below it is under way (each file has its entry slot, each
+   * subdirectory is walked), before they are saved.
+   */
+  async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: bigint, onWalked?: () => void): Promise<string> {
     this.summary.dirs++;
     let entries: Array<{ name: Buffer; isDirectory(): boolean }>;
     try {
@@ -328,10 +342,15 @@ class Archiver {
     const subdirs = kept.filter((ent) => ent.isDirectory());
     let dirIdx = 0;
     // Bounded memory whatever the size of the tree: subdirectories are walked one
-    // at a time, depth first (only the directories on the current path, with
-    // their parent trees, are held), and at most ENTRY_SLOTS non-directory
-    // entries are in flight across the whole walk. The dirent type is only a
-    // scheduling hint: saveEntry decides from its own lstat.
+    // at a time, depth first, and at most ENTRY_SLOTS non-directory entries are
+    // in flight across the whole walk. The walk moves on to the next entry as soon
+    // as a subdirectory's entries are all under way, not saved: the files of the
+    // directories just walked are read and encoded (in the workers) while the next
+    // ones are listed, instead of the workers running dry at every directory's end.
+    // Held: the directories on the current path, with their parent trees, and those
+    // whose files are still being saved (each holds an entry slot, or is the
+    // ancestor of one that does). The dirent type is only a scheduling hint:
+    // saveEntry decides from its own lstat.
     const nodes: Array<Promise<TreeNode | undefined>> = [];
     try {
       for (const ent of kept) {
@@ -345,10 +364,13 @@ class Archiver {
             this.dirs.ahead(j === dirIdx ? child : joinBytes(abs, n), pn?.type === 'dir' ? pn.subtree : undefined);
           }
           dirIdx++;
-          const p = this.saveEntry(child, name, prev, rootDev);
+          let walked!: () => void;
+          const below = new Promise<void>((resolve) => (walked = resolve));
+          const p = this.saveEntry(child, name, prev, rootDev, undefined, undefined, walked);
+          p.catch(() => {}); // handled by Promise.all below; not an unhandled rejection meanwhile
           nodes.push(p);
           try {
-            await p;
+            await Promise.race([below, p]);
           } finally {
             this.dirs.drop(child); // not listed by the walk (not a directory any more, or another file system)
           }
@@ -368,6 +390,7 @@ class Archiver {
       await Promise.allSettled(nodes);
       throw err;
     }
+    onWalked?.();
     const done = await Promise.all(nodes);
     return this.repo.saveTree({ nodes: done.filter((n): n is TreeNode => n !== undefined) });
   }
@@ -401,10 +424,12 @@ class Archiver {
       this.fileDone(stSize);
       return node;
     }
-    // A small file without a possible delta base (none in the parent, or too small for a delta):
-    // read, hashed and encoded in a worker (small-files.ts). One that grew meanwhile is read below.
+    // A small file (one chunk) without a possible delta base (none in the parent, or too small for
+    // a delta) and without holes: read, hashed, encoded and sketched in a worker (small-files.ts).
+    // One that grew meanwhile is read below.
     const deltaCandidate = parentNode?.type === 'file' && !!parentNode.content?.length && stSize >= DELTA_MIN;
-    if (stSize <= SMALL_FILE_MAX && stSize < this.repo.config.chunker.min && !deltaCandidate) {
+    const maySparse = stSize >= 2 * MIN_HOLE && Number(st.blocks) * 512 < stSize;
+    if (stSize <= SMALL_FILE_MAX && stSize < this.repo.config.chunker.min && !deltaCandidate && !maySparse) {
       const done = await this.saveSmallFile(abs, node, stSize, parentNode);
       if (done !== 'grew') return done;
     }

@@ -1,6 +1,7 @@
 import { closeSync, constants as fsc, lstatSync, openSync, readSync } from 'node:fs';
-import { BlobCodec } from '../repo/codec.js';
+import { BlobCodec, SKETCH_MIN } from '../repo/codec.js';
 import { blobId } from '../repo/crypto.js';
+import { superFeatures } from '../repo/sketch.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 import type { WorkerInit, WorkerOp } from '../repo/worker.js';
 import { readXattrsSync, xattrSync } from './fsmeta.js';
@@ -12,7 +13,7 @@ import { SMALL_FILE_MAX, STAT_FIELDS, type SmallFileResult, unpackPaths } from '
  * batch it opens (never following a symlink), reads the extended attributes
  * and the content with plain synchronous calls — one thread-pool round trip
  * per batch instead of five per file on the main thread — then hashes,
- * compresses and seals the content. The sealed blobs of a batch travel back
+ * compresses, seals and (from SKETCH_MIN bytes) sketches the content. The sealed blobs of a batch travel back
  * in one buffer. The plaintext is never sent back: it lives in one scratch
  * buffer here, so a batch costs its sealed bytes and nothing per file.
  */
@@ -66,6 +67,8 @@ function readOne(p: Buffer, size: number, sealedParts: Buffer[], offset: number)
       r.id = blobId(idKey, data);
       const enc = codec.encode(data);
       r.compression = enc.compression;
+      // as every encoder does (repository.ts saveBlob): no sketch for data zstd could not shrink
+      if (got >= SKETCH_MIN && enc.compression !== 0) r.sf = superFeatures(data);
       r.off = offset;
       r.len = enc.sealed.length;
       sealedParts.push(enc.sealed);

@@ -76,3 +76,30 @@ test('SmallFileReader: content read, hashed and sealed in a worker; errors, grow
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('SmallFileReader: files that queue up while the worker is busy go in batches of at most 1 MiB, never one message of them all', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-smallfiles-'));
+  const key = newMasterKey();
+  const pool = new WorkerPool(key, 3, 1, 'worker.js', SMALL_FILES_WORKER);
+  const reader = new SmallFileReader(pool, true);
+  // the real pool; its messages recorded (the bytes of each read batch)
+  const batches: number[] = [];
+  const call = pool.call.bind(pool);
+  pool.call = (<T>(msg: Record<string, unknown>, transfer?: ArrayBuffer[]) => {
+    if (msg.op === 'read') batches.push((msg.sizes as number[]).reduce((a, b) => a + b, 0));
+    return call<T>(msg, transfer);
+  }) as typeof pool.call;
+  try {
+    const files = Array.from({ length: 80 }, (_, i) => Buffer.alloc(100_000, `file ${i} `));
+    const names = files.map((_, i) => Buffer.from(path.join(dir, `f${i}`)));
+    for (let i = 0; i < files.length; i++) await fsp.writeFile(names[i]!, files[i]!);
+    // all queued in one turn: more than the batches allowed on their way at once
+    const reads = await Promise.all(names.map((n, i) => reader.read(n, files[i]!.length)));
+    reads.forEach((r, i) => assert.ok(r.kind === 'ok' && r.size === files[i]!.length && r.blob!.id === blobId(key.idKey, files[i]!)));
+    assert.equal(batches.reduce((a, b) => a + b, 0), 80 * 100_000, 'every file read once');
+    assert.ok(Math.max(...batches) <= 1024 * 1024, `batches of ${batches.join(', ')} bytes`);
+  } finally {
+    await reader.close();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});

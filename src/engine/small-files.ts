@@ -7,7 +7,8 @@ import type { Compression } from '../repo/pack.js';
 
 /**
  * The small-file reader of a files backup: files up to SMALL_FILE_MAX bytes
- * are read, hashed, compressed and sealed in worker threads
+ * (and smaller than the chunker's minimum: one chunk each) are read, hashed,
+ * compressed, sealed and, from SKETCH_MIN bytes, sketched in worker threads
  * (small-files-worker.ts), many per message. On the main thread, each of the
  * five calls per file (open, extended attributes, read, the read at the end
  * of the file, close) was a round trip through libuv's thread pool, and the
@@ -125,10 +126,19 @@ function toError(e: { message: string; code?: string }): NodeJS.ErrnoException {
   return err;
 }
 
-/** Largest file read by the workers (the archiver reads larger ones itself). */
-export const SMALL_FILE_MAX = 64 * 1024;
+/**
+ * Largest file read by the workers (the archiver reads larger ones itself): the
+ * default chunker's minimum chunk, so every file that is one chunk, and not a
+ * delta candidate, is read off the main thread.
+ */
+export const SMALL_FILE_MAX = 512 * 1024;
 const BATCH_FILES = 64;
 const BATCH_BYTES = 1024 * 1024;
+/**
+ * Batches sent to the workers and not yet answered, beyond one per worker: a
+ * full batch waits past this (each answer holds up to its batch's sealed bytes).
+ */
+const EXTRA_BATCHES = 2;
 
 /** What a worker reports for one file (exactly one of: error, grew, or size with the rest). */
 export interface SmallFileResult {
@@ -144,12 +154,14 @@ export interface SmallFileResult {
   xattrs?: Array<{ name: string; value: string }>;
   /** The extended attributes could not be read (the content was). */
   xattrError?: string;
+  /** The resemblance sketch (size ≥ SKETCH_MIN and compressed only). */
+  sf?: number[];
 }
 
 export type SmallFileRead =
   | { kind: 'error'; error: NodeJS.ErrnoException }
   | { kind: 'grew' }
-  | { kind: 'ok'; size: number; blob?: { id: string; sealed: Buffer; compression: Compression }; xattrs?: SmallFileResult['xattrs']; xattrError?: string };
+  | { kind: 'ok'; size: number; blob?: { id: string; sealed: Buffer; compression: Compression; sf?: number[] }; xattrs?: SmallFileResult['xattrs']; xattrError?: string };
 
 interface Queued {
   path: Buffer;
@@ -186,7 +198,10 @@ export class SmallFileReader {
     return new Promise((resolve, reject) => {
       this.queue.push({ path, size, resolve, reject });
       this.queuedBytes += size;
-      if (this.queue.length >= BATCH_FILES || this.queuedBytes >= BATCH_BYTES) this.send();
+      if (this.queue.length >= BATCH_FILES || this.queuedBytes >= BATCH_BYTES) {
+        // a full batch: sent now unless enough are on their way (the next answer sends it)
+        if (this.inflight < this.pool.size + EXTRA_BATCHES) this.send();
+      }
       else if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
@@ -208,11 +223,14 @@ export class SmallFileReader {
     return paths.map((_, i) => (r.errors[i] ? toError(r.errors[i]!) : new PackedStat(r.fields, i)));
   }
 
+  /** Send the first batch of the queue: at most BATCH_FILES files and BATCH_BYTES bytes (or one file). */
   private send(): void {
-    const jobs = this.queue;
-    if (!jobs.length) return;
-    this.queue = [];
-    this.queuedBytes = 0;
+    if (!this.queue.length) return;
+    let n = 0;
+    let bytes = 0;
+    while (n < this.queue.length && n < BATCH_FILES && (n === 0 || bytes + this.queue[n]!.size <= BATCH_BYTES)) bytes += this.queue[n++]!.size;
+    const jobs = this.queue.splice(0, n);
+    this.queuedBytes -= bytes;
     this.inflight++;
     this.pool
       .call<{ results: SmallFileResult[]; sealed: Uint8Array }>({ op: 'read', ...packPaths(jobs.map((j) => j.path)), sizes: jobs.map((j) => j.size) })
@@ -231,7 +249,8 @@ export class SmallFileReader {
       })
       .finally(() => {
         this.inflight--;
-        if (this.queue.length && !this.scheduled) this.send();
+        // what queued up meanwhile goes now, in batches of the usual bound (not one message of it all)
+        while (this.queue.length && !this.scheduled && this.inflight < this.pool.size + EXTRA_BATCHES) this.send();
       });
   }
 
@@ -249,6 +268,10 @@ function toRead(r: SmallFileResult, all: Buffer): SmallFileRead {
   if (size > 0) {
     if (typeof r.id !== 'string' || r.off === undefined || r.len === undefined || r.off + r.len > all.length) throw new LifeboatError('the small-file worker returned a malformed result');
     out.blob = { id: r.id, sealed: all.subarray(r.off, r.off + r.len), compression: r.compression! };
+    if (r.sf !== undefined) {
+      if (!Array.isArray(r.sf) || !r.sf.every((x) => Number.isInteger(x))) throw new LifeboatError('the small-file worker returned a malformed sketch');
+      out.blob.sf = r.sf;
+    }
   }
   if (r.xattrs) out.xattrs = r.xattrs;
   if (r.xattrError) out.xattrError = r.xattrError;

@@ -91,6 +91,13 @@ export function decompressCappedInto(dctx: DCtx, src: Uint8Array, limit: number,
 }
 
 /**
+ * Data blobs at least this large carry a resemblance sketch (sketch.ts), when
+ * zstd could shrink them (the rule of every encoder: repository.ts, worker.ts,
+ * engine/small-files-worker.ts).
+ */
+export const SKETCH_MIN = 64 * 1024;
+
+/**
  * Blob encoding shared by the main thread and the worker threads:
  * compress (plain zstd, or zstd with a base blob's plaintext as dictionary for
  * delta blobs), then seal. Decoding reverses it. Pure functions over buffers.

@@ -14,8 +14,12 @@ import { readFully } from '../util/read-fully.js';
  *
  * Each sealed blob gets its offset (and enters the running SHA-256) when it is
  * added, and is written at that offset (positional write), so concurrent adds
- * never interleave. finalize() waits for the writes, appends the header and
- * returns the pack id and size; the file is then the complete pack.
+ * never interleave. Writes are coalesced: at most one write per pack is in
+ * flight, and the blobs added meanwhile (or in the same turn of the event
+ * loop) go together in the next one, a single positional writev (a backup of
+ * many small files added thousands of blobs, each its own thread-pool round
+ * trip). finalize() waits for the writes, appends the header and returns the
+ * pack id and size; the file is then the complete pack.
  *
  * `unlinked`: the file is removed from its directory as soon as it is opened
  * (the handle keeps it): a killed process leaves nothing behind. Used when the
@@ -23,6 +27,10 @@ import { readFully } from '../util/read-fully.js';
  * publishes the file by rename), so its temp files live in the repository's own
  * data directory under a `.tmp-` name, which listings ignore.
  */
+/** At most this many blobs, and (beyond the first) this many bytes, per write. */
+const WRITEV_MAX_BUFFERS = 512;
+const WRITEV_MAX_BYTES = 8 * 1024 * 1024;
+
 export class PackFileWriter {
   readonly blobs: PackBlob[] = [];
   private readonly hash = createHash('sha256');
@@ -63,13 +71,48 @@ export class PackFileWriter {
     return this.fh;
   }
 
-  private async writeAt(data: Uint8Array, pos: number): Promise<void> {
-    const fh = await this.handle();
-    let off = 0;
-    while (off < data.length) {
-      const { bytesWritten } = await fh.write(data, off, data.length - off, pos + off);
-      off += bytesWritten;
+  /** Byte ranges added and not yet written: contiguous, in file order, starting at queue[0].pos. */
+  private queue: Array<{ data: Uint8Array; pos: number; resolve: () => void; reject: (e: Error) => void }> = [];
+  /** A write (or its scheduling) is under way: later adds queue up for the next one. */
+  private writing = false;
+
+  /** Queue `data` for writing at `pos` (right after the bytes queued before it). */
+  private writeAt(data: Uint8Array, pos: number): Promise<void> {
+    const p = new Promise<void>((resolve, reject) => this.queue.push({ data, pos, resolve, reject }));
+    if (!this.writing) {
+      this.writing = true;
+      // the blobs added in this turn of the event loop (a batch of small files) go in one write
+      setImmediate(() => void this.drain());
     }
+    return p;
+  }
+
+  /** Write what is queued, one positional writev at a time, until the queue is empty. */
+  private async drain(): Promise<void> {
+    while (this.queue.length) {
+      let bytes = 0;
+      let n = 0;
+      while (n < this.queue.length && n < WRITEV_MAX_BUFFERS && (n === 0 || bytes + this.queue[n]!.data.length <= WRITEV_MAX_BYTES)) bytes += this.queue[n++]!.data.length;
+      const items = this.queue.splice(0, n);
+      try {
+        const fh = await this.handle();
+        let bufs = items.map((it) => it.data);
+        let pos = items[0]!.pos;
+        while (bufs.length) {
+          const { bytesWritten } = await fh.writev(bufs, pos);
+          if (!(bytesWritten > 0)) throw new Error('write returned no progress');
+          pos += bytesWritten;
+          // drop what was written (a short write continues inside the buffer it stopped in)
+          let left = bytesWritten;
+          while (bufs.length && left >= bufs[0]!.length) left -= bufs.shift()!.length;
+          if (left > 0) bufs[0] = bufs[0]!.subarray(left);
+        }
+        for (const it of items) it.resolve();
+      } catch (err) {
+        for (const it of items) it.reject(err as Error);
+      }
+    }
+    this.writing = false;
   }
 
   /** Add a sealed blob; resolves once its bytes are in the file (the caller may then drop `sealed`). */

@@ -9,7 +9,7 @@ import { ByteBudget, LruCache, Semaphore, mapLimit } from '../util/sync.js';
 import { BlobCache } from './blob-cache.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable, validateChunkerParams } from './chunker.js';
-import { BlobCodec, decompressCapped } from './codec.js';
+import { BlobCodec, SKETCH_MIN, decompressCapped } from './codec.js';
 import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './crypto.js';
 import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
 import { createKeyFile, openWithPassword } from './keys.js';
@@ -33,8 +33,8 @@ import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot
 import { type Tree, decodeTree, encodeTree } from './tree.js';
 
 export const FORMAT_VERSION = 1;
-/** Data blobs at least this large carry a resemblance sketch. */
-export const SKETCH_MIN = 64 * 1024;
+/** Data blobs at least this large carry a resemblance sketch (defined beside the codec, for the workers). */
+export { SKETCH_MIN };
 /** Data blobs smaller than this are never stored as deltas. */
 export const DELTA_MIN = 4096;
 /** Blobs smaller than this (without a delta base) are encoded in batches, many per worker message. */
@@ -520,12 +520,14 @@ export class Repository {
 
   /**
    * Store a blob that was read, hashed and encoded (compressed and sealed, no
-   * delta, no sketch) off the main thread, e.g. a small file read by a worker
-   * (engine/small-files.ts). `id` must be the keyed hash of its plaintext.
+   * delta) off the main thread, e.g. a small file read by a worker
+   * (engine/small-files.ts). `id` must be the keyed hash of its plaintext;
+   * `sf` its resemblance sketch, by the rule of saveBlob (a data blob of at
+   * least SKETCH_MIN bytes that zstd could shrink), else none.
    * Unless the repository already has it, it is added to the pack being
    * filled; as saveBlob, it returns once queued (flush() publishes it).
    */
-  async saveEncoded(type: BlobType, id: string, rawLength: number, enc: { sealed: Buffer; compression: Compression }): Promise<SaveResult> {
+  async saveEncoded(type: BlobType, id: string, rawLength: number, enc: { sealed: Buffer; compression: Compression; sf?: number[] }): Promise<SaveResult> {
     this.throwIfFailed();
     while (this.packsUnsaved >= MAX_UNSAVED_PACKS) {
       await new Promise<void>((resolve) => this.packSavedWaiters.push(resolve));
@@ -536,7 +538,7 @@ export class Repository {
     if (enc.compression === 2) throw new LifeboatError('saveEncoded: a delta blob needs its bases');
     if (this.hasBlob(id)) return { id, isNew: false };
     this.pendingIds.add(id);
-    const p = this.addEncoded(type, id, rawLength, enc, [], undefined)
+    const p = this.addEncoded(type, id, rawLength, enc, [], enc.sf)
       .catch((err) => {
         this.bgError ??= err;
       })
