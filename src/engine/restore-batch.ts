@@ -109,15 +109,17 @@ export class RestoreBatcher {
     const fail = (st: FileRun, err: unknown) => {
       if (st.over) return;
       st.over = true;
-      st.reject(err);
+      // `done` rejects once the temporary file is gone (the caller may then release its directory)
       settling.push(
-        st.tf.then(
-          async (t) => {
-            while (st.writes.size > 0) await Promise.allSettled([...st.writes]);
-            await t.discard();
-          },
-          () => {},
-        ),
+        st.tf
+          .then(
+            async (t) => {
+              while (st.writes.size > 0) await Promise.allSettled([...st.writes]);
+              await t.discard();
+            },
+            () => {},
+          )
+          .then(() => st.reject(err)),
       );
     };
     for (const b of batch) {
