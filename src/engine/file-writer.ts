@@ -169,11 +169,31 @@ export class DirHandle {
     return undefined;
   }
 
-  /** Open the directory `name` inside this one (never through a link: O_NOFOLLOW). */
-  async child(name: Buffer): Promise<DirHandle> {
+  /**
+   * Open the directory `name` inside this one (never through a link: O_NOFOLLOW).
+   * `owned`: we just made it; its group is noted when its owner is us (`gid`).
+   */
+  async child(name: Buffer, owned = false): Promise<DirHandle> {
     const fd = await openAsync(this.at(name), fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW, 0);
-    return new DirHandle(fd, joinBytes(this.real, name));
+    const h = new DirHandle(fd, joinBytes(this.real, name));
+    if (owned) {
+      try {
+        const st = fstatSync(fd);
+        if (st.uid === process.geteuid?.()) h.gid = st.gid;
+      } catch (err) {
+        closeSync(fd);
+        throw err;
+      }
+    }
+    return h;
   }
+
+  /**
+   * The group of a directory this restore made and owns: a file created in
+   * it gets this group (the process's, the directory's with setgid or grpid:
+   * the same when both are ours) and our user.
+   */
+  gid?: number;
 
   /** The path of `name` in this directory, through the handle. */
   at(name: Buffer): Buffer {

@@ -146,6 +146,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   }
   const lock = await repo.lock(false, 'restore');
   const isRoot = process.getuid?.() === 0;
+  const euid = process.geteuid?.();
+  const egid = process.getegid?.();
   const show = (p: Buffer) => escapeBytes(p);
   /** Every chunk is dropped once written: collect them promptly (see reclaim.ts). */
   const reclaimer = new BufferReclaimer();
@@ -191,8 +193,9 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   };
 
   /** The same for a restored file's descriptor (synchronous calls: each is cheaper than a thread-pool round trip). */
-  const metaByFd = async (fd: number, n: TreeNode, shown: string) => {
-    if (isRoot) {
+  const metaByFd = async (fd: number, n: TreeNode, shown: string, loc?: Loc) => {
+    // a file created in a directory owned by us (as root, with our group) already has the owner the snapshot records when it is us
+    if (isRoot && !(loc?.h?.gid !== undefined && n.uid === euid && n.gid === loc.h.gid && loc.h.gid === egid)) {
       try {
         fchownSync(fd, n.uid, n.gid);
       } catch {
@@ -245,7 +248,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       if (n.holes?.length) tf.truncate(n.size); // a trailing hole
       summary.bytes += total;
       if (verify) summary.verified++;
-      await metaByFd(tf.fd, n, snapPath);
+      await metaByFd(tf.fd, n, snapPath, loc);
       await tf.publish(dst, () => beforeRename(loc, dst, name));
     } catch (err) {
       await tf.discard();
@@ -301,7 +304,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
         try {
           if (n.holes?.length) tf.truncate(n.size); // a trailing hole
           // every chunk matched its id and its recorded size, and every byte was written: the file is verified
-          await metaByFd(tf.fd, n, snapPath);
+          await metaByFd(tf.fd, n, snapPath, loc);
           await tf.publish(dst, () => beforeRename(loc, dst, name));
         } catch (err) {
           await tf.discard();
@@ -346,7 +349,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       if (n.holes?.length) tf.truncate(n.size); // a trailing hole
       // every chunk matched its id and every byte was written: the file is verified
       if (verify) summary.verified++;
-      await metaByFd(tf.fd, n, snapPath);
+      await metaByFd(tf.fd, n, snapPath, loc);
       await tf.publish(dst, () => beforeRename(loc, dst, name));
     } catch (err) {
       await tf.discard();
@@ -414,10 +417,18 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
           const name = nameBytes(n);
           const dst = joinBytes(loc.real, name);
           const at = sysPath(loc, name);
-          if (!(await clearFinal(at, true, dst))) await fsp.mkdir(at, { mode: 0o700 });
+          // mkdir first: an existing name is looked at only when it is there (--overwrite, or a damaged tree)
+          const made = await fsp.mkdir(at, { mode: 0o700 }).then(
+            () => true,
+            (err: NodeJS.ErrnoException) => {
+              if (err.code !== 'EEXIST') throw err;
+              return false;
+            },
+          );
+          if (!made && !(await clearFinal(at, true, dst))) await fsp.mkdir(at, { mode: 0o700 });
           summary.dirs++;
           // the new directory's handle, opened through its parent's (O_NOFOLLOW): its files are created through it
-          if (loc.h) child = await loc.h.child(name);
+          if (loc.h) child = await loc.h.child(name, made);
           await walk(n.subtree!, { real: dst, h: child }, sp);
           dirsToFix.push([dst, n, sp]);
         } catch (err) {
