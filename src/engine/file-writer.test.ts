@@ -123,8 +123,11 @@ test('DirHandle: a directory replaced by a symbolic link after its handle was op
     assert.equal(readFileSync(path.join(root.toString(), 'moved', 'f'), 'utf8'), 'inside');
     // and a handle is never opened through a link
     await assert.rejects(rootH.child(Buffer.from('d')), /ELOOP|ENOTDIR/);
+    // messages name the directory, not the descriptor
+    assert.equal(DirHandle.shown(`EACCES: open '${h.at(Buffer.from('x'))}'`), `EACCES: open '${path.join(root.toString(), 'd', 'x')}'`);
     h.unref();
     rootH.unref();
+    assert.equal(DirHandle.shown(`${h.base}`), `${h.base}`, 'a closed handle is not named');
     assert.throws(() => h.ref(), /already closed/);
   } finally {
     rmSync(root.toString(), { recursive: true, force: true });

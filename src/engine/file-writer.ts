@@ -147,6 +147,14 @@ export class DirHandle {
     readonly real: Buffer,
   ) {
     this.base = Buffer.from(`/proc/self/fd/${fd}`);
+    DirHandle.opened.set(fd, this);
+  }
+
+  private static readonly opened = new Map<number, DirHandle>();
+
+  /** A system error's message with each /proc/self/fd/N of an open handle shown as the directory's path. */
+  static shown(message: string): string {
+    return message.replace(/\/proc\/self\/fd\/(\d+)/g, (m, fd: string) => DirHandle.opened.get(Number(fd))?.real.toString() ?? m);
   }
 
   /**
@@ -165,6 +173,7 @@ export class DirHandle {
     } catch {
       /* no /proc */
     }
+    DirHandle.opened.delete(fd);
     closeSync(fd);
     return undefined;
   }
@@ -181,6 +190,7 @@ export class DirHandle {
         const st = fstatSync(fd);
         if (st.uid === process.geteuid?.()) h.gid = st.gid;
       } catch (err) {
+        DirHandle.opened.delete(fd);
         closeSync(fd);
         throw err;
       }
@@ -208,6 +218,9 @@ export class DirHandle {
 
   /** Drop a reference; the descriptor is closed with the last. */
   unref(): void {
-    if (--this.refs === 0) closeSync(this.fd);
+    if (--this.refs === 0) {
+      DirHandle.opened.delete(this.fd);
+      closeSync(this.fd);
+    }
   }
 }

@@ -126,7 +126,7 @@ function errText(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   if (e?.code === 'ENOSPC') return `no space left on device (ENOSPC); nothing was left under this name`;
   if (e?.code === 'EDQUOT') return `disk quota exceeded (EDQUOT); nothing was left under this name`;
-  return e?.message ?? String(err);
+  return DirHandle.shown(e?.message ?? String(err));
 }
 
 export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, opts: RestoreOptions): Promise<RestoreSummary> {
@@ -466,7 +466,6 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
           h?.unref();
           throw err;
         }
-        done = done.finally(() => h?.unref());
         const task: Promise<void> = done
           .then(
             () => {
@@ -479,6 +478,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
           })
           .finally(() => {
             if (entry) resolveDone();
+            h?.unref(); // after the error was recorded (its message names the directory through the handle)
             batchTasks.delete(task);
           });
         batchTasks.add(task);
