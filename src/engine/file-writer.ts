@@ -1,4 +1,4 @@
-import { closeSync, constants as fsc, fstatSync, ftruncateSync, open, realpath, rename, rmSync, statSync, unlink, write, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, ftruncateSync, open, realpath, renameSync, rmSync, statSync, unlink, write, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { Semaphore } from '../util/sync.js';
 import { joinBytes } from './archiver.js';
@@ -9,13 +9,14 @@ import { joinBytes } from './archiver.js';
  * either published (closed and renamed over its final name) or discarded
  * (closed and removed), so nothing half-written is ever left under a final name.
  *
- * The calls that allocate or move inodes (open with O_CREAT, rename, unlink)
- * and the realpath check of the parent go through the libuv thread pool:
- * on ext4 creating an inode costs far more than the call (the allocator
- * scans the inode table), and run on the main thread those costs add up
- * serially; in the pool several run at once, beside the decoding. Writes
- * of the data, which only copy into the page cache, stay synchronous (a
- * thread-pool round trip would cost more than the copy).
+ * The calls that allocate inodes (open with O_CREAT, unlink) and the
+ * realpath check of a parent (where there is no DirHandle) go through the
+ * libuv thread pool: on ext4 creating an inode costs far more than the call
+ * (the allocator scans the inode table), and run on the main thread those
+ * costs add up serially; in the pool several run at once, beside the
+ * decoding. Writes of the data (which only copy into the page cache), the
+ * close and the rename within the directory stay synchronous (a thread-pool
+ * round trip costs more than the call).
  */
 
 /** Temporary names: a random per-process prefix and a counter (one random draw per process, not per file). */
@@ -25,7 +26,6 @@ export const tmpName = (): Buffer => Buffer.from(`${tmpPrefix}${(++tmpSeq).toStr
 
 const openAsync = (p: Buffer, flags: number, mode: number) =>
   new Promise<number>((resolve, reject) => open(p, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
-const renameAsync = (from: Buffer, to: Buffer) => new Promise<void>((resolve, reject) => rename(from, to, (err) => (err ? reject(err) : resolve())));
 const writeAsync = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>
   new Promise<number>((resolve, reject) => write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 const unlinkAsync = (p: Buffer) => new Promise<void>((resolve, reject) => unlink(p, (err) => (err ? reject(err) : resolve())));
@@ -82,7 +82,8 @@ export class TempFile {
     if (this.settled) throw new Error('temporary file already published or discarded');
     await this.closeOnce();
     if (beforeRename) await beforeRename();
-    await renameAsync(this.path, dst);
+    // in place: within one directory, through its handle, a rename costs less than a thread-pool round trip (measured: docs/benchmarks.md)
+    renameSync(this.path, dst);
     this.settled = true;
   }
 
