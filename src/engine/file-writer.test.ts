@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { TempFile, realpathBytes } from './file-writer.js';
+import { DirHandle, TempFile, realpathBytes } from './file-writer.js';
 
 const scratch = () => Buffer.from(mkdtempSync(path.join(os.tmpdir(), 'lb-file-writer-')));
 
@@ -99,5 +99,38 @@ test('realpathBytes resolves links (the restorer compares it with the expected p
     assert.deepEqual(await realpathBytes(link), Buffer.from(await import('node:fs').then((f) => f.realpathSync.native(os.tmpdir()))));
   } finally {
     rmSync(dir.toString(), { recursive: true, force: true });
+  }
+});
+
+test('DirHandle: a directory replaced by a symbolic link after its handle was opened: the file lands in the directory itself, nothing outside', async (t) => {
+  const root = scratch();
+  const outside = scratch();
+  try {
+    const rootH = await DirHandle.openRoot(root);
+    if (!rootH) {
+      t.skip('no /proc/self/fd here: the restorer checks each parent by realpath instead');
+      return;
+    }
+    mkdirSync(path.join(root.toString(), 'd'));
+    const h = await rootH.child(Buffer.from('d'), true);
+    // the attack: between the check (here, the open) and the use, d becomes a link leading outside
+    renameSync(path.join(root.toString(), 'd'), path.join(root.toString(), 'moved'));
+    symlinkSync(outside.toString(), path.join(root.toString(), 'd'));
+    const tf = await TempFile.create(h.base);
+    tf.writePieces(Buffer.from('inside'), [[0, 6]]);
+    await tf.publish(h.at(Buffer.from('f')));
+    assert.deepEqual(readdirSync(outside), [], 'nothing was written through the link');
+    assert.equal(readFileSync(path.join(root.toString(), 'moved', 'f'), 'utf8'), 'inside');
+    // and a handle is never opened through a link
+    await assert.rejects(rootH.child(Buffer.from('d')), /ELOOP|ENOTDIR/);
+    // messages name the directory, not the descriptor
+    assert.equal(DirHandle.shown(`EACCES: open '${h.at(Buffer.from('x'))}'`), `EACCES: open '${path.join(root.toString(), 'd', 'x')}'`);
+    h.unref();
+    rootH.unref();
+    assert.equal(DirHandle.shown(`${h.base}`), `${h.base}`, 'a closed handle is not named');
+    assert.throws(() => h.ref(), /already closed/);
+  } finally {
+    rmSync(root.toString(), { recursive: true, force: true });
+    rmSync(outside.toString(), { recursive: true, force: true });
   }
 });

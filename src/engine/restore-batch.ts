@@ -1,5 +1,6 @@
 import { IntegrityError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
+import { SlabPool } from '../repo/chunk-decode.js';
 import { Semaphore } from '../util/sync.js';
 import type { TempFile } from './file-writer.js';
 import { BatchBound, type BlobUse, type PlannedBlob, coalesceReads, planBatch } from './restore-plan.js';
@@ -60,6 +61,8 @@ export class RestoreBatcher {
   private readonly bound: BatchBound;
   private readonly running = new Set<Promise<void>>();
   private readonly slots = new Semaphore(READS);
+  /** Plaintext slabs, reused from range to range (one per read in flight, and one spare). */
+  private readonly slabs = new SlabPool(RAW_MAX, READS + 1);
 
   constructor(
     private readonly repo: Repository,
@@ -109,15 +112,17 @@ export class RestoreBatcher {
     const fail = (st: FileRun, err: unknown) => {
       if (st.over) return;
       st.over = true;
-      st.reject(err);
+      // `done` rejects once the temporary file is gone (the caller may then release its directory)
       settling.push(
-        st.tf.then(
-          async (t) => {
-            while (st.writes.size > 0) await Promise.allSettled([...st.writes]);
-            await t.discard();
-          },
-          () => {},
-        ),
+        st.tf
+          .then(
+            async (t) => {
+              while (st.writes.size > 0) await Promise.allSettled([...st.writes]);
+              await t.discard();
+            },
+            () => {},
+          )
+          .then(() => st.reject(err)),
       );
     };
     for (const b of batch) {
@@ -223,27 +228,27 @@ export class RestoreBatcher {
         await this.slots.acquire();
         spawn(async () => {
           let out: Array<Buffer | IntegrityError>;
+          let slab: ArrayBuffer;
           try {
             const chunk = await this.repo.readPackRange(w.pack, r.start, r.end);
-            out = await this.repo.decodeRange(
+            ({ blobs: out, slab } = await this.repo.decodeRange(
               chunk,
               r.blobs.map((b) => ({ ...b, offset: b.offset - r.start })),
-            );
+              this.slabs,
+            ));
           } catch (err) {
             // the read failed: each blob says so (an integrity problem names the blob; anything else is passed on)
             for (const b of r.blobs) refuse(b.uses, err instanceof IntegrityError ? new IntegrityError(`blob ${b.id} in pack ${w.pack}: ${err.message}`) : err);
             return;
           }
-          let bytes = 0;
           for (let i = 0; i < r.blobs.length; i++) {
             const d = out[i]!;
             if (d instanceof Error) refuse(r.blobs[i]!.uses, d);
-            else {
-              await deliver(r.blobs[i]!.uses, d);
-              bytes += d.length;
-            }
+            else await deliver(r.blobs[i]!.uses, d);
           }
-          this.hooks.dropped(bytes + (r.end - r.start));
+          // every plaintext in the slab was written (deliver waits for the writes in the thread pool): refill it
+          this.slabs.give(slab);
+          this.hooks.dropped(r.end - r.start);
         });
       }
     }

@@ -8,7 +8,7 @@ import { escapeBytes, linkBytes, nameBytes, type TreeNode } from '../repo/tree.j
 import { BufferReclaimer } from '../util/reclaim.js';
 import { Semaphore } from '../util/sync.js';
 import { globMatcher, joinBytes, matcher } from './archiver.js';
-import { TempFile, realpathBytes, tmpName } from './file-writer.js';
+import { DirHandle, TempFile, realpathBytes, tmpName } from './file-writer.js';
 import { type BatchFile, RestoreBatcher } from './restore-batch.js';
 import { O_PATH, makeSpecial, msToNs, setTimesFd, setTimesFdSync, setTimesPath, writeXattrs } from './fsmeta.js';
 
@@ -126,7 +126,7 @@ function errText(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   if (e?.code === 'ENOSPC') return `no space left on device (ENOSPC); nothing was left under this name`;
   if (e?.code === 'EDQUOT') return `disk quota exceeded (EDQUOT); nothing was left under this name`;
-  return e?.message ?? String(err);
+  return DirHandle.shown(e?.message ?? String(err));
 }
 
 export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, opts: RestoreOptions): Promise<RestoreSummary> {
@@ -146,6 +146,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   }
   const lock = await repo.lock(false, 'restore');
   const isRoot = process.getuid?.() === 0;
+  const euid = process.geteuid?.();
+  const egid = process.getegid?.();
   const show = (p: Buffer) => escapeBytes(p);
   /** Every chunk is dropped once written: collect them promptly (see reclaim.ts). */
   const reclaimer = new BufferReclaimer();
@@ -158,12 +160,25 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     // (a parent that is not a directory makes the following open/mkdir/rename fail with ENOTDIR)
   };
 
+  /**
+   * Where a file or directory goes: its directory's path and, where the
+   * platform allows, the directory's open handle (DirHandle): then every
+   * call goes through the handle and needs no realpath check.
+   */
+  type Loc = { real: Buffer; h?: DirHandle };
+  /** The parent must still be the directory we made: through a handle it is by construction. */
+  const checkLoc = async (loc: Loc): Promise<void> => {
+    if (!loc.h) await checkDir(loc.real);
+  };
+  /** The path to give the system for `name` in `loc` (through the handle when there is one). */
+  const sysPath = (loc: Loc, name: Buffer): Buffer => (loc.h ? loc.h.at(name) : joinBytes(loc.real, name));
+
   /** Make room for a final name (only with --overwrite; a directory is removed only when a non-directory replaces it). */
-  const clearFinal = async (dst: Buffer, forDir: boolean): Promise<boolean> => {
+  const clearFinal = async (dst: Buffer, forDir: boolean, shown: Buffer = dst): Promise<boolean> => {
     const st = await fsp.lstat(dst).catch(() => undefined);
     if (!st) return false;
     if (forDir && st.isDirectory()) return true;
-    if (!opts.overwrite) throw new LifeboatError(`restore refused: ${show(dst)} exists`, 5);
+    if (!opts.overwrite) throw new LifeboatError(`restore refused: ${show(shown)} exists`, 5);
     if (st.isDirectory()) await fsp.rm(dst, { recursive: true, force: true });
     else if (forDir) await fsp.unlink(dst); // a file or a link where a directory goes (never followed)
     return false;
@@ -178,8 +193,9 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   };
 
   /** The same for a restored file's descriptor (synchronous calls: each is cheaper than a thread-pool round trip). */
-  const metaByFd = async (fd: number, n: TreeNode, shown: string) => {
-    if (isRoot) {
+  const metaByFd = async (fd: number, n: TreeNode, shown: string, loc?: Loc) => {
+    // a file created in a directory owned by us (as root, with our group) already has the owner the snapshot records when it is us
+    if (isRoot && !(loc?.h?.gid !== undefined && n.uid === euid && n.gid === loc.h.gid && loc.h.gid === egid)) {
       try {
         fchownSync(fd, n.uid, n.gid);
       } catch {
@@ -192,9 +208,9 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   };
 
   /** Right before a complete file is renamed: its directory is still the one checked; an existing directory needs --overwrite. */
-  const beforeRename = async (dir: Buffer, dst: Buffer) => {
-    await checkDir(dir);
-    if (opts.overwrite) await clearFinal(dst, false);
+  const beforeRename = async (loc: Loc, dst: Buffer, name: Buffer) => {
+    await checkLoc(loc);
+    if (opts.overwrite) await clearFinal(dst, false, joinBytes(loc.real, name));
   };
 
   /**
@@ -204,8 +220,9 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
    * call costs more than the call itself) and renamed. The same steps and
    * checks as the streaming path below.
    */
-  const restoreSmallFile = async (dir: Buffer, n: TreeNode, snapPath: string): Promise<Buffer> => {
-    const dst = joinBytes(dir, nameBytes(n));
+  const restoreSmallFile = async (loc: Loc, n: TreeNode, snapPath: string): Promise<Buffer> => {
+    const name = nameBytes(n);
+    const dst = sysPath(loc, name);
     const segs = dataSegments(n);
     const dataLen = segs.reduce((a, s) => a + s[1], 0);
     const content = n.content ?? [];
@@ -222,8 +239,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       bufs.push(buf);
     }
     if (total !== dataLen) throw new IntegrityError(`${snapPath}: restored ${total} bytes but the snapshot records ${dataLen}`);
-    await checkDir(dir);
-    const tf = await TempFile.create(dir);
+    await checkLoc(loc);
+    const tf = await TempFile.create(loc.h?.base ?? loc.real);
     try {
       const cur = new SegmentCursor(segs);
       for (const buf of bufs) tf.writePieces(buf, cur.take(buf.length)!);
@@ -231,15 +248,15 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       if (n.holes?.length) tf.truncate(n.size); // a trailing hole
       summary.bytes += total;
       if (verify) summary.verified++;
-      await metaByFd(tf.fd, n, snapPath);
-      await tf.publish(dst, () => beforeRename(dir, dst));
+      await metaByFd(tf.fd, n, snapPath, loc);
+      await tf.publish(dst, () => beforeRename(loc, dst, name));
     } catch (err) {
       await tf.discard();
       throw err;
     }
     summary.files++;
     opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
-    return dst;
+    return joinBytes(loc.real, name);
   };
 
   /**
@@ -255,7 +272,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     },
     dropped: (bytes) => reclaimer.dropped(bytes),
   });
-  const batchFile = (dir: Buffer, n: TreeNode, snapPath: string): { file: BatchFile; dst: Buffer } | IntegrityError | undefined => {
+  const batchFile = (loc: Loc, n: TreeNode, snapPath: string): { file: BatchFile; dst: Buffer } | IntegrityError | undefined => {
     const content = n.content ?? [];
     const sizes = n.sizes;
     if (content.length === 0 || !sizes || sizes.length !== content.length) return undefined;
@@ -272,22 +289,23 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       pieces.push(p);
     }
     if (total !== dataLen) return new IntegrityError(`${snapPath}: the snapshot's chunks hold ${total} bytes but it records ${dataLen}`);
-    const dst = joinBytes(dir, nameBytes(n));
+    const name = nameBytes(n);
+    const dst = sysPath(loc, name);
     const file: BatchFile = {
       what: snapPath,
       content,
       sizes,
       pieces,
       open: async () => {
-        await checkDir(dir);
-        return TempFile.create(dir);
+        await checkLoc(loc);
+        return TempFile.create(loc.h?.base ?? loc.real);
       },
       finish: async (tf) => {
         try {
           if (n.holes?.length) tf.truncate(n.size); // a trailing hole
           // every chunk matched its id and its recorded size, and every byte was written: the file is verified
-          await metaByFd(tf.fd, n, snapPath);
-          await tf.publish(dst, () => beforeRename(dir, dst));
+          await metaByFd(tf.fd, n, snapPath, loc);
+          await tf.publish(dst, () => beforeRename(loc, dst, name));
         } catch (err) {
           await tf.discard();
           throw err;
@@ -297,14 +315,15 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
         opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
       },
     };
-    return { file, dst };
+    return { file, dst: joinBytes(loc.real, name) };
   };
 
-  const restoreFile = async (dir: Buffer, n: TreeNode, snapPath: string): Promise<Buffer> => {
-    if (n.size <= SMALL_FILE && (n.content ?? []).length <= 1) return restoreSmallFile(dir, n, snapPath);
-    const dst = joinBytes(dir, nameBytes(n));
-    await checkDir(dir);
-    const tf = await TempFile.create(dir);
+  const restoreFile = async (loc: Loc, n: TreeNode, snapPath: string): Promise<Buffer> => {
+    if (n.size <= SMALL_FILE && (n.content ?? []).length <= 1) return restoreSmallFile(loc, n, snapPath);
+    const name = nameBytes(n);
+    const dst = sysPath(loc, name);
+    await checkLoc(loc);
+    const tf = await TempFile.create(loc.h?.base ?? loc.real);
     try {
       const segs = dataSegments(n);
       const dataLen = segs.reduce((a, s) => a + s[1], 0);
@@ -330,15 +349,15 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       if (n.holes?.length) tf.truncate(n.size); // a trailing hole
       // every chunk matched its id and every byte was written: the file is verified
       if (verify) summary.verified++;
-      await metaByFd(tf.fd, n, snapPath);
-      await tf.publish(dst, () => beforeRename(dir, dst));
+      await metaByFd(tf.fd, n, snapPath, loc);
+      await tf.publish(dst, () => beforeRename(loc, dst, name));
     } catch (err) {
       await tf.discard();
       throw err;
     }
     summary.files++;
     opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
-    return dst;
+    return joinBytes(loc.real, name);
   };
 
   /** Create something at a temporary name in dir, then rename it over the final name. */
@@ -390,41 +409,63 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       a.size === b.size && (a.content ?? []).join() === (b.content ?? []).join() && JSON.stringify(a.holes ?? []) === JSON.stringify(b.holes ?? []);
 
     /** Phase 1 for one entry: directories (recursively) and files now, everything else later. */
-    const visit = async (dir: Buffer, n: TreeNode, sp: string, pending: Array<Promise<void>>): Promise<void> => {
+    const visit = async (loc: Loc, n: TreeNode, sp: string, pending: Array<Promise<void>>): Promise<void> => {
       if (n.type === 'dir') {
+        let child: DirHandle | undefined;
         try {
-          await checkDir(dir);
-          const dst = joinBytes(dir, nameBytes(n));
-          if (!(await clearFinal(dst, true))) await fsp.mkdir(dst, { mode: 0o700 });
+          await checkLoc(loc);
+          const name = nameBytes(n);
+          const dst = joinBytes(loc.real, name);
+          const at = sysPath(loc, name);
+          // mkdir first: an existing name is looked at only when it is there (--overwrite, or a damaged tree)
+          const made = await fsp.mkdir(at, { mode: 0o700 }).then(
+            () => true,
+            (err: NodeJS.ErrnoException) => {
+              if (err.code !== 'EEXIST') throw err;
+              return false;
+            },
+          );
+          if (!made && !(await clearFinal(at, true, dst))) await fsp.mkdir(at, { mode: 0o700 });
           summary.dirs++;
-          await walk(n.subtree!, dst, sp);
+          // the new directory's handle, opened through its parent's (O_NOFOLLOW): its files are created through it
+          if (loc.h) child = await loc.h.child(name, made);
+          await walk(n.subtree!, { real: dst, h: child }, sp);
           dirsToFix.push([dst, n, sp]);
         } catch (err) {
           recordError(sp, err);
+        } finally {
+          child?.unref();
         }
         return;
       }
       if (n.type !== 'file') {
-        deferred.push({ dir, n, sp });
+        deferred.push({ dir: loc.real, n, sp });
         return;
       }
       const key = linkKey(n);
       if (key) {
         const first = linkFirst.get(key);
         if (first && sameContent(first.node, n)) {
-          deferred.push({ dir, n, sp });
+          deferred.push({ dir: loc.real, n, sp });
           return;
         }
       }
       let resolveDone!: () => void;
       const entry = key && !linkFirst.has(key) ? { node: n, done: new Promise<void>((r) => (resolveDone = r)) } : undefined;
       if (entry) linkFirst.set(key!, entry as { path?: Buffer; node: TreeNode; done: Promise<void> });
-      const planned = batchFile(dir, n, sp);
+      const planned = batchFile(loc, n, sp);
       if (planned) {
         if (fatal !== undefined) throw fatal;
         let done: Promise<void>;
-        if (planned instanceof IntegrityError) done = Promise.reject(planned);
-        else done = (await batcher.add(planned.file)).done;
+        // the file holds its directory's handle until it is published or discarded
+        const h = loc.h?.ref();
+        try {
+          if (planned instanceof IntegrityError) done = Promise.reject(planned);
+          else done = (await batcher.add(planned.file)).done;
+        } catch (err) {
+          h?.unref();
+          throw err;
+        }
         const task: Promise<void> = done
           .then(
             () => {
@@ -437,26 +478,29 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
           })
           .finally(() => {
             if (entry) resolveDone();
+            h?.unref(); // after the error was recorded (its message names the directory through the handle)
             batchTasks.delete(task);
           });
         batchTasks.add(task);
         return;
       }
       await fileSlots.acquire();
+      const h = loc.h?.ref();
       const task = (async () => {
         try {
-          const p = await restoreFile(dir, n, sp);
+          const p = await restoreFile(loc, n, sp);
           if (entry) (entry as { path?: Buffer }).path = p;
         } catch (err) {
           recordError(sp, err);
         } finally {
+          h?.unref();
           if (entry) resolveDone();
           fileSlots.release();
         }
       })();
       pending.push(task);
     };
-    const walk = async (treeId: string, dstDir: Buffer, snapDir: string): Promise<void> => {
+    const walk = async (treeId: string, dstDir: Loc, snapDir: string): Promise<void> => {
       const t = await repo.loadTree(treeId);
       const pending: Array<Promise<void>> = [];
       try {
@@ -470,19 +514,21 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       }
     };
 
+    const root: Loc = { real: target, h: await DirHandle.openRoot(target) };
     try {
       if (start && start.type !== 'dir') {
         const pending: Array<Promise<void>> = [];
-        await visit(target, start, opts.subpath!, pending);
+        await visit(root, start, opts.subpath!, pending);
         await Promise.all(pending);
       } else {
         if (start) startTree = start.subtree!;
-        await walk(startTree, target, opts.subpath && opts.subpath !== '/' ? opts.subpath : '/');
+        await walk(startTree, root, opts.subpath && opts.subpath !== '/' ? opts.subpath : '/');
       }
     } finally {
       // every queued file is published or discarded before the restore goes on (or ends with an error)
       await batcher.drain();
       while (batchTasks.size > 0) await Promise.all(batchTasks);
+      root.h?.unref();
     }
     if (fatal !== undefined) throw fatal;
 
@@ -498,7 +544,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
               await checkDir(dirOf(first.path));
               await placeLast(dir, n, (tmp) => fsp.link(first.path!, tmp), async () => {});
               summary.hardlinks++;
-            } else await restoreFile(dir, n, sp); // the first link failed or was not selected
+            } else await restoreFile({ real: dir }, n, sp); // the first link failed or was not selected
           } else if (n.type === 'symlink') {
             await placeLast(
               dir,

@@ -55,6 +55,40 @@ export function decompressCapped(dctx: DCtx, src: Uint8Array, limit: number, exp
 }
 
 /**
+ * Decompress zstd frame(s) into `out` (the caller's memory, exactly the
+ * expected size): the output never exceeds `out` (one more byte means the
+ * payload is larger than declared: an error). Returns the bytes produced.
+ * Throws a plain Error on any malformed input.
+ */
+export function decompressExact(dctx: DCtx, src: Uint8Array, out: Buffer): number {
+  dctx.reset(binding.ResetDirective.sessionOnly);
+  if (src.length === 0) throw new Error('empty zstd payload');
+  const limit = out.length;
+  const declared = binding.getFrameContentSize(src);
+  if (declared !== null && declared > limit) throw new Error(`zstd frame declares ${declared} bytes, more than the ${limit} allowed`);
+  let pos = 0;
+  let consumed = 0;
+  for (;;) {
+    if (pos === limit) {
+      // At the cap: any further output means the payload is larger than allowed.
+      const [ret, produced, used] = dctx.decompressStream(probeByte, src.subarray(consumed));
+      consumed += used;
+      if (produced > 0) throw new Error(`decompresses to more than the ${limit} bytes allowed`);
+      if (ret === 0 && consumed >= src.length) break;
+      if (used === 0 && consumed >= src.length) throw new Error('zstd frame is truncated');
+      continue;
+    }
+    const [ret, produced, used] = dctx.decompressStream(out.subarray(pos), src.subarray(consumed));
+    pos += produced;
+    consumed += used;
+    if (ret === 0 && consumed >= src.length) break;
+    if (produced === 0 && used === 0) throw new Error('zstd frame is truncated');
+  }
+  return pos;
+}
+const probeByte = Buffer.alloc(1);
+
+/**
  * decompressCapped without keeping the output: the plaintext passes through one
  * reusable `scratch` buffer in pieces handed to `sink` (check --read-data
  * hashes them), so memory does not grow with the blob. Same limits and the
@@ -193,6 +227,27 @@ export class BlobCodec {
       throw new IntegrityError(`${what}: decoded to ${out.length} bytes, index says ${rawLength}`);
     }
     return out;
+  }
+
+  /**
+   * decode() of a full blob (no dictionary) into `out`, the caller's memory of
+   * exactly `rawLength` bytes: the same checks and errors, no output buffer of its own.
+   */
+  decodeInto(sealed: Uint8Array, compression: Compression, rawLength: number, what: string, out: Buffer): void {
+    if (out.length !== rawLength) throw new Error(`${what}: output of ${out.length} bytes for ${rawLength}`);
+    const payload = open(this.encKey, sealed, what);
+    let n: number;
+    try {
+      if (compression === 0) {
+        n = payload.length;
+        if (n === rawLength) payload.copy(out);
+      } else if (compression === 1) n = decompressExact(this.dplain, payload, out);
+      else throw new IntegrityError(`${what}: delta blob decoded without its base`);
+    } catch (err) {
+      if (err instanceof IntegrityError) throw err;
+      throw new IntegrityError(`${what}: decompression failed (${(err as Error).message}; the index declares ${rawLength} bytes)`);
+    }
+    if (n !== rawLength) throw new IntegrityError(`${what}: decoded to ${n} bytes, index says ${rawLength}`);
   }
 
   /**

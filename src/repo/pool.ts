@@ -249,10 +249,12 @@ export class WorkerPool {
   /**
    * Decode the full blobs of one ranged read of a pack in a worker
    * (chunk-decode.ts): one message; `chunk` is transferred when it owns its
-   * memory. Answers, per blob in order, its plaintext and keyed hash, or its error. Counted in the decode
+   * memory, and so is `slab` (memory to decode into, see SlabPool: the caller
+   * must not use it afterwards). Answers, per blob in order, its keyed hash
+   * and the place of its plaintext in the returned slab, or its error. Counted in the decode
    * byte budget like decode().
    */
-  async decodeRange(chunk: Buffer, blobs: RangeBlob[]): Promise<RangeResult[]> {
+  async decodeRange(chunk: Buffer, blobs: RangeBlob[], slab?: ArrayBuffer, slabBytes = 0): Promise<{ results: RangeResult[]; slab: ArrayBuffer }> {
     let raw = 0;
     for (const b of blobs) {
       if (!(Number.isSafeInteger(b.rawLength) && b.rawLength >= 0 && b.rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${b.what}: rawLength ${b.rawLength} exceeds the format maximum`);
@@ -266,14 +268,16 @@ export class WorkerPool {
     } finally {
       if (--this.budgetWaiting === 0) for (const r of this.drained.splice(0)) r();
     }
-    let r: { results: RangeResult[] };
+    let r: { results: RangeResult[]; slab: ArrayBuffer };
+    const transfer = ownsBuffer(chunk) ? [chunk.buffer as ArrayBuffer] : [];
+    if (slab && slab !== chunk.buffer) transfer.push(slab);
     try {
-      r = await this.post<{ results: RangeResult[] }>({ op: 'decodeRange', chunk, blobs }, ownsBuffer(chunk) ? [chunk.buffer as ArrayBuffer] : []);
+      r = await this.post<{ results: RangeResult[]; slab: ArrayBuffer }>({ op: 'decodeRange', chunk, blobs, ...(slab ? { slab } : {}), slabBytes }, transfer);
     } finally {
       this.decodeBudget.release(cost);
     }
-    if (!Array.isArray(r.results) || r.results.length !== blobs.length) throw new LifeboatError('worker returned a malformed result');
-    return r.results;
+    if (!Array.isArray(r.results) || r.results.length !== blobs.length || !(r.slab instanceof ArrayBuffer)) throw new LifeboatError('worker returned a malformed result');
+    return r;
   }
 
   /**

@@ -29,6 +29,7 @@ import {
 } from './pack.js';
 import { PackFileWriter } from './pack-file.js';
 import { WorkerPool } from './pool.js';
+import type { SlabPool } from './chunk-decode.js';
 import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot.js';
 import { type Tree, decodeTree, encodeTree } from './tree.js';
 
@@ -838,16 +839,22 @@ export class Repository {
    * (the hash) and here (the comparison). Per blob: its plaintext or the
    * IntegrityError that refused it.
    */
-  async decodeRange(chunk: Buffer, blobs: ReadonlyArray<{ id: string; pack: string; offset: number; length: number; compression: Compression; rawLength: number }>): Promise<Array<Buffer | IntegrityError>> {
+  async decodeRange(
+    chunk: Buffer,
+    blobs: ReadonlyArray<{ id: string; pack: string; offset: number; length: number; compression: Compression; rawLength: number }>,
+    slabs?: SlabPool,
+  ): Promise<{ blobs: Array<Buffer | IntegrityError>; slab: ArrayBuffer }> {
     const jobs = blobs.map((b) => ({ offset: b.offset, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id} in pack ${b.pack}` }));
-    const results = await this.readPool.decodeRange(chunk, jobs);
-    return results.map((r, i) => {
+    const raw = blobs.reduce((a, b) => a + b.rawLength, 0);
+    const { results, slab } = await this.readPool.decodeRange(chunk, jobs, slabs?.take(raw), slabs?.size ?? 0);
+    const out = results.map((r, i) => {
       const b = blobs[i]!;
       if ('error' in r) return r.error.name === 'IntegrityError' ? new IntegrityError(r.error.message) : new IntegrityError(`${jobs[i]!.what}: ${r.error.message}`);
       if (r.id !== b.id) return new IntegrityError(`${jobs[i]!.what}: content does not match its id (hash mismatch)`);
-      if (!(r.data instanceof Uint8Array) || r.data.length !== b.rawLength) return new IntegrityError(`${jobs[i]!.what}: worker returned a malformed result`);
-      return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length);
+      if (!(Number.isSafeInteger(r.at) && r.at >= 0 && r.at + b.rawLength <= slab.byteLength)) return new IntegrityError(`${jobs[i]!.what}: worker returned a malformed result`);
+      return Buffer.from(slab, r.at, b.rawLength);
     });
+    return { blobs: out, slab };
   }
 
   /**

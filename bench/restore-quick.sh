@@ -1,0 +1,24 @@
+#!/bin/bash
+# Restore only, interleaved before / after / restic, from repositories made once (not timed):
+# usage: SRC=DIR BEFORE=/path/to/before/dist/src/cli/main.js [AFTER=dist/src/cli/main.js] [OUT=file] [REPS=3] bash bench/restore-quick.sh
+# each line of OUT: tool restore wall_s user_s sys_s peak_rss_kB; every restored tree is compared with SRC (diff -r --no-dereference)
+export LIFEBOAT_PASSWORD=pw RESTIC_PASSWORD=pw
+W=${WORK:-/tmp/lb-restore-quick}; mkdir -p $W
+OUT=${OUT:-$W/results.txt}; : > $OUT
+SRC=${SRC:?SRC=the data to back up}
+BEFORE=${BEFORE:?BEFORE=path to the before build main.js}; AFTER=${AFTER:-dist/src/cli/main.js}
+if [ ! -d $W/repo ]; then node $AFTER init -q -r $W/repo >/dev/null; node $AFTER backup -q -r $W/repo $SRC; fi
+if [ ! -d $W/restic ]; then restic init -q -r $W/restic >/dev/null; restic -q -r $W/restic backup $SRC >/dev/null; fi
+for r in $(seq 1 ${REPS:-3}); do
+  for t in before after restic; do
+    rm -rf $W/out; sync
+    echo "# load $(cut -d' ' -f1-3 /proc/loadavg)" >> $OUT
+    case $t in
+      before) /usr/bin/time -f "$t restore %e %U %S %M" -a -o $OUT node $BEFORE restore latest -q -r $W/repo --target $W/out;;
+      after) /usr/bin/time -f "$t restore %e %U %S %M" -a -o $OUT node $AFTER restore latest -q -r $W/repo --target $W/out;;
+      restic) /usr/bin/time -f "$t restore %e %U %S %M" -a -o $OUT restic -q -r $W/restic restore latest --target $W/out >/dev/null;;
+    esac
+    diff -r --no-dereference $SRC $W/out$SRC >/dev/null 2>&1 || diff -r --no-dereference $SRC $W/out >/dev/null 2>&1 || echo "# $t: restored tree differs" >> $OUT
+  done
+done
+echo DONE >> $OUT
