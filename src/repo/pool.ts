@@ -200,11 +200,10 @@ export class WorkerPool {
     opts: { hash?: boolean; shared?: boolean } = {},
   ): Promise<{ data: Buffer; id?: string }> {
     if (!(rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${what}: rawLength ${rawLength} exceeds the format maximum`);
-    if (Array.isArray(dict) && this.script === 'worker.js') dict = dict.length === 1 ? dict[0] : Buffer.concat(dict);
     const transfer = ownsBuffer(sealed) ? [sealed.buffer as ArrayBuffer] : [];
-    // decode-worker.js only: hash false skips hashing the plaintext (worker.js hashes anyway)
-    // shared: the plaintext comes back in a SharedArrayBuffer (decode-worker.js; worker.js ignores it), so a
-    // cached delta base handed to later decode jobs as their dictionary is shared with the worker, not copied per job
+    // (both worker scripts answer decode alike: read-ops.ts) hash false skips hashing the plaintext;
+    // shared: the plaintext comes back in a SharedArrayBuffer, so a cached delta base handed to
+    // later decode jobs as their dictionary is shared with the worker, not copied per job
     const flags = { ...(opts.hash === false ? { noHash: true } : {}), ...(opts.shared ? { shared: true } : {}) };
     const cost = sealed.length + rawLength + (Array.isArray(dict) ? dict.reduce((a, d) => a + d.length, 0) : (dict?.length ?? 0));
     if (this.closing) throw new LifeboatError('worker pool is closed');

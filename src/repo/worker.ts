@@ -1,8 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobCodec } from './codec.js';
-import { verifyChunkReply } from './chunk-verify.js';
-import { decodeRangeReply } from './chunk-decode.js';
-import { blobId } from './crypto.js';
+import { type WorkerOp, readOps } from './read-ops.js';
 import { superFeatures } from './sketch.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 
@@ -19,7 +17,7 @@ export interface WorkerInit {
   extension?: string;
 }
 /** An op of an extension: the reply (posted with `seq`) and what it transfers. */
-export type WorkerOp = (msg: Record<string, unknown>) => { reply: Record<string, unknown>; transfer?: ArrayBuffer[] };
+export type { WorkerOp };
 const init = workerData as WorkerInit;
 const codec = new BlobCodec(Buffer.from(init.encKey), init.level);
 const idKey = Buffer.from(init.idKey);
@@ -29,9 +27,13 @@ const idKey = Buffer.from(init.idKey);
  * (see reclaim.ts; a first backup's peak RSS fell by tens of MB, docs/benchmarks.md).
  */
 const reclaimer = new BufferReclaimer();
-const extOps: Record<string, WorkerOp> = init.extension
-  ? await (import(init.extension) as Promise<{ workerOps(init: WorkerInit): Promise<Record<string, WorkerOp>> }>).then((m) => m.workerOps(init))
-  : {};
+/** The read ops (decode, verifyChunk, decodeRange: read-ops.ts, as the decode workers answer them) and the extension's. */
+const ops: Record<string, WorkerOp> = {
+  ...readOps(codec, idKey, reclaimer),
+  ...(init.extension
+    ? await (import(init.extension) as Promise<{ workerOps(init: WorkerInit): Promise<Record<string, WorkerOp>> }>).then((m) => m.workerOps(init))
+    : {}),
+};
 
 parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown }) => {
   // Sent by WorkerPool.close() after every job: the jobs queued before it are done, so end the thread.
@@ -40,16 +42,6 @@ parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown 
     return;
   }
   try {
-    if (msg.op === 'verifyChunk') {
-      const { reply, transfer } = verifyChunkReply(codec, idKey, msg);
-      parentPort!.postMessage(reply, transfer);
-      return;
-    }
-    if (msg.op === 'decodeRange') {
-      const { reply, transfer } = decodeRangeReply(codec, idKey, msg);
-      parentPort!.postMessage(reply, transfer);
-      return;
-    }
     if (msg.op === 'encode') {
       const data = msg.data as Uint8Array;
       const r = codec.encode(data, msg.dict as Uint8Array | undefined);
@@ -80,22 +72,8 @@ parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown 
       const data = msg.data as Uint8Array;
       const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
       parentPort!.postMessage({ seq: msg.seq, sf: superFeatures(data), data }, own ? [data.buffer as ArrayBuffer] : []);
-    } else if (msg.op === 'decode') {
-      const out = codec.decode(
-        msg.sealed as Uint8Array,
-        msg.compression as 0 | 1 | 2,
-        msg.rawLength as number,
-        msg.what as string,
-        msg.dict as Uint8Array | undefined,
-      );
-      const id = blobId(idKey, out);
-      if (msg.idOnly) parentPort!.postMessage({ seq: msg.seq, id });
-      else {
-        const own = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
-        parentPort!.postMessage({ seq: msg.seq, data: out, id }, own ? [out.buffer as ArrayBuffer] : []);
-      }
-    } else if (Object.hasOwn(extOps, msg.op)) {
-      const { reply, transfer } = extOps[msg.op]!(msg);
+    } else if (Object.hasOwn(ops, msg.op)) {
+      const { reply, transfer } = ops[msg.op]!(msg);
       parentPort!.postMessage({ ...reply, seq: msg.seq }, transfer ?? []);
     } else {
       parentPort!.postMessage({ seq: msg.seq, error: { message: `unknown op ${msg.op}` } });
