@@ -172,7 +172,7 @@ class Archiver {
   /** Non-directory entries in flight across the walk (lstat + save): bounds memory per file. */
   private readonly entrySlots = new Semaphore(ENTRY_SLOTS);
   /** First node of each hard-link group (dev:inode) in this snapshot: later links reuse its content. */
-  readonly hardlinks = new HardlinkGroups<Promise<TreeNode | undefined>>();
+  private readonly hardlinks = new HardlinkGroups<Promise<TreeNode | undefined>>();
   /** Reads small files in worker threads; started with the first one. */
   private smallReader: SmallFileReader | undefined;
 
