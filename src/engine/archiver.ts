@@ -123,6 +123,36 @@ const DIRS_AHEAD = 4;
 /** At most this many holes per file; the rest is read as data. */
 const MAX_HOLES = 65536;
 
+/**
+ * Hard-link groups seen by a backup: the first link's value (its node) for the
+ * later links. A group is forgotten once all its links (st_nlink at the first)
+ * have been seen, so a tree of hard-linked files (snapshot farms, package
+ * stores) holds only the groups still open, not one node per file ever seen.
+ * A group whose other links are outside the backup (or were added later) stays
+ * until the end of the backup, as before.
+ */
+export class HardlinkGroups<T> {
+  private readonly groups = new Map<string, { value: T; left: number }>();
+
+  /** The first link of a group with `nlink` links: remember `value` for the other nlink − 1. */
+  first(key: string, nlink: number, value: T): void {
+    if (nlink > 1) this.groups.set(key, { value, left: nlink - 1 });
+  }
+
+  /** A later link: the first link's value (undefined if none is known); the group is dropped at its last link. */
+  later(key: string): T | undefined {
+    const g = this.groups.get(key);
+    if (!g) return undefined;
+    if (--g.left <= 0) this.groups.delete(key);
+    return g.value;
+  }
+
+  /** Groups held now. */
+  get size(): number {
+    return this.groups.size;
+  }
+}
+
 class Archiver {
   readonly summary: BackupSummary = {
     filesNew: 0,
@@ -152,7 +182,7 @@ class Archiver {
   /** Non-directory entries in flight across the walk (lstat + save): bounds memory per file. */
   private readonly entrySlots = new Semaphore(ENTRY_SLOTS);
   /** First node of each hard-link group (dev:inode) in this snapshot: later links reuse its content. */
-  private readonly hardlinks = new Map<string, Promise<TreeNode | undefined>>();
+  private readonly hardlinks = new HardlinkGroups<Promise<TreeNode | undefined>>();
   /** Listings and parent trees of the next directories of the walk, read ahead. */
   private readonly dirs = new DirPrefetch((id) => this.loadParentTree(id));
   /** Reads small files in worker threads; started with the first one. */
@@ -263,7 +293,7 @@ class Archiver {
     if (st.isFile()) {
       if (st.nlink > 1n) {
         const key = `${st.dev}:${st.ino}`;
-        const first = this.hardlinks.get(key);
+        const first = this.hardlinks.later(key);
         if (first) {
           // a later link of a file already saved in this snapshot: same content, not read again
           const f = await first;
@@ -278,7 +308,7 @@ class Archiver {
           return this.saveFile(abs, name, st, parentNode);
         }
         const p = this.saveFile(abs, name, st, parentNode);
-        this.hardlinks.set(key, p);
+        this.hardlinks.first(key, Number(st.nlink), p);
         return p;
       }
       return this.saveFile(abs, name, st, parentNode);

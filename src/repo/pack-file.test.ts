@@ -158,3 +158,41 @@ test('blobs added in one turn are written together, and a short write goes on wh
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('pack entries share hidden classes (memory per blob awaiting its index file) and keep the header key order', async () => {
+  // %HaveSameMap: V8's own answer, no memory threshold (flags set before the probe function is compiled)
+  const v8 = await import('node:v8');
+  v8.setFlagsFromString('--allow-natives-syntax');
+  const sameMap = new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
+  const dir = await tmp();
+  try {
+    const w = new PackFileWriter(dir, true);
+    const mem = new PackWriter();
+    const sealed = Buffer.alloc(64);
+    // entries built as Repository.addEncoded builds them (a fresh object per blob)
+    for (let i = 0; i < 500; i++) {
+      const e = { ...entry(i % 20), id: createHash('sha256').update(`m${i}`).digest('hex') };
+      await w.add(e, sealed);
+      mem.add(e, sealed);
+    }
+    for (const list of [w.blobs, mem.blobs]) {
+      let shared = 0;
+      for (let i = 1; i < list.length; i++) if (sameMap(list[i]!, list[i - 1]!)) shared++;
+      assert.equal(shared, list.length - 1, 'every plain entry has the same hidden class');
+    }
+    // the header's JSON keeps the order it always had (plain, delta and sketched entries)
+    const d = new PackWriter();
+    d.add({ id: 'a', type: 'data', rawLength: 5, compression: 2, base: 'b', base2: 'c', sf: [1, 2] }, sealed);
+    d.add({ id: 'e', type: 'tree', rawLength: 6, compression: 1 }, sealed);
+    assert.deepEqual(
+      d.blobs.map((b) => Object.keys(b)),
+      [
+        ['id', 'type', 'rawLength', 'compression', 'base', 'base2', 'sf', 'offset', 'length'],
+        ['id', 'type', 'rawLength', 'compression', 'offset', 'length'],
+      ],
+    );
+    await w.discard();
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});

@@ -3,7 +3,7 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { LifeboatError } from '../errors.js';
 import { seal } from './crypto.js';
-import type { PackBlob } from './pack.js';
+import { packBlob, type PackBlob } from './pack.js';
 import { readFully } from '../util/read-fully.js';
 
 /**
@@ -118,7 +118,7 @@ export class PackFileWriter {
   /** Add a sealed blob; resolves once its bytes are in the file (the caller may then drop `sealed`). */
   async add(entry: Omit<PackBlob, 'offset' | 'length'>, sealed: Uint8Array): Promise<void> {
     if (this.done) throw new Error('pack already finalized');
-    this.blobs.push({ ...entry, offset: this.size, length: sealed.length });
+    this.blobs.push(packBlob(entry, this.size, sealed.length));
     this.hash.update(sealed);
     const w = this.writeAt(sealed, this.size);
     this.size += sealed.length;

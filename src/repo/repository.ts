@@ -556,14 +556,13 @@ export class Repository {
     bases: string[],
     sf: number[] | undefined,
   ): Promise<void> {
-    const entry = {
-      id,
-      type,
-      rawLength,
-      compression: enc.compression,
-      ...(enc.compression === 2 ? { base: bases[0]!, ...(bases[1] ? { base2: bases[1] } : {}) } : {}),
-      ...(sf && sf.length ? { sf } : {}),
-    };
+    // (no conditional spreads: they give each entry a hidden class of its own; see pack.ts packBlob)
+    const entry: Omit<PackBlob, 'offset' | 'length'> = { id, type, rawLength, compression: enc.compression };
+    if (enc.compression === 2) {
+      entry.base = bases[0]!;
+      if (bases[1]) entry.base2 = bases[1];
+    }
+    if (sf && sf.length) entry.sf = sf;
     const target = await this.packTarget();
     const packer = (this.packers[type] ??= new PackFileWriter(target.dir, !target.publish));
     // The blob's place in the pack is taken now (synchronously); the pack that
