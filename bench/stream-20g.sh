@@ -9,8 +9,9 @@
 # One line per backup on OUT: tool rep day MB wall_s user_s sys_s maxrss_KB bytes_added.
 # /usr/bin/time measures the backup process only (not the generator, which runs on its own core at ~300 MB/s).
 # Lifeboat runs with bench/rss-probe.mjs preloaded (OUT.<tool>.<rep>.<day>.json: where the peak RSS went).
-# ALSO_DAY2=lb:<name>=<dist dir>: after each Lifeboat tool's day 2, that other build also backs up day 2 into a
-# copy of the day-1 repository (saves a day-1 run when only day 2 is compared).
+# ALSO_DAY2='lb:<name>=<dist dir> ...': after each Lifeboat tool's day 2, these other builds also back up day 2
+# into copies of the day-1 repository (saves day-1 runs when only day 2 is compared).
+# INIT_ARGS: extra arguments to `lifeboat init` (e.g. smaller chunks: more chunks per GB).
 set -euo pipefail
 MB=$1 REPS=$2 OUT=$3
 shift 3
@@ -49,17 +50,20 @@ for rep in $(seq 1 "$REPS"); do
         name=${tool#lb:}
         name=${name%%=*}
         dist=${tool#*=}
-        node "$dist/src/cli/main.js" init --repo "$repo" -q
+        node "$dist/src/cli/main.js" init --repo "$repo" -q ${INIT_ARGS:-}
         run_lb "$dist" "$repo" 1 "lb-$name.$rep"
-        if [ -n "${ALSO_DAY2:-}" ]; then cp -a "$repo" "$repo-also"; fi
+        k=0
+        for also in ${ALSO_DAY2:-}; do k=$((k + 1)); cp -a "$repo" "$repo-also$k"; done
         run_lb "$dist" "$repo" 2 "lb-$name.$rep"
         rm -rf "$repo"
-        if [ -n "${ALSO_DAY2:-}" ]; then
-          oname=${ALSO_DAY2#lb:}
+        k=0
+        for also in ${ALSO_DAY2:-}; do
+          k=$((k + 1))
+          oname=${also#lb:}
           oname=${oname%%=*}
-          run_lb "${ALSO_DAY2#*=}" "$repo-also" 2 "lb-$oname-on-$name-day1.$rep"
-          rm -rf "$repo-also"
-        fi
+          run_lb "${also#*=}" "$repo-also$k" 2 "lb-$oname-on-$name-day1.$rep"
+          rm -rf "$repo-also$k"
+        done
         ;;
     esac
     echo "# load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT"
