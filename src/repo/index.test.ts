@@ -221,7 +221,7 @@ test('sketches and delta bases in the compact side table: every entry comes back
     idx.addPack(hid(`px${p}`), blobs, true);
   }
   // entries the writer never produces (not checked by addPack): kept as they are
-  const odd = [blob(hid('odd1'), 0, { sf: [-1, 1.5, 2 ** 33] }), blob(hid('odd2'), 1, { sf: [], compression: 2, base: 'NOT-HEX', base2: hid('x0-0') })];
+  const odd = [blob(hid('odd1'), 0, { sf: [-1, 1.5, 2 ** 33] }), blob(hid('odd2'), 1, { sf: [], compression: 2, base: 'NOT-HEX', base2: hid('x0-0') }), blob(hid('odd3'), 2, { compression: 2, base: 'A'.repeat(64) })];
   idx.addPack(hid('podd'), odd, true);
   for (const b of odd) want.set(b.id, b);
   idx.computeDepths();

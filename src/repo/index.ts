@@ -102,6 +102,24 @@ const X_SF = 1; // record flags: has a sketch, a base, a second base
 const X_BASE = 2;
 const X_BASE2 = 4;
 
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 10; i++) HEX_VALUE[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX_VALUE[97 + i] = 10 + i;
+
+/** Decode a 64-digit lowercase hex id into out[off..off+32); false when `s` is not one (out partly written). */
+function hexInto(s: string, out: Buffer, off: number): boolean {
+  if (s.length !== 64) return false;
+  for (let i = 0; i < 32; i++) {
+    const a = s.charCodeAt(2 * i);
+    const b = s.charCodeAt(2 * i + 1);
+    const hi = a < 128 ? HEX_VALUE[a]! : -1;
+    const lo = b < 128 ? HEX_VALUE[b]! : -1;
+    if ((hi | lo) < 0) return false;
+    out[off + i] = (hi << 4) | lo;
+  }
+  return true;
+}
+
 /**
  * The sketches and delta bases of the blobs that have them, in typed-array
  * chunks (allocated as filled, never copied): per blob a 16-byte record, the
@@ -131,8 +149,43 @@ class ExtraTable {
     const rec = this.recs[x >>> XREC_BITS]!;
     const r = (x & ((1 << XREC_BITS) - 1)) * 4;
     rec[r] = rec[r + 1] = rec[r + 2] = rec[r + 3] = 0;
-    const fits = (!sf || (sf.length <= 16 && sf.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff))) && (!base || isHexId(base)) && (!base2 || (!!base && isHexId(base2)));
+    // One pass: copy and check at once (checked entries always fit; anything else is kept as an object).
+    let flags = 0;
+    let sfPos = 0;
+    let sfChunk: Uint32Array | undefined;
+    let fits = true;
+    if (sf) {
+      if (sf.length > 16) fits = false;
+      else {
+        if (this.sfUsed + sf.length > 1 << XSF_BITS) {
+          this.sfs.push(new Uint32Array(1 << XSF_BITS));
+          this.sfUsed = 0;
+        }
+        sfChunk = this.sfs[this.sfs.length - 1]!;
+        sfPos = this.sfUsed;
+        for (let i = 0; i < sf.length; i++) {
+          const v = sf[i]!;
+          if (v >>> 0 !== v) {
+            fits = false;
+            break;
+          }
+          sfChunk[sfPos + i] = v;
+        }
+      }
+    }
+    let idPos = 0;
+    if (fits && base) {
+      const n = base2 ? 2 : 1;
+      if (this.idUsed + n > 1 << XID_BITS) {
+        this.ids.push(Buffer.alloc(32 << XID_BITS));
+        this.idUsed = 0;
+      }
+      const chunk = this.ids[this.ids.length - 1]!;
+      idPos = this.idUsed;
+      fits = hexInto(base, chunk, idPos * 32) && (!base2 || hexInto(base2, chunk, idPos * 32 + 32));
+    }
     if (!fits) {
+      // nothing was reserved: the words and ids written above are overwritten by the next entry
       const o: Extra = {};
       if (sf) o.sf = [...sf];
       if (base) o.base = base;
@@ -140,29 +193,14 @@ class ExtraTable {
       this.odd.set(x, o);
       return x + 1;
     }
-    let flags = 0;
     if (sf) {
-      if (this.sfUsed + sf.length > 1 << XSF_BITS) {
-        this.sfs.push(new Uint32Array(1 << XSF_BITS));
-        this.sfUsed = 0;
-      }
-      const chunk = this.sfs[this.sfs.length - 1]!;
-      for (let i = 0; i < sf.length; i++) chunk[this.sfUsed + i] = sf[i]!;
-      rec[r] = (this.sfs.length - 1) * (1 << XSF_BITS) + this.sfUsed;
+      rec[r] = (this.sfs.length - 1) * (1 << XSF_BITS) + sfPos;
       this.sfUsed += sf.length;
       flags |= X_SF | (sf.length << 8);
     }
     if (base) {
-      const n = base2 ? 2 : 1;
-      if (this.idUsed + n > 1 << XID_BITS) {
-        this.ids.push(Buffer.alloc(32 << XID_BITS));
-        this.idUsed = 0;
-      }
-      const chunk = this.ids[this.ids.length - 1]!;
-      decodeHexId(base, chunk.subarray(this.idUsed * 32, this.idUsed * 32 + 32));
-      if (base2) decodeHexId(base2, chunk.subarray(this.idUsed * 32 + 32, this.idUsed * 32 + 64));
-      rec[r + 2] = (this.ids.length - 1) * (1 << XID_BITS) + this.idUsed;
-      this.idUsed += n;
+      rec[r + 2] = (this.ids.length - 1) * (1 << XID_BITS) + idPos;
+      this.idUsed += base2 ? 2 : 1;
       flags |= X_BASE | (base2 ? X_BASE2 : 0);
     }
     rec[r + 1] = flags;
@@ -175,14 +213,14 @@ class ExtraTable {
 
   /** Does extra `x` (1-based) name a delta base? */
   hasBase(x: number): boolean {
-    const o = this.odd.get(x - 1);
+    const o = this.odd.size > 0 ? this.odd.get(x - 1) : undefined;
     return o ? !!o.base : (this.flagsOf(x) & X_BASE) !== 0;
   }
 
   /** Copy base `which` (0 or 1) of extra `x` into `out` (32 bytes); false when it has no such base or it is kept as an object. */
   baseInto(x: number, which: 0 | 1, out: Buffer): boolean {
     const f = this.flagsOf(x);
-    if (this.odd.has(x - 1) || !(f & (which === 0 ? X_BASE : X_BASE2))) return false;
+    if (!(f & (which === 0 ? X_BASE : X_BASE2)) || (this.odd.size > 0 && this.odd.has(x - 1))) return false;
     const pos = this.recs[(x - 1) >>> XREC_BITS]![((x - 1) & ((1 << XREC_BITS) - 1)) * 4 + 2]! + which;
     const o = (pos & ((1 << XID_BITS) - 1)) * 32;
     this.ids[pos >>> XID_BITS]!.copy(out, 0, o, o + 32);
@@ -191,7 +229,7 @@ class ExtraTable {
 
   /** The fields of extra `x` (1-based), as fresh objects. */
   get(x: number): Extra {
-    const odd = this.odd.get(x - 1);
+    const odd = this.odd.size > 0 ? this.odd.get(x - 1) : undefined;
     if (odd) {
       const o: Extra = {};
       if (odd.sf) o.sf = [...odd.sf];
