@@ -188,3 +188,61 @@ test('malformed index input is rejected', () => {
   assert.match(idx.rejected.get(hid(2))!.reason, /shorter than a seal/);
   assert.throws(() => idx.addPack(hid('p'), [blob('XYZ')]), IntegrityError);
 });
+
+test('sketches and delta bases in the compact side table: every entry comes back exactly, across its chunk boundaries and after clear()', () => {
+  const idx = new MasterIndex();
+  const n = 40_000; // > 2 record chunks (16 Ki), > 4 sketch chunks (64 Ki words), > 9 base-id chunks (4 Ki ids)
+  let x = 99;
+  const rnd = (m: number) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % m;
+  };
+  const want = new Map<string, PackBlob>();
+  const order: string[] = [];
+  for (let p = 0; p < n / 500; p++) {
+    const blobs: PackBlob[] = [];
+    for (let i = 0; i < 500; i++) {
+      const id = hid(`x${p}-${i}`);
+      const k = rnd(4);
+      const over: Partial<PackBlob> = {};
+      if (k !== 0) over.sf = Array.from({ length: rnd(17) }, () => (rnd(2) ? 0xffffffff - rnd(1000) : rnd(1 << 30)));
+      if (k >= 2 && want.size > 0) {
+        over.compression = 2;
+        over.base = rnd(10) ? order[rnd(order.length)]! : hid(`missing${rnd(100)}`); // an earlier blob (no cycles), or one not in the index
+        if (k === 3) over.base2 = rnd(2) ? order[order.length - 1 - rnd(Math.min(order.length, 50))]! : hid(`y${rnd(1000)}`);
+      }
+      const b = blob(id, i, over);
+      blobs.push(b);
+      want.set(id, b);
+      order.push(id);
+    }
+    idx.addPack(hid(`px${p}`), blobs, true);
+  }
+  // entries the writer never produces (not checked by addPack): kept as they are
+  const odd = [blob(hid('odd1'), 0, { sf: [-1, 1.5, 2 ** 33] }), blob(hid('odd2'), 1, { sf: [], compression: 2, base: 'NOT-HEX', base2: hid('x0-0') }), blob(hid('odd3'), 2, { compression: 2, base: 'A'.repeat(64) })];
+  idx.addPack(hid('podd'), odd, true);
+  for (const b of odd) want.set(b.id, b);
+  idx.computeDepths();
+  for (const [id, b] of want) assert.deepEqual(idx.packBlobAt(idx.slotOf(id)), b, id);
+  const deltas = new Set([...idx.deltas()].map(([id]) => id));
+  assert.deepEqual(deltas, new Set([...want.values()].filter((b) => b.base).map((b) => b.id)));
+  // depths from the bases as the test wrote them (bases are earlier blobs: no cycles); a missing base counts 0
+  const depth = new Map<string, number>();
+  for (const id of order) {
+    const b = want.get(id)!;
+    depth.set(id, b.base ? 1 + Math.max(...[b.base, ...(b.base2 ? [b.base2] : [])].map((x) => depth.get(x) ?? 0)) : 0);
+  }
+  assert.ok(Math.max(...depth.values()) >= 3);
+  for (const id of order) assert.equal(idx.get(id)!.depth, depth.get(id), id);
+  // a returned sketch is a copy
+  const some = [...want.values()].find((b) => b.sf && b.sf.length > 0)!;
+  idx.get(some.id)!.sf![0] = 12345;
+  assert.deepEqual(idx.get(some.id)!.sf, some.sf);
+  idx.clear();
+  idx.addPack(hid('pz'), [blob(hid('z1'), 0, { sf: [5] }), blob(hid('z2'), 1)]);
+  assert.deepEqual(idx.get(hid('z1'))!.sf, [5]);
+  assert.equal(idx.get(hid('z2'))!.sf, undefined);
+  assert.equal([...idx.deltas()].length, 0);
+});

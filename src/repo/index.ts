@@ -95,6 +95,168 @@ interface Extra {
   sf?: number[];
 }
 
+const XREC_BITS = 14; // records per chunk of the extra table
+const XSF_BITS = 16; // sketch words per chunk
+const XID_BITS = 12; // base ids per chunk
+const X_SF = 1; // record flags: has a sketch, a base, a second base
+const X_BASE = 2;
+const X_BASE2 = 4;
+
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 10; i++) HEX_VALUE[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX_VALUE[97 + i] = 10 + i;
+
+/** Decode a 64-digit lowercase hex id into out[off..off+32); false when `s` is not one (out partly written). */
+function hexInto(s: string, out: Buffer, off: number): boolean {
+  if (s.length !== 64) return false;
+  for (let i = 0; i < 32; i++) {
+    const a = s.charCodeAt(2 * i);
+    const b = s.charCodeAt(2 * i + 1);
+    const hi = a < 128 ? HEX_VALUE[a]! : -1;
+    const lo = b < 128 ? HEX_VALUE[b]! : -1;
+    if ((hi | lo) < 0) return false;
+    out[off + i] = (hi << 4) | lo;
+  }
+  return true;
+}
+
+/**
+ * The sketches and delta bases of the blobs that have them, in typed-array
+ * chunks (allocated as filled, never copied): per blob a 16-byte record, the
+ * sketch as 4 bytes per feature and each base id as 32 bytes: 96 B for a
+ * delta with a 12-feature sketch (a daily big stream adds one per MiB), where
+ * an object holding a number array and a hex string took ~270 B. An entry
+ * that does not fit (not possible for checked entries: sketch values are
+ * uint32, ids 64 lowercase hex digits) is kept as an object.
+ */
+class ExtraTable {
+  private readonly recs: Uint32Array[] = [];
+  private count = 0;
+  private readonly sfs: Uint32Array[] = [];
+  private sfUsed = 1 << XSF_BITS;
+  private readonly ids: Buffer[] = [];
+  private idUsed = 1 << XID_BITS;
+  private readonly odd = new Map<number, Extra>();
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Store an entry's extra fields; returns its number (1-based). */
+  add(sf: readonly number[] | undefined, base: string | undefined, base2: string | undefined): number {
+    const x = this.count++;
+    if ((x & ((1 << XREC_BITS) - 1)) === 0) this.recs.push(new Uint32Array(4 << XREC_BITS));
+    const rec = this.recs[x >>> XREC_BITS]!;
+    const r = (x & ((1 << XREC_BITS) - 1)) * 4;
+    rec[r] = rec[r + 1] = rec[r + 2] = rec[r + 3] = 0;
+    // One pass: copy and check at once (checked entries always fit; anything else is kept as an object).
+    let flags = 0;
+    let sfPos = 0;
+    let sfChunk: Uint32Array | undefined;
+    let fits = true;
+    if (sf) {
+      if (sf.length > 16) fits = false;
+      else {
+        if (this.sfUsed + sf.length > 1 << XSF_BITS) {
+          this.sfs.push(new Uint32Array(1 << XSF_BITS));
+          this.sfUsed = 0;
+        }
+        sfChunk = this.sfs[this.sfs.length - 1]!;
+        sfPos = this.sfUsed;
+        for (let i = 0; i < sf.length; i++) {
+          const v = sf[i]!;
+          if (v >>> 0 !== v) {
+            fits = false;
+            break;
+          }
+          sfChunk[sfPos + i] = v;
+        }
+      }
+    }
+    let idPos = 0;
+    if (fits && base) {
+      const n = base2 ? 2 : 1;
+      if (this.idUsed + n > 1 << XID_BITS) {
+        this.ids.push(Buffer.alloc(32 << XID_BITS));
+        this.idUsed = 0;
+      }
+      const chunk = this.ids[this.ids.length - 1]!;
+      idPos = this.idUsed;
+      fits = hexInto(base, chunk, idPos * 32) && (!base2 || hexInto(base2, chunk, idPos * 32 + 32));
+    }
+    if (!fits) {
+      // nothing was reserved: the words and ids written above are overwritten by the next entry
+      const o: Extra = {};
+      if (sf) o.sf = [...sf];
+      if (base) o.base = base;
+      if (base2) o.base2 = base2;
+      this.odd.set(x, o);
+      return x + 1;
+    }
+    if (sf) {
+      rec[r] = (this.sfs.length - 1) * (1 << XSF_BITS) + sfPos;
+      this.sfUsed += sf.length;
+      flags |= X_SF | (sf.length << 8);
+    }
+    if (base) {
+      rec[r + 2] = (this.ids.length - 1) * (1 << XID_BITS) + idPos;
+      this.idUsed += base2 ? 2 : 1;
+      flags |= X_BASE | (base2 ? X_BASE2 : 0);
+    }
+    rec[r + 1] = flags;
+    return x + 1;
+  }
+
+  private flagsOf(x: number): number {
+    return this.recs[(x - 1) >>> XREC_BITS]![((x - 1) & ((1 << XREC_BITS) - 1)) * 4 + 1]!;
+  }
+
+  /** Does extra `x` (1-based) name a delta base? */
+  hasBase(x: number): boolean {
+    const o = this.odd.size > 0 ? this.odd.get(x - 1) : undefined;
+    return o ? !!o.base : (this.flagsOf(x) & X_BASE) !== 0;
+  }
+
+  /** Copy base `which` (0 or 1) of extra `x` into `out` (32 bytes); false when it has no such base or it is kept as an object. */
+  baseInto(x: number, which: 0 | 1, out: Buffer): boolean {
+    const f = this.flagsOf(x);
+    if (!(f & (which === 0 ? X_BASE : X_BASE2)) || (this.odd.size > 0 && this.odd.has(x - 1))) return false;
+    const pos = this.recs[(x - 1) >>> XREC_BITS]![((x - 1) & ((1 << XREC_BITS) - 1)) * 4 + 2]! + which;
+    const o = (pos & ((1 << XID_BITS) - 1)) * 32;
+    this.ids[pos >>> XID_BITS]!.copy(out, 0, o, o + 32);
+    return true;
+  }
+
+  /** The fields of extra `x` (1-based), as fresh objects. */
+  get(x: number): Extra {
+    const odd = this.odd.size > 0 ? this.odd.get(x - 1) : undefined;
+    if (odd) {
+      const o: Extra = {};
+      if (odd.sf) o.sf = [...odd.sf];
+      if (odd.base) o.base = odd.base;
+      if (odd.base2) o.base2 = odd.base2;
+      return o;
+    }
+    const rec = this.recs[(x - 1) >>> XREC_BITS]!;
+    const r = ((x - 1) & ((1 << XREC_BITS) - 1)) * 4;
+    const f = rec[r + 1]!;
+    const o: Extra = {};
+    if (f & X_SF) {
+      const pos = rec[r]!;
+      const off = pos & ((1 << XSF_BITS) - 1);
+      o.sf = Array.from(this.sfs[pos >>> XSF_BITS]!.subarray(off, off + (f >>> 8)));
+    }
+    if (f & X_BASE) {
+      const pos = rec[r + 2]!;
+      const chunk = this.ids[pos >>> XID_BITS]!;
+      const off = (pos & ((1 << XID_BITS) - 1)) * 32;
+      o.base = chunk.toString('hex', off, off + 32);
+      if (f & X_BASE2) o.base2 = chunk.toString('hex', off + 32, off + 64);
+    }
+    return o;
+  }
+}
+
 function newBlock(): Block {
   const ids = new ArrayBuffer(BLOCK * 32);
   return {
@@ -119,7 +281,7 @@ export class MasterIndex {
   private table = new Uint32Array(1024);
   private readonly packIds: string[] = [];
   private readonly packNumbers = new Map<string, number>();
-  private extras: Extra[] = [];
+  private extras = new ExtraTable();
   private readonly keyMem = new ArrayBuffer(32);
   private readonly key = Buffer.from(this.keyMem);
   private readonly key32 = new Int32Array(this.keyMem);
@@ -242,7 +404,13 @@ export class MasterIndex {
 
   private extraAt(slot: number): Extra | undefined {
     const x = this.blocks[slot >>> BLOCK_BITS]!.extra[slot & MASK]!;
-    return x > 0 ? this.extras[x - 1] : undefined;
+    return x > 0 ? this.extras.get(x) : undefined;
+  }
+
+  /** Is the blob in a slot a delta? */
+  private isDeltaAt(slot: number): boolean {
+    const x = this.blocks[slot >>> BLOCK_BITS]!.extra[slot & MASK]!;
+    return x > 0 && this.extras.hasBase(x);
   }
 
   /** `e` with the sketch and delta bases of the blob in a slot, if it has any. */
@@ -312,7 +480,7 @@ export class MasterIndex {
 
   /** Ids and entries of the delta blobs. */
   *deltas(): IterableIterator<[string, IndexEntry]> {
-    for (let s = 0; s < this.count; s++) if (this.extraAt(s)?.base) yield [this.idAt(s), this.entryAt(s)];
+    for (let s = 0; s < this.count; s++) if (this.isDeltaAt(s)) yield [this.idAt(s), this.entryAt(s)];
   }
 
   /** Ids and entries of the blobs the index places in one pack. */
@@ -360,16 +528,7 @@ export class MasterIndex {
       blk.flags[i] = (b.compression & 3) | (b.type === 'tree' ? F_TREE : 0);
       blk.depth[i] = 0;
       blk.extra[i] = 0;
-      if (b.sf || b.base) {
-        const x: Extra = {};
-        if (b.sf) x.sf = b.sf;
-        if (b.base) {
-          x.base = b.base;
-          if (b.base2) x.base2 = b.base2;
-        }
-        this.extras.push(x);
-        blk.extra[i] = this.extras.length;
-      }
+      if (b.sf || b.base) blk.extra[i] = this.extras.add(b.sf, b.base || undefined, b.base ? b.base2 || undefined : undefined);
       // insert into the table
       const t = this.table;
       const m = t.length - 1;
@@ -410,7 +569,7 @@ export class MasterIndex {
     this.table.fill(0);
     this.packIds.length = 0;
     this.packNumbers.clear();
-    this.extras = [];
+    this.extras = new ExtraTable();
     this.missingBases.clear();
     this.rejected.clear();
     this.files.clear();
@@ -442,15 +601,25 @@ export class MasterIndex {
     for (let s = 0; s < this.count; s++) {
       const b = this.blocks[s >>> BLOCK_BITS]!;
       b.depth[s & MASK] = 0;
-      if (b.extra[s & MASK]! > 0 && this.extras[b.extra[s & MASK]! - 1]!.base) deltas.push(s);
+      if (this.isDeltaAt(s)) deltas.push(s);
     }
     if (deltas.length === 0) return;
     const state = new Map<number, 1 | 2>(); // 1 = on the walk's path, 2 = done
     const basesSlots = (s: number): number[] => {
       const out: number[] = [];
-      for (const x of basesOf(this.extraAt(s)!)) {
-        const bs = this.find(x);
-        if (bs < 0) this.missingBases.add(x);
+      const x = this.blocks[s >>> BLOCK_BITS]!.extra[s & MASK]!;
+      for (const which of [0, 1] as const) {
+        // the base id straight from the table into the lookup key (no hex string)
+        let bs: number;
+        let id: string | undefined;
+        if (this.extras.baseInto(x, which, this.key)) bs = this.findKey();
+        else {
+          const e = this.extras.get(x);
+          id = which === 0 ? e.base : e.base2;
+          if (!id) continue;
+          bs = this.find(id);
+        }
+        if (bs < 0) this.missingBases.add(id ?? this.key.toString('hex'));
         else if (!out.includes(bs)) out.push(bs);
       }
       return out;
@@ -465,7 +634,7 @@ export class MasterIndex {
         if (top.next < top.bases.length) {
           const c = top.bases[top.next++]!;
           const cs = state.get(c);
-          const isDelta = !!this.extraAt(c)?.base;
+          const isDelta = this.isDeltaAt(c);
           if (!isDelta) continue; // a full blob: depth 0
           if (cs === 1) top.d = Infinity; // a cycle
           else if (cs === 2) top.d = Math.max(top.d, this.depthAt(c));

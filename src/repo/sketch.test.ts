@@ -68,3 +68,72 @@ test('sketches are exactly those of the first implementation (stored in reposito
   ];
   for (const [n, seed, sf] of golden) assert.deepEqual(superFeatures(goldenData(n, seed)), sf, `sketch of ${n} bytes (seed ${seed})`);
 });
+
+/** The first SketchIndex (a Map of id lists), kept as the reference for the compact one. */
+class MapSketchIndex {
+  private readonly map = new Map<number, string[]>();
+  add(id: string, sf: readonly number[]): void {
+    for (let i = 0; i < sf.length; i++) {
+      const key = (sf[i]! ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0;
+      const l = this.map.get(key);
+      if (!l) this.map.set(key, [id]);
+      else if (l.length < 4 && !l.includes(id)) l.push(id);
+    }
+  }
+  get size(): number {
+    return this.map.size;
+  }
+  find(sf: readonly number[]): string[] {
+    const votes = new Map<string, number>();
+    for (let i = 0; i < sf.length; i++) {
+      for (const id of this.map.get((sf[i]! ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0) ?? []) votes.set(id, (votes.get(id) ?? 0) + 1);
+    }
+    const ranked = [...votes].filter(([, v]) => v >= 2).sort((a, b) => b[1] - a[1]);
+    if (ranked.length > 2 && ranked[2]![1] === ranked[0]![1]) return [];
+    return ranked.slice(0, 2).map(([id]) => id);
+  }
+}
+
+test('the compact index answers exactly as the Map of id lists (crowded keys, repeated ids, adds after lookups)', () => {
+  let x = 12345;
+  const rnd = (n: number) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+  // features from a small domain: many keys are shared by more than 4 chunks
+  const sketch = () => Array.from({ length: FEATURES }, (_, i) => (rnd(6) === 0 ? 0xffffffff - i : rnd(40) * 0x01000193));
+  const ref = new MapSketchIndex();
+  const idx = new SketchIndex();
+  const sketches: number[][] = [];
+  let compared = 0;
+  let nonEmpty = 0;
+  for (let round = 0; round < 6; round++) {
+    for (let c = 0; c < 150; c++) {
+      // repeated ids (a parent with the same chunk twice) and sketches shared by several chunks
+      const id = rnd(10) === 0 && sketches.length ? `c${rnd(sketches.length)}` : `c${sketches.length}`;
+      const sf = rnd(5) === 0 && sketches.length ? sketches[rnd(sketches.length)]! : sketch();
+      sketches.push(sf);
+      ref.add(id, sf);
+      idx.add(id, sf);
+    }
+    assert.equal(idx.size, ref.size);
+    for (let q = 0; q < 300; q++) {
+      const probe = rnd(2) ? sketches[rnd(sketches.length)]!.map((f) => (rnd(3) ? f : rnd(40) * 0x01000193)) : sketch();
+      const want = ref.find(probe);
+      assert.deepEqual(idx.find(probe), want);
+      compared++;
+      if (want.length) nonEmpty++;
+    }
+  }
+  assert.ok(nonEmpty > compared / 10, `${nonEmpty} of ${compared} lookups found something`);
+});
+
+test('chunks without a sketch are not indexed; an empty index has size 0', () => {
+  const idx = new SketchIndex();
+  idx.add('none', undefined);
+  idx.add('empty', []);
+  assert.equal(idx.size, 0);
+  assert.deepEqual(idx.find([1, 2, 3]), []);
+});

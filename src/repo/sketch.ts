@@ -109,24 +109,70 @@ export function superFeaturesJs(data: Uint8Array): number[] {
   return out;
 }
 
+/** Parent chunks a SketchIndex holds at most (key and chunk number share one float64: 32 + 21 bits). */
+export const SKETCH_INDEX_MAX_CHUNKS = 1 << 21;
+const OWNER_SPAN = 2 ** 21;
+
 /**
  * Lookup of a parent's chunks by feature. Each of a new chunk's features votes
  * for the parent chunk that has the same feature; a chunk whose boundaries moved
  * gets votes from the two parent chunks it straddles, and both become bases.
+ *
+ * Compact for large streams (a 20 GB dump has ~20,000 parent chunks): one float64
+ * per feature, key × 2^21 + chunk number, sorted once before the first lookup and
+ * binary-searched; plus one reference per chunk to its id (the id strings are the
+ * parent's content list's). 12 × 8 + 8 = 104 bytes per parent chunk (a Map of
+ * arrays took ~1 KB). Chunks beyond SKETCH_INDEX_MAX_CHUNKS (2 TB of 1 MiB chunks)
+ * are not indexed: their new versions fall back to the offset guess.
  */
 export class SketchIndex {
-  private readonly map = new Map<number, string[]>();
+  private readonly ids: string[] = [];
+  private entries = new Float64Array(1024);
+  private count = 0;
+  private sorted = true;
+  private distinct = 0;
   add(id: string, sf: readonly number[] | undefined): void {
-    if (!sf) return;
-    for (let i = 0; i < sf.length; i++) {
-      const key = (sf[i]! ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0;
-      const l = this.map.get(key);
-      if (!l) this.map.set(key, [id]);
-      else if (l.length < 4 && !l.includes(id)) l.push(id);
+    if (!sf || sf.length === 0 || this.ids.length >= SKETCH_INDEX_MAX_CHUNKS) return;
+    const owner = this.ids.length;
+    this.ids.push(id);
+    if (this.count + sf.length > this.entries.length) {
+      const grown = new Float64Array(Math.max(this.entries.length * 2, this.count + sf.length));
+      grown.set(this.entries.subarray(0, this.count));
+      this.entries = grown;
     }
+    for (let i = 0; i < sf.length; i++) this.entries[this.count++] = keyOf(sf[i]!, i) * OWNER_SPAN + owner;
+    this.sorted = false;
   }
+  private sort(): void {
+    if (this.sorted) return;
+    if (this.entries.length > this.count) this.entries = this.entries.slice(0, this.count); // drop the growth slack
+    this.entries.sort();
+    let d = 0;
+    for (let i = 0; i < this.count; i++) if (i === 0 || Math.floor(this.entries[i]! / OWNER_SPAN) !== Math.floor(this.entries[i - 1]! / OWNER_SPAN)) d++;
+    this.distinct = d;
+    this.sorted = true;
+  }
+  /** Number of distinct feature keys (0: nothing to look up). */
   get size(): number {
-    return this.map.size;
+    this.sort();
+    return this.distinct;
+  }
+  /** Up to 4 distinct parent chunk ids with this key, in the order they were added. */
+  private owners(key: number, out: string[]): void {
+    const e = this.entries;
+    let lo = 0;
+    let hi = this.count;
+    const first = key * OWNER_SPAN;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (e[mid]! < first) lo = mid + 1;
+      else hi = mid;
+    }
+    const end = first + OWNER_SPAN;
+    for (let j = lo; j < this.count && e[j]! < end && out.length < 4; j++) {
+      const id = this.ids[e[j]! - first]!;
+      if (!out.includes(id)) out.push(id);
+    }
   }
   /**
    * Up to two parent chunks with the most matching features (at least 2 votes
@@ -135,14 +181,20 @@ export class SketchIndex {
    * and the caller falls back to the position-based guess.
    */
   find(sf: readonly number[]): string[] {
+    this.sort();
     const votes = new Map<string, number>();
+    const ids: string[] = [];
     for (let i = 0; i < sf.length; i++) {
-      const ids = this.map.get((sf[i]! ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
-      if (!ids) continue;
+      ids.length = 0;
+      this.owners(keyOf(sf[i]!, i), ids);
       for (const id of ids) votes.set(id, (votes.get(id) ?? 0) + 1);
     }
     const ranked = [...votes].filter(([, v]) => v >= 2).sort((a, b) => b[1] - a[1]);
     if (ranked.length > 2 && ranked[2]![1] === ranked[0]![1]) return [];
     return ranked.slice(0, 2).map(([id]) => id);
   }
+}
+
+function keyOf(f: number, i: number): number {
+  return (f ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0;
 }
