@@ -6,7 +6,8 @@
 #          the day-1 backup (the daily delta backup) and the restore of day 3 (the end of a delta chain).
 # usage: SRC=DIR [ROUNDS=3] [WORK=/tmp/lb-steps-all] [OUT=file] [DUMPSCALE=1] \
 #          bash bench/steps-all.sh label=/path/to/lifeboat/checkout [label2=...]
-# SRC is copied to WORK/src for each tool and round (so the 5% change starts from the same bytes).
+# SRC is copied to WORK/src for each tool and round (so the 5% change starts from the same bytes); it must hold
+# the files of `node bench/backup-data.mjs data DIR SCALE` at its top (random/, logs/, small/: what the change edits).
 # Each line of OUT: tool step wall_s user_s sys_s peak_rss_kB [bytes_added]; summarise with
 #   python3 bench/steps-median.py OUT
 set -u
@@ -43,7 +44,7 @@ for round in $(seq 1 $ROUNDS); do
       restic init -q -r $D --repository-version 2 >/dev/null
       bk="restic -q -r $R backup --compression auto $W/src"
       T $t first $R "$bk"; T $t unchanged $R "$bk"
-      node $HERE/backup-data.mjs mutate $W/src >/dev/null
+      node $HERE/backup-data.mjs mutate $W/src >/dev/null || echo "FAIL $t mutate (SRC needs the files of bench/backup-data.mjs data at its top)" | tee -a $OUT
       T $t change5 $R "$bk"
       T $t restore $R "restic -q -r $R restore latest --target $W/out"
       diff -r --no-dereference $W/src $W/out$W/src >/dev/null || echo "FAIL $t restored tree differs" | tee -a $OUT
@@ -56,7 +57,7 @@ for round in $(seq 1 $ROUNDS); do
       $c init -q -r $R; $c init -q -r $D
       bk="$c backup -q -r $R $W/src"
       T $t first $R "$bk"; T $t unchanged $R "$bk"
-      node $HERE/backup-data.mjs mutate $W/src >/dev/null
+      node $HERE/backup-data.mjs mutate $W/src >/dev/null || echo "FAIL $t mutate (SRC needs the files of bench/backup-data.mjs data at its top)" | tee -a $OUT
       T $t change5 $R "$bk"
       T $t restore $R "$c restore latest -q -r $R --target $W/out"
       diff -r --no-dereference $W/src $W/out$W/src >/dev/null || echo "FAIL $t restored tree differs" | tee -a $OUT

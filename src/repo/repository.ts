@@ -983,7 +983,10 @@ export class Repository {
     const hash = verify || e.type === 'tree';
     if (e.rawLength >= 64 * 1024 && !this.runInline(e.rawLength)) {
       // a blob to be cached (a delta base) comes back shared: as a later delta's dictionary it is not copied per job
-      ({ data, id: got } = await this.readPool.decode(sealed, e.compression, e.rawLength, what, dict, { hash, shared: cacheable === true }));
+      // Not in a backup's encode pool: there the shared bases piled up (a SharedArrayBuffer is freed only once
+      // both threads have collected it; the third daily dump of bench/steps-all.sh peaked at ~380 MB instead of ~270).
+      const shared = cacheable === true && !this.poolInstance;
+      ({ data, id: got } = await this.readPool.decode(sealed, e.compression, e.rawLength, what, dict, { hash, shared }));
     } else {
       data = this.codec.decode(sealed, e.compression, e.rawLength, what, dict && (dict.length === 1 ? dict[0] : Buffer.concat(dict)));
       if (hash) got = blobId(this.key.idKey, data);
