@@ -43,29 +43,28 @@ for round in $(seq 1 $ROUNDS); do
       restic init -q -r $R --repository-version 2 >/dev/null
       restic init -q -r $D --repository-version 2 >/dev/null
       bk="restic -q -r $R backup --compression auto $W/src"
-      T $t first $R "$bk"; T $t unchanged $R "$bk"
-      node $HERE/backup-data.mjs mutate $W/src >/dev/null || echo "FAIL $t mutate (SRC needs the files of bench/backup-data.mjs data at its top)" | tee -a $OUT
-      T $t change5 $R "$bk"
-      T $t restore $R "restic -q -r $R restore latest --target $W/out"
-      diff -r --no-dereference $W/src $W/out$W/src >/dev/null || echo "FAIL $t restored tree differs" | tee -a $OUT
-      T $t check $R "restic -q -r $R check --read-data"
-      for d in 0 1 2 3; do T $t dump$d $D "restic -q -r $D backup --compression auto --stdin --stdin-filename dump.sql < $W/dump$d.sql"; done
-      rm -rf $W/out; T $t dumprestore $D "restic -q -r $D restore latest --target $W/out"
-      cmp -s $W/out/dump.sql $W/dump3.sql || echo "FAIL $t dump restore differs" | tee -a $OUT
+      rs="restic -q -r $R restore latest --target $W/out"
+      ck="restic -q -r $R check --read-data"
+      dbk="restic -q -r $D backup --compression auto --stdin --stdin-filename dump.sql"
+      drs="restic -q -r $D restore latest --target $W/out"
     else
       c=${CLI[$t]}
       $c init -q -r $R; $c init -q -r $D
       bk="$c backup -q -r $R $W/src"
-      T $t first $R "$bk"; T $t unchanged $R "$bk"
-      node $HERE/backup-data.mjs mutate $W/src >/dev/null || echo "FAIL $t mutate (SRC needs the files of bench/backup-data.mjs data at its top)" | tee -a $OUT
-      T $t change5 $R "$bk"
-      T $t restore $R "$c restore latest -q -r $R --target $W/out"
-      diff -r --no-dereference $W/src $W/out$W/src >/dev/null || echo "FAIL $t restored tree differs" | tee -a $OUT
-      T $t check $R "$c check --read-data -q -r $R"
-      for d in 0 1 2 3; do T $t dump$d $D "$c backup -q -r $D --stdin --stdin-filename dump.sql < $W/dump$d.sql"; done
-      rm -rf $W/out; T $t dumprestore $D "$c restore latest -q -r $D --target $W/out"
-      cmp -s $W/out/dump.sql $W/dump3.sql || echo "FAIL $t dump restore differs" | tee -a $OUT
+      rs="$c restore latest -q -r $R --target $W/out"
+      ck="$c check --read-data -q -r $R"
+      dbk="$c backup -q -r $D --stdin --stdin-filename dump.sql"
+      drs="$c restore latest -q -r $D --target $W/out"
     fi
+    T $t first $R "$bk"; T $t unchanged $R "$bk"
+    node $HERE/backup-data.mjs mutate $W/src >/dev/null || echo "FAIL $t mutate (SRC needs the files of bench/backup-data.mjs data at its top)" | tee -a $OUT
+    T $t change5 $R "$bk"
+    T $t restore $R "$rs"
+    diff -r --no-dereference $W/src $W/out$W/src >/dev/null || echo "FAIL $t restored tree differs" | tee -a $OUT
+    T $t check $R "$ck"
+    for d in 0 1 2 3; do T $t dump$d $D "$dbk < $W/dump$d.sql"; done
+    rm -rf $W/out; T $t dumprestore $D "$drs"
+    cmp -s $W/out/dump.sql $W/dump3.sql || echo "FAIL $t dump restore differs" | tee -a $OUT
     rm -rf $W/out
   done
   echo "round $round done $(uptime)" >> $OUT
