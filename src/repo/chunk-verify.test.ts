@@ -50,6 +50,24 @@ test('verifyChunk: ids and errors are those of decoding each blob whole', () => 
   const flipped = Buffer.from(enc.sealed);
   flipped[100]! ^= 1;
   const frame = zstd.compress(small);
+  // compressible, but still ~300 KB compressed: several pieces
+  const big = Buffer.from(randomBytes(300_000).toString('base64'));
+  const bigEnc = codec.encode(big);
+  assert.equal(bigEnc.compression, 1);
+  assert.ok(bigEnc.sealed.length > 4 * 64 * 1024);
+  const bigFrame = zstd.compress(big);
+  const bigRnd = randomBytes(300_000);
+  const bigStored = codec.encode(bigRnd);
+  assert.equal(bigStored.compression, 0);
+  const bigTop = Buffer.concat([big.subarray(0, 200_000), Buffer.from(randomBytes(150_000).toString('base64')), big.subarray(200_000)]);
+  const bigDelta = codec.encode(bigTop, big);
+  assert.equal(bigDelta.compression, 2);
+  assert.ok(bigDelta.sealed.length > 2 * 64 * 1024);
+  const flip = (b: Buffer, at: number) => {
+    const c = Buffer.from(b);
+    c[at]! ^= 1;
+    return c;
+  };
   const cases: Case[] = [
     { name: 'plain', sealed: enc.sealed, compression: 1, rawLength: plain.length },
     { name: 'delta', sealed: delta.sealed, compression: 2, rawLength: top.length, dict: base },
@@ -69,6 +87,24 @@ test('verifyChunk: ids and errors are those of decoding each blob whole', () => 
     { name: 'delta-without-base', sealed: delta.sealed, compression: 2, rawLength: top.length },
     { name: 'delta-wrong-base', sealed: delta.sealed, compression: 2, rawLength: top.length, dict: text(200_000, 9) },
     { name: 'zero-raw', sealed: enc.sealed, compression: 1, rawLength: 0 },
+    // payloads of several 64 KiB pieces (decodeId deciphers and decompresses piece by piece)
+    { name: 'big-plain', sealed: bigEnc.sealed, compression: 1, rawLength: big.length },
+    { name: 'big-stored', sealed: bigStored.sealed, compression: 0, rawLength: bigRnd.length },
+    { name: 'big-delta', sealed: bigDelta.sealed, compression: 2, rawLength: bigTop.length, dict: big },
+    { name: 'big-delta-wrong-base', sealed: bigDelta.sealed, compression: 2, rawLength: bigTop.length, dict: bigTop },
+    { name: 'big-truncated', sealed: seal(encKey, bigFrame.subarray(0, bigFrame.length - 1000)), compression: 1, rawLength: big.length },
+    { name: 'big-cut-in-first-piece', sealed: seal(encKey, bigFrame.subarray(0, 70_000)), compression: 1, rawLength: big.length },
+    { name: 'big-flipped-late', sealed: flip(bigEnc.sealed, bigEnc.sealed.length - 100), compression: 1, rawLength: big.length },
+    { name: 'big-flipped-early', sealed: flip(bigEnc.sealed, 200), compression: 1, rawLength: big.length },
+    { name: 'big-garbage-unauthentic', sealed: flip(seal(encKey, randomBytes(200_000)), 150_000), compression: 1, rawLength: 300_000 },
+    { name: 'big-garbage', sealed: seal(encKey, randomBytes(200_000)), compression: 1, rawLength: 300_000 },
+    { name: 'big-bomb-late', sealed: seal(encKey, Buffer.concat([bigFrame, zstd.compress(Buffer.alloc(3_000_000))])), compression: 1, rawLength: big.length + 10 },
+    { name: 'big-two-frames', sealed: seal(encKey, Buffer.concat([bigFrame, bigFrame])), compression: 1, rawLength: 2 * big.length },
+    { name: 'big-trailing-garbage', sealed: seal(encKey, Buffer.concat([bigFrame, randomBytes(70_000)])), compression: 1, rawLength: big.length },
+    { name: 'big-raw-short', sealed: bigEnc.sealed, compression: 1, rawLength: big.length - 1 },
+    { name: 'big-raw-long', sealed: bigEnc.sealed, compression: 1, rawLength: big.length + 1 },
+    { name: 'big-stored-raw-short', sealed: bigStored.sealed, compression: 0, rawLength: bigRnd.length - 1 },
+    { name: 'too-short-sealed', sealed: Buffer.alloc(20), compression: 1, rawLength: 10 },
   ];
   // all in one range, with a gap before each blob
   const parts: Buffer[] = [];

@@ -1,9 +1,9 @@
 import zstd from 'zstd-napi';
 import binding from 'zstd-napi/binding.js';
 import type { DCtx } from 'zstd-napi/binding.js';
-import { createHmac } from 'node:crypto';
+import { createDecipheriv, createHmac } from 'node:crypto';
 import { IntegrityError } from '../errors.js';
-import { open, seal } from './crypto.js';
+import { NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, open, seal } from './crypto.js';
 import type { Compression } from './pack.js';
 
 /**
@@ -252,32 +252,145 @@ export class BlobCodec {
 
   /**
    * Open and decompress a blob and return the keyed hash (blobId) of its
-   * plaintext, without holding the plaintext: it streams through `scratch`.
-   * Checks and errors are those of decode().
+   * plaintext, holding neither the opened payload nor the plaintext: the sealed
+   * bytes are deciphered OPEN_PIECE bytes at a time, each piece fed straight to
+   * the decompressor (or the hash), the plaintext streaming through `scratch`.
+   * Memory is a piece and the scratch buffer, whatever the blob's size (check
+   * --read-data: no blob-sized allocation per blob, which piled up in the
+   * allocator's arenas). Nothing deciphered leaves this function before the
+   * authentication tag is checked at the end: a payload that fails it is
+   * reported as unauthenticated, whatever decompressing it did (zstd is safe on
+   * any input, and its output is capped at `rawLength`). Checks and errors are
+   * those of decode().
    */
   decodeId(sealed: Uint8Array, compression: Compression, rawLength: number, what: string, idKey: Buffer, scratch: Buffer, dict?: Uint8Array): string {
-    const payload = open(this.encKey, sealed, what);
+    const buf = Buffer.isBuffer(sealed) ? sealed : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
+    if (buf.length < SEAL_OVERHEAD) throw new IntegrityError(`${what}: too short to be a sealed object (${buf.length} bytes)`);
+    const d = createDecipheriv('aes-256-gcm', this.encKey, buf.subarray(0, NONCE_LEN));
+    d.setAuthTag(buf.subarray(buf.length - TAG_LEN));
+    const body = buf.subarray(NONCE_LEN, buf.length - TAG_LEN);
     const h = createHmac('sha256', idKey);
-    let n: number;
+    const dctx = compression === 2 ? this.ddelta : this.dplain;
+    // the first error decoding the payload: reported only if the payload authenticates
+    let problem: unknown;
+    let n = 0;
+    let z: CappedStream | undefined;
     try {
-      if (compression === 0) {
-        h.update(payload);
-        n = payload.length;
-      } else if (compression === 1) n = decompressCappedInto(this.dplain, payload, rawLength, scratch, (p) => h.update(p));
-      else {
+      if (compression === 2) {
         if (!dict) throw new IntegrityError(`${what}: delta blob decoded without its base`);
+        dctx.loadDictionary(Buffer.from(dict.buffer, dict.byteOffset, dict.length));
+      }
+      if (compression !== 0) z = new CappedStream(dctx, rawLength, scratch, (p) => h.update(p));
+    } catch (err) {
+      problem = err;
+    }
+    try {
+      for (let off = 0; off < body.length; off += OPEN_PIECE) {
+        const piece = d.update(body.subarray(off, Math.min(body.length, off + OPEN_PIECE)));
+        if (problem !== undefined) continue; // still deciphered: the tag covers every byte
+        if (!z) {
+          h.update(piece);
+          n += piece.length;
+          continue;
+        }
         try {
-          this.ddelta.loadDictionary(Buffer.from(dict.buffer, dict.byteOffset, dict.length));
-          n = decompressCappedInto(this.ddelta, payload, rawLength, scratch, (p) => h.update(p));
-        } finally {
-          this.ddelta.reset(binding.ResetDirective.sessionAndParameters);
+          z.push(piece);
+        } catch (err) {
+          problem = err;
         }
       }
-    } catch (err) {
-      if (err instanceof IntegrityError) throw err;
-      throw new IntegrityError(`${what}: decompression failed (${(err as Error).message}; the index declares ${rawLength} bytes)`);
+      try {
+        d.final();
+      } catch {
+        throw new IntegrityError(`${what}: authentication failed (data modified, truncated or from another repository)`);
+      }
+      if (z && problem === undefined) {
+        try {
+          n = z.end();
+        } catch (err) {
+          problem = err;
+        }
+      }
+    } finally {
+      // drop the context's copy of the dictionary (up to two blobs) right away
+      if (compression === 2 && dict) this.ddelta.reset(binding.ResetDirective.sessionAndParameters);
+    }
+    if (problem !== undefined) {
+      if (problem instanceof IntegrityError) throw problem;
+      throw new IntegrityError(`${what}: decompression failed (${(problem as Error).message}; the index declares ${rawLength} bytes)`);
     }
     if (n !== rawLength) throw new IntegrityError(`${what}: decoded to ${n} bytes, index says ${rawLength}`);
     return h.digest('hex');
+  }
+}
+
+/** Bytes of a sealed blob deciphered at a time by decodeId (small: the allocator reuses them). */
+const OPEN_PIECE = 64 * 1024;
+
+/**
+ * decompressCappedInto with the compressed input arriving in pieces (push),
+ * in order, then end(): the same limits, the same errors for the same input
+ * (the first piece holds the whole frame header: pieces are OPEN_PIECE bytes,
+ * or the whole payload when it is smaller).
+ */
+export class CappedStream {
+  private total = 0;
+  private started = false;
+  /** The last decompressStream result of a call that moved bytes: 0 when a frame is complete and flushed. */
+  private ret = -1;
+  private readonly probe: Buffer;
+
+  constructor(
+    private readonly dctx: DCtx,
+    private readonly limit: number,
+    private readonly scratch: Buffer,
+    private readonly sink: (piece: Buffer) => void,
+  ) {
+    this.probe = scratch.subarray(0, 1);
+  }
+
+  push(src: Buffer): void {
+    if (src.length === 0) return;
+    if (!this.started) {
+      this.started = true;
+      this.dctx.reset(binding.ResetDirective.sessionOnly);
+      const declared = binding.getFrameContentSize(src);
+      if (declared !== null && declared > this.limit) throw new Error(`zstd frame declares ${declared} bytes, more than the ${this.limit} allowed`);
+    }
+    let consumed = 0;
+    for (;;) {
+      const { produced, used, room } = this.step(src.subarray(consumed));
+      consumed += used;
+      // this piece is used up and the decompressor holds no output it could not write: wait for the next
+      if (consumed >= src.length && produced < room) return;
+      if (produced === 0 && used === 0 && consumed < src.length) throw new Error('zstd frame is truncated');
+    }
+  }
+
+  /** All input pushed: flush, and the number of bytes produced (the last frame must be complete). */
+  end(): number {
+    if (!this.started) throw new Error('empty zstd payload');
+    while (this.ret !== 0) {
+      const { produced } = this.step(Buffer.alloc(0));
+      if (produced === 0) throw new Error('zstd frame is truncated');
+    }
+    return this.total;
+  }
+
+  /** One decompressStream call; at the cap, a probe: any further output is an error. */
+  private step(src: Buffer): { produced: number; used: number; room: number } {
+    if (this.total >= this.limit) {
+      const [ret, produced, used] = this.dctx.decompressStream(this.probe, src);
+      if (produced > 0) throw new Error(`decompresses to more than the ${this.limit} bytes allowed`);
+      if (used > 0) this.ret = ret;
+      return { produced, used, room: 1 };
+    }
+    const room = Math.min(this.scratch.length, this.limit - this.total);
+    const [ret, produced, used] = this.dctx.decompressStream(this.scratch.subarray(0, room), src);
+    if (produced > 0) this.sink(this.scratch.subarray(0, produced));
+    this.total += produced;
+    // a call that moved nothing says nothing new (after a complete frame zstd asks for the next one's header)
+    if (used > 0 || produced > 0) this.ret = ret;
+    return { produced, used, room };
   }
 }

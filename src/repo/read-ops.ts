@@ -22,7 +22,12 @@ export type WorkerOp = (msg: Record<string, unknown>) => { reply: Record<string,
  */
 export function readOps(codec: BlobCodec, idKey: Buffer, reclaimer: BufferReclaimer): Record<string, WorkerOp> {
   return {
-    verifyChunk: (msg) => verifyChunkReply(codec, idKey, msg as { seq: number }),
+    verifyChunk: (msg) => {
+      const r = verifyChunkReply(codec, idKey, msg as { seq: number });
+      // the sealed payloads opened for the range's blobs (about its size) are garbage now
+      reclaimer.dropped((msg.chunk as Uint8Array).length);
+      return r;
+    },
     decodeRange: (msg) => {
       const r = decodeRangeReply(codec, idKey, msg as { seq: number });
       reclaimer.dropped((msg.chunk as Uint8Array).length);

@@ -3,10 +3,11 @@ import type { Repository } from '../repo/repository.js';
 import { MAX_PACK_SIZE, basesOf } from '../repo/pack.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
 import { collectUsedBlobs } from '../repo/walk.js';
+import type { BlobSet } from '../repo/blobset.js';
 import { checkWal } from '../repo/wal.js';
 import { checkBinlogs } from '../repo/binlog.js';
 import { mapLimit } from '../util/sync.js';
-import { RangeBuffers, readPackData } from './read-pack.js';
+import { InlineVerifier, RangeBuffers, readPackData } from './read-pack.js';
 
 /**
  * Repository verification. Structure check: every index, snapshot and tree
@@ -129,22 +130,36 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   // Delta chains: no cycles, no deeper than the format allows.
   for (const [id, chain] of repo.index.chainProblems()) damagedBlobs.set(id, chain);
 
+  // 4. Read data: started here, before the walk of the trees, and run alongside it
+  // (the walk waits on one small read at a time; the data phase keeps a decode
+  // worker busy). Its findings are merged after the walk's, in pack order, so the
+  // report does not depend on which finished first.
+  const readData = opts.readData ? readAllPacks(repo, selectSubset([...stored.keys()].sort(), opts.subset), stored, opts.onProgress) : undefined;
+  readData?.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+
   // 3. Snapshots and trees.
-  const snapshots: SnapshotWithId[] = await repo.listSnapshots({
-    onError: (id, err) => problems.push({ kind: 'snapshot', object: id, message: errorMessage(err) }),
-  });
-  res.snapshots = snapshots.length;
-  // One walk over all snapshots (shared trees once) into a bit set over the index:
-  // memory is one bit per blob, not a set of ids per snapshot. Which snapshots a
-  // problem affects is worked out at the end, only when there are problems.
+  let snapshots: SnapshotWithId[];
+  let used: BlobSet;
   const treeProblems = new Map<string, string>();
-  const used = await collectUsedBlobs(
-    repo,
-    snapshots.map((s) => s.tree),
-    (treeId, err) => treeProblems.set(treeId, errorMessage(err)),
-    undefined,
-    false, // every tree once: caching them would only hold memory (the blob cache's 32 MiB) through the data phase
-  );
+  try {
+    snapshots = await repo.listSnapshots({
+      onError: (id, err) => problems.push({ kind: 'snapshot', object: id, message: errorMessage(err) }),
+    });
+    res.snapshots = snapshots.length;
+    // One walk over all snapshots (shared trees once) into a bit set over the index:
+    // memory is one bit per blob, not a set of ids per snapshot. Which snapshots a
+    // problem affects is worked out at the end, only when there are problems.
+    used = await collectUsedBlobs(
+      repo,
+      snapshots.map((s) => s.tree),
+      (treeId, err) => treeProblems.set(treeId, errorMessage(err)),
+      undefined,
+      false, // every tree once: caching them would only hold memory (the blob cache's 32 MiB) through the data phase
+    );
+  } catch (err) {
+    await readData?.catch(() => {}); // nothing reads the repository after check returns
+    throw err;
+  }
   for (const id of used.notIndexed()) {
     if (!damagedBlobs.has(id)) damagedBlobs.set(id, 'blob is referenced but not in any index');
   }
@@ -155,26 +170,14 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
     return problem;
   };
 
-  // 4. Read data.
-  if (opts.readData) {
-    const packs = selectSubset([...stored.keys()].sort(), opts.subset);
-    let done = 0;
-    const buffers = new RangeBuffers();
-    await mapLimit(packs, 2, async (pack) => {
-      try {
-        const size = stored.get(pack) ?? 0;
-        if (size > MAX_PACK_SIZE) throw new IntegrityError(`pack is ${size} bytes, more than the format maximum of ${MAX_PACK_SIZE}`);
-        const r = await readPackData(repo, pack, size, buffers);
-        res.bytesRead += r.bytesRead;
-        if (!r.hashOk) badPacks.set(pack, 'pack content does not match its name (SHA-256): data is damaged');
-        for (const [id, msg] of r.damaged) damagedBlobs.set(id, `in pack ${pack}: ${msg}`);
-        if (r.headerError) throw r.headerError;
-        res.packsRead++;
-      } catch (err) {
-        badPacks.set(pack, badPacks.get(pack) ?? errorMessage(err));
-      }
-      opts.onProgress?.(++done, packs.length);
-    });
+  if (readData) {
+    for (const r of await readData) {
+      res.bytesRead += r.bytesRead;
+      if (r.read) res.packsRead++;
+      for (const [id, msg] of r.damaged) damagedBlobs.set(id, `in pack ${r.pack}: ${msg}`);
+      if (r.hashBad) badPacks.set(r.pack, 'pack content does not match its name (SHA-256): data is damaged');
+      if (r.error !== undefined) badPacks.set(r.pack, badPacks.get(r.pack) ?? r.error);
+    }
   }
 
   // 4b. Archived WAL entries (with readData: reassembled and hashed).
@@ -231,3 +234,43 @@ async function attribute(repo: Repository, snapshots: SnapshotWithId[], items: A
     }
   }
 }
+
+interface PackFindings {
+  pack: string;
+  bytesRead: number;
+  read: boolean;
+  hashBad: boolean;
+  damaged: Array<[string, string]>;
+  error?: string;
+}
+
+/**
+ * check --read-data over `packs`, PACKS_AT_ONCE at a time (read-pack.ts pipelines the
+ * ranges of each): per pack, in the order of `packs`, what was found.
+ */
+async function readAllPacks(repo: Repository, packs: string[], stored: Map<string, number>, onProgress?: (done: number, total: number) => void): Promise<PackFindings[]> {
+  let done = 0;
+  const buffers = new RangeBuffers();
+  const inline = process.env.LIFEBOAT_CHECK_INLINE === '0' ? undefined : new InlineVerifier(repo);
+  const atOnce = Number(process.env.LIFEBOAT_CHECK_PACKS) || PACKS_AT_ONCE;
+  return mapLimit(packs, atOnce, async (pack) => {
+    const f: PackFindings = { pack, bytesRead: 0, read: false, hashBad: false, damaged: [] };
+    try {
+      const size = stored.get(pack) ?? 0;
+      if (size > MAX_PACK_SIZE) throw new IntegrityError(`pack is ${size} bytes, more than the format maximum of ${MAX_PACK_SIZE}`);
+      const r = await readPackData(repo, pack, size, buffers, inline);
+      f.bytesRead = r.bytesRead;
+      f.hashBad = !r.hashOk;
+      f.damaged = r.damaged;
+      if (r.headerError) throw r.headerError;
+      f.read = true;
+    } catch (err) {
+      f.error = errorMessage(err);
+    }
+    onProgress?.(++done, packs.length);
+    return f;
+  });
+}
+
+/** Packs read at a time by check --read-data (LIFEBOAT_CHECK_PACKS overrides). */
+const PACKS_AT_ONCE = 1;

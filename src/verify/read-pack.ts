@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { IntegrityError, errorMessage } from '../errors.js';
-import type { ChunkBlob, ChunkResult } from '../repo/chunk-verify.js';
+import { type ChunkBlob, type ChunkResult, verifyChunk } from '../repo/chunk-verify.js';
+import { BlobCodec } from '../repo/codec.js';
+import { BufferReclaimer } from '../util/reclaim.js';
 import { MAX_PACK_HEADER, type PackBlob, basesOf, blobEntryProblem, parseHeaderBytes } from '../repo/pack.js';
 import { planPackRanges } from '../repo/pack-ranges.js';
 import type { Repository } from '../repo/repository.js';
@@ -12,10 +14,43 @@ import type { Repository } from '../repo/repository.js';
  * copied) to a decode worker that verifies all its blobs in one message.
  * Memory per pack: the tail, the range being read and IN_FLIGHT ranges being
  * verified, whatever the pack size.
+ *
+ * With an InlineVerifier, a range is verified on the calling thread instead
+ * whenever the decode worker already has WORKER_QUEUE ranges: on two cores the
+ * main thread (reads, the pack's SHA-256, the tree walk) has time to spare
+ * while one worker decodes, and decoding some ranges itself uses it without a
+ * second worker thread (its heap, ~15-25 MB of RSS, and its start-up).
  */
 const TAIL = 256 * 1024;
 const RANGE = 2 * 1024 * 1024;
-const IN_FLIGHT = 2;
+const IN_FLIGHT = Number(process.env.LB_IF) || 3;
+const WORKER_QUEUE = Number(process.env.LB_WQ) || 2;
+
+/** Verifies ranges on the calling thread (see above); same checks and results as the worker's. */
+export class InlineVerifier {
+  readonly codec: BlobCodec;
+  readonly idKey: Buffer;
+  /** The sealed payloads opened here are dropped after each range: collect them promptly (see reclaim.ts). */
+  private readonly reclaimer = new BufferReclaimer();
+  /** Ranges verified here so far. */
+  ranges = 0;
+
+  /** `always`: every range here, none in a worker (tests; a single core). */
+  constructor(
+    repo: Repository,
+    readonly always = false,
+  ) {
+    this.codec = new BlobCodec(repo.key.encKey, repo.config.compressionLevel);
+    this.idKey = repo.key.idKey;
+  }
+
+  verify(chunk: Uint8Array, blobs: ChunkBlob[]): ChunkResult[] {
+    this.ranges++;
+    const r = verifyChunk(this.codec, this.idKey, chunk, blobs);
+    this.reclaimer.dropped(chunk.length);
+    return r;
+  }
+}
 
 /**
  * Range buffers handed back by the decode workers, reused for later ranges:
@@ -25,7 +60,7 @@ const IN_FLIGHT = 2;
  */
 export class RangeBuffers {
   private readonly free: ArrayBuffer[] = [];
-  constructor(private readonly keep = 8) {}
+  constructor(private readonly keep = 4) {}
 
   take(length: number): Buffer {
     const i = this.free.findIndex((ab) => ab.byteLength >= length);
@@ -48,7 +83,7 @@ export interface PackReadResult {
   bytesRead: number;
 }
 
-export async function readPackData(repo: Repository, pack: string, size: number, buffers = new RangeBuffers()): Promise<PackReadResult> {
+export async function readPackData(repo: Repository, pack: string, size: number, buffers = new RangeBuffers(), inline?: InlineVerifier): Promise<PackReadResult> {
   const res: PackReadResult = { hashOk: false, damaged: [], bytesRead: 0 };
   const load = async (offset: number, length: number): Promise<Buffer> => {
     const b = await repo.storage.load('data', pack, { offset, length });
@@ -114,6 +149,12 @@ export async function readPackData(repo: Repository, pack: string, size: number,
     }
     if (jobs.length === 0) {
       if (reused) buffers.give(data.buffer as ArrayBuffer);
+      return;
+    }
+    if (inline && (inline.always || repo.readPool.jobsInFlight >= WORKER_QUEUE)) {
+      const results = inline.verify(data, jobs);
+      if (reused) buffers.give(data.buffer as ArrayBuffer);
+      settle(sent, results);
       return;
     }
     const { results, returned } = await repo.readPool.verifyChunk(data, jobs, reused);
