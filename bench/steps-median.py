@@ -7,7 +7,7 @@ rows = collections.defaultdict(list)
 fails = []
 for line in open(sys.argv[1]):
     p = line.split()
-    if not p or p[0] == 'round':
+    if not p or p[0] == 'round' or p[0].startswith('#') or p[0] == 'DONE':
         continue
     if p[0] == 'FAIL':
         fails.append(line.strip()); continue

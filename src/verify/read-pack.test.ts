@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { LocalStorage } from '../storage/local.js';
 import type { Storage } from '../storage/types.js';
 import { Repository } from '../repo/repository.js';
-import { RangeBuffers, readPackData } from './read-pack.js';
+import { InlineVerifier, RangeBuffers, readPackData } from './read-pack.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
 
@@ -44,6 +44,8 @@ test('readPackData: an intact pack verifies, read in ranges, with or without loa
     const again = await readPackData(p.repo, p.pack, p.size, buffers); // reusing the buffers handed back
     assert.deepEqual(again.damaged, []);
     assert.equal(again.hashOk, true);
+    const here = await readPackData(p.repo, p.pack, p.size, buffers, new InlineVerifier(p.repo, true));
+    assert.deepEqual({ hashOk: here.hashOk, damaged: here.damaged, bytesRead: here.bytesRead }, { hashOk: true, damaged: [], bytesRead: p.size });
     const other = await Repository.open(withoutLoadInto(new LocalStorage(p.dir)), 'pw');
     const plain = await readPackData(other, p.pack, p.size);
     assert.deepEqual({ hashOk: plain.hashOk, damaged: plain.damaged, bytesRead: plain.bytesRead }, { hashOk: true, damaged: [], bytesRead: p.size });
@@ -59,6 +61,11 @@ test('readPackData: an intact pack verifies, read in ranges, with or without loa
     assert.equal(bad.headerError, undefined);
     assert.deepEqual(bad.damaged.map(([id]) => id), [victim.id]);
     assert.match(bad.damaged[0]![1], /authentication failed/);
+    // verified on this thread instead of the worker: the same findings, every range here
+    const inline = new InlineVerifier(p.repo, true);
+    const badHere = await readPackData(p.repo, p.pack, p.size, buffers, inline);
+    assert.deepEqual({ hashOk: badHere.hashOk, damaged: badHere.damaged, bytesRead: badHere.bytesRead }, { hashOk: false, damaged: bad.damaged, bytesRead: p.size });
+    assert.ok(inline.ranges > 1);
     buf[victim.e.offset + 40]! ^= 1;
 
     // a damaged header: reported as the pack's problem, no blob decoded, the hash still computed over every byte
