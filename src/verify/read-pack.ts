@@ -59,10 +59,13 @@ export class InlineVerifier {
  * Range buffers handed back by the decode workers, reused for later ranges:
  * with a storage that reads into the caller's buffer (Storage.loadInto) the
  * steady state allocates nothing per range. Keeps a few buffers of about
- * RANGE bytes (a range holding one larger blob gets a buffer of its own).
+ * RANGE bytes (a range holding one larger blob gets a buffer of its own);
+ * those it does not keep are collected promptly (see reclaim.ts: V8 alone
+ * waits for ~64 MiB of them).
  */
 export class RangeBuffers {
   private readonly free: ArrayBuffer[] = [];
+  private readonly reclaimer = new BufferReclaimer(8 * 1024 * 1024);
   constructor(private readonly keep = 4) {}
 
   take(length: number): Buffer {
@@ -72,7 +75,9 @@ export class RangeBuffers {
   }
 
   give(ab: ArrayBuffer | undefined): void {
-    if (ab && ab.byteLength >= RANGE && ab.byteLength <= 2 * RANGE && this.free.length < this.keep) this.free.push(ab);
+    if (!ab) return;
+    if (ab.byteLength >= RANGE && ab.byteLength <= 2 * RANGE && this.free.length < this.keep) this.free.push(ab);
+    else this.reclaimer.dropped(ab.byteLength);
   }
 }
 
