@@ -92,6 +92,9 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   for (const [name, err] of repo.indexErrors) problems.push({ kind: 'index', object: name, message: errorMessage(err) });
   res.blobs = repo.index.size;
 
+  // The decode worker starts (~0.1 s: a thread, its isolate, zstd) while the packs are listed and the index checked.
+  if (opts.readData) repo.readPool.verifyChunk(Buffer.alloc(0), []).catch(() => {});
+
   // 2. Packs: every indexed pack exists and is large enough.
   const stored = new Map((await repo.storage.list('data')).map((o) => [o.name, o.size]));
   const needed = new Map<string, number>();
