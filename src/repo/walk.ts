@@ -16,26 +16,49 @@ export async function collectUsedBlobs(
   visit?: (node: TreeNode, treeId: string) => void,
   /** false: trees are not kept in the repository's blob cache (each tree is visited once here anyway). */
   cacheTrees = true,
+  /**
+   * Trees loaded at a time. With more than one, trees are visited (and errors
+   * reported) in the order their loads finish, not depth first; the set is the same.
+   */
+  concurrency = 1,
 ): Promise<BlobSet> {
   const used = new BlobSet(repo.index);
   const stack = [...treeIds];
-  while (stack.length) {
-    const id = stack.pop()!;
-    if (used.has(id)) continue;
-    used.add(id);
-    let nodes: TreeNode[];
-    try {
-      nodes = (await repo.loadTree(id, { cache: cacheTrees })).nodes;
-    } catch (err) {
-      onError(id, err);
-      continue;
+  let loading = 0;
+  let waiting: Array<() => void> = [];
+  const wake = () => {
+    const w = waiting;
+    waiting = [];
+    for (const r of w) r();
+  };
+  const run = async (): Promise<void> => {
+    for (;;) {
+      const id = stack.pop();
+      if (id === undefined) {
+        if (loading === 0) return wake(); // nothing left and nothing that could add more
+        await new Promise<void>((r) => waiting.push(r));
+        continue;
+      }
+      if (used.has(id)) continue;
+      used.add(id);
+      let nodes: TreeNode[] | undefined;
+      loading++;
+      try {
+        nodes = (await repo.loadTree(id, { cache: cacheTrees })).nodes;
+      } catch (err) {
+        onError(id, err);
+      } finally {
+        loading--;
+      }
+      for (const n of nodes ?? []) {
+        visit?.(n, id);
+        if (n.type === 'dir' && n.subtree) stack.push(n.subtree);
+        else if (n.type === 'file' && n.content) for (const c of n.content) used.add(c);
+      }
+      wake();
     }
-    for (const n of nodes) {
-      visit?.(n, id);
-      if (n.type === 'dir' && n.subtree) stack.push(n.subtree);
-      else if (n.type === 'file' && n.content) for (const c of n.content) used.add(c);
-    }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, run));
   addDeltaBases(repo, used);
   return used;
 }

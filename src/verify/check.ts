@@ -158,6 +158,9 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
       (treeId, err) => treeProblems.set(treeId, errorMessage(err)),
       undefined,
       false, // every tree once: caching them would only hold memory (the blob cache's 32 MiB) through the data phase
+      // several trees at a time: one at a time, the walk (a small read per tree) waited behind every range the
+      // main thread verifies and could outlast the data phase; problems are sorted by tree below, whatever the order
+      WALK_TREES,
     );
   } catch (err) {
     await readData?.catch(() => {}); // nothing reads the repository after check returns
@@ -197,7 +200,7 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
     for (const id of blobIds) if (!damagedBlobs.has(id)) damagedBlobs.set(id, `in pack ${pack}: ${msg}`);
     problems.push(affected({ kind: 'pack', object: pack, message: msg }, new Set(blobIds)));
   }
-  for (const [treeId, msg] of treeProblems) {
+  for (const [treeId, msg] of [...treeProblems].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     problems.push(affected({ kind: 'tree', object: treeId, message: msg }, new Set([treeId])));
   }
   const packOf = (id: string) => repo.index.packOf(id);
@@ -274,6 +277,9 @@ async function readAllPacks(repo: Repository, packs: string[], stored: Map<strin
     return f;
   });
 }
+
+/** Trees loaded at a time by the walk. */
+const WALK_TREES = 8;
 
 /** Packs read at a time by check --read-data (LIFEBOAT_CHECK_PACKS overrides). */
 const PACKS_AT_ONCE = 1;
