@@ -251,6 +251,31 @@ export class BlobCodec {
   }
 
   /**
+   * decode() into `out`, the caller's memory of exactly `rawLength` bytes, a
+   * delta (compression 2) against `dict` too: zstd reads the dictionary in
+   * place (no copy into the context) and writes straight into `out`, never
+   * more than it holds. The same checks and errors as decode(). A chain of
+   * deltas decodes through two reused buffers this way (read-ops.ts decodeChain):
+   * no allocation (and no page faults) per level.
+   */
+  decodeTo(sealed: Uint8Array, compression: Compression, rawLength: number, what: string, out: Buffer, dict?: Uint8Array): void {
+    if (compression !== 2) return this.decodeInto(sealed, compression, rawLength, what, out);
+    if (out.length !== rawLength) throw new Error(`${what}: output of ${out.length} bytes for ${rawLength}`);
+    if (!dict) throw new IntegrityError(`${what}: delta blob decoded without its base`);
+    const payload = open(this.encKey, sealed, what);
+    let n: number;
+    try {
+      if (payload.length === 0) throw new Error('empty zstd payload');
+      const declared = binding.getFrameContentSize(payload);
+      if (declared !== null && declared > rawLength) throw new Error(`zstd frame declares ${declared} bytes, more than the ${rawLength} allowed`);
+      n = this.ddelta.decompressUsingDict(out, payload, dict);
+    } catch (err) {
+      throw new IntegrityError(`${what}: decompression failed (${(err as Error).message}; the index declares ${rawLength} bytes)`);
+    }
+    if (n !== rawLength) throw new IntegrityError(`${what}: decoded to ${n} bytes, index says ${rawLength}`);
+  }
+
+  /**
    * Open and decompress a blob and return the keyed hash (blobId) of its
    * plaintext, without holding the plaintext: it streams through `scratch`.
    * Checks and errors are those of decode().
