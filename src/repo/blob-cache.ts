@@ -27,11 +27,6 @@ export class BlobCache {
     return this.map.size;
   }
 
-  /** Whether the blob is cached (its place in the eviction order unchanged). */
-  has(id: string): boolean {
-    return this.map.has(id);
-  }
-
   get(id: string): CachedBlob | undefined {
     const v = this.map.get(id);
     if (v !== undefined) {

@@ -159,9 +159,16 @@ export class WorkerPool {
   }
 
   /** Compress + seal. `data` is transferred when it owns its whole ArrayBuffer. */
-  async encode(data: Buffer, dict?: Buffer, sketch = false): Promise<{ sealed: Buffer; compression: Compression; sf?: number[] }> {
+  async encode(
+    data: Buffer,
+    dict?: Buffer,
+    sketch = false,
+    /** The dictionary as a delta chain the worker decodes (read-ops.ts decodeChain) and checks against `base`, its last blob's id; its sealed blobs are transferred. */
+    from?: { chain: ChainMsg; base: string },
+  ): Promise<{ sealed: Buffer; compression: Compression; sf?: number[] }> {
     const transfer = ownsBuffer(data) ? [data.buffer as ArrayBuffer] : [];
-    const r = await this.post<{ sealed: Uint8Array; compression: Compression; sf?: number[] }>({ op: 'encode', data, dict, sketch }, transfer);
+    if (from) for (const x of from.chain.sealed) if (ownsBuffer(x as Buffer) && !transfer.includes(x.buffer as ArrayBuffer)) transfer.push(x.buffer as ArrayBuffer);
+    const r = await this.post<{ sealed: Uint8Array; compression: Compression; sf?: number[] }>({ op: 'encode', data, dict, sketch, ...(from ? { chain: from.chain, base: from.base } : {}) }, transfer);
     return { sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.length), compression: r.compression, ...(r.sf ? { sf: r.sf } : {}) };
   }
 

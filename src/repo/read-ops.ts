@@ -13,7 +13,7 @@ export interface ChainMsg {
   noHash?: boolean;
 }
 
-/** Two buffers per thread for the inner levels of a chain, reused (they grow to the largest blob seen, at most 2 x MAX_DATA_BLOB). */
+/** Buffers per thread for the inner levels of a chain (and a transient result), reused: each grows to the largest blob seen (MAX_DATA_BLOB at most). */
 const scratch: Buffer[] = [];
 function scratchBuf(k: number, n: number): Buffer {
   let b = scratch[k];
@@ -29,12 +29,13 @@ function scratchBuf(k: number, n: number): Buffer {
  * level-by-level path copies each base to the worker and allocates each
  * plaintext). Every level is checked as decode() checks a blob.
  */
-export function decodeChain(codec: BlobCodec, idKey: Buffer, msg: ChainMsg): { data: Buffer; id?: string } {
+export function decodeChain(codec: BlobCodec, idKey: Buffer, msg: ChainMsg, transient = false): { data: Buffer; id?: string } {
   const n = msg.sealed.length;
   let dict: Buffer | undefined;
   for (let i = 0; i < n; i++) {
     const raw = msg.rawLength[i]!;
-    const out = i === n - 1 ? Buffer.allocUnsafeSlow(raw) : scratchBuf(i & 1, raw);
+    // (`transient`: the caller is done with the plaintext before the next call: a third reused buffer)
+    const out = i < n - 1 ? scratchBuf(i & 1, raw) : transient ? scratchBuf(2, raw) : Buffer.allocUnsafeSlow(raw);
     codec.decodeTo(msg.sealed[i]!, msg.compression[i]!, raw, msg.what[i]!, out, dict);
     dict = out;
   }

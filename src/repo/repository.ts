@@ -453,9 +453,10 @@ export class Repository {
   }
 
   /** The bases' plaintexts (a decode worker joins them: no copy on the main thread). */
-  private loadDictParts(bases: string[], level: number, verify: boolean): Promise<Buffer[]> {
+  private loadDictParts(bases: string[], level: number, verify: boolean, onMain = false): Promise<Buffer[]> {
     if (level > MAX_DELTA_DEPTH) throw new IntegrityError(`delta chain deeper than the format maximum of ${MAX_DELTA_DEPTH} (damaged index)`);
-    return Promise.all(bases.map((b) => this.loadBlobAt(b, level, true, verify)));
+    // a backup's bases (onMain) are not kept in the read cache: they are not read again
+    return Promise.all(bases.map((b) => this.loadBlobAt(b, level, onMain ? 'never' : true, verify, onMain)));
   }
 
   /**
@@ -508,6 +509,18 @@ export class Repository {
     // The offset guess is evaluated late: by now earlier chunks' sketch matches have refined it.
     deltaBases ??= typeof proposed === 'function' ? proposed() : proposed;
     const bases = type === 'data' ? this.chooseBases(deltaBases, rawLength) : [];
+    if (bases.length === 1 && rawLength >= 16 * 1024 && this.workersStarted > 0) {
+      // One base, in the encode worker: only its chain's sealed bytes go there, the worker decodes
+      // the chain (read-ops.ts decodeChain), checks the base's hash and delta-compresses against it;
+      // no plaintext base crosses threads (a failed base: the blob is stored in full, as below).
+      const e = this.index.get(bases[0]!);
+      const chain = e && e.type === 'data' && !this.index.chainProblem(bases[0]!) ? await this.chainMsg(bases[0]!, e, true).catch(() => undefined) : undefined;
+      if (chain) {
+        const enc = await this.countJob(this.pool.encode(data, undefined, sketched && !sf, { chain, base: bases[0]! }));
+        await this.addEncoded(type, id, rawLength, enc, bases, sf ?? enc.sf);
+        return;
+      }
+    }
     let dict: Buffer | undefined;
     if (bases.length) {
       try {
@@ -962,16 +975,25 @@ export class Repository {
    * buffers, no base copied between threads); only the last plaintext is hashed, as on the
    * level-by-level path, whose bases go unchecked too. Undefined (the caller takes the
    * level-by-level path, which also says which blob is at fault) for anything else: a base with
-   * two bases, a base already cached or being read, an entry the format forbids, a chain whose
+   * two bases, an entry the format forbids, a chain whose
    * sealed bytes exceed twice the blob (the memory the level-by-level path holds), a read or
    * decode error, or a hash mismatch. Each entry is checked as readBlob checks one.
    */
   private async readChain(id: string, e: IndexEntry, verify: boolean, onMain: boolean): Promise<{ data: Buffer; verified: boolean } | undefined> {
+    const msg = await this.chainMsg(id, e, verify);
+    if (!msg) return undefined;
+    const r = onMain || this.runInline(e.rawLength) ? decodeChain(this.codec, this.key.idKey, msg) : await this.readPool.decodeChain(msg);
+    if (r.id !== undefined && r.id !== id) return undefined;
+    return { data: r.data, verified: r.id !== undefined };
+  }
+
+  /** The chain ending in blob `id` (root first) with every level's sealed bytes, read at once; undefined as readChain says. */
+  private async chainMsg(id: string, e: IndexEntry, verify: boolean): Promise<ChainMsg | undefined> {
     const ids = [id];
     const entries = [e];
     let sealedBytes = e.length;
     for (let x = e; x.compression === 2; ) {
-      if (!x.base || x.base2 || this.cache.has(x.base) || this.inflight.has(x.base)) return undefined;
+      if (!x.base || x.base2) return undefined;
       const b = this.index.get(x.base);
       if (!b || b.type !== 'data' || b.rawLength > MAX_DATA_BLOB || b.length > b.rawLength + SEAL_OVERHEAD) return undefined;
       sealedBytes += b.length;
@@ -983,17 +1005,15 @@ export class Repository {
     ids.reverse();
     entries.reverse();
     const what = entries.map((x, i) => `blob ${ids[i]} in pack ${x.pack}`);
-    const msg: ChainMsg = {
+    return {
       sealed: await Promise.all(entries.map((x, i) => this.readSealed(x, what[i]!))),
       compression: entries.map((x) => x.compression),
       rawLength: entries.map((x) => x.rawLength),
       what,
       ...(verify ? {} : { noHash: true }),
     };
-    const r = onMain || this.runInline(e.rawLength) ? decodeChain(this.codec, this.key.idKey, msg) : await this.readPool.decodeChain(msg);
-    if (r.id !== undefined && r.id !== id) return undefined;
-    return { data: r.data, verified: r.id !== undefined };
   }
+
 
   private checkHash(id: string, data: Buffer): void {
     if (blobId(this.key.idKey, data) !== id) {
@@ -1032,7 +1052,7 @@ export class Repository {
     if (e.compression === 2) {
       // Bases first: only one level's sealed bytes are held while the chain is resolved.
       try {
-        dict = await this.loadDictParts(basesOf(e), level + 1, false);
+        dict = await this.loadDictParts(basesOf(e), level + 1, false, onMain);
       } catch (err) {
         throw new IntegrityError(`${what}: its delta base is unreadable: ${(err as Error).message}`);
       }
