@@ -979,11 +979,15 @@ export class Repository {
    * sealed bytes exceed twice the blob (the memory the level-by-level path holds), a read or
    * decode error, or a hash mismatch. Each entry is checked as readBlob checks one.
    */
+  /** Delta blobs read by readChain (tests check the one-go path is taken). */
+  chainReads = 0;
+
   private async readChain(id: string, e: IndexEntry, verify: boolean, onMain: boolean): Promise<{ data: Buffer; verified: boolean } | undefined> {
     const msg = await this.chainMsg(id, e, verify);
     if (!msg) return undefined;
     const r = onMain || this.runInline(e.rawLength) ? decodeChain(this.codec, this.key.idKey, msg) : await this.readPool.decodeChain(msg);
     if (r.id !== undefined && r.id !== id) return undefined;
+    this.chainReads++;
     return { data: r.data, verified: r.id !== undefined };
   }
 
