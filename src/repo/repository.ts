@@ -968,6 +968,9 @@ export class Repository {
     }
   }
 
+  /** Delta blobs read by readChain (tests check the one-go path is taken). */
+  chainReads = 0;
+
   /**
    * A delta at the end of a chain of single-base deltas (a daily dump's chunk: day N on day
    * N-1 ... on day 0), read and decoded in one go: every level's sealed bytes are read at once
@@ -975,13 +978,10 @@ export class Repository {
    * buffers, no base copied between threads); only the last plaintext is hashed, as on the
    * level-by-level path, whose bases go unchecked too. Undefined (the caller takes the
    * level-by-level path, which also says which blob is at fault) for anything else: a base with
-   * two bases, an entry the format forbids, a chain whose
-   * sealed bytes exceed twice the blob (the memory the level-by-level path holds), a read or
-   * decode error, or a hash mismatch. Each entry is checked as readBlob checks one.
+   * two bases, an entry the format forbids, a chain whose sealed bytes exceed twice the blob
+   * (the memory the level-by-level path holds), a read or decode error, or a hash mismatch.
+   * Each entry is checked as readBlob checks one.
    */
-  /** Delta blobs read by readChain (tests check the one-go path is taken). */
-  chainReads = 0;
-
   private async readChain(id: string, e: IndexEntry, verify: boolean, onMain: boolean): Promise<{ data: Buffer; verified: boolean } | undefined> {
     const msg = await this.chainMsg(id, e, verify);
     if (!msg) return undefined;
@@ -993,6 +993,7 @@ export class Repository {
 
   /** The chain ending in blob `id` (root first) with every level's sealed bytes, read at once; undefined as readChain says. */
   private async chainMsg(id: string, e: IndexEntry, verify: boolean): Promise<ChainMsg | undefined> {
+    if (e.rawLength > MAX_DATA_BLOB || e.length > e.rawLength + SEAL_OVERHEAD) return undefined;
     const ids = [id];
     const entries = [e];
     let sealedBytes = e.length;
