@@ -141,6 +141,10 @@ export interface Encoded {
   compression: Compression;
 }
 
+/** Deltas against at most this many bytes of base (and a configured level of at most DELTA_FAST_LEVEL) use zstd level DELTA_FAST_LEVEL's own parameters: BlobCodec.encode. */
+const DELTA_FAST_DICT = 2 * 1024 * 1024;
+const DELTA_FAST_LEVEL = 4;
+
 export class BlobCodec {
   private readonly plain: zstd.Compressor;
   private readonly delta: zstd.Compressor;
@@ -167,7 +171,21 @@ export class BlobCodec {
   encode(data: Uint8Array, dict?: Uint8Array): Encoded {
     let best: Buffer | undefined;
     let comp: Compression = 0;
-    if (dict && dict.length > 0) {
+    if (dict && dict.length > 0 && dict.length <= DELTA_FAST_DICT && this.level <= DELTA_FAST_LEVEL) {
+      // A base of up to 2 MiB (one or two chunks of the default chunker): zstd level 4's own
+      // parameters (a 2 MiB window, 2^18-entry tables), the dictionary read in place and indexed
+      // straight into the context. The tuned path below first builds a dictionary object (a copy
+      // of the base, 2^20-entry tables indexed at every position) and copies its tables into the
+      // context: on daily dump chunks (1 MiB, ~0.3% changed) it cost ~6 ms per chunk against
+      // ~1.1 ms here, for deltas ~15% smaller (2.4 KB against 2.8 KB per chunk). The new chunk
+      // sits at about the same offset in its base, so its matches lie within the window even
+      // when base + chunk exceed it (a 1.5 MiB base and a 1.5 MiB chunk: each match ~1.5 MiB back).
+      const d = this.deltaFast(data, dict);
+      if (d) {
+        best = d;
+        comp = 2;
+      }
+    } else if (dict && dict.length > 0) {
       // The window must span dictionary + input, or matches far back in the base are unusable.
       // A larger hash table lets the match finder see most of the base (zstd's default for
       // level 3 indexes too few positions of a 1 MiB dictionary: deltas came out 10x larger).
@@ -196,6 +214,24 @@ export class BlobCodec {
     }
     const payload = best ?? data;
     return { sealed: seal(this.encKey, payload), compression: best ? comp : 0 };
+  }
+
+  private fastCtx: InstanceType<typeof binding.CCtx> | undefined;
+  private fastOut: Buffer | undefined;
+
+  /** zstd level DELTA_FAST_LEVEL with `dict`; undefined unless smaller than `data` (zstd stops at the output's end). */
+  private deltaFast(data: Uint8Array, dict: Uint8Array): Buffer | undefined {
+    const cap = data.length - 1;
+    if (cap <= 0) return undefined;
+    if (!this.fastOut || this.fastOut.length < cap) this.fastOut = Buffer.allocUnsafeSlow(cap);
+    const ctx = (this.fastCtx ??= new binding.CCtx());
+    let n: number;
+    try {
+      n = ctx.compressUsingDict(this.fastOut.subarray(0, cap), data, dict, DELTA_FAST_LEVEL);
+    } catch {
+      return undefined; // no room: the delta is not smaller than the data
+    }
+    return Buffer.from(this.fastOut.subarray(0, n));
   }
 
   /**
@@ -245,6 +281,31 @@ export class BlobCodec {
       else throw new IntegrityError(`${what}: delta blob decoded without its base`);
     } catch (err) {
       if (err instanceof IntegrityError) throw err;
+      throw new IntegrityError(`${what}: decompression failed (${(err as Error).message}; the index declares ${rawLength} bytes)`);
+    }
+    if (n !== rawLength) throw new IntegrityError(`${what}: decoded to ${n} bytes, index says ${rawLength}`);
+  }
+
+  /**
+   * decode() into `out`, the caller's memory of exactly `rawLength` bytes, a
+   * delta (compression 2) against `dict` too: zstd reads the dictionary in
+   * place (no copy into the context) and writes straight into `out`, never
+   * more than it holds. The same checks and errors as decode(). A chain of
+   * deltas decodes through two reused buffers this way (read-ops.ts decodeChain):
+   * no allocation (and no page faults) per level.
+   */
+  decodeTo(sealed: Uint8Array, compression: Compression, rawLength: number, what: string, out: Buffer, dict?: Uint8Array): void {
+    if (compression !== 2) return this.decodeInto(sealed, compression, rawLength, what, out);
+    if (out.length !== rawLength) throw new Error(`${what}: output of ${out.length} bytes for ${rawLength}`);
+    if (!dict) throw new IntegrityError(`${what}: delta blob decoded without its base`);
+    const payload = open(this.encKey, sealed, what);
+    let n: number;
+    try {
+      if (payload.length === 0) throw new Error('empty zstd payload');
+      const declared = binding.getFrameContentSize(payload);
+      if (declared !== null && declared > rawLength) throw new Error(`zstd frame declares ${declared} bytes, more than the ${rawLength} allowed`);
+      n = this.ddelta.decompressUsingDict(out, payload, dict);
+    } catch (err) {
       throw new IntegrityError(`${what}: decompression failed (${(err as Error).message}; the index declares ${rawLength} bytes)`);
     }
     if (n !== rawLength) throw new IntegrityError(`${what}: decoded to ${n} bytes, index says ${rawLength}`);

@@ -5,6 +5,7 @@ import { type Compression, MAX_TREE_BLOB } from './pack.js';
 import type { MasterKey } from './crypto.js';
 import type { ChunkBlob, ChunkResult } from './chunk-verify.js';
 import type { RangeBlob, RangeResult } from './chunk-decode.js';
+import type { ChainMsg } from './read-ops.js';
 import { ByteBudget } from '../util/sync.js';
 
 interface Pending {
@@ -158,9 +159,16 @@ export class WorkerPool {
   }
 
   /** Compress + seal. `data` is transferred when it owns its whole ArrayBuffer. */
-  async encode(data: Buffer, dict?: Buffer, sketch = false): Promise<{ sealed: Buffer; compression: Compression; sf?: number[] }> {
+  async encode(
+    data: Buffer,
+    dict?: Buffer,
+    sketch = false,
+    /** The dictionary as a delta chain the worker decodes (read-ops.ts decodeChain) and checks against `base`, its last blob's id; its sealed blobs are transferred. */
+    from?: { chain: ChainMsg; base: string },
+  ): Promise<{ sealed: Buffer; compression: Compression; sf?: number[] }> {
     const transfer = ownsBuffer(data) ? [data.buffer as ArrayBuffer] : [];
-    const r = await this.post<{ sealed: Uint8Array; compression: Compression; sf?: number[] }>({ op: 'encode', data, dict, sketch }, transfer);
+    if (from) for (const x of from.chain.sealed) if (ownsBuffer(x as Buffer) && !transfer.includes(x.buffer as ArrayBuffer)) transfer.push(x.buffer as ArrayBuffer);
+    const r = await this.post<{ sealed: Uint8Array; compression: Compression; sf?: number[] }>({ op: 'encode', data, dict, sketch, ...(from ? { chain: from.chain, base: from.base } : {}) }, transfer);
     return { sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.length), compression: r.compression, ...(r.sf ? { sf: r.sf } : {}) };
   }
 
@@ -189,6 +197,31 @@ export class WorkerPool {
     const transfer = ownsBuffer(data) ? [data.buffer as ArrayBuffer] : [];
     const r = await this.post<{ sf: number[]; data: Uint8Array }>({ op: 'sketch', data }, transfer);
     return { sf: r.sf, data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length) };
+  }
+
+  /**
+   * decodeChain (read-ops.ts) in a worker: the chain's sealed blobs (root
+   * first) are transferred when they own their memory; the last plaintext comes back transferred.
+   */
+  async decodeChain(msg: ChainMsg): Promise<{ data: Buffer; id?: string }> {
+    const top = msg.rawLength[msg.rawLength.length - 1]!;
+    if (!msg.rawLength.every((r) => r <= MAX_TREE_BLOB)) throw new IntegrityError(`${msg.what[msg.what.length - 1]}: rawLength exceeds the format maximum`);
+    const transfer = msg.sealed.filter((x) => ownsBuffer(x as Buffer)).map((x) => x.buffer as ArrayBuffer);
+    const cost = msg.sealed.reduce((a, x) => a + x.length, 0) + top;
+    if (this.closing) throw new LifeboatError('worker pool is closed');
+    this.budgetWaiting++;
+    try {
+      await this.decodeBudget.acquire(cost);
+    } finally {
+      if (--this.budgetWaiting === 0) for (const r of this.drained.splice(0)) r();
+    }
+    let r: { data: Uint8Array; id?: string };
+    try {
+      r = await this.post<{ data: Uint8Array; id?: string }>({ op: 'decodeChain', ...msg }, [...new Set(transfer)]);
+    } finally {
+      this.decodeBudget.release(cost);
+    }
+    return { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length), ...(r.id ? { id: r.id } : {}) };
   }
 
   async decode(

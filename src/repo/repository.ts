@@ -15,6 +15,8 @@ import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, valid
 import { createKeyFile, openWithPassword } from './keys.js';
 import { DEFAULT_LEASE_MS, Lock, READ_ONLY_OPERATIONS } from './lock.js';
 import { type SketchIndex, superFeatures } from './sketch.js';
+import { bytesNative } from './native.js';
+import { type ChainMsg, decodeChain } from './read-ops.js';
 import {
   type BlobType,
   type Compression,
@@ -451,9 +453,10 @@ export class Repository {
   }
 
   /** The bases' plaintexts (a decode worker joins them: no copy on the main thread). */
-  private loadDictParts(bases: string[], level: number, verify: boolean): Promise<Buffer[]> {
+  private loadDictParts(bases: string[], level: number, verify: boolean, onMain = false): Promise<Buffer[]> {
     if (level > MAX_DELTA_DEPTH) throw new IntegrityError(`delta chain deeper than the format maximum of ${MAX_DELTA_DEPTH} (damaged index)`);
-    return Promise.all(bases.map((b) => this.loadBlobAt(b, level, true, verify)));
+    // a backup's bases (onMain) are not kept in the read cache: they are not read again
+    return Promise.all(bases.map((b) => this.loadBlobAt(b, level, onMain ? 'never' : true, verify, onMain)));
   }
 
   /**
@@ -470,7 +473,7 @@ export class Repository {
       bases.map(async (b) => {
         const hit = this.baseCache.get(b);
         if (hit) return hit;
-        const data = await this.loadBlobAt(b, 0, false);
+        const data = await this.loadBlobAt(b, 0, false, true, true);
         this.baseCache.set(b, data);
         return data;
       }),
@@ -493,7 +496,10 @@ export class Repository {
     let deltaBases: string[] | undefined;
     if (sketched && similar && similar.size > 0) {
       // Find a base by content (robust to inserted/deleted data); fall back to the offset guess.
-      ({ sf, data } = await this.pool.sketch(data));
+      // In C the sketch costs ~1 ms per MiB: here, not in the encode worker (the busy side of a
+      // delta backup); the JavaScript fallback is ~10x slower and stays in the worker.
+      if (bytesNative()) sf = superFeatures(data);
+      else ({ sf, data } = await this.pool.sketch(data));
       const found = similar.find(sf);
       if (found.length) {
         deltaBases = found;
@@ -503,6 +509,18 @@ export class Repository {
     // The offset guess is evaluated late: by now earlier chunks' sketch matches have refined it.
     deltaBases ??= typeof proposed === 'function' ? proposed() : proposed;
     const bases = type === 'data' ? this.chooseBases(deltaBases, rawLength) : [];
+    if (bases.length === 1 && rawLength >= 16 * 1024 && this.workersStarted > 0) {
+      // One base, in the encode worker: only its chain's sealed bytes go there, the worker decodes
+      // the chain (read-ops.ts decodeChain), checks the base's hash and delta-compresses against it;
+      // no plaintext base crosses threads (a failed base: the blob is stored in full, as below).
+      const e = this.index.get(bases[0]!);
+      const chain = e && e.type === 'data' && !this.index.chainProblem(bases[0]!) ? await this.chainMsg(bases[0]!, e, true).catch(() => undefined) : undefined;
+      if (chain) {
+        const enc = await this.countJob(this.pool.encode(data, undefined, sketched && !sf, { chain, base: bases[0]! }));
+        await this.addEncoded(type, id, rawLength, enc, bases, sf ?? enc.sf);
+        return;
+      }
+    }
     let dict: Buffer | undefined;
     if (bases.length) {
       try {
@@ -904,7 +922,7 @@ export class Repository {
    * such a blob is cached as unverified and hashed before it is ever handed
    * out as a blob in its own right.
    */
-  private async loadBlobAt(id: string, level: number, cacheable: boolean | 'never', verify = true): Promise<Buffer> {
+  private async loadBlobAt(id: string, level: number, cacheable: boolean | 'never', verify = true, onMain = false): Promise<Buffer> {
     const cached = this.cache.get(id);
     if (cached) {
       if (verify && !cached.verified) {
@@ -917,7 +935,7 @@ export class Repository {
     if (!p) {
       // Registered before the read starts (on a later microtask): bases requested meanwhile join it.
       p = Promise.resolve()
-        .then(() => this.readBlob(id, level, cacheable, verify))
+        .then(() => this.readBlob(id, level, cacheable, verify, onMain))
         .finally(() => this.inflight.delete(id));
       this.inflight.set(id, p);
     }
@@ -929,13 +947,91 @@ export class Repository {
     return r.data;
   }
 
+  /** A blob's sealed bytes, its index entry's range checked against the pack's real size first. */
+  private async readSealed(e: IndexEntry, what: string): Promise<Buffer> {
+    let size: number;
+    try {
+      size = await this.packSize(e.pack);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new IntegrityError(`${what}: pack file is missing`);
+      throw err;
+    }
+    if (e.offset + e.length + 4 > size) {
+      throw new IntegrityError(`${what}: index entry (offset ${e.offset}, length ${e.length}) lies beyond the end of the ${size}-byte pack (truncated pack or damaged index)`);
+    }
+    try {
+      return await this.storage.load('data', e.pack, { offset: e.offset, length: e.length });
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new IntegrityError(`${what}: pack file is missing`);
+      if (err instanceof LifeboatError && /short read/.test(err.message)) throw new IntegrityError(`${what}: pack is truncated`);
+      throw err;
+    }
+  }
+
+  /** Delta blobs read by readChain (tests check the one-go path is taken). */
+  chainReads = 0;
+
+  /**
+   * A delta at the end of a chain of single-base deltas (a daily dump's chunk: day N on day
+   * N-1 ... on day 0), read and decoded in one go: every level's sealed bytes are read at once
+   * (not one level after the other) and decoded in one job (read-ops.ts decodeChain: two reused
+   * buffers, no base copied between threads); only the last plaintext is hashed, as on the
+   * level-by-level path, whose bases go unchecked too. Undefined (the caller takes the
+   * level-by-level path, which also says which blob is at fault) for anything else: a base with
+   * two bases, an entry the format forbids, a chain whose sealed bytes exceed twice the blob
+   * (the memory the level-by-level path holds), a read or decode error, or a hash mismatch.
+   * Each entry is checked as readBlob checks one.
+   */
+  private async readChain(id: string, e: IndexEntry, verify: boolean, onMain: boolean): Promise<{ data: Buffer; verified: boolean } | undefined> {
+    const msg = await this.chainMsg(id, e, verify);
+    if (!msg) return undefined;
+    const r = onMain || this.runInline(e.rawLength) ? decodeChain(this.codec, this.key.idKey, msg) : await this.readPool.decodeChain(msg);
+    if (r.id !== undefined && r.id !== id) return undefined;
+    this.chainReads++;
+    return { data: r.data, verified: r.id !== undefined };
+  }
+
+  /** The chain ending in blob `id` (root first) with every level's sealed bytes, read at once; undefined as readChain says. */
+  private async chainMsg(id: string, e: IndexEntry, verify: boolean): Promise<ChainMsg | undefined> {
+    if (e.rawLength > MAX_DATA_BLOB || e.length > e.rawLength + SEAL_OVERHEAD) return undefined;
+    const ids = [id];
+    const entries = [e];
+    let sealedBytes = e.length;
+    for (let x = e; x.compression === 2; ) {
+      if (!x.base || x.base2) return undefined;
+      const b = this.index.get(x.base);
+      if (!b || b.type !== 'data' || b.rawLength > MAX_DATA_BLOB || b.length > b.rawLength + SEAL_OVERHEAD) return undefined;
+      sealedBytes += b.length;
+      if (entries.length > MAX_DELTA_DEPTH || sealedBytes > 2 * e.rawLength + 65536) return undefined;
+      ids.push(x.base);
+      entries.push(b);
+      x = b;
+    }
+    ids.reverse();
+    entries.reverse();
+    const what = entries.map((x, i) => `blob ${ids[i]} in pack ${x.pack}`);
+    return {
+      sealed: await Promise.all(entries.map((x, i) => this.readSealed(x, what[i]!))),
+      compression: entries.map((x) => x.compression),
+      rawLength: entries.map((x) => x.rawLength),
+      what,
+      ...(verify ? {} : { noHash: true }),
+    };
+  }
+
+
   private checkHash(id: string, data: Buffer): void {
     if (blobId(this.key.idKey, data) !== id) {
       throw new IntegrityError(`blob ${id} in pack ${this.index.get(id)?.pack ?? '?'}: content does not match its id (hash mismatch)`);
     }
   }
 
-  private async readBlob(id: string, level: number, cacheable: boolean | 'never', verify: boolean): Promise<{ data: Buffer; verified: boolean }> {
+  /**
+   * `onMain`: decoded on this thread (a backup's delta base: its one encode worker is the busy
+   * side there, delta-compressing). A delta at the end of a chain of single-base deltas is read
+   * and decoded in one go (readChain); anything else level by level, bases first.
+   */
+  private async readBlob(id: string, level: number, cacheable: boolean | 'never', verify: boolean, onMain = false): Promise<{ data: Buffer; verified: boolean }> {
     const e = this.index.get(id);
     if (!e) {
       const rej = this.index.rejected.get(id);
@@ -950,38 +1046,28 @@ export class Repository {
     }
     const max = e.type === 'tree' ? MAX_TREE_BLOB : MAX_DATA_BLOB;
     if (e.rawLength > max || e.length > e.rawLength + SEAL_OVERHEAD) throw new IntegrityError(`${what}: index entry is impossible (length ${e.length}, rawLength ${e.rawLength})`);
+    if (e.compression === 2 && level === 0) {
+      const r = await this.readChain(id, e, verify, onMain).catch(() => undefined);
+      if (r) {
+        if (cacheable === true) this.cache.set(id, r.data, r.verified);
+        return r;
+      }
+    }
     let dict: Buffer[] | undefined;
     if (e.compression === 2) {
       // Bases first: only one level's sealed bytes are held while the chain is resolved.
       try {
-        dict = await this.loadDictParts(basesOf(e), level + 1, false);
+        dict = await this.loadDictParts(basesOf(e), level + 1, false, onMain);
       } catch (err) {
         throw new IntegrityError(`${what}: its delta base is unreadable: ${(err as Error).message}`);
       }
     }
-    let size: number;
-    try {
-      size = await this.packSize(e.pack);
-    } catch (err) {
-      if (err instanceof NotFoundError) throw new IntegrityError(`${what}: pack file is missing`);
-      throw err;
-    }
-    if (e.offset + e.length + 4 > size) {
-      throw new IntegrityError(`${what}: index entry (offset ${e.offset}, length ${e.length}) lies beyond the end of the ${size}-byte pack (truncated pack or damaged index)`);
-    }
-    let sealed: Buffer;
-    try {
-      sealed = await this.storage.load('data', e.pack, { offset: e.offset, length: e.length });
-    } catch (err) {
-      if (err instanceof NotFoundError) throw new IntegrityError(`${what}: pack file is missing`);
-      if (err instanceof LifeboatError && /short read/.test(err.message)) throw new IntegrityError(`${what}: pack is truncated`);
-      throw err;
-    }
+    const sealed = await this.readSealed(e, what);
     let data: Buffer;
     let got: string | undefined;
     // Trees are always checked: they are parsed right away.
     const hash = verify || e.type === 'tree';
-    if (e.rawLength >= 64 * 1024 && !this.runInline(e.rawLength)) {
+    if (e.rawLength >= 64 * 1024 && !onMain && !this.runInline(e.rawLength)) {
       // a blob to be cached (a delta base) comes back shared: as a later delta's dictionary it is not copied per job
       // Not in a backup's encode pool: there the shared bases piled up (a SharedArrayBuffer is freed only once
       // both threads have collected it; the third daily dump of bench/steps-all.sh peaked at ~380 MB instead of ~270).

@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobCodec } from './codec.js';
-import { type WorkerOp, readOps } from './read-ops.js';
+import { type ChainMsg, type WorkerOp, decodeChain, readOps } from './read-ops.js';
 import { superFeatures } from './sketch.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 
@@ -44,7 +44,18 @@ parentPort!.on('message', (msg: { seq: number; op: string; [k: string]: unknown 
   try {
     if (msg.op === 'encode') {
       const data = msg.data as Uint8Array;
-      const r = codec.encode(data, msg.dict as Uint8Array | undefined);
+      let dict = msg.dict as Uint8Array | undefined;
+      if (msg.chain) {
+        // the base as its delta chain: decoded here and checked against its id; a base that fails
+        // either way is not used (the blob is stored in full, as the main thread does)
+        try {
+          const b = decodeChain(codec, idKey, msg.chain as ChainMsg, true);
+          if (b.id === msg.base) dict = b.data;
+        } catch {
+          dict = undefined;
+        }
+      }
+      const r = codec.encode(data, dict);
       // The sketch (as costly as compressing) only for data zstd could shrink: incompressible
       // chunks (random, already compressed or encrypted) find their delta base by offset.
       const sf = msg.sketch && r.compression !== 0 ? superFeatures(data) : undefined;
