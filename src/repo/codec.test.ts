@@ -49,3 +49,38 @@ test('a delta against the previous version of PostgreSQL pages is far smaller th
   assert.deepEqual(codec.decode(delta.sealed, 2, v1.length, 'test', v0), v1);
   assert.deepEqual(codec.decode(plain.sealed, 1, v1.length, 'test'), v1);
 });
+
+/** Count the codec's plain (no dictionary) compressions. */
+function countPlain(codec: BlobCodec): { calls: number } {
+  const plain = (codec as unknown as { plain: { compress(b: Buffer): Buffer } }).plain;
+  const seen = { calls: 0 };
+  const orig = plain.compress.bind(plain);
+  plain.compress = (b: Buffer) => {
+    seen.calls++;
+    return orig(b);
+  };
+  return seen;
+}
+
+test('a delta that saves more than half is kept without also compressing plain; one that saves less is compared with plain', () => {
+  const r = rng(11);
+  const base = Buffer.alloc(1 << 20);
+  for (let i = 0; i < base.length; i++) base[i] = (r() * 256) | 0;
+  // 30% of the chunk rewritten with new random bytes (a changed file of bench/backup-data.mjs mutate): delta ~31%
+  const v1 = Buffer.from(base);
+  for (let k = 0; k < 5; k++) for (let i = 0; i < 65536; i++) v1[k * 200_000 + i] = (r() * 256) | 0;
+  const codec = new BlobCodec(Buffer.alloc(32, 1), 3);
+  const seen = countPlain(codec);
+  const d = codec.encode(v1, base);
+  assert.equal(d.compression, 2);
+  assert.ok(d.sealed.length < v1.length / 2, `delta ${d.sealed.length} bytes`);
+  assert.equal(seen.calls, 0, 'plain compression was run although the delta saved more than half');
+  assert.deepEqual(codec.decode(d.sealed, 2, v1.length, 'test', base), v1);
+  // 70% rewritten: the delta saves less than half, plain compression is tried (and loses: random data)
+  const v2 = Buffer.from(base);
+  for (let i = 0; i < 700_000; i++) v2[i] = (r() * 256) | 0;
+  const d2 = codec.encode(v2, base);
+  assert.equal(seen.calls, 1);
+  assert.equal(d2.compression, 2);
+  assert.deepEqual(codec.decode(d2.sealed, 2, v2.length, 'test', base), v2);
+});
