@@ -43,8 +43,8 @@ COPY --from=build /src/dist/src ./dist/src
 COPY --from=build /src/native/build/Release ./native/build/Release
 COPY --from=build /src/bin ./bin
 COPY --from=build /src/web ./web
-RUN ln -s /opt/lifeboat/dist/src/cli/main.js /usr/local/bin/lifeboat \
- && chmod 0755 dist/src/cli/main.js \
+RUN ln -s /opt/lifeboat/bin/lifeboat /usr/local/bin/lifeboat \
+ && chmod 0755 dist/src/cli/main.js bin/lifeboat \
  && ln -s /opt/lifeboat/bin/lifeboat-wal /usr/local/bin/lifeboat-wal
 ENV NODE_ENV=production \
     LIFEBOAT_CONFIG=/etc/lifeboat/lifeboat.yaml \

@@ -86,6 +86,25 @@ describe('systemd units', () => {
   });
 });
 
+describe('the lifeboat command', () => {
+  it('bin/lifeboat (package.json bin, the image\'s /usr/local/bin/lifeboat) runs the CLI under node with a 4 MiB young generation', () => {
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string; bin: Record<string, string> };
+    assert.equal(pkg.bin.lifeboat, 'bin/lifeboat');
+    assert.match(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'), /ln -s \/opt\/lifeboat\/bin\/lifeboat \/usr\/local\/bin\/lifeboat/);
+    const bin = path.join(ROOT, 'bin', 'lifeboat');
+    const v = spawnSync(bin, ['--version'], { encoding: 'utf8' });
+    assert.equal(v.status, 0, v.stderr);
+    assert.equal(v.stdout.trim(), pkg.version);
+    // what it runs: LIFEBOAT_NODE=echo prints node's arguments
+    const e = spawnSync(bin, ['backup', '--stdin'], { encoding: 'utf8', env: { ...process.env, LIFEBOAT_NODE: 'echo' } });
+    const args = e.stdout.trim().split(' ');
+    assert.deepEqual([args[0], ...args.slice(2)], ['--max-semi-space-size=4', 'backup', '--stdin']);
+    assert.equal(path.resolve(args[1]!), path.join(ROOT, 'dist', 'src', 'cli', 'main.js'));
+    const none = spawnSync(bin, ['-V'], { encoding: 'utf8', env: { ...process.env, LIFEBOAT_NODE: 'echo', LIFEBOAT_NODE_FLAGS: '' } });
+    assert.equal(path.resolve(none.stdout.trim().split(' ')[0]!), path.join(ROOT, 'dist', 'src', 'cli', 'main.js'));
+  });
+});
+
 describe('container image', () => {
   const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
   const lines = dockerfile.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));

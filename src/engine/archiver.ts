@@ -352,7 +352,8 @@ class Archiver {
     const byName = new Map((parentTree?.nodes ?? []).map((n) => [nameKey(n), n]));
     // The non-directory entries are lstat'ed in chunks (small-files.ts), the next chunk
     // requested when the walk enters the previous one; directories are lstat'ed when walked.
-    const kept = entries.filter((ent) => !this.excluded(escapeBytes(joinBytes(abs, ent.name))));
+    // (without exclude patterns, no path is built and escaped per entry just to be matched against none)
+    const kept = this.opts.excludes?.length ? entries.filter((ent) => !this.excluded(escapeBytes(joinBytes(abs, ent.name)))) : entries;
     const fileNames = kept.filter((ent) => !ent.isDirectory()).map((ent) => ent.name);
     const reader = this.reader();
     const chunks = new Map<number, Promise<Array<EntryStat | NodeJS.ErrnoException>>>();
