@@ -182,3 +182,49 @@ test('a delta chain (day 3 on day 2 on day 1 on day 0) is written by the encode 
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('the delta search finds a base by sketch and stores the new blob with the same sketch, on this thread (C sketch) or in a worker', async () => {
+  const { SketchIndex, superFeaturesJs } = await import('./sketch.js');
+  const { sketchInline } = await import('./repository.js');
+  const { bytesNative } = await import('./native.js');
+  // with the C helpers loaded, the default is the sketch on this thread
+  assert.equal(sketchInline(), bytesNative() !== undefined);
+  const lines: string[] = [];
+  for (let i = 0; i < 12000; i++) lines.push(`${i}\tuser-${(i * 7919) % 10007}\t${'x'.repeat(i % 13)}\t${(i * 31) % 997}`);
+  const parent = Buffer.from(lines.join('\n'));
+  // rows inserted at the start (every offset moves) and a few rows changed
+  const changed = lines.map((l, i) => (i % 500 === 7 ? `${l}-changed` : l));
+  const child = Buffer.from(['new row 1', 'new row 2', ...changed].join('\n'));
+  for (const mode of ['1', '0']) {
+    const prev = process.env.LIFEBOAT_SKETCH_INLINE;
+    process.env.LIFEBOAT_SKETCH_INLINE = mode;
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-sketch-'));
+    try {
+      const repo = await Repository.init(new LocalStorage(dir), 'pw');
+      try {
+        const { id: pid } = await repo.saveBlob('data', Buffer.from(parent));
+        await repo.flush();
+        const idx = new SketchIndex();
+        idx.add(pid, repo.indexEntry(pid)?.sf);
+        assert.ok(idx.size > 0, "the parent blob has a sketch");
+        let learned: string | undefined;
+        // no offset guess: a base can only come from the sketch
+        const { id } = await repo.saveBlob('data', Buffer.from(child), { similar: idx, onSimilar: (b) => (learned = b), deltaBases: [] });
+        await repo.flush();
+        const e = repo.indexEntry(id)!;
+        assert.equal(learned, pid, `mode ${mode}: base found by sketch`);
+        assert.equal(e.compression, 2, `mode ${mode}: stored as a delta`);
+        assert.equal(e.base, pid);
+        assert.deepEqual(e.sf, superFeaturesJs(child), `mode ${mode}: the blob's sketch is recorded`);
+        assert.ok(e.length < child.length / 20, `mode ${mode}: delta of ${e.length} bytes`);
+        assert.deepEqual(await repo.loadBlob(id), child);
+      } finally {
+        await repo.close();
+      }
+    } finally {
+      if (prev === undefined) delete process.env.LIFEBOAT_SKETCH_INLINE;
+      else process.env.LIFEBOAT_SKETCH_INLINE = prev;
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  }
+});

@@ -53,6 +53,13 @@ const BATCH_MAX_ITEMS = 256;
  * trees). Once this is used up, or any worker runs, the work goes to workers.
  */
 const INLINE_BEFORE_WORKERS = 2 * 1024 * 1024;
+/**
+ * Whether the delta search computes a new chunk's sketch on this thread: when the
+ * C sketch is loaded (LIFEBOAT_SKETCH_INLINE=0 sends it to a worker as before).
+ */
+export function sketchInline(): boolean {
+  return process.env.LIFEBOAT_SKETCH_INLINE !== '0' && bytesNative() !== undefined;
+}
 /** Packs uploaded at once. */
 const UPLOAD_SLOTS = 2;
 /**
@@ -496,9 +503,11 @@ export class Repository {
     let deltaBases: string[] | undefined;
     if (sketched && similar && similar.size > 0) {
       // Find a base by content (robust to inserted/deleted data); fall back to the offset guess.
-      // In C the sketch costs ~1 ms per MiB: here, not in the encode worker (the busy side of a
-      // delta backup); the JavaScript fallback is ~10x slower and stays in the worker.
-      if (bytesNative()) sf = superFeatures(data);
+      // With the C sketch (native/bytes.c, ~1 ms per MiB) it is computed here: as a worker job it
+      // queued behind the previous chunks' delta encodes in the same (on 2 cores, only) worker and
+      // cost two more transfers and thread wake-ups per chunk, on the path of every changed chunk
+      // of a second base backup (branch pitrbase, docs/benchmarks.md). The JS fallback stays off this thread.
+      if (sketchInline()) sf = superFeatures(data);
       else ({ sf, data } = await this.pool.sketch(data));
       const found = similar.find(sf);
       if (found.length) {

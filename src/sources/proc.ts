@@ -174,6 +174,12 @@ export interface SpawnToolOptions {
   stdin?: Readable;
   /** Optional transform between the tool's stdout and `stream` (e.g. trimming a trailer). */
   transform?: Transform;
+  /**
+   * Sees each piece of the tool's stdout, in order, as it is read (e.g. to
+   * parse headers on the side), without a stream stage of its own: prefer it
+   * to a pass-through `transform`. Must not throw or keep the piece.
+   */
+  observe?: (chunk: Buffer) => void;
   signal?: AbortSignal;
   /** Extra check run after a successful exit; may throw to fail `done`, may return `extra`. */
   onSuccess?: (stderrTail: string) => Promise<Record<string, unknown> | void> | Record<string, unknown> | void;
@@ -252,6 +258,8 @@ export function spawnTool(cmd: string, args: string[], opts: SpawnToolOptions = 
   (opts.transform ?? child.stdout!).on('data', (b: Buffer) => {
     streamBytes += b.length;
   });
+  const observe = opts.observe;
+  if (observe) child.stdout!.on('data', (b: Buffer) => observe(b));
   // stdout -> (transform) -> out, without ending `out`: it ends once the exit status is known.
   const stdoutEnded = new Promise<void>((resolve) => {
     child.stdout!.on('end', resolve);
