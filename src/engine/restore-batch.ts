@@ -42,11 +42,15 @@ const RAW_MAX = 2 * READ_MAX;
 /** Chunks at least this large are written through the thread pool (smaller ones: a direct write costs less than the round trip). */
 const ASYNC_WRITE = 256 * 1024;
 /**
- * Blobs of a ranged read are decoded, checked and written in the decode worker
- * (Repository.decodeRangeWrite): the main thread only creates and finishes the
- * files. LIFEBOAT_RESTORE_WORKER_WRITES=0: plaintexts come back and are written here.
+ * LIFEBOAT_RESTORE_WORKER_WRITES=1 (an experiment, off by default: no gain
+ * measured, docs/benchmarks.md restore4): a ranged read of small blobs (each
+ * < ASYNC_WRITE: small files, written with direct calls) is decoded, checked
+ * and written in the decode worker (Repository.decodeRangeWrite), so the main
+ * thread only creates and finishes those files. Ranges with larger blobs
+ * always come back and are written through the thread pool, several at once
+ * (in the one decode worker they would queue behind its decoding).
  */
-const WORKER_WRITES = process.env.LIFEBOAT_RESTORE_WORKER_WRITES !== '0';
+const workerWrites = () => process.env.LIFEBOAT_RESTORE_WORKER_WRITES === '1';
 /** Ranged reads (or single delta loads) in flight. */
 const READS = Number(process.env.LIFEBOAT_RESTORE_READS) || 3;
 
@@ -182,7 +186,7 @@ export class RestoreBatcher {
       for (const u of uses) fail(runs[u.file]!, err);
     };
 
-    /** The range's blobs read, decoded in the worker and written here (the path before decodeRangeWrite; kept for LIFEBOAT_RESTORE_WORKER_WRITES=0). */
+    /** The range's blobs read, decoded in the worker and written here (the default path). */
     const readDeliver = async (pack: string, r: PackRead): Promise<void> => {
       let out: Array<Buffer | IntegrityError>;
       let slab: ArrayBuffer;
@@ -263,7 +267,7 @@ export class RestoreBatcher {
       }
       for (const r of coalesceReads(ok, READ_MAX, READ_GAP, RAW_MAX)) {
         await this.slots.acquire();
-        spawn(() => (WORKER_WRITES ? this.readWrite(w.pack, r, runs, fail, refuse, finished) : readDeliver(w.pack, r)));
+        spawn(() => (workerWrites() && r.blobs.every((b) => b.rawLength < ASYNC_WRITE) ? this.readWrite(w.pack, r, runs, fail, refuse, finished) : readDeliver(w.pack, r)));
       }
     }
     await Promise.all(tasks);

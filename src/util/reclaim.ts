@@ -59,13 +59,13 @@ export class BufferReclaimer {
  * what is live (no new-space growth to 2 x 16 MiB, old space grown by a small
  * factor, memory given back sooner) at the price of more frequent, smaller
  * collections. Process-wide and reference counted: the flag is cleared again
- * when the last user ends. LIFEBOAT_LEAN_HEAP=0 leaves V8's defaults.
- * Measured on a 573 MB / 13.9k-file restore: peak RSS ~200 -> ~150 MB
+ * when the last user ends. Off unless LIFEBOAT_LEAN_HEAP=1: measured on a
+ * 573 MB / 13.9k-file restore, peak RSS ~205 -> ~170 MB but CPU +20%
  * (docs/benchmarks.md, restore4).
  */
 let leanUsers = 0;
 export function leanHeap(): () => void {
-  if (process.env.LIFEBOAT_LEAN_HEAP === '0') return () => {};
+  if (process.env.LIFEBOAT_LEAN_HEAP !== '1') return () => {};
   try {
     if (leanUsers++ === 0) setFlagsFromString('--optimize-for-size');
   } catch {
