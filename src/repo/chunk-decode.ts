@@ -106,3 +106,99 @@ export class SlabPool {
     return this.free.length;
   }
 }
+
+/**
+ * Where a decoded blob goes: an open file's descriptor (a restore's temporary
+ * file, owned by the caller, which keeps it open until the answer arrives),
+ * the size the snapshot records for that chunk (checked against the
+ * plaintext before anything is written) and the [file offset, length] pieces
+ * its bytes go to, in order.
+ */
+export interface WriteTarget {
+  fd: number;
+  size: number;
+  pieces: ReadonlyArray<readonly [number, number]>;
+}
+
+/** A blob of a range decoded and written: its expected keyed id and its targets (null: skipped). */
+export interface WriteBlob extends RangeBlob {
+  id: string;
+  targets: ReadonlyArray<WriteTarget | null>;
+}
+
+/** Per blob: its error, or per target undefined (written) or why it was not. */
+export type WriteResult = { error: { message: string; name?: string } } | { t: Array<{ message: string; code?: string; size?: true } | null> };
+
+/** The decode-and-write slab of this thread (a worker answers one message at a time): reused, kept up to KEEP_SLAB bytes. */
+let ownSlab: ArrayBuffer | undefined;
+const KEEP_SLAB = 16 * 1024 * 1024;
+
+/**
+ * Decode the blobs of one ranged read, check each plaintext against its keyed
+ * id (and, per target, its size against the snapshot's record) and write it
+ * to every target with positioned writes, all in this thread: the plaintext
+ * never travels back to the caller (restore's verify-while-writing, with the
+ * decoding and the writing beside the main thread's file creation). A blob
+ * whose id or size does not match is written nowhere.
+ */
+export function decodeRangeWrite(
+  codec: BlobCodec,
+  idKey: Buffer,
+  chunk: Uint8Array,
+  blobs: readonly WriteBlob[],
+  write: (fd: number, buf: Uint8Array, off: number, len: number, pos: number) => number,
+): WriteResult[] {
+  let max = 0;
+  for (const b of blobs) if (Number.isSafeInteger(b.rawLength) && b.rawLength > max) max = b.rawLength;
+  let slab = ownSlab;
+  if (!slab || slab.byteLength < max) slab = Buffer.allocUnsafeSlow(max).buffer as ArrayBuffer;
+  ownSlab = slab.byteLength <= KEEP_SLAB ? slab : undefined;
+  const out: WriteResult[] = [];
+  for (const b of blobs) {
+    let data: Buffer;
+    try {
+      if (!(Number.isSafeInteger(b.offset) && Number.isSafeInteger(b.length) && b.offset >= 0 && b.length >= 0 && b.offset + b.length <= chunk.length)) {
+        throw new Error(`range ${b.offset}+${b.length} lies outside the ${chunk.length}-byte part of the pack that was read`);
+      }
+      if (!(Number.isSafeInteger(b.rawLength) && b.rawLength >= 0)) throw new Error(`impossible length ${b.rawLength}`);
+      data = Buffer.from(slab, 0, b.rawLength);
+      codec.decodeInto(chunk.subarray(b.offset, b.offset + b.length), b.compression, b.rawLength, b.what, data);
+      if (blobId(idKey, data) !== b.id) {
+        out.push({ error: { message: `${b.what}: content does not match its id (hash mismatch)`, name: 'IntegrityError' } });
+        continue;
+      }
+    } catch (err) {
+      const e = err as Error;
+      out.push({ error: { message: e.message, name: e.name } });
+      continue;
+    }
+    const t: Array<{ message: string; code?: string; size?: true } | null> = [];
+    for (const tg of b.targets) {
+      if (!tg) {
+        t.push(null);
+        continue;
+      }
+      if (tg.size !== data.length) {
+        t.push({ message: `has ${data.length} bytes but the snapshot records ${tg.size}`, size: true });
+        continue;
+      }
+      try {
+        let off = 0;
+        let total = 0;
+        for (const p of tg.pieces) total += p[1];
+        if (total !== data.length) throw new Error(`pieces hold ${total} bytes, the chunk ${data.length}`);
+        for (const [pos, len] of tg.pieces) {
+          let w = 0;
+          while (w < len) w += write(tg.fd, data, off + w, len - w, pos + w);
+          off += len;
+        }
+        t.push(null);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        t.push({ message: e.message, ...(e.code ? { code: e.code } : {}) });
+      }
+    }
+    out.push({ t });
+  }
+  return out;
+}
