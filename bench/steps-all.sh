@@ -4,7 +4,7 @@
 #          full restore (compared with the source by diff -r), check --read-data;
 #   dump:  days 0-3 of bench/restore-data.mjs (each day ~1% of rows updated, 0.5% inserted, 0.2% deleted):
 #          the day-1 backup (the daily delta backup) and the restore of day 3 (the end of a delta chain).
-# usage: SRC=DIR [ROUNDS=3] [WORK=/tmp/lb-steps-all] [OUT=file] [DUMPSCALE=1] \
+# usage: SRC=DIR [ROUNDS=3] [ENV_<label>='VAR=value ...'] [WORK=/tmp/lb-steps-all] [OUT=file] [DUMPSCALE=1] \
 #          bash bench/steps-all.sh label=/path/to/lifeboat/checkout [label2=...]
 # SRC is copied to WORK/src for each tool and round (so the 5% change starts from the same bytes); it must hold
 # the files of `node bench/backup-data.mjs data DIR SCALE` at its top (random/, logs/, small/: what the change edits).
@@ -20,7 +20,10 @@ if [ ! -f $W/dump3.sql ]; then
   for d in 0 1 2 3; do node $HERE/restore-data.mjs dumpday $W/dump$d.sql ${DUMPSCALE:-1} $d >/dev/null; done
 fi
 declare -A CLI; LABELS=()
-for a in "$@"; do l=${a%%=*}; CLI[$l]="node ${a#*=}/dist/src/cli/main.js"; LABELS+=($l); done
+# a checkout with bin/lifeboat (the installed command: node with its flags) runs through it, as users run it
+for a in "$@"; do l=${a%%=*}; d=${a#*=}; e=ENV_$l
+  if [ -x $d/bin/lifeboat ]; then CLI[$l]="env ${!e:-} $d/bin/lifeboat"; else CLI[$l]="env ${!e:-} node $d/dist/src/cli/main.js"; fi
+  LABELS+=($l); done
 LABELS+=(restic)
 size() { du -sb "$1" | cut -f1; }
 # T tool step repo command...: one timed step; appends the bytes the repository grew by

@@ -3,8 +3,7 @@ import type { Repository } from '../repo/repository.js';
 import { SlabPool } from '../repo/chunk-decode.js';
 import { Semaphore } from '../util/sync.js';
 import type { TempFile } from './file-writer.js';
-import { BatchBound, type BlobUse, type PackRead, type PlannedBlob, coalesceReads, planBatch } from './restore-plan.js';
-import type { WriteTarget } from '../repo/chunk-decode.js';
+import { BatchBound, type BlobUse, type PlannedBlob, coalesceReads, planBatch } from './restore-plan.js';
 
 /**
  * Restore writes files in batches (restore-plan.ts): the files of a batch are
@@ -41,16 +40,6 @@ const READ_GAP = 256 * 1024;
 const RAW_MAX = 2 * READ_MAX;
 /** Chunks at least this large are written through the thread pool (smaller ones: a direct write costs less than the round trip). */
 const ASYNC_WRITE = 256 * 1024;
-/**
- * LIFEBOAT_RESTORE_WORKER_WRITES=1 (an experiment, off by default: no gain
- * measured, docs/benchmarks.md restore4): a ranged read of small blobs (each
- * < ASYNC_WRITE: small files, written with direct calls) is decoded, checked
- * and written in the decode worker (Repository.decodeRangeWrite), so the main
- * thread only creates and finishes those files. Ranges with larger blobs
- * always come back and are written through the thread pool, several at once
- * (in the one decode worker they would queue behind its decoding).
- */
-const workerWrites = () => process.env.LIFEBOAT_RESTORE_WORKER_WRITES === '1';
 /** Ranged reads (or single delta loads) in flight. */
 const READS = Number(process.env.LIFEBOAT_RESTORE_READS) || 3;
 
@@ -177,47 +166,17 @@ export class RestoreBatcher {
         fail(st, err);
         return;
       }
-      finished(st, data.length);
+      this.hooks.written(data.length);
+      if (--st.left === 0) {
+        st.over = true;
+        settling.push(st.f.finish(st.file!).then(st.resolve, st.reject));
+      }
     };
     const deliver = async (uses: readonly BlobUse[], data: Buffer) => {
       for (const u of uses) await put(u, data);
     };
     const refuse = (uses: readonly BlobUse[], err: unknown) => {
       for (const u of uses) fail(runs[u.file]!, err);
-    };
-
-    /** The range's blobs read, decoded in the worker and written here (the default path). */
-    const readDeliver = async (pack: string, r: PackRead): Promise<void> => {
-      let out: Array<Buffer | IntegrityError>;
-      let slab: ArrayBuffer;
-      try {
-        const chunk = await this.repo.readPackRange(pack, r.start, r.end);
-        ({ blobs: out, slab } = await this.repo.decodeRange(
-          chunk,
-          r.blobs.map((b) => ({ ...b, offset: b.offset - r.start })),
-          this.slabs,
-        ));
-      } catch (err) {
-        // the read failed: each blob says so (an integrity problem names the blob; anything else is passed on)
-        for (const b of r.blobs) refuse(b.uses, err instanceof IntegrityError ? new IntegrityError(`blob ${b.id} in pack ${pack}: ${err.message}`) : err);
-        return;
-      }
-      for (let i = 0; i < r.blobs.length; i++) {
-        const d = out[i]!;
-        if (d instanceof Error) refuse(r.blobs[i]!.uses, d);
-        else await deliver(r.blobs[i]!.uses, d);
-      }
-      // every plaintext in the slab was written (deliver waits for the writes in the thread pool): refill it
-      this.slabs.give(slab);
-      this.hooks.dropped(r.end - r.start);
-    };
-    /** A chunk of a file was written: the file is finished once all are. */
-    const finished = (st: FileRun, bytes: number) => {
-      this.hooks.written(bytes);
-      if (--st.left === 0) {
-        st.over = true;
-        settling.push(st.f.finish(st.file!).then(st.resolve, st.reject));
-      }
     };
 
     const plan = planBatch(
@@ -267,7 +226,30 @@ export class RestoreBatcher {
       }
       for (const r of coalesceReads(ok, READ_MAX, READ_GAP, RAW_MAX)) {
         await this.slots.acquire();
-        spawn(() => (workerWrites() && r.blobs.every((b) => b.rawLength < ASYNC_WRITE) ? this.readWrite(w.pack, r, runs, fail, refuse, finished) : readDeliver(w.pack, r)));
+        spawn(async () => {
+          let out: Array<Buffer | IntegrityError>;
+          let slab: ArrayBuffer;
+          try {
+            const chunk = await this.repo.readPackRange(w.pack, r.start, r.end);
+            ({ blobs: out, slab } = await this.repo.decodeRange(
+              chunk,
+              r.blobs.map((b) => ({ ...b, offset: b.offset - r.start })),
+              this.slabs,
+            ));
+          } catch (err) {
+            // the read failed: each blob says so (an integrity problem names the blob; anything else is passed on)
+            for (const b of r.blobs) refuse(b.uses, err instanceof IntegrityError ? new IntegrityError(`blob ${b.id} in pack ${w.pack}: ${err.message}`) : err);
+            return;
+          }
+          for (let i = 0; i < r.blobs.length; i++) {
+            const d = out[i]!;
+            if (d instanceof Error) refuse(r.blobs[i]!.uses, d);
+            else await deliver(r.blobs[i]!.uses, d);
+          }
+          // every plaintext in the slab was written (deliver waits for the writes in the thread pool): refill it
+          this.slabs.give(slab);
+          this.hooks.dropped(r.end - r.start);
+        });
       }
     }
     await Promise.all(tasks);
@@ -278,80 +260,5 @@ export class RestoreBatcher {
     // files still being created, finished or discarded
     await Promise.all(runs.map((st) => st.tf.catch(() => {})));
     for (let i = 0; i < settling.length; i++) await settling[i]!.catch(() => {});
-  }
-
-  /**
-   * One ranged read decoded, checked and written in the worker: the files it
-   * writes to are open first (the pack is read meanwhile); each targeted file
-   * counts the job among its writes, so a file that fails meanwhile is
-   * discarded (its descriptor closed) only once the worker is done with it.
-   */
-  private async readWrite(
-    pack: string,
-    r: PackRead,
-    runs: FileRun[],
-    fail: (st: FileRun, err: unknown) => void,
-    refuse: (uses: readonly BlobUse[], err: unknown) => void,
-    finished: (st: FileRun, bytes: number) => void,
-  ): Promise<void> {
-    const read = this.repo.readPackRange(pack, r.start, r.end);
-    read.catch(() => {}); // (handled below, after the files are open)
-    const files = new Set<FileRun>();
-    for (const b of r.blobs) for (const u of b.uses) files.add(runs[u.file]!);
-    await Promise.all([...files].map((st) => st.tf.catch(() => {})));
-    let chunk: Buffer;
-    try {
-      chunk = await read;
-    } catch (err) {
-      // the read failed: each blob says so (an integrity problem names the blob; anything else is passed on)
-      for (const b of r.blobs) refuse(b.uses, err instanceof IntegrityError ? new IntegrityError(`blob ${b.id} in pack ${pack}: ${err.message}`) : err);
-      return;
-    }
-    // the targets: files still being written (a failed one is skipped); fixed now, in one synchronous step with `writes`
-    const targets = r.blobs.map((b) =>
-      b.uses.map((u): WriteTarget | null => {
-        const st = runs[u.file]!;
-        return st.over || !st.file ? null : { fd: st.file.fd, size: st.f.sizes[u.chunk]!, pieces: st.f.pieces[u.chunk]! };
-      }),
-    );
-    let out: Array<IntegrityError | Array<Error | null>> | undefined;
-    let failure: unknown;
-    const job = this.repo
-      .decodeRangeWrite(
-        chunk,
-        r.blobs.map((b, i) => ({ ...b, offset: b.offset - r.start, targets: targets[i]! })),
-      )
-      .then(
-        (o) => void (out = o),
-        (err) => void (failure = err),
-      );
-    const held = [...files].filter((st) => st.file && !st.over);
-    for (const st of held) st.writes.add(job);
-    try {
-      await job;
-    } finally {
-      for (const st of held) st.writes.delete(job);
-    }
-    if (!out) {
-      for (const b of r.blobs) refuse(b.uses, failure);
-      return;
-    }
-    for (let i = 0; i < r.blobs.length; i++) {
-      const b = r.blobs[i]!;
-      const res = out[i]!;
-      if (!Array.isArray(res)) {
-        refuse(b.uses, res);
-        continue;
-      }
-      for (let j = 0; j < b.uses.length; j++) {
-        const u = b.uses[j]!;
-        const st = runs[u.file]!;
-        if (!targets[i]![j] || st.over) continue; // skipped, or the file failed meanwhile
-        const e = res[j];
-        if (e) fail(st, e instanceof IntegrityError ? new IntegrityError(`${st.f.what}: chunk ${u.chunk} ${e.message}`) : e);
-        else finished(st, b.rawLength);
-      }
-    }
-    this.hooks.dropped(r.end - r.start);
   }
 }

@@ -5,7 +5,7 @@ import { readContent } from '../repo/content.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
 import { escapeBytes, linkBytes, nameBytes, type TreeNode } from '../repo/tree.js';
-import { BufferReclaimer, leanHeap } from '../util/reclaim.js';
+import { BufferReclaimer } from '../util/reclaim.js';
 import { Semaphore } from '../util/sync.js';
 import { globMatcher, joinBytes, matcher } from './archiver.js';
 import { DirHandle, TempFile, realpathBytes, tmpName } from './file-writer.js';
@@ -145,8 +145,6 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     }
   }
   const lock = await repo.lock(false, 'restore');
-  // a heap sized to what is live (the decode worker, started later, shares the setting): see reclaim.ts
-  const unlean = leanHeap();
   const isRoot = process.getuid?.() === 0;
   const euid = process.geteuid?.();
   const egid = process.getegid?.();
@@ -615,7 +613,6 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     summary.durationMs = Date.now() - started;
     return summary;
   } finally {
-    unlean();
     await lock.release();
   }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import zstd from 'zstd-napi';
-import { SlabPool, decodeRange, decodeRangeWrite } from './chunk-decode.js';
+import { SlabPool, decodeRange } from './chunk-decode.js';
 import { BlobCodec } from './codec.js';
 import { blobId, seal } from './crypto.js';
 
@@ -97,52 +97,4 @@ test('SlabPool: keeps at most `keep` slabs no larger than the limit, hands out o
   assert.equal(pool.take(600)!.byteLength, 1024);
   assert.equal(pool.take(600), undefined);
   assert.equal(pool.take(100)!.byteLength, 512);
-});
-
-test('decodeRangeWrite: each blob is checked against its id and each target against its recorded size before anything is written; pieces land at their offsets', () => {
-  const a = text(50_000, 3);
-  const b = text(7000, 4);
-  const c = text(2000, 5);
-  const enc = (x: Buffer) => ({ ...codec.encode(x), rawLength: x.length }) as { sealed: Buffer; compression: 0 | 1; rawLength: number };
-  const { chunk, list } = range([enc(a), enc(b), enc(c)]);
-  // in-memory "files" by descriptor
-  const files = new Map<number, Buffer>([
-    [10, Buffer.alloc(60_000)],
-    [11, Buffer.alloc(10_000)],
-    [12, Buffer.alloc(3000)],
-  ]);
-  const write = (fd: number, buf: Uint8Array, off: number, len: number, pos: number) => {
-    const f = files.get(fd)!;
-    Buffer.from(buf.buffer, buf.byteOffset + off, len).copy(f, pos);
-    return Math.min(len, 1000); // short writes: the caller loops
-  };
-  const blobs = [
-    // a: two targets, one split around a hole, one with the wrong recorded size
-    { ...list[0]!, id: blobId(idKey, a), targets: [{ fd: 10, size: a.length, pieces: [[0, 20_000], [30_000, 30_000]] as Array<[number, number]> }, { fd: 11, size: a.length + 1, pieces: [[0, a.length + 1]] as Array<[number, number]> }] },
-    // b: the id of another blob (a wrong index entry): written nowhere
-    { ...list[1]!, id: blobId(idKey, c), targets: [{ fd: 11, size: b.length, pieces: [[0, b.length]] as Array<[number, number]> }] },
-    // c: one target skipped (null), one written
-    { ...list[2]!, id: blobId(idKey, c), targets: [null, { fd: 12, size: c.length, pieces: [[500, c.length]] as Array<[number, number]> }] },
-  ];
-  const out = decodeRangeWrite(codec, idKey, chunk, blobs, write);
-  assert.equal(out.length, 3);
-  const r0 = out[0] as { t: Array<{ message: string; size?: true } | null> };
-  assert.equal(r0.t[0], null);
-  assert.equal(r0.t[1]!.size, true);
-  assert.match(r0.t[1]!.message, /has 50000 bytes but the snapshot records 50001/);
-  assert.ok(files.get(10)!.subarray(0, 20_000).equals(a.subarray(0, 20_000)));
-  assert.ok(files.get(10)!.subarray(20_000, 30_000).equals(Buffer.alloc(10_000)));
-  assert.ok(files.get(10)!.subarray(30_000).equals(a.subarray(20_000)));
-  assert.ok('error' in out[1]!);
-  assert.match((out[1] as { error: { message: string } }).error.message, /hash mismatch/);
-  assert.ok(files.get(11)!.equals(Buffer.alloc(10_000)), 'nothing of the refused blob (nor of the wrong-size target) was written');
-  const r2 = out[2] as { t: Array<unknown> };
-  assert.deepEqual(r2.t, [null, null]);
-  assert.ok(files.get(12)!.subarray(500, 2500).equals(c));
-  assert.ok(files.get(12)!.subarray(0, 500).equals(Buffer.alloc(500)));
-  // a write error is reported for its target only
-  const failing = decodeRangeWrite(codec, idKey, chunk, [{ ...blobs[2]!, targets: [{ fd: 99, size: c.length, pieces: [[0, c.length]] }] }], () => {
-    throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
-  });
-  assert.equal((failing[0] as { t: Array<{ code?: string } | null> }).t[0]!.code, 'ENOSPC');
 });

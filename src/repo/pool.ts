@@ -4,7 +4,7 @@ import { IntegrityError, LifeboatError } from '../errors.js';
 import { type Compression, MAX_TREE_BLOB } from './pack.js';
 import type { MasterKey } from './crypto.js';
 import type { ChunkBlob, ChunkResult } from './chunk-verify.js';
-import type { RangeBlob, RangeResult, WriteBlob, WriteResult } from './chunk-decode.js';
+import type { RangeBlob, RangeResult } from './chunk-decode.js';
 import type { ChainMsg } from './read-ops.js';
 import { ByteBudget } from '../util/sync.js';
 
@@ -310,36 +310,6 @@ export class WorkerPool {
     }
     if (!Array.isArray(r.results) || r.results.length !== blobs.length || !(r.slab instanceof ArrayBuffer)) throw new LifeboatError('worker returned a malformed result');
     return r;
-  }
-
-  /**
-   * Decode, check and write the blobs of one ranged read in a worker
-   * (chunk-decode.ts decodeRangeWrite): the plaintexts stay in the worker.
-   * The caller keeps every target's descriptor open until this settles.
-   * Counted in the decode byte budget like decodeRange().
-   */
-  async decodeRangeWrite(chunk: Buffer, blobs: WriteBlob[]): Promise<WriteResult[]> {
-    let max = 0;
-    for (const b of blobs) {
-      if (!(Number.isSafeInteger(b.rawLength) && b.rawLength >= 0 && b.rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${b.what}: rawLength ${b.rawLength} exceeds the format maximum`);
-      max = Math.max(max, b.rawLength);
-    }
-    const cost = chunk.length + max;
-    if (this.closing) throw new LifeboatError('worker pool is closed');
-    this.budgetWaiting++;
-    try {
-      await this.decodeBudget.acquire(cost);
-    } finally {
-      if (--this.budgetWaiting === 0) for (const r of this.drained.splice(0)) r();
-    }
-    let r: { results: WriteResult[] };
-    try {
-      r = await this.post<{ results: WriteResult[] }>({ op: 'decodeRangeWrite', chunk, blobs }, ownsBuffer(chunk) ? [chunk.buffer as ArrayBuffer] : []);
-    } finally {
-      this.decodeBudget.release(cost);
-    }
-    if (!Array.isArray(r.results) || r.results.length !== blobs.length) throw new LifeboatError('worker returned a malformed result');
-    return r.results;
   }
 
   /**

@@ -1,7 +1,6 @@
 import type { BlobCodec } from './codec.js';
 import { verifyChunkReply } from './chunk-verify.js';
-import { type WriteBlob, decodeRangeReply, decodeRangeWrite } from './chunk-decode.js';
-import { writeSync } from 'node:fs';
+import { decodeRangeReply } from './chunk-decode.js';
 import { blobId } from './crypto.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 
@@ -57,8 +56,7 @@ export type WorkerOp = (msg: Record<string, unknown>) => { reply: Record<string,
  *   `shared`: returned in a SharedArrayBuffer (a delta base the main thread
  *   caches: later jobs send it back as their dictionary without a copy);
  * - decodeChain (ChainMsg) -> { data, id? }: a chain of deltas in one job (decodeChain above);
- * - verifyChunk (chunk-verify.ts), decodeRange and decodeRangeWrite (chunk-decode.ts:
- *   restore's blobs decoded, checked and written to the caller's open files here).
+ * - verifyChunk (chunk-verify.ts) and decodeRange (chunk-decode.ts).
  * `reclaimer` is told of the buffers each job drops (see reclaim.ts).
  */
 export function readOps(codec: BlobCodec, idKey: Buffer, reclaimer: BufferReclaimer): Record<string, WorkerOp> {
@@ -82,11 +80,6 @@ export function readOps(codec: BlobCodec, idKey: Buffer, reclaimer: BufferReclai
       const r = decodeChain(codec, idKey, m);
       reclaimer.dropped(2 * m.sealed.reduce((a, x) => a + x.length, 0));
       return { reply: r, transfer: [r.data.buffer as ArrayBuffer] };
-    },
-    decodeRangeWrite: (msg) => {
-      const results = decodeRangeWrite(codec, idKey, msg.chunk as Uint8Array, msg.blobs as WriteBlob[], (fd, buf, off, len, pos) => writeSync(fd, buf, off, len, pos));
-      reclaimer.dropped((msg.chunk as Uint8Array).length);
-      return { reply: { results } };
     },
     decode: (msg) => {
       const d = msg.dict as Uint8Array | Uint8Array[] | undefined;

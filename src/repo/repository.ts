@@ -31,7 +31,7 @@ import {
 } from './pack.js';
 import { PackFileWriter } from './pack-file.js';
 import { WorkerPool } from './pool.js';
-import type { SlabPool, WriteResult, WriteTarget } from './chunk-decode.js';
+import type { SlabPool } from './chunk-decode.js';
 import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot.js';
 import { type Tree, decodeTree, encodeTree } from './tree.js';
 
@@ -881,42 +881,6 @@ export class Repository {
       return Buffer.from(slab, r.at, b.rawLength);
     });
     return { blobs: out, slab };
-  }
-
-  /**
-   * Decode the full blobs of one ranged read in a read-pool worker, check each
-   * against its keyed id and write it there to each of its targets (open
-   * descriptors the caller keeps open until this settles; null: skipped).
-   * Per blob: the IntegrityError that refused it (written nowhere), or per
-   * target null (written) or the error of that target: an IntegrityError when
-   * the plaintext's size is not the recorded one, else the write's error.
-   */
-  async decodeRangeWrite(
-    chunk: Buffer,
-    blobs: ReadonlyArray<{ id: string; pack: string; offset: number; length: number; compression: Compression; rawLength: number; targets: ReadonlyArray<WriteTarget | null> }>,
-  ): Promise<Array<IntegrityError | Array<Error | null>>> {
-    const jobs = blobs.map((b) => ({
-      offset: b.offset,
-      length: b.length,
-      compression: b.compression,
-      rawLength: b.rawLength,
-      what: `blob ${b.id} in pack ${b.pack}`,
-      id: b.id,
-      targets: b.targets,
-    }));
-    const results: WriteResult[] = await this.readPool.decodeRangeWrite(chunk, jobs);
-    return results.map((r, i) => {
-      const what = jobs[i]!.what;
-      if ('error' in r) return r.error.name === 'IntegrityError' ? new IntegrityError(r.error.message) : new IntegrityError(`${what}: ${r.error.message}`);
-      if (!Array.isArray(r.t) || r.t.length !== blobs[i]!.targets.length) return new IntegrityError(`${what}: worker returned a malformed result`);
-      return r.t.map((e) => {
-        if (!e) return null;
-        if (e.size) return new IntegrityError(e.message);
-        const err = new Error(e.message) as NodeJS.ErrnoException;
-        if (e.code) err.code = e.code;
-        return err;
-      });
-    });
   }
 
   /**

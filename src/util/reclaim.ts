@@ -52,39 +52,3 @@ export class BufferReclaimer {
     }
   }
 }
-
-/**
- * A lean heap while a long, allocation-heavy command runs (restore): V8's
- * --optimize-for-size, set at run time, makes the collector size the heap to
- * what is live (no new-space growth to 2 x 16 MiB, old space grown by a small
- * factor, memory given back sooner) at the price of more frequent, smaller
- * collections. Process-wide and reference counted: the flag is cleared again
- * when the last user ends. Off unless LIFEBOAT_LEAN_HEAP=1: measured on a
- * 573 MB / 13.9k-file restore, peak RSS ~205 -> ~170 MB but CPU +20%
- * (docs/benchmarks.md, restore4).
- */
-let leanUsers = 0;
-export function leanHeap(): () => void {
-  if (process.env.LIFEBOAT_LEAN_HEAP !== '1') return () => {};
-  try {
-    if (leanUsers++ === 0) setFlagsFromString('--optimize-for-size');
-  } catch {
-    leanUsers--;
-    return () => {};
-  }
-  let done = false;
-  return () => {
-    if (done) return;
-    done = true;
-    if (--leanUsers === 0) {
-      try {
-        setFlagsFromString('--no-optimize-for-size');
-      } catch {
-        /* nothing to undo */
-      }
-    }
-  };
-}
-
-/** Users of leanHeap() now (for tests). */
-export const leanHeapUsers = (): number => leanUsers;
