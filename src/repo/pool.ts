@@ -200,6 +200,26 @@ export class WorkerPool {
   }
 
   /**
+   * A read job counted in the decode byte budget: waits (counted in
+   * budgetWaiting, which close() drains) until `cost` bytes fit, posts the
+   * job and gives the bytes back when it settles.
+   */
+  private async postBudgeted<T>(cost: number, msg: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<T> {
+    if (this.closing) throw new LifeboatError('worker pool is closed');
+    this.budgetWaiting++;
+    try {
+      await this.decodeBudget.acquire(cost);
+    } finally {
+      if (--this.budgetWaiting === 0) for (const r of this.drained.splice(0)) r();
+    }
+    try {
+      return await this.post<T>(msg, transfer);
+    } finally {
+      this.decodeBudget.release(cost);
+    }
+  }
+
+  /**
    * decodeChain (read-ops.ts) in a worker: the chain's sealed blobs (root
    * first) are transferred when they own their memory; the last plaintext comes back transferred.
    */
@@ -208,19 +228,7 @@ export class WorkerPool {
     if (!msg.rawLength.every((r) => r <= MAX_TREE_BLOB)) throw new IntegrityError(`${msg.what[msg.what.length - 1]}: rawLength exceeds the format maximum`);
     const transfer = msg.sealed.filter((x) => ownsBuffer(x as Buffer)).map((x) => x.buffer as ArrayBuffer);
     const cost = msg.sealed.reduce((a, x) => a + x.length, 0) + top;
-    if (this.closing) throw new LifeboatError('worker pool is closed');
-    this.budgetWaiting++;
-    try {
-      await this.decodeBudget.acquire(cost);
-    } finally {
-      if (--this.budgetWaiting === 0) for (const r of this.drained.splice(0)) r();
-    }
-    let r: { data: Uint8Array; id?: string };
-    try {
-      r = await this.post<{ data: Uint8Array; id?: string }>({ op: 'decodeChain', ...msg }, [...new Set(transfer)]);
-    } finally {
-      this.decodeBudget.release(cost);
-    }
+    const r = await this.postBudgeted<{ data: Uint8Array; id?: string }>(cost, { op: 'decodeChain', ...msg }, [...new Set(transfer)]);
     return { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length), ...(r.id ? { id: r.id } : {}) };
   }
 
@@ -239,19 +247,7 @@ export class WorkerPool {
     // later decode jobs as their dictionary is shared with the worker, not copied per job
     const flags = { ...(opts.hash === false ? { noHash: true } : {}), ...(opts.shared ? { shared: true } : {}) };
     const cost = sealed.length + rawLength + (Array.isArray(dict) ? dict.reduce((a, d) => a + d.length, 0) : (dict?.length ?? 0));
-    if (this.closing) throw new LifeboatError('worker pool is closed');
-    this.budgetWaiting++;
-    try {
-      await this.decodeBudget.acquire(cost);
-    } finally {
-      if (--this.budgetWaiting === 0) for (const r of this.drained.splice(0)) r();
-    }
-    let r: { data: Uint8Array; id?: string };
-    try {
-      r = await this.post<{ data: Uint8Array; id?: string }>({ op: 'decode', sealed, compression, rawLength, what, dict, ...flags }, transfer);
-    } finally {
-      this.decodeBudget.release(cost);
-    }
+    const r = await this.postBudgeted<{ data: Uint8Array; id?: string }>(cost, { op: 'decode', sealed, compression, rawLength, what, dict, ...flags }, transfer);
     return { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length), ...(r.id ? { id: r.id } : {}) };
   }
 
@@ -293,21 +289,9 @@ export class WorkerPool {
       raw += b.rawLength;
     }
     const cost = chunk.length + raw;
-    if (this.closing) throw new LifeboatError('worker pool is closed');
-    this.budgetWaiting++;
-    try {
-      await this.decodeBudget.acquire(cost);
-    } finally {
-      if (--this.budgetWaiting === 0) for (const r of this.drained.splice(0)) r();
-    }
-    let r: { results: RangeResult[]; slab: ArrayBuffer };
     const transfer = ownsBuffer(chunk) ? [chunk.buffer as ArrayBuffer] : [];
     if (slab && slab !== chunk.buffer) transfer.push(slab);
-    try {
-      r = await this.post<{ results: RangeResult[]; slab: ArrayBuffer }>({ op: 'decodeRange', chunk, blobs, ...(slab ? { slab } : {}), slabBytes }, transfer);
-    } finally {
-      this.decodeBudget.release(cost);
-    }
+    const r = await this.postBudgeted<{ results: RangeResult[]; slab: ArrayBuffer }>(cost, { op: 'decodeRange', chunk, blobs, ...(slab ? { slab } : {}), slabBytes }, transfer);
     if (!Array.isArray(r.results) || r.results.length !== blobs.length || !(r.slab instanceof ArrayBuffer)) throw new LifeboatError('worker returned a malformed result');
     return r;
   }
