@@ -2,7 +2,7 @@
 # Daily delta backup of a database dump and restore at the end of the delta chain (issue 18, branch dump4):
 # days 0-3 of `node bench/restore-data.mjs dumpday FILE SCALE DAY` backed up in order with --stdin, then the
 # restore of day 3 (compared with cmp). Lifeboat builds against restic, interleaved, fresh repositories each round.
-# usage: [ROUNDS=3] [WORK=/tmp/lb-dump-quick] [OUT=file] [DUMPSCALE=1] [DUMPS=dir with dump0..3.sql] \
+# usage: [ROUNDS=3] [ENV_<label>=...] [WORK=/tmp/lb-dump-quick] [OUT=file] [DUMPSCALE=1] [DUMPS=dir with dump0..3.sql] \
 #          bash bench/dump-quick.sh label=/path/to/lifeboat/checkout [label2=...]
 # Each line of OUT: tool step wall_s user_s sys_s peak_rss_kB bytes_added; summarise with
 #   python3 bench/steps-median.py OUT
@@ -15,20 +15,8 @@ mkdir -p $W $DD; : > $OUT
 if [ ! -f $DD/dump3.sql ]; then
   for d in 0 1 2 3; do node $HERE/restore-data.mjs dumpday $DD/dump$d.sql ${DUMPSCALE:-1} $d >/dev/null; done
 fi
-declare -A CLI; LABELS=()
-for a in "$@"; do l=${a%%=*}; CLI[$l]="node ${a#*=}/dist/src/cli/main.js"; LABELS+=($l); done
-LABELS+=(restic)
-size() { du -sb "$1" | cut -f1; }
-T() {
-  local t=$1 s=$2 r=$3; shift 3
-  local before=$(size $r 2>/dev/null || echo 0)
-  sync
-  if ! /usr/bin/time -f "$t $s %e %U %S %M" -o $W/time.txt sh -c "$*" >/dev/null 2>$W/err.txt; then
-    echo "FAIL $t $s: $(tail -3 $W/err.txt)" | tee -a $OUT
-    return
-  fi
-  echo "$(cat $W/time.txt) $(( $(size $r) - before ))" | tee -a $OUT
-}
+. $HERE/steps-lib.sh
+steps_labels "$@"
 for round in $(seq 1 $ROUNDS); do
   for t in "${LABELS[@]}"; do
     D=$W/dump-$t

@@ -19,24 +19,8 @@ mkdir -p $W; : > $OUT
 if [ ! -f $W/dump3.sql ]; then
   for d in 0 1 2 3; do node $HERE/restore-data.mjs dumpday $W/dump$d.sql ${DUMPSCALE:-1} $d >/dev/null; done
 fi
-declare -A CLI; LABELS=()
-# a checkout with bin/lifeboat (the installed command: node with its flags) runs through it, as users run it
-for a in "$@"; do l=${a%%=*}; d=${a#*=}; e=ENV_$l
-  if [ -x $d/bin/lifeboat ]; then CLI[$l]="env ${!e:-} $d/bin/lifeboat"; else CLI[$l]="env ${!e:-} node $d/dist/src/cli/main.js"; fi
-  LABELS+=($l); done
-LABELS+=(restic)
-size() { du -sb "$1" | cut -f1; }
-# T tool step repo command...: one timed step; appends the bytes the repository grew by
-T() {
-  local t=$1 s=$2 r=$3; shift 3
-  local before=$(size $r 2>/dev/null || echo 0)
-  sync
-  if ! /usr/bin/time -f "$t $s %e %U %S %M" -o $W/time.txt sh -c "$*" >/dev/null 2>$W/err.txt; then
-    echo "FAIL $t $s: $(tail -3 $W/err.txt)" | tee -a $OUT
-    return
-  fi
-  echo "$(cat $W/time.txt) $(( $(size $r) - before ))" >> $OUT
-}
+. $HERE/steps-lib.sh
+steps_labels "$@"
 for round in $(seq 1 $ROUNDS); do
   for t in "${LABELS[@]}"; do
     R=$W/repo-$t D=$W/dump-$t
