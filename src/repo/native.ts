@@ -30,3 +30,31 @@ export function bytesNative(): BytesNative | undefined {
   }
   return mod ?? undefined;
 }
+
+/**
+ * Delta compression in C (native/zdelta.c): a zstd frame of `data` against `base`
+ * as raw-content dictionary, the frame every reader decodes (codec.ts decode);
+ * BlobCodec.encode falls back to zstd's own match finder (zstd-napi) when the
+ * addon did not build, LIFEBOAT_NO_NATIVE=1 or LIFEBOAT_NO_ZDELTA=1 is set.
+ */
+export interface ZdeltaNative {
+  /** The frame's length in out (> 0), 0 when not smaller than out, -1 when declined; info[0] = bytes matched. */
+  delta(out: Uint8Array, data: Uint8Array, base: Uint8Array, level: number, info: Float64Array): number;
+}
+
+let zmod: ZdeltaNative | null | undefined;
+
+/** The delta addon, or undefined (not built, LIFEBOAT_NO_NATIVE=1 or LIFEBOAT_NO_ZDELTA=1). */
+export function zdeltaNative(): ZdeltaNative | undefined {
+  if (zmod === undefined) {
+    zmod = null;
+    if (process.env.LIFEBOAT_NO_NATIVE !== '1' && process.env.LIFEBOAT_NO_ZDELTA !== '1') {
+      try {
+        zmod = createRequire(import.meta.url)(new URL('../../../native/build/Release/zdelta.node', import.meta.url).pathname) as ZdeltaNative;
+      } catch {
+        zmod = null;
+      }
+    }
+  }
+  return zmod ?? undefined;
+}

@@ -1,0 +1,251 @@
+/*
+ * Delta compression of a blob against its base in C (branch delta5): a zstd frame that
+ * any zstd decoder turns back into the blob given the base as (raw-content) dictionary,
+ * exactly what codec.ts BlobCodec.decode expects of a compression-2 blob: no format change.
+ *
+ * zstd's own match finders must index the whole base before the first byte of the blob is
+ * compressed (level 4 through ZSTD_compress_usingDict: ~1 ms of the ~1.25 ms a 1 MiB chunk
+ * of a daily dump costs; a two-base dictionary of over 2 MiB took the tuned path at 10-50 ms).
+ * A new version of a chunk is mostly its base with a few edits at about the same place, so
+ * here the matches are found directly: every ZD_STRIDE-th position of the base goes into a
+ * small hash table, the blob is scanned trying first the diagonal of the previous match (an
+ * edit that keeps lengths resumes it at once), then the hash; matches are extended forward
+ * (memcmp, 64 bytes at a time) and backward; and zstd (ZSTD_compressSequences, linked from
+ * the sources zstd-napi ships) entropy-codes the literals and sequences into a frame.
+ * Offsets reach back into the base as if it preceded the blob, as a prefix or dictionary does.
+ *
+ * Every frame is decoded again here (ZSTD_decompress_usingDict: the readers' own semantics)
+ * and compared with the blob before it is returned: a frame that would not give the blob
+ * back is never stored (the caller falls back to zstd's match finder).
+ *
+ *   delta(out: Uint8Array, data: Uint8Array, base: Uint8Array, level: number, info: Float64Array(1)): number
+ *     the frame's length in out (> 0); 0 when the frame would not be smaller than out (no gain:
+ *     out.length should be data.length - 1); -1 when declined (the caller uses zstd's match
+ *     finder: a base zstd would read as a formatted dictionary, sizes out of range, no memory,
+ *     a frame that failed the check). info[0] = bytes of data covered by matches.
+ *
+ * Lengths are checked against the views; nothing is read or written outside them.
+ * Context-aware (NAPI_MODULE_INIT): one state per thread (instance data), freed with it.
+ */
+#define ZSTD_STATIC_LINKING_ONLY
+#include <node_api.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "zstd.h"
+
+#define ZD_STRIDE 8   /* base positions indexed: one in ZD_STRIDE */
+#define ZD_MINLEN 24  /* shortest match taken from the hash table */
+#define ZD_DIAGLEN 12 /* shortest match taken on the previous match's diagonal */
+#define ZD_SKIP_LOG 7 /* the step grows by one every 2^ZD_SKIP_LOG bytes without a match */
+#define ZD_MAX_TOTAL ((size_t)1 << 30) /* base + data: offsets stay far inside 32 bits */
+
+typedef struct {
+  uint32_t *table;
+  int bits;
+  ZSTD_Sequence *seqs;
+  size_t seqCap;
+  ZSTD_CCtx *cctx;
+  ZSTD_DCtx *dctx;
+  uint8_t *check;
+  size_t checkCap;
+} zd_state;
+
+static inline uint64_t zd_read64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+static inline uint32_t zd_hash(const uint8_t *p, int bits) { return (uint32_t)((zd_read64(p) * 0x9E3779B185EBCA87ULL) >> (64 - bits)); }
+
+/* Length of the common prefix of a and b, at most n. */
+static inline size_t zd_common(const uint8_t *a, const uint8_t *b, size_t n) {
+  size_t k = 0;
+  while (k + 64 <= n && memcmp(a + k, b + k, 64) == 0) k += 64;
+  while (k + 8 <= n) {
+    uint64_t x = zd_read64(a + k) ^ zd_read64(b + k);
+    if (x) return k + (size_t)(__builtin_ctzll(x) >> 3);
+    k += 8;
+  }
+  while (k < n && a[k] == b[k]) k++;
+  return k;
+}
+
+/* The sequences of data against base into st->seqs: their count, or (size_t)-1 without memory. */
+static size_t zd_match(zd_state *st, const uint8_t *base, size_t m, const uint8_t *data, size_t n, size_t *matched) {
+  *matched = 0;
+  if (m < 16 || n < 16) return 0;
+  int bits = 10;
+  while (bits < 22 && ((size_t)1 << bits) < m / ZD_STRIDE) bits++;
+  if (st->bits != bits) {
+    free(st->table);
+    st->table = malloc(sizeof(uint32_t) << bits);
+    st->bits = st->table ? bits : 0;
+    if (!st->table) return (size_t)-1;
+  }
+  uint32_t *t = st->table;
+  memset(t, 0, sizeof(uint32_t) << bits);
+  for (size_t p = 0; p + 8 <= m; p += ZD_STRIDE) t[zd_hash(base + p, bits)] = (uint32_t)p + 1;
+  size_t nseq = 0, anchor = 0, i = 0;
+  int64_t diag = 0; /* base position - data position of the last match: a new version starts where its base did */
+  const size_t last = n - 8; /* the last position an 8-byte read fits */
+  while (i <= last) {
+    size_t p = 0, len = 0;
+    const int64_t bp = (int64_t)i + diag;
+    if (bp >= 0 && (size_t)bp + 8 <= m && zd_read64(data + i) == zd_read64(base + bp)) {
+      const size_t room = n - i < m - (size_t)bp ? n - i : m - (size_t)bp;
+      len = zd_common(data + i, base + bp, room);
+      if (len >= ZD_DIAGLEN) p = (size_t)bp;
+      else len = 0;
+    }
+    if (!len) {
+      const uint32_t c = t[zd_hash(data + i, bits)];
+      if (c) {
+        const size_t q = c - 1; /* q + 8 <= m: only such positions are indexed */
+        if (zd_read64(data + i) == zd_read64(base + q)) {
+          const size_t room = n - i < m - q ? n - i : m - q;
+          const size_t l = zd_common(data + i, base + q, room);
+          if (l >= ZD_MINLEN) {
+            p = q;
+            len = l;
+          }
+        }
+      }
+    }
+    if (!len) {
+      /* the longer nothing matched, the larger the step (as zstd's fast strategies do): a run of
+       * new bytes (a 64 KiB random write) costs a few thousand probes, not one per byte; the start
+       * of the match after it is found again by extending backwards */
+      i += 1 + ((i - anchor) >> ZD_SKIP_LOG);
+      continue;
+    }
+    size_t j = i; /* extend backwards into the pending literals */
+    while (j > anchor && p > 0 && data[j - 1] == base[p - 1]) {
+      j--;
+      p--;
+      len++;
+    }
+    if (nseq == st->seqCap) {
+      const size_t cap = st->seqCap ? st->seqCap * 2 : 1024;
+      ZSTD_Sequence *s = realloc(st->seqs, cap * sizeof(ZSTD_Sequence));
+      if (!s) return (size_t)-1;
+      st->seqs = s;
+      st->seqCap = cap;
+    }
+    ZSTD_Sequence *s = &st->seqs[nseq++];
+    s->offset = (unsigned)(m + j - p); /* back from data[j] to base[p], the base preceding the data */
+    s->litLength = (unsigned)(j - anchor);
+    s->matchLength = (unsigned)len;
+    s->rep = 0;
+    *matched += len;
+    diag = (int64_t)p - (int64_t)j;
+    anchor = j + len;
+    i = anchor;
+  }
+  return nseq;
+}
+
+/* See the header: > 0 frame length, 0 no gain, -1 declined. */
+static int64_t zd_delta(zd_state *st, uint8_t *out, size_t cap, const uint8_t *base, size_t m, const uint8_t *data, size_t n, int level, size_t *matched) {
+  *matched = 0;
+  if (m < 16 || n < 16 || m + n > ZD_MAX_TOTAL || cap == 0) return -1;
+  /* zstd's readers take a dictionary starting with this magic as a formatted one, not raw content */
+  if (m >= 4 && base[0] == 0x37 && base[1] == 0xA4 && base[2] == 0x30 && base[3] == 0xEC) return -1;
+  const size_t nseq = zd_match(st, base, m, data, n, matched);
+  if (nseq == (size_t)-1) return -1;
+  if (nseq == 0) return 0;
+  if (!st->cctx && !(st->cctx = ZSTD_createCCtx())) return -1;
+  ZSTD_CCtx *c = st->cctx;
+  ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+  int wl = 10;
+  while (wl < 27 && ((size_t)1 << wl) < n) wl++;
+  /* no match finder runs: the smallest tables; the level sets the entropy coder's effort */
+  if (ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level)) || ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, wl)) ||
+      ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, 6)) || ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_chainLog, 6)) ||
+      ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_searchLog, 1)) || ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_strategy, ZSTD_dfast)) ||
+      ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch, 4)) ||
+      ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_blockDelimiters, ZSTD_sf_noBlockDelimiters)) ||
+      ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_validateSequences, 0)))
+    return -1;
+  const size_t k = ZSTD_compressSequences(c, out, cap, st->seqs, nseq, data, n);
+  if (ZSTD_isError(k)) return ZSTD_getErrorCode(k) == ZSTD_error_dstSize_tooSmall ? 0 : -1;
+  if (k >= cap) return 0;
+  /* the readers' own decoding, compared with the blob */
+  if (!st->dctx && !(st->dctx = ZSTD_createDCtx())) return -1;
+  if (st->checkCap < n) {
+    free(st->check);
+    st->check = malloc(n);
+    st->checkCap = st->check ? n : 0;
+    if (!st->check) return -1;
+  }
+  const size_t d = ZSTD_decompress_usingDict(st->dctx, st->check, n, out, k, base, m);
+  if (ZSTD_isError(d) || d != n || memcmp(st->check, data, n) != 0) return -1;
+  return (int64_t)k;
+}
+
+static void zd_free(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  zd_state *st = data;
+  if (!st) return;
+  free(st->table);
+  free(st->seqs);
+  free(st->check);
+  ZSTD_freeCCtx(st->cctx);
+  ZSTD_freeDCtx(st->dctx);
+  free(st);
+}
+
+static int typed_u8(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+  bool is = false;
+  napi_typedarray_type type;
+  void *p;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
+  if (napi_get_typedarray_info(env, v, &type, len, &p, NULL, NULL) != napi_ok || type != napi_uint8_array) return 0;
+  if (*len > 0 && p == NULL) return 0;
+  *data = p;
+  return 1;
+}
+
+static napi_value js_delta(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  uint8_t *out, *data, *base;
+  size_t cap, n, m, ilen;
+  int32_t level;
+  bool is = false;
+  napi_typedarray_type itype;
+  void *ip;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 || !typed_u8(env, argv[0], &out, &cap) || !typed_u8(env, argv[1], &data, &n) ||
+      !typed_u8(env, argv[2], &base, &m) || napi_get_value_int32(env, argv[3], &level) != napi_ok || napi_is_typedarray(env, argv[4], &is) != napi_ok || !is ||
+      napi_get_typedarray_info(env, argv[4], &itype, &ilen, &ip, NULL, NULL) != napi_ok || itype != napi_float64_array || ilen < 1 || ip == NULL) {
+    napi_throw_type_error(env, NULL, "delta(out: Uint8Array, data: Uint8Array, base: Uint8Array, level: number, info: Float64Array(1))");
+    return NULL;
+  }
+  zd_state *st = NULL;
+  if (napi_get_instance_data(env, (void **)&st) != napi_ok) st = NULL;
+  if (!st) {
+    st = calloc(1, sizeof(zd_state));
+    if (!st || napi_set_instance_data(env, st, zd_free, NULL) != napi_ok) {
+      free(st);
+      napi_throw_error(env, NULL, "delta: out of memory");
+      return NULL;
+    }
+  }
+  if (level < 1) level = 1;
+  if (level > 19) level = 19;
+  size_t matched = 0;
+  const int64_t r = zd_delta(st, out, cap, base, m, data, n, level, &matched);
+  ((double *)ip)[0] = (double)matched;
+  napi_value v;
+  napi_create_int64(env, r, &v);
+  return v;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value f;
+  napi_create_function(env, "delta", NAPI_AUTO_LENGTH, js_delta, NULL, &f);
+  napi_set_named_property(env, exports, "delta", f);
+  return exports;
+}
