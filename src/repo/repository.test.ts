@@ -116,6 +116,45 @@ function dumpRows(n: number, version: number): Buffer {
   return Buffer.from(lines.join('\n'));
 }
 
+test('a blob on two bases that are delta chains themselves: each base is read in one go (readChain), not level by level through the cache', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-chain2-'));
+  try {
+    const a = [0, 1, 2].map((v) => dumpRows(9000, v));
+    const b = [0, 1].map((v) => dumpRows(9000, v + 40).subarray(100));
+    const repo = await Repository.init(new LocalStorage(dir), 'pw');
+    const save = async (data: Buffer, bases: string[]) => {
+      const { id } = await repo.saveBlob('data', Buffer.from(data), bases.length ? { deltaBases: bases } : {});
+      await repo.flush();
+      return id;
+    };
+    const ia: string[] = [];
+    const ib: string[] = [];
+    let x: Buffer;
+    let ix: string;
+    try {
+      for (const [i, v] of a.entries()) ia.push(await save(v, i > 0 ? [ia[i - 1]!] : []));
+      for (const [i, v] of b.entries()) ib.push(await save(v, i > 0 ? [ib[i - 1]!] : []));
+      // straddles the two: the end of a[2] and the start of b[1]
+      x = Buffer.concat([a[2]!.subarray(a[2]!.length >> 1), b[1]!.subarray(0, b[1]!.length >> 1)]);
+      ix = await save(x, [ia[2]!, ib[1]!]);
+      const e = repo.indexEntry(ix)!;
+      assert.equal(e.compression, 2);
+      assert.ok(e.base && e.base2, 'stored on two bases');
+    } finally {
+      await repo.close();
+    }
+    const r = await Repository.open(new LocalStorage(dir), 'pw');
+    try {
+      assert.deepEqual(await r.loadBlob(ix), x);
+      assert.equal(r.chainReads, 2, "each base's chain read in one go");
+    } finally {
+      await r.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('a delta chain (day 3 on day 2 on day 1 on day 0) is written by the encode worker from each base\'s sealed chain, reads back exactly in one go on the main thread and in a worker; a damaged blob in the middle fails loudly and is named', async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-chain-'));
   try {
