@@ -77,8 +77,8 @@ static size_t zd_match(zd_state *st, const uint8_t *base, size_t m, const uint8_
   *matched = 0;
   if (m < 16 || n < 16) return 0;
   int bits = 10;
-  while (bits < 22 && ((size_t)1 << bits) < m / ZD_STRIDE) bits++;
-  if (st->bits != bits) {
+  while (bits < 20 && ((size_t)1 << bits) < m / ZD_STRIDE) bits++;
+  if (st->bits < bits) { /* only grows: chunks around 1 MiB would flip between two sizes (a free and an mmap each) */
     free(st->table);
     st->table = malloc(sizeof(uint32_t) << bits);
     st->bits = st->table ? bits : 0;
