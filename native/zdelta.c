@@ -39,6 +39,7 @@
 #define ZD_DIAGLEN 12 /* shortest match taken on the previous match's diagonal */
 #define ZD_SKIP_LOG 7 /* the step grows by one every 2^ZD_SKIP_LOG bytes without a match */
 #define ZD_MAX_TOTAL ((size_t)1 << 30) /* base + data: offsets stay far inside 32 bits */
+#define ZD_KEEP ((size_t)4 << 20)       /* scratch kept between calls at most (sequences, the check's output) */
 
 typedef struct {
   uint32_t *table;
@@ -237,6 +238,17 @@ static napi_value js_delta(napi_env env, napi_callback_info info) {
   if (level > 19) level = 19;
   size_t matched = 0;
   const int64_t r = zd_delta(st, out, cap, base, m, data, n, level, &matched);
+  /* what one unusual blob made grow is not kept for the thread's lifetime */
+  if (st->seqCap > ZD_KEEP / sizeof(ZSTD_Sequence)) {
+    free(st->seqs);
+    st->seqs = NULL;
+    st->seqCap = 0;
+  }
+  if (st->checkCap > ZD_KEEP) {
+    free(st->check);
+    st->check = NULL;
+    st->checkCap = 0;
+  }
   ((double *)ip)[0] = (double)matched;
   napi_value v;
   napi_create_int64(env, r, &v);
