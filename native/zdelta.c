@@ -38,6 +38,11 @@
 #define ZD_MINLEN 24  /* shortest match taken from the hash table */
 #define ZD_DIAGLEN 12 /* shortest match taken on the previous match's diagonal */
 #define ZD_SKIP_LOG 7 /* the step grows by one every 2^ZD_SKIP_LOG bytes without a match */
+#define ZD_NEAR 256     /* a gap's first probes look this far either side of the last diagonal */
+#define ZD_NEAR_AT 16   /* ... once the diagonal has failed for this many bytes */
+#define ZD_NEAR_TRIES 1 /* ... at this many positions */
+#define ZD_HASH_AT 64   /* the hash table is probed (and built, the first time) once a gap is this long */
+#define ZD_HASH_TAIL 64  /* ... but not built for a chunk's last 64th (its tail past its base's end, usually) */
 #define ZD_MAX_TOTAL ((size_t)1 << 30) /* base + data: offsets stay far inside 32 bits */
 #define ZD_KEEP ((size_t)4 << 20)       /* scratch kept between calls at most (sequences, the check's output) */
 
@@ -79,28 +84,49 @@ static size_t zd_match(zd_state *st, const uint8_t *base, size_t m, const uint8_
   if (m < 16 || n < 16) return 0;
   int bits = 10;
   while (bits < 20 && ((size_t)1 << bits) < m / ZD_STRIDE) bits++;
-  if (st->bits < bits) { /* only grows: chunks around 1 MiB would flip between two sizes (a free and an mmap each) */
-    free(st->table);
-    st->table = malloc(sizeof(uint32_t) << bits);
-    st->bits = st->table ? bits : 0;
-    if (!st->table) return (size_t)-1;
-  }
-  uint32_t *t = st->table;
-  memset(t, 0, sizeof(uint32_t) << bits);
-  for (size_t p = 0; p + 8 <= m; p += ZD_STRIDE) t[zd_hash(base + p, bits)] = (uint32_t)p + 1;
+  uint32_t *t = NULL; /* the base's hash table, built on first need (a daily dump's chunk rarely needs it) */
   size_t nseq = 0, anchor = 0, i = 0;
   int64_t diag = 0; /* base position - data position of the last match: a new version starts where its base did */
   const size_t last = n - 8; /* the last position an 8-byte read fits */
   while (i <= last) {
     size_t p = 0, len = 0;
     const int64_t bp = (int64_t)i + diag;
+    const size_t run = i - anchor; /* bytes since the last match */
     if (bp >= 0 && (size_t)bp + 8 <= m && zd_read64(data + i) == zd_read64(base + bp)) {
       const size_t room = n - i < m - (size_t)bp ? n - i : m - (size_t)bp;
       len = zd_common(data + i, base + bp, room);
       if (len >= ZD_DIAGLEN) p = (size_t)bp;
       else len = 0;
     }
-    if (!len) {
+    if (!len && run >= ZD_NEAR_AT && run < ZD_NEAR_AT + ZD_NEAR_TRIES) {
+      /* once per gap: the diagonal moved a little (rows deleted or inserted nearby): look around it */
+      const uint64_t v = zd_read64(data + i);
+      int64_t lo = bp - ZD_NEAR, hi = bp + ZD_NEAR;
+      if (lo < 0) lo = 0;
+      if (hi > (int64_t)m - 8) hi = (int64_t)m - 8;
+      for (int64_t q = lo; q <= hi; q++) {
+        if (zd_read64(base + q) != v) continue;
+        const size_t room = n - i < m - (size_t)q ? n - i : m - (size_t)q;
+        const size_t l = zd_common(data + i, base + q, room);
+        if (l >= ZD_MINLEN) {
+          p = (size_t)q;
+          len = l;
+          break;
+        }
+      }
+    }
+    if (!len && run >= ZD_HASH_AT && (t || (n - i) * ZD_HASH_TAIL >= n)) {
+      if (!t) {
+        if (st->bits < bits) { /* only grows: chunks around 1 MiB would flip between two sizes (a free and an mmap each) */
+          free(st->table);
+          st->table = malloc(sizeof(uint32_t) << bits);
+          st->bits = st->table ? bits : 0;
+          if (!st->table) return (size_t)-1;
+        }
+        t = st->table;
+        memset(t, 0, sizeof(uint32_t) << bits);
+        for (size_t b = 0; b + 8 <= m; b += ZD_STRIDE) t[zd_hash(base + b, bits)] = (uint32_t)b + 1;
+      }
       const uint32_t c = t[zd_hash(data + i, bits)];
       if (c) {
         const size_t q = c - 1; /* q + 8 <= m: only such positions are indexed */
