@@ -1,4 +1,5 @@
 import type { BlobCodec } from './codec.js';
+import { type ChainMsg, decodeChain } from './chain.js';
 import type { Compression } from './pack.js';
 
 /**
@@ -17,6 +18,11 @@ export interface ChunkBlob {
   what: string;
   /** Delta dictionary: one buffer, or the bases' plaintexts in order. */
   dict?: Uint8Array | Uint8Array[];
+  /**
+   * Instead of `dict`: per delta base, in order, its sealed chain (root first, chain.ts), decoded here
+   * into reused buffers just before the blob: the bases' plaintexts never cross threads or stay alive.
+   */
+  chains?: ChainMsg[];
 }
 
 /** Per blob: the keyed hash of its plaintext, or why it could not be decoded. */
@@ -35,7 +41,7 @@ export function verifyChunk(codec: BlobCodec, idKey: Buffer, chunk: Uint8Array, 
         throw new Error(`range ${b.offset}+${b.length} lies outside the ${chunk.length}-byte part of the pack that was read`);
       }
       const d = b.dict;
-      const dict = Array.isArray(d) ? (d.length === 1 ? d[0] : Buffer.concat(d)) : d;
+      const dict = b.chains ? chainsDict(codec, idKey, b.chains) : Array.isArray(d) ? (d.length === 1 ? d[0] : Buffer.concat(d)) : d;
       out.push({ id: codec.decodeId(chunk.subarray(b.offset, b.offset + b.length), b.compression, b.rawLength, b.what, idKey, scratch, dict) });
     } catch (err) {
       const e = err as Error;
@@ -43,6 +49,23 @@ export function verifyChunk(codec: BlobCodec, idKey: Buffer, chunk: Uint8Array, 
     }
   }
   return out;
+}
+
+/** Two bases joined (the dictionary of a two-base delta), reused: grows to the largest pair seen. */
+let joined: Buffer | undefined;
+
+/** A delta's dictionary from its bases' chains: valid until the next call (reused buffers). */
+function chainsDict(codec: BlobCodec, idKey: Buffer, chains: readonly ChainMsg[]): Buffer {
+  if (chains.length === 1) return decodeChain(codec, idKey, chains[0]!, true).data;
+  let total = 0;
+  for (const c of chains) total += c.rawLength[c.rawLength.length - 1] ?? 0;
+  if (!joined || joined.length < total) joined = Buffer.allocUnsafeSlow(total);
+  let off = 0;
+  for (const c of chains) {
+    const base = decodeChain(codec, idKey, c, true).data;
+    off += base.copy(joined, off);
+  }
+  return joined.subarray(0, off);
 }
 
 /**
