@@ -51,19 +51,34 @@ export function verifyChunk(codec: BlobCodec, idKey: Buffer, chunk: Uint8Array, 
   return out;
 }
 
-/** Two bases joined (the dictionary of a two-base delta), reused: grows to the largest pair seen. */
+/**
+ * Bytes a verifyChunk of `blobs` leaves behind besides its range, for a BufferReclaimer: the sealed bytes of
+ * the bases' chains (read for this job alone) and their deciphered payloads.
+ */
+export function chainBytes(blobs: readonly ChunkBlob[]): number {
+  let n = 0;
+  for (const b of blobs) for (const c of b.chains ?? []) for (const x of c.sealed) n += 2 * x.length;
+  return n;
+}
+
+/** The bases' plaintexts, joined (a delta's dictionary), reused: grows to the largest set of bases seen. */
 let joined: Buffer | undefined;
 
-/** A delta's dictionary from its bases' chains: valid until the next call (reused buffers). */
+/**
+ * A delta's dictionary from its bases' chains, valid until the next call: a base stored whole is decoded
+ * straight into its place (a deeper chain through decodeChain's reused buffers, then copied).
+ */
 function chainsDict(codec: BlobCodec, idKey: Buffer, chains: readonly ChainMsg[]): Buffer {
-  if (chains.length === 1) return decodeChain(codec, idKey, chains[0]!, true).data;
   let total = 0;
-  for (const c of chains) total += c.rawLength[c.rawLength.length - 1] ?? 0;
+  for (const c of chains) total += c.rawLength[c.rawLength.length - 1]!;
   if (!joined || joined.length < total) joined = Buffer.allocUnsafeSlow(total);
   let off = 0;
   for (const c of chains) {
-    const base = decodeChain(codec, idKey, c, true).data;
-    off += base.copy(joined, off);
+    const n = c.sealed.length;
+    const raw = c.rawLength[n - 1]!;
+    if (n === 1) codec.decodeTo(c.sealed[0]!, c.compression[0]!, raw, c.what[0]!, joined.subarray(off, off + raw));
+    else decodeChain(codec, idKey, c, true).data.copy(joined, off);
+    off += raw;
   }
   return joined.subarray(0, off);
 }
