@@ -170,7 +170,7 @@ test('verifyChunk: delta bases given as sealed chains (one base, two bases, a ba
       { ...blob(0), chains: [chainV1] },
       { ...blob(1), chains: [chainV1, chainOther] },
       { ...blob(1), chains: [chainOther, chainV1] }, // bases in the wrong order: another dictionary
-      { ...blob(0), chains: [{ ...chainV1, sealed: [badV0, e1.sealed] }] },
+      { ...blob(0), chains: [{ ...chainV1, sealed: [badV0, e1.sealed], what: ['blob v0', 'blob v1 (damaged copy)'] }] },
       { ...blob(1), dict: [v1, other] },
     ]);
     assert.deepEqual(r[0], want);
@@ -179,4 +179,31 @@ test('verifyChunk: delta bases given as sealed chains (one base, two bases, a ba
     assert.match((r[3] as { error: { message: string } }).error.message, /blob v0: authentication failed/);
     assert.deepEqual(r[4], want);
   }
+});
+
+test('verifyChunk: bases shared by neighbouring deltas (moved in the reused dictionary, not decoded again) give the same ids as decoding each', () => {
+  const a = text(90_000, 11);
+  const b = text(80_000, 12);
+  const c = text(70_000, 13);
+  const plain = { a, b, c };
+  const enc = Object.fromEntries(Object.entries(plain).map(([k, v]) => [k, codec.encode(v)])) as Record<'a' | 'b' | 'c', { sealed: Buffer; compression: Compression }>;
+  const chain = (k: 'a' | 'b' | 'c') => ({ sealed: [enc[k].sealed], compression: [enc[k].compression], rawLength: [plain[k].length], what: [`blob ${k}`], noHash: true });
+  // each delta's content mixes its bases' text with a change of its own
+  const sets: Array<Array<'a' | 'b' | 'c'>> = [['a', 'b'], ['b', 'c'], ['c', 'a'], ['a'], ['c'], ['b', 'c'], ['c', 'b'], ['a', 'b']];
+  const parts: Buffer[] = [];
+  const jobs: ChunkBlob[] = [];
+  const want: string[] = [];
+  let off = 0;
+  sets.forEach((set, i) => {
+    const dict = Buffer.concat(set.map((k) => plain[k]));
+    const top = Buffer.concat([dict.subarray(0, 40_000), Buffer.from(`change ${i}`), dict.subarray(dict.length - 40_000)]);
+    const d = codec.encode(top, dict);
+    assert.equal(d.compression, 2);
+    parts.push(d.sealed);
+    jobs.push({ offset: off, length: d.sealed.length, compression: 2, rawLength: top.length, what: `blob top${i}`, chains: set.map(chain) });
+    off += d.sealed.length;
+    want.push(blobId(idKey, top));
+  });
+  const r = verifyChunk(codec, idKey, Buffer.concat(parts), jobs);
+  assert.deepEqual(r, want.map((id) => ({ id })));
 });

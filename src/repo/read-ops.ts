@@ -1,5 +1,5 @@
 import type { BlobCodec } from './codec.js';
-import { type ChunkBlob, chainBytes, verifyChunkReply } from './chunk-verify.js';
+import { verifyChunkReply } from './chunk-verify.js';
 import { decodeRangeReply } from './chunk-decode.js';
 import { blobId } from './crypto.js';
 import { type ChainMsg, decodeChain } from './chain.js';
@@ -31,8 +31,8 @@ export function readOps(codec: BlobCodec, idKey: Buffer, reclaimer: BufferReclai
   return {
     verifyChunk: (msg) => {
       const r = verifyChunkReply(codec, idKey, msg as { seq: number });
-      // the pieces deciphered for the range's blobs (about its size) are garbage now, and so are the bases' chains
-      verifyReclaimer.dropped((msg.chunk as Uint8Array).length + chainBytes(msg.blobs as ChunkBlob[]));
+      // the pieces deciphered for the range's blobs (about its size) are garbage now
+      verifyReclaimer.dropped((msg.chunk as Uint8Array).length);
       return r;
     },
     decodeRange: (msg) => {

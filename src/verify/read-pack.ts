@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { IntegrityError, errorMessage } from '../errors.js';
-import { type ChunkBlob, type ChunkResult, chainBytes, verifyChunk } from '../repo/chunk-verify.js';
+import { type ChunkBlob, type ChunkResult, verifyChunk } from '../repo/chunk-verify.js';
 import { BlobCodec } from '../repo/codec.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 import { MAX_PACK_HEADER, type PackBlob, basesOf, blobEntryProblem, parseHeaderBytes } from '../repo/pack.js';
@@ -50,7 +50,7 @@ export class InlineVerifier {
   verify(chunk: Uint8Array, blobs: ChunkBlob[]): ChunkResult[] {
     this.ranges++;
     const r = verifyChunk(this.codec, this.idKey, chunk, blobs);
-    this.reclaimer.dropped(chunk.length + chainBytes(blobs));
+    this.reclaimer.dropped(chunk.length);
     return r;
   }
 }
