@@ -5,7 +5,7 @@ import { type Compression, MAX_TREE_BLOB } from './pack.js';
 import type { MasterKey } from './crypto.js';
 import type { ChunkBlob, ChunkResult } from './chunk-verify.js';
 import type { RangeBlob, RangeResult } from './chunk-decode.js';
-import type { ChainMsg } from './read-ops.js';
+import type { ChainMsg } from './chain.js';
 import { ByteBudget } from '../util/sync.js';
 
 interface Pending {

@@ -5,8 +5,6 @@ import { blobId } from './crypto.js';
 import { type ChainMsg, decodeChain } from './chain.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 
-export { type ChainMsg, decodeChain } from './chain.js';
-
 /** An op a worker thread answers: the reply (posted with the request's `seq`) and what it transfers. */
 export type WorkerOp = (msg: Record<string, unknown>) => { reply: Record<string, unknown>; transfer?: ArrayBuffer[] };
 

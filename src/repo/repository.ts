@@ -16,7 +16,7 @@ import { createKeyFile, openWithPassword } from './keys.js';
 import { DEFAULT_LEASE_MS, Lock, READ_ONLY_OPERATIONS } from './lock.js';
 import { type SketchIndex, superFeatures } from './sketch.js';
 import { bytesNative } from './native.js';
-import { type ChainMsg, decodeChain } from './read-ops.js';
+import { type ChainMsg, decodeChain } from './chain.js';
 import {
   type BlobType,
   type Compression,
