@@ -141,3 +141,69 @@ test('verifyChunk: a blob outside the range is an error for that blob only', () 
   assert.deepEqual(r[0], { id: blobId(idKey, data) });
   assert.match((r[1] as { error: { message: string } }).error.message, /outside/);
 });
+
+test('verifyChunk: delta bases given as sealed chains (one base, two bases, a base that is itself a delta) verify as with the plaintext dictionary; a damaged base fails its delta, naming the base', () => {
+  const v0 = text(150_000, 5);
+  const v1 = Buffer.from(v0);
+  v1.write('first change', 40_000);
+  const other = text(120_000, 6);
+  const top = Buffer.concat([v1.subarray(0, 100_000), other.subarray(0, 60_000)]);
+  top.write('top change', 5_000);
+  const e0 = codec.encode(v0);
+  const e1 = codec.encode(v1, v0); // v1: a delta on v0 (a chain of depth 1)
+  assert.equal(e1.compression, 2);
+  const eo = codec.encode(other);
+  const one = codec.encode(top, v1); // top on v1 alone
+  const two = codec.encode(top, Buffer.concat([v1, other])); // top on v1 and other
+  assert.equal(one.compression, 2);
+  assert.equal(two.compression, 2);
+  const chainV1 = { sealed: [e0.sealed, e1.sealed], compression: [e0.compression, e1.compression], rawLength: [v0.length, v1.length], what: ['blob v0', 'blob v1'], noHash: true };
+  const chainOther = { sealed: [eo.sealed], compression: [eo.compression], rawLength: [other.length], what: ['blob other'], noHash: true };
+  const badV0 = Buffer.from(e0.sealed);
+  badV0[50]! ^= 1;
+  const chunk = Buffer.concat([one.sealed, two.sealed]);
+  const blob = (i: 0 | 1) => ({ offset: i === 0 ? 0 : one.sealed.length, length: (i === 0 ? one : two).sealed.length, compression: 2 as const, rawLength: top.length, what: `blob top${i}` });
+  const want = { id: blobId(idKey, top) };
+  // twice: the reused buffers of the first round do not leak into the second
+  for (let round = 0; round < 2; round++) {
+    const r = verifyChunk(codec, idKey, chunk, [
+      { ...blob(0), chains: [chainV1] },
+      { ...blob(1), chains: [chainV1, chainOther] },
+      { ...blob(1), chains: [chainOther, chainV1] }, // bases in the wrong order: another dictionary
+      { ...blob(0), chains: [{ ...chainV1, sealed: [badV0, e1.sealed], what: ['blob v0', 'blob v1 (damaged copy)'] }] },
+      { ...blob(1), dict: [v1, other] },
+    ]);
+    assert.deepEqual(r[0], want);
+    assert.deepEqual(r[1], want);
+    assert.ok(!('id' in r[2]!) || r[2].id !== want.id, 'the wrong dictionary does not give the blob');
+    assert.match((r[3] as { error: { message: string } }).error.message, /blob v0: authentication failed/);
+    assert.deepEqual(r[4], want);
+  }
+});
+
+test('verifyChunk: bases shared by neighbouring deltas (moved in the reused dictionary, not decoded again) give the same ids as decoding each', () => {
+  const a = text(90_000, 11);
+  const b = text(80_000, 12);
+  const c = text(70_000, 13);
+  const plain = { a, b, c };
+  const enc = Object.fromEntries(Object.entries(plain).map(([k, v]) => [k, codec.encode(v)])) as Record<'a' | 'b' | 'c', { sealed: Buffer; compression: Compression }>;
+  const chain = (k: 'a' | 'b' | 'c') => ({ sealed: [enc[k].sealed], compression: [enc[k].compression], rawLength: [plain[k].length], what: [`blob ${k}`], noHash: true });
+  // each delta's content mixes its bases' text with a change of its own
+  const sets: Array<Array<'a' | 'b' | 'c'>> = [['a', 'b'], ['b', 'c'], ['c', 'a'], ['a'], ['c'], ['b', 'c'], ['c', 'b'], ['a', 'b']];
+  const parts: Buffer[] = [];
+  const jobs: ChunkBlob[] = [];
+  const want: string[] = [];
+  let off = 0;
+  sets.forEach((set, i) => {
+    const dict = Buffer.concat(set.map((k) => plain[k]));
+    const top = Buffer.concat([dict.subarray(0, 40_000), Buffer.from(`change ${i}`), dict.subarray(dict.length - 40_000)]);
+    const d = codec.encode(top, dict);
+    assert.equal(d.compression, 2);
+    parts.push(d.sealed);
+    jobs.push({ offset: off, length: d.sealed.length, compression: 2, rawLength: top.length, what: `blob top${i}`, chains: set.map(chain) });
+    off += d.sealed.length;
+    want.push(blobId(idKey, top));
+  });
+  const r = verifyChunk(codec, idKey, Buffer.concat(parts), jobs);
+  assert.deepEqual(r, want.map((id) => ({ id })));
+});

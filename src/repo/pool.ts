@@ -5,7 +5,7 @@ import { type Compression, MAX_TREE_BLOB } from './pack.js';
 import type { MasterKey } from './crypto.js';
 import type { ChunkBlob, ChunkResult } from './chunk-verify.js';
 import type { RangeBlob, RangeResult } from './chunk-decode.js';
-import type { ChainMsg } from './read-ops.js';
+import type { ChainMsg } from './chain.js';
 import { ByteBudget } from '../util/sync.js';
 
 interface Pending {
@@ -265,10 +265,13 @@ export class WorkerPool {
    * when it owns its memory, or when `whole` says its ArrayBuffer is the
    * caller's alone (a reused buffer the range fills only in part): the caller
    * must not use it afterwards, and gets the memory back as `returned` (to
-   * reuse). One result per blob, in order.
+   * reuse). The sealed bytes of the blobs' base chains are transferred too
+   * when they own their memory. One result per blob, in order.
    */
   async verifyChunk(chunk: Buffer, blobs: ChunkBlob[], whole = false): Promise<{ results: ChunkResult[]; returned?: ArrayBuffer }> {
     const transfer = whole || ownsBuffer(chunk) ? [chunk.buffer as ArrayBuffer] : [];
+    // a delta's base chain (sealed bytes read for this job alone) goes along without copies too
+    for (const b of blobs) for (const x of b.chains?.flatMap((c) => c.sealed) ?? []) if (ownsBuffer(x as Buffer) && !transfer.includes(x.buffer as ArrayBuffer)) transfer.push(x.buffer as ArrayBuffer);
     const r = await this.post<{ results: ChunkResult[]; chunk?: Uint8Array }>({ op: 'verifyChunk', chunk, blobs }, transfer);
     if (!Array.isArray(r.results) || r.results.length !== blobs.length) throw new LifeboatError('worker returned a malformed result');
     return { results: r.results, ...(r.chunk ? { returned: r.chunk.buffer as ArrayBuffer } : {}) };

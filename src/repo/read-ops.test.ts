@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { BlobCodec } from './codec.js';
 import { blobId } from './crypto.js';
 import { IntegrityError } from '../errors.js';
-import { type ChainMsg, decodeChain } from './read-ops.js';
+import { type ChainMsg, decodeChain } from './chain.js';
 
 /** Text-like rows; each version rewrites a few of them (a daily dump's chunk). */
 function rows(n: number, version: number): Buffer {

@@ -16,7 +16,7 @@ import { createKeyFile, openWithPassword } from './keys.js';
 import { DEFAULT_LEASE_MS, Lock, READ_ONLY_OPERATIONS } from './lock.js';
 import { type SketchIndex, superFeatures } from './sketch.js';
 import { bytesNative } from './native.js';
-import { type ChainMsg, decodeChain } from './read-ops.js';
+import { type ChainMsg, decodeChain } from './chain.js';
 import {
   type BlobType,
   type Compression,
@@ -998,6 +998,25 @@ export class Repository {
     if (r.id !== undefined && r.id !== id) return undefined;
     this.chainReads++;
     return { data: r.data, verified: r.id !== undefined };
+  }
+
+  /**
+   * A delta blob's bases as chains to decode where the blob is verified (check --read-data,
+   * chunk-verify.ts): per base, its sealed bytes and those of its own bases down to a full blob,
+   * read at once, not decoded here and not cached; the bases' own hashes are not computed (the
+   * blob built on them is hashed). Undefined when a base is not on a readable single-base chain:
+   * then loadDict (level by level, with its errors).
+   */
+  async baseChains(bases: string[]): Promise<ChainMsg[] | undefined> {
+    if (bases.length === 0) return undefined;
+    const chains = await Promise.all(
+      bases.map((b) => {
+        const e = this.index.get(b);
+        if (!e || e.type !== 'data' || this.index.chainProblem(b) || 1 + e.depth > MAX_DELTA_DEPTH) return undefined;
+        return this.chainMsg(b, e, false).catch(() => undefined);
+      }),
+    );
+    return chains.every((c) => c !== undefined) ? (chains as ChainMsg[]) : undefined;
   }
 
   /** The chain ending in blob `id` (root first) with every level's sealed bytes, read at once; undefined as readChain says. */

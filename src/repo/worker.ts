@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobCodec } from './codec.js';
-import { type ChainMsg, type WorkerOp, decodeChain, readOps } from './read-ops.js';
+import { type WorkerOp, readOps } from './read-ops.js';
+import { type ChainMsg, decodeChain } from './chain.js';
 import { superFeatures } from './sketch.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 

@@ -7,6 +7,8 @@ import * as path from 'node:path';
 import { LocalStorage } from '../storage/local.js';
 import type { Storage } from '../storage/types.js';
 import { Repository } from '../repo/repository.js';
+import { BlobCodec } from '../repo/codec.js';
+import { PackWriter, type PackBlob } from '../repo/pack.js';
 import { InlineVerifier, RangeBuffers, readPackData } from './read-pack.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
@@ -79,5 +81,81 @@ test('readPackData: an intact pack verifies, read in ranges, with or without loa
   } finally {
     await p.repo.close();
     await fsp.rm(p.dir, { recursive: true, force: true });
+  }
+});
+
+/** Text rows; `v` changes a few of them (the versions of a changed file's chunk). */
+function rows(n: number, v: number, seed = 0): Buffer {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push(`row ${seed} ${i} ${(i * 7919 + (i % 50 === v ? v : 0)) % 100003} ${'y'.repeat(i % 30)}`);
+  return Buffer.from(out.join('\n'));
+}
+
+test('readPackData: delta blobs (one base, two bases, a base that is a delta) verify from their bases\' sealed chains, nothing cached; a damaged base fails the blobs built on it, named', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-read-pack-delta-'));
+  const repo = await Repository.init(new LocalStorage(dir), 'pw');
+  try {
+    const codec = new BlobCodec(repo.key.encKey, 3);
+    const v0 = rows(6000, 0);
+    const v1 = rows(6000, 1);
+    const other = rows(5000, 0, 7);
+    const top = Buffer.concat([rows(6000, 2), other.subarray(0, 50_000)]);
+    const top2 = Buffer.concat([top, Buffer.from('2')]);
+    const [id0, id1, idO, idT1, idT2] = [v0, v1, other, top, top2].map((b) => repo.blobId(b));
+    const entry = (id: string, data: Buffer, enc: { compression: 0 | 1 | 2 }, bases: string[] = []) => ({
+      id,
+      type: 'data' as const,
+      rawLength: data.length,
+      compression: enc.compression,
+      ...(bases[0] ? { base: bases[0] } : {}),
+      ...(bases[1] ? { base2: bases[1] } : {}),
+    });
+    const e1 = codec.encode(v1, v0);
+    const eT1 = codec.encode(top, v1);
+    const eT2 = codec.encode(top2, Buffer.concat([v1, other]));
+    for (const e of [e1, eT1, eT2]) assert.equal(e.compression, 2);
+    const e0 = codec.encode(v0);
+    const eO = codec.encode(other);
+    const basePack = new PackWriter();
+    basePack.add(entry(id0!, v0, e0), e0.sealed);
+    basePack.add(entry(idO!, other, eO), eO.sealed);
+    const deltaPack = new PackWriter();
+    deltaPack.add(entry(id1!, v1, e1, [id0!]), e1.sealed);
+    deltaPack.add(entry(idT1!, top, eT1, [id1!]), eT1.sealed);
+    deltaPack.add(entry(idT2!, top2, eT2, [id1!, idO!]), eT2.sealed);
+    const packs: Array<{ id: string; size: number; blobs: PackBlob[] }> = [];
+    for (const pw of [basePack, deltaPack]) {
+      const { id, data, blobs: written } = pw.finalize(repo.key.encKey);
+      await repo.storage.save('data', id, data);
+      packs.push({ id, size: data.length, blobs: written });
+    }
+    await repo.writeIndexFile(packs.map((p) => ({ id: p.id, blobs: p.blobs })));
+    const r = await Repository.open(new LocalStorage(dir), 'pw');
+    const cached = () => (r as unknown as { cache: { size: number } }).cache.size;
+    try {
+      const [bp, dp] = packs as [(typeof packs)[0], (typeof packs)[0]];
+      for (const inline of [undefined, new InlineVerifier(r, true)]) {
+        const ok = await readPackData(r, dp.id, dp.size, new RangeBuffers(), inline);
+        assert.deepEqual({ hashOk: ok.hashOk, damaged: ok.damaged }, { hashOk: true, damaged: [] });
+        assert.equal(cached(), 0, 'the bases went as sealed chains: none decoded into the read cache');
+      }
+      // v0 damaged in its pack: v0 itself, v1 (a delta on it) and both tops (on v1) fail; the tops' messages name v0
+      const file = path.join(dir, 'data', bp.id.slice(0, 2), bp.id);
+      const buf = await fsp.readFile(file);
+      const at = bp.blobs.find((b) => b.id === id0)!;
+      buf[at.offset + at.length - 30]! ^= 1;
+      await fsp.writeFile(file, buf);
+      for (const inline of [undefined, new InlineVerifier(r, true)]) {
+        const bad = await readPackData(r, dp.id, dp.size, new RangeBuffers(), inline);
+        assert.equal(bad.hashOk, true);
+        assert.deepEqual(bad.damaged.map(([id]) => id).sort(), [id1!, idT1!, idT2!].sort());
+        for (const [, msg] of bad.damaged) assert.match(msg, new RegExp(`blob ${id0} in pack ${bp.id}: authentication failed`));
+      }
+    } finally {
+      await r.close();
+    }
+  } finally {
+    await repo.close();
+    await fsp.rm(dir, { recursive: true, force: true });
   }
 });
