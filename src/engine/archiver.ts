@@ -13,7 +13,7 @@ import type { BackupProgress } from './progress.js';
 import { scanPaths } from './scanner.js';
 import { type EntryStat, SMALL_FILE_MAX, SmallFileReader, lstatBig } from './small-files.js';
 import { readFully } from '../util/read-fully.js';
-import { DirPrefetch } from './dir-prefetch.js';
+import { DirPrefetch, type DirListing } from './dir-prefetch.js';
 
 /**
  * The archiver: backup of paths into a tree of blobs. Unchanged files (same
@@ -241,7 +241,7 @@ class Archiver {
 
   /** Back up one filesystem entry; returns its node or undefined if skipped. */
   /** `onDir`: called when the entry is a directory, before walking it (saveDir's entry slot is released). */
-  /** `stat`: its lstat (or the error), already requested by saveDir with its neighbours'. */
+  /** `stat`: its lstat (or the error), already requested by saveDir with its neighbours' (or given by the native listing). */
   /** `onWalked`: called, for a directory, once every entry below it is under way (see saveDir). */
   async saveEntry(
     abs: Buffer,
@@ -249,13 +249,13 @@ class Archiver {
     parentNode: TreeNode | undefined,
     rootDev: bigint,
     onDir?: () => void,
-    stat?: Promise<EntryStat | NodeJS.ErrnoException>,
+    stat?: EntryStat | NodeJS.ErrnoException | Promise<EntryStat | NodeJS.ErrnoException>,
     onWalked?: () => void,
   ): Promise<TreeNode | undefined> {
     checkAborted(this.opts.signal);
     let st: EntryStat;
     try {
-      const got = stat ? await stat : await lstatBig(abs);
+      const got = stat === undefined ? await lstatBig(abs) : stat instanceof Promise ? await stat : stat;
       if (got instanceof Error) throw got;
       st = got;
     } catch (err) {
@@ -342,7 +342,7 @@ class Archiver {
    */
   async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: bigint, onWalked?: () => void): Promise<string> {
     this.summary.dirs++;
-    let entries: Array<{ name: Buffer; isDirectory(): boolean }>;
+    let entries: DirListing;
     try {
       entries = await this.dirs.listing(abs);
     } catch (err) {
@@ -354,14 +354,16 @@ class Archiver {
     // requested when the walk enters the previous one; directories are lstat'ed when walked.
     // (without exclude patterns, no path is built and escaped per entry just to be matched against none)
     const kept = this.opts.excludes?.length ? entries.filter((ent) => !this.excluded(escapeBytes(joinBytes(abs, ent.name)))) : entries;
-    const fileNames = kept.filter((ent) => !ent.isDirectory()).map((ent) => ent.name);
-    const reader = this.reader();
+    // With the native addon the listing holds every entry's lstat already (scan-native.ts).
+    const scanned = kept.length > 0 && kept[0]!.stat !== undefined;
+    const fileNames = scanned ? [] : kept.filter((ent) => !ent.isDirectory()).map((ent) => ent.name);
+    const reader = scanned ? undefined : this.reader();
     const chunks = new Map<number, Promise<Array<EntryStat | NodeJS.ErrnoException>>>();
     const statOf = (k: number): Promise<EntryStat | NodeJS.ErrnoException> => {
       const c = Math.floor(k / STAT_CHUNK);
       for (let x = c; x <= c + 1 && x * STAT_CHUNK < fileNames.length; x++) {
         if (chunks.has(x)) continue;
-        const p = reader.lstatMany(fileNames.slice(x * STAT_CHUNK, (x + 1) * STAT_CHUNK).map((n) => joinBytes(abs, n)));
+        const p = reader!.lstatMany(fileNames.slice(x * STAT_CHUNK, (x + 1) * STAT_CHUNK).map((n) => joinBytes(abs, n)));
         p.catch(() => {}); // awaited through saveEntry
         chunks.set(x, p);
       }
@@ -397,7 +399,7 @@ class Archiver {
           dirIdx++;
           let walked!: () => void;
           const below = new Promise<void>((resolve) => (walked = resolve));
-          const p = this.saveEntry(child, name, prev, rootDev, undefined, undefined, walked);
+          const p = this.saveEntry(child, name, prev, rootDev, undefined, ent.stat, walked);
           p.catch(() => {}); // handled by Promise.all below; not an unhandled rejection meanwhile
           nodes.push(p);
           try {
@@ -412,7 +414,7 @@ class Archiver {
             if (held) this.entrySlots.release();
             held = false;
           };
-          const p = this.saveEntry(child, name, prev, rootDev, release, statOf(fileIdx++)).finally(release);
+          const p = this.saveEntry(child, name, prev, rootDev, release, scanned ? ent.stat : statOf(fileIdx++)).finally(release);
           p.catch(() => {}); // handled by Promise.all below; not an unhandled rejection meanwhile
           nodes.push(p);
         }
