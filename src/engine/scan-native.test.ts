@@ -1,0 +1,150 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { linkSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { disableScanNative, scanAddon, scanDir, unpack, ScannedStat } from './scan-native.js';
+import { listDir } from './dir-prefetch.js';
+import { STAT_FIELDS, type EntryStat } from './small-files.js';
+import { backupPaths } from './archiver.js';
+import { LocalStorage } from '../storage/local.js';
+import { Repository } from '../repo/repository.js';
+
+const scratch = () => mkdtempSync(path.join(os.tmpdir(), 'lb-scan-native-'));
+const b = (s: string) => Buffer.from(s);
+const cat = (...p: Array<string | Buffer>) => Buffer.concat(p.map((x) => (typeof x === 'string' ? b(x) : x)));
+const native = scanAddon() !== undefined;
+const KINDS = ['isFile', 'isDirectory', 'isSymbolicLink', 'isFIFO', 'isCharacterDevice', 'isBlockDevice', 'isSocket'] as const;
+
+/** A directory with every kind of entry the walk meets (names whose byte order differs from their string order, one not UTF-8). */
+function makeTree(dir: string): string {
+  const d = path.join(dir, 'd');
+  mkdirSync(d);
+  for (const n of [b('b'), b('a'), Buffer.from([0x66, 0xff, 0x6f]), b('\u00e9'), b('Z')]) writeFileSync(cat(d, '/', n), 'x'.repeat(n.length));
+  mkdirSync(path.join(d, 'sub'));
+  writeFileSync(path.join(d, 'sub', 'inner'), 'inner');
+  symlinkSync('sub', path.join(d, 'link-to-dir'));
+  symlinkSync('/nonexistent/target', path.join(d, 'dangling'));
+  linkSync(path.join(d, 'a'), path.join(d, 'a-hardlink'));
+  execFileSync('mkfifo', [path.join(d, 'fifo')]);
+  // times with nanoseconds, one before 1970
+  execFileSync('touch', ['-d', '@1500000000.987654321', path.join(d, 'b')]);
+  execFileSync('touch', ['-d', '@-1000.25', path.join(d, 'Z')]);
+  return d;
+}
+
+test('scanDir: the listing of readdir, sorted bytewise, with each entry\'s lstat (symlinks not followed)', { skip: !native && 'native addon not built' }, async () => {
+  const dir = scratch();
+  try {
+    const d = makeTree(dir);
+    const got = await scanDir(b(d));
+    const js = await listDir(b(d), false);
+    assert.deepEqual(
+      got.map((e) => e.name.toString('latin1')),
+      js.map((e) => e.name.toString('latin1')),
+    );
+    assert.deepEqual(
+      got.map((e) => e.name.toString('latin1')),
+      ['Z', 'a', 'a-hardlink', 'b', 'dangling', 'fifo', 'f\xffo', 'link-to-dir', 'sub', '\xc3\xa9'],
+    );
+    for (const e of got) {
+      const want = lstatSync(cat(d, '/', e.name), { bigint: true });
+      assert.ok(!(e.stat instanceof Error), e.name.toString());
+      const st = e.stat as EntryStat;
+      for (const f of STAT_FIELDS) assert.equal(st[f], want[f], `${e.name.toString()} ${f}`);
+      for (const k of KINDS) assert.equal(st[k](), want[k](), `${e.name.toString()} ${k}`);
+      assert.equal(e.isDirectory(), want.isDirectory());
+    }
+    assert.equal(got.find((e) => e.name.equals(b('link-to-dir')))!.isDirectory(), false, 'a symlink to a directory is a symlink');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('scanDir: errors of the directory itself are fs-style errors; a final symlink is not followed', { skip: !native && 'native addon not built' }, async () => {
+  const dir = scratch();
+  try {
+    writeFileSync(path.join(dir, 'file'), '');
+    mkdirSync(path.join(dir, 'real'));
+    symlinkSync('real', path.join(dir, 'link'));
+    await assert.rejects(scanDir(b(path.join(dir, 'missing'))), (err: NodeJS.ErrnoException) => err.code === 'ENOENT' && err.message === `ENOENT: no such file or directory, scandir '${path.join(dir, 'missing')}'`);
+    await assert.rejects(scanDir(b(path.join(dir, 'file'))), { code: 'ENOTDIR' });
+    await assert.rejects(scanDir(b(path.join(dir, 'link'))), (err: NodeJS.ErrnoException) => err.code === 'ELOOP' || err.code === 'ENOTDIR');
+    assert.deepEqual(await scanDir(b(path.join(dir, 'real'))), [], 'an empty directory');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('scanDir unpack: an entry whose lstat failed (vanished after the listing) carries the error; a malformed result is refused', () => {
+  const F = 14;
+  const names = b('goneok');
+  const out = Buffer.alloc(2 * F * 8 + 2 * 4 + names.length);
+  const f = new Float64Array(out.buffer, out.byteOffset, 2 * F);
+  f[F - 1] = 2; // ENOENT for 'gone'
+  f[F + 2] = 0o100644; // 'ok': a regular file
+  f[F + 9] = 12;
+  f[F + 10] = 5;
+  const ends = new Uint32Array(out.buffer, out.byteOffset + 2 * F * 8, 2);
+  ends[0] = 4;
+  ends[1] = 6;
+  names.copy(out, 2 * F * 8 + 8);
+  const [gone, ok] = unpack(b('/x'), 2, out);
+  assert.ok(gone!.stat instanceof Error);
+  assert.equal((gone!.stat as NodeJS.ErrnoException).code, 'ENOENT');
+  assert.equal((gone!.stat as Error).message, "ENOENT: no such file or directory, lstat '/x/gone'");
+  assert.equal(gone!.isDirectory(), false);
+  assert.ok(ok!.stat instanceof ScannedStat);
+  assert.equal((ok!.stat as ScannedStat).mtimeNs, 12_000_000_005n);
+  assert.equal((ok!.stat as ScannedStat).isFile(), true);
+  // counts, offsets and name ends are checked
+  assert.throws(() => unpack(b('/x'), 3, out), /malformed/);
+  assert.throws(() => unpack(b('/x'), -1, out), /malformed/);
+  ends[1] = 99;
+  assert.throws(() => unpack(b('/x'), 2, out), /malformed/);
+  ends[1] = 4;
+  assert.throws(() => unpack(b('/x'), 2, out), /malformed/, 'an empty name');
+  assert.deepEqual(unpack(b('/x'), 0, Buffer.alloc(0)), []);
+});
+
+test('backup walk: the native listing and the JavaScript one give the same snapshot (first and unchanged re-backup)', async () => {
+  const dir = scratch();
+  try {
+    const src = makeTree(dir);
+    const repo = await Repository.init(new LocalStorage(path.join(dir, 'repo')), 'pw');
+    try {
+      const subtreeOf = async (tree: string): Promise<string> => {
+        let id = tree;
+        for (const part of src.split('/').filter(Boolean)) id = (await repo.loadTree(id)).nodes.find((n) => n.name === part)!.subtree!;
+        return id;
+      };
+      const runs: Array<{ tree: string; unmodified: number; errors: number; dirs: number }> = [];
+      for (const off of [false, true, false, true]) {
+        disableScanNative(off);
+        // the first two runs read every file (no parent), the last two are unchanged re-backups
+        const r = await backupPaths(repo, { paths: [src], parent: runs.length < 2 ? 'none' : 'auto' });
+        const snap = await repo.findSnapshot(r.snapshotId);
+        runs.push({ tree: await subtreeOf(snap.tree), unmodified: r.summary.filesUnmodified, errors: r.summary.errors, dirs: r.summary.dirs });
+      }
+      assert.equal(new Set(runs.map((r) => r.tree)).size, 1, JSON.stringify(runs));
+      assert.deepEqual(
+        runs.map((r) => r.unmodified),
+        [1, 1, 7, 7], // a later hard link of a file saved in the same snapshot counts as unmodified; 7 files
+      );
+      assert.ok(runs.every((r) => r.errors === 0 && r.dirs === runs[0]!.dirs));
+      const t = await repo.loadTree(runs[0]!.tree);
+      assert.deepEqual(
+        t.nodes.map((n) => `${n.name}:${n.type}`),
+        ['Z:file', 'a:file', 'a-hardlink:file', 'b:file', 'dangling:symlink', 'fifo:fifo', 'f\\xffo:file', 'link-to-dir:symlink', 'sub:dir', '\u00e9:file'],
+      );
+      assert.equal(t.nodes.find((n) => n.name === 'b')!.mtimeNs, '1500000000987654321');
+      assert.equal(t.nodes.find((n) => n.name === 'Z')!.mtimeNs, '-1000250000000');
+    } finally {
+      disableScanNative(false);
+      await repo.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
