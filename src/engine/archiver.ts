@@ -14,6 +14,7 @@ import { scanPaths } from './scanner.js';
 import { type EntryStat, SMALL_FILE_MAX, SmallFileReader, lstatBig } from './small-files.js';
 import { readFully } from '../util/read-fully.js';
 import { DirPrefetch, type DirListing } from './dir-prefetch.js';
+import { NumStat } from './scan-native.js';
 
 /**
  * The archiver: backup of paths into a tree of blobs. Unchanged files (same
@@ -69,18 +70,18 @@ export function matcher(patterns: string[] | undefined): (abs: string) => boolea
   };
 }
 
-function statNode(name: Buffer, st: EntryStat): Omit<TreeNode, 'type'> {
+function statNode(name: Buffer, st: NumStat): Omit<TreeNode, 'type'> {
   const node = withName(
     {
-      mode: Number(st.mode & 0o7777n),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-      mtime: Number(st.mtimeNs) / 1e6,
-      ctime: Number(st.ctimeNs) / 1e6,
-      mtimeNs: st.mtimeNs.toString(),
-      size: Number(st.size),
-      inode: Number(st.ino),
-      dev: Number(st.dev),
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      mtime: st.mtimeMs,
+      ctime: st.ctimeMs,
+      mtimeNs: st.mtimeNs,
+      size: st.size,
+      inode: st.ino,
+      dev: st.dev,
     } as Omit<TreeNode, 'type' | 'name'>,
     name,
   );
@@ -247,17 +248,17 @@ class Archiver {
     abs: Buffer,
     name: Buffer,
     parentNode: TreeNode | undefined,
-    rootDev: bigint,
+    rootDev: number,
     onDir?: () => void,
-    stat?: EntryStat | NodeJS.ErrnoException | Promise<EntryStat | NodeJS.ErrnoException>,
+    stat?: NumStat | EntryStat | NodeJS.ErrnoException | Promise<EntryStat | NodeJS.ErrnoException>,
     onWalked?: () => void,
   ): Promise<TreeNode | undefined> {
     checkAborted(this.opts.signal);
-    let st: EntryStat;
+    let st: NumStat;
     try {
       const got = stat === undefined ? await lstatBig(abs) : stat instanceof Promise ? await stat : stat;
       if (got instanceof Error) throw got;
-      st = got;
+      st = got instanceof NumStat ? got : NumStat.fromBig(got);
     } catch (err) {
       if (err instanceof LifeboatError) throw err; // the reader's worker failed: abort the backup
       this.warn(abs, err);
@@ -291,14 +292,14 @@ class Archiver {
       }
     }
     if (st.isFile()) {
-      if (st.nlink > 1n) {
-        const key = `${st.dev}:${st.ino}`;
+      const key = st.linkKey;
+      if (st.nlink > 1 && key !== undefined) {
         const first = this.hardlinks.later(key);
         if (first) {
           // a later link of a file already saved in this snapshot: same content, not read again
           const f = await first;
-          if (f && f.type === 'file' && f.size === Number(st.size) && f.mtimeNs === st.mtimeNs.toString()) {
-            const node: TreeNode = { ...statNode(name, st), type: 'file', nlink: Number(st.nlink) };
+          if (f && f.type === 'file' && f.size === st.size && f.mtimeNs === st.mtimeNs) {
+            const node: TreeNode = { ...statNode(name, st), type: 'file', nlink: st.nlink };
             for (const k of ['content', 'sizes', 'holes', 'xattrs'] as const) if (f[k]) (node as unknown as Record<string, unknown>)[k] = f[k];
             this.summary.totalBytes += node.size;
             this.summary.filesUnmodified++;
@@ -308,7 +309,7 @@ class Archiver {
           return this.saveFile(abs, name, st, parentNode);
         }
         const p = this.saveFile(abs, name, st, parentNode);
-        this.hardlinks.first(key, Number(st.nlink), p);
+        this.hardlinks.first(key, st.nlink, p);
         return p;
       }
       return this.saveFile(abs, name, st, parentNode);
@@ -319,7 +320,7 @@ class Archiver {
       return undefined;
     }
     const node: TreeNode = { ...statNode(name, st), type: special, size: 0 };
-    if (special === 'chardev' || special === 'blockdev') node.rdev = Number(st.rdev);
+    if (special === 'chardev' || special === 'blockdev') node.rdev = st.rdev;
     if (special !== 'socket') {
       const xa = await this.xattrsOf(abs);
       if (xa) node.xattrs = xa;
@@ -340,7 +341,7 @@ class Archiver {
    * once every entry below it is under way (each file has its entry slot, each
    * subdirectory is walked), before they are saved.
    */
-  async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: bigint, onWalked?: () => void): Promise<string> {
+  async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: number, onWalked?: () => void): Promise<string> {
     this.summary.dirs++;
     let entries: DirListing;
     try {
@@ -429,23 +430,23 @@ class Archiver {
   }
 
   /** The parent snapshot's node is of the same inode, unchanged since: same type, size, inode, mtime and ctime (not with --force). */
-  private sameInode(st: EntryStat, p: TreeNode | undefined, type: TreeNode['type']): boolean {
+  private sameInode(st: NumStat, p: TreeNode | undefined, type: TreeNode['type']): boolean {
     if (this.opts.force || !p || p.type !== type) return false;
-    if ((type === 'file' && p.size !== Number(st.size)) || p.inode !== Number(st.ino)) return false;
+    if ((type === 'file' && p.size !== st.size) || p.inode !== st.ino) return false;
     // trees written before nanosecond times (version 1) compare in milliseconds
-    if (p.mtimeNs !== undefined ? p.mtimeNs !== st.mtimeNs.toString() : Math.abs(p.mtime - Number(st.mtimeNs) / 1e6) > 1e-3) return false;
-    return p.ctime !== undefined && Math.abs(p.ctime - Number(st.ctimeNs) / 1e6) <= (p.mtimeNs !== undefined ? 0 : 1e-3);
+    if (p.mtimeNs !== undefined ? p.mtimeNs !== st.mtimeNs : Math.abs(p.mtime - st.mtimeMs) > 1e-3) return false;
+    return p.ctime !== undefined && Math.abs(p.ctime - st.ctimeMs) <= (p.mtimeNs !== undefined ? 0 : 1e-3);
   }
 
-  private unchanged(st: EntryStat, p: TreeNode | undefined): p is TreeNode & { content: string[] } {
+  private unchanged(st: NumStat, p: TreeNode | undefined): p is TreeNode & { content: string[] } {
     if (!this.sameInode(st, p, 'file') || !p!.content) return false;
     return p!.content.every((id) => this.repo.hasBlob(id));
   }
 
-  private async saveFile(abs: Buffer, name: Buffer, st: EntryStat, parentNode: TreeNode | undefined): Promise<TreeNode | undefined> {
+  private async saveFile(abs: Buffer, name: Buffer, st: NumStat, parentNode: TreeNode | undefined): Promise<TreeNode | undefined> {
     const node: TreeNode = { ...statNode(name, st), type: 'file' };
-    if (st.nlink > 1n) node.nlink = Number(st.nlink);
-    const stSize = Number(st.size);
+    if (st.nlink > 1) node.nlink = st.nlink;
+    const stSize = st.size;
     this.summary.totalBytes += stSize;
     if (this.unchanged(st, parentNode)) {
       // same ctime: content, holes and extended attributes are unchanged too
@@ -461,7 +462,7 @@ class Archiver {
     // a delta) and without holes: read, hashed, encoded and sketched in a worker (small-files.ts).
     // One that grew meanwhile is read below.
     const deltaCandidate = parentNode?.type === 'file' && !!parentNode.content?.length && stSize >= DELTA_MIN;
-    const maySparse = stSize >= 2 * MIN_HOLE && Number(st.blocks) * 512 < stSize;
+    const maySparse = stSize >= 2 * MIN_HOLE && st.blocks * 512 < stSize;
     if (stSize <= SMALL_FILE_MAX && stSize < this.repo.config.chunker.min && !deltaCandidate && !maySparse) {
       const done = await this.saveSmallFile(abs, node, stSize, parentNode);
       if (done !== 'grew') return done;
@@ -480,7 +481,7 @@ class Archiver {
       const parent = parentNode?.type === 'file' && parentNode.content && parentNode.sizes ? { content: parentNode.content, sizes: parentNode.sizes } : undefined;
       let size = 0;
       // A sparse file (fewer blocks allocated than its size): only its data regions are read.
-      const sparse = stSize >= 2 * MIN_HOLE && Number(st.blocks) * 512 < stSize && canSeekHoles();
+      const sparse = stSize >= 2 * MIN_HOLE && st.blocks * 512 < stSize && canSeekHoles();
       if (stSize < this.repo.config.chunker.min && !sparse) {
         // Small file: one chunk, no chunker buffer needed.
         const data = await readSmallFile(fh, stSize);
@@ -693,11 +694,11 @@ export async function backupPaths(repo: Repository, opts: FileBackupOptions): Pr
 
     const saveV = async (v: VDir, name: string, pnode: TreeNode | undefined): Promise<TreeNode | undefined> => {
       const st = await fsp.lstat(v.abs, { bigint: true });
-      if (v.leaf) return arch.saveEntry(Buffer.from(v.abs), Buffer.from(name), pnode, st.dev);
+      if (v.leaf) return arch.saveEntry(Buffer.from(v.abs), Buffer.from(name), pnode, Number(st.dev));
       const ptree = pnode?.type === 'dir' && pnode.subtree ? await repo.loadTree(pnode.subtree).catch(() => undefined) : undefined;
       const nodes = await saveChildren(v, ptree);
       arch.summary.dirs++;
-      return { ...statNode(Buffer.from(name), st), type: 'dir', size: 0, subtree: await repo.saveTree({ nodes }) };
+      return { ...statNode(Buffer.from(name), NumStat.fromBig(st)), type: 'dir', size: 0, subtree: await repo.saveTree({ nodes }) };
     };
     const saveChildren = async (v: VDir, ptree: Tree | undefined): Promise<TreeNode[]> => {
       const byName = new Map((ptree?.nodes ?? []).map((n) => [n.name, n]));
@@ -711,7 +712,7 @@ export async function backupPaths(repo: Repository, opts: FileBackupOptions): Pr
     const vroot = buildRoots(paths);
     let rootTree: string;
     if (vroot.leaf) {
-      rootTree = await arch.saveDir(Buffer.from('/'), parentRoot, (await fsp.lstat('/', { bigint: true })).dev);
+      rootTree = await arch.saveDir(Buffer.from('/'), parentRoot, Number((await fsp.lstat('/', { bigint: true })).dev));
     } else {
       rootTree = await repo.saveTree({ nodes: await saveChildren(vroot, parentRoot) });
     }

@@ -1,13 +1,12 @@
 import * as fsp from 'node:fs/promises';
 import type { Tree } from '../repo/tree.js';
-import { scanAddon, scanDir } from './scan-native.js';
-import type { EntryStat } from './small-files.js';
+import { type NumStat, scanAddon, scanDir } from './scan-native.js';
 
 /**
  * A directory listing as the archiver walks it: names as raw bytes, sorted by bytes;
  * with the native addon, each entry's lstat (or its error) too (`stat`).
  */
-export type DirListing = Array<{ name: Buffer; isDirectory(): boolean; stat?: EntryStat | NodeJS.ErrnoException }>;
+export type DirListing = Array<{ name: Buffer; isDirectory(): boolean; stat?: NumStat | NodeJS.ErrnoException }>;
 
 /**
  * Lists a directory: raw names, sorted bytewise (the order of the tree). With the

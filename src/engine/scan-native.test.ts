@@ -4,9 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { linkSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { disableScanNative, scanAddon, scanDir, unpack, ScannedStat } from './scan-native.js';
+import { disableScanNative, scanAddon, scanDir, unpack, NumStat, nsString } from './scan-native.js';
 import { listDir } from './dir-prefetch.js';
-import { STAT_FIELDS, type EntryStat } from './small-files.js';
 import { backupPaths } from './archiver.js';
 import { LocalStorage } from '../storage/local.js';
 import { Repository } from '../repo/repository.js';
@@ -51,8 +50,8 @@ test('scanDir: the listing of readdir, sorted bytewise, with each entry\'s lstat
     for (const e of got) {
       const want = lstatSync(cat(d, '/', e.name), { bigint: true });
       assert.ok(!(e.stat instanceof Error), e.name.toString());
-      const st = e.stat as EntryStat;
-      for (const f of STAT_FIELDS) assert.equal(st[f], want[f], `${e.name.toString()} ${f}`);
+      const st = e.stat as NumStat;
+      assert.deepEqual({ ...st }, { ...NumStat.fromBig(want) }, e.name.toString());
       for (const k of KINDS) assert.equal(st[k](), want[k](), `${e.name.toString()} ${k}`);
       assert.equal(e.isDirectory(), want.isDirectory());
     }
@@ -95,9 +94,9 @@ test('scanDir unpack: an entry whose lstat failed (vanished after the listing) c
   assert.equal((gone!.stat as NodeJS.ErrnoException).code, 'ENOENT');
   assert.equal((gone!.stat as Error).message, "ENOENT: no such file or directory, lstat '/x/gone'");
   assert.equal(gone!.isDirectory(), false);
-  assert.ok(ok!.stat instanceof ScannedStat);
-  assert.equal((ok!.stat as ScannedStat).mtimeNs, 12_000_000_005n);
-  assert.equal((ok!.stat as ScannedStat).isFile(), true);
+  assert.ok(ok!.stat instanceof NumStat);
+  assert.equal((ok!.stat as NumStat).mtimeNs, '12000000005');
+  assert.equal((ok!.stat as NumStat).isFile(), true);
   // counts, offsets and name ends are checked
   assert.throws(() => unpack(b('/x'), 3, out), /malformed/);
   assert.throws(() => unpack(b('/x'), -1, out), /malformed/);
@@ -106,6 +105,25 @@ test('scanDir unpack: an entry whose lstat failed (vanished after the listing) c
   ends[1] = 4;
   assert.throws(() => unpack(b('/x'), 2, out), /malformed/, 'an empty name');
   assert.deepEqual(unpack(b('/x'), 0, Buffer.alloc(0)), []);
+});
+
+test('NumStat: times from seconds + nanoseconds are those of the BigInt lstat (exact ns string, ms as Number(ns) / 1e6)', () => {
+  const F = 14;
+  const f = new Float64Array(F);
+  for (const [sec, nsec] of [[1796119460, 470821954], [1500000000, 987654321], [1, 5], [0, 7], [0, 0], [-1, 500000000], [-1001, 750000000], [-5, 0], [4102444800, 999999999], [1796119471, 1]]) {
+    f[9] = sec!;
+    f[10] = nsec!;
+    f[11] = sec!;
+    f[12] = nsec!;
+    f[1] = 2 ** 53 + 2; // an inode beyond 2^53: no hard-link key
+    const ns = BigInt(sec!) * 1_000_000_000n + BigInt(nsec!);
+    const st = NumStat.fromFields(f, 0);
+    assert.equal(nsString(sec!, nsec!), ns.toString());
+    assert.equal(st.mtimeNs, ns.toString());
+    assert.equal(st.mtimeMs, Number(ns) / 1e6, `${sec} ${nsec}`);
+    assert.equal(st.ctimeMs, Number(ns) / 1e6);
+    assert.equal(st.linkKey, undefined);
+  }
 });
 
 test('backup walk: the native listing and the JavaScript one give the same snapshot (first and unchanged re-backup)', async () => {

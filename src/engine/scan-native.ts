@@ -52,36 +52,62 @@ export function errnoError(errno: number, syscall: string, p: Buffer): NodeJS.Er
   return err;
 }
 
-const NS = 1_000_000_000n;
+/** Nanoseconds since the epoch as a decimal string, from seconds and nanoseconds (0 ≤ nsec < 1e9). */
+export function nsString(sec: number, nsec: number): string {
+  if (sec > 0) return `${sec}${nsec < 1e8 ? String(nsec).padStart(9, '0') : nsec}`;
+  if (sec === 0) return String(nsec);
+  return (BigInt(sec) * 1_000_000_000n + BigInt(nsec)).toString();
+}
 
-/** An lstat from the addon (the fields as doubles: see scandir.c). */
-export class ScannedStat implements EntryStat {
-  readonly dev: bigint;
-  readonly ino: bigint;
-  readonly mode: bigint;
-  readonly nlink: bigint;
-  readonly uid: bigint;
-  readonly gid: bigint;
-  readonly rdev: bigint;
-  readonly size: bigint;
-  readonly blocks: bigint;
-  readonly mtimeNs: bigint;
-  readonly ctimeNs: bigint;
-  private readonly fmt: number;
-  constructor(f: Float64Array, o: number) {
-    this.dev = BigInt(f[o]!);
-    this.ino = BigInt(f[o + 1]!);
-    const mode = f[o + 2]!;
-    this.fmt = mode & fsc.S_IFMT;
-    this.mode = BigInt(mode);
-    this.nlink = BigInt(f[o + 3]!);
-    this.uid = BigInt(f[o + 4]!);
-    this.gid = BigInt(f[o + 5]!);
-    this.rdev = BigInt(f[o + 6]!);
-    this.size = BigInt(f[o + 7]!);
-    this.blocks = BigInt(f[o + 8]!);
-    this.mtimeNs = BigInt(f[o + 9]!) * NS + BigInt(f[o + 10]!);
-    this.ctimeNs = BigInt(f[o + 11]!) * NS + BigInt(f[o + 12]!);
+/**
+ * An lstat as the archiver uses it, in plain numbers (no BigInt: building the
+ * eleven BigInts of a BigIntStats cost more than the rest of an unchanged
+ * entry's work). Times: `mtimeNs` exact (decimal nanoseconds), `mtimeMs` and
+ * `ctimeMs` as Number(ns) / 1e6, the values a tree node holds. dev, ino, size,
+ * blocks above 2^53 are rounded as Number(bigint) rounds them; `linkKey` (dev:ino,
+ * for hard links) is undefined then (such a file is not matched to other links).
+ */
+export class NumStat {
+  constructor(
+    readonly dev: number,
+    readonly ino: number,
+    readonly mode: number,
+    readonly nlink: number,
+    readonly uid: number,
+    readonly gid: number,
+    readonly rdev: number,
+    readonly size: number,
+    readonly blocks: number,
+    readonly mtimeNs: string,
+    readonly mtimeMs: number,
+    readonly ctimeMs: number,
+    readonly linkKey: string | undefined,
+  ) {}
+
+  /** From the addon's doubles at offset o (see scandir.c). */
+  static fromFields(f: Float64Array, o: number): NumStat {
+    const dev = f[o]!;
+    const ino = f[o + 1]!;
+    const ms = f[o + 9]!;
+    const mn = f[o + 10]!;
+    // sec * 1e9 is exact in a double (1e9 = 2^9 * 1953125), the sum rounded once: Number(BigInt(ns))
+    return new NumStat(
+      dev, ino, f[o + 2]!, f[o + 3]!, f[o + 4]!, f[o + 5]!, f[o + 6]!, f[o + 7]!, f[o + 8]!,
+      nsString(ms, mn), (ms * 1e9 + mn) / 1e6, (f[o + 11]! * 1e9 + f[o + 12]!) / 1e6,
+      Number.isSafeInteger(dev) && Number.isSafeInteger(ino) ? `${dev}:${ino}` : undefined,
+    );
+  }
+
+  /** From an lstat with BigInt fields (fs.lstat with bigint: true, or the small-file workers'). */
+  static fromBig(st: EntryStat): NumStat {
+    return new NumStat(
+      Number(st.dev), Number(st.ino), Number(st.mode), Number(st.nlink), Number(st.uid), Number(st.gid), Number(st.rdev), Number(st.size), Number(st.blocks),
+      st.mtimeNs.toString(), Number(st.mtimeNs) / 1e6, Number(st.ctimeNs) / 1e6, `${st.dev}:${st.ino}`,
+    );
+  }
+
+  private get fmt(): number {
+    return this.mode & fsc.S_IFMT;
   }
   isFile(): boolean {
     return this.fmt === fsc.S_IFREG;
@@ -109,14 +135,14 @@ export class ScannedStat implements EntryStat {
 /** One entry of a scanned directory: its name and its lstat (or the error of it). */
 export interface ScannedEntry {
   name: Buffer;
-  stat: EntryStat | NodeJS.ErrnoException;
+  stat: NumStat | NodeJS.ErrnoException;
   isDirectory(): boolean;
 }
 
 class Entry implements ScannedEntry {
   constructor(
     readonly name: Buffer,
-    readonly stat: EntryStat | NodeJS.ErrnoException,
+    readonly stat: NumStat | NodeJS.ErrnoException,
   ) {}
   isDirectory(): boolean {
     return !(this.stat instanceof Error) && this.stat.isDirectory();
@@ -164,7 +190,7 @@ export function unpack(abs: Buffer, count: number, out: Buffer | undefined): Sca
     start = end;
     const o = i * F;
     const errno = f[o + F - 1]!;
-    entries[i] = new Entry(name, errno ? errnoError(errno, 'lstat', joinPath(abs, name)) : new ScannedStat(f, o));
+    entries[i] = new Entry(name, errno ? errnoError(errno, 'lstat', joinPath(abs, name)) : NumStat.fromFields(f, o));
   }
   return entries;
 }
