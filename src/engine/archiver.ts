@@ -89,6 +89,18 @@ function statNode(name: Buffer, st: NumStat): Omit<TreeNode, 'type'> {
 }
 
 const SLASH = Buffer.from('/');
+
+/** The fields the archiver writes in a node of each type (sameNode: a parent node with any other is not used as is). */
+const COMMON_KEYS = ['name', 'nameBytes', 'type', 'mode', 'uid', 'gid', 'mtime', 'ctime', 'mtimeNs', 'size', 'inode', 'dev', 'xattrs'];
+const NODE_KEYS: Record<TreeNode['type'], ReadonlySet<string>> = {
+  file: new Set([...COMMON_KEYS, 'nlink', 'content', 'sizes', 'holes']),
+  dir: new Set([...COMMON_KEYS, 'subtree']),
+  symlink: new Set([...COMMON_KEYS, 'linktarget', 'linktargetBytes']),
+  fifo: new Set(COMMON_KEYS),
+  socket: new Set(COMMON_KEYS),
+  chardev: new Set([...COMMON_KEYS, 'rdev']),
+  blockdev: new Set([...COMMON_KEYS, 'rdev']),
+};
 /** Join a directory path and an entry name, both raw bytes. */
 export function joinBytes(dir: Buffer, name: Buffer): Buffer {
   return dir.length && dir[dir.length - 1] === 0x2f ? Buffer.concat([dir, name]) : Buffer.concat([dir, SLASH, name]);
@@ -277,10 +289,13 @@ class Archiver {
       }
       const sub = parentNode?.type === 'dir' ? parentNode.subtree : undefined;
       const parentTree = sub ? await (this.dirs.parentTree(abs, sub) ?? this.loadParentTree(sub)) : undefined;
-      node.subtree = await this.saveDir(abs, parentTree, rootDev, onWalked);
-      return node;
+      node.subtree = await this.saveDir(abs, parentTree, rootDev, onWalked, sub);
+      // nothing changed below and the directory's own metadata is the parent's: the parent's node as is
+      return node.subtree === sub && this.sameNode(st, parentNode, 'dir') ? parentNode! : node;
     }
     if (st.isSymbolicLink()) {
+      // a symlink's target cannot change in place: same inode, mtime and ctime, same link
+      if (this.sameNode(st, parentNode, 'symlink')) return parentNode!;
       try {
         const target = (await fsp.readlink(abs, { encoding: 'buffer' })) as Buffer;
         const node: TreeNode = { ...statNode(name, st), type: 'symlink', size: 0, linktarget: escapeBytes(target) };
@@ -319,6 +334,7 @@ class Archiver {
       this.notice(abs, 'unsupported file type skipped');
       return undefined;
     }
+    if (this.sameNode(st, parentNode, special)) return parentNode!;
     const node: TreeNode = { ...statNode(name, st), type: special, size: 0 };
     if (special === 'chardev' || special === 'blockdev') node.rdev = st.rdev;
     if (special !== 'socket') {
@@ -341,7 +357,7 @@ class Archiver {
    * once every entry below it is under way (each file has its entry slot, each
    * subdirectory is walked), before they are saved.
    */
-  async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: number, onWalked?: () => void): Promise<string> {
+  async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: number, onWalked?: () => void, parentTreeId?: string): Promise<string> {
     this.summary.dirs++;
     let entries: DirListing;
     try {
@@ -426,6 +442,10 @@ class Archiver {
     }
     onWalked?.();
     const done = await Promise.all(nodes);
+    // every node is the parent tree's own (same order, none added or gone): the parent tree is this
+    // directory's tree, not encoded and hashed again
+    const pn = parentTree?.nodes;
+    if (parentTreeId !== undefined && pn && pn.length === done.length && done.every((n, i) => n === pn[i])) return parentTreeId;
     return this.repo.saveTree({ nodes: done.filter((n): n is TreeNode => n !== undefined) });
   }
 
@@ -436,6 +456,23 @@ class Archiver {
     // trees written before nanosecond times (version 1) compare in milliseconds
     if (p.mtimeNs !== undefined ? p.mtimeNs !== st.mtimeNs : Math.abs(p.mtime - st.mtimeMs) > 1e-3) return false;
     return p.ctime !== undefined && Math.abs(p.ctime - st.ctimeMs) <= (p.mtimeNs !== undefined ? 0 : 1e-3);
+  }
+
+  /**
+   * The node this entry would get is the parent snapshot's node `p`, field for field (same inode,
+   * times to the nanosecond, mode, owner, device, link count; `p` holds no field this code would not
+   * write): the walk can use `p` itself. Content (files), target (symlinks), extended attributes and
+   * subtree (directories, checked by the caller) are those of `p` whenever the ctime is unchanged.
+   */
+  private sameNode(st: NumStat, p: TreeNode | undefined, type: TreeNode['type']): boolean {
+    if (!this.sameInode(st, p, type) || p!.mtimeNs === undefined) return false;
+    const q = p!;
+    if (q.mode !== (st.mode & 0o7777) || q.uid !== st.uid || q.gid !== st.gid || q.dev !== st.dev || q.mtime !== st.mtimeMs || q.ctime !== st.ctimeMs) return false;
+    if (type === 'file' ? q.nlink !== (st.nlink > 1 ? st.nlink : undefined) : q.size !== 0 || q.nlink !== undefined) return false;
+    if (type === 'chardev' || type === 'blockdev' ? q.rdev !== st.rdev : q.rdev !== undefined) return false;
+    const keys = NODE_KEYS[type];
+    for (const k in q) if (!keys.has(k)) return false;
+    return true;
   }
 
   private unchanged(st: NumStat, p: TreeNode | undefined): p is TreeNode & { content: string[] } {
@@ -449,6 +486,12 @@ class Archiver {
     const stSize = st.size;
     this.summary.totalBytes += stSize;
     if (this.unchanged(st, parentNode)) {
+      if (this.sameNode(st, parentNode, 'file')) {
+        // the node would be the parent's, field for field: that object is used as is (nothing built)
+        this.summary.filesUnmodified++;
+        this.fileDone(stSize);
+        return parentNode;
+      }
       // same ctime: content, holes and extended attributes are unchanged too
       node.content = parentNode.content;
       if (parentNode.sizes) node.sizes = parentNode.sizes;
