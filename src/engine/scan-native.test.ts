@@ -9,6 +9,7 @@ import { listDir } from './dir-prefetch.js';
 import { backupPaths } from './archiver.js';
 import { LocalStorage } from '../storage/local.js';
 import { Repository } from '../repo/repository.js';
+import type { TreeNode } from '../repo/tree.js';
 
 const scratch = () => mkdtempSync(path.join(os.tmpdir(), 'lb-scan-native-'));
 const b = (s: string) => Buffer.from(s);
@@ -164,5 +165,68 @@ test('backup walk: the native listing and the JavaScript one give the same snaps
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('unchanged re-backup: parent nodes and trees are reused only when nothing differs (content, excludes, deletions, foreign fields, --force)', async () => {
+  for (const off of [false, true]) {
+    disableScanNative(off);
+    const dir = scratch();
+    try {
+      const src = makeTree(dir);
+      writeFileSync(path.join(src, 'sub', 'other'), 'other');
+      const repo = await Repository.init(new LocalStorage(path.join(dir, 'repo')), 'pw');
+      try {
+        const treeAt = async (snapId: string, rel: string[] = []): Promise<{ id: string; nodes: TreeNode[] }> => {
+          let id = (await repo.findSnapshot(snapId)).tree;
+          for (const part of [...src.split('/').filter(Boolean), ...rel]) id = (await repo.loadTree(id)).nodes.find((n) => n.name === part)!.subtree!;
+          return { id, nodes: (await repo.loadTree(id)).nodes };
+        };
+        const names = (t: { nodes: TreeNode[] }) => t.nodes.map((n) => n.name);
+        const s1 = (await backupPaths(repo, { paths: [src] })).snapshotId;
+        const s2 = (await backupPaths(repo, { paths: [src] })).snapshotId;
+        assert.equal((await treeAt(s2)).id, (await treeAt(s1)).id, 'unchanged: the same tree');
+        // new content in a subdirectory: that tree and its parent's change, and the new content is there
+        writeFileSync(path.join(src, 'sub', 'inner'), 'changed!');
+        const s3 = (await backupPaths(repo, { paths: [src] })).snapshotId;
+        const sub3 = await treeAt(s3, ['sub']);
+        assert.notEqual(sub3.id, (await treeAt(s2, ['sub'])).id);
+        assert.notEqual((await treeAt(s3)).id, (await treeAt(s2)).id);
+        assert.equal(sub3.nodes.find((n) => n.name === 'inner')!.size, 8);
+        // an exclude pattern: nothing changed on disk, but the entry is gone from the tree
+        const s4 = (await backupPaths(repo, { paths: [src], excludes: ['other'] })).snapshotId;
+        assert.deepEqual(names(await treeAt(s4, ['sub'])), ['inner']);
+        // and back: the tree of s3 again
+        const s5 = (await backupPaths(repo, { paths: [src] })).snapshotId;
+        assert.equal((await treeAt(s5, ['sub'])).id, sub3.id);
+        // a parent node with a field this code does not write is not carried into the new snapshot
+        const top = await treeAt(s5);
+        const forged = top.nodes.map((n) => (n.name === 'a' ? { ...n, foreign: 1 } : n)) as TreeNode[];
+        let id = await repo.saveTree({ nodes: forged });
+        const parts = src.split('/').filter(Boolean);
+        for (let i = parts.length - 1; i >= 0; i--) {
+          let up = (await repo.findSnapshot(s5)).tree;
+          for (const part of parts.slice(0, i)) up = (await repo.loadTree(up)).nodes.find((n) => n.name === part)!.subtree!;
+          const t = await repo.loadTree(up);
+          id = await repo.saveTree({ nodes: t.nodes.map((n) => (n.name === parts[i] ? { ...n, subtree: id } : n)) });
+        }
+        await repo.flush();
+        const snap5 = await repo.findSnapshot(s5);
+        const forgedSnap = await repo.saveSnapshot({ time: new Date().toISOString(), tree: id, paths: snap5.paths, tags: [] });
+        const s6 = (await backupPaths(repo, { paths: [src], parent: forgedSnap })).snapshotId;
+        const t6 = await treeAt(s6);
+        assert.ok(!('foreign' in t6.nodes.find((n) => n.name === 'a')!), 'the foreign field is not carried over');
+        assert.equal(t6.id, top.id, 'the tree is the one this code writes');
+        // --force: every file read again, same tree
+        const r7 = await backupPaths(repo, { paths: [src], force: true });
+        assert.equal(r7.summary.filesUnmodified, 1, 'only the later hard link');
+        assert.equal((await treeAt(r7.snapshotId)).id, top.id);
+      } finally {
+        await repo.close();
+      }
+    } finally {
+      disableScanNative(false);
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 });
