@@ -374,13 +374,15 @@ class Archiver {
     // With the native addon the listing holds every entry's lstat already (scan-native.ts).
     const scanned = kept.length > 0 && kept[0]!.stat !== undefined;
     const fileNames = scanned ? [] : kept.filter((ent) => !ent.isDirectory()).map((ent) => ent.name);
-    const reader = scanned ? undefined : this.reader();
+    // created before any file is saved, so that the repository's encode workers are started with
+    // the reader's ops (one pool; a large file saved first would otherwise start a pool without them)
+    const reader = this.reader();
     const chunks = new Map<number, Promise<Array<EntryStat | NodeJS.ErrnoException>>>();
     const statOf = (k: number): Promise<EntryStat | NodeJS.ErrnoException> => {
       const c = Math.floor(k / STAT_CHUNK);
       for (let x = c; x <= c + 1 && x * STAT_CHUNK < fileNames.length; x++) {
         if (chunks.has(x)) continue;
-        const p = reader!.lstatMany(fileNames.slice(x * STAT_CHUNK, (x + 1) * STAT_CHUNK).map((n) => joinBytes(abs, n)));
+        const p = reader.lstatMany(fileNames.slice(x * STAT_CHUNK, (x + 1) * STAT_CHUNK).map((n) => joinBytes(abs, n)));
         p.catch(() => {}); // awaited through saveEntry
         chunks.set(x, p);
       }

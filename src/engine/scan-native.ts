@@ -65,7 +65,8 @@ export function nsString(sec: number, nsec: number): string {
  * entry's work). Times: `mtimeNs` exact (decimal nanoseconds), `mtimeMs` and
  * `ctimeMs` as Number(ns) / 1e6, the values a tree node holds. dev, ino, size,
  * blocks above 2^53 are rounded as Number(bigint) rounds them; `linkKey` (dev:ino,
- * for hard links) is undefined then (such a file is not matched to other links).
+ * for hard links) is set only with more than one link, and not then if dev or ino is
+ * beyond 2^53 (such a file is not matched to other links).
  */
 export class NumStat {
   constructor(
@@ -94,7 +95,7 @@ export class NumStat {
     return new NumStat(
       dev, ino, f[o + 2]!, f[o + 3]!, f[o + 4]!, f[o + 5]!, f[o + 6]!, f[o + 7]!, f[o + 8]!,
       nsString(ms, mn), (ms * 1e9 + mn) / 1e6, (f[o + 11]! * 1e9 + f[o + 12]!) / 1e6,
-      Number.isSafeInteger(dev) && Number.isSafeInteger(ino) ? `${dev}:${ino}` : undefined,
+      f[o + 3]! > 1 && Number.isSafeInteger(dev) && Number.isSafeInteger(ino) ? `${dev}:${ino}` : undefined,
     );
   }
 
@@ -102,7 +103,7 @@ export class NumStat {
   static fromBig(st: EntryStat): NumStat {
     return new NumStat(
       Number(st.dev), Number(st.ino), Number(st.mode), Number(st.nlink), Number(st.uid), Number(st.gid), Number(st.rdev), Number(st.size), Number(st.blocks),
-      st.mtimeNs.toString(), Number(st.mtimeNs) / 1e6, Number(st.ctimeNs) / 1e6, `${st.dev}:${st.ino}`,
+      st.mtimeNs.toString(), Number(st.mtimeNs) / 1e6, Number(st.ctimeNs) / 1e6, st.nlink > 1n ? `${st.dev}:${st.ino}` : undefined,
     );
   }
 
