@@ -6,10 +6,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { disableScanNative, scanAddon, scanDir, unpack, NumStat, nsString } from './scan-native.js';
 import { listDir } from './dir-prefetch.js';
-import { backupPaths } from './archiver.js';
+import { backupPaths, matcher } from './archiver.js';
 import { LocalStorage } from '../storage/local.js';
 import { Repository } from '../repo/repository.js';
 import type { TreeNode } from '../repo/tree.js';
+import { scanPaths } from './scanner.js';
+import { BackupProgress } from './progress.js';
 
 const scratch = () => mkdtempSync(path.join(os.tmpdir(), 'lb-scan-native-'));
 const b = (s: string) => Buffer.from(s);
@@ -228,5 +230,28 @@ test('unchanged re-backup: parent nodes and trees are reused only when nothing d
       disableScanNative(false);
       rmSync(dir, { recursive: true, force: true });
     }
+  }
+});
+
+test('scanPaths (progress totals): the same counts with the native listing and without (excludes, nested directories)', async () => {
+  const dir = scratch();
+  try {
+    const src = makeTree(dir);
+    mkdirSync(path.join(src, 'sub', 'deeper'));
+    writeFileSync(path.join(src, 'sub', 'deeper', 'f'), '12345');
+    writeFileSync(path.join(src, 'sub', 'skip.tmp'), '1234567');
+    const totals: string[] = [];
+    for (const off of [false, true]) {
+      disableScanNative(off);
+      const p = new BackupProgress();
+      await scanPaths([src], p, { matchExcluded: matcher(['*.tmp']), oneFileSystem: false, signal: new AbortController().signal });
+      totals.push(`${p.scan} ${p.totalFiles} ${p.totalBytes}`);
+    }
+    disableScanNative(false);
+    // Z a a-hardlink b f\xffo é (1+1+1+1+3+2 bytes), sub/inner (5), sub/deeper/f (5); not skip.tmp, not the fifo
+    assert.deepEqual(totals, ['done 8 19', 'done 8 19']);
+  } finally {
+    disableScanNative(false);
+    rmSync(dir, { recursive: true, force: true });
   }
 });
