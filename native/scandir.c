@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* dev, ino, mode, nlink, uid, gid, rdev, size, blocks, mtime s, mtime ns, ctime s, ctime ns, errno */
@@ -227,10 +228,30 @@ static napi_value js_scan_dir(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * xattrListSize(fd: number): number — the size flistxattr(2) gives for an open file: 0 when it has
+ * no extended attributes, -errno on failure. The small-file workers skip the listing by path
+ * (fs-xattr through /proc/self/fd) for the files that have none: most of them.
+ */
+static napi_value js_xattr_list_size(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], r;
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, NULL, "xattrListSize(fd: number)");
+    return NULL;
+  }
+  ssize_t n = flistxattr(fd, NULL, 0);
+  napi_create_double(env, n < 0 ? -(double)errno : (double)n, &r);
+  return r;
+}
+
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "scanDir", NAPI_AUTO_LENGTH, js_scan_dir, NULL, &f);
   napi_set_named_property(env, exports, "scanDir", f);
+  napi_create_function(env, "xattrListSize", NAPI_AUTO_LENGTH, js_xattr_list_size, NULL, &f);
+  napi_set_named_property(env, exports, "xattrListSize", f);
   napi_value n;
   napi_create_int32(env, FIELDS, &n);
   napi_set_named_property(env, exports, "FIELDS", n);

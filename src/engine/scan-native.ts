@@ -12,6 +12,8 @@ import type { EntryStat } from './small-files.js';
 interface ScanAddon {
   FIELDS: number;
   scanDir(path: Buffer, cb: (errno: number, count: number, out?: Buffer) => void): void;
+  /** flistxattr(fd, NULL, 0): 0 when the open file has no extended attributes, -errno on failure. */
+  xattrListSize(fd: number): number;
 }
 
 let mod: ScanAddon | null | undefined;
@@ -30,7 +32,7 @@ export function scanAddon(): ScanAddon | undefined {
     if (process.env.LIFEBOAT_NO_NATIVE !== '1') {
       try {
         const m = createRequire(import.meta.url)(new URL('../../../native/build/Release/scandir.node', import.meta.url).pathname) as ScanAddon;
-        if (m.FIELDS === F && typeof m.scanDir === 'function') mod = m;
+        if (m.FIELDS === F && typeof m.scanDir === 'function' && typeof m.xattrListSize === 'function') mod = m;
       } catch {
         mod = null;
       }
