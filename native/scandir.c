@@ -246,12 +246,46 @@ static napi_value js_xattr_list_size(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/*
+ * lxattrListSize(path: Buffer): number — llistxattr(2) (a final symlink is not followed) of a path:
+ * 0 when it has no extended attributes, -errno on failure. The walk skips opening directories
+ * and special files to list their attributes when they have none.
+ */
+static napi_value js_lxattr_list_size(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], r;
+  bool isbuf = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_is_buffer(env, argv[0], &isbuf) != napi_ok || !isbuf) {
+    napi_throw_type_error(env, NULL, "lxattrListSize(path: Buffer)");
+    return NULL;
+  }
+  void *p;
+  size_t len;
+  napi_get_buffer_info(env, argv[0], &p, &len);
+  char stack[1024];
+  char *path = len < sizeof stack ? stack : malloc(len + 1);
+  if (!path || len == 0 || memchr(p, 0, len)) {
+    if (path && path != stack) free(path);
+    napi_create_double(env, -(double)EINVAL, &r);
+    return r;
+  }
+  memcpy(path, p, len);
+  path[len] = 0;
+  ssize_t n = llistxattr(path, NULL, 0);
+  int e = errno;
+  if (path != stack) free(path);
+  napi_create_double(env, n < 0 ? -(double)e : (double)n, &r);
+  return r;
+}
+
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "scanDir", NAPI_AUTO_LENGTH, js_scan_dir, NULL, &f);
   napi_set_named_property(env, exports, "scanDir", f);
   napi_create_function(env, "xattrListSize", NAPI_AUTO_LENGTH, js_xattr_list_size, NULL, &f);
   napi_set_named_property(env, exports, "xattrListSize", f);
+  napi_create_function(env, "lxattrListSize", NAPI_AUTO_LENGTH, js_lxattr_list_size, NULL, &f);
+  napi_set_named_property(env, exports, "lxattrListSize", f);
   napi_value n;
   napi_create_int32(env, FIELDS, &n);
   napi_set_named_property(env, exports, "FIELDS", n);

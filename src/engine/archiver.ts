@@ -14,7 +14,7 @@ import { scanPaths } from './scanner.js';
 import { type EntryStat, SMALL_FILE_MAX, SmallFileReader, lstatBig } from './small-files.js';
 import { readFully } from '../util/read-fully.js';
 import { DirPrefetch, type DirListing } from './dir-prefetch.js';
-import { NumStat } from './scan-native.js';
+import { NumStat, scanAddon } from './scan-native.js';
 
 /**
  * The archiver: backup of paths into a tree of blobs. Unchanged files (same
@@ -240,6 +240,8 @@ class Archiver {
     try {
       if (fd === undefined) {
         if (!O_PATH) return undefined;
+        // none (most directories): known from one llistxattr, without opening the path
+        if (scanAddon()?.lxattrListSize(abs) === 0) return undefined;
         fh = await fsp.open(abs, O_PATH | fsc.O_NOFOLLOW);
         fd = fh.fd;
       }

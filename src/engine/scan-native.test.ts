@@ -255,3 +255,36 @@ test('scanPaths (progress totals): the same counts with the native listing and w
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('backup walk: extended attributes of directories are saved with the native "none" check and without it', async (t) => {
+  const xattr = await import('fs-xattr');
+  const dir = scratch();
+  try {
+    const src = makeTree(dir);
+    mkdirSync(path.join(src, 'plain'));
+    try {
+      await xattr.setAttribute(path.join(src, 'sub'), 'user.note', 'dir');
+    } catch (err) {
+      t.skip(`extended attributes not supported here: ${(err as Error).message}`);
+      return;
+    }
+    const repo = await Repository.init(new LocalStorage(path.join(dir, 'repo')), 'pw');
+    try {
+      for (const off of [false, true]) {
+        disableScanNative(off);
+        const r = await backupPaths(repo, { paths: [src], parent: 'none' });
+        let id = (await repo.findSnapshot(r.snapshotId)).tree;
+        for (const part of src.split('/').filter(Boolean)) id = (await repo.loadTree(id)).nodes.find((n) => n.name === part)!.subtree!;
+        const nodes = (await repo.loadTree(id)).nodes;
+        const xa = (name: string) => nodes.find((n) => n.name === name)!.xattrs?.map((x) => `${x.name}=${Buffer.from(x.value, 'base64')}`);
+        assert.deepEqual(xa('sub'), ['user.note=dir'], `native off: ${off}`);
+        assert.equal(xa('plain'), undefined);
+      }
+    } finally {
+      disableScanNative(false);
+      await repo.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -14,6 +14,8 @@ interface ScanAddon {
   scanDir(path: Buffer, cb: (errno: number, count: number, out?: Buffer) => void): void;
   /** flistxattr(fd, NULL, 0): 0 when the open file has no extended attributes, -errno on failure. */
   xattrListSize(fd: number): number;
+  /** llistxattr(path, NULL, 0): the same by path, a final symlink not followed. */
+  lxattrListSize(path: Buffer): number;
 }
 
 let mod: ScanAddon | null | undefined;
@@ -32,7 +34,7 @@ export function scanAddon(): ScanAddon | undefined {
     if (process.env.LIFEBOAT_NO_NATIVE !== '1') {
       try {
         const m = createRequire(import.meta.url)(new URL('../../../native/build/Release/scandir.node', import.meta.url).pathname) as ScanAddon;
-        if (m.FIELDS === F && typeof m.scanDir === 'function' && typeof m.xattrListSize === 'function') mod = m;
+        if (m.FIELDS === F && typeof m.scanDir === 'function' && typeof m.xattrListSize === 'function' && typeof m.lxattrListSize === 'function') mod = m;
       } catch {
         mod = null;
       }
