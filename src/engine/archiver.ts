@@ -405,12 +405,22 @@ class Archiver {
     // whose files are still being saved (each holds an entry slot, or is the
     // ancestor of one that does). The dirent type is only a scheduling hint:
     // saveEntry decides from its own lstat.
-    const nodes: Array<Promise<TreeNode | undefined>> = [];
+    const nodes: Array<TreeNode | Promise<TreeNode | undefined>> = [];
     try {
       for (const ent of kept) {
         const name = ent.name;
-        const child = joinBytes(abs, name);
         const prev = byName.get(name.toString('latin1'));
+        const st = ent.stat;
+        if (prev !== undefined && st instanceof NumStat && st.nlink === 1 && st.isFile() && this.unchanged(st, prev) && this.sameNode(st, prev, 'file')) {
+          // an unchanged file (the listing's lstat says so): its parent node, at once (no path,
+          // entry slot or promise; saveFile would come to the same)
+          this.summary.totalBytes += st.size;
+          this.summary.filesUnmodified++;
+          this.fileDone(st.size);
+          nodes.push(prev);
+          continue;
+        }
+        const child = joinBytes(abs, name);
         if (ent.isDirectory()) {
           for (let j = dirIdx; j < Math.min(subdirs.length, dirIdx + DIRS_AHEAD); j++) {
             const n = subdirs[j]!.name;

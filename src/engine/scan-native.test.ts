@@ -203,7 +203,9 @@ test('unchanged re-backup: parent nodes and trees are reused only when nothing d
         assert.equal((await treeAt(s5, ['sub'])).id, sub3.id);
         // a parent node with a field this code does not write is not carried into the new snapshot
         const top = await treeAt(s5);
-        const forged = top.nodes.map((n) => (n.name === 'a' ? { ...n, foreign: 1 } : n)) as TreeNode[];
+        // 'a' (2 links) and 'Z' (1 link) with a foreign field; 'b' pointing at content the repository does not hold
+        const missing = '0'.repeat(64);
+        const forged = top.nodes.map((n) => (n.name === 'a' || n.name === 'Z' ? { ...n, foreign: 1 } : n.name === 'b' ? { ...n, content: [missing] } : n)) as TreeNode[];
         let id = await repo.saveTree({ nodes: forged });
         const parts = src.split('/').filter(Boolean);
         for (let i = parts.length - 1; i >= 0; i--) {
@@ -218,6 +220,8 @@ test('unchanged re-backup: parent nodes and trees are reused only when nothing d
         const s6 = (await backupPaths(repo, { paths: [src], parent: forgedSnap })).snapshotId;
         const t6 = await treeAt(s6);
         assert.ok(!('foreign' in t6.nodes.find((n) => n.name === 'a')!), 'the foreign field is not carried over');
+        assert.ok(!('foreign' in t6.nodes.find((n) => n.name === 'Z')!), 'the foreign field is not carried over (one link)');
+        assert.ok(repo.hasBlob(t6.nodes.find((n) => n.name === 'b')!.content![0]!), 'content the repository lacks is read again');
         assert.equal(t6.id, top.id, 'the tree is the one this code writes');
         // --force: every file read again, same tree
         const r7 = await backupPaths(repo, { paths: [src], force: true });
