@@ -348,7 +348,9 @@ class Archiver {
 
   private async loadParentTree(id: string): Promise<Tree | undefined> {
     try {
-      return await this.repo.loadTree(id);
+      // each parent tree is walked once: not kept in the blob cache (up to 32 MiB of tree
+      // plaintext that no one reads again; with 1,000 entries per directory it filled)
+      return await this.repo.loadTree(id, { cache: false });
     } catch {
       return undefined; // unreadable parent: just re-read everything below
     }

@@ -186,7 +186,10 @@ test('unchanged re-backup: parent nodes and trees are reused only when nothing d
         };
         const names = (t: { nodes: TreeNode[] }) => t.nodes.map((n) => n.name);
         const s1 = (await backupPaths(repo, { paths: [src] })).snapshotId;
+        const cache = (repo as unknown as { cache: { size: number } }).cache;
+        const cachedBefore = cache.size;
         const s2 = (await backupPaths(repo, { paths: [src] })).snapshotId;
+        assert.ok(cache.size <= cachedBefore + src.split('/').filter(Boolean).length, 'the parent trees walked are not kept in the blob cache');
         assert.equal((await treeAt(s2)).id, (await treeAt(s1)).id, 'unchanged: the same tree');
         // new content in a subdirectory: that tree and its parent's change, and the new content is there
         writeFileSync(path.join(src, 'sub', 'inner'), 'changed!');
