@@ -97,7 +97,7 @@ const NODE_KEYS: Record<TreeNode['type'], ReadonlySet<string>> = {
   dir: new Set([...COMMON_KEYS, 'subtree']),
   symlink: new Set([...COMMON_KEYS, 'linktarget', 'linktargetBytes']),
   fifo: new Set(COMMON_KEYS),
-  socket: new Set(COMMON_KEYS),
+  socket: new Set(COMMON_KEYS.filter((k) => k !== 'xattrs')), // a socket's attributes are not read
   chardev: new Set([...COMMON_KEYS, 'rdev']),
   blockdev: new Set([...COMMON_KEYS, 'rdev']),
 };
