@@ -432,7 +432,7 @@ class Archiver {
           dirIdx++;
           let walked!: () => void;
           const below = new Promise<void>((resolve) => (walked = resolve));
-          const p = this.saveEntry(child, name, prev, rootDev, undefined, ent.stat, walked);
+          const p = this.saveEntry(child, name, prev, rootDev, undefined, st, walked);
           p.catch(() => {}); // handled by Promise.all below; not an unhandled rejection meanwhile
           nodes.push(p);
           try {
@@ -447,7 +447,7 @@ class Archiver {
             if (held) this.entrySlots.release();
             held = false;
           };
-          const p = this.saveEntry(child, name, prev, rootDev, release, scanned ? ent.stat : statOf(fileIdx++)).finally(release);
+          const p = this.saveEntry(child, name, prev, rootDev, release, scanned ? st : statOf(fileIdx++)).finally(release);
           p.catch(() => {}); // handled by Promise.all below; not an unhandled rejection meanwhile
           nodes.push(p);
         }

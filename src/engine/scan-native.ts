@@ -144,13 +144,24 @@ export interface ScannedEntry {
   isDirectory(): boolean;
 }
 
+/**
+ * The stat is built from the listing's doubles when asked for, each time (the walk asks once per
+ * entry): a listing read ahead or being walked holds its names and one buffer, not an object per
+ * entry's lstat.
+ */
 class Entry implements ScannedEntry {
   constructor(
     readonly name: Buffer,
-    readonly stat: NumStat | NodeJS.ErrnoException,
+    private readonly dir: Buffer,
+    private readonly f: Float64Array,
+    private readonly o: number,
   ) {}
+  get stat(): NumStat | NodeJS.ErrnoException {
+    const errno = this.f[this.o + F - 1]!;
+    return errno ? errnoError(errno, 'lstat', joinPath(this.dir, this.name)) : NumStat.fromFields(this.f, this.o);
+  }
   isDirectory(): boolean {
-    return !(this.stat instanceof Error) && this.stat.isDirectory();
+    return !this.f[this.o + F - 1] && (this.f[this.o + 2]! & fsc.S_IFMT) === fsc.S_IFDIR;
   }
 }
 
@@ -193,9 +204,7 @@ export function unpack(abs: Buffer, count: number, out: Buffer | undefined): Sca
     if (end <= start || end > names.length || end - start > 4096) throw new Error('scanDir: malformed result');
     const name = names.subarray(start, end);
     start = end;
-    const o = i * F;
-    const errno = f[o + F - 1]!;
-    entries[i] = new Entry(name, errno ? errnoError(errno, 'lstat', joinPath(abs, name)) : NumStat.fromFields(f, o));
+    entries[i] = new Entry(name, abs, f, i * F);
   }
   return entries;
 }
