@@ -46,6 +46,11 @@
       "include_dirs": ["<(zstd_lib)"],
       "defines": ["ZSTD_NO_TRACE", "ZSTD_DISABLE_ASM", "XXH_NAMESPACE=LBZD_"],
       "cflags": ["-O2", "-fvisibility=hidden"]
+    },
+    {
+      "target_name": "scandir",
+      "sources": ["scandir.c"],
+      "cflags": ["-O2", "-Wall"]
     }
   ]
 }

@@ -13,7 +13,8 @@ import type { BackupProgress } from './progress.js';
 import { scanPaths } from './scanner.js';
 import { type EntryStat, SMALL_FILE_MAX, SmallFileReader, lstatBig } from './small-files.js';
 import { readFully } from '../util/read-fully.js';
-import { DirPrefetch } from './dir-prefetch.js';
+import { DirPrefetch, type DirListing } from './dir-prefetch.js';
+import { NumStat, scanAddon } from './scan-native.js';
 
 /**
  * The archiver: backup of paths into a tree of blobs. Unchanged files (same
@@ -69,18 +70,18 @@ export function matcher(patterns: string[] | undefined): (abs: string) => boolea
   };
 }
 
-function statNode(name: Buffer, st: EntryStat): Omit<TreeNode, 'type'> {
+function statNode(name: Buffer, st: NumStat): Omit<TreeNode, 'type'> {
   const node = withName(
     {
-      mode: Number(st.mode & 0o7777n),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-      mtime: Number(st.mtimeNs) / 1e6,
-      ctime: Number(st.ctimeNs) / 1e6,
-      mtimeNs: st.mtimeNs.toString(),
-      size: Number(st.size),
-      inode: Number(st.ino),
-      dev: Number(st.dev),
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      mtime: st.mtimeMs,
+      ctime: st.ctimeMs,
+      mtimeNs: st.mtimeNs,
+      size: st.size,
+      inode: st.ino,
+      dev: st.dev,
     } as Omit<TreeNode, 'type' | 'name'>,
     name,
   );
@@ -88,6 +89,18 @@ function statNode(name: Buffer, st: EntryStat): Omit<TreeNode, 'type'> {
 }
 
 const SLASH = Buffer.from('/');
+
+/** The fields the archiver writes in a node of each type (sameNode: a parent node with any other is not used as is). */
+const COMMON_KEYS = ['name', 'nameBytes', 'type', 'mode', 'uid', 'gid', 'mtime', 'ctime', 'mtimeNs', 'size', 'inode', 'dev', 'xattrs'];
+const NODE_KEYS: Record<TreeNode['type'], ReadonlySet<string>> = {
+  file: new Set([...COMMON_KEYS, 'nlink', 'content', 'sizes', 'holes']),
+  dir: new Set([...COMMON_KEYS, 'subtree']),
+  symlink: new Set([...COMMON_KEYS, 'linktarget', 'linktargetBytes']),
+  fifo: new Set(COMMON_KEYS),
+  socket: new Set(COMMON_KEYS.filter((k) => k !== 'xattrs')), // a socket's attributes are not read
+  chardev: new Set([...COMMON_KEYS, 'rdev']),
+  blockdev: new Set([...COMMON_KEYS, 'rdev']),
+};
 /** Join a directory path and an entry name, both raw bytes. */
 export function joinBytes(dir: Buffer, name: Buffer): Buffer {
   return dir.length && dir[dir.length - 1] === 0x2f ? Buffer.concat([dir, name]) : Buffer.concat([dir, SLASH, name]);
@@ -227,6 +240,8 @@ class Archiver {
     try {
       if (fd === undefined) {
         if (!O_PATH) return undefined;
+        // none (most directories): known from one llistxattr, without opening the path
+        if (scanAddon()?.lxattrListSize(abs) === 0) return undefined;
         fh = await fsp.open(abs, O_PATH | fsc.O_NOFOLLOW);
         fd = fh.fd;
       }
@@ -241,23 +256,23 @@ class Archiver {
 
   /** Back up one filesystem entry; returns its node or undefined if skipped. */
   /** `onDir`: called when the entry is a directory, before walking it (saveDir's entry slot is released). */
-  /** `stat`: its lstat (or the error), already requested by saveDir with its neighbours'. */
+  /** `stat`: its lstat (or the error), already requested by saveDir with its neighbours' (or given by the native listing). */
   /** `onWalked`: called, for a directory, once every entry below it is under way (see saveDir). */
   async saveEntry(
     abs: Buffer,
     name: Buffer,
     parentNode: TreeNode | undefined,
-    rootDev: bigint,
+    rootDev: number,
     onDir?: () => void,
-    stat?: Promise<EntryStat | NodeJS.ErrnoException>,
+    stat?: NumStat | EntryStat | NodeJS.ErrnoException | Promise<EntryStat | NodeJS.ErrnoException>,
     onWalked?: () => void,
   ): Promise<TreeNode | undefined> {
     checkAborted(this.opts.signal);
-    let st: EntryStat;
+    let st: NumStat;
     try {
-      const got = stat ? await stat : await lstatBig(abs);
+      const got = stat === undefined ? await lstatBig(abs) : stat instanceof Promise ? await stat : stat;
       if (got instanceof Error) throw got;
-      st = got;
+      st = got instanceof NumStat ? got : NumStat.fromBig(got);
     } catch (err) {
       if (err instanceof LifeboatError) throw err; // the reader's worker failed: abort the backup
       this.warn(abs, err);
@@ -276,10 +291,13 @@ class Archiver {
       }
       const sub = parentNode?.type === 'dir' ? parentNode.subtree : undefined;
       const parentTree = sub ? await (this.dirs.parentTree(abs, sub) ?? this.loadParentTree(sub)) : undefined;
-      node.subtree = await this.saveDir(abs, parentTree, rootDev, onWalked);
-      return node;
+      node.subtree = await this.saveDir(abs, parentTree, rootDev, onWalked, sub);
+      // nothing changed below and the directory's own metadata is the parent's: the parent's node as is
+      return node.subtree === sub && this.sameNode(st, parentNode, 'dir') ? parentNode! : node;
     }
     if (st.isSymbolicLink()) {
+      // a symlink's target cannot change in place: same inode, mtime and ctime, same link
+      if (this.sameNode(st, parentNode, 'symlink')) return parentNode!;
       try {
         const target = (await fsp.readlink(abs, { encoding: 'buffer' })) as Buffer;
         const node: TreeNode = { ...statNode(name, st), type: 'symlink', size: 0, linktarget: escapeBytes(target) };
@@ -291,14 +309,14 @@ class Archiver {
       }
     }
     if (st.isFile()) {
-      if (st.nlink > 1n) {
-        const key = `${st.dev}:${st.ino}`;
+      const key = st.linkKey;
+      if (st.nlink > 1 && key !== undefined) {
         const first = this.hardlinks.later(key);
         if (first) {
           // a later link of a file already saved in this snapshot: same content, not read again
           const f = await first;
-          if (f && f.type === 'file' && f.size === Number(st.size) && f.mtimeNs === st.mtimeNs.toString()) {
-            const node: TreeNode = { ...statNode(name, st), type: 'file', nlink: Number(st.nlink) };
+          if (f && f.type === 'file' && f.size === st.size && f.mtimeNs === st.mtimeNs) {
+            const node: TreeNode = { ...statNode(name, st), type: 'file', nlink: st.nlink };
             for (const k of ['content', 'sizes', 'holes', 'xattrs'] as const) if (f[k]) (node as unknown as Record<string, unknown>)[k] = f[k];
             this.summary.totalBytes += node.size;
             this.summary.filesUnmodified++;
@@ -308,7 +326,7 @@ class Archiver {
           return this.saveFile(abs, name, st, parentNode);
         }
         const p = this.saveFile(abs, name, st, parentNode);
-        this.hardlinks.first(key, Number(st.nlink), p);
+        this.hardlinks.first(key, st.nlink, p);
         return p;
       }
       return this.saveFile(abs, name, st, parentNode);
@@ -318,8 +336,9 @@ class Archiver {
       this.notice(abs, 'unsupported file type skipped');
       return undefined;
     }
+    if (this.sameNode(st, parentNode, special)) return parentNode!;
     const node: TreeNode = { ...statNode(name, st), type: special, size: 0 };
-    if (special === 'chardev' || special === 'blockdev') node.rdev = Number(st.rdev);
+    if (special === 'chardev' || special === 'blockdev') node.rdev = st.rdev;
     if (special !== 'socket') {
       const xa = await this.xattrsOf(abs);
       if (xa) node.xattrs = xa;
@@ -329,7 +348,9 @@ class Archiver {
 
   private async loadParentTree(id: string): Promise<Tree | undefined> {
     try {
-      return await this.repo.loadTree(id);
+      // each parent tree is walked once: not kept in the blob cache (up to 32 MiB of tree
+      // plaintext that no one reads again; with 1,000 entries per directory it filled)
+      return await this.repo.loadTree(id, { cache: false });
     } catch {
       return undefined; // unreadable parent: just re-read everything below
     }
@@ -340,9 +361,9 @@ class Archiver {
    * once every entry below it is under way (each file has its entry slot, each
    * subdirectory is walked), before they are saved.
    */
-  async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: bigint, onWalked?: () => void): Promise<string> {
+  async saveDir(abs: Buffer, parentTree: Tree | undefined, rootDev: number, onWalked?: () => void, parentTreeId?: string): Promise<string> {
     this.summary.dirs++;
-    let entries: Array<{ name: Buffer; isDirectory(): boolean }>;
+    let entries: DirListing;
     try {
       entries = await this.dirs.listing(abs);
     } catch (err) {
@@ -354,7 +375,11 @@ class Archiver {
     // requested when the walk enters the previous one; directories are lstat'ed when walked.
     // (without exclude patterns, no path is built and escaped per entry just to be matched against none)
     const kept = this.opts.excludes?.length ? entries.filter((ent) => !this.excluded(escapeBytes(joinBytes(abs, ent.name)))) : entries;
-    const fileNames = kept.filter((ent) => !ent.isDirectory()).map((ent) => ent.name);
+    // With the native addon the listing holds every entry's lstat already (scan-native.ts).
+    const scanned = kept.length > 0 && kept[0]!.stat !== undefined;
+    const fileNames = scanned ? [] : kept.filter((ent) => !ent.isDirectory()).map((ent) => ent.name);
+    // created before any file is saved, so that the repository's encode workers are started with
+    // the reader's ops (one pool; a large file saved first would otherwise start a pool without them)
     const reader = this.reader();
     const chunks = new Map<number, Promise<Array<EntryStat | NodeJS.ErrnoException>>>();
     const statOf = (k: number): Promise<EntryStat | NodeJS.ErrnoException> => {
@@ -382,12 +407,22 @@ class Archiver {
     // whose files are still being saved (each holds an entry slot, or is the
     // ancestor of one that does). The dirent type is only a scheduling hint:
     // saveEntry decides from its own lstat.
-    const nodes: Array<Promise<TreeNode | undefined>> = [];
+    const nodes: Array<TreeNode | Promise<TreeNode | undefined>> = [];
     try {
       for (const ent of kept) {
         const name = ent.name;
-        const child = joinBytes(abs, name);
         const prev = byName.get(name.toString('latin1'));
+        const st = ent.stat;
+        if (prev !== undefined && st instanceof NumStat && st.nlink === 1 && st.isFile() && this.unchanged(st, prev) && this.sameNode(st, prev, 'file')) {
+          // an unchanged file (the listing's lstat says so): its parent node, at once (no path,
+          // entry slot or promise; saveFile would come to the same)
+          this.summary.totalBytes += st.size;
+          this.summary.filesUnmodified++;
+          this.fileDone(st.size);
+          nodes.push(prev);
+          continue;
+        }
+        const child = joinBytes(abs, name);
         if (ent.isDirectory()) {
           for (let j = dirIdx; j < Math.min(subdirs.length, dirIdx + DIRS_AHEAD); j++) {
             const n = subdirs[j]!.name;
@@ -397,7 +432,7 @@ class Archiver {
           dirIdx++;
           let walked!: () => void;
           const below = new Promise<void>((resolve) => (walked = resolve));
-          const p = this.saveEntry(child, name, prev, rootDev, undefined, undefined, walked);
+          const p = this.saveEntry(child, name, prev, rootDev, undefined, st, walked);
           p.catch(() => {}); // handled by Promise.all below; not an unhandled rejection meanwhile
           nodes.push(p);
           try {
@@ -412,7 +447,7 @@ class Archiver {
             if (held) this.entrySlots.release();
             held = false;
           };
-          const p = this.saveEntry(child, name, prev, rootDev, release, statOf(fileIdx++)).finally(release);
+          const p = this.saveEntry(child, name, prev, rootDev, release, scanned ? st : statOf(fileIdx++)).finally(release);
           p.catch(() => {}); // handled by Promise.all below; not an unhandled rejection meanwhile
           nodes.push(p);
         }
@@ -423,29 +458,56 @@ class Archiver {
     }
     onWalked?.();
     const done = await Promise.all(nodes);
+    // every node is the parent tree's own (same order, none added or gone): the parent tree is this
+    // directory's tree, not encoded and hashed again
+    const pn = parentTree?.nodes;
+    if (parentTreeId !== undefined && pn && pn.length === done.length && done.every((n, i) => n === pn[i])) return parentTreeId;
     return this.repo.saveTree({ nodes: done.filter((n): n is TreeNode => n !== undefined) });
   }
 
   /** The parent snapshot's node is of the same inode, unchanged since: same type, size, inode, mtime and ctime (not with --force). */
-  private sameInode(st: EntryStat, p: TreeNode | undefined, type: TreeNode['type']): boolean {
+  private sameInode(st: NumStat, p: TreeNode | undefined, type: TreeNode['type']): boolean {
     if (this.opts.force || !p || p.type !== type) return false;
-    if ((type === 'file' && p.size !== Number(st.size)) || p.inode !== Number(st.ino)) return false;
+    if ((type === 'file' && p.size !== st.size) || p.inode !== st.ino) return false;
     // trees written before nanosecond times (version 1) compare in milliseconds
-    if (p.mtimeNs !== undefined ? p.mtimeNs !== st.mtimeNs.toString() : Math.abs(p.mtime - Number(st.mtimeNs) / 1e6) > 1e-3) return false;
-    return p.ctime !== undefined && Math.abs(p.ctime - Number(st.ctimeNs) / 1e6) <= (p.mtimeNs !== undefined ? 0 : 1e-3);
+    if (p.mtimeNs !== undefined ? p.mtimeNs !== st.mtimeNs : Math.abs(p.mtime - st.mtimeMs) > 1e-3) return false;
+    return p.ctime !== undefined && Math.abs(p.ctime - st.ctimeMs) <= (p.mtimeNs !== undefined ? 0 : 1e-3);
   }
 
-  private unchanged(st: EntryStat, p: TreeNode | undefined): p is TreeNode & { content: string[] } {
+  /**
+   * The node this entry would get is the parent snapshot's node `p`, field for field (same inode,
+   * times to the nanosecond, mode, owner, device, link count; `p` holds no field this code would not
+   * write): the walk can use `p` itself. Content (files), target (symlinks), extended attributes and
+   * subtree (directories, checked by the caller) are those of `p` whenever the ctime is unchanged.
+   */
+  private sameNode(st: NumStat, p: TreeNode | undefined, type: TreeNode['type']): boolean {
+    if (!this.sameInode(st, p, type) || p!.mtimeNs === undefined) return false;
+    const q = p!;
+    if (q.mode !== (st.mode & 0o7777) || q.uid !== st.uid || q.gid !== st.gid || q.dev !== st.dev || q.mtime !== st.mtimeMs || q.ctime !== st.ctimeMs) return false;
+    if (type === 'file' ? q.nlink !== (st.nlink > 1 ? st.nlink : undefined) : q.size !== 0 || q.nlink !== undefined) return false;
+    if (type === 'chardev' || type === 'blockdev' ? q.rdev !== st.rdev : q.rdev !== undefined) return false;
+    const keys = NODE_KEYS[type];
+    for (const k in q) if (!keys.has(k)) return false;
+    return true;
+  }
+
+  private unchanged(st: NumStat, p: TreeNode | undefined): p is TreeNode & { content: string[] } {
     if (!this.sameInode(st, p, 'file') || !p!.content) return false;
     return p!.content.every((id) => this.repo.hasBlob(id));
   }
 
-  private async saveFile(abs: Buffer, name: Buffer, st: EntryStat, parentNode: TreeNode | undefined): Promise<TreeNode | undefined> {
+  private async saveFile(abs: Buffer, name: Buffer, st: NumStat, parentNode: TreeNode | undefined): Promise<TreeNode | undefined> {
     const node: TreeNode = { ...statNode(name, st), type: 'file' };
-    if (st.nlink > 1n) node.nlink = Number(st.nlink);
-    const stSize = Number(st.size);
+    if (st.nlink > 1) node.nlink = st.nlink;
+    const stSize = st.size;
     this.summary.totalBytes += stSize;
     if (this.unchanged(st, parentNode)) {
+      if (this.sameNode(st, parentNode, 'file')) {
+        // the node would be the parent's, field for field: that object is used as is (nothing built)
+        this.summary.filesUnmodified++;
+        this.fileDone(stSize);
+        return parentNode;
+      }
       // same ctime: content, holes and extended attributes are unchanged too
       node.content = parentNode.content;
       if (parentNode.sizes) node.sizes = parentNode.sizes;
@@ -459,7 +521,7 @@ class Archiver {
     // a delta) and without holes: read, hashed, encoded and sketched in a worker (small-files.ts).
     // One that grew meanwhile is read below.
     const deltaCandidate = parentNode?.type === 'file' && !!parentNode.content?.length && stSize >= DELTA_MIN;
-    const maySparse = stSize >= 2 * MIN_HOLE && Number(st.blocks) * 512 < stSize;
+    const maySparse = stSize >= 2 * MIN_HOLE && st.blocks * 512 < stSize;
     if (stSize <= SMALL_FILE_MAX && stSize < this.repo.config.chunker.min && !deltaCandidate && !maySparse) {
       const done = await this.saveSmallFile(abs, node, stSize, parentNode);
       if (done !== 'grew') return done;
@@ -478,7 +540,7 @@ class Archiver {
       const parent = parentNode?.type === 'file' && parentNode.content && parentNode.sizes ? { content: parentNode.content, sizes: parentNode.sizes } : undefined;
       let size = 0;
       // A sparse file (fewer blocks allocated than its size): only its data regions are read.
-      const sparse = stSize >= 2 * MIN_HOLE && Number(st.blocks) * 512 < stSize && canSeekHoles();
+      const sparse = stSize >= 2 * MIN_HOLE && st.blocks * 512 < stSize && canSeekHoles();
       if (stSize < this.repo.config.chunker.min && !sparse) {
         // Small file: one chunk, no chunker buffer needed.
         const data = await readSmallFile(fh, stSize);
@@ -691,11 +753,11 @@ export async function backupPaths(repo: Repository, opts: FileBackupOptions): Pr
 
     const saveV = async (v: VDir, name: string, pnode: TreeNode | undefined): Promise<TreeNode | undefined> => {
       const st = await fsp.lstat(v.abs, { bigint: true });
-      if (v.leaf) return arch.saveEntry(Buffer.from(v.abs), Buffer.from(name), pnode, st.dev);
+      if (v.leaf) return arch.saveEntry(Buffer.from(v.abs), Buffer.from(name), pnode, Number(st.dev));
       const ptree = pnode?.type === 'dir' && pnode.subtree ? await repo.loadTree(pnode.subtree).catch(() => undefined) : undefined;
       const nodes = await saveChildren(v, ptree);
       arch.summary.dirs++;
-      return { ...statNode(Buffer.from(name), st), type: 'dir', size: 0, subtree: await repo.saveTree({ nodes }) };
+      return { ...statNode(Buffer.from(name), NumStat.fromBig(st)), type: 'dir', size: 0, subtree: await repo.saveTree({ nodes }) };
     };
     const saveChildren = async (v: VDir, ptree: Tree | undefined): Promise<TreeNode[]> => {
       const byName = new Map((ptree?.nodes ?? []).map((n) => [n.name, n]));
@@ -709,7 +771,7 @@ export async function backupPaths(repo: Repository, opts: FileBackupOptions): Pr
     const vroot = buildRoots(paths);
     let rootTree: string;
     if (vroot.leaf) {
-      rootTree = await arch.saveDir(Buffer.from('/'), parentRoot, (await fsp.lstat('/', { bigint: true })).dev);
+      rootTree = await arch.saveDir(Buffer.from('/'), parentRoot, Number((await fsp.lstat('/', { bigint: true })).dev));
     } else {
       rootTree = await repo.saveTree({ nodes: await saveChildren(vroot, parentRoot) });
     }

@@ -1,11 +1,20 @@
 import * as fsp from 'node:fs/promises';
 import type { Tree } from '../repo/tree.js';
+import { type NumStat, scanAddon, scanDir } from './scan-native.js';
 
-/** A directory listing as the archiver walks it: names as raw bytes, sorted by bytes. */
-export type DirListing = Array<{ name: Buffer; isDirectory(): boolean }>;
+/**
+ * A directory listing as the archiver walks it: names as raw bytes, sorted by bytes;
+ * with the native addon, each entry's lstat (or its error) too (`stat`).
+ */
+export type DirListing = Array<{ name: Buffer; isDirectory(): boolean; stat?: NumStat | NodeJS.ErrnoException }>;
 
-/** Lists a directory: raw names, sorted bytewise (the order of the tree). */
-export async function listDir(abs: Buffer): Promise<DirListing> {
+/**
+ * Lists a directory: raw names, sorted bytewise (the order of the tree). With the
+ * native addon (scan-native.ts) in one thread-pool round trip with every entry's
+ * lstat, and without following a symlink; else readdir (the walk lstats each entry).
+ */
+export async function listDir(abs: Buffer, native = scanAddon() !== undefined): Promise<DirListing> {
+  if (native) return scanDir(abs);
   const entries = (await fsp.readdir(abs, { encoding: 'buffer', withFileTypes: true })) as unknown as DirListing;
   return entries.sort((a, b) => Buffer.compare(a.name, b.name));
 }

@@ -1,6 +1,7 @@
 import { promises as fsp, type BigIntStats } from 'node:fs';
 import { escapeBytes } from '../repo/tree.js';
 import type { BackupProgress } from './progress.js';
+import { type ScannedEntry, scanAddon, scanDir } from './scan-native.js';
 
 /**
  * The quick scan that runs beside a files backup (as restic's): it walks the
@@ -31,6 +32,7 @@ export async function scanPaths(paths: string[], progress: BackupProgress, opts:
   };
   const walk = async (dir: Buffer, rootDev: bigint): Promise<void> => {
     if (opts.signal.aborted) return;
+    if (scanAddon()) return walkNative(dir, Number(rootDev));
     let names: Buffer[];
     try {
       names = (await fsp.readdir(dir, { encoding: 'buffer' })) as Buffer[];
@@ -49,6 +51,31 @@ export async function scanPaths(paths: string[], progress: BackupProgress, opts:
         if (opts.oneFileSystem && st.dev !== rootDev) continue;
         await walk(batch[j]!, rootDev);
       }
+    }
+  };
+  /** The same with the native listing (scan-native.ts): one thread-pool round trip per directory, lstats included. */
+  const walkNative = async (dir: Buffer, rootDev: number): Promise<void> => {
+    let entries: ScannedEntry[];
+    try {
+      entries = await scanDir(dir);
+    } catch {
+      return;
+    }
+    const subdirs: Buffer[] = [];
+    for (const e of entries) {
+      const st = e.stat;
+      if (st instanceof Error) continue;
+      const child = dir.length && dir[dir.length - 1] === 0x2f ? Buffer.concat([dir, e.name]) : Buffer.concat([dir, SLASH, e.name]);
+      if (opts.matchExcluded(escapeBytes(child))) continue;
+      if (st.isFile()) {
+        progress.totalFiles++;
+        progress.totalBytes += st.size;
+      } else if (st.isDirectory() && !(opts.oneFileSystem && st.dev !== rootDev)) subdirs.push(child);
+    }
+    entries = [];
+    for (const d of subdirs) {
+      if (opts.signal.aborted) return;
+      await walkNative(d, rootDev);
     }
   };
   try {

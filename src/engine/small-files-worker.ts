@@ -5,6 +5,7 @@ import { superFeatures } from '../repo/sketch.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 import type { WorkerInit, WorkerOp } from '../repo/worker.js';
 import { readXattrsSync, xattrSync } from './fsmeta.js';
+import { scanAddon } from './scan-native.js';
 import { SMALL_FILE_MAX, STAT_FIELDS, type SmallFileResult, unpackPaths } from './small-files.js';
 
 /**
@@ -48,7 +49,9 @@ function readOne(p: Buffer, size: number, sealedParts: Buffer[], offset: number)
   try {
     const r: SmallFileResult = { size: 0 };
     try {
-      const xa = readXattrsSync(xlib, fd);
+      // most files have no extended attributes: flistxattr on the open file says so without the
+      // listing by path (fs-xattr through /proc/self/fd); any other answer takes that listing
+      const xa = xattrListSize?.(fd) === 0 ? undefined : readXattrsSync(xlib, fd);
       if (xa) r.xattrs = xa;
     } catch (err) {
       r.xattrError = (err as Error).message;
@@ -98,6 +101,9 @@ function lstatMany(paths: Buffer[]): { fields: BigInt64Array; errors: Array<{ me
   });
   return { fields, errors };
 }
+
+/** The native flistxattr size (scan-native.ts), or undefined without the addon. */
+const xattrListSize = scanAddon()?.xattrListSize;
 
 export async function workerOps(init: WorkerInit): Promise<Record<string, WorkerOp>> {
   codec = new BlobCodec(Buffer.from(init.encKey), init.level);

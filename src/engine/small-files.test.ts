@@ -103,3 +103,37 @@ test('SmallFileReader: files that queue up while the worker is busy go in batche
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('SmallFileReader: extended attributes of small files read in the workers, with the native check for none and without it', async (t) => {
+  const xattr = await import('fs-xattr');
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-smallfiles-xa-'));
+  const saved = process.env.LIFEBOAT_NO_NATIVE;
+  try {
+    await fsp.writeFile(path.join(dir, 'with'), 'a');
+    await fsp.writeFile(path.join(dir, 'without'), 'b');
+    try {
+      await xattr.setAttribute(path.join(dir, 'with'), 'user.color', 'blue');
+    } catch (err) {
+      t.skip(`extended attributes not supported here: ${(err as Error).message}`);
+      return;
+    }
+    for (const noNative of [false, true]) {
+      // a worker reads the environment it is started with
+      if (noNative) process.env.LIFEBOAT_NO_NATIVE = '1';
+      else delete process.env.LIFEBOAT_NO_NATIVE;
+      const reader = new SmallFileReader(new WorkerPool(newMasterKey(), 3, 1, 'worker.js', SMALL_FILES_WORKER), true);
+      try {
+        const [w, wo] = await Promise.all([reader.read(Buffer.from(path.join(dir, 'with')), 1), reader.read(Buffer.from(path.join(dir, 'without')), 1)]);
+        assert.ok(w!.kind === 'ok' && wo!.kind === 'ok');
+        assert.deepEqual(w.kind === 'ok' && w.xattrs, [{ name: 'user.color', value: Buffer.from('blue').toString('base64') }], `noNative=${noNative}`);
+        assert.equal(wo.kind === 'ok' && wo.xattrs, undefined);
+      } finally {
+        await reader.close();
+      }
+    }
+  } finally {
+    if (saved === undefined) delete process.env.LIFEBOAT_NO_NATIVE;
+    else process.env.LIFEBOAT_NO_NATIVE = saved;
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
