@@ -9,6 +9,11 @@
       "target_name": "bytes",
       "sources": ["bytes.c"],
       "cflags": ["-O3", "-Wall"]
+    },
+    {
+      "target_name": "files",
+      "sources": ["files.c"],
+      "cflags": ["-O2", "-Wall"]
     }
   ]
 }

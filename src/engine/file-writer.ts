@@ -1,5 +1,7 @@
-import { closeSync, constants as fsc, fstatSync, ftruncateSync, open, realpath, renameSync, rmSync, statSync, unlink, write, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, ftruncateSync, open, readFileSync, realpath, renameSync, rmSync, statSync, unlink, write, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 import { Semaphore } from '../util/sync.js';
 import { joinBytes } from './archiver.js';
 
@@ -23,6 +25,131 @@ import { joinBytes } from './archiver.js';
 const tmpPrefix = `.lifeboat-restore-${randomBytes(6).toString('hex')}-`;
 let tmpSeq = 0;
 export const tmpName = (): Buffer => Buffer.from(`${tmpPrefix}${(++tmpSeq).toString(36)}.tmp`);
+
+/**
+ * A small file whose whole content is in memory and verified, finished in one
+ * batch (finishFiles): created under a temporary name in its directory (the
+ * descriptor of a DirHandle), written, given owner, mode and times through the
+ * descriptor, closed and renamed to `name` in the same directory.
+ */
+export interface DirectFile {
+  /** The directory's descriptor (a DirHandle the caller holds until the batch settles). */
+  dirfd: number;
+  /** One path component (the tree's raw name). */
+  name: Buffer;
+  data: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** fchown to uid/gid (best effort). */
+  chown: boolean;
+  /** Modification (and access) time, nanoseconds since the epoch (decimal, may be negative). */
+  mtimeNs: string;
+}
+
+interface FilesNative {
+  finishFiles(dirfds: Int32Array, names: Uint8Array[], datas: Uint8Array[], meta: Float64Array, tmpPrefix: Uint8Array, seq0: number): Promise<Int32Array>;
+}
+let filesMod: FilesNative | null | undefined;
+const tmpPrefixBytes = Buffer.from(tmpPrefix);
+
+/**
+ * The native batch (native/files.c), or undefined: not built, not Linux, or
+ * turned off (LIFEBOAT_NO_NATIVE=1 or LIFEBOAT_RESTORE_NATIVE=0, read on each
+ * call: tests compare both paths in one process). Without it the restorer
+ * creates each file through TempFile (the JavaScript path, same results).
+ */
+export function filesNative(): FilesNative | undefined {
+  if (process.env.LIFEBOAT_NO_NATIVE === '1' || process.env.LIFEBOAT_RESTORE_NATIVE === '0' || process.platform !== 'linux') return undefined;
+  if (filesMod === undefined) {
+    try {
+      filesMod = createRequire(import.meta.url)(new URL('../../../native/build/Release/files.node', import.meta.url).pathname) as FilesNative;
+    } catch {
+      filesMod = null;
+    }
+  }
+  return filesMod ?? undefined;
+}
+
+/** The process's umask, read without changing it (/proc/self/status; process.umask() sets it twice, racing the thread pool); undefined if unknown. */
+let umaskCache: number | null | undefined;
+export function currentUmask(): number | undefined {
+  if (umaskCache === undefined) {
+    umaskCache = null;
+    try {
+      const m = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'));
+      if (m) umaskCache = parseInt(m[1]!, 8);
+    } catch {
+      /* unknown: always fchmod */
+    }
+  }
+  return umaskCache ?? undefined;
+}
+
+const STEPS = ['', 'open', 'write', 'chmod', 'utimes', 'close', 'rename', 'name'];
+
+/**
+ * Finish a batch of small files in one thread-pool work item (native/files.c);
+ * per file undefined (published under its final name) or the error (nothing
+ * left under either name). Requires filesNative().
+ */
+export async function finishFiles(files: readonly DirectFile[], where: (i: number) => string): Promise<Array<NodeJS.ErrnoException | undefined>> {
+  const lib = filesNative();
+  if (!lib) throw new Error('finishFiles: the native helper is not loaded');
+  const n = files.length;
+  const dirfds = new Int32Array(n);
+  const names: Buffer[] = new Array(n);
+  const datas: Buffer[] = new Array(n);
+  const meta = new Float64Array(n * 6);
+  const umask = currentUmask();
+  for (let i = 0; i < n; i++) {
+    const f = files[i]!;
+    dirfds[i] = f.dirfd;
+    names[i] = f.name;
+    datas[i] = f.data;
+    // created with the mode's permission bits less group/other write (nobody else writes the file before its
+    // rename), then fchmod only when that under the umask is not the mode (setuid/setgid/sticky, g+w, o+w, umask)
+    const created = f.mode & 0o755;
+    const chmod = umask === undefined || (created & ~umask) !== f.mode;
+    const ns = BigInt(f.mtimeNs);
+    let sec = ns / 1_000_000_000n;
+    let nsec = ns - sec * 1_000_000_000n;
+    if (nsec < 0n) {
+      nsec += 1_000_000_000n;
+      sec -= 1n;
+    }
+    const o = i * 6;
+    meta[o] = f.mode;
+    meta[o + 1] = f.uid;
+    meta[o + 2] = f.gid;
+    meta[o + 3] = (f.chown ? 1 : 0) | (chmod ? 2 : 0);
+    meta[o + 4] = Number(sec);
+    meta[o + 5] = Number(nsec);
+  }
+  const seq0 = tmpSeq + 1;
+  tmpSeq += n;
+  const res = await lib.finishFiles(dirfds, names, datas, meta, tmpPrefixBytes, seq0);
+  const out: Array<NodeJS.ErrnoException | undefined> = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const errno = res[2 * i]!;
+    if (errno === 0) continue;
+    const step = STEPS[res[2 * i + 1]!] ?? 'finish';
+    let code = `E${errno}`;
+    let text = `error ${errno}`;
+    try {
+      code = getSystemErrorName(-errno);
+      text = getSystemErrorMap().get(-errno)?.[1] ?? text;
+    } catch {
+      /* unknown errno */
+    }
+    const e: NodeJS.ErrnoException = new Error(`${code}: ${text}, ${step} '${where(i)}'`);
+    e.code = code;
+    e.errno = -errno;
+    e.syscall = step;
+    out[i] = e;
+  }
+  return out;
+}
 
 const openAsync = (p: Buffer, flags: number, mode: number) =>
   new Promise<number>((resolve, reject) => open(p, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));

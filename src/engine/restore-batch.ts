@@ -2,7 +2,7 @@ import { IntegrityError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import { SlabPool } from '../repo/chunk-decode.js';
 import { Semaphore } from '../util/sync.js';
-import type { TempFile } from './file-writer.js';
+import { type DirectFile, type TempFile, finishFiles } from './file-writer.js';
 import { BatchBound, type BlobUse, type PlannedBlob, coalesceReads, planBatch } from './restore-plan.js';
 
 /**
@@ -29,6 +29,19 @@ export interface BatchFile {
   open(): Promise<TempFile>;
   /** Every chunk was written: set the metadata and publish (on failure it discards the file and rejects). */
   finish(tf: TempFile): Promise<void>;
+  /**
+   * A file of one chunk that needs nothing but owner, mode and times: no
+   * temporary file is opened ahead; once its chunk is decoded and checked it
+   * is finished with the others of its ranged read in one native batch
+   * (file-writer.ts finishFiles: create, write, metadata, close, rename, one
+   * thread-pool hop for them all). `data` is filled in by the batcher.
+   */
+  direct?: Omit<DirectFile, 'data'> & {
+    /** The path shown in errors. */
+    shown(): string;
+    /** Published under its final name (counted by the caller). */
+    published(): void;
+  };
 }
 
 const MiB = 1024 * 1024;
@@ -45,7 +58,8 @@ const READS = Number(process.env.LIFEBOAT_RESTORE_READS) || 3;
 
 interface FileRun {
   f: BatchFile;
-  tf: Promise<TempFile>;
+  /** The temporary file (undefined for a direct file: f.direct). */
+  tf?: Promise<TempFile>;
   file?: TempFile;
   left: number;
   /** failed, or finishing */
@@ -112,6 +126,10 @@ export class RestoreBatcher {
     const fail = (st: FileRun, err: unknown) => {
       if (st.over) return;
       st.over = true;
+      if (!st.tf) {
+        st.reject(err); // a direct file: nothing was created
+        return;
+      }
       // `done` rejects once the temporary file is gone (the caller may then release its directory)
       settling.push(
         st.tf
@@ -126,16 +144,28 @@ export class RestoreBatcher {
       );
     };
     for (const b of batch) {
-      const st: FileRun = { ...b, tf: b.f.open(), left: b.f.content.length, over: false, writes: new Set() };
-      st.tf.then(
+      const direct = b.f.direct !== undefined && b.f.content.length === 1;
+      const st: FileRun = { ...b, tf: direct ? undefined : b.f.open(), left: b.f.content.length, over: false, writes: new Set() };
+      st.tf?.then(
         (t) => (st.file = t),
         (err) => fail(st, err),
       );
       runs.push(st);
     }
-    const put = async (u: BlobUse, data: Buffer): Promise<void> => {
+    /** Direct files whose chunk arrived: finished together (finishDirect) before their plaintext is dropped. */
+    type Sink = Array<{ st: FileRun; data: Buffer }>;
+    const put = async (u: BlobUse, data: Buffer, sink: Sink): Promise<void> => {
       const st = runs[u.file]!;
       if (st.over) return;
+      if (!st.tf) {
+        const want = st.f.sizes[u.chunk];
+        if (data.length !== want) fail(st, new IntegrityError(`${st.f.what}: chunk ${u.chunk} has ${data.length} bytes but the snapshot records ${want}`));
+        else {
+          st.over = true;
+          sink.push({ st, data });
+        }
+        return;
+      }
       if (!st.file) {
         try {
           await st.tf;
@@ -172,8 +202,31 @@ export class RestoreBatcher {
         settling.push(st.f.finish(st.file!).then(st.resolve, st.reject));
       }
     };
-    const deliver = async (uses: readonly BlobUse[], data: Buffer) => {
-      for (const u of uses) await put(u, data);
+    const deliver = async (uses: readonly BlobUse[], data: Buffer, sink: Sink) => {
+      for (const u of uses) await put(u, data, sink);
+    };
+    /** Create, write, set the metadata of and publish the sink's files in one native batch; each file's `done` settles. */
+    const finishDirect = async (sink: Sink): Promise<void> => {
+      if (sink.length === 0) return;
+      const files = sink.map(({ st, data }) => ({ ...st.f.direct!, data }));
+      let errs: Array<NodeJS.ErrnoException | undefined>;
+      try {
+        errs = await finishFiles(files, (i) => sink[i]!.st.f.direct!.shown());
+      } catch (err) {
+        for (const { st } of sink) st.reject(err);
+        return;
+      }
+      for (let i = 0; i < sink.length; i++) {
+        const { st, data } = sink[i]!;
+        const e = errs[i];
+        if (e) {
+          st.reject(e.syscall === 'name' ? new IntegrityError(`${st.f.what}: refused name (${e.message})`) : e);
+          continue;
+        }
+        st.f.direct!.published();
+        this.hooks.written(data.length);
+        st.resolve();
+      }
     };
     const refuse = (uses: readonly BlobUse[], err: unknown) => {
       for (const u of uses) fail(runs[u.file]!, err);
@@ -204,7 +257,9 @@ export class RestoreBatcher {
             refuse(w.uses, err);
             return;
           }
-          await deliver(w.uses, data);
+          const sink: Sink = [];
+          await deliver(w.uses, data, sink);
+          await finishDirect(sink);
           this.hooks.dropped(data.length);
         });
         continue;
@@ -241,12 +296,14 @@ export class RestoreBatcher {
             for (const b of r.blobs) refuse(b.uses, err instanceof IntegrityError ? new IntegrityError(`blob ${b.id} in pack ${w.pack}: ${err.message}`) : err);
             return;
           }
+          const sink: Sink = [];
           for (let i = 0; i < r.blobs.length; i++) {
             const d = out[i]!;
             if (d instanceof Error) refuse(r.blobs[i]!.uses, d);
-            else await deliver(r.blobs[i]!.uses, d);
+            else await deliver(r.blobs[i]!.uses, d, sink);
           }
-          // every plaintext in the slab was written (deliver waits for the writes in the thread pool): refill it
+          await finishDirect(sink);
+          // every plaintext in the slab was written (deliver and finishDirect wait for the thread pool): refill it
           this.slabs.give(slab);
           this.hooks.dropped(r.end - r.start);
         });
@@ -258,7 +315,7 @@ export class RestoreBatcher {
       if (!st.over) fail(st, new IntegrityError(`${st.f.what}: ${st.left} chunk(s) were not restored`));
     }
     // files still being created, finished or discarded
-    await Promise.all(runs.map((st) => st.tf.catch(() => {})));
+    await Promise.all(runs.map((st) => st.tf?.catch(() => {})));
     for (let i = 0; i < settling.length; i++) await settling[i]!.catch(() => {});
   }
 }

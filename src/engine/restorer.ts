@@ -8,7 +8,7 @@ import { escapeBytes, linkBytes, nameBytes, type TreeNode } from '../repo/tree.j
 import { BufferReclaimer } from '../util/reclaim.js';
 import { Semaphore } from '../util/sync.js';
 import { globMatcher, joinBytes, matcher } from './archiver.js';
-import { DirHandle, TempFile, realpathBytes, tmpName } from './file-writer.js';
+import { DirHandle, TempFile, filesNative, realpathBytes, tmpName } from './file-writer.js';
 import { type BatchFile, RestoreBatcher } from './restore-batch.js';
 import { O_PATH, makeSpecial, msToNs, setTimesFd, setTimesFdSync, setTimesPath, writeXattrs } from './fsmeta.js';
 
@@ -272,6 +272,13 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     },
     dropped: (bytes) => reclaimer.dropped(bytes),
   });
+  /**
+   * Files of one chunk with no holes and no extended attributes, in a directory
+   * held open (DirHandle), are finished in native batches (file-writer.ts
+   * finishFiles) when the helper is built and the restore does not overwrite
+   * (--overwrite may have to remove a directory in the way: the TempFile path).
+   */
+  const native = filesNative() !== undefined && !opts.overwrite;
   const batchFile = (loc: Loc, n: TreeNode, snapPath: string): { file: BatchFile; dst: Buffer } | IntegrityError | undefined => {
     const content = n.content ?? [];
     const sizes = n.sizes;
@@ -291,11 +298,32 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     if (total !== dataLen) return new IntegrityError(`${snapPath}: the snapshot's chunks hold ${total} bytes but it records ${dataLen}`);
     const name = nameBytes(n);
     const dst = sysPath(loc, name);
+    const h = loc.h;
+    const direct: BatchFile['direct'] =
+      native && h && content.length === 1 && !n.holes?.length && !n.xattrs?.length
+        ? {
+            dirfd: h.fd,
+            name,
+            mode: n.mode,
+            uid: n.uid,
+            gid: n.gid,
+            // as metaByFd: as root, unless the file already has the owner the snapshot records
+            chown: isRoot && !(h.gid !== undefined && n.uid === euid && n.gid === h.gid && h.gid === egid),
+            mtimeNs: n.mtimeNs ?? msToNs(n.mtime),
+            shown: () => joinBytes(loc.real, name).toString(),
+            published: () => {
+              // (the batcher reports the bytes next, with the progress)
+              if (verify) summary.verified++;
+              summary.files++;
+            },
+          }
+        : undefined;
     const file: BatchFile = {
       what: snapPath,
       content,
       sizes,
       pieces,
+      direct,
       open: async () => {
         await checkLoc(loc);
         return TempFile.create(loc.h?.base ?? loc.real);
