@@ -88,6 +88,22 @@ export function currentUmask(): number | undefined {
 
 const STEPS = ['', 'open', 'write', 'chmod', 'utimes', 'close', 'rename', 'name'];
 
+/** Files published by finishFiles (tests: which path a restore took). */
+export const nativeFinished = { files: 0 };
+
+/** A decimal nanosecond time as [seconds, nanoseconds 0..1e9) (no BigInt for the usual non-negative case). */
+function splitNs(ns: string): [number, number] {
+  if (ns.length > 9 && ns.length <= 24 && ns.charCodeAt(0) !== 45 /* - */) return [Number(ns.slice(0, -9)), Number(ns.slice(-9))];
+  const v = BigInt(ns);
+  let sec = v / 1_000_000_000n;
+  let nsec = v - sec * 1_000_000_000n;
+  if (nsec < 0n) {
+    nsec += 1_000_000_000n;
+    sec -= 1n;
+  }
+  return [Number(sec), Number(nsec)];
+}
+
 /**
  * Finish a batch of small files in one thread-pool work item (native/files.c);
  * per file undefined (published under its final name) or the error (nothing
@@ -111,20 +127,14 @@ export async function finishFiles(files: readonly DirectFile[], where: (i: numbe
     // rename), then fchmod only when that under the umask is not the mode (setuid/setgid/sticky, g+w, o+w, umask)
     const created = f.mode & 0o755;
     const chmod = umask === undefined || (created & ~umask) !== f.mode;
-    const ns = BigInt(f.mtimeNs);
-    let sec = ns / 1_000_000_000n;
-    let nsec = ns - sec * 1_000_000_000n;
-    if (nsec < 0n) {
-      nsec += 1_000_000_000n;
-      sec -= 1n;
-    }
+    const [sec, nsec] = splitNs(f.mtimeNs);
     const o = i * 6;
     meta[o] = f.mode;
     meta[o + 1] = f.uid;
     meta[o + 2] = f.gid;
     meta[o + 3] = (f.chown ? 1 : 0) | (chmod ? 2 : 0);
-    meta[o + 4] = Number(sec);
-    meta[o + 5] = Number(nsec);
+    meta[o + 4] = sec;
+    meta[o + 5] = nsec;
   }
   const seq0 = tmpSeq + 1;
   tmpSeq += n;
@@ -132,7 +142,10 @@ export async function finishFiles(files: readonly DirectFile[], where: (i: numbe
   const out: Array<NodeJS.ErrnoException | undefined> = new Array(n);
   for (let i = 0; i < n; i++) {
     const errno = res[2 * i]!;
-    if (errno === 0) continue;
+    if (errno === 0) {
+      nativeFinished.files++;
+      continue;
+    }
     const step = STEPS[res[2 * i + 1]!] ?? 'finish';
     let code = `E${errno}`;
     let text = `error ${errno}`;
