@@ -2,6 +2,7 @@ import { closeSync, constants as fsc, fstatSync, ftruncateSync, open, readFileSy
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+import { constants as osConstants } from 'node:os';
 import { Semaphore } from '../util/sync.js';
 import { joinBytes } from './archiver.js';
 
@@ -49,6 +50,8 @@ export interface DirectFile {
 
 interface FilesNative {
   finishFiles(dirfds: Int32Array, names: Uint8Array[], datas: Uint8Array[], meta: Float64Array, tmpPrefix: Uint8Array, seq0: number): Promise<Int32Array>;
+  mkdirOpen(dirfd: number, name: Uint8Array): Promise<Float64Array>;
+  setDirsMeta(rootfd: number, rels: Uint8Array[], meta: Float64Array): Promise<Int32Array>;
 }
 let filesMod: FilesNative | null | undefined;
 const tmpPrefixBytes = Buffer.from(tmpPrefix);
@@ -87,6 +90,7 @@ export function currentUmask(): number | undefined {
 }
 
 const STEPS = ['', 'open', 'write', 'chmod', 'utimes', 'close', 'rename', 'name'];
+const osErrno = osConstants.errno as Record<string, number>;
 
 /** Files published by finishFiles (tests: which path a restore took). */
 export const nativeFinished = { files: 0 };
@@ -127,41 +131,93 @@ export async function finishFiles(files: readonly DirectFile[], where: (i: numbe
     // rename), then fchmod only when that under the umask is not the mode (setuid/setgid/sticky, g+w, o+w, umask)
     const created = f.mode & 0o755;
     const chmod = umask === undefined || (created & ~umask) !== f.mode;
-    const [sec, nsec] = splitNs(f.mtimeNs);
-    const o = i * 6;
-    meta[o] = f.mode;
-    meta[o + 1] = f.uid;
-    meta[o + 2] = f.gid;
-    meta[o + 3] = (f.chown ? 1 : 0) | (chmod ? 2 : 0);
-    meta[o + 4] = sec;
-    meta[o + 5] = nsec;
+    putMeta(meta, i, f, (f.chown ? 1 : 0) | (chmod ? 2 : 0));
   }
   const seq0 = tmpSeq + 1;
   tmpSeq += n;
   const res = await lib.finishFiles(dirfds, names, datas, meta, tmpPrefixBytes, seq0);
+  const out = results(res, n, where);
+  for (const e of out) if (!e) nativeFinished.files++;
+  return out;
+}
+
+function putMeta(meta: Float64Array, i: number, f: { mode: number; uid: number; gid: number; mtimeNs: string }, flags: number): void {
+  const [sec, nsec] = splitNs(f.mtimeNs);
+  const o = i * 6;
+  meta[o] = f.mode;
+  meta[o + 1] = f.uid;
+  meta[o + 2] = f.gid;
+  meta[o + 3] = flags;
+  meta[o + 4] = sec;
+  meta[o + 5] = nsec;
+}
+
+/** A system error like Node's (code, errno, syscall; the message names the path). */
+function sysError(errno: number, step: string, where: string): NodeJS.ErrnoException {
+  let code = `E${errno}`;
+  let text = `error ${errno}`;
+  try {
+    code = getSystemErrorName(-errno);
+    text = getSystemErrorMap().get(-errno)?.[1] ?? text;
+  } catch {
+    /* unknown errno */
+  }
+  const e: NodeJS.ErrnoException = new Error(`${code}: ${text}, ${step} '${where}'`);
+  e.code = code;
+  e.errno = -errno;
+  e.syscall = step;
+  return e;
+}
+
+function results(res: Int32Array, n: number, where: (i: number) => string): Array<NodeJS.ErrnoException | undefined> {
   const out: Array<NodeJS.ErrnoException | undefined> = new Array(n);
   for (let i = 0; i < n; i++) {
     const errno = res[2 * i]!;
-    if (errno === 0) {
-      nativeFinished.files++;
-      continue;
-    }
-    const step = STEPS[res[2 * i + 1]!] ?? 'finish';
-    let code = `E${errno}`;
-    let text = `error ${errno}`;
-    try {
-      code = getSystemErrorName(-errno);
-      text = getSystemErrorMap().get(-errno)?.[1] ?? text;
-    } catch {
-      /* unknown errno */
-    }
-    const e: NodeJS.ErrnoException = new Error(`${code}: ${text}, ${step} '${where(i)}'`);
-    e.code = code;
-    e.errno = -errno;
-    e.syscall = step;
-    out[i] = e;
+    if (errno !== 0) out[i] = sysError(errno, STEPS[res[2 * i + 1]!] ?? 'finish', where(i));
   }
   return out;
+}
+
+/**
+ * Make the directory `name` in `parent` (mode 0700 until its metadata is set
+ * last) and open it (O_DIRECTORY|O_NOFOLLOW) in one thread-pool hop (native);
+ * 'exists' when something is already there (the caller looks at it). Requires filesNative().
+ */
+export async function mkdirOpen(parent: DirHandle, name: Buffer): Promise<DirHandle | 'exists'> {
+  const r = await filesNative()!.mkdirOpen(parent.fd, name);
+  const fd = r[0]!;
+  if (fd === -(osErrno.EEXIST ?? 17)) return 'exists';
+  if (fd < 0) throw sysError(-fd, 'mkdir', joinBytes(parent.real, name).toString());
+  return DirHandle.made(fd, joinBytes(parent.real, name), r[1]!, r[2]!);
+}
+
+/** A directory's metadata, set last (setDirsMeta). */
+export interface DirMeta {
+  /** Its path below the root handle's directory (components separated by '/'). */
+  rel: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
+  chown: boolean;
+  mtimeNs: string;
+}
+
+/**
+ * Owner, mode and times of directories, in the order given, in one thread-pool
+ * work item (native): each opened below `root` without following any link
+ * (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or component by component
+ * with O_NOFOLLOW). Per directory undefined or the error. Requires filesNative().
+ */
+export async function setDirsMeta(root: DirHandle, dirs: readonly DirMeta[], where: (i: number) => string): Promise<Array<NodeJS.ErrnoException | undefined>> {
+  const n = dirs.length;
+  const meta = new Float64Array(n * 6);
+  for (let i = 0; i < n; i++) putMeta(meta, i, dirs[i]!, (dirs[i]!.chown ? 1 : 0) | 2);
+  const res = await filesNative()!.setDirsMeta(
+    root.fd,
+    dirs.map((d) => d.rel),
+    meta,
+  );
+  return results(res, n, where);
 }
 
 const openAsync = (p: Buffer, flags: number, mode: number) =>
@@ -317,6 +373,13 @@ export class DirHandle {
     DirHandle.opened.delete(fd);
     closeSync(fd);
     return undefined;
+  }
+
+  /** A directory just made and opened by mkdirOpen (owner uid, group gid). */
+  static made(fd: number, real: Buffer, uid: number, gid: number): DirHandle {
+    const h = new DirHandle(fd, real);
+    if (uid === process.geteuid?.()) h.gid = gid;
+    return h;
   }
 
   /**

@@ -8,7 +8,7 @@ import { LocalStorage } from '../storage/local.js';
 import { Repository } from '../repo/repository.js';
 import { backupPaths } from './archiver.js';
 import { restoreSnapshot } from './restorer.js';
-import { DirHandle, filesNative, finishFiles, nativeFinished } from './file-writer.js';
+import { DirHandle, filesNative, finishFiles, mkdirOpen, nativeFinished, setDirsMeta } from './file-writer.js';
 
 /**
  * The native "finish small files" batch (native/files.c through
@@ -68,6 +68,11 @@ function makeData(dir: string): void {
   closeSync(fd);
   // many small files in one directory (several per native batch)
   for (let i = 0; i < 60; i++) writeFileSync(path.join(dir, 'sub', `f${i}`), randomBytes(i * 37));
+  // directories with their own modes and times (set last: setDirsMeta natively)
+  mkdirSync(path.join(dir, 'sticky'));
+  chmodSync(path.join(dir, 'sticky'), 0o1777);
+  chmodSync(path.join(dir, 'sub', 'deeper'), 0o750);
+  utimesSync(path.join(dir, 'sub', 'deeper'), 1_500_000_000.5, 1_500_000_000.5);
   // times with nanoseconds (utimes takes seconds as a double: set a fraction)
   for (const name of ['plain.txt', 'exec.sh', 'private', 'sub/one']) utimesSync(path.join(dir, name), 1_600_000_000.123456, 1_600_000_000.123456);
 }
@@ -141,6 +146,35 @@ test('finishFiles: a file whose step fails leaves neither a temporary nor a fina
       assert.equal(Number(st.mode & 0o7777n), 0o640);
       assert.equal(st.mtimeNs, 1600000000123456789n);
       assert.equal(lstatSync(path.join(tmp, 'ok-2'), { bigint: true }).mtimeNs, -1500000000n, 'a time before the epoch');
+
+      // directories: made and opened in one call; metadata set below the root, never through a link
+      const d = await mkdirOpen(h, Buffer.from('made'));
+      assert.ok(d !== 'exists');
+      d.unref();
+      assert.equal(await mkdirOpen(h, Buffer.from('made')), 'exists');
+      mkdirSync(path.join(tmp, 'made', 'inner'));
+      symlinkSync(path.join(tmp, 'made'), path.join(tmp, 'link'));
+      const dm = { mode: 0o751, uid: 0, gid: 0, chown: false, mtimeNs: '1400000000000000001' };
+      const derrs = await setDirsMeta(
+        h,
+        [
+          { ...dm, rel: Buffer.from('made/inner') },
+          { ...dm, rel: Buffer.from('link/inner') },
+          { ...dm, rel: Buffer.from('link') },
+          { ...dm, rel: Buffer.from('made/../made') },
+          { ...dm, rel: Buffer.from('made') },
+        ],
+        (i) => `#${i}`,
+      );
+      assert.equal(derrs[0], undefined);
+      assert.ok(derrs[1] && derrs[2], 'a path through a symbolic link is refused');
+      assert.equal(derrs[3]?.code, 'EINVAL', '".." is refused');
+      assert.equal(derrs[4], undefined);
+      for (const p of ['made', 'made/inner']) {
+        const st = lstatSync(path.join(tmp, p), { bigint: true });
+        assert.equal(Number(st.mode & 0o7777n), 0o751);
+        assert.equal(st.mtimeNs, 1400000000000000001n);
+      }
     } finally {
       h.unref();
     }

@@ -8,7 +8,7 @@ import { escapeBytes, linkBytes, nameBytes, type TreeNode } from '../repo/tree.j
 import { BufferReclaimer } from '../util/reclaim.js';
 import { Semaphore } from '../util/sync.js';
 import { globMatcher, joinBytes, matcher } from './archiver.js';
-import { DirHandle, TempFile, filesNative, realpathBytes, tmpName } from './file-writer.js';
+import { type DirMeta, DirHandle, TempFile, filesNative, mkdirOpen, realpathBytes, setDirsMeta, tmpName } from './file-writer.js';
 import { type BatchFile, RestoreBatcher } from './restore-batch.js';
 import { O_PATH, makeSpecial, msToNs, setTimesFd, setTimesFdSync, setTimesPath, writeXattrs } from './fsmeta.js';
 
@@ -410,6 +410,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   /** First restored path of each hard-link group. */
   const linkFirst = new Map<string, { path?: Buffer; node: TreeNode; done: Promise<void> }>();
   const dirsToFix: Array<[Buffer, TreeNode, string]> = [];
+  /** The target's handle, held to the end of phase 3. */
+  let rootH: DirHandle | undefined;
 
   try {
     let start: TreeNode | undefined;
@@ -445,6 +447,17 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
           const name = nameBytes(n);
           const dst = joinBytes(loc.real, name);
           const at = sysPath(loc, name);
+          // made and opened in one native call where there is a handle; else (or when the name exists) as below
+          if (loc.h && native) {
+            const r = await mkdirOpen(loc.h, name);
+            if (r !== 'exists') {
+              child = r;
+              summary.dirs++;
+              await walk(n.subtree!, { real: dst, h: child }, sp);
+              dirsToFix.push([dst, n, sp]);
+              return;
+            }
+          }
           // mkdir first: an existing name is looked at only when it is there (--overwrite, or a damaged tree)
           const made = await fsp.mkdir(at, { mode: 0o700 }).then(
             () => true,
@@ -544,6 +557,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     };
 
     const root: Loc = { real: target, h: await DirHandle.openRoot(target) };
+    // kept for phase 3 (directory metadata below it, native)
+    rootH = root.h?.ref();
     try {
       if (start && start.type !== 'dir') {
         const pending: Array<Promise<void>> = [];
@@ -625,7 +640,28 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     }
 
     // Phase 3: directory metadata, deepest first (dirsToFix is in post-order); last, because writing into a directory changes its time.
-    for (const [dst, n, sp] of dirsToFix) {
+    // Natively (one thread-pool work item, each directory opened below the root handle without following links),
+    // except directories with extended attributes; else one by one, each parent checked by realpath.
+    let slow = dirsToFix;
+    if (rootH && native) {
+      slow = [];
+      const batch: DirMeta[] = [];
+      const names: string[] = [];
+      const prefix = target[target.length - 1] === 0x2f ? target.length : target.length + 1;
+      for (const e of dirsToFix) {
+        const [dst, n, sp] = e;
+        if (n.xattrs?.length || dst.length <= prefix || !dst.subarray(0, target.length).equals(target)) slow.push(e);
+        else {
+          batch.push({ rel: dst.subarray(prefix), mode: n.mode, uid: n.uid, gid: n.gid, chown: isRoot, mtimeNs: n.mtimeNs ?? msToNs(n.mtime) });
+          names.push(sp);
+        }
+      }
+      const errs = await setDirsMeta(rootH, batch, (i) => batch[i]!.rel.toString());
+      errs.forEach((e, i) => {
+        if (e) summary.errors.push({ path: names[i]!, message: `metadata: ${errText(e)}` });
+      });
+    }
+    for (const [dst, n, sp] of slow) {
       try {
         await checkDir(dirOf(dst));
         const fh = await fsp.open(dst, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
@@ -641,6 +677,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     summary.durationMs = Date.now() - started;
     return summary;
   } finally {
+    rootH?.unref();
     await lock.release();
   }
 }
