@@ -28,7 +28,7 @@ let tmpSeq = 0;
 export const tmpName = (): Buffer => Buffer.from(`${tmpPrefix}${(++tmpSeq).toString(36)}.tmp`);
 
 /**
- * A small file whose whole content is in memory and verified, finished in one
+ * A small file whose whole content is in memory and verified (passed beside it), finished in one
  * batch (finishFiles): created under a temporary name in its directory (the
  * descriptor of a DirHandle), written, given owner, mode and times through the
  * descriptor, closed and renamed to `name` in the same directory.
@@ -38,7 +38,6 @@ export interface DirectFile {
   dirfd: number;
   /** One path component (the tree's raw name). */
   name: Buffer;
-  data: Buffer;
   mode: number;
   uid: number;
   gid: number;
@@ -90,6 +89,7 @@ export function currentUmask(): number | undefined {
 }
 
 const STEPS = ['', 'open', 'write', 'chmod', 'utimes', 'close', 'rename', 'name'];
+const euid = process.geteuid?.();
 const osErrno = osConstants.errno as Record<string, number>;
 
 /** Files published by finishFiles (tests: which path a restore took). */
@@ -113,20 +113,19 @@ function splitNs(ns: string): [number, number] {
  * per file undefined (published under its final name) or the error (nothing
  * left under either name). Requires filesNative().
  */
-export async function finishFiles(files: readonly DirectFile[], where: (i: number) => string): Promise<Array<NodeJS.ErrnoException | undefined>> {
+export async function finishFiles(files: readonly DirectFile[], datas: Buffer[], where: (i: number) => string): Promise<Array<NodeJS.ErrnoException | undefined>> {
   const lib = filesNative();
   if (!lib) throw new Error('finishFiles: the native helper is not loaded');
   const n = files.length;
   const dirfds = new Int32Array(n);
+  if (datas.length !== n) throw new Error('finishFiles: one data buffer per file');
   const names: Buffer[] = new Array(n);
-  const datas: Buffer[] = new Array(n);
   const meta = new Float64Array(n * 6);
   const umask = currentUmask();
   for (let i = 0; i < n; i++) {
     const f = files[i]!;
     dirfds[i] = f.dirfd;
     names[i] = f.name;
-    datas[i] = f.data;
     // created with the mode's permission bits less group/other write (nobody else writes the file before its
     // rename), then fchmod only when that under the umask is not the mode (setuid/setgid/sticky, g+w, o+w, umask)
     const created = f.mode & 0o755;
@@ -378,7 +377,7 @@ export class DirHandle {
   /** A directory just made and opened by mkdirOpen (owner uid, group gid). */
   static made(fd: number, real: Buffer, uid: number, gid: number): DirHandle {
     const h = new DirHandle(fd, real);
-    if (uid === process.geteuid?.()) h.gid = gid;
+    if (uid === euid) h.gid = gid;
     return h;
   }
 

@@ -36,7 +36,7 @@ export interface BatchFile {
    * (file-writer.ts finishFiles: create, write, metadata, close, rename, one
    * thread-pool hop for them all). `data` is filled in by the batcher.
    */
-  direct?: Omit<DirectFile, 'data'> & {
+  direct?: DirectFile & {
     /** The path shown in errors. */
     shown(): string;
     /** Published under its final name (counted by the caller). */
@@ -65,7 +65,7 @@ interface FileRun {
   /** failed, or finishing */
   over: boolean;
   /** Writes in the thread pool: a failed file is discarded (its descriptor closed) only once they are done. */
-  writes: Set<Promise<void>>;
+  writes?: Set<Promise<void>>;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -135,7 +135,7 @@ export class RestoreBatcher {
         st.tf
           .then(
             async (t) => {
-              while (st.writes.size > 0) await Promise.allSettled([...st.writes]);
+              while (st.writes?.size) await Promise.allSettled([...st.writes]);
               await t.discard();
             },
             () => {},
@@ -145,7 +145,7 @@ export class RestoreBatcher {
     };
     for (const b of batch) {
       const direct = b.f.direct !== undefined && b.f.content.length === 1;
-      const st: FileRun = { ...b, tf: direct ? undefined : b.f.open(), left: b.f.content.length, over: false, writes: new Set() };
+      const st: FileRun = { ...b, tf: direct ? undefined : b.f.open(), left: b.f.content.length, over: false };
       st.tf?.then(
         (t) => (st.file = t),
         (err) => fail(st, err),
@@ -184,11 +184,11 @@ export class RestoreBatcher {
         else {
           // large: through the thread pool, beside the main thread's work; tracked so a discard waits for it
           const w = st.file!.writePiecesAsync(data, st.f.pieces[u.chunk]!);
-          st.writes.add(w);
+          (st.writes ??= new Set()).add(w);
           try {
             await w;
           } finally {
-            st.writes.delete(w);
+            st.writes!.delete(w);
           }
           if (st.over) return; // the file failed meanwhile
         }
@@ -208,10 +208,13 @@ export class RestoreBatcher {
     /** Create, write, set the metadata of and publish the sink's files in one native batch; each file's `done` settles. */
     const finishDirect = async (sink: Sink): Promise<void> => {
       if (sink.length === 0) return;
-      const files = sink.map(({ st, data }) => ({ ...st.f.direct!, data }));
       let errs: Array<NodeJS.ErrnoException | undefined>;
       try {
-        errs = await finishFiles(files, (i) => sink[i]!.st.f.direct!.shown());
+        errs = await finishFiles(
+          sink.map((x) => x.st.f.direct!),
+          sink.map((x) => x.data),
+          (i) => sink[i]!.st.f.direct!.shown(),
+        );
       } catch (err) {
         for (const { st } of sink) st.reject(err);
         return;

@@ -128,11 +128,12 @@ test('finishFiles: a file whose step fails leaves neither a temporary nor a fina
       const meta = { dirfd: h.fd, mode: 0o640, uid: 0, gid: 0, chown: false, mtimeNs: '1600000000123456789' };
       const errs = await finishFiles(
         [
-          { ...meta, name: Buffer.from('ok-1'), data: Buffer.from('one') },
-          { ...meta, name: Buffer.from('blocked'), data: randomBytes(10_000) },
-          { ...meta, name: Buffer.from('../escape'), data: Buffer.from('no') },
-          { ...meta, name: Buffer.from('ok-2'), data: Buffer.alloc(0), mtimeNs: '-1500000000' },
+          { ...meta, name: Buffer.from('ok-1') },
+          { ...meta, name: Buffer.from('blocked') },
+          { ...meta, name: Buffer.from('../escape') },
+          { ...meta, name: Buffer.from('ok-2'), mtimeNs: '-1500000000' },
         ],
+        [Buffer.from('one'), randomBytes(10_000), Buffer.from('no'), Buffer.alloc(0)],
         (i) => `#${i}`,
       );
       assert.equal(errs[0], undefined);

@@ -279,7 +279,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
    * (--overwrite may have to remove a directory in the way: the TempFile path).
    */
   const native = filesNative() !== undefined && !opts.overwrite;
-  const batchFile = (loc: Loc, n: TreeNode, snapPath: string): { file: BatchFile; dst: Buffer } | IntegrityError | undefined => {
+  const batchFile = (loc: Loc, n: TreeNode, snapPath: string): BatchFile | IntegrityError | undefined => {
     const content = n.content ?? [];
     const sizes = n.sizes;
     if (content.length === 0 || !sizes || sizes.length !== content.length) return undefined;
@@ -297,7 +297,6 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     }
     if (total !== dataLen) return new IntegrityError(`${snapPath}: the snapshot's chunks hold ${total} bytes but it records ${dataLen}`);
     const name = nameBytes(n);
-    const dst = sysPath(loc, name);
     const h = loc.h;
     const direct: BatchFile['direct'] =
       native && h && content.length === 1 && !n.holes?.length && !n.xattrs?.length
@@ -329,6 +328,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
         return TempFile.create(loc.h?.base ?? loc.real);
       },
       finish: async (tf) => {
+        const dst = sysPath(loc, name);
         try {
           if (n.holes?.length) tf.truncate(n.size); // a trailing hole
           // every chunk matched its id and its recorded size, and every byte was written: the file is verified
@@ -343,7 +343,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
         opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
       },
     };
-    return { file, dst: joinBytes(loc.real, name) };
+    return file;
   };
 
   const restoreFile = async (loc: Loc, n: TreeNode, snapPath: string): Promise<Buffer> => {
@@ -432,7 +432,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     };
     const fileSlots = new Semaphore(8);
     /** Files handed to the batcher and not yet settled; the first error that ends the restore. */
-    const batchTasks = new Set<Promise<void>>();
+    const batchTasks: { count: number; idle?: () => void } = { count: 0 };
     let fatal: unknown;
     const linkKey = (n: TreeNode) => (n.type === 'file' && (n.nlink ?? 0) > 1 && n.inode !== undefined ? `${n.dev ?? 0}:${n.inode}` : undefined);
     const sameContent = (a: TreeNode, b: TreeNode) =>
@@ -502,27 +502,28 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
         const h = loc.h?.ref();
         try {
           if (planned instanceof IntegrityError) done = Promise.reject(planned);
-          else done = (await batcher.add(planned.file)).done;
+          else done = (await batcher.add(planned)).done;
         } catch (err) {
           h?.unref();
           throw err;
         }
-        const task: Promise<void> = done
-          .then(
-            () => {
-              if (entry) (entry as { path?: Buffer }).path = (planned as { dst: Buffer }).dst;
-            },
-            (err) => recordError(sp, err),
-          )
-          .catch((err) => {
+        batchTasks.count++;
+        void (async () => {
+          try {
+            try {
+              await done;
+              if (entry) (entry as { path?: Buffer }).path = joinBytes(loc.real, nameBytes(n));
+            } catch (err) {
+              recordError(sp, err);
+            }
+          } catch (err) {
             fatal ??= err;
-          })
-          .finally(() => {
+          } finally {
             if (entry) resolveDone();
             h?.unref(); // after the error was recorded (its message names the directory through the handle)
-            batchTasks.delete(task);
-          });
-        batchTasks.add(task);
+            if (--batchTasks.count === 0) batchTasks.idle?.();
+          }
+        })();
         return;
       }
       await fileSlots.acquire();
@@ -571,7 +572,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     } finally {
       // every queued file is published or discarded before the restore goes on (or ends with an error)
       await batcher.drain();
-      while (batchTasks.size > 0) await Promise.all(batchTasks);
+      if (batchTasks.count > 0) await new Promise<void>((r) => (batchTasks.idle = r));
       root.h?.unref();
     }
     if (fatal !== undefined) throw fatal;
