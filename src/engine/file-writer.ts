@@ -20,6 +20,12 @@ import { joinBytes } from './archiver.js';
  * decoding. Writes of the data (which only copy into the page cache), the
  * close and the rename within the directory stay synchronous (a thread-pool
  * round trip costs more than the call).
+ *
+ * Where the native helper (native/files.c) is built, the restorer finishes
+ * most files without a TempFile: finishFiles does the same steps (a temporary
+ * name created O_EXCL|O_NOFOLLOW at the directory's descriptor, the data, the
+ * metadata, close, rename) for a whole batch of files in one thread-pool work
+ * item; mkdirOpen and setDirsMeta do the directories' steps.
  */
 
 /** Temporary names: a random per-process prefix and a counter (one random draw per process, not per file). */

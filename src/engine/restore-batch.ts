@@ -12,7 +12,11 @@ import { BatchBound, type BlobUse, type PlannedBlob, coalesceReads, planBatch } 
  * decode worker, and every blob is written to each place that needs it. A
  * file is finished (metadata, renamed to its final name) as soon as its last
  * chunk is written; a file one of whose chunks fails is discarded, and only
- * the files that need that chunk fail. Memory: at most `READS` ranged reads
+ * the files that need that chunk fail. A file of one chunk (most files) opens
+ * nothing ahead: once its chunk is decoded and checked, it is created, written,
+ * given its metadata and renamed together with the other such files of its
+ * ranged read in one native call (BatchFile.direct; file-writer.ts finishFiles),
+ * where the helper is built. Memory: at most `READS` ranged reads
  * (each ≤ READ_MAX sealed bytes and RAW_MAX plaintext) are in flight, and a
  * range's plaintext is dropped once written; the plan of a batch is bounded
  * by BatchBound.
