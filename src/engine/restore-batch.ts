@@ -273,17 +273,19 @@ export class RestoreBatcher {
       }
       // Every entry's range is checked against the pack's real size before anything is read (as loadBlob does).
       const ok: PlannedBlob[] = [];
+      // the pack's size once for all its blobs (a missing pack: each blob says so)
+      let size = -1;
+      let sizeErr: unknown;
+      try {
+        size = await this.repo.packBytes(w.pack, `pack ${w.pack}`);
+      } catch (err) {
+        sizeErr = err;
+      }
       for (const b of w.blobs) {
-        const what = `blob ${b.id} in pack ${w.pack}`;
-        let size: number;
-        try {
-          size = await this.repo.packBytes(w.pack, what);
-        } catch (err) {
-          refuse(b.uses, err);
-          continue;
-        }
-        if (b.offset + b.length + 4 > size) {
-          refuse(b.uses, new IntegrityError(`${what}: index entry (offset ${b.offset}, length ${b.length}) lies beyond the end of the ${size}-byte pack (truncated pack or damaged index)`));
+        const what = () => `blob ${b.id} in pack ${w.pack}`;
+        if (size < 0) refuse(b.uses, sizeErr instanceof IntegrityError ? new IntegrityError(`${what()}: pack file is missing`) : sizeErr);
+        else if (b.offset + b.length + 4 > size) {
+          refuse(b.uses, new IntegrityError(`${what()}: index entry (offset ${b.offset}, length ${b.length}) lies beyond the end of the ${size}-byte pack (truncated pack or damaged index)`));
         } else ok.push(b);
       }
       for (const r of coalesceReads(ok, READ_MAX, READ_GAP, RAW_MAX)) {
