@@ -38,7 +38,7 @@ export interface BatchFile {
    * temporary file is opened ahead; once its chunk is decoded and checked it
    * is finished with the others of its ranged read in one native batch
    * (file-writer.ts finishFiles: create, write, metadata, close, rename, one
-   * thread-pool hop for them all). `data` is filled in by the batcher.
+   * thread-pool hop for them all; the batcher passes each file's plaintext).
    */
   direct?: DirectFile & {
     /** The path shown in errors. */
