@@ -20,6 +20,17 @@ import { DirHandle, filesNative, finishFiles, mkdirOpen, nativeFinished, setDirs
 
 const native = filesNative() !== undefined;
 
+/** Run with directory handles on (the native path needs them), whatever the environment says. */
+async function withHandles(fn: () => Promise<void>): Promise<void> {
+  const saved = process.env.LIFEBOAT_RESTORE_DIR_HANDLES;
+  delete process.env.LIFEBOAT_RESTORE_DIR_HANDLES;
+  try {
+    await fn();
+  } finally {
+    if (saved !== undefined) process.env.LIFEBOAT_RESTORE_DIR_HANDLES = saved;
+  }
+}
+
 /** Every entry below root: type, mode, mtime (ns), size, link target, link count, content hash. */
 function snapshotTree(root: string): Map<string, string> {
   const out = new Map<string, string>();
@@ -77,7 +88,7 @@ function makeData(dir: string): void {
   for (const name of ['plain.txt', 'exec.sh', 'private', 'sub/one']) utimesSync(path.join(dir, name), 1_600_000_000.123456, 1_600_000_000.123456);
 }
 
-test('restore: the native batch and the TempFile fallback restore identical trees, with no temporary file left', { skip: !native && 'native/files.node not built' }, async () => {
+test('restore: the native batch and the TempFile fallback restore identical trees, with no temporary file left', { skip: !native && 'native/files.node not built' }, () => withHandles(async () => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'lb-restore-native-'));
   const saved = process.env.LIFEBOAT_RESTORE_NATIVE;
   try {
@@ -113,9 +124,9 @@ test('restore: the native batch and the TempFile fallback restore identical tree
     else process.env.LIFEBOAT_RESTORE_NATIVE = saved;
     rmSync(tmp, { recursive: true, force: true });
   }
-});
+}));
 
-test('finishFiles: a file whose step fails leaves neither a temporary nor a final name; the others of the batch are published', { skip: !native && 'native/files.node not built' }, async () => {
+test('finishFiles: a file whose step fails leaves neither a temporary nor a final name; the others of the batch are published', { skip: !native && 'native/files.node not built' }, () => withHandles(async () => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'lb-finish-files-'));
   try {
     const real = Buffer.from(tmp);
@@ -182,4 +193,4 @@ test('finishFiles: a file whose step fails leaves neither a temporary nor a fina
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
-});
+}));
