@@ -51,6 +51,11 @@
       "target_name": "scandir",
       "sources": ["scandir.c"],
       "cflags": ["-O2", "-Wall"]
+    },
+    {
+      "target_name": "files",
+      "sources": ["files.c"],
+      "cflags": ["-O2", "-Wall"]
     }
   ]
 }

@@ -1,5 +1,8 @@
-import { closeSync, constants as fsc, fstatSync, ftruncateSync, open, realpath, renameSync, rmSync, statSync, unlink, write, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, ftruncateSync, open, readFileSync, realpath, renameSync, rmSync, statSync, unlink, write, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+import { constants as osConstants } from 'node:os';
 import { Semaphore } from '../util/sync.js';
 import { joinBytes } from './archiver.js';
 
@@ -17,12 +20,210 @@ import { joinBytes } from './archiver.js';
  * decoding. Writes of the data (which only copy into the page cache), the
  * close and the rename within the directory stay synchronous (a thread-pool
  * round trip costs more than the call).
+ *
+ * Where the native helper (native/files.c) is built, the restorer finishes
+ * most files without a TempFile: finishFiles does the same steps (a temporary
+ * name created O_EXCL|O_NOFOLLOW at the directory's descriptor, the data, the
+ * metadata, close, rename) for a whole batch of files in one thread-pool work
+ * item; mkdirOpen and setDirsMeta do the directories' steps.
  */
 
 /** Temporary names: a random per-process prefix and a counter (one random draw per process, not per file). */
 const tmpPrefix = `.lifeboat-restore-${randomBytes(6).toString('hex')}-`;
 let tmpSeq = 0;
 export const tmpName = (): Buffer => Buffer.from(`${tmpPrefix}${(++tmpSeq).toString(36)}.tmp`);
+
+/**
+ * A small file whose whole content is in memory and verified (passed beside it), finished in one
+ * batch (finishFiles): created under a temporary name in its directory (the
+ * descriptor of a DirHandle), written, given owner, mode and times through the
+ * descriptor, closed and renamed to `name` in the same directory.
+ */
+export interface DirectFile {
+  /** The directory's descriptor (a DirHandle the caller holds until the batch settles). */
+  dirfd: number;
+  /** One path component (the tree's raw name). */
+  name: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** fchown to uid/gid (best effort). */
+  chown: boolean;
+  /** Modification (and access) time, nanoseconds since the epoch (decimal, may be negative). */
+  mtimeNs: string;
+}
+
+interface FilesNative {
+  finishFiles(dirfds: Int32Array, names: Uint8Array[], datas: Uint8Array[], meta: Float64Array, tmpPrefix: Uint8Array, seq0: number): Promise<Int32Array>;
+  mkdirOpen(dirfd: number, name: Uint8Array): Promise<Float64Array>;
+  setDirsMeta(rootfd: number, rels: Uint8Array[], meta: Float64Array): Promise<Int32Array>;
+}
+let filesMod: FilesNative | null | undefined;
+const tmpPrefixBytes = Buffer.from(tmpPrefix);
+
+/**
+ * The native batch (native/files.c), or undefined: not built, not Linux, or
+ * turned off (LIFEBOAT_NO_NATIVE=1 or LIFEBOAT_RESTORE_NATIVE=0, read on each
+ * call: tests compare both paths in one process). Without it the restorer
+ * creates each file through TempFile (the JavaScript path, same results).
+ */
+export function filesNative(): FilesNative | undefined {
+  if (process.env.LIFEBOAT_NO_NATIVE === '1' || process.env.LIFEBOAT_RESTORE_NATIVE === '0' || process.platform !== 'linux') return undefined;
+  if (filesMod === undefined) {
+    try {
+      filesMod = createRequire(import.meta.url)(new URL('../../../native/build/Release/files.node', import.meta.url).pathname) as FilesNative;
+    } catch {
+      filesMod = null;
+    }
+  }
+  return filesMod ?? undefined;
+}
+
+/** The process's umask, read without changing it (/proc/self/status; process.umask() sets it twice, racing the thread pool); undefined if unknown. */
+let umaskCache: number | null | undefined;
+export function currentUmask(): number | undefined {
+  if (umaskCache === undefined) {
+    umaskCache = null;
+    try {
+      const m = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'));
+      if (m) umaskCache = parseInt(m[1]!, 8);
+    } catch {
+      /* unknown: always fchmod */
+    }
+  }
+  return umaskCache ?? undefined;
+}
+
+const STEPS = ['', 'open', 'write', 'chmod', 'utimes', 'close', 'rename', 'name'];
+const euid = process.geteuid?.();
+const osErrno = osConstants.errno as Record<string, number>;
+
+/** Files published by finishFiles (tests: which path a restore took). */
+export const nativeFinished = { files: 0 };
+
+/** A decimal nanosecond time as [seconds, nanoseconds 0..1e9) (no BigInt for the usual non-negative case). */
+function splitNs(ns: string): [number, number] {
+  if (ns.length > 9 && ns.length <= 24 && ns.charCodeAt(0) !== 45 /* - */) return [Number(ns.slice(0, -9)), Number(ns.slice(-9))];
+  const v = BigInt(ns);
+  let sec = v / 1_000_000_000n;
+  let nsec = v - sec * 1_000_000_000n;
+  if (nsec < 0n) {
+    nsec += 1_000_000_000n;
+    sec -= 1n;
+  }
+  return [Number(sec), Number(nsec)];
+}
+
+/**
+ * Finish a batch of small files in one thread-pool work item (native/files.c);
+ * per file undefined (published under its final name) or the error (nothing
+ * left under either name). Requires filesNative().
+ */
+export async function finishFiles(files: readonly DirectFile[], datas: Buffer[], where: (i: number) => string): Promise<Array<NodeJS.ErrnoException | undefined>> {
+  const lib = filesNative();
+  if (!lib) throw new Error('finishFiles: the native helper is not loaded');
+  const n = files.length;
+  const dirfds = new Int32Array(n);
+  if (datas.length !== n) throw new Error('finishFiles: one data buffer per file');
+  const names: Buffer[] = new Array(n);
+  const meta = new Float64Array(n * 6);
+  const umask = currentUmask();
+  for (let i = 0; i < n; i++) {
+    const f = files[i]!;
+    dirfds[i] = f.dirfd;
+    names[i] = f.name;
+    // created with the mode's permission bits less group/other write (nobody else writes the file before its
+    // rename), then fchmod only when that under the umask is not the mode (setuid/setgid/sticky, g+w, o+w, umask)
+    const created = f.mode & 0o755;
+    const chmod = umask === undefined || (created & ~umask) !== f.mode;
+    putMeta(meta, i, f, (f.chown ? 1 : 0) | (chmod ? 2 : 0));
+  }
+  const seq0 = tmpSeq + 1;
+  tmpSeq += n;
+  const res = await lib.finishFiles(dirfds, names, datas, meta, tmpPrefixBytes, seq0);
+  const out = results(res, n, where);
+  for (const e of out) if (!e) nativeFinished.files++;
+  return out;
+}
+
+function putMeta(meta: Float64Array, i: number, f: { mode: number; uid: number; gid: number; mtimeNs: string }, flags: number): void {
+  const [sec, nsec] = splitNs(f.mtimeNs);
+  const o = i * 6;
+  meta[o] = f.mode;
+  meta[o + 1] = f.uid;
+  meta[o + 2] = f.gid;
+  meta[o + 3] = flags;
+  meta[o + 4] = sec;
+  meta[o + 5] = nsec;
+}
+
+/** A system error like Node's (code, errno, syscall; the message names the path). */
+function sysError(errno: number, step: string, where: string): NodeJS.ErrnoException {
+  let code = `E${errno}`;
+  let text = `error ${errno}`;
+  try {
+    code = getSystemErrorName(-errno);
+    text = getSystemErrorMap().get(-errno)?.[1] ?? text;
+  } catch {
+    /* unknown errno */
+  }
+  const e: NodeJS.ErrnoException = new Error(`${code}: ${text}, ${step} '${where}'`);
+  e.code = code;
+  e.errno = -errno;
+  e.syscall = step;
+  return e;
+}
+
+function results(res: Int32Array, n: number, where: (i: number) => string): Array<NodeJS.ErrnoException | undefined> {
+  const out: Array<NodeJS.ErrnoException | undefined> = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const errno = res[2 * i]!;
+    if (errno !== 0) out[i] = sysError(errno, STEPS[res[2 * i + 1]!] ?? 'finish', where(i));
+  }
+  return out;
+}
+
+/**
+ * Make the directory `name` in `parent` (mode 0700 until its metadata is set
+ * last) and open it (O_DIRECTORY|O_NOFOLLOW) in one thread-pool hop (native);
+ * 'exists' when something is already there (the caller looks at it). Requires filesNative().
+ */
+export async function mkdirOpen(parent: DirHandle, name: Buffer): Promise<DirHandle | 'exists'> {
+  const r = await filesNative()!.mkdirOpen(parent.fd, name);
+  const fd = r[0]!;
+  if (fd === -(osErrno.EEXIST ?? 17)) return 'exists';
+  if (fd < 0) throw sysError(-fd, 'mkdir', joinBytes(parent.real, name).toString());
+  return DirHandle.made(fd, joinBytes(parent.real, name), r[1]!, r[2]!);
+}
+
+/** A directory's metadata, set last (setDirsMeta). */
+export interface DirMeta {
+  /** Its path below the root handle's directory (components separated by '/'). */
+  rel: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
+  chown: boolean;
+  mtimeNs: string;
+}
+
+/**
+ * Owner, mode and times of directories, in the order given, in one thread-pool
+ * work item (native): each opened below `root` without following any link
+ * (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or component by component
+ * with O_NOFOLLOW). Per directory undefined or the error. Requires filesNative().
+ */
+export async function setDirsMeta(root: DirHandle, dirs: readonly DirMeta[], where: (i: number) => string): Promise<Array<NodeJS.ErrnoException | undefined>> {
+  const n = dirs.length;
+  const meta = new Float64Array(n * 6);
+  for (let i = 0; i < n; i++) putMeta(meta, i, dirs[i]!, (dirs[i]!.chown ? 1 : 0) | 2);
+  const res = await filesNative()!.setDirsMeta(
+    root.fd,
+    dirs.map((d) => d.rel),
+    meta,
+  );
+  return results(res, n, where);
+}
 
 const openAsync = (p: Buffer, flags: number, mode: number) =>
   new Promise<number>((resolve, reject) => open(p, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
@@ -177,6 +378,13 @@ export class DirHandle {
     DirHandle.opened.delete(fd);
     closeSync(fd);
     return undefined;
+  }
+
+  /** A directory just made and opened by mkdirOpen (owner uid, group gid). */
+  static made(fd: number, real: Buffer, uid: number, gid: number): DirHandle {
+    const h = new DirHandle(fd, real);
+    if (uid === euid) h.gid = gid;
+    return h;
   }
 
   /**

@@ -2,7 +2,7 @@ import { IntegrityError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import { SlabPool } from '../repo/chunk-decode.js';
 import { Semaphore } from '../util/sync.js';
-import type { TempFile } from './file-writer.js';
+import { type DirectFile, type TempFile, finishFiles } from './file-writer.js';
 import { BatchBound, type BlobUse, type PlannedBlob, coalesceReads, planBatch } from './restore-plan.js';
 
 /**
@@ -12,7 +12,11 @@ import { BatchBound, type BlobUse, type PlannedBlob, coalesceReads, planBatch } 
  * decode worker, and every blob is written to each place that needs it. A
  * file is finished (metadata, renamed to its final name) as soon as its last
  * chunk is written; a file one of whose chunks fails is discarded, and only
- * the files that need that chunk fail. Memory: at most `READS` ranged reads
+ * the files that need that chunk fail. A file of one chunk (most files) opens
+ * nothing ahead: once its chunk is decoded and checked, it is created, written,
+ * given its metadata and renamed together with the other such files of its
+ * ranged read in one native call (BatchFile.direct; file-writer.ts finishFiles),
+ * where the helper is built. Memory: at most `READS` ranged reads
  * (each ≤ READ_MAX sealed bytes and RAW_MAX plaintext) are in flight, and a
  * range's plaintext is dropped once written; the plan of a batch is bounded
  * by BatchBound.
@@ -29,6 +33,19 @@ export interface BatchFile {
   open(): Promise<TempFile>;
   /** Every chunk was written: set the metadata and publish (on failure it discards the file and rejects). */
   finish(tf: TempFile): Promise<void>;
+  /**
+   * A file of one chunk that needs nothing but owner, mode and times: no
+   * temporary file is opened ahead; once its chunk is decoded and checked it
+   * is finished with the others of its ranged read in one native batch
+   * (file-writer.ts finishFiles: create, write, metadata, close, rename, one
+   * thread-pool hop for them all; the batcher passes each file's plaintext).
+   */
+  direct?: DirectFile & {
+    /** The path shown in errors. */
+    shown(): string;
+    /** Published under its final name (counted by the caller). */
+    published(): void;
+  };
 }
 
 const MiB = 1024 * 1024;
@@ -45,13 +62,14 @@ const READS = Number(process.env.LIFEBOAT_RESTORE_READS) || 3;
 
 interface FileRun {
   f: BatchFile;
-  tf: Promise<TempFile>;
+  /** The temporary file (undefined for a direct file: f.direct). */
+  tf?: Promise<TempFile>;
   file?: TempFile;
   left: number;
   /** failed, or finishing */
   over: boolean;
   /** Writes in the thread pool: a failed file is discarded (its descriptor closed) only once they are done. */
-  writes: Set<Promise<void>>;
+  writes?: Set<Promise<void>>;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -112,12 +130,16 @@ export class RestoreBatcher {
     const fail = (st: FileRun, err: unknown) => {
       if (st.over) return;
       st.over = true;
+      if (!st.tf) {
+        st.reject(err); // a direct file: nothing was created
+        return;
+      }
       // `done` rejects once the temporary file is gone (the caller may then release its directory)
       settling.push(
         st.tf
           .then(
             async (t) => {
-              while (st.writes.size > 0) await Promise.allSettled([...st.writes]);
+              while (st.writes?.size) await Promise.allSettled([...st.writes]);
               await t.discard();
             },
             () => {},
@@ -126,16 +148,28 @@ export class RestoreBatcher {
       );
     };
     for (const b of batch) {
-      const st: FileRun = { ...b, tf: b.f.open(), left: b.f.content.length, over: false, writes: new Set() };
-      st.tf.then(
+      const direct = b.f.direct !== undefined && b.f.content.length === 1;
+      const st: FileRun = { ...b, tf: direct ? undefined : b.f.open(), left: b.f.content.length, over: false };
+      st.tf?.then(
         (t) => (st.file = t),
         (err) => fail(st, err),
       );
       runs.push(st);
     }
-    const put = async (u: BlobUse, data: Buffer): Promise<void> => {
+    /** Direct files whose chunk arrived: finished together (finishDirect) before their plaintext is dropped. */
+    type Sink = Array<{ st: FileRun; data: Buffer }>;
+    const put = async (u: BlobUse, data: Buffer, sink: Sink): Promise<void> => {
       const st = runs[u.file]!;
       if (st.over) return;
+      if (!st.tf) {
+        const want = st.f.sizes[u.chunk];
+        if (data.length !== want) fail(st, new IntegrityError(`${st.f.what}: chunk ${u.chunk} has ${data.length} bytes but the snapshot records ${want}`));
+        else {
+          st.over = true;
+          sink.push({ st, data });
+        }
+        return;
+      }
       if (!st.file) {
         try {
           await st.tf;
@@ -154,11 +188,11 @@ export class RestoreBatcher {
         else {
           // large: through the thread pool, beside the main thread's work; tracked so a discard waits for it
           const w = st.file!.writePiecesAsync(data, st.f.pieces[u.chunk]!);
-          st.writes.add(w);
+          (st.writes ??= new Set()).add(w);
           try {
             await w;
           } finally {
-            st.writes.delete(w);
+            st.writes!.delete(w);
           }
           if (st.over) return; // the file failed meanwhile
         }
@@ -172,8 +206,34 @@ export class RestoreBatcher {
         settling.push(st.f.finish(st.file!).then(st.resolve, st.reject));
       }
     };
-    const deliver = async (uses: readonly BlobUse[], data: Buffer) => {
-      for (const u of uses) await put(u, data);
+    const deliver = async (uses: readonly BlobUse[], data: Buffer, sink: Sink) => {
+      for (const u of uses) await put(u, data, sink);
+    };
+    /** Create, write, set the metadata of and publish the sink's files in one native batch; each file's `done` settles. */
+    const finishDirect = async (sink: Sink): Promise<void> => {
+      if (sink.length === 0) return;
+      let errs: Array<NodeJS.ErrnoException | undefined>;
+      try {
+        errs = await finishFiles(
+          sink.map((x) => x.st.f.direct!),
+          sink.map((x) => x.data),
+          (i) => sink[i]!.st.f.direct!.shown(),
+        );
+      } catch (err) {
+        for (const { st } of sink) st.reject(err);
+        return;
+      }
+      for (let i = 0; i < sink.length; i++) {
+        const { st, data } = sink[i]!;
+        const e = errs[i];
+        if (e) {
+          st.reject(e.syscall === 'name' ? new IntegrityError(`${st.f.what}: refused name (${e.message})`) : e);
+          continue;
+        }
+        st.f.direct!.published();
+        this.hooks.written(data.length);
+        st.resolve();
+      }
     };
     const refuse = (uses: readonly BlobUse[], err: unknown) => {
       for (const u of uses) fail(runs[u.file]!, err);
@@ -204,24 +264,28 @@ export class RestoreBatcher {
             refuse(w.uses, err);
             return;
           }
-          await deliver(w.uses, data);
+          const sink: Sink = [];
+          await deliver(w.uses, data, sink);
+          await finishDirect(sink);
           this.hooks.dropped(data.length);
         });
         continue;
       }
       // Every entry's range is checked against the pack's real size before anything is read (as loadBlob does).
       const ok: PlannedBlob[] = [];
+      // the pack's size once for all its blobs (a missing pack: each blob says so)
+      let size = -1;
+      let sizeErr: unknown;
+      try {
+        size = await this.repo.packBytes(w.pack, `pack ${w.pack}`);
+      } catch (err) {
+        sizeErr = err;
+      }
       for (const b of w.blobs) {
-        const what = `blob ${b.id} in pack ${w.pack}`;
-        let size: number;
-        try {
-          size = await this.repo.packBytes(w.pack, what);
-        } catch (err) {
-          refuse(b.uses, err);
-          continue;
-        }
-        if (b.offset + b.length + 4 > size) {
-          refuse(b.uses, new IntegrityError(`${what}: index entry (offset ${b.offset}, length ${b.length}) lies beyond the end of the ${size}-byte pack (truncated pack or damaged index)`));
+        const what = () => `blob ${b.id} in pack ${w.pack}`;
+        if (size < 0) refuse(b.uses, sizeErr instanceof IntegrityError ? new IntegrityError(`${what()}: pack file is missing`) : sizeErr);
+        else if (b.offset + b.length + 4 > size) {
+          refuse(b.uses, new IntegrityError(`${what()}: index entry (offset ${b.offset}, length ${b.length}) lies beyond the end of the ${size}-byte pack (truncated pack or damaged index)`));
         } else ok.push(b);
       }
       for (const r of coalesceReads(ok, READ_MAX, READ_GAP, RAW_MAX)) {
@@ -241,12 +305,14 @@ export class RestoreBatcher {
             for (const b of r.blobs) refuse(b.uses, err instanceof IntegrityError ? new IntegrityError(`blob ${b.id} in pack ${w.pack}: ${err.message}`) : err);
             return;
           }
+          const sink: Sink = [];
           for (let i = 0; i < r.blobs.length; i++) {
             const d = out[i]!;
             if (d instanceof Error) refuse(r.blobs[i]!.uses, d);
-            else await deliver(r.blobs[i]!.uses, d);
+            else await deliver(r.blobs[i]!.uses, d, sink);
           }
-          // every plaintext in the slab was written (deliver waits for the writes in the thread pool): refill it
+          await finishDirect(sink);
+          // every plaintext in the slab was written (deliver and finishDirect wait for the thread pool): refill it
           this.slabs.give(slab);
           this.hooks.dropped(r.end - r.start);
         });
@@ -258,7 +324,7 @@ export class RestoreBatcher {
       if (!st.over) fail(st, new IntegrityError(`${st.f.what}: ${st.left} chunk(s) were not restored`));
     }
     // files still being created, finished or discarded
-    await Promise.all(runs.map((st) => st.tf.catch(() => {})));
+    await Promise.all(runs.map((st) => st.tf?.catch(() => {})));
     for (let i = 0; i < settling.length; i++) await settling[i]!.catch(() => {});
   }
 }

@@ -8,7 +8,7 @@ import { escapeBytes, linkBytes, nameBytes, type TreeNode } from '../repo/tree.j
 import { BufferReclaimer } from '../util/reclaim.js';
 import { Semaphore } from '../util/sync.js';
 import { globMatcher, joinBytes, matcher } from './archiver.js';
-import { DirHandle, TempFile, realpathBytes, tmpName } from './file-writer.js';
+import { type DirMeta, DirHandle, TempFile, filesNative, mkdirOpen, realpathBytes, setDirsMeta, tmpName } from './file-writer.js';
 import { type BatchFile, RestoreBatcher } from './restore-batch.js';
 import { O_PATH, makeSpecial, msToNs, setTimesFd, setTimesFdSync, setTimesPath, writeXattrs } from './fsmeta.js';
 
@@ -272,7 +272,14 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     },
     dropped: (bytes) => reclaimer.dropped(bytes),
   });
-  const batchFile = (loc: Loc, n: TreeNode, snapPath: string): { file: BatchFile; dst: Buffer } | IntegrityError | undefined => {
+  /**
+   * Files of one chunk with no holes and no extended attributes, in a directory
+   * held open (DirHandle), are finished in native batches (file-writer.ts
+   * finishFiles) when the helper is built and the restore does not overwrite
+   * (--overwrite may have to remove a directory in the way: the TempFile path).
+   */
+  const native = filesNative() !== undefined && !opts.overwrite;
+  const batchFile = (loc: Loc, n: TreeNode, snapPath: string): BatchFile | IntegrityError | undefined => {
     const content = n.content ?? [];
     const sizes = n.sizes;
     if (content.length === 0 || !sizes || sizes.length !== content.length) return undefined;
@@ -290,17 +297,38 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     }
     if (total !== dataLen) return new IntegrityError(`${snapPath}: the snapshot's chunks hold ${total} bytes but it records ${dataLen}`);
     const name = nameBytes(n);
-    const dst = sysPath(loc, name);
+    const h = loc.h;
+    const direct: BatchFile['direct'] =
+      native && h && content.length === 1 && !n.holes?.length && !n.xattrs?.length
+        ? {
+            dirfd: h.fd,
+            name,
+            mode: n.mode,
+            uid: n.uid,
+            gid: n.gid,
+            // as metaByFd: as root, unless the file already has the owner the snapshot records
+            chown: isRoot && !(h.gid !== undefined && n.uid === euid && n.gid === h.gid && h.gid === egid),
+            mtimeNs: n.mtimeNs ?? msToNs(n.mtime),
+            shown: () => joinBytes(loc.real, name).toString(),
+            published: () => {
+              // (the batcher reports the bytes next, with the progress)
+              if (verify) summary.verified++;
+              summary.files++;
+            },
+          }
+        : undefined;
     const file: BatchFile = {
       what: snapPath,
       content,
       sizes,
       pieces,
+      direct,
       open: async () => {
         await checkLoc(loc);
         return TempFile.create(loc.h?.base ?? loc.real);
       },
       finish: async (tf) => {
+        const dst = sysPath(loc, name);
         try {
           if (n.holes?.length) tf.truncate(n.size); // a trailing hole
           // every chunk matched its id and its recorded size, and every byte was written: the file is verified
@@ -315,7 +343,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
         opts.onProgress?.({ files: summary.files, bytes: summary.bytes });
       },
     };
-    return { file, dst: joinBytes(loc.real, name) };
+    return file;
   };
 
   const restoreFile = async (loc: Loc, n: TreeNode, snapPath: string): Promise<Buffer> => {
@@ -382,6 +410,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   /** First restored path of each hard-link group. */
   const linkFirst = new Map<string, { path?: Buffer; node: TreeNode; done: Promise<void> }>();
   const dirsToFix: Array<[Buffer, TreeNode, string]> = [];
+  /** The target's handle, held to the end of phase 3. */
+  let rootH: DirHandle | undefined;
 
   try {
     let start: TreeNode | undefined;
@@ -402,7 +432,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     };
     const fileSlots = new Semaphore(8);
     /** Files handed to the batcher and not yet settled; the first error that ends the restore. */
-    const batchTasks = new Set<Promise<void>>();
+    const batchTasks: { count: number; idle?: () => void } = { count: 0 };
     let fatal: unknown;
     const linkKey = (n: TreeNode) => (n.type === 'file' && (n.nlink ?? 0) > 1 && n.inode !== undefined ? `${n.dev ?? 0}:${n.inode}` : undefined);
     const sameContent = (a: TreeNode, b: TreeNode) =>
@@ -417,6 +447,17 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
           const name = nameBytes(n);
           const dst = joinBytes(loc.real, name);
           const at = sysPath(loc, name);
+          // made and opened in one native call where there is a handle; else (or when the name exists) as below
+          if (loc.h && native) {
+            const r = await mkdirOpen(loc.h, name);
+            if (r !== 'exists') {
+              child = r;
+              summary.dirs++;
+              await walk(n.subtree!, { real: dst, h: child }, sp);
+              dirsToFix.push([dst, n, sp]);
+              return;
+            }
+          }
           // mkdir first: an existing name is looked at only when it is there (--overwrite, or a damaged tree)
           const made = await fsp.mkdir(at, { mode: 0o700 }).then(
             () => true,
@@ -461,27 +502,28 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
         const h = loc.h?.ref();
         try {
           if (planned instanceof IntegrityError) done = Promise.reject(planned);
-          else done = (await batcher.add(planned.file)).done;
+          else done = (await batcher.add(planned)).done;
         } catch (err) {
           h?.unref();
           throw err;
         }
-        const task: Promise<void> = done
-          .then(
-            () => {
-              if (entry) (entry as { path?: Buffer }).path = (planned as { dst: Buffer }).dst;
-            },
-            (err) => recordError(sp, err),
-          )
-          .catch((err) => {
+        batchTasks.count++;
+        void (async () => {
+          try {
+            try {
+              await done;
+              if (entry) (entry as { path?: Buffer }).path = joinBytes(loc.real, nameBytes(n));
+            } catch (err) {
+              recordError(sp, err);
+            }
+          } catch (err) {
             fatal ??= err;
-          })
-          .finally(() => {
+          } finally {
             if (entry) resolveDone();
             h?.unref(); // after the error was recorded (its message names the directory through the handle)
-            batchTasks.delete(task);
-          });
-        batchTasks.add(task);
+            if (--batchTasks.count === 0) batchTasks.idle?.();
+          }
+        })();
         return;
       }
       await fileSlots.acquire();
@@ -516,6 +558,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     };
 
     const root: Loc = { real: target, h: await DirHandle.openRoot(target) };
+    // kept for phase 3 (directory metadata below it, native)
+    rootH = root.h?.ref();
     try {
       if (start && start.type !== 'dir') {
         const pending: Array<Promise<void>> = [];
@@ -528,7 +572,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     } finally {
       // every queued file is published or discarded before the restore goes on (or ends with an error)
       await batcher.drain();
-      while (batchTasks.size > 0) await Promise.all(batchTasks);
+      if (batchTasks.count > 0) await new Promise<void>((r) => (batchTasks.idle = r));
       root.h?.unref();
     }
     if (fatal !== undefined) throw fatal;
@@ -597,7 +641,28 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     }
 
     // Phase 3: directory metadata, deepest first (dirsToFix is in post-order); last, because writing into a directory changes its time.
-    for (const [dst, n, sp] of dirsToFix) {
+    // Natively (one thread-pool work item, each directory opened below the root handle without following links),
+    // except directories with extended attributes; else one by one, each parent checked by realpath.
+    let slow = dirsToFix;
+    if (rootH && native) {
+      slow = [];
+      const batch: DirMeta[] = [];
+      const names: string[] = [];
+      const prefix = target[target.length - 1] === 0x2f ? target.length : target.length + 1;
+      for (const e of dirsToFix) {
+        const [dst, n, sp] = e;
+        if (n.xattrs?.length || dst.length <= prefix || !dst.subarray(0, target.length).equals(target)) slow.push(e);
+        else {
+          batch.push({ rel: dst.subarray(prefix), mode: n.mode, uid: n.uid, gid: n.gid, chown: isRoot, mtimeNs: n.mtimeNs ?? msToNs(n.mtime) });
+          names.push(sp);
+        }
+      }
+      const errs = await setDirsMeta(rootH, batch, (i) => batch[i]!.rel.toString());
+      errs.forEach((e, i) => {
+        if (e) summary.errors.push({ path: names[i]!, message: `metadata: ${errText(e)}` });
+      });
+    }
+    for (const [dst, n, sp] of slow) {
       try {
         await checkDir(dirOf(dst));
         const fh = await fsp.open(dst, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
@@ -613,6 +678,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     summary.durationMs = Date.now() - started;
     return summary;
   } finally {
+    rootH?.unref();
     await lock.release();
   }
 }
