@@ -128,6 +128,12 @@ static void finish_one(const batch_t *b, size_t i, int32_t *res) {
   if (!err && (flags & 1)) {
     if (fchown(fd, (uid_t)it->meta[1], (gid_t)it->meta[2]) != 0) { /* best effort, as the JavaScript path */ }
   }
+  /* the created mode is guessed from the umask by the caller, but a default ACL on the directory (or a
+   * umask changed since) gives other bits: fstat (no disk write) says whether fchmod is needed after all */
+  if (!err && !(flags & 2)) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (st.st_mode & 07777) != (mode_t)(mode & 07777)) flags |= 2;
+  }
   if (!err && (flags & 2) && fchmod(fd, (mode_t)(mode & 07777)) != 0) {
     err = errno;
     step = 3;

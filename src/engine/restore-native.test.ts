@@ -194,3 +194,44 @@ test('finishFiles: a file whose step fails leaves neither a temporary nor a fina
     rmSync(tmp, { recursive: true, force: true });
   }
 }));
+
+test('restore: into a directory with a default ACL, the native batch still gives each file its mode (the umask guess is checked with fstat)', { skip: !native && 'native/files.node not built' }, () => withHandles(async () => {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'lb-restore-acl-'));
+  try {
+    const data = path.join(tmp, 'data');
+    mkdirSync(data);
+    for (const [name, mode] of [['a', 0o644], ['b', 0o755], ['c', 0o640]] as const) {
+      writeFileSync(path.join(data, name), name);
+      chmodSync(path.join(data, name), mode);
+    }
+    // default ACL u::rwx g::--- o::---: files created below get no group/other bits, whatever the umask says
+    const out = path.join(tmp, 'out');
+    mkdirSync(out);
+    const acl = Buffer.alloc(4 + 3 * 8);
+    acl.writeUInt32LE(2, 0);
+    [[0x01, 7], [0x04, 0], [0x20, 0]].forEach(([tag, perm], i) => {
+      acl.writeUInt16LE(tag!, 4 + i * 8);
+      acl.writeUInt16LE(perm!, 6 + i * 8);
+      acl.writeUInt32LE(0xffffffff, 8 + i * 8);
+    });
+    const xattr = await import('fs-xattr');
+    try {
+      await xattr.setAttribute(out, 'system.posix_acl_default', acl);
+    } catch {
+      return; // a file system without POSIX ACLs: nothing to test here
+    }
+    const repo = await Repository.init(new LocalStorage(path.join(tmp, 'repo')), 'pw');
+    try {
+      const r = await backupPaths(repo, { paths: [data] });
+      const before = nativeFinished.files;
+      const sum = await restoreSnapshot(repo, await repo.loadSnapshot(r.snapshotId), { target: out, subpath: data });
+      assert.deepEqual(sum.errors, []);
+      assert.ok(nativeFinished.files - before >= 3, 'the files went through the native batch');
+      for (const [name, mode] of [['a', 0o644], ['b', 0o755], ['c', 0o640]] as const) assert.equal((lstatSync(path.join(out, name)).mode & 0o7777).toString(8), mode.toString(8), name);
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}));
