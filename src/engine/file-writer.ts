@@ -1,6 +1,6 @@
 import { closeSync, constants as fsc, fstatSync, ftruncateSync, open, readFileSync, realpath, renameSync, rmSync, statSync, unlink, write, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
+import { requireAddon } from '../util/native.js';
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 import { constants as osConstants } from 'node:os';
 import { Semaphore } from '../util/sync.js';
@@ -58,7 +58,6 @@ interface FilesNative {
   mkdirOpen(dirfd: number, name: Uint8Array): Promise<Float64Array>;
   setDirsMeta(rootfd: number, rels: Uint8Array[], meta: Float64Array): Promise<Int32Array>;
 }
-let filesMod: FilesNative | null | undefined;
 const tmpPrefixBytes = Buffer.from(tmpPrefix);
 
 /**
@@ -69,14 +68,7 @@ const tmpPrefixBytes = Buffer.from(tmpPrefix);
  */
 export function filesNative(): FilesNative | undefined {
   if (process.env.LIFEBOAT_NO_NATIVE === '1' || process.env.LIFEBOAT_RESTORE_NATIVE === '0' || process.platform !== 'linux') return undefined;
-  if (filesMod === undefined) {
-    try {
-      filesMod = createRequire(import.meta.url)(new URL('../../../native/build/Release/files.node', import.meta.url).pathname) as FilesNative;
-    } catch {
-      filesMod = null;
-    }
-  }
-  return filesMod ?? undefined;
+  return requireAddon<FilesNative>('files');
 }
 
 /** The process's umask, read without changing it (/proc/self/status; process.umask() sets it twice, racing the thread pool); undefined if unknown. */

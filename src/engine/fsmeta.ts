@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { futimesSync, promises as fsp } from 'node:fs';
 import { createRequire } from 'node:module';
+import { requireAddon } from '../util/native.js';
 
 /**
  * File system calls Node does not have, for the archiver and the restorer:
@@ -175,18 +176,9 @@ interface TimeNs {
   futimens(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
   lutimens(path: Buffer, atimeNs: bigint, mtimeNs: bigint): void;
 }
-let timeNs: TimeNs | null | undefined;
-
 /** The native time helper, built by `npm install` (package.json "install"); undefined when it did not build. */
 function nativeTimes(): TimeNs | undefined {
-  if (timeNs === undefined) {
-    try {
-      timeNs = createRequire(import.meta.url)(new URL('../../../native/build/Release/timens.node', import.meta.url).pathname) as TimeNs;
-    } catch {
-      timeNs = null;
-    }
-  }
-  return timeNs ?? undefined;
+  return requireAddon<TimeNs>('timens');
 }
 
 /** True when restored times keep their nanoseconds (else microseconds). */

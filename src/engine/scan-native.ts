@@ -1,5 +1,5 @@
 import { constants as fsc } from 'node:fs';
-import { createRequire } from 'node:module';
+import { requireAddon } from '../util/native.js';
 import { getSystemErrorMap } from 'node:util';
 import type { EntryStat } from './small-files.js';
 
@@ -32,12 +32,8 @@ export function scanAddon(): ScanAddon | undefined {
   if (mod === undefined) {
     mod = null;
     if (process.env.LIFEBOAT_NO_NATIVE !== '1') {
-      try {
-        const m = createRequire(import.meta.url)(new URL('../../../native/build/Release/scandir.node', import.meta.url).pathname) as ScanAddon;
-        if (m.FIELDS === F && typeof m.scanDir === 'function' && typeof m.xattrListSize === 'function' && typeof m.lxattrListSize === 'function') mod = m;
-      } catch {
-        mod = null;
-      }
+      const m = requireAddon<ScanAddon>('scandir');
+      if (m && m.FIELDS === F && typeof m.scanDir === 'function' && typeof m.xattrListSize === 'function' && typeof m.lxattrListSize === 'function') mod = m;
     }
   }
   return mod ?? undefined;

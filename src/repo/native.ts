@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { requireAddon } from '../util/native.js';
 
 /**
  * The byte loops in C (native/bytes.c, built by `npm install` with the time helper):
@@ -21,11 +21,7 @@ export function bytesNative(): BytesNative | undefined {
   if (mod === undefined) {
     mod = null;
     if (process.env.LIFEBOAT_NO_NATIVE !== '1') {
-      try {
-        mod = createRequire(import.meta.url)(new URL('../../../native/build/Release/bytes.node', import.meta.url).pathname) as BytesNative;
-      } catch {
-        mod = null;
-      }
+      mod = requireAddon<BytesNative>('bytes') ?? null;
     }
   }
   return mod ?? undefined;
@@ -49,11 +45,7 @@ export function zdeltaNative(): ZdeltaNative | undefined {
   if (zmod === undefined) {
     zmod = null;
     if (process.env.LIFEBOAT_NO_NATIVE !== '1' && process.env.LIFEBOAT_NO_ZDELTA !== '1') {
-      try {
-        zmod = createRequire(import.meta.url)(new URL('../../../native/build/Release/zdelta.node', import.meta.url).pathname) as ZdeltaNative;
-      } catch {
-        zmod = null;
-      }
+      zmod = requireAddon<ZdeltaNative>('zdelta') ?? null;
     }
   }
   return zmod ?? undefined;
