@@ -1074,10 +1074,11 @@ export class Repository {
     }
     const max = e.type === 'tree' ? MAX_TREE_BLOB : MAX_DATA_BLOB;
     if (e.rawLength > max || e.length > e.rawLength + SEAL_OVERHEAD) throw new IntegrityError(`${what}: index entry is impossible (length ${e.length}, rawLength ${e.rawLength})`);
-    // At any level: a base of a two-base blob that is itself a delta chain is read in one go too (one
-    // job instead of one per level, and its inner levels not kept in the read cache: a restore of a
-    // daily dump's day 3 cached ~27 MB of such levels, read once)
-    if (e.compression === 2) {
+    // The blob asked for is read in one go (readChain). The bases of a two-base blob stay level by
+    // level through the read cache: reading each of them in one go too (branch delta5) cut a day-3
+    // dump restore's peak RSS by ~25 MB but cost ~0.25 CPU s (12%), as neighbouring blobs share
+    // those chains' inner levels and decoded them again (bench/results/steps-all-2026-12-01c.md)
+    if (e.compression === 2 && level === 0) {
       const r = await this.readChain(id, e, verify, onMain).catch(() => undefined);
       if (r) {
         if (cacheable === true) this.cache.set(id, r.data, r.verified);
