@@ -119,7 +119,7 @@ describe('network faults during backup and restore', () => {
     before(async () => {
       sshd = await startSshd();
       // a little gentler: every broken SSH connection costs rclone a reconnect
-      proxy = await startFaultProxy({ target: { port: sshd.port }, rate: 0.3, seed: 3, stallMs: 20_000, maxBytes: 2 * 1024 * 1024 });
+      proxy = await startFaultProxy({ target: { port: sshd.port }, rate: 0.3, seed: 3, stallMs: 20_000, maxBytes: 2 * 1024 * 1024, faultAt: [1] });
       // the proxy's port must be a known host too
       const kh = sshd.knownHostsFile;
       const { readFileSync } = await import('node:fs');

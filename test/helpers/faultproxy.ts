@@ -36,6 +36,12 @@ export async function startFaultProxy(opts: {
   maxBytes?: number;
   stallMs?: number;
   latencyMs?: number;
+  /**
+   * Connections (numbered from 0 among those made while `enabled`) that always get a fault,
+   * whatever the draw: a run that makes few connections (rclone keeps its SSH connection)
+   * still meets one.
+   */
+  faultAt?: number[];
 }): Promise<FaultProxy> {
   let s = opts.seed ?? 1;
   const rnd = () => {
@@ -47,12 +53,15 @@ export async function startFaultProxy(opts: {
   };
   const faults = opts.faults ?? ['drop', 'reset', 'stall'];
   const sockets = new Set<net.Socket>();
+  let drawn = 0;
   const proxy: FaultProxy = { port: 0, enabled: true, down: false, stats: { drop: 0, reset: 0, stall: 0, clean: 0 }, close: async () => {} };
   const server = net.createServer((client) => {
     const upstream = net.connect(opts.target.port, opts.target.host ?? '127.0.0.1');
     sockets.add(client);
     sockets.add(upstream);
-    const fate: Fault | 'clean' = proxy.enabled && rnd() < opts.rate ? faults[Math.floor(rnd() * faults.length)]! : 'clean';
+    const forced = proxy.enabled && (opts.faultAt?.includes(drawn) ?? false);
+    if (proxy.enabled) drawn++;
+    const fate: Fault | 'clean' = proxy.enabled && (rnd() < opts.rate || forced) ? faults[Math.floor(rnd() * faults.length)]! : 'clean';
     proxy.stats[fate]++;
     const budget = Math.floor(rnd() * (opts.maxBytes ?? 256 * 1024));
     let moved = 0;
