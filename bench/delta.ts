@@ -13,6 +13,7 @@ import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
+import { xorshift32 as rng } from '../src/util/xorshift.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -47,17 +48,6 @@ function du(p: string): number {
 function sh(cmd: string, input?: string): void {
   const r = spawnSync('sh', ['-c', cmd], { env, stdio: [input ? 'pipe' : 'ignore', 'ignore', 'pipe'], ...(input ? { input } : {}) });
   if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr?.toString().slice(-500)}`);
-}
-
-/** Deterministic PRNG. */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
 }
 
 /** A pg_dump-like SQL text dump: COPY blocks of rows. `day` changes 1% of rows (every 100th, shifted by day). */

@@ -448,28 +448,22 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
           const dst = joinBytes(loc.real, name);
           const at = sysPath(loc, name);
           // made and opened in one native call where there is a handle; else (or when the name exists) as below
-          if (loc.h && native) {
-            const r = await mkdirOpen(loc.h, name);
-            if (r !== 'exists') {
-              child = r;
-              summary.dirs++;
-              await walk(n.subtree!, { real: dst, h: child }, sp);
-              dirsToFix.push([dst, n, sp]);
-              return;
-            }
+          const r = loc.h && native ? await mkdirOpen(loc.h, name) : 'exists';
+          if (r !== 'exists') child = r;
+          else {
+            // mkdir first: an existing name is looked at only when it is there (--overwrite, or a damaged tree)
+            const made = await fsp.mkdir(at, { mode: 0o700 }).then(
+              () => true,
+              (err: NodeJS.ErrnoException) => {
+                if (err.code !== 'EEXIST') throw err;
+                return false;
+              },
+            );
+            if (!made && !(await clearFinal(at, true, dst))) await fsp.mkdir(at, { mode: 0o700 });
+            // the new directory's handle, opened through its parent's (O_NOFOLLOW): its files are created through it
+            if (loc.h) child = await loc.h.child(name, made);
           }
-          // mkdir first: an existing name is looked at only when it is there (--overwrite, or a damaged tree)
-          const made = await fsp.mkdir(at, { mode: 0o700 }).then(
-            () => true,
-            (err: NodeJS.ErrnoException) => {
-              if (err.code !== 'EEXIST') throw err;
-              return false;
-            },
-          );
-          if (!made && !(await clearFinal(at, true, dst))) await fsp.mkdir(at, { mode: 0o700 });
           summary.dirs++;
-          // the new directory's handle, opened through its parent's (O_NOFOLLOW): its files are created through it
-          if (loc.h) child = await loc.h.child(name, made);
           await walk(n.subtree!, { real: dst, h: child }, sp);
           dirsToFix.push([dst, n, sp]);
         } catch (err) {

@@ -1,16 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BlobCodec } from './codec.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
+import { xorshift32 as rng } from '../util/xorshift.js';
 
 /**
  * PostgreSQL-like heap pages (8 KiB: a header with the page LSN, line pointers,

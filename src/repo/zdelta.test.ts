@@ -4,21 +4,12 @@ import { execFileSync } from 'node:child_process';
 import binding from 'zstd-napi/binding.js';
 import { BlobCodec } from './codec.js';
 import { zdeltaNative } from './native.js';
+import { xorshift32 as rng } from '../util/xorshift.js';
 
 // native/zdelta.c: the delta of a blob against its base as a zstd frame any reader decodes with the
 // base as dictionary (codec.ts decode, decodeTo, decodeId); BlobCodec.encode's fallback is zstd's match finder.
 
 const skip = zdeltaNative() ? false : 'native/zdelta.node not built';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
 
 /** Rows of a SQL dump (as bench/restore-data.mjs): day 1 updates ~1% of them, deletes a few and appends some. */
 function dump(rows: number, day: number): Buffer {
