@@ -1,0 +1,601 @@
+/*
+ * The read path's blob decode in C, on libuv's thread pool (branch ncodec): AES-256-GCM open,
+ * zstd decompression (a delta: with its base's plaintext as dictionary) and the keyed id
+ * (HMAC-SHA256) of the plaintext, exactly as codec.ts BlobCodec (decodeInto, decodeTo, decode,
+ * decodeId) and crypto.ts open do: the same sealed format (nonce 12 || ciphertext || tag 16, no
+ * aad), the same decompression loops and limits, the same outcome per blob. The errors come back
+ * as codes (and zstd's own message) that src/repo/native-read-pool.ts turns into the JS path's
+ * messages. No second V8 isolate: restore and check --read-data run no decode worker thread.
+ * OpenSSL is the node binary's own (its symbols resolve there); zstd is compiled from the sources
+ * zstd-napi ships (the same version the JS path uses).
+ *
+ *   open(encKey: Uint8Array(32), idKey: Uint8Array(32)) -> ctx (an external)
+ *   run(ctx, bufs: Array<ArrayBuffer | ArrayBufferView>, steps: Float64Array, status: Float64Array,
+ *       ids: Uint8Array, cb: (msgs: Array<string | undefined>) => void): undefined
+ *
+ * One job: `steps` (STEP numbers each) runs in order in one work item. A step:
+ *   [0] src: index in bufs   [1] offset  [2] length          (the sealed blob)
+ *   [3] compression 0/1/2, or -1: copy (dst[dst off, +raw) from dst at [8]: a base already decoded)
+ *   [4] rawLength            [5] dst: index in bufs, or -1 (only the id: decodeId's streaming)
+ *   [6] dst offset           [7] dict: index in bufs, or -1   [8] dict offset  [9] dict length
+ *   [10] flags: 1 hash the plaintext (the id into ids[32*i, +32)); 2 decode() semantics (a delta
+ *        through the context's dictionary, capped streaming); 4 decodeTo semantics for a delta
+ *   [11] group: once a step of a group failed, its later steps are skipped (S_SKIPPED): a chain.
+ * status[2*i] = code (S_*), status[2*i+1] = a number for the message; msgs[i] = zstd's message.
+ * Every index, offset and length is checked against the buffers before use: nothing is read or
+ * written outside them; decompression never writes past rawLength. The buffers are referenced
+ * (napi_ref) until the callback; the work item touches no JS value.
+ */
+#define ZSTD_STATIC_LINKING_ONLY
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <node_api.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "zstd.h"
+
+#define STEP 12
+#define NONCE 12
+#define TAG 16
+#define MAX_RAW ((double)(256u << 20)) /* MAX_TREE_BLOB: the format's largest blob */
+#define MAX_BUFS 4096
+#define MAX_STEPS 65536
+#define STREAM_SCRATCH (256 * 1024) /* plaintext hashed at a time (chunk-verify.ts SCRATCH) */
+#define KEEP ((size_t)16 << 20)       /* a thread keeps at most this much deciphered scratch */
+
+enum {
+  S_OK = 0,
+  S_RANGE = 1,     /* a range outside its buffer (aux: unused; the JS checks first) */
+  S_SHORT = 2,     /* too short to be a sealed object (aux: length) */
+  S_AUTH = 3,      /* authentication failed */
+  S_DECOMP = 4,    /* decompression failed (msgs[i]) */
+  S_LENGTH = 5,    /* decoded to aux bytes */
+  S_NOBASE = 6,    /* delta without its base */
+  S_SKIPPED = 7,   /* an earlier step of its group failed */
+  S_NOMEM = 8,     /* out of memory */
+  S_OUTLEN = 9,    /* the output is not rawLength bytes (aux: its length) */
+};
+
+typedef struct {
+  uint8_t enc[32];
+  uint8_t id[32];
+} codec_ctx;
+
+typedef struct {
+  uint8_t *p;
+  size_t n;
+} view;
+
+typedef struct {
+  napi_async_work work;
+  napi_ref cb;
+  napi_ref *refs;
+  uint32_t nrefs;
+  view *bufs;
+  uint32_t nbufs;
+  const double *steps;
+  uint32_t nsteps;
+  double *status;
+  uint8_t *ids;
+  size_t idsLen;
+  char **msgs;
+  codec_ctx key;
+} job;
+
+/* Per pool thread, kept for the process's life (libuv's threads never end before it). */
+static __thread EVP_CIPHER_CTX *t_cipher;
+static __thread ZSTD_DCtx *t_dctx;
+static __thread HMAC_CTX *t_hmac;
+static __thread uint8_t *t_scratch;
+static __thread size_t t_scratchCap;
+static __thread uint8_t *t_stream;
+
+static uint8_t *scratch(size_t n) {
+  if (n == 0) n = 1;
+  if (t_scratchCap < n) {
+    free(t_scratch);
+    t_scratch = malloc(n);
+    t_scratchCap = t_scratch ? n : 0;
+  }
+  return t_scratch;
+}
+
+static void scratch_trim(void) {
+  if (t_scratchCap > KEEP) {
+    free(t_scratch);
+    t_scratch = NULL;
+    t_scratchCap = 0;
+  }
+}
+
+static char *dupmsg(const char *s) {
+  size_t n = strlen(s);
+  char *m = malloc(n + 1);
+  if (m) memcpy(m, s, n + 1);
+  return m;
+}
+
+static char *fmtmsg(const char *fmt, unsigned long long a, unsigned long long b) {
+  char tmp[160];
+  snprintf(tmp, sizeof tmp, fmt, a, b);
+  return dupmsg(tmp);
+}
+
+/* crypto.ts open: 1 ok (plaintext of len-28 bytes at out), 0 authentication failed, -1 no memory. */
+static int gcm_open(const uint8_t *key, const uint8_t *sealed, size_t len, uint8_t *out) {
+  if (!t_cipher) t_cipher = EVP_CIPHER_CTX_new();
+  if (!t_cipher) return -1;
+  EVP_CIPHER_CTX *c = t_cipher;
+  int outl = 0, ok = 1;
+  size_t body = len - NONCE - TAG;
+  ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE, NULL) == 1 &&
+       EVP_DecryptInit_ex(c, NULL, NULL, key, sealed) == 1;
+  if (!ok) return -1;
+  /* EVP takes int lengths: in pieces (a blob is at most MAX_RAW + 28 bytes anyway) */
+  size_t done = 0;
+  while (ok && done < body) {
+    size_t k = body - done > (1u << 30) ? (1u << 30) : body - done;
+    ok = EVP_DecryptUpdate(c, out + done, &outl, sealed + NONCE + done, (int)k) == 1 && (size_t)outl == k;
+    done += k;
+  }
+  if (!ok) return 0;
+  if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG, (void *)(sealed + len - TAG)) != 1) return 0;
+  return EVP_DecryptFinal_ex(c, out + body, &outl) == 1 ? 1 : 0;
+}
+
+/* codec.ts decompressExact (and decompressCapped with expected = limit): into out[0, limit). */
+static int zstd_exact(ZSTD_DCtx *d, const uint8_t *src, size_t srcLen, uint8_t *out, size_t limit, size_t *produced, char **msg) {
+  ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
+  if (srcLen == 0) {
+    *msg = dupmsg("empty zstd payload");
+    return S_DECOMP;
+  }
+  unsigned long long declared = ZSTD_getFrameContentSize(src, srcLen);
+  if (declared == ZSTD_CONTENTSIZE_ERROR) {
+    *msg = dupmsg("Could not parse Zstandard header");
+    return S_DECOMP;
+  }
+  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > limit) {
+    *msg = fmtmsg("zstd frame declares %llu bytes, more than the %llu allowed", declared, limit);
+    return S_DECOMP;
+  }
+  size_t pos = 0, consumed = 0;
+  uint8_t probe[1];
+  for (;;) {
+    if (pos == limit) {
+      ZSTD_outBuffer o = {probe, 1, 0};
+      ZSTD_inBuffer in = {src + consumed, srcLen - consumed, 0};
+      size_t ret = ZSTD_decompressStream(d, &o, &in);
+      if (ZSTD_isError(ret)) {
+        *msg = dupmsg(ZSTD_getErrorName(ret));
+        return S_DECOMP;
+      }
+      consumed += in.pos;
+      if (o.pos > 0) {
+        *msg = fmtmsg("decompresses to more than the %llu bytes allowed", limit, 0);
+        return S_DECOMP;
+      }
+      if (ret == 0 && consumed >= srcLen) break;
+      if (in.pos == 0 && consumed >= srcLen) {
+        *msg = dupmsg("zstd frame is truncated");
+        return S_DECOMP;
+      }
+      continue;
+    }
+    ZSTD_outBuffer o = {out + pos, limit - pos, 0};
+    ZSTD_inBuffer in = {src + consumed, srcLen - consumed, 0};
+    size_t ret = ZSTD_decompressStream(d, &o, &in);
+    if (ZSTD_isError(ret)) {
+      *msg = dupmsg(ZSTD_getErrorName(ret));
+      return S_DECOMP;
+    }
+    pos += o.pos;
+    consumed += in.pos;
+    if (ret == 0 && consumed >= srcLen) break;
+    if (o.pos == 0 && in.pos == 0) {
+      *msg = dupmsg("zstd frame is truncated");
+      return S_DECOMP;
+    }
+  }
+  *produced = pos;
+  return S_OK;
+}
+
+/* codec.ts decompressCappedInto: the plaintext through t_stream into the HMAC, at most limit bytes. */
+static int zstd_hashed(ZSTD_DCtx *d, const uint8_t *src, size_t srcLen, size_t limit, HMAC_CTX *h, size_t *produced, char **msg) {
+  ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
+  if (srcLen == 0) {
+    *msg = dupmsg("empty zstd payload");
+    return S_DECOMP;
+  }
+  unsigned long long declared = ZSTD_getFrameContentSize(src, srcLen);
+  if (declared == ZSTD_CONTENTSIZE_ERROR) {
+    *msg = dupmsg("Could not parse Zstandard header");
+    return S_DECOMP;
+  }
+  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > limit) {
+    *msg = fmtmsg("zstd frame declares %llu bytes, more than the %llu allowed", declared, limit);
+    return S_DECOMP;
+  }
+  if (!t_stream) t_stream = malloc(STREAM_SCRATCH);
+  if (!t_stream) return S_NOMEM;
+  size_t total = 0, consumed = 0;
+  for (;;) {
+    if (total >= limit) {
+      ZSTD_outBuffer o = {t_stream, 1, 0};
+      ZSTD_inBuffer in = {src + consumed, srcLen - consumed, 0};
+      size_t ret = ZSTD_decompressStream(d, &o, &in);
+      if (ZSTD_isError(ret)) {
+        *msg = dupmsg(ZSTD_getErrorName(ret));
+        return S_DECOMP;
+      }
+      consumed += in.pos;
+      if (o.pos > 0) {
+        *msg = fmtmsg("decompresses to more than the %llu bytes allowed", limit, 0);
+        return S_DECOMP;
+      }
+      if (ret == 0 && consumed >= srcLen) break;
+      if (in.pos == 0 && consumed >= srcLen) {
+        *msg = dupmsg("zstd frame is truncated");
+        return S_DECOMP;
+      }
+      continue;
+    }
+    size_t room = limit - total < STREAM_SCRATCH ? limit - total : STREAM_SCRATCH;
+    ZSTD_outBuffer o = {t_stream, room, 0};
+    ZSTD_inBuffer in = {src + consumed, srcLen - consumed, 0};
+    size_t ret = ZSTD_decompressStream(d, &o, &in);
+    if (ZSTD_isError(ret)) {
+      *msg = dupmsg(ZSTD_getErrorName(ret));
+      return S_DECOMP;
+    }
+    if (o.pos > 0) HMAC_Update(h, t_stream, o.pos);
+    total += o.pos;
+    consumed += in.pos;
+    if (ret == 0 && consumed >= srcLen) break;
+    if (o.pos == 0 && in.pos == 0) {
+      *msg = dupmsg("zstd frame is truncated");
+      return S_DECOMP;
+    }
+  }
+  *produced = total;
+  return S_OK;
+}
+
+static int isint(double v, double max) { return v >= 0 && v <= max && v == (double)(uint64_t)v; }
+
+/* One step; returns its status code (aux and msg set as it says). */
+static int run_step(job *j, uint32_t i, double *aux, char **msg) {
+  const double *s = j->steps + (size_t)i * STEP;
+  const double comp = s[3], flags = s[10];
+  if (!isint(s[4], MAX_RAW) || !isint(flags, 7)) return S_RANGE;
+  const size_t raw = (size_t)s[4];
+  const int hash = ((int)flags & 1) != 0, decodeSem = ((int)flags & 2) != 0;
+  /* the destination: raw bytes of a buffer, or none (only the id) */
+  uint8_t *out = NULL;
+  if (s[5] != -1) {
+    if (!isint(s[5], j->nbufs - 1) || !isint(s[6], MAX_RAW * 2) || j->nbufs == 0) return S_RANGE;
+    view *dv = &j->bufs[(size_t)s[5]];
+    if ((size_t)s[6] > dv->n || raw > dv->n - (size_t)s[6]) {
+      *aux = dv->n > (size_t)s[6] ? (double)(dv->n - (size_t)s[6]) : 0;
+      return S_OUTLEN;
+    }
+    out = dv->p + (size_t)s[6];
+  }
+  /* the dictionary (a delta's bases) */
+  const uint8_t *dict = NULL;
+  size_t dictLen = 0;
+  int hasDict = s[7] != -1;
+  if (hasDict) {
+    if (!isint(s[7], j->nbufs - 1) || !isint(s[8], MAX_RAW * 2) || !isint(s[9], MAX_RAW * 2) || j->nbufs == 0) return S_RANGE;
+    view *v = &j->bufs[(size_t)s[7]];
+    if ((size_t)s[8] > v->n || (size_t)s[9] > v->n - (size_t)s[8]) return S_RANGE;
+    dict = v->p + (size_t)s[8];
+    dictLen = (size_t)s[9];
+  }
+  if (comp == -1) {
+    /* a base the previous dictionary held, moved to its new place */
+    if (!out || !hasDict || dictLen != raw) return S_RANGE;
+    memmove(out, dict, raw);
+    return S_OK;
+  }
+  if (comp != 0 && comp != 1 && comp != 2) return S_RANGE;
+  if (!isint(s[0], j->nbufs - 1) || !isint(s[1], MAX_RAW * 2) || !isint(s[2], MAX_RAW * 2) || j->nbufs == 0) return S_RANGE;
+  view *sv = &j->bufs[(size_t)s[0]];
+  if ((size_t)s[1] > sv->n || (size_t)s[2] > sv->n - (size_t)s[1]) return S_RANGE;
+  const uint8_t *sealed = sv->p + (size_t)s[1];
+  const size_t len = (size_t)s[2];
+  /* decodeTo/decodeInto check the delta's base before opening; decode() and decodeId after */
+  if (comp == 2 && !hasDict && out && !decodeSem) return S_NOBASE;
+  if (len < NONCE + TAG) {
+    *aux = (double)len;
+    return S_SHORT;
+  }
+  const size_t plen = len - NONCE - TAG;
+  /* a stored blob of the right size is deciphered straight into its place */
+  int direct = comp == 0 && out && plen == raw && !(sealed < out + raw && out < sealed + len);
+  uint8_t *payload = direct ? out : scratch(plen);
+  if (!payload) return S_NOMEM;
+  int o = gcm_open(j->key.enc, sealed, len, payload);
+  if (o < 0) return S_NOMEM;
+  if (o == 0) return S_AUTH;
+  if (comp == 2 && !hasDict) return S_NOBASE;
+  if (!t_dctx) t_dctx = ZSTD_createDCtx();
+  if (!t_dctx && comp != 0) return S_NOMEM;
+  size_t n = 0;
+  int r = S_OK;
+  if (!out) {
+    /* decodeId: the plaintext only hashed, streaming */
+    if (!t_hmac) t_hmac = HMAC_CTX_new();
+    if (!t_hmac || HMAC_Init_ex(t_hmac, j->key.id, 32, EVP_sha256(), NULL) != 1) return S_NOMEM;
+    if (comp == 0) {
+      HMAC_Update(t_hmac, payload, plen);
+      n = plen;
+    } else {
+      if (comp == 2) {
+        size_t e = ZSTD_DCtx_loadDictionary_byReference(t_dctx, dict, dictLen);
+        if (ZSTD_isError(e)) {
+          *msg = dupmsg(ZSTD_getErrorName(e));
+          r = S_DECOMP;
+        }
+      }
+      if (r == S_OK) r = zstd_hashed(t_dctx, payload, plen, raw, t_hmac, &n, msg);
+      if (comp == 2) ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
+    }
+    if (r != S_OK) return r;
+    if (n != raw) {
+      *aux = (double)n;
+      return S_LENGTH;
+    }
+    unsigned int mdlen = 0;
+    if (HMAC_Final(t_hmac, j->ids + (size_t)i * 32, &mdlen) != 1 || mdlen != 32) return S_NOMEM;
+    return S_OK;
+  }
+  if (comp == 0) {
+    n = plen;
+    if (n == raw && !direct) memcpy(out, payload, n);
+  } else if (comp == 1) {
+    r = zstd_exact(t_dctx, payload, plen, out, raw, &n, msg);
+  } else if (decodeSem) {
+    /* decode(): the base through the context's dictionary, capped streaming */
+    size_t e = ZSTD_DCtx_loadDictionary_byReference(t_dctx, dict, dictLen);
+    if (ZSTD_isError(e)) {
+      *msg = dupmsg(ZSTD_getErrorName(e));
+      r = S_DECOMP;
+    } else
+      r = zstd_exact(t_dctx, payload, plen, out, raw, &n, msg);
+    ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
+  } else {
+    /* decodeTo: one-shot with the base read in place */
+    if (plen == 0) {
+      *msg = dupmsg("empty zstd payload");
+      return S_DECOMP;
+    }
+    unsigned long long declared = ZSTD_getFrameContentSize(payload, plen);
+    if (declared == ZSTD_CONTENTSIZE_ERROR) {
+      *msg = dupmsg("Could not parse Zstandard header");
+      return S_DECOMP;
+    }
+    if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > raw) {
+      *msg = fmtmsg("zstd frame declares %llu bytes, more than the %llu allowed", declared, raw);
+      return S_DECOMP;
+    }
+    size_t ret = ZSTD_decompress_usingDict(t_dctx, out, raw, payload, plen, dict, dictLen);
+    if (ZSTD_isError(ret)) {
+      *msg = dupmsg(ZSTD_getErrorName(ret));
+      return S_DECOMP;
+    }
+    n = ret;
+  }
+  if (r != S_OK) return r;
+  if (n != raw) {
+    *aux = (double)n;
+    return S_LENGTH;
+  }
+  if (hash) {
+    unsigned int mdlen = 0;
+    if (!HMAC(EVP_sha256(), j->key.id, 32, out, raw, j->ids + (size_t)i * 32, &mdlen) || mdlen != 32) return S_NOMEM;
+  }
+  return S_OK;
+}
+
+static void execute(napi_env env, void *data) {
+  (void)env;
+  job *j = data;
+  double failed = -2; /* the last group that failed */
+  for (uint32_t i = 0; i < j->nsteps; i++) {
+    const double group = j->steps[(size_t)i * STEP + 11];
+    double aux = 0;
+    char *msg = NULL;
+    int code;
+    if (group >= 0 && group == failed) code = S_SKIPPED;
+    else {
+      code = run_step(j, i, &aux, &msg);
+      if (code != S_OK && group >= 0) failed = group;
+    }
+    j->status[2 * (size_t)i] = code;
+    j->status[2 * (size_t)i + 1] = aux;
+    j->msgs[i] = msg;
+  }
+  scratch_trim();
+}
+
+static void free_job(napi_env env, job *j) {
+  if (j->refs)
+    for (uint32_t k = 0; k < j->nrefs; k++)
+      if (j->refs[k]) napi_delete_reference(env, j->refs[k]);
+  if (j->cb) napi_delete_reference(env, j->cb);
+  if (j->work) napi_delete_async_work(env, j->work);
+  if (j->msgs)
+    for (uint32_t i = 0; i < j->nsteps; i++) free(j->msgs[i]);
+  free(j->msgs);
+  free(j->refs);
+  free(j->bufs);
+  OPENSSL_cleanse(&j->key, sizeof j->key);
+  free(j);
+}
+
+static void complete(napi_env env, napi_status st, void *data) {
+  job *j = data;
+  napi_value cb, global, arr, undef;
+  napi_get_undefined(env, &undef);
+  napi_get_global(env, &global);
+  if (napi_get_reference_value(env, j->cb, &cb) == napi_ok && cb) {
+    napi_create_array_with_length(env, j->nsteps, &arr);
+    for (uint32_t i = 0; i < j->nsteps; i++) {
+      napi_value m = undef;
+      if (st != napi_ok) napi_create_string_utf8(env, "cancelled", NAPI_AUTO_LENGTH, &m);
+      else if (j->msgs[i]) napi_create_string_utf8(env, j->msgs[i], NAPI_AUTO_LENGTH, &m);
+      napi_set_element(env, arr, i, m);
+    }
+    free_job(env, j);
+    napi_call_function(env, global, cb, 1, &arr, NULL);
+    return;
+  }
+  free_job(env, j);
+}
+
+/* The bytes of an ArrayBuffer or any view (Buffer, Uint8Array, Float64Array, ...). */
+static int bytes_of(napi_env env, napi_value v, uint8_t **p, size_t *n) {
+  bool is;
+  void *d = NULL;
+  if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) {
+    if (napi_get_arraybuffer_info(env, v, &d, n) != napi_ok) return 0;
+    *p = d;
+    return 1;
+  }
+  if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
+    napi_typedarray_type t;
+    size_t len;
+    napi_value ab;
+    size_t off;
+    if (napi_get_typedarray_info(env, v, &t, &len, &d, &ab, &off) != napi_ok) return 0;
+    size_t el = 1;
+    switch (t) {
+      case napi_int16_array: case napi_uint16_array: el = 2; break;
+      case napi_int32_array: case napi_uint32_array: case napi_float32_array: el = 4; break;
+      case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: el = 8; break;
+      default: el = 1;
+    }
+    *p = d;
+    *n = len * el;
+    return 1;
+  }
+  if (napi_is_dataview(env, v, &is) == napi_ok && is) {
+    napi_value ab;
+    size_t off;
+    if (napi_get_dataview_info(env, v, n, &d, &ab, &off) != napi_ok) return 0;
+    *p = d;
+    return 1;
+  }
+  return 0;
+}
+
+static void finalize_ctx(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  OPENSSL_cleanse(data, sizeof(codec_ctx));
+  free(data);
+}
+
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], r;
+  uint8_t *e, *k;
+  size_t en, kn;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !bytes_of(env, argv[0], &e, &en) || !bytes_of(env, argv[1], &k, &kn) || en != 32 ||
+      kn != 32) {
+    napi_throw_type_error(env, NULL, "open(encKey: Uint8Array(32), idKey: Uint8Array(32))");
+    return NULL;
+  }
+  codec_ctx *c = malloc(sizeof *c);
+  if (!c) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  memcpy(c->enc, e, 32);
+  memcpy(c->id, k, 32);
+  if (napi_create_external(env, c, finalize_ctx, NULL, &r) != napi_ok) {
+    free(c);
+    return NULL;
+  }
+  return r;
+}
+
+static napi_value js_run(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  const char *usage = "run(ctx, bufs: Array, steps: Float64Array, status: Float64Array, ids: Uint8Array, cb: Function)";
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  codec_ctx *c = NULL;
+  napi_valuetype t;
+  bool isArr;
+  uint32_t nb = 0;
+  if (napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], (void **)&c) != napi_ok || !c ||
+      napi_is_array(env, argv[1], &isArr) != napi_ok || !isArr || napi_get_array_length(env, argv[1], &nb) != napi_ok || nb > MAX_BUFS ||
+      napi_typeof(env, argv[5], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  uint8_t *sp, *stp, *idp;
+  size_t sn, stn, idn;
+  if (!bytes_of(env, argv[2], &sp, &sn) || !bytes_of(env, argv[3], &stp, &stn) || !bytes_of(env, argv[4], &idp, &idn) || sn % (STEP * 8) != 0 ||
+      sn / (STEP * 8) > MAX_STEPS || stn < (sn / (STEP * 8)) * 16 || idn < (sn / (STEP * 8)) * 32 || ((uintptr_t)sp & 7) || ((uintptr_t)stp & 7)) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  job *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  j->nsteps = (uint32_t)(sn / (STEP * 8));
+  j->steps = (const double *)sp;
+  j->status = (double *)stp;
+  j->ids = idp;
+  j->idsLen = idn;
+  j->nbufs = nb;
+  memcpy(&j->key, c, sizeof *c);
+  j->nrefs = nb + 3;
+  j->refs = calloc(j->nrefs, sizeof *j->refs);
+  j->bufs = calloc(nb ? nb : 1, sizeof *j->bufs);
+  j->msgs = calloc(j->nsteps ? j->nsteps : 1, sizeof *j->msgs);
+  if (!j->refs || !j->bufs || !j->msgs) {
+    free_job(env, j);
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  for (uint32_t k = 0; k < nb; k++) {
+    napi_value v;
+    if (napi_get_element(env, argv[1], k, &v) != napi_ok || !bytes_of(env, v, &j->bufs[k].p, &j->bufs[k].n) ||
+        napi_create_reference(env, v, 1, &j->refs[k]) != napi_ok) {
+      free_job(env, j);
+      napi_throw_type_error(env, NULL, "run: bufs must hold ArrayBuffers or views");
+      return NULL;
+    }
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "lifeboat:codec", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_reference(env, argv[2], 1, &j->refs[nb]) != napi_ok || napi_create_reference(env, argv[3], 1, &j->refs[nb + 1]) != napi_ok ||
+      napi_create_reference(env, argv[4], 1, &j->refs[nb + 2]) != napi_ok || napi_create_reference(env, argv[5], 1, &j->cb) != napi_ok ||
+      napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok || napi_queue_async_work(env, j->work) != napi_ok) {
+    free_job(env, j);
+    napi_throw_error(env, NULL, "run: could not queue the job");
+    return NULL;
+  }
+  return NULL;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value f;
+  napi_create_function(env, "open", NAPI_AUTO_LENGTH, js_open, NULL, &f);
+  napi_set_named_property(env, exports, "open", f);
+  napi_create_function(env, "run", NAPI_AUTO_LENGTH, js_run, NULL, &f);
+  napi_set_named_property(env, exports, "run", f);
+  return exports;
+}
