@@ -335,6 +335,7 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
       n = plen;
     } else {
       if (comp == 2) {
+        ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters); /* (a failed frame may have left it mid-stream) */
         size_t e = ZSTD_DCtx_loadDictionary_byReference(t_dctx, dict, dictLen);
         if (ZSTD_isError(e)) {
           *msg = dupmsg(ZSTD_getErrorName(e));
@@ -360,6 +361,7 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
     r = zstd_exact(t_dctx, payload, plen, out, raw, &n, msg);
   } else if (decodeSem) {
     /* decode(): the base through the context's dictionary, capped streaming */
+    ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
     size_t e = ZSTD_DCtx_loadDictionary_byReference(t_dctx, dict, dictLen);
     if (ZSTD_isError(e)) {
       *msg = dupmsg(ZSTD_getErrorName(e));
