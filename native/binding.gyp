@@ -49,19 +49,7 @@
     },
     {
       "target_name": "codec",
-      "sources": [
-        "codec.c",
-        "<(zstd_lib)/common/debug.c",
-        "<(zstd_lib)/common/entropy_common.c",
-        "<(zstd_lib)/common/error_private.c",
-        "<(zstd_lib)/common/fse_decompress.c",
-        "<(zstd_lib)/common/xxhash.c",
-        "<(zstd_lib)/common/zstd_common.c",
-        "<(zstd_lib)/decompress/huf_decompress.c",
-        "<(zstd_lib)/decompress/zstd_ddict.c",
-        "<(zstd_lib)/decompress/zstd_decompress.c",
-        "<(zstd_lib)/decompress/zstd_decompress_block.c"
-      ],
+      "sources": ["codec.c", "codec-zstd.c"],
       "include_dirs": ["<(zstd_lib)"],
       "defines": ["ZSTD_NO_TRACE", "XXH_NAMESPACE=LBCD_"],
       "cflags": ["-O2", "-fvisibility=hidden"],
