@@ -15,9 +15,12 @@
  *
  * One job: `steps` (STEP numbers each) runs in order in one work item. A step:
  *   [0] src: index in bufs   [1] offset  [2] length          (the sealed blob)
- *   [3] compression 0/1/2, or -1: copy (dst[dst off, +raw) from dst at [8]: a base already decoded)
+ *   [3] compression 0/1/2, or -2: join (src's bytes into this thread's dictionary buffer at [6]; the
+ *       first part, at 0, sizes it to rawLength)
  *   [4] rawLength            [5] dst: index in bufs, or -1 (only the id: decodeId's streaming)
  *   [6] dst offset           [7] dict: index in bufs, or -1   [8] dict offset  [9] dict length
+ *   (dst and dict may also name the thread's buffers: -3 the joined dictionary, -4 and -5 a chain's
+ *   inner levels; see t_tb)
  *   [10] flags: 1 hash the plaintext (the id into ids[32*i, +32)); 2 decode() semantics (a delta
  *        through the context's dictionary, capped streaming); 4 decodeTo semantics for a delta
  *   [11] group: once a step of a group failed, its later steps are skipped (S_SKIPPED): a chain.
@@ -92,6 +95,16 @@ static __thread HMAC_CTX *t_hmac;
 static __thread uint8_t *t_scratch;
 static __thread size_t t_scratchCap;
 static __thread uint8_t *t_stream;
+/*
+ * The thread's own buffers a job's steps name by negative index: T_JOIN (-3) a dictionary joined
+ * from parts (comp -2 steps), T_LVL0/T_LVL1 (-4, -5) the inner levels of a delta chain, alternately.
+ * Their bytes never reach JavaScript: no allocation (and garbage) on the JS heap per chain or join.
+ */
+typedef struct {
+  uint8_t *p;
+  size_t cap, len;
+} tbuf;
+static __thread tbuf t_tb[3];
 
 /*
  * Memory of the pool threads: blocks from 64 KiB are mapped and unmapped directly, smaller ones
@@ -151,6 +164,26 @@ static void scratch_trim(void) {
     t_scratch = NULL;
     t_scratchCap = 0;
   }
+  for (int k = 0; k < 3; k++)
+    if (t_tb[k].cap > KEEP) {
+      mem_free(t_tb[k].p);
+      t_tb[k].p = NULL;
+      t_tb[k].cap = t_tb[k].len = 0;
+    }
+}
+
+/* t_tb[k] with room for n bytes (its content is lost when it grows); NULL without memory. */
+static tbuf *tb_room(int k, size_t n) {
+  tbuf *b = &t_tb[k];
+  if (b->cap < n || !b->p) {
+    mem_free(b->p);
+    size_t want = ((n ? n : 1) + (BIG - 1)) & ~(BIG - 1);
+    b->p = mem_alloc(want);
+    b->cap = b->p ? want : 0;
+    b->len = 0;
+    if (!b->p) return NULL;
+  }
+  return b;
 }
 
 static char *dupmsg(const char *s) {
@@ -316,9 +349,37 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
   if (!isint(s[4], MAX_RAW) || !isint(flags, 7)) return S_RANGE;
   const size_t raw = (size_t)s[4];
   const int hash = ((int)flags & 1) != 0, decodeSem = ((int)flags & 2) != 0;
+  if (comp == -2) {
+    /* a part of a dictionary joined here (a two-base delta's bases): no joined copy on the JS heap */
+    if (!isint(s[6], MAX_RAW * 2) || j->nbufs == 0 || !isint(s[0], j->nbufs - 1) || !isint(s[1], MAX_RAW * 2) || !isint(s[2], MAX_RAW * 2)) return S_RANGE;
+    view *sv = &j->bufs[(size_t)s[0]];
+    if ((size_t)s[1] > sv->n || (size_t)s[2] > sv->n - (size_t)s[1]) return S_RANGE;
+    const size_t at = (size_t)s[6], n = (size_t)s[2];
+    tbuf *jb = &t_tb[0];
+    if (at == 0) {
+      /* the first part: the joined size is raw */
+      if (!(jb = tb_room(0, raw))) return S_NOMEM;
+      jb->len = raw;
+    }
+    if (!jb->p || at > jb->len || n > jb->len - at) return S_RANGE;
+    if (n) memcpy(jb->p + at, sv->p + (size_t)s[1], n);
+    return S_OK;
+  }
   /* the destination: raw bytes of a buffer, or none (only the id) */
   uint8_t *out = NULL;
-  if (s[5] != -1) {
+  if (s[5] == -3) {
+    /* into the joined dictionary (sized by a join step before) */
+    tbuf *b = &t_tb[0];
+    if (!isint(s[6], MAX_RAW * 2) || !b->p || (size_t)s[6] > b->len || raw > b->len - (size_t)s[6]) return S_RANGE;
+    out = b->p + (size_t)s[6];
+  } else if (s[5] == -4 || s[5] == -5) {
+    /* an inner level of a chain */
+    tbuf *b = tb_room(s[5] == -4 ? 1 : 2, raw);
+    if (s[6] != 0) return S_RANGE;
+    if (!b) return S_NOMEM;
+    b->len = raw;
+    out = b->p;
+  } else if (s[5] != -1) {
     if (!isint(s[5], j->nbufs - 1) || !isint(s[6], MAX_RAW * 2) || j->nbufs == 0) return S_RANGE;
     view *dv = &j->bufs[(size_t)s[5]];
     if ((size_t)s[6] > dv->n || raw > dv->n - (size_t)s[6]) {
@@ -331,18 +392,19 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
   const uint8_t *dict = NULL;
   size_t dictLen = 0;
   int hasDict = s[7] != -1;
-  if (hasDict) {
+  if (s[7] == -3 || s[7] == -4 || s[7] == -5) {
+    /* one of the thread's buffers, as the steps before left it */
+    tbuf *b = &t_tb[s[7] == -3 ? 0 : s[7] == -4 ? 1 : 2];
+    if (!isint(s[8], MAX_RAW * 2) || !isint(s[9], MAX_RAW * 2) || !b->p || (size_t)s[8] > b->len || (size_t)s[9] > b->len - (size_t)s[8]) return S_RANGE;
+    if (out && out < b->p + b->cap && b->p < out + raw) return S_RANGE; /* never its own dictionary */
+    dict = b->p + (size_t)s[8];
+    dictLen = (size_t)s[9];
+  } else if (hasDict) {
     if (!isint(s[7], j->nbufs - 1) || !isint(s[8], MAX_RAW * 2) || !isint(s[9], MAX_RAW * 2) || j->nbufs == 0) return S_RANGE;
     view *v = &j->bufs[(size_t)s[7]];
     if ((size_t)s[8] > v->n || (size_t)s[9] > v->n - (size_t)s[8]) return S_RANGE;
     dict = v->p + (size_t)s[8];
     dictLen = (size_t)s[9];
-  }
-  if (comp == -1) {
-    /* a base the previous dictionary held, moved to its new place */
-    if (!out || !hasDict || dictLen != raw) return S_RANGE;
-    memmove(out, dict, raw);
-    return S_OK;
   }
   if (comp != 0 && comp != 1 && comp != 2) return S_RANGE;
   if (!isint(s[0], j->nbufs - 1) || !isint(s[1], MAX_RAW * 2) || !isint(s[2], MAX_RAW * 2) || j->nbufs == 0) return S_RANGE;
@@ -636,11 +698,29 @@ static napi_value js_run(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * detach(ab: ArrayBuffer): its memory is freed now, not at the next major GC (a buffer the caller
+ * gave up, as WorkerPool transferred it to its worker: the sealed bytes of a decoded blob).
+ */
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  bool is = false, detached = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_is_arraybuffer(env, argv[0], &is) != napi_ok || !is) {
+    napi_throw_type_error(env, NULL, "detach(ab: ArrayBuffer)");
+    return NULL;
+  }
+  if (napi_is_detached_arraybuffer(env, argv[0], &detached) == napi_ok && !detached) napi_detach_arraybuffer(env, argv[0]);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "open", NAPI_AUTO_LENGTH, js_open, NULL, &f);
   napi_set_named_property(env, exports, "open", f);
   napi_create_function(env, "run", NAPI_AUTO_LENGTH, js_run, NULL, &f);
   napi_set_named_property(env, exports, "run", f);
+  napi_create_function(env, "detach", NAPI_AUTO_LENGTH, js_detach, NULL, &f);
+  napi_set_named_property(env, exports, "detach", f);
   return exports;
 }

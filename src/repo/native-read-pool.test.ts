@@ -52,7 +52,7 @@ interface Case {
   sealed: Buffer;
   compression: 0 | 1 | 2;
   rawLength: number;
-  dict?: Buffer;
+  dict?: Buffer | Buffer[];
 }
 
 /** Good and hostile sealed blobs: every error codec.ts can give, and some it should never crash on. */
@@ -63,6 +63,7 @@ function cases(): Case[] {
   const base = text(150_000, 2);
   const changed = Buffer.concat([base.subarray(0, 70_000), Buffer.from('an edit'), base.subarray(70_000)]);
   const delta = codec.encode(changed, base);
+  const two = codec.encode(changed, base); // (decoded with the base given in two parts: the same dictionary)
   assert.equal(delta.compression, 2);
   const tampered = Buffer.from(seal(encKey, z));
   tampered[40]! ^= 1;
@@ -100,6 +101,9 @@ function cases(): Case[] {
     { name: 'empty frame', sealed: seal(encKey, zstd.compress(Buffer.alloc(0))), compression: 1, rawLength: 0 },
     { name: 'delta as plain', sealed: delta.sealed, compression: 1, rawLength: changed.length },
     { name: 'plain as delta', sealed: seal(encKey, z), compression: 2, rawLength: a.length, dict: base },
+    { name: 'delta on two bases', sealed: two.sealed, compression: 2, rawLength: changed.length, dict: [base.subarray(0, 60_000), base.subarray(60_000)] },
+    { name: 'delta on two bases, swapped', sealed: two.sealed, compression: 2, rawLength: changed.length, dict: [base.subarray(60_000), base.subarray(0, 60_000)] },
+    { name: 'delta on no base', sealed: delta.sealed, compression: 2, rawLength: changed.length, dict: [] },
   ];
   // garbage of every size around the seal's overhead
   for (const n of [28, 29, 40, 300]) out.push({ name: `random ${n}`, sealed: randomBytes(n), compression: 1, rawLength: 1000 });
@@ -138,7 +142,7 @@ function range(list: Case[]) {
 
 test('native read pool: decodeRange gives every blob the plaintext, id or error the JavaScript gives', { skip }, async () => {
   const p = pool();
-  const list = cases().filter((c) => c.compression !== 2 || !c.dict);
+  const list = cases().filter((c) => !c.dict);
   const { chunk, blobs } = range(list);
   // and ranges outside the chunk
   blobs.push({ offset: chunk.length - 10, length: 11, compression: 1, rawLength: 5, what: 'blob outside' });
@@ -204,10 +208,13 @@ test('native read pool: decode and decodeChain give the plaintext, id or error t
   const p = pool();
   for (const c of cases()) {
     const js = outcome(() => {
-      const data = codec.decode(c.sealed, c.compression, c.rawLength, `blob ${c.name}`, c.dict);
+      // (as the decode worker joins the bases: read-ops.ts)
+      const dict = Array.isArray(c.dict) ? (c.dict.length === 1 ? c.dict[0] : Buffer.concat(c.dict)) : c.dict;
+      const data = codec.decode(c.sealed, c.compression, c.rawLength, `blob ${c.name}`, dict);
       return { data, id: blobId(idKey, data) };
     });
-    const n = await outcomeAsync(() => p.decode(c.sealed, c.compression, c.rawLength, `blob ${c.name}`, c.dict));
+    // (copies: the pool frees a sealed input that owns its memory once decoded, as WorkerPool transferred it)
+    const n = await outcomeAsync(() => p.decode(Buffer.from(c.sealed), c.compression, c.rawLength, `blob ${c.name}`, c.dict));
     assert.deepEqual(n, js, c.name);
     // as the last level of a chain on a good root (decodeTo), and as the root
     const root = text(150_000, 2);
@@ -221,10 +228,22 @@ test('native read pool: decode and decodeChain give the plaintext, id or error t
         const r = decodeChain(codec, idKey, m);
         return { data: Buffer.from(r.data), id: r.id };
       });
-      const nc = await outcomeAsync(() => p.decodeChain(m));
+      const nc = await outcomeAsync(() => p.decodeChain({ ...m, sealed: m.sealed.map((x) => Buffer.from(x)) }));
       assert.deepEqual(nc, jc, `${c.name} (chain of ${m.sealed.length})`);
     }
   }
+  // a sealed input that owns its memory is freed once decoded (detached, as a transfer leaves it); a view of a larger buffer is not
+  const a = text(100_000, 9);
+  const e = codec.encode(a);
+  const owned = Buffer.alloc(e.sealed.length);
+  e.sealed.copy(owned);
+  const r = await p.decode(owned, e.compression, a.length, 'blob owned');
+  assert.ok(r.data.equals(a));
+  assert.equal(owned.length, 0, 'the sealed input was freed');
+  const big = Buffer.concat([e.sealed, Buffer.alloc(10)]);
+  const view = big.subarray(0, e.sealed.length);
+  assert.ok((await p.decode(view, e.compression, a.length, 'blob in a view')).data.equals(a));
+  assert.equal(view.length, e.sealed.length);
   await p.close();
 });
 
