@@ -47,7 +47,7 @@
 #define MAX_BUFS 4096
 #define MAX_STEPS 65536
 #define STREAM_SCRATCH (256 * 1024) /* plaintext hashed at a time (chunk-verify.ts SCRATCH) */
-#define KEEP ((size_t)16 << 20)       /* a thread keeps at most this much deciphered scratch */
+#define KEEP ((size_t)2 << 20)       /* a thread keeps at most this much deciphered scratch (a 1 MiB chunk's) */
 
 enum {
   S_OK = 0,
@@ -95,6 +95,7 @@ static __thread HMAC_CTX *t_hmac;
 static __thread uint8_t *t_scratch;
 static __thread size_t t_scratchCap;
 static __thread uint8_t *t_stream;
+static __thread uint8_t *t_piece;
 /*
  * The thread's own buffers a job's steps name by negative index: T_JOIN (-3) a dictionary joined
  * from parts (comp -2 steps), T_LVL0/T_LVL1 (-4, -5) the inner levels of a delta chain, alternately.
@@ -279,64 +280,170 @@ static int zstd_exact(ZSTD_DCtx *d, const uint8_t *src, size_t srcLen, uint8_t *
   return S_OK;
 }
 
-/* codec.ts decompressCappedInto: the plaintext through t_stream into the HMAC, at most limit bytes. */
-static int zstd_hashed(ZSTD_DCtx *d, const uint8_t *src, size_t srcLen, size_t limit, HMAC_CTX *h, size_t *produced, char **msg) {
-  ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
-  if (srcLen == 0) {
-    *msg = dupmsg("empty zstd payload");
+/*
+ * codec.ts CappedStream: the compressed payload arriving in pieces (push), then end(); the
+ * plaintext through t_stream into the HMAC, at most `limit` bytes. The same steps, limits and
+ * errors as the JavaScript, piece for piece.
+ */
+typedef struct {
+  ZSTD_DCtx *d;
+  HMAC_CTX *h;
+  size_t limit, total;
+  int started;
+  size_t ret; /* the last decompressStream result of a call that moved bytes: 0 when a frame is complete */
+} cstream;
+
+/* One decompressStream call; at the cap, a 1-byte probe: any further output is an error. */
+static int cs_step(cstream *c, const uint8_t *src, size_t n, size_t *produced, size_t *used, size_t *room, char **msg) {
+  uint8_t probe[1];
+  ZSTD_outBuffer o;
+  if (c->total >= c->limit) {
+    o = (ZSTD_outBuffer){probe, 1, 0};
+    *room = 1;
+  } else {
+    *room = c->limit - c->total < STREAM_SCRATCH ? c->limit - c->total : STREAM_SCRATCH;
+    o = (ZSTD_outBuffer){t_stream, *room, 0};
+  }
+  ZSTD_inBuffer in = {src, n, 0};
+  size_t ret = ZSTD_decompressStream(c->d, &o, &in);
+  if (ZSTD_isError(ret)) {
+    *msg = dupmsg(ZSTD_getErrorName(ret));
     return S_DECOMP;
   }
-  unsigned long long declared = ZSTD_getFrameContentSize(src, srcLen);
-  if (declared == ZSTD_CONTENTSIZE_ERROR) {
-    *msg = dupmsg("Could not parse Zstandard header");
-    return S_DECOMP;
-  }
-  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > limit) {
-    *msg = fmtmsg("zstd frame declares %llu bytes, more than the %llu allowed", declared, limit);
-    return S_DECOMP;
-  }
-  if (!t_stream) t_stream = mem_alloc(STREAM_SCRATCH);
-  if (!t_stream) return S_NOMEM;
-  size_t total = 0, consumed = 0;
-  for (;;) {
-    if (total >= limit) {
-      ZSTD_outBuffer o = {t_stream, 1, 0};
-      ZSTD_inBuffer in = {src + consumed, srcLen - consumed, 0};
-      size_t ret = ZSTD_decompressStream(d, &o, &in);
-      if (ZSTD_isError(ret)) {
-        *msg = dupmsg(ZSTD_getErrorName(ret));
-        return S_DECOMP;
-      }
-      consumed += in.pos;
-      if (o.pos > 0) {
-        *msg = fmtmsg("decompresses to more than the %llu bytes allowed", limit, 0);
-        return S_DECOMP;
-      }
-      if (ret == 0 && consumed >= srcLen) break;
-      if (in.pos == 0 && consumed >= srcLen) {
-        *msg = dupmsg("zstd frame is truncated");
-        return S_DECOMP;
-      }
-      continue;
-    }
-    size_t room = limit - total < STREAM_SCRATCH ? limit - total : STREAM_SCRATCH;
-    ZSTD_outBuffer o = {t_stream, room, 0};
-    ZSTD_inBuffer in = {src + consumed, srcLen - consumed, 0};
-    size_t ret = ZSTD_decompressStream(d, &o, &in);
-    if (ZSTD_isError(ret)) {
-      *msg = dupmsg(ZSTD_getErrorName(ret));
+  *produced = o.pos;
+  *used = in.pos;
+  if (o.dst == probe) {
+    if (o.pos > 0) {
+      *msg = fmtmsg("decompresses to more than the %llu bytes allowed", c->limit, 0);
       return S_DECOMP;
     }
-    if (o.pos > 0) HMAC_Update(h, t_stream, o.pos);
-    total += o.pos;
-    consumed += in.pos;
-    if (ret == 0 && consumed >= srcLen) break;
-    if (o.pos == 0 && in.pos == 0) {
+    if (in.pos > 0) c->ret = ret;
+    return S_OK;
+  }
+  if (o.pos > 0) HMAC_Update(c->h, t_stream, o.pos);
+  c->total += o.pos;
+  if (in.pos > 0 || o.pos > 0) c->ret = ret;
+  return S_OK;
+}
+
+static int cs_push(cstream *c, const uint8_t *src, size_t n, char **msg) {
+  if (n == 0) return S_OK;
+  if (!c->started) {
+    c->started = 1;
+    ZSTD_DCtx_reset(c->d, ZSTD_reset_session_only);
+    unsigned long long declared = ZSTD_getFrameContentSize(src, n);
+    if (declared == ZSTD_CONTENTSIZE_ERROR) {
+      *msg = dupmsg("Could not parse Zstandard header");
+      return S_DECOMP;
+    }
+    if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > c->limit) {
+      *msg = fmtmsg("zstd frame declares %llu bytes, more than the %llu allowed", declared, c->limit);
+      return S_DECOMP;
+    }
+  }
+  size_t consumed = 0;
+  for (;;) {
+    size_t produced, used, room;
+    int r = cs_step(c, src + consumed, n - consumed, &produced, &used, &room, msg);
+    if (r != S_OK) return r;
+    consumed += used;
+    if (consumed >= n && produced < room) return S_OK;
+    if (produced == 0 && used == 0 && consumed < n) {
       *msg = dupmsg("zstd frame is truncated");
       return S_DECOMP;
     }
   }
-  *produced = total;
+}
+
+static int cs_end(cstream *c, size_t *total, char **msg) {
+  if (!c->started) {
+    *msg = dupmsg("empty zstd payload");
+    return S_DECOMP;
+  }
+  while (c->ret != 0) {
+    size_t produced, used, room;
+    int r = cs_step(c, NULL, 0, &produced, &used, &room, msg);
+    if (r != S_OK) return r;
+    if (produced == 0) {
+      *msg = dupmsg("zstd frame is truncated");
+      return S_DECOMP;
+    }
+  }
+  *total = c->total;
+  return S_OK;
+}
+
+#define OPEN_PIECE (64 * 1024) /* sealed bytes deciphered at a time by decodeId (codec.ts OPEN_PIECE) */
+
+/*
+ * codec.ts decodeId: the sealed bytes deciphered OPEN_PIECE at a time, each piece fed to the
+ * decompressor (or the hash), nothing kept; the first problem decoding is reported only if the
+ * payload authenticates. Returns the step's code; the id into `id`.
+ */
+static int decode_id(job *j, const uint8_t *sealed, size_t len, double comp, size_t raw, const uint8_t *dict, size_t dictLen, int hasDict, uint8_t *id,
+                     double *aux, char **msg) {
+  if (!t_cipher) t_cipher = EVP_CIPHER_CTX_new();
+  if (!t_hmac) t_hmac = HMAC_CTX_new();
+  if (!t_dctx) t_dctx = ZSTD_createDCtx_advanced(zmem);
+  if (!t_stream) t_stream = mem_alloc(STREAM_SCRATCH);
+  if (!t_piece) t_piece = mem_alloc(OPEN_PIECE);
+  if (!t_cipher || !t_hmac || !t_dctx || !t_stream || !t_piece) return S_NOMEM;
+  if (HMAC_Init_ex(t_hmac, j->key.id, 32, EVP_sha256(), NULL) != 1) return S_NOMEM;
+  EVP_CIPHER_CTX *c = t_cipher;
+  if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE, NULL) != 1 ||
+      EVP_DecryptInit_ex(c, NULL, NULL, j->key.enc, sealed) != 1 || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG, (void *)(sealed + len - TAG)) != 1)
+    return S_NOMEM;
+  const uint8_t *body = sealed + NONCE;
+  const size_t blen = len - NONCE - TAG;
+  int problem = S_OK;
+  char *pmsg = NULL;
+  size_t n = 0;
+  cstream cs = {t_dctx, t_hmac, raw, 0, 0, (size_t)-1};
+  if (comp == 2) {
+    if (!hasDict) problem = S_NOBASE;
+    else {
+      ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
+      size_t e = ZSTD_DCtx_loadDictionary_byReference(t_dctx, dict, dictLen);
+      if (ZSTD_isError(e)) {
+        pmsg = dupmsg(ZSTD_getErrorName(e));
+        problem = S_DECOMP;
+      }
+    }
+  }
+  int authOk = 1;
+  for (size_t off = 0; off < blen; off += OPEN_PIECE) {
+    size_t k = blen - off < OPEN_PIECE ? blen - off : OPEN_PIECE;
+    int outl = 0;
+    if (EVP_DecryptUpdate(c, t_piece, &outl, body + off, (int)k) != 1 || (size_t)outl != k) {
+      authOk = 0;
+      break;
+    }
+    if (problem != S_OK) continue; /* still deciphered: the tag covers every byte */
+    if (comp == 0) {
+      HMAC_Update(t_hmac, t_piece, k);
+      n += k;
+      continue;
+    }
+    problem = cs_push(&cs, t_piece, k, &pmsg);
+  }
+  int outl = 0;
+  if (authOk) authOk = EVP_DecryptFinal_ex(c, t_piece, &outl) == 1;
+  if (authOk && comp != 0 && problem == S_OK) problem = cs_end(&cs, &n, &pmsg);
+  if (comp == 2) ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
+  if (!authOk) {
+    free(pmsg);
+    return S_AUTH;
+  }
+  if (problem != S_OK) {
+    *msg = pmsg;
+    return problem;
+  }
+  if (n != raw) {
+    *aux = (double)n;
+    return S_LENGTH;
+  }
+  unsigned int mdlen = 0;
+  if (HMAC_Final(t_hmac, id, &mdlen) != 1 || mdlen != 32) return S_NOMEM;
   return S_OK;
 }
 
@@ -418,6 +525,7 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
     *aux = (double)len;
     return S_SHORT;
   }
+  if (!out) return decode_id(j, sealed, len, comp, raw, dict, dictLen, hasDict, j->ids + (size_t)i * 32, aux, msg);
   const size_t plen = len - NONCE - TAG;
   /* a stored blob of the right size is deciphered straight into its place */
   int direct = comp == 0 && out && plen == raw && !(sealed < out + raw && out < sealed + len);
@@ -431,34 +539,6 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
   if (!t_dctx && comp != 0) return S_NOMEM;
   size_t n = 0;
   int r = S_OK;
-  if (!out) {
-    /* decodeId: the plaintext only hashed, streaming */
-    if (!t_hmac) t_hmac = HMAC_CTX_new();
-    if (!t_hmac || HMAC_Init_ex(t_hmac, j->key.id, 32, EVP_sha256(), NULL) != 1) return S_NOMEM;
-    if (comp == 0) {
-      HMAC_Update(t_hmac, payload, plen);
-      n = plen;
-    } else {
-      if (comp == 2) {
-        ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters); /* (a failed frame may have left it mid-stream) */
-        size_t e = ZSTD_DCtx_loadDictionary_byReference(t_dctx, dict, dictLen);
-        if (ZSTD_isError(e)) {
-          *msg = dupmsg(ZSTD_getErrorName(e));
-          r = S_DECOMP;
-        }
-      }
-      if (r == S_OK) r = zstd_hashed(t_dctx, payload, plen, raw, t_hmac, &n, msg);
-      if (comp == 2) ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
-    }
-    if (r != S_OK) return r;
-    if (n != raw) {
-      *aux = (double)n;
-      return S_LENGTH;
-    }
-    unsigned int mdlen = 0;
-    if (HMAC_Final(t_hmac, j->ids + (size_t)i * 32, &mdlen) != 1 || mdlen != 32) return S_NOMEM;
-    return S_OK;
-  }
   if (comp == 0) {
     n = plen;
     if (n == raw && !direct) memcpy(out, payload, n);

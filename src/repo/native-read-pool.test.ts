@@ -105,6 +105,22 @@ function cases(): Case[] {
     { name: 'delta on two bases, swapped', sealed: two.sealed, compression: 2, rawLength: changed.length, dict: [base.subarray(60_000), base.subarray(0, 60_000)] },
     { name: 'delta on no base', sealed: delta.sealed, compression: 2, rawLength: changed.length, dict: [] },
   ];
+  // payloads of several 64 KiB pieces (decodeId deciphers and decompresses piece by piece)
+  const big = Buffer.concat([randomBytes(250_000), text(250_000, 5)]);
+  const zb = zstd.compress(big);
+  const nb = frameNoSize(big);
+  assert.ok(zb.length > 3 * 65536);
+  out.push(
+    { name: 'large', sealed: seal(encKey, zb), compression: 1, rawLength: big.length },
+    { name: 'large, truncated', sealed: seal(encKey, zb.subarray(0, 200_000)), compression: 1, rawLength: big.length },
+    { name: 'large, no size, more than raw', sealed: seal(encKey, nb), compression: 1, rawLength: 270_000 },
+    { name: 'large, no size, truncated', sealed: seal(encKey, nb.subarray(0, nb.length - 1)), compression: 1, rawLength: big.length },
+    { name: 'large, then garbage', sealed: seal(encKey, Buffer.concat([zb, randomBytes(70_000)])), compression: 1, rawLength: big.length },
+    { name: 'large, stored', sealed: seal(encKey, big), compression: 0, rawLength: big.length },
+  );
+  const tb = Buffer.from(seal(encKey, zb));
+  tb[tb.length - 1]! ^= 1;
+  out.push({ name: 'large, tag tampered', sealed: tb, compression: 1, rawLength: big.length });
   // garbage of every size around the seal's overhead
   for (const n of [28, 29, 40, 300]) out.push({ name: `random ${n}`, sealed: randomBytes(n), compression: 1, rawLength: 1000 });
   return out;
