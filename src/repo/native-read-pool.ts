@@ -295,7 +295,10 @@ export class NativeReadPool implements ReadPool {
     opts: { hash?: boolean; shared?: boolean } = {},
   ): Promise<{ data: Buffer; id?: string }> {
     if (!(Number.isSafeInteger(rawLength) && rawLength >= 0 && rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${what}: rawLength ${rawLength} exceeds the format maximum`);
-    const out = Buffer.allocUnsafeSlow(rawLength);
+    // `shared` (a delta base for the read cache): in a SharedArrayBuffer, as the decode worker returns it. Its
+    // bytes do not count towards this heap's external memory: as plain buffers, the cached and evicted bases of
+    // a day-3 dump restore brought about 9 major GCs instead of 1 (+0.15 user s, +6 MB peak RSS)
+    const out = opts.shared ? Buffer.from(new SharedArrayBuffer(rawLength)) : Buffer.allocUnsafeSlow(rawLength);
     const plan = new Plan();
     const hash = opts.hash !== false;
     const step = { src: plan.buf(sealed), off: 0, len: sealed.length, comp: compression, raw: rawLength, dst: plan.buf(out), flags: F_DECODE | (hash ? F_HASH : 0), group: 0 };
