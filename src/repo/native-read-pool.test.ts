@@ -256,6 +256,11 @@ test('native read pool: decode and decodeChain give the plaintext, id or error t
   const r = await p.decode(owned, e.compression, a.length, 'blob owned');
   assert.ok(r.data.equals(a));
   assert.equal(owned.length, 0, 'the sealed input was freed');
+  // a base for the read cache comes back in a SharedArrayBuffer (as from the decode worker), unhashed if asked
+  const sh = await p.decode(Buffer.from(e.sealed), e.compression, a.length, 'blob shared', undefined, { shared: true, hash: false });
+  assert.ok(sh.data.equals(a));
+  assert.ok(sh.data.buffer instanceof SharedArrayBuffer);
+  assert.equal(sh.id, undefined);
   const big = Buffer.concat([e.sealed, Buffer.alloc(10)]);
   const view = big.subarray(0, e.sealed.length);
   assert.ok((await p.decode(view, e.compression, a.length, 'blob in a view')).data.equals(a));
