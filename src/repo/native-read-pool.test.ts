@@ -339,3 +339,50 @@ test('restore and check --read-data give the same results with the C codec and w
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('native/codec.c: steps with random indexes, offsets, lengths and kinds never read or write outside their buffers; each answers a code', { skip }, async () => {
+  const addon = codecNative()!;
+  const ctx = addon.open(encKey, idKey);
+  const a = text(50_000, 4);
+  const e = codec.encode(a);
+  const bufs = [Buffer.from(e.sealed), Buffer.alloc(60_000), randomBytes(100), new ArrayBuffer(70_000), Buffer.alloc(0)];
+  const pick = (xs: number[]) => xs[Math.floor(Math.random() * xs.length)]!;
+  const num = () => pick([-5, -4, -3, -2, -1, 0, 1, 5, 27, 28, 99, 100, e.sealed.length, a.length, 60_000, 70_000, 2 ** 31, 2 ** 53, -0.5, 1.5, NaN, Infinity]);
+  for (let round = 0; round < 300; round++) {
+    const n = 1 + Math.floor(Math.random() * 6);
+    const steps = new Float64Array(n * 12);
+    for (let k = 0; k < steps.length; k++) steps[k] = num();
+    for (let i = 0; i < n; i++) {
+      steps[i * 12 + 3] = pick([-3, -2, -1, 0, 1, 2, 3, 0.5]);
+      steps[i * 12 + 10] = pick([0, 1, 2, 3, 4, 7, 8, -1]);
+      steps[i * 12 + 11] = pick([-1, 0, 1]);
+    }
+    const status = new Float64Array(n * 2).fill(-1);
+    const ids = Buffer.alloc(n * 32);
+    await new Promise<void>((resolve) => addon.run(ctx, bufs, steps, status, ids, () => resolve()));
+    for (let i = 0; i < n; i++) assert.ok(Number.isInteger(status[2 * i]) && status[2 * i]! >= 0 && status[2 * i]! <= 9, `step ${i}: ${status[2 * i]}`);
+  }
+  // a well-formed step still decodes
+  const status = new Float64Array(2);
+  const ids = Buffer.alloc(32);
+  const out = Buffer.alloc(a.length);
+  const steps = Float64Array.from([0, 0, e.sealed.length, e.compression, a.length, 1, 0, -1, 0, 0, 1, -1]);
+  await new Promise<void>((resolve) => addon.run(ctx, [Buffer.from(e.sealed), out], steps, status, ids, () => resolve()));
+  assert.equal(status[0], 0);
+  assert.ok(out.equals(a));
+  assert.equal(ids.toString('hex'), blobId(idKey, a));
+  // a source range past its buffer's end, a destination past its end, a dictionary past its end, a buffer index past the list
+  const bad = [
+    [0, 1, e.sealed.length, e.compression, a.length, 1, 0, -1, 0, 0, 1, -1],
+    [0, 0, e.sealed.length, e.compression, a.length, 1, 1, -1, 0, 0, 1, -1],
+    [0, 0, e.sealed.length, 2, a.length, 1, 0, 1, 10, a.length, 1, -1],
+    [2, 0, e.sealed.length, e.compression, a.length, 1, 0, -1, 0, 0, 1, -1],
+  ];
+  const codes = new Float64Array(bad.length * 2);
+  await new Promise<void>((resolve) => addon.run(ctx, [Buffer.from(e.sealed), out], Float64Array.from(bad.flat()), codes, Buffer.alloc(32 * bad.length), () => resolve()));
+  assert.deepEqual([codes[0], codes[2], codes[4], codes[6]], [1, 9, 1, 1], 'out of range: S_RANGE (1) or S_OUTLEN (9)');
+  // arguments of the wrong shape are refused
+  assert.throws(() => addon.run(ctx, bufs, new Float64Array(5), new Float64Array(2), Buffer.alloc(32), () => {}), TypeError);
+  assert.throws(() => addon.run(ctx, bufs, new Float64Array(12), new Float64Array(1), Buffer.alloc(32), () => {}), TypeError);
+  assert.throws(() => addon.run({}, bufs, new Float64Array(12), new Float64Array(2), Buffer.alloc(32), () => {}), TypeError);
+});
