@@ -12,6 +12,7 @@
  *   open(encKey: Uint8Array(32), idKey: Uint8Array(32)) -> ctx (an external)
  *   run(ctx, bufs: Array<ArrayBuffer | ArrayBufferView>, steps: Float64Array, status: Float64Array,
  *       ids: Uint8Array, cb: (msgs: Array<string | undefined>) => void): undefined
+ *   detach(ab: ArrayBuffer): undefined (frees a consumed input at once, as a transfer would)
  *
  * One job: `steps` (STEP numbers each) runs in order in one work item. A step:
  *   [0] src: index in bufs   [1] offset  [2] length          (the sealed blob)
@@ -22,7 +23,7 @@
  *   (dst and dict may also name the thread's buffers: -3 the joined dictionary, -4 and -5 a chain's
  *   inner levels; see t_tb)
  *   [10] flags: 1 hash the plaintext (the id into ids[32*i, +32)); 2 decode() semantics (a delta
- *        through the context's dictionary, capped streaming); 4 decodeTo semantics for a delta
+ *        through the context's dictionary, capped streaming); without 2: decodeInto / decodeTo
  *   [11] group: once a step of a group failed, its later steps are skipped (S_SKIPPED): a chain.
  * status[2*i] = code (S_*), status[2*i+1] = a number for the message; msgs[i] = zstd's message.
  * Every index, offset and length is checked against the buffers before use: nothing is read or
