@@ -48,6 +48,16 @@
       "cflags": ["-O2", "-fvisibility=hidden"]
     },
     {
+      "target_name": "codec",
+      "sources": ["codec.c", "codec-zstd.c"],
+      "include_dirs": ["<(zstd_lib)"],
+      "defines": ["ZSTD_NO_TRACE", "XXH_NAMESPACE=LBCD_"],
+      "cflags": ["-O3", "-Wall", "-fvisibility=hidden"],
+      "conditions": [
+        ["target_arch==\"x64\"", { "sources": ["<(zstd_lib)/decompress/huf_decompress_amd64.S"] }, { "defines": ["ZSTD_DISABLE_ASM"] }]
+      ]
+    },
+    {
       "target_name": "scandir",
       "sources": ["scandir.c"],
       "cflags": ["-O2", "-Wall"]

@@ -31,6 +31,7 @@ import {
 } from './pack.js';
 import { PackFileWriter } from './pack-file.js';
 import { WorkerPool } from './pool.js';
+import { NativeReadPool, type ReadPool, codecNative } from './native-read-pool.js';
 import type { SlabPool } from './chunk-decode.js';
 import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot.js';
 import { type Tree, decodeTree, encodeTree } from './tree.js';
@@ -156,7 +157,7 @@ export class Repository {
   private readonly gear: Int32Array;
   private readonly codec: BlobCodec;
   private poolInstance: WorkerPool | undefined;
-  private readPoolInstance: WorkerPool | undefined;
+  private readPoolInstance: ReadPool | undefined;
   /**
    * Decoded trees and delta bases. A chain is resolved in stream order, so the
    * bases in use at any time are those of the few blobs in flight: 32 MiB holds
@@ -283,11 +284,18 @@ export class Repository {
    * writes, small blobs) is the busier side there, and a second worker cost
    * about 40 MB of RSS for no measured gain (docs/benchmarks.md);
    * LIFEBOAT_DECODE_WORKERS overrides. A backup that reads delta bases uses
-   * its encode pool instead.
+   * its encode pool instead. With the C codec (native/codec.c, unless
+   * LIFEBOAT_NO_NATIVE=1 or LIFEBOAT_NATIVE_READ=0) no worker at all: the
+   * decode runs in libuv work items of this isolate (native-read-pool.ts).
    */
-  get readPool(): WorkerPool {
+  get readPool(): ReadPool {
     if (this.poolInstance) return this.poolInstance;
     if (!this.readPoolInstance) {
+      const addon = codecNative();
+      if (addon) {
+        this.readPoolInstance = new NativeReadPool(addon, this.key);
+        return this.readPoolInstance;
+      }
       const n = Number(process.env.LIFEBOAT_DECODE_WORKERS) || Math.max(1, Math.min(4, availableParallelism() - 1));
       this.readPoolInstance = new WorkerPool(this.key, this.config.compressionLevel, n, 'decode-worker.js');
     }

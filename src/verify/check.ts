@@ -257,7 +257,8 @@ interface PackFindings {
 async function readAllPacks(repo: Repository, packs: string[], stored: Map<string, number>, onProgress?: (done: number, total: number) => void): Promise<PackFindings[]> {
   let done = 0;
   const buffers = new RangeBuffers();
-  const inline = process.env.LIFEBOAT_CHECK_INLINE === '0' ? undefined : new InlineVerifier(repo);
+  // (the C codec decodes on libuv's threads, every core: the main thread need not help)
+  const inline = process.env.LIFEBOAT_CHECK_INLINE === '0' || (repo.readPool.native && process.env.LIFEBOAT_CHECK_INLINE !== '1') ? undefined : new InlineVerifier(repo);
   const atOnce = Number(process.env.LIFEBOAT_CHECK_PACKS) || PACKS_AT_ONCE;
   return mapLimit(packs, atOnce, async (pack) => {
     const f: PackFindings = { pack, bytesRead: 0, read: false, hashBad: false, damaged: [] };

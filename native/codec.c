@@ -1,0 +1,807 @@
+/*
+ * The read path's blob decode in C, on libuv's thread pool (branch ncodec): AES-256-GCM open,
+ * zstd decompression (a delta: with its base's plaintext as dictionary) and the keyed id
+ * (HMAC-SHA256) of the plaintext, exactly as codec.ts BlobCodec (decodeInto, decodeTo, decode,
+ * decodeId) and crypto.ts open do: the same sealed format (nonce 12 || ciphertext || tag 16, no
+ * aad), the same decompression loops and limits, the same outcome per blob. The errors come back
+ * as codes (and zstd's own message) that src/repo/native-read-pool.ts turns into the JS path's
+ * messages. No second V8 isolate: restore and check --read-data run no decode worker thread.
+ * OpenSSL is the node binary's own (its symbols resolve there); zstd is compiled from the sources
+ * zstd-napi ships (the same version the JS path uses).
+ *
+ *   open(encKey: Uint8Array(32), idKey: Uint8Array(32)) -> ctx (an external)
+ *   run(ctx, bufs: Array<ArrayBuffer | ArrayBufferView>, steps: Float64Array, status: Float64Array,
+ *       ids: Uint8Array, cb: (msgs: Array<string | undefined>) => void): undefined
+ *   detach(ab: ArrayBuffer): undefined (frees a consumed input at once, as a transfer would)
+ *
+ * One job: `steps` (STEP numbers each) runs in order in one work item. A step:
+ *   [0] src: index in bufs   [1] offset  [2] length          (the sealed blob)
+ *   [3] compression 0/1/2, or -2: join (src's bytes into this thread's dictionary buffer at [6]; the
+ *       first part, at 0, sizes it to rawLength)
+ *   [4] rawLength            [5] dst: index in bufs, or -1 (only the id: decodeId's streaming)
+ *   [6] dst offset           [7] dict: index in bufs, or -1   [8] dict offset  [9] dict length
+ *   (dst and dict may also name the thread's buffers: -3 the joined dictionary, -4 and -5 a chain's
+ *   inner levels; see t_tb)
+ *   [10] flags: 1 hash the plaintext (the id into ids[32*i, +32)); 2 decode() semantics (a delta
+ *        through the context's dictionary, capped streaming); without 2: decodeInto / decodeTo
+ *   [11] group: once a step of a group failed, its later steps are skipped (S_SKIPPED): a chain.
+ * status[2*i] = code (S_*), status[2*i+1] = a number for the message; msgs[i] = zstd's message.
+ * Every index, offset and length is checked against the buffers before use: nothing is read or
+ * written outside them; decompression never writes past rawLength. The buffers are referenced
+ * (napi_ref) until the callback; the work item touches no JS value.
+ */
+#define ZSTD_STATIC_LINKING_ONLY
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <node_api.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include "zstd.h"
+
+#define STEP 12
+#define NONCE 12
+#define TAG 16
+#define MAX_RAW ((double)(256u << 20)) /* MAX_TREE_BLOB: the format's largest blob */
+#define MAX_BUFS 4096
+#define MAX_STEPS 65536
+#define STREAM_SCRATCH (256 * 1024) /* plaintext hashed at a time (chunk-verify.ts SCRATCH) */
+#define KEEP ((size_t)2 << 20)       /* a thread keeps at most this much deciphered scratch (a 1 MiB chunk's) */
+
+enum {
+  S_OK = 0,
+  S_RANGE = 1,     /* a range outside its buffer (aux: unused; the JS checks first) */
+  S_SHORT = 2,     /* too short to be a sealed object (aux: length) */
+  S_AUTH = 3,      /* authentication failed */
+  S_DECOMP = 4,    /* decompression failed (msgs[i]) */
+  S_LENGTH = 5,    /* decoded to aux bytes */
+  S_NOBASE = 6,    /* delta without its base */
+  S_SKIPPED = 7,   /* an earlier step of its group failed */
+  S_NOMEM = 8,     /* out of memory */
+  S_OUTLEN = 9,    /* the output is not rawLength bytes (aux: its length) */
+};
+
+typedef struct {
+  uint8_t enc[32];
+  uint8_t id[32];
+} codec_ctx;
+
+typedef struct {
+  uint8_t *p;
+  size_t n;
+} view;
+
+typedef struct {
+  napi_async_work work;
+  napi_ref cb;
+  napi_ref *refs;
+  uint32_t nrefs;
+  view *bufs;
+  uint32_t nbufs;
+  const double *steps;
+  uint32_t nsteps;
+  double *status;
+  uint8_t *ids;
+  size_t idsLen;
+  char **msgs;
+  codec_ctx key;
+} job;
+
+/* Per pool thread, kept for the process's life (libuv's threads never end before it). */
+static __thread EVP_CIPHER_CTX *t_cipher;
+static __thread ZSTD_DCtx *t_dctx;
+static __thread HMAC_CTX *t_hmac;
+static __thread uint8_t *t_scratch;
+static __thread size_t t_scratchCap;
+static __thread uint8_t *t_stream;
+static __thread uint8_t *t_piece;
+/*
+ * The thread's own buffers a job's steps name by negative index: T_JOIN (-3) a dictionary joined
+ * from parts (comp -2 steps), T_LVL0/T_LVL1 (-4, -5) the inner levels of a delta chain, alternately.
+ * Their bytes never reach JavaScript: no allocation (and garbage) on the JS heap per chain or join.
+ */
+typedef struct {
+  uint8_t *p;
+  size_t cap, len;
+} tbuf;
+static __thread tbuf t_tb[3];
+
+/*
+ * Memory of the pool threads: blocks from 64 KiB are mapped and unmapped directly, smaller ones
+ * malloc'd, each behind a 16-byte header saying which. Through malloc, the large blocks freed on
+ * these threads stayed in their arenas (glibc raises its mmap threshold to the size of a mapped
+ * block freed, and then serves that size from the thread's arena): check --read-data peaked ~17 MB
+ * higher than with MALLOC_ARENA_MAX=1.
+ */
+#define HDR 16
+#define BIG ((size_t)64 << 10)
+static void *mem_alloc(size_t n) {
+  if (n > SIZE_MAX - HDR - 4096) return NULL;
+  size_t t = n + HDR;
+  uint8_t *p;
+  if (t >= BIG) {
+    p = mmap(NULL, t, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+  } else {
+    p = malloc(t);
+    if (!p) return NULL;
+  }
+  memcpy(p, &t, sizeof t);
+  return p + HDR;
+}
+static void mem_free(void *q) {
+  if (!q) return;
+  uint8_t *p = (uint8_t *)q - HDR;
+  size_t t;
+  memcpy(&t, p, sizeof t);
+  if (t >= BIG) munmap(p, t);
+  else free(p);
+}
+static void *zstd_alloc(void *opaque, size_t n) {
+  (void)opaque;
+  return mem_alloc(n);
+}
+static void zstd_free(void *opaque, void *p) {
+  (void)opaque;
+  mem_free(p);
+}
+static const ZSTD_customMem zmem = {zstd_alloc, zstd_free, NULL};
+
+static uint8_t *scratch(size_t n) {
+  if (n == 0) n = 1;
+  if (t_scratchCap < n) {
+    mem_free(t_scratch);
+    size_t want = (n + (BIG - 1)) & ~(BIG - 1); /* in steps of 64 KiB: not a new mapping per size */
+    t_scratch = mem_alloc(want);
+    t_scratchCap = t_scratch ? want : 0;
+  }
+  return t_scratch;
+}
+
+static void scratch_trim(void) {
+  if (t_scratchCap > KEEP) {
+    mem_free(t_scratch);
+    t_scratch = NULL;
+    t_scratchCap = 0;
+  }
+  for (int k = 0; k < 3; k++)
+    if (t_tb[k].cap > KEEP) {
+      mem_free(t_tb[k].p);
+      t_tb[k].p = NULL;
+      t_tb[k].cap = t_tb[k].len = 0;
+    }
+}
+
+/* t_tb[k] with room for n bytes (its content is lost when it grows); NULL without memory. */
+static tbuf *tb_room(int k, size_t n) {
+  tbuf *b = &t_tb[k];
+  if (b->cap < n || !b->p) {
+    mem_free(b->p);
+    size_t want = ((n ? n : 1) + (BIG - 1)) & ~(BIG - 1);
+    b->p = mem_alloc(want);
+    b->cap = b->p ? want : 0;
+    b->len = 0;
+    if (!b->p) return NULL;
+  }
+  return b;
+}
+
+static char *dupmsg(const char *s) {
+  size_t n = strlen(s);
+  char *m = malloc(n + 1);
+  if (m) memcpy(m, s, n + 1);
+  return m;
+}
+
+static char *fmtmsg(const char *fmt, unsigned long long a, unsigned long long b) {
+  char tmp[160];
+  snprintf(tmp, sizeof tmp, fmt, a, b);
+  return dupmsg(tmp);
+}
+
+/* crypto.ts open: 1 ok (plaintext of len-28 bytes at out), 0 authentication failed, -1 no memory. */
+static int gcm_open(const uint8_t *key, const uint8_t *sealed, size_t len, uint8_t *out) {
+  if (!t_cipher) t_cipher = EVP_CIPHER_CTX_new();
+  if (!t_cipher) return -1;
+  EVP_CIPHER_CTX *c = t_cipher;
+  int outl = 0, ok = 1;
+  size_t body = len - NONCE - TAG;
+  ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE, NULL) == 1 &&
+       EVP_DecryptInit_ex(c, NULL, NULL, key, sealed) == 1;
+  if (!ok) return -1;
+  /* EVP takes int lengths: in pieces (a blob is at most MAX_RAW + 28 bytes anyway) */
+  size_t done = 0;
+  while (ok && done < body) {
+    size_t k = body - done > (1u << 30) ? (1u << 30) : body - done;
+    ok = EVP_DecryptUpdate(c, out + done, &outl, sealed + NONCE + done, (int)k) == 1 && (size_t)outl == k;
+    done += k;
+  }
+  if (!ok) return 0;
+  if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG, (void *)(sealed + len - TAG)) != 1) return 0;
+  return EVP_DecryptFinal_ex(c, out + body, &outl) == 1 ? 1 : 0;
+}
+
+/* codec.ts decompressExact (and decompressCapped with expected = limit): into out[0, limit). */
+static int zstd_exact(ZSTD_DCtx *d, const uint8_t *src, size_t srcLen, uint8_t *out, size_t limit, size_t *produced, char **msg) {
+  ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
+  if (srcLen == 0) {
+    *msg = dupmsg("empty zstd payload");
+    return S_DECOMP;
+  }
+  unsigned long long declared = ZSTD_getFrameContentSize(src, srcLen);
+  if (declared == ZSTD_CONTENTSIZE_ERROR) {
+    *msg = dupmsg("Could not parse Zstandard header");
+    return S_DECOMP;
+  }
+  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > limit) {
+    *msg = fmtmsg("zstd frame declares %llu bytes, more than the %llu allowed", declared, limit);
+    return S_DECOMP;
+  }
+  size_t pos = 0, consumed = 0;
+  uint8_t probe[1];
+  for (;;) {
+    if (pos == limit) {
+      ZSTD_outBuffer o = {probe, 1, 0};
+      ZSTD_inBuffer in = {src + consumed, srcLen - consumed, 0};
+      size_t ret = ZSTD_decompressStream(d, &o, &in);
+      if (ZSTD_isError(ret)) {
+        *msg = dupmsg(ZSTD_getErrorName(ret));
+        return S_DECOMP;
+      }
+      consumed += in.pos;
+      if (o.pos > 0) {
+        *msg = fmtmsg("decompresses to more than the %llu bytes allowed", limit, 0);
+        return S_DECOMP;
+      }
+      if (ret == 0 && consumed >= srcLen) break;
+      if (in.pos == 0 && consumed >= srcLen) {
+        *msg = dupmsg("zstd frame is truncated");
+        return S_DECOMP;
+      }
+      continue;
+    }
+    ZSTD_outBuffer o = {out + pos, limit - pos, 0};
+    ZSTD_inBuffer in = {src + consumed, srcLen - consumed, 0};
+    size_t ret = ZSTD_decompressStream(d, &o, &in);
+    if (ZSTD_isError(ret)) {
+      *msg = dupmsg(ZSTD_getErrorName(ret));
+      return S_DECOMP;
+    }
+    pos += o.pos;
+    consumed += in.pos;
+    if (ret == 0 && consumed >= srcLen) break;
+    if (o.pos == 0 && in.pos == 0) {
+      *msg = dupmsg("zstd frame is truncated");
+      return S_DECOMP;
+    }
+  }
+  *produced = pos;
+  return S_OK;
+}
+
+/*
+ * codec.ts CappedStream: the compressed payload arriving in pieces (push), then end(); the
+ * plaintext through t_stream into the HMAC, at most `limit` bytes. The same steps, limits and
+ * errors as the JavaScript, piece for piece.
+ */
+typedef struct {
+  ZSTD_DCtx *d;
+  HMAC_CTX *h;
+  size_t limit, total;
+  int started;
+  size_t ret; /* the last decompressStream result of a call that moved bytes: 0 when a frame is complete */
+} cstream;
+
+/* One decompressStream call; at the cap, a 1-byte probe: any further output is an error. */
+static int cs_step(cstream *c, const uint8_t *src, size_t n, size_t *produced, size_t *used, size_t *room, char **msg) {
+  uint8_t probe[1];
+  ZSTD_outBuffer o;
+  if (c->total >= c->limit) {
+    o = (ZSTD_outBuffer){probe, 1, 0};
+    *room = 1;
+  } else {
+    *room = c->limit - c->total < STREAM_SCRATCH ? c->limit - c->total : STREAM_SCRATCH;
+    o = (ZSTD_outBuffer){t_stream, *room, 0};
+  }
+  ZSTD_inBuffer in = {src, n, 0};
+  size_t ret = ZSTD_decompressStream(c->d, &o, &in);
+  if (ZSTD_isError(ret)) {
+    *msg = dupmsg(ZSTD_getErrorName(ret));
+    return S_DECOMP;
+  }
+  *produced = o.pos;
+  *used = in.pos;
+  if (o.dst == probe) {
+    if (o.pos > 0) {
+      *msg = fmtmsg("decompresses to more than the %llu bytes allowed", c->limit, 0);
+      return S_DECOMP;
+    }
+    if (in.pos > 0) c->ret = ret;
+    return S_OK;
+  }
+  if (o.pos > 0) HMAC_Update(c->h, t_stream, o.pos);
+  c->total += o.pos;
+  if (in.pos > 0 || o.pos > 0) c->ret = ret;
+  return S_OK;
+}
+
+static int cs_push(cstream *c, const uint8_t *src, size_t n, char **msg) {
+  if (n == 0) return S_OK;
+  if (!c->started) {
+    c->started = 1;
+    ZSTD_DCtx_reset(c->d, ZSTD_reset_session_only);
+    unsigned long long declared = ZSTD_getFrameContentSize(src, n);
+    if (declared == ZSTD_CONTENTSIZE_ERROR) {
+      *msg = dupmsg("Could not parse Zstandard header");
+      return S_DECOMP;
+    }
+    if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > c->limit) {
+      *msg = fmtmsg("zstd frame declares %llu bytes, more than the %llu allowed", declared, c->limit);
+      return S_DECOMP;
+    }
+  }
+  size_t consumed = 0;
+  for (;;) {
+    size_t produced, used, room;
+    int r = cs_step(c, src + consumed, n - consumed, &produced, &used, &room, msg);
+    if (r != S_OK) return r;
+    consumed += used;
+    if (consumed >= n && produced < room) return S_OK;
+    if (produced == 0 && used == 0 && consumed < n) {
+      *msg = dupmsg("zstd frame is truncated");
+      return S_DECOMP;
+    }
+  }
+}
+
+static int cs_end(cstream *c, size_t *total, char **msg) {
+  if (!c->started) {
+    *msg = dupmsg("empty zstd payload");
+    return S_DECOMP;
+  }
+  while (c->ret != 0) {
+    size_t produced, used, room;
+    int r = cs_step(c, NULL, 0, &produced, &used, &room, msg);
+    if (r != S_OK) return r;
+    if (produced == 0) {
+      *msg = dupmsg("zstd frame is truncated");
+      return S_DECOMP;
+    }
+  }
+  *total = c->total;
+  return S_OK;
+}
+
+#define OPEN_PIECE (64 * 1024) /* sealed bytes deciphered at a time by decodeId (codec.ts OPEN_PIECE) */
+
+/*
+ * codec.ts decodeId: the sealed bytes deciphered OPEN_PIECE at a time, each piece fed to the
+ * decompressor (or the hash), nothing kept; the first problem decoding is reported only if the
+ * payload authenticates. Returns the step's code; the id into `id`.
+ */
+static int decode_id(job *j, const uint8_t *sealed, size_t len, double comp, size_t raw, const uint8_t *dict, size_t dictLen, int hasDict, uint8_t *id,
+                     double *aux, char **msg) {
+  if (!t_cipher) t_cipher = EVP_CIPHER_CTX_new();
+  if (!t_hmac) t_hmac = HMAC_CTX_new();
+  if (!t_dctx) t_dctx = ZSTD_createDCtx_advanced(zmem);
+  if (!t_stream) t_stream = mem_alloc(STREAM_SCRATCH);
+  if (!t_piece) t_piece = mem_alloc(OPEN_PIECE);
+  if (!t_cipher || !t_hmac || !t_dctx || !t_stream || !t_piece) return S_NOMEM;
+  if (HMAC_Init_ex(t_hmac, j->key.id, 32, EVP_sha256(), NULL) != 1) return S_NOMEM;
+  EVP_CIPHER_CTX *c = t_cipher;
+  if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE, NULL) != 1 ||
+      EVP_DecryptInit_ex(c, NULL, NULL, j->key.enc, sealed) != 1 || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG, (void *)(sealed + len - TAG)) != 1)
+    return S_NOMEM;
+  const uint8_t *body = sealed + NONCE;
+  const size_t blen = len - NONCE - TAG;
+  int problem = S_OK;
+  char *pmsg = NULL;
+  size_t n = 0;
+  cstream cs = {t_dctx, t_hmac, raw, 0, 0, (size_t)-1};
+  if (comp == 2) {
+    if (!hasDict) problem = S_NOBASE;
+    else {
+      ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
+      size_t e = ZSTD_DCtx_loadDictionary_byReference(t_dctx, dict, dictLen);
+      if (ZSTD_isError(e)) {
+        pmsg = dupmsg(ZSTD_getErrorName(e));
+        problem = S_DECOMP;
+      }
+    }
+  }
+  int authOk = 1;
+  for (size_t off = 0; off < blen; off += OPEN_PIECE) {
+    size_t k = blen - off < OPEN_PIECE ? blen - off : OPEN_PIECE;
+    int outl = 0;
+    if (EVP_DecryptUpdate(c, t_piece, &outl, body + off, (int)k) != 1 || (size_t)outl != k) {
+      authOk = 0;
+      break;
+    }
+    if (problem != S_OK) continue; /* still deciphered: the tag covers every byte */
+    if (comp == 0) {
+      HMAC_Update(t_hmac, t_piece, k);
+      n += k;
+      continue;
+    }
+    problem = cs_push(&cs, t_piece, k, &pmsg);
+  }
+  int outl = 0;
+  if (authOk) authOk = EVP_DecryptFinal_ex(c, t_piece, &outl) == 1;
+  if (authOk && comp != 0 && problem == S_OK) problem = cs_end(&cs, &n, &pmsg);
+  if (comp == 2) ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
+  if (!authOk) {
+    free(pmsg);
+    return S_AUTH;
+  }
+  if (problem != S_OK) {
+    *msg = pmsg;
+    return problem;
+  }
+  if (n != raw) {
+    *aux = (double)n;
+    return S_LENGTH;
+  }
+  unsigned int mdlen = 0;
+  if (HMAC_Final(t_hmac, id, &mdlen) != 1 || mdlen != 32) return S_NOMEM;
+  return S_OK;
+}
+
+static int isint(double v, double max) { return v >= 0 && v <= max && v == (double)(uint64_t)v; }
+
+/* One step; returns its status code (aux and msg set as it says). */
+static int run_step(job *j, uint32_t i, double *aux, char **msg) {
+  const double *s = j->steps + (size_t)i * STEP;
+  const double comp = s[3], flags = s[10];
+  if (!isint(s[4], MAX_RAW) || !isint(flags, 7)) return S_RANGE;
+  const size_t raw = (size_t)s[4];
+  const int hash = ((int)flags & 1) != 0, decodeSem = ((int)flags & 2) != 0;
+  if (comp == -2) {
+    /* a part of a dictionary joined here (a two-base delta's bases): no joined copy on the JS heap */
+    if (!isint(s[6], MAX_RAW * 2) || j->nbufs == 0 || !isint(s[0], j->nbufs - 1) || !isint(s[1], MAX_RAW * 2) || !isint(s[2], MAX_RAW * 2)) return S_RANGE;
+    view *sv = &j->bufs[(size_t)s[0]];
+    if ((size_t)s[1] > sv->n || (size_t)s[2] > sv->n - (size_t)s[1]) return S_RANGE;
+    const size_t at = (size_t)s[6], n = (size_t)s[2];
+    tbuf *jb = &t_tb[0];
+    if (at == 0) {
+      /* the first part: the joined size is raw */
+      if (!(jb = tb_room(0, raw))) return S_NOMEM;
+      jb->len = raw;
+    }
+    if (!jb->p || at > jb->len || n > jb->len - at) return S_RANGE;
+    if (n) memcpy(jb->p + at, sv->p + (size_t)s[1], n);
+    return S_OK;
+  }
+  /* the destination: raw bytes of a buffer, or none (only the id) */
+  uint8_t *out = NULL;
+  if (s[5] == -3) {
+    /* into the joined dictionary (sized by a join step before) */
+    tbuf *b = &t_tb[0];
+    if (!isint(s[6], MAX_RAW * 2) || !b->p || (size_t)s[6] > b->len || raw > b->len - (size_t)s[6]) return S_RANGE;
+    out = b->p + (size_t)s[6];
+  } else if (s[5] == -4 || s[5] == -5) {
+    /* an inner level of a chain */
+    tbuf *b = tb_room(s[5] == -4 ? 1 : 2, raw);
+    if (s[6] != 0) return S_RANGE;
+    if (!b) return S_NOMEM;
+    b->len = raw;
+    out = b->p;
+  } else if (s[5] != -1) {
+    if (!isint(s[5], j->nbufs - 1) || !isint(s[6], MAX_RAW * 2) || j->nbufs == 0) return S_RANGE;
+    view *dv = &j->bufs[(size_t)s[5]];
+    if ((size_t)s[6] > dv->n || raw > dv->n - (size_t)s[6]) {
+      *aux = dv->n > (size_t)s[6] ? (double)(dv->n - (size_t)s[6]) : 0;
+      return S_OUTLEN;
+    }
+    out = dv->p + (size_t)s[6];
+  }
+  /* the dictionary (a delta's bases) */
+  const uint8_t *dict = NULL;
+  size_t dictLen = 0;
+  int hasDict = s[7] != -1;
+  if (s[7] == -3 || s[7] == -4 || s[7] == -5) {
+    /* one of the thread's buffers, as the steps before left it */
+    tbuf *b = &t_tb[s[7] == -3 ? 0 : s[7] == -4 ? 1 : 2];
+    if (!isint(s[8], MAX_RAW * 2) || !isint(s[9], MAX_RAW * 2) || !b->p || (size_t)s[8] > b->len || (size_t)s[9] > b->len - (size_t)s[8]) return S_RANGE;
+    if (out && out < b->p + b->cap && b->p < out + raw) return S_RANGE; /* never its own dictionary */
+    dict = b->p + (size_t)s[8];
+    dictLen = (size_t)s[9];
+  } else if (hasDict) {
+    if (!isint(s[7], j->nbufs - 1) || !isint(s[8], MAX_RAW * 2) || !isint(s[9], MAX_RAW * 2) || j->nbufs == 0) return S_RANGE;
+    view *v = &j->bufs[(size_t)s[7]];
+    if ((size_t)s[8] > v->n || (size_t)s[9] > v->n - (size_t)s[8]) return S_RANGE;
+    dict = v->p + (size_t)s[8];
+    dictLen = (size_t)s[9];
+  }
+  if (comp != 0 && comp != 1 && comp != 2) return S_RANGE;
+  if (!isint(s[0], j->nbufs - 1) || !isint(s[1], MAX_RAW * 2) || !isint(s[2], MAX_RAW * 2) || j->nbufs == 0) return S_RANGE;
+  view *sv = &j->bufs[(size_t)s[0]];
+  if ((size_t)s[1] > sv->n || (size_t)s[2] > sv->n - (size_t)s[1]) return S_RANGE;
+  const uint8_t *sealed = sv->p + (size_t)s[1];
+  const size_t len = (size_t)s[2];
+  /* decodeTo/decodeInto check the delta's base before opening; decode() and decodeId after */
+  if (comp == 2 && !hasDict && out && !decodeSem) return S_NOBASE;
+  if (len < NONCE + TAG) {
+    *aux = (double)len;
+    return S_SHORT;
+  }
+  if (!out) return decode_id(j, sealed, len, comp, raw, dict, dictLen, hasDict, j->ids + (size_t)i * 32, aux, msg);
+  const size_t plen = len - NONCE - TAG;
+  /* a stored blob of the right size is deciphered straight into its place */
+  int direct = comp == 0 && out && plen == raw && !(sealed < out + raw && out < sealed + len);
+  uint8_t *payload = direct ? out : scratch(plen);
+  if (!payload) return S_NOMEM;
+  int o = gcm_open(j->key.enc, sealed, len, payload);
+  if (o < 0) return S_NOMEM;
+  if (o == 0) return S_AUTH;
+  if (comp == 2 && !hasDict) return S_NOBASE;
+  if (!t_dctx) t_dctx = ZSTD_createDCtx_advanced(zmem);
+  if (!t_dctx && comp != 0) return S_NOMEM;
+  size_t n = 0;
+  int r = S_OK;
+  if (comp == 0) {
+    n = plen;
+    if (n == raw && !direct) memcpy(out, payload, n);
+  } else if (comp == 1) {
+    r = zstd_exact(t_dctx, payload, plen, out, raw, &n, msg);
+  } else if (decodeSem) {
+    /* decode(): the base through the context's dictionary, capped streaming */
+    ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
+    size_t e = ZSTD_DCtx_loadDictionary_byReference(t_dctx, dict, dictLen);
+    if (ZSTD_isError(e)) {
+      *msg = dupmsg(ZSTD_getErrorName(e));
+      r = S_DECOMP;
+    } else
+      r = zstd_exact(t_dctx, payload, plen, out, raw, &n, msg);
+    ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
+  } else {
+    /* decodeTo: one-shot with the base read in place */
+    if (plen == 0) {
+      *msg = dupmsg("empty zstd payload");
+      return S_DECOMP;
+    }
+    unsigned long long declared = ZSTD_getFrameContentSize(payload, plen);
+    if (declared == ZSTD_CONTENTSIZE_ERROR) {
+      *msg = dupmsg("Could not parse Zstandard header");
+      return S_DECOMP;
+    }
+    if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > raw) {
+      *msg = fmtmsg("zstd frame declares %llu bytes, more than the %llu allowed", declared, raw);
+      return S_DECOMP;
+    }
+    size_t ret = ZSTD_decompress_usingDict(t_dctx, out, raw, payload, plen, dict, dictLen);
+    if (ZSTD_isError(ret)) {
+      *msg = dupmsg(ZSTD_getErrorName(ret));
+      return S_DECOMP;
+    }
+    n = ret;
+  }
+  if (r != S_OK) return r;
+  if (n != raw) {
+    *aux = (double)n;
+    return S_LENGTH;
+  }
+  if (hash) {
+    unsigned int mdlen = 0;
+    if (!HMAC(EVP_sha256(), j->key.id, 32, out, raw, j->ids + (size_t)i * 32, &mdlen) || mdlen != 32) return S_NOMEM;
+  }
+  return S_OK;
+}
+
+static void execute(napi_env env, void *data) {
+  (void)env;
+  job *j = data;
+  double failed = -2; /* the last group that failed */
+  for (uint32_t i = 0; i < j->nsteps; i++) {
+    const double group = j->steps[(size_t)i * STEP + 11];
+    double aux = 0;
+    char *msg = NULL;
+    int code;
+    if (group >= 0 && group == failed) code = S_SKIPPED;
+    else {
+      code = run_step(j, i, &aux, &msg);
+      if (code != S_OK && group >= 0) failed = group;
+    }
+    j->status[2 * (size_t)i] = code;
+    j->status[2 * (size_t)i + 1] = aux;
+    j->msgs[i] = msg;
+  }
+  scratch_trim();
+}
+
+static void free_job(napi_env env, job *j) {
+  if (j->refs)
+    for (uint32_t k = 0; k < j->nrefs; k++)
+      if (j->refs[k]) napi_delete_reference(env, j->refs[k]);
+  if (j->cb) napi_delete_reference(env, j->cb);
+  if (j->work) napi_delete_async_work(env, j->work);
+  if (j->msgs)
+    for (uint32_t i = 0; i < j->nsteps; i++) free(j->msgs[i]);
+  free(j->msgs);
+  free(j->refs);
+  free(j->bufs);
+  OPENSSL_cleanse(&j->key, sizeof j->key);
+  free(j);
+}
+
+static void complete(napi_env env, napi_status st, void *data) {
+  job *j = data;
+  napi_value cb, global, arr, undef;
+  napi_get_undefined(env, &undef);
+  napi_get_global(env, &global);
+  if (napi_get_reference_value(env, j->cb, &cb) == napi_ok && cb) {
+    napi_create_array_with_length(env, j->nsteps, &arr);
+    for (uint32_t i = 0; i < j->nsteps; i++) {
+      napi_value m = undef;
+      if (st != napi_ok) napi_create_string_utf8(env, "cancelled", NAPI_AUTO_LENGTH, &m);
+      else if (j->msgs[i]) napi_create_string_utf8(env, j->msgs[i], NAPI_AUTO_LENGTH, &m);
+      napi_set_element(env, arr, i, m);
+    }
+    free_job(env, j);
+    napi_call_function(env, global, cb, 1, &arr, NULL);
+    return;
+  }
+  free_job(env, j);
+}
+
+/* The bytes of an ArrayBuffer or any view (Buffer, Uint8Array, Float64Array, ...). */
+static int bytes_of(napi_env env, napi_value v, uint8_t **p, size_t *n) {
+  bool is;
+  void *d = NULL;
+  if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) {
+    if (napi_get_arraybuffer_info(env, v, &d, n) != napi_ok) return 0;
+    *p = d;
+    return 1;
+  }
+  if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
+    napi_typedarray_type t;
+    size_t len;
+    napi_value ab;
+    size_t off;
+    if (napi_get_typedarray_info(env, v, &t, &len, &d, &ab, &off) != napi_ok) return 0;
+    size_t el = 1;
+    switch (t) {
+      case napi_int16_array: case napi_uint16_array: el = 2; break;
+      case napi_int32_array: case napi_uint32_array: case napi_float32_array: el = 4; break;
+      case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: el = 8; break;
+      default: el = 1;
+    }
+    *p = d;
+    *n = len * el;
+    return 1;
+  }
+  if (napi_is_dataview(env, v, &is) == napi_ok && is) {
+    napi_value ab;
+    size_t off;
+    if (napi_get_dataview_info(env, v, n, &d, &ab, &off) != napi_ok) return 0;
+    *p = d;
+    return 1;
+  }
+  return 0;
+}
+
+static void finalize_ctx(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  OPENSSL_cleanse(data, sizeof(codec_ctx));
+  free(data);
+}
+
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], r;
+  uint8_t *e, *k;
+  size_t en, kn;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !bytes_of(env, argv[0], &e, &en) || !bytes_of(env, argv[1], &k, &kn) || en != 32 ||
+      kn != 32) {
+    napi_throw_type_error(env, NULL, "open(encKey: Uint8Array(32), idKey: Uint8Array(32))");
+    return NULL;
+  }
+  codec_ctx *c = malloc(sizeof *c);
+  if (!c) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  memcpy(c->enc, e, 32);
+  memcpy(c->id, k, 32);
+  if (napi_create_external(env, c, finalize_ctx, NULL, &r) != napi_ok) {
+    free(c);
+    return NULL;
+  }
+  return r;
+}
+
+static napi_value js_run(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  const char *usage = "run(ctx, bufs: Array, steps: Float64Array, status: Float64Array, ids: Uint8Array, cb: Function)";
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  codec_ctx *c = NULL;
+  napi_valuetype t;
+  bool isArr;
+  uint32_t nb = 0;
+  if (napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], (void **)&c) != napi_ok || !c ||
+      napi_is_array(env, argv[1], &isArr) != napi_ok || !isArr || napi_get_array_length(env, argv[1], &nb) != napi_ok || nb > MAX_BUFS ||
+      napi_typeof(env, argv[5], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  uint8_t *sp, *stp, *idp;
+  size_t sn, stn, idn;
+  if (!bytes_of(env, argv[2], &sp, &sn) || !bytes_of(env, argv[3], &stp, &stn) || !bytes_of(env, argv[4], &idp, &idn) || sn % (STEP * 8) != 0 ||
+      sn / (STEP * 8) > MAX_STEPS || stn < (sn / (STEP * 8)) * 16 || idn < (sn / (STEP * 8)) * 32 || ((uintptr_t)sp & 7) || ((uintptr_t)stp & 7)) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  job *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  j->nsteps = (uint32_t)(sn / (STEP * 8));
+  j->steps = (const double *)sp;
+  j->status = (double *)stp;
+  j->ids = idp;
+  j->idsLen = idn;
+  j->nbufs = nb;
+  memcpy(&j->key, c, sizeof *c);
+  j->nrefs = nb + 3;
+  j->refs = calloc(j->nrefs, sizeof *j->refs);
+  j->bufs = calloc(nb ? nb : 1, sizeof *j->bufs);
+  j->msgs = calloc(j->nsteps ? j->nsteps : 1, sizeof *j->msgs);
+  if (!j->refs || !j->bufs || !j->msgs) {
+    free_job(env, j);
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  for (uint32_t k = 0; k < nb; k++) {
+    napi_value v;
+    if (napi_get_element(env, argv[1], k, &v) != napi_ok || !bytes_of(env, v, &j->bufs[k].p, &j->bufs[k].n) ||
+        napi_create_reference(env, v, 1, &j->refs[k]) != napi_ok) {
+      free_job(env, j);
+      napi_throw_type_error(env, NULL, "run: bufs must hold ArrayBuffers or views");
+      return NULL;
+    }
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "lifeboat:codec", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_reference(env, argv[2], 1, &j->refs[nb]) != napi_ok || napi_create_reference(env, argv[3], 1, &j->refs[nb + 1]) != napi_ok ||
+      napi_create_reference(env, argv[4], 1, &j->refs[nb + 2]) != napi_ok || napi_create_reference(env, argv[5], 1, &j->cb) != napi_ok ||
+      napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok || napi_queue_async_work(env, j->work) != napi_ok) {
+    free_job(env, j);
+    napi_throw_error(env, NULL, "run: could not queue the job");
+    return NULL;
+  }
+  return NULL;
+}
+
+/*
+ * detach(ab: ArrayBuffer): its memory is freed now, not at the next major GC (a buffer the caller
+ * gave up, as WorkerPool transferred it to its worker: the sealed bytes of a decoded blob).
+ */
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  bool is = false, detached = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_is_arraybuffer(env, argv[0], &is) != napi_ok || !is) {
+    napi_throw_type_error(env, NULL, "detach(ab: ArrayBuffer)");
+    return NULL;
+  }
+  if (napi_is_detached_arraybuffer(env, argv[0], &detached) == napi_ok && !detached) napi_detach_arraybuffer(env, argv[0]);
+  return NULL;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value f;
+  napi_create_function(env, "open", NAPI_AUTO_LENGTH, js_open, NULL, &f);
+  napi_set_named_property(env, exports, "open", f);
+  napi_create_function(env, "run", NAPI_AUTO_LENGTH, js_run, NULL, &f);
+  napi_set_named_property(env, exports, "run", f);
+  napi_create_function(env, "detach", NAPI_AUTO_LENGTH, js_detach, NULL, &f);
+  napi_set_named_property(env, exports, "detach", f);
+  return exports;
+}
