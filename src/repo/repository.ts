@@ -34,6 +34,7 @@ import { WorkerPool } from './pool.js';
 import type { SlabPool } from './chunk-decode.js';
 import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot.js';
 import { type Tree, decodeTree, encodeTree } from './tree.js';
+import { PROGRAM } from './version.js';
 
 export const FORMAT_VERSION = 1;
 /** Data blobs at least this large carry a resemblance sketch (defined beside the codec, for the workers). */
@@ -78,7 +79,7 @@ interface EncodeJob {
   resolve: (r: { sealed: Buffer; compression: Compression; sf?: number[] }) => void;
   reject: (e: Error) => void;
 }
-export const PROGRAM = 'lifeboat 0.1.0';
+export { PROGRAM };
 
 /** The repository config object (sealed with the master key). See docs/format.md. */
 export interface RepoConfig {
