@@ -89,30 +89,40 @@ static void st32(uint8_t *p, uint32_t v) {
   p[3] = (uint8_t)(v >> 24);
 }
 
-/* ROMix of one 128*r-byte block in place; V has N/k blocks, X, T, Y 32*r words each. */
+/*
+ * ROMix of one 128*r-byte block in place; V has N/k blocks, X, T, Y 32*r words
+ * each (three distinct buffers, swapped, never copied).
+ */
 static void romix(uint8_t *b, size_t N, size_t r, size_t k, uint32_t *V, uint32_t *X, uint32_t *T, uint32_t *Y) {
   size_t w = 32 * r; /* words per block */
   for (size_t i = 0; i < w; i++) X[i] = le32(&b[4 * i]);
   for (size_t i = 0; i < N; i++) {
     if ((i & (k - 1)) == 0) memcpy(&V[(i / k) * w], X, w * 4);
     blockmix(X, Y, r);
-    memcpy(X, Y, w * 4);
+    uint32_t *t = X;
+    X = Y;
+    Y = t;
   }
   for (size_t i = 0; i < N; i++) {
     size_t j = X[(2 * r - 1) * 16] & (N - 1);
     const uint32_t *v = &V[(j / k) * w];
     size_t steps = j & (k - 1);
     if (steps) {
-      memcpy(T, v, w * 4);
-      for (size_t s = 0; s < steps; s++) {
+      /* the block j from the kept block j - (j mod k): BlockMix steps between T and Y */
+      blockmix(v, T, r);
+      for (size_t s = 1; s < steps; s++) {
         blockmix(T, Y, r);
-        memcpy(T, Y, w * 4);
+        uint32_t *t = T;
+        T = Y;
+        Y = t;
       }
       v = T;
     }
     for (size_t q = 0; q < w; q++) X[q] ^= v[q];
     blockmix(X, Y, r);
-    memcpy(X, Y, w * 4);
+    uint32_t *t = X;
+    X = Y;
+    Y = t;
   }
   for (size_t i = 0; i < w; i++) st32(&b[4 * i], X[i]);
 }
