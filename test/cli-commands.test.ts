@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { buildProgram, COMMAND_MODULES, commandModuleOf, modulesFor } from '../src/cli/program.js';
@@ -99,8 +99,22 @@ test('listing snapshots without a config loads neither the config schemas nor ot
     assert.deepEqual(JSON.parse(r.stdout), []);
     const loaded = r.stderr.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice(7));
     assert.ok(loaded.some((u) => u.endsWith('/cli/commands/inspect.js')), 'the hook saw the command module');
-    for (const heavy of ['/node_modules/zod/', '/node_modules/yaml/', '/config/load.js', '/cli/commands/backup.js', '/cli/commands/serve.js', '/sources/pipeline.js']) {
+    for (const heavy of ['/node_modules/zod/', '/node_modules/yaml/', '/config/load.js', '/cli/commands/backup.js', '/cli/commands/serve.js', '/sources/pipeline.js', '/engine/restorer.js']) {
       assert.ok(!loaded.some((u) => u.includes(heavy)), `${heavy} was loaded`);
+    }
+    // a files restore: the restorer, but not the sources (every kind's dump/drill code, zod schemas, SQLite)
+    const data = path.join(t.dir, 'data');
+    mkdirSync(data);
+    writeFileSync(path.join(data, 'f.txt'), 'restore me');
+    assert.equal((await runCli(['backup', '--repo', repo, data], { env })).code, 0);
+    const target = path.join(t.dir, 'target');
+    const rr = await runCli(['restore', '--repo', repo, `latest:${data}`, '--target', target], { env: { ...env, NODE_OPTIONS: `--import ${reg}` }, cwd: t.dir });
+    assert.equal(rr.code, 0, rr.stderr);
+    assert.equal(readFileSync(path.join(target, 'f.txt'), 'utf8'), 'restore me');
+    const loadedR = rr.stderr.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice(7));
+    assert.ok(loadedR.some((u) => u.endsWith('/engine/restorer.js')), 'the hook saw the restorer');
+    for (const heavy of ['/node_modules/zod/', '/node_modules/better-sqlite3/', '/config/sources.js', '/sources/']) {
+      assert.ok(!loadedR.some((u) => u.includes(heavy)), `restore: ${heavy} was loaded`);
     }
   } finally {
     t.cleanup();
