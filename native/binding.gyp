@@ -63,6 +63,11 @@
       "cflags": ["-O2", "-Wall"]
     },
     {
+      "target_name": "kdf",
+      "sources": ["kdf.c"],
+      "cflags": ["-O3", "-Wall"]
+    },
+    {
       "target_name": "files",
       "sources": ["files.c"],
       "cflags": ["-O2", "-Wall"]

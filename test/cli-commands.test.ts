@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { buildProgram, COMMAND_MODULES, commandModuleOf } from '../src/cli/program.js';
+import { buildProgram, COMMAND_MODULES, commandModuleOf, modulesFor } from '../src/cli/program.js';
 import { tmpDir, runCli } from './helpers/tmp.js';
+import { PROGRAM } from '../src/repo/version.js';
 
 /**
  * The CLI loads only the module of the command that runs (src/cli/program.ts):
@@ -42,6 +43,11 @@ test('the command is found past global options and their values; anything else l
   assert.equal(owner('bakup'), undefined); // a typo: the full program says "did you mean"
   assert.equal(owner('--no-such-option', 'backup'), undefined);
   assert.equal(owner('-r'), undefined); // missing value: the full program reports it
+  // --version is answered while commander parses the global options: no command module is needed
+  assert.deepEqual(modulesFor(['node', 'lifeboat', '--version']), []);
+  assert.deepEqual(modulesFor(['node', 'lifeboat', '-r', '/r', '-V']), []);
+  assert.equal(modulesFor(['node', 'lifeboat', 'help']).length, COMMAND_MODULES.length);
+  assert.equal((await buildProgram(['node', 'lifeboat', '--version'])).commands.length, 0);
   const one = await buildProgram(['node', 'lifeboat', '-r', '/r', 'prune']);
   assert.deepEqual(one.commands.map((c) => c.name()), ['prune']);
 });
@@ -53,6 +59,28 @@ test('lifeboat --help lists every command; a typo still gets a suggestion', asyn
   const typo = await runCli(['snapshot'], {});
   assert.equal(typo.code, 2);
   assert.match(typo.stderr, /Did you mean snapshots\?/);
+});
+
+test('lifeboat --version prints the version and loads neither command modules nor repository code', async () => {
+  const t = tmpDir();
+  try {
+    const hooks = path.join(t.dir, 'hooks.mjs');
+    writeFileSync(hooks, "export async function resolve(s, c, next) { const r = await next(s, c); process.stderr.write('LOADED ' + r.url + '\\n'); return r; }\n");
+    const reg = path.join(t.dir, 'register.mjs');
+    writeFileSync(reg, `import { register } from 'node:module'; register(${JSON.stringify('file://' + hooks)});\n`);
+    for (const flag of ['--version', '-V']) {
+      const r = await runCli([flag], { env: { NODE_OPTIONS: `--import ${reg}` }, cwd: t.dir });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `${PROGRAM.split(' ')[1]}\n`);
+      const loaded = r.stderr.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice(7));
+      assert.ok(loaded.some((u) => u.endsWith('/cli/program.js')), 'the hook saw the program');
+      for (const heavy of ['/cli/commands/', '/cli/context.js', '/repo/repository.js', '/config/']) {
+        assert.ok(!loaded.some((u) => u.includes(heavy)), `${heavy} was loaded`);
+      }
+    }
+  } finally {
+    t.cleanup();
+  }
 });
 
 test('listing snapshots without a config loads neither the config schemas nor other commands', async () => {
@@ -71,8 +99,22 @@ test('listing snapshots without a config loads neither the config schemas nor ot
     assert.deepEqual(JSON.parse(r.stdout), []);
     const loaded = r.stderr.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice(7));
     assert.ok(loaded.some((u) => u.endsWith('/cli/commands/inspect.js')), 'the hook saw the command module');
-    for (const heavy of ['/node_modules/zod/', '/node_modules/yaml/', '/config/load.js', '/cli/commands/backup.js', '/cli/commands/serve.js', '/sources/pipeline.js']) {
+    for (const heavy of ['/node_modules/zod/', '/node_modules/yaml/', '/config/load.js', '/cli/commands/backup.js', '/cli/commands/serve.js', '/sources/pipeline.js', '/engine/restorer.js']) {
       assert.ok(!loaded.some((u) => u.includes(heavy)), `${heavy} was loaded`);
+    }
+    // a files restore: the restorer, but not the sources (every kind's dump/drill code, zod schemas, SQLite)
+    const data = path.join(t.dir, 'data');
+    mkdirSync(data);
+    writeFileSync(path.join(data, 'f.txt'), 'restore me');
+    assert.equal((await runCli(['backup', '--repo', repo, data], { env })).code, 0);
+    const target = path.join(t.dir, 'target');
+    const rr = await runCli(['restore', '--repo', repo, `latest:${data}`, '--target', target], { env: { ...env, NODE_OPTIONS: `--import ${reg}` }, cwd: t.dir });
+    assert.equal(rr.code, 0, rr.stderr);
+    assert.equal(readFileSync(path.join(target, 'f.txt'), 'utf8'), 'restore me');
+    const loadedR = rr.stderr.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice(7));
+    assert.ok(loadedR.some((u) => u.endsWith('/engine/restorer.js')), 'the hook saw the restorer');
+    for (const heavy of ['/node_modules/zod/', '/node_modules/better-sqlite3/', '/config/sources.js', '/sources/']) {
+      assert.ok(!loadedR.some((u) => u.includes(heavy)), `restore: ${heavy} was loaded`);
     }
   } finally {
     t.cleanup();

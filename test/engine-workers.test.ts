@@ -55,7 +55,24 @@ test('an unchanged re-backup starts no worker thread; a first backup of real dat
     assert.deepEqual(await fsp.readFile(path.join(out, 'big1.bin')), await fsp.readFile(path.join(data, 'big1.bin')));
     assert.equal((await fsp.readdir(path.join(out, 'wide'))).length, 1500);
     assert.ok(first.snapshotId !== again.snapshotId);
+    // 4.6 MB to decode: under INLINE_DECODE_BEFORE_WORKERS, on the main thread (ranged reads included)
+    assert.equal(repo.workersStarted, 0, 'a restore of 4.6 MB started a worker');
     await repo.close();
+
+    // the same restore with every range decoded in a worker gives the same files
+    repo = await Repository.open(storage(), 'pw');
+    repo.inlineUpTo(0);
+    const out2 = path.join(t.dir, 'out2');
+    await restoreSnapshot(repo, await repo.loadSnapshot(again.snapshotId), { target: out2, subpath: data });
+    assert.ok(repo.workersStarted > 0, 'inlineUpTo(0): the restore decodes in a worker');
+    await repo.close();
+    const files = async (root: string): Promise<string[]> => (await fsp.readdir(root, { recursive: true })).map(String).sort();
+    const names = await files(out);
+    assert.deepEqual(await files(out2), names);
+    assert.equal(names.length, 1500 + 6 + 1);
+    for (const n of names) {
+      if ((await fsp.stat(path.join(out, n))).isFile()) assert.deepEqual(await fsp.readFile(path.join(out2, n)), await fsp.readFile(path.join(out, n)), n);
+    }
   } finally {
     t.cleanup();
   }

@@ -50,3 +50,25 @@ export function zdeltaNative(): ZdeltaNative | undefined {
   }
   return zmod ?? undefined;
 }
+
+/**
+ * scrypt's ROMix in C with a quarter of the table (native/kdf.c): the same keys as
+ * node's crypto.scrypt with 8 MiB instead of 32 at N = 2^15, r = 8, in about the
+ * same time. crypto.ts deriveKey falls back to node's scrypt when the addon did not
+ * build or LIFEBOAT_NO_NATIVE=1 is set.
+ */
+export interface KdfNative {
+  /** ROMix (every k-th block kept) of each 128*r-byte block of b; b itself is not changed. */
+  romix(b: Uint8Array, N: number, r: number, k: number): Promise<Buffer>;
+}
+
+let kmod: KdfNative | null | undefined;
+
+/** The scrypt addon, or undefined (not built, or LIFEBOAT_NO_NATIVE=1). */
+export function kdfNative(): KdfNative | undefined {
+  if (kmod === undefined) {
+    kmod = null;
+    if (process.env.LIFEBOAT_NO_NATIVE !== '1') kmod = requireAddon<KdfNative>('kdf') ?? null;
+  }
+  return kmod ?? undefined;
+}

@@ -1,7 +1,6 @@
 import { Command } from 'commander';
 import { filterSnapshots } from '../../repo/repository.js';
 import { diffTrees, listed, repoStats, walkSnapshot } from '../../repo/inspect.js';
-import { lookupPath } from '../../engine/restorer.js';
 import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
@@ -71,6 +70,8 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
         let tree = snap.tree;
         let prefix = '';
         if (p !== '/') {
+          // the restorer's module graph (file writers, fs metadata) only for a path inside the snapshot
+          const { lookupPath } = await import('../../engine/restorer.js');
           const { node } = await lookupPath(repo, snap.tree, p);
           if (node?.type === 'dir') tree = node.subtree!;
           else {

@@ -3,10 +3,6 @@ import type { Readable } from 'node:stream';
 import { Command } from 'commander';
 import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
 import { restoreSnapshot } from '../../engine/restorer.js';
-import { restoreStream } from '../../sources/stream.js';
-import { findSourceSnapshot, restoreSource } from '../../sources/pipeline.js';
-import { SOURCE_CAPABILITIES } from '../../config/sources.js';
-import { restoreTarget } from '../../sources/restore-target.js';
 import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
@@ -55,6 +51,11 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
       }
       if (o.source || o.toDatabase) {
         if (!o.source) throw new ConfigError('--to-database needs --source NAME (the configured database source)');
+        // the sources (every kind's dump and drill code, the config schemas) load only for a source restore
+        const { SOURCE_CAPABILITIES } = await import('../../config/sources.js');
+        const { findSourceSnapshot, restoreSource } = await import('../../sources/pipeline.js');
+        const { restoreStream } = await import('../../sources/stream.js');
+        const { restoreTarget } = await import('../../sources/restore-target.js');
         const source = ctx.source(o.source);
         const src = source.config;
         if (SOURCE_CAPABILITIES[src.kind].layout === 'tree') throw new ConfigError(`source ${o.source} is a files source: use "restore latest --target DIR --tag source:${o.source}"`);
@@ -98,6 +99,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
           ...(o.tag ? { tags: o.tag } : {}),
         });
         if (toStdout) {
+          const { restoreStream } = await import('../../sources/stream.js');
           const stream = await restoreStream(repo, snap.id, sub ? { filename: sub.replace(/^\//, '') } : {});
           await copyToStdout(stream);
           return;
