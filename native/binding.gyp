@@ -53,6 +53,11 @@
       "cflags": ["-O2", "-Wall"]
     },
     {
+      "target_name": "hash",
+      "sources": ["hash.c"],
+      "cflags": ["-O2", "-Wall"]
+    },
+    {
       "target_name": "files",
       "sources": ["files.c"],
       "cflags": ["-O2", "-Wall"]

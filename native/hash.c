@@ -1,0 +1,219 @@
+// SHA-256 of a stream, updated on the libuv thread pool (issue 18, branch dump6).
+//
+// A stream backup hashes every byte it reads (the snapshot's `stream` record) on the
+// main thread, which also chunks, hashes each chunk (blob id) and sketches: on a
+// daily dump the main thread is the bound and the hash was a fifth of it. Here each
+// update runs as async work on a thread-pool thread, beside the main thread.
+//
+//   create() -> ctx                 a SHA-256 context (freed with the object)
+//   update(ctx, buf, cb)            hash buf on the pool; cb(err) on the main thread.
+//                                   At most one update per context at a time (the
+//                                   caller queues them; a second one throws). buf is
+//                                   referenced until cb and must not be changed meanwhile.
+//   digest(ctx) -> Buffer(32)       the digest (throws while an update runs, or twice)
+//
+// OpenSSL is node's own (the symbols node exports, headers in include/node/openssl):
+// where they cannot be resolved this addon fails to load and the caller hashes in
+// JavaScript (sources/stream.ts), the same digest.
+#include <node_api.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  EVP_MD_CTX* md;
+  int busy;
+  int done;
+} Ctx;
+
+typedef struct {
+  Ctx* ctx;
+  const unsigned char* data;
+  size_t len;
+  int ok;
+  napi_ref buf_ref;
+  napi_ref ctx_ref;
+  napi_ref cb_ref;
+  napi_async_work work;
+} Job;
+
+#define CHECK(env, call)                                   \
+  do {                                                     \
+    if ((call) != napi_ok) {                               \
+      napi_throw_error((env), NULL, "hash: napi call failed"); \
+      return NULL;                                         \
+    }                                                      \
+  } while (0)
+
+static void ctx_finalize(napi_env env, void* data, void* hint) {
+  (void)env;
+  (void)hint;
+  Ctx* c = (Ctx*)data;
+  if (c->md) EVP_MD_CTX_free(c->md);
+  free(c);
+}
+
+static napi_value create(napi_env env, napi_callback_info info) {
+  (void)info;
+  Ctx* c = (Ctx*)calloc(1, sizeof(Ctx));
+  if (!c) {
+    napi_throw_error(env, NULL, "hash: out of memory");
+    return NULL;
+  }
+  c->md = EVP_MD_CTX_new();
+  if (!c->md || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1) {
+    if (c->md) EVP_MD_CTX_free(c->md);
+    free(c);
+    napi_throw_error(env, NULL, "hash: cannot initialise SHA-256");
+    return NULL;
+  }
+  napi_value ext;
+  if (napi_create_external(env, c, ctx_finalize, NULL, &ext) != napi_ok) {
+    ctx_finalize(env, c, NULL);
+    napi_throw_error(env, NULL, "hash: napi call failed");
+    return NULL;
+  }
+  return ext;
+}
+
+static Ctx* get_ctx(napi_env env, napi_value v) {
+  napi_valuetype t;
+  void* p = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_get_value_external(env, v, &p) != napi_ok || !p) {
+    napi_throw_type_error(env, NULL, "hash: not a context");
+    return NULL;
+  }
+  return (Ctx*)p;
+}
+
+static void execute(napi_env env, void* data) {
+  (void)env;
+  Job* j = (Job*)data;
+  j->ok = EVP_DigestUpdate(j->ctx->md, j->data, j->len) == 1;
+}
+
+static void complete(napi_env env, napi_status status, void* data) {
+  Job* j = (Job*)data;
+  j->ctx->busy = 0;
+  napi_value cb = NULL, global, arg;
+  napi_get_reference_value(env, j->cb_ref, &cb);
+  napi_get_global(env, &global);
+  if (status != napi_ok || !j->ok) {
+    napi_value msg;
+    napi_create_string_utf8(env, "hash: SHA-256 update failed", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &arg);
+  } else {
+    napi_get_null(env, &arg);
+  }
+  napi_delete_reference(env, j->buf_ref);
+  napi_delete_reference(env, j->ctx_ref);
+  napi_delete_reference(env, j->cb_ref);
+  napi_delete_async_work(env, j->work);
+  free(j);
+  if (cb) napi_call_function(env, global, cb, 1, &arg, NULL);
+}
+
+static napi_value update(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "hash: update(ctx, buf, cb)");
+    return NULL;
+  }
+  Ctx* c = get_ctx(env, argv[0]);
+  if (!c) return NULL;
+  if (c->busy || c->done) {
+    napi_throw_error(env, NULL, c->done ? "hash: update after digest" : "hash: an update is already running");
+    return NULL;
+  }
+  bool is_ta = false;
+  napi_is_typedarray(env, argv[1], &is_ta);
+  if (!is_ta) {
+    napi_throw_type_error(env, NULL, "hash: buf must be a Uint8Array");
+    return NULL;
+  }
+  napi_typedarray_type tt;
+  size_t len;
+  void* p;
+  CHECK(env, napi_get_typedarray_info(env, argv[1], &tt, &len, &p, NULL, NULL));
+  if (tt != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, "hash: buf must be a Uint8Array");
+    return NULL;
+  }
+  napi_valuetype ft;
+  CHECK(env, napi_typeof(env, argv[2], &ft));
+  if (ft != napi_function) {
+    napi_throw_type_error(env, NULL, "hash: cb must be a function");
+    return NULL;
+  }
+  Job* j = (Job*)calloc(1, sizeof(Job));
+  if (!j) {
+    napi_throw_error(env, NULL, "hash: out of memory");
+    return NULL;
+  }
+  j->ctx = c;
+  j->data = (const unsigned char*)p;
+  j->len = len;
+  napi_value name;
+  if (napi_create_reference(env, argv[1], 1, &j->buf_ref) != napi_ok || napi_create_reference(env, argv[0], 1, &j->ctx_ref) != napi_ok ||
+      napi_create_reference(env, argv[2], 1, &j->cb_ref) != napi_ok || napi_create_string_utf8(env, "lifeboat:sha256", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok) {
+    if (j->buf_ref) napi_delete_reference(env, j->buf_ref);
+    if (j->ctx_ref) napi_delete_reference(env, j->ctx_ref);
+    if (j->cb_ref) napi_delete_reference(env, j->cb_ref);
+    free(j);
+    napi_throw_error(env, NULL, "hash: napi call failed");
+    return NULL;
+  }
+  if (napi_queue_async_work(env, j->work) != napi_ok) {
+    napi_delete_reference(env, j->buf_ref);
+    napi_delete_reference(env, j->ctx_ref);
+    napi_delete_reference(env, j->cb_ref);
+    napi_delete_async_work(env, j->work);
+    free(j);
+    napi_throw_error(env, NULL, "hash: napi call failed");
+    return NULL;
+  }
+  c->busy = 1;
+  return NULL;
+}
+
+static napi_value digest(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) {
+    napi_throw_type_error(env, NULL, "hash: digest(ctx)");
+    return NULL;
+  }
+  Ctx* c = get_ctx(env, argv[0]);
+  if (!c) return NULL;
+  if (c->busy || c->done) {
+    napi_throw_error(env, NULL, c->done ? "hash: digest taken twice" : "hash: an update is still running");
+    return NULL;
+  }
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  c->done = 1;
+  if (EVP_DigestFinal_ex(c->md, out, &n) != 1 || n != 32) {
+    napi_throw_error(env, NULL, "hash: SHA-256 final failed");
+    return NULL;
+  }
+  napi_value buf;
+  void* dst;
+  CHECK(env, napi_create_buffer_copy(env, n, out, &dst, &buf));
+  return buf;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"create", NULL, create, NULL, NULL, NULL, napi_default, NULL},
+      {"update", NULL, update, NULL, NULL, NULL, napi_default, NULL},
+      {"digest", NULL, digest, NULL, NULL, NULL, napi_default, NULL},
+  };
+  if (napi_define_properties(env, exports, 3, props) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,118 @@
+import { createHash, type Hash } from 'node:crypto';
+import { requireAddon } from './native.js';
+
+/**
+ * SHA-256 of a stream computed beside the main thread (issue 18, branch dump6):
+ * a stream backup hashes every byte it reads (the snapshot's `stream` record), on
+ * the main thread that also chunks, hashes and sketches every chunk and is the
+ * bound of a daily dump's backup. With native/hash.c each update runs on the libuv
+ * thread pool, in order, one at a time; without it (not built, or
+ * LIFEBOAT_NO_NATIVE=1) node's hash on this thread, the same digest.
+ *
+ * The pieces given to update() are read there later: they must not be changed
+ * afterwards (a stream's chunks are not: each read fills a new buffer) nor
+ * transferred to another thread.
+ */
+interface HashAddon {
+  create(): object;
+  update(ctx: object, buf: Uint8Array, cb: (err: Error | null) => void): void;
+  digest(ctx: object): Buffer;
+}
+
+let addon: HashAddon | null | undefined;
+
+function hashAddon(): HashAddon | undefined {
+  if (addon === undefined) addon = (process.env.LIFEBOAT_NO_NATIVE !== '1' && requireAddon<HashAddon>('hash')) || null;
+  return addon ?? undefined;
+}
+
+export class StreamSha256 {
+  private readonly js: Hash | undefined;
+  private readonly ctx: object | undefined;
+  private readonly nat: HashAddon | undefined;
+  private readonly queue: Uint8Array[] = [];
+  private head = 0;
+  private running = false;
+  private error: Error | undefined;
+  /** Bytes given to update() and not yet hashed. */
+  queued = 0;
+  private waiters: Array<{ below: number; resolve: () => void; reject: (e: Error) => void }> = [];
+
+  constructor(opts: { native?: boolean } = {}) {
+    this.nat = opts.native === false ? undefined : hashAddon();
+    if (this.nat) this.ctx = this.nat.create();
+    else this.js = createHash('sha256');
+  }
+
+  /** True when the hashing runs off this thread (native/hash.c). */
+  get offThread(): boolean {
+    return this.nat !== undefined;
+  }
+
+  update(b: Uint8Array): void {
+    if (this.js) {
+      this.js.update(b);
+      return;
+    }
+    if (b.length === 0) return;
+    this.queue.push(b);
+    this.queued += b.length;
+    this.next();
+  }
+
+  private next(): void {
+    if (this.running || this.error) return;
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+      return;
+    }
+    const b = this.queue[this.head]!;
+    this.queue[this.head++] = undefined as unknown as Uint8Array; // not held once hashed
+    this.running = true;
+    try {
+      this.nat!.update(this.ctx!, b, (err) => {
+        this.running = false;
+        this.queued -= b.length;
+        if (err) this.fail(err);
+        else {
+          this.next();
+          this.wake();
+        }
+      });
+    } catch (err) {
+      this.running = false;
+      this.fail(err as Error);
+    }
+  }
+
+  private fail(err: Error): void {
+    this.error = err;
+    for (const w of this.waiters) w.reject(err);
+    this.waiters = [];
+  }
+
+  private wake(): void {
+    if (this.waiters.length === 0) return;
+    const keep: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (this.queued <= w.below) w.resolve();
+      else keep.push(w);
+    }
+    this.waiters = keep;
+  }
+
+  /** Resolves once at most `bytes` are waiting to be hashed (the caller's bound on the pieces held). */
+  below(bytes: number): Promise<void> {
+    if (this.error) return Promise.reject(this.error);
+    if (this.queued <= bytes) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ below: bytes, resolve, reject }));
+  }
+
+  /** The hex digest, once every piece is hashed. */
+  async digest(): Promise<string> {
+    if (this.js) return this.js.digest('hex');
+    await this.below(0);
+    return this.nat!.digest(this.ctx!).toString('hex');
+  }
+}
