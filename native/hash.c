@@ -11,12 +11,17 @@
 //                                   caller queues them; a second one throws). buf is
 //                                   referenced until cb and must not be changed meanwhile.
 //   digest(ctx) -> Buffer(32)       the digest (throws while an update runs, or twice)
+//   hmac(key, buf, cb)              HMAC-SHA-256 of buf under key on the pool (a chunk's
+//                                   blob id, repo/crypto.ts blobId); cb(err, Buffer(32)).
+//                                   key and buf are referenced until cb and must not be
+//                                   changed (nor transferred to another thread) meanwhile.
 //
 // OpenSSL is node's own (the symbols node exports, headers in include/node/openssl):
 // where they cannot be resolved this addon fails to load and the caller hashes in
 // JavaScript (sources/stream.ts), the same digest.
 #include <node_api.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,13 +211,106 @@ static napi_value digest(napi_env env, napi_callback_info info) {
   return buf;
 }
 
+typedef struct {
+  const unsigned char* key;
+  size_t key_len;
+  const unsigned char* data;
+  size_t len;
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int out_len;
+  int ok;
+  napi_ref key_ref;
+  napi_ref buf_ref;
+  napi_ref cb_ref;
+  napi_async_work work;
+} MacJob;
+
+static void mac_execute(napi_env env, void* data) {
+  (void)env;
+  MacJob* j = (MacJob*)data;
+  j->ok = HMAC(EVP_sha256(), j->key, (int)j->key_len, j->data, j->len, j->out, &j->out_len) != NULL && j->out_len == 32;
+}
+
+static void mac_free(napi_env env, MacJob* j) {
+  if (j->key_ref) napi_delete_reference(env, j->key_ref);
+  if (j->buf_ref) napi_delete_reference(env, j->buf_ref);
+  if (j->cb_ref) napi_delete_reference(env, j->cb_ref);
+  if (j->work) napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static void mac_complete(napi_env env, napi_status status, void* data) {
+  MacJob* j = (MacJob*)data;
+  napi_value cb = NULL, global, argv[2];
+  napi_get_reference_value(env, j->cb_ref, &cb);
+  napi_get_global(env, &global);
+  napi_get_null(env, &argv[0]);
+  napi_get_null(env, &argv[1]);
+  if (status != napi_ok || !j->ok) {
+    napi_value msg;
+    napi_create_string_utf8(env, "hash: HMAC-SHA-256 failed", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &argv[0]);
+  } else {
+    void* dst;
+    if (napi_create_buffer_copy(env, 32, j->out, &dst, &argv[1]) != napi_ok) {
+      napi_value msg;
+      napi_create_string_utf8(env, "hash: out of memory", NAPI_AUTO_LENGTH, &msg);
+      napi_create_error(env, NULL, msg, &argv[0]);
+    }
+  }
+  mac_free(env, j);
+  if (cb) napi_call_function(env, global, cb, 2, argv, NULL);
+}
+
+static int get_bytes(napi_env env, napi_value v, const unsigned char** p, size_t* len) {
+  bool is_ta = false;
+  napi_typedarray_type tt;
+  void* d;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) return 0;
+  if (napi_get_typedarray_info(env, v, &tt, len, &d, NULL, NULL) != napi_ok || tt != napi_uint8_array) return 0;
+  *p = (const unsigned char*)d;
+  return 1;
+}
+
+static napi_value hmac(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "hash: hmac(key, buf, cb)");
+    return NULL;
+  }
+  MacJob* j = (MacJob*)calloc(1, sizeof(MacJob));
+  if (!j) {
+    napi_throw_error(env, NULL, "hash: out of memory");
+    return NULL;
+  }
+  napi_valuetype ft;
+  if (!get_bytes(env, argv[0], &j->key, &j->key_len) || j->key_len > 1024 || !get_bytes(env, argv[1], &j->data, &j->len) ||
+      napi_typeof(env, argv[2], &ft) != napi_ok || ft != napi_function) {
+    free(j);
+    napi_throw_type_error(env, NULL, "hash: hmac(key: Uint8Array, buf: Uint8Array, cb: function)");
+    return NULL;
+  }
+  napi_value name;
+  if (napi_create_reference(env, argv[0], 1, &j->key_ref) != napi_ok || napi_create_reference(env, argv[1], 1, &j->buf_ref) != napi_ok ||
+      napi_create_reference(env, argv[2], 1, &j->cb_ref) != napi_ok || napi_create_string_utf8(env, "lifeboat:hmac", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, mac_execute, mac_complete, j, &j->work) != napi_ok || napi_queue_async_work(env, j->work) != napi_ok) {
+    mac_free(env, j);
+    napi_throw_error(env, NULL, "hash: napi call failed");
+    return NULL;
+  }
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"create", NULL, create, NULL, NULL, NULL, napi_default, NULL},
       {"update", NULL, update, NULL, NULL, NULL, napi_default, NULL},
       {"digest", NULL, digest, NULL, NULL, NULL, napi_default, NULL},
+      {"hmac", NULL, hmac, NULL, NULL, NULL, napi_default, NULL},
   };
-  if (napi_define_properties(env, exports, 3, props) != napi_ok) return NULL;
+  if (napi_define_properties(env, exports, 4, props) != napi_ok) return NULL;
   return exports;
 }
 

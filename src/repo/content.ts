@@ -77,6 +77,9 @@ export interface ChunkedContent {
   size: number;
 }
 
+/** Chunks from this size on get their blob id on the thread pool (ContentWriter.take); smaller ones on the main thread. */
+const ASYNC_ID_MIN = 128 * 1024;
+
 export class ContentWriter {
   private readonly chunker;
   private readonly finder: BaseFinder | undefined;
@@ -105,7 +108,7 @@ export class ContentWriter {
   }
 
   async write(data: Uint8Array): Promise<void> {
-    for (const c of this.chunker.push(data)) await this.add(c);
+    for (const c of this.chunker.push(data)) await this.take(c);
   }
 
   /**
@@ -114,8 +117,29 @@ export class ContentWriter {
    */
   async fill(read: (into: Buffer) => Promise<number>): Promise<number> {
     const n = await read(this.chunker.writable());
-    for (const c of this.chunker.commit(n)) await this.add(c);
+    for (const c of this.chunker.commit(n)) await this.take(c);
     return n;
+  }
+
+  /**
+   * A chunk cut and its blob id being computed on the thread pool (repo.blobIdAsync),
+   * stored when the next chunk is cut or at finish(): the main thread reads and cuts the
+   * next chunk while the keyed hash of this one runs beside it (on a daily dump's
+   * backup the main thread is the bound, and the hash was a fifth of it). Chunks are
+   * stored in order; at most one waits here.
+   */
+  private ahead: { chunk: Buffer; id: Promise<string> } | undefined;
+
+  private async take(chunk: Buffer): Promise<void> {
+    const prev = this.ahead;
+    this.ahead = undefined;
+    const id = chunk.length >= ASYNC_ID_MIN ? this.repo.blobIdAsync(chunk) : undefined;
+    if (id) {
+      id.catch(() => {}); // observed when stored
+      this.ahead = { chunk, id };
+    }
+    if (prev) await this.add(prev.chunk, await prev.id);
+    if (!id) await this.add(chunk);
   }
 
   /**
@@ -125,7 +149,7 @@ export class ContentWriter {
    */
   private drift = 0;
 
-  private async add(chunk: Buffer): Promise<void> {
+  private async add(chunk: Buffer, knownId?: string): Promise<void> {
     const len = chunk.length;
     const start = this.size;
     const finder = this.finder;
@@ -135,6 +159,7 @@ export class ContentWriter {
       if (ps !== undefined) this.drift = start - ps;
     };
     const { id, isNew } = await this.repo.saveBlob('data', chunk, {
+      ...(knownId !== undefined ? { id: knownId } : {}),
       ...(deltaBases ? { deltaBases } : {}),
       ...(this.similar ? { similar: this.similar, onSimilar: learn } : {}),
       ...(this.sketch ? {} : { sketch: false }),
@@ -148,6 +173,9 @@ export class ContentWriter {
   async finish(): Promise<ChunkedContent> {
     const last = this.chunker.finish();
     this.repo.releaseChunker(this.chunker);
+    const prev = this.ahead;
+    this.ahead = undefined;
+    if (prev) await this.add(prev.chunk, await prev.id);
     if (last) await this.add(last);
     return { content: this.content, sizes: this.sizes, size: this.size };
   }

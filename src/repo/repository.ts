@@ -11,6 +11,7 @@ import { BufferReclaimer } from '../util/reclaim.js';
 import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable, validateChunkerParams } from './chunker.js';
 import { BlobCodec, SKETCH_MIN, decompressCapped } from './codec.js';
 import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './crypto.js';
+import { hmacSha256Async } from '../util/stream-hash.js';
 import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
 import { createKeyFile, openWithPassword } from './keys.js';
 import { DEFAULT_LEASE_MS, Lock, READ_ONLY_OPERATIONS } from './lock.js';
@@ -313,6 +314,15 @@ export class Repository {
 
   blobId(data: Uint8Array): string {
     return blobId(this.key.idKey, data);
+  }
+
+  /**
+   * The blob id of `data` computed on the thread pool (native/hash.c), beside this
+   * thread; undefined without the addon (then blobId). Until it settles `data` must
+   * be left alone (not changed, not given to saveBlob, which may transfer it).
+   */
+  blobIdAsync(data: Uint8Array): Promise<string> | undefined {
+    return hmacSha256Async(this.key.idKey, data)?.then((mac) => mac.toString('hex'));
   }
 
   // ---------------------------------------------------------------- index

@@ -17,6 +17,7 @@ interface HashAddon {
   create(): object;
   update(ctx: object, buf: Uint8Array, cb: (err: Error | null) => void): void;
   digest(ctx: object): Buffer;
+  hmac(key: Uint8Array, buf: Uint8Array, cb: (err: Error | null, mac: Buffer | null) => void): void;
 }
 
 let addon: HashAddon | null | undefined;
@@ -115,4 +116,18 @@ export class StreamSha256 {
     await this.below(0);
     return this.nat!.digest(this.ctx!).toString('hex');
   }
+}
+
+/**
+ * HMAC-SHA-256 of `data` under `key` on the libuv thread pool (native/hash.c), or
+ * undefined without the addon (the caller hashes on its own thread: the same MAC).
+ * `key` and `data` are read there until the promise settles: change neither, nor
+ * transfer them to another thread, meanwhile.
+ */
+export function hmacSha256Async(key: Uint8Array, data: Uint8Array): Promise<Buffer> | undefined {
+  const nat = hashAddon();
+  if (!nat) return undefined;
+  return new Promise((resolve, reject) => {
+    nat.hmac(key, data, (err, mac) => (err || !mac ? reject(err ?? new Error('hash: no MAC')) : resolve(mac)));
+  });
 }
