@@ -6,7 +6,8 @@
 // update runs as async work on a thread-pool thread, beside the main thread.
 //
 //   create() -> ctx                 a SHA-256 context (freed with the object)
-//   update(ctx, buf, cb)            hash buf on the pool; cb(err) on the main thread.
+//   update(ctx, buf, cb)            hash buf (a Uint8Array, or an array of up to 1024 of
+//                                   them, in order) on the pool; cb(err) on the main thread.
 //                                   At most one update per context at a time (the
 //                                   caller queues them; a second one throws). buf is
 //                                   referenced until cb and must not be changed meanwhile.
@@ -31,10 +32,13 @@ typedef struct {
   int done;
 } Ctx;
 
+#define MAX_PARTS 1024
+
 typedef struct {
   Ctx* ctx;
-  const unsigned char* data;
-  size_t len;
+  size_t n;
+  const unsigned char* data[MAX_PARTS];
+  size_t len[MAX_PARTS];
   int ok;
   napi_ref buf_ref;
   napi_ref ctx_ref;
@@ -91,10 +95,13 @@ static Ctx* get_ctx(napi_env env, napi_value v) {
   return (Ctx*)p;
 }
 
+static int get_bytes(napi_env env, napi_value v, const unsigned char** p, size_t* len);
+
 static void execute(napi_env env, void* data) {
   (void)env;
   Job* j = (Job*)data;
-  j->ok = EVP_DigestUpdate(j->ctx->md, j->data, j->len) == 1;
+  j->ok = 1;
+  for (size_t i = 0; i < j->n && j->ok; i++) j->ok = EVP_DigestUpdate(j->ctx->md, j->data[i], j->len[i]) == 1;
 }
 
 static void complete(napi_env env, napi_status status, void* data) {
@@ -132,20 +139,6 @@ static napi_value update(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, c->done ? "hash: update after digest" : "hash: an update is already running");
     return NULL;
   }
-  bool is_ta = false;
-  napi_is_typedarray(env, argv[1], &is_ta);
-  if (!is_ta) {
-    napi_throw_type_error(env, NULL, "hash: buf must be a Uint8Array");
-    return NULL;
-  }
-  napi_typedarray_type tt;
-  size_t len;
-  void* p;
-  CHECK(env, napi_get_typedarray_info(env, argv[1], &tt, &len, &p, NULL, NULL));
-  if (tt != napi_uint8_array) {
-    napi_throw_type_error(env, NULL, "hash: buf must be a Uint8Array");
-    return NULL;
-  }
   napi_valuetype ft;
   CHECK(env, napi_typeof(env, argv[2], &ft));
   if (ft != napi_function) {
@@ -158,8 +151,34 @@ static napi_value update(napi_env env, napi_callback_info info) {
     return NULL;
   }
   j->ctx = c;
-  j->data = (const unsigned char*)p;
-  j->len = len;
+  // one Uint8Array, or an array of them (hashed in order in one job); the array is
+  // referenced, so its elements stay alive: the caller must not change it meanwhile
+  bool is_arr = false;
+  napi_is_array(env, argv[1], &is_arr);
+  if (is_arr) {
+    uint32_t n = 0;
+    if (napi_get_array_length(env, argv[1], &n) != napi_ok || n > MAX_PARTS) {
+      free(j);
+      napi_throw_range_error(env, NULL, "hash: at most 1024 pieces per update");
+      return NULL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+      napi_value el;
+      if (napi_get_element(env, argv[1], i, &el) != napi_ok || !get_bytes(env, el, &j->data[i], &j->len[i])) {
+        free(j);
+        napi_throw_type_error(env, NULL, "hash: buf must be a Uint8Array or an array of them");
+        return NULL;
+      }
+    }
+    j->n = n;
+  } else {
+    if (!get_bytes(env, argv[1], &j->data[0], &j->len[0])) {
+      free(j);
+      napi_throw_type_error(env, NULL, "hash: buf must be a Uint8Array or an array of them");
+      return NULL;
+    }
+    j->n = 1;
+  }
   napi_value name;
   if (napi_create_reference(env, argv[1], 1, &j->buf_ref) != napi_ok || napi_create_reference(env, argv[0], 1, &j->ctx_ref) != napi_ok ||
       napi_create_reference(env, argv[2], 1, &j->cb_ref) != napi_ok || napi_create_string_utf8(env, "lifeboat:sha256", NAPI_AUTO_LENGTH, &name) != napi_ok ||

@@ -80,7 +80,7 @@ test('backup --stdin-from-command stores every byte of fast commands (0 B to 20 
   }
 });
 
-test('backup --stdin redirected from a file (1 MiB reads, hash off the main thread) stores the file from its position on; native and LIFEBOAT_NO_NATIVE=1 agree', { timeout: 300_000 }, async () => {
+test('backup --stdin redirected from a file (256 KiB reads, hash off the main thread) stores the file from its position on; native and LIFEBOAT_NO_NATIVE=1 agree', { timeout: 300_000 }, async () => {
   const t = tmpDir('lb-stream-file-');
   try {
     const repo = path.join(t.dir, 'repo');
@@ -88,7 +88,7 @@ test('backup --stdin redirected from a file (1 MiB reads, hash off the main thre
     await fsp.writeFile(pw, 'stream-secret');
     const common = ['--repo', repo, '--password-file', pw];
     assert.equal((await runCli(['init', ...common])).code, 0);
-    // several 1 MiB reads and a short last one; the shell's redirect may leave the file
+    // many 256 KiB reads and a short last one; the shell's redirect may leave the file
     // anywhere: here 12,345 bytes in, as after `{ head -c 12345 >/dev/null; lifeboat ...; } < file`
     const data = randomBytes(5 * 1024 * 1024 + 777);
     const file = path.join(t.dir, 'dump.bin');

@@ -62,3 +62,18 @@ test('StreamSha256: queued bytes fall to zero, below() waits for them; updates r
   assert.equal(h.queued, 0);
   assert.equal(await h.digest(), createHash('sha256').update(a).update(b).digest('hex'));
 });
+
+test('StreamSha256: many small pieces (a pipe\'s) go to the pool in batches, in order, up to 1024 a job', { skip }, async () => {
+  const seed = randomBytes(1_200_000);
+  const parts: Buffer[] = [];
+  for (let at = 0, i = 0; at < seed.length; i++) {
+    const n = Math.min(seed.length - at, 1 + ((i * 37) % 200) + (i % 500 === 0 ? 70_000 : 0));
+    parts.push(seed.subarray(at, (at += n)));
+  }
+  assert.ok(parts.length > 2500);
+  const h = new StreamSha256();
+  assert.equal(h.offThread, true);
+  for (const p of parts) h.update(p);
+  assert.equal(await h.digest(), createHash('sha256').update(seed).digest('hex'));
+  assert.equal(h.queued, 0);
+});
