@@ -71,7 +71,7 @@ test('ContentWriter: chunk ids computed on the thread pool (blobIdAsync) give th
           }
           return save(type, data, opts);
         };
-        const w = new ContentWriter(repo);
+        const w = new ContentWriter(repo, undefined, { asyncIds: true });
         // pieces of uneven sizes, as a stream delivers them
         for (let at = 0; at < stream.length; ) {
           const n = Math.min(stream.length - at, 300_000 + (at % 7) * 100_000);
