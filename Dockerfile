@@ -11,7 +11,7 @@
 # CLIENT_PACKAGES="postgresql-client mariadb-client" or a derived image.
 
 # ---- build: the toolchain for the native addons (better-sqlite3, zstd-napi,
-# fs-ext, fs-xattr and native/: the nanosecond timestamp helper, the byte loops and the delta compressor)
+# fs-ext, fs-xattr and native/: the nanosecond timestamp helper, the byte loops, the delta compressor and the hashes)
 FROM node:20-bookworm AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./

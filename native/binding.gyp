@@ -68,6 +68,11 @@
       "cflags": ["-O3", "-Wall"]
     },
     {
+      "target_name": "hash",
+      "sources": ["hash.c"],
+      "cflags": ["-O2", "-Wall"]
+    },
+    {
       "target_name": "files",
       "sources": ["files.c"],
       "cflags": ["-O2", "-Wall"]

@@ -12,6 +12,8 @@
  *     writes the rolling state back to st[2] (scanned) and st[3] (h).
  *   sketch(data: Uint8Array, out: Uint32Array(12)): boolean
  *     the 12 features into out; false (out untouched) when no position was sampled.
+ *   sketchAsync(data: Uint8Array, cb: (err, features: number[] | null) => void): void
+ *     the same on the libuv thread pool; data must be left alone until cb.
  *
  * Every length and offset is checked against the views: bad arguments throw, and
  * nothing is read outside the given bytes. Typed-array views are read in place
@@ -22,6 +24,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #define FEATURES 12
 
@@ -122,20 +125,10 @@ done:
   return r;
 }
 
-static napi_value js_sketch(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  void *dp, *op;
-  size_t n, olen;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !typed(env, argv[0], napi_uint8_array, &dp, &n) ||
-      !typed(env, argv[1], napi_uint32_array, &op, &olen) || olen != FEATURES) {
-    napi_throw_type_error(env, NULL, "sketch(data: Uint8Array, out: Uint32Array(12))");
-    return NULL;
-  }
+/* The sketch loop: the features into mx (zeroed by the caller); the number of positions sampled. */
+static size_t sketch_into(const uint8_t *d, size_t n, uint32_t *mx) {
   pthread_once(&sk_once, sk_init);
-  const uint8_t *d = dp;
   const uint32_t *gear = sk_gear;
-  uint32_t mx[FEATURES] = {0};
   uint32_t h = 0;
   size_t sampled = 0;
 #pragma GCC unroll 4
@@ -149,6 +142,98 @@ static napi_value js_sketch(napi_env env, napi_callback_info info) {
       }
     }
   }
+  return sampled;
+}
+
+/* sketchAsync(data, cb): the sketch on the libuv thread pool (branch dump6: off the backup's
+ * main thread); cb(err, features: number[] | null), null when no position was sampled.
+ * data is referenced until cb and must not be changed (nor transferred) meanwhile. */
+typedef struct {
+  const uint8_t *d;
+  size_t n;
+  size_t sampled;
+  uint32_t mx[FEATURES];
+  napi_ref data_ref;
+  napi_ref cb_ref;
+  napi_async_work work;
+} SketchJob;
+
+static void sk_execute(napi_env env, void *data) {
+  (void)env;
+  SketchJob *j = data;
+  j->sampled = sketch_into(j->d, j->n, j->mx);
+}
+
+static void sk_free(napi_env env, SketchJob *j) {
+  if (j->data_ref) napi_delete_reference(env, j->data_ref);
+  if (j->cb_ref) napi_delete_reference(env, j->cb_ref);
+  if (j->work) napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static void sk_complete(napi_env env, napi_status status, void *data) {
+  SketchJob *j = data;
+  napi_value cb = NULL, global, argv[2];
+  napi_get_reference_value(env, j->cb_ref, &cb);
+  napi_get_global(env, &global);
+  napi_get_null(env, &argv[0]);
+  napi_get_null(env, &argv[1]);
+  if (status != napi_ok) {
+    napi_value msg;
+    napi_create_string_utf8(env, "sketchAsync: the job did not run", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &argv[0]);
+  } else if (j->sampled > 0 && napi_create_array_with_length(env, FEATURES, &argv[1]) == napi_ok) {
+    for (int k = 0; k < FEATURES; k++) {
+      napi_value v;
+      napi_create_uint32(env, j->mx[k], &v);
+      napi_set_element(env, argv[1], k, v);
+    }
+  }
+  sk_free(env, j);
+  if (cb) napi_call_function(env, global, cb, 2, argv, NULL);
+}
+
+static napi_value js_sketch_async(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  void *dp;
+  size_t n;
+  napi_valuetype ft;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !typed(env, argv[0], napi_uint8_array, &dp, &n) ||
+      napi_typeof(env, argv[1], &ft) != napi_ok || ft != napi_function) {
+    napi_throw_type_error(env, NULL, "sketchAsync(data: Uint8Array, cb: function)");
+    return NULL;
+  }
+  SketchJob *j = calloc(1, sizeof(SketchJob));
+  if (!j) {
+    napi_throw_error(env, NULL, "sketchAsync: out of memory");
+    return NULL;
+  }
+  j->d = dp;
+  j->n = n;
+  napi_value name;
+  if (napi_create_reference(env, argv[0], 1, &j->data_ref) != napi_ok || napi_create_reference(env, argv[1], 1, &j->cb_ref) != napi_ok ||
+      napi_create_string_utf8(env, "lifeboat:sketch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, sk_execute, sk_complete, j, &j->work) != napi_ok || napi_queue_async_work(env, j->work) != napi_ok) {
+    sk_free(env, j);
+    napi_throw_error(env, NULL, "sketchAsync: napi call failed");
+    return NULL;
+  }
+  return NULL;
+}
+
+static napi_value js_sketch(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  void *dp, *op;
+  size_t n, olen;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !typed(env, argv[0], napi_uint8_array, &dp, &n) ||
+      !typed(env, argv[1], napi_uint32_array, &op, &olen) || olen != FEATURES) {
+    napi_throw_type_error(env, NULL, "sketch(data: Uint8Array, out: Uint32Array(12))");
+    return NULL;
+  }
+  uint32_t mx[FEATURES] = {0};
+  size_t sampled = sketch_into(dp, n, mx);
   napi_value r;
   if (sampled > 0) {
     uint32_t *out = op;
@@ -164,5 +249,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "findCut", f);
   napi_create_function(env, "sketch", NAPI_AUTO_LENGTH, js_sketch, NULL, &f);
   napi_set_named_property(env, exports, "sketch", f);
+  napi_create_function(env, "sketchAsync", NAPI_AUTO_LENGTH, js_sketch_async, NULL, &f);
+  napi_set_named_property(env, exports, "sketchAsync", f);
   return exports;
 }

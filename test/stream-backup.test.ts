@@ -80,6 +80,45 @@ test('backup --stdin-from-command stores every byte of fast commands (0 B to 20 
   }
 });
 
+test('backup --stdin redirected from a file (256 KiB reads, hash off the main thread) stores the file from its position on; native and LIFEBOAT_NO_NATIVE=1 agree', { timeout: 300_000 }, async () => {
+  const t = tmpDir('lb-stream-file-');
+  try {
+    const repo = path.join(t.dir, 'repo');
+    const pw = path.join(t.dir, 'pw');
+    await fsp.writeFile(pw, 'stream-secret');
+    const common = ['--repo', repo, '--password-file', pw];
+    assert.equal((await runCli(['init', ...common])).code, 0);
+    // many 256 KiB reads and a short last one; the shell's redirect may leave the file
+    // anywhere: here 12,345 bytes in, as after `{ head -c 12345 >/dev/null; lifeboat ...; } < file`
+    const data = randomBytes(5 * 1024 * 1024 + 777);
+    const file = path.join(t.dir, 'dump.bin');
+    await fsp.writeFile(file, data);
+    const skipped = 12_345;
+    const want = data.subarray(skipped);
+    for (const env of [{}, { LIFEBOAT_NO_NATIVE: '1' }]) {
+      const fh = await fsp.open(file, 'r');
+      try {
+        await fh.read(Buffer.alloc(skipped), 0, skipped, null);
+        const r = spawnSync(process.execPath, [CLI, 'backup', ...common, '--stdin', '--stdin-filename', 'dump.bin', '--json'], {
+          env: { ...process.env, LIFEBOAT_TEST_SCRYPT_N: '1024', ...env },
+          stdio: [fh.fd, 'pipe', 'pipe'],
+          timeout: 120_000,
+        });
+        assert.equal(r.status, 0, `${JSON.stringify(env)}: ${r.stderr}`);
+        const sum = JSON.parse(r.stdout.toString().trim().split('\n').pop()!) as { snapshot_id: string; stream: { bytes: number; sha256: string } };
+        assert.deepEqual(sum.stream, { bytes: want.length, sha256: sha256(want) }, `${JSON.stringify(env)}: recorded byte count and SHA-256`);
+        const back = restoreStdout([sum.snapshot_id, ...common, '--stdout']);
+        assert.equal(back.status, 0, back.stderr);
+        assert.ok(back.stdout.equals(want), `${JSON.stringify(env)}: restored bytes`);
+      } finally {
+        await fh.close();
+      }
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('configured command sources: fast commands are stored whole; restore --source NAME --target - writes stdout and never runs the restoreCommand', { timeout: 300_000 }, async () => {
   const t = tmpDir('lb-stream-src-');
   try {

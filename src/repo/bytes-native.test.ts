@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Chunker, type ChunkerParams, gearTable } from './chunker.js';
 import { bytesNative } from './native.js';
-import { superFeatures, superFeaturesJs } from './sketch.js';
+import { superFeatures, superFeaturesAsync, superFeaturesJs } from './sketch.js';
 
 // The C byte loops (native/bytes.c) against the JavaScript they replace: the cut points and
 // sketches are stored in repositories (deduplication, delta bases), so they must be identical.
@@ -253,4 +253,19 @@ test('the addon loads in worker threads (context-aware) and gives the same sketc
     assert.equal(r.loaded, true);
     assert.deepEqual(r.sf, expected);
   }
+});
+
+test('sketch on the thread pool (sketchAsync): the same features as the JavaScript, many at once, views in place', { skip }, async () => {
+  const big = randomBytes(3 << 20);
+  const cases: Uint8Array[] = [
+    big,
+    big.subarray(12_345, 12_345 + (1 << 20)),
+    randomBytes(200_000),
+    Buffer.alloc(300_000, 7), // uniform: no position sampled
+    new Uint8Array(0),
+  ];
+  const got = await Promise.all(cases.map((d) => superFeaturesAsync(d)!));
+  cases.forEach((d, i) => assert.deepEqual(got[i], superFeaturesJs(d), `case ${i} (${d.length} bytes)`));
+  assert.deepEqual(got[3], []);
+  assert.throws(() => native().sketchAsync(new Uint16Array(4) as unknown as Uint8Array, () => {}), TypeError);
 });

@@ -12,6 +12,8 @@ export interface BytesNative {
   findCut(buf: Uint8Array, gear: Int32Array, st: Int32Array): number;
   /** The 12 features into out; false when no position was sampled. */
   sketch(data: Uint8Array, out: Uint32Array): boolean;
+  /** sketch on the libuv thread pool: the features, or null when no position was sampled; data left alone until cb. */
+  sketchAsync(data: Uint8Array, cb: (err: Error | null, features: number[] | null) => void): void;
 }
 
 let mod: BytesNative | null | undefined;

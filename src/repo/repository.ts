@@ -11,10 +11,11 @@ import { BufferReclaimer } from '../util/reclaim.js';
 import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable, validateChunkerParams } from './chunker.js';
 import { BlobCodec, SKETCH_MIN, decompressCapped } from './codec.js';
 import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './crypto.js';
+import { hmacSha256Async } from '../util/stream-hash.js';
 import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
 import { createKeyFile, openWithPassword } from './keys.js';
 import { DEFAULT_LEASE_MS, Lock, READ_ONLY_OPERATIONS } from './lock.js';
-import { type SketchIndex, superFeatures } from './sketch.js';
+import { type SketchIndex, superFeatures, superFeaturesAsync } from './sketch.js';
 import { bytesNative } from './native.js';
 import { type ChainMsg, decodeChain } from './chain.js';
 import {
@@ -55,6 +56,8 @@ const BATCH_MAX_ITEMS = 256;
  * trees). Once this is used up, or any worker runs, the work goes to workers.
  */
 const INLINE_BEFORE_WORKERS = 2 * 1024 * 1024;
+/** Chunks from this size on are sketched on the libuv thread pool (encodeAndPack). */
+const ASYNC_SKETCH_MIN = 128 * 1024;
 /**
  * The same for decoding (restore, check, the parent trees of a backup): opening,
  * decompressing and hashing cost ~3 ms per MiB, so a decode worker's start-up
@@ -63,8 +66,9 @@ const INLINE_BEFORE_WORKERS = 2 * 1024 * 1024;
  */
 const INLINE_DECODE_BEFORE_WORKERS = 8 * 1024 * 1024;
 /**
- * Whether the delta search computes a new chunk's sketch on this thread: when the
- * C sketch is loaded (LIFEBOAT_SKETCH_INLINE=0 sends it to a worker as before).
+ * Whether the delta search computes a new chunk's sketch in this process's C (on this
+ * thread, or for a large chunk on the libuv thread pool): when the C sketch is loaded
+ * (LIFEBOAT_SKETCH_INLINE=0 sends it to a worker as before).
  */
 export function sketchInline(): boolean {
   return process.env.LIFEBOAT_SKETCH_INLINE !== '0' && bytesNative() !== undefined;
@@ -333,6 +337,15 @@ export class Repository {
     return blobId(this.key.idKey, data);
   }
 
+  /**
+   * The blob id of `data` computed on the thread pool (native/hash.c), beside this
+   * thread; undefined without the addon (then blobId). Until it settles `data` must
+   * be left alone (not changed, not given to saveBlob, which may transfer it).
+   */
+  blobIdAsync(data: Uint8Array): Promise<string> | undefined {
+    return hmacSha256Async(this.key.idKey, data)?.then((mac) => mac.toString('hex'));
+  }
+
   // ---------------------------------------------------------------- index
 
   /**
@@ -490,6 +503,8 @@ export class Repository {
    * (up to 96 MiB) with data it will not read again. Small: a base is rarely used more than twice.
    */
   private readonly baseCache = new LruCache<Buffer>(12 * 1024 * 1024);
+  /** The last large chunk's sketch on the thread pool: the next one's result is taken after it (encodeAndPack). */
+  private sketchOrder: Promise<void> = Promise.resolve();
   /** Each sealed blob is dropped once written to its pack: collect them promptly (see reclaim.ts). */
   private readonly reclaimer = new BufferReclaimer();
 
@@ -525,7 +540,18 @@ export class Repository {
       // queued behind the previous chunks' delta encodes in the same (on 2 cores, only) worker and
       // cost two more transfers and thread wake-ups per chunk, on the path of every changed chunk
       // of a second base backup (branch pitrbase, docs/benchmarks.md). The JS fallback stays off this thread.
-      if (sketchInline()) sf = superFeatures(data);
+      // A large chunk's sketch runs on the libuv thread pool (native/bytes.c sketchAsync) while this
+      // thread cuts and hashes the next chunks (branch dump6); the results are taken in the order
+      // of the chunks (sketchOrder), so the offset learned from each match (onSimilar) stays in stream order.
+      const later = sketchInline() && rawLength >= ASYNC_SKETCH_MIN ? superFeaturesAsync(data) : undefined;
+      if (later) {
+        const inOrder = this.sketchOrder.then(() => later);
+        this.sketchOrder = inOrder.then(
+          () => undefined,
+          () => undefined,
+        );
+        sf = await inOrder;
+      } else if (sketchInline()) sf = superFeatures(data);
       else ({ sf, data } = await this.pool.sketch(data));
       const found = similar.find(sf);
       if (found.length) {

@@ -65,6 +65,16 @@ export function superFeatures(data: Uint8Array): number[] {
   return Array.from(nativeOut);
 }
 
+/**
+ * superFeatures on the libuv thread pool (native/bytes.c sketchAsync), beside this thread;
+ * undefined without the addon. `data` must be left alone (not changed, not transferred) until it settles.
+ */
+export function superFeaturesAsync(data: Uint8Array): Promise<number[]> | undefined {
+  const nat = bytesNative();
+  if (nat === undefined || typeof nat.sketchAsync !== 'function') return undefined;
+  return new Promise((resolve, reject) => nat.sketchAsync(data, (err, f) => (err ? reject(err) : resolve(f ?? []))));
+}
+
 /** superFeatures in JavaScript: the fallback, and the reference the C is tested against. */
 export function superFeaturesJs(data: Uint8Array): number[] {
   const gear = GEAR;
