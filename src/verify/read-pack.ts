@@ -23,7 +23,7 @@ import type { Repository } from '../repo/repository.js';
  */
 const TAIL = 256 * 1024;
 const RANGE = 1024 * 1024;
-const IN_FLIGHT = 3;
+const IN_FLIGHT = Number(process.env.LIFEBOAT_CHECK_RANGES) || 3;
 const WORKER_QUEUE = 2;
 
 /** Verifies ranges on the calling thread (see above); same checks and results as the worker's. */
