@@ -95,6 +95,15 @@ export class ReadCache {
     this.data = new BlobCache(dataBytes);
   }
 
+  /** Entries held, trees and data blobs. */
+  get size(): number {
+    return this.trees.size + this.data.size;
+  }
+
+  get bytes(): number {
+    return this.trees.bytes + this.data.bytes;
+  }
+
   get(id: string): CachedBlob | undefined {
     return this.trees.get(id) ?? this.data.get(id);
   }
