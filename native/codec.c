@@ -39,9 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include "zstd.h"
 
 #define STEP 12
@@ -798,34 +795,6 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/*
- * mallocTune(mmapBytes, trimBytes): glibc's malloc serves blocks of at least mmapBytes by their own
- * mmap (freed back to the kernel at once) and gives the top of its heap back once trimBytes are free
- * there. Without it the mmap threshold climbs to the largest block freed so far (up to 32 MiB), so the
- * 1-2 MiB range and slab ArrayBuffers of restore and check came from the main heap after the first
- * was freed, and their freed space stayed resident there (+15-25 MB of peak RSS). 0 leaves a setting
- * as it is. Answers true when set (false: not glibc).
- */
-static napi_value js_malloc_tune(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  double mm = 0, trim = 0;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || napi_get_value_double(env, argv[0], &mm) != napi_ok ||
-      napi_get_value_double(env, argv[1], &trim) != napi_ok || !(mm >= 0 && mm <= 64.0 * 1024 * 1024) || !(trim >= 0 && trim <= 1024.0 * 1024 * 1024)) {
-    napi_throw_type_error(env, NULL, "mallocTune(mmapBytes: 0..64 MiB, trimBytes: 0..1 GiB)");
-    return NULL;
-  }
-  bool ok = false;
-#ifdef __GLIBC__
-  ok = true;
-  if (mm > 0) ok = mallopt(M_MMAP_THRESHOLD, (int)mm) == 1 && ok;
-  if (trim > 0) ok = mallopt(M_TRIM_THRESHOLD, (int)trim) == 1 && ok;
-#endif
-  napi_value r;
-  napi_get_boolean(env, ok, &r);
-  return r;
-}
-
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "open", NAPI_AUTO_LENGTH, js_open, NULL, &f);
@@ -834,7 +803,5 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "run", f);
   napi_create_function(env, "detach", NAPI_AUTO_LENGTH, js_detach, NULL, &f);
   napi_set_named_property(env, exports, "detach", f);
-  napi_create_function(env, "mallocTune", NAPI_AUTO_LENGTH, js_malloc_tune, NULL, &f);
-  napi_set_named_property(env, exports, "mallocTune", f);
   return exports;
 }

@@ -40,7 +40,6 @@ interface CodecAddon {
   open(encKey: Uint8Array, idKey: Uint8Array): unknown;
   run(ctx: unknown, bufs: Array<ArrayBuffer | ArrayBufferView>, steps: Float64Array, status: Float64Array, ids: Uint8Array, cb: (msgs: Array<string | undefined>) => void): void;
   detach(ab: ArrayBuffer): void;
-  mallocTune?(mmapBytes: number, trimBytes: number): boolean;
 }
 
 /** True when `b` is the whole of its (non-shared) ArrayBuffer: WorkerPool transfers such buffers (pool.ts ownsBuffer). */
@@ -161,22 +160,6 @@ function errorOf(e: Error): { message: string; name: string } {
   return { message: e.message, name: e.name };
 }
 
-/**
- * The malloc blocks of at least this many bytes get their own mapping (native/codec.c mallocTune;
- * LIFEBOAT_MALLOC_MMAP_KB overrides, 0 leaves glibc's default): the read path's range and slab
- * ArrayBuffers (1-4 MiB) are then given back to the kernel when freed instead of staying resident in
- * the main heap (glibc raises its threshold to the largest block freed, so they did after the first).
- */
-const MALLOC_MMAP_KB = 64;
-
-let tuned = false;
-function tuneMalloc(addon: CodecAddon): void {
-  if (tuned || !addon.mallocTune) return;
-  tuned = true;
-  const kb = process.env.LIFEBOAT_MALLOC_MMAP_KB === undefined ? MALLOC_MMAP_KB : Number(process.env.LIFEBOAT_MALLOC_MMAP_KB);
-  if (Number.isFinite(kb) && kb > 0 && kb <= 64 * 1024) addon.mallocTune(kb * 1024, 0);
-}
-
 export class NativeReadPool implements ReadPool {
   readonly native = true;
   private readonly ctx: unknown;
@@ -195,7 +178,6 @@ export class NativeReadPool implements ReadPool {
     readonly size = Number(process.env.LIFEBOAT_NATIVE_READ_JOBS) || Math.max(1, Math.min(4, availableParallelism())),
   ) {
     this.ctx = addon.open(key.encKey, key.idKey);
-    tuneMalloc(addon);
   }
 
   get jobsInFlight(): number {
