@@ -7,15 +7,19 @@ W=${WORK:-/tmp/lb-restore-quick}; mkdir -p $W
 OUT=${OUT:-$W/results.txt}; : > $OUT
 SRC=${SRC:?SRC=the data to back up}
 BEFORE=${BEFORE:?BEFORE=path to the before build main.js}; AFTER=${AFTER:-dist/src/cli/main.js}
-if [ ! -d $W/repo ]; then node $AFTER init -q -r $W/repo >/dev/null; node $AFTER backup -q -r $W/repo $SRC; fi
+# Run as users run it: through the checkout's bin/lifeboat (node with the launcher's flags, e.g. --max-semi-space-size=4)
+# when it is there (…/dist/src/cli/main.js -> …/bin/lifeboat), else node with NODE_FLAGS (default: the launcher's flags).
+cli() { local d; d=$(cd "$(dirname "$1")/../../.." 2>/dev/null && pwd); if [ -n "$d" ] && [ -x "$d/bin/lifeboat" ]; then echo "$d/bin/lifeboat"; else echo "node ${NODE_FLAGS---max-semi-space-size=4} $1"; fi; }
+RUN_BEFORE=$(cli $BEFORE); RUN_AFTER=$(cli $AFTER)
+if [ ! -d $W/repo ]; then $RUN_AFTER init -q -r $W/repo >/dev/null; $RUN_AFTER backup -q -r $W/repo $SRC; fi
 if [ ! -d $W/restic ]; then restic init -q -r $W/restic >/dev/null; restic -q -r $W/restic backup $SRC >/dev/null; fi
 for r in $(seq 1 ${REPS:-3}); do
   for t in before after restic; do
     rm -rf $W/out; sync
     echo "# load $(cut -d' ' -f1-3 /proc/loadavg)" >> $OUT
     case $t in
-      before) /usr/bin/time -f "$t restore %e %U %S %M" -a -o $OUT node $BEFORE restore latest -q -r $W/repo --target $W/out;;
-      after) /usr/bin/time -f "$t restore %e %U %S %M" -a -o $OUT node $AFTER restore latest -q -r $W/repo --target $W/out;;
+      before) /usr/bin/time -f "$t restore %e %U %S %M" -a -o $OUT $RUN_BEFORE restore latest -q -r $W/repo --target $W/out;;
+      after) /usr/bin/time -f "$t restore %e %U %S %M" -a -o $OUT $RUN_AFTER restore latest -q -r $W/repo --target $W/out;;
       restic) /usr/bin/time -f "$t restore %e %U %S %M" -a -o $OUT restic -q -r $W/restic restore latest --target $W/out >/dev/null;;
     esac
     diff -r --no-dereference $SRC $W/out$SRC >/dev/null 2>&1 || diff -r --no-dereference $SRC $W/out >/dev/null 2>&1 || echo "# $t: restored tree differs" >> $OUT

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BlobCache } from './blob-cache.js';
+import { BlobCache, ReadCache } from './blob-cache.js';
 
 const buf = (n: number, fill = 1) => Buffer.alloc(n, fill);
 
@@ -46,4 +46,25 @@ test('BlobCache tracks whether an entry was verified, never downgrades, drops un
   assert.equal(c.bytes, 20);
   c.delete('base');
   assert.equal(c.bytes, 10);
+});
+
+test('ReadCache bounds trees and data blobs apart: bases never push trees out, and hold only their own bound', () => {
+  const c = new ReadCache(100, 40);
+  c.set('t1', buf(25), true, true);
+  c.set('t2', buf(25), true, true);
+  for (let i = 0; i < 10; i++) c.set(`base${i}`, buf(10), false, false);
+  assert.ok(c.get('t1') && c.get('t2'), 'trees kept');
+  assert.equal(c.trees.bytes, 50);
+  assert.equal(c.data.bytes, 40);
+  assert.equal(c.get('base0'), undefined);
+  assert.ok(c.get('base9'));
+  c.set('big', buf(11), true, false); // more than a quarter of the data bound
+  assert.equal(c.get('big'), undefined);
+  c.markVerified('base9');
+  c.dropUnverified();
+  assert.ok(c.get('base9')!.verified);
+  assert.equal(c.data.bytes, 10);
+  c.clear();
+  assert.equal(c.get('t1'), undefined);
+  assert.equal(c.trees.bytes + c.data.bytes, 0);
 });

@@ -6,7 +6,7 @@ import { IntegrityError, LifeboatError, type LockLostError, NoRepositoryError, N
 import type { Storage } from '../storage/types.js';
 import { AppendOnlyError } from '../storage/retry.js';
 import { ByteBudget, LruCache, Semaphore, mapLimit } from '../util/sync.js';
-import { BlobCache } from './blob-cache.js';
+import { ReadCache } from './blob-cache.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable, validateChunkerParams } from './chunker.js';
 import { BlobCodec, SKETCH_MIN, decompressCapped } from './codec.js';
@@ -175,7 +175,8 @@ export class Repository {
    * bases in use at any time are those of the few blobs in flight: 32 MiB holds
    * them for the default window (bounded memory whatever the repository size).
    */
-  private readonly cache = new BlobCache((Number(process.env.LIFEBOAT_BLOB_CACHE_MB) || 32) * 1024 * 1024);
+  /** Trees (LIFEBOAT_BLOB_CACHE_MB, 32 MiB) and delta bases read for a chain (LIFEBOAT_BASE_CACHE_MB, 4 MiB). */
+  private readonly cache = new ReadCache((Number(process.env.LIFEBOAT_BLOB_CACHE_MB) || 32) * 1024 * 1024, (Number(process.env.LIFEBOAT_BASE_CACHE_MB) || 4) * 1024 * 1024);
   /** The packs being filled (created on the first blob of each type). */
   private readonly packers: Partial<Record<BlobType, PackFileWriter>> = {};
   private packTargetP: Promise<{ dir: string; publish: boolean }> | undefined;
@@ -1127,7 +1128,7 @@ export class Repository {
     if (e.compression === 2 && level === 0) {
       const r = await this.readChain(id, e, verify, onMain).catch(() => undefined);
       if (r) {
-        if (cacheable === true) this.cache.set(id, r.data, r.verified);
+        if (cacheable === true) this.cache.set(id, r.data, r.verified, e.type === 'tree');
         return r;
       }
     }
@@ -1168,7 +1169,7 @@ export class Repository {
       }
       throw new IntegrityError(`${what}: content does not match its id (hash mismatch)`);
     }
-    if (cacheable !== 'never' && (e.type === 'tree' || cacheable)) this.cache.set(id, data, verified);
+    if (cacheable !== 'never' && (e.type === 'tree' || cacheable)) this.cache.set(id, data, verified, e.type === 'tree');
     return { data, verified };
   }
 

@@ -259,7 +259,7 @@ async function readAllPacks(repo: Repository, packs: string[], stored: Map<strin
   const buffers = new RangeBuffers();
   // (the C codec decodes on libuv's threads, every core: the main thread need not help)
   const inline = process.env.LIFEBOAT_CHECK_INLINE === '0' || (repo.readPool.native && process.env.LIFEBOAT_CHECK_INLINE !== '1') ? undefined : new InlineVerifier(repo);
-  const atOnce = Number(process.env.LIFEBOAT_CHECK_PACKS) || PACKS_AT_ONCE;
+  const atOnce = Number(process.env.LIFEBOAT_CHECK_PACKS) || (repo.readPool.native ? PACKS_AT_ONCE_NATIVE : PACKS_AT_ONCE);
   return mapLimit(packs, atOnce, async (pack) => {
     const f: PackFindings = { pack, bytesRead: 0, read: false, hashBad: false, damaged: [] };
     try {
@@ -288,3 +288,9 @@ const WALK_TREES = 8;
  * 217-229 MB vs 233-241, dumps 225 vs 272); without deltas one peaked ~6 MB lower (bench/results/check5.md).
  */
 const PACKS_AT_ONCE = 2;
+/**
+ * With the C codec (native-read-pool.ts) one pack at a time: its ranges keep both pool threads busy, and a
+ * second pack only added its buffers (and its delta bases' chains) to the peak: /tmp/lead-all ~124 -> ~110 MB,
+ * a dump's days 0-3 ~256 -> ~185 MB, the same CPU (bench/results/rss6.md).
+ */
+const PACKS_AT_ONCE_NATIVE = 1;

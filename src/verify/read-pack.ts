@@ -23,7 +23,13 @@ import type { Repository } from '../repo/repository.js';
  */
 const TAIL = 256 * 1024;
 const RANGE = 1024 * 1024;
-const IN_FLIGHT = 3;
+/**
+ * Ranges being verified per pack (LIFEBOAT_CHECK_RANGES overrides): 3 with the decode worker, 2 with the C
+ * codec (native-read-pool.ts: two pool threads decode them while the next range is read; 3 only held more
+ * buffers, bench/results/rss6.md).
+ */
+const IN_FLIGHT_WORKER = 3;
+const IN_FLIGHT_NATIVE = 2;
 const WORKER_QUEUE = 2;
 
 /** Verifies ranges on the calling thread (see above); same checks and results as the worker's. */
@@ -128,6 +134,7 @@ export async function readPackData(repo: Repository, pack: string, size: number,
     else readable.push(b);
   }
   const { ranges, strays } = planPackRanges(readable, blobArea, RANGE);
+  const IN_FLIGHT = Number(process.env.LIFEBOAT_CHECK_RANGES) || (repo.readPool.native ? IN_FLIGHT_NATIVE : IN_FLIGHT_WORKER);
   const verified = new Map<PackBlob, string>(); // blob -> id of its plaintext
   const settle = (list: PackBlob[], results: ChunkResult[]) => {
     list.forEach((b, i) => {
