@@ -259,7 +259,7 @@ export class RestoreBatcher {
         spawn(async () => {
           let data: Buffer;
           try {
-            data = await this.repo.loadBlob(w.id);
+            data = await this.repo.loadOwnedBlob(w.id);
           } catch (err) {
             refuse(w.uses, err);
             return;
@@ -268,6 +268,9 @@ export class RestoreBatcher {
           await deliver(w.uses, data, sink);
           await finishDirect(sink);
           this.hooks.dropped(data.length);
+          // written everywhere it goes (deliver and finishDirect wait for the thread pool): freed now, not
+          // at a later collection (a delta-chain dump, one such load per chunk: ~40 MB less peak RSS)
+          this.repo.release(data);
         });
         continue;
       }

@@ -150,7 +150,10 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   const egid = process.getegid?.();
   const show = (p: Buffer) => escapeBytes(p);
   /** Every chunk is dropped once written: collect them promptly (see reclaim.ts). */
-  const reclaimer = new BufferReclaimer();
+  // and a full collection every 64 MiB (LIFEBOAT_RESTORE_FULL_GC_MB, 0: none): the old generation's dropped
+  // buffers (delta bases of a dump's chunks: ~50 MB more peak RSS without it, docs/benchmarks.md dumprss7)
+  const fullMb = Number(process.env.LIFEBOAT_RESTORE_FULL_GC_MB ?? 64);
+  const reclaimer = new BufferReclaimer(16 * 1024 * 1024, Number.isFinite(fullMb) && fullMb > 0 ? fullMb * 1024 * 1024 : 0);
 
   /** The parent directory must be exactly the path we expect: no component is a symbolic link. */
   const checkDir = async (dir: Buffer): Promise<void> => {

@@ -974,6 +974,33 @@ export class Repository {
   }
 
   /**
+   * loadBlob, the plaintext the caller's alone: not taken from the read cache, not shared with
+   * a load of the same blob in flight, not cached. The caller may free it with release() once
+   * it is done with it (a restore: as soon as it is written).
+   */
+  async loadOwnedBlob(id: string): Promise<Buffer> {
+    return (await this.readBlob(id, 0, 'never', true)).data;
+  }
+
+  /** Buffers freed by release() (tests check the restore frees what it loaded). */
+  released = 0;
+
+  /**
+   * Free a buffer from loadOwnedBlob now, not at a later garbage collection (the C codec's
+   * detach; without it, nothing: the collector frees it). Only a buffer that is the whole of
+   * its own, non-shared memory is freed; the caller must hold no other view of it. A restore of
+   * a delta-chain dump (one loose load per chunk) held ~40 MB of written plaintexts that
+   * V8's collections did not free before the next ones were read (docs/benchmarks.md, dumprss7).
+   */
+  release(buf: Buffer): void {
+    if (buf.byteLength === 0 || buf.byteOffset !== 0 || buf.byteLength !== buf.buffer.byteLength || buf.buffer instanceof SharedArrayBuffer) return;
+    const addon = codecNative();
+    if (!addon) return;
+    addon.detach(buf.buffer as ArrayBuffer);
+    this.released++;
+  }
+
+  /**
    * `verify` false (delta bases only): the plaintext's hash may go unchecked;
    * such a blob is cached as unverified and hashed before it is ever handed
    * out as a blob in its own right.

@@ -21,3 +21,21 @@ test('BufferReclaimer collects once every `every` bytes dropped, not before', ()
   r.dropped(250);
   assert.equal(r.collections, 2);
 });
+
+test('BufferReclaimer runs a full collection (instead of a minor one) once every `full` bytes dropped', () => {
+  const r = new BufferReclaimer(100, 250);
+  r.dropped(100);
+  r.dropped(100);
+  assert.equal(r.collections, 2);
+  assert.equal(r.fullCollections, 0);
+  r.dropped(50); // 250 since the start: full, even below `every`
+  assert.equal(r.fullCollections, 1);
+  assert.equal(r.collections, 2);
+  r.dropped(100);
+  assert.equal(r.collections, 3);
+  assert.equal(r.fullCollections, 1);
+  const none = new BufferReclaimer(100);
+  for (let i = 0; i < 10; i++) none.dropped(100);
+  assert.equal(none.fullCollections, 0);
+  assert.equal(none.collections, 10);
+});

@@ -36,17 +36,38 @@ export function collector(): Gc | undefined {
 
 export class BufferReclaimer {
   private since = 0;
+  private sinceFull = 0;
   /** Minor collections run so far. */
   collections = 0;
-  constructor(readonly every = 16 * 1024 * 1024) {}
+  /** Full collections run so far. */
+  fullCollections = 0;
+  /**
+   * `full`: instead of a minor one, a full collection once that many bytes were dropped (0:
+   * never). A restore keeps buffers past a minor collection (delta bases, plaintexts waiting
+   * for their write): those reach the old generation, which only a full collection frees.
+   * It is `gc()` without options: V8's gc({ type: 'major' }) (a collection that assumes
+   * heap pointers on the stack) freed none of them in a dump's restore (the ArrayBuffer
+   * memory grew to ~100 MB through such collections every 8 MiB), gc() all but the live
+   * ~12 MB (docs/benchmarks.md, dumprss7).
+   */
+  constructor(
+    readonly every = 16 * 1024 * 1024,
+    readonly full = 0,
+  ) {}
 
   /** Note `bytes` of buffers no longer referenced; collect once `every` bytes add up. */
   dropped(bytes: number): void {
     this.since += bytes;
-    if (this.since < this.every) return;
+    this.sinceFull += bytes;
+    if (this.since < this.every && !(this.full > 0 && this.sinceFull >= this.full)) return;
     this.since = 0;
     const gc = collector();
-    if (gc) {
+    if (!gc) return;
+    if (this.full > 0 && this.sinceFull >= this.full) {
+      this.sinceFull = 0;
+      gc();
+      this.fullCollections++;
+    } else {
       gc({ type: 'minor' });
       this.collections++;
     }
