@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import pg from 'pg';
 import { freePort, tmpdir } from './db.js';
@@ -80,8 +80,29 @@ function conf(settings: Record<string, string>): string {
     .join('\n');
 }
 
+/**
+ * The files an archive or restore command names (absolute paths: the node binary, the CLI, a
+ * password file) must be readable by the postgres user, or PostgreSQL retries the command
+ * forever and the test hangs until its timeout: a checkout under a 0700 directory (mktemp -d)
+ * does that. Refuse at once, naming the path.
+ */
+export function checkReadableByPostgres(settings: Record<string, string> = {}): void {
+  for (const key of ['archive_command', 'restore_command']) {
+    const cmd = settings[key];
+    if (!cmd) continue;
+    for (const tok of cmd.split(/\s+/)) {
+      const p = tok.replace(/^['"]|['"]$/g, '');
+      if (!path.isAbsolute(p) || p.includes('%') || !existsSync(p)) continue;
+      if (asPostgres('/usr/bin/test', ['-r', p], { allowFail: true }).status !== 0) {
+        throw new Error(`the postgres user cannot read ${p} (named by ${key}): a parent directory is not searchable by others (a 0700 checkout, e.g. under mktemp -d?); PostgreSQL would retry the command forever`);
+      }
+    }
+  }
+}
+
 /** Create (initdb or pg_basebackup) and start a private cluster. */
 export async function createCluster(opts: ClusterOptions = {}): Promise<PgCluster> {
+  checkReadableByPostgres(opts.settings);
   const t = tmpdir('lb-pgc-');
   const { uid, gid } = ids();
   await fsp.chmod(t.dir, 0o755);
