@@ -6,6 +6,7 @@ import { IntegrityError } from '../errors.js';
 import { NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, open, seal } from './crypto.js';
 import type { Compression } from './pack.js';
 import { type ZdeltaNative, zdeltaNative } from './native.js';
+import { decodeErrors } from './decode-errors.js';
 
 /**
  * Decompress zstd frame(s) with the output capped at `limit` bytes: streaming,
@@ -315,7 +316,7 @@ export class BlobCodec {
       if (compression === 0) out = payload;
       else if (compression === 1) out = decompressCapped(this.dplain, payload, rawLength, rawLength);
       else {
-        if (!dict) throw new IntegrityError(`${what}: delta blob decoded without its base`);
+        if (!dict) throw decodeErrors.noBase(what);
         try {
           this.ddelta.loadDictionary(Buffer.from(dict.buffer, dict.byteOffset, dict.length));
           out = decompressCapped(this.ddelta, payload, rawLength, rawLength);
@@ -326,10 +327,10 @@ export class BlobCodec {
       }
     } catch (err) {
       if (err instanceof IntegrityError) throw err;
-      throw new IntegrityError(`${what}: decompression failed (${(err as Error).message}; the index declares ${rawLength} bytes)`);
+      throw decodeErrors.decompression(what, (err as Error).message, rawLength);
     }
     if (out.length !== rawLength) {
-      throw new IntegrityError(`${what}: decoded to ${out.length} bytes, index says ${rawLength}`);
+      throw decodeErrors.length(what, out.length, rawLength);
     }
     return out;
   }
@@ -347,12 +348,12 @@ export class BlobCodec {
         n = payload.length;
         if (n === rawLength) payload.copy(out);
       } else if (compression === 1) n = decompressExact(this.dplain, payload, out);
-      else throw new IntegrityError(`${what}: delta blob decoded without its base`);
+      else throw decodeErrors.noBase(what);
     } catch (err) {
       if (err instanceof IntegrityError) throw err;
-      throw new IntegrityError(`${what}: decompression failed (${(err as Error).message}; the index declares ${rawLength} bytes)`);
+      throw decodeErrors.decompression(what, (err as Error).message, rawLength);
     }
-    if (n !== rawLength) throw new IntegrityError(`${what}: decoded to ${n} bytes, index says ${rawLength}`);
+    if (n !== rawLength) throw decodeErrors.length(what, n, rawLength);
   }
 
   /**
@@ -366,7 +367,7 @@ export class BlobCodec {
   decodeTo(sealed: Uint8Array, compression: Compression, rawLength: number, what: string, out: Buffer, dict?: Uint8Array): void {
     if (compression !== 2) return this.decodeInto(sealed, compression, rawLength, what, out);
     if (out.length !== rawLength) throw new Error(`${what}: output of ${out.length} bytes for ${rawLength}`);
-    if (!dict) throw new IntegrityError(`${what}: delta blob decoded without its base`);
+    if (!dict) throw decodeErrors.noBase(what);
     const payload = open(this.encKey, sealed, what);
     let n: number;
     try {
@@ -375,9 +376,9 @@ export class BlobCodec {
       if (declared !== null && declared > rawLength) throw new Error(`zstd frame declares ${declared} bytes, more than the ${rawLength} allowed`);
       n = this.ddelta.decompressUsingDict(out, payload, dict);
     } catch (err) {
-      throw new IntegrityError(`${what}: decompression failed (${(err as Error).message}; the index declares ${rawLength} bytes)`);
+      throw decodeErrors.decompression(what, (err as Error).message, rawLength);
     }
-    if (n !== rawLength) throw new IntegrityError(`${what}: decoded to ${n} bytes, index says ${rawLength}`);
+    if (n !== rawLength) throw decodeErrors.length(what, n, rawLength);
   }
 
   /**
@@ -395,7 +396,7 @@ export class BlobCodec {
    */
   decodeId(sealed: Uint8Array, compression: Compression, rawLength: number, what: string, idKey: Buffer, scratch: Buffer, dict?: Uint8Array): string {
     const buf = Buffer.isBuffer(sealed) ? sealed : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
-    if (buf.length < SEAL_OVERHEAD) throw new IntegrityError(`${what}: too short to be a sealed object (${buf.length} bytes)`);
+    if (buf.length < SEAL_OVERHEAD) throw decodeErrors.tooShort(what, buf.length);
     const d = createDecipheriv('aes-256-gcm', this.encKey, buf.subarray(0, NONCE_LEN));
     d.setAuthTag(buf.subarray(buf.length - TAG_LEN));
     const body = buf.subarray(NONCE_LEN, buf.length - TAG_LEN);
@@ -407,7 +408,7 @@ export class BlobCodec {
     let z: CappedStream | undefined;
     try {
       if (compression === 2) {
-        if (!dict) throw new IntegrityError(`${what}: delta blob decoded without its base`);
+        if (!dict) throw decodeErrors.noBase(what);
         dctx.loadDictionary(Buffer.from(dict.buffer, dict.byteOffset, dict.length));
       }
       if (compression !== 0) z = new CappedStream(dctx, rawLength, scratch, (p) => h.update(p));
@@ -432,7 +433,7 @@ export class BlobCodec {
       try {
         d.final();
       } catch {
-        throw new IntegrityError(`${what}: authentication failed (data modified, truncated or from another repository)`);
+        throw decodeErrors.authFailed(what);
       }
       if (z && problem === undefined) {
         try {
@@ -447,9 +448,9 @@ export class BlobCodec {
     }
     if (problem !== undefined) {
       if (problem instanceof IntegrityError) throw problem;
-      throw new IntegrityError(`${what}: decompression failed (${(problem as Error).message}; the index declares ${rawLength} bytes)`);
+      throw decodeErrors.decompression(what, (problem as Error).message, rawLength);
     }
-    if (n !== rawLength) throw new IntegrityError(`${what}: decoded to ${n} bytes, index says ${rawLength}`);
+    if (n !== rawLength) throw decodeErrors.length(what, n, rawLength);
     return h.digest('hex');
   }
 }

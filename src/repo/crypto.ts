@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, createHash, pbkdf2Sync, randomBytes, scrypt as scryptCb } from 'node:crypto';
 import { kdfNative } from './native.js';
-import { IntegrityError } from '../errors.js';
+import { decodeErrors } from './decode-errors.js';
 
 /**
  * Authenticated encryption for everything Lifeboat stores.
@@ -50,7 +50,7 @@ export function seal(key: Buffer, plaintext: Uint8Array, aad?: Uint8Array): Buff
 /** Decrypts and authenticates; throws IntegrityError if the data was modified or the key is wrong. */
 export function open(key: Buffer, sealed: Uint8Array, what: string, aad?: Uint8Array): Buffer {
   if (sealed.length < SEAL_OVERHEAD) {
-    throw new IntegrityError(`${what}: too short to be a sealed object (${sealed.length} bytes)`);
+    throw decodeErrors.tooShort(what, sealed.length);
   }
   const buf = Buffer.isBuffer(sealed) ? sealed : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
   const nonce = buf.subarray(0, NONCE_LEN);
@@ -63,7 +63,7 @@ export function open(key: Buffer, sealed: Uint8Array, what: string, aad?: Uint8A
     const fin = d.final();
     return fin.length ? Buffer.concat([body, fin]) : body;
   } catch {
-    throw new IntegrityError(`${what}: authentication failed (data modified, truncated or from another repository)`);
+    throw decodeErrors.authFailed(what);
   }
 }
 

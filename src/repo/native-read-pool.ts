@@ -7,6 +7,7 @@ import { type Compression, MAX_TREE_BLOB } from './pack.js';
 import type { ChunkBlob, ChunkResult } from './chunk-verify.js';
 import type { RangeBlob, RangeResult } from './chunk-decode.js';
 import type { ChainMsg } from './chain.js';
+import { decodeErrors } from './decode-errors.js';
 
 /**
  * The read ops of Repository.readPool (restore, check --read-data, a delta chain's read), as
@@ -136,15 +137,15 @@ interface Done {
 function stepError(code: number, aux: number, msg: string | undefined, what: string, raw: number): Error {
   switch (code) {
     case S_SHORT:
-      return new IntegrityError(`${what}: too short to be a sealed object (${aux} bytes)`);
+      return decodeErrors.tooShort(what, aux);
     case S_AUTH:
-      return new IntegrityError(`${what}: authentication failed (data modified, truncated or from another repository)`);
+      return decodeErrors.authFailed(what);
     case S_DECOMP:
-      return new IntegrityError(`${what}: decompression failed (${msg ?? 'unknown error'}; the index declares ${raw} bytes)`);
+      return decodeErrors.decompression(what, msg ?? 'unknown error', raw);
     case S_LENGTH:
-      return new IntegrityError(`${what}: decoded to ${aux} bytes, index says ${raw}`);
+      return decodeErrors.length(what, aux, raw);
     case S_NOBASE:
-      return new IntegrityError(`${what}: delta blob decoded without its base`);
+      return decodeErrors.noBase(what);
     case S_NOMEM:
       return new LifeboatError(`${what}: out of memory`);
     case S_OUTLEN:
