@@ -916,7 +916,7 @@ export class Repository {
   ): Promise<{ blobs: Array<Buffer | IntegrityError>; slab: ArrayBuffer }> {
     const jobs = blobs.map((b) => ({ offset: b.offset, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id} in pack ${b.pack}` }));
     const raw = blobs.reduce((a, b) => a + b.rawLength, 0);
-    // a small restore decodes on the main thread (INLINE_BEFORE_WORKERS): no worker to start
+    // a small restore decodes on the main thread (INLINE_DECODE_BEFORE_WORKERS): no worker to start
     const { results, slab } = this.runInline(raw, true)
       ? decodeRange(this.codec, this.key.idKey, chunk, jobs, slabs?.take(raw), slabs?.size ?? 0)
       : await this.readPool.decodeRange(chunk, jobs, slabs?.take(raw), slabs?.size ?? 0);
