@@ -1,6 +1,6 @@
 import { closeSync, constants as fsc, fstatSync, ftruncateSync, open, readFileSync, realpath, renameSync, rmSync, statSync, unlink, write, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { requireAddon } from '../util/native.js';
+import { nativeAddon } from '../util/native.js';
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 import { constants as osConstants } from 'node:os';
 import { Semaphore } from '../util/sync.js';
@@ -67,8 +67,8 @@ const tmpPrefixBytes = Buffer.from(tmpPrefix);
  * creates each file through TempFile (the JavaScript path, same results).
  */
 export function filesNative(): FilesNative | undefined {
-  if (process.env.LIFEBOAT_NO_NATIVE === '1' || process.env.LIFEBOAT_RESTORE_NATIVE === '0' || process.platform !== 'linux') return undefined;
-  return requireAddon<FilesNative>('files');
+  if (process.env.LIFEBOAT_RESTORE_NATIVE === '0' || process.platform !== 'linux') return undefined;
+  return nativeAddon<FilesNative>('files');
 }
 
 /** The process's umask, read without changing it (/proc/self/status; process.umask() sets it twice, racing the thread pool); undefined if unknown. */

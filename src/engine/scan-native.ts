@@ -1,5 +1,5 @@
 import { constants as fsc } from 'node:fs';
-import { requireAddon } from '../util/native.js';
+import { nativeAddon } from '../util/native.js';
 import { getSystemErrorMap } from 'node:util';
 import type { EntryStat } from './small-files.js';
 
@@ -31,10 +31,8 @@ export function scanAddon(): ScanAddon | undefined {
   if (off) return undefined;
   if (mod === undefined) {
     mod = null;
-    if (process.env.LIFEBOAT_NO_NATIVE !== '1') {
-      const m = requireAddon<ScanAddon>('scandir');
-      if (m && m.FIELDS === F && typeof m.scanDir === 'function' && typeof m.xattrListSize === 'function' && typeof m.lxattrListSize === 'function') mod = m;
-    }
+    const m = nativeAddon<ScanAddon>('scandir');
+    if (m && m.FIELDS === F && typeof m.scanDir === 'function' && typeof m.xattrListSize === 'function' && typeof m.lxattrListSize === 'function') mod = m;
   }
   return mod ?? undefined;
 }

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { IntegrityError, LifeboatError } from '../errors.js';
-import { requireAddon } from '../util/native.js';
+import { nativeAddon } from '../util/native.js';
 import { ByteBudget } from '../util/sync.js';
 import type { MasterKey } from './crypto.js';
 import { type Compression, MAX_TREE_BLOB } from './pack.js';
@@ -50,8 +50,7 @@ function ownsBuffer(b: Uint8Array): boolean {
 
 /** The addon, or undefined (not built, LIFEBOAT_NO_NATIVE=1, or LIFEBOAT_NATIVE_READ=0: the decode worker). */
 export function codecNative(): CodecAddon | undefined {
-  if (process.env.LIFEBOAT_NO_NATIVE === '1' || process.env.LIFEBOAT_NATIVE_READ === '0') return undefined;
-  return requireAddon<CodecAddon>('codec');
+  return process.env.LIFEBOAT_NATIVE_READ === '0' ? undefined : nativeAddon<CodecAddon>('codec');
 }
 
 const STEP = 12;

@@ -1,4 +1,4 @@
-import { requireAddon } from '../util/native.js';
+import { nativeAddon } from '../util/native.js';
 
 /**
  * The byte loops in C (native/bytes.c, built by `npm install` with the time helper):
@@ -16,17 +16,9 @@ export interface BytesNative {
   sketchAsync(data: Uint8Array, cb: (err: Error | null, features: number[] | null) => void): void;
 }
 
-let mod: BytesNative | null | undefined;
-
 /** The addon, or undefined (not built, or LIFEBOAT_NO_NATIVE=1). */
 export function bytesNative(): BytesNative | undefined {
-  if (mod === undefined) {
-    mod = null;
-    if (process.env.LIFEBOAT_NO_NATIVE !== '1') {
-      mod = requireAddon<BytesNative>('bytes') ?? null;
-    }
-  }
-  return mod ?? undefined;
+  return nativeAddon<BytesNative>('bytes');
 }
 
 /**
@@ -40,17 +32,9 @@ export interface ZdeltaNative {
   delta(out: Uint8Array, data: Uint8Array, base: Uint8Array, level: number, info: Float64Array): number;
 }
 
-let zmod: ZdeltaNative | null | undefined;
-
 /** The delta addon, or undefined (not built, LIFEBOAT_NO_NATIVE=1 or LIFEBOAT_NO_ZDELTA=1). */
 export function zdeltaNative(): ZdeltaNative | undefined {
-  if (zmod === undefined) {
-    zmod = null;
-    if (process.env.LIFEBOAT_NO_NATIVE !== '1' && process.env.LIFEBOAT_NO_ZDELTA !== '1') {
-      zmod = requireAddon<ZdeltaNative>('zdelta') ?? null;
-    }
-  }
-  return zmod ?? undefined;
+  return process.env.LIFEBOAT_NO_ZDELTA === '1' ? undefined : nativeAddon<ZdeltaNative>('zdelta');
 }
 
 /**
@@ -64,13 +48,7 @@ export interface KdfNative {
   romix(b: Uint8Array, N: number, r: number, k: number): Promise<Buffer>;
 }
 
-let kmod: KdfNative | null | undefined;
-
 /** The scrypt addon, or undefined (not built, or LIFEBOAT_NO_NATIVE=1). */
 export function kdfNative(): KdfNative | undefined {
-  if (kmod === undefined) {
-    kmod = null;
-    if (process.env.LIFEBOAT_NO_NATIVE !== '1') kmod = requireAddon<KdfNative>('kdf') ?? null;
-  }
-  return kmod ?? undefined;
+  return nativeAddon<KdfNative>('kdf');
 }

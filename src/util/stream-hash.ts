@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { requireAddon } from './native.js';
+import { nativeAddon } from './native.js';
 
 /**
  * SHA-256 of a stream computed beside the main thread (issue 18, branch dump6):
@@ -20,11 +20,8 @@ interface HashAddon {
   hmac(key: Uint8Array, buf: Uint8Array, cb: (err: Error | null, mac: Buffer | null) => void): void;
 }
 
-let addon: HashAddon | null | undefined;
-
 function hashAddon(): HashAddon | undefined {
-  if (addon === undefined) addon = (process.env.LIFEBOAT_NO_NATIVE !== '1' && requireAddon<HashAddon>('hash')) || null;
-  return addon ?? undefined;
+  return nativeAddon<HashAddon>('hash');
 }
 
 /**
