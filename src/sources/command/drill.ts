@@ -1,10 +1,10 @@
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { resolveSourcePaths } from '../../config/resolve.js';
 import { snapshotStream, scratchDir, type DrillCheck, type DrillTargetContext, type ScratchTarget } from '../scratch.js';
 import { restoreCommand } from './dump.js';
+import { streamToNewFile } from '../../util/new-file.js';
 
 /** Restore drill target of a command source (see ../scratch.ts and src/verify/drill.ts). */
 
@@ -32,7 +32,7 @@ export function commandTarget(ctx: DrillTargetContext): ScratchTarget {
         });
         output = String(r.checks?.output ?? '');
       } else {
-        await pipeline(counter, createWriteStream(path.join(dir, 'dump'), { flags: 'wx', mode: 0o600 }));
+        await streamToNewFile(counter, path.join(dir, 'dump'));
       }
     },
     async integrity() {

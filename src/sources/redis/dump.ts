@@ -1,11 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { ExitCode, IntegrityError, LifeboatError } from '../../errors.js';
 import {
@@ -23,6 +22,7 @@ import {
 } from '../proc.js';
 import type { DumpHandle, RestoreResult } from '../types.js';
 import { redisSourceSchema } from '../../config/sources.js';
+import { streamToNewFile } from '../../util/new-file.js';
 
 /**
  * Redis source.
@@ -372,7 +372,7 @@ async function writeRdbFile(stream: Readable, dest: string, force: boolean, binD
   await fsp.mkdir(path.dirname(dest), { recursive: true });
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.lifeboat-${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await pipeline(stream, createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+    await streamToNewFile(stream, tmp);
     const fh = await fsp.open(tmp, 'r+');
     let size: number;
     try {
@@ -486,7 +486,7 @@ export async function restoreRedis(input: RedisSourceInput | RedisSourceOptions,
   try {
     await fsp.chmod(work, 0o700);
     const targetVersion = infoField(str(await dst.call('INFO', 'server')), 'redis_version') ?? 'unknown';
-    await pipeline(stream, createWriteStream(path.join(work, 'dump.rdb'), { flags: 'wx', mode: 0o600 }));
+    await streamToNewFile(stream, path.join(work, 'dump.rdb'));
     src = await startTempServer(serverBin, work, target.signal, (t) => (temp = t));
     const keyspace = parseKeyspace(str(await src.call('INFO', 'keyspace')));
     const dbs = [...keyspace.keys()].sort((a, b) => a - b);

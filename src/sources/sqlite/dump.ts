@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { tmpdir } from 'node:os';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
@@ -11,6 +10,7 @@ import { ExitCode, IntegrityError, LifeboatError } from '../../errors.js';
 import { parseOptions, safeFilename, type SourceContext } from '../proc.js';
 import type { DumpHandle, RestoreResult } from '../types.js';
 import { sqliteSourceSchema } from '../../config/sources.js';
+import { streamToNewFile } from '../../util/new-file.js';
 
 /**
  * SQLite source.
@@ -269,7 +269,7 @@ export async function restoreSqlite(input: SqliteSourceInput | SqliteSourceOptio
   await fsp.mkdir(dir, { recursive: true });
   const tmp = path.join(dir, `.${path.basename(dest)}.lifeboat-${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await pipeline(stream, createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+    await streamToNewFile(stream, tmp);
     const fh = await fsp.open(tmp, 'r+');
     try {
       await fh.sync();
