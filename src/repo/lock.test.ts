@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { LocalStorage } from '../storage/local.js';
 import type { Storage } from '../storage/types.js';
-import { readLocks } from './lock.js';
+import { readLocks, removeLocks } from './lock.js';
 import { Repository } from './repository.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
@@ -104,6 +104,45 @@ test('readLocks: lock objects that vanish after every listing, without end, fail
         },
       });
       await assert.rejects(readLocks(storage, repo.key.encKey), /lock objects of .* kept changing while they were read/);
+      await lock.release();
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('removeLocks (unlock --remove-all): a holder whose refresh runs between the listing and the removal still loses its lock and notices', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-lock-removeall-'));
+  try {
+    const repo = await Repository.init(new LocalStorage(dir), 'pw');
+    try {
+      const lock = await repo.lock(true, 'prune');
+      let raced = false;
+      // the holder's whole refresh (write seq + 1, remove seq) runs just before our first removal
+      const storage = new Proxy(repo.storage, {
+        get(target, prop, recv) {
+          if (prop === 'remove') {
+            return async (...args: Parameters<Storage['remove']>) => {
+              if (args[0] === 'lock' && !raced) {
+                raced = true;
+                await lock.refresh();
+                assert.equal(lock.lost, false, 'the refresh itself saw nothing wrong');
+              }
+              return target.remove(...args);
+            };
+          }
+          const v = Reflect.get(target, prop, recv) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const removed = await removeLocks(storage, repo.key.encKey, true);
+      assert.ok(raced, 'the refresh ran between listing and removal');
+      assert.equal(removed.length, 1);
+      assert.deepEqual(await readLocks(repo.storage, repo.key.encKey), [], 'no object of the lock is left');
+      await lock.refresh();
+      assert.equal(lock.lost, true, 'the holder notices at its next refresh');
       await lock.release();
     } finally {
       await repo.close();

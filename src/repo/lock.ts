@@ -469,14 +469,29 @@ export async function lockStatus(storage: Storage, encKey: Buffer): Promise<Lock
   }
 }
 
+/** How many times removeLocks lists and removes before it gives up on a lock that keeps coming back. */
+const REMOVE_PASSES = 10;
+
 /** Remove stale locks (or all with `all`). Returns the locks removed, with the reason. */
 export async function removeLocks(storage: Storage, encKey: Buffer, all: boolean): Promise<LockStatus[]> {
-  const removed: LockStatus[] = [];
-  for (const l of await lockStatus(storage, encKey)) {
-    if (all || l.verdict.stale) {
+  const removed = new Map<string, LockStatus>();
+  const key = (l: LockStatus): string => l.info.nonce || l.name;
+  // A live holder's refresh (write seq + 1, then remove seq) may run between our listing and our
+  // removal: its removal of the old object then succeeds before ours, the new object was never
+  // listed, and the holder goes on unaware. So list again until none of the removed locks has an
+  // object left: a holder whose object is gone at its next refresh, or whose removal of the
+  // previous object finds it gone, stops (Lock.refresh). Bounded: a holder refreshing faster than
+  // one pass would keep it going.
+  for (let pass = 0; pass < REMOVE_PASSES; pass++) {
+    const now = (await lockStatus(storage, encKey)).filter((l) => (pass === 0 || removed.has(key(l))) && (all || l.verdict.stale));
+    if (now.length === 0) return [...removed.values()];
+    for (const l of now) {
       for (const n of l.names) await storage.remove('lock', n).catch(() => {});
-      removed.push(l);
+      if (!removed.has(key(l))) removed.set(key(l), l);
     }
   }
-  return removed;
+  const left = (await lockStatus(storage, encKey)).filter((l) => removed.has(key(l)));
+  if (left.length > 0) throw new LifeboatError(`could not remove lock(s) ${left.map(describeLock).join(', ')}: each was written again after ${REMOVE_PASSES} removals (a holder refreshing faster than a listing)`);
+  return [...removed.values()];
 }
+
