@@ -7,10 +7,13 @@
  * large compressible text/log files, thousands of small files, a realistic
  * many-small-files set copied from /usr/share, /usr/lib and /usr/include
  * (sorted walk, regular readable files only, 300 MB at scale 1), plus a SQL
- * dump (~300 MB at scale 1). Steps per tool, each repetition with fresh repositories:
+ * dump (~300 MB at scale 1, bench/restore-data.mjs: each day about 1% of rows updated, 0.5% inserted,
+ * 0.2% deleted). Steps per tool, each repetition with fresh repositories:
  *   (1) first backup  (2) unchanged re-backup  (3) re-backup after changing 5%
- *   (4) full restore  (5) dump backed up twice with 1% of lines changed: bytes added
- *   (6) check --read-data
+ *   (4) full restore  (5) the daily dump backup, days 1-3 after day 0: speed and bytes added
+ *   (6) restore of the day-3 dump (the end of the delta chain), compared with the dump
+ *   (7) check --read-data
+ * Lifeboat runs as users run it, through bin/lifeboat (LIFEBOAT_CLI=path/to/main.js runs that with node).
  * Wall time, throughput, CPU seconds per GB (user + system, GNU time %U + %S),
  * peak RSS (GNU time %M), repository size; median of reps.
  * Results: bench/results/latest.md and latest.json.
@@ -33,7 +36,9 @@ const SCALE = Number(opt('scale', QUICK ? '0.02' : '1'));
 const REPS = Number(opt('reps', QUICK ? '1' : '3'));
 const DIR = opt('dir', '/tmp/lifeboat-bench');
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.resolve(ROOT, process.env.LIFEBOAT_CLI ?? 'dist/src/cli/main.js');
+/** The command that runs Lifeboat: the checkout's launcher (node with its flags), or node on LIFEBOAT_CLI. */
+const LB = process.env.LIFEBOAT_CLI ? `node ${path.resolve(ROOT, process.env.LIFEBOAT_CLI)}` : path.join(ROOT, 'bin/lifeboat');
+const DUMP_DAYS = 4;
 /** Real files copied into the dataset (many small files: the common case of a file backup). */
 const REAL_SOURCES = ['/usr/share', '/usr/lib', '/usr/include'];
 
@@ -95,27 +100,11 @@ function mutate(dir: string, total: number): void {
   rmSync(path.join(dir, 'small/d1'), { recursive: true, force: true });
 }
 
-function makeDump(file: string, size: number, day: number): void {
-  const fd = openSync(file, 'w');
-  let written = 0;
-  let row = 0;
-  let chunk: string[] = ['COPY public.orders (id, customer, amount, status, created) FROM stdin;\n'];
-  let clen = 0;
-  while (written < size) {
-    const amount = (row * 7919) % 100000 + (day && row % 100 === 37 ? 1 : 0);
-    const line = `${row}\tcustomer-${(row * 31) % 9973}\t${amount}\t${row % 5 ? 'shipped' : 'open'}\t2026-0${1 + (row % 9)}-1${row % 10} 10:00:00\n`;
-    chunk.push(line);
-    clen += line.length;
-    row++;
-    if (clen > 1 << 20) {
-      const b = Buffer.from(chunk.join(''));
-      writeSync(fd, b);
-      written += b.length;
-      chunk = [];
-      clen = 0;
-    }
-  }
-  closeSync(fd);
+/** Day `day` of the daily dump (bench/restore-data.mjs, as bench/steps-all.sh uses it): its size in bytes. */
+function makeDump(file: string, day: number): number {
+  const r = spawnSync('node', [path.join(ROOT, 'bench/restore-data.mjs'), 'dumpday', file, String(SCALE), String(day)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bench/restore-data.mjs dumpday ${day} failed: ${r.stderr}`);
+  return statSync(file).size;
 }
 
 interface Tool {
@@ -124,16 +113,19 @@ interface Tool {
   backup(repo: string, src: string, i: number): string;
   backupStdin(repo: string, file: string, i: number): string;
   restore(repo: string, target: string): string;
+  /** Where restore() puts the file of a --stdin backup. */
+  stdinFile(target: string): string;
   check(repo: string): string;
 }
 const tools: Tool[] = [
   {
     name: 'lifeboat',
-    init: (r) => `node ${CLI} init -q --repo ${r}`,
-    backup: (r, s) => `node ${CLI} backup -q --repo ${r} ${s}`,
-    backupStdin: (r, f) => `node ${CLI} backup -q --repo ${r} --stdin --stdin-filename dump.sql < ${f}`,
-    restore: (r, t) => `node ${CLI} restore latest -q --repo ${r} --target ${t}`,
-    check: (r) => `node ${CLI} check -q --read-data --repo ${r}`,
+    init: (r) => `${LB} init -q --repo ${r}`,
+    backup: (r, s) => `${LB} backup -q --repo ${r} ${s}`,
+    backupStdin: (r, f) => `${LB} backup -q --repo ${r} --stdin --stdin-filename dump.sql < ${f}`,
+    restore: (r, t) => `${LB} restore latest -q --repo ${r} --target ${t}`,
+    stdinFile: (t) => path.join(t, 'dump.sql'),
+    check: (r) => `${LB} check -q --read-data --repo ${r}`,
   },
 ];
 if (has('restic')) {
@@ -143,6 +135,7 @@ if (has('restic')) {
     backup: (r, s) => `restic -q -r ${r} backup --compression auto ${s}`,
     backupStdin: (r, f) => `restic -q -r ${r} backup --compression auto --stdin --stdin-filename dump.sql < ${f}`,
     restore: (r, t) => `restic -q -r ${r} restore latest --target ${t}`,
+    stdinFile: (t) => path.join(t, 'dump.sql'),
     check: (r) => `restic -q -r ${r} check --read-data`,
   });
 }
@@ -154,12 +147,13 @@ if (has('borg')) {
       backup: (r, s, i) => `borg create --compression ${comp} ${r}::a${i} ${s}`,
       backupStdin: (r, f, i) => `borg create --compression ${comp} ${r}::d${i} - < ${f}`,
       restore: (r, t) => `mkdir -p ${t} && cd ${t} && borg extract ${r}::$(borg list --last 1 --short ${r})`,
+      stdinFile: (t) => path.join(t, 'stdin'),
       check: (r) => `borg check --verify-data ${r}`,
     });
   }
 }
 
-const STEPS = ['1 first backup', '2 unchanged re-backup', '3 re-backup after 5% change', '4 full restore', '5 dump 2nd backup (1% lines)', '6 check --read-data'] as const;
+const STEPS = ['1 first backup', '2 unchanged re-backup', '3 re-backup after 5% change', '4 full restore', '5 daily dump backup (days 1-3)', '6 dump restore (day 3, end of chain)', '7 check --read-data'] as const;
 type Row = { ms: number; mbps: number; rssMb: number; cpuSPerGb: number; repoMb: number; addedMb?: number };
 
 function main(): void {
@@ -167,11 +161,16 @@ function main(): void {
   rmSync(DIR, { recursive: true, force: true });
   mkdirSync(DIR, { recursive: true });
   const results: Record<string, Record<string, Row[]>> = {};
-  const dumpSize = Math.round(300 * MB * SCALE);
+  // the dumps of days 0..DUMP_DAYS-1, made once (the same for every tool)
+  const dumps: Array<{ file: string; size: number }> = [];
+  for (let d = 0; d < DUMP_DAYS; d++) {
+    const file = path.join(DIR, `dump${d}.sql`);
+    dumps.push({ file, size: makeDump(file, d) });
+  }
+  const dumpSize = dumps[DUMP_DAYS - 1]!.size;
   for (let rep = 0; rep < REPS; rep++) {
     const data = path.join(DIR, 'data');
     const total = makeDataset(data);
-    const dump = path.join(DIR, 'dump.sql');
     for (const t of tools) {
       // every tool sees identical data: rebuild the dataset before each tool
       makeDataset(data);
@@ -192,13 +191,16 @@ function main(): void {
       rmSync(target, { recursive: true, force: true });
       add(STEPS[3], timed(t.restore(repo, target)), total2);
       rmSync(target, { recursive: true, force: true });
-      makeDump(dump, dumpSize, 0);
-      timed(t.backupStdin(repo, dump, 10));
-      makeDump(dump, dumpSize, 1);
-      const before5 = du(repo);
-      const m5 = timed(t.backupStdin(repo, dump, 11));
-      add(STEPS[4], m5, dumpSize, { addedMb: (du(repo) - before5) / MB });
-      add(STEPS[5], timed(t.check(repo)), du(repo));
+      timed(t.backupStdin(repo, dumps[0]!.file, 10));
+      for (let d = 1; d < DUMP_DAYS; d++) {
+        const before5 = du(repo);
+        const m5 = timed(t.backupStdin(repo, dumps[d]!.file, 10 + d));
+        add(STEPS[4], m5, dumps[d]!.size, { addedMb: (du(repo) - before5) / MB });
+      }
+      add(STEPS[5], timed(t.restore(repo, target)), dumpSize);
+      if (spawnSync('cmp', ['-s', t.stdinFile(target), dumps[DUMP_DAYS - 1]!.file]).status !== 0) throw new Error(`${t.name}: the restored day-${DUMP_DAYS - 1} dump differs from the dump`);
+      rmSync(target, { recursive: true, force: true });
+      add(STEPS[6], timed(t.check(repo)), du(repo));
       rmSync(repo, { recursive: true, force: true });
       process.stderr.write(`rep ${rep + 1}/${REPS}: ${t.name} done\n`);
     }
@@ -210,7 +212,7 @@ function main(): void {
     `# Benchmark: Lifeboat vs restic vs borg`,
     '',
     `${new Date().toISOString()} · ${os.cpus().length} cores (${cpu}) · ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB · scale ${SCALE} (${(du(path.join(DIR, 'data')) / MB).toFixed(0)} MB files, ${(dumpSize / MB).toFixed(0)} MB dump) · median of ${REPS} rep(s) · warm page cache for every tool`,
-    `Versions: ${version(`node ${CLI} --version`)} (lifeboat), ${version('restic version')}, ${version('borg --version')}. Command: \`npm run bench -- --scale ${SCALE} --reps ${REPS}\``,
+    `Versions: ${version(`${LB} --version`)} (lifeboat), ${version('restic version')}, ${version('borg --version')}. Command: \`npm run bench -- --scale ${SCALE} --reps ${REPS}\``,
     '',
     '| step | tool | wall s | MB/s | CPU s/GB | peak RSS MB | repo MB | added MB | vs restic | vs borg zstd,3 |',
     '|---|---|---|---|---|---|---|---|---|---|',
@@ -219,12 +221,11 @@ function main(): void {
   for (const step of STEPS) {
     const med = (tool: string, k: keyof Row) => median((results[tool]?.[step] ?? []).map((x) => x[k] as number));
     for (const t of tools) {
-      const isBytes = step.startsWith('5') || step.startsWith('3');
+      // speed for every step; for the daily dump also the bytes it added against the other tool's
       const ratio = (other: string) => {
         if (!results[other]) return 'n/a';
-        return isBytes && step.startsWith('5')
-          ? `${(med('lifeboat', 'addedMb') / med(other, 'addedMb')).toFixed(2)}x bytes`
-          : `${(med('lifeboat', 'mbps') / med(other, 'mbps')).toFixed(2)}x speed`;
+        const speed = `${(med('lifeboat', 'mbps') / med(other, 'mbps')).toFixed(2)}x speed`;
+        return step.startsWith('5') ? `${speed}, ${(med('lifeboat', 'addedMb') / med(other, 'addedMb')).toFixed(2)}x bytes` : speed;
       };
       const added = med(t.name, 'addedMb');
       lines.push(
