@@ -1,0 +1,463 @@
+/*
+ * The backup's blob encode in C, on libuv's thread pool (branch nencode): compression chosen by
+ * exactly the rules of codec.ts BlobCodec.encode (the C delta of zdelta.c first, zstd level
+ * DELTA_FAST_LEVEL's parameters with the base as dictionary for bases up to DELTA_FAST_DICT at
+ * levels up to DELTA_FAST_LEVEL, else the tuned window/hash parameters with the base loaded as a
+ * dictionary; plain zstd at the repository's level unless the delta saved half or the three
+ * incompressibility probes say no; the smallest kept, never more than raw), then sealed as crypto.ts
+ * seal does (AES-256-GCM, nonce 12 || ciphertext || tag 16, no aad; the nonce from OpenSSL's CSPRNG,
+ * RAND_bytes of the node binary), and, when asked, the blob's keyed id (HMAC-SHA256 with the id key,
+ * crypto.ts blobId). The compressed payload is the same bytes the JavaScript produces: the same zstd
+ * sources (those zstd-napi ships), the same parameters and the same calls (ZSTD_compress2,
+ * ZSTD_compressUsingDict). No second V8 isolate: a backup whose blobs all encode here starts no
+ * encode worker thread (src/repo/native-encode-pool.ts).
+ *
+ * Included by zdelta.c (one unit, one addon): the encoder needs zstd's compressor and the C delta,
+ * which that addon already links; an addon of its own would compile a third copy of zstd.
+ *
+ *   encOpen(encKey: Uint8Array(32), idKey: Uint8Array(32), level: 1..19) -> ctx (an external)
+ *   encRun(ctx, data: Array<Uint8Array>, dicts: Array<Uint8Array | undefined>, flags: Uint8Array,
+ *          cb: (results: Array<[sealed: Buffer, compression: 0|1|2, id: Buffer | undefined] | string>) => void)
+ *     flags[i]: 1 hash the plaintext (its id), 2 no C delta (LIFEBOAT_NO_ZDELTA=1: zstd's match finder only)
+ *     results[i]: a string is that item's error (no memory, a cipher failure).
+ *
+ * Every argument is checked (types, lengths, counts); the buffers are referenced (napi_ref) until the
+ * callback and never written; the work item touches no JS value.
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/crypto.h>
+#include <sys/mman.h>
+
+#define EN_NONCE 12
+#define EN_TAG 16
+#define EN_MAX_DATA ((size_t)256 << 20) /* MAX_TREE_BLOB: the format's largest blob */
+#define EN_MAX_DICT ((size_t)512 << 20) /* two bases */
+#define EN_MAX_ITEMS 65536
+#define EN_FAST_DICT ((size_t)2 << 20) /* codec.ts DELTA_FAST_DICT */
+#define EN_FAST_LEVEL 4                /* codec.ts DELTA_FAST_LEVEL */
+#define EN_PROBE_MIN ((size_t)64 << 10) /* codec.ts PROBE_MIN */
+#define EN_PROBE 4096                   /* codec.ts PROBE */
+#define EN_KEEP ((size_t)4 << 20)       /* scratch a pool thread keeps between jobs at most */
+
+typedef struct {
+  uint8_t enc[32];
+  uint8_t id[32];
+  int level;
+} enc_ctx;
+
+typedef struct {
+  const uint8_t *data;
+  size_t n;
+  const uint8_t *dict;
+  size_t m;
+  int hasDict;
+  int flags;
+  /* results */
+  uint8_t *sealed;
+  size_t sealedLen;
+  int comp;
+  uint8_t id[32];
+  const char *err;
+} enc_item;
+
+typedef struct {
+  napi_async_work work;
+  napi_ref cb;
+  napi_ref refs[4];
+  enc_item *items;
+  uint32_t n;
+  enc_ctx key;
+} enc_job;
+
+/* Per pool thread, kept for the process's life (trimmed after each job). */
+static __thread zd_state t_zd;
+static __thread ZSTD_CCtx *t_cc;    /* plain, deltaFast and the tuned delta */
+static __thread ZSTD_CCtx *t_probe; /* level 1, the incompressibility probes */
+static __thread EVP_CIPHER_CTX *t_enc;
+static __thread uint8_t *t_buf[2];
+static __thread size_t t_bufCap[2];
+
+/*
+ * Large blocks mapped and unmapped directly, as codec.c does on the read path: through malloc, the
+ * blocks freed on the pool threads stayed in their arenas.
+ */
+#define EN_HDR 16
+#define EN_BIG ((size_t)64 << 10)
+static void *en_alloc(size_t n) {
+  if (n > SIZE_MAX - EN_HDR - 4096) return NULL;
+  size_t t = n + EN_HDR;
+  uint8_t *p;
+  if (t >= EN_BIG) {
+    p = mmap(NULL, t, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+  } else {
+    p = malloc(t);
+    if (!p) return NULL;
+  }
+  memcpy(p, &t, sizeof t);
+  return p + EN_HDR;
+}
+static void en_free(void *q) {
+  if (!q) return;
+  uint8_t *p = (uint8_t *)q - EN_HDR;
+  size_t t;
+  memcpy(&t, p, sizeof t);
+  if (t >= EN_BIG) munmap(p, t);
+  else free(p);
+}
+static void *en_zalloc(void *opaque, size_t n) {
+  (void)opaque;
+  return en_alloc(n);
+}
+static void en_zfree(void *opaque, void *p) {
+  (void)opaque;
+  en_free(p);
+}
+static const ZSTD_customMem en_mem = {en_zalloc, en_zfree, NULL};
+
+/* Scratch k (0 or 1) with room for n bytes. */
+static uint8_t *en_buf(int k, size_t n) {
+  if (n == 0) n = 1;
+  if (t_bufCap[k] < n) {
+    en_free(t_buf[k]);
+    size_t want = (n + (EN_BIG - 1)) & ~(EN_BIG - 1);
+    t_buf[k] = en_alloc(want);
+    t_bufCap[k] = t_buf[k] ? want : 0;
+  }
+  return t_buf[k];
+}
+
+static void en_trim(void) {
+  for (int k = 0; k < 2; k++)
+    if (t_bufCap[k] > EN_KEEP) {
+      en_free(t_buf[k]);
+      t_buf[k] = NULL;
+      t_bufCap[k] = 0;
+    }
+  if (t_zd.seqCap > ZD_KEEP / sizeof(ZSTD_Sequence)) {
+    free(t_zd.seqs);
+    t_zd.seqs = NULL;
+    t_zd.seqCap = 0;
+  }
+  if (t_zd.checkCap > ZD_KEEP) {
+    free(t_zd.check);
+    t_zd.check = NULL;
+    t_zd.checkCap = 0;
+  }
+  if (t_zd.frameCap > ZD_KEEP) {
+    free(t_zd.frame);
+    t_zd.frame = NULL;
+    t_zd.frameCap = 0;
+  }
+}
+
+/* codec.ts incompressible: three PROBE-byte samples each fail to shrink at level 1. -1 no memory. */
+static int en_incompressible(const uint8_t *data, size_t n) {
+  if (n < EN_PROBE_MIN) return 0;
+  if (!t_probe && !(t_probe = ZSTD_createCCtx_advanced(en_mem))) return -1;
+  uint8_t out[ZSTD_COMPRESSBOUND(EN_PROBE)];
+  const size_t at[3] = {0, (n >> 1) - (EN_PROBE >> 1), n - EN_PROBE};
+  for (int k = 0; k < 3; k++) {
+    ZSTD_CCtx_reset(t_probe, ZSTD_reset_session_and_parameters);
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(t_probe, ZSTD_c_compressionLevel, 1))) return -1;
+    size_t r = ZSTD_compress2(t_probe, out, sizeof out, data + at[k], EN_PROBE);
+    if (ZSTD_isError(r)) return -1;
+    if (r <= EN_PROBE) return 0;
+  }
+  return 1;
+}
+
+/* crypto.ts seal of payload into a new block (nonce || body || tag); NULL on failure. */
+static uint8_t *en_seal(const uint8_t *key, const uint8_t *payload, size_t plen, size_t *outLen) {
+  if (!t_enc && !(t_enc = EVP_CIPHER_CTX_new())) return NULL;
+  uint8_t *o = malloc(plen + EN_NONCE + EN_TAG);
+  if (!o) return NULL;
+  EVP_CIPHER_CTX *c = t_enc;
+  int outl = 0;
+  int ok = RAND_bytes(o, EN_NONCE) == 1 && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+           EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, EN_NONCE, NULL) == 1 && EVP_EncryptInit_ex(c, NULL, NULL, key, o) == 1;
+  size_t done = 0;
+  while (ok && done < plen) {
+    size_t k = plen - done > (1u << 30) ? (1u << 30) : plen - done;
+    ok = EVP_EncryptUpdate(c, o + EN_NONCE + done, &outl, payload + done, (int)k) == 1 && (size_t)outl == k;
+    done += k;
+  }
+  ok = ok && EVP_EncryptFinal_ex(c, o + EN_NONCE + plen, &outl) == 1 && outl == 0 &&
+       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, EN_TAG, o + EN_NONCE + plen) == 1;
+  if (!ok) {
+    free(o);
+    return NULL;
+  }
+  *outLen = plen + EN_NONCE + EN_TAG;
+  return o;
+}
+
+/* codec.ts BlobCodec.encode of one item. */
+static void en_item(const enc_ctx *key, enc_item *it) {
+  const uint8_t *data = it->data;
+  const size_t n = it->n;
+  const int level = key->level;
+  const int dict = it->hasDict && it->m > 0;
+  /* best: the payload so far (in t_buf[bi], length bestLen); comp 0 = none */
+  int comp = 0, bi = 0;
+  size_t bestLen = 0;
+  int tryZstd = dict;
+  if (dict && !(it->flags & 2)) {
+    /* deltaNative: the C delta (declined: -1; no gain: 0) */
+    const size_t cap = n - 1;
+    if (n >= 2) {
+      uint8_t *out = en_buf(0, cap);
+      if (!out) goto nomem;
+      size_t matched = 0;
+      const int64_t r = zd_delta(&t_zd, out, cap, it->dict, it->m, data, n, level < 1 ? 1 : level > 19 ? 19 : level, &matched);
+      if (r >= 0) {
+        if (r > 0) {
+          comp = 2;
+          bi = 0;
+          bestLen = (size_t)r;
+        }
+        const double literals = (double)n - (double)matched;
+        tryZstd = r > 0 && (double)r > (double)n / 16 && (double)r < literals * 0.85;
+      }
+    }
+  }
+  if (!tryZstd) {
+    /* the C delta's result stands */
+  } else if (it->m <= EN_FAST_DICT && level <= EN_FAST_LEVEL) {
+    /* deltaFast: zstd level 4 with the base as dictionary, into at most n - 1 bytes */
+    const size_t cap = n - 1;
+    if (n >= 2) {
+      const int k = comp ? 1 - bi : 0;
+      uint8_t *out = en_buf(k, cap);
+      if (!out) goto nomem;
+      if (!t_cc && !(t_cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
+      size_t r = ZSTD_compress_usingDict(t_cc, out, cap, data, n, it->dict, it->m, EN_FAST_LEVEL);
+      if (!ZSTD_isError(r) && (!comp || r < bestLen)) {
+        comp = 2;
+        bi = k;
+        bestLen = r;
+      }
+    }
+  } else {
+    /* the tuned delta: window and hash sized to the base, the base loaded as a dictionary */
+    size_t span = 0;
+    while (span < 64 && ((double)1 * ((uint64_t)1 << span)) < (double)it->m + (double)n + 1) span++; /* ceil(log2(m + n + 1)) */
+    int windowLog = span < 20 ? 20 : span > 27 ? 27 : (int)span;
+    int hashLog = (int)span - 2 < 17 ? 17 : (int)span - 2 > 20 ? 20 : (int)span - 2;
+    const int k = comp ? 1 - bi : 0;
+    const size_t cap = ZSTD_compressBound(n);
+    uint8_t *out = en_buf(k, cap);
+    if (!out) goto nomem;
+    if (!t_cc && !(t_cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
+    ZSTD_CCtx_reset(t_cc, ZSTD_reset_session_and_parameters);
+    size_t r;
+    /* no compression level: codec.ts sets these through zstd-napi's setParameters, which first
+     * resets the context's parameters, so the level there is zstd's default (3) too */
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(t_cc, ZSTD_c_windowLog, windowLog)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(t_cc, ZSTD_c_hashLog, hashLog)) || ZSTD_isError(ZSTD_CCtx_loadDictionary(t_cc, it->dict, it->m)))
+      goto zerr;
+    r = ZSTD_compress2(t_cc, out, cap, data, n);
+    /* drop the context's copy of the base at once */
+    ZSTD_CCtx_reset(t_cc, ZSTD_reset_session_and_parameters);
+    if (ZSTD_isError(r)) goto zerr;
+    if (r < n && (!comp || r < bestLen)) {
+      comp = 2;
+      bi = k;
+      bestLen = r;
+    }
+  }
+  if (!comp || 2 * bestLen > n) {
+    const int inc = en_incompressible(data, n);
+    if (inc < 0) goto nomem;
+    if (!inc) {
+      const int k = comp ? 1 - bi : 0;
+      const size_t cap = ZSTD_compressBound(n);
+      uint8_t *out = en_buf(k, cap);
+      if (!out) goto nomem;
+      if (!t_cc && !(t_cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
+      ZSTD_CCtx_reset(t_cc, ZSTD_reset_session_and_parameters);
+      if (ZSTD_isError(ZSTD_CCtx_setParameter(t_cc, ZSTD_c_compressionLevel, level))) goto zerr;
+      size_t r = ZSTD_compress2(t_cc, out, cap, data, n);
+      if (ZSTD_isError(r)) goto zerr;
+      if (r < n && (!comp || r < bestLen)) {
+        comp = 1;
+        bi = k;
+        bestLen = r;
+      }
+    }
+  }
+  if (it->flags & 1) {
+    unsigned int mdlen = 0;
+    if (!HMAC(EVP_sha256(), key->id, 32, n ? data : (const uint8_t *)"", n, it->id, &mdlen) || mdlen != 32) {
+      it->err = "hashing failed";
+      return;
+    }
+  }
+  it->comp = comp;
+  it->sealed = comp ? en_seal(key->enc, t_buf[bi], bestLen, &it->sealedLen) : en_seal(key->enc, data, n, &it->sealedLen);
+  if (!it->sealed) it->err = "sealing failed (out of memory or a cipher error)";
+  return;
+nomem:
+  it->err = "out of memory";
+  return;
+zerr:
+  it->err = "zstd compression failed";
+}
+
+static void en_execute(napi_env env, void *data) {
+  (void)env;
+  enc_job *j = data;
+  for (uint32_t i = 0; i < j->n; i++) en_item(&j->key, &j->items[i]);
+  en_trim();
+}
+
+static void en_free_job(napi_env env, enc_job *j) {
+  for (int k = 0; k < 4; k++)
+    if (j->refs[k]) napi_delete_reference(env, j->refs[k]);
+  if (j->cb) napi_delete_reference(env, j->cb);
+  if (j->work) napi_delete_async_work(env, j->work);
+  if (j->items)
+    for (uint32_t i = 0; i < j->n; i++) free(j->items[i].sealed);
+  free(j->items);
+  OPENSSL_cleanse(&j->key, sizeof j->key);
+  free(j);
+}
+
+static void en_complete(napi_env env, napi_status st, void *data) {
+  enc_job *j = data;
+  napi_value cb = NULL, global, arr;
+  napi_get_global(env, &global);
+  if (napi_get_reference_value(env, j->cb, &cb) != napi_ok || !cb) {
+    en_free_job(env, j);
+    return;
+  }
+  napi_create_array_with_length(env, j->n, &arr);
+  for (uint32_t i = 0; i < j->n; i++) {
+    enc_item *it = &j->items[i];
+    napi_value v;
+    if (st != napi_ok || it->err || !it->sealed) {
+      napi_create_string_utf8(env, st != napi_ok ? "cancelled" : it->err ? it->err : "no result", NAPI_AUTO_LENGTH, &v);
+    } else {
+      napi_value sealed, comp, id;
+      void *p;
+      if (napi_create_buffer_copy(env, it->sealedLen, it->sealed, &p, &sealed) != napi_ok) {
+        napi_create_string_utf8(env, "out of memory", NAPI_AUTO_LENGTH, &v);
+      } else {
+        free(it->sealed);
+        it->sealed = NULL;
+        napi_create_uint32(env, (uint32_t)it->comp, &comp);
+        if (it->flags & 1) napi_create_buffer_copy(env, 32, it->id, &p, &id);
+        else napi_get_undefined(env, &id);
+        napi_create_array_with_length(env, 3, &v);
+        napi_set_element(env, v, 0, sealed);
+        napi_set_element(env, v, 1, comp);
+        napi_set_element(env, v, 2, id);
+      }
+    }
+    napi_set_element(env, arr, i, v);
+  }
+  en_free_job(env, j);
+  napi_call_function(env, global, cb, 1, &arr, NULL);
+}
+
+static void en_finalize_ctx(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  OPENSSL_cleanse(data, sizeof(enc_ctx));
+  free(data);
+}
+
+static napi_value js_enc_open(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], r;
+  uint8_t *e, *k;
+  size_t en, kn;
+  double lv = 0;
+  napi_valuetype t;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 || !typed_u8(env, argv[0], &e, &en) || !typed_u8(env, argv[1], &k, &kn) ||
+      en != 32 || kn != 32 || napi_typeof(env, argv[2], &t) != napi_ok || t != napi_number || napi_get_value_double(env, argv[2], &lv) != napi_ok || !(lv >= 1 && lv <= 19) ||
+      lv != (double)(int)lv) {
+    napi_throw_type_error(env, NULL, "encOpen(encKey: Uint8Array(32), idKey: Uint8Array(32), level: 1..19)");
+    return NULL;
+  }
+  enc_ctx *c = malloc(sizeof *c);
+  if (!c) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  memcpy(c->enc, e, 32);
+  memcpy(c->id, k, 32);
+  c->level = (int)lv;
+  if (napi_create_external(env, c, en_finalize_ctx, NULL, &r) != napi_ok) {
+    free(c);
+    return NULL;
+  }
+  return r;
+}
+
+static napi_value js_enc_run(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  const char *usage = "encRun(ctx, data: Array<Uint8Array>, dicts: Array<Uint8Array | undefined>, flags: Uint8Array, cb: Function)";
+  napi_valuetype t;
+  bool isArr;
+  uint32_t nd = 0, nk = 0;
+  enc_ctx *c = NULL;
+  uint8_t *flags;
+  size_t nf;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external ||
+      napi_get_value_external(env, argv[0], (void **)&c) != napi_ok || !c || napi_is_array(env, argv[1], &isArr) != napi_ok || !isArr ||
+      napi_get_array_length(env, argv[1], &nd) != napi_ok || napi_is_array(env, argv[2], &isArr) != napi_ok || !isArr ||
+      napi_get_array_length(env, argv[2], &nk) != napi_ok || nd != nk || nd > EN_MAX_ITEMS || !typed_u8(env, argv[3], &flags, &nf) || nf != nd ||
+      napi_typeof(env, argv[4], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  enc_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  j->n = nd;
+  j->items = calloc(nd ? nd : 1, sizeof *j->items);
+  if (!j->items) {
+    en_free_job(env, j);
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  memcpy(&j->key, c, sizeof *c);
+  for (uint32_t i = 0; i < nd; i++) {
+    napi_value d, k;
+    enc_item *it = &j->items[i];
+    if (napi_get_element(env, argv[1], i, &d) != napi_ok || napi_get_element(env, argv[2], i, &k) != napi_ok ||
+        !typed_u8(env, d, (uint8_t **)&it->data, &it->n) || it->n > EN_MAX_DATA || flags[i] > 3) {
+      en_free_job(env, j);
+      napi_throw_type_error(env, NULL, "encRun: data[i] must be a Uint8Array of at most 256 MiB, flags[i] 0..3");
+      return NULL;
+    }
+    if (napi_typeof(env, k, &t) != napi_ok) t = napi_null;
+    if (t != napi_undefined && t != napi_null) {
+      if (!typed_u8(env, k, (uint8_t **)&it->dict, &it->m) || it->m > EN_MAX_DICT) {
+        en_free_job(env, j);
+        napi_throw_type_error(env, NULL, "encRun: dicts[i] must be a Uint8Array of at most 512 MiB, or undefined");
+        return NULL;
+      }
+      it->hasDict = 1;
+    }
+    it->flags = flags[i];
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "lifeboat:encode", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_reference(env, argv[1], 1, &j->refs[0]) != napi_ok || napi_create_reference(env, argv[2], 1, &j->refs[1]) != napi_ok ||
+      napi_create_reference(env, argv[3], 1, &j->refs[2]) != napi_ok || napi_create_reference(env, argv[0], 1, &j->refs[3]) != napi_ok ||
+      napi_create_reference(env, argv[4], 1, &j->cb) != napi_ok || napi_create_async_work(env, NULL, name, en_execute, en_complete, j, &j->work) != napi_ok ||
+      napi_queue_async_work(env, j->work) != napi_ok) {
+    en_free_job(env, j);
+    napi_throw_error(env, NULL, "encRun: could not queue the job");
+    return NULL;
+  }
+  return NULL;
+}
