@@ -30,6 +30,11 @@
 #include <openssl/rand.h>
 #include <openssl/crypto.h>
 #include <sys/mman.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/xattr.h>
+#include "sketch-core.h"
 
 #define EN_NONCE 12
 #define EN_TAG 16
@@ -41,6 +46,12 @@
 #define EN_PROBE_MIN ((size_t)64 << 10) /* codec.ts PROBE_MIN */
 #define EN_PROBE 4096                   /* codec.ts PROBE */
 #define EN_KEEP ((size_t)4 << 20)       /* scratch a pool thread keeps between jobs at most */
+#define EN_MAX_FILE ((size_t)16 << 20)  /* a small file read here (small-files.ts SMALL_FILE_MAX is 512 KiB) */
+#define EN_MAX_PATH 65536
+#define F_ID 1
+#define F_NO_ZDELTA 2
+#define F_SKETCH 4
+#define EN_SKETCH_MIN ((size_t)64 << 10) /* codec.ts SKETCH_MIN */
 
 typedef struct {
   uint8_t enc[32];
@@ -55,7 +66,16 @@ typedef struct {
   size_t m;
   int hasDict;
   int flags;
+  /* a small file (encFiles): read from path first (at most size bytes, else it grew) */
+  char *path;
+  size_t size;
+  int kind; /* 0 read (or not a file item), 1 failed (err_no, syscall), 2 grew */
+  int err_no;
+  const char *syscall;
+  int xattr; /* flistxattr found attributes (or could not tell): the caller reads them */
   /* results */
+  int sampled;
+  uint32_t mx[FEATURES];
   uint8_t *sealed;
   size_t sealedLen;
   int comp;
@@ -77,8 +97,8 @@ static __thread zd_state t_zd;
 static __thread ZSTD_CCtx *t_cc;    /* plain, deltaFast and the tuned delta */
 static __thread ZSTD_CCtx *t_probe; /* level 1, the incompressibility probes */
 static __thread EVP_CIPHER_CTX *t_enc;
-static __thread uint8_t *t_buf[2];
-static __thread size_t t_bufCap[2];
+static __thread uint8_t *t_buf[3]; /* 0, 1: compressed candidates; 2: a small file's bytes */
+static __thread size_t t_bufCap[3];
 
 /*
  * Large blocks mapped and unmapped directly, as codec.c does on the read path: through malloc, the
@@ -118,7 +138,7 @@ static void en_zfree(void *opaque, void *p) {
 }
 static const ZSTD_customMem en_mem = {en_zalloc, en_zfree, NULL};
 
-/* Scratch k (0 or 1) with room for n bytes. */
+/* Scratch k (0, 1 or 2) with room for n bytes. */
 static uint8_t *en_buf(int k, size_t n) {
   if (n == 0) n = 1;
   if (t_bufCap[k] < n) {
@@ -131,7 +151,7 @@ static uint8_t *en_buf(int k, size_t n) {
 }
 
 static void en_trim(void) {
-  for (int k = 0; k < 2; k++)
+  for (int k = 0; k < 3; k++)
     if (t_bufCap[k] > EN_KEEP) {
       en_free(t_buf[k]);
       t_buf[k] = NULL;
@@ -205,7 +225,7 @@ static void en_item(const enc_ctx *key, enc_item *it) {
   int comp = 0, bi = 0;
   size_t bestLen = 0;
   int tryZstd = dict;
-  if (dict && !(it->flags & 2)) {
+  if (dict && !(it->flags & F_NO_ZDELTA)) {
     /* deltaNative: the C delta (declined: -1; no gain: 0) */
     const size_t cap = n - 1;
     if (n >= 2) {
@@ -289,7 +309,12 @@ static void en_item(const enc_ctx *key, enc_item *it) {
       }
     }
   }
-  if (it->flags & 1) {
+  if ((it->flags & F_SKETCH) && comp != 0 && n >= EN_SKETCH_MIN) {
+    /* as the worker: the sketch only for data zstd could shrink */
+    memset(it->mx, 0, sizeof it->mx);
+    it->sampled = sketch_into(data, n, it->mx) > 0;
+  }
+  if (it->flags & F_ID) {
     unsigned int mdlen = 0;
     if (!HMAC(EVP_sha256(), key->id, 32, n ? data : (const uint8_t *)"", n, it->id, &mdlen) || mdlen != 32) {
       it->err = "hashing failed";
@@ -307,10 +332,63 @@ zerr:
   it->err = "zstd compression failed";
 }
 
+/*
+ * small-files-worker.ts readOne: open without following a symbolic link (O_NOATIME unless refused),
+ * whether it has extended attributes (flistxattr), up to size + 1 bytes (a file that grew is read
+ * again by the caller's own path). 0: read (data, n set), else kind says what happened.
+ */
+static int en_read(enc_item *it) {
+  int fd = open(it->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = open(it->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); /* O_NOATIME: only for the file's owner */
+  if (fd < 0) {
+    it->kind = 1;
+    it->err_no = errno;
+    it->syscall = "open";
+    return -1;
+  }
+  it->xattr = flistxattr(fd, NULL, 0) != 0;
+  uint8_t *buf = en_buf(2, it->size + 1);
+  if (!buf) {
+    close(fd);
+    it->err = "out of memory";
+    return -1;
+  }
+  size_t got = 0;
+  for (;;) {
+    ssize_t r = pread(fd, buf + got, it->size + 1 - got, (off_t)got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      it->kind = 1;
+      it->err_no = errno;
+      it->syscall = "read";
+      close(fd);
+      return -1;
+    }
+    if (r == 0) break;
+    got += (size_t)r;
+    if (got > it->size) {
+      it->kind = 2;
+      close(fd);
+      return -1;
+    }
+  }
+  close(fd);
+  it->data = buf;
+  it->n = got;
+  return 0;
+}
+
 static void en_execute(napi_env env, void *data) {
   (void)env;
   enc_job *j = data;
-  for (uint32_t i = 0; i < j->n; i++) en_item(&j->key, &j->items[i]);
+  for (uint32_t i = 0; i < j->n; i++) {
+    enc_item *it = &j->items[i];
+    if (it->path) {
+      if (en_read(it) != 0) continue;
+      if (it->n == 0) continue; /* an empty file: no blob */
+    }
+    en_item(&j->key, it);
+  }
   en_trim();
 }
 
@@ -320,7 +398,10 @@ static void en_free_job(napi_env env, enc_job *j) {
   if (j->cb) napi_delete_reference(env, j->cb);
   if (j->work) napi_delete_async_work(env, j->work);
   if (j->items)
-    for (uint32_t i = 0; i < j->n; i++) free(j->items[i].sealed);
+    for (uint32_t i = 0; i < j->n; i++) {
+      free(j->items[i].sealed);
+      free(j->items[i].path);
+    }
   free(j->items);
   OPENSSL_cleanse(&j->key, sizeof j->key);
   free(j);
@@ -337,24 +418,66 @@ static void en_complete(napi_env env, napi_status st, void *data) {
   napi_create_array_with_length(env, j->n, &arr);
   for (uint32_t i = 0; i < j->n; i++) {
     enc_item *it = &j->items[i];
-    napi_value v;
-    if (st != napi_ok || it->err || !it->sealed) {
-      napi_create_string_utf8(env, st != napi_ok ? "cancelled" : it->err ? it->err : "no result", NAPI_AUTO_LENGTH, &v);
+    napi_value v, x;
+    if (st != napi_ok) {
+      napi_create_string_utf8(env, "cancelled", NAPI_AUTO_LENGTH, &v);
+    } else if (it->err) {
+      napi_create_string_utf8(env, it->err, NAPI_AUTO_LENGTH, &v);
+    } else if (it->path && it->kind == 1) {
+      /* [1, errno, syscall] */
+      napi_create_array_with_length(env, 3, &v);
+      napi_create_uint32(env, 1, &x);
+      napi_set_element(env, v, 0, x);
+      napi_create_int32(env, it->err_no, &x);
+      napi_set_element(env, v, 1, x);
+      napi_create_string_utf8(env, it->syscall, NAPI_AUTO_LENGTH, &x);
+      napi_set_element(env, v, 2, x);
+    } else if (it->path && it->kind == 2) {
+      napi_create_array_with_length(env, 1, &v);
+      napi_create_uint32(env, 2, &x);
+      napi_set_element(env, v, 0, x);
+    } else if (!it->sealed && !(it->path && it->n == 0)) {
+      napi_create_string_utf8(env, "no result", NAPI_AUTO_LENGTH, &v);
     } else {
-      napi_value sealed, comp, id;
+      /* encRun: [sealed, compression, id, sf]; encFiles: [0, size, sealed, compression, id, xattr, sf] */
+      napi_value sealed, comp, id, sf, undef;
       void *p;
-      if (napi_create_buffer_copy(env, it->sealedLen, it->sealed, &p, &sealed) != napi_ok) {
-        napi_create_string_utf8(env, "out of memory", NAPI_AUTO_LENGTH, &v);
-      } else {
+      napi_get_undefined(env, &undef);
+      sealed = comp = id = sf = undef;
+      int ok = 1;
+      if (it->sealed) {
+        ok = napi_create_buffer_copy(env, it->sealedLen, it->sealed, &p, &sealed) == napi_ok;
         free(it->sealed);
         it->sealed = NULL;
         napi_create_uint32(env, (uint32_t)it->comp, &comp);
-        if (it->flags & 1) napi_create_buffer_copy(env, 32, it->id, &p, &id);
-        else napi_get_undefined(env, &id);
-        napi_create_array_with_length(env, 3, &v);
+        if (ok && (it->flags & F_ID)) ok = napi_create_buffer_copy(env, 32, it->id, &p, &id) == napi_ok;
+        if (ok && (it->flags & F_SKETCH) && it->comp != 0 && it->n >= EN_SKETCH_MIN) {
+          napi_create_array_with_length(env, it->sampled ? FEATURES : 0, &sf);
+          for (int k = 0; it->sampled && k < FEATURES; k++) {
+            napi_create_uint32(env, it->mx[k], &x);
+            napi_set_element(env, sf, k, x);
+          }
+        }
+      }
+      if (!ok) {
+        napi_create_string_utf8(env, "out of memory", NAPI_AUTO_LENGTH, &v);
+      } else if (it->path) {
+        napi_value parts[7];
+        napi_create_uint32(env, 0, &parts[0]);
+        napi_create_double(env, (double)it->n, &parts[1]);
+        parts[2] = sealed;
+        parts[3] = comp;
+        parts[4] = id;
+        napi_create_uint32(env, it->xattr ? 1 : 0, &parts[5]);
+        parts[6] = sf;
+        napi_create_array_with_length(env, 7, &v);
+        for (uint32_t k = 0; k < 7; k++) napi_set_element(env, v, k, parts[k]);
+      } else {
+        napi_create_array_with_length(env, 4, &v);
         napi_set_element(env, v, 0, sealed);
         napi_set_element(env, v, 1, comp);
         napi_set_element(env, v, 2, id);
+        napi_set_element(env, v, 3, sf);
       }
     }
     napi_set_element(env, arr, i, v);
@@ -433,9 +556,9 @@ static napi_value js_enc_run(napi_env env, napi_callback_info info) {
     napi_value d, k;
     enc_item *it = &j->items[i];
     if (napi_get_element(env, argv[1], i, &d) != napi_ok || napi_get_element(env, argv[2], i, &k) != napi_ok ||
-        !typed_u8(env, d, (uint8_t **)&it->data, &it->n) || it->n > EN_MAX_DATA || flags[i] > 3) {
+        !typed_u8(env, d, (uint8_t **)&it->data, &it->n) || it->n > EN_MAX_DATA || flags[i] > 7) {
       en_free_job(env, j);
-      napi_throw_type_error(env, NULL, "encRun: data[i] must be a Uint8Array of at most 256 MiB, flags[i] 0..3");
+      napi_throw_type_error(env, NULL, "encRun: data[i] must be a Uint8Array of at most 256 MiB, flags[i] 0..7");
       return NULL;
     }
     if (napi_typeof(env, k, &t) != napi_ok) t = napi_null;
@@ -457,6 +580,81 @@ static napi_value js_enc_run(napi_env env, napi_callback_info info) {
       napi_queue_async_work(env, j->work) != napi_ok) {
     en_free_job(env, j);
     napi_throw_error(env, NULL, "encRun: could not queue the job");
+    return NULL;
+  }
+  return NULL;
+}
+
+/*
+ * encFiles(ctx, paths: Array<Uint8Array>, sizes: Float64Array, flags: Uint8Array, cb): the small
+ * files of a backup read, hashed, encoded and (flag 4, from the caller's size) sketched in one work
+ * item (small-files-worker.ts in C). paths: no NUL byte; sizes: each file's lstat size.
+ *   results[i]: [1, errno, syscall] failed, [2] grew, [0, size, sealed, compression, id, xattr, sf]
+ *   (sealed .. id undefined for an empty file; xattr 1: the caller reads the attributes), or a string.
+ */
+static napi_value js_enc_files(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  const char *usage = "encFiles(ctx, paths: Array<Uint8Array>, sizes: Float64Array, flags: Uint8Array, cb: Function)";
+  napi_valuetype t;
+  bool isArr, isTa;
+  uint32_t np = 0;
+  enc_ctx *c = NULL;
+  uint8_t *flags;
+  size_t nf, ns;
+  napi_typedarray_type st;
+  void *sp = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external ||
+      napi_get_value_external(env, argv[0], (void **)&c) != napi_ok || !c || napi_is_array(env, argv[1], &isArr) != napi_ok || !isArr ||
+      napi_get_array_length(env, argv[1], &np) != napi_ok || np > EN_MAX_ITEMS || napi_is_typedarray(env, argv[2], &isTa) != napi_ok || !isTa ||
+      napi_get_typedarray_info(env, argv[2], &st, &ns, &sp, NULL, NULL) != napi_ok || st != napi_float64_array || ns != np || (np && !sp) ||
+      !typed_u8(env, argv[3], &flags, &nf) || nf != np || napi_typeof(env, argv[4], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  const double *sizes = sp;
+  enc_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  j->n = np;
+  j->items = calloc(np ? np : 1, sizeof *j->items);
+  if (!j->items) {
+    en_free_job(env, j);
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  memcpy(&j->key, c, sizeof *c);
+  for (uint32_t i = 0; i < np; i++) {
+    napi_value pv;
+    enc_item *it = &j->items[i];
+    uint8_t *pp;
+    size_t pn;
+    const double sz = sizes[i];
+    if (napi_get_element(env, argv[1], i, &pv) != napi_ok || !typed_u8(env, pv, &pp, &pn) || pn == 0 || pn > EN_MAX_PATH || memchr(pp, 0, pn) ||
+        !(sz >= 0 && sz <= (double)EN_MAX_FILE && sz == (double)(uint64_t)sz) || flags[i] > 7 || (flags[i] & F_NO_ZDELTA)) {
+      en_free_job(env, j);
+      napi_throw_type_error(env, NULL, "encFiles: paths[i] must be a Uint8Array of 1..65536 bytes without NUL, sizes[i] an integer 0..16 MiB, flags[i] 0, 1, 4 or 5");
+      return NULL;
+    }
+    it->path = malloc(pn + 1);
+    if (!it->path) {
+      en_free_job(env, j);
+      napi_throw_error(env, NULL, "out of memory");
+      return NULL;
+    }
+    memcpy(it->path, pp, pn);
+    it->path[pn] = 0;
+    it->size = (size_t)sz;
+    it->flags = flags[i];
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "lifeboat:encode-files", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_reference(env, argv[0], 1, &j->refs[0]) != napi_ok || napi_create_reference(env, argv[4], 1, &j->cb) != napi_ok ||
+      napi_create_async_work(env, NULL, name, en_execute, en_complete, j, &j->work) != napi_ok || napi_queue_async_work(env, j->work) != napi_ok) {
+    en_free_job(env, j);
+    napi_throw_error(env, NULL, "encFiles: could not queue the job");
     return NULL;
   }
   return NULL;

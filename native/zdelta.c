@@ -27,6 +27,7 @@
  * Lengths are checked against the views; nothing is read or written outside them.
  * Context-aware (NAPI_MODULE_INIT): one state per thread (instance data), freed with it.
  */
+#define _GNU_SOURCE /* O_NOATIME (encode.c) */
 #define ZSTD_STATIC_LINKING_ONLY
 #include <node_api.h>
 #include <stdint.h>
@@ -310,5 +311,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "encOpen", f);
   napi_create_function(env, "encRun", NAPI_AUTO_LENGTH, js_enc_run, NULL, &f);
   napi_set_named_property(env, exports, "encRun", f);
+  napi_create_function(env, "encFiles", NAPI_AUTO_LENGTH, js_enc_files, NULL, &f);
+  napi_set_named_property(env, exports, "encFiles", f);
   return exports;
 }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import { BlobCodec } from './codec.js';
 import { blobId, open } from './crypto.js';
@@ -158,7 +160,7 @@ test('C encode: hostile or invalid arguments are refused with a TypeError, never
     [ctx, [new Float64Array(2)], [undefined], new Uint8Array(1), cb],
     [ctx, [d], ['base'], new Uint8Array(1), cb],
     [ctx, [d], [{}], new Uint8Array(1), cb],
-    [ctx, [d], [undefined], new Uint8Array([4]), cb],
+    [ctx, [d], [undefined], new Uint8Array([8]), cb],
     [ctx, [d], [undefined], new Float64Array(1), cb],
     [ctx, [d], [undefined], [0], cb],
   ];
@@ -170,4 +172,69 @@ test('C encode: hostile or invalid arguments are refused with a TypeError, never
   // nothing queued by the refused calls: an empty job still completes
   const e = await new Promise<unknown[]>((res) => a.encRun(ctx, [], [], new Uint8Array(0), res));
   assert.deepEqual(e, []);
+});
+
+test('C readFiles: read, id, encode and sketch per file as the worker does; errors, growth, empty files; hostile arguments refused', { skip }, async () => {
+  const p = pool(3);
+  const js = new BlobCodec(encKey, 3);
+  const dir = mkdtempSync(path.join(tmpdir(), 'nencode-files-'));
+  try {
+    const f = (name: string, data: Buffer) => {
+      writeFileSync(path.join(dir, name), data);
+      return data;
+    };
+    const t100 = f('t100', text(100_000, 1));
+    const r100 = f('r100', randomBytes(100_000));
+    const small = f('small', text(300, 2));
+    f('empty', Buffer.alloc(0));
+    f('grown', text(5000, 3));
+    symlinkSync(path.join(dir, 'small'), path.join(dir, 'link'));
+    const names = ['t100', 'r100', 'small', 'empty', 'grown', 'link', 'missing'];
+    const sizes = [100_000, 100_000, 300, 0, 4000, 300, 10];
+    const r = await p.readFiles(
+      names.map((n) => Buffer.from(path.join(dir, n))),
+      sizes,
+      64 * 1024,
+    );
+    for (const [i, data] of [t100, r100, small].entries()) {
+      const x = r[i]!;
+      assert.ok(!(x instanceof Error) && x.kind === 'ok' && x.blob, names[i]);
+      assert.equal(x.size, data.length);
+      assert.equal(x.xattrs, false);
+      const want = js.encode(data);
+      assert.equal(x.blob.compression, want.compression);
+      assert.deepEqual(open(encKey, x.blob.sealed, 'f'), open(encKey, want.sealed, 'f'));
+      assert.equal(x.blob.id, blobId(idKey, data));
+      assert.deepEqual(x.blob.sf, data.length >= 64 * 1024 && want.compression !== 0 ? superFeaturesJs(data) : undefined, `${names[i]}: sketch`);
+    }
+    assert.deepEqual(r[3], { kind: 'ok', size: 0, xattrs: false });
+    assert.deepEqual(r[4], { kind: 'grew' });
+    assert.deepEqual(r[5], { kind: 'error', errno: 40, syscall: 'open' }); // ELOOP: a symbolic link is never followed
+    assert.deepEqual(r[6], { kind: 'error', errno: 2, syscall: 'open' }); // ENOENT
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const a = encodeNative()!;
+  const ctx = a.encOpen(encKey, idKey, 3);
+  const cb = () => {};
+  const P = Buffer.from('/nonexistent');
+  const bad: unknown[][] = [
+    [],
+    [ctx, [P], new Float64Array([1]), new Uint8Array(1)],
+    [{}, [P], new Float64Array([1]), new Uint8Array(1), cb],
+    [ctx, P, new Float64Array([1]), new Uint8Array(1), cb],
+    [ctx, ['/x'], new Float64Array([1]), new Uint8Array(1), cb],
+    [ctx, [Buffer.alloc(0)], new Float64Array([1]), new Uint8Array(1), cb],
+    [ctx, [Buffer.from('/a\0b')], new Float64Array([1]), new Uint8Array(1), cb],
+    [ctx, [P], new Float64Array([-1]), new Uint8Array(1), cb],
+    [ctx, [P], new Float64Array([1.5]), new Uint8Array(1), cb],
+    [ctx, [P], new Float64Array([NaN]), new Uint8Array(1), cb],
+    [ctx, [P], new Float64Array([2 ** 40]), new Uint8Array(1), cb],
+    [ctx, [P], new Float64Array([1, 2]), new Uint8Array(1), cb],
+    [ctx, [P], [1], new Uint8Array(1), cb],
+    [ctx, [P], new Float64Array([1]), new Uint8Array([2]), cb],
+    [ctx, [P], new Float64Array([1]), new Uint8Array([8]), cb],
+    [ctx, [P], new Float64Array([1]), new Uint8Array(2), cb],
+  ];
+  for (const args of bad) assert.throws(() => (a.encFiles as (...x: unknown[]) => unknown)(...args), TypeError);
 });

@@ -3,8 +3,6 @@ import { LifeboatError } from '../errors.js';
 import { nativeAddon } from '../util/native.js';
 import type { MasterKey } from './crypto.js';
 import type { Compression } from './pack.js';
-import { superFeatures, superFeaturesAsync } from './sketch.js';
-import { SKETCH_MIN } from './codec.js';
 
 /**
  * The write path's encode (compress + seal) as WorkerPool's encode worker does it (worker.ts
@@ -14,8 +12,9 @@ import { SKETCH_MIN } from './codec.js';
  * where the single worker of a two-core machine ran them one after the other. The compression
  * choice, the compressed payload and the sealed format are those of the JavaScript (tests compare
  * them blob for blob); only the nonces differ, random either way. The resemblance sketch of a
- * compressible blob is the C sketch of native/bytes.c (on the pool for a large blob), as the
- * main thread computes it for the delta search. The buffers handed in are held by the addon
+ * compressible blob (from SKETCH_MIN bytes) is computed in the same work item (native/sketch-core.h,
+ * the loop of bytes.c). Small files are read there too (readFiles: small-files-worker.ts in C).
+ * The buffers handed in are held by the addon
  * until the job settles and never written: unlike WorkerPool (which transfers them) the caller's
  * buffers stay usable.
  */
@@ -26,13 +25,25 @@ export interface EncodeAddon {
     data: Uint8Array[],
     dicts: Array<Uint8Array | undefined>,
     flags: Uint8Array,
-    cb: (results: Array<[Buffer, number, Buffer | undefined] | string>) => void,
+    cb: (results: Array<RawResult | string>) => void,
   ): void;
+  encFiles(ctx: unknown, paths: Uint8Array[], sizes: Float64Array, flags: Uint8Array, cb: (results: Array<RawFile | string>) => void): void;
 }
+
+type RawResult = [Buffer, number, Buffer | undefined, number[] | undefined];
+/** [1, errno, syscall] | [2] (grew) | [0, size, sealed, compression, id, xattr, sf] */
+type RawFile = [1, number, string] | [2] | [0, number, Buffer | undefined, number | undefined, Buffer | undefined, number, number[] | undefined];
+
+/** What readFiles reports for one file (small-files.ts maps it to a SmallFileRead). */
+export type NativeFileRead =
+  | { kind: 'error'; errno: number; syscall: string }
+  | { kind: 'grew' }
+  | { kind: 'ok'; size: number; blob?: { id: string; sealed: Buffer; compression: Compression; sf?: number[] }; xattrs: boolean };
 
 /** Item flags (native/encode.c). */
 const F_ID = 1;
 const F_NO_ZDELTA = 2;
+const F_SKETCH = 4;
 
 /** The addon, or undefined (not built, LIFEBOAT_NO_NATIVE=1, or LIFEBOAT_NATIVE_ENCODE=0: the encode worker). */
 export function encodeNative(): EncodeAddon | undefined {
@@ -70,14 +81,13 @@ export class NativeEncodePool {
     return this.inflight;
   }
 
-  private run(data: Uint8Array[], dicts: Array<Uint8Array | undefined>, withId: boolean): Promise<Array<[Buffer, number, Buffer | undefined] | string>> {
-    const flags = new Uint8Array(data.length).fill((withId ? F_ID : 0) | (process.env.LIFEBOAT_NO_ZDELTA === '1' ? F_NO_ZDELTA : 0));
+  private call<T>(start: (cb: (r: T[]) => void) => void, n: number): Promise<T[]> {
     this.inflight++;
     return new Promise((resolve, reject) => {
       try {
-        this.addon.encRun(this.ctx, data, dicts, flags, (r) => {
+        start((r) => {
           this.inflight--;
-          if (!Array.isArray(r) || r.length !== data.length) reject(new LifeboatError('encoder returned a malformed result'));
+          if (!Array.isArray(r) || r.length !== n) reject(new LifeboatError('encoder returned a malformed result'));
           else resolve(r);
         });
       } catch (err) {
@@ -87,19 +97,27 @@ export class NativeEncodePool {
     });
   }
 
-  /** One result: the sketch (for data zstd could shrink, as the worker does) added. */
-  private async finish(data: Uint8Array, r: [Buffer, number, Buffer | undefined] | string, sketch: boolean): Promise<EncodeResult | Error> {
-    if (typeof r === 'string') return new LifeboatError(`encoding failed: ${r}`);
+  private flags(n: number, withId: boolean, sketch: (i: number) => boolean): Uint8Array {
+    const base = (withId ? F_ID : 0) | (process.env.LIFEBOAT_NO_ZDELTA === '1' ? F_NO_ZDELTA : 0);
+    const f = new Uint8Array(n);
+    for (let i = 0; i < n; i++) f[i] = base | (sketch(i) ? F_SKETCH : 0);
+    return f;
+  }
+
+  /** One result of encRun. */
+  private static result(r: RawResult | string): EncodeResult | Error {
+    if (typeof r === 'string' || !Array.isArray(r) || !Buffer.isBuffer(r[0])) return new LifeboatError(`encoding failed: ${typeof r === 'string' ? r : 'malformed result'}`);
     const out: EncodeResult = { sealed: r[0], compression: r[1] as Compression };
     if (r[2]) out.id = r[2].toString('hex');
-    if (sketch && out.compression !== 0) out.sf = (data.length >= SKETCH_MIN ? await superFeaturesAsync(data) : undefined) ?? superFeatures(data);
+    if (r[3]) out.sf = r[3];
     return out;
   }
 
   /** Compress + seal one blob, with `dict` (its base's plaintext) a delta against it when that is smaller. */
   async encode(data: Buffer, dict?: Buffer, sketch = false): Promise<EncodeResult> {
-    const [r] = await this.run([data], [dict], false);
-    const out = await this.finish(data, r!, sketch);
+    const flags = this.flags(1, false, () => sketch);
+    const [r] = await this.call<RawResult | string>((cb) => this.addon.encRun(this.ctx, [data], [dict], flags, cb), 1);
+    const out = NativeEncodePool.result(r!);
     if (out instanceof Error) throw out;
     return out;
   }
@@ -107,8 +125,29 @@ export class NativeEncodePool {
   /** Compress + seal many small blobs in one job (no dictionaries); one result per item, in order, an error for an item that failed. `withId`: each blob's keyed id too. */
   async encodeBatch(items: Array<{ data: Buffer; sketch: boolean }>, withId = false): Promise<Array<EncodeResult | Error>> {
     const data = items.map((it) => it.data);
-    const r = await this.run(data, new Array<undefined>(items.length).fill(undefined), withId);
-    return Promise.all(r.map((x, i) => this.finish(data[i]!, x, items[i]!.sketch)));
+    const flags = this.flags(items.length, withId, (i) => items[i]!.sketch);
+    const r = await this.call<RawResult | string>((cb) => this.addon.encRun(this.ctx, data, new Array<undefined>(items.length).fill(undefined), flags, cb), items.length);
+    return r.map((x) => NativeEncodePool.result(x));
+  }
+
+  /**
+   * Read, hash, encode and sketch (from SKETCH_MIN bytes, compressible only) small files in one
+   * work item, as small-files-worker.ts readOne does in the worker: `sizes` their lstat sizes (a
+   * file found larger is reported as grown). `xattrs` true: the file has extended attributes (or
+   * flistxattr could not tell), which the caller reads. A string: that file's encode failed.
+   */
+  async readFiles(paths: Buffer[], sizes: number[], sketchMin: number): Promise<Array<NativeFileRead | Error>> {
+    const flags = this.flags(paths.length, true, (i) => sizes[i]! >= sketchMin);
+    const r = await this.call<RawFile | string>((cb) => this.addon.encFiles(this.ctx, paths, Float64Array.from(sizes), flags, cb), paths.length);
+    return r.map((x): NativeFileRead | Error => {
+      if (typeof x === 'string' || !Array.isArray(x)) return new LifeboatError(`encoding failed: ${typeof x === 'string' ? x : 'malformed result'}`);
+      if (x[0] === 1) return { kind: 'error', errno: x[1], syscall: x[2] };
+      if (x[0] === 2) return { kind: 'grew' };
+      const [, size, sealed, comp, id, xattr, sf] = x;
+      const out: NativeFileRead = { kind: 'ok', size, xattrs: xattr === 1 };
+      if (sealed && id) out.blob = { id: id.toString('hex'), sealed, compression: comp as Compression, ...(sf ? { sf } : {}) };
+      return out;
+    });
   }
 
   async close(): Promise<void> {
