@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/xattr.h>
+#include <pthread.h>
 #include "sketch-core.h"
 
 #define EN_NONCE 12
@@ -92,13 +93,26 @@ typedef struct {
   enc_ctx key;
 } enc_job;
 
-/* Per pool thread, kept for the process's life (trimmed after each job). */
-static __thread zd_state t_zd;
-static __thread ZSTD_CCtx *t_cc;    /* plain, deltaFast and the tuned delta */
-static __thread ZSTD_CCtx *t_probe; /* level 1, the incompressibility probes */
-static __thread EVP_CIPHER_CTX *t_enc;
-static __thread uint8_t *t_buf[3]; /* 0, 1: compressed candidates; 2: a small file's bytes */
-static __thread size_t t_bufCap[3];
+/*
+ * An encoder's state (contexts and scratch), kept for the process's life (scratch trimmed after
+ * each job). Not one per pool thread: libuv runs a job on any of its threads (4), so per-thread
+ * state grew to four copies (~7 MB each with a 1 MiB delta's tables); a job takes one from a free
+ * list and gives it back, so there are only as many as jobs ever ran at once (the JS side runs at
+ * most `size` at a time).
+ */
+typedef struct en_state {
+  zd_state zd;
+  ZSTD_CCtx *cc;    /* plain, deltaFast and the tuned delta */
+  ZSTD_CCtx *probe; /* level 1, the incompressibility probes */
+  EVP_CIPHER_CTX *enc;
+  uint8_t *buf[3]; /* 0, 1: compressed candidates; 2: a small file's bytes */
+  size_t bufCap[3];
+  struct en_state *next;
+} en_state;
+static pthread_mutex_t en_lock = PTHREAD_MUTEX_INITIALIZER;
+static en_state *en_states;
+/* The state of the job this thread runs (set by en_execute). */
+static __thread en_state *S;
 
 /*
  * Large blocks mapped and unmapped directly, as codec.c does on the read path: through malloc, the
@@ -141,49 +155,49 @@ static const ZSTD_customMem en_mem = {en_zalloc, en_zfree, NULL};
 /* Scratch k (0, 1 or 2) with room for n bytes. */
 static uint8_t *en_buf(int k, size_t n) {
   if (n == 0) n = 1;
-  if (t_bufCap[k] < n) {
-    en_free(t_buf[k]);
+  if (S->bufCap[k] < n) {
+    en_free(S->buf[k]);
     size_t want = (n + (EN_BIG - 1)) & ~(EN_BIG - 1);
-    t_buf[k] = en_alloc(want);
-    t_bufCap[k] = t_buf[k] ? want : 0;
+    S->buf[k] = en_alloc(want);
+    S->bufCap[k] = S->buf[k] ? want : 0;
   }
-  return t_buf[k];
+  return S->buf[k];
 }
 
 static void en_trim(void) {
   for (int k = 0; k < 3; k++)
-    if (t_bufCap[k] > EN_KEEP) {
-      en_free(t_buf[k]);
-      t_buf[k] = NULL;
-      t_bufCap[k] = 0;
+    if (S->bufCap[k] > EN_KEEP) {
+      en_free(S->buf[k]);
+      S->buf[k] = NULL;
+      S->bufCap[k] = 0;
     }
-  if (t_zd.seqCap > ZD_KEEP / sizeof(ZSTD_Sequence)) {
-    free(t_zd.seqs);
-    t_zd.seqs = NULL;
-    t_zd.seqCap = 0;
+  if (S->zd.seqCap > ZD_KEEP / sizeof(ZSTD_Sequence)) {
+    free(S->zd.seqs);
+    S->zd.seqs = NULL;
+    S->zd.seqCap = 0;
   }
-  if (t_zd.checkCap > ZD_KEEP) {
-    free(t_zd.check);
-    t_zd.check = NULL;
-    t_zd.checkCap = 0;
+  if (S->zd.checkCap > ZD_KEEP) {
+    free(S->zd.check);
+    S->zd.check = NULL;
+    S->zd.checkCap = 0;
   }
-  if (t_zd.frameCap > ZD_KEEP) {
-    free(t_zd.frame);
-    t_zd.frame = NULL;
-    t_zd.frameCap = 0;
+  if (S->zd.frameCap > ZD_KEEP) {
+    free(S->zd.frame);
+    S->zd.frame = NULL;
+    S->zd.frameCap = 0;
   }
 }
 
 /* codec.ts incompressible: three PROBE-byte samples each fail to shrink at level 1. -1 no memory. */
 static int en_incompressible(const uint8_t *data, size_t n) {
   if (n < EN_PROBE_MIN) return 0;
-  if (!t_probe && !(t_probe = ZSTD_createCCtx_advanced(en_mem))) return -1;
+  if (!S->probe && !(S->probe = ZSTD_createCCtx_advanced(en_mem))) return -1;
   uint8_t out[ZSTD_COMPRESSBOUND(EN_PROBE)];
   const size_t at[3] = {0, (n >> 1) - (EN_PROBE >> 1), n - EN_PROBE};
   for (int k = 0; k < 3; k++) {
-    ZSTD_CCtx_reset(t_probe, ZSTD_reset_session_and_parameters);
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(t_probe, ZSTD_c_compressionLevel, 1))) return -1;
-    size_t r = ZSTD_compress2(t_probe, out, sizeof out, data + at[k], EN_PROBE);
+    ZSTD_CCtx_reset(S->probe, ZSTD_reset_session_and_parameters);
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(S->probe, ZSTD_c_compressionLevel, 1))) return -1;
+    size_t r = ZSTD_compress2(S->probe, out, sizeof out, data + at[k], EN_PROBE);
     if (ZSTD_isError(r)) return -1;
     if (r <= EN_PROBE) return 0;
   }
@@ -192,10 +206,10 @@ static int en_incompressible(const uint8_t *data, size_t n) {
 
 /* crypto.ts seal of payload into a new block (nonce || body || tag); NULL on failure. */
 static uint8_t *en_seal(const uint8_t *key, const uint8_t *payload, size_t plen, size_t *outLen) {
-  if (!t_enc && !(t_enc = EVP_CIPHER_CTX_new())) return NULL;
+  if (!S->enc && !(S->enc = EVP_CIPHER_CTX_new())) return NULL;
   uint8_t *o = malloc(plen + EN_NONCE + EN_TAG);
   if (!o) return NULL;
-  EVP_CIPHER_CTX *c = t_enc;
+  EVP_CIPHER_CTX *c = S->enc;
   int outl = 0;
   int ok = RAND_bytes(o, EN_NONCE) == 1 && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, EN_NONCE, NULL) == 1 && EVP_EncryptInit_ex(c, NULL, NULL, key, o) == 1;
@@ -221,7 +235,7 @@ static void en_item(const enc_ctx *key, enc_item *it) {
   const size_t n = it->n;
   const int level = key->level;
   const int dict = it->hasDict && it->m > 0;
-  /* best: the payload so far (in t_buf[bi], length bestLen); comp 0 = none */
+  /* best: the payload so far (in S->buf[bi], length bestLen); comp 0 = none */
   int comp = 0, bi = 0;
   size_t bestLen = 0;
   int tryZstd = dict;
@@ -232,7 +246,7 @@ static void en_item(const enc_ctx *key, enc_item *it) {
       uint8_t *out = en_buf(0, cap);
       if (!out) goto nomem;
       size_t matched = 0;
-      const int64_t r = zd_delta(&t_zd, out, cap, it->dict, it->m, data, n, level < 1 ? 1 : level > 19 ? 19 : level, &matched);
+      const int64_t r = zd_delta(&S->zd, out, cap, it->dict, it->m, data, n, level < 1 ? 1 : level > 19 ? 19 : level, &matched);
       if (r >= 0) {
         if (r > 0) {
           comp = 2;
@@ -253,8 +267,8 @@ static void en_item(const enc_ctx *key, enc_item *it) {
       const int k = comp ? 1 - bi : 0;
       uint8_t *out = en_buf(k, cap);
       if (!out) goto nomem;
-      if (!t_cc && !(t_cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
-      size_t r = ZSTD_compress_usingDict(t_cc, out, cap, data, n, it->dict, it->m, EN_FAST_LEVEL);
+      if (!S->cc && !(S->cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
+      size_t r = ZSTD_compress_usingDict(S->cc, out, cap, data, n, it->dict, it->m, EN_FAST_LEVEL);
       if (!ZSTD_isError(r) && (!comp || r < bestLen)) {
         comp = 2;
         bi = k;
@@ -271,17 +285,17 @@ static void en_item(const enc_ctx *key, enc_item *it) {
     const size_t cap = ZSTD_compressBound(n);
     uint8_t *out = en_buf(k, cap);
     if (!out) goto nomem;
-    if (!t_cc && !(t_cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
-    ZSTD_CCtx_reset(t_cc, ZSTD_reset_session_and_parameters);
+    if (!S->cc && !(S->cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
+    ZSTD_CCtx_reset(S->cc, ZSTD_reset_session_and_parameters);
     size_t r;
     /* no compression level: codec.ts sets these through zstd-napi's setParameters, which first
      * resets the context's parameters, so the level there is zstd's default (3) too */
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(t_cc, ZSTD_c_windowLog, windowLog)) ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(t_cc, ZSTD_c_hashLog, hashLog)) || ZSTD_isError(ZSTD_CCtx_loadDictionary(t_cc, it->dict, it->m)))
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(S->cc, ZSTD_c_windowLog, windowLog)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(S->cc, ZSTD_c_hashLog, hashLog)) || ZSTD_isError(ZSTD_CCtx_loadDictionary(S->cc, it->dict, it->m)))
       goto zerr;
-    r = ZSTD_compress2(t_cc, out, cap, data, n);
+    r = ZSTD_compress2(S->cc, out, cap, data, n);
     /* drop the context's copy of the base at once */
-    ZSTD_CCtx_reset(t_cc, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_reset(S->cc, ZSTD_reset_session_and_parameters);
     if (ZSTD_isError(r)) goto zerr;
     if (r < n && (!comp || r < bestLen)) {
       comp = 2;
@@ -297,10 +311,10 @@ static void en_item(const enc_ctx *key, enc_item *it) {
       const size_t cap = ZSTD_compressBound(n);
       uint8_t *out = en_buf(k, cap);
       if (!out) goto nomem;
-      if (!t_cc && !(t_cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
-      ZSTD_CCtx_reset(t_cc, ZSTD_reset_session_and_parameters);
-      if (ZSTD_isError(ZSTD_CCtx_setParameter(t_cc, ZSTD_c_compressionLevel, level))) goto zerr;
-      size_t r = ZSTD_compress2(t_cc, out, cap, data, n);
+      if (!S->cc && !(S->cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
+      ZSTD_CCtx_reset(S->cc, ZSTD_reset_session_and_parameters);
+      if (ZSTD_isError(ZSTD_CCtx_setParameter(S->cc, ZSTD_c_compressionLevel, level))) goto zerr;
+      size_t r = ZSTD_compress2(S->cc, out, cap, data, n);
       if (ZSTD_isError(r)) goto zerr;
       if (r < n && (!comp || r < bestLen)) {
         comp = 1;
@@ -322,7 +336,7 @@ static void en_item(const enc_ctx *key, enc_item *it) {
     }
   }
   it->comp = comp;
-  it->sealed = comp ? en_seal(key->enc, t_buf[bi], bestLen, &it->sealedLen) : en_seal(key->enc, data, n, &it->sealedLen);
+  it->sealed = comp ? en_seal(key->enc, S->buf[bi], bestLen, &it->sealedLen) : en_seal(key->enc, data, n, &it->sealedLen);
   if (!it->sealed) it->err = "sealing failed (out of memory or a cipher error)";
   return;
 nomem:
@@ -381,6 +395,14 @@ static int en_read(enc_item *it) {
 static void en_execute(napi_env env, void *data) {
   (void)env;
   enc_job *j = data;
+  pthread_mutex_lock(&en_lock);
+  S = en_states;
+  if (S) en_states = S->next;
+  pthread_mutex_unlock(&en_lock);
+  if (!S && !(S = calloc(1, sizeof *S))) {
+    for (uint32_t i = 0; i < j->n; i++) j->items[i].err = "out of memory";
+    return;
+  }
   for (uint32_t i = 0; i < j->n; i++) {
     enc_item *it = &j->items[i];
     if (it->path) {
@@ -390,6 +412,11 @@ static void en_execute(napi_env env, void *data) {
     en_item(&j->key, it);
   }
   en_trim();
+  pthread_mutex_lock(&en_lock);
+  S->next = en_states;
+  en_states = S;
+  pthread_mutex_unlock(&en_lock);
+  S = NULL;
 }
 
 static void en_free_job(napi_env env, enc_job *j) {

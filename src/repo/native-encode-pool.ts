@@ -81,20 +81,33 @@ export class NativeEncodePool {
     return this.inflight;
   }
 
-  private call<T>(start: (cb: (r: T[]) => void) => void, n: number): Promise<T[]> {
+  /** Jobs waiting for one of the `size` slots. */
+  private readonly waiting: Array<() => void> = [];
+  private running = 0;
+
+  /**
+   * One job of the addon, at most `size` at once: the rest wait here, so the encoder's states in C
+   * stay as few (encode.c) and libuv's other threads stay free for file reads, stats and decodes.
+   */
+  private async call<T>(start: (cb: (r: T[]) => void) => void, n: number): Promise<T[]> {
     this.inflight++;
-    return new Promise((resolve, reject) => {
+    try {
+      if (this.running >= this.size) await new Promise<void>((r) => this.waiting.push(r));
+      this.running++;
       try {
-        start((r) => {
-          this.inflight--;
-          if (!Array.isArray(r) || r.length !== n) reject(new LifeboatError('encoder returned a malformed result'));
-          else resolve(r);
+        return await new Promise<T[]>((resolve, reject) => {
+          start((r) => {
+            if (!Array.isArray(r) || r.length !== n) reject(new LifeboatError('encoder returned a malformed result'));
+            else resolve(r);
+          });
         });
-      } catch (err) {
-        this.inflight--;
-        reject(err as Error);
+      } finally {
+        this.running--;
+        this.waiting.shift()?.();
       }
-    });
+    } finally {
+      this.inflight--;
+    }
   }
 
   private flags(n: number, withId: boolean, sketch: (i: number) => boolean): Uint8Array {

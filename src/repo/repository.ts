@@ -57,6 +57,9 @@ const BATCH_MAX_ITEMS = 256;
  * trees). Once this is used up, or any worker runs, the work goes to workers.
  */
 const INLINE_BEFORE_WORKERS = 2 * 1024 * 1024;
+/** MiB of delta bases the write path keeps (baseCache): with the encode worker, with the C encoder. */
+const BASE_CACHE = 12;
+const BASE_CACHE_NATIVE = 2;
 /** Chunks from this size on are sketched on the libuv thread pool (encodeAndPack). */
 const ASYNC_SKETCH_MIN = 128 * 1024;
 /**
@@ -519,8 +522,14 @@ export class Repository {
    * Delta bases for the write path, from a small cache of their own: neighbouring
    * new chunks usually share a base, and a backup must not fill the read cache
    * (up to 96 MiB) with data it will not read again. Small: a base is rarely used more than twice.
+   * With the C encoder (no worker: every delta's base is loaded here, where the encode worker took
+   * a single base as its chain and decoded it itself) 2 MiB, a chunk or two: with 12 MiB a daily
+   * dump's backup peaked ~50 MB higher (202 against 143-164 MB, the same CPU; branch nencode).
    */
-  private readonly baseCache = new LruCache<Buffer>(12 * 1024 * 1024);
+  private baseCacheInstance: LruCache<Buffer> | undefined;
+  private get baseCache(): LruCache<Buffer> {
+    return (this.baseCacheInstance ??= new LruCache<Buffer>((this.nativeEncoder ? BASE_CACHE_NATIVE : BASE_CACHE) * 1024 * 1024));
+  }
   /** The last large chunk's sketch on the thread pool: the next one's result is taken after it (encodeAndPack). */
   private sketchOrder: Promise<void> = Promise.resolve();
   /** Each sealed blob is dropped once written to its pack: collect them promptly (see reclaim.ts). */
