@@ -113,6 +113,11 @@ static pthread_mutex_t en_lock = PTHREAD_MUTEX_INITIALIZER;
 static en_state *en_states;
 /* The state of the job this thread runs (set by en_execute). */
 static __thread en_state *S;
+/*
+ * zstd's contexts allocate through malloc: a context's workspace is resized as inputs alternate
+ * between small files and 1 MiB chunks, and fresh mappings (en_alloc) for it cost page faults each
+ * time (a first backup: +0.5-0.8 sys s). The sealed outputs are mapped from 64 KiB (en_alloc).
+ */
 
 /*
  * Large blocks mapped and unmapped directly, as codec.c does on the read path: through malloc, the
@@ -191,7 +196,7 @@ static void en_trim(void) {
 /* codec.ts incompressible: three PROBE-byte samples each fail to shrink at level 1. -1 no memory. */
 static int en_incompressible(const uint8_t *data, size_t n) {
   if (n < EN_PROBE_MIN) return 0;
-  if (!S->probe && !(S->probe = ZSTD_createCCtx_advanced(en_mem))) return -1;
+  if (!S->probe && !(S->probe = ZSTD_createCCtx())) return -1;
   uint8_t out[ZSTD_COMPRESSBOUND(EN_PROBE)];
   const size_t at[3] = {0, (n >> 1) - (EN_PROBE >> 1), n - EN_PROBE};
   for (int k = 0; k < 3; k++) {
@@ -207,7 +212,8 @@ static int en_incompressible(const uint8_t *data, size_t n) {
 /* crypto.ts seal of payload into a new block (nonce || body || tag); NULL on failure. */
 static uint8_t *en_seal(const uint8_t *key, const uint8_t *payload, size_t plen, size_t *outLen) {
   if (!S->enc && !(S->enc = EVP_CIPHER_CTX_new())) return NULL;
-  uint8_t *o = malloc(plen + EN_NONCE + EN_TAG);
+  /* mmap'ed from 64 KiB (en_alloc): through malloc, the pool threads' arenas kept what was freed */
+  uint8_t *o = en_alloc(plen + EN_NONCE + EN_TAG);
   if (!o) return NULL;
   EVP_CIPHER_CTX *c = S->enc;
   int outl = 0;
@@ -222,7 +228,7 @@ static uint8_t *en_seal(const uint8_t *key, const uint8_t *payload, size_t plen,
   ok = ok && EVP_EncryptFinal_ex(c, o + EN_NONCE + plen, &outl) == 1 && outl == 0 &&
        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, EN_TAG, o + EN_NONCE + plen) == 1;
   if (!ok) {
-    free(o);
+    en_free(o);
     return NULL;
   }
   *outLen = plen + EN_NONCE + EN_TAG;
@@ -267,7 +273,7 @@ static void en_item(const enc_ctx *key, enc_item *it) {
       const int k = comp ? 1 - bi : 0;
       uint8_t *out = en_buf(k, cap);
       if (!out) goto nomem;
-      if (!S->cc && !(S->cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
+      if (!S->cc && !(S->cc = ZSTD_createCCtx())) goto nomem;
       size_t r = ZSTD_compress_usingDict(S->cc, out, cap, data, n, it->dict, it->m, EN_FAST_LEVEL);
       if (!ZSTD_isError(r) && (!comp || r < bestLen)) {
         comp = 2;
@@ -285,7 +291,7 @@ static void en_item(const enc_ctx *key, enc_item *it) {
     const size_t cap = ZSTD_compressBound(n);
     uint8_t *out = en_buf(k, cap);
     if (!out) goto nomem;
-    if (!S->cc && !(S->cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
+    if (!S->cc && !(S->cc = ZSTD_createCCtx())) goto nomem;
     ZSTD_CCtx_reset(S->cc, ZSTD_reset_session_and_parameters);
     size_t r;
     /* no compression level: codec.ts sets these through zstd-napi's setParameters, which first
@@ -311,7 +317,7 @@ static void en_item(const enc_ctx *key, enc_item *it) {
       const size_t cap = ZSTD_compressBound(n);
       uint8_t *out = en_buf(k, cap);
       if (!out) goto nomem;
-      if (!S->cc && !(S->cc = ZSTD_createCCtx_advanced(en_mem))) goto nomem;
+      if (!S->cc && !(S->cc = ZSTD_createCCtx())) goto nomem;
       ZSTD_CCtx_reset(S->cc, ZSTD_reset_session_and_parameters);
       if (ZSTD_isError(ZSTD_CCtx_setParameter(S->cc, ZSTD_c_compressionLevel, level))) goto zerr;
       size_t r = ZSTD_compress2(S->cc, out, cap, data, n);
@@ -426,7 +432,7 @@ static void en_free_job(napi_env env, enc_job *j) {
   if (j->work) napi_delete_async_work(env, j->work);
   if (j->items)
     for (uint32_t i = 0; i < j->n; i++) {
-      free(j->items[i].sealed);
+      en_free(j->items[i].sealed);
       free(j->items[i].path);
     }
   free(j->items);
@@ -474,7 +480,7 @@ static void en_complete(napi_env env, napi_status st, void *data) {
       int ok = 1;
       if (it->sealed) {
         ok = napi_create_buffer_copy(env, it->sealedLen, it->sealed, &p, &sealed) == napi_ok;
-        free(it->sealed);
+        en_free(it->sealed);
         it->sealed = NULL;
         napi_create_uint32(env, (uint32_t)it->comp, &comp);
         if (ok && (it->flags & F_ID)) ok = napi_create_buffer_copy(env, 32, it->id, &p, &id) == napi_ok;
