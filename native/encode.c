@@ -147,15 +147,6 @@ static void en_free(void *q) {
   if (t >= EN_BIG) munmap(p, t);
   else free(p);
 }
-static void *en_zalloc(void *opaque, size_t n) {
-  (void)opaque;
-  return en_alloc(n);
-}
-static void en_zfree(void *opaque, void *p) {
-  (void)opaque;
-  en_free(p);
-}
-static const ZSTD_customMem en_mem = {en_zalloc, en_zfree, NULL};
 
 /* Scratch k (0, 1 or 2) with room for n bytes. */
 static uint8_t *en_buf(int k, size_t n) {
