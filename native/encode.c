@@ -17,8 +17,9 @@
  *
  *   encOpen(encKey: Uint8Array(32), idKey: Uint8Array(32), level: 1..19) -> ctx (an external)
  *   encRun(ctx, data: Array<Uint8Array>, dicts: Array<Uint8Array | undefined>, flags: Uint8Array,
- *          cb: (results: Array<[sealed: Buffer, compression: 0|1|2, id: Buffer | undefined] | string>) => void)
- *     flags[i]: 1 hash the plaintext (its id), 2 no C delta (LIFEBOAT_NO_ZDELTA=1: zstd's match finder only)
+ *          cb: (results: Array<[sealed: Buffer, compression: 0|1|2, id: string | undefined, sf: number[] | undefined] | string>) => void)
+ *     flags[i]: 1 hash the plaintext (its id, hex), 2 no C delta (LIFEBOAT_NO_ZDELTA=1: zstd's match
+ *     finder only), 4 the resemblance sketch (from SKETCH_MIN bytes, compressed blobs only)
  *     results[i]: a string is that item's error (no memory, a cipher failure).
  *
  * Every argument is checked (types, lengths, counts); the buffers are referenced (napi_ref) until the
@@ -439,7 +440,19 @@ static void en_complete(napi_env env, napi_status st, void *data) {
     en_free_job(env, j);
     return;
   }
-  napi_create_array_with_length(env, j->n, &arr);
+  /* encFiles: the sealed blobs of the batch in one buffer (one allocation, not one per file) */
+  const int files = j->n > 0 && j->items[0].path != NULL;
+  napi_value all = NULL;
+  uint8_t *allp = NULL;
+  size_t allLen = 0, at = 0;
+  if (files && st == napi_ok) {
+    for (uint32_t i = 0; i < j->n; i++)
+      if (j->items[i].sealed) allLen += j->items[i].sealedLen;
+    void *d = NULL;
+    if (napi_create_buffer(env, allLen, &d, &all) != napi_ok) all = NULL;
+    allp = d;
+  }
+  napi_create_array_with_length(env, j->n + (files ? 1 : 0), &arr);
   for (uint32_t i = 0; i < j->n; i++) {
     enc_item *it = &j->items[i];
     napi_value v, x;
@@ -463,18 +476,36 @@ static void en_complete(napi_env env, napi_status st, void *data) {
     } else if (!it->sealed && !(it->path && it->n == 0)) {
       napi_create_string_utf8(env, "no result", NAPI_AUTO_LENGTH, &v);
     } else {
-      /* encRun: [sealed, compression, id, sf]; encFiles: [0, size, sealed, compression, id, xattr, sf] */
-      napi_value sealed, comp, id, sf, undef;
+      /* encRun: [sealed, compression, id, sf]; encFiles: [0, size, off, len, compression, id, xattr, sf]
+       * (the sealed blob at [off, off + len) of the last element); id: hex */
+      napi_value sealed, comp, id, sf, undef, off, len;
       void *p;
       napi_get_undefined(env, &undef);
-      sealed = comp = id = sf = undef;
+      sealed = comp = id = sf = off = len = undef;
       int ok = 1;
       if (it->sealed) {
-        ok = napi_create_buffer_copy(env, it->sealedLen, it->sealed, &p, &sealed) == napi_ok;
+        if (files) {
+          ok = all != NULL;
+          if (ok) {
+            memcpy(allp + at, it->sealed, it->sealedLen);
+            napi_create_double(env, (double)at, &off);
+            napi_create_double(env, (double)it->sealedLen, &len);
+            at += it->sealedLen;
+          }
+        } else
+          ok = napi_create_buffer_copy(env, it->sealedLen, it->sealed, &p, &sealed) == napi_ok;
         en_free(it->sealed);
         it->sealed = NULL;
         napi_create_uint32(env, (uint32_t)it->comp, &comp);
-        if (ok && (it->flags & F_ID)) ok = napi_create_buffer_copy(env, 32, it->id, &p, &id) == napi_ok;
+        if (ok && (it->flags & F_ID)) {
+          static const char hx[] = "0123456789abcdef";
+          char h[64];
+          for (int k = 0; k < 32; k++) {
+            h[2 * k] = hx[it->id[k] >> 4];
+            h[2 * k + 1] = hx[it->id[k] & 15];
+          }
+          ok = napi_create_string_latin1(env, h, 64, &id) == napi_ok;
+        }
         if (ok && (it->flags & F_SKETCH) && it->comp != 0 && it->n >= EN_SKETCH_MIN) {
           napi_create_array_with_length(env, it->sampled ? FEATURES : 0, &sf);
           for (int k = 0; it->sampled && k < FEATURES; k++) {
@@ -486,16 +517,17 @@ static void en_complete(napi_env env, napi_status st, void *data) {
       if (!ok) {
         napi_create_string_utf8(env, "out of memory", NAPI_AUTO_LENGTH, &v);
       } else if (it->path) {
-        napi_value parts[7];
+        napi_value parts[8];
         napi_create_uint32(env, 0, &parts[0]);
         napi_create_double(env, (double)it->n, &parts[1]);
-        parts[2] = sealed;
-        parts[3] = comp;
-        parts[4] = id;
-        napi_create_uint32(env, it->xattr ? 1 : 0, &parts[5]);
-        parts[6] = sf;
-        napi_create_array_with_length(env, 7, &v);
-        for (uint32_t k = 0; k < 7; k++) napi_set_element(env, v, k, parts[k]);
+        parts[2] = off;
+        parts[3] = len;
+        parts[4] = comp;
+        parts[5] = id;
+        napi_create_uint32(env, it->xattr ? 1 : 0, &parts[6]);
+        parts[7] = sf;
+        napi_create_array_with_length(env, 8, &v);
+        for (uint32_t k = 0; k < 8; k++) napi_set_element(env, v, k, parts[k]);
       } else {
         napi_create_array_with_length(env, 4, &v);
         napi_set_element(env, v, 0, sealed);
@@ -505,6 +537,10 @@ static void en_complete(napi_env env, napi_status st, void *data) {
       }
     }
     napi_set_element(env, arr, i, v);
+  }
+  if (files) {
+    if (!all) napi_get_undefined(env, &all);
+    napi_set_element(env, arr, j->n, all);
   }
   en_free_job(env, j);
   napi_call_function(env, global, cb, 1, &arr, NULL);
@@ -613,8 +649,9 @@ static napi_value js_enc_run(napi_env env, napi_callback_info info) {
  * encFiles(ctx, paths: Array<Uint8Array>, sizes: Float64Array, flags: Uint8Array, cb): the small
  * files of a backup read, hashed, encoded and (flag 4, from the caller's size) sketched in one work
  * item (small-files-worker.ts in C). paths: no NUL byte; sizes: each file's lstat size.
- *   results[i]: [1, errno, syscall] failed, [2] grew, [0, size, sealed, compression, id, xattr, sf]
- *   (sealed .. id undefined for an empty file; xattr 1: the caller reads the attributes), or a string.
+ *   results[i]: [1, errno, syscall] failed, [2] grew, [0, size, off, len, compression, id, xattr, sf]
+ *   (the sealed blob at [off, off + len) of results[n], one buffer for the batch; off .. id undefined
+ *   for an empty file; id hex; xattr 1: the caller reads the attributes), or a string.
  */
 static napi_value js_enc_files(napi_env env, napi_callback_info info) {
   size_t argc = 5;

@@ -27,12 +27,12 @@ export interface EncodeAddon {
     flags: Uint8Array,
     cb: (results: Array<RawResult | string>) => void,
   ): void;
-  encFiles(ctx: unknown, paths: Uint8Array[], sizes: Float64Array, flags: Uint8Array, cb: (results: Array<RawFile | string>) => void): void;
+  encFiles(ctx: unknown, paths: Uint8Array[], sizes: Float64Array, flags: Uint8Array, cb: (results: Array<RawFile | string | Buffer>) => void): void;
 }
 
-type RawResult = [Buffer, number, Buffer | undefined, number[] | undefined];
-/** [1, errno, syscall] | [2] (grew) | [0, size, sealed, compression, id, xattr, sf] */
-type RawFile = [1, number, string] | [2] | [0, number, Buffer | undefined, number | undefined, Buffer | undefined, number, number[] | undefined];
+type RawResult = [Buffer, number, string | undefined, number[] | undefined];
+/** [1, errno, syscall] | [2] (grew) | [0, size, off, len, compression, id, xattr, sf]: the sealed blob at [off, off + len) of the batch's buffer (the last element) */
+type RawFile = [1, number, string] | [2] | [0, number, number | undefined, number | undefined, number | undefined, string | undefined, number, number[] | undefined];
 
 /** What readFiles reports for one file (small-files.ts maps it to a SmallFileRead). */
 export type NativeFileRead =
@@ -121,7 +121,7 @@ export class NativeEncodePool {
   private static result(r: RawResult | string): EncodeResult | Error {
     if (typeof r === 'string' || !Array.isArray(r) || !Buffer.isBuffer(r[0])) return new LifeboatError(`encoding failed: ${typeof r === 'string' ? r : 'malformed result'}`);
     const out: EncodeResult = { sealed: r[0], compression: r[1] as Compression };
-    if (r[2]) out.id = r[2].toString('hex');
+    if (r[2]) out.id = r[2];
     if (r[3]) out.sf = r[3];
     return out;
   }
@@ -150,15 +150,18 @@ export class NativeEncodePool {
    * flistxattr could not tell), which the caller reads. A string: that file's encode failed.
    */
   async readFiles(paths: Buffer[], sizes: number[], sketchMin: number): Promise<Array<NativeFileRead | Error>> {
+    if (paths.length === 0) return [];
     const flags = this.flags(paths.length, true, (i) => sizes[i]! >= sketchMin);
-    const r = await this.call<RawFile | string>((cb) => this.addon.encFiles(this.ctx, paths, Float64Array.from(sizes), flags, cb), paths.length);
-    return r.map((x): NativeFileRead | Error => {
+    const r = await this.call<RawFile | string | Buffer>((cb) => this.addon.encFiles(this.ctx, paths, Float64Array.from(sizes), flags, cb), paths.length + 1);
+    const all = r[paths.length];
+    if (!Buffer.isBuffer(all)) throw new LifeboatError('encoding failed: out of memory');
+    return r.slice(0, paths.length).map((x): NativeFileRead | Error => {
       if (typeof x === 'string' || !Array.isArray(x)) return new LifeboatError(`encoding failed: ${typeof x === 'string' ? x : 'malformed result'}`);
       if (x[0] === 1) return { kind: 'error', errno: x[1], syscall: x[2] };
       if (x[0] === 2) return { kind: 'grew' };
-      const [, size, sealed, comp, id, xattr, sf] = x;
+      const [, size, off, len, comp, id, xattr, sf] = x;
       const out: NativeFileRead = { kind: 'ok', size, xattrs: xattr === 1 };
-      if (sealed && id) out.blob = { id: id.toString('hex'), sealed, compression: comp as Compression, ...(sf ? { sf } : {}) };
+      if (off !== undefined && len !== undefined && id) out.blob = { id, sealed: all.subarray(off, off + len), compression: comp as Compression, ...(sf ? { sf } : {}) };
       return out;
     });
   }
