@@ -45,7 +45,7 @@
       ],
       "include_dirs": ["<(zstd_lib)"],
       "defines": ["ZSTD_NO_TRACE", "ZSTD_DISABLE_ASM", "XXH_NAMESPACE=LBZD_"],
-      "cflags": ["-O2", "-fvisibility=hidden"]
+      "cflags": ["-O3", "-fvisibility=hidden"]
     },
     {
       "target_name": "codec",

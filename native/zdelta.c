@@ -27,6 +27,7 @@
  * Lengths are checked against the views; nothing is read or written outside them.
  * Context-aware (NAPI_MODULE_INIT): one state per thread (instance data), freed with it.
  */
+#define _GNU_SOURCE /* O_NOATIME (encode.c) */
 #define ZSTD_STATIC_LINKING_ONLY
 #include <node_api.h>
 #include <stdint.h>
@@ -55,6 +56,8 @@ typedef struct {
   ZSTD_DCtx *dctx;
   uint8_t *check;
   size_t checkCap;
+  uint8_t *frame;
+  size_t frameCap;
 } zd_state;
 
 static inline uint64_t zd_read64(const uint8_t *p) {
@@ -195,9 +198,19 @@ static int64_t zd_delta(zd_state *st, uint8_t *out, size_t cap, const uint8_t *b
       ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_blockDelimiters, ZSTD_sf_noBlockDelimiters)) ||
       ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_validateSequences, 0)))
     return -1;
-  const size_t k = ZSTD_compressSequences(c, out, cap, st->seqs, nseq, data, n);
+  /* ZSTD_compressSequences writes past the end of a small dst (16 bytes of data into 15: heap
+   * corruption, branch nencode): the frame goes to a buffer of compressBound first */
+  const size_t bound = ZSTD_compressBound(n);
+  if (st->frameCap < bound) {
+    free(st->frame);
+    st->frame = malloc(bound);
+    st->frameCap = st->frame ? bound : 0;
+    if (!st->frame) return -1;
+  }
+  const size_t k = ZSTD_compressSequences(c, st->frame, bound, st->seqs, nseq, data, n);
   if (ZSTD_isError(k)) return ZSTD_getErrorCode(k) == ZSTD_error_dstSize_tooSmall ? 0 : -1;
   if (k >= cap) return 0;
+  memcpy(out, st->frame, k);
   /* the readers' own decoding, compared with the blob */
   if (!st->dctx && !(st->dctx = ZSTD_createDCtx())) return -1;
   if (st->checkCap < n) {
@@ -219,6 +232,7 @@ static void zd_free(napi_env env, void *data, void *hint) {
   free(st->table);
   free(st->seqs);
   free(st->check);
+  free(st->frame);
   ZSTD_freeCCtx(st->cctx);
   ZSTD_freeDCtx(st->dctx);
   free(st);
@@ -275,15 +289,29 @@ static napi_value js_delta(napi_env env, napi_callback_info info) {
     st->check = NULL;
     st->checkCap = 0;
   }
+  if (st->frameCap > ZD_KEEP) {
+    free(st->frame);
+    st->frame = NULL;
+    st->frameCap = 0;
+  }
   ((double *)ip)[0] = (double)matched;
   napi_value v;
   napi_create_int64(env, r, &v);
   return v;
 }
 
+/* The backup's encode on libuv's thread pool (encode.c: one unit with this file). */
+#include "encode.c"
+
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "delta", NAPI_AUTO_LENGTH, js_delta, NULL, &f);
   napi_set_named_property(env, exports, "delta", f);
+  napi_create_function(env, "encOpen", NAPI_AUTO_LENGTH, js_enc_open, NULL, &f);
+  napi_set_named_property(env, exports, "encOpen", f);
+  napi_create_function(env, "encRun", NAPI_AUTO_LENGTH, js_enc_run, NULL, &f);
+  napi_set_named_property(env, exports, "encRun", f);
+  napi_create_function(env, "encFiles", NAPI_AUTO_LENGTH, js_enc_files, NULL, &f);
+  napi_set_named_property(env, exports, "encFiles", f);
   return exports;
 }

@@ -1,5 +1,10 @@
 import { type BigIntStats, constants as fsc, lstat } from 'node:fs';
+import { open as openFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+import { SKETCH_MIN } from '../repo/codec.js';
+import type { NativeEncodePool, NativeFileRead } from '../repo/native-encode-pool.js';
+import { readXattrs } from './fsmeta.js';
 import { LifeboatError } from '../errors.js';
 import { WorkerPool } from '../repo/pool.js';
 import type { Repository } from '../repo/repository.js';
@@ -179,14 +184,29 @@ export class SmallFileReader {
   private inflight = 0;
   private scheduled = false;
 
-  /** `pool`: workers running repo/worker.ts with SMALL_FILES_WORKER; `owned`: closed with the reader. */
+  /**
+   * `pool`: workers running repo/worker.ts with SMALL_FILES_WORKER; `owned`: closed with the reader.
+   * `native`: the repository's C encoder instead (native/encode.c encFiles: the same reads, hash,
+   * encode and sketch in libuv work items, no worker thread).
+   */
   constructor(
-    private readonly pool: WorkerPool,
+    private readonly pool: WorkerPool | undefined,
     private readonly owned: boolean,
+    private readonly native?: NativeEncodePool,
   ) {}
 
-  /** A reader in the repository's encode workers, or in workers of its own if those already run without its ops. */
+  /** Batches kept in flight (one per worker, or per job of the C encoder). */
+  private get size(): number {
+    return this.native ? this.native.size : this.pool!.size;
+  }
+
+  /**
+   * A reader in the repository's C encoder when it has one, else in its encode workers, or in
+   * workers of its own if those already run without its ops.
+   */
   static forRepository(repo: Repository): SmallFileReader {
+    const native = repo.nativeEncoder;
+    if (native) return new SmallFileReader(undefined, false, native);
     const shared = repo.poolWith(SMALL_FILES_WORKER);
     if (shared) return new SmallFileReader(shared, false);
     const n = Number(process.env.LIFEBOAT_WORKERS) || Math.max(1, Math.min(4, availableParallelism() - 1));
@@ -200,14 +220,14 @@ export class SmallFileReader {
       this.queuedBytes += size;
       if (this.queue.length >= BATCH_FILES || this.queuedBytes >= BATCH_BYTES) {
         // a full batch: sent now unless enough are on their way (the next answer sends it)
-        if (this.inflight < this.pool.size + EXTRA_BATCHES) this.send();
+        if (this.inflight < this.size + EXTRA_BATCHES) this.send();
       }
       else if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
           this.scheduled = false;
           // while every worker is busy the queue grows: the next message carries more files
-          if (this.inflight < this.pool.size) this.send();
+          if (this.inflight < this.size) this.send();
         });
       }
     });
@@ -215,7 +235,7 @@ export class SmallFileReader {
 
   /** lstat each path (never following a symlink): its stat, or the error. */
   async lstatMany(paths: Buffer[]): Promise<Array<EntryStat | NodeJS.ErrnoException>> {
-    if (this.pool.started === 0) return Promise.all(paths.map((p) => lstatBig(p).catch((err: NodeJS.ErrnoException) => err)));
+    if (!this.pool || this.pool.started === 0) return Promise.all(paths.map((p) => lstatBig(p).catch((err: NodeJS.ErrnoException) => err)));
     const r = await this.pool.call<{ fields: BigInt64Array; errors: Array<{ message: string; code?: string } | null> }>({ op: 'lstat', ...packPaths(paths) });
     if (!(r.fields instanceof BigInt64Array) || r.fields.length !== paths.length * STAT_FIELDS.length || !Array.isArray(r.errors) || r.errors.length !== paths.length) {
       throw new LifeboatError('the small-file worker returned a malformed lstat batch');
@@ -232,7 +252,29 @@ export class SmallFileReader {
     const jobs = this.queue.splice(0, n);
     this.queuedBytes -= bytes;
     this.inflight++;
-    this.pool
+    const done = () => {
+      this.inflight--;
+      // what queued up meanwhile goes now, in batches of the usual bound (not one message of it all)
+      while (this.queue.length && !this.scheduled && this.inflight < this.size + EXTRA_BATCHES) this.send();
+    };
+    if (this.native) {
+      this.native
+        .readFiles(
+          jobs.map((j) => j.path),
+          jobs.map((j) => j.size),
+          SKETCH_MIN,
+        )
+        .then((rs) => Promise.all(rs.map((r, i) => fromNative(r, jobs[i]!.path))))
+        .then(
+          (rs) => rs.forEach((r, i) => (r instanceof Error ? jobs[i]!.reject(r) : jobs[i]!.resolve(r))),
+          (err: Error) => {
+            for (const j of jobs) j.reject(err);
+          },
+        )
+        .finally(done);
+      return;
+    }
+    this.pool!
       .call<{ results: SmallFileResult[]; sealed: Uint8Array }>({ op: 'read', ...packPaths(jobs.map((j) => j.path)), sizes: jobs.map((j) => j.size) })
       .then(
         (m) => {
@@ -247,17 +289,57 @@ export class SmallFileReader {
       .catch((err: Error) => {
         for (const j of jobs) j.reject(err);
       })
-      .finally(() => {
-        this.inflight--;
-        // what queued up meanwhile goes now, in batches of the usual bound (not one message of it all)
-        while (this.queue.length && !this.scheduled && this.inflight < this.pool.size + EXTRA_BATCHES) this.send();
-      });
+      .finally(done);
   }
 
   /** Stops the workers if they are the reader's own (the repository closes its pool itself). */
   async close(): Promise<void> {
-    if (this.owned) await this.pool.close();
+    if (this.owned) await this.pool?.close();
   }
+}
+
+/** A failed call as node's fs reports it (code, errno, syscall; the path for open). */
+function sysError(errno: number, syscall: string, path: Buffer): NodeJS.ErrnoException {
+  let code = `Unknown system error ${errno}`;
+  let desc = 'unknown error';
+  try {
+    code = getSystemErrorName(-errno);
+    desc = getSystemErrorMap().get(-errno)?.[1] ?? desc;
+  } catch {
+    // (not an errno libuv knows)
+  }
+  const err = new Error(syscall === 'open' ? `${code}: ${desc}, ${syscall} '${path.toString()}'` : `${code}: ${desc}, ${syscall}`) as NodeJS.ErrnoException;
+  err.code = code;
+  err.errno = -errno;
+  err.syscall = syscall;
+  if (syscall === 'open') err.path = path.toString();
+  return err;
+}
+
+/**
+ * A file the C encoder read: as toRead gives a worker's result. Its extended attributes, when
+ * flistxattr found some, are read here (rare: most files have none), as the worker's readOne does.
+ */
+async function fromNative(r: NativeFileRead | Error, path: Buffer): Promise<SmallFileRead | Error> {
+  if (r instanceof Error) return r;
+  if (r.kind === 'error') return { kind: 'error', error: sysError(r.errno, r.syscall, path) };
+  if (r.kind === 'grew') return { kind: 'grew' };
+  const out: SmallFileRead = { kind: 'ok', size: r.size };
+  if (r.blob) out.blob = r.blob;
+  if (r.xattrs) {
+    try {
+      const fh = await openFile(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+      try {
+        const xa = await readXattrs(fh.fd);
+        if (xa) out.xattrs = xa;
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      out.xattrError = (err as Error).message;
+    }
+  }
+  return out;
 }
 
 function toRead(r: SmallFileResult, all: Buffer): SmallFileRead {

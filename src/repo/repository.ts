@@ -33,6 +33,7 @@ import {
 import { PackFileWriter } from './pack-file.js';
 import { WorkerPool } from './pool.js';
 import { NativeReadPool, type ReadPool, codecNative } from './native-read-pool.js';
+import { NativeEncodePool, encodeNative } from './native-encode-pool.js';
 import { type SlabPool, decodeRange } from './chunk-decode.js';
 import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot.js';
 import { type Tree, decodeTree, encodeTree } from './tree.js';
@@ -56,6 +57,9 @@ const BATCH_MAX_ITEMS = 256;
  * trees). Once this is used up, or any worker runs, the work goes to workers.
  */
 const INLINE_BEFORE_WORKERS = 2 * 1024 * 1024;
+/** MiB of delta bases the write path keeps (baseCache): with the encode worker, with the C encoder. */
+const BASE_CACHE = 12;
+const BASE_CACHE_NATIVE = 2;
 /** Chunks from this size on are sketched on the libuv thread pool (encodeAndPack). */
 const ASYNC_SKETCH_MIN = 128 * 1024;
 /**
@@ -170,6 +174,8 @@ export class Repository {
   private readonly codec: BlobCodec;
   private poolInstance: WorkerPool | undefined;
   private readPoolInstance: ReadPool | undefined;
+  /** The C encoder (native-encode-pool.ts); null when it is not used (then the encode worker). */
+  private nativeEncoderInstance: NativeEncodePool | null | undefined;
   /**
    * Decoded trees and delta bases. A chain is resolved in stream order, so the
    * bases in use at any time are those of the few blobs in flight: 32 MiB holds
@@ -276,6 +282,20 @@ export class Repository {
       throw err;
     });
     return this.indexLoad;
+  }
+
+  /**
+   * The C encoder on libuv's thread pool (native/encode.c), or undefined: the addon did not
+   * build, LIFEBOAT_NO_NATIVE=1 or LIFEBOAT_NATIVE_ENCODE=0 (then blobs go to the encode worker,
+   * `pool`). With it a backup starts no encode worker (unless a caller asks for `pool` itself:
+   * engine/small-files.ts's worker extension, a delta base's chain sent to a started worker).
+   */
+  get nativeEncoder(): NativeEncodePool | undefined {
+    if (this.nativeEncoderInstance === undefined) {
+      const addon = encodeNative();
+      this.nativeEncoderInstance = addon ? new NativeEncodePool(addon, this.key, this.config.compressionLevel) : null;
+    }
+    return this.nativeEncoderInstance ?? undefined;
   }
 
   get pool(): WorkerPool {
@@ -502,8 +522,14 @@ export class Repository {
    * Delta bases for the write path, from a small cache of their own: neighbouring
    * new chunks usually share a base, and a backup must not fill the read cache
    * (up to 96 MiB) with data it will not read again. Small: a base is rarely used more than twice.
+   * With the C encoder (no worker: every delta's base is loaded here, where the encode worker took
+   * a single base as its chain and decoded it itself) 2 MiB, a chunk or two: with 12 MiB a daily
+   * dump's backup peaked ~50 MB higher (202 against 143-164 MB, the same CPU; branch nencode).
    */
-  private readonly baseCache = new LruCache<Buffer>(12 * 1024 * 1024);
+  private baseCacheInstance: LruCache<Buffer> | undefined;
+  private get baseCache(): LruCache<Buffer> {
+    return (this.baseCacheInstance ??= new LruCache<Buffer>((this.nativeEncoder ? BASE_CACHE_NATIVE : BASE_CACHE) * 1024 * 1024));
+  }
   /** The last large chunk's sketch on the thread pool: the next one's result is taken after it (encodeAndPack). */
   private sketchOrder: Promise<void> = Promise.resolve();
   /** Each sealed blob is dropped once written to its pack: collect them promptly (see reclaim.ts). */
@@ -584,7 +610,9 @@ export class Repository {
       }
     }
     let enc: { sealed: Buffer; compression: Compression; sf?: number[] };
+    const native = this.nativeEncoder;
     if (!dict && rawLength < BATCH_BLOB_MAX) enc = await this.encodeBatched(data, sketched && !sf);
+    else if (native) enc = await this.countJob(native.encode(data, dict, sketched && !sf));
     else if (rawLength >= 16 * 1024 && !this.runInline(rawLength)) enc = await this.countJob(this.pool.encode(data, dict, sketched && !sf));
     else enc = this.encodeInline(data, dict, sketched && !sf);
     sf ??= enc.sf;
@@ -739,14 +767,15 @@ export class Repository {
   }
 
   private kickBatch(): void {
-    if (this.batch && this.poolJobs < this.pool.size) this.sendBatch();
+    if (this.batch && this.poolJobs < (this.nativeEncoder ?? this.pool).size) this.sendBatch();
   }
 
   private sendBatch(): void {
     const b = this.batch;
     if (!b) return;
     this.batch = undefined;
-    if (this.runInline(b.bytes)) {
+    const native = this.nativeEncoder;
+    if (!native && this.runInline(b.bytes)) {
       for (const j of b.jobs) {
         try {
           j.resolve(this.encodeInline(j.data, undefined, j.sketch));
@@ -756,7 +785,8 @@ export class Repository {
       }
       return;
     }
-    this.countJob(this.pool.encodeBatch(b.jobs.map((j) => ({ data: j.data, sketch: j.sketch })))).then(
+    const items = b.jobs.map((j) => ({ data: j.data, sketch: j.sketch }));
+    this.countJob(native ? native.encodeBatch(items) : this.pool.encodeBatch(items)).then(
       (results) =>
         results.forEach((r, i) => {
           const j = b.jobs[i]!;
