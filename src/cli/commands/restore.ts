@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
 import type { Readable } from 'node:stream';
 import { Command } from 'commander';
 import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
@@ -91,6 +92,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
       }
       const toStdout = o.stdout || o.target === '-';
       if (!toStdout && !o.target) throw new ConfigError('restore needs --target DIR (or --stdout / --target - for stream snapshots)');
+      if (!toStdout) leanRestoreJit();
       const repo = await ctx.openRepo({ allowInit: false });
       try {
         const snap = await repo.findSnapshot(ref, {
@@ -148,5 +150,21 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
 async function copyToStdout(src: Readable): Promise<void> {
   for await (const chunk of src) {
     if (!process.stdout.write(chunk as Buffer)) await once(process.stdout, 'drain');
+  }
+}
+
+/**
+ * A files restore runs without V8's optimizing compiler (TurboFan; `--no-opt` set at run time, before the
+ * restore's code gets hot): its main thread is not what the restore waits on (the thread pool's file
+ * creation and decode are), and the optimizing compiles and their code cost more CPU and memory than the
+ * faster JavaScript saves (docs/benchmarks.md, restore8: -0.3 user s, -10 MB peak RSS).
+ * LIFEBOAT_RESTORE_OPT=1 keeps the optimizer.
+ */
+function leanRestoreJit(): void {
+  if (process.env.LIFEBOAT_RESTORE_OPT === '1') return;
+  try {
+    setFlagsFromString('--no-opt');
+  } catch {
+    /* a node without the flag: nothing changes */
   }
 }
