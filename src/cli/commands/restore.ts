@@ -1,5 +1,4 @@
 import { once } from 'node:events';
-import { setFlagsFromString } from 'node:v8';
 import type { Readable } from 'node:stream';
 import { Command } from 'commander';
 import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
@@ -7,6 +6,7 @@ import { restoreSnapshot } from '../../engine/restorer.js';
 import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
+import { withoutOptimizer } from '../../util/jit.js';
 
 interface RestoreOpts {
   target?: string;
@@ -92,7 +92,6 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
       }
       const toStdout = o.stdout || o.target === '-';
       if (!toStdout && !o.target) throw new ConfigError('restore needs --target DIR (or --stdout / --target - for stream snapshots)');
-      if (!toStdout) leanRestoreJit();
       const repo = await ctx.openRepo({ allowInit: false });
       try {
         const snap = await repo.findSnapshot(ref, {
@@ -106,6 +105,9 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
           await copyToStdout(stream);
           return;
         }
+        // a files restore waits on the thread pool, not on its JavaScript: no optimizing compiler from here
+        // (util/jit.ts; after the index is loaded, whose loops are worth optimizing)
+        withoutOptimizer();
         const bar = ctx.out.progress(snap.summary?.totalBytes, 'restore');
         const s = await restoreSnapshot(repo, snap, {
           target: o.target!,
@@ -153,18 +155,3 @@ async function copyToStdout(src: Readable): Promise<void> {
   }
 }
 
-/**
- * A files restore runs without V8's optimizing compiler (TurboFan; `--no-opt` set at run time, before the
- * restore's code gets hot): its main thread is not what the restore waits on (the thread pool's file
- * creation and decode are), and the optimizing compiles and their code cost more CPU and memory than the
- * faster JavaScript saves (docs/benchmarks.md, restore8: -0.3 user s, -10 MB peak RSS).
- * LIFEBOAT_RESTORE_OPT=1 keeps the optimizer.
- */
-function leanRestoreJit(): void {
-  if (process.env.LIFEBOAT_RESTORE_OPT === '1') return;
-  try {
-    setFlagsFromString('--no-opt');
-  } catch {
-    /* a node without the flag: nothing changes */
-  }
-}
