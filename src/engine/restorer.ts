@@ -153,7 +153,11 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   // and a full collection every 64 MiB (LIFEBOAT_RESTORE_FULL_GC_MB, 0: none): the old generation's dropped
   // buffers (delta bases of a dump's chunks: ~50 MB more peak RSS without it, docs/benchmarks.md dumprss7)
   const fullMb = Number(process.env.LIFEBOAT_RESTORE_FULL_GC_MB ?? 64);
-  const reclaimer = new BufferReclaimer(16 * 1024 * 1024, Number.isFinite(fullMb) && fullMb > 0 ? fullMb * 1024 * 1024 : 0);
+  // and one whenever the JavaScript heap grew by 8 MiB since the last (LIFEBOAT_RESTORE_HEAP_GC_MB, 0: none): small
+  // files' promoted per-file state, else left to V8 until its old space is 30+ MB (restore8: peak RSS -10..-15 MB)
+  const heapMb = Number(process.env.LIFEBOAT_RESTORE_HEAP_GC_MB ?? 8);
+  const mib = (x: number) => (Number.isFinite(x) && x > 0 ? x * 1024 * 1024 : 0);
+  const reclaimer = new BufferReclaimer(16 * 1024 * 1024, mib(fullMb), mib(heapMb));
 
   /** The parent directory must be exactly the path we expect: no component is a symbolic link. */
   const checkDir = async (dir: Buffer): Promise<void> => {

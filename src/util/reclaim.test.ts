@@ -39,3 +39,26 @@ test('BufferReclaimer runs a full collection (instead of a minor one) once every
   assert.equal(none.fullCollections, 0);
   assert.equal(none.collections, 10);
 });
+
+test('BufferReclaimer runs a full collection once the heap grew by `heapCap` bytes, whatever the bytes dropped', () => {
+  const r = new BufferReclaimer(1 << 30, 1 << 30, 4 * 1024 * 1024);
+  r.dropped(0); // the baseline
+  assert.equal(r.fullCollections, 0);
+  // 8 MiB of small objects kept (as a restore's per-file state), then let go
+  let keep: Array<{ a: number; b: string }> | undefined = [];
+  for (let i = 0; i < 200_000; i++) keep.push({ a: i, b: `f${i}` });
+  r.dropped(0);
+  assert.equal(r.fullCollections, 1);
+  assert.equal(r.collections, 0);
+  keep = undefined;
+  r.dropped(0); // the new baseline is the heap after that collection: nothing more
+  assert.equal(r.fullCollections, 1);
+  // without a cap the same growth collects nothing
+  const none = new BufferReclaimer(1 << 30, 1 << 30);
+  none.dropped(0);
+  keep = [];
+  for (let i = 0; i < 200_000; i++) keep.push({ a: i, b: `f${i}` });
+  none.dropped(0);
+  assert.equal(none.fullCollections + none.collections, 0);
+  assert.equal(keep.length, 200_000);
+});

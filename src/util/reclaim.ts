@@ -1,4 +1,4 @@
-import { setFlagsFromString } from 'node:v8';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 /**
@@ -53,20 +53,37 @@ export class BufferReclaimer {
   constructor(
     readonly every = 16 * 1024 * 1024,
     readonly full = 0,
+    /**
+     * A full collection also once the JavaScript heap's used size has grown by this many bytes
+     * since the last one (0: never; checked at each dropped(), one getHeapStatistics call). A
+     * restore of small files drops few buffer bytes per file but promotes every file's state
+     * (tree nodes, plans, closures) to the old generation: V8 let that reach 30+ MB committed
+     * (~15 MB live) at the end of a full restore, the peak of its RSS (docs/benchmarks.md, restore8).
+     */
+    readonly heapCap = 0,
   ) {}
+  /** The heap's used size after the last full collection this reclaimer ran (or when it first looked). */
+  private heapBase = -1;
 
   /** Note `bytes` of buffers no longer referenced; collect once `every` bytes add up. */
   dropped(bytes: number): void {
     this.since += bytes;
     this.sinceFull += bytes;
-    if (this.since < this.every && !(this.full > 0 && this.sinceFull >= this.full)) return;
+    let heapFull = false;
+    if (this.heapCap > 0) {
+      const used = getHeapStatistics().used_heap_size;
+      if (this.heapBase < 0) this.heapBase = used;
+      heapFull = used > this.heapBase + this.heapCap;
+    }
+    if (this.since < this.every && !(this.full > 0 && this.sinceFull >= this.full) && !heapFull) return;
     this.since = 0;
     const gc = collector();
     if (!gc) return;
-    if (this.full > 0 && this.sinceFull >= this.full) {
+    if (heapFull || (this.full > 0 && this.sinceFull >= this.full)) {
       this.sinceFull = 0;
       gc();
       this.fullCollections++;
+      if (this.heapCap > 0) this.heapBase = getHeapStatistics().used_heap_size;
     } else {
       gc({ type: 'minor' });
       this.collections++;

@@ -6,6 +6,7 @@ import { restoreSnapshot } from '../../engine/restorer.js';
 import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
+import { withoutOptimizer } from '../../util/jit.js';
 
 interface RestoreOpts {
   target?: string;
@@ -104,6 +105,9 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
           await copyToStdout(stream);
           return;
         }
+        // a files restore waits on the thread pool, not on its JavaScript: no optimizing compiler from here
+        // (util/jit.ts; after the index is loaded, whose loops are worth optimizing)
+        withoutOptimizer();
         const bar = ctx.out.progress(snap.summary?.totalBytes, 'restore');
         const s = await restoreSnapshot(repo, snap, {
           target: o.target!,
@@ -150,3 +154,4 @@ async function copyToStdout(src: Readable): Promise<void> {
     if (!process.stdout.write(chunk as Buffer)) await once(process.stdout, 'drain');
   }
 }
+
