@@ -288,14 +288,15 @@ static void en_item(const enc_ctx *key, enc_item *it) {
     size_t r;
     /* no compression level: codec.ts sets these through zstd-napi's setParameters, which first
      * resets the context's parameters, so the level there is zstd's default (3) too */
+    /* a base zstd refuses as a dictionary (its dictionary magic first, then malformed) gives no
+     * delta, not a failed blob: plain compression below, as codec.ts does */
     if (ZSTD_isError(ZSTD_CCtx_setParameter(S->cc, ZSTD_c_windowLog, windowLog)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(S->cc, ZSTD_c_hashLog, hashLog)) || ZSTD_isError(ZSTD_CCtx_loadDictionary(S->cc, it->dict, it->m)))
-      goto zerr;
-    r = ZSTD_compress2(S->cc, out, cap, data, n);
+      r = (size_t)-1; /* an error code */
+    else r = ZSTD_compress2(S->cc, out, cap, data, n);
     /* drop the context's copy of the base at once */
     ZSTD_CCtx_reset(S->cc, ZSTD_reset_session_and_parameters);
-    if (ZSTD_isError(r)) goto zerr;
-    if (r < n && (!comp || r < bestLen)) {
+    if (!ZSTD_isError(r) && r < n && (!comp || r < bestLen)) {
       comp = 2;
       bi = k;
       bestLen = r;

@@ -227,10 +227,19 @@ export class BlobCodec {
       // and pg_dump -Fc dumps deltas came out the same or smaller without it (docs/benchmarks.md).
       // (Level 1's fast strategy was tried: deltas of a 5% file change the same, of a daily dump 7%
       // smaller, 20-35% less CPU, but of PostgreSQL heap pages as large as plain compression: kept.)
-      this.delta.setParameters({ windowLog, hashLog });
-      this.delta.loadDictionary(Buffer.from(dict.buffer, dict.byteOffset, dict.length));
-      const d = this.delta.compress(Buffer.from(data.buffer, data.byteOffset, data.length));
-      if (d.length < data.length && (!best || d.length < best.length)) {
+      // A base that zstd refuses as a dictionary (one starting with zstd's dictionary magic is read as
+      // a formatted dictionary, and a malformed one is an error) gives no delta here, not a failed
+      // backup: the blob is compressed plainly (the readers load a base the same way, so a delta
+      // made against such a base would not decode either).
+      let d: Buffer | undefined;
+      try {
+        this.delta.setParameters({ windowLog, hashLog });
+        this.delta.loadDictionary(Buffer.from(dict.buffer, dict.byteOffset, dict.length));
+        d = this.delta.compress(Buffer.from(data.buffer, data.byteOffset, data.length));
+      } catch {
+        d = undefined;
+      }
+      if (d && d.length < data.length && (!best || d.length < best.length)) {
         best = d;
         comp = 2;
       }

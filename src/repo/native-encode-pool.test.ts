@@ -82,15 +82,10 @@ for (const level of [3, 1, 4, 9]) {
     const js = new BlobCodec(encKey, level);
     const kinds = new Set<number>();
     for (const [name, data, dict] of cases()) {
-      let want: ReturnType<BlobCodec['encode']>;
-      try {
-        want = js.encode(data, dict);
-      } catch (err) {
-        // (a base starting with zstd's dictionary magic on the tuned path: zstd reads it as a
-        // formatted dictionary and fails, in both encoders alike)
-        await assert.rejects(p.encode(data, dict), /encoding failed: zstd compression failed/, `${name}: fails as the JS (${(err as Error).message})`);
-        continue;
-      }
+      // (a base starting with zstd's dictionary magic: on the tuned path zstd reads it as a formatted
+      // dictionary and refuses it; both encoders then compress the blob plainly, neither fails)
+      const want = js.encode(data, dict);
+      if (dict && dict.length >= 4 && dict.readUInt32LE(0) === 0xec30a437 && (level > 4 || dict.length > 2 << 20)) assert.notEqual(want.compression, 2, `${name}: no delta`);
       const got = await p.encode(data, dict);
       assert.equal(got.compression, want.compression, `${name}: compression`);
       assert.deepEqual(open(encKey, got.sealed, name), open(encKey, want.sealed, name), `${name}: payload`);

@@ -154,4 +154,3 @@ async function copyToStdout(src: Readable): Promise<void> {
     if (!process.stdout.write(chunk as Buffer)) await once(process.stdout, 'drain');
   }
 }
-
