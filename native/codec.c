@@ -108,37 +108,8 @@ typedef struct {
 } tbuf;
 static __thread tbuf t_tb[3];
 
-/*
- * Memory of the pool threads: blocks from 64 KiB are mapped and unmapped directly, smaller ones
- * malloc'd, each behind a 16-byte header saying which. Through malloc, the large blocks freed on
- * these threads stayed in their arenas (glibc raises its mmap threshold to the size of a mapped
- * block freed, and then serves that size from the thread's arena): check --read-data peaked ~17 MB
- * higher than with MALLOC_ARENA_MAX=1.
- */
-#define HDR 16
-#define BIG ((size_t)64 << 10)
-static void *mem_alloc(size_t n) {
-  if (n > SIZE_MAX - HDR - 4096) return NULL;
-  size_t t = n + HDR;
-  uint8_t *p;
-  if (t >= BIG) {
-    p = mmap(NULL, t, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-  } else {
-    p = malloc(t);
-    if (!p) return NULL;
-  }
-  memcpy(p, &t, sizeof t);
-  return p + HDR;
-}
-static void mem_free(void *q) {
-  if (!q) return;
-  uint8_t *p = (uint8_t *)q - HDR;
-  size_t t;
-  memcpy(&t, p, sizeof t);
-  if (t >= BIG) munmap(p, t);
-  else free(p);
-}
+/* mem_alloc / mem_free: native/mem-core.h (shared with encode.c). */
+#include "mem-core.h"
 static void *zstd_alloc(void *opaque, size_t n) {
   (void)opaque;
   return mem_alloc(n);
@@ -153,7 +124,7 @@ static uint8_t *scratch(size_t n) {
   if (n == 0) n = 1;
   if (t_scratchCap < n) {
     mem_free(t_scratch);
-    size_t want = (n + (BIG - 1)) & ~(BIG - 1); /* in steps of 64 KiB: not a new mapping per size */
+    size_t want = mem_steps(n); /* in steps of 64 KiB: not a new mapping per size */
     t_scratch = mem_alloc(want);
     t_scratchCap = t_scratch ? want : 0;
   }
@@ -179,7 +150,7 @@ static tbuf *tb_room(int k, size_t n) {
   tbuf *b = &t_tb[k];
   if (b->cap < n || !b->p) {
     mem_free(b->p);
-    size_t want = ((n ? n : 1) + (BIG - 1)) & ~(BIG - 1);
+    size_t want = mem_steps(n);
     b->p = mem_alloc(want);
     b->cap = b->p ? want : 0;
     b->len = 0;

@@ -116,46 +116,23 @@ static en_state *en_states;
 static __thread en_state *S;
 /*
  * zstd's contexts allocate through malloc: a context's workspace is resized as inputs alternate
- * between small files and 1 MiB chunks, and fresh mappings (en_alloc) for it cost page faults each
- * time (a first backup: +0.5-0.8 sys s). The sealed outputs are mapped from 64 KiB (en_alloc).
+ * between small files and 1 MiB chunks, and fresh mappings (mem_alloc) for it cost page faults each
+ * time (a first backup: +0.5-0.8 sys s). The sealed outputs are mapped from 64 KiB (mem_alloc).
  */
 
 /*
- * Large blocks mapped and unmapped directly, as codec.c does on the read path: through malloc, the
- * blocks freed on the pool threads stayed in their arenas.
+ * Large blocks mapped and unmapped directly (mem_alloc, mem_free: native/mem-core.h), as codec.c
+ * does on the read path: through malloc, the blocks freed on the pool threads stayed in their arenas.
  */
-#define EN_HDR 16
-#define EN_BIG ((size_t)64 << 10)
-static void *en_alloc(size_t n) {
-  if (n > SIZE_MAX - EN_HDR - 4096) return NULL;
-  size_t t = n + EN_HDR;
-  uint8_t *p;
-  if (t >= EN_BIG) {
-    p = mmap(NULL, t, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-  } else {
-    p = malloc(t);
-    if (!p) return NULL;
-  }
-  memcpy(p, &t, sizeof t);
-  return p + EN_HDR;
-}
-static void en_free(void *q) {
-  if (!q) return;
-  uint8_t *p = (uint8_t *)q - EN_HDR;
-  size_t t;
-  memcpy(&t, p, sizeof t);
-  if (t >= EN_BIG) munmap(p, t);
-  else free(p);
-}
+#include "mem-core.h"
 
 /* Scratch k (0, 1 or 2) with room for n bytes. */
 static uint8_t *en_buf(int k, size_t n) {
   if (n == 0) n = 1;
   if (S->bufCap[k] < n) {
-    en_free(S->buf[k]);
-    size_t want = (n + (EN_BIG - 1)) & ~(EN_BIG - 1);
-    S->buf[k] = en_alloc(want);
+    mem_free(S->buf[k]);
+    size_t want = mem_steps(n);
+    S->buf[k] = mem_alloc(want);
     S->bufCap[k] = S->buf[k] ? want : 0;
   }
   return S->buf[k];
@@ -164,7 +141,7 @@ static uint8_t *en_buf(int k, size_t n) {
 static void en_trim(void) {
   for (int k = 0; k < 3; k++)
     if (S->bufCap[k] > EN_KEEP) {
-      en_free(S->buf[k]);
+      mem_free(S->buf[k]);
       S->buf[k] = NULL;
       S->bufCap[k] = 0;
     }
@@ -204,8 +181,8 @@ static int en_incompressible(const uint8_t *data, size_t n) {
 /* crypto.ts seal of payload into a new block (nonce || body || tag); NULL on failure. */
 static uint8_t *en_seal(const uint8_t *key, const uint8_t *payload, size_t plen, size_t *outLen) {
   if (!S->enc && !(S->enc = EVP_CIPHER_CTX_new())) return NULL;
-  /* mmap'ed from 64 KiB (en_alloc): through malloc, the pool threads' arenas kept what was freed */
-  uint8_t *o = en_alloc(plen + EN_NONCE + EN_TAG);
+  /* mmap'ed from 64 KiB (mem_alloc): through malloc, the pool threads' arenas kept what was freed */
+  uint8_t *o = mem_alloc(plen + EN_NONCE + EN_TAG);
   if (!o) return NULL;
   EVP_CIPHER_CTX *c = S->enc;
   int outl = 0;
@@ -220,7 +197,7 @@ static uint8_t *en_seal(const uint8_t *key, const uint8_t *payload, size_t plen,
   ok = ok && EVP_EncryptFinal_ex(c, o + EN_NONCE + plen, &outl) == 1 && outl == 0 &&
        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, EN_TAG, o + EN_NONCE + plen) == 1;
   if (!ok) {
-    en_free(o);
+    mem_free(o);
     return NULL;
   }
   *outLen = plen + EN_NONCE + EN_TAG;
@@ -425,12 +402,30 @@ static void en_free_job(napi_env env, enc_job *j) {
   if (j->work) napi_delete_async_work(env, j->work);
   if (j->items)
     for (uint32_t i = 0; i < j->n; i++) {
-      en_free(j->items[i].sealed);
+      mem_free(j->items[i].sealed);
       free(j->items[i].path);
     }
   free(j->items);
   OPENSSL_cleanse(&j->key, sizeof j->key);
   free(j);
+}
+
+/* A job of n items with the context's keys; NULL (an error thrown) without memory. */
+static enc_job *en_new_job(napi_env env, const enc_ctx *c, uint32_t n) {
+  enc_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  j->n = n;
+  j->items = calloc(n ? n : 1, sizeof *j->items);
+  if (!j->items) {
+    en_free_job(env, j);
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  memcpy(&j->key, c, sizeof *c);
+  return j;
 }
 
 static void en_complete(napi_env env, napi_status st, void *data) {
@@ -495,7 +490,7 @@ static void en_complete(napi_env env, napi_status st, void *data) {
           }
         } else
           ok = napi_create_buffer_copy(env, it->sealedLen, it->sealed, &p, &sealed) == napi_ok;
-        en_free(it->sealed);
+        mem_free(it->sealed);
         it->sealed = NULL;
         napi_create_uint32(env, (uint32_t)it->comp, &comp);
         if (ok && (it->flags & F_ID)) {
@@ -600,19 +595,8 @@ static napi_value js_enc_run(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  enc_job *j = calloc(1, sizeof *j);
-  if (!j) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  j->n = nd;
-  j->items = calloc(nd ? nd : 1, sizeof *j->items);
-  if (!j->items) {
-    en_free_job(env, j);
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  memcpy(&j->key, c, sizeof *c);
+  enc_job *j = en_new_job(env, c, nd);
+  if (!j) return NULL;
   for (uint32_t i = 0; i < nd; i++) {
     napi_value d, k;
     enc_item *it = &j->items[i];
@@ -675,19 +659,8 @@ static napi_value js_enc_files(napi_env env, napi_callback_info info) {
     return NULL;
   }
   const double *sizes = sp;
-  enc_job *j = calloc(1, sizeof *j);
-  if (!j) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  j->n = np;
-  j->items = calloc(np ? np : 1, sizeof *j->items);
-  if (!j->items) {
-    en_free_job(env, j);
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  memcpy(&j->key, c, sizeof *c);
+  enc_job *j = en_new_job(env, c, np);
+  if (!j) return NULL;
   for (uint32_t i = 0; i < np; i++) {
     napi_value pv;
     enc_item *it = &j->items[i];
