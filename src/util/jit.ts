@@ -7,7 +7,8 @@ import { setFlagsFromString } from 'node:v8';
  * on: a files restore spends its time in the thread pool (file creation,
  * decode), and the optimizing compiles (a helper thread), their code and the
  * garbage of their deoptimizations cost more CPU and memory than the faster
- * JavaScript saves (docs/benchmarks.md, restore8). Interpreted and baseline
+ * JavaScript saves (docs/benchmarks.md, restore8). The same for check
+ * --read-data (its decodes and the packs' SHA-256 run in the pool). Interpreted and baseline
  * (Sparkplug) code give the same results: only speed differs.
  *
  * `LIFEBOAT_RESTORE_OPT=1` keeps the optimizer. True when the flag was set.

@@ -43,7 +43,11 @@ export class StreamSha256 {
   private error: Error | undefined;
   /** Bytes given to update() and not yet hashed. */
   queued = 0;
+  /** Bytes given to update() so far, and of those hashed. */
+  private given = 0;
+  private hashed = 0;
   private waiters: Array<{ below: number; resolve: () => void; reject: (e: Error) => void }> = [];
+  private flushWaiters: Array<{ mark: number; resolve: () => void; reject: (e: Error) => void }> = [];
 
   constructor(opts: { native?: boolean } = {}) {
     this.nat = opts.native === false ? undefined : hashAddon();
@@ -65,13 +69,14 @@ export class StreamSha256 {
     this.pending.push(b);
     this.pendingBytes += b.length;
     this.queued += b.length;
+    this.given += b.length;
     this.pump();
   }
 
   /** Hand the pending pieces to the pool: a batch's worth, or all of them when someone waits. */
   private pump(): void {
     if (this.running || this.error || this.pending.length === 0) return;
-    if (this.pendingBytes < BATCH_BYTES && this.pending.length < BATCH_PIECES && this.waiters.length === 0) return;
+    if (this.pendingBytes < BATCH_BYTES && this.pending.length < BATCH_PIECES && this.waiters.length === 0 && this.flushWaiters.length === 0) return;
     const parts = this.pending.length <= BATCH_PIECES ? this.pending : this.pending.slice(0, BATCH_PIECES);
     this.pending = this.pending.length <= BATCH_PIECES ? [] : this.pending.slice(BATCH_PIECES);
     let bytes = 0;
@@ -82,6 +87,7 @@ export class StreamSha256 {
       this.nat!.update(this.ctx!, parts, (err) => {
         this.running = false;
         this.queued -= bytes;
+        this.hashed += bytes;
         if (err) this.fail(err);
         else {
           this.wake();
@@ -97,10 +103,20 @@ export class StreamSha256 {
   private fail(err: Error): void {
     this.error = err;
     for (const w of this.waiters) w.reject(err);
+    for (const w of this.flushWaiters) w.reject(err);
     this.waiters = [];
+    this.flushWaiters = [];
   }
 
   private wake(): void {
+    if (this.flushWaiters.length > 0) {
+      const keep: typeof this.flushWaiters = [];
+      for (const w of this.flushWaiters) {
+        if (this.hashed >= w.mark) w.resolve();
+        else keep.push(w);
+      }
+      this.flushWaiters = keep;
+    }
     if (this.waiters.length === 0) return;
     const keep: typeof this.waiters = [];
     for (const w of this.waiters) {
@@ -116,6 +132,20 @@ export class StreamSha256 {
     if (this.queued <= bytes) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.waiters.push({ below: bytes, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /**
+   * Resolves once every piece given to update() so far is hashed: from then on those pieces may be
+   * changed, reused or freed (later pieces need not be hashed yet). Rejects when hashing failed.
+   */
+  flushed(): Promise<void> {
+    if (this.error) return Promise.reject(this.error);
+    const mark = this.given;
+    if (this.js || this.hashed >= mark) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.flushWaiters.push({ mark, resolve, reject });
       this.pump();
     });
   }

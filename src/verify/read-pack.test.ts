@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LocalStorage } from '../storage/local.js';
@@ -9,7 +9,7 @@ import type { Storage } from '../storage/types.js';
 import { Repository } from '../repo/repository.js';
 import { BlobCodec } from '../repo/codec.js';
 import { PackWriter, type PackBlob } from '../repo/pack.js';
-import { InlineVerifier, RangeBuffers, readPackData } from './read-pack.js';
+import { InlineVerifier, type PackHasher, RangeBuffers, readPackData } from './read-pack.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
 
@@ -157,5 +157,47 @@ test('readPackData: delta blobs (one base, two bases, a base that is a delta) ve
   } finally {
     await repo.close();
     await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('readPackData: a range\'s buffer is read into again only after the pack hash has taken its bytes', async () => {
+  // The pack's SHA-256 runs on the thread pool beside the decodes; the buffer goes back to be reused once hashed.
+  // Here the hash takes its bytes late (20 ms after each update) and a handed-back buffer is scribbled on at once,
+  // as the next read into it would: a buffer handed back before it was hashed gives a wrong pack hash.
+  const p = await onePack();
+  try {
+    class LateHash implements PackHasher {
+      private readonly h = createHash('sha256');
+      private last: Promise<void> = Promise.resolve();
+      update(b: Uint8Array): void {
+        this.last = this.last.then(() => new Promise<void>((r) => setTimeout(() => (this.h.update(b), r()), 20)));
+      }
+      flushed(): Promise<void> {
+        return this.last;
+      }
+      async digest(): Promise<string> {
+        await this.last;
+        return this.h.digest('hex');
+      }
+    }
+    class Scribbled extends RangeBuffers {
+      given = 0;
+      override give(ab: ArrayBuffer | undefined): void {
+        if (ab) {
+          new Uint8Array(ab).fill(0xee);
+          this.given++;
+        }
+        super.give(ab);
+      }
+    }
+    for (const inline of [undefined, new InlineVerifier(p.repo, true)]) {
+      const buffers = new Scribbled();
+      const r = await readPackData(p.repo, p.pack, p.size, buffers, inline, () => new LateHash());
+      assert.ok(buffers.given >= 2, `ranges handed back: ${buffers.given}`);
+      assert.deepEqual({ hashOk: r.hashOk, damaged: r.damaged }, { hashOk: true, damaged: [] });
+    }
+  } finally {
+    await p.repo.close();
+    await fsp.rm(p.dir, { recursive: true, force: true });
   }
 });

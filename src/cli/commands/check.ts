@@ -5,6 +5,7 @@ import { checkRepository } from '../../verify/check.js';
 import type { RotationStep } from '../../verify/drill-rotation.js';
 import type { CliContext } from '../context.js';
 import { formatBytes } from '../../util/format.js';
+import { withoutOptimizer } from '../../util/jit.js';
 
 /** `check --rotate`: the next part of the repository's rotation (catalog of the config). */
 async function cliRotation(ctx: CliContext, repo: Repository, subset: string | undefined): Promise<RotationStep> {
@@ -72,6 +73,9 @@ async function checkCommand(
       o.readDataSubset = rotation.subset;
       ctx.out.info(`rotating check: reading part ${rotation.part} of ${rotation.parts}`);
     }
+    // reading the data waits on the thread pool (decode, the packs' SHA-256), not on its JavaScript: no
+    // optimizing compiler from here, as in a restore (util/jit.ts)
+    if (o.readData || o.readDataSubset) withoutOptimizer();
     const bar = ctx.out.progress(undefined, 'read data');
     const r = await checkRepository(repo, {
       readData: !!(o.readData || o.readDataSubset),
