@@ -4,6 +4,7 @@ import { IntegrityError, LifeboatError, WrongPasswordError } from '../errors.js'
 import type { Storage } from '../storage/types.js';
 import { DEFAULT_SCRYPT, type MasterKey, type ScryptParams, deriveKey, open, seal, sha256 } from './crypto.js';
 import { MAX_KEY_FILE } from './pack.js';
+import { byCodeUnit } from '../util/compare.js';
 
 /**
  * Key files (keys/<sha256 of file>): the repository master key wrapped with a
@@ -121,5 +122,5 @@ export async function listKeys(storage: Storage, currentName?: string): Promise<
     const kf = parseKeyFile(await storage.load('key', f.name), f.name);
     out.push({ name: f.name, created: kf.created, hostname: kf.hostname, username: kf.username, current: f.name === currentName });
   }
-  return out.sort((a, b) => a.created.localeCompare(b.created));
+  return out.sort((a, b) => byCodeUnit(a.created, b.created));
 }

@@ -5,6 +5,7 @@ import { IntegrityError, LifeboatError, NotFoundError, errorMessage } from '../e
 import { ContentWriter, readContent } from './content.js';
 import { blobId } from './crypto.js';
 import { type Repository, openJson, sealJson } from './repository.js';
+import { byCodeUnit } from '../util/compare.js';
 
 /**
  * A log archive: the representation shared by the PostgreSQL WAL archive
@@ -176,7 +177,7 @@ export async function listLogs(
       else throw err;
     }
   }
-  return out.sort((a, b) => a.archive.localeCompare(b.archive) || kind.compareNames(a.name, b.name));
+  return out.sort((a, b) => byCodeUnit(a.archive, b.archive) || kind.compareNames(a.name, b.name));
 }
 
 // ---------------------------------------------------------------- push

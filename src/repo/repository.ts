@@ -38,6 +38,7 @@ import { type SlabPool, decodeRange } from './chunk-decode.js';
 import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot.js';
 import { type Tree, decodeTree, encodeTree } from './tree.js';
 import { PROGRAM } from './version.js';
+import { byCodeUnit } from '../util/compare.js';
 
 export const FORMAT_VERSION = 1;
 /** Data blobs at least this large carry a resemblance sketch (defined beside the codec, for the workers). */
@@ -1286,7 +1287,7 @@ export class Repository {
         } else throw err;
       }
     });
-    return out.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
+    return out.sort((a, b) => byCodeUnit(a.time, b.time) || byCodeUnit(a.id, b.id));
   }
 
   /** Resolve "latest", a full id or a unique id prefix (optionally filtered). */

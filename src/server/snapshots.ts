@@ -17,6 +17,7 @@ import { SOURCE_CAPABILITIES } from '../config/sources.js';
 import type { RestoreResult } from '../sources/types.js';
 import { restoreTarget } from '../sources/restore-target.js';
 import { HttpError } from './http.js';
+import { byCodeUnit } from '../util/compare.js';
 
 /** Repository browsing and restores for the API (thin over src/repo and src/sources). */
 
@@ -39,7 +40,7 @@ export async function listSnapshots(cfg: LifeboatConfig, name: string, filter: {
     const snaps = await repo.listSnapshots();
     return snaps
       .filter((s) => !filter.source || s.source?.name === filter.source || s.tags.includes(`source:${filter.source}`))
-      .sort((a, b) => b.time.localeCompare(a.time))
+      .sort((a, b) => byCodeUnit(b.time, a.time))
       .map((s) => ({
         id: s.id,
         shortId: s.id.slice(0, 8),

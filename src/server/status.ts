@@ -10,6 +10,7 @@ import { errorMessage } from '../errors.js';
 import { serverConfig } from '../config/server.js';
 import { escapeHtml } from './http.js';
 import { MaintenanceStore, type MaintenanceWindow } from './maintenance.js';
+import { byCodeUnit } from '../util/compare.js';
 
 /**
  * The public status page: per service (config `services:`), a state derived
@@ -174,7 +175,7 @@ export async function buildStatus(cfg: LifeboatConfig, catalog: Catalog, opts: {
     state: overall,
     components,
     incidents: open.map(publicIncident),
-    maintenance: windows.map(publicMaintenance).sort((a, b) => a.startsAt.localeCompare(b.startsAt)),
+    maintenance: windows.map(publicMaintenance).sort((a, b) => byCodeUnit(a.startsAt, b.startsAt)),
     history: history.map(publicIncident),
     warnings,
   };
