@@ -13,7 +13,7 @@
  *   run(ctx, bufs: Array<ArrayBuffer | ArrayBufferView>, steps: Float64Array, status: Float64Array,
  *       ids: Uint8Array, cb: (msgs: Array<string | undefined>) => void): undefined
  *   detach(ab: ArrayBuffer): undefined (frees a consumed input at once, as a transfer would)
- *   stats() -> Float64Array [decoder states made, scratch buffers allocated, KEEP]
+ *   stats() -> Float64Array [decoder states made, scratch buffers mapped, KEEP, SPARE]
  *
  * One job: `steps` (STEP numbers each) runs in order in one work item. A step:
  *   [0] src: index in bufs   [1] offset  [2] length          (the sealed blob)
@@ -51,7 +51,7 @@
 #define MAX_STEPS 65536
 #define STREAM_SCRATCH (256 * 1024) /* plaintext hashed at a time (chunk-verify.ts SCRATCH) */
 #ifndef KEEP
-#define KEEP ((size_t)2 << 20) /* a state keeps buffers up to this size between jobs */
+#define KEEP ((size_t)2 << 20) /* a decoder state keeps buffers up to this size between jobs (larger: SPARE) */
 #endif
 
 enum {
@@ -104,11 +104,11 @@ typedef struct {
 } tbuf;
 
 /*
- * A decoder's state: contexts and scratch, kept for the process's life (scratch over KEEP freed
- * after each job). Not one per pool thread: libuv runs a job on any of its 4 threads, so per-thread
- * scratch was kept 4 times over (or, under a small KEEP, a two-base delta's joined dictionary was
- * mapped and faulted in again per job); a job takes one from a free list and gives it back, so there
- * are only as many as jobs ever ran at once (native-read-pool.ts runs at most `size`).
+ * A decoder's state: contexts and scratch, kept for the process's life (buffers over KEEP given
+ * back after each job: buf_put). Not one per pool thread: libuv runs a job on any of its 4 threads,
+ * so per-thread contexts and scratch were kept 4 times over (and a larger KEEP cost ~4x its size in
+ * RSS); a job takes a state from a free list and gives it back, so there are only as many as jobs
+ * ever ran at once (native-read-pool.ts runs at most `size`: 2 on 2 cores).
  */
 typedef struct rd_state {
   EVP_CIPHER_CTX *cipher;
@@ -123,7 +123,7 @@ typedef struct rd_state {
 } rd_state;
 static pthread_mutex_t rd_lock = PTHREAD_MUTEX_INITIALIZER;
 static rd_state *rd_idle;
-/* for stats(): states made, buffers (scratch, tb) allocated */
+/* for stats(): states made, buffers (scratch, tb) newly allocated */
 static uint64_t rd_made, rd_maps;
 /* The state of the job this thread runs (set by execute). */
 static __thread rd_state *S;
@@ -140,27 +140,99 @@ static void zstd_free(void *opaque, void *p) {
 }
 static const ZSTD_customMem zmem = {zstd_alloc, zstd_free, NULL};
 
+/*
+ * Buffers over KEEP (a two-base delta's joined dictionary: 2-3.5 MiB in a dump restore) a job gave
+ * back, kept for the next job of any state while they come to at most SPARE bytes in all: such a
+ * buffer mapped again per job was up to ~900 page faults (KEEP is per state, SPARE for them all: a
+ * KEEP of 4 MiB instead cut as many faults but kept one per state, +3-10 MB peak RSS).
+ */
+#ifndef SPARE
+#define SPARE ((size_t)4 << 20)
+#endif
+#define NSPARE 4
+#define BIG_STEP ((size_t)2 << 20)
+static struct {
+  uint8_t *p;
+  size_t cap;
+} rd_spare[NSPARE]; /* under rd_lock */
+static size_t rd_spareBytes;
+
+/* A buffer of at least n bytes (its size into *cap): a spare one if one is large enough, else mapped. */
+static uint8_t *buf_get(size_t n, size_t *cap) {
+  size_t want = mem_steps(n); /* in steps of 64 KiB: not a new mapping per size */
+  /*
+   * From 1 MiB in steps of BIG_STEP: a buffer fits the next job's slightly larger need (a chain's
+   * levels grew 1.1 -> 1.5 -> 1.8 MiB, each a new mapping); pages never touched cost nothing.
+   */
+  if (want >= ((size_t)1 << 20) && want <= SIZE_MAX - BIG_STEP) want = (want + BIG_STEP - 1) & ~(BIG_STEP - 1);
+  if (want > KEEP) {
+    pthread_mutex_lock(&rd_lock);
+    int best = -1;
+    for (int k = 0; k < NSPARE; k++)
+      if (rd_spare[k].p && rd_spare[k].cap >= want && (best < 0 || rd_spare[k].cap < rd_spare[best].cap)) best = k;
+    uint8_t *p = NULL;
+    if (best >= 0) {
+      p = rd_spare[best].p;
+      *cap = rd_spare[best].cap;
+      rd_spareBytes -= *cap;
+      rd_spare[best].p = NULL;
+      rd_spare[best].cap = 0;
+    }
+    pthread_mutex_unlock(&rd_lock);
+    if (p) return p;
+  }
+  uint8_t *p = mem_alloc(want);
+  *cap = p ? want : 0;
+  __atomic_fetch_add(&rd_maps, 1, __ATOMIC_RELAXED);
+  return p;
+}
+
+/* Gives a buffer back: over KEEP, kept as a spare if SPARE has room (a smaller spare making way), else freed. */
+static void buf_put(uint8_t *p, size_t cap) {
+  if (!p) return;
+  if (cap > KEEP && cap <= SPARE) {
+    pthread_mutex_lock(&rd_lock);
+    int slot = -1, small = -1;
+    for (int k = 0; k < NSPARE; k++) {
+      if (!rd_spare[k].p) slot = k;
+      else if (small < 0 || rd_spare[k].cap < rd_spare[small].cap) small = k;
+    }
+    if (slot >= 0 && rd_spareBytes + cap <= SPARE) {
+      rd_spare[slot].p = p;
+      rd_spare[slot].cap = cap;
+      rd_spareBytes += cap;
+      p = NULL;
+    } else if (small >= 0 && rd_spare[small].cap < cap && rd_spareBytes - rd_spare[small].cap + cap <= SPARE) {
+      uint8_t *q = rd_spare[small].p;
+      rd_spareBytes += cap - rd_spare[small].cap;
+      rd_spare[small].p = p;
+      rd_spare[small].cap = cap;
+      p = q;
+    }
+    pthread_mutex_unlock(&rd_lock);
+  }
+  mem_free(p);
+}
+
 static uint8_t *scratch(size_t n) {
   if (n == 0) n = 1;
   if (S->scratchCap < n) {
-    mem_free(S->scratch);
-    size_t want = mem_steps(n); /* in steps of 64 KiB: not a new mapping per size */
-    S->scratch = mem_alloc(want);
-    S->scratchCap = S->scratch ? want : 0;
-    __atomic_fetch_add(&rd_maps, 1, __ATOMIC_RELAXED);
+    buf_put(S->scratch, S->scratchCap);
+    S->scratch = buf_get(n, &S->scratchCap);
   }
   return S->scratch;
 }
 
+/* After a job: the state keeps buffers up to KEEP; larger ones go back (buf_put). */
 static void scratch_trim(void) {
   if (S->scratchCap > KEEP) {
-    mem_free(S->scratch);
+    buf_put(S->scratch, S->scratchCap);
     S->scratch = NULL;
     S->scratchCap = 0;
   }
   for (int k = 0; k < 3; k++)
     if (S->tb[k].cap > KEEP) {
-      mem_free(S->tb[k].p);
+      buf_put(S->tb[k].p, S->tb[k].cap);
       S->tb[k].p = NULL;
       S->tb[k].cap = S->tb[k].len = 0;
     }
@@ -170,11 +242,8 @@ static void scratch_trim(void) {
 static tbuf *tb_room(int k, size_t n) {
   tbuf *b = &S->tb[k];
   if (b->cap < n || !b->p) {
-    mem_free(b->p);
-    size_t want = mem_steps(n);
-    b->p = mem_alloc(want);
-    b->cap = b->p ? want : 0;
-    __atomic_fetch_add(&rd_maps, 1, __ATOMIC_RELAXED);
+    buf_put(b->p, b->cap);
+    b->p = buf_get(n, &b->cap);
     b->len = 0;
     if (!b->p) return NULL;
   }
@@ -809,16 +878,17 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* stats() -> Float64Array [states made, buffers allocated, KEEP]: for tests and measurements. */
+/* stats() -> Float64Array [states made, buffers mapped, KEEP, SPARE]: for tests and measurements. */
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value ab, r;
   double *d;
-  if (napi_create_arraybuffer(env, 3 * sizeof(double), (void **)&d, &ab) != napi_ok) return NULL;
+  if (napi_create_arraybuffer(env, 4 * sizeof(double), (void **)&d, &ab) != napi_ok) return NULL;
   d[0] = (double)__atomic_load_n(&rd_made, __ATOMIC_RELAXED);
   d[1] = (double)__atomic_load_n(&rd_maps, __ATOMIC_RELAXED);
   d[2] = (double)KEEP;
-  if (napi_create_typedarray(env, napi_float64_array, 3, ab, 0, &r) != napi_ok) return NULL;
+  d[3] = (double)SPARE;
+  if (napi_create_typedarray(env, napi_float64_array, 4, ab, 0, &r) != napi_ok) return NULL;
   return r;
 }
 
