@@ -406,7 +406,7 @@ test('native/codec.c: jobs take their buffers from a few decoder states, a large
     const r = await p.decode(Buffer.from(t.sealed), 2, t.changed.length, 'blob joined', [t.b1, t.b2]);
     assert.ok(r.data.equals(t.changed));
   };
-  // most of KEEP (over the 2 MiB a pool thread kept before): each state keeps it
+  // most of KEEP: each state keeps it
   const small = decodeOf(twoBase(Math.floor(keep * 0.9), 11));
   await Promise.all([small(), small()]);
   const [made0, maps0] = addon.stats();

@@ -41,7 +41,7 @@ interface CodecAddon {
   open(encKey: Uint8Array, idKey: Uint8Array): unknown;
   run(ctx: unknown, bufs: Array<ArrayBuffer | ArrayBufferView>, steps: Float64Array, status: Float64Array, ids: Uint8Array, cb: (msgs: Array<string | undefined>) => void): void;
   detach(ab: ArrayBuffer): void;
-  /** [decoder states made, scratch buffers allocated, KEEP] (tests, measurements) */
+  /** [decoder states made, scratch buffers newly allocated, KEEP, SPARE] (tests, measurements) */
   stats(): Float64Array;
 }
 
