@@ -13,15 +13,16 @@
  *   run(ctx, bufs: Array<ArrayBuffer | ArrayBufferView>, steps: Float64Array, status: Float64Array,
  *       ids: Uint8Array, cb: (msgs: Array<string | undefined>) => void): undefined
  *   detach(ab: ArrayBuffer): undefined (frees a consumed input at once, as a transfer would)
+ *   stats() -> Float64Array [decoder states made, scratch buffers mapped, KEEP, SPARE]
  *
  * One job: `steps` (STEP numbers each) runs in order in one work item. A step:
  *   [0] src: index in bufs   [1] offset  [2] length          (the sealed blob)
- *   [3] compression 0/1/2, or -2: join (src's bytes into this thread's dictionary buffer at [6]; the
+ *   [3] compression 0/1/2, or -2: join (src's bytes into the job's dictionary buffer at [6]; the
  *       first part, at 0, sizes it to rawLength)
  *   [4] rawLength            [5] dst: index in bufs, or -1 (only the id: decodeId's streaming)
  *   [6] dst offset           [7] dict: index in bufs, or -1   [8] dict offset  [9] dict length
- *   (dst and dict may also name the thread's buffers: -3 the joined dictionary, -4 and -5 a chain's
- *   inner levels; see t_tb)
+ *   (dst and dict may also name the job's buffers: -3 the joined dictionary, -4 and -5 a chain's
+ *   inner levels; see rd_state.tb; a job starts with them empty)
  *   [10] flags: 1 hash the plaintext (the id into ids[32*i, +32)); 2 decode() semantics (a delta
  *        through the context's dictionary, capped streaming); without 2: decodeInto / decodeTo
  *   [11] group: once a step of a group failed, its later steps are skipped (S_SKIPPED): a chain.
@@ -38,6 +39,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include "zstd.h"
 
@@ -48,7 +50,9 @@
 #define MAX_BUFS 4096
 #define MAX_STEPS 65536
 #define STREAM_SCRATCH (256 * 1024) /* plaintext hashed at a time (chunk-verify.ts SCRATCH) */
-#define KEEP ((size_t)2 << 20)       /* a thread keeps at most this much deciphered scratch (a 1 MiB chunk's) */
+#ifndef KEEP
+#define KEEP ((size_t)2 << 20) /* a decoder state keeps buffers up to this size between jobs (larger: SPARE) */
+#endif
 
 enum {
   S_OK = 0,
@@ -89,16 +93,8 @@ typedef struct {
   codec_ctx key;
 } job;
 
-/* Per pool thread, kept for the process's life (libuv's threads never end before it). */
-static __thread EVP_CIPHER_CTX *t_cipher;
-static __thread ZSTD_DCtx *t_dctx;
-static __thread HMAC_CTX *t_hmac;
-static __thread uint8_t *t_scratch;
-static __thread size_t t_scratchCap;
-static __thread uint8_t *t_stream;
-static __thread uint8_t *t_piece;
 /*
- * The thread's own buffers a job's steps name by negative index: T_JOIN (-3) a dictionary joined
+ * The state's own buffers a job's steps name by negative index: T_JOIN (-3) a dictionary joined
  * from parts (comp -2 steps), T_LVL0/T_LVL1 (-4, -5) the inner levels of a delta chain, alternately.
  * Their bytes never reach JavaScript: no allocation (and garbage) on the JS heap per chain or join.
  */
@@ -106,7 +102,31 @@ typedef struct {
   uint8_t *p;
   size_t cap, len;
 } tbuf;
-static __thread tbuf t_tb[3];
+
+/*
+ * A decoder's state: contexts and scratch, kept for the process's life (buffers over KEEP given
+ * back after each job: buf_put). Not one per pool thread: libuv runs a job on any of its 4 threads,
+ * so per-thread contexts and scratch were kept 4 times over (and a larger KEEP cost ~4x its size in
+ * RSS); a job takes a state from a free list and gives it back, so there are only as many as jobs
+ * ever ran at once (native-read-pool.ts runs at most `size`: 2 on 2 cores).
+ */
+typedef struct rd_state {
+  EVP_CIPHER_CTX *cipher;
+  ZSTD_DCtx *dctx;
+  HMAC_CTX *hmac;
+  uint8_t *scratch;
+  size_t scratchCap;
+  uint8_t *stream;
+  uint8_t *piece;
+  tbuf tb[3];
+  struct rd_state *next;
+} rd_state;
+static pthread_mutex_t rd_lock = PTHREAD_MUTEX_INITIALIZER;
+static rd_state *rd_idle;
+/* for stats(): states made, buffers (scratch, tb) newly allocated */
+static uint64_t rd_made, rd_maps;
+/* The state of the job this thread runs (set by execute). */
+static __thread rd_state *S;
 
 /* mem_alloc / mem_free: native/mem-core.h (shared with encode.c). */
 #include "mem-core.h"
@@ -120,39 +140,110 @@ static void zstd_free(void *opaque, void *p) {
 }
 static const ZSTD_customMem zmem = {zstd_alloc, zstd_free, NULL};
 
-static uint8_t *scratch(size_t n) {
-  if (n == 0) n = 1;
-  if (t_scratchCap < n) {
-    mem_free(t_scratch);
-    size_t want = mem_steps(n); /* in steps of 64 KiB: not a new mapping per size */
-    t_scratch = mem_alloc(want);
-    t_scratchCap = t_scratch ? want : 0;
+/*
+ * Buffers over KEEP (a two-base delta's joined dictionary: 2-3.5 MiB in a dump restore) a job gave
+ * back, kept for the next job of any state while they come to at most SPARE bytes in all: such a
+ * buffer mapped again per job was up to ~900 page faults (KEEP is per state, SPARE for them all: a
+ * KEEP of 4 MiB instead cut as many faults but kept one per state, +3-10 MB peak RSS).
+ */
+#ifndef SPARE
+#define SPARE ((size_t)4 << 20)
+#endif
+#define NSPARE 4
+#define BIG_STEP ((size_t)2 << 20)
+static struct {
+  uint8_t *p;
+  size_t cap;
+} rd_spare[NSPARE]; /* under rd_lock */
+static size_t rd_spareBytes;
+
+/* A buffer of at least n bytes (its size into *cap): a spare one if one is large enough, else mapped. */
+static uint8_t *buf_get(size_t n, size_t *cap) {
+  size_t want = mem_steps(n); /* in steps of 64 KiB: not a new mapping per size */
+  /*
+   * From 1 MiB in steps of BIG_STEP: a buffer fits the next job's slightly larger need (a chain's
+   * levels grew 1.1 -> 1.5 -> 1.8 MiB, each a new mapping); pages never touched cost nothing.
+   */
+  if (want >= ((size_t)1 << 20) && want <= SIZE_MAX - BIG_STEP) want = (want + BIG_STEP - 1) & ~(BIG_STEP - 1);
+  if (want > KEEP) {
+    pthread_mutex_lock(&rd_lock);
+    int best = -1;
+    for (int k = 0; k < NSPARE; k++)
+      if (rd_spare[k].p && rd_spare[k].cap >= want && (best < 0 || rd_spare[k].cap < rd_spare[best].cap)) best = k;
+    uint8_t *p = NULL;
+    if (best >= 0) {
+      p = rd_spare[best].p;
+      *cap = rd_spare[best].cap;
+      rd_spareBytes -= *cap;
+      rd_spare[best].p = NULL;
+      rd_spare[best].cap = 0;
+    }
+    pthread_mutex_unlock(&rd_lock);
+    if (p) return p;
   }
-  return t_scratch;
+  uint8_t *p = mem_alloc(want);
+  *cap = p ? want : 0;
+  __atomic_fetch_add(&rd_maps, 1, __ATOMIC_RELAXED);
+  return p;
 }
 
+/* Gives a buffer back: over KEEP, kept as a spare if SPARE has room (a smaller spare making way), else freed. */
+static void buf_put(uint8_t *p, size_t cap) {
+  if (!p) return;
+  if (cap > KEEP && cap <= SPARE) {
+    pthread_mutex_lock(&rd_lock);
+    int slot = -1, small = -1;
+    for (int k = 0; k < NSPARE; k++) {
+      if (!rd_spare[k].p) slot = k;
+      else if (small < 0 || rd_spare[k].cap < rd_spare[small].cap) small = k;
+    }
+    if (slot >= 0 && rd_spareBytes + cap <= SPARE) {
+      rd_spare[slot].p = p;
+      rd_spare[slot].cap = cap;
+      rd_spareBytes += cap;
+      p = NULL;
+    } else if (small >= 0 && rd_spare[small].cap < cap && rd_spareBytes - rd_spare[small].cap + cap <= SPARE) {
+      uint8_t *q = rd_spare[small].p;
+      rd_spareBytes += cap - rd_spare[small].cap;
+      rd_spare[small].p = p;
+      rd_spare[small].cap = cap;
+      p = q;
+    }
+    pthread_mutex_unlock(&rd_lock);
+  }
+  mem_free(p);
+}
+
+static uint8_t *scratch(size_t n) {
+  if (n == 0) n = 1;
+  if (S->scratchCap < n) {
+    buf_put(S->scratch, S->scratchCap);
+    S->scratch = buf_get(n, &S->scratchCap);
+  }
+  return S->scratch;
+}
+
+/* After a job: the state keeps buffers up to KEEP; larger ones go back (buf_put). */
 static void scratch_trim(void) {
-  if (t_scratchCap > KEEP) {
-    mem_free(t_scratch);
-    t_scratch = NULL;
-    t_scratchCap = 0;
+  if (S->scratchCap > KEEP) {
+    buf_put(S->scratch, S->scratchCap);
+    S->scratch = NULL;
+    S->scratchCap = 0;
   }
   for (int k = 0; k < 3; k++)
-    if (t_tb[k].cap > KEEP) {
-      mem_free(t_tb[k].p);
-      t_tb[k].p = NULL;
-      t_tb[k].cap = t_tb[k].len = 0;
+    if (S->tb[k].cap > KEEP) {
+      buf_put(S->tb[k].p, S->tb[k].cap);
+      S->tb[k].p = NULL;
+      S->tb[k].cap = S->tb[k].len = 0;
     }
 }
 
-/* t_tb[k] with room for n bytes (its content is lost when it grows); NULL without memory. */
+/* S->tb[k] with room for n bytes (its content is lost when it grows); NULL without memory. */
 static tbuf *tb_room(int k, size_t n) {
-  tbuf *b = &t_tb[k];
+  tbuf *b = &S->tb[k];
   if (b->cap < n || !b->p) {
-    mem_free(b->p);
-    size_t want = mem_steps(n);
-    b->p = mem_alloc(want);
-    b->cap = b->p ? want : 0;
+    buf_put(b->p, b->cap);
+    b->p = buf_get(n, &b->cap);
     b->len = 0;
     if (!b->p) return NULL;
   }
@@ -174,9 +265,9 @@ static char *fmtmsg(const char *fmt, unsigned long long a, unsigned long long b)
 
 /* crypto.ts open: 1 ok (plaintext of len-28 bytes at out), 0 authentication failed, -1 no memory. */
 static int gcm_open(const uint8_t *key, const uint8_t *sealed, size_t len, uint8_t *out) {
-  if (!t_cipher) t_cipher = EVP_CIPHER_CTX_new();
-  if (!t_cipher) return -1;
-  EVP_CIPHER_CTX *c = t_cipher;
+  if (!S->cipher) S->cipher = EVP_CIPHER_CTX_new();
+  if (!S->cipher) return -1;
+  EVP_CIPHER_CTX *c = S->cipher;
   int outl = 0, ok = 1;
   size_t body = len - NONCE - TAG;
   ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE, NULL) == 1 &&
@@ -254,7 +345,7 @@ static int zstd_exact(ZSTD_DCtx *d, const uint8_t *src, size_t srcLen, uint8_t *
 
 /*
  * codec.ts CappedStream: the compressed payload arriving in pieces (push), then end(); the
- * plaintext through t_stream into the HMAC, at most `limit` bytes. The same steps, limits and
+ * plaintext through S->stream into the HMAC, at most `limit` bytes. The same steps, limits and
  * errors as the JavaScript, piece for piece.
  */
 typedef struct {
@@ -274,7 +365,7 @@ static int cs_step(cstream *c, const uint8_t *src, size_t n, size_t *produced, s
     *room = 1;
   } else {
     *room = c->limit - c->total < STREAM_SCRATCH ? c->limit - c->total : STREAM_SCRATCH;
-    o = (ZSTD_outBuffer){t_stream, *room, 0};
+    o = (ZSTD_outBuffer){S->stream, *room, 0};
   }
   ZSTD_inBuffer in = {src, n, 0};
   size_t ret = ZSTD_decompressStream(c->d, &o, &in);
@@ -292,7 +383,7 @@ static int cs_step(cstream *c, const uint8_t *src, size_t n, size_t *produced, s
     if (in.pos > 0) c->ret = ret;
     return S_OK;
   }
-  if (o.pos > 0) HMAC_Update(c->h, t_stream, o.pos);
+  if (o.pos > 0) HMAC_Update(c->h, S->stream, o.pos);
   c->total += o.pos;
   if (in.pos > 0 || o.pos > 0) c->ret = ret;
   return S_OK;
@@ -354,14 +445,14 @@ static int cs_end(cstream *c, size_t *total, char **msg) {
  */
 static int decode_id(job *j, const uint8_t *sealed, size_t len, double comp, size_t raw, const uint8_t *dict, size_t dictLen, int hasDict, uint8_t *id,
                      double *aux, char **msg) {
-  if (!t_cipher) t_cipher = EVP_CIPHER_CTX_new();
-  if (!t_hmac) t_hmac = HMAC_CTX_new();
-  if (!t_dctx) t_dctx = ZSTD_createDCtx_advanced(zmem);
-  if (!t_stream) t_stream = mem_alloc(STREAM_SCRATCH);
-  if (!t_piece) t_piece = mem_alloc(OPEN_PIECE);
-  if (!t_cipher || !t_hmac || !t_dctx || !t_stream || !t_piece) return S_NOMEM;
-  if (HMAC_Init_ex(t_hmac, j->key.id, 32, EVP_sha256(), NULL) != 1) return S_NOMEM;
-  EVP_CIPHER_CTX *c = t_cipher;
+  if (!S->cipher) S->cipher = EVP_CIPHER_CTX_new();
+  if (!S->hmac) S->hmac = HMAC_CTX_new();
+  if (!S->dctx) S->dctx = ZSTD_createDCtx_advanced(zmem);
+  if (!S->stream) S->stream = mem_alloc(STREAM_SCRATCH);
+  if (!S->piece) S->piece = mem_alloc(OPEN_PIECE);
+  if (!S->cipher || !S->hmac || !S->dctx || !S->stream || !S->piece) return S_NOMEM;
+  if (HMAC_Init_ex(S->hmac, j->key.id, 32, EVP_sha256(), NULL) != 1) return S_NOMEM;
+  EVP_CIPHER_CTX *c = S->cipher;
   if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE, NULL) != 1 ||
       EVP_DecryptInit_ex(c, NULL, NULL, j->key.enc, sealed) != 1 || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG, (void *)(sealed + len - TAG)) != 1)
     return S_NOMEM;
@@ -370,12 +461,12 @@ static int decode_id(job *j, const uint8_t *sealed, size_t len, double comp, siz
   int problem = S_OK;
   char *pmsg = NULL;
   size_t n = 0;
-  cstream cs = {t_dctx, t_hmac, raw, 0, 0, (size_t)-1};
+  cstream cs = {S->dctx, S->hmac, raw, 0, 0, (size_t)-1};
   if (comp == 2) {
     if (!hasDict) problem = S_NOBASE;
     else {
-      ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
-      size_t e = ZSTD_DCtx_loadDictionary_byReference(t_dctx, dict, dictLen);
+      ZSTD_DCtx_reset(S->dctx, ZSTD_reset_session_and_parameters);
+      size_t e = ZSTD_DCtx_loadDictionary_byReference(S->dctx, dict, dictLen);
       if (ZSTD_isError(e)) {
         pmsg = dupmsg(ZSTD_getErrorName(e));
         problem = S_DECOMP;
@@ -386,22 +477,22 @@ static int decode_id(job *j, const uint8_t *sealed, size_t len, double comp, siz
   for (size_t off = 0; off < blen; off += OPEN_PIECE) {
     size_t k = blen - off < OPEN_PIECE ? blen - off : OPEN_PIECE;
     int outl = 0;
-    if (EVP_DecryptUpdate(c, t_piece, &outl, body + off, (int)k) != 1 || (size_t)outl != k) {
+    if (EVP_DecryptUpdate(c, S->piece, &outl, body + off, (int)k) != 1 || (size_t)outl != k) {
       authOk = 0;
       break;
     }
     if (problem != S_OK) continue; /* still deciphered: the tag covers every byte */
     if (comp == 0) {
-      HMAC_Update(t_hmac, t_piece, k);
+      HMAC_Update(S->hmac, S->piece, k);
       n += k;
       continue;
     }
-    problem = cs_push(&cs, t_piece, k, &pmsg);
+    problem = cs_push(&cs, S->piece, k, &pmsg);
   }
   int outl = 0;
-  if (authOk) authOk = EVP_DecryptFinal_ex(c, t_piece, &outl) == 1;
+  if (authOk) authOk = EVP_DecryptFinal_ex(c, S->piece, &outl) == 1;
   if (authOk && comp != 0 && problem == S_OK) problem = cs_end(&cs, &n, &pmsg);
-  if (comp == 2) ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
+  if (comp == 2) ZSTD_DCtx_reset(S->dctx, ZSTD_reset_session_and_parameters);
   if (!authOk) {
     free(pmsg);
     return S_AUTH;
@@ -415,7 +506,7 @@ static int decode_id(job *j, const uint8_t *sealed, size_t len, double comp, siz
     return S_LENGTH;
   }
   unsigned int mdlen = 0;
-  if (HMAC_Final(t_hmac, id, &mdlen) != 1 || mdlen != 32) return S_NOMEM;
+  if (HMAC_Final(S->hmac, id, &mdlen) != 1 || mdlen != 32) return S_NOMEM;
   return S_OK;
 }
 
@@ -434,7 +525,7 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
     view *sv = &j->bufs[(size_t)s[0]];
     if ((size_t)s[1] > sv->n || (size_t)s[2] > sv->n - (size_t)s[1]) return S_RANGE;
     const size_t at = (size_t)s[6], n = (size_t)s[2];
-    tbuf *jb = &t_tb[0];
+    tbuf *jb = &S->tb[0];
     if (at == 0) {
       /* the first part: the joined size is raw */
       if (!(jb = tb_room(0, raw))) return S_NOMEM;
@@ -448,7 +539,7 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
   uint8_t *out = NULL;
   if (s[5] == -3) {
     /* into the joined dictionary (sized by a join step before) */
-    tbuf *b = &t_tb[0];
+    tbuf *b = &S->tb[0];
     if (!isint(s[6], MAX_RAW * 2) || !b->p || (size_t)s[6] > b->len || raw > b->len - (size_t)s[6]) return S_RANGE;
     out = b->p + (size_t)s[6];
   } else if (s[5] == -4 || s[5] == -5) {
@@ -473,7 +564,7 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
   int hasDict = s[7] != -1;
   if (s[7] == -3 || s[7] == -4 || s[7] == -5) {
     /* one of the thread's buffers, as the steps before left it */
-    tbuf *b = &t_tb[s[7] == -3 ? 0 : s[7] == -4 ? 1 : 2];
+    tbuf *b = &S->tb[s[7] == -3 ? 0 : s[7] == -4 ? 1 : 2];
     if (!isint(s[8], MAX_RAW * 2) || !isint(s[9], MAX_RAW * 2) || !b->p || (size_t)s[8] > b->len || (size_t)s[9] > b->len - (size_t)s[8]) return S_RANGE;
     if (out && out < b->p + b->cap && b->p < out + raw) return S_RANGE; /* never its own dictionary */
     dict = b->p + (size_t)s[8];
@@ -507,25 +598,25 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
   if (o < 0) return S_NOMEM;
   if (o == 0) return S_AUTH;
   if (comp == 2 && !hasDict) return S_NOBASE;
-  if (!t_dctx) t_dctx = ZSTD_createDCtx_advanced(zmem);
-  if (!t_dctx && comp != 0) return S_NOMEM;
+  if (!S->dctx) S->dctx = ZSTD_createDCtx_advanced(zmem);
+  if (!S->dctx && comp != 0) return S_NOMEM;
   size_t n = 0;
   int r = S_OK;
   if (comp == 0) {
     n = plen;
     if (n == raw && !direct) memcpy(out, payload, n);
   } else if (comp == 1) {
-    r = zstd_exact(t_dctx, payload, plen, out, raw, &n, msg);
+    r = zstd_exact(S->dctx, payload, plen, out, raw, &n, msg);
   } else if (decodeSem) {
     /* decode(): the base through the context's dictionary, capped streaming */
-    ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
-    size_t e = ZSTD_DCtx_loadDictionary_byReference(t_dctx, dict, dictLen);
+    ZSTD_DCtx_reset(S->dctx, ZSTD_reset_session_and_parameters);
+    size_t e = ZSTD_DCtx_loadDictionary_byReference(S->dctx, dict, dictLen);
     if (ZSTD_isError(e)) {
       *msg = dupmsg(ZSTD_getErrorName(e));
       r = S_DECOMP;
     } else
-      r = zstd_exact(t_dctx, payload, plen, out, raw, &n, msg);
-    ZSTD_DCtx_reset(t_dctx, ZSTD_reset_session_and_parameters);
+      r = zstd_exact(S->dctx, payload, plen, out, raw, &n, msg);
+    ZSTD_DCtx_reset(S->dctx, ZSTD_reset_session_and_parameters);
   } else {
     /* decodeTo: one-shot with the base read in place */
     if (plen == 0) {
@@ -541,7 +632,7 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
       *msg = fmtmsg("zstd frame declares %llu bytes, more than the %llu allowed", declared, raw);
       return S_DECOMP;
     }
-    size_t ret = ZSTD_decompress_usingDict(t_dctx, out, raw, payload, plen, dict, dictLen);
+    size_t ret = ZSTD_decompress_usingDict(S->dctx, out, raw, payload, plen, dict, dictLen);
     if (ZSTD_isError(ret)) {
       *msg = dupmsg(ZSTD_getErrorName(ret));
       return S_DECOMP;
@@ -563,6 +654,22 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
 static void execute(napi_env env, void *data) {
   (void)env;
   job *j = data;
+  pthread_mutex_lock(&rd_lock);
+  S = rd_idle;
+  if (S) rd_idle = S->next;
+  pthread_mutex_unlock(&rd_lock);
+  if (!S) {
+    S = calloc(1, sizeof *S);
+    if (S) __atomic_fetch_add(&rd_made, 1, __ATOMIC_RELAXED);
+  }
+  if (!S) {
+    for (uint32_t i = 0; i < j->nsteps; i++) {
+      j->status[2 * (size_t)i] = S_NOMEM;
+      j->status[2 * (size_t)i + 1] = 0;
+    }
+    return;
+  }
+  for (int k = 0; k < 3; k++) S->tb[k].len = 0; /* nothing of an earlier job's */
   double failed = -2; /* the last group that failed */
   for (uint32_t i = 0; i < j->nsteps; i++) {
     const double group = j->steps[(size_t)i * STEP + 11];
@@ -579,6 +686,11 @@ static void execute(napi_env env, void *data) {
     j->msgs[i] = msg;
   }
   scratch_trim();
+  pthread_mutex_lock(&rd_lock);
+  S->next = rd_idle;
+  rd_idle = S;
+  pthread_mutex_unlock(&rd_lock);
+  S = NULL;
 }
 
 static void free_job(napi_env env, job *j) {
@@ -766,6 +878,20 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* stats() -> Float64Array [states made, buffers mapped, KEEP, SPARE]: for tests and measurements. */
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value ab, r;
+  double *d;
+  if (napi_create_arraybuffer(env, 4 * sizeof(double), (void **)&d, &ab) != napi_ok) return NULL;
+  d[0] = (double)__atomic_load_n(&rd_made, __ATOMIC_RELAXED);
+  d[1] = (double)__atomic_load_n(&rd_maps, __ATOMIC_RELAXED);
+  d[2] = (double)KEEP;
+  d[3] = (double)SPARE;
+  if (napi_create_typedarray(env, napi_float64_array, 4, ab, 0, &r) != napi_ok) return NULL;
+  return r;
+}
+
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "open", NAPI_AUTO_LENGTH, js_open, NULL, &f);
@@ -774,5 +900,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "run", f);
   napi_create_function(env, "detach", NAPI_AUTO_LENGTH, js_detach, NULL, &f);
   napi_set_named_property(env, exports, "detach", f);
+  napi_create_function(env, "stats", NAPI_AUTO_LENGTH, js_stats, NULL, &f);
+  napi_set_named_property(env, exports, "stats", f);
   return exports;
 }

@@ -386,3 +386,59 @@ test('native/codec.c: steps with random indexes, offsets, lengths and kinds neve
   assert.throws(() => addon.run(ctx, bufs, new Float64Array(12), new Float64Array(1), Buffer.alloc(32), () => {}), TypeError);
   assert.throws(() => addon.run({}, bufs, new Float64Array(12), new Float64Array(2), Buffer.alloc(32), () => {}), TypeError);
 });
+
+test('native/codec.c: jobs take their buffers from a few decoder states, a larger joined dictionary from the spares (not mapped again per job); a job starts with them empty', { skip }, async () => {
+  const addon = codecNative()!;
+  const [, , keep, spare] = Array.from(addon.stats()) as [number, number, number, number];
+  /** A two-base delta whose joined dictionary is `size` bytes. */
+  const twoBase = (size: number, seed: number) => {
+    const half = Math.floor(size / 2);
+    const b1 = text(half, seed);
+    const b2 = text(half, seed + 1);
+    const joined = Buffer.concat([b1, b2]);
+    const changed = Buffer.concat([joined.subarray(0, 1000), Buffer.from('an edit'), joined.subarray(half - 200_000, half + 200_000)]);
+    const d = codec.encode(changed, joined);
+    assert.equal(d.compression, 2);
+    return { b1, b2, joined, changed, sealed: d.sealed };
+  };
+  const p = pool(); // 2 jobs at once
+  const decodeOf = (t: ReturnType<typeof twoBase>) => async () => {
+    const r = await p.decode(Buffer.from(t.sealed), 2, t.changed.length, 'blob joined', [t.b1, t.b2]);
+    assert.ok(r.data.equals(t.changed));
+  };
+  // most of KEEP: each state keeps it
+  const small = decodeOf(twoBase(Math.floor(keep * 0.9), 11));
+  await Promise.all([small(), small()]);
+  const [made0, maps0] = addon.stats();
+  for (let round = 0; round < 6; round++) await Promise.all([small(), small(), small(), small()]);
+  const [made1, maps1] = addon.stats();
+  // 24 jobs, at most 2 at once: at most one more state, and no buffer mapped per job
+  assert.ok(made1! - made0! <= 1, `states made: ${made1! - made0!}`);
+  assert.ok(maps1! - maps0! <= 4, `buffers mapped for 24 jobs: ${maps1! - maps0!}`);
+  // over KEEP but under SPARE: given back after each job and taken by the next
+  assert.ok(spare > keep, 'SPARE over KEEP');
+  const large = decodeOf(twoBase(Math.floor((keep + spare) / 2), 21));
+  await large();
+  const [, maps2] = addon.stats();
+  for (let round = 0; round < 8; round++) await large();
+  const [, maps3] = addon.stats();
+  assert.ok(maps3! - maps2! <= 1, `buffers mapped for 8 jobs with a dictionary over KEEP: ${maps3! - maps2!}`);
+  await p.close();
+  // a job naming the joined dictionary (-3) without joining it first finds it empty: nothing of an earlier job's
+  const t = twoBase(200_000, 31);
+  const ctx = addon.open(encKey, idKey);
+  const out = Buffer.alloc(t.changed.length);
+  const steps = Float64Array.from([
+    ...[0, 0, t.b1.length, -2, t.joined.length, -1, 0, -1, 0, 0, 0, 0],
+    ...[1, 0, t.b2.length, -2, 0, -1, t.b1.length, -1, 0, 0, 0, 0],
+    ...[2, 0, t.sealed.length, 2, t.changed.length, 3, 0, -3, 0, t.joined.length, 0, 0],
+  ]);
+  const st = new Float64Array(6);
+  await new Promise<void>((resolve) => addon.run(ctx, [t.b1, t.b2, Buffer.from(t.sealed), out], steps, st, Buffer.alloc(3 * 32), () => resolve()));
+  assert.deepEqual(Array.from(st).filter((_, k) => k % 2 === 0), [0, 0, 0]);
+  assert.ok(out.equals(t.changed));
+  const st2 = new Float64Array(2);
+  const lone = Float64Array.from([0, 0, t.sealed.length, 2, t.changed.length, 1, 0, -3, 0, t.joined.length, 0, -1]);
+  await new Promise<void>((resolve) => addon.run(ctx, [Buffer.from(t.sealed), out], lone, st2, Buffer.alloc(32), () => resolve()));
+  assert.equal(st2[0], 1, 'the joined dictionary of an earlier job: S_RANGE');
+});

@@ -41,6 +41,8 @@ interface CodecAddon {
   open(encKey: Uint8Array, idKey: Uint8Array): unknown;
   run(ctx: unknown, bufs: Array<ArrayBuffer | ArrayBufferView>, steps: Float64Array, status: Float64Array, ids: Uint8Array, cb: (msgs: Array<string | undefined>) => void): void;
   detach(ab: ArrayBuffer): void;
+  /** [decoder states made, scratch buffers newly allocated, KEEP, SPARE] (tests, measurements) */
+  stats(): Float64Array;
 }
 
 /** True when `b` is the whole of its (non-shared) ArrayBuffer: WorkerPool transfers such buffers (pool.ts ownsBuffer). */
@@ -70,7 +72,7 @@ const F_DECODE = 2;
 /** A step joining a dictionary's part (comp), and that dictionary (dict index). */
 const JOIN = -2;
 const JOINED = -3;
-/** The pool thread's buffers for a chain's inner levels (dst and dict indexes). */
+/** The job's buffers (its decoder state's) for a chain's inner levels (dst and dict indexes). */
 const LEVEL0 = -4;
 const LEVEL1 = -5;
 
@@ -104,7 +106,7 @@ class Plan {
   }
   /**
    * The dictionary of a delta: one buffer as it is; several (a two-base delta's bases) joined in
-   * C, in the pool thread's own buffer (comp -2 steps), not with Buffer.concat on this heap (a
+   * C, in the job's own buffer (comp -2 steps), not with Buffer.concat on this heap (a
    * restore of a daily dump joined ~2 MB per blob here: major GCs, +0.25 CPU s).
    */
   dict(d: Buffer | Buffer[], what: string, group = -1): { dict: number; dictOff: number; dictLen: number } {
@@ -313,7 +315,7 @@ export class NativeReadPool implements ReadPool {
 
   /**
    * Steps decoding a chain (root first, chain.ts) into dst at dstOff: the inner levels through the
-   * pool thread's two level buffers (native/codec.c t_tb), not through memory of this heap.
+   * job's two level buffers (native/codec.c rd_state.tb), not through memory of this heap.
    */
   private chainSteps(plan: Plan, c: ChainMsg, group: number, dst: number, dstOff: number, flags: number): void {
     const n = c.sealed.length;
@@ -381,7 +383,7 @@ export class NativeReadPool implements ReadPool {
           let total = 0;
           for (const c of b.chains) total += c.rawLength[c.rawLength.length - 1]!;
           if (!(Number.isSafeInteger(total) && total >= 0 && total <= 2 * MAX_TREE_BLOB)) throw new IntegrityError(`${b.what}: impossible bases`);
-          // the bases decoded straight into the pool thread's joined dictionary (sized by an empty first part)
+          // the bases decoded straight into the job's joined dictionary (sized by an empty first part)
           let off = 0;
           try {
             plan.add({ src, off: 0, len: 0, comp: JOIN, raw: total, dstOff: 0, group: g }, b.what);
