@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <pthread.h>
 #include "sketch-core.h"
@@ -328,12 +329,20 @@ zerr:
  * again by the caller's own path). 0: read (data, n set), else kind says what happened.
  */
 static int en_read(enc_item *it) {
-  int fd = open(it->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = open(it->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); /* O_NOATIME: only for the file's owner */
+  /* O_NONBLOCK: a FIFO (or device) put in the file's place since the scan does not block the open; it is
+   * then no regular file and goes to the caller's own path (kind 2), which says so */
+  int fd = open(it->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
+  if (fd < 0 && errno == EPERM) fd = open(it->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK); /* O_NOATIME: only for the file's owner */
   if (fd < 0) {
     it->kind = 1;
     it->err_no = errno;
     it->syscall = "open";
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    it->kind = 2;
+    close(fd);
     return -1;
   }
   it->xattr = flistxattr(fd, NULL, 0) != 0;

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, unlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { tmpDir, textBytes, Rng } from './helpers/tmp.js';
@@ -233,6 +234,47 @@ test('the walk reaches the next directory while the files of the previous one ar
       assert.equal((await fsp.readdir(path.join(out, 'a'))).length, 20);
     } finally {
       clearTimeout(deadline);
+      await repo.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a file replaced by a FIFO between the scan and its read is skipped with a warning; the backup does not wait for a writer', { timeout: 60_000 }, async () => {
+  // Opening a FIFO for reading blocks until someone opens it for writing: without O_NONBLOCK the backup (and a
+  // thread of the pool) waited for good. Both read paths: a large file (archiver) and a small one (C or worker reader).
+  const t = tmpDir();
+  try {
+    const data = path.join(t.dir, 'data');
+    await fsp.mkdir(data);
+    const rng = new Rng(5);
+    await fsp.writeFile(path.join(data, 'big'), randomBytes(1 << 20));
+    await fsp.writeFile(path.join(data, 'small'), textBytes(3000, rng));
+    await fsp.writeFile(path.join(data, 'keep'), textBytes(5000, rng));
+    const repo = await Repository.init(new LocalStorage(path.join(t.dir, 'repo')), 'pw');
+    const progress = new BackupProgress();
+    const started = progress.fileStarted.bind(progress);
+    const replaced = new Set<string>();
+    progress.fileStarted = (p) => {
+      const name = path.basename(String(p));
+      if ((name === 'big' || name === 'small') && !replaced.has(name)) {
+        replaced.add(name);
+        unlinkSync(String(p));
+        execFileSync('mkfifo', [String(p)]);
+      }
+      started(p);
+    };
+    try {
+      const r = await backupPaths(repo, { paths: [data], progress });
+      assert.deepEqual([...replaced].sort(), ['big', 'small'], 'both files were replaced just before they were read');
+      assert.deepEqual(r.warnings.map((w) => path.basename(w.path)).sort(), ['big', 'small']);
+      for (const w of r.warnings) assert.match(w.message, /no longer a regular file/);
+      const out = path.join(t.dir, 'out');
+      await restoreSnapshot(repo, await repo.loadSnapshot(r.snapshotId), { target: out, subpath: data });
+      assert.deepEqual(await fsp.readFile(path.join(out, 'keep')), await fsp.readFile(path.join(data, 'keep')));
+      assert.deepEqual((await fsp.readdir(out)).sort(), ['keep']);
+    } finally {
       await repo.close();
     }
   } finally {

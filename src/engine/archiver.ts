@@ -534,7 +534,11 @@ class Archiver {
     /** Bytes of this file already counted in prog.bytesDone (the rest is added when it ends). */
     let counted = 0;
     try {
-      fh = await fsp.open(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW | (fsc.O_NOATIME ?? 0)).catch(() => fsp.open(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW));
+      // O_NONBLOCK: a FIFO or device put in the file's place since the scan would block the open (for good, with a
+      // FIFO nobody writes to); opened this way it is found here and skipped with a warning
+      const flags = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
+      fh = await fsp.open(abs, flags | (fsc.O_NOATIME ?? 0)).catch(() => fsp.open(abs, flags));
+      if (!(await fh.stat()).isFile()) throw new Error('is no longer a regular file (replaced during the backup); skipped');
       const xa = await this.xattrsOf(abs, fh.fd);
       if (xa) node.xattrs = xa;
       const parent = parentNode?.type === 'file' && parentNode.content && parentNode.sizes ? { content: parentNode.content, sizes: parentNode.sizes } : undefined;

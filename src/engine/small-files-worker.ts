@@ -1,4 +1,4 @@
-import { closeSync, constants as fsc, lstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
 import { BlobCodec, SKETCH_MIN } from '../repo/codec.js';
 import { blobId } from '../repo/crypto.js';
 import { superFeatures } from '../repo/sketch.js';
@@ -27,13 +27,14 @@ const scratch = Buffer.allocUnsafeSlow(SMALL_FILE_MAX + 1);
 /** zstd's and the cipher's outputs and the sealed parts joined into one buffer are dropped after every batch (see reclaim.ts). */
 const reclaimer = new BufferReclaimer();
 
+/** O_NONBLOCK: a FIFO (or device) put in the file's place since the scan does not block the open (readOne then sees it). */
 function openNoFollow(p: Buffer): number {
   try {
-    return openSync(p, fsc.O_RDONLY | fsc.O_NOFOLLOW | NOATIME);
+    return openSync(p, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK | NOATIME);
   } catch (err) {
     // O_NOATIME is refused (EPERM) on files of other users
     if (!NOATIME) throw err;
-    return openSync(p, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    return openSync(p, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
   }
 }
 
@@ -47,6 +48,7 @@ function readOne(p: Buffer, size: number, sealedParts: Buffer[], offset: number)
     return { error: { message: e.message, ...(e.code ? { code: e.code } : {}) } };
   }
   try {
+    if (!fstatSync(fd).isFile()) return { grew: true }; // no regular file any more: the main thread's path says so
     const r: SmallFileResult = { size: 0 };
     try {
       // most files have no extended attributes: flistxattr on the open file says so without the

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { lstatSync, promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
@@ -18,7 +19,7 @@ test('packPaths / unpackPaths: raw path bytes round-trip; malformed requests are
   assert.equal(unpackPaths({ pathBytes: 'x', pathEnds: [] }), undefined);
 });
 
-test('SmallFileReader: content read, hashed and sealed in a worker; errors, growth and shrinking reported per file; lstat in batches', async () => {
+test('SmallFileReader: content read, hashed and sealed in a worker; errors, growth and shrinking reported per file; lstat in batches', { timeout: 60_000 }, async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-smallfiles-'));
   const key = newMasterKey();
   const reader = new SmallFileReader(new WorkerPool(key, 3, 1, 'worker.js', SMALL_FILES_WORKER), true);
@@ -30,12 +31,14 @@ test('SmallFileReader: content read, hashed and sealed in a worker; errors, grow
     await fsp.writeFile(path.join(dir, 'grew'), randomBytes(500));
     await fsp.writeFile(path.join(dir, 'shrank'), randomBytes(400));
     await fsp.symlink(names[0]!.toString(), path.join(dir, 'link'));
+    execFileSync('mkfifo', [path.join(dir, 'fifo')]); // in the place of a file the scan saw: never waits for a writer
     const reads = await Promise.all([
       ...names.map((n, i) => reader.read(n, files[i]!.length)),
       reader.read(Buffer.from(path.join(dir, 'grew')), 499),
       reader.read(Buffer.from(path.join(dir, 'shrank')), 401),
       reader.read(Buffer.from(path.join(dir, 'missing')), 10),
       reader.read(Buffer.from(path.join(dir, 'link')), 10), // never follows a symlink
+      reader.read(Buffer.from(path.join(dir, 'fifo')), 10),
     ]);
     for (let i = 0; i < files.length; i++) {
       const r = reads[i]!;
@@ -57,6 +60,7 @@ test('SmallFileReader: content read, hashed and sealed in a worker; errors, grow
     assert.ok(missing.kind === 'error' && missing.error.code === 'ENOENT');
     const link = reads[7]!;
     assert.ok(link.kind === 'error' && link.error.code === 'ELOOP');
+    assert.equal(reads[8]!.kind, 'grew', 'no regular file: read again (and reported) by the archiver\'s own path');
 
     // lstat: the worker runs by now, so these go to it; every field as lstat gives it
     await fsp.mkdir(path.join(dir, 'sub'));

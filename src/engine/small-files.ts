@@ -328,7 +328,7 @@ async function fromNative(r: NativeFileRead | Error, path: Buffer): Promise<Smal
   if (r.blob) out.blob = r.blob;
   if (r.xattrs) {
     try {
-      const fh = await openFile(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+      const fh = await openFile(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK); // (a FIFO put there since does not block)
       try {
         const xa = await readXattrs(fh.fd);
         if (xa) out.xattrs = xa;

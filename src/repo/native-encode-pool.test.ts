@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -169,7 +170,7 @@ test('C encode: hostile or invalid arguments are refused with a TypeError, never
   assert.deepEqual(e, []);
 });
 
-test('C readFiles: read, id, encode and sketch per file as the worker does; errors, growth, empty files; hostile arguments refused', { skip }, async () => {
+test('C readFiles: read, id, encode and sketch per file as the worker does; errors, growth, empty files, a FIFO in the place of a file; hostile arguments refused', { skip, timeout: 30_000 }, async () => {
   const p = pool(3);
   const js = new BlobCodec(encKey, 3);
   const dir = mkdtempSync(path.join(tmpdir(), 'nencode-files-'));
@@ -184,8 +185,11 @@ test('C readFiles: read, id, encode and sketch per file as the worker does; erro
     f('empty', Buffer.alloc(0));
     f('grown', text(5000, 3));
     symlinkSync(path.join(dir, 'small'), path.join(dir, 'link'));
-    const names = ['t100', 'r100', 'small', 'empty', 'grown', 'link', 'missing'];
-    const sizes = [100_000, 100_000, 300, 0, 4000, 300, 10];
+    // a FIFO where the scan saw a regular file (replaced since): the open must not wait for a writer
+    // (nobody writes: it would block a pool thread and the backup for good); the caller's path reads it again
+    execFileSync('mkfifo', [path.join(dir, 'fifo')]);
+    const names = ['t100', 'r100', 'small', 'empty', 'grown', 'link', 'missing', 'fifo'];
+    const sizes = [100_000, 100_000, 300, 0, 4000, 300, 10, 10];
     const r = await p.readFiles(
       names.map((n) => Buffer.from(path.join(dir, n))),
       sizes,
@@ -206,6 +210,7 @@ test('C readFiles: read, id, encode and sketch per file as the worker does; erro
     assert.deepEqual(r[4], { kind: 'grew' });
     assert.deepEqual(r[5], { kind: 'error', errno: 40, syscall: 'open' }); // ELOOP: a symbolic link is never followed
     assert.deepEqual(r[6], { kind: 'error', errno: 2, syscall: 'open' }); // ENOENT
+    assert.deepEqual(r[7], { kind: 'grew' }); // no regular file: read again (and reported) by the archiver's own path
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
