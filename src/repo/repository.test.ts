@@ -9,6 +9,8 @@ import type { FileType, Storage } from '../storage/types.js';
 import { Repository } from './repository.js';
 import { ContentWriter } from './content.js';
 import type { Chunker } from './chunker.js';
+import { codecNative } from './native-read-pool.js';
+import { encodeNative } from './native-encode-pool.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
 
@@ -266,5 +268,32 @@ test('the delta search finds a base by sketch and stores the new blob with the s
       else process.env.LIFEBOAT_SKETCH_INLINE = prev;
       await fsp.rm(dir, { recursive: true, force: true });
     }
+  }
+});
+
+test('beside the C encoder, a delta base is decoded in the C read pool and no encode worker thread is started, even once the read pool has run', { skip: !(codecNative() && encodeNative()) && 'native addons not built' }, async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-basepool-'));
+  try {
+    const versions = [0, 1, 2].map((v) => dumpRows(12000, v));
+    const repo = await Repository.init(new LocalStorage(dir), 'pw');
+    try {
+      assert.ok(repo.nativeEncoder, 'the C encoder is in use');
+      repo.inlineUpTo(0); // every decode goes to the read pool (as once a backup's inline budget is spent)
+      const ids: string[] = [];
+      for (const [i, v] of versions.entries()) {
+        const { id } = await repo.saveBlob('data', Buffer.from(v), i > 0 ? { deltaBases: [ids[i - 1]!] } : {});
+        await repo.flush();
+        ids.push(id);
+        if (i === 0) assert.deepEqual(await repo.loadBlob(id, { noCache: true }), versions[0]); // the read pool has run
+      }
+      assert.ok(repo.workersStarted > 0, 'the read pool ran');
+      assert.equal(repo.encodeWorkersStarted, 0, 'no encode worker thread beside the C encoder');
+      for (const [i, id] of ids.entries()) assert.equal(repo.indexEntry(id)!.compression, i === 0 ? 1 : 2, `version ${i} is a delta on the one before`);
+      for (const [i, id] of ids.entries()) assert.deepEqual(await repo.loadBlob(id, { noCache: true }), versions[i]);
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
   }
 });

@@ -536,12 +536,31 @@ export class Repository {
   /** Each sealed blob is dropped once written to its pack: collect them promptly (see reclaim.ts). */
   private readonly reclaimer = new BufferReclaimer();
 
+  /**
+   * Bases decoded off the main thread at once (LIFEBOAT_BASE_DECODES, 1): with the C encoder the main
+   * thread is the busy side of a backup (chunking, hashing, the index, the trees), and a base decoded on
+   * it (zstd-napi, node's cipher and HMAC) took ~10% of it on a re-backup after a 5% change. One at a
+   * time: with no bound, the bases of every file in flight were decoded together (+48 MB peak RSS).
+   */
+  private readonly baseDecodes = new Semaphore(Number(process.env.LIFEBOAT_BASE_DECODES) || 1);
+
+  /** One base's plaintext (verified): in the C read pool beside the C encoder, else on this thread (the encode worker is the busy side). */
+  private async loadBase(b: string): Promise<Buffer> {
+    if (!this.nativeEncoder || !this.readPool.native || process.env.LIFEBOAT_BASE_DECODES === '0') return this.loadBlobAt(b, 0, false, true, true);
+    await this.baseDecodes.acquire();
+    try {
+      return await this.loadBlobAt(b, 0, false, true, false);
+    } finally {
+      this.baseDecodes.release();
+    }
+  }
+
   private async loadBases(bases: string[]): Promise<Buffer> {
     const parts = await Promise.all(
       bases.map(async (b) => {
         const hit = this.baseCache.get(b);
         if (hit) return hit;
-        const data = await this.loadBlobAt(b, 0, false, true, true);
+        const data = await this.loadBase(b);
         this.baseCache.set(b, data);
         return data;
       }),
@@ -590,7 +609,9 @@ export class Repository {
     // The offset guess is evaluated late: by now earlier chunks' sketch matches have refined it.
     deltaBases ??= typeof proposed === 'function' ? proposed() : proposed;
     const bases = type === 'data' ? this.chooseBases(deltaBases, rawLength) : [];
-    if (bases.length === 1 && rawLength >= 16 * 1024 && this.workersStarted > 0) {
+    if (bases.length === 1 && rawLength >= 16 * 1024 && !this.nativeEncoder && this.workersStarted > 0) {
+      // (Not with the C encoder: there a started worker can only be the read pool's, and this would start an
+      // encode worker thread beside the C encoder: +10 MB of heap and ~30 MB of buffers in a daily dump's backup.)
       // One base, in the encode worker: only its chain's sealed bytes go there, the worker decodes
       // the chain (read-ops.ts decodeChain), checks the base's hash and delta-compresses against it;
       // no plaintext base crosses threads (a failed base: the blob is stored in full, as below).
@@ -746,6 +767,11 @@ export class Repository {
    */
   inlineUpTo(bytes: number): void {
     if (this.workersStarted === 0) this.inlineBudget = this.inlineDecodeBudget = bytes;
+  }
+
+  /** Encode worker threads this repository has started (none beside the C encoder). */
+  get encodeWorkersStarted(): number {
+    return this.poolInstance?.started ?? 0;
   }
 
   /** Worker threads this repository has started (encode and decode pools). */
