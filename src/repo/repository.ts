@@ -537,16 +537,16 @@ export class Repository {
   private readonly reclaimer = new BufferReclaimer();
 
   /**
-   * Bases decoded off the main thread at once (LIFEBOAT_BASE_DECODES, 1): with the C encoder the main
+   * Bases decoded off the main thread at once (LIFEBOAT_BASE_DECODES, 1; 0: on the main thread): with the C encoder the main
    * thread is the busy side of a backup (chunking, hashing, the index, the trees), and a base decoded on
    * it (zstd-napi, node's cipher and HMAC) took ~10% of it on a re-backup after a 5% change. One at a
    * time: with no bound, the bases of every file in flight were decoded together (+48 MB peak RSS).
    */
-  private readonly baseDecodes = new Semaphore(Number(process.env.LIFEBOAT_BASE_DECODES) || 1);
+  private readonly baseDecodes = process.env.LIFEBOAT_BASE_DECODES === '0' ? undefined : new Semaphore(Number(process.env.LIFEBOAT_BASE_DECODES) || 1);
 
   /** One base's plaintext (verified): in the C read pool beside the C encoder, else on this thread (the encode worker is the busy side). */
   private async loadBase(b: string): Promise<Buffer> {
-    if (!this.nativeEncoder || !this.readPool.native || process.env.LIFEBOAT_BASE_DECODES === '0') return this.loadBlobAt(b, 0, false, true, true);
+    if (!this.baseDecodes || !this.nativeEncoder || !this.readPool.native) return this.loadBlobAt(b, 0, false, true, true);
     await this.baseDecodes.acquire();
     try {
       return await this.loadBlobAt(b, 0, false, true, false);
