@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
-import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
@@ -102,6 +102,84 @@ describe('the lifeboat command', () => {
     assert.equal(path.resolve(args[1]!), path.join(ROOT, 'dist', 'src', 'cli', 'main.js'));
     const none = spawnSync(bin, ['-V'], { encoding: 'utf8', env: { ...process.env, LIFEBOAT_NODE: 'echo', LIFEBOAT_NODE_FLAGS: '' } });
     assert.equal(path.resolve(none.stdout.trim().split(' ')[0]!), path.join(ROOT, 'dist', 'src', 'cli', 'main.js'));
+  });
+
+  it('bin/lifeboat asks glibc for huge pages for node alone; the commands Lifeboat runs get the caller\'s GLIBC_TUNABLES back', (t) => {
+    const bin = path.join(ROOT, 'bin', 'lifeboat');
+    const tmp = tmpDir();
+    t.after(tmp.cleanup);
+    const d = tmp.dir;
+    // LIFEBOAT_NODE: a script printing the environment node would start with
+    const show = path.join(d, 'show-env');
+    writeFileSync(show, '#!/bin/sh\nprintf "%s|%s" "${GLIBC_TUNABLES-unset}" "${LIFEBOAT_GLIBC_TUNABLES-unset}"\n', { mode: 0o755 });
+    const launched = (tunables: string | undefined) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, LIFEBOAT_NODE: show };
+      delete env.GLIBC_TUNABLES;
+      delete env.LIFEBOAT_GLIBC_TUNABLES;
+      if (tunables !== undefined) env.GLIBC_TUNABLES = tunables;
+      const r = spawnSync(bin, ['-V'], { encoding: 'utf8', env });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout;
+    };
+    assert.equal(launched(undefined), 'glibc.malloc.hugetlb=1|');
+    assert.equal(launched('glibc.malloc.arena_max=2'), 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1|glibc.malloc.arena_max=2');
+    // the caller's own choice stands (=0 turns it off)
+    assert.equal(launched('glibc.malloc.hugetlb=0'), 'glibc.malloc.hugetlb=0|unset');
+    assert.equal(launched('glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0'), 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0|unset');
+
+    // the real command: a child it runs sees what the caller had
+    const repo = path.join(d, 'repo');
+    const seen = path.join(d, 'seen');
+    const env: NodeJS.ProcessEnv = { ...process.env, LIFEBOAT_PASSWORD: 'pw' };
+    delete env.LIFEBOAT_NODE;
+    delete env.LIFEBOAT_NODE_FLAGS;
+    delete env.LIFEBOAT_GLIBC_TUNABLES;
+    for (const [tunables, want] of [
+      [undefined, 'unset|unset'],
+      ['glibc.malloc.arena_max=2', 'glibc.malloc.arena_max=2|unset'],
+    ] as const) {
+      if (tunables === undefined) delete env.GLIBC_TUNABLES;
+      else env.GLIBC_TUNABLES = tunables;
+      rmSync(repo, { recursive: true, force: true });
+      const init = spawnSync(bin, ['init', '-q', '-r', repo], { encoding: 'utf8', env });
+      assert.equal(init.status, 0, init.stderr);
+      const cmd = `printf "%s|%s" "\${GLIBC_TUNABLES-unset}" "\${LIFEBOAT_GLIBC_TUNABLES-unset}" > ${seen}; echo data`;
+      const b = spawnSync(bin, ['backup', '-q', '-r', repo, '--stdin-from-command', cmd, '--stdin-filename', 'x'], { encoding: 'utf8', env });
+      assert.equal(b.status, 0, b.stderr);
+      assert.equal(readFileSync(seen, 'utf8'), want);
+    }
+  });
+
+  it('glibc.malloc.hugetlb=1 (as bin/lifeboat sets it) gives node\'s large buffers huge pages on this machine', (t) => {
+    let thp = '';
+    try {
+      thp = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
+    } catch {
+      /* no THP */
+    }
+    const glibc = (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime;
+    if (!/\[(always|madvise)\]/.test(thp) || !glibc || Number(glibc.split('.')[1]) < 35 || Number(glibc.split('.')[0]) !== 2) {
+      t.skip(`no transparent huge pages to ask for (THP: ${thp.trim() || 'none'}, glibc ${glibc ?? 'none'})`);
+      return;
+    }
+    const bin = path.join(ROOT, 'bin', 'lifeboat');
+    const tmp = tmpDir();
+    t.after(tmp.cleanup);
+    const d = tmp.dir;
+    // LIFEBOAT_NODE: node running a probe instead of the CLI, in the environment bin/lifeboat made
+    const probe = path.join(d, 'probe');
+    const js = 'const b=Buffer.allocUnsafeSlow(64<<20);b.fill(1);process.stdout.write(/AnonHugePages:\\s+(\\d+)/.exec(require("fs").readFileSync("/proc/self/smaps_rollup","utf8"))[1])';
+    writeFileSync(probe, `#!/bin/sh\nexec "${process.execPath}" -e '${js}'\n`, { mode: 0o755 });
+    const huge = (tunables: string | undefined) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, LIFEBOAT_NODE: probe };
+      delete env.GLIBC_TUNABLES;
+      if (tunables !== undefined) env.GLIBC_TUNABLES = tunables;
+      const r = spawnSync(bin, ['-V'], { encoding: 'utf8', env });
+      assert.equal(r.status, 0, r.stderr);
+      return Number(r.stdout) * 1024;
+    };
+    if (thp.includes('[madvise]')) assert.ok(huge('glibc.malloc.hugetlb=0') < 16 << 20, 'without the tunable, the buffer has no huge pages (THP left to madvise)');
+    assert.ok(huge(undefined) >= 32 << 20, 'the 64 MiB buffer is mostly in huge pages');
   });
 });
 

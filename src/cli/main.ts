@@ -19,7 +19,22 @@ function isEntryPoint(): boolean {
   }
 }
 
+/**
+ * bin/lifeboat asks glibc for transparent huge pages for this process (GLIBC_TUNABLES
+ * glibc.malloc.hugetlb=1, read by glibc when the process starts) and keeps what the caller
+ * had in LIFEBOAT_GLIBC_TUNABLES: the commands Lifeboat runs (pg_dump, hooks, drills) get
+ * the caller's GLIBC_TUNABLES back, unchanged or unset.
+ */
+export function restoreLauncherEnv(env: NodeJS.ProcessEnv = process.env): void {
+  const was = env.LIFEBOAT_GLIBC_TUNABLES;
+  if (was === undefined) return;
+  if (was === '') delete env.GLIBC_TUNABLES;
+  else env.GLIBC_TUNABLES = was;
+  delete env.LIFEBOAT_GLIBC_TUNABLES;
+}
+
 if (isEntryPoint()) {
+  restoreLauncherEnv();
   installSignalHandlers();
   installStdioGuards();
   let report: (err: unknown) => number = (err) => {
