@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { buildProgram, COMMAND_MODULES, commandModuleOf, modulesFor } from '../src/cli/program.js';
 import { tmpDir, runCli } from './helpers/tmp.js';
 import { PROGRAM } from '../src/repo/version.js';
+import { progressBars } from '../src/cli/output.js';
 
 /**
  * The CLI loads only the module of the command that runs (src/cli/program.ts):
@@ -93,7 +94,12 @@ test('listing snapshots without a config loads neither the config schemas nor ot
     const hooks = path.join(t.dir, 'hooks.mjs');
     writeFileSync(hooks, "export async function resolve(s, c, next) { const r = await next(s, c); process.stderr.write('LOADED ' + r.url + '\\n'); return r; }\n");
     const reg = path.join(t.dir, 'register.mjs');
-    writeFileSync(reg, `import { register } from 'node:module'; register(${JSON.stringify('file://' + hooks)});\n`);
+    // ... and every require() (cli-progress is CommonJS, loaded with createRequire when a bar is drawn)
+    writeFileSync(
+      reg,
+      `import Module, { register } from 'node:module'; register(${JSON.stringify('file://' + hooks)});\n` +
+        "const load = Module._load; Module._load = function (req, ...a) { process.stderr.write('REQUIRED ' + req + '\\n'); return load.call(this, req, ...a); };\n",
+    );
     const r = await runCli(['snapshots', '--repo', repo, '--json'], { env: { ...env, NODE_OPTIONS: `--import ${reg}` }, cwd: t.dir });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), []);
@@ -113,9 +119,15 @@ test('listing snapshots without a config loads neither the config schemas nor ot
     assert.equal(readFileSync(path.join(target, 'f.txt'), 'utf8'), 'restore me');
     const loadedR = rr.stderr.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice(7));
     assert.ok(loadedR.some((u) => u.endsWith('/engine/restorer.js')), 'the hook saw the restorer');
-    for (const heavy of ['/node_modules/zod/', '/node_modules/better-sqlite3/', '/config/sources.js', '/sources/']) {
+    for (const heavy of ['/node_modules/zod/', '/node_modules/better-sqlite3/', '/config/sources.js', '/sources/', '/node_modules/cli-progress/']) {
       assert.ok(!loadedR.some((u) => u.includes(heavy)), `restore: ${heavy} was loaded`);
     }
+    // no progress bar without a terminal: cli-progress is never loaded (~12 ms and ~5 MB at start-up)
+    const required = rr.stderr.split('\n').filter((l) => l.startsWith('REQUIRED ')).map((l) => l.slice(9));
+    assert.ok(required.length > 0, 'the require hook ran');
+    assert.ok(!required.some((x) => x.includes('cli-progress')), 'restore: cli-progress was required');
+    // ...and it is there when one is drawn
+    assert.equal(typeof progressBars().SingleBar, 'function');
   } finally {
     t.cleanup();
   }
