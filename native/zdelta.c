@@ -313,5 +313,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "encRun", f);
   napi_create_function(env, "encFiles", NAPI_AUTO_LENGTH, js_enc_files, NULL, &f);
   napi_set_named_property(env, exports, "encFiles", f);
+  napi_create_function(env, "encStats", NAPI_AUTO_LENGTH, js_enc_stats, NULL, &f);
+  napi_set_named_property(env, exports, "encStats", f);
   return exports;
 }

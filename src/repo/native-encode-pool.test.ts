@@ -238,3 +238,34 @@ test('C readFiles: read, id, encode and sketch per file as the worker does; erro
   ];
   for (const args of bad) assert.throws(() => (a.encFiles as (...x: unknown[]) => unknown)(...args), TypeError);
 });
+
+test('C encode: sealed outputs come from kept blocks once freed (no new mapping per blob), bounded, and never carry stale bytes', { skip }, async () => {
+  const p = pool(3);
+  const js = new BlobCodec(encKey, 3);
+  const a = encodeNative()!;
+  const [, , reused0, mapped0] = a.encStats();
+  // sizes a backup's chunks have (incompressible: the sealed output is the whole plaintext), largest first so smaller
+  // ones land in blocks that held more; then some in parallel
+  const sizes = [1_500_000, 1_200_000, 900_000, 700_000, 520_000, 1_100_000, 800_000, 650_000];
+  const check = async (data: Buffer) => {
+    const r = await p.encode(data);
+    assert.equal(r.compression, 0);
+    assert.equal(r.sealed.length, data.length + 28, 'exactly nonce + body + tag: nothing of a block\'s earlier contents');
+    assert.deepEqual(js.decode(r.sealed, r.compression, data.length, 'b'), data);
+  };
+  for (let round = 0; round < 3; round++) for (const n of sizes) await check(randomBytes(n));
+  await Promise.all(sizes.map((n) => check(randomBytes(n))));
+  // compressible ones (zstd output shorter than the block) as well
+  for (let i = 0; i < 4; i++) {
+    const data = text(1_000_000, 40 + i);
+    const r = await p.encode(data);
+    assert.equal(r.compression, 1);
+    assert.deepEqual(js.decode(r.sealed, r.compression, data.length, 'c'), data);
+  }
+  const [kept, keptBytes, reused, mapped] = a.encStats();
+  const n = sizes.length * 4 + 4;
+  assert.ok(reused - reused0 >= n - 2 * sizes.length, `outputs in kept blocks: ${reused - reused0} of ${n} (${mapped - mapped0} new mappings)`);
+  assert.ok(mapped - mapped0 <= 2 * sizes.length, `new mappings: ${mapped - mapped0}`);
+  assert.ok(kept <= 8 && keptBytes <= 8 << 20, `kept ${kept} blocks, ${keptBytes} bytes`);
+  assert.ok(kept >= 1, 'a freed block is kept');
+});

@@ -28,6 +28,8 @@ export interface EncodeAddon {
     cb: (results: Array<RawResult | string>) => void,
   ): void;
   encFiles(ctx: unknown, paths: Uint8Array[], sizes: Float64Array, flags: Uint8Array, cb: (results: Array<RawFile | string | Buffer>) => void): void;
+  /** [sealed-output blocks kept for reuse, their bytes, outputs given a kept block, outputs given a new mapping] (tests, measurements) */
+  encStats(): number[];
 }
 
 type RawResult = [Buffer, number, string | undefined, number[] | undefined];
