@@ -118,7 +118,8 @@ static __thread en_state *S;
 /*
  * zstd's contexts allocate through malloc: a context's workspace is resized as inputs alternate
  * between small files and 1 MiB chunks, and fresh mappings (mem_alloc) for it cost page faults each
- * time (a first backup: +0.5-0.8 sys s). The sealed outputs are mapped from 64 KiB (mem_alloc).
+ * time (a first backup: +0.5-0.8 sys s). The sealed outputs are mapped from 64 KiB and their blocks kept
+ * for reuse (en_out_alloc, below).
  */
 
 /*
@@ -270,7 +271,7 @@ static int en_incompressible(const uint8_t *data, size_t n) {
 /* crypto.ts seal of payload into a new block (nonce || body || tag); NULL on failure. */
 static uint8_t *en_seal(const uint8_t *key, const uint8_t *payload, size_t plen, size_t *outLen) {
   if (!S->enc && !(S->enc = EVP_CIPHER_CTX_new())) return NULL;
-  /* mmap'ed from 64 KiB (mem_alloc): through malloc, the pool threads' arenas kept what was freed */
+  /* from 64 KiB a kept block or a new mapping (en_out_alloc): through malloc, the pool threads' arenas kept what was freed */
   uint8_t *o = en_out_alloc(plen + EN_NONCE + EN_TAG);
   if (!o) return NULL;
   EVP_CIPHER_CTX *c = S->enc;
