@@ -8,6 +8,13 @@ export interface ChainMsg {
   rawLength: number[];
   what: string[];
   noHash?: boolean;
+  /** Per level, the blob's id (Repository.chainMsg sets them). */
+  ids?: string[];
+  /**
+   * Per level, whether to hash it and report the ones whose hash is their id (check --read-data,
+   * native-read-pool.ts verifyChunk: a base proven on the way need not be decoded again in its own pack).
+   */
+  prove?: boolean[];
 }
 
 /** Buffers per thread for the inner levels of a chain (and a transient result), reused: each grows to the largest blob seen (MAX_DATA_BLOB at most). */

@@ -220,6 +220,49 @@ test('native read pool: verifyChunk (with bases as a dictionary or as chains) gi
   await p.close();
 });
 
+test('native read pool: verifyChunk proves the levels of a base chain asked for (ChainMsg.prove) whose hash is their id, and no other', { skip }, async () => {
+  const p = pool();
+  const root = text(120_000, 8);
+  const v1 = Buffer.concat([root.subarray(0, 40_000), Buffer.from('one'), root.subarray(40_000)]);
+  const v2 = Buffer.concat([v1.subarray(0, 80_000), Buffer.from('two'), v1.subarray(80_000)]);
+  const v3 = Buffer.concat([v2.subarray(0, 20_000), Buffer.from('three'), v2.subarray(20_000)]);
+  const [e0, e1, e2, e3] = [codec.encode(root), codec.encode(v1, root), codec.encode(v2, v1), codec.encode(v3, v2)];
+  const ids = [root, v1, v2].map((b) => blobId(idKey, b));
+  const chain = {
+    sealed: [e0.sealed, e1.sealed, e2.sealed],
+    compression: [e0.compression, e1.compression, e2.compression],
+    rawLength: [root.length, v1.length, v2.length],
+    what: ['blob r', 'blob v1', 'blob v2'],
+    noHash: true,
+    ids,
+  };
+  // (the sealed levels copied for each job: the pool frees those that own their memory once decoded, as the caller reads them anew)
+  const job = (c: typeof chain & { prove?: boolean[] }, what = 'blob v3'): ChunkBlob => ({
+    offset: 0,
+    length: e3.sealed.length,
+    compression: e3.compression,
+    rawLength: v3.length,
+    what,
+    chains: [{ ...c, sealed: c.sealed.map((x) => Buffer.from(x)) }],
+  });
+  // every level asked: all three proven, the blob itself verified as before
+  const all = await p.verifyChunk(e3.sealed, [job({ ...chain, prove: [true, true, true] })]);
+  assert.deepEqual(all.results, [{ id: blobId(idKey, v3) }]);
+  assert.deepEqual(all.proven?.slice().sort(), ids.slice().sort());
+  // only the levels asked for; none when none are asked for (the restore and the JS path)
+  assert.deepEqual((await p.verifyChunk(e3.sealed, [job({ ...chain, prove: [false, true, false] })])).proven, [ids[1]]);
+  assert.equal((await p.verifyChunk(e3.sealed, [job(chain)])).proven, undefined);
+  // a level whose hash is not the id it is said to be is not proven (the rest are)
+  const wrong = { ...chain, ids: [ids[0]!, blobId(idKey, Buffer.from('other')), ids[2]!], prove: [true, true, true] };
+  assert.deepEqual((await p.verifyChunk(e3.sealed, [job(wrong)])).proven?.slice().sort(), [ids[0]!, ids[2]!].sort());
+  // a damaged level: it and the levels above it (skipped) are not proven, the root is
+  const broken = { ...chain, sealed: [e0.sealed, Buffer.from(e1.sealed).fill(7, 30, 40), e2.sealed], what: ['blob r', 'blob v1 (broken)', 'blob v2'], prove: [true, true, true] };
+  const b = await p.verifyChunk(e3.sealed, [job(broken)]);
+  assert.match((b.results[0] as { error: { message: string } }).error.message, /blob v1 \(broken\): authentication failed/);
+  assert.deepEqual(b.proven, [ids[0]]);
+  await p.close();
+});
+
 test('native read pool: decode and decodeChain give the plaintext, id or error the JavaScript gives', { skip }, async () => {
   const p = pool();
   for (const c of cases()) {

@@ -33,7 +33,8 @@ export interface ReadPool {
     opts?: { hash?: boolean; shared?: boolean },
   ): Promise<{ data: Buffer; id?: string }>;
   decodeChain(msg: ChainMsg): Promise<{ data: Buffer; id?: string }>;
-  verifyChunk(chunk: Buffer, blobs: ChunkBlob[], whole?: boolean): Promise<{ results: ChunkResult[]; returned?: ArrayBuffer }>;
+  /** `proven`: the ids of the bases' levels asked to be proven (ChainMsg.prove) whose hash was their id (the C codec only). */
+  verifyChunk(chunk: Buffer, blobs: ChunkBlob[], whole?: boolean): Promise<{ results: ChunkResult[]; returned?: ArrayBuffer; proven?: string[] }>;
   close(): Promise<void>;
 }
 
@@ -98,6 +99,8 @@ class Plan {
   readonly steps: Step[] = [];
   /** Per step: names the blob in its error. */
   readonly what: string[] = [];
+  /** Steps hashed to prove a chain's level (ChainMsg.prove): step -> the id its hash must be. */
+  readonly expect = new Map<number, string>();
   buf(b: ArrayBuffer | ArrayBufferView): number {
     const i = this.bufs.indexOf(b);
     if (i >= 0) return i;
@@ -327,6 +330,8 @@ export class NativeReadPool implements ReadPool {
       const last = i === n - 1;
       const to = last ? { buf: dst, off: dstOff } : { buf: i & 1 ? LEVEL1 : LEVEL0, off: 0 };
       const sealed = c.sealed[i]!;
+      const id = c.prove?.[i] ? c.ids?.[i] : undefined;
+      if (id !== undefined) plan.expect.set(plan.steps.length, id);
       plan.add(
         {
           src: plan.buf(sealed),
@@ -337,7 +342,7 @@ export class NativeReadPool implements ReadPool {
           dst: to.buf,
           dstOff: to.off,
           ...(prev ? { dict: prev.buf, dictOff: prev.off, dictLen: prev.len } : {}),
-          flags: last ? flags : 0,
+          flags: (last ? flags : 0) | (id !== undefined ? F_HASH : 0),
           group,
         },
         c.what[i]!,
@@ -367,7 +372,7 @@ export class NativeReadPool implements ReadPool {
    * not kept); a delta's bases, given as chains, decoded just before it into a joined dictionary.
    * The chunk is not transferred: `returned` is it when `whole` (the caller reuses it).
    */
-  async verifyChunk(chunk: Buffer, blobs: ChunkBlob[], whole = false): Promise<{ results: ChunkResult[]; returned?: ArrayBuffer }> {
+  async verifyChunk(chunk: Buffer, blobs: ChunkBlob[], whole = false): Promise<{ results: ChunkResult[]; returned?: ArrayBuffer; proven?: string[] }> {
     const plan = new Plan();
     const src = plan.buf(chunk);
     const results: Array<ChunkResult | number> = [];
@@ -414,9 +419,12 @@ export class NativeReadPool implements ReadPool {
       if (err) return { error: errorOf(err) };
       return { id: d!.ids.toString('hex', r * 32, r * 32 + 32) };
     });
+    // the bases' levels asked to be proven (ChainMsg.prove) that decoded to their ids
+    const proven: string[] = [];
+    for (const [k, id] of plan.expect) if (d && d.status[2 * k] === S_OK && d.ids.toString('hex', k * 32, k * 32 + 32) === id) proven.push(id);
     // (the range stays the caller's: handed back as the decode worker would, to be reused)
     const own = whole || (chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && !(chunk.buffer instanceof SharedArrayBuffer));
-    return { results: out, ...(own ? { returned: chunk.buffer as ArrayBuffer } : {}) };
+    return { results: out, ...(own ? { returned: chunk.buffer as ArrayBuffer } : {}), ...(proven.length ? { proven } : {}) };
   }
 
   /** Waits for the jobs in flight; later jobs are refused. */

@@ -1174,6 +1174,7 @@ export class Repository {
       compression: entries.map((x) => x.compression),
       rawLength: entries.map((x) => x.rawLength),
       what,
+      ids,
       ...(verify ? {} : { noHash: true }),
     };
   }

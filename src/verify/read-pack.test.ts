@@ -9,7 +9,7 @@ import type { Storage } from '../storage/types.js';
 import { Repository } from '../repo/repository.js';
 import { BlobCodec } from '../repo/codec.js';
 import { PackWriter, type PackBlob } from '../repo/pack.js';
-import { InlineVerifier, type PackHasher, RangeBuffers, readPackData } from './read-pack.js';
+import { InlineVerifier, type PackHasher, ProvenBlobs, RangeBuffers, readPackData } from './read-pack.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
 
@@ -91,71 +91,147 @@ function rows(n: number, v: number, seed = 0): Buffer {
   return Buffer.from(out.join('\n'));
 }
 
+/**
+ * A repository of delta blobs in packs as `layout` groups them: v0 and other (full), v1 (a delta on v0),
+ * top (on v1) and top2 (on v1 and other). Opened anew (the index read from its files).
+ */
+async function deltaRepo(dir: string, layout: Array<Array<'v0' | 'other' | 'v1' | 'top' | 'top2'>>) {
+  const repo = await Repository.init(new LocalStorage(dir), 'pw');
+  const codec = new BlobCodec(repo.key.encKey, 3);
+  const v0 = rows(6000, 0);
+  const v1 = rows(6000, 1);
+  const other = rows(5000, 0, 7);
+  const top = Buffer.concat([rows(6000, 2), other.subarray(0, 50_000)]);
+  const top2 = Buffer.concat([top, Buffer.from('2')]);
+  const plain = { v0, v1, other, top, top2 };
+  const id = Object.fromEntries(Object.entries(plain).map(([k, b]) => [k, repo.blobId(b)])) as Record<keyof typeof plain, string>;
+  const bases: Record<keyof typeof plain, string[]> = { v0: [], other: [], v1: [id.v0], top: [id.v1], top2: [id.v1, id.other] };
+  const enc = {
+    v0: codec.encode(v0),
+    other: codec.encode(other),
+    v1: codec.encode(v1, v0),
+    top: codec.encode(top, v1),
+    top2: codec.encode(top2, Buffer.concat([v1, other])),
+  };
+  for (const k of ['v1', 'top', 'top2'] as const) assert.equal(enc[k].compression, 2);
+  const packs: Array<{ id: string; size: number; blobs: PackBlob[] }> = [];
+  for (const names of layout) {
+    const pw = new PackWriter();
+    for (const k of names) {
+      const [b0, b1] = bases[k];
+      pw.add({ id: id[k], type: 'data', rawLength: plain[k].length, compression: enc[k].compression, ...(b0 ? { base: b0 } : {}), ...(b1 ? { base2: b1 } : {}) }, enc[k].sealed);
+    }
+    const { id: packId, data, blobs: written } = pw.finalize(repo.key.encKey);
+    await repo.storage.save('data', packId, data);
+    packs.push({ id: packId, size: data.length, blobs: written });
+  }
+  await repo.writeIndexFile(packs.map((p) => ({ id: p.id, blobs: p.blobs })));
+  await repo.close();
+  const r = await Repository.open(new LocalStorage(dir), 'pw');
+  /** Flips a byte near the end of blob `k` in its pack. */
+  const damage = async (k: keyof typeof plain) => {
+    const pk = packs.find((p) => p.blobs.some((b) => b.id === id[k]))!;
+    const file = path.join(dir, 'data', pk.id.slice(0, 2), pk.id);
+    const buf = await fsp.readFile(file);
+    const at = pk.blobs.find((b) => b.id === id[k])!;
+    buf[at.offset + at.length - 30]! ^= 1;
+    await fsp.writeFile(file, buf);
+    return pk.id;
+  };
+  return { repo: r, id, packs, damage };
+}
+
 test('readPackData: delta blobs (one base, two bases, a base that is a delta) verify from their bases\' sealed chains, nothing cached; a damaged base fails the blobs built on it, named', async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-read-pack-delta-'));
-  const repo = await Repository.init(new LocalStorage(dir), 'pw');
+  const { repo: r, id, packs, damage } = await deltaRepo(dir, [
+    ['v0', 'other'],
+    ['v1', 'top', 'top2'],
+  ]);
+  const cached = () => (r as unknown as { cache: { size: number } }).cache.size;
   try {
-    const codec = new BlobCodec(repo.key.encKey, 3);
-    const v0 = rows(6000, 0);
-    const v1 = rows(6000, 1);
-    const other = rows(5000, 0, 7);
-    const top = Buffer.concat([rows(6000, 2), other.subarray(0, 50_000)]);
-    const top2 = Buffer.concat([top, Buffer.from('2')]);
-    const [id0, id1, idO, idT1, idT2] = [v0, v1, other, top, top2].map((b) => repo.blobId(b));
-    const entry = (id: string, data: Buffer, enc: { compression: 0 | 1 | 2 }, bases: string[] = []) => ({
-      id,
-      type: 'data' as const,
-      rawLength: data.length,
-      compression: enc.compression,
-      ...(bases[0] ? { base: bases[0] } : {}),
-      ...(bases[1] ? { base2: bases[1] } : {}),
-    });
-    const e1 = codec.encode(v1, v0);
-    const eT1 = codec.encode(top, v1);
-    const eT2 = codec.encode(top2, Buffer.concat([v1, other]));
-    for (const e of [e1, eT1, eT2]) assert.equal(e.compression, 2);
-    const e0 = codec.encode(v0);
-    const eO = codec.encode(other);
-    const basePack = new PackWriter();
-    basePack.add(entry(id0!, v0, e0), e0.sealed);
-    basePack.add(entry(idO!, other, eO), eO.sealed);
-    const deltaPack = new PackWriter();
-    deltaPack.add(entry(id1!, v1, e1, [id0!]), e1.sealed);
-    deltaPack.add(entry(idT1!, top, eT1, [id1!]), eT1.sealed);
-    deltaPack.add(entry(idT2!, top2, eT2, [id1!, idO!]), eT2.sealed);
-    const packs: Array<{ id: string; size: number; blobs: PackBlob[] }> = [];
-    for (const pw of [basePack, deltaPack]) {
-      const { id, data, blobs: written } = pw.finalize(repo.key.encKey);
-      await repo.storage.save('data', id, data);
-      packs.push({ id, size: data.length, blobs: written });
+    const dp = packs[1]!;
+    for (const inline of [undefined, new InlineVerifier(r, true)]) {
+      const ok = await readPackData(r, dp.id, dp.size, new RangeBuffers(), inline);
+      assert.deepEqual({ hashOk: ok.hashOk, damaged: ok.damaged }, { hashOk: true, damaged: [] });
+      assert.equal(cached(), 0, 'the bases went as sealed chains: none decoded into the read cache');
     }
-    await repo.writeIndexFile(packs.map((p) => ({ id: p.id, blobs: p.blobs })));
-    const r = await Repository.open(new LocalStorage(dir), 'pw');
-    const cached = () => (r as unknown as { cache: { size: number } }).cache.size;
-    try {
-      const [bp, dp] = packs as [(typeof packs)[0], (typeof packs)[0]];
-      for (const inline of [undefined, new InlineVerifier(r, true)]) {
-        const ok = await readPackData(r, dp.id, dp.size, new RangeBuffers(), inline);
-        assert.deepEqual({ hashOk: ok.hashOk, damaged: ok.damaged }, { hashOk: true, damaged: [] });
-        assert.equal(cached(), 0, 'the bases went as sealed chains: none decoded into the read cache');
-      }
-      // v0 damaged in its pack: v0 itself, v1 (a delta on it) and both tops (on v1) fail; the tops' messages name v0
-      const file = path.join(dir, 'data', bp.id.slice(0, 2), bp.id);
-      const buf = await fsp.readFile(file);
-      const at = bp.blobs.find((b) => b.id === id0)!;
-      buf[at.offset + at.length - 30]! ^= 1;
-      await fsp.writeFile(file, buf);
-      for (const inline of [undefined, new InlineVerifier(r, true)]) {
-        const bad = await readPackData(r, dp.id, dp.size, new RangeBuffers(), inline);
-        assert.equal(bad.hashOk, true);
-        assert.deepEqual(bad.damaged.map(([id]) => id).sort(), [id1!, idT1!, idT2!].sort());
-        for (const [, msg] of bad.damaged) assert.match(msg, new RegExp(`blob ${id0} in pack ${bp.id}: authentication failed`));
-      }
-    } finally {
-      await r.close();
+    // v0 damaged in its pack: v0 itself, v1 (a delta on it) and both tops (on v1) fail; the tops' messages name v0
+    const bp = await damage('v0');
+    for (const inline of [undefined, new InlineVerifier(r, true)]) {
+      const bad = await readPackData(r, dp.id, dp.size, new RangeBuffers(), inline);
+      assert.equal(bad.hashOk, true);
+      assert.deepEqual(bad.damaged.map(([x]) => x).sort(), [id.v1, id.top, id.top2].sort());
+      for (const [, msg] of bad.damaged) assert.match(msg, new RegExp(`blob ${id.v0} in pack ${bp}: authentication failed`));
     }
   } finally {
-    await repo.close();
+    await r.close();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('readPackData with ProvenBlobs: bases proven while the deeper pack is read are not decoded again in their own packs; a damaged base is never proven and is found in its pack', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-read-pack-proven-'));
+  const { repo: r, id, packs, damage } = await deltaRepo(dir, [['v0', 'other'], ['v1'], ['top', 'top2']]);
+  try {
+    const [bp, mp, tp] = packs as [(typeof packs)[0], (typeof packs)[0], (typeof packs)[0]];
+    const native = !!r.readPool.native;
+    const order = [tp, mp, bp];
+    const run = async () => {
+      const proven = new ProvenBlobs(
+        r,
+        order.map((p) => p.id),
+      );
+      const found: Array<{ hashOk: boolean; damaged: Array<[string, string]> }> = [];
+      for (const p of order) {
+        const x = await readPackData(r, p.id, p.size, new RangeBuffers(), undefined, undefined, proven);
+        found.push({ hashOk: x.hashOk, damaged: x.damaged });
+      }
+      return { proven, found };
+    };
+    const ok = await run();
+    assert.deepEqual(ok.found, order.map(() => ({ hashOk: true, damaged: [] })));
+    // (the C codec proves; the decode worker does not, and every blob is decoded in its pack)
+    assert.equal(ok.proven.skipped, native ? 3 : 0, 'v1, v0 and other proven by the tops\' chains');
+    assert.equal(ok.proven.size, 0);
+
+    // v1 damaged in its pack: the tops fail naming it; v1 is not proven, so its own pack decodes it and names it
+    await damage('v1');
+    const bad = await run();
+    assert.deepEqual(bad.found[0]!.damaged.map(([x]) => x).sort(), [id.top, id.top2].sort());
+    assert.equal(bad.found[1]!.hashOk, false);
+    assert.deepEqual(bad.found[1]!.damaged.map(([x]) => x), [id.v1]);
+    assert.match(bad.found[1]!.damaged[0]![1], /authentication failed/);
+    assert.deepEqual(bad.found[2], { hashOk: true, damaged: [] });
+    // v0 is proven (the root, before the damaged level); other is not (in top2's job its chain comes after v1's, which failed)
+    assert.equal(bad.proven.skipped, native ? 1 : 0);
+  } finally {
+    await r.close();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('ProvenBlobs: only blobs of packs not read yet are wanted, at most max kept; one is taken only where its pack\'s header puts it where the index does, once', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-read-pack-proven2-'));
+  const { repo: r, id, packs } = await deltaRepo(dir, [['v0', 'other'], ['v1'], ['top', 'top2']]);
+  try {
+    const [bp, mp] = packs as [(typeof packs)[0], (typeof packs)[0]];
+    const pr = new ProvenBlobs(r, [bp.id, mp.id], 2);
+    assert.equal(pr.wanted(id.v0), true);
+    assert.equal(pr.wanted(id.top), false, 'its pack is not to be read');
+    pr.started(mp.id);
+    assert.equal(pr.wanted(id.v1), false, 'its pack was read already');
+    pr.add([id.v0, id.other, id.v1]);
+    assert.equal(pr.size, 2, 'no more than max');
+    assert.equal(pr.wanted(id.v0), false, 'proven already');
+    const v0 = bp.blobs.find((b) => b.id === id.v0)!;
+    assert.equal(pr.take(mp.id, v0), false, 'another pack');
+    assert.equal(pr.take(bp.id, { ...v0, offset: v0.offset + 1 }), false, 'another place');
+    assert.equal(pr.take(bp.id, { ...v0, length: v0.length - 1 }), false, 'another length');
+    assert.equal(pr.take(bp.id, v0), true);
+    assert.equal(pr.take(bp.id, v0), false, 'once');
+    assert.equal(pr.skipped, 1);
+  } finally {
+    await r.close();
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });

@@ -1,5 +1,6 @@
 import { IntegrityError, errorMessage } from '../errors.js';
 import { type ChunkBlob, type ChunkResult, verifyChunk } from '../repo/chunk-verify.js';
+import type { ChainMsg } from '../repo/chain.js';
 import { BlobCodec } from '../repo/codec.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 import { StreamSha256 } from '../util/stream-hash.js';
@@ -31,6 +32,12 @@ const RANGE = 1024 * 1024;
 const IN_FLIGHT_WORKER = 3;
 const IN_FLIGHT_NATIVE = 2;
 const WORKER_QUEUE = 2;
+/** With the C codec: a job's decoding (its blobs and their bases' chains) before the rest of a range goes in another job. */
+const GROUP_BYTES = 4 * 1024 * 1024;
+/** Jobs of one range at once (with the C codec). */
+const GROUPS_AT_ONCE = 3;
+/** Deltas whose bases' chains are read ahead (with the C codec). */
+const CHAINS_AHEAD = 4;
 
 /** Verifies ranges on the calling thread (see above); same checks and results as the worker's. */
 export class InlineVerifier {
@@ -87,6 +94,61 @@ export class RangeBuffers {
   }
 }
 
+/**
+ * Delta bases proven on the way (check --read-data with the C codec): decoding a delta's bases
+ * (their sealed chains, Repository.baseChains) computes every level's plaintext anyway; hashed too,
+ * a level whose hash is its id is proven, and when its own pack is read later its blob is not
+ * decoded again. A day-3 dump's chunk is a chain of four levels: verified pack by pack, days 0..3
+ * cost 1+2+3+4 decompressions of the dump; with the packs holding the deepest deltas read first
+ * (check.ts), 4. A blob is taken as proven only where its pack's header puts it where the index
+ * did when it was read (the bytes hashed), and that pack's SHA-256 is still checked.
+ * Memory: at most MAX_PROVEN ids (then no more are kept: those blobs are decoded in their packs).
+ */
+export class ProvenBlobs {
+  private readonly ids = new Set<string>();
+  /** Packs not read yet: only blobs there are worth proving. */
+  private readonly pending: Set<string>;
+  constructor(
+    private readonly repo: Repository,
+    packs: readonly string[],
+    private readonly max = MAX_PROVEN,
+  ) {
+    this.pending = new Set(packs);
+  }
+  /** Blobs proven so far and not yet met in their packs (tests). */
+  get size(): number {
+    return this.ids.size;
+  }
+  /** Blobs met in their packs already proven (not decoded again). */
+  skipped = 0;
+  started(pack: string): void {
+    this.pending.delete(pack);
+  }
+  /** Whether a level of a base's chain is worth hashing: its pack is still to be read, and it is not proven yet. */
+  wanted(id: string): boolean {
+    if (this.ids.has(id) || this.ids.size >= this.max) return false;
+    const pack = this.repo.index.packOf(id);
+    return pack !== undefined && this.pending.has(pack);
+  }
+  add(ids: readonly string[] | undefined): void {
+    for (const id of ids ?? []) if (this.ids.size < this.max) this.ids.add(id);
+  }
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+  /** `b` in `pack` was proven at this very place: true once (it is forgotten). */
+  take(pack: string, b: PackBlob): boolean {
+    if (!this.ids.has(b.id)) return false;
+    const e = this.repo.index.get(b.id);
+    if (!e || e.pack !== pack || e.offset !== b.offset || e.length !== b.length) return false;
+    this.ids.delete(b.id);
+    this.skipped++;
+    return true;
+  }
+}
+/** Proven ids kept at most (~120 bytes each: ~8 MB). */
+const MAX_PROVEN = 65536;
+
 export interface PackReadResult {
   /** The content's SHA-256 matches the pack's name. */
   hashOk: boolean;
@@ -112,8 +174,10 @@ export async function readPackData(
   buffers = new RangeBuffers(),
   inline?: InlineVerifier,
   hasher: () => PackHasher = () => new StreamSha256({ native: repo.readPool.native }),
+  proven?: ProvenBlobs,
 ): Promise<PackReadResult> {
   const res: PackReadResult = { hashOk: false, damaged: [], bytesRead: 0 };
+  proven?.started(pack);
   const load = async (offset: number, length: number): Promise<Buffer> => {
     const b = await repo.storage.load('data', pack, { offset, length });
     res.bytesRead += b.length;
@@ -167,9 +231,48 @@ export async function readPackData(
       await hashed;
       buffers.give(ab);
     };
-    const jobs: ChunkBlob[] = [];
-    const sent: PackBlob[] = [];
-    for (const b of list) {
+    let jobs: ChunkBlob[] = [];
+    let sent: PackBlob[] = [];
+    // With the C codec, a range whose deltas' bases come to more than GROUP_BYTES of decoding goes in
+    // several jobs on the pool's threads at once: a dump's deltas are small, and one range held the
+    // whole day's (a chain of four levels each), decoded one after the other on one core
+    const split = repo.readPool.native && !inline;
+    const groups: Array<Promise<void>> = [];
+    const running = new Set<Promise<void>>();
+    let cost = 0;
+    const flush = async (): Promise<void> => {
+      const j = jobs;
+      const list2 = sent;
+      jobs = [];
+      sent = [];
+      cost = 0;
+      const p = repo.readPool.verifyChunk(data, j, false).then(({ results, proven: got }) => {
+        proven?.add(got);
+        settle(list2, results);
+      });
+      groups.push(p);
+      const q = p.catch(() => {}).then(() => running.delete(q)) as Promise<unknown> as Promise<void>; // (p is awaited below)
+      running.add(q);
+      if (running.size >= GROUPS_AT_ONCE) await Promise.race(running);
+    };
+    // the next deltas' bases are read while this one's are decoded (one at a time, the reads queued
+    // behind the decodes on libuv's threads and left the pool idle a third of the time)
+    const ahead = new Map<number, Promise<ChainMsg[] | undefined>>();
+    for (let k = 0; k < list.length; k++) {
+      const b = list[k]!;
+      for (let a = k + 1; split && a < list.length && a <= k + CHAINS_AHEAD; a++) {
+        const x = list[a]!;
+        if (x.compression !== 2 || ahead.has(a) || proven?.has(x.id) || basesOf(x).includes(x.id)) continue;
+        const p = repo.baseChains(basesOf(x));
+        p.catch(() => {}); // awaited where used
+        ahead.set(a, p);
+      }
+      const mine = ahead.get(k);
+      ahead.delete(k);
+      if (proven?.take(pack, b)) {
+        verified.set(b, b.id);
+        continue;
+      }
       const job: ChunkBlob = { offset: b.offset - base, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id}` };
       if (b.compression === 2) {
         try {
@@ -177,9 +280,14 @@ export async function readPackData(
           // the bases' own hashes are checked where they are stored; a wrong base fails this blob's hash.
           // The bases go as their sealed chains, decoded where the blob is (no plaintext on this thread,
           // none cached: held in the read cache as shared buffers, the bases were ~35-45 MB of check's peak)
-          const chains = await repo.baseChains(basesOf(b));
-          if (chains) job.chains = chains;
-          else job.dict = await repo.loadDict(basesOf(b), 1, false);
+          const chains = await (mine ?? repo.baseChains(basesOf(b)));
+          if (chains && proven && split) {
+            for (const c of chains) if (c.ids) c.prove = c.ids.map((id) => proven.wanted(id));
+          }
+          if (chains) {
+            job.chains = chains;
+            for (const c of chains) for (const r of c.rawLength) cost += r;
+          } else job.dict = await repo.loadDict(basesOf(b), 1, false);
         } catch (err) {
           messages.set(b, errorMessage(err));
           continue;
@@ -187,6 +295,15 @@ export async function readPackData(
       }
       jobs.push(job);
       sent.push(b);
+      cost += b.rawLength;
+      if (split && cost >= GROUP_BYTES) await flush();
+    }
+    if (split) {
+      if (jobs.length) await flush();
+      await Promise.all(groups);
+      const own = reused || (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && !(data.buffer instanceof SharedArrayBuffer));
+      if (own) await give(data.buffer as ArrayBuffer);
+      return;
     }
     if (jobs.length === 0) {
       if (reused) await give(data.buffer as ArrayBuffer);
@@ -199,7 +316,8 @@ export async function readPackData(
       return;
     }
     if (!repo.readPool.native) await hashed; // the worker takes the range (transferred)
-    const { results, returned } = await repo.readPool.verifyChunk(data, jobs, reused);
+    const { results, returned, proven: got } = await repo.readPool.verifyChunk(data, jobs, reused);
+    proven?.add(got);
     settle(sent, results);
     await give(returned);
   };
