@@ -65,8 +65,12 @@ export class BufferReclaimer {
   /** The heap's used size after the last full collection this reclaimer ran (or when it first looked). */
   private heapBase = -1;
 
+  /** Bytes noted by dropped() in all. */
+  totalDropped = 0;
+
   /** Note `bytes` of buffers no longer referenced; collect once `every` bytes add up. */
   dropped(bytes: number): void {
+    this.totalDropped += bytes;
     this.since += bytes;
     this.sinceFull += bytes;
     let heapFull = false;

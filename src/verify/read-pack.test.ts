@@ -9,7 +9,7 @@ import type { Storage } from '../storage/types.js';
 import { Repository } from '../repo/repository.js';
 import { BlobCodec } from '../repo/codec.js';
 import { PackWriter, type PackBlob } from '../repo/pack.js';
-import { InlineVerifier, type PackHasher, ProvenBlobs, RangeBuffers, readPackData } from './read-pack.js';
+import { InlineVerifier, type PackHasher, ProvenBlobs, RangeBuffers, dictReclaimer, readPackData } from './read-pack.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
 
@@ -93,9 +93,10 @@ function rows(n: number, v: number, seed = 0): Buffer {
 
 /**
  * A repository of delta blobs in packs as `layout` groups them: v0 and other (full), v1 (a delta on v0),
- * top (on v1) and top2 (on v1 and other). Opened anew (the index read from its files).
+ * top (on v1), top2 (on v1 and other) and top3 (on top2: a base not on a single-base chain, loaded
+ * through the read cache). Opened anew (the index read from its files).
  */
-async function deltaRepo(dir: string, layout: Array<Array<'v0' | 'other' | 'v1' | 'top' | 'top2'>>) {
+async function deltaRepo(dir: string, layout: Array<Array<'v0' | 'other' | 'v1' | 'top' | 'top2' | 'top3'>>) {
   const repo = await Repository.init(new LocalStorage(dir), 'pw');
   const codec = new BlobCodec(repo.key.encKey, 3);
   const v0 = rows(6000, 0);
@@ -103,17 +104,19 @@ async function deltaRepo(dir: string, layout: Array<Array<'v0' | 'other' | 'v1' 
   const other = rows(5000, 0, 7);
   const top = Buffer.concat([rows(6000, 2), other.subarray(0, 50_000)]);
   const top2 = Buffer.concat([top, Buffer.from('2')]);
-  const plain = { v0, v1, other, top, top2 };
+  const top3 = Buffer.concat([top2, Buffer.from('3')]);
+  const plain = { v0, v1, other, top, top2, top3 };
   const id = Object.fromEntries(Object.entries(plain).map(([k, b]) => [k, repo.blobId(b)])) as Record<keyof typeof plain, string>;
-  const bases: Record<keyof typeof plain, string[]> = { v0: [], other: [], v1: [id.v0], top: [id.v1], top2: [id.v1, id.other] };
+  const bases: Record<keyof typeof plain, string[]> = { v0: [], other: [], v1: [id.v0], top: [id.v1], top2: [id.v1, id.other], top3: [id.top2] };
   const enc = {
     v0: codec.encode(v0),
     other: codec.encode(other),
     v1: codec.encode(v1, v0),
     top: codec.encode(top, v1),
     top2: codec.encode(top2, Buffer.concat([v1, other])),
+    top3: codec.encode(top3, top2),
   };
-  for (const k of ['v1', 'top', 'top2'] as const) assert.equal(enc[k].compression, 2);
+  for (const k of ['v1', 'top', 'top2', 'top3'] as const) assert.equal(enc[k].compression, 2);
   const packs: Array<{ id: string; size: number; blobs: PackBlob[] }> = [];
   for (const names of layout) {
     const pw = new PackWriter();
@@ -204,6 +207,21 @@ test('readPackData with ProvenBlobs: bases proven while the deeper pack is read 
     assert.deepEqual(bad.found[2], { hashOk: true, damaged: [] });
     // v0 is proven (the root, before the damaged level); other is not (in top2's job its chain comes after v1's, which failed)
     assert.equal(bad.proven.skipped, native ? 1 : 0);
+  } finally {
+    await r.close();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('readPackData: a delta whose base has two bases verifies through the read cache, and its dictionary counts towards the collections of such buffers', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-read-pack-dict-'));
+  const { repo: r, packs } = await deltaRepo(dir, [['v0', 'other'], ['v1', 'top', 'top2'], ['top3']]);
+  try {
+    const tp = packs[2]!;
+    const before = dictReclaimer.totalDropped;
+    const ok = await readPackData(r, tp.id, tp.size, new RangeBuffers());
+    assert.deepEqual({ hashOk: ok.hashOk, damaged: ok.damaged }, { hashOk: true, damaged: [] });
+    assert.equal(dictReclaimer.totalDropped - before, rows(6000, 2).length + 50_000 + 1, 'top2, the dictionary of top3');
   } finally {
     await r.close();
     await fsp.rm(dir, { recursive: true, force: true });

@@ -36,6 +36,9 @@ const WORKER_QUEUE = 2;
 const GROUP_BYTES = 4 * 1024 * 1024;
 /** Jobs of one range at once (with the C codec). */
 const GROUPS_AT_ONCE = 3;
+/** A full collection per DICT_FULL bytes of delta dictionaries loaded through the read cache (loadDict). */
+const DICT_FULL = 16 * 1024 * 1024;
+export const dictReclaimer = new BufferReclaimer(DICT_FULL, DICT_FULL);
 /** Deltas whose bases' chains are read ahead (with the C codec). */
 const CHAINS_AHEAD = 4;
 
@@ -287,7 +290,12 @@ export async function readPackData(
           if (chains) {
             job.chains = chains;
             for (const c of chains) for (const r of c.rawLength) cost += r;
-          } else job.dict = await repo.loadDict(basesOf(b), 1, false);
+          } else {
+            job.dict = await repo.loadDict(basesOf(b), 1, false);
+            // (decoded level by level into shared buffers the read cache holds a few of: those it lets go are
+            // garbage no minor collection frees; a day-3 dump's check left ~100 MB of them to V8's own schedule)
+            dictReclaimer.dropped(job.dict.length);
+          }
         } catch (err) {
           messages.set(b, errorMessage(err));
           continue;
