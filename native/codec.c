@@ -151,11 +151,7 @@ static const ZSTD_customMem zmem = {zstd_alloc, zstd_free, NULL};
 #endif
 #define NSPARE 4
 #define BIG_STEP ((size_t)2 << 20)
-static struct {
-  uint8_t *p;
-  size_t cap;
-} rd_spare[NSPARE]; /* under rd_lock */
-static size_t rd_spareBytes;
+static mem_spares rd_spares = MEM_SPARES(NSPARE, SPARE);
 
 /* A buffer of at least n bytes (its size into *cap): a spare one if one is large enough, else mapped. */
 static uint8_t *buf_get(size_t n, size_t *cap) {
@@ -166,19 +162,7 @@ static uint8_t *buf_get(size_t n, size_t *cap) {
    */
   if (want >= ((size_t)1 << 20) && want <= SIZE_MAX - BIG_STEP) want = (want + BIG_STEP - 1) & ~(BIG_STEP - 1);
   if (want > KEEP) {
-    pthread_mutex_lock(&rd_lock);
-    int best = -1;
-    for (int k = 0; k < NSPARE; k++)
-      if (rd_spare[k].p && rd_spare[k].cap >= want && (best < 0 || rd_spare[k].cap < rd_spare[best].cap)) best = k;
-    uint8_t *p = NULL;
-    if (best >= 0) {
-      p = rd_spare[best].p;
-      *cap = rd_spare[best].cap;
-      rd_spareBytes -= *cap;
-      rd_spare[best].p = NULL;
-      rd_spare[best].cap = 0;
-    }
-    pthread_mutex_unlock(&rd_lock);
+    uint8_t *p = mem_spare_take(&rd_spares, want, cap);
     if (p) return p;
   }
   uint8_t *p = mem_alloc(want);
@@ -190,27 +174,7 @@ static uint8_t *buf_get(size_t n, size_t *cap) {
 /* Gives a buffer back: over KEEP, kept as a spare if SPARE has room (a smaller spare making way), else freed. */
 static void buf_put(uint8_t *p, size_t cap) {
   if (!p) return;
-  if (cap > KEEP && cap <= SPARE) {
-    pthread_mutex_lock(&rd_lock);
-    int slot = -1, small = -1;
-    for (int k = 0; k < NSPARE; k++) {
-      if (!rd_spare[k].p) slot = k;
-      else if (small < 0 || rd_spare[k].cap < rd_spare[small].cap) small = k;
-    }
-    if (slot >= 0 && rd_spareBytes + cap <= SPARE) {
-      rd_spare[slot].p = p;
-      rd_spare[slot].cap = cap;
-      rd_spareBytes += cap;
-      p = NULL;
-    } else if (small >= 0 && rd_spare[small].cap < cap && rd_spareBytes - rd_spare[small].cap + cap <= SPARE) {
-      uint8_t *q = rd_spare[small].p;
-      rd_spareBytes += cap - rd_spare[small].cap;
-      rd_spare[small].p = p;
-      rd_spare[small].cap = cap;
-      p = q;
-    }
-    pthread_mutex_unlock(&rd_lock);
-  }
+  if (cap > KEEP && cap <= SPARE) p = mem_spare_keep(&rd_spares, p, cap);
   mem_free(p);
 }
 

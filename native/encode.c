@@ -135,16 +135,14 @@ static __thread en_state *S;
  * block whose every page then faulted in the pool. Up to EN_SPARE_MAX blocks (EN_SPARE_BYTES in
  * all) are kept instead and handed to the next en_seal they fit (mapped in MEM_BIG steps, so
  * blocks fit outputs of about their size); a freed block that does not fit replaces the smallest
- * one kept if it is larger. Stale bytes never leave: en_seal writes the whole sealed length it
- * returns, and only that length is copied out.
+ * one kept if it is larger (mem_spares, mem-core.h, as codec.c keeps its large buffers). Stale
+ * bytes never leave: en_seal writes the whole sealed length it returns, and only that length is
+ * copied out.
  */
 #define EN_SPARE_MAX 8
 #define EN_SPARE_BYTES ((size_t)8 << 20)
-static pthread_mutex_t en_spare_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint8_t *en_spare[EN_SPARE_MAX];
-static int en_spares;
-static size_t en_spare_bytes;
-static double en_spare_reused, en_spare_mapped; /* encStats() */
+static mem_spares en_spares = MEM_SPARES(EN_SPARE_MAX, EN_SPARE_BYTES); /* sized by mem_total */
+static uint64_t en_spare_reused, en_spare_mapped; /* encStats() */
 
 /* The total size mem_alloc recorded in a block's header (its mapping's size from MEM_BIG). */
 static size_t mem_total(const void *q) {
@@ -157,30 +155,21 @@ static void *en_out_alloc(size_t n) {
   if (n > SIZE_MAX - MEM_HDR - MEM_BIG) return NULL;
   const size_t t = n + MEM_HDR;
   if (t < MEM_BIG) return mem_alloc(n);
-  pthread_mutex_lock(&en_spare_lock);
-  int best = -1;
-  for (int i = 0; i < en_spares; i++)
-    if (mem_total(en_spare[i]) >= t && (best < 0 || mem_total(en_spare[i]) < mem_total(en_spare[best]))) best = i;
-  if (best >= 0) {
-    uint8_t *q = en_spare[best];
-    en_spare[best] = en_spare[--en_spares];
-    en_spare_bytes -= mem_total(q);
-    en_spare_reused++;
-    pthread_mutex_unlock(&en_spare_lock);
-    return q;
-  }
-  en_spare_mapped++;
-  pthread_mutex_unlock(&en_spare_lock);
-  return mem_alloc(mem_steps(t) - MEM_HDR);
+  size_t got;
+  void *q = mem_spare_take(&en_spares, t, &got);
+  __atomic_fetch_add(q ? &en_spare_reused : &en_spare_mapped, 1, __ATOMIC_RELAXED);
+  return q ? q : mem_alloc(mem_steps(t) - MEM_HDR);
 }
 
 /* encStats() -> [blocks kept, bytes kept, outputs given a kept block, outputs given a new mapping] (tests) */
 static napi_value js_enc_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value arr, x;
-  pthread_mutex_lock(&en_spare_lock);
-  const double v[4] = {(double)en_spares, (double)en_spare_bytes, en_spare_reused, en_spare_mapped};
-  pthread_mutex_unlock(&en_spare_lock);
+  pthread_mutex_lock(&en_spares.lock);
+  int kept = 0;
+  for (int k = 0; k < en_spares.slots; k++) kept += en_spares.b[k].p != NULL;
+  const double v[4] = {(double)kept, (double)en_spares.bytes, (double)__atomic_load_n(&en_spare_reused, __ATOMIC_RELAXED), (double)__atomic_load_n(&en_spare_mapped, __ATOMIC_RELAXED)};
+  pthread_mutex_unlock(&en_spares.lock);
   napi_create_array_with_length(env, 4, &arr);
   for (uint32_t k = 0; k < 4; k++) {
     napi_create_double(env, v[k], &x);
@@ -192,27 +181,7 @@ static napi_value js_enc_stats(napi_env env, napi_callback_info info) {
 static void en_out_free(void *q) {
   if (!q) return;
   const size_t t = mem_total(q);
-  if (t >= MEM_BIG && t <= EN_SPARE_BYTES) {
-    void *drop = q;
-    pthread_mutex_lock(&en_spare_lock);
-    if (en_spares < EN_SPARE_MAX && en_spare_bytes + t <= EN_SPARE_BYTES) {
-      en_spare[en_spares++] = q;
-      en_spare_bytes += t;
-      drop = NULL;
-    } else {
-      int small = -1;
-      for (int i = 0; i < en_spares; i++)
-        if (small < 0 || mem_total(en_spare[i]) < mem_total(en_spare[small])) small = i;
-      if (small >= 0 && mem_total(en_spare[small]) < t && en_spare_bytes - mem_total(en_spare[small]) + t <= EN_SPARE_BYTES) {
-        drop = en_spare[small];
-        en_spare_bytes = en_spare_bytes - mem_total(drop) + t;
-        en_spare[small] = q;
-      }
-    }
-    pthread_mutex_unlock(&en_spare_lock);
-    mem_free(drop);
-    return;
-  }
+  if (t >= MEM_BIG && t <= EN_SPARE_BYTES) q = mem_spare_keep(&en_spares, q, t);
   mem_free(q);
 }
 

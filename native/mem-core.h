@@ -10,6 +10,7 @@
 #define LIFEBOAT_MEM_CORE_H
 #include <stdint.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -38,6 +39,66 @@ static void mem_free(void *q) {
   memcpy(&t, p, sizeof t);
   if (t >= MEM_BIG) munmap(p, t);
   else free(p);
+}
+
+/*
+ * A few freed blocks kept for the next one that fits (codec.c: decode buffers over KEEP; encode.c:
+ * sealed outputs), each with the size its owner measures it by: at most `slots` blocks and `max`
+ * size in all. A block that does not fit replaces the smallest one kept if it is larger.
+ */
+#define MEM_SPARE_SLOTS 8
+typedef struct {
+  pthread_mutex_t lock;
+  int slots;  /* blocks kept at most (<= MEM_SPARE_SLOTS) */
+  size_t max; /* their sizes, in all, at most */
+  size_t bytes;
+  struct {
+    void *p;
+    size_t size;
+  } b[MEM_SPARE_SLOTS];
+} mem_spares;
+#define MEM_SPARES(slots, max) {PTHREAD_MUTEX_INITIALIZER, (slots), (max), 0, {{NULL, 0}}}
+
+/* The smallest kept block of at least `want` (its size into *size), taken out; NULL if none. */
+static void *mem_spare_take(mem_spares *s, size_t want, size_t *size) {
+  void *p = NULL;
+  pthread_mutex_lock(&s->lock);
+  int best = -1;
+  for (int k = 0; k < s->slots; k++)
+    if (s->b[k].p && s->b[k].size >= want && (best < 0 || s->b[k].size < s->b[best].size)) best = k;
+  if (best >= 0) {
+    p = s->b[best].p;
+    *size = s->b[best].size;
+    s->bytes -= *size;
+    s->b[best].p = NULL;
+    s->b[best].size = 0;
+  }
+  pthread_mutex_unlock(&s->lock);
+  return p;
+}
+
+/* Keeps block p of `size` if there is room (a smaller kept block making way); returns what the caller must free: p, the block it replaced, or NULL. */
+static void *mem_spare_keep(mem_spares *s, void *p, size_t size) {
+  pthread_mutex_lock(&s->lock);
+  int slot = -1, small = -1;
+  for (int k = 0; k < s->slots; k++) {
+    if (!s->b[k].p) slot = k;
+    else if (small < 0 || s->b[k].size < s->b[small].size) small = k;
+  }
+  if (slot >= 0 && s->bytes + size <= s->max) {
+    s->b[slot].p = p;
+    s->b[slot].size = size;
+    s->bytes += size;
+    p = NULL;
+  } else if (small >= 0 && s->b[small].size < size && s->bytes - s->b[small].size + size <= s->max) {
+    void *q = s->b[small].p;
+    s->bytes += size - s->b[small].size;
+    s->b[small].p = p;
+    s->b[small].size = size;
+    p = q;
+  }
+  pthread_mutex_unlock(&s->lock);
+  return p;
 }
 
 /* n rounded up to a whole number of MEM_BIG steps (a buffer regrown in steps, not a new mapping per size). */
