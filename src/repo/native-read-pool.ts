@@ -8,6 +8,7 @@ import type { ChunkBlob, ChunkResult } from './chunk-verify.js';
 import type { RangeBlob, RangeResult } from './chunk-decode.js';
 import type { ChainMsg } from './chain.js';
 import { decodeErrors } from './decode-errors.js';
+import { ownsBuffer } from './pool.js';
 
 /**
  * The read ops of Repository.readPool (restore, check --read-data, a delta chain's read), as
@@ -46,10 +47,6 @@ interface CodecAddon {
   stats(): Float64Array;
 }
 
-/** True when `b` is the whole of its (non-shared) ArrayBuffer: WorkerPool transfers such buffers (pool.ts ownsBuffer). */
-function ownsBuffer(b: Uint8Array): boolean {
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && !(b.buffer instanceof SharedArrayBuffer);
-}
 
 /** The addon, or undefined (not built, LIFEBOAT_NO_NATIVE=1, or LIFEBOAT_NATIVE_READ=0: the decode worker). */
 export function codecNative(): CodecAddon | undefined {
@@ -423,7 +420,7 @@ export class NativeReadPool implements ReadPool {
     const proven: string[] = [];
     for (const [k, id] of plan.expect) if (d && d.status[2 * k] === S_OK && d.ids.toString('hex', k * 32, k * 32 + 32) === id) proven.push(id);
     // (the range stays the caller's: handed back as the decode worker would, to be reused)
-    const own = whole || (chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && !(chunk.buffer instanceof SharedArrayBuffer));
+    const own = whole || ownsBuffer(chunk);
     return { results: out, ...(own ? { returned: chunk.buffer as ArrayBuffer } : {}), ...(proven.length ? { proven } : {}) };
   }
 

@@ -338,6 +338,7 @@ function stopWorker(w: Worker): Promise<void> {
   });
 }
 
-function ownsBuffer(b: Buffer): boolean {
+/** True when `b` is the whole of its (non-shared) ArrayBuffer: such a buffer can be transferred to a worker (or freed) without touching another view's bytes. */
+export function ownsBuffer(b: Uint8Array): boolean {
   return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && !(b.buffer instanceof SharedArrayBuffer);
 }

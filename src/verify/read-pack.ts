@@ -1,6 +1,7 @@
 import { IntegrityError, errorMessage } from '../errors.js';
 import { type ChunkBlob, type ChunkResult, verifyChunk } from '../repo/chunk-verify.js';
 import type { ChainMsg } from '../repo/chain.js';
+import { ownsBuffer } from '../repo/pool.js';
 import { BlobCodec } from '../repo/codec.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 import { StreamSha256 } from '../util/stream-hash.js';
@@ -254,7 +255,11 @@ export async function readPackData(
         settle(list2, results);
       });
       groups.push(p);
-      const q = p.catch(() => {}).then(() => running.delete(q)) as Promise<unknown> as Promise<void>; // (p is awaited below)
+      // (p is awaited below)
+      const q: Promise<void> = p.then(
+        () => void running.delete(q),
+        () => void running.delete(q),
+      );
       running.add(q);
       if (running.size >= GROUPS_AT_ONCE) await Promise.race(running);
     };
@@ -309,8 +314,7 @@ export async function readPackData(
     if (split) {
       if (jobs.length) await flush();
       await Promise.all(groups);
-      const own = reused || (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && !(data.buffer instanceof SharedArrayBuffer));
-      if (own) await give(data.buffer as ArrayBuffer);
+      if (reused || ownsBuffer(data)) await give(data.buffer as ArrayBuffer);
       return;
     }
     if (jobs.length === 0) {
@@ -324,8 +328,7 @@ export async function readPackData(
       return;
     }
     if (!repo.readPool.native) await hashed; // the worker takes the range (transferred)
-    const { results, returned, proven: got } = await repo.readPool.verifyChunk(data, jobs, reused);
-    proven?.add(got);
+    const { results, returned } = await repo.readPool.verifyChunk(data, jobs, reused);
     settle(sent, results);
     await give(returned);
   };
