@@ -33,3 +33,37 @@ test('withoutOptimizer: no function is optimized afterwards; results are the sam
   assert.equal(on.optimized, true);
   assert.equal(off.sum, on.sum);
 });
+
+/**
+ * withoutIncrementalMarking: afterwards V8 starts no incremental marking (--trace-gc: no full collection says
+ * "incremental marking"), where the same allocation pattern with LIFEBOAT_INCREMENTAL_MARKING=1 (V8's default)
+ * does: the control shows the probe reaches V8's marking limit.
+ */
+const markingProbe = `
+const { withoutIncrementalMarking } = await import(${JSON.stringify(jit)});
+const set = withoutIncrementalMarking();
+let keep = [];
+for (let i = 0; i < 400000; i++) {
+  keep.push({ i, s: 'x' + i, a: [i, i + 1, i + 2] });
+  if (keep.length > 100000) keep = [];
+  if (i % 1000 === 0) await new Promise((r) => setImmediate(r));
+}
+console.log(JSON.stringify({ set }));
+`;
+const runMarking = (env: NodeJS.ProcessEnv) => {
+  const out = execFileSync(process.execPath, ['--trace-gc', '--input-type=module', '-e', markingProbe], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  const lines = out.split('\n');
+  return {
+    set: (JSON.parse(lines.filter((l) => l.startsWith('{')).pop()!) as { set: boolean }).set,
+    incremental: lines.filter((l) => l.includes('Mark-Compact') && l.includes('incremental marking')).length,
+  };
+};
+
+test('withoutIncrementalMarking: no incremental marking afterwards; LIFEBOAT_INCREMENTAL_MARKING=1 keeps it', () => {
+  const off = runMarking({ LIFEBOAT_INCREMENTAL_MARKING: '' });
+  const on = runMarking({ LIFEBOAT_INCREMENTAL_MARKING: '1' });
+  assert.equal(off.set, true);
+  assert.equal(off.incremental, 0);
+  assert.equal(on.set, false);
+  assert.ok(on.incremental >= 1, 'the control: with V8 default the probe starts incremental marking');
+});

@@ -22,3 +22,33 @@ export function withoutOptimizer(): boolean {
     return false; // a runtime without the flag: nothing changes
   }
 }
+
+/**
+ * Turn off V8's incremental marking for the rest of the process
+ * (`--no-incremental-marking`, set at run time, at start-up before any marking
+ * could have begun): a full collection then runs only when the old generation
+ * (plus the ArrayBuffer memory allocated since the last one) reaches its limit,
+ * as one pause, instead of being started early from a task whenever the room
+ * left under that limit is small.
+ *
+ * Why: V8 counts every ArrayBuffer allocated since the last full collection
+ * towards the old generation's limit, and a command moving hundreds of MB
+ * through Buffers (read pieces, chunks, pack data) with a small JavaScript heap
+ * got a limit a few MB above its live heap. A `pg base-backup` of a 494 MB
+ * cluster ran 30-44 full collections (1 without), a files backup of the same
+ * tar 12-14 when its start-up heap happened to be a few MB larger; the
+ * concurrent marking of each cost ~12% of the CPU (docs/benchmarks.md,
+ * "incremental marking"). Lifeboat's commands are batch work (no latency to
+ * protect); the daemon's pauses stay small as its heap is.
+ *
+ * `LIFEBOAT_INCREMENTAL_MARKING=1` keeps V8's default. True when the flag was set.
+ */
+export function withoutIncrementalMarking(): boolean {
+  if (process.env.LIFEBOAT_INCREMENTAL_MARKING === '1') return false;
+  try {
+    setFlagsFromString('--no-incremental-marking');
+    return true;
+  } catch {
+    return false;
+  }
+}
