@@ -3,7 +3,6 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ExitCode } from '../errors.js';
 import { installSignalHandlers, installStdioGuards } from './signals.js';
-import { withoutIncrementalMarking } from '../util/jit.js';
 
 /**
  * Entry point of the `lifeboat` command. It installs the signal and pipe
@@ -35,7 +34,6 @@ export function restoreLauncherEnv(env: NodeJS.ProcessEnv = process.env): void {
 }
 
 if (isEntryPoint()) {
-  withoutIncrementalMarking();
   restoreLauncherEnv();
   installSignalHandlers();
   installStdioGuards();

@@ -185,7 +185,7 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
           h.abort();
           throw toolErr instanceof Error ? toolErr : err;
         }
-      });
+      }, { allowInit: false, bulk: true });
       const ms = Date.now() - started;
       const s = r.summary;
       ctx.out.emit({ message_type: 'pg-base-backup', snapshot: r.snapshotId, ...s, throughputBytesPerSec: Math.round((s.totalBytes * 1000) / Math.max(1, ms)) });
@@ -234,7 +234,7 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
             archiveMode,
             log: (m) => ctx.out.info(m),
           });
-        });
+        }, { allowInit: false, bulk: true });
         ctx.out.emit({ message_type: 'pg-restore', snapshot: r.snapshot.id, to: r.to, bytes: r.bytes, durationMs: r.durationMs, archiveMode, settings: r.settings });
         ctx.out.info(
           `restored ${formatBytes(r.bytes)} in ${formatDuration(r.durationMs)}; recovery settings written to ${path.join(r.to, 'postgresql.auto.conf')}:\n` +

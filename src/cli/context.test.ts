@@ -1,0 +1,46 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+
+/**
+ * CliContext.openRepo({ bulk: true }) (backup, restore, copy, pg base-backup / restore) turns V8's incremental
+ * marking off once the repository is open; without `bulk` (check, prune, ls...) it stays on. Each case in a
+ * child process (the flag is process-wide): open the repository, then an allocation pattern that reaches V8's
+ * marking limit; --trace-gc says whether a full collection finished an incremental marking.
+ */
+const context = new URL('./context.js', import.meta.url).href;
+const main = new URL('./main.js', import.meta.url).pathname;
+const probe = (repo: string, bulk: boolean) => `
+const { CliContext } = await import(${JSON.stringify(context)});
+const ctx = new CliContext({ repo: ${JSON.stringify(repo)}, quiet: true });
+const r = await ctx.openRepo({ allowInit: false${bulk ? ', bulk: true' : ''} });
+await r.close();
+let keep = [];
+for (let i = 0; i < 400000; i++) {
+  keep.push({ i, s: 'x' + i, a: [i, i + 1, i + 2] });
+  if (keep.length > 100000) keep = [];
+  if (i % 1000 === 0) await new Promise((res) => setImmediate(res));
+}
+console.log('probe done');
+`;
+
+test('openRepo({ bulk: true }) turns incremental marking off; without bulk it stays on', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lb-ctx-'));
+  try {
+    const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_INCREMENTAL_MARKING: '' };
+    const repo = path.join(dir, 'repo');
+    execFileSync(process.execPath, [main, 'init', '-q', '-r', repo], { env });
+    const incremental = (bulk: boolean) => {
+      const out = execFileSync(process.execPath, ['--trace-gc', '--input-type=module', '-e', probe(repo, bulk)], { env, encoding: 'utf8' });
+      assert.match(out, /probe done/);
+      return out.split('\n').filter((l) => l.includes('Mark-Compact') && l.includes('incremental marking')).length;
+    };
+    assert.equal(incremental(true), 0);
+    assert.ok(incremental(false) >= 1, 'the control: without bulk the probe starts incremental marking');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
