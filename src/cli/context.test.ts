@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 /**
- * CliContext.openRepo({ bulk: true }) (backup, restore, copy, pg base-backup / restore) turns V8's incremental
- * marking off once the repository is open; without `bulk` (check, prune, ls...) it stays on. Each case in a
+ * CliContext.openRepo({ bulk: true }) (stream and dump backups, pg base-backup / restore, source restores) turns
+ * V8's incremental marking off once the repository is open; without `bulk` (check, prune, files backups) it stays on. Each case in a
  * child process (the flag is process-wide): open the repository, then an allocation pattern that reaches V8's
  * marking limit; --trace-gc says whether a full collection finished an incremental marking.
  */

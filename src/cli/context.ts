@@ -120,9 +120,8 @@ export class CliContext {
     return storageFor(location, conf, this.config());
   }
 
-  /** Open the repository (auto-initializing it when the config says so). */
   /**
-   * Open the repository named by the options/config. `bulk`: the command moves one stream of
+   * Open the repository (auto-initializing it when the config says so). `bulk`: the command moves one stream of
    * data through Buffers (a stream backup or a source's dump, a PostgreSQL base backup or its
    * restore; a stream snapshot's restore calls withoutIncrementalMarking itself once it knows):
    * V8's incremental marking is turned off once the index is loaded (util/jit.ts). Commands

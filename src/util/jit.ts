@@ -25,21 +25,22 @@ export function withoutOptimizer(): boolean {
 
 /**
  * Turn off V8's incremental marking for the rest of the process
- * (`--no-incremental-marking`, set at run time, at start-up before any marking
- * could have begun): a full collection then runs only when the old generation
- * (plus the ArrayBuffer memory allocated since the last one) reaches its limit,
- * as one pause, instead of being started early from a task whenever the room
- * left under that limit is small.
+ * (`--no-incremental-marking`, set at run time; the flag only decides whether
+ * a new marking may start, one already running still finishes): a full
+ * collection then runs only when the old generation (plus the ArrayBuffer
+ * memory allocated since the last one) reaches its limit, as one pause,
+ * instead of being started early from a task whenever the room left under
+ * that limit is small.
  *
  * Why: V8 counts every ArrayBuffer allocated since the last full collection
- * towards the old generation's limit, and a command moving hundreds of MB
- * through Buffers (read pieces, chunks, pack data) with a small JavaScript heap
- * got a limit a few MB above its live heap. A `pg base-backup` of a 494 MB
- * cluster ran 30-44 full collections (1 without), a files backup of the same
- * tar 12-14 when its start-up heap happened to be a few MB larger; the
- * concurrent marking of each cost ~12% of the CPU (docs/benchmarks.md,
- * "incremental marking"). Lifeboat's commands are batch work (no latency to
- * protect); the daemon's pauses stay small as its heap is.
+ * towards the old generation's limit, and a command moving hundreds of MB of
+ * one stream through Buffers (read pieces, chunks) with a small JavaScript
+ * heap got a limit a few MB above its live heap: a `pg base-backup` of a 494 MB
+ * cluster ran 30-48 full collections (1-4 without), their concurrent marking
+ * ~12% of its CPU (docs/benchmarks.md, "Incremental marking off"). Called by
+ * the commands that move one stream (CliContext.openRepo `bulk`), after the
+ * index is loaded: metadata-heavy work (an index load, check, a backup of many
+ * small files) held 40-100 MB more without it.
  *
  * `LIFEBOAT_INCREMENTAL_MARKING=1` keeps V8's default. True when the flag was set.
  */
