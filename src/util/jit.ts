@@ -14,9 +14,14 @@ import { setFlagsFromString } from 'node:v8';
  * `LIFEBOAT_RESTORE_OPT=1` keeps the optimizer. True when the flag was set.
  */
 export function withoutOptimizer(): boolean {
-  if (process.env.LIFEBOAT_RESTORE_OPT === '1') return false;
+  return setFlagUnless('LIFEBOAT_RESTORE_OPT', '--no-opt');
+}
+
+/** Set a V8 flag at run time unless the variable `keep` is "1"; true when it was set. */
+function setFlagUnless(keep: string, flag: string): boolean {
+  if (process.env[keep] === '1') return false;
   try {
-    setFlagsFromString('--no-opt');
+    setFlagsFromString(flag);
     return true;
   } catch {
     return false; // a runtime without the flag: nothing changes
@@ -45,11 +50,5 @@ export function withoutOptimizer(): boolean {
  * `LIFEBOAT_INCREMENTAL_MARKING=1` keeps V8's default. True when the flag was set.
  */
 export function withoutIncrementalMarking(): boolean {
-  if (process.env.LIFEBOAT_INCREMENTAL_MARKING === '1') return false;
-  try {
-    setFlagsFromString('--no-incremental-marking');
-    return true;
-  } catch {
-    return false;
-  }
+  return setFlagUnless('LIFEBOAT_INCREMENTAL_MARKING', '--no-incremental-marking');
 }
