@@ -47,7 +47,6 @@ interface CodecAddon {
   stats(): Float64Array;
 }
 
-
 /** The addon, or undefined (not built, LIFEBOAT_NO_NATIVE=1, or LIFEBOAT_NATIVE_READ=0: the decode worker). */
 export function codecNative(): CodecAddon | undefined {
   return process.env.LIFEBOAT_NATIVE_READ === '0' ? undefined : nativeAddon<CodecAddon>('codec');
