@@ -17,7 +17,8 @@
  *
  * --base-only: per run, a first base backup into a fresh repository by each
  * tool (Lifeboat, pgBackRest full), then a second Lifeboat base backup into the
- * same repository (it has a parent: deltas); medians of wall s, CPU s
+ * same repository (it has a parent: deltas), the same two with the direct read of
+ * the data directory (`--data-dir`); medians of wall s, CPU s
  * (user + sys) and peak RSS; writes bench/results/pitr-base.md. --before adds
  * the same two Lifeboat steps with another build's CLI, interleaved (before/after).
  *
@@ -194,20 +195,29 @@ function freshDir(p: string): string {
 
 /** --base-only: base backups of both tools, interleaved, RUNS times; medians. */
 async function baseOnly(c: PgCluster, size: number, pw: string, timer: string): Promise<void> {
-  const res: Record<string, Array<{ ms: number; cpuS: number; rssKb: number; added?: number }>> = { 'lb-first': [], 'lb-second': [], 'before-first': [], 'before-second': [], br: [] };
-  const clis: Array<[string, string]> = [['lb', CLI], ...(BEFORE ? [['before', BEFORE] as [string, string]] : [])];
+  const res: Record<string, Array<{ ms: number; cpuS: number; rssKb: number; added?: number }>> = {
+    'lb-first': [],
+    'lb-second': [],
+    'direct-first': [],
+    'direct-second': [],
+    'before-first': [],
+    'before-second': [],
+    br: [],
+  };
+  // [label, CLI, extra base-backup arguments]: pg_basebackup, the direct read of the data directory (--data-dir), an older build
+  const clis: Array<[string, string, string]> = [['lb', CLI, ''], ['direct', CLI, `--data-dir ${c.data}`], ...(BEFORE ? [['before', BEFORE, ''] as [string, string, string]] : [])];
   const br = (conf: string) => `pgbackrest --config=${conf} --stanza=bench`;
   await setArchiveCommand(c, '/bin/true');
   const stopLoad = startLoad(c);
   try {
     for (let i = 0; i < RUNS; i++) {
-      for (const [tag, cli] of clis) {
+      for (const [tag, cli, bbArgs] of clis) {
         const lbRepo = path.join(DIR, `lb-repo-${i}`);
         asPg(`${NODE} ${cli} init -q --repo ${lbRepo} --password-file ${pw}`);
         const lbCommon = `--repo ${lbRepo} --password-file ${pw}`;
         const extra = process.env.LB_BENCH_NODE_ARGS ?? '';
         for (const step of ['first', 'second'] as const) {
-          const r = asPg(`${NODE} ${extra} ${cli} pg base-backup --port ${c.port} ${lbCommon} --json`);
+          const r = asPg(`${NODE} ${extra} ${cli} pg base-backup --port ${c.port} ${bbArgs} ${lbCommon} --json`);
           const added = Number(/"data_added":(\d+)/.exec(r.out)?.[1] ?? NaN);
           res[`${tag}-${step}`]!.push({ ...r, added });
           process.stderr.write(`run ${i + 1} ${tag} ${step}: ${(r.ms / 1000).toFixed(1)} s, ${r.cpuS.toFixed(1)} CPU s, ${(r.rssKb / 1024).toFixed(0)} MiB\n`);
@@ -251,12 +261,14 @@ async function baseOnly(c: PgCluster, size: number, pw: string, timer: string): 
     '|---|---|',
     `| Lifeboat, first base backup (empty repository) | ${cell(res['lb-first']!)} |`,
     `| Lifeboat, second base backup (parent: deltas) | ${cell(res['lb-second']!)} |`,
+    `| Lifeboat direct (\`--data-dir\`: pg_backup_start/stop, no pg_basebackup), first base backup | ${cell(res['direct-first']!)} |`,
+    `| Lifeboat direct, second base backup | ${cell(res['direct-second']!)} |`,
     ...(BEFORE
       ? [`| Lifeboat before (${BEFORE}), first base backup | ${cell(res['before-first']!)} |`, `| Lifeboat before, second base backup | ${cell(res['before-second']!)} |`]
       : []),
     `| pgBackRest 2.45, full backup (empty repository) | ${cell(res.br!)} |`,
     '',
-    'Under a pgbench -c 2 load, tools interleaved per run. CPU and RSS include child processes (pg_basebackup; pgBackRest\'s own). pgBackRest: zstd 3, aes-256-cbc, process-max 1; Lifeboat: zstd 3, AES-256-GCM.',
+    'Under a pgbench -c 2 load, tools interleaved per run. CPU and RSS include child processes (pg_basebackup; pgBackRest\'s own), not the server\'s walsender. pgBackRest: zstd 3, aes-256-cbc, process-max 1; Lifeboat: zstd 3, AES-256-GCM.',
     '',
   ].join('\n');
   process.stdout.write(out);

@@ -294,13 +294,33 @@ test('PostgreSQL PITR: archive WAL, base backup, restore to a time between two b
 
     // Retention: a second base backup, forget the first, prune: WAL before the
     // second backup's start goes, everything from it on stays, check passes.
-    const bb2 = JSON.parse(ok(await runAsPostgres(['pg', 'base-backup', '--port', String(p.port), '--json', ...common], t.dir), 'second base backup').stdout.trim().split('\n').pop()!) as { snapshot: string };
+    // A data directory that is not this server's is refused before any backup starts (exit 2).
+    const other = path.join(t.dir, 'other-cluster');
+    await fsp.mkdir(path.join(other, 'global'), { recursive: true });
+    await fsp.writeFile(path.join(other, 'global', 'pg_control'), Buffer.alloc(8192, 7));
+    await chownToPostgres(other);
+    const wrongDir = await runAsPostgres(['pg', 'base-backup', '--port', String(p.port), '--data-dir', other, ...common], t.dir);
+    assert.equal(wrongDir.code, 2, wrongDir.stderr);
+    assert.match(wrongDir.stderr, /belongs to another cluster/);
+    assert.doesNotMatch(wrongDir.stderr, /\n\s+at /, 'no stack trace');
+    const noDir = await runAsPostgres(['pg', 'base-backup', '--port', String(p.port), '--data-dir', path.join(t.dir, 'nowhere'), ...common], t.dir);
+    assert.equal(noDir.code, 2, noDir.stderr);
+    assert.match(noDir.stderr, /cannot read global\/pg_control/);
+
+    // The second base backup reads the data directory directly (pg_backup_start/stop, docs/pitr.md "Direct base backups").
+    const bb2 = JSON.parse(ok(await runAsPostgres(['pg', 'base-backup', '--port', String(p.port), '--data-dir', p.data, '--json', ...common], t.dir), 'second base backup (direct)').stdout.trim().split('\n').pop()!) as { snapshot: string };
+    await insertBatch(7);
     await waitArchived(p);
     // the primary's archiver must not add segments while the archive is counted below (wal-list vs check)
     await p.stop();
     primary = undefined;
     const snaps2 = JSON.parse(ok(await runCli(['snapshots', '--json', ...common]), 'snapshots').stdout) as Array<{ id: string; source?: Record<string, unknown> }>;
-    const start2 = String(snaps2.find((s) => s.id === bb2.snapshot)!.source!.start_segment);
+    const src2 = snaps2.find((s) => s.id === bb2.snapshot)!.source!;
+    assert.equal(src2.method, 'direct');
+    assert.equal(src2.system_identifier, sysid);
+    assert.match(String(src2.backup_label), /START WAL LOCATION/);
+    assert.ok(Number(src2.files) > 100, `files read: ${String(src2.files)}`);
+    const start2 = String(src2.start_segment);
     const before = JSON.parse(ok(await runCli(['pg', 'wal-list', '--json', ...common]), 'wal-list').stdout) as WalRow[];
     const older = before.filter((w) => !w.name.endsWith('.history') && w.name.slice(8, 24) < start2.slice(8, 24));
     assert.ok(older.length > 0, 'there is WAL older than the second base backup');
@@ -326,6 +346,30 @@ test('PostgreSQL PITR: archive WAL, base backup, restore to a time between two b
     const dest = path.join(t.dir, 'fetched');
     ok(await runCli(['wal-fetch', start2, dest, ...common]), 'wal-fetch after prune');
     assert.equal((await fsp.stat(dest)).size, after.find((w) => w.name === start2)!.size);
+
+    // The direct base backup restores and recovers to the end of the archive: every batch, 7 included.
+    const directDir = path.join(t.dir, 'restored-direct');
+    ok(await runAsPostgres(['pg', 'restore', bb2.snapshot, '--to', directDir, '--archive-mode', 'off', ...common], t.dir), 'pg restore (direct base backup)');
+    assert.ok(existsSync(path.join(directDir, 'backup_label')), 'backup_label from pg_backup_stop is in the restored directory');
+    assert.ok(!existsSync(path.join(directDir, 'postmaster.pid')));
+    assert.deepEqual(await fsp.readdir(path.join(directDir, 'pg_wal')), ['archive_status']);
+    restored = await createCluster({ existingData: directDir });
+    const r2 = restored;
+    await waitFor('recovery of the direct base backup (promotion)', async () => {
+      try {
+        return !(await r2.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0]!.rec;
+      } catch {
+        return false;
+      }
+    }, 600_000);
+    const counts2 = (await r2.query<{ batch: number; n: string }>('SELECT batch, count(*)::text AS n FROM rows GROUP BY batch ORDER BY batch')).rows;
+    assert.deepEqual(
+      counts2.map((c) => [c.batch, Number(c.n)]),
+      [1, 2, 3, 4, 5, 6, 7].map((b) => [b, 100]),
+      'the direct base backup with the archive brings back every batch',
+    );
+    await r2.stop();
+    restored = undefined;
   } finally {
     await restored?.stop().catch(() => {});
     await primary?.stop().catch(() => {});

@@ -81,7 +81,7 @@ export const pgPhysicalSourceSchema = z
     kind: z.literal('postgres-physical'),
     host: z.string().min(1).default('127.0.0.1').describe('server host name or IP address, or a Unix socket directory'),
     port: z.number().int().min(1).max(65535).default(5432).describe('server port'),
-    user: z.string().min(1).default('postgres').describe('user with the REPLICATION attribute'),
+    user: z.string().min(1).default('postgres').describe('user with the REPLICATION attribute (pg_basebackup), or one allowed to run pg_backup_start and pg_backup_stop (dataDir)'),
     ...passwordFields,
     sslmode: z.enum(sslModes).optional().describe('libpq sslmode (PGSSLMODE)'),
     archive: z
@@ -92,10 +92,23 @@ export const pgPhysicalSourceSchema = z
     binDir: z.string().min(1).optional().describe('directory holding pg_basebackup/psql; default: PATH'),
     connectTimeout: z.number().int().min(1).max(600).default(10).describe('seconds to wait for the server when connecting'),
     maxRate: z.string().regex(/^\d+[kM]?$/).optional().describe('pg_basebackup --max-rate (e.g. "50M")'),
+    dataDir: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "the cluster's data directory, when Lifeboat runs on the database host: base backups read it directly between pg_backup_start and pg_backup_stop " +
+          '(needs read access to it: run as the postgres user or root; no tablespaces) instead of streaming it through pg_basebackup',
+      ),
+    startTimeout: z.number().int().min(1).max(86_400).default(3600).describe('direct base backup: seconds pg_backup_start (its checkpoint) may take'),
+    stopTimeout: z.number().int().min(1).max(86_400).default(600).describe('direct base backup: seconds pg_backup_stop may take'),
     ...commonSourceFields,
   })
   .strict()
-  .superRefine((o, ctx) => refinePassword(o, ctx));
+  .superRefine((o, ctx) => {
+    refinePassword(o, ctx);
+    if (o.dataDir && o.maxRate) ctx.addIssue({ code: 'custom', path: ['maxRate'], message: 'maxRate limits pg_basebackup; it does not apply with dataDir (the direct base backup)' });
+  });
 
 // --- mysql / mariadb -------------------------------------------------------------
 

@@ -144,14 +144,15 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
   const pg = program.command('pg').description('PostgreSQL physical backups and point-in-time recovery (docs/pitr.md)');
 
   pg.command('base-backup')
-    .description('stream a physical base backup (pg_basebackup -Ft -X none) into the repository')
+    .description('stream a physical base backup (pg_basebackup -Ft -X none, or with --data-dir read directly) into the repository')
     .option('--source <name>', 'a postgres-physical source from the config')
     .option('--host <host>', 'server host (without --source)', '127.0.0.1')
     .option('--port <port>', 'server port', (v) => Number(v), 5432)
     .option('--user <user>', 'replication user', 'postgres')
     .option('--archive <name>', 'WAL archive name this cluster pushes to')
+    .option('--data-dir <dir>', "the cluster's data directory on this host: read it directly between pg_backup_start and pg_backup_stop instead of through pg_basebackup")
     .option('--tag <tag...>', 'extra snapshot tags')
-    .action(async (o: { source?: string; host: string; port: number; user: string; archive?: string; tag?: string[] }, cmd: Command) => {
+    .action(async (o: { source?: string; host: string; port: number; user: string; archive?: string; dataDir?: string; tag?: string[] }, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const started = Date.now();
       const r = await ctx.withRepo(async (repo) => {
@@ -160,11 +161,13 @@ export function registerPg(program: Command, ctxOf: (cmd: Command) => CliContext
           const source = resolveSource(cfg, o.source);
           if (!source) throw new ConfigError(`unknown source "${o.source}"`);
           if (source.kind !== 'postgres-physical') throw new ConfigError(`source ${o.source} is a ${source.kind} source; pg base-backup needs kind postgres-physical`);
+          if (o.dataDir) throw new ConfigError('--data-dir: with --source, set dataDir in the source instead');
           return backupSource(repo, source, { tags: o.tag ?? [] });
         }
-        const input: PgPhysicalInput = { kind: 'postgres-physical', host: o.host, port: o.port, user: o.user, archive: archiveOpt(o.archive) };
+        const input: PgPhysicalInput = { kind: 'postgres-physical', host: o.host, port: o.port, user: o.user, archive: archiveOpt(o.archive), ...(o.dataDir ? { dataDir: o.dataDir } : {}) };
         if (process.env.PGPASSWORD) input.passwordEnv = 'PGPASSWORD';
         const h = await dumpPgPhysical(input);
+        h.stream.on('error', () => {}); // reported through h.done
         let toolErr: unknown;
         h.done.catch((e: unknown) => (toolErr = e));
         let streamBytes: number | undefined;
