@@ -14,6 +14,7 @@ sources:
   lite: { kind: sqlite, path: data/app.db, repository: archive }
   cmd: { kind: command, command: "echo hi" }
   pg: { kind: postgres, database: app, passwordFile: secrets/pg }
+  pitr: { kind: postgres-physical, dataDir: pgdata }
 jobs:
   site-nightly: { source: site, repository: offsite, copyTo: [archive], tier: critical, rpo: 1d }
   lite-hourly: { source: lite, retention: { keepLast: 24 } }
@@ -34,6 +35,7 @@ test('resolvePlan: absolute paths, one repository per job and source, copies, re
   assert.equal((plan.sources.lite!.config as { path: string }).path, '/srv/lb/data/app.db');
   assert.equal((plan.sources.cmd!.config as { cwd: string }).cwd, '/srv/lb');
   assert.equal((plan.sources.pg!.config as { passwordFile: string }).passwordFile, '/srv/lb/secrets/pg');
+  assert.equal((plan.sources.pitr!.config as { dataDir: string }).dataDir, '/srv/lb/pgdata');
   // the config itself is left as it was
   assert.deepEqual((cfg.sources.site as { paths: string[] }).paths, ['./www', '/etc/app']);
   // repositories: the job's own, else the source's, else the default; a source restores where its job writes
