@@ -82,6 +82,26 @@ test('direct base backup: a whole run, an abort, and what is refused', { timeout
     h3.abort();
     await assert.rejects(h3.done);
     await waitNoSession(cl);
+    // A job's abort signal (timeout, shutdown) part-way, and before anything started.
+    const ac = new AbortController();
+    const h5 = await dumpPgPhysical(src, { signal: ac.signal });
+    h5.stream.on('error', () => {});
+    let got = 0;
+    await assert.rejects(
+      (async () => {
+        for await (const b of h5.stream) {
+          got += (b as Buffer).length;
+          if (got > 1_000_000 && !ac.signal.aborted) ac.abort(new Error('job timeout'));
+        }
+      })(),
+      /base backup aborted; no backup was taken/,
+    );
+    await assert.rejects(h5.done, /base backup aborted; no backup was taken/);
+    await waitNoSession(cl);
+    const ac2 = new AbortController();
+    ac2.abort(new Error('shutdown'));
+    await assert.rejects(dumpPgPhysical(src, { signal: ac2.signal }), /base backup aborted \(checking the server\); no backup was taken/);
+    await waitNoSession(cl);
     // the next backup starts at once (nothing left running on the server)
     const h4 = await dumpPgPhysical(src);
     for await (const b of h4.stream) void b;

@@ -130,12 +130,27 @@ export async function directBaseBackup(o: PgPhysicalOptions, password: string | 
   const dataDir = path.resolve(o.dataDir!);
   if (!o.host.startsWith('/')) await probeTcp(o.host, o.port, 'PostgreSQL', o.connectTimeout * 1000);
   const client = await connect(o, password, o.startTimeout * 1000);
-  let facts: DirectFacts;
+  // An abort (a job's timeout, shutdown) ends the session at once, even while
+  // pg_backup_start waits for its checkpoint or pg_backup_stop for the server:
+  // their queries fail, and the server ends the backup with the session.
+  const ac = new AbortController();
+  const onAbort = () => {
+    ac.abort(ctx.signal?.reason);
+    void client.end().catch(() => {});
+  };
+  ctx.signal?.addEventListener('abort', onAbort, { once: true });
+  if (ctx.signal?.aborted) onAbort();
+  const fail = async (what: string, err: unknown): Promise<never> => {
+    ctx.signal?.removeEventListener('abort', onAbort);
+    await client.end().catch(() => {});
+    if (ac.signal.aborted) throw new LifeboatError(`base backup aborted (${what}); no backup was taken`, 130);
+    throw err instanceof LifeboatError ? err : new LifeboatError(`${what} failed: ${(err as Error).message}`);
+  };
+  let facts!: DirectFacts;
   try {
     facts = await checkDirectTarget(client, dataDir);
   } catch (err) {
-    await client.end().catch(() => {});
-    throw err;
+    await fail('checking the server', err);
   }
   const label = `lifeboat ${new Date().toISOString()}`;
   const started = Date.now();
@@ -143,12 +158,8 @@ export async function directBaseBackup(o: PgPhysicalOptions, password: string | 
   try {
     await client.query(v15 ? 'SELECT pg_backup_start($1, true)' : 'SELECT pg_start_backup($1, true, false)', [label]);
   } catch (err) {
-    await client.end().catch(() => {});
-    throw new LifeboatError(`${v15 ? 'pg_backup_start' : 'pg_start_backup'} failed: ${(err as Error).message}`);
+    await fail(v15 ? 'pg_backup_start' : 'pg_start_backup', err);
   }
-  const ac = new AbortController();
-  const onAbort = () => ac.abort(ctx.signal?.reason);
-  ctx.signal?.addEventListener('abort', onAbort, { once: true });
   const peek = new TarPeek();
   const stats: PgDataTarStats = { files: 0, dirs: 0, bytes: 0, vanished: 0 };
   let stop: { lsn: string; labelfile: string; spcmapfile: string | null } | undefined;
@@ -165,6 +176,7 @@ export async function directBaseBackup(o: PgPhysicalOptions, password: string | 
           } as pg.QueryConfig);
           stop = r.rows[0];
         } catch (err) {
+          if (ac.signal.aborted) throw new LifeboatError('base backup aborted (pg_backup_stop); no backup was taken', 130);
           throw new LifeboatError(`${v15 ? 'pg_backup_stop' : 'pg_stop_backup'} failed: ${(err as Error).message}`);
         }
         if (!stop?.labelfile) throw new LifeboatError('pg_backup_stop returned no backup_label');

@@ -75,7 +75,7 @@ export async function* pgDataTar(dataDir: string, opts: PgDataTarOptions, stats:
   const emptyDirs = new Set([...EMPTY_DIRS, ...(opts.extraEmptyDirs ?? [])]);
   const abs = (rel: Buffer) => Buffer.concat([root, Buffer.from('/'), rel]);
   const check = () => {
-    if (opts.signal?.aborted) throw new LifeboatError('base backup aborted', 130);
+    if (opts.signal?.aborted) throw new LifeboatError('base backup aborted; no backup was taken', 130);
   };
 
   async function* file(rel: Buffer, st: BigIntStats): AsyncGenerator<Buffer> {
