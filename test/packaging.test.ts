@@ -104,7 +104,7 @@ describe('the lifeboat command', () => {
     assert.equal(path.resolve(none.stdout.trim().split(' ')[0]!), path.join(ROOT, 'dist', 'src', 'cli', 'main.js'));
   });
 
-  it('bin/lifeboat asks glibc for huge pages for node alone; the commands Lifeboat runs get the caller\'s GLIBC_TUNABLES back', (t) => {
+  it('bin/lifeboat asks glibc for huge pages and one arena for node alone; the commands Lifeboat runs get the caller\'s GLIBC_TUNABLES back', (t) => {
     const bin = path.join(ROOT, 'bin', 'lifeboat');
     const tmp = tmpDir();
     t.after(tmp.cleanup);
@@ -112,20 +112,23 @@ describe('the lifeboat command', () => {
     // LIFEBOAT_NODE: a script printing the environment node would start with
     const show = path.join(d, 'show-env');
     writeFileSync(show, '#!/bin/sh\nprintf "%s|%s" "${GLIBC_TUNABLES-unset}" "${LIFEBOAT_GLIBC_TUNABLES-unset}"\n', { mode: 0o755 });
-    const launched = (tunables: string | undefined) => {
+    const launched = (tunables: string | undefined, more: NodeJS.ProcessEnv = {}) => {
       const env: NodeJS.ProcessEnv = { ...process.env, LIFEBOAT_NODE: show };
       delete env.GLIBC_TUNABLES;
       delete env.LIFEBOAT_GLIBC_TUNABLES;
+      delete env.MALLOC_ARENA_MAX;
+      Object.assign(env, more);
       if (tunables !== undefined) env.GLIBC_TUNABLES = tunables;
       const r = spawnSync(bin, ['-V'], { encoding: 'utf8', env });
       assert.equal(r.status, 0, r.stderr);
       return r.stdout;
     };
-    assert.equal(launched(undefined), 'glibc.malloc.hugetlb=1|');
+    assert.equal(launched(undefined), 'glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1|');
     assert.equal(launched('glibc.malloc.arena_max=2'), 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1|glibc.malloc.arena_max=2');
-    // the caller's own choice stands (=0 turns it off)
-    assert.equal(launched('glibc.malloc.hugetlb=0'), 'glibc.malloc.hugetlb=0|unset');
+    // the caller's own choice stands (hugetlb=0 turns huge pages off; arena_max=N or MALLOC_ARENA_MAX sets the arenas)
+    assert.equal(launched('glibc.malloc.hugetlb=0'), 'glibc.malloc.hugetlb=0:glibc.malloc.arena_max=1|glibc.malloc.hugetlb=0');
     assert.equal(launched('glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0'), 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0|unset');
+    assert.equal(launched(undefined, { MALLOC_ARENA_MAX: '4' }), 'glibc.malloc.hugetlb=1|');
 
     // the real command: a child it runs sees what the caller had
     const repo = path.join(d, 'repo');

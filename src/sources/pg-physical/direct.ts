@@ -230,7 +230,10 @@ export async function directBaseBackup(o: PgPhysicalOptions, password: string | 
       throw err;
     } finally {
       // the reader stopped early (destroyed): no backup was taken
-      if (!settled) settle.reject(new LifeboatError('the base backup stream was closed before its end; no backup was taken'));
+      if (!settled) {
+        settled = true;
+        settle.reject(new LifeboatError('the base backup stream was closed before its end; no backup was taken'));
+      }
       ctx.signal?.removeEventListener('abort', onAbort);
       // ends the backup on the server if pg_backup_stop did not run
       await client.end().catch(() => {});
