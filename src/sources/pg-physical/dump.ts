@@ -32,13 +32,13 @@ import { pgPhysicalSourceSchema } from '../../config/sources.js';
  * Base backup: `pg_basebackup -Ft -X none -D - --checkpoint=fast` streams one
  * tar of the data directory straight into the repository (no temp file); with
  * `dataDir` set, Lifeboat reads the data directory itself and streams the same
- * tar (direct.ts). WAL
- * is not in the tar (-X none): the server archives it continuously with
- * `archive_command = 'lifeboat wal-push %p'` (src/repo/wal.ts). While the tar
- * streams through, a passive tar reader picks up `backup_label` (start LSN,
- * start segment, timeline), `global/pg_control` (system identifier) and
- * `PG_VERSION`; pg_basebackup -v reports the end LSN on stderr. All of it is
- * recorded in the snapshot's `source` (kind `pg-basebackup`).
+ * tar (direct.ts). WAL is not in the tar (-X none): the server archives it
+ * continuously with `archive_command = 'lifeboat wal-push %p'`
+ * (src/repo/wal.ts). While the tar streams through, a passive tar reader
+ * (tar-peek.ts) picks up `backup_label` (start LSN, start segment, timeline),
+ * `global/pg_control` (system identifier) and `PG_VERSION`; the end LSN comes
+ * from the backup_manifest pg_basebackup adds (or its -v report on stderr). All
+ * of it is recorded in the snapshot's `source` (kind `pg-basebackup`).
  *
  * Restore: pick the newest base backup that finished before the target,
  * extract it into an empty directory (mode 0700), write recovery.signal and the
