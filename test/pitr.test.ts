@@ -147,6 +147,21 @@ async function waitArchived(c: PgCluster): Promise<string> {
   return seg;
 }
 
+/** Wait until a restored server has finished recovery and promoted. */
+async function waitPromoted(c: PgCluster, what: string): Promise<void> {
+  await waitFor(what, async () => {
+    try {
+      return !(await c.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0]!.rec;
+    } catch {
+      return false;
+    }
+  }, 600_000);
+}
+
+async function batchCounts(c: PgCluster): Promise<Array<{ batch: number; n: string }>> {
+  return (await c.query<{ batch: number; n: string }>('SELECT batch, count(*)::text AS n FROM rows GROUP BY batch ORDER BY batch')).rows;
+}
+
 interface WalRow {
   archive: string;
   name: string;
@@ -271,14 +286,8 @@ test('PostgreSQL PITR: archive WAL, base backup, restore to a time between two b
 
     restored = await createCluster({ existingData: newDir });
     const r = restored;
-    await waitFor('recovery to finish (promotion)', async () => {
-      try {
-        return !(await r.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0]!.rec;
-      } catch {
-        return false;
-      }
-    }, 600_000);
-    const counts = (await r.query<{ batch: number; n: string }>('SELECT batch, count(*)::text AS n FROM rows GROUP BY batch ORDER BY batch')).rows;
+    await waitPromoted(r, 'recovery to finish (promotion)');
+    const counts = await batchCounts(r);
     assert.deepEqual(
       counts.map((c) => [c.batch, Number(c.n)]),
       [
@@ -355,14 +364,8 @@ test('PostgreSQL PITR: archive WAL, base backup, restore to a time between two b
     assert.deepEqual(await fsp.readdir(path.join(directDir, 'pg_wal')), ['archive_status']);
     restored = await createCluster({ existingData: directDir });
     const r2 = restored;
-    await waitFor('recovery of the direct base backup (promotion)', async () => {
-      try {
-        return !(await r2.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0]!.rec;
-      } catch {
-        return false;
-      }
-    }, 600_000);
-    const counts2 = (await r2.query<{ batch: number; n: string }>('SELECT batch, count(*)::text AS n FROM rows GROUP BY batch ORDER BY batch')).rows;
+    await waitPromoted(r2, 'recovery of the direct base backup (promotion)');
+    const counts2 = await batchCounts(r2);
     assert.deepEqual(
       counts2.map((c) => [c.batch, Number(c.n)]),
       [1, 2, 3, 4, 5, 6, 7].map((b) => [b, 100]),
@@ -603,13 +606,7 @@ daemon:
     ok(await runAsPostgres(['pg', 'restore', 'latest', '--to', newDir, '--archive-mode', 'off', '--repo', repoB, '--password-file', pw], t.dir), 'pg restore from the copy');
     restored = await createCluster({ existingData: newDir });
     const r = restored;
-    await waitFor('recovery to finish', async () => {
-      try {
-        return !(await r.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0]!.rec;
-      } catch {
-        return false;
-      }
-    }, 600_000);
+    await waitPromoted(r, 'recovery to finish');
     const n = (await r.query<{ n: string; max: number }>('SELECT count(*)::text AS n, max(id) AS max FROM items')).rows[0]!;
     assert.equal(Number(n.n), 900, 'every committed row, including those after the base backup, replayed from the copy\'s WAL');
     assert.equal(n.max, 900);

@@ -78,7 +78,7 @@ export function resolveSourcePaths<S extends SourceConfig>(src: S, cfg: { dir: s
   if (Array.isArray(s.paths)) s.paths = (s.paths as string[]).map((p) => configPath(cfg, p));
   if (src.kind === 'sqlite') s.path = configPath(cfg, src.path);
   if (src.kind === 'command') s.cwd = configPath(cfg, src.cwd ?? '.');
-  if (src.kind === 'postgres-physical' && src.dataDir) s.dataDir = configPath(cfg, src.dataDir);
+  if (typeof s.dataDir === 'string') s.dataDir = configPath(cfg, s.dataDir);
   return s as S;
 }
 

@@ -3,12 +3,11 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { LifeboatError } from '../../errors.js';
-import { parseLsn, segmentName } from '../../repo/wal.js';
 import { probeTcp, type SourceContext } from '../proc.js';
 import type { DumpHandle, ToolResult } from '../types.js';
 import type { z } from 'zod';
 import type { pgPhysicalSourceSchema } from '../../config/sources.js';
-import { parseBackupLabel, TarPeek } from './tar-peek.js';
+import { baseBackupFacts, baseBackupMeta, TarPeek } from './backup-facts.js';
 import { pgDataTar, type PgDataTarStats } from './pgdata-tar.js';
 
 /**
@@ -198,26 +197,21 @@ export async function directBaseBackup(o: PgPhysicalOptions, password: string | 
         streamBytes += b.length;
         yield b;
       }
-      const bl = parseBackupLabel(stop!.labelfile);
-      const end = stop!.lsn;
       settle.resolve({
         exitCode: 0,
         durationMs: Date.now() - started,
         streamBytes,
         extra: {
-          archive: o.archive,
-          systemIdentifier: peek.facts.systemIdentifier ?? facts.systemIdentifier,
-          timeline: bl.timeline,
-          startLsn: bl.startLsn,
-          startSegment: bl.startSegment,
-          endLsn: end,
-          endSegment: segmentName(bl.timeline, parseLsn(end), facts.walSegmentSize),
-          walSegmentSize: facts.walSegmentSize,
-          startTime: new Date(started).toISOString(),
-          stopTime: new Date().toISOString(),
-          backupLabel: stop!.labelfile,
-          ...(peek.facts.pgVersion ? { pgVersion: peek.facts.pgVersion } : {}),
-          ...(stop!.spcmapfile ? { tablespaceMap: true } : {}),
+          ...baseBackupFacts({
+            archive: o.archive,
+            systemIdentifier: peek.facts.systemIdentifier ?? facts.systemIdentifier,
+            backupLabel: stop!.labelfile,
+            endLsn: stop!.lsn,
+            walSegmentSize: facts.walSegmentSize,
+            started,
+            pgVersion: peek.facts.pgVersion,
+            tablespaceMap: !!stop!.spcmapfile,
+          }),
           files: stats.files,
           ...(stats.vanished ? { filesVanished: stats.vanished } : {}),
         },
@@ -252,11 +246,7 @@ export async function directBaseBackup(o: PgPhysicalOptions, password: string | 
     stream,
     done,
     meta: {
-      kind: 'pg-basebackup',
-      ...(ctx.name ? { name: ctx.name } : {}),
-      host: o.host,
-      port: o.port,
-      archive: o.archive,
+      ...baseBackupMeta(o, ctx.name),
       serverVersion: facts.serverVersion,
       tool: 'lifeboat (direct: pg_backup_start/pg_backup_stop)',
       method: 'direct',

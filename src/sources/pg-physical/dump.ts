@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import type { SnapshotWithId } from '../../repo/snapshot.js';
-import { baseBackups, parseLsn, segmentName, segmentRange, walObjectId } from '../../repo/wal.js';
+import { baseBackups, parseLsn, segmentRange, walObjectId } from '../../repo/wal.js';
 import { DEFAULT_ARCHIVE, validateArchiveName } from '../../repo/wal-names.js';
 import { pgEnv } from '../postgres/dump.js';
 import {
@@ -21,7 +21,7 @@ import {
   type SourceContext,
 } from '../proc.js';
 import { restoreStream } from '../stream.js';
-import { parseBackupLabel, TarPeek } from './tar-peek.js';
+import { baseBackupFacts, baseBackupMeta, TarPeek } from './backup-facts.js';
 import { directBaseBackup } from './direct.js';
 import type { DumpHandle, RestoreResult } from '../types.js';
 import { pgPhysicalSourceSchema } from '../../config/sources.js';
@@ -35,7 +35,7 @@ import { pgPhysicalSourceSchema } from '../../config/sources.js';
  * tar (direct.ts). WAL is not in the tar (-X none): the server archives it
  * continuously with `archive_command = 'lifeboat wal-push %p'`
  * (src/repo/wal.ts). While the tar streams through, a passive tar reader
- * (tar-peek.ts) picks up `backup_label` (start LSN, start segment, timeline),
+ * (backup-facts.ts) picks up `backup_label` (start LSN, start segment, timeline),
  * `global/pg_control` (system identifier) and `PG_VERSION`; the end LSN comes
  * from the backup_manifest pg_basebackup adds (or its -v report on stderr). All
  * of it is recorded in the snapshot's `source` (kind `pg-basebackup`).
@@ -122,38 +122,27 @@ export async function dumpPgPhysical(input: PgPhysicalInput | PgPhysicalOptions,
     ...(ctx.signal ? { signal: ctx.signal } : {}),
     onSuccess: (stderr) => {
       if (!peek.facts.backupLabel) throw new LifeboatError('pg_basebackup succeeded but its tar has no backup_label; refusing to record an unrestorable backup');
-      const bl = parseBackupLabel(peek.facts.backupLabel);
       // End LSN: the manifest's last WAL range (pg_basebackup injects backup_manifest into a tar on stdout).
       const ranges = [...(peek.facts.manifestTail ?? '').matchAll(/"End-LSN"\s*:\s*"([0-9A-F]+\/[0-9A-F]+)"/g)];
       const end = ranges.length ? ranges[ranges.length - 1]![1]! : /write-ahead log end point: ([0-9A-F]+\/[0-9A-F]+)/.exec(stderr)?.[1];
       if (!end) throw new LifeboatError(`cannot tell where the base backup ends (no backup_manifest WAL range); stderr: ${stderr.slice(-500)}`);
-      const segSize = facts.walSegmentSize || 16 * 1024 * 1024;
-      return {
+      return baseBackupFacts({
         archive: o.archive,
         systemIdentifier: peek.facts.systemIdentifier ?? facts.systemIdentifier,
-        timeline: bl.timeline,
-        startLsn: bl.startLsn,
-        startSegment: bl.startSegment,
-        endLsn: end,
-        endSegment: segmentName(bl.timeline, parseLsn(end), segSize),
-        walSegmentSize: segSize,
-        startTime: new Date(started).toISOString(),
-        stopTime: new Date().toISOString(),
         backupLabel: peek.facts.backupLabel,
-        ...(peek.facts.pgVersion ? { pgVersion: peek.facts.pgVersion } : {}),
-        ...(peek.facts.tablespaceMap ? { tablespaceMap: true } : {}),
-      };
+        endLsn: end,
+        walSegmentSize: facts.walSegmentSize || 16 * 1024 * 1024,
+        started,
+        pgVersion: peek.facts.pgVersion,
+        tablespaceMap: peek.facts.tablespaceMap,
+      });
     },
   });
   return {
     stream: run.stream,
     done: run.done,
     meta: {
-      kind: 'pg-basebackup',
-      ...(ctx.name ? { name: ctx.name } : {}),
-      host: o.host,
-      port: o.port,
-      archive: o.archive,
+      ...baseBackupMeta(o, ctx.name),
       ...(facts.serverVersion ? { serverVersion: facts.serverVersion } : {}),
       tool: 'pg_basebackup',
       toolVersion: tv,

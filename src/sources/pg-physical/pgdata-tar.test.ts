@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pgDataTar, type PgDataTarStats } from './pgdata-tar.js';
-import { TarPeek } from './tar-peek.js';
+import { TarPeek } from './backup-facts.js';
 import { tarHeader } from './tar-writer.js';
 
 /**

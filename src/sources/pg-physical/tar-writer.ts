@@ -1,6 +1,6 @@
 /**
  * POSIX tar (ustar) headers, written the way `tar -x` and the base backup's
- * own reader (TarPeek in tar-peek.ts) read them. Used by the direct base backup
+ * own reader (TarPeek in backup-facts.ts) read them. Used by the direct base backup
  * (direct.ts), which streams the data directory as the same tar
  * pg_basebackup -Ft would send, so the snapshot format and its restore stay
  * one (docs/format.md, docs/pitr.md).

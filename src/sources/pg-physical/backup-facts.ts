@@ -1,9 +1,12 @@
 import { LifeboatError } from '../../errors.js';
+import { parseLsn, segmentName } from '../../repo/wal.js';
 
 /**
- * What a base backup's tar says about itself, read on the side as it streams
- * (TarPeek), and the backup_label format (parseBackupLabel). Shared by the
- * pg_basebackup path (dump.ts) and the direct one (direct.ts).
+ * What a base backup records about itself, whichever way it is taken (the
+ * pg_basebackup path in dump.ts, the direct one in direct.ts): what its tar
+ * says, read on the side as it streams (TarPeek); the backup_label format
+ * (parseBackupLabel); and the snapshot's `source` (baseBackupMeta before it
+ * starts, baseBackupFacts once it ended).
  */
 
 export interface TarFacts {
@@ -155,4 +158,41 @@ export function parseBackupLabel(text: string): BackupLabel {
     timeline: tl,
     ...(get('LABEL') !== undefined ? { label: get('LABEL')! } : {}),
   };
+}
+
+/**
+ * What a base backup snapshot records in `source` (docs/format.md): the WAL range
+ * it needs, from its backup_label and end LSN, whichever way it was taken.
+ */
+export function baseBackupFacts(f: {
+  archive: string;
+  systemIdentifier: string | undefined;
+  backupLabel: string;
+  endLsn: string;
+  walSegmentSize: number;
+  started: number;
+  pgVersion?: string | undefined;
+  tablespaceMap?: boolean | undefined;
+}): Record<string, unknown> {
+  const bl = parseBackupLabel(f.backupLabel);
+  return {
+    archive: f.archive,
+    systemIdentifier: f.systemIdentifier,
+    timeline: bl.timeline,
+    startLsn: bl.startLsn,
+    startSegment: bl.startSegment,
+    endLsn: f.endLsn,
+    endSegment: segmentName(bl.timeline, parseLsn(f.endLsn), f.walSegmentSize),
+    walSegmentSize: f.walSegmentSize,
+    startTime: new Date(f.started).toISOString(),
+    stopTime: new Date().toISOString(),
+    backupLabel: f.backupLabel,
+    ...(f.pgVersion ? { pgVersion: f.pgVersion } : {}),
+    ...(f.tablespaceMap ? { tablespaceMap: true } : {}),
+  };
+}
+
+/** The part of a base backup snapshot's `source` known before it starts, whichever way it is taken. */
+export function baseBackupMeta(o: { host: string; port: number; archive: string }, name: string | undefined): { kind: 'pg-basebackup'; [k: string]: unknown } {
+  return { kind: 'pg-basebackup', ...(name ? { name } : {}), host: o.host, port: o.port, archive: o.archive };
 }
