@@ -40,6 +40,7 @@ export interface DirectFacts {
 
 async function connect(o: PgPhysicalOptions, password: string | undefined, queryTimeoutMs: number): Promise<PgClient> {
   const { default: pgm } = await import('pg');
+  // node-postgres cannot fall back from TLS to plain as libpq's allow/prefer do: those connect without TLS
   const ssl = o.sslmode === undefined || o.sslmode === 'disable' || o.sslmode === 'allow' || o.sslmode === 'prefer' ? false : { rejectUnauthorized: o.sslmode === 'verify-ca' || o.sslmode === 'verify-full' };
   const client = new pgm.Client({
     host: o.host,

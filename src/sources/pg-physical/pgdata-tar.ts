@@ -43,8 +43,6 @@ export interface PgDataTarOptions {
   signal?: AbortSignal;
   /** Called once every file was read: the members to add at the end (backup_label, tablespace_map). */
   finish: () => Promise<Array<{ name: string; body: Buffer }>>;
-  /** Directories (relative, e.g. "pg_stat_tmp" or a stats_temp_directory inside the data directory) whose contents are left out too. */
-  extraEmptyDirs?: string[];
 }
 
 export interface PgDataTarStats {
@@ -72,7 +70,6 @@ const isGone = (err: unknown) => ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.E
 export async function* pgDataTar(dataDir: string, opts: PgDataTarOptions, stats: PgDataTarStats = { files: 0, dirs: 0, bytes: 0, vanished: 0 }): AsyncGenerator<Buffer> {
   const piece = opts.pieceSize ?? 512 * 1024;
   const root = Buffer.from(path.resolve(dataDir));
-  const emptyDirs = new Set([...EMPTY_DIRS, ...(opts.extraEmptyDirs ?? [])]);
   const abs = (rel: Buffer) => Buffer.concat([root, Buffer.from('/'), rel]);
   const check = () => {
     if (opts.signal?.aborted) throw new LifeboatError('base backup aborted; no backup was taken', 130);
@@ -145,7 +142,7 @@ export async function* pgDataTar(dataDir: string, opts: PgDataTarOptions, stats:
         }
         throw err;
       }
-      const keepEmpty = emptyDirs.has(relStr);
+      const keepEmpty = EMPTY_DIRS.has(relStr);
       if (st.isSymbolicLink()) {
         if (relStr === 'pg_wal') {
           // a pg_wal elsewhere (initdb -X): an empty directory here, as pg_basebackup sends it
