@@ -166,6 +166,25 @@ test('pgDataTar: a tablespace link, or no pg_control, is a clear error', async (
   }
 });
 
+test('pgDataTar: a pg_wal that is a link elsewhere (initdb -X) is sent as an empty directory', async () => {
+  const d = await makeDataDir();
+  const wal = mkdtempSync(path.join(tmpdir(), 'lb-pgwal-'));
+  const out = mkdtempSync(path.join(tmpdir(), 'lb-pgdata-out-'));
+  try {
+    await fsp.rm(path.join(d.dir, 'pg_wal'), { recursive: true });
+    await fsp.mkdir(path.join(wal, 'archive_status'));
+    await fsp.writeFile(path.join(wal, '000000010000000000000001'), randomBytes(4096));
+    await fsp.symlink(wal, path.join(d.dir, 'pg_wal'));
+    untar(await collect(pgDataTar(d.dir, { finish: async () => [] })), out);
+    assert.ok((await fsp.lstat(path.join(out, 'pg_wal'))).isDirectory(), 'a directory, not the link');
+    assert.deepEqual(await fsp.readdir(path.join(out, 'pg_wal')), ['archive_status']);
+  } finally {
+    d.cleanup();
+    rmSync(wal, { recursive: true, force: true });
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
 test('tarHeader: sizes of 8 GiB and more in base-256, uids beyond octal', () => {
   const h = tarHeader({ name: Buffer.from('base/1/big'), type: 'file', size: 9 * 2 ** 30, mode: 0o600, uid: 3_000_000, gid: 1, mtime: 1_700_000_000 });
   assert.equal(h.length, 512);

@@ -1,4 +1,4 @@
-import { promises as fsp, type BigIntStats } from 'node:fs';
+import { constants as fsConstants, promises as fsp, type BigIntStats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
@@ -21,10 +21,11 @@ import { TAR_END, tarHeader, tarMember, tarPadding, type TarEntry } from './tar-
  *   current_logfiles are left out, and so are temporary files and directories
  *   (pgsql_tmp*) and relation cache files (pg_internal.init*) anywhere;
  * - global/pg_control is sent last;
- * - a file that vanishes while the directory is read (a dropped table) is
- *   skipped; one that shrinks is padded with zeros up to the size its header
- *   gave, one that grows is cut there (WAL replay from the backup's start
- *   makes both consistent, as it does for pg_basebackup's copies);
+ * - a file that vanishes while the directory is read (a dropped table), or
+ *   is replaced by a link, is skipped; one that shrinks is padded with zeros
+ *   up to the size its header gave, one that grows is cut there (WAL replay
+ *   from the backup's start makes both consistent, as it does for
+ *   pg_basebackup's copies);
  * - pg_wal given as a symbolic link is sent as a directory. Tablespaces
  *   (links under pg_tblspc) are refused: the caller checks pg_tablespace
  *   first, and a link found here is an error.
@@ -78,9 +79,10 @@ export async function* pgDataTar(dataDir: string, opts: PgDataTarOptions, stats:
   async function* file(rel: Buffer, st: BigIntStats): AsyncGenerator<Buffer> {
     let fh: FileHandle;
     try {
-      fh = await fsp.open(abs(rel), 'r');
+      // O_NOFOLLOW: a file replaced by a link since it was listed is not followed out of the data directory
+      fh = await fsp.open(abs(rel), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
     } catch (err) {
-      if (isGone(err)) {
+      if (isGone(err) || (err as NodeJS.ErrnoException).code === 'ELOOP') {
         stats.vanished++;
         return;
       }
