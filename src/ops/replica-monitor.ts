@@ -7,6 +7,7 @@ import type { Tier } from '../config/tiers.js';
 import { errorMessage } from '../errors.js';
 import { parseDuration } from '../util/duration.js';
 import { formatDuration } from '../util/format.js';
+import { connectPg } from '../util/pg-client.js';
 import type { Severity } from './catalog/types.js';
 import { worstSeverity, type Finding, type MonitorReport } from './monitor.js';
 
@@ -148,9 +149,8 @@ export function checkReplica(spec: Pick<ReplicaSpec, 'name' | 'tier' | 'threshol
 
 type PgClient = import('pg').Client;
 
-async function connect(c: PgConn, connectTimeoutMs: number, queryTimeoutMs: number): Promise<PgClient> {
-  const { default: pg } = await import('pg');
-  const client = new pg.Client({
+function connect(c: PgConn, connectTimeoutMs: number, queryTimeoutMs: number): Promise<PgClient> {
+  return connectPg({
     connectionString: c.url,
     ...(c.password ? { password: c.password() } : {}),
     connectionTimeoutMillis: connectTimeoutMs,
@@ -158,14 +158,6 @@ async function connect(c: PgConn, connectTimeoutMs: number, queryTimeoutMs: numb
     statement_timeout: queryTimeoutMs,
     application_name: 'lifeboat-replica-monitor',
   });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.end().catch(() => {});
-    throw err;
-  }
-  return client;
 }
 
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));

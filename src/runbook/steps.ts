@@ -18,6 +18,7 @@ import { deliver } from '../ops/notify/deliver.js';
 import type { AlertMessage } from '../ops/notify/notifier.js';
 import { redactText } from '../ops/templates.js';
 import { formatBytesOneDecimal as formatBytes } from '../util/format.js';
+import { connectPg } from '../util/pg-client.js';
 import type { RollbackStep, RunbookDef } from '../config/runbook.js';
 import type { RunStore } from './store.js';
 
@@ -288,8 +289,7 @@ export async function sqlQuery(cfg: LifeboatConfig, c: SqlConn, query: string, t
   const secrets = conn.password ? [conn.password] : [];
   try {
     if (dialect === 'postgres') {
-      const { default: pg } = await import('pg');
-      const client = new pg.Client({
+      const client = await connectPg({
         ...(conn.host ? { host: conn.host } : {}),
         ...(conn.port ? { port: conn.port } : {}),
         ...(conn.user ? { user: conn.user } : {}),
@@ -299,8 +299,6 @@ export async function sqlQuery(cfg: LifeboatConfig, c: SqlConn, query: string, t
         query_timeout: timeoutMs,
         statement_timeout: timeoutMs,
       });
-      client.on('error', () => {});
-      await client.connect();
       try {
         const res = await client.query({ text: query, rowMode: 'array' });
         const last = Array.isArray(res) ? (res[res.length - 1] as typeof res) : res;

@@ -134,12 +134,6 @@ export function rowCountCheck(estimates: Record<string, number>, counts: Map<str
   };
 }
 
-export function pgSsl(mode: string | undefined): boolean | { rejectUnauthorized: boolean } {
-  if (!mode || mode === 'disable' || mode === 'prefer' || mode === 'allow') return false;
-  if (mode === 'require') return { rejectUnauthorized: false };
-  return true;
-}
-
 export interface DbServer {
   host: string;
   port: number;

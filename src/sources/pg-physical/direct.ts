@@ -9,6 +9,7 @@ import type { z } from 'zod';
 import type { pgPhysicalSourceSchema } from '../../config/sources.js';
 import { baseBackupFacts, baseBackupMeta, TarPeek } from './backup-facts.js';
 import { pgDataTar, type PgDataTarStats } from './pgdata-tar.js';
+import { connectPg, pgSsl } from '../../util/pg-client.js';
 
 /**
  * The direct base backup (source option `dataDir`): Lifeboat runs on the
@@ -35,32 +36,26 @@ export interface DirectFacts {
   serverVersion: string;
   serverVersionNum: number;
   walSegmentSize: number;
-  systemIdentifier?: string;
+  /** from pg_control_system() when the role may read it, else from dataDir's global/pg_control */
+  systemIdentifier: string;
 }
 
 async function connect(o: PgPhysicalOptions, password: string | undefined, queryTimeoutMs: number): Promise<PgClient> {
-  const { default: pgm } = await import('pg');
-  // node-postgres cannot fall back from TLS to plain as libpq's allow/prefer do: those connect without TLS
-  const ssl = o.sslmode === undefined || o.sslmode === 'disable' || o.sslmode === 'allow' || o.sslmode === 'prefer' ? false : { rejectUnauthorized: o.sslmode === 'verify-ca' || o.sslmode === 'verify-full' };
-  const client = new pgm.Client({
-    host: o.host,
-    port: o.port,
-    user: o.user,
-    database: 'postgres',
-    ...(password !== undefined ? { password } : {}),
-    ssl,
-    connectionTimeoutMillis: o.connectTimeout * 1000,
-    query_timeout: queryTimeoutMs,
-    application_name: 'lifeboat base backup',
-  });
-  client.on('error', () => {});
   try {
-    await client.connect();
+    return await connectPg({
+      host: o.host,
+      port: o.port,
+      user: o.user,
+      database: 'postgres',
+      ...(password !== undefined ? { password } : {}),
+      ssl: pgSsl(o.sslmode),
+      connectionTimeoutMillis: o.connectTimeout * 1000,
+      query_timeout: queryTimeoutMs,
+      application_name: 'lifeboat base backup',
+    });
   } catch (err) {
-    await client.end().catch(() => {});
     throw new LifeboatError(`cannot connect to PostgreSQL at ${o.host}:${o.port} as ${o.user}: ${(err as Error).message}`);
   }
-  return client;
 }
 
 /** The data directory's system identifier: the first 8 bytes of global/pg_control. */
@@ -123,7 +118,7 @@ export async function checkDirectTarget(client: PgClient, dataDir: string): Prom
   if (sysid === undefined && serverDir === undefined) {
     throw new LifeboatError(`cannot tell whether dataDir ${dataDir} is this server's data directory: user ${String(client.user)} may read neither pg_control_system() nor data_directory (grant pg_read_all_settings)`, 2);
   }
-  return { serverVersion: basic.v, serverVersionNum: n, walSegmentSize: Number(basic.seg) || 16 * 1024 * 1024, ...(sysid ? { systemIdentifier: sysid } : { systemIdentifier: fileId }) };
+  return { serverVersion: basic.v, serverVersionNum: n, walSegmentSize: Number(basic.seg) || 16 * 1024 * 1024, systemIdentifier: sysid ?? fileId };
 }
 
 export async function directBaseBackup(o: PgPhysicalOptions, password: string | undefined, ctx: SourceContext = {}): Promise<DumpHandle> {
@@ -161,7 +156,7 @@ export async function directBaseBackup(o: PgPhysicalOptions, password: string | 
     await fail(v15 ? 'pg_backup_start' : 'pg_start_backup', err);
   }
   const peek = new TarPeek();
-  const stats: PgDataTarStats = { files: 0, dirs: 0, bytes: 0, vanished: 0 };
+  const stats: PgDataTarStats = { files: 0, vanished: 0 };
   let stop: { lsn: string; labelfile: string; spcmapfile: string | null } | undefined;
   let streamBytes = 0;
   const tar = pgDataTar(

@@ -86,7 +86,7 @@ test('pgDataTar: a data directory as PostgreSQL sends it, read back by tar and b
   const d = await makeDataDir();
   const out = mkdtempSync(path.join(tmpdir(), 'lb-pgdata-out-'));
   try {
-    const stats: PgDataTarStats = { files: 0, dirs: 0, bytes: 0, vanished: 0 };
+    const stats: PgDataTarStats = { files: 0, vanished: 0 };
     let finished = 0;
     const tar = await collect(
       pgDataTar(d.dir, { pieceSize: 65_536, finish: async () => (finished++, [{ name: 'backup_label', body: Buffer.from(LABEL) }]) }, stats),

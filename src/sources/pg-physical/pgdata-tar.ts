@@ -47,9 +47,9 @@ export interface PgDataTarOptions {
 }
 
 export interface PgDataTarStats {
+  /** regular files sent */
   files: number;
-  dirs: number;
-  bytes: number;
+  /** files that vanished (or became links) between the listing and their read: skipped */
   vanished: number;
 }
 
@@ -68,7 +68,7 @@ function entryOf(rel: Buffer, st: BigIntStats, type: TarEntry['type'], linkname?
 
 const isGone = (err: unknown) => ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '');
 
-export async function* pgDataTar(dataDir: string, opts: PgDataTarOptions, stats: PgDataTarStats = { files: 0, dirs: 0, bytes: 0, vanished: 0 }): AsyncGenerator<Buffer> {
+export async function* pgDataTar(dataDir: string, opts: PgDataTarOptions, stats: PgDataTarStats = { files: 0, vanished: 0 }): AsyncGenerator<Buffer> {
   const piece = opts.pieceSize ?? 512 * 1024;
   const root = Buffer.from(path.resolve(dataDir));
   const abs = (rel: Buffer) => Buffer.concat([root, Buffer.from('/'), rel]);
@@ -104,7 +104,6 @@ export async function* pgDataTar(dataDir: string, opts: PgDataTarOptions, stats:
         }
         if (got < want) buf.fill(0, got); // the file shrank: zeros up to the size in its header
         done += want;
-        stats.bytes += want;
         yield buf;
       }
       const pad = tarPadding(size);
@@ -151,7 +150,6 @@ export async function* pgDataTar(dataDir: string, opts: PgDataTarOptions, stats:
           const target = await fsp.stat(abs(childRel), { bigint: true });
           yield tarHeader(entryOf(childRel, target, 'dir'));
           yield tarHeader(entryOf(Buffer.from('pg_wal/archive_status'), target, 'dir'));
-          stats.dirs += 2;
           continue;
         }
         if (relStr.startsWith('pg_tblspc/')) {
@@ -160,12 +158,10 @@ export async function* pgDataTar(dataDir: string, opts: PgDataTarOptions, stats:
         yield tarHeader(entryOf(childRel, st, 'symlink', await fsp.readlink(abs(childRel), { encoding: 'buffer' })));
       } else if (st.isDirectory()) {
         yield tarHeader(entryOf(childRel, st, 'dir'));
-        stats.dirs++;
         if (keepEmpty) {
           if (relStr === 'pg_wal') {
             const as = await fsp.lstat(abs(Buffer.from('pg_wal/archive_status')), { bigint: true }).catch(() => st);
             yield tarHeader(entryOf(Buffer.from('pg_wal/archive_status'), as, 'dir'));
-            stats.dirs++;
           }
           continue;
         }

@@ -2,8 +2,9 @@ import type pg from 'pg';
 import { ConfigError, LifeboatError } from '../../errors.js';
 import type { PostgresSourceOptions } from './dump.js';
 import { resolveSourcePaths } from '../../config/resolve.js';
-import { scratchDbName, snapshotStream, meta, rowCountCheck, pgSsl, dbServer, type DrillCheck, type QueryValue, type DrillTargetContext, type ScratchTarget } from '../scratch.js';
+import { scratchDbName, snapshotStream, meta, rowCountCheck, dbServer, type DrillCheck, type QueryValue, type DrillTargetContext, type ScratchTarget } from '../scratch.js';
 import { restorePostgres } from './dump.js';
+import { connectPg, pgSsl } from '../../util/pg-client.js';
 
 /** Restore drill target of a postgres source (see ../scratch.ts and src/verify/drill.ts). */
 export function postgresTarget(ctx: DrillTargetContext, src: PostgresSourceOptions): ScratchTarget {
@@ -11,8 +12,7 @@ export function postgresTarget(ctx: DrillTargetContext, src: PostgresSourceOptio
   const server = dbServer(ctx, src, `postgres source ${ctx.sourceName}`);
   const db = scratchDbName(ctx.job);
   const client = async (database: string): Promise<pg.Client> => {
-    const { default: PG } = await import('pg'); // database clients load on first use (CLI start-up time)
-    const c = new PG.Client({
+    return connectPg({
       host: server.host,
       port: server.port,
       user: server.user,
@@ -22,9 +22,6 @@ export function postgresTarget(ctx: DrillTargetContext, src: PostgresSourceOptio
       connectionTimeoutMillis: src.connectTimeout * 1000,
       application_name: 'lifeboat-drill',
     });
-    c.on('error', () => {});
-    await c.connect();
-    return c;
   };
   const withClient = async <T>(database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> => {
     const c = await client(database);

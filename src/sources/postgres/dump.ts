@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import type pg from 'pg';
 import { z } from 'zod';
 import { ConfigError, ExitCode, LifeboatError } from '../../errors.js';
 import {
@@ -15,6 +16,7 @@ import {
   type SourceContext,
 } from '../proc.js';
 import type { DumpHandle, RestoreResult } from '../types.js';
+import { connectPg, pgSsl } from '../../util/pg-client.js';
 import { postgresSourceSchema, sslModes } from '../../config/sources.js';
 
 /**
@@ -189,19 +191,23 @@ async function exportSnapshotWithValues(
   conn: PgConn,
   queries: string[],
 ): Promise<{ snapshot: string; values: Record<string, string | null>; errors: Record<string, string>; release: () => Promise<void> }> {
-  const { default: pg } = await import('pg');
-  const ssl = conn.sslmode === 'require' ? { rejectUnauthorized: false } : conn.sslmode === 'verify-ca' || conn.sslmode === 'verify-full' ? true : undefined;
-  const client = new pg.Client({
+  // no sslmode: node-postgres reads PGSSLMODE, as pg_dump does
+  const config: pg.ClientConfig = {
     host: conn.host,
     port: conn.port,
     user: conn.user,
     database: conn.database,
     ...(conn.password !== undefined ? { password: conn.password } : {}),
-    ...(ssl !== undefined ? { ssl } : {}),
+    ...(conn.sslmode ? { ssl: pgSsl(conn.sslmode) } : {}),
     connectionTimeoutMillis: conn.connectTimeout * 1000,
     application_name: 'lifeboat verification',
-  });
-  client.on('error', () => {});
+  };
+  let client: pg.Client;
+  try {
+    client = await connectPg(config);
+  } catch (err) {
+    throw new LifeboatError(`PostgreSQL ${conn.host}:${conn.port}: cannot export a snapshot for the verification queries: ${(err as Error).message}`);
+  }
   let released = false;
   const release = async (): Promise<void> => {
     if (released) return;
@@ -210,7 +216,6 @@ async function exportSnapshotWithValues(
     await client.end().catch(() => {});
   };
   try {
-    await client.connect();
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const snapshot = String((await client.query('SELECT pg_export_snapshot() AS s')).rows[0].s);
     const values: Record<string, string | null> = {};
