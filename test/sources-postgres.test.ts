@@ -131,6 +131,24 @@ describe('PostgreSQL source', () => {
     await assert.rejects(h.done, /pg_dump was aborted/);
   });
 
+  test('a job abort while a verification query waits ends the session within a second and takes no backup', async () => {
+    const ac = new AbortController();
+    const t0 = Date.now();
+    setTimeout(() => ac.abort(), 500);
+    const q = "SELECT pg_sleep(60), 'lifeboat-verify-abort-test'";
+    await assert.rejects(dumpPostgres({ ...base, database: src }, { verifyQueries: [q], signal: ac.signal }), (e: Error) => e instanceof LifeboatError && e.exitCode === 130 && /aborted while the verification queries ran/.test(e.message));
+    assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+    // the server's session is gone too (not left sleeping with its transaction open)
+    let left = 1;
+    for (let i = 0; i < 50 && left > 0; i++) {
+      left = Number((await pgExec('postgres', "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%lifeboat-verify-abort-' || 'test%'")).rows[0].n);
+      if (left > 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(left, 0);
+    // aborted before it starts: no connection at all
+    await assert.rejects(dumpPostgres({ ...base, database: src }, { verifyQueries: ['SELECT 1'], signal: AbortSignal.abort() }), /aborted/);
+  });
+
   test('unreachable server, unknown database and unknown role give clear errors before spawning', async () => {
     await assert.rejects(dumpPostgres({ ...base, port: 1, database: src }), /cannot connect to PostgreSQL at 127\.0\.0\.1:1: connection refused/);
     await assert.rejects(dumpPostgres({ ...base, database: 'lb_no_such_db_x' }), /cannot connect to PostgreSQL database "lb_no_such_db_x" at 127\.0\.0\.1:5432 as postgres: .*does not exist/);

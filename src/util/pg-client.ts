@@ -17,6 +17,13 @@ export function pgSsl(mode: string | undefined): false | { rejectUnauthorized: b
  * query fails instead); a failed connect closes what it opened and rethrows.
  * Callers set `connectionTimeoutMillis` and `query_timeout`: every call has a
  * deadline.
+ *
+ * The session checks its client every second while a query runs
+ * (`client_connection_check_interval`, PostgreSQL 14 and later): when Lifeboat
+ * ends a client (an abort, a deadline, a crash), a query it left running (a
+ * verification query, a lock wait) stops within a second instead of holding
+ * its transaction open until it finishes. Older servers lack the setting; that
+ * is not an error.
  */
 export async function connectPg(config: pg.ClientConfig): Promise<pg.Client> {
   const { default: pgm } = await import('pg');
@@ -28,5 +35,6 @@ export async function connectPg(config: pg.ClientConfig): Promise<pg.Client> {
     await client.end().catch(() => {});
     throw err;
   }
+  await client.query({ text: 'SET client_connection_check_interval = 1000', query_timeout: 10_000 } as pg.QueryConfig).catch(() => {});
   return client;
 }

@@ -190,6 +190,7 @@ function connFrom(o: { host: string; port: number; user: string; sslmode?: strin
 async function exportSnapshotWithValues(
   conn: PgConn,
   queries: string[],
+  signal?: AbortSignal,
 ): Promise<{ snapshot: string; values: Record<string, string | null>; errors: Record<string, string>; release: () => Promise<void> }> {
   // no sslmode: node-postgres reads PGSSLMODE, as pg_dump does
   const config: pg.ClientConfig = {
@@ -202,20 +203,27 @@ async function exportSnapshotWithValues(
     connectionTimeoutMillis: conn.connectTimeout * 1000,
     application_name: 'lifeboat verification',
   };
+  const aborted = () => new LifeboatError('backup aborted while the verification queries ran; no backup was taken', ExitCode.INTERRUPTED);
+  if (signal?.aborted) throw aborted();
   let client: pg.Client;
   try {
     client = await connectPg(config);
   } catch (err) {
     throw new LifeboatError(`PostgreSQL ${conn.host}:${conn.port}: cannot export a snapshot for the verification queries: ${(err as Error).message}`);
   }
+  // a job's timeout or shutdown ends the session at once, also while a query waits (a lock, a slow count)
+  const onAbort = () => void client.end().catch(() => {});
+  signal?.addEventListener('abort', onAbort, { once: true });
   let released = false;
   const release = async (): Promise<void> => {
     if (released) return;
     released = true;
+    signal?.removeEventListener('abort', onAbort);
     await client.query('COMMIT').catch(() => {});
     await client.end().catch(() => {});
   };
   try {
+    if (signal?.aborted) throw aborted();
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const snapshot = String((await client.query('SELECT pg_export_snapshot() AS s')).rows[0].s);
     const values: Record<string, string | null> = {};
@@ -238,6 +246,7 @@ async function exportSnapshotWithValues(
   } catch (err) {
     await release();
     if (err instanceof LifeboatError) throw err;
+    if (signal?.aborted) throw aborted();
     throw new LifeboatError(`PostgreSQL ${conn.host}:${conn.port}: cannot export a snapshot for the verification queries: ${(err as Error).message}`);
   }
 }
@@ -274,7 +283,7 @@ export async function dumpPostgres(input: PostgresSourceInput | PostgresSourceOp
   }
 
   // Verification values for restore drills, read in the very snapshot pg_dump dumps.
-  const verify = !o.globals && ctx.verifyQueries?.length ? await exportSnapshotWithValues(conn, ctx.verifyQueries) : undefined;
+  const verify = !o.globals && ctx.verifyQueries?.length ? await exportSnapshotWithValues(conn, ctx.verifyQueries, ctx.signal) : undefined;
   const args = pgDumpArgs(o);
   if (verify) args.unshift(`--snapshot=${verify.snapshot}`);
   let run;
