@@ -170,6 +170,43 @@ notifiers:
   }
 });
 
+test('PostgreSQL drill: the drill timeout ends a verification query that never returns; the scratch database is still dropped', async () => {
+  const d = drillSetup();
+  const db = uniqueName('lb_drill_pghang_');
+  try {
+    await pgCreateDb(db);
+    await pgPopulate(db, { people: 50, events: 50 });
+    await d.writeConfig(`sources:
+  pg: { kind: postgres, database: ${db} }
+jobs:
+  pghang:
+    source: pg
+    drill:
+      timeout: 6s
+      queries:
+        - { name: hangs, sql: "SELECT pg_sleep(120)::text || 'lifeboat-drill-hang-' || 'test'", equals: "x" }
+`);
+    let r = await d.cli('run', 'pghang');
+    assert.equal(r.code, 0, r.stderr);
+    const t0 = Date.now();
+    r = await d.drill('pghang');
+    const took = Date.now() - t0;
+    assert.equal(r.code, 1, r.stderr);
+    assert.ok(took < 40_000, `the drill took ${took} ms`);
+    const res = lastJson<Snaked<DrillResult>>(r.stdout);
+    assert.equal(res.status, 'failed');
+    assert.match(res.error!, /drill timeout after 6s/);
+    assert.equal(res.phases.at(-1)!.name, 'cleanup');
+    assert.equal(res.phases.at(-1)!.ok, true);
+    assert.deepEqual(await scratchPgDbs('pghang'), [], 'scratch database dropped after the timeout');
+    const left = await pgExec('postgres', "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%lifeboat-drill-hang-' || 'test%'");
+    assert.equal(left.rows[0].n, 0, 'no session left sleeping');
+  } finally {
+    await pgDropDb(db);
+    d.cleanup();
+  }
+});
+
 test('SQLite, files and Redis drills restore into scratch targets and compare with the snapshot', async () => {
   const d = drillSetup();
   const redis = await startRedis();
@@ -281,6 +318,43 @@ jobs:
     const scratch = /database (lifeboat_drill_my_[0-9a-f]{10}) /.exec(res.target)![1]!;
     const left = await withMy(undefined, async (c) => (await c.query(`SHOW DATABASES LIKE '${scratch}'`))[0] as unknown[]);
     assert.deepEqual(left, []);
+  } finally {
+    await myDropDb(db);
+    d.cleanup();
+  }
+});
+
+test('MariaDB drill: the drill timeout ends a verification query that never returns; the scratch database is still dropped', async () => {
+  const d = drillSetup();
+  const db = uniqueName('lb_drill_myhang_');
+  try {
+    await myPopulate(db, { rows: 50 });
+    await d.writeConfig(`sources:
+  my: { kind: mysql, database: ${db} }
+jobs:
+  myhang:
+    source: my
+    drill:
+      timeout: 6s
+      queries:
+        - { name: hangs, sql: "SELECT CONCAT(SLEEP(120), 'lifeboat-drill-hang-', 'mytest')", equals: "x" }
+`);
+    let r = await d.cli('run', 'myhang');
+    assert.equal(r.code, 0, r.stderr);
+    const t0 = Date.now();
+    r = await d.drill('myhang');
+    const took = Date.now() - t0;
+    assert.equal(r.code, 1, r.stderr);
+    assert.ok(took < 40_000, `the drill took ${took} ms`);
+    const res = lastJson<Snaked<DrillResult>>(r.stdout);
+    assert.equal(res.status, 'failed');
+    assert.match(res.error!, /drill timeout after 6s/);
+    assert.deepEqual([res.phases.at(-1)!.name, res.phases.at(-1)!.ok], ['cleanup', true]);
+    const scratch = /database (lifeboat_drill_myhang_[0-9a-f]{10}) /.exec(res.target)![1]!;
+    const left = await withMy(undefined, async (c) => (await c.query(`SHOW DATABASES LIKE '${scratch}'`))[0] as unknown[]);
+    assert.deepEqual(left, []);
+    const sleeping = await withMy(undefined, async (c) => (await c.query(`SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE '%lifeboat-drill-hang-%' AND ID <> CONNECTION_ID()`))[0] as unknown[]);
+    assert.deepEqual(sleeping, [], 'the abandoned query was ended');
   } finally {
     await myDropDb(db);
     d.cleanup();

@@ -4,7 +4,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { z } from 'zod';
-import { ConfigError, LifeboatError } from '../errors.js';
+import { ConfigError, ExitCode, LifeboatError, errorMessage } from '../errors.js';
 import { resolveSecret } from '../config/password.js';
 import type { ToolResult } from './types.js';
 import { commonSourceFields, passwordFields, refinePassword } from '../config/sources.js';
@@ -333,6 +333,8 @@ export interface CaptureOptions {
   context?: string;
   /** Do not throw on non-zero exit (the caller inspects code). */
   allowFailure?: boolean;
+  /** Kills the command (SIGKILL) and rejects at once when aborted. */
+  signal?: AbortSignal;
 }
 
 export interface CaptureResult {
@@ -360,6 +362,14 @@ export function runCapture(cmd: string, args: string[], opts: CaptureOptions = {
           child.kill('SIGKILL');
         }, opts.timeoutMs)
       : undefined;
+    const onAbort = () => {
+      child.kill('SIGKILL');
+      if (timer) clearTimeout(timer);
+      reject(new LifeboatError(`${tool}${opts.context ? ` (${opts.context})` : ''} aborted: ${errorMessage(opts.signal!.reason)}`, ExitCode.INTERRUPTED));
+    };
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
+    child.once('close', () => opts.signal?.removeEventListener('abort', onAbort));
     child.stdout!.on('data', (b: Buffer) => {
       if (outLen < max) {
         out.push(b);

@@ -5,6 +5,7 @@ import type { MysqlSourceOptions } from './dump.js';
 import { resolveSourcePaths } from '../../config/resolve.js';
 import { scratchDbName, snapshotStream, meta, rowCountCheck, dbServer, type DrillCheck, type QueryValue, type DrillTargetContext, type ScratchTarget } from '../scratch.js';
 import { restoreMysql } from './dump.js';
+import { CLEANUP_QUERY_TIMEOUT_MS, killSessionsOn, withMysqlSession } from './session.js';
 
 /** Restore drill target of a mysql source (see ../scratch.ts and src/verify/drill.ts). */
 export function mysqlTarget(ctx: DrillTargetContext, src: MysqlSourceOptions): ScratchTarget {
@@ -24,14 +25,9 @@ export function mysqlTarget(ctx: DrillTargetContext, src: MysqlSourceOptions): S
       supportBigNumbers: true,
       bigNumberStrings: true,
     });
-  const withConn = async <T>(database: string | undefined, fn: (c: mysql.Connection) => Promise<T>): Promise<T> => {
-    const c = await connect(database);
-    try {
-      return await fn(c);
-    } finally {
-      await c.end().catch(() => {});
-    }
-  };
+  // the drill's timeout ends a session at once, also while its query runs (session.ts)
+  const withConn = <T>(database: string | undefined, fn: (c: mysql.Connection) => Promise<T>, opts: { cleanup?: boolean } = {}): Promise<T> =>
+    withMysqlSession(() => connect(database), fn, opts.cleanup ? undefined : ctx.signal);
   return {
     description: `mysql database ${db} on ${socket ?? `${server.host}:${server.port}`}`,
     async restore() {
@@ -78,9 +74,14 @@ export function mysqlTarget(ctx: DrillTargetContext, src: MysqlSourceOptions): S
       ...(server.password !== undefined ? { MYSQL_PWD: server.password } : {}),
     }),
     async cleanup() {
-      await withConn(undefined, async (c) => {
-        await c.query(`DROP DATABASE IF EXISTS ${myIdent(db)}`);
-      });
+      await withConn(
+        undefined,
+        async (c) => {
+          await killSessionsOn(c, db);
+          await c.query({ sql: `DROP DATABASE IF EXISTS ${myIdent(db)}`, timeout: CLEANUP_QUERY_TIMEOUT_MS });
+        },
+        { cleanup: true },
+      );
     },
   };
 }

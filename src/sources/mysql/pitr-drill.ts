@@ -7,6 +7,7 @@ import { ConfigError, LifeboatError } from '../../errors.js';
 import { myIdent, type MysqlSourceOptions } from './dump.js';
 import { mysqlPitrRestore, type MysqlPitrResult, type MysqlPitrTarget } from './binlog.js';
 import { startScratchMysql, type ScratchMysql } from './scratch.js';
+import { withMysqlSession } from './session.js';
 import { resolveSourcePaths } from '../../config/resolve.js';
 import type { StreamSourceConfig } from '../../config/sources.js';
 import type { DrillCheck, DrillTargetContext, QueryValue, ScratchTarget } from '../scratch.js';
@@ -39,21 +40,21 @@ export function mysqlPitrTarget(ctx: DrillTargetContext, srcIn: MysqlSourceOptio
   let server: ScratchMysql | undefined;
   let result: MysqlPitrResult | undefined;
 
-  const withConn = async <T>(fn: (c: mysql.Connection) => Promise<T>): Promise<T> => {
-    const c = await (await import('mysql2/promise')).default.createConnection({
-      socketPath: server!.socket,
-      user: 'root',
-      database,
-      connectTimeout: src.connectTimeout * 1000,
-      supportBigNumbers: true,
-      bigNumberStrings: true,
-    });
-    try {
-      return await fn(c);
-    } finally {
-      await c.end().catch(() => {});
-    }
-  };
+  // the drill's timeout ends a session at once, also while its query runs (session.ts)
+  const withConn = <T>(fn: (c: mysql.Connection) => Promise<T>): Promise<T> =>
+    withMysqlSession(
+      async () =>
+        (await import('mysql2/promise')).default.createConnection({
+          socketPath: server!.socket,
+          user: 'root',
+          database,
+          connectTimeout: src.connectTimeout * 1000,
+          supportBigNumbers: true,
+          bigNumberStrings: true,
+        }),
+      fn,
+      ctx.signal,
+    );
 
   return {
     get description() {

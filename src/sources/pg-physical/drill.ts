@@ -8,7 +8,9 @@ import type pg from 'pg';
 import { configPath } from '../../config/paths.js';
 import { LifeboatError } from '../../errors.js';
 import { DEFAULT_ARCHIVE } from '../../repo/wal-names.js';
+import { connectPg } from '../../util/pg-client.js';
 import { pgRestore, shQuote, type PgPhysicalOptions } from './dump.js';
+import { runCapture } from '../proc.js';
 import type { DrillCheck, DrillTargetContext, QueryValue, ScratchTarget } from '../scratch.js';
 
 /**
@@ -76,20 +78,28 @@ export function pgPhysicalTarget(ctx: DrillTargetContext, src: PgPhysicalOptions
   let client: pg.Client | undefined;
   let replayedTo = '';
 
-  const asOwner = (args: string[], env: NodeJS.ProcessEnv = process.env): { status: number; out: string } => {
+  /**
+   * pg_ctl as the data directory's owner. Asynchronous (a synchronous pg_ctl start -w blocked the whole process,
+   * a daemon's other jobs and its shutdown, for up to its 10 minutes); `signal` (the drill's timeout) kills it.
+   */
+  const asOwner = async (args: string[], opts: { env?: NodeJS.ProcessEnv; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ status: number; out: string }> => {
     const cmd = owner && process.getuid?.() === 0 && owner.uid !== 0 ? ['runuser', '-u', owner.name, '--', pgCtl!, ...args] : [pgCtl!, ...args];
-    const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', env, timeout: 10 * 60_000 });
-    return { status: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+    const r = await runCapture(cmd[0]!, cmd.slice(1), { env: opts.env ?? process.env, timeoutMs: opts.timeoutMs ?? 10 * 60_000, allowFailure: true, tool: 'pg_ctl', ...(opts.signal ? { signal: opts.signal } : {}) });
+    return { status: r.code ?? -1, out: `${r.stdout}${r.stderr}` };
   };
   const logTail = async (): Promise<string> => {
     const log = await fsp.readFile(path.join(dir!, 'server.log'), 'utf8').catch(() => '');
     return log.trim().split('\n').slice(-6).join(' | ');
   };
   const connect = async (db: string): Promise<pg.Client> => {
-    const { default: PG } = await import('pg');
-    const c = new PG.Client({ host: dir!, port: portNum, user, database: db, connectionTimeoutMillis: 5000 });
-    c.on('error', () => {});
-    await c.connect();
+    const c = await connectPg({ host: dir!, port: portNum, user, database: db, connectionTimeoutMillis: 5000 });
+    // the drill's timeout (or a shutdown) ends the session at once, also while a query waits
+    const onAbort = () => void c.end().catch(() => {});
+    if (ctx.signal.aborted) onAbort();
+    else {
+      ctx.signal.addEventListener('abort', onAbort, { once: true });
+      c.once('end', () => ctx.signal.removeEventListener('abort', onAbort));
+    }
     return c;
   };
   let portNum = 0;
@@ -128,8 +138,9 @@ export function pgPhysicalTarget(ctx: DrillTargetContext, src: PgPhysicalOptions
       portNum = await freePort(); // names the socket file (.s.PGSQL.<port>)
       // the server's restore_command (lifeboat wal-fetch) inherits this environment: the password never touches the disk
       const env = { ...process.env, LIFEBOAT_PASSWORD: ctx.repositoryPassword() };
-      const r = asOwner(['-D', data, '-l', path.join(dir, 'server.log'), '-o', `-p ${portNum}`, '-w', '-t', '600', 'start'], env);
+      // set first: an abort while pg_ctl waits for the server leaves a postmaster that cleanup must stop
       started = true;
+      const r = await asOwner(['-D', data, '-l', path.join(dir, 'server.log'), '-o', `-p ${portNum}`, '-w', '-t', '600', 'start'], { env, signal: ctx.signal });
       if (r.status !== 0) throw new LifeboatError(`PITR drill: the restored server did not start: ${r.out.trim().slice(-300)}; log: ${await logTail()}`);
       // recovery replays the archive to its end, then promotes
       for (;;) {
@@ -190,7 +201,7 @@ export function pgPhysicalTarget(ctx: DrillTargetContext, src: PgPhysicalOptions
     async cleanup() {
       await client?.end().catch(() => {});
       client = undefined;
-      if (started && data) asOwner(['-D', data, '-m', 'immediate', '-w', 'stop']);
+      if (started && data) await asOwner(['-D', data, '-m', 'immediate', '-w', 'stop'], { timeoutMs: 120_000 }).catch(() => undefined);
       started = false;
       if (dir) await fsp.rm(dir, { recursive: true, force: true });
     },

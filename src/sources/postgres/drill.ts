@@ -1,18 +1,22 @@
 import type pg from 'pg';
-import { ConfigError, LifeboatError } from '../../errors.js';
+import { ConfigError, LifeboatError, errorMessage } from '../../errors.js';
 import type { PostgresSourceOptions } from './dump.js';
 import { resolveSourcePaths } from '../../config/resolve.js';
 import { scratchDbName, snapshotStream, meta, rowCountCheck, dbServer, type DrillCheck, type QueryValue, type DrillTargetContext, type ScratchTarget } from '../scratch.js';
 import { restorePostgres } from './dump.js';
 import { connectPg, pgSsl } from '../../util/pg-client.js';
 
+/** Deadline of each query of a drill's cleanup (it runs after the drill's own timeout). */
+const CLEANUP_QUERY_TIMEOUT_MS = 120_000;
+
 /** Restore drill target of a postgres source (see ../scratch.ts and src/verify/drill.ts). */
 export function postgresTarget(ctx: DrillTargetContext, src: PostgresSourceOptions): ScratchTarget {
   if (src.globals) throw new ConfigError(`job ${ctx.job}: source ${ctx.sourceName} dumps globals (roles); a drill would create roles on the server, which is not supported`);
   const server = dbServer(ctx, src, `postgres source ${ctx.sourceName}`);
   const db = scratchDbName(ctx.job);
-  const client = async (database: string): Promise<pg.Client> => {
+  const client = async (database: string, queryTimeoutMs?: number): Promise<pg.Client> => {
     return connectPg({
+      ...(queryTimeoutMs ? { query_timeout: queryTimeoutMs } : {}),
       host: server.host,
       port: server.port,
       user: server.user,
@@ -23,11 +27,23 @@ export function postgresTarget(ctx: DrillTargetContext, src: PostgresSourceOptio
       application_name: 'lifeboat-drill',
     });
   };
-  const withClient = async <T>(database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> => {
-    const c = await client(database);
+  /**
+   * A session for `fn`. The drill's timeout (or a shutdown) ends it at once, also while a query waits
+   * (a slow count, a verification query that never returns): the phase fails then, not when the query
+   * ends. `cleanup` runs after an abort, so its session is not tied to the signal but has a deadline.
+   */
+  const withClient = async <T>(database: string, fn: (c: pg.Client) => Promise<T>, opts: { cleanup?: boolean } = {}): Promise<T> => {
+    if (!opts.cleanup && ctx.signal.aborted) throw new LifeboatError(`drill aborted (${errorMessage(ctx.signal.reason)})`);
+    const c = await client(database, opts.cleanup ? CLEANUP_QUERY_TIMEOUT_MS : undefined);
+    const onAbort = () => void c.end().catch(() => {});
+    if (!opts.cleanup) ctx.signal.addEventListener('abort', onAbort, { once: true });
     try {
       return await fn(c);
+    } catch (err) {
+      if (!opts.cleanup && ctx.signal.aborted) throw new LifeboatError(`drill aborted (${errorMessage(ctx.signal.reason)}) while a query ran on ${database}`);
+      throw err;
     } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
       await c.end().catch(() => {});
     }
   };
@@ -85,10 +101,14 @@ export function postgresTarget(ctx: DrillTargetContext, src: PostgresSourceOptio
       ...(server.password !== undefined ? { PGPASSWORD: server.password } : {}),
     }),
     async cleanup() {
-      await withClient('postgres', async (c) => {
-        await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [db]);
-        await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(db)}`);
-      });
+      await withClient(
+        'postgres',
+        async (c) => {
+          await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [db]);
+          await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(db)}`);
+        },
+        { cleanup: true },
+      );
     },
   };
 }
