@@ -4,7 +4,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { IntegrityError, LifeboatError } from '../src/errors.js';
-import { dumpRedis, parseKeyspace, restoreRedis } from '../src/sources/redis/dump.js';
+import { dumpRedis, parseKeyspace, restoreRedis, RespClient } from '../src/sources/redis/dump.js';
 import { redisSourceSchema } from '../src/config/sources.js';
 import { collect, redisContents, redisPopulate, startRedis, tmpdir, type PrivateRedis } from './helpers/db.js';
 
@@ -136,6 +136,34 @@ describe('Redis source', () => {
     );
     await assert.rejects(dumpRedis({ kind: 'redis', port: source.port }), /the server requires a password \(set passwordEnv or passwordFile\)/);
     await assert.rejects(dumpRedis({ kind: 'redis', port: 1 }), /cannot connect to Redis at 127\.0\.0\.1:1: connection refused/);
+  });
+
+  test('a server that accepts connections and never replies: a clear error within connectTimeout, and a command deadline', async () => {
+    const { createServer } = await import('node:net');
+    const conns = new Set<import('node:net').Socket>();
+    const silent = createServer((c) => {
+      conns.add(c);
+      c.resume();
+      c.on('close', () => conns.delete(c));
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as import('node:net').AddressInfo).port;
+    try {
+      const t0 = Date.now();
+      await assert.rejects(dumpRedis({ kind: 'redis', port, connectTimeout: 1 }), (e: Error) => e instanceof LifeboatError && /Redis at 127\.0\.0\.1:\d+: no reply to PING within 1s; connection closed/.test(e.message));
+      assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+      // any command: the client's reply deadline, then every waiting command fails
+      const cl = await RespClient.connect({ host: '127.0.0.1', port }, 2000, 'Redis');
+      cl.replyTimeoutMs = 200;
+      const a = cl.send('INFO', 'keyspace');
+      const b = cl.send('DBSIZE');
+      await assert.rejects(a, /no reply to INFO within 200 ms/);
+      await assert.rejects(b, /no reply to INFO within 200 ms/);
+      await assert.rejects(cl.send('PING'), /no reply to INFO/);
+    } finally {
+      for (const c of conns) c.destroy();
+      await new Promise((r) => silent.close(r));
+    }
   });
 
   test('a dump the server refuses (no SYNC permission) rejects done with the stderr tail', async () => {

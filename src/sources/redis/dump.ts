@@ -70,20 +70,33 @@ export type RespValue = string | number | Buffer | null | RespError | RespValue[
  */
 export class RespClient {
   private buf: Buffer = Buffer.alloc(0);
-  private readonly waiting: Array<{ resolve: (v: RespValue) => void; reject: (e: Error) => void }> = [];
+  private readonly waiting: Array<{ resolve: (v: RespValue) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }> = [];
   private closedErr: Error | undefined;
+  /**
+   * Milliseconds a reply may take (each command's deadline): past it the connection is closed and
+   * every command waiting on it fails. Short while connecting (AUTH, PING); long enough for a
+   * FLUSHDB or a MIGRATE batch (whose own idle timeout is 60 s) otherwise.
+   */
+  replyTimeoutMs = 10 * 60_000;
 
-  private constructor(private readonly sock: net.Socket) {
+  private constructor(
+    private readonly sock: net.Socket,
+    private readonly label: string,
+  ) {
     sock.on('data', (d: Buffer) => {
       this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
       this.drain();
     });
-    const fail = (e: Error): void => {
-      this.closedErr ??= e;
-      for (const w of this.waiting.splice(0)) w.reject(this.closedErr);
-    };
-    sock.on('error', fail);
-    sock.on('close', () => fail(new Error('connection closed')));
+    sock.on('error', (e) => this.fail(e));
+    sock.on('close', () => this.fail(new Error('connection closed')));
+  }
+
+  private fail(e: Error): void {
+    this.closedErr ??= e;
+    for (const w of this.waiting.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(this.closedErr);
+    }
   }
 
   static connect(where: { host: string; port: number } | { path: string }, timeoutMs: number, what: string): Promise<RespClient> {
@@ -97,7 +110,7 @@ export class RespClient {
       sock.once('connect', () => {
         clearTimeout(timer);
         sock.setNoDelay(true);
-        resolve(new RespClient(sock));
+        resolve(new RespClient(sock, `${what} at ${label}`));
       });
       sock.once('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
@@ -114,8 +127,14 @@ export class RespClient {
       const b = Buffer.isBuffer(a) ? a : Buffer.from(String(a), 'utf8');
       parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'));
     }
+    const cmd = String(args[0] ?? '');
+    const ms = this.replyTimeoutMs;
     return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
+      const timer = setTimeout(() => {
+        this.fail(new LifeboatError(`${this.label}: no reply to ${cmd} within ${ms >= 1000 ? `${Math.round(ms / 1000)}s` : `${ms} ms`}; connection closed`));
+        this.sock.destroy();
+      }, ms);
+      this.waiting.push({ resolve, reject, timer });
       this.sock.write(Buffer.concat(parts));
     });
   }
@@ -136,7 +155,9 @@ export class RespClient {
       const r = parseResp(this.buf, 0);
       if (!r) return;
       this.buf = this.buf.subarray(r.end);
-      this.waiting.shift()!.resolve(r.value);
+      const w = this.waiting.shift()!;
+      clearTimeout(w.timer);
+      w.resolve(r.value);
     }
   }
 }
@@ -212,6 +233,9 @@ async function connectRedis(c: RedisConn): Promise<{ client: RespClient; authent
   const cl = await RespClient.connect({ host: c.host, port: c.port }, c.connectTimeout * 1000, 'Redis');
   const at = formatHostPort(c.host, c.port);
   let authenticated = c.password !== undefined;
+  // the handshake's replies come at once from a live server: a server that accepts and then says nothing fails here
+  const replyTimeoutMs = cl.replyTimeoutMs;
+  cl.replyTimeoutMs = c.connectTimeout * 1000;
   try {
     if (c.password !== undefined) {
       const r = c.user ? await cl.send('AUTH', c.user, c.password) : await cl.send('AUTH', c.password);
@@ -225,6 +249,7 @@ async function connectRedis(c: RedisConn): Promise<{ client: RespClient; authent
       if (/^NOAUTH/.test(ping.message)) throw new LifeboatError(`cannot connect to Redis at ${at}: the server requires a password (set passwordEnv or passwordFile)`);
       throw new LifeboatError(`Redis at ${at} answered PING with an error: ${ping.message}`);
     }
+    cl.replyTimeoutMs = replyTimeoutMs;
     return { client: cl, authenticated };
   } catch (err) {
     cl.close();
