@@ -170,34 +170,44 @@ notifiers:
   }
 });
 
+/**
+ * Back up `source` as job `job`, then drill it with a 6 s timeout and one verification query `hangingSql` that
+ * runs for minutes: the drill must fail at its timeout (not when the query ends), its check failed, the cleanup
+ * done. Returns the drill's result for the kind's own checks.
+ */
+async function drillTimesOut(d: ReturnType<typeof drillSetup>, job: string, source: string, hangingSql: string): Promise<Snaked<DrillResult>> {
+  await d.writeConfig(`sources:
+  ${source}
+jobs:
+  ${job}:
+    source: ${source.split(':')[0]}
+    drill:
+      timeout: 6s
+      queries:
+        - { name: hangs, sql: ${JSON.stringify(hangingSql)}, equals: "x" }
+`);
+  let r = await d.cli('run', job);
+  assert.equal(r.code, 0, r.stderr);
+  const t0 = Date.now();
+  r = await d.drill(job);
+  const took = Date.now() - t0;
+  assert.equal(r.code, 1, r.stderr);
+  assert.ok(took < 40_000, `the drill took ${took} ms`);
+  const res = lastJson<Snaked<DrillResult>>(r.stdout);
+  assert.equal(res.status, 'failed');
+  assert.match(res.error!, /drill timeout after 6s/);
+  assert.equal(res.checks.find((c) => c.name === 'hangs')?.ok, false);
+  assert.deepEqual([res.phases.at(-1)!.name, res.phases.at(-1)!.ok], ['cleanup', true]);
+  return res;
+}
+
 test('PostgreSQL drill: the drill timeout ends a verification query that never returns; the scratch database is still dropped', async () => {
   const d = drillSetup();
   const db = uniqueName('lb_drill_pghang_');
   try {
     await pgCreateDb(db);
     await pgPopulate(db, { people: 50, events: 50 });
-    await d.writeConfig(`sources:
-  pg: { kind: postgres, database: ${db} }
-jobs:
-  pghang:
-    source: pg
-    drill:
-      timeout: 6s
-      queries:
-        - { name: hangs, sql: "SELECT pg_sleep(120)::text || 'lifeboat-drill-hang-' || 'test'", equals: "x" }
-`);
-    let r = await d.cli('run', 'pghang');
-    assert.equal(r.code, 0, r.stderr);
-    const t0 = Date.now();
-    r = await d.drill('pghang');
-    const took = Date.now() - t0;
-    assert.equal(r.code, 1, r.stderr);
-    assert.ok(took < 40_000, `the drill took ${took} ms`);
-    const res = lastJson<Snaked<DrillResult>>(r.stdout);
-    assert.equal(res.status, 'failed');
-    assert.match(res.error!, /drill timeout after 6s/);
-    assert.equal(res.phases.at(-1)!.name, 'cleanup');
-    assert.equal(res.phases.at(-1)!.ok, true);
+    await drillTimesOut(d, 'pghang', `pg: { kind: postgres, database: ${db} }`, "SELECT pg_sleep(120)::text || 'lifeboat-drill-hang-' || 'test'");
     assert.deepEqual(await scratchPgDbs('pghang'), [], 'scratch database dropped after the timeout');
     const left = await pgExec('postgres', "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%lifeboat-drill-hang-' || 'test%'");
     assert.equal(left.rows[0].n, 0, 'no session left sleeping');
@@ -329,27 +339,7 @@ test('MariaDB drill: the drill timeout ends a verification query that never retu
   const db = uniqueName('lb_drill_myhang_');
   try {
     await myPopulate(db, { rows: 50 });
-    await d.writeConfig(`sources:
-  my: { kind: mysql, database: ${db} }
-jobs:
-  myhang:
-    source: my
-    drill:
-      timeout: 6s
-      queries:
-        - { name: hangs, sql: "SELECT CONCAT(SLEEP(120), 'lifeboat-drill-hang-', 'mytest')", equals: "x" }
-`);
-    let r = await d.cli('run', 'myhang');
-    assert.equal(r.code, 0, r.stderr);
-    const t0 = Date.now();
-    r = await d.drill('myhang');
-    const took = Date.now() - t0;
-    assert.equal(r.code, 1, r.stderr);
-    assert.ok(took < 40_000, `the drill took ${took} ms`);
-    const res = lastJson<Snaked<DrillResult>>(r.stdout);
-    assert.equal(res.status, 'failed');
-    assert.match(res.error!, /drill timeout after 6s/);
-    assert.deepEqual([res.phases.at(-1)!.name, res.phases.at(-1)!.ok], ['cleanup', true]);
+    const res = await drillTimesOut(d, 'myhang', `my: { kind: mysql, database: ${db} }`, "SELECT CONCAT(SLEEP(120), 'lifeboat-drill-hang-', 'mytest')");
     const scratch = /database (lifeboat_drill_myhang_[0-9a-f]{10}) /.exec(res.target)![1]!;
     const left = await withMy(undefined, async (c) => (await c.query(`SHOW DATABASES LIKE '${scratch}'`))[0] as unknown[]);
     assert.deepEqual(left, []);

@@ -569,6 +569,27 @@ daemon:
     const leftovers = (await fsp.readdir(os.tmpdir())).filter((f) => f.startsWith('lifeboat-drill-cluster-base-'));
     assert.deepEqual(leftovers, [], 'the scratch data directory is removed');
 
+    // the drill's timeout holds while a verification query never returns: the query is ended, the drill fails
+    // at the timeout (not when the query would end), and the scratch server is stopped and removed
+    const cfgHang = path.join(t.dir, 'lifeboat-hang.yaml');
+    const hangText = (await fsp.readFile(cfg, 'utf8'))
+      .replace('        - { name: items, sql: "SELECT count(*) FROM items", equals: 900 }', '        - { name: hangs, sql: "SELECT pg_sleep(600)::text", equals: "x" }')
+      .replace('    drill:\n      database: postgres\n', '    drill:\n      database: postgres\n      timeout: 45s\n')
+      .replace('catalog.db', 'catalog-hang.db');
+    assert.match(hangText, /pg_sleep\(600\)[\s\S]*timeout: 45s|timeout: 45s[\s\S]*pg_sleep\(600\)/);
+    await fsp.writeFile(cfgHang, hangText);
+    const tHang = Date.now();
+    const hang = await runCli(['drill', 'cluster-base', '--config', cfgHang, '--json'], {});
+    const hangMs = Date.now() - tHang;
+    assert.equal(hang.code, 1, hang.stderr + hang.stdout);
+    const hr = JSON.parse(hang.stdout.trim().split('\n').pop()!) as { status: string; error: string; checks: Array<{ name: string; ok: boolean; detail: string }>; phases: Array<{ name: string; ok: boolean }> };
+    assert.equal(hr.status, 'failed');
+    assert.match(hr.error, /drill timeout after 45s/);
+    assert.deepEqual(hr.checks.find((c) => c.name === 'hangs')?.ok, false, JSON.stringify(hr));
+    assert.ok(hangMs < 100_000, `the drill took ${hangMs} ms`);
+    assert.deepEqual(hr.phases.at(-1), { ...hr.phases.at(-1)!, name: 'cleanup', ok: true });
+    assert.deepEqual((await fsp.readdir(os.tmpdir())).filter((f) => f.startsWith('lifeboat-drill-cluster-base-')), [], 'the scratch data directory is removed after the timeout');
+
     // monitoring: the job's recovery point is the newest archived WAL, later than the base backup run
     const st = await runCli(['status', '--json', '--config', cfg], {});
     const rpoFinding = (JSON.parse(st.stdout.trim().split('\n').pop()!) as { findings: Array<{ job: string; check: string; severity: string; details: Record<string, unknown> }> }).findings.find(

@@ -167,8 +167,15 @@ export async function runDrill(plan: ResolvedPlan, job: string, opts: DrillOptio
           () =>
             runQueries(drill.queries, async (q): Promise<QueryValue> => {
               if (signal.aborted) throw new LifeboatError(`drill aborted: ${errorMessage(signal.reason)}`);
-              if (q.sql !== undefined) return target!.sql!(q.sql);
-              return runQueryCommand(q.command!, target!.env(), plan.dir, deadline - Date.now());
+              try {
+                if (q.sql !== undefined) return await target!.sql!(q.sql);
+                return await runQueryCommand(q.command!, target!.env(), plan.dir, deadline - Date.now());
+              } catch (err) {
+                // a query the drill's timeout ended ("Connection terminated"): say why
+                const why = errorMessage(signal.reason);
+                if (signal.aborted && !errorMessage(err).includes(why)) throw new LifeboatError(`${errorMessage(err)} (${why})`);
+                throw err;
+              }
             }, {
               values: snapshot!.source?.verification as Record<string, string | null> | undefined,
               errors: snapshot!.source?.verificationErrors as Record<string, string> | undefined,
