@@ -134,6 +134,9 @@ export function rowCountCheck(estimates: Record<string, number>, counts: Map<str
   };
 }
 
+/** Deadline of each statement of a drill's cleanup (it runs after the drill's own timeout, so not under it). */
+export const CLEANUP_QUERY_TIMEOUT_MS = 120_000;
+
 export interface DbServer {
   host: string;
   port: number;

@@ -3,9 +3,9 @@ import { ConfigError } from '../../errors.js';
 import { myIdent } from './dump.js';
 import type { MysqlSourceOptions } from './dump.js';
 import { resolveSourcePaths } from '../../config/resolve.js';
-import { scratchDbName, snapshotStream, meta, rowCountCheck, dbServer, type DrillCheck, type QueryValue, type DrillTargetContext, type ScratchTarget } from '../scratch.js';
+import { CLEANUP_QUERY_TIMEOUT_MS, scratchDbName, snapshotStream, meta, rowCountCheck, dbServer, type DrillCheck, type QueryValue, type DrillTargetContext, type ScratchTarget } from '../scratch.js';
 import { restoreMysql } from './dump.js';
-import { CLEANUP_QUERY_TIMEOUT_MS, killSessionsOn, withMysqlSession } from './session.js';
+import { killSessionsOn, withMysqlSession } from './session.js';
 
 /** Restore drill target of a mysql source (see ../scratch.ts and src/verify/drill.ts). */
 export function mysqlTarget(ctx: DrillTargetContext, src: MysqlSourceOptions): ScratchTarget {

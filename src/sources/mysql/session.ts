@@ -1,17 +1,23 @@
 import type mysql from 'mysql2/promise';
 import { LifeboatError, errorMessage } from '../../errors.js';
+import { CLEANUP_QUERY_TIMEOUT_MS } from '../scratch.js';
 
 /**
  * Run `fn` on a fresh connection that `signal` (a drill's timeout, a shutdown)
  * ends at once, also while a query runs: `fn` is abandoned and the connection
  * destroyed (mysql2's end() would wait for that query first, so a query that
- * never returns held the drill's phase past its timeout). Without a signal (a cleanup, which runs after an abort) each
- * query should carry its own `timeout`.
+ * never returns held the drill's phase past its timeout). Without a signal (a
+ * cleanup, which runs after an abort) each query should carry its own
+ * `timeout`.
  */
 export async function withMysqlSession<T>(connect: () => Promise<mysql.Connection>, fn: (c: mysql.Connection) => Promise<T>, signal?: AbortSignal): Promise<T> {
   const aborted = (while_: string) => new LifeboatError(`drill aborted (${errorMessage(signal!.reason)})${while_}`);
   if (signal?.aborted) throw aborted('');
   const c = await connect();
+  if (signal?.aborted) {
+    c.destroy();
+    throw aborted('');
+  }
   // destroy() alone does not fail the query in flight (mysql2 still delivered its result later): the
   // abort rejects at once, and the query's own outcome is dropped
   let onAbort = () => {};
@@ -37,9 +43,6 @@ export async function withMysqlSession<T>(connect: () => Promise<mysql.Connectio
     else await c.end().catch(() => c.destroy());
   }
 }
-
-/** Deadline of each query of a drill's cleanup (it runs after the drill's own timeout). */
-export const CLEANUP_QUERY_TIMEOUT_MS = 120_000;
 
 /**
  * End the other sessions on `database` (a drill's abandoned query, say a slow

@@ -11,7 +11,7 @@ import { DEFAULT_ARCHIVE } from '../../repo/wal-names.js';
 import { connectPg } from '../../util/pg-client.js';
 import { pgRestore, shQuote, type PgPhysicalOptions } from './dump.js';
 import { runCapture } from '../proc.js';
-import type { DrillCheck, DrillTargetContext, QueryValue, ScratchTarget } from '../scratch.js';
+import { CLEANUP_QUERY_TIMEOUT_MS, type DrillCheck, type DrillTargetContext, type QueryValue, type ScratchTarget } from '../scratch.js';
 
 /**
  * Restore drill of a `postgres-physical` source: the real point-in-time
@@ -201,7 +201,7 @@ export function pgPhysicalTarget(ctx: DrillTargetContext, src: PgPhysicalOptions
     async cleanup() {
       await client?.end().catch(() => {});
       client = undefined;
-      if (started && data) await asOwner(['-D', data, '-m', 'immediate', '-w', 'stop'], { timeoutMs: 120_000 }).catch(() => undefined);
+      if (started && data) await asOwner(['-D', data, '-m', 'immediate', '-w', 'stop'], { timeoutMs: CLEANUP_QUERY_TIMEOUT_MS }).catch(() => undefined);
       started = false;
       if (dir) await fsp.rm(dir, { recursive: true, force: true });
     },

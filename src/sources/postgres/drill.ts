@@ -2,12 +2,9 @@ import type pg from 'pg';
 import { ConfigError, LifeboatError, errorMessage } from '../../errors.js';
 import type { PostgresSourceOptions } from './dump.js';
 import { resolveSourcePaths } from '../../config/resolve.js';
-import { scratchDbName, snapshotStream, meta, rowCountCheck, dbServer, type DrillCheck, type QueryValue, type DrillTargetContext, type ScratchTarget } from '../scratch.js';
+import { CLEANUP_QUERY_TIMEOUT_MS, scratchDbName, snapshotStream, meta, rowCountCheck, dbServer, type DrillCheck, type QueryValue, type DrillTargetContext, type ScratchTarget } from '../scratch.js';
 import { restorePostgres } from './dump.js';
 import { connectPg, pgSsl } from '../../util/pg-client.js';
-
-/** Deadline of each query of a drill's cleanup (it runs after the drill's own timeout). */
-const CLEANUP_QUERY_TIMEOUT_MS = 120_000;
 
 /** Restore drill target of a postgres source (see ../scratch.ts and src/verify/drill.ts). */
 export function postgresTarget(ctx: DrillTargetContext, src: PostgresSourceOptions): ScratchTarget {
@@ -36,7 +33,10 @@ export function postgresTarget(ctx: DrillTargetContext, src: PostgresSourceOptio
     if (!opts.cleanup && ctx.signal.aborted) throw new LifeboatError(`drill aborted (${errorMessage(ctx.signal.reason)})`);
     const c = await client(database, opts.cleanup ? CLEANUP_QUERY_TIMEOUT_MS : undefined);
     const onAbort = () => void c.end().catch(() => {});
-    if (!opts.cleanup) ctx.signal.addEventListener('abort', onAbort, { once: true });
+    if (!opts.cleanup) {
+      if (ctx.signal.aborted) onAbort();
+      else ctx.signal.addEventListener('abort', onAbort, { once: true });
+    }
     try {
       return await fn(c);
     } catch (err) {

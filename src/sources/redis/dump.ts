@@ -134,6 +134,7 @@ export class RespClient {
         this.fail(new LifeboatError(`${this.label}: no reply to ${cmd} within ${ms >= 1000 ? `${Math.round(ms / 1000)}s` : `${ms} ms`}; connection closed`));
         this.sock.destroy();
       }, ms);
+      timer.unref(); // the socket keeps the process alive while it is open, not the deadline
       this.waiting.push({ resolve, reject, timer });
       this.sock.write(Buffer.concat(parts));
     });
