@@ -550,3 +550,21 @@ runbooks:
     await rx.close();
   }
 });
+
+test('sql step on MySQL/MariaDB: rows come back; past the step timeout the query is ended on the server too', async () => {
+  const { sqlQuery } = await import('../src/runbook/steps.js');
+  const { withMy } = await import('./helpers/db.js');
+  const cfg = {} as Parameters<typeof sqlQuery>[0];
+  const url = 'mysql://root@127.0.0.1:3306/';
+  assert.deepEqual(await sqlQuery(cfg, { url }, 'SELECT 6 * 7', 5000), { rows: [[42]], rowCount: 1 });
+  const t0 = Date.now();
+  await assert.rejects(sqlQuery(cfg, { url }, "SELECT SLEEP(30), 'lb-runbook-sql-probe'", 500), /mysql .*Query inactivity timeout/);
+  assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+  const running = () => withMy(undefined, async (c) => ((await c.query("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE '%lb-runbook-sql-probe%' AND ID <> CONNECTION_ID()"))[0] as unknown[]).length);
+  let left = await running();
+  for (let i = 0; i < 20 && left > 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    left = await running();
+  }
+  assert.equal(left, 0, 'the timed-out step query no longer runs on the server');
+});

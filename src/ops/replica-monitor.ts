@@ -8,6 +8,7 @@ import { errorMessage } from '../errors.js';
 import { parseDuration } from '../util/duration.js';
 import { formatDuration } from '../util/format.js';
 import { connectPg } from '../util/pg-client.js';
+import { queryOrKill } from '../util/mysql-query.js';
 import type { Severity } from './catalog/types.js';
 import { worstSeverity, type Finding, type MonitorReport } from './monitor.js';
 
@@ -195,12 +196,14 @@ async function myConnect(c: PgConn, connectTimeoutMs: number): Promise<MyConn> {
  */
 async function sampleMysqlReplica(spec: ReplicaSpec): Promise<ReplicaSample> {
   const out: ReplicaSample = { reachable: false };
-  const q = async (c: MyConn, sql: string) => (await c.query({ sql, timeout: spec.queryTimeoutMs }))[0] as Array<Record<string, unknown>>;
+  // past queryTimeout the query is ended on the server too (util/mysql-query.ts)
+  const q = async (c: MyConn, sql: string, conn: PgConn) =>
+    (await queryOrKill(c, { sql, timeout: spec.queryTimeoutMs }, () => myConnect(conn, spec.connectTimeoutMs))) as Array<Record<string, unknown>>;
   if (spec.primary) {
     try {
       const p = await myConnect(spec.primary, spec.connectTimeoutMs);
       try {
-        await q(p, 'SELECT 1');
+        await q(p, 'SELECT 1', spec.primary);
         out.primaryReachable = true;
       } finally {
         await p.end().catch(() => {});
@@ -219,9 +222,9 @@ async function sampleMysqlReplica(spec: ReplicaSpec): Promise<ReplicaSample> {
   try {
     let rows: Array<Record<string, unknown>>;
     try {
-      rows = await q(c, 'SHOW REPLICA STATUS');
+      rows = await q(c, 'SHOW REPLICA STATUS', spec.replica);
     } catch {
-      rows = await q(c, 'SHOW SLAVE STATUS');
+      rows = await q(c, 'SHOW SLAVE STATUS', spec.replica);
     }
     out.reachable = true;
     const r = rows[0];

@@ -19,6 +19,7 @@ import type { AlertMessage } from '../ops/notify/notifier.js';
 import { redactText } from '../ops/templates.js';
 import { formatBytesOneDecimal as formatBytes } from '../util/format.js';
 import { connectPg } from '../util/pg-client.js';
+import { queryOrKill } from '../util/mysql-query.js';
 import type { RollbackStep, RunbookDef } from '../config/runbook.js';
 import type { RunStore } from './store.js';
 
@@ -308,20 +309,23 @@ export async function sqlQuery(cfg: LifeboatConfig, c: SqlConn, query: string, t
       }
     }
     const mysql = await import('mysql2/promise');
-    const client = await mysql.createConnection({
-      host: conn.host ?? '127.0.0.1',
-      port: conn.port ?? 3306,
-      user: conn.user ?? 'root',
-      ...(conn.database ? { database: conn.database } : {}),
-      ...(conn.password ? { password: conn.password } : {}),
-      connectTimeout: Math.min(timeoutMs, 10_000),
-    });
+    const connect = () =>
+      mysql.createConnection({
+        host: conn.host ?? '127.0.0.1',
+        port: conn.port ?? 3306,
+        user: conn.user ?? 'root',
+        ...(conn.database ? { database: conn.database } : {}),
+        ...(conn.password ? { password: conn.password } : {}),
+        connectTimeout: Math.min(timeoutMs, 10_000),
+      });
+    const client = await connect();
     try {
-      const [rows] = await client.query({ sql: query, timeout: timeoutMs, rowsAsArray: true });
+      // past the step's timeout the query is ended on the server too (an UPDATE would keep its locks)
+      const rows = await queryOrKill(client, { sql: query, timeout: timeoutMs, rowsAsArray: true }, connect);
       if (Array.isArray(rows)) return { rows: rows as unknown[][], rowCount: rows.length };
       return { rows: [], rowCount: (rows as { affectedRows?: number }).affectedRows ?? 0 };
     } finally {
-      await client.end().catch(() => {});
+      client.destroy();
     }
   } catch (err) {
     if (err instanceof StepFailure) throw err;
