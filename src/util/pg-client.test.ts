@@ -46,3 +46,12 @@ test('connectPg: a server that never answers fails within connectionTimeoutMilli
     await new Promise((r) => silent.close(r));
   }
 });
+
+test('connectPg: its signal ends the session, also while a query waits; an aborted signal ends it as soon as it connects', async () => {
+  const c = await connectPg({ ...PG, database: 'postgres', connectionTimeoutMillis: 5000 }, { signal: AbortSignal.timeout(300) });
+  const t0 = Date.now();
+  await assert.rejects(c.query('SELECT pg_sleep(30)'));
+  assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+  const d = await connectPg({ ...PG, database: 'postgres', connectionTimeoutMillis: 5000 }, { signal: AbortSignal.abort() });
+  await assert.rejects(d.query('SELECT 1'));
+});

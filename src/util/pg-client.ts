@@ -24,8 +24,12 @@ export function pgSsl(mode: string | undefined): false | { rejectUnauthorized: b
  * verification query, a lock wait) stops within a second instead of holding
  * its transaction open until it finishes. Older servers lack the setting; that
  * is not an error.
+ *
+ * `signal` (a job's timeout, a drill's, a shutdown) ends the session when it
+ * aborts, also while a query waits: that query fails at once. Aborted before
+ * the connection is made, the session is ended as soon as it is.
  */
-export async function connectPg(config: pg.ClientConfig): Promise<pg.Client> {
+export async function connectPg(config: pg.ClientConfig, opts: { signal?: AbortSignal | undefined } = {}): Promise<pg.Client> {
   const { default: pgm } = await import('pg');
   const client = new pgm.Client(config);
   client.on('error', () => {});
@@ -34,6 +38,15 @@ export async function connectPg(config: pg.ClientConfig): Promise<pg.Client> {
   } catch (err) {
     await client.end().catch(() => {});
     throw err;
+  }
+  const signal = opts.signal;
+  if (signal) {
+    const onAbort = () => void client.end().catch(() => {});
+    if (signal.aborted) onAbort();
+    else {
+      signal.addEventListener('abort', onAbort, { once: true });
+      client.once('end', () => signal.removeEventListener('abort', onAbort));
+    }
   }
   await client.query({ text: 'SET client_connection_check_interval = 1000', query_timeout: 10_000 } as pg.QueryConfig).catch(() => {});
   return client;

@@ -92,15 +92,8 @@ export function pgPhysicalTarget(ctx: DrillTargetContext, src: PgPhysicalOptions
     return log.trim().split('\n').slice(-6).join(' | ');
   };
   const connect = async (db: string): Promise<pg.Client> => {
-    const c = await connectPg({ host: dir!, port: portNum, user, database: db, connectionTimeoutMillis: 5000 });
     // the drill's timeout (or a shutdown) ends the session at once, also while a query waits
-    const onAbort = () => void c.end().catch(() => {});
-    if (ctx.signal.aborted) onAbort();
-    else {
-      ctx.signal.addEventListener('abort', onAbort, { once: true });
-      c.once('end', () => ctx.signal.removeEventListener('abort', onAbort));
-    }
-    return c;
+    return connectPg({ host: dir!, port: portNum, user, database: db, connectionTimeoutMillis: 5000 }, { signal: ctx.signal });
   };
   let portNum = 0;
 

@@ -11,19 +11,21 @@ export function postgresTarget(ctx: DrillTargetContext, src: PostgresSourceOptio
   if (src.globals) throw new ConfigError(`job ${ctx.job}: source ${ctx.sourceName} dumps globals (roles); a drill would create roles on the server, which is not supported`);
   const server = dbServer(ctx, src, `postgres source ${ctx.sourceName}`);
   const db = scratchDbName(ctx.job);
-  const client = async (database: string, queryTimeoutMs?: number): Promise<pg.Client> => {
-    return connectPg({
-      ...(queryTimeoutMs ? { query_timeout: queryTimeoutMs } : {}),
-      host: server.host,
-      port: server.port,
-      user: server.user,
-      database,
-      ...(server.password !== undefined ? { password: server.password } : {}),
-      ssl: pgSsl(src.sslmode),
-      connectionTimeoutMillis: src.connectTimeout * 1000,
-      application_name: 'lifeboat-drill',
-    });
-  };
+  const client = (database: string, opts: { queryTimeoutMs?: number; signal?: AbortSignal }): Promise<pg.Client> =>
+    connectPg(
+      {
+        ...(opts.queryTimeoutMs ? { query_timeout: opts.queryTimeoutMs } : {}),
+        host: server.host,
+        port: server.port,
+        user: server.user,
+        database,
+        ...(server.password !== undefined ? { password: server.password } : {}),
+        ssl: pgSsl(src.sslmode),
+        connectionTimeoutMillis: src.connectTimeout * 1000,
+        application_name: 'lifeboat-drill',
+      },
+      { signal: opts.signal },
+    );
   /**
    * A session for `fn`. The drill's timeout (or a shutdown) ends it at once, also while a query waits
    * (a slow count, a verification query that never returns): the phase fails then, not when the query
@@ -31,19 +33,13 @@ export function postgresTarget(ctx: DrillTargetContext, src: PostgresSourceOptio
    */
   const withClient = async <T>(database: string, fn: (c: pg.Client) => Promise<T>, opts: { cleanup?: boolean } = {}): Promise<T> => {
     if (!opts.cleanup && ctx.signal.aborted) throw new LifeboatError(`drill aborted (${errorMessage(ctx.signal.reason)})`);
-    const c = await client(database, opts.cleanup ? CLEANUP_QUERY_TIMEOUT_MS : undefined);
-    const onAbort = () => void c.end().catch(() => {});
-    if (!opts.cleanup) {
-      if (ctx.signal.aborted) onAbort();
-      else ctx.signal.addEventListener('abort', onAbort, { once: true });
-    }
+    const c = await client(database, opts.cleanup ? { queryTimeoutMs: CLEANUP_QUERY_TIMEOUT_MS } : { signal: ctx.signal });
     try {
       return await fn(c);
     } catch (err) {
       if (!opts.cleanup && ctx.signal.aborted) throw new LifeboatError(`drill aborted (${errorMessage(ctx.signal.reason)}) while a query ran on ${database}`);
       throw err;
     } finally {
-      ctx.signal.removeEventListener('abort', onAbort);
       await c.end().catch(() => {});
     }
   };

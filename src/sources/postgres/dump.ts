@@ -207,18 +207,15 @@ async function exportSnapshotWithValues(
   if (signal?.aborted) throw aborted();
   let client: pg.Client;
   try {
-    client = await connectPg(config);
+    // a job's timeout or shutdown ends the session at once, also while a query waits (a lock, a slow count)
+    client = await connectPg(config, { signal });
   } catch (err) {
     throw new LifeboatError(`PostgreSQL ${conn.host}:${conn.port}: cannot export a snapshot for the verification queries: ${(err as Error).message}`);
   }
-  // a job's timeout or shutdown ends the session at once, also while a query waits (a lock, a slow count)
-  const onAbort = () => void client.end().catch(() => {});
-  signal?.addEventListener('abort', onAbort, { once: true });
   let released = false;
   const release = async (): Promise<void> => {
     if (released) return;
     released = true;
-    signal?.removeEventListener('abort', onAbort);
     await client.query('COMMIT').catch(() => {});
     await client.end().catch(() => {});
   };
