@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LocalStorage } from '../storage/local.js';
 import { hmacSha256Async } from '../util/stream-hash.js';
-import { BaseFinder, ContentWriter } from './content.js';
+import { BaseFinder, ContentWriter, readContent, storeReads } from './content.js';
 import { Repository } from './repository.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
@@ -97,6 +97,46 @@ test('ContentWriter: chunk ids computed on the thread pool (blobIdAsync) give th
     }
     assert.deepEqual(nat!.content, js!.content);
     assert.deepEqual(nat!.sizes, js!.sizes);
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('storeReads: read straight into the chunker window; a piece shown to `seen` stays as read until its promise resolves (a slow hash sees the stream exactly)', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-content-reads-'));
+  try {
+    const repo = await Repository.init(new LocalStorage(path.join(dir, 'repo')), 'pw');
+    try {
+      // 24 MiB: the 9 MiB window slides its current chunk to the front several times
+      const src = randomBytes(24 << 20);
+      let at = 0;
+      const read = async (into: Buffer): Promise<number> => {
+        const n = Math.min(into.length, 1 << 20, src.length - at);
+        src.copy(into, 0, at, at + n);
+        at += n;
+        return n;
+      };
+      const h = createHash('sha256');
+      let seen = 0;
+      const slowHash = (piece: Buffer) =>
+        new Promise<void>((resolve) =>
+          setTimeout(() => {
+            h.update(piece);
+            seen += piece.length;
+            resolve();
+          }, 25),
+        );
+      const r = await storeReads(repo, read, undefined, slowHash);
+      await repo.flush();
+      assert.equal(r.size, src.length);
+      assert.equal(seen, src.length);
+      assert.equal(h.digest('hex'), createHash('sha256').update(src).digest('hex'), 'every piece was seen as it was read');
+      const back: Buffer[] = [];
+      for await (const b of readContent(repo, r.content)) back.push(b);
+      assert.ok(Buffer.concat(back).equals(src), 'stored as read');
+    } finally {
+      await repo.close();
+    }
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }

@@ -173,6 +173,7 @@ export class ContentWriter {
       ...(deltaBases ? { deltaBases } : {}),
       ...(this.similar ? { similar: this.similar, onSimilar: learn } : {}),
       ...(this.sketch ? {} : { sketch: false }),
+      owned: true,
     });
     if (!isNew) learn(id);
     this.content.push(id);
@@ -198,6 +199,37 @@ export async function storeReadable(repo: Repository, input: Readable, parent?: 
     const buf = typeof piece === 'string' ? Buffer.from(piece) : (piece as Buffer);
     await w.write(buf);
     onBytes?.(buf.length);
+  }
+  return w.finish();
+}
+
+/**
+ * Store what `read` yields, read straight into the chunker's window: no stream pieces, no copy in
+ * (a file, e.g. standard input redirected from one). `read` fills a prefix of the buffer it is given
+ * and returns the byte count, 0 at the end. `seen` is shown each piece before it is chunked, as the
+ * window's own memory: it may read it until the promise it returns resolves, and the window is not
+ * written again before that (the stream's hash runs beside the chunking that way).
+ */
+export async function storeReads(
+  repo: Repository,
+  read: (into: Buffer) => Promise<number>,
+  parent?: ParentContent,
+  seen?: (piece: Buffer) => Promise<void> | undefined,
+): Promise<ChunkedContent> {
+  const w = new ContentWriter(repo, parent, { asyncIds: true });
+  for (;;) {
+    let done: Promise<void> | undefined;
+    const n = await w.fill(async (into) => {
+      const got = await read(into);
+      if (!(Number.isInteger(got) && got >= 0 && got <= into.length)) throw new RangeError(`read returned ${got} for a buffer of ${into.length} bytes`);
+      if (got > 0 && seen) {
+        done = seen(into.subarray(0, got));
+        done?.catch(() => {}); // observed below
+      }
+      return got;
+    });
+    await done;
+    if (n === 0) break;
   }
   return w.finish();
 }

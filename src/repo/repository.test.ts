@@ -297,3 +297,51 @@ test('beside the C encoder, a delta base is decoded in the C read pool and no en
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+/** `data` in a buffer of its own (a whole ArrayBuffer, as a chunker's chunk). */
+function own(data: Buffer): Buffer {
+  const b = Buffer.allocUnsafeSlow(data.length);
+  data.copy(b);
+  return b;
+}
+
+test('a chunk its caller gives up (saveBlob owned) and a delta base no cache keeps are freed once encoded, not left to the collector; what was stored reads back', { skip: !(codecNative() && encodeNative()) && 'native addons not built' }, async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-owned-'));
+  try {
+    // ~1.1 MB each: a base larger than a quarter of the 2 MiB base cache, which keeps none such
+    const [v0, v1, v2] = [0, 1, 2].map((v) => dumpRows(20000, v));
+    const repo = await Repository.init(new LocalStorage(dir), 'pw');
+    try {
+      assert.ok(repo.nativeEncoder, 'the C encoder is in use');
+      const first = own(v0!);
+      const { id: id0 } = await repo.saveBlob('data', first);
+      await repo.flush();
+      assert.equal(first.byteLength, v0!.length, 'a chunk not given up is left alone');
+      const before = repo.released;
+      const c1 = own(v1!);
+      const r1 = await repo.saveBlob('data', c1, { deltaBases: [id0], owned: true });
+      await repo.flush();
+      assert.equal(repo.indexEntry(r1.id)!.compression, 2, 'stored as a delta on the first');
+      assert.equal(c1.byteLength, 0, 'the chunk is freed once encoded');
+      assert.equal(repo.released - before, 2, 'the chunk and its base are freed');
+      assert.deepEqual(await repo.loadBlob(r1.id, { noCache: true }), v1);
+      assert.deepEqual(await repo.loadBlob(id0, { noCache: true }), v0);
+      // a chunk the repository has already: freed at once
+      const again = own(v1!);
+      const dup = await repo.saveBlob('data', again, { owned: true });
+      assert.equal(dup.isNew, false);
+      assert.equal(again.byteLength, 0, 'a duplicate chunk given up is freed');
+      // a delta on a delta, the chunk not given up: its base (decoded from the chain) is freed, the chunk is not
+      const c2 = own(v2!);
+      const r2 = await repo.saveBlob('data', c2, { deltaBases: [r1.id] });
+      await repo.flush();
+      assert.equal(c2.byteLength, v2!.length);
+      assert.equal(repo.indexEntry(r2.id)!.compression, 2);
+      assert.deepEqual(await repo.loadBlob(r2.id, { noCache: true }), v2);
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});

@@ -447,6 +447,11 @@ export class Repository {
       onSimilar?: (baseId: string) => void;
       /** false: no resemblance sketch (data no later version will look for a delta base in, e.g. archived WAL). */
       sketch?: boolean;
+      /**
+       * true: `data` is the caller's alone and the caller holds no view of it once saveBlob returned
+       * (a chunk cut from a chunker's window): the repository frees it once stored (release()).
+       */
+      owned?: boolean;
     } = {},
   ): Promise<SaveResult> {
     this.throwIfFailed();
@@ -460,11 +465,14 @@ export class Repository {
     const max = type === 'tree' ? MAX_TREE_BLOB : MAX_DATA_BLOB;
     if (data.length > max) throw new LifeboatError(`a ${type} blob of ${data.length} bytes exceeds the format maximum of ${max} bytes`);
     const id = opts.id ?? blobId(this.key.idKey, data);
-    if (this.hasBlob(id)) return { id, isNew: false };
+    if (this.hasBlob(id)) {
+      if (opts.owned) this.release(data);
+      return { id, isNew: false };
+    }
     this.pendingIds.add(id);
     const cost = data.length + 1024;
     await this.sealBudget.acquire(cost);
-    const p = this.encodeAndPack(type, id, data, opts.deltaBases, opts.similar, opts.onSimilar, opts.sketch !== false)
+    const p = this.encodeAndPack(type, id, data, opts.deltaBases, opts.similar, opts.onSimilar, opts.sketch !== false, opts.owned === true)
       .catch((err) => {
         this.bgError ??= err;
       })
@@ -545,27 +553,34 @@ export class Repository {
   private readonly baseDecodes = process.env.LIFEBOAT_BASE_DECODES === '0' ? undefined : new Semaphore(Number(process.env.LIFEBOAT_BASE_DECODES) || 1);
 
   /** One base's plaintext (verified): in the C read pool beside the C encoder, else on this thread (the encode worker is the busy side). */
-  private async loadBase(b: string): Promise<Buffer> {
-    if (!this.baseDecodes || !this.nativeEncoder || !this.readPool.native) return this.loadBlobAt(b, 0, false, true, true);
+  private async loadBase(b: string): Promise<{ data: Buffer; owned: boolean }> {
+    if (!this.baseDecodes || !this.nativeEncoder || !this.readPool.native) return { data: await this.loadBlobAt(b, 0, false, true, true), owned: false };
     await this.baseDecodes.acquire();
     try {
-      return await this.loadBlobAt(b, 0, false, true, false);
+      // the caller's alone (not joined to another load of it in flight, not from the read cache): freed after its encode
+      return { data: (await this.readBlob(b, 0, 'never', true)).data, owned: true };
     } finally {
       this.baseDecodes.release();
     }
   }
 
-  private async loadBases(bases: string[]): Promise<Buffer> {
+  /**
+   * The dictionary of a delta encode, and whether it is this encode's alone (then it is freed
+   * once the encode is done: release()). A base the base cache keeps is not.
+   */
+  private async loadBases(bases: string[]): Promise<{ dict: Buffer; owned: boolean }> {
     const parts = await Promise.all(
       bases.map(async (b) => {
         const hit = this.baseCache.get(b);
-        if (hit) return hit;
-        const data = await this.loadBase(b);
-        this.baseCache.set(b, data);
-        return data;
+        if (hit) return { data: hit, owned: false };
+        const r = await this.loadBase(b);
+        return { data: r.data, owned: r.owned && !this.baseCache.set(b, r.data) };
       }),
     );
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    if (parts.length === 1) return { dict: parts[0]!.data, owned: parts[0]!.owned };
+    const dict = Buffer.concat(parts.map((p) => p.data));
+    for (const p of parts) if (p.owned) this.release(p.data);
+    return { dict, owned: true };
   }
 
   private async encodeAndPack(
@@ -576,6 +591,7 @@ export class Repository {
     similar?: SketchIndex,
     onSimilar?: (baseId: string) => void,
     sketch = true,
+    owned = false,
   ): Promise<void> {
     const rawLength = data.length;
     const sketched = type === 'data' && rawLength >= SKETCH_MIN && sketch;
@@ -624,9 +640,10 @@ export class Repository {
       }
     }
     let dict: Buffer | undefined;
+    let dictOwned = false;
     if (bases.length) {
       try {
-        dict = await this.loadBases(bases);
+        ({ dict, owned: dictOwned } = await this.loadBases(bases));
       } catch {
         dict = undefined; // a damaged base is reported by check; store this blob in full
       }
@@ -634,8 +651,15 @@ export class Repository {
     let enc: { sealed: Buffer; compression: Compression; sf?: number[] };
     const native = this.nativeEncoder;
     if (!dict && rawLength < BATCH_BLOB_MAX) enc = await this.encodeBatched(data, sketched && !sf);
-    else if (native) enc = await this.countJob(native.encode(data, dict, sketched && !sf));
-    else if (rawLength >= 16 * 1024 && !this.runInline(rawLength)) enc = await this.countJob(this.pool.encode(data, dict, sketched && !sf));
+    else if (native) {
+      try {
+        enc = await this.countJob(native.encode(data, dict, sketched && !sf));
+      } finally {
+        // the C encode is done with them (or failed): free them now, not at a collection V8 puts off
+        if (dict && dictOwned) this.release(dict);
+        if (owned) this.release(data);
+      }
+    } else if (rawLength >= 16 * 1024 && !this.runInline(rawLength)) enc = await this.countJob(this.pool.encode(data, dict, sketched && !sf));
     else enc = this.encodeInline(data, dict, sketched && !sf);
     sf ??= enc.sf;
     await this.addEncoded(type, id, rawLength, enc, bases, sf);

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { ReadStream, createReadStream, fstatSync } from 'node:fs';
+import { fstatSync, read as fsRead } from 'node:fs';
 import { Readable, Transform, pipeline, type TransformCallback } from 'node:stream';
 import { IntegrityError, LifeboatError } from '../errors.js';
-import { type ParentContent, readContent, storeReadable } from '../repo/content.js';
+import { type ChunkedContent, type ParentContent, readContent, storeReadable, storeReads } from '../repo/content.js';
 import type { Repository } from '../repo/repository.js';
 import type { BackupSummary, SnapshotWithId, StreamDigest } from '../repo/snapshot.js';
 import type { TreeNode } from '../repo/tree.js';
@@ -75,30 +75,90 @@ class StreamMeter extends Transform {
 }
 
 /**
- * Read size for standard input redirected from a file (see stdinReadable). Measured on a
- * daily dump (266 MB, branch dump6): 64 KiB (before) 1.64 CPU s, 256 KiB 1.48, 1 MiB 1.44, but
- * each read is a new buffer and 1 MiB ones held 8-10 MB more peak RSS; 256 KiB none.
+ * Read size for standard input redirected from a regular file (see FileInput): each read goes
+ * straight into the chunker's window (256 KiB and 4 MiB measured the same on a daily dump).
  */
-export const STDIN_FILE_READ = 256 * 1024;
+export const STDIN_FILE_READ = 1024 * 1024;
 
 /**
- * Standard input for a stream backup. Redirected from a regular file
- * (`lifeboat backup --stdin < dump.sql`): read with 256 KiB reads. process.stdin
- * reads a file 64 KiB at a time, each read a thread-pool round trip and a trip
- * through the stream machinery: ~4,000 of them for a 266 MB dump, the main
- * thread's largest wait in a daily dump backup (branch dump6,
- * docs/benchmarks.md). A pipe or a terminal: process.stdin as before.
+ * Standard input redirected from a regular file (`lifeboat backup --stdin < dump.sql`): read
+ * from where the shell left the file straight into the chunker's window, and hashed there
+ * beside the chunking. No stream pieces: a 256 KiB read was a new buffer each, passed through
+ * the stream machinery, held by the hash queue and copied into the window.
  */
-export function stdinReadable(fd = 0): Readable {
+export class FileInput {
+  constructor(readonly fd: number) {}
+}
+
+/** Standard input for a stream backup: a FileInput when it is a regular file, else process.stdin (a pipe or a terminal). */
+export function stdinInput(fd = 0): Readable | FileInput {
   let file = false;
   try {
     file = fstatSync(fd).isFile();
   } catch {
     file = false;
   }
-  if (!file) return process.stdin;
-  // the file's own position (no `start`): what the shell redirected, from where it stands
-  return createReadStream('', { fd, autoClose: false, highWaterMark: STDIN_FILE_READ });
+  return file ? new FileInput(fd) : process.stdin;
+}
+
+/** How a stream backup takes its bytes in, counts and hashes them. */
+interface Intake {
+  store(repo: Repository, parent: ParentContent | undefined, onBytes: (n: number) => void): Promise<ChunkedContent>;
+  /** Stops reading; `err` is what the pending or next read fails with. */
+  destroy(err?: Error): void;
+  /** An error the input reported after the last read (a pipe's producer), if any. */
+  readonly failure: unknown;
+  digest(): Promise<StreamDigest>;
+}
+
+class PipeIntake implements Intake {
+  private readonly meter = new StreamMeter(1 << 20);
+  failure: unknown;
+  constructor(private readonly input: Readable) {
+    // The reader is attached at once (before the first await: locking, listing snapshots):
+    // whatever the producer writes meanwhile is held (up to the buffer, then backpressure)
+    // and counted, never dropped.
+    pipeline(input, this.meter, (err) => {
+      if (err) this.failure ??= err;
+    });
+  }
+  store(repo: Repository, parent: ParentContent | undefined, onBytes: (n: number) => void): Promise<ChunkedContent> {
+    return storeReadable(repo, this.meter, parent, onBytes);
+  }
+  destroy(err?: Error): void {
+    this.meter.destroy(err);
+    if (!err) this.input.destroy();
+  }
+  digest(): Promise<StreamDigest> {
+    return this.meter.digest();
+  }
+}
+
+class FileIntake implements Intake {
+  private readonly hash = new StreamSha256();
+  private bytes = 0;
+  private stopped: Error | undefined;
+  readonly failure = undefined;
+  constructor(private readonly fd: number) {}
+  store(repo: Repository, parent: ParentContent | undefined, onBytes: (n: number) => void): Promise<ChunkedContent> {
+    const read = (into: Buffer): Promise<number> => {
+      if (this.stopped) return Promise.reject(this.stopped);
+      // position null: from the file's own position on, as the shell redirected it
+      return new Promise((resolve, reject) => fsRead(this.fd, into, 0, Math.min(into.length, STDIN_FILE_READ), null, (err, n) => (err ? reject(err) : resolve(n))));
+    };
+    return storeReads(repo, read, parent, (piece) => {
+      this.hash.update(piece);
+      this.bytes += piece.length;
+      onBytes(piece.length);
+      return this.hash.offThread ? this.hash.flushed() : undefined;
+    });
+  }
+  destroy(err?: Error): void {
+    this.stopped ??= err ?? new LifeboatError('stream input closed', 1);
+  }
+  async digest(): Promise<StreamDigest> {
+    return { bytes: this.bytes, sha256: await this.hash.digest() };
+  }
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -139,28 +199,18 @@ async function parentContent(repo: Repository, snap: SnapshotWithId | undefined)
   return { content: n.content, sizes: n.sizes };
 }
 
-export async function backupStream(repo: Repository, input: Readable, opts: StreamBackupOptions): Promise<StreamBackupResult> {
+export async function backupStream(repo: Repository, input: Readable | FileInput, opts: StreamBackupOptions): Promise<StreamBackupResult> {
   if (!opts.filename || opts.filename.includes('/')) {
-    input.destroy();
+    if (!(input instanceof FileInput)) input.destroy();
     throw new LifeboatError(`invalid stream file name "${opts.filename}"`, 2);
   }
   const started = Date.now();
-  // The reader is attached before the first await (locking, listing snapshots):
-  // whatever the producer writes meanwhile is held (up to the buffer, then
-  // backpressure) and counted, never dropped.
-  // a file (stdinReadable) needs no bytes held ahead: reading it stalls no producer, and each
-  // piece held is memory (measured: 1 MiB on each side +5-10 MB peak RSS on a daily dump)
-  const meter = new StreamMeter(input instanceof ReadStream ? 64 * 1024 : 1 << 20);
-  let inputError: unknown;
-  pipeline(input, meter, (err) => {
-    if (err) inputError ??= err;
-  });
+  const intake: Intake = input instanceof FileInput ? new FileIntake(input.fd) : new PipeIntake(input);
   let lock: Awaited<ReturnType<Repository['lock']>>;
   try {
     lock = await repo.lock(false, 'backup');
   } catch (err) {
-    meter.destroy();
-    input.destroy();
+    intake.destroy();
     throw err;
   }
   if (opts.progress) opts.progress.started = true;
@@ -171,11 +221,14 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
     try {
       if (opts.parent && opts.parent !== 'none' && opts.parent !== 'auto') parent = await repo.findSnapshot(opts.parent);
       else if (opts.parent !== 'none') parent = await findStreamParent(repo, opts.filename, opts.source);
-      const onAbort = () => meter.destroy(new LifeboatError(`backup aborted: ${String(opts.signal?.reason ?? 'aborted')}; no snapshot was written`, 130));
+      const onAbort = () => {
+        const reason = opts.signal?.reason;
+        intake.destroy(new LifeboatError(`backup aborted: ${reason instanceof Error ? reason.message : String(reason ?? 'aborted')}; no snapshot was written`, 130));
+      };
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       try {
         checkAborted(opts.signal);
-        chunked = await storeReadable(repo, meter, await parentContent(repo, parent), (n) => {
+        chunked = await intake.store(repo, await parentContent(repo, parent), (n) => {
           if (opts.progress) opts.progress.bytesDone += n;
           opts.onBytes?.(n);
         });
@@ -184,13 +237,12 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
         opts.signal?.removeEventListener('abort', onAbort);
       }
     } catch (err) {
-      meter.destroy();
-      input.destroy();
+      intake.destroy();
       throw err;
     }
     const extra = (await opts.finalize?.()) ?? undefined;
-    if (inputError) throw inputError;
-    const digest = await meter.digest();
+    if (intake.failure) throw intake.failure;
+    const digest = await intake.digest();
     // Every byte read from the producer must be in the stored content, and
     // (when the producer counts) every byte it wrote must have been read.
     if (chunked.size !== digest.bytes) {

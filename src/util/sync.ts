@@ -76,8 +76,9 @@ export class LruCache<V extends { length: number }> {
     return v;
   }
 
-  set(key: string, v: V): void {
-    if (v.length > this.maxBytes / 4) return;
+  /** False when `v` is too large to keep (more than a quarter of the cache). */
+  set(key: string, v: V): boolean {
+    if (v.length > this.maxBytes / 4) return false;
     const old = this.map.get(key);
     if (old) {
       this.bytes -= old.length;
@@ -90,6 +91,7 @@ export class LruCache<V extends { length: number }> {
       this.bytes -= this.map.get(first)!.length;
       this.map.delete(first);
     }
+    return true;
   }
 
   clear(): void {

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { ConfigError, ExitCode, LifeboatError } from '../../errors.js';
 import { configPath } from '../../config/paths.js';
 import { backupPaths, type FileBackupResult } from '../../engine/archiver.js';
-import { backupStream, stdinReadable, type StreamBackupResult } from '../../sources/stream.js';
+import { backupStream, stdinInput, type StreamBackupResult } from '../../sources/stream.js';
 import type { backupSource } from '../../sources/pipeline.js';
 import { spawnTool } from '../../sources/proc.js';
 import type { ToolResult } from '../../sources/types.js';
@@ -120,7 +120,7 @@ function report(ctx: CliContext, label: string, r: StreamBackupResult | FileBack
 async function backupFromStdin(ctx: CliContext, repo: Repository, o: BackupOpts): Promise<StreamBackupResult> {
   const shown = showProgress(ctx.out, { verbose: !!o.verbose });
   try {
-    return await backupStream(repo, stdinReadable(), {
+    return await backupStream(repo, stdinInput(), {
       filename: o.stdinFilename ?? 'stdin',
       tags: o.tag ?? [],
       ...(o.parent ? { parent: o.parent } : {}),
