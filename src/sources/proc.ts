@@ -198,6 +198,18 @@ export interface RunningTool {
   stderrTail(): string;
 }
 
+/** Streams of spawnTool with neither a transform nor an observer (see hasOwnPieces). */
+const ownPieces = new WeakSet<Readable>();
+
+/**
+ * True for a spawnTool stream whose pieces are the tool's stdout as libuv read it: each a buffer of
+ * its own that nothing else keeps once passed on (no transform, no `observe` hook that may keep
+ * one), so its consumer may free each piece once done with it (sources/stream.ts PipeIntake).
+ */
+export function hasOwnPieces(stream: Readable): boolean {
+  return ownPieces.has(stream);
+}
+
 /**
  * Spawn a dump tool with stdout as the stream. `done` resolves after the tool
  * exited 0 (and stdout was fully read by the consumer), and rejects with a
@@ -218,6 +230,7 @@ export function spawnTool(cmd: string, args: string[], opts: SpawnToolOptions = 
   };
   const child = spawn(cmd, args, spawnOpts);
   const out = new PassThrough({ highWaterMark: 1 << 20 });
+  if (!opts.transform && !opts.observe) ownPieces.add(out);
   const head: NodeJS.WritableStream = opts.transform ?? out;
   if (opts.transform) opts.transform.pipe(out, { end: false });
   let aborted = false;

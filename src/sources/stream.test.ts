@@ -7,7 +7,10 @@ import * as path from 'node:path';
 import { LifeboatError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import { LocalStorage } from '../storage/local.js';
-import { FileInput, backupStream, restoreStream, stdinInput } from './stream.js';
+import { PassThrough } from 'node:stream';
+import { spawnTool } from './proc.js';
+import { StreamSha256 } from '../util/stream-hash.js';
+import { FileInput, StreamMeter, backupStream, restoreStream, stdinInput } from './stream.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
 
@@ -63,4 +66,70 @@ test('standard input from a file is read into the chunker from where it stands, 
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
+});
+
+test("a tool's stdout read as it is: each piece is freed once the chunker and the stream hash are past it, and what is stored and hashed is the stream; a transformed stream's pieces are left alone", async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-stream-pieces-'));
+  try {
+    const file = path.join(dir, 'dump.bin');
+    const data = Buffer.concat([randomBytes(8 << 20), Buffer.from('a row of a table\n'.repeat(700_000)), randomBytes(12345)]);
+    await fsp.writeFile(file, data);
+    const repo = await Repository.init(new LocalStorage(path.join(dir, 'repo')), 'pw');
+    try {
+      const pieces = Math.ceil(data.length / 65536); // a pipe's reads are at most 64 KiB
+      for (const transform of [false, true]) {
+        const run = spawnTool('/bin/cat', [file], { tool: 'cat', ...(transform ? { transform: new PassThrough() } : {}) });
+        const before = repo.released;
+        const r = await backupStream(repo, run.stream, { filename: `dump${transform ? 2 : 1}.bin`, finalize: async () => void (await run.done) });
+        assert.deepEqual(r.stream, { bytes: data.length, sha256: sha256(data) }, 'the digest of the stream as it was read');
+        const back: Buffer[] = [];
+        for await (const b of await restoreStream(repo, r.snapshotId)) back.push(b as Buffer);
+        assert.ok(Buffer.concat(back).equals(data), 'restored bytes');
+        const freed = repo.released - before;
+        // besides the pieces, the chunks (about 1 MiB each) are freed once encoded
+        if (transform) assert.ok(freed < pieces / 4, `a transformed stream's pieces are left to the collector (${freed} freed)`);
+        else assert.ok(freed >= pieces / 2, `most of the ${pieces} pieces are freed (${freed})`);
+      }
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** A stream hash that reports no more bytes hashed than the test lets it. */
+class GatedHash extends StreamSha256 {
+  gate = 0;
+  override get hashedBytes(): number {
+    return Math.min(super.hashedBytes, this.gate);
+  }
+}
+
+test('StreamMeter frees a piece only once both the chunker and the stream hash are past it', async () => {
+  const freed: Buffer[] = [];
+  const hash = new GatedHash();
+  const meter = new StreamMeter(1 << 20, (p) => freed.push(p), hash);
+  const pieces = [Buffer.alloc(1000, 1), Buffer.alloc(2000, 2), Buffer.alloc(3000, 3)];
+  for (const p of pieces) meter.write(p);
+  meter.end();
+  const passed: Buffer[] = [];
+  for await (const b of meter) passed.push(b as Buffer);
+  assert.deepEqual(passed, pieces, 'passed on as they came');
+  await hash.flushed();
+  meter.consumed(1000);
+  assert.equal(freed.length, 0, 'the chunker is past the first piece, the hash is not');
+  hash.gate = 3000;
+  meter.consumed(0);
+  assert.deepEqual(freed, [pieces[0]], 'both past the first piece');
+  meter.consumed(1999);
+  assert.equal(freed.length, 1, 'the chunker is not past the second piece');
+  meter.consumed(1);
+  assert.deepEqual(freed, pieces.slice(0, 2));
+  meter.consumed(3000);
+  assert.equal(freed.length, 2, 'the hash is not past the third piece');
+  hash.gate = Infinity;
+  meter.consumed(0);
+  assert.deepEqual(freed, pieces);
+  assert.equal((await meter.digest()).bytes, 6000);
 });

@@ -9,6 +9,7 @@ import type { TreeNode } from '../repo/tree.js';
 import type { SourceMeta } from '../repo/snapshot.js';
 import { checkAborted } from '../engine/archiver.js';
 import { StreamSha256 } from '../util/stream-hash.js';
+import { hasOwnPieces } from './proc.js';
 import type { BackupProgress } from '../engine/progress.js';
 
 /**
@@ -54,20 +55,48 @@ const HASH_QUEUE_MAX = 8 << 20;
  * the producer, before and independently of the chunker. The hash runs beside
  * the main thread where it can (util/stream-hash.ts): each piece is passed on at
  * once and read by both (the chunker copies it; nothing changes it).
+ *
+ * `release`: the pieces are the meter's to free (see PipeIntake): each is freed
+ * once the hash is past it and the chunker has copied it (consumed()), not left
+ * to V8's collector, which lets ~64 MB of such garbage build up.
  */
-class StreamMeter extends Transform {
+export class StreamMeter extends Transform {
   bytes = 0;
-  private readonly hash = new StreamSha256();
+  /** Pieces passed on and not yet freed, in order, each with the stream offset of its end. */
+  private held: Array<{ piece: Buffer; end: number }> = [];
+  private heldFirst = 0;
+  private consumedBytes = 0;
   /** `buffer`: bytes held on each side ahead of the chunker (a producer keeps writing meanwhile). */
-  constructor(buffer = 1 << 20) {
-    super({ highWaterMark: buffer });
+  constructor(
+    buffer = 1 << 20,
+    private readonly release?: (piece: Buffer) => void,
+    private readonly hash = new StreamSha256(),
+  ) {
+    // pieces are passed on one by one as they came (object mode on the reading side: a byte-mode
+    // read() joins whatever is buffered into a new buffer, one more copy of the stream)
+    super({ writableHighWaterMark: buffer, readableObjectMode: true, readableHighWaterMark: 16 });
   }
   override _transform(chunk: Buffer | string, _enc: BufferEncoding, cb: TransformCallback): void {
     const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     this.hash.update(b);
     this.bytes += b.length;
+    if (this.release) this.held.push({ piece: b, end: this.bytes });
     if (this.hash.queued <= HASH_QUEUE_MAX) cb(null, b);
     else this.hash.below(HASH_QUEUE_MAX).then(() => cb(null, b), cb);
+  }
+  /** The chunker has copied the next `n` bytes passed on: pieces both it and the hash are past are freed. */
+  consumed(n: number): void {
+    this.consumedBytes += n;
+    if (!this.release) return;
+    const done = Math.min(this.consumedBytes, this.hash.hashedBytes);
+    while (this.heldFirst < this.held.length && this.held[this.heldFirst]!.end <= done) {
+      this.release(this.held[this.heldFirst]!.piece);
+      this.heldFirst++;
+    }
+    if (this.heldFirst > 1024 && this.heldFirst * 2 > this.held.length) {
+      this.held = this.held.slice(this.heldFirst);
+      this.heldFirst = 0;
+    }
   }
   async digest(): Promise<StreamDigest> {
     return { bytes: this.bytes, sha256: await this.hash.digest() };
@@ -111,10 +140,19 @@ interface Intake {
   digest(): Promise<StreamDigest>;
 }
 
+/**
+ * A pipe (or any Readable): through the StreamMeter into the chunker. The pieces of standard input
+ * and of a tool's stdout read as it is (proc.ts hasOwnPieces: each read is a buffer of its own that
+ * nothing else keeps) are freed once the chunker and the hash are past them.
+ */
 class PipeIntake implements Intake {
-  private readonly meter = new StreamMeter(1 << 20);
+  private readonly meter: StreamMeter;
   failure: unknown;
-  constructor(private readonly input: Readable) {
+  constructor(
+    private readonly input: Readable,
+    repo: Repository,
+  ) {
+    this.meter = new StreamMeter(1 << 20, input === process.stdin || hasOwnPieces(input) ? (piece) => repo.release(piece) : undefined);
     // The reader is attached at once (before the first await: locking, listing snapshots):
     // whatever the producer writes meanwhile is held (up to the buffer, then backpressure)
     // and counted, never dropped.
@@ -123,7 +161,10 @@ class PipeIntake implements Intake {
     });
   }
   store(repo: Repository, parent: ParentContent | undefined, onBytes: (n: number) => void): Promise<ChunkedContent> {
-    return storeReadable(repo, this.meter, parent, onBytes);
+    return storeReadable(repo, this.meter, parent, (n) => {
+      this.meter.consumed(n);
+      onBytes(n);
+    });
   }
   destroy(err?: Error): void {
     this.meter.destroy(err);
@@ -205,7 +246,7 @@ export async function backupStream(repo: Repository, input: Readable | FileInput
     throw new LifeboatError(`invalid stream file name "${opts.filename}"`, 2);
   }
   const started = Date.now();
-  const intake: Intake = input instanceof FileInput ? new FileIntake(input.fd) : new PipeIntake(input);
+  const intake: Intake = input instanceof FileInput ? new FileIntake(input.fd) : new PipeIntake(input, repo);
   let lock: Awaited<ReturnType<Repository['lock']>>;
   try {
     lock = await repo.lock(false, 'backup');

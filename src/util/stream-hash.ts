@@ -63,6 +63,8 @@ export class StreamSha256 {
   update(b: Uint8Array): void {
     if (this.js) {
       this.js.update(b);
+      this.given += b.length;
+      this.hashed += b.length;
       return;
     }
     if (b.length === 0) return;
@@ -124,6 +126,11 @@ export class StreamSha256 {
       else keep.push(w);
     }
     this.waiters = keep;
+  }
+
+  /** Bytes hashed so far, in the order given: a piece that ends at or before this many bytes is done with. */
+  get hashedBytes(): number {
+    return this.hashed;
   }
 
   /** Resolves once at most `bytes` are waiting to be hashed (the caller's bound on the pieces held). */
