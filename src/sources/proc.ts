@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ConfigError, ExitCode, LifeboatError, errorMessage } from '../errors.js';
 import { resolveSecret } from '../config/password.js';
 import type { ToolResult } from './types.js';
+import { giveStreamPieces } from './own-pieces.js';
 import { commonSourceFields, passwordFields, refinePassword } from '../config/sources.js';
 
 /**
@@ -177,7 +178,8 @@ export interface SpawnToolOptions {
   /**
    * Sees each piece of the tool's stdout, in order, as it is read (e.g. to
    * parse headers on the side), without a stream stage of its own: prefer it
-   * to a pass-through `transform`. Must not throw or keep the piece.
+   * to a pass-through `transform`. Must not throw or keep the piece (copy what it keeps: the
+   * stream's consumer frees each piece once done with it, own-pieces.ts).
    */
   observe?: (chunk: Buffer) => void;
   signal?: AbortSignal;
@@ -196,18 +198,6 @@ export interface RunningTool {
   done: Promise<ToolResult>;
   abort(): void;
   stderrTail(): string;
-}
-
-/** Streams of spawnTool with neither a transform nor an observer (see hasOwnPieces). */
-const ownPieces = new WeakSet<Readable>();
-
-/**
- * True for a spawnTool stream whose pieces are the tool's stdout as libuv read it: each a buffer of
- * its own that nothing else keeps once passed on (no transform, no `observe` hook that may keep
- * one), so its consumer may free each piece once done with it (sources/stream.ts PipeIntake).
- */
-export function hasOwnPieces(stream: Readable): boolean {
-  return ownPieces.has(stream);
 }
 
 /**
@@ -230,7 +220,8 @@ export function spawnTool(cmd: string, args: string[], opts: SpawnToolOptions = 
   };
   const child = spawn(cmd, args, spawnOpts);
   const out = new PassThrough({ highWaterMark: 1 << 20 });
-  if (!opts.transform && !opts.observe) ownPieces.add(out);
+  // stdout as libuv read it (each read a buffer of its own; `observe` copies what it keeps): its consumer may free each piece
+  if (!opts.transform) giveStreamPieces(out);
   const head: NodeJS.WritableStream = opts.transform ?? out;
   if (opts.transform) opts.transform.pipe(out, { end: false });
   let aborted = false;

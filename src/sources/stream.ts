@@ -9,7 +9,7 @@ import type { TreeNode } from '../repo/tree.js';
 import type { SourceMeta } from '../repo/snapshot.js';
 import { checkAborted } from '../engine/archiver.js';
 import { StreamSha256 } from '../util/stream-hash.js';
-import { hasOwnPieces } from './proc.js';
+import { pieceGiven, streamPiecesGiven } from './own-pieces.js';
 import type { BackupProgress } from '../engine/progress.js';
 
 /**
@@ -142,8 +142,9 @@ interface Intake {
 
 /**
  * A pipe (or any Readable): through the StreamMeter into the chunker. The pieces of standard input
- * and of a tool's stdout read as it is (proc.ts hasOwnPieces: each read is a buffer of its own that
- * nothing else keeps) are freed once the chunker and the hash are past them.
+ * (each read a buffer of its own that nothing else keeps) and those their producer gave
+ * (own-pieces.ts: a tool's stdout, a direct base backup's file data) are freed once the chunker
+ * and the hash are past them.
  */
 class PipeIntake implements Intake {
   private readonly meter: StreamMeter;
@@ -152,7 +153,10 @@ class PipeIntake implements Intake {
     private readonly input: Readable,
     repo: Repository,
   ) {
-    this.meter = new StreamMeter(1 << 20, input === process.stdin || hasOwnPieces(input) ? (piece) => repo.release(piece) : undefined);
+    const all = input === process.stdin || streamPiecesGiven(input);
+    this.meter = new StreamMeter(1 << 20, (piece) => {
+      if (all || pieceGiven(piece)) repo.release(piece);
+    });
     // The reader is attached at once (before the first await: locking, listing snapshots):
     // whatever the producer writes meanwhile is held (up to the buffer, then backpressure)
     // and counted, never dropped.

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { pgDataTar, type PgDataTarStats } from './pgdata-tar.js';
 import { TarPeek } from './backup-facts.js';
 import { tarHeader } from './tar-writer.js';
+import { pieceGiven } from '../own-pieces.js';
 
 /**
  * The direct base backup's tar of a data directory (pgdata-tar.ts), read
@@ -197,4 +198,39 @@ test('tarHeader: sizes of 8 GiB and more in base-256, uids beyond octal', () => 
   let sum = 0;
   for (const b of copy) sum += b;
   assert.equal(parseInt(h.subarray(148, 154).toString(), 8), sum);
+});
+
+test('pgDataTar: the file data pieces are given to the consumer to free (each a whole buffer of its own), the headers, padding and end blocks are not; freeing each given piece once read leaves this tar and the next one whole', async () => {
+  const d = await makeDataDir();
+  try {
+    const tars: Buffer[] = [];
+    for (let run = 0; run < 2; run++) {
+      let given = 0;
+      let last: Buffer | undefined;
+      const parts: Buffer[] = [];
+      for await (const b of pgDataTar(d.dir, { pieceSize: 65_536, finish: async () => [{ name: 'backup_label', body: Buffer.from(LABEL) }] })) {
+        parts.push(Buffer.from(b)); // copied, as the chunker copies it
+        last = b;
+        if (!pieceGiven(b)) continue;
+        given++;
+        assert.ok(b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && !(b.buffer instanceof SharedArrayBuffer), 'a given piece is a whole buffer of its own');
+        structuredClone(b.buffer, { transfer: [b.buffer as ArrayBuffer] }); // freed, as Repository.release frees it
+        assert.equal(b.length, 0);
+      }
+      const tar = Buffer.concat(parts);
+      assert.ok(given >= 20, `the file data is given (${given} pieces)`); // base/1/16384 alone is 20 pieces of 64 KiB
+      assert.ok(last && !pieceGiven(last) && last.length === 1024, 'the end blocks are not given');
+      tars.push(tar);
+    }
+    assert.ok(tars[0]!.equals(tars[1]!), 'the second tar is the first, byte for byte: nothing shared was freed');
+    const out = mkdtempSync(path.join(tmpdir(), 'lb-pgdata-out-'));
+    try {
+      untar(tars[1]!, out);
+      for (const [rel, body] of Object.entries(d.files)) assert.ok(body.equals(await fsp.readFile(path.join(out, rel))), rel);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  } finally {
+    d.cleanup();
+  }
 });

@@ -3,6 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
 import { TAR_END, tarHeader, tarMember, tarPadding, type TarEntry } from './tar-writer.js';
+import { givePiece } from '../own-pieces.js';
 
 /**
  * A PostgreSQL data directory as one tar stream, read while a backup is in
@@ -30,8 +31,9 @@ import { TAR_END, tarHeader, tarMember, tarPadding, type TarEntry } from './tar-
  *   (links under pg_tblspc) are refused: the caller checks pg_tablespace
  *   first, and a link found here is an error.
  *
- * Names are the directory's bytes. Each piece of file data is a new buffer
- * (the repository keeps them until they are stored), at most `pieceSize`.
+ * Names are the directory's bytes. Each piece of file data is a new buffer of
+ * its own, at most `pieceSize`, given to the consumer to free once it is done
+ * with it (own-pieces.ts givePiece); the tar's headers and padding are not.
  */
 
 const EMPTY_DIRS = new Set(['pg_wal', 'pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_stat_tmp', 'pg_subtrans', 'pg_replslot']);
@@ -95,7 +97,7 @@ export async function* pgDataTar(dataDir: string, opts: PgDataTarOptions, stats:
       while (done < size) {
         check();
         const want = Math.min(piece, size - done);
-        const buf = Buffer.allocUnsafe(want);
+        const buf = Buffer.allocUnsafeSlow(want); // its own memory: given to the consumer below
         let got = 0;
         while (got < want) {
           const { bytesRead } = await fh.read(buf, got, want - got, done + got);
@@ -104,7 +106,7 @@ export async function* pgDataTar(dataDir: string, opts: PgDataTarOptions, stats:
         }
         if (got < want) buf.fill(0, got); // the file shrank: zeros up to the size in its header
         done += want;
-        yield buf;
+        yield givePiece(buf);
       }
       const pad = tarPadding(size);
       if (pad.length) yield pad;
