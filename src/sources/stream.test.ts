@@ -109,7 +109,7 @@ class GatedHash extends StreamSha256 {
 test('StreamMeter frees a piece only once both the chunker and the stream hash are past it', async () => {
   const freed: Buffer[] = [];
   const hash = new GatedHash();
-  const meter = new StreamMeter(1 << 20, (p) => freed.push(p), hash);
+  const meter = new StreamMeter(1 << 20, { may: () => true, release: (p) => void freed.push(p) }, hash);
   const pieces = [Buffer.alloc(1000, 1), Buffer.alloc(2000, 2), Buffer.alloc(3000, 3)];
   for (const p of pieces) meter.write(p);
   meter.end();

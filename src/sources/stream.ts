@@ -56,20 +56,21 @@ const HASH_QUEUE_MAX = 8 << 20;
  * the main thread where it can (util/stream-hash.ts): each piece is passed on at
  * once and read by both (the chunker copies it; nothing changes it).
  *
- * `release`: the pieces are the meter's to free (see PipeIntake): each is freed
- * once the hash is past it and the chunker has copied it (consumed()), not left
- * to V8's collector, which lets ~64 MB of such garbage build up.
+ * `free`: which pieces are the meter's to free (`may`, see PipeIntake); each of
+ * those is freed (`release`) once the hash is past it and the chunker has copied
+ * it (consumed()), not left to V8's collector, which lets ~64 MB of such garbage
+ * build up. Other pieces are not tracked.
  */
 export class StreamMeter extends Transform {
   bytes = 0;
-  /** Pieces passed on and not yet freed, in order, each with the stream offset of its end. */
+  /** Pieces to free, passed on and not yet freed, in order, each with the stream offset of its end. */
   private held: Array<{ piece: Buffer; end: number }> = [];
   private heldFirst = 0;
   private consumedBytes = 0;
   /** `buffer`: bytes held on each side ahead of the chunker (a producer keeps writing meanwhile). */
   constructor(
     buffer = 1 << 20,
-    private readonly release?: (piece: Buffer) => void,
+    private readonly free?: { may: (piece: Buffer) => boolean; release: (piece: Buffer) => void },
     private readonly hash = new StreamSha256(),
   ) {
     // pieces are passed on one by one as they came (object mode on the reading side: a byte-mode
@@ -80,17 +81,17 @@ export class StreamMeter extends Transform {
     const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     this.hash.update(b);
     this.bytes += b.length;
-    if (this.release) this.held.push({ piece: b, end: this.bytes });
+    if (this.free?.may(b)) this.held.push({ piece: b, end: this.bytes });
     if (this.hash.queued <= HASH_QUEUE_MAX) cb(null, b);
     else this.hash.below(HASH_QUEUE_MAX).then(() => cb(null, b), cb);
   }
   /** The chunker has copied the next `n` bytes passed on: pieces both it and the hash are past are freed. */
   consumed(n: number): void {
     this.consumedBytes += n;
-    if (!this.release) return;
+    if (this.heldFirst === this.held.length) return;
     const done = Math.min(this.consumedBytes, this.hash.hashedBytes);
     while (this.heldFirst < this.held.length && this.held[this.heldFirst]!.end <= done) {
-      this.release(this.held[this.heldFirst]!.piece);
+      this.free!.release(this.held[this.heldFirst]!.piece);
       this.heldFirst++;
     }
     if (this.heldFirst > 1024 && this.heldFirst * 2 > this.held.length) {
@@ -154,9 +155,7 @@ class PipeIntake implements Intake {
     repo: Repository,
   ) {
     const all = input === process.stdin || streamPiecesGiven(input);
-    this.meter = new StreamMeter(1 << 20, (piece) => {
-      if (all || pieceGiven(piece)) repo.release(piece);
-    });
+    this.meter = new StreamMeter(1 << 20, { may: all ? () => true : pieceGiven, release: (piece) => repo.release(piece) });
     // The reader is attached at once (before the first await: locking, listing snapshots):
     // whatever the producer writes meanwhile is held (up to the buffer, then backpressure)
     // and counted, never dropped.
@@ -195,7 +194,7 @@ class FileIntake implements Intake {
       this.hash.update(piece);
       this.bytes += piece.length;
       onBytes(piece.length);
-      return this.hash.offThread ? this.hash.flushed() : undefined;
+      return this.hash.flushed();
     });
   }
   destroy(err?: Error): void {
