@@ -790,8 +790,12 @@ export class Repository {
    * more than the overlap it buys there. Call before the first blob.
    */
   inlineUpTo(bytes: number): void {
+    this.inlineAsked = true;
     if (this.workersStarted === 0) this.inlineBudget = this.inlineDecodeBudget = bytes;
   }
+
+  /** inlineUpTo was called: decodeInline keeps to its budget, C read pool or not. */
+  private inlineAsked = false;
 
   /** Encode worker threads this repository has started (none beside the C encoder). */
   get encodeWorkersStarted(): number {
@@ -808,6 +812,19 @@ export class Repository {
    * main thread: while no worker has been started and the inline budget lasts
    * (see INLINE_BEFORE_WORKERS, INLINE_DECODE_BEFORE_WORKERS).
    */
+  /**
+   * runInline for a decode of `bytes` on the read path (a delta chain, a pack range, a blob of
+   * 64 KiB or more): never inline with the C read pool (native/codec.c), which has no worker to
+   * start and decodes in less CPU than the JavaScript codec on this thread (a chain's levels
+   * without copies between them). A day-3 dump restore decoded its first 8 MiB of chains here,
+   * one after the other: ~80 ms of this thread while the pool waited. A budget given by
+   * inlineUpTo (one WAL segment per process) is kept to.
+   */
+  private decodeInline(bytes: number): boolean {
+    if (!this.inlineAsked && !this.poolInstance && codecNative()) return false;
+    return this.runInline(bytes, true);
+  }
+
   private runInline(bytes: number, decode = false): boolean {
     if (this.workersStarted > 0) return false;
     const left = decode ? this.inlineDecodeBudget : this.inlineBudget;
@@ -997,8 +1014,8 @@ export class Repository {
   ): Promise<{ blobs: Array<Buffer | IntegrityError>; slab: ArrayBuffer }> {
     const jobs = blobs.map((b) => ({ offset: b.offset, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id} in pack ${b.pack}` }));
     const raw = blobs.reduce((a, b) => a + b.rawLength, 0);
-    // a small restore decodes on the main thread (INLINE_DECODE_BEFORE_WORKERS): no worker to start
-    const { results, slab } = this.runInline(raw, true)
+    // a small restore decodes on the main thread (INLINE_DECODE_BEFORE_WORKERS) when the reads go to decode workers (decodeInline)
+    const { results, slab } = this.decodeInline(raw)
       ? decodeRange(this.codec, this.key.idKey, chunk, jobs, slabs?.take(raw), slabs?.size ?? 0)
       : await this.readPool.decodeRange(chunk, jobs, slabs?.take(raw), slabs?.size ?? 0);
     const out = results.map((r, i) => {
@@ -1149,7 +1166,7 @@ export class Repository {
   private async readChain(id: string, e: IndexEntry, verify: boolean, onMain: boolean): Promise<{ data: Buffer; verified: boolean } | undefined> {
     const msg = await this.chainMsg(id, e, verify);
     if (!msg) return undefined;
-    const r = onMain || this.runInline(e.rawLength, true) ? decodeChain(this.codec, this.key.idKey, msg) : await this.readPool.decodeChain(msg);
+    const r = onMain || this.decodeInline(e.rawLength) ? decodeChain(this.codec, this.key.idKey, msg) : await this.readPool.decodeChain(msg);
     if (r.id !== undefined && r.id !== id) return undefined;
     this.chainReads++;
     return { data: r.data, verified: r.id !== undefined };
@@ -1255,7 +1272,7 @@ export class Repository {
     let got: string | undefined;
     // Trees are always checked: they are parsed right away.
     const hash = verify || e.type === 'tree';
-    if (e.rawLength >= 64 * 1024 && !onMain && !this.runInline(e.rawLength, true)) {
+    if (e.rawLength >= 64 * 1024 && !onMain && !this.decodeInline(e.rawLength)) {
       // a blob to be cached (a delta base) comes back shared: as a later delta's dictionary it is not copied per job
       // Not in a backup's encode pool: there the shared bases piled up (a SharedArrayBuffer is freed only once
       // both threads have collected it; the third daily dump of bench/steps-all.sh peaked at ~380 MB instead of ~270).
