@@ -10,7 +10,7 @@ import { LocalStorage } from '../storage/local.js';
 import { PassThrough } from 'node:stream';
 import { spawnTool } from './proc.js';
 import { StreamSha256 } from '../util/stream-hash.js';
-import { FileInput, StreamMeter, backupStream, restoreStream, stdinInput } from './stream.js';
+import { FileInput, StreamMeter, backupStream, restoreStream, stdinInput, streamChunks } from './stream.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
 
@@ -132,4 +132,53 @@ test('StreamMeter frees a piece only once both the chunker and the stream hash a
   meter.consumed(0);
   assert.deepEqual(freed, pieces);
   assert.equal((await meter.digest()).bytes, 6000);
+});
+
+test('a stream restore passes each chunk on only once the stream hash is past it (the consumer may overwrite it), and with `owned` the consumer frees each chunk; a wrong recorded digest fails at the end', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-stream-chunks-'));
+  try {
+    const repo = await Repository.init(new LocalStorage(path.join(dir, 'repo')), 'pw');
+    try {
+      // many chunks: the hash runs on the thread pool and lags behind the loads
+      const data = Buffer.concat([randomBytes(12 << 20), Buffer.from('row\n'.repeat(2_000_000))]);
+      const input = new PassThrough();
+      const done = backupStream(repo, input, { filename: 'dump.bin' });
+      for (let at = 0; at < data.length; at += 1 << 20) input.write(data.subarray(at, at + (1 << 20)));
+      input.end();
+      const r = await done;
+      assert.equal(r.stream?.sha256, sha256(data));
+      for (const owned of [false, true]) {
+        const released = repo.released;
+        const chunks = await streamChunks(repo, r.snapshotId, { owned });
+        const h = createHash('sha256');
+        let n = 0;
+        for await (const b of chunks) {
+          h.update(b);
+          n++;
+          // the consumer is done with it: overwritten (a hash still to read it would see zeros), or freed
+          if (owned) repo.release(b);
+          else b.fill(0);
+        }
+        assert.ok(n > 8, `chunks: ${n}`);
+        assert.equal(h.digest('hex'), sha256(data), 'the restored stream');
+        if (owned) assert.equal(repo.released - released, n, 'every chunk was the consumer’s to free');
+        else assert.equal(repo.released, released);
+      }
+      // a digest that does not match what is stored: the last chunk is held back and the restore fails
+      const { id: _id, ...snap } = await repo.loadSnapshot(r.snapshotId);
+      const bad = await repo.saveSnapshot({ ...snap, stream: { bytes: data.length, sha256: sha256(Buffer.from('other')) } });
+      const got: Buffer[] = [];
+      await assert.rejects(
+        (async () => {
+          for await (const b of await restoreStream(repo, bad)) got.push(b as Buffer);
+        })(),
+        /SHA-256 of the restored stream differs from the one recorded at backup time/,
+      );
+      assert.ok(Buffer.concat(got).length < data.length, 'the end of a wrong stream is never passed on');
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
 });

@@ -1,5 +1,4 @@
 import { once } from 'node:events';
-import type { Readable } from 'node:stream';
 import { Command } from 'commander';
 import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
 import { restoreSnapshot } from '../../engine/restorer.js';
@@ -55,7 +54,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         // the sources (every kind's dump and drill code, the config schemas) load only for a source restore
         const { SOURCE_CAPABILITIES } = await import('../../config/sources.js');
         const { findSourceSnapshot, restoreSource } = await import('../../sources/pipeline.js');
-        const { restoreStream } = await import('../../sources/stream.js');
+        const { streamChunks } = await import('../../sources/stream.js');
         const { restoreTarget } = await import('../../sources/restore-target.js');
         const source = ctx.source(o.source);
         const src = source.config;
@@ -66,7 +65,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
           const repo = await ctx.openRepo({ nameHint: source.repository, allowInit: false, bulk: true });
           try {
             const snap = await findSourceSnapshot(repo, source, ref);
-            await copyToStdout(await restoreStream(repo, snap.id));
+            await copyToStdout(await streamChunks(repo, snap.id, { owned: true }), (b) => repo.release(b));
           } catch (err) {
             process.stderr.write(`lifeboat: RESTORE FAILED for source ${o.source}${err instanceof IntegrityError ? ': data read from the repository failed verification' : ''}\n`);
             throw err;
@@ -103,9 +102,9 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         // restore gained nothing without incremental marking: 100k small files held +11 MB)
         if (toStdout || snap.stream !== undefined) withoutIncrementalMarking();
         if (toStdout) {
-          const { restoreStream } = await import('../../sources/stream.js');
-          const stream = await restoreStream(repo, snap.id, sub ? { filename: sub.replace(/^\//, '') } : {});
-          await copyToStdout(stream);
+          const { streamChunks } = await import('../../sources/stream.js');
+          const chunks = await streamChunks(repo, snap.id, { owned: true, ...(sub ? { filename: sub.replace(/^\//, '') } : {}) });
+          await copyToStdout(chunks, (b) => repo.release(b));
           return;
         }
         // a files restore waits on the thread pool, not on its JavaScript: no optimizing compiler from here
@@ -152,8 +151,9 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
  * the error reaches the command and exits 5. A closed reader (EPIPE) ends the
  * process through the stdout guard (src/cli/signals.ts).
  */
-async function copyToStdout(src: Readable): Promise<void> {
+async function copyToStdout(src: AsyncIterable<Buffer>, done?: (chunk: Buffer) => void): Promise<void> {
   for await (const chunk of src) {
-    if (!process.stdout.write(chunk as Buffer)) await once(process.stdout, 'drain');
+    // `done`: the chunk is freed once written (streamChunks `owned`), not at a later collection
+    if (!process.stdout.write(chunk, done && (() => done(chunk)))) await once(process.stdout, 'drain');
   }
 }
