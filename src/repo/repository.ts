@@ -67,7 +67,8 @@ const ASYNC_SKETCH_MIN = 128 * 1024;
  * The same for decoding (restore, check, the parent trees of a backup): opening,
  * decompressing and hashing cost ~3 ms per MiB, so a decode worker's start-up
  * pays for itself only past tens of MiB. A restore of 6.5 MB (800 files) without
- * a worker: peak RSS 91 -> 79 MB, user CPU -0.05 s (branch floor6).
+ * a worker: peak RSS 91 -> 79 MB, user CPU -0.05 s (branch floor6). Not with the
+ * C read pool, which has no worker to start (decodeInline).
  */
 const INLINE_DECODE_BEFORE_WORKERS = 8 * 1024 * 1024;
 /**
@@ -808,11 +809,6 @@ export class Repository {
   }
 
   /**
-   * True if `bytes` of encoding (or with `decode`, decoding) should run on the
-   * main thread: while no worker has been started and the inline budget lasts
-   * (see INLINE_BEFORE_WORKERS, INLINE_DECODE_BEFORE_WORKERS).
-   */
-  /**
    * runInline for a decode of `bytes` on the read path (a delta chain, a pack range, a blob of
    * 64 KiB or more): never inline with the C read pool (native/codec.c), which has no worker to
    * start and decodes in less CPU than the JavaScript codec on this thread (a chain's levels
@@ -825,6 +821,11 @@ export class Repository {
     return this.runInline(bytes, true);
   }
 
+  /**
+   * True if `bytes` of encoding (or with `decode`, decoding) should run on the
+   * main thread: while no worker has been started and the inline budget lasts
+   * (see INLINE_BEFORE_WORKERS, INLINE_DECODE_BEFORE_WORKERS).
+   */
   private runInline(bytes: number, decode = false): boolean {
     if (this.workersStarted > 0) return false;
     const left = decode ? this.inlineDecodeBudget : this.inlineBudget;
