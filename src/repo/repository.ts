@@ -803,9 +803,14 @@ export class Repository {
     return this.poolInstance?.started ?? 0;
   }
 
-  /** Worker threads this repository has started (encode and decode pools). */
+  /** Worker threads this repository has started (encode and decode pools); the C read pool counts 1 once it took a job. */
   get workersStarted(): number {
     return (this.poolInstance?.started ?? 0) + (this.readPoolInstance?.started ?? 0);
+  }
+
+  /** Worker threads alone (what a start-up costs): the C read pool runs on libuv's threads and starts none. */
+  get workerThreadsStarted(): number {
+    return (this.poolInstance?.started ?? 0) + (this.readPoolInstance instanceof WorkerPool ? this.readPoolInstance.started : 0);
   }
 
   /**
