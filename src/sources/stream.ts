@@ -375,11 +375,12 @@ export async function streamChunks(repo: Repository, snapshotRef: string, opts: 
   const lock = await repo.lock(false, 'restore');
   const content = node.content ?? [];
   const what = `snapshot ${snap.id.slice(0, 8)} (${node.name})`;
-  const chunks = () => (opts.owned ? readContent(repo, content, undefined, (id) => repo.loadOwnedBlob(id)) : readContent(repo, content));
+  // (readContent's default loader, repo.loadBlob, unless owned)
+  const chunks = readContent(repo, content, undefined, opts.owned ? (id) => repo.loadOwnedBlob(id) : undefined);
   async function* gen(): AsyncGenerator<Buffer> {
     try {
       if (!digest) {
-        yield* chunks();
+        yield* chunks;
         return;
       }
       // Verified against the byte count and SHA-256 recorded at backup time. The
@@ -391,7 +392,7 @@ export async function streamChunks(repo: Repository, snapshotRef: string, opts: 
       const h = new StreamSha256();
       let bytes = 0;
       let held: Buffer | undefined;
-      for await (const b of chunks()) {
+      for await (const b of chunks) {
         h.update(b);
         bytes += b.length;
         if (bytes > digest.bytes) throw new IntegrityError(`${what}: more than the ${digest.bytes} bytes that were backed up`);

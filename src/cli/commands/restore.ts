@@ -4,6 +4,7 @@ import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
 import { restoreSnapshot } from '../../engine/restorer.js';
 import { collect, collectRaw } from '../output.js';
 import type { CliContext } from '../context.js';
+import type { Repository } from '../../repo/repository.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
 import { withoutIncrementalMarking, withoutOptimizer } from '../../util/jit.js';
 
@@ -54,7 +55,6 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         // the sources (every kind's dump and drill code, the config schemas) load only for a source restore
         const { SOURCE_CAPABILITIES } = await import('../../config/sources.js');
         const { findSourceSnapshot, restoreSource } = await import('../../sources/pipeline.js');
-        const { streamChunks } = await import('../../sources/stream.js');
         const { restoreTarget } = await import('../../sources/restore-target.js');
         const source = ctx.source(o.source);
         const src = source.config;
@@ -65,7 +65,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
           const repo = await ctx.openRepo({ nameHint: source.repository, allowInit: false, bulk: true });
           try {
             const snap = await findSourceSnapshot(repo, source, ref);
-            await copyToStdout(await streamChunks(repo, snap.id, { owned: true }), (b) => repo.release(b));
+            await snapshotToStdout(repo, snap.id);
           } catch (err) {
             process.stderr.write(`lifeboat: RESTORE FAILED for source ${o.source}${err instanceof IntegrityError ? ': data read from the repository failed verification' : ''}\n`);
             throw err;
@@ -102,9 +102,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         // restore gained nothing without incremental marking: 100k small files held +11 MB)
         if (toStdout || snap.stream !== undefined) withoutIncrementalMarking();
         if (toStdout) {
-          const { streamChunks } = await import('../../sources/stream.js');
-          const chunks = await streamChunks(repo, snap.id, { owned: true, ...(sub ? { filename: sub.replace(/^\//, '') } : {}) });
-          await copyToStdout(chunks, (b) => repo.release(b));
+          await snapshotToStdout(repo, snap.id, sub?.replace(/^\//, ''));
           return;
         }
         // a files restore waits on the thread pool, not on its JavaScript: no optimizing compiler from here
@@ -145,15 +143,16 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
 }
 
 /**
- * Copy a restored stream to standard output. Not stream.pipeline: a failed
- * restore (verification, digest mismatch) must not destroy stdout with its
- * error, which would report it as an output failure with the wrong exit code;
- * the error reaches the command and exits 5. A closed reader (EPIPE) ends the
- * process through the stdout guard (src/cli/signals.ts).
+ * Write a stream snapshot's file (or the named file at its root) to standard output. Not
+ * stream.pipeline: a failed restore (verification, digest mismatch) must not destroy stdout
+ * with its error, which would report it as an output failure with the wrong exit code; the
+ * error reaches the command and exits 5. A closed reader (EPIPE) ends the process through
+ * the stdout guard (src/cli/signals.ts). Each chunk is the command's own (streamChunks
+ * `owned`) and is freed once written, not at a later collection.
  */
-async function copyToStdout(src: AsyncIterable<Buffer>, done?: (chunk: Buffer) => void): Promise<void> {
-  for await (const chunk of src) {
-    // `done`: the chunk is freed once written (streamChunks `owned`), not at a later collection
-    if (!process.stdout.write(chunk, done && (() => done(chunk)))) await once(process.stdout, 'drain');
+async function snapshotToStdout(repo: Repository, snapshotId: string, filename?: string): Promise<void> {
+  const { streamChunks } = await import('../../sources/stream.js');
+  for await (const chunk of await streamChunks(repo, snapshotId, { owned: true, ...(filename ? { filename } : {}) })) {
+    if (!process.stdout.write(chunk, () => repo.release(chunk))) await once(process.stdout, 'drain');
   }
 }
