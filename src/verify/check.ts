@@ -6,7 +6,6 @@ import { collectUsedBlobs } from '../repo/walk.js';
 import type { BlobSet } from '../repo/blobset.js';
 import { checkWal } from '../repo/wal.js';
 import { checkBinlogs } from '../repo/binlog.js';
-import { mapLimit } from '../util/sync.js';
 import { InlineVerifier, ProvenBlobs, RangeBuffers, readPackData } from './read-pack.js';
 
 /**
@@ -142,7 +141,15 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   // (the walk waits on one small read at a time; the data phase keeps a decode
   // worker busy). Its findings are merged after the walk's, in pack order, so the
   // report does not depend on which finished first.
-  const readData = opts.readData ? readAllPacks(repo, selectSubset([...stored.keys()].sort(), opts.subset), stored, opts.onProgress, (n) => (res.blobsProven = n)) : undefined;
+  // The packs that hold delta blobs or their bases wait for the walk to end (walkDone): decoding their chains
+  // beside the walk added the two phases' memory (the bench's repository, files and a dump's days 0-3: peak
+  // RSS median 210 -> 195 MB in 9 interleaved runs, same wall time; docs/benchmarks.md, "check: the delta
+  // packs after the walk"); the other packs are read meanwhile.
+  let walkEnded!: () => void;
+  const walkDone = new Promise<void>((resolve) => (walkEnded = resolve));
+  const readData = opts.readData
+    ? readAllPacks(repo, selectSubset([...stored.keys()].sort(), opts.subset), stored, opts.onProgress, (n) => (res.blobsProven = n), walkDone)
+    : undefined;
   readData?.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
 
   // 3. Snapshots and trees.
@@ -168,9 +175,11 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
       WALK_TREES,
     );
   } catch (err) {
+    walkEnded();
     await readData?.catch(() => {}); // nothing reads the repository after check returns
     throw err;
   }
+  walkEnded();
   for (const id of used.notIndexed()) {
     if (!damagedBlobs.has(id)) damagedBlobs.set(id, 'blob is referenced but not in any index');
   }
@@ -257,7 +266,9 @@ interface PackFindings {
 
 /**
  * check --read-data over `packs`, PACKS_AT_ONCE at a time (read-pack.ts pipelines the
- * ranges of each): per pack, in the order of `packs`, what was found.
+ * ranges of each): per pack, in the order of `packs`, what was found. Until `heavyAfter`
+ * settles (the walk of the trees), only packs with no delta blob and no delta's base are
+ * read; from then on the others (whose chains are decoded) come first, then the rest.
  */
 async function readAllPacks(
   repo: Repository,
@@ -265,39 +276,74 @@ async function readAllPacks(
   stored: Map<string, number>,
   onProgress?: (done: number, total: number) => void,
   onProven?: (n: number) => void,
+  heavyAfter: Promise<void> = Promise.resolve(),
 ): Promise<PackFindings[]> {
   let done = 0;
   const buffers = new RangeBuffers();
   // The packs holding the deepest deltas first: their bases' chains, hashed on the way, prove the
   // blobs of the shallower packs (read-pack.ts ProvenBlobs); the findings stay in the order of `packs`
-  const depth = new Map<string, number>();
-  for (const [, e] of repo.index.deltas()) if (Number.isFinite(e.depth) && (depth.get(e.pack) ?? 0) < e.depth) depth.set(e.pack, e.depth);
-  const order = packs.map((p, i) => ({ p, i, d: depth.get(p) ?? 0 })).sort((a, b) => b.d - a.d || a.i - b.i);
+  const { depth, heavy } = deltaPacks(repo);
+  const plain = packs.map((p, i) => ({ p, i })).filter((x) => !heavy.has(x.p));
+  const deep = packs
+    .map((p, i) => ({ p, i, d: depth.get(p) ?? 0 }))
+    .filter((x) => heavy.has(x.p))
+    .sort((a, b) => b.d - a.d || a.i - b.i);
+  let walked = false;
+  void heavyAfter.then(() => (walked = true));
+  let nextPlain = 0;
+  let nextDeep = 0;
+  /** The next pack to read (undefined: none left). */
+  const next = async (): Promise<{ p: string; i: number } | undefined> => {
+    if (!walked && nextPlain < plain.length) return plain[nextPlain++];
+    if (!walked) await heavyAfter;
+    return nextDeep < deep.length ? deep[nextDeep++] : plain[nextPlain++];
+  };
   const proven = new ProvenBlobs(repo, packs);
   // (the C codec decodes on libuv's threads, every core: the main thread need not help)
   const inline = process.env.LIFEBOAT_CHECK_INLINE === '0' || (repo.readPool.native && process.env.LIFEBOAT_CHECK_INLINE !== '1') ? undefined : new InlineVerifier(repo);
   const atOnce = Number(process.env.LIFEBOAT_CHECK_PACKS) || (repo.readPool.native ? PACKS_AT_ONCE_NATIVE : PACKS_AT_ONCE);
-  const found = await mapLimit(order, atOnce, async ({ p: pack }) => {
-    const f: PackFindings = { pack, bytesRead: 0, read: false, hashBad: false, damaged: [] };
-    try {
-      const size = stored.get(pack) ?? 0;
-      if (size > MAX_PACK_SIZE) throw new IntegrityError(`pack is ${size} bytes, more than the format maximum of ${MAX_PACK_SIZE}`);
-      const r = await readPackData(repo, pack, size, buffers, inline, undefined, proven);
-      f.bytesRead = r.bytesRead;
-      f.hashBad = !r.hashOk;
-      f.damaged = r.damaged;
-      if (r.headerError) throw r.headerError;
-      f.read = true;
-    } catch (err) {
-      f.error = errorMessage(err);
-    }
-    onProgress?.(++done, packs.length);
-    return f;
-  });
-  onProven?.(proven.skipped);
   const out = new Array<PackFindings>(packs.length);
-  order.forEach((o, k) => (out[o.i] = found[k]!));
+  const reader = async (): Promise<void> => {
+    for (let x = await next(); x; x = await next()) {
+      const pack = x.p;
+      const f: PackFindings = { pack, bytesRead: 0, read: false, hashBad: false, damaged: [] };
+      try {
+        const size = stored.get(pack) ?? 0;
+        if (size > MAX_PACK_SIZE) throw new IntegrityError(`pack is ${size} bytes, more than the format maximum of ${MAX_PACK_SIZE}`);
+        const r = await readPackData(repo, pack, size, buffers, inline, undefined, proven);
+        f.bytesRead = r.bytesRead;
+        f.hashBad = !r.hashOk;
+        f.damaged = r.damaged;
+        if (r.headerError) throw r.headerError;
+        f.read = true;
+      } catch (err) {
+        f.error = errorMessage(err);
+      }
+      onProgress?.(++done, packs.length);
+      out[x.i] = f;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(atOnce, packs.length)) }, reader));
+  onProven?.(proven.skipped);
   return out;
+}
+
+/**
+ * Per pack, the depth of its deepest delta blob; `heavy`: the packs holding a delta blob or a
+ * delta's base (reading those decodes chains).
+ */
+function deltaPacks(repo: Repository): { depth: Map<string, number>; heavy: Set<string> } {
+  const depth = new Map<string, number>();
+  const heavy = new Set<string>();
+  for (const [, e] of repo.index.deltas()) {
+    heavy.add(e.pack);
+    if (Number.isFinite(e.depth) && (depth.get(e.pack) ?? 0) < e.depth) depth.set(e.pack, e.depth);
+    for (const b of basesOf(e)) {
+      const p = repo.index.packOf(b);
+      if (p !== undefined) heavy.add(p);
+    }
+  }
+  return { depth, heavy };
 }
 
 /** Trees loaded at a time by the walk. */
