@@ -17,7 +17,7 @@ LIBASAN=$(gcc -print-file-name=libasan.so)
 [ -f "$LIBASAN" ] || { echo "asan.sh: gcc's libasan.so is missing (apt install gcc)" >&2; exit 2; }
 [ -d "$SRC/dist" ] && [ -d "$SRC/node_modules" ] || { echo "asan.sh: build the checkout first (npm ci, npx tsc)" >&2; exit 2; }
 rm -rf "$WORK"; mkdir -p "$WORK"
-cp -a "$SRC/dist" "$SRC/node_modules" "$SRC/package.json" "$SRC/native" "$SRC/bench" "$WORK/" || exit 2
+cp -a "$SRC/dist" "$SRC/node_modules" "$SRC/package.json" "$SRC/native" "$SRC/bench" "$SRC/web" "$WORK/" || exit 2
 [ -d "$SRC/test" ] && cp -a "$SRC/test" "$WORK/"
 cd "$WORK/native" && rm -rf build
 GYP=$(dirname "$(command -v npm)")/../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js
