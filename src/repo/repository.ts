@@ -61,6 +61,20 @@ const INLINE_BEFORE_WORKERS = 2 * 1024 * 1024;
 /** MiB of delta bases the write path keeps (baseCache): with the encode worker, with the C encoder. */
 const BASE_CACHE = 12;
 const BASE_CACHE_NATIVE = 2;
+/**
+ * A chain's root is renewed when it has drifted: a chunk whose chain is at its depth limit is
+ * encoded as a delta against the root (chooseBases); if that delta is larger than this share of
+ * the root's stored size, the chunk is stored in full instead and starts a chain of its own. A
+ * daily dump's delta against a months-old root grows by the day's drift every day (about 1.1 MB
+ * a day on the bench dump) until it stops being smaller than the full blob (~40 days); renewed at
+ * 40%, the bytes added in the long run fall by about a fifth, a renewed day restores from a full
+ * blob, and the old root is no longer pinned by every later snapshot, so retention can free it
+ * (docs/benchmarks.md, "Roots renewed"). LIFEBOAT_RENEW_ROOT: another share (0: never renew).
+ */
+export function renewRootShare(): number {
+  const v = Number(process.env.LIFEBOAT_RENEW_ROOT ?? 0.4);
+  return Number.isFinite(v) && v >= 0 ? v : 0.4;
+}
 /** Chunks from this size on are sketched on the libuv thread pool (encodeAndPack). */
 const ASYNC_SKETCH_MIN = 128 * 1024;
 /**
@@ -488,15 +502,21 @@ export class Repository {
   /**
    * Pick the bases for a delta (at most 2): each proposed blob, or the root of
    * its chain when the chain is already at max depth, so depth stays bounded.
+   * `renewAbove`: when a base is such a root, the delta's sealed size above which
+   * the blob is stored in full instead (renewRootShare() of the root's stored size;
+   * 0: keep any delta that saves bytes).
    */
-  private chooseBases(candidates: string[] | undefined, rawLength: number): string[] {
+  private chooseBases(candidates: string[] | undefined, rawLength: number): { bases: string[]; renewAbove: number } {
     const maxDepth = Math.min(this.config.maxDeltaDepth, MAX_DELTA_DEPTH);
-    if (!candidates || !(maxDepth > 0) || rawLength < DELTA_MIN) return [];
     const out: string[] = [];
+    let renewAbove = 0;
+    if (!candidates || !(maxDepth > 0) || rawLength < DELTA_MIN) return { bases: out, renewAbove };
+    const share = renewRootShare();
     for (const c of candidates.slice(0, 2)) {
       let e = this.index.get(c);
       if (!e || e.type !== 'data' || !Number.isFinite(e.depth)) continue;
       let id = c;
+      let rerooted = false;
       if (e.depth + 1 > maxDepth) {
         // Walk to the chain's root; bounded, so a damaged (cyclic) index cannot trap the walk.
         for (let steps = 0; e && e.base && steps <= MAX_DELTA_DEPTH; steps++) {
@@ -504,10 +524,14 @@ export class Repository {
           e = this.index.get(id);
         }
         if (!e || e.base) continue;
+        rerooted = true;
       }
-      if (!out.includes(id)) out.push(id);
+      if (out.includes(id)) continue;
+      out.push(id);
+      // (the largest of two roots: the delta is judged against the more the full blobs would cost)
+      if (rerooted && share > 0) renewAbove = Math.max(renewAbove, Math.floor(share * e.length));
     }
-    return out;
+    return { bases: out, renewAbove };
   }
 
   /**
@@ -625,7 +649,9 @@ export class Repository {
     }
     // The offset guess is evaluated late: by now earlier chunks' sketch matches have refined it.
     deltaBases ??= typeof proposed === 'function' ? proposed() : proposed;
-    const bases = type === 'data' ? this.chooseBases(deltaBases, rawLength) : [];
+    const chosen = type === 'data' ? this.chooseBases(deltaBases, rawLength) : undefined;
+    let bases = chosen ? chosen.bases : [];
+    const renewAbove = chosen ? chosen.renewAbove : 0;
     if (bases.length === 1 && rawLength >= 16 * 1024 && !this.nativeEncoder && this.workersStarted > 0) {
       // (Not with the C encoder: there a started worker can only be the read pool's, and this would start an
       // encode worker thread beside the C encoder: +10 MB of heap and ~30 MB of buffers in a daily dump's backup.)
@@ -635,7 +661,13 @@ export class Repository {
       const e = this.index.get(bases[0]!);
       const chain = e && e.type === 'data' && !this.index.chainProblem(bases[0]!) ? await this.chainMsg(bases[0]!, e, true).catch(() => undefined) : undefined;
       if (chain) {
-        const enc = await this.countJob(this.pool.encode(data, undefined, sketched && !sf, { chain, base: bases[0]! }));
+        // (the worker takes the buffer it is given: a copy where a full encode may follow)
+        let enc = await this.countJob(this.pool.encode(renewAbove > 0 ? Buffer.from(data) : data, undefined, sketched && !sf, { chain, base: bases[0]! }));
+        if (renewAbove > 0 && enc.compression === 2 && enc.sealed.length > renewAbove) {
+          enc = await this.countJob(this.pool.encode(data, undefined, sketched && !sf));
+          bases = [];
+          this.rootsRenewed++;
+        }
         await this.addEncoded(type, id, rawLength, enc, bases, sf ?? enc.sf);
         return;
       }
@@ -651,6 +683,8 @@ export class Repository {
     }
     let enc: { sealed: Buffer; compression: Compression; sf?: number[] };
     const native = this.nativeEncoder;
+    // a delta against a re-rooted chain's root may be judged too large: the plaintext is kept for the full encode
+    const mayRenew = renewAbove > 0 && dict !== undefined;
     if (!dict && rawLength < BATCH_BLOB_MAX) enc = await this.encodeBatched(data, sketched && !sf);
     else if (native) {
       try {
@@ -658,10 +692,24 @@ export class Repository {
       } finally {
         // the C encode is done with them (or failed): free them now, not at a collection V8 puts off
         if (dict && dictOwned) this.release(dict);
-        if (owned) this.release(data);
+        if (owned && !mayRenew) this.release(data);
       }
-    } else if (rawLength >= 16 * 1024 && !this.runInline(rawLength)) enc = await this.countJob(this.pool.encode(data, dict, sketched && !sf));
+    } else if (rawLength >= 16 * 1024 && !this.runInline(rawLength)) enc = await this.countJob(this.pool.encode(mayRenew ? Buffer.from(data) : data, dict, sketched && !sf));
     else enc = this.encodeInline(data, dict, sketched && !sf);
+    if (mayRenew) {
+      try {
+        if (enc.compression === 2 && enc.sealed.length > renewAbove) {
+          // the root has drifted too far: this chunk is stored in full and is the root of its chain from now on
+          const delta = enc.sealed;
+          enc = await this.encodeFull(data, sketched && !sf);
+          this.release(delta);
+          bases = [];
+          this.rootsRenewed++;
+        }
+      } finally {
+        if (owned && native) this.release(data);
+      }
+    }
     sf ??= enc.sf;
     await this.addEncoded(type, id, rawLength, enc, bases, sf);
   }
@@ -760,6 +808,14 @@ export class Repository {
       this.poolJobs--;
       this.kickBatch();
     }
+  }
+
+  /** A blob's encode without a delta base, on the path a blob without bases takes (encodeAndPack). */
+  private async encodeFull(data: Buffer, sketch: boolean): Promise<{ sealed: Buffer; compression: Compression; sf?: number[] }> {
+    if (data.length < BATCH_BLOB_MAX) return this.encodeBatched(data, sketch);
+    if (this.nativeEncoder) return this.countJob(this.nativeEncoder.encode(data, undefined, sketch));
+    if (data.length >= 16 * 1024 && !this.runInline(data.length)) return this.countJob(this.pool.encode(data, undefined, sketch));
+    return this.encodeInline(data, undefined, sketch);
   }
 
   /**
@@ -1088,6 +1144,8 @@ export class Repository {
 
   /** Buffers freed by release() (tests check the restore frees what it loaded). */
   released = 0;
+  /** Chunks stored in full because the delta against their chain's root had grown too large (chooseBases). */
+  rootsRenewed = 0;
 
   /**
    * Free a buffer from loadOwnedBlob now, not at a later garbage collection (the C codec's
