@@ -107,3 +107,18 @@ test('decode: jobs sent to the workers are bounded by bytes (input + dictionary 
     await pool.close();
   }
 });
+
+test('a job whose buffer was already handed to a worker fails at once with a clear error (Node would drop the message and the job wait forever); the pool still works and closes', { timeout: 20_000 }, async () => {
+  const pool = new WorkerPool(newMasterKey(), 3, 1);
+  try {
+    const data = Buffer.from(text(100_000)); // a buffer of its own
+    await pool.encode(data); // transferred: data is now detached
+    assert.equal(data.buffer.byteLength, 0);
+    await assert.rejects(pool.encode(data), /worker job encode could not be handed to a worker thread: .*detached/);
+    assert.equal(pool.jobsInFlight, 0);
+    const again = await pool.encode(text(50_000));
+    assert.equal(again.compression, 1);
+  } finally {
+    await pool.close();
+  }
+});

@@ -143,9 +143,20 @@ export class WorkerPool {
     const seq = ++this.seq;
     this.load[wi]!++;
     if (this.inflight++ === 0) for (const w of this.workers) w?.ref();
+    // Node drops a message whose transfer list holds an ArrayBuffer already transferred (detached: byteLength 0)
+    // without a word, and the job would wait forever; left out of the list, such a buffer makes postMessage throw
+    // (an empty buffer is as well cloned as transferred)
+    const list = transfer.some((ab) => ab.byteLength === 0) ? transfer.filter((ab) => ab.byteLength > 0) : transfer;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(seq, { resolve, reject, w: wi });
-      this.workers[wi]!.postMessage({ seq, ...msg }, transfer);
+      try {
+        this.workers[wi]!.postMessage({ seq, ...msg }, list);
+      } catch (err) {
+        this.pending.delete(seq);
+        this.load[wi]!--;
+        if (--this.inflight === 0) for (const w of this.workers) w?.unref();
+        reject(new LifeboatError(`the worker job ${String(msg.op)} could not be handed to a worker thread: ${(err as Error).message}`));
+      }
     });
   }
 
