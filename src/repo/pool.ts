@@ -93,12 +93,17 @@ export class WorkerPool {
     return this.workers.length;
   }
 
+  /** A job of worker `i` is over (answered, or never sent): idle workers do not keep the process alive. */
+  private jobDone(i: number): void {
+    this.load[i]!--;
+    if (--this.inflight === 0) for (const w of this.workers) w?.unref();
+  }
+
   private onMessage(i: number, m: { seq: number; error?: { message: string; name?: string } }): void {
     const p = this.pending.get(m.seq);
     if (!p) return;
     this.pending.delete(m.seq);
-    this.load[i]!--;
-    if (--this.inflight === 0) for (const w of this.workers) w?.unref();
+    this.jobDone(i);
     if (m.error) {
       p.reject(m.error.name === 'IntegrityError' ? new IntegrityError(m.error.message) : new LifeboatError(m.error.message));
     } else p.resolve(m);
@@ -146,15 +151,14 @@ export class WorkerPool {
     // Node drops a message whose transfer list holds an ArrayBuffer already transferred (detached: byteLength 0)
     // without a word, and the job would wait forever; left out of the list, such a buffer makes postMessage throw
     // (an empty buffer is as well cloned as transferred)
-    const list = transfer.some((ab) => ab.byteLength === 0) ? transfer.filter((ab) => ab.byteLength > 0) : transfer;
+    const list = transfer.filter((ab) => ab.byteLength > 0);
     return new Promise<T>((resolve, reject) => {
       this.pending.set(seq, { resolve, reject, w: wi });
       try {
         this.workers[wi]!.postMessage({ seq, ...msg }, list);
       } catch (err) {
         this.pending.delete(seq);
-        this.load[wi]!--;
-        if (--this.inflight === 0) for (const w of this.workers) w?.unref();
+        this.jobDone(wi);
         reject(new LifeboatError(`the worker job ${String(msg.op)} could not be handed to a worker thread: ${(err as Error).message}`));
       }
     });

@@ -663,10 +663,9 @@ export class Repository {
       if (chain) {
         // (the worker takes the buffer it is given: a copy where a full encode may follow)
         let enc = await this.countJob(this.pool.encode(renewAbove > 0 ? Buffer.from(data) : data, undefined, sketched && !sf, { chain, base: bases[0]! }));
-        if (renewAbove > 0 && enc.compression === 2 && enc.sealed.length > renewAbove) {
-          enc = await this.countJob(this.pool.encode(data, undefined, sketched && !sf));
+        if (this.renews(enc, renewAbove)) {
+          enc = await this.encodeWith(data, undefined, sketched && !sf);
           bases = [];
-          this.rootsRenewed++;
         }
         await this.addEncoded(type, id, rawLength, enc, bases, sf ?? enc.sf);
         return;
@@ -685,29 +684,28 @@ export class Repository {
     const native = this.nativeEncoder;
     // a delta against a re-rooted chain's root may be judged too large: the plaintext is kept for the full encode
     const mayRenew = renewAbove > 0 && dict !== undefined;
-    if (!dict && rawLength < BATCH_BLOB_MAX) enc = await this.encodeBatched(data, sketched && !sf);
-    else if (native) {
-      try {
-        enc = await this.countJob(native.encode(data, dict, sketched && !sf));
-      } finally {
+    // whether encodeWith gives this blob to the C encoder: then its inputs are freed here once it is done
+    const viaNative = native !== undefined && (dict !== undefined || rawLength >= BATCH_BLOB_MAX);
+    try {
+      enc = await this.encodeWith(data, dict, sketched && !sf, mayRenew);
+    } finally {
+      if (viaNative) {
         // the C encode is done with them (or failed): free them now, not at a collection V8 puts off
         if (dict && dictOwned) this.release(dict);
         if (owned && !mayRenew) this.release(data);
       }
-    } else if (rawLength >= 16 * 1024 && !this.runInline(rawLength)) enc = await this.countJob(this.pool.encode(mayRenew ? Buffer.from(data) : data, dict, sketched && !sf));
-    else enc = this.encodeInline(data, dict, sketched && !sf);
+    }
     if (mayRenew) {
       try {
-        if (enc.compression === 2 && enc.sealed.length > renewAbove) {
+        if (this.renews(enc, renewAbove)) {
           // the root has drifted too far: this chunk is stored in full and is the root of its chain from now on
           const delta = enc.sealed;
-          enc = await this.encodeFull(data, sketched && !sf);
+          enc = await this.encodeWith(data, undefined, sketched && !sf);
           this.release(delta);
           bases = [];
-          this.rootsRenewed++;
         }
       } finally {
-        if (owned && native) this.release(data);
+        if (owned && viaNative) this.release(data);
       }
     }
     sf ??= enc.sf;
@@ -810,12 +808,23 @@ export class Repository {
     }
   }
 
-  /** A blob's encode without a delta base, on the path a blob without bases takes (encodeAndPack). */
-  private async encodeFull(data: Buffer, sketch: boolean): Promise<{ sealed: Buffer; compression: Compression; sf?: number[] }> {
-    if (data.length < BATCH_BLOB_MAX) return this.encodeBatched(data, sketch);
-    if (this.nativeEncoder) return this.countJob(this.nativeEncoder.encode(data, undefined, sketch));
-    if (data.length >= 16 * 1024 && !this.runInline(data.length)) return this.countJob(this.pool.encode(data, undefined, sketch));
-    return this.encodeInline(data, undefined, sketch);
+  /**
+   * A blob's encode (compress and seal): small blobs without a base in batches, else the C encoder,
+   * else an encode worker (`copy`: a copy of `data` goes there, the worker taking the buffer it is
+   * given), else this thread.
+   */
+  private async encodeWith(data: Buffer, dict: Buffer | undefined, sketch: boolean, copy = false): Promise<{ sealed: Buffer; compression: Compression; sf?: number[] }> {
+    if (!dict && data.length < BATCH_BLOB_MAX) return this.encodeBatched(data, sketch);
+    if (this.nativeEncoder) return this.countJob(this.nativeEncoder.encode(data, dict, sketch));
+    if (data.length >= 16 * 1024 && !this.runInline(data.length)) return this.countJob(this.pool.encode(copy ? Buffer.from(data) : data, dict, sketch));
+    return this.encodeInline(data, dict, sketch);
+  }
+
+  /** Whether a delta against a re-rooted chain's root is too large to keep (chooseBases renewAbove); counted in rootsRenewed. */
+  private renews(enc: { sealed: Buffer; compression: Compression }, renewAbove: number): boolean {
+    if (!(renewAbove > 0 && enc.compression === 2 && enc.sealed.length > renewAbove)) return false;
+    this.rootsRenewed++;
+    return true;
   }
 
   /**
