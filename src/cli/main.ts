@@ -55,6 +55,15 @@ if (isEntryPoint()) {
     process.exitCode = ExitCode.FATAL;
   });
   const run = async (): Promise<void> => {
+    // the repository key's scrypt started before the command's modules load (cli/key-prewarm.ts);
+    // only a head start: whatever goes wrong here is the command's to find and report
+    try {
+      const { prewarmTarget, startKeyPrewarm } = await import('./key-prewarm.js');
+      const target = prewarmTarget(process.argv);
+      if (target) await startKeyPrewarm(target);
+    } catch {
+      /* the command opens the repository as always */
+    }
     // wal-push / wal-fetch run once per WAL file: without a config they start
     // from wal-fast.ts with only the repository code loaded (see there).
     if (process.argv[2] === 'wal-push' || process.argv[2] === 'wal-fetch' || process.argv[2] === 'wal-spool-worker') {

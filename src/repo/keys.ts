@@ -43,6 +43,7 @@ export async function createKeyFile(storage: Storage, password: string, master: 
   if (!password) throw new LifeboatError('empty password: a repository password is required');
   const params = scryptParams();
   const salt = randomBytes(32);
+  derivations++;
   const kek = await deriveKey(password, salt, params);
   const payload = Buffer.from(JSON.stringify({ encKey: master.encKey.toString('base64'), idKey: master.idKey.toString('base64') }));
   let user = 'unknown';
@@ -88,8 +89,66 @@ export function parseKeyFile(bytes: Buffer, name: string): KeyFile {
   return k as KeyFile;
 }
 
+/**
+ * Key derivations started ahead of the repository's open (prewarmKeys), by key file and
+ * password; each is taken by the first unwrapKeyFile of the same key file and password and
+ * then forgotten, so no derived key outlives the open that needed it.
+ */
+const warm = new Map<string, Promise<Buffer>>();
+let derivations = 0;
+let warmUsed = 0;
+
+function warmId(kf: KeyFile, password: string): string {
+  return sha256(Buffer.from(`${kf.N},${kf.r},${kf.p},${kf.salt}\0${password}`, 'utf8'));
+}
+
+function deriveFor(kf: KeyFile, password: string): Promise<Buffer> {
+  derivations++;
+  return deriveKey(password, Buffer.from(kf.salt, 'base64'), { N: kf.N, r: kf.r, p: kf.p });
+}
+
+/** Scrypt derivations this process started for key files, prewarmed ones an open took, and prewarmed ones still waiting (tests). */
+export function keyDerivations(): { started: number; used: number; waiting: number } {
+  return { started: derivations, used: warmUsed, waiting: warm.size };
+}
+
+/**
+ * Start the key derivation of the first `max` key files (in the order openWithPassword tries
+ * them) while the process goes on loading the rest of its code: scrypt (≈ 90 ms of a pool
+ * thread at N = 2^15) then overlaps the module loading of a short command (wal-push,
+ * wal-fetch) instead of following it. Reads only: a key file it cannot list, read or
+ * parse is left to the open, which reports it. Resolves once the derivations have started.
+ */
+export async function prewarmKeys(storage: Storage, password: string, max = 1): Promise<number> {
+  if (!password) return 0;
+  let started = 0;
+  for (const f of (await storage.list('key')).slice(0, max)) {
+    if (f.size > MAX_KEY_FILE) continue;
+    let kf: KeyFile;
+    try {
+      kf = parseKeyFile(await storage.load('key', f.name), f.name);
+    } catch {
+      continue;
+    }
+    const id = warmId(kf, password);
+    if (warm.has(id)) continue;
+    const p = deriveFor(kf, password);
+    p.catch(() => {});
+    warm.set(id, p);
+    started++;
+  }
+  return started;
+}
+
 export async function unwrapKeyFile(kf: KeyFile, name: string, password: string): Promise<MasterKey> {
-  const kek = await deriveKey(password, Buffer.from(kf.salt, 'base64'), { N: kf.N, r: kf.r, p: kf.p });
+  const id = warmId(kf, password);
+  const pre = warm.get(id);
+  if (pre) {
+    warm.delete(id);
+    warmUsed++;
+  }
+  // a prewarmed derivation that failed is done again here, and its error reported from here
+  const kek = pre ? await pre.catch(() => deriveFor(kf, password)) : await deriveFor(kf, password);
   const plain = open(kek, Buffer.from(kf.data, 'base64'), `key ${name}`);
   const m = JSON.parse(plain.toString('utf8')) as { encKey: string; idKey: string };
   const key = { encKey: Buffer.from(m.encKey, 'base64'), idKey: Buffer.from(m.idKey, 'base64') };
@@ -102,14 +161,19 @@ export async function openWithPassword(storage: Storage, password: string): Prom
   const files = await storage.list('key');
   if (files.length === 0) throw new LifeboatError(`repository at ${storage.location} has no key files`, 10);
   let lastErr: unknown;
-  for (const f of files) {
-    try {
-      if (f.size > MAX_KEY_FILE) throw new IntegrityError(`key ${f.name}: ${f.size} bytes is larger than the format maximum for a key file (${MAX_KEY_FILE})`);
-      const kf = parseKeyFile(await storage.load('key', f.name), f.name);
-      return { key: await unwrapKeyFile(kf, f.name, password), keyName: f.name };
-    } catch (err) {
-      lastErr = err;
+  try {
+    for (const f of files) {
+      try {
+        if (f.size > MAX_KEY_FILE) throw new IntegrityError(`key ${f.name}: ${f.size} bytes is larger than the format maximum for a key file (${MAX_KEY_FILE})`);
+        const kf = parseKeyFile(await storage.load('key', f.name), f.name);
+        return { key: await unwrapKeyFile(kf, f.name, password), keyName: f.name };
+      } catch (err) {
+        lastErr = err;
+      }
     }
+  } finally {
+    // what is left was a wrong guess (another repository or password): no derived key is kept
+    warm.clear();
   }
   if (lastErr instanceof IntegrityError && !/authentication failed/.test(lastErr.message)) throw lastErr;
   throw new WrongPasswordError();

@@ -1,0 +1,71 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { WrongPasswordError } from '../errors.js';
+import { LocalStorage } from '../storage/local.js';
+import { newMasterKey } from './crypto.js';
+import { createKeyFile, keyDerivations, openWithPassword, prewarmKeys } from './keys.js';
+
+process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
+
+async function repoWithKey(password: string) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lb-keys-'));
+  dirs.push(dir);
+  const storage = new LocalStorage(dir);
+  const master = newMasterKey();
+  const name = await createKeyFile(storage, password, master);
+  return { dir, storage, master, name };
+}
+const dirs: string[] = [];
+test.after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+test('prewarmKeys: the open takes the derivation started ahead instead of deriving again', async () => {
+  const r = await repoWithKey('right');
+  const before = keyDerivations();
+  assert.equal(await prewarmKeys(r.storage, 'right'), 1);
+  assert.equal(keyDerivations().waiting, 1);
+  const { key, keyName } = await openWithPassword(r.storage, 'right');
+  assert.equal(keyName, r.name);
+  assert.deepEqual(key, r.master);
+  const after = keyDerivations();
+  assert.equal(after.started - before.started, 1, 'one scrypt for the prewarm and the open together');
+  assert.equal(after.used - before.used, 1);
+  assert.equal(after.waiting, 0);
+});
+
+test('prewarmKeys: a wrong guess costs a derivation, never the open; nothing is kept after it', async () => {
+  const r = await repoWithKey('right');
+  const before = keyDerivations();
+  assert.equal(await prewarmKeys(r.storage, 'wrong'), 1);
+  const { key } = await openWithPassword(r.storage, 'right');
+  assert.deepEqual(key, r.master);
+  const after = keyDerivations();
+  assert.equal(after.started - before.started, 2);
+  assert.equal(after.used - before.used, 0);
+  assert.equal(after.waiting, 0, 'the wrong guess is dropped by the open');
+  // and the other way round: the prewarmed right key does not open for a wrong password
+  await prewarmKeys(r.storage, 'right');
+  await assert.rejects(openWithPassword(r.storage, 'wrong'), WrongPasswordError);
+  assert.equal(keyDerivations().waiting, 0);
+});
+
+test('prewarmKeys: no keys, an unreadable or malformed key file: nothing started, the open reports as before', async () => {
+  const empty = mkdtempSync(path.join(tmpdir(), 'lb-keys-'));
+  try {
+    assert.equal(await prewarmKeys(new LocalStorage(empty), 'pw'), 0);
+    assert.equal(await prewarmKeys(new LocalStorage(path.join(empty, 'missing')), 'pw'), 0);
+    assert.equal(await prewarmKeys(new LocalStorage(empty), ''), 0);
+  } finally {
+    rmSync(empty, { recursive: true, force: true });
+  }
+  const r = await repoWithKey('right');
+  writeFileSync(path.join(r.dir, 'keys', r.name), '{"v":1,"kdf":"scrypt","N":1e9,"r":8,"p":1,"salt":"","data":""}');
+  const before = keyDerivations();
+  assert.equal(await prewarmKeys(r.storage, 'right'), 0);
+  assert.equal(keyDerivations().started, before.started, 'no scrypt started for out-of-range parameters');
+  await assert.rejects(openWithPassword(r.storage, 'right'), /scrypt parameters out of range/);
+});
