@@ -1,7 +1,4 @@
-import { statSync } from 'node:fs';
-import { resolveSecret } from '../config/password.js';
-import { prewarmKeys } from '../repo/keys.js';
-import { LocalStorage } from '../storage/local.js';
+import { readFileSync, statSync } from 'node:fs';
 
 /**
  * The repository key's scrypt started before the command's code is loaded (main.ts).
@@ -54,7 +51,8 @@ export function prewarmTarget(argv: string[], env: NodeJS.ProcessEnv = process.e
   // the password in the command's own order (cli/context.ts password()), as far as it needs no config
   const file = optionValue(opts, '-p', '--password-file');
   // only a regular file: a FIFO or /dev/stdin read here would be empty for the command
-  const readFile = (f: string) => (statSync(f).isFile() ? resolveSecret({ file: f }, 'repository password') : undefined);
+  // read as config/password.ts resolveSecret reads a file (one trailing newline dropped), not imported: --version loads no config code
+  const readFile = (f: string) => (statSync(f).isFile() ? readFileSync(f, 'utf8').replace(/\r?\n$/, '') : undefined);
   let password: string | undefined;
   try {
     if (file !== undefined) password = readFile(file);
@@ -72,8 +70,11 @@ export function prewarmTarget(argv: string[], env: NodeJS.ProcessEnv = process.e
  * deadlines). Never throws.
  */
 export async function startKeyPrewarm(target: PrewarmTarget, waitMs = 250): Promise<void> {
-  const storage = new LocalStorage(target.dir);
-  const started = prewarmKeys(storage, target.password).catch(() => 0);
+  // imported here, not at the top: a command with nothing to prewarm (--version, help) loads no repository code
+  const started = (async () => {
+    const [{ prewarmKeys }, { LocalStorage }] = await Promise.all([import('../repo/keys.js'), import('../storage/local.js')]);
+    return prewarmKeys(new LocalStorage(target.dir), target.password);
+  })().catch(() => 0);
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([started, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
   clearTimeout(timer);
