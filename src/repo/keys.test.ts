@@ -69,3 +69,24 @@ test('prewarmKeys: no keys, an unreadable or malformed key file: nothing started
   assert.equal(keyDerivations().started, before.started, 'no scrypt started for out-of-range parameters');
   await assert.rejects(openWithPassword(r.storage, 'right'), /scrypt parameters out of range/);
 });
+
+test('prewarmKeys overtaken by the open (a slow list): it starts nothing, and nothing is left behind', async () => {
+  const r = await repoWithKey('right');
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  // the prewarm's list answers only after the open is over
+  const slow = Object.create(r.storage) as LocalStorage;
+  slow.list = async (type) => {
+    await gate;
+    return r.storage.list(type);
+  };
+  const before = keyDerivations();
+  const pre = prewarmKeys(slow, 'right');
+  const { key } = await openWithPassword(r.storage, 'right');
+  assert.deepEqual(key, r.master);
+  release();
+  assert.equal(await pre, 0);
+  const after = keyDerivations();
+  assert.equal(after.started - before.started, 1, 'the open derived; the late prewarm did not');
+  assert.equal(after.waiting, 0, 'no derived key outlives the open');
+});

@@ -97,6 +97,8 @@ export function parseKeyFile(bytes: Buffer, name: string): KeyFile {
 const warm = new Map<string, Promise<Buffer>>();
 let derivations = 0;
 let warmUsed = 0;
+/** openWithPassword calls begun: a prewarm that an open overtook (a slow list or read) starts nothing. */
+let opens = 0;
 
 function warmId(kf: KeyFile, password: string): string {
   return sha256(Buffer.from(`${kf.N},${kf.r},${kf.p},${kf.salt}\0${password}`, 'utf8'));
@@ -121,6 +123,7 @@ export function keyDerivations(): { started: number; used: number; waiting: numb
  */
 export async function prewarmKeys(storage: Storage, password: string, max = 1): Promise<number> {
   if (!password) return 0;
+  const at = opens;
   let started = 0;
   for (const f of (await storage.list('key')).slice(0, max)) {
     if (f.size > MAX_KEY_FILE) continue;
@@ -130,6 +133,8 @@ export async function prewarmKeys(storage: Storage, password: string, max = 1): 
     } catch {
       continue;
     }
+    // an open began meanwhile: it derives for itself, and a late entry would outlive it
+    if (opens !== at) break;
     const id = warmId(kf, password);
     if (warm.has(id)) continue;
     const p = deriveFor(kf, password);
@@ -158,6 +163,7 @@ export async function unwrapKeyFile(kf: KeyFile, name: string, password: string)
 
 /** Try every key file; returns the master key and the name of the key file that opened. */
 export async function openWithPassword(storage: Storage, password: string): Promise<{ key: MasterKey; keyName: string }> {
+  opens++;
   const files = await storage.list('key');
   if (files.length === 0) throw new LifeboatError(`repository at ${storage.location} has no key files`, 10);
   let lastErr: unknown;
