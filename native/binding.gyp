@@ -76,6 +76,11 @@
       "target_name": "files",
       "sources": ["files.c"],
       "cflags": ["-O2", "-Wall"]
+    },
+    {
+      "target_name": "mem",
+      "sources": ["mem.c"],
+      "cflags": ["-O2", "-Wall"]
     }
   ]
 }

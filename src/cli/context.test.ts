@@ -44,3 +44,33 @@ test('openRepo({ bulk: true }) turns incremental marking off; without bulk it st
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('openRepo({ bulk: true }) gives buffers of 2 MiB or more mappings of their own (util/malloc.ts); without bulk glibc keeps its own threshold', { skip: !process.report?.getReport() || !(process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime ? 'not glibc' : false }, () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lb-ctx-'));
+  try {
+    const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_MMAP_THRESHOLD: '' };
+    const repo = path.join(dir, 'repo');
+    execFileSync(process.execPath, [main, 'init', '-q', '-r', repo], { env });
+    const malloc = new URL('../util/malloc.js', import.meta.url).href;
+    // glibc's own threshold, raised to 16 MiB by freeing a 16 MiB mapped block first (what a stream's
+    // large buffers did): then a 3 MiB buffer comes from the heap, unless the open set the threshold
+    const mapped3MiB = (bulk: boolean) => {
+      const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', `
+        const { CliContext } = await import(${JSON.stringify(context)});
+        const { mmappedBytes } = await import(${JSON.stringify(malloc)});
+        let big = Buffer.allocUnsafeSlow(16 * 1024 * 1024); big.fill(1); big = undefined;
+        for (let i = 0; i < 3; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 20)); }
+        const ctx = new CliContext({ repo: ${JSON.stringify(repo)}, quiet: true });
+        const r = await ctx.openRepo({ allowInit: false${bulk ? ', bulk: true' : ''} });
+        await r.close();
+        const before = mmappedBytes();
+        const b = Buffer.allocUnsafeSlow(3 * 1024 * 1024); b.fill(1);
+        console.log(JSON.stringify({ grew: mmappedBytes() - before }));`], { env, encoding: 'utf8' });
+      return (JSON.parse(out.trim().split('\n').pop()!) as { grew: number }).grew;
+    };
+    assert.ok(mapped3MiB(true) >= 3 * 1024 * 1024, 'bulk: a 3 MiB buffer is mapped');
+    assert.equal(mapped3MiB(false), 0, 'the control: without bulk it comes from the heap (glibc raised its threshold)');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

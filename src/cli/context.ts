@@ -8,6 +8,7 @@ import { defaultRepository, lockLeaseFromEnv, openConfiguredRepo, resolveLocatio
 import { ConfigError, LifeboatError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import { withoutIncrementalMarking } from '../util/jit.js';
+import { streamMallocSettings } from '../util/malloc.js';
 import type { Storage } from '../storage/types.js';
 import { makeOutput, type Output } from './output.js';
 import { promptPasswordSync } from './prompt.js';
@@ -148,7 +149,10 @@ export class CliContext {
     }
     // bulk: the index is loaded (its parse garbage is what incremental marking keeps small: 1M
     // blobs opened at 194 MB with it, 261 MB without) and what follows moves data through Buffers
-    if (opts.bulk) withoutIncrementalMarking();
+    if (opts.bulk) {
+      withoutIncrementalMarking();
+      streamMallocSettings();
+    }
     return repo;
   }
 

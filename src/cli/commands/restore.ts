@@ -7,6 +7,7 @@ import type { CliContext } from '../context.js';
 import type { Repository } from '../../repo/repository.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
 import { withoutIncrementalMarking, withoutOptimizer } from '../../util/jit.js';
+import { streamMallocSettings } from '../../util/malloc.js';
 
 interface RestoreOpts {
   target?: string;
@@ -100,7 +101,10 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         });
         // a stream snapshot (a dump) is data through Buffers: see CliContext.openRepo's `bulk` (a files
         // restore gained nothing without incremental marking: 100k small files held +11 MB)
-        if (toStdout || snap.stream !== undefined) withoutIncrementalMarking();
+        if (toStdout || snap.stream !== undefined) {
+          withoutIncrementalMarking();
+          streamMallocSettings();
+        }
         if (toStdout) {
           await snapshotToStdout(repo, snap.id, sub?.replace(/^\//, ''));
           return;

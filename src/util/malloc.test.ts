@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+// glibc's mmap threshold set at run time (native/mem.c): checked in a child process, where
+// malloc's state is this test's own. A Buffer's memory comes from malloc: under the 2 MiB
+// default a 3 MiB one gets a mapping of its own and a 1.5 MiB one comes from the heap (glibc's
+// own threshold starts at 128 KiB, so that one would be mapped without the setting); under a
+// 32 MiB threshold both come from the heap.
+const addon = new URL('../../../native/build/Release/mem.node', import.meta.url).pathname;
+const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
+const skip = !existsSync(addon) ? 'native/ did not build (no compiler)' : !glibc ? 'not glibc' : false;
+const malloc = new URL('./malloc.js', import.meta.url).href;
+
+function mappedGrowth(env: NodeJS.ProcessEnv, mib: number): { set: boolean; grew: number } {
+  const probe = `
+    import { streamMallocSettings, mmappedBytes } from ${JSON.stringify(malloc)};
+    const set = streamMallocSettings();
+    const before = mmappedBytes();
+    const b = Buffer.allocUnsafeSlow(${mib} * 1024 * 1024);
+    b.fill(1);
+    process.stdout.write(JSON.stringify({ set, grew: mmappedBytes() - before }));`;
+  return JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', probe], { env: { ...process.env, ...env }, encoding: 'utf8' })) as { set: boolean; grew: number };
+}
+
+test('streamMallocSettings: buffers of the threshold or more get mappings of their own; LIFEBOAT_MMAP_THRESHOLD sets or turns it off', { skip }, () => {
+  const big = mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '' }, 3);
+  assert.equal(big.set, true);
+  assert.ok(big.grew >= 3 * 1024 * 1024, `a 3 MiB buffer under the 2 MiB default: ${big.grew} bytes more mapped`);
+  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '' }, 1.5).grew, 0, 'a 1.5 MiB buffer under the 2 MiB default comes from the heap');
+  const high = mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: String(32 * 1024 * 1024) }, 3);
+  assert.equal(high.set, true);
+  assert.equal(high.grew, 0, 'under a 32 MiB threshold it comes from the heap');
+  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '0' }, 3).set, false);
+  // beyond glibc's range, or not a number: not set, and no error
+  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: String(64 * 1024 * 1024) }, 3).set, false);
+  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: 'lots' }, 3).set, false);
+});
