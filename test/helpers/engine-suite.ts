@@ -111,8 +111,13 @@ export function engineSuite(name: string, makeStorage: (dir: string) => Promise<
         else {
           assert.ok(r.summary.blobsDelta > 0, `version ${v} stored no deltas`);
           // A version whose chain is at max depth is stored against the chain's root (more changes
-          // accumulated), so single versions may cost more; the average must stay small.
-          assert.ok(r.summary.dataAdded < firstAdded * 0.6, `version ${v} added ${r.summary.dataAdded} vs first ${firstAdded}`);
+          // accumulated), and a chunk whose delta against that root is over 40% of the root is stored
+          // in full as a new root (roots renewed, repo/repository.ts chooseBases). Here every chunk
+          // changes in every version, so the chains advance in step and may all renew in one version
+          // (which chunk gets which base depends on timing: under CI's load one version stored 61% of
+          // the first). A single version may cost up to a fresh copy, never more; the average must
+          // stay small (below).
+          assert.ok(r.summary.dataAdded < firstAdded, `version ${v} added ${r.summary.dataAdded} vs first ${firstAdded}`);
           laterAdded += r.summary.dataAdded;
         }
       }
