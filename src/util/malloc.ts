@@ -15,7 +15,7 @@ export const STREAM_MMAP_THRESHOLD = 2 << 20;
  * freed, so after the first few the stream's 0.5-8 MiB chunk, plaintext and sealed buffers were
  * all carved from the heap, which only shrinks from its top: its high-water mark, reached at a
  * random moment, was the peak RSS. With 2 MiB a second direct base backup of a 494 MB cluster
- * peaked at 174-177 MB instead of 187-274 (about +3% CPU: the kernel zeroes each new mapping), a
+ * peaked at 176-192 MB instead of 188-272 (about +4% CPU: the kernel zeroes each new mapping), a
  * daily dump backup at 110 instead of 122 MB at the same CPU; 1 MiB saved a little more for
  * 3-7% more CPU (docs/benchmarks.md, "One mapping per large buffer").
  *
