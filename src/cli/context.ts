@@ -9,6 +9,7 @@ import { ConfigError, LifeboatError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import { withoutIncrementalMarking } from '../util/jit.js';
 import { streamMallocSettings } from '../util/malloc.js';
+import { secretText } from '../util/secret-text.js';
 import type { Storage } from '../storage/types.js';
 import { makeOutput, type Output } from './output.js';
 import { promptPasswordSync } from './prompt.js';
@@ -149,10 +150,7 @@ export class CliContext {
     }
     // bulk: the index is loaded (its parse garbage is what incremental marking keeps small: 1M
     // blobs opened at 194 MB with it, 261 MB without) and what follows moves data through Buffers
-    if (opts.bulk) {
-      withoutIncrementalMarking();
-      streamMallocSettings();
-    }
+    if (opts.bulk) streamCommandSettings();
     return repo;
   }
 
@@ -211,9 +209,19 @@ export class CliContext {
 }
 
 
+/**
+ * The process moves one stream of data through Buffers from now on (a stream or dump backup, a
+ * base backup, a stream snapshot's restore): V8's incremental marking off (util/jit.ts) and
+ * glibc's mmap threshold set (util/malloc.ts).
+ */
+export function streamCommandSettings(): void {
+  withoutIncrementalMarking();
+  streamMallocSettings();
+}
+
 export function readPasswordFileArg(file: string, what: string): string {
   try {
-    const v = readFileSync(path.resolve(file), 'utf8').replace(/\r?\n$/, '');
+    const v = secretText(readFileSync(path.resolve(file), 'utf8'));
     if (!v) throw new LifeboatError(`${what}: file ${file} is empty`, 2);
     return v;
   } catch (err) {

@@ -1,4 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
+import { secretText } from '../util/secret-text.js';
 
 /**
  * The repository key's scrypt started before the command's code is loaded (main.ts).
@@ -51,8 +52,8 @@ export function prewarmTarget(argv: string[], env: NodeJS.ProcessEnv = process.e
   // the password in the command's own order (cli/context.ts password()), as far as it needs no config
   const file = optionValue(opts, '-p', '--password-file');
   // only a regular file: a FIFO or /dev/stdin read here would be empty for the command
-  // read as config/password.ts resolveSecret reads a file (one trailing newline dropped), not imported: --version loads no config code
-  const readFile = (f: string) => (statSync(f).isFile() ? readFileSync(f, 'utf8').replace(/\r?\n$/, '') : undefined);
+  // read as config/password.ts resolveSecret reads a file (secretText), which is not imported: --version loads no config code
+  const readFile = (f: string) => (statSync(f).isFile() ? secretText(readFileSync(f, 'utf8')) : undefined);
   let password: string | undefined;
   try {
     if (file !== undefined) password = readFile(file);

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 const requireBuiltin = createRequire(import.meta.url);
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
+import { secretText } from '../util/secret-text.js';
 
 /** Where a secret comes from. Exactly one of env / file / command. Secrets are never written to logs or the catalog. */
 export interface SecretRef {
@@ -34,7 +35,7 @@ export function resolveSecret(ref: SecretRef, what: string): string {
     } catch (err) {
       throw new ConfigError(`${what}: cannot read ${ref.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    v = v.replace(/\r?\n$/, '');
+    v = secretText(v);
     if (!v) throw new ConfigError(`${what}: file ${ref.file} is empty`);
     return v;
   }
@@ -46,7 +47,7 @@ export function resolveSecret(ref: SecretRef, what: string): string {
     } catch (err) {
       throw new ConfigError(`${what}: password command failed (${(err as { status?: number }).status ?? 'signal'})`);
     }
-    out = out.replace(/\r?\n$/, '');
+    out = secretText(out);
     if (!out) throw new ConfigError(`${what}: password command printed nothing`);
     return out;
   }

@@ -43,8 +43,7 @@ export async function createKeyFile(storage: Storage, password: string, master: 
   if (!password) throw new LifeboatError('empty password: a repository password is required');
   const params = scryptParams();
   const salt = randomBytes(32);
-  derivations++;
-  const kek = await deriveKey(password, salt, params);
+  const kek = await derive(password, salt, params);
   const payload = Buffer.from(JSON.stringify({ encKey: master.encKey.toString('base64'), idKey: master.idKey.toString('base64') }));
   let user = 'unknown';
   try {
@@ -104,9 +103,14 @@ function warmId(kf: KeyFile, password: string): string {
   return sha256(Buffer.from(`${kf.N},${kf.r},${kf.p},${kf.salt}\0${password}`, 'utf8'));
 }
 
-function deriveFor(kf: KeyFile, password: string): Promise<Buffer> {
+/** Every scrypt of this module (counted for keyDerivations). */
+function derive(password: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
   derivations++;
-  return deriveKey(password, Buffer.from(kf.salt, 'base64'), { N: kf.N, r: kf.r, p: kf.p });
+  return deriveKey(password, salt, params);
+}
+
+function deriveFor(kf: KeyFile, password: string): Promise<Buffer> {
+  return derive(password, Buffer.from(kf.salt, 'base64'), { N: kf.N, r: kf.r, p: kf.p });
 }
 
 /** Scrypt derivations this process started for key files, prewarmed ones an open took, and prewarmed ones still waiting (tests). */

@@ -1,16 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { mmappedBytes } from './malloc.js';
 
 // glibc's mmap threshold set at run time (native/mem.c): checked in a child process, where
 // malloc's state is this test's own. A Buffer's memory comes from malloc: under the 2 MiB
 // default a 3 MiB one gets a mapping of its own and a 1.5 MiB one comes from the heap (glibc's
 // own threshold starts at 128 KiB, so that one would be mapped without the setting); under a
 // 32 MiB threshold both come from the heap.
-const addon = new URL('../../../native/build/Release/mem.node', import.meta.url).pathname;
-const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
-const skip = !existsSync(addon) ? 'native/ did not build (no compiler)' : !glibc ? 'not glibc' : false;
+const skip = mmappedBytes() < 0 ? 'native/mem.c did not build, or not glibc 2.33+' : false;
 const malloc = new URL('./malloc.js', import.meta.url).href;
 
 function mappedGrowth(env: NodeJS.ProcessEnv, mib: number): { set: boolean; grew: number } {

@@ -3,11 +3,10 @@ import { Command } from 'commander';
 import { ConfigError, ExitCode, IntegrityError } from '../../errors.js';
 import { restoreSnapshot } from '../../engine/restorer.js';
 import { collect, collectRaw } from '../output.js';
-import type { CliContext } from '../context.js';
+import { type CliContext, streamCommandSettings } from '../context.js';
 import type { Repository } from '../../repo/repository.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
-import { withoutIncrementalMarking, withoutOptimizer } from '../../util/jit.js';
-import { streamMallocSettings } from '../../util/malloc.js';
+import { withoutOptimizer } from '../../util/jit.js';
 
 interface RestoreOpts {
   target?: string;
@@ -101,10 +100,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         });
         // a stream snapshot (a dump) is data through Buffers: see CliContext.openRepo's `bulk` (a files
         // restore gained nothing without incremental marking: 100k small files held +11 MB)
-        if (toStdout || snap.stream !== undefined) {
-          withoutIncrementalMarking();
-          streamMallocSettings();
-        }
+        if (toStdout || snap.stream !== undefined) streamCommandSettings();
         if (toStdout) {
           await snapshotToStdout(repo, snap.id, sub?.replace(/^\//, ''));
           return;

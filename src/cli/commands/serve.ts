@@ -11,6 +11,7 @@ import { openApiFor, startServer } from '../../server/server.js';
 import { exportStatusPage } from '../../server/status.js';
 import type { CliContext } from '../context.js';
 import { collect, table } from '../output.js';
+import { secretText } from '../../util/secret-text.js';
 
 /**
  * `lifeboat serve` (dashboard, API, status page) and the commands that manage
@@ -41,7 +42,7 @@ async function readPassword(file: string | undefined): Promise<string> {
     for await (const c of process.stdin) chunks.push(c as Buffer);
     text = Buffer.concat(chunks).toString('utf8');
   }
-  const pw = text.replace(/\r?\n$/, '');
+  const pw = secretText(text);
   if (!pw) throw new ConfigError('empty password');
   return pw;
 }
