@@ -11,10 +11,10 @@ import { mmappedBytes } from './malloc.js';
 const skip = mmappedBytes() < 0 ? 'native/mem.c did not build, or not glibc 2.33+' : false;
 const malloc = new URL('./malloc.js', import.meta.url).href;
 
-function mappedGrowth(env: NodeJS.ProcessEnv, mib: number): { set: boolean; grew: number } {
+function mappedGrowth(env: NodeJS.ProcessEnv, mib: number, settings = 'streamMallocSettings'): { set: boolean; grew: number } {
   const probe = `
-    import { streamMallocSettings, mmappedBytes } from ${JSON.stringify(malloc)};
-    const set = streamMallocSettings();
+    import { ${settings} as settings, mmappedBytes } from ${JSON.stringify(malloc)};
+    const set = settings();
     const before = mmappedBytes();
     const b = Buffer.allocUnsafeSlow(${mib} * 1024 * 1024);
     b.fill(1);
@@ -34,4 +34,13 @@ test('streamMallocSettings: buffers of the threshold or more get mappings of the
   // beyond glibc's range, or not a number: not set, and no error
   assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: String(64 * 1024 * 1024) }, 3).set, false);
   assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: 'lots' }, 3).set, false);
+});
+
+test('restoreMallocSettings: 1 MiB by default (a 1.5 MiB buffer is mapped, a 0.5 MiB one is not); LIFEBOAT_MMAP_THRESHOLD overrides it', { skip }, () => {
+  const r = mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '' }, 1.5, 'restoreMallocSettings');
+  assert.equal(r.set, true);
+  assert.ok(r.grew >= 1.5 * 1024 * 1024, `a 1.5 MiB buffer under the 1 MiB default: ${r.grew} bytes more mapped`);
+  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '' }, 0.5, 'restoreMallocSettings').grew, 0, 'a 0.5 MiB buffer comes from the heap');
+  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: String(32 * 1024 * 1024) }, 1.5, 'restoreMallocSettings').grew, 0, 'under a 32 MiB threshold it comes from the heap');
+  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '0' }, 1.5, 'restoreMallocSettings').set, false);
 });

@@ -7,6 +7,8 @@ interface MemAddon {
 
 /** The mmap threshold of the commands that move one stream of data: LIFEBOAT_MMAP_THRESHOLD (bytes; 0 leaves glibc's). */
 export const STREAM_MMAP_THRESHOLD = 2 << 20;
+/** The mmap threshold of a files restore (the same variable overrides it). */
+export const RESTORE_MMAP_THRESHOLD = 1 << 20;
 
 /**
  * glibc's malloc gives every allocation of at least `bytes` a mapping of its own, unmapped when
@@ -19,13 +21,32 @@ export const STREAM_MMAP_THRESHOLD = 2 << 20;
  * daily dump backup at 110 instead of 122 MB at the same CPU; 1 MiB saved a little more for
  * 3-7% more CPU (docs/benchmarks.md, "One mapping per large buffer").
  *
- * For the commands that move one stream (CliContext.openRepo `bulk`, a stream restore); file
- * backups and restores allocate many small blocks and keep glibc's default. `LIFEBOAT_MMAP_THRESHOLD`
- * sets another threshold (bytes), 0 keeps glibc's own. True when it was set.
+ * For the commands that move one stream (CliContext.openRepo `bulk`, a stream restore); a files
+ * restore has its own (restoreMallocSettings); file backups and check keep glibc's default.
+ * `LIFEBOAT_MMAP_THRESHOLD` sets another threshold (bytes), 0 keeps glibc's own. True when it was set.
  */
 export function streamMallocSettings(env: NodeJS.ProcessEnv = process.env): boolean {
+  return setMmapThreshold(STREAM_MMAP_THRESHOLD, env);
+}
+
+/**
+ * The same for a files restore, at 1 MiB: a snapshot whose changed files are stored as deltas
+ * restores them through 0.5-8 MiB plaintexts, bases and chain levels that, once glibc had raised its
+ * threshold, came from the heap and left ~20 MB free in it for the rest of the run (malloc_stats at
+ * the plateau: 41.5 MB of heap, 18.4 MB in use). The bench's restore (1.2 GB after a 5% change,
+ * into tmpfs, 9 runs each) peaked at 135-150 MB (median 138) instead of 142-169 (median 158), for
+ * about 3% more wall and CPU time (the kernel zeroes each new mapping); 2 MiB left the outliers (the
+ * deltas' ~1 MiB plaintexts still came from the heap), malloc_trim after each full collection saved
+ * half as much. docs/benchmarks.md, "A files restore's mmap threshold". LIFEBOAT_MMAP_THRESHOLD
+ * overrides it as above.
+ */
+export function restoreMallocSettings(env: NodeJS.ProcessEnv = process.env): boolean {
+  return setMmapThreshold(RESTORE_MMAP_THRESHOLD, env);
+}
+
+function setMmapThreshold(byDefault: number, env: NodeJS.ProcessEnv): boolean {
   const v = env.LIFEBOAT_MMAP_THRESHOLD;
-  const bytes = v === undefined || v === '' ? STREAM_MMAP_THRESHOLD : Number(v);
+  const bytes = v === undefined || v === '' ? byDefault : Number(v);
   if (!Number.isSafeInteger(bytes) || bytes <= 0) return false;
   return requireAddon<MemAddon>('mem')?.mmapThreshold(bytes) ?? false;
 }

@@ -7,6 +7,7 @@ import { type CliContext, streamCommandSettings } from '../context.js';
 import type { Repository } from '../../repo/repository.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
 import { withoutOptimizer } from '../../util/jit.js';
+import { restoreMallocSettings } from '../../util/malloc.js';
 
 interface RestoreOpts {
   target?: string;
@@ -108,6 +109,8 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         // a files restore waits on the thread pool, not on its JavaScript: no optimizing compiler from here
         // (util/jit.ts; after the index is loaded, whose loops are worth optimizing)
         withoutOptimizer();
+        // a files restore's large buffers (deltas' plaintexts, bases) get mappings of their own (util/malloc.ts)
+        if (snap.stream === undefined) restoreMallocSettings();
         const bar = ctx.out.progress(snap.summary?.totalBytes, 'restore');
         const s = await restoreSnapshot(repo, snap, {
           target: o.target!,
