@@ -5,7 +5,7 @@ interface MemAddon {
   mmapped(): number;
 }
 
-/** The mmap threshold of the commands that move one stream of data: LIFEBOAT_MMAP_THRESHOLD (bytes; 0 leaves glibc's). */
+/** The mmap threshold of the commands that move one stream of data, and of files backups: LIFEBOAT_MMAP_THRESHOLD (bytes; 0 leaves glibc's). */
 export const STREAM_MMAP_THRESHOLD = 2 << 20;
 /** The mmap threshold of a files restore (the same variable overrides it). */
 export const RESTORE_MMAP_THRESHOLD = 1 << 20;
@@ -21,11 +21,22 @@ export const RESTORE_MMAP_THRESHOLD = 1 << 20;
  * daily dump backup at 110 instead of 122 MB at the same CPU; 1 MiB saved a little more for
  * 3-7% more CPU (docs/benchmarks.md, "One mapping per large buffer").
  *
- * For the commands that move one stream (CliContext.openRepo `bulk`, a stream restore); a files
- * restore has its own (restoreMallocSettings); file backups and check keep glibc's default.
+ * For the commands that move one stream (CliContext.openRepo `bulk`, a stream restore); files
+ * backups take the same (backupMallocSettings), a files restore its own (restoreMallocSettings);
+ * check and the light commands keep glibc's default.
  * `LIFEBOAT_MMAP_THRESHOLD` sets another threshold (bytes), 0 keeps glibc's own. True when it was set.
  */
 export function streamMallocSettings(env: NodeJS.ProcessEnv = process.env): boolean {
+  return setMmapThreshold(STREAM_MMAP_THRESHOLD, env);
+}
+
+/**
+ * The same 2 MiB for a files backup: a re-backup after a 5% change delta-encodes its changed large
+ * files' chunks through bases and plaintexts of 0.5-8 MiB, and peaked at 154-184 MB with glibc's
+ * threshold against 146-163 with 2 MiB, at the same wall and CPU time (1 MiB: the same peak for 4%
+ * more time); a first backup at 143-166 (median 151) against 152-164 (158). docs/benchmarks.md, "Files backups' and restores' mmap threshold".
+ */
+export function backupMallocSettings(env: NodeJS.ProcessEnv = process.env): boolean {
   return setMmapThreshold(STREAM_MMAP_THRESHOLD, env);
 }
 
@@ -37,7 +48,7 @@ export function streamMallocSettings(env: NodeJS.ProcessEnv = process.env): bool
  * into tmpfs, 9 runs each) peaked at 135-150 MB (median 138) instead of 142-169 (median 158), for
  * about 3% more wall and CPU time (the kernel zeroes each new mapping); 2 MiB left the outliers (the
  * deltas' ~1 MiB plaintexts still came from the heap), malloc_trim after each full collection saved
- * half as much. docs/benchmarks.md, "A files restore's mmap threshold". LIFEBOAT_MMAP_THRESHOLD
+ * half as much. docs/benchmarks.md, "Files backups' and restores' mmap threshold". LIFEBOAT_MMAP_THRESHOLD
  * overrides it as above.
  */
 export function restoreMallocSettings(env: NodeJS.ProcessEnv = process.env): boolean {

@@ -7,17 +7,18 @@ import * as path from 'node:path';
 import { mmappedBytes } from '../../util/malloc.js';
 
 /**
- * `lifeboat restore` of a files snapshot sets glibc's mmap threshold to 1 MiB (util/malloc.ts
- * restoreMallocSettings); a stream snapshot's restore keeps the stream commands' 2 MiB. Each run is
- * a real command in a child process with a probe preloaded: before the command, it raises glibc's own
- * threshold to 16 MiB (a 16 MiB mapped block freed, as a restore's first large buffers did); when the
- * process exits, it asks whether a 1.5 MiB buffer got a mapping of its own.
+ * glibc's mmap threshold as the commands set it (util/malloc.ts): a files backup 2 MiB
+ * (backupMallocSettings), `lifeboat restore` of a files snapshot 1 MiB (restoreMallocSettings), a
+ * stream snapshot's restore the stream commands' 2 MiB. Each run is a real command in a child process
+ * with a probe preloaded: before the command, it raises glibc's own threshold to 16 MiB (a 16 MiB
+ * mapped block freed, as a command's first large buffers did); when the process exits, it asks whether
+ * a buffer of LB_PROBE_MIB MiB got a mapping of its own.
  */
 const skip = mmappedBytes() < 0 ? 'native/mem.c did not build, or not glibc 2.33+' : false;
 const main = new URL('../main.js', import.meta.url).pathname;
 const malloc = new URL('../../util/malloc.js', import.meta.url).href;
 
-test('restore: a files restore gives buffers of 1 MiB or more mappings of their own; a stream restore keeps 2 MiB; LIFEBOAT_MMAP_THRESHOLD=0 keeps glibc\'s', { skip }, () => {
+test('backup and restore set the mmap threshold: files backup 2 MiB, files restore 1 MiB, stream restore 2 MiB; LIFEBOAT_MMAP_THRESHOLD=0 keeps glibc\'s', { skip }, () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lb-restore-malloc-'));
   try {
     const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_MMAP_THRESHOLD: '' };
@@ -38,21 +39,26 @@ let big = Buffer.allocUnsafeSlow(16 * 1024 * 1024); big.fill(1); big = undefined
 for (let i = 0; i < 3; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 20)); }
 process.on('exit', () => {
   const before = mmappedBytes();
-  const b = Buffer.allocUnsafeSlow(1.5 * 1024 * 1024); b.fill(1);
+  const b = Buffer.allocUnsafeSlow(Number(process.env.LB_PROBE_MIB) * 1024 * 1024); b.fill(1);
   writeFileSync(${JSON.stringify(out)}, JSON.stringify({ grew: mmappedBytes() - before, len: b.length }));
 });
 `,
     );
+    const MiB = 1024 * 1024;
     let n = 0;
-    const grew = (tag: string, extra: NodeJS.ProcessEnv = {}): number => {
+    const grew = (args: string[], mib: number, extra: NodeJS.ProcessEnv = {}): number => {
       rmSync(out, { force: true });
-      const target = path.join(dir, `out${n++}`);
-      execFileSync(process.execPath, ['--expose-gc', '--import', probe, main, 'restore', 'latest', '-q', '-r', repo, '--tag', tag, '--target', target], { env: { ...env, ...extra } });
+      execFileSync(process.execPath, ['--expose-gc', '--import', probe, main, ...args], { env: { ...env, LB_PROBE_MIB: String(mib), ...extra } });
       return (JSON.parse(readFileSync(out, 'utf8')) as { grew: number }).grew;
     };
-    assert.ok(grew('files') >= 1.5 * 1024 * 1024, 'a files restore: the 1.5 MiB buffer is mapped');
-    assert.equal(grew('files', { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, 'the control: with glibc\'s own (raised) threshold it comes from the heap');
-    assert.equal(grew('stream'), 0, 'a stream restore: under the 2 MiB stream threshold it comes from the heap');
+    const backup = ['backup', '-q', '-r', repo, '--tag', 'files', src];
+    const restore = (tag: string) => ['restore', 'latest', '-q', '-r', repo, '--tag', tag, '--target', path.join(dir, `out${n++}`)];
+    assert.ok(grew(backup, 3) >= 3 * MiB, 'a files backup: a 3 MiB buffer is mapped');
+    assert.equal(grew(backup, 1.5), 0, 'a files backup: a 1.5 MiB buffer comes from the heap (2 MiB)');
+    assert.equal(grew(backup, 3, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, 'the control: with glibc\'s own (raised) threshold it comes from the heap');
+    assert.ok(grew(restore('files'), 1.5) >= 1.5 * MiB, 'a files restore: a 1.5 MiB buffer is mapped');
+    assert.equal(grew(restore('files'), 1.5, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, 'the control for the restore');
+    assert.equal(grew(restore('stream'), 1.5), 0, 'a stream restore: under the 2 MiB stream threshold it comes from the heap');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
