@@ -34,7 +34,8 @@ export function streamMallocSettings(env: NodeJS.ProcessEnv = process.env): bool
  * The same 2 MiB for a files backup: a re-backup after a 5% change delta-encodes its changed large
  * files' chunks through bases and plaintexts of 0.5-8 MiB, and peaked at 154-184 MB with glibc's
  * threshold against 146-163 with 2 MiB, at the same wall and CPU time (1 MiB: the same peak for 4%
- * more time); a first backup at 143-166 (median 151) against 152-164 (158). docs/benchmarks.md, "Files backups' and restores' mmap threshold".
+ * more time); a first backup at 143-166 (median 151) against 152-164 (158). docs/benchmarks.md,
+ * "Files backups' and restores' mmap threshold".
  */
 export function backupMallocSettings(env: NodeJS.ProcessEnv = process.env): boolean {
   return setMmapThreshold(STREAM_MMAP_THRESHOLD, env);
@@ -48,8 +49,8 @@ export function backupMallocSettings(env: NodeJS.ProcessEnv = process.env): bool
  * into tmpfs, 9 runs each) peaked at 135-150 MB (median 138) instead of 142-169 (median 158), for
  * about 3% more wall and CPU time (the kernel zeroes each new mapping); 2 MiB left the outliers (the
  * deltas' ~1 MiB plaintexts still came from the heap), malloc_trim after each full collection saved
- * half as much. docs/benchmarks.md, "Files backups' and restores' mmap threshold". LIFEBOAT_MMAP_THRESHOLD
- * overrides it as above.
+ * half as much. docs/benchmarks.md, "Files backups' and restores' mmap threshold".
+ * LIFEBOAT_MMAP_THRESHOLD overrides it as above.
  */
 export function restoreMallocSettings(env: NodeJS.ProcessEnv = process.env): boolean {
   return setMmapThreshold(RESTORE_MMAP_THRESHOLD, env);

@@ -19,7 +19,7 @@ const main = new URL('../main.js', import.meta.url).pathname;
 const malloc = new URL('../../util/malloc.js', import.meta.url).href;
 
 test('backup and restore set the mmap threshold: files backup 2 MiB, files restore 1 MiB, stream restore 2 MiB; LIFEBOAT_MMAP_THRESHOLD=0 keeps glibc\'s', { skip }, () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'lb-restore-malloc-'));
+  const dir = mkdtempSync(path.join(tmpdir(), 'lb-mmap-threshold-'));
   try {
     const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_MMAP_THRESHOLD: '' };
     const repo = path.join(dir, 'repo');
