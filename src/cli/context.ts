@@ -8,7 +8,7 @@ import { defaultRepository, lockLeaseFromEnv, openConfiguredRepo, resolveLocatio
 import { ConfigError, LifeboatError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import { withoutIncrementalMarking } from '../util/jit.js';
-import { streamMallocSettings } from '../util/malloc.js';
+import { mallocSettings } from '../util/malloc.js';
 import { secretText } from '../util/secret-text.js';
 import type { Storage } from '../storage/types.js';
 import { makeOutput, type Output } from './output.js';
@@ -216,7 +216,7 @@ export class CliContext {
  */
 export function streamCommandSettings(): void {
   withoutIncrementalMarking();
-  streamMallocSettings();
+  mallocSettings('stream');
 }
 
 export function readPasswordFileArg(file: string, what: string): string {

@@ -11,10 +11,10 @@ import { mmappedBytes } from './malloc.js';
 const skip = mmappedBytes() < 0 ? 'native/mem.c did not build, or not glibc 2.33+' : false;
 const malloc = new URL('./malloc.js', import.meta.url).href;
 
-function mappedGrowth(env: NodeJS.ProcessEnv, mib: number, settings = 'streamMallocSettings'): { set: boolean; grew: number } {
+function mappedGrowth(env: NodeJS.ProcessEnv, mib: number, work = 'stream'): { set: boolean; grew: number } {
   const probe = `
-    import { ${settings} as settings, mmappedBytes } from ${JSON.stringify(malloc)};
-    const set = settings();
+    import { mallocSettings, mmappedBytes } from ${JSON.stringify(malloc)};
+    const set = mallocSettings(${JSON.stringify(work)});
     const before = mmappedBytes();
     const b = Buffer.allocUnsafeSlow(${mib} * 1024 * 1024);
     b.fill(1);
@@ -22,7 +22,7 @@ function mappedGrowth(env: NodeJS.ProcessEnv, mib: number, settings = 'streamMal
   return JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', probe], { env: { ...process.env, ...env }, encoding: 'utf8' })) as { set: boolean; grew: number };
 }
 
-test('streamMallocSettings: buffers of the threshold or more get mappings of their own; LIFEBOAT_MMAP_THRESHOLD sets or turns it off', { skip }, () => {
+test("mallocSettings('stream'): buffers of the threshold or more get mappings of their own; LIFEBOAT_MMAP_THRESHOLD sets or turns it off", { skip }, () => {
   const big = mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '' }, 3);
   assert.equal(big.set, true);
   assert.ok(big.grew >= 3 * 1024 * 1024, `a 3 MiB buffer under the 2 MiB default: ${big.grew} bytes more mapped`);
@@ -36,11 +36,11 @@ test('streamMallocSettings: buffers of the threshold or more get mappings of the
   assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: 'lots' }, 3).set, false);
 });
 
-test('restoreMallocSettings: 1 MiB by default (a 1.5 MiB buffer is mapped, a 0.5 MiB one is not); LIFEBOAT_MMAP_THRESHOLD overrides it', { skip }, () => {
-  const r = mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '' }, 1.5, 'restoreMallocSettings');
+test("mallocSettings('filesRestore'): 1 MiB by default (a 1.5 MiB buffer is mapped, a 0.5 MiB one is not); LIFEBOAT_MMAP_THRESHOLD overrides it", { skip }, () => {
+  const r = mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '' }, 1.5, 'filesRestore');
   assert.equal(r.set, true);
   assert.ok(r.grew >= 1.5 * 1024 * 1024, `a 1.5 MiB buffer under the 1 MiB default: ${r.grew} bytes more mapped`);
-  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '' }, 0.5, 'restoreMallocSettings').grew, 0, 'a 0.5 MiB buffer comes from the heap');
-  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: String(32 * 1024 * 1024) }, 1.5, 'restoreMallocSettings').grew, 0, 'under a 32 MiB threshold it comes from the heap');
-  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '0' }, 1.5, 'restoreMallocSettings').set, false);
+  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '' }, 0.5, 'filesRestore').grew, 0, 'a 0.5 MiB buffer comes from the heap');
+  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: String(32 * 1024 * 1024) }, 1.5, 'filesRestore').grew, 0, 'under a 32 MiB threshold it comes from the heap');
+  assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '0' }, 1.5, 'filesRestore').set, false);
 });

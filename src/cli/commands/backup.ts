@@ -12,7 +12,7 @@ import { collect, collectRaw } from '../output.js';
 import { showProgress } from '../progress.js';
 import type { CliContext, GlobalOptions } from '../context.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
-import { backupMallocSettings } from '../../util/malloc.js';
+import { mallocSettings } from '../../util/malloc.js';
 
 interface BackupOpts {
   stdin?: boolean;
@@ -70,11 +70,12 @@ export function registerBackup(program: Command, ctxOf: (cmd: Command) => CliCon
       }
       // a stream moves data through Buffers; a files backup walks metadata as much (100k small files: the
       // unchanged re-backup held +38 MB without incremental marking): see CliContext.openRepo
-      const repo = await ctx.openRepo({ bulk: !!(o.stdin || o.stdinFromCommand) });
+      const stream = !!(o.stdin || o.stdinFromCommand);
+      const repo = await ctx.openRepo({ bulk: stream });
       // a files backup's large buffers (chunks, delta bases) get mappings of their own, as a stream's do (util/malloc.ts)
-      if (!(o.stdin || o.stdinFromCommand)) backupMallocSettings();
+      if (!stream) mallocSettings('filesBackup');
       try {
-        if (o.stdin || o.stdinFromCommand) {
+        if (stream) {
           const r = o.stdin ? await backupFromStdin(ctx, repo, o) : await backupFromCommand(ctx, repo, o.stdinFromCommand!, o);
           report(ctx, 'backup', r);
           return;
@@ -190,8 +191,9 @@ async function backupSources(ctx: CliContext, names: string[], o: BackupOpts): P
       const name = source.name;
       const end = await reporter?.begin(jobsOfSource(cfg, name)[0] ?? name, 'backup', { source: name, repository: source.repository });
       try {
-        const repo = await ctx.openRepo({ nameHint: source.repository, bulk: SOURCE_CAPABILITIES[source.config.kind].layout !== 'tree' });
-        if (SOURCE_CAPABILITIES[source.config.kind].layout === 'tree') backupMallocSettings();
+        const files = SOURCE_CAPABILITIES[source.config.kind].layout === 'tree';
+        const repo = await ctx.openRepo({ nameHint: source.repository, bulk: !files });
+        if (files) mallocSettings('filesBackup');
         let r: Awaited<ReturnType<typeof backupSource>>;
         const shown = showProgress(ctx.out, { label: name, verbose: !!o.verbose });
         try {

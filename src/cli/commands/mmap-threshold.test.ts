@@ -7,9 +7,9 @@ import * as path from 'node:path';
 import { mmappedBytes } from '../../util/malloc.js';
 
 /**
- * glibc's mmap threshold as the commands set it (util/malloc.ts): a files backup 2 MiB
- * (backupMallocSettings), `lifeboat restore` of a files snapshot 1 MiB (restoreMallocSettings), a
- * stream snapshot's restore the stream commands' 2 MiB. Each run is a real command in a child process
+ * glibc's mmap threshold as the commands set it (util/malloc.ts mallocSettings): a files backup
+ * 2 MiB, `lifeboat restore` of a files snapshot 1 MiB, a stream snapshot's restore the stream
+ * commands' 2 MiB. Each run is a real command in a child process
  * with a probe preloaded: before the command, it raises glibc's own threshold to 16 MiB (a 16 MiB
  * mapped block freed, as a command's first large buffers did); when the process exits, it asks whether
  * a buffer of LB_PROBE_MIB MiB got a mapping of its own.

@@ -7,7 +7,7 @@ import { type CliContext, streamCommandSettings } from '../context.js';
 import type { Repository } from '../../repo/repository.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
 import { withoutOptimizer } from '../../util/jit.js';
-import { restoreMallocSettings } from '../../util/malloc.js';
+import { mallocSettings } from '../../util/malloc.js';
 
 interface RestoreOpts {
   target?: string;
@@ -110,7 +110,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         // (util/jit.ts; after the index is loaded, whose loops are worth optimizing)
         withoutOptimizer();
         // a files restore's large buffers (deltas' plaintexts, bases) get mappings of their own (util/malloc.ts)
-        if (snap.stream === undefined) restoreMallocSettings();
+        if (snap.stream === undefined) mallocSettings('filesRestore');
         const bar = ctx.out.progress(snap.summary?.totalBytes, 'restore');
         const s = await restoreSnapshot(repo, snap, {
           target: o.target!,
