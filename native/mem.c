@@ -5,12 +5,14 @@
  *                                           (not glibc, or out of glibc's range: at most 32 MiB)
  *   mmapped(): number                       bytes malloc holds in mmap'd chunks now (mallinfo2 hblkhd;
  *                                           -1 where unknown): for the tests
+ *   trim(): boolean                         malloc_trim(0): the free memory of malloc's heaps given back to
+ *                                           the kernel (true when some was); false where not glibc
  *
  * Allocations of at least the threshold get a mapping of their own, returned to the kernel when
  * freed, instead of a place in the heap, which only shrinks from its top. Setting it also stops
  * glibc from raising the threshold by itself each time a large mapped block is freed (its default,
  * which lets later buffers of that size fill the heap). Used by the commands that move one
- * stream of data (src/util/malloc.ts).
+ * stream of data (src/util/malloc.ts). The daemon trims once no job runs (releaseIdleMemory).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -45,12 +47,25 @@ static napi_value js_mmapped(napi_env env, napi_callback_info info) {
   return r;
 }
 
+static napi_value js_trim(napi_env env, napi_callback_info info) {
+  (void)info;
+  bool released = false;
+#ifdef __GLIBC__
+  released = malloc_trim(0) == 1;
+#endif
+  napi_value r;
+  napi_get_boolean(env, released, &r);
+  return r;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value f;
   napi_create_function(env, "mmapThreshold", NAPI_AUTO_LENGTH, js_mmap_threshold, NULL, &f);
   napi_set_named_property(env, exports, "mmapThreshold", f);
   napi_create_function(env, "mmapped", NAPI_AUTO_LENGTH, js_mmapped, NULL, &f);
   napi_set_named_property(env, exports, "mmapped", f);
+  napi_create_function(env, "trim", NAPI_AUTO_LENGTH, js_trim, NULL, &f);
+  napi_set_named_property(env, exports, "trim", f);
   return exports;
 }
 

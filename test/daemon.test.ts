@@ -282,3 +282,86 @@ daemon: { maintenance: { schedule: "*/2 * * * * *", prune: true } }
     t.cleanup();
   }
 });
+
+test('daemon: the idle hook runs each time the last running job ends, not while another runs, not once stopping', async () => {
+  const t = tmpDir();
+  try {
+    const cfg = parseConfig(
+      `
+repositories:
+  main: { location: ./main, autoInit: true }
+sources:
+  a: { kind: files, paths: [./a] }
+  b: { kind: files, paths: [./b] }
+jobs:
+  a: { source: a }
+  b: { source: b }
+daemon: { concurrency: 2 }
+`,
+      path.join(t.dir, 'lifeboat.yaml'),
+    );
+    const gates = new Map<string, () => void>();
+    const result = (job: string): JobResult => ({ job, source: job, repository: 'main', status: 'success', copies: [], forgotten: 0, warnings: [], startedAt: new Date(), finishedAt: new Date() });
+    // each job's run waits until the test opens its gate
+    const run = (_c: ResolvedPlan, name: string) => new Promise<JobResult>((resolve) => gates.set(name, () => resolve(result(name))));
+    let idle = 0;
+    const daemon = new Daemon(resolvePlan(cfg), {}, { run, idle: () => void idle++, noBinlogArchivers: true });
+    await daemon.start();
+    const a = daemon.runNow('a', 'requested');
+    const b = daemon.runNow('b', 'requested');
+    for (const end = Date.now() + 10_000; gates.size < 2; await sleep(5)) assert.ok(Date.now() < end, 'both jobs started');
+    gates.get('a')!();
+    assert.equal(((await a) as JobResult).status, 'success');
+    assert.equal(idle, 0, 'job b still runs: not idle');
+    gates.get('b')!();
+    await b;
+    assert.equal(idle, 1, 'the last job ended: idle once');
+    gates.clear();
+    const c = daemon.runNow('a', 'requested');
+    for (const end = Date.now() + 10_000; !gates.size; await sleep(5)) assert.ok(Date.now() < end, 'job a started again');
+    gates.get('a')!();
+    await c;
+    assert.equal(idle, 2, 'again after the next run');
+    gates.clear();
+    const d = daemon.runNow('b', 'requested');
+    for (const end = Date.now() + 10_000; !gates.size; await sleep(5)) assert.ok(Date.now() < end, 'job b started again');
+    const stopped = daemon.stop(5_000);
+    gates.get('b')!();
+    await Promise.all([d, stopped]);
+    assert.equal(idle, 2, 'a job ending while the daemon stops: no idle hook');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('daemon process: a SIGTERM during start-up stops it gracefully once started (exit 0), a second one at once (130)', async () => {
+  const t = tmpDir();
+  try {
+    await fsp.mkdir(path.join(t.dir, 'data'));
+    await fsp.writeFile(path.join(t.dir, 'lifeboat.yaml'), `repositories:\n  main: { location: ./repo, autoInit: true }\nsources:\n  data: { kind: files, paths: [./data] }\njobs:\n  data: { source: data }\n`);
+    const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024' };
+    const start = async (signals: number): Promise<{ code: number | null; log: string }> => {
+      const child = spawn(process.execPath, [CLI, 'daemon', '--listen', '127.0.0.1:0', '--config', path.join(t.dir, 'lifeboat.yaml')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      let log = '';
+      let sent = 0;
+      child.stderr.on('data', (d: Buffer) => {
+        log += d.toString();
+        // the fleet registration is logged inside start-up, before the scheduler starts and the server listens;
+        // a second signal once the first was taken (two sent at once may arrive as one)
+        if ((sent === 0 && /fleet: agent .* registered/.test(log)) || (sent === 1 && signals === 2 && /received SIGTERM/.test(log))) {
+          sent++;
+          child.kill('SIGTERM');
+        }
+      });
+      const code = await new Promise<number | null>((r) => child.on('close', r));
+      return { code, log };
+    };
+    const one = await start(1);
+    assert.equal(one.code, 0, one.log);
+    assert.match(one.log, /received SIGTERM[\s\S]*daemon stopped/);
+    const two = await start(2);
+    assert.equal(two.code, 130, two.log);
+  } finally {
+    t.cleanup();
+  }
+});

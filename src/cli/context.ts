@@ -219,6 +219,17 @@ export function streamCommandSettings(): void {
   mallocSettings('stream');
 }
 
+/**
+ * What a backup of a source sets in this process once its repository is open (`backup --source`,
+ * `lifeboat run`): a stream source's the stream commands' (streamCommandSettings), a files source
+ * (layout 'tree') only its large buffers' own mappings (util/malloc.ts 'filesBackup'): a files
+ * backup walks metadata and keeps V8's incremental marking.
+ */
+export function sourceBackupSettings(layout: 'tree' | 'stream'): void {
+  if (layout === 'tree') mallocSettings('filesBackup');
+  else streamCommandSettings();
+}
+
 export function readPasswordFileArg(file: string, what: string): string {
   try {
     const v = secretText(readFileSync(path.resolve(file), 'utf8'));

@@ -2,7 +2,7 @@ import { Cron } from 'croner';
 import type { ResolvedPlan } from '../config/resolve.js';
 import { parseDuration } from '../util/duration.js';
 import { Semaphore } from '../util/sync.js';
-import { LifeboatError } from '../errors.js';
+import { LifeboatError, errorMessage } from '../errors.js';
 import { runJob, runMaintenance, type JobResult, type MaintenanceResult } from './jobs.js';
 import { startBinlogArchivers, type BinlogArchivers } from '../sources/mysql/archivers.js';
 
@@ -85,6 +85,8 @@ export interface DaemonOptions {
   maintenance?: typeof runMaintenance;
   /** Slot claims in the shared catalog: required when a job has runOn: any. */
   claims?: SlotClaims;
+  /** Called each time the last running job, drill or maintenance run ends (the entry point gives memory back). */
+  idle?: () => void;
 }
 
 export class Daemon {
@@ -108,6 +110,17 @@ export class Daemon {
     private readonly opts: DaemonOptions = {},
   ) {
     this.slots = new Semaphore(plan.daemon.concurrency);
+  }
+
+  /** A job, drill (`name`) or maintenance run has ended: when nothing else runs, the idle hook. */
+  private ended(name?: string): void {
+    if (name !== undefined) this.running.delete(name);
+    if (this.running.size || this.maintenanceRuns.size || this.stopping) return;
+    try {
+      this.opts.idle?.();
+    } catch (err) {
+      this.log(`daemon: idle hook: ${errorMessage(err)}`);
+    }
   }
 
   private log(msg: string): void {
@@ -184,6 +197,7 @@ export class Daemon {
           } finally {
             this.maintenanceRuns.delete(run);
             this.slots.release();
+            this.ended();
           }
         }),
       );
@@ -218,7 +232,7 @@ export class Daemon {
       return undefined;
     }
     const controller = new AbortController();
-    const run = this.runWithRetries(name, controller).finally(() => this.running.delete(name));
+    const run = this.runWithRetries(name, controller).finally(() => this.ended(name));
     this.running.set(name, { controller, done: run.then(() => {}) });
     return run;
   }
@@ -239,7 +253,7 @@ export class Daemon {
       return false;
     }
     const controller = new AbortController();
-    const done = this.runSlot(name, slot, why, claimedAt, controller).finally(() => this.running.delete(name));
+    const done = this.runSlot(name, slot, why, claimedAt, controller).finally(() => this.ended(name));
     this.running.set(name, { controller, done });
     return true;
   }
@@ -450,7 +464,7 @@ export class Daemon {
       } finally {
         this.slots.release();
       }
-    })().finally(() => this.running.delete(key));
+    })().finally(() => this.ended(key));
     this.running.set(key, { controller, done: run.then(() => {}) });
     return run;
   }

@@ -82,6 +82,12 @@ export interface RunJobOptions {
    * return it instead of making a second one.
    */
   reuseSlotSnapshot?: boolean;
+  /**
+   * Called once the job's repository is open, before its backup: the entry point's settings for
+   * the process doing this source's kind of work (`lifeboat run`: the same as `backup --source`,
+   * cli/context.ts sourceBackupSettings).
+   */
+  opened?: (repo: Repository, source: ResolvedJob['source']) => void;
 }
 
 /** The first-run check of runJob from a catalog: no successful or partial backup of the job recorded yet. */
@@ -212,6 +218,7 @@ async function runJobUnguarded(
     const firstRun = opts.firstRun ? await opts.firstRun() : true;
     const open = (name: string) => openJobRepository(plan, jobName, name, firstRun, result, log, { retryLockMs: opts.retryLockMs ?? 60_000, signal: opts.signal });
     repo = await open(repoName);
+    opts.opened?.(repo, resolved.source);
     const tags = [...job.tags, `job:${jobName}`];
     if (opts.slot) {
       const slotTag = `slot:${opts.slot}`;

@@ -82,7 +82,14 @@ export function catalogHooks(
 
 export async function startService(
   cfg: LifeboatConfig,
-  opts: { log?: (m: string) => void; listen?: string | false; evaluateEveryMs?: number; runbookPollMs?: number } = {},
+  opts: {
+    log?: (m: string) => void;
+    listen?: string | false;
+    evaluateEveryMs?: number;
+    runbookPollMs?: number;
+    /** Each time no job, drill or maintenance run is left running (Daemon `idle`). */
+    idle?: () => void;
+  } = {},
 ): Promise<OpsService> {
   const log = opts.log ?? (() => {});
   const catalog = await openConfigCatalog(cfg);
@@ -169,7 +176,7 @@ export async function startService(
     runDrill: async (job, signal) => runDrill(plan, job, { catalog, signal, log }),
     // rotating read-data checks (daemon.maintenance.checkReadDataSubset)
     checkSubset: async (id, name, subset) => (await nextRotation(catalog, id, name, subset)).subset,
-  }, claims ? { claims } : {});
+  }, { ...(claims ? { claims } : {}), ...(opts.idle ? { idle: opts.idle } : {}) });
   // the fleet: register before anything runs, so a duplicate agent id starts nothing
   const execute = async (kind: RequestKind, name: string): Promise<RequestOutcome> => {
     if (kind === 'drill') {

@@ -44,3 +44,30 @@ test("mallocSettings('filesRestore'): 1 MiB by default (a 1.5 MiB buffer is mapp
   assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: String(32 * 1024 * 1024) }, 1.5, 'filesRestore').grew, 0, 'under a 32 MiB threshold it comes from the heap');
   assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '0' }, 1.5, 'filesRestore').set, false);
 });
+
+test('releaseIdleMemory: the free pages left in the middle of the C heap go back to the kernel (malloc_trim)', { skip }, () => {
+  // 64 buffers of 1 MiB from the heap (a 32 MiB threshold), each followed by one of 256 KiB that stays, so
+  // the freed ones are holes between them, not the heap's top (which free() gives back by itself)
+  const probe = `
+    import { readFileSync } from 'node:fs';
+    import { mallocSettings, releaseIdleMemory } from ${JSON.stringify(malloc)};
+    import { collector } from ${JSON.stringify(new URL('./reclaim.js', import.meta.url).href)};
+    const anon = () => Number(/^RssAnon:\\s+(\\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+    mallocSettings('stream');
+    let bufs = [];
+    const pins = [];
+    for (let i = 0; i < 64; i++) {
+      bufs.push(Buffer.allocUnsafeSlow(1024 * 1024).fill(1));
+      pins.push(Buffer.allocUnsafeSlow(256 * 1024).fill(2));
+    }
+    bufs = undefined;
+    collector()();
+    const before = anon();
+    const released = releaseIdleMemory();
+    process.stdout.write(JSON.stringify({ released, dropped: before - anon(), pins: pins.length }));`;
+  const r = JSON.parse(
+    execFileSync(process.execPath, ['--input-type=module', '-e', probe], { env: { ...process.env, LIFEBOAT_MMAP_THRESHOLD: String(32 * 1024 * 1024), GLIBC_TUNABLES: '' }, encoding: 'utf8' }),
+  ) as { released: boolean; dropped: number };
+  assert.equal(r.released, true);
+  assert.ok(r.dropped >= 32 * 1024 * 1024, `RssAnon dropped by ${r.dropped} bytes`);
+});

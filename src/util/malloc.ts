@@ -1,8 +1,10 @@
 import { requireAddon } from './native.js';
+import { collector } from './reclaim.js';
 
 interface MemAddon {
   mmapThreshold(bytes: number): boolean;
   mmapped(): number;
+  trim(): boolean;
 }
 
 /**
@@ -35,6 +37,13 @@ export const MMAP_THRESHOLDS = {
    * plaintexts still came from the heap), malloc_trim after each full collection saved half as much.
    */
   filesRestore: 1 << 20,
+  /**
+   * `lifeboat daemon`: one long-lived process runs every job (files and stream backups, copies,
+   * drills, maintenance), so one threshold for all of them, set when it starts: the backups' 2 MiB.
+   * A daemon running a files job and a dump job in turn (about 10 jobs in 150 s) peaked at 229-260 MB
+   * instead of 282-288 (docs/benchmarks.md, "Configured jobs and the daemon").
+   */
+  daemon: 2 << 20,
 } as const;
 
 /**
@@ -56,4 +65,17 @@ export function mallocSettings(work: keyof typeof MMAP_THRESHOLDS, env: NodeJS.P
 /** Bytes malloc holds in mapped chunks now (-1 where unknown): tests. */
 export function mmappedBytes(): number {
   return requireAddon<MemAddon>('mem')?.mmapped() ?? -1;
+}
+
+/**
+ * A long-lived process with nothing to do for a while (the daemon once its last job, drill or
+ * maintenance run has ended) gives back what its work left: a full collection (V8 frees the
+ * garbage of the job and shrinks its heap), then malloc_trim(0) (the C heap's free pages, which
+ * glibc otherwise keeps for the next allocations). The daemon of that measurement sat at a median of
+ * 143-147 MB between its jobs instead of 196-206 (docs/benchmarks.md, "Configured jobs and the daemon").
+ * True when malloc gave memory back.
+ */
+export function releaseIdleMemory(): boolean {
+  collector()?.();
+  return requireAddon<MemAddon>('mem')?.trim() ?? false;
 }

@@ -10,9 +10,8 @@ import type { Repository } from '../../repo/repository.js';
 import type { BackupSummary } from '../../repo/snapshot.js';
 import { collect, collectRaw } from '../output.js';
 import { showProgress } from '../progress.js';
-import type { CliContext, GlobalOptions } from '../context.js';
+import { type CliContext, type GlobalOptions, sourceBackupSettings } from '../context.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
-import { mallocSettings } from '../../util/malloc.js';
 
 interface BackupOpts {
   stdin?: boolean;
@@ -73,7 +72,7 @@ export function registerBackup(program: Command, ctxOf: (cmd: Command) => CliCon
       const stream = !!(o.stdin || o.stdinFromCommand);
       const repo = await ctx.openRepo({ bulk: stream });
       // a files backup's large buffers (chunks, delta bases) get mappings of their own, as a stream's do (util/malloc.ts)
-      if (!stream) mallocSettings('filesBackup');
+      if (!stream) sourceBackupSettings('tree');
       try {
         if (stream) {
           const r = o.stdin ? await backupFromStdin(ctx, repo, o) : await backupFromCommand(ctx, repo, o.stdinFromCommand!, o);
@@ -191,9 +190,8 @@ async function backupSources(ctx: CliContext, names: string[], o: BackupOpts): P
       const name = source.name;
       const end = await reporter?.begin(jobsOfSource(cfg, name)[0] ?? name, 'backup', { source: name, repository: source.repository });
       try {
-        const files = SOURCE_CAPABILITIES[source.config.kind].layout === 'tree';
-        const repo = await ctx.openRepo({ nameHint: source.repository, bulk: !files });
-        if (files) mallocSettings('filesBackup');
+        const repo = await ctx.openRepo({ nameHint: source.repository });
+        sourceBackupSettings(SOURCE_CAPABILITIES[source.config.kind].layout);
         let r: Awaited<ReturnType<typeof backupSource>>;
         const shown = showProgress(ctx.out, { label: name, verbose: !!o.verbose });
         try {

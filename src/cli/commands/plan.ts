@@ -3,11 +3,13 @@ import { Command } from 'commander';
 import { ConfigError, ExitCode } from '../../errors.js';
 import { planCheck } from '../../policy/plan.js';
 import { checkImmutability } from '../../config/repos.js';
+import { SOURCE_CAPABILITIES } from '../../config/sources.js';
 import { firstRunFromCatalog, runJob } from '../../ops/jobs.js';
 import { catalogHooks, openConfigCatalog, startService } from '../../ops/service.js';
 import { evaluate, jobsFromConfig, type MonitorReport } from '../../ops/monitor.js';
 import { alertAfterRun } from '../../ops/run-hooks.js';
-import type { CliContext } from '../context.js';
+import { type CliContext, sourceBackupSettings } from '../context.js';
+import { mallocSettings, releaseIdleMemory } from '../../util/malloc.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
 import { table } from '../output.js';
 import { JobSlots } from '../../ops/catalog/job-slots.js';
@@ -64,7 +66,7 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
       const shown = showProgress(ctx.out, { label: cfg.jobs[name]!.source, verbose: !!o.verbose });
       try {
         try {
-          r = await runJob(ctx.plan(), name, { signal: controller.signal, log: (m) => ctx.out.info(m), retryLockMs: ctx.retryLockMs() || 60_000, firstRun: firstRunFromCatalog(catalog, name), ...(shown.progress ? { progress: shown.progress } : {}) });
+          r = await runJob(ctx.plan(), name, { signal: controller.signal, log: (m) => ctx.out.info(m), retryLockMs: ctx.retryLockMs() || 60_000, firstRun: firstRunFromCatalog(catalog, name), opened: (_repo, source) => sourceBackupSettings(SOURCE_CAPABILITIES[source.kind].layout), ...(shown.progress ? { progress: shown.progress } : {}) });
         } finally {
           shown.stop();
         }
@@ -97,17 +99,28 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
       const ctx = ctxOf(cmd);
       const cfg = ctx.config(true)!;
       const log = (m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
-      const service = await startService(cfg, { log, ...(o.listen ? { listen: o.listen } : {}) });
-      await new Promise<void>((resolve) => {
-        const stop = (sig: string) => {
-          log(`received ${sig}`);
-          void service.stop().then(resolve);
-        };
-        process.removeAllListeners('SIGTERM');
-        process.removeAllListeners('SIGINT');
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
+      // its jobs' large buffers get mappings of their own, as in `lifeboat run` (util/malloc.ts); V8's incremental
+      // marking stays on (files jobs, check, prune and the HTTP server walk metadata in the same process)
+      mallocSettings('daemon');
+      // SIGTERM/SIGINT stop it gracefully (running jobs get daemon.shutdownGrace) from before it starts: a
+      // signal during start-up, once jobs may be running (catch-up), is kept and acted on as soon as the
+      // service is up; a second signal ends the process at once (exit 130), as it did at any time before
+      let signalled: string | undefined;
+      let wake: (() => void) | undefined;
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (signalled) process.exit(ExitCode.INTERRUPTED);
+        signalled = sig;
+        log(`received ${sig}`);
+        wake?.();
+      };
+      process.removeAllListeners('SIGTERM');
+      process.removeAllListeners('SIGINT');
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      // what a job leaves behind is given back once none runs (util/malloc.ts releaseIdleMemory)
+      const service = await startService(cfg, { log, ...(o.listen ? { listen: o.listen } : {}), idle: () => void releaseIdleMemory() });
+      if (!signalled) await new Promise<void>((resolve) => (wake = resolve));
+      await service.stop();
       log('daemon stopped');
     });
 
