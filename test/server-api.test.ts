@@ -653,6 +653,52 @@ describe('background tasks', () => {
       await c.close();
     }
   });
+
+  test('the idle hook runs once the last running task has ended (after its outcome is recorded), not while one runs or the registry closes', async () => {
+    const c = await openCatalog(':memory:');
+    try {
+      const seen: string[] = [];
+      const reg = new TaskRegistry(c, {
+        idle: () => {
+          seen.push(`idle (running: ${[...(['a', 'b'] as const)].filter((k) => gates[k].open === false).join(',') || 'none'})`);
+          throw new Error('an idle hook that fails is logged, not fatal');
+        },
+        log: (m) => seen.push(m),
+      });
+      const gate = () => {
+        const g: { open: boolean; release: () => void; done: Promise<void> } = { open: false, release: () => {}, done: Promise.resolve() };
+        g.done = new Promise<void>((r) => (g.release = () => ((g.open = true), r())));
+        return g;
+      };
+      const gates = { a: gate(), b: gate() };
+      const a = await reg.start('job-run', 'a', 'tester', { job: 'a' }, async () => gates.a.done);
+      const b = await reg.start('restore', 'b', 'tester', { job: 'b' }, async () => gates.b.done);
+      const settled = async (id: number) => {
+        while ((await reg.get(id))!.status === 'running') await new Promise((r) => setTimeout(r, 5));
+        await new Promise((r) => setTimeout(r, 20));
+      };
+      gates.a.release();
+      await settled(a.id);
+      assert.equal(seen.join('; '), '', 'task b still runs: no idle hook');
+      gates.b.release();
+      await settled(b.id);
+      assert.deepEqual(seen, ['idle (running: none)', 'tasks: idle hook: an idle hook that fails is logged, not fatal']);
+      // a task that fails ends the busy time too
+      const f = await reg.start('drill', 'f', 'tester', {}, async () => {
+        throw new Error('boom');
+      });
+      await settled(f.id);
+      assert.equal(seen.filter((s) => s.startsWith('idle')).length, 2);
+      // closing: a task aborted by close() does not call the hook
+      const slow = await reg.start('drill', 's', 'tester', {}, ({ signal }) => new Promise((_r, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')))));
+      await reg.close(10);
+      await settled(slow.id);
+      assert.equal((await reg.get(slow.id))!.status, 'interrupted');
+      assert.equal(seen.filter((s) => s.startsWith('idle')).length, 2, 'no idle hook while closing');
+    } finally {
+      await c.close();
+    }
+  });
 });
 
 describe('server stores on PostgreSQL', () => {

@@ -90,7 +90,13 @@ function parseListen(listen: string): { host: string; port: number } {
 
 export async function startServer(
   cfg: LifeboatConfig,
-  opts: { listen?: string; log?: (m: string) => void; catalog?: Catalog } = {},
+  opts: {
+    listen?: string;
+    log?: (m: string) => void;
+    catalog?: Catalog;
+    /** Each time no API-started task (job run, restore, drill, runbook) is left running (TaskRegistry `idle`). */
+    idle?: () => void;
+  } = {},
 ): Promise<RunningServer> {
   const sc: ServerConfig = serverConfig(cfg.server);
   // the plan, resolved once at start-up (config/resolve.ts): job runs and drills take it
@@ -100,7 +106,7 @@ export async function startServer(
   const catalog = opts.catalog ?? (await openConfigCatalog(cfg));
   const auth = new AuthStore(catalog);
   const maintenance = new MaintenanceStore(catalog);
-  const tasks = new TaskRegistry(catalog);
+  const tasks = new TaskRegistry(catalog, { log, ...(opts.idle ? { idle: opts.idle } : {}) });
   await tasks.init();
   await auth.listUsers();
   await maintenance.list({ current: true });

@@ -78,8 +78,17 @@ export class TaskRegistry {
   private readonly running = new Set<Promise<unknown>>();
   private ready: Promise<void> | undefined;
   private readonly aborter = new AbortController();
+  private closing = false;
 
-  constructor(private readonly catalog: Catalog) {}
+  /**
+   * `idle`: called each time the last running task has ended (its outcome recorded), not while the
+   * registry closes: `lifeboat serve` gives back what a job, restore or drill left (util/malloc.ts
+   * releaseIdleMemory), as the daemon does between its jobs.
+   */
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly opts: { idle?: () => void; log?: (m: string) => void } = {},
+  ) {}
 
   async init(): Promise<void> {
     this.ready ??= (async () => {
@@ -162,7 +171,15 @@ export class TaskRegistry {
       setTimeout(() => this.live.delete(id), 10 * 60_000).unref();
     })();
     this.running.add(p);
-    void p.finally(() => this.running.delete(p));
+    void p.finally(() => {
+      this.running.delete(p);
+      if (this.running.size || this.closing || !this.opts.idle) return;
+      try {
+        this.opts.idle();
+      } catch (err) {
+        this.opts.log?.(`tasks: idle hook: ${errorMessage(err)}`);
+      }
+    });
     return task;
   }
 
@@ -201,6 +218,7 @@ export class TaskRegistry {
 
   /** Abort running tasks and wait (up to graceMs) for them to end. */
   async close(graceMs = 10_000): Promise<void> {
+    this.closing = true;
     if (!this.running.size) return;
     await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => setTimeout(r, graceMs).unref())]);
     this.aborter.abort(new Error('server stopping'));

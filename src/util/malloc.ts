@@ -38,12 +38,13 @@ export const MMAP_THRESHOLDS = {
    */
   filesRestore: 1 << 20,
   /**
-   * `lifeboat daemon`: one long-lived process runs every job (files and stream backups, copies,
-   * drills, maintenance), so one threshold for all of them, set when it starts: the backups' 2 MiB.
-   * A daemon running a files job and a dump job in turn (about 10 jobs in 150 s) peaked at 229-260 MB
+   * The long-lived processes, `lifeboat daemon` and `lifeboat serve`: one process runs every job
+   * (files and stream backups, copies, drills, maintenance; serve's API-started runs, restores and
+   * drills), so one threshold for all of them, set when it starts: the backups' 2 MiB. A daemon
+   * running a files job and a dump job in turn (about 10 jobs in 150 s) peaked at 229-260 MB
    * instead of 282-288 (docs/benchmarks.md, "Configured jobs and the daemon").
    */
-  daemon: 2 << 20,
+  service: 2 << 20,
 } as const;
 
 /**
@@ -69,7 +70,7 @@ export function mmappedBytes(): number {
 
 /**
  * A long-lived process with nothing to do for a while (the daemon once its last job, drill or
- * maintenance run has ended) gives back what its work left: a full collection (V8 frees the
+ * maintenance run has ended, `lifeboat serve` once its last API-started task has) gives back what its work left: a full collection (V8 frees the
  * garbage of the job and shrinks its heap), then malloc_trim(0) (the C heap's free pages, which
  * glibc otherwise keeps for the next allocations). The daemon of that measurement sat at a median of
  * 143-147 MB between its jobs instead of 196-206 (docs/benchmarks.md, "Configured jobs and the daemon").

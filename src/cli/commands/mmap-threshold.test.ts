@@ -10,7 +10,7 @@ import { mmappedBytes } from '../../util/malloc.js';
  * glibc's mmap threshold as the commands set it (util/malloc.ts mallocSettings): a files backup
  * 2 MiB, `lifeboat restore` of a files snapshot 1 MiB, a stream snapshot's restore the stream
  * commands' 2 MiB; `lifeboat run` of a configured job as `backup --source` of its source, the
- * daemon 2 MiB for all its jobs. Each run is a real command in a child process
+ * daemon and `lifeboat serve` 2 MiB for all their jobs. Each run is a real command in a child process
  * with a probe preloaded: before the command, it raises glibc's own threshold to 16 MiB (a 16 MiB
  * mapped block freed, as a command's first large buffers did); when the process exits, it asks whether
  * a buffer of LB_PROBE_MIB MiB got a mapping of its own.
@@ -75,7 +75,7 @@ test('backup and restore set the mmap threshold: files backup 2 MiB, files resto
   }
 });
 
-test('lifeboat run sets what backup --source sets for its source (files and stream jobs: 2 MiB); the daemon 2 MiB from its start', { skip }, async () => {
+test('lifeboat run sets what backup --source sets for its source (files and stream jobs: 2 MiB); the daemon and lifeboat serve 2 MiB from their start', { skip }, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lb-mmap-threshold-run-'));
   try {
     const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_MMAP_THRESHOLD: '' };
@@ -101,16 +101,18 @@ test('lifeboat run sets what backup --source sets for its source (files and stre
     assert.equal(grewAfter(['run', 'dump'], 3, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, 'the control: glibc\'s own (raised) threshold');
     assert.ok(grewAfter(['backup', '--source', 'dump'], 3) >= 3 * MiB, 'backup --source of the stream source: the same');
 
-    // the daemon: started, stopped by SIGTERM once it listens (no job runs: the setting is the process's from its start)
-    const daemonGrew = async (extra: NodeJS.ProcessEnv): Promise<number> => {
+    // the daemon and lifeboat serve: started, stopped by SIGTERM once they listen (no job runs: the setting is
+    // the process's from its start)
+    const serviceGrew = async (cmd: 'daemon' | 'serve', extra: NodeJS.ProcessEnv): Promise<number> => {
       rmSync(out, { force: true });
-      const child = spawn(process.execPath, [...args(['daemon']), '--listen', '127.0.0.1:0'], { env: { ...env, LB_PROBE_MIB: '3', ...extra }, stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, [...args([cmd]), '--listen', '127.0.0.1:0'], { env: { ...env, LB_PROBE_MIB: '3', ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
       let log = '';
+      child.stdout.on('data', (d: Buffer) => (log += d.toString()));
       child.stderr.on('data', (d: Buffer) => (log += d.toString()));
       const closed = new Promise<number | null>((r) => child.on('close', r));
       try {
-        for (const end = Date.now() + 60_000; !/daemon started/.test(log); await new Promise((r) => setTimeout(r, 20))) {
-          assert.ok(Date.now() < end && child.exitCode === null, `the daemon did not start:\n${log}`);
+        for (const end = Date.now() + 60_000; !/daemon started|lifeboat serve: listening/.test(log); await new Promise((r) => setTimeout(r, 20))) {
+          assert.ok(Date.now() < end && child.exitCode === null, `${cmd} did not start:\n${log}`);
         }
         child.kill('SIGTERM');
         assert.equal(await closed, 0, log);
@@ -119,8 +121,10 @@ test('lifeboat run sets what backup --source sets for its source (files and stre
       }
       return (JSON.parse(readFileSync(out, 'utf8')) as { grew: number }).grew;
     };
-    assert.ok((await daemonGrew({})) >= 3 * MiB, 'the daemon: a 3 MiB buffer is mapped');
-    assert.equal(await daemonGrew({ LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, 'the daemon\'s control');
+    for (const cmd of ['daemon', 'serve'] as const) {
+      assert.ok((await serviceGrew(cmd, {})) >= 3 * MiB, `${cmd}: a 3 MiB buffer is mapped`);
+      assert.equal(await serviceGrew(cmd, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, `${cmd}: the control`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

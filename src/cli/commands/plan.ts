@@ -101,7 +101,7 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
       const log = (m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
       // its jobs' large buffers get mappings of their own, as in `lifeboat run` (util/malloc.ts); V8's incremental
       // marking stays on (files jobs, check, prune and the HTTP server walk metadata in the same process)
-      mallocSettings('daemon');
+      mallocSettings('service');
       // SIGTERM/SIGINT stop it gracefully (running jobs get daemon.shutdownGrace) from before it starts: a
       // signal during start-up, once jobs may be running (catch-up), is kept and acted on as soon as the
       // service is up; a second signal ends the process at once (exit 130), as it did at any time before
