@@ -56,3 +56,55 @@ test('HardlinkGroups: a group is dropped at its last link (memory per open group
   g.first('1:nl1', 1, 'single'); // nlink 1 (the other link went away): nothing to remember
   assert.equal(g.size, 1);
 });
+
+test('backup walk: a re-backup runs a full collection whenever the heap grew by LIFEBOAT_BACKUP_HEAP_GC_MB (forced GCs counted by perf_hooks); not a first backup; 0 turns it off', async () => {
+  const { PerformanceObserver, constants } = await import('node:perf_hooks');
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const { backupPaths } = await import('./archiver.js');
+  const { LocalStorage } = await import('../storage/local.js');
+  const { Repository } = await import('../repo/repository.js');
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-walk-gc-'));
+  const saved = process.env.LIFEBOAT_BACKUP_HEAP_GC_MB;
+  try {
+    // 400 directories of 20 small files: the walk's per-directory state adds up to several MB of heap
+    const src = path.join(dir, 'src');
+    for (let d = 0; d < 400; d++) {
+      const sub = path.join(src, `d${d}`);
+      mkdirSync(sub, { recursive: true });
+      for (let f = 0; f < 20; f++) writeFileSync(path.join(sub, `file-with-a-longer-name-${f}.txt`), `${d}/${f}\n`);
+    }
+    const repo = await Repository.init(new LocalStorage(path.join(dir, 'repo')), 'pw');
+    try {
+      /** Forced (gc()) major collections on this thread during a backup with `mb` (parent 'auto': an unchanged re-backup). */
+      const forced = async (mb: string, parent: 'auto' | 'none' = 'auto'): Promise<number> => {
+        process.env.LIFEBOAT_BACKUP_HEAP_GC_MB = mb;
+        let n = 0;
+        const obs = new PerformanceObserver((list) => {
+          for (const e of list.getEntries()) {
+            const d = (e as unknown as { detail?: { kind: number; flags: number } }).detail;
+            if (d && d.kind === constants.NODE_PERFORMANCE_GC_MAJOR && d.flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) n++;
+          }
+        });
+        obs.observe({ entryTypes: ['gc'] });
+        try {
+          const r = await backupPaths(repo, { paths: [src], parent });
+          assert.equal(r.summary.filesUnmodified, parent === 'auto' ? 8000 : 0);
+          await new Promise((res) => setTimeout(res, 50)); // gc entries are delivered asynchronously
+        } finally {
+          obs.disconnect();
+        }
+        return n;
+      };
+      assert.equal(await forced('0.25', 'none'), 0, 'a first backup (no parent): none');
+      const withCap = await forced('0.25');
+      assert.ok(withCap >= 2, `a 0.25 MB cap: full collections during the walk (${withCap})`);
+      assert.equal(await forced('0'), 0, 'LIFEBOAT_BACKUP_HEAP_GC_MB=0: none');
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    if (saved === undefined) delete process.env.LIFEBOAT_BACKUP_HEAP_GC_MB;
+    else process.env.LIFEBOAT_BACKUP_HEAP_GC_MB = saved;
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
