@@ -440,3 +440,43 @@ before(() => {
   // make sure the compiled module exists for the child processes
   for (const f of [SQLITE_CATALOG_JS, POSTGRES_CATALOG_JS]) assert.ok(existsSync(f), f);
 });
+
+test('retryBusy: SQLITE_BUSY is tried again within the window (a new catalog switched to WAL by several processes at once); other errors and a spent window are thrown', async () => {
+  const { retryBusy } = await import('../src/ops/catalog/sqlite.js');
+  const busy = Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+  let calls = 0;
+  assert.equal(
+    await retryBusy(() => {
+      if (++calls < 3) throw busy;
+      return 'wal';
+    }, 10_000),
+    'wal',
+  );
+  assert.equal(calls, 3);
+  calls = 0;
+  const other = Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
+  await assert.rejects(
+    retryBusy(() => {
+      calls++;
+      throw other;
+    }, 10_000),
+    /disk I\/O error/,
+  );
+  assert.equal(calls, 1, 'not retried');
+  // a window spent: thrown after the try that found it spent
+  let t = 0;
+  calls = 0;
+  await assert.rejects(
+    retryBusy(
+      () => {
+        calls++;
+        t += 60;
+        throw busy;
+      },
+      100,
+      () => t,
+    ),
+    /database is locked/,
+  );
+  assert.equal(calls, 2);
+});

@@ -11,6 +11,22 @@ type Row = SqlRow;
 
 // SQLite
 
+/**
+ * `fn` again, after 5-50 ms, for as long as it throws SQLITE_BUSY and `windowMs` has not passed since
+ * the first try; any other error, or SQLITE_BUSY after the window, is thrown.
+ */
+export async function retryBusy<T>(fn: () => T, windowMs: number, now: () => number = Date.now): Promise<T> {
+  const end = now() + windowMs;
+  for (;;) {
+    try {
+      return fn();
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || now() >= end) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 5 + Math.floor(Math.random() * 45)));
+  }
+}
+
 export interface SqliteCatalogOptions {
   /** busy_timeout in ms when another process holds the write lock (default 10s). */
   busyTimeoutMs?: number;
@@ -38,8 +54,13 @@ export class SqliteCatalog extends SqlCatalog {
       throw new LifeboatError(`cannot open catalog ${abs}: ${errorMessage(err)}`, undefined, { cause: err });
     }
     try {
-      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 10_000))}`);
-      db.pragma('journal_mode = WAL');
+      const busyMs = Math.max(0, Math.floor(opts.busyTimeoutMs ?? 10_000));
+      db.pragma(`busy_timeout = ${busyMs}`);
+      // a new catalog opened by several processes at once: switching it to WAL takes an exclusive lock,
+      // and SQLite answers SQLITE_BUSY at once, without its busy handler, to the one whose wait could
+      // deadlock (each holding the shared lock the other needs gone); retried, the switch finds WAL set
+      // or takes the lock (a CI run failed "database is locked" here)
+      await retryBusy(() => db.pragma('journal_mode = WAL'), busyMs);
       db.pragma('synchronous = NORMAL');
       const c = new SqliteCatalog(abs, db);
       c.migrate(MIGRATIONS);
