@@ -8,7 +8,7 @@ import { defaultRepository, lockLeaseFromEnv, openConfiguredRepo, resolveLocatio
 import { ConfigError, LifeboatError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import { withoutIncrementalMarking } from '../util/jit.js';
-import { mallocSettings } from '../util/malloc.js';
+import { mallocSettings, releaseIdleMemory } from '../util/malloc.js';
 import { secretText } from '../util/secret-text.js';
 import type { Storage } from '../storage/types.js';
 import { makeOutput, type Output } from './output.js';
@@ -228,6 +228,18 @@ export function streamCommandSettings(): void {
 export function sourceBackupSettings(layout: 'tree' | 'stream'): void {
   if (layout === 'tree') mallocSettings('filesBackup');
   else streamCommandSettings();
+}
+
+/**
+ * The long-lived processes, `lifeboat daemon` and `lifeboat serve`, one of which runs every job, drill
+ * and restore it starts: their jobs' large buffers get mappings of their own from the start (util/malloc.ts
+ * 'service'; V8's incremental marking stays on: files jobs, check, prune and the HTTP server walk metadata
+ * in the same process). Returns their idle hook (Daemon / TaskRegistry `idle`): what a job left is given
+ * back once none runs (releaseIdleMemory).
+ */
+export function serviceSettings(): () => void {
+  mallocSettings('service');
+  return () => void releaseIdleMemory();
 }
 
 export function readPasswordFileArg(file: string, what: string): string {

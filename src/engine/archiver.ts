@@ -13,7 +13,7 @@ import type { BackupProgress } from './progress.js';
 import { scanPaths } from './scanner.js';
 import { type EntryStat, SMALL_FILE_MAX, SmallFileReader, lstatBig } from './small-files.js';
 import { readFully } from '../util/read-fully.js';
-import { BufferReclaimer } from '../util/reclaim.js';
+import { BufferReclaimer, envMiB } from '../util/reclaim.js';
 import { DirPrefetch, type DirListing } from './dir-prefetch.js';
 import { NumStat, scanAddon } from './scan-native.js';
 
@@ -167,12 +167,6 @@ export class HardlinkGroups<T> {
   }
 }
 
-/** LIFEBOAT_BACKUP_HEAP_GC_MB in bytes (Archiver.reclaimer): default 8 MiB, 0 or not a positive number: none. */
-function heapGcBytes(env: NodeJS.ProcessEnv = process.env): number {
-  const mb = Number(env.LIFEBOAT_BACKUP_HEAP_GC_MB ?? 8);
-  return Number.isFinite(mb) && mb > 0 ? mb * 1024 * 1024 : 0;
-}
-
 class Archiver {
   readonly summary: BackupSummary = {
     filesNew: 0,
@@ -208,7 +202,7 @@ class Archiver {
   /** Reads small files in worker threads; started with the first one. */
   private smallReader: SmallFileReader | undefined;
   /**
-   * A re-backup (one with a parent snapshot: withParent) runs a full collection at a directory of
+   * A re-backup (one with a parent snapshot) runs a full collection at a directory of
    * the walk whenever the JavaScript heap grew by LIFEBOAT_BACKUP_HEAP_GC_MB (default 8; 0: none)
    * since the last one. The walk promotes every directory's listing, parent tree and nodes to the
    * old generation and drops them a directory later; V8 let that garbage, and the buffers it
@@ -217,19 +211,17 @@ class Archiver {
    * Not on a first backup: its peak is the encoding's buffers, and the collections only cost CPU
    * (docs/benchmarks.md, "The backup walk's garbage").
    */
-  private reclaimer: BufferReclaimer | undefined;
+  private readonly reclaimer: BufferReclaimer | undefined;
 
-  /** This backup has a parent snapshot: collect the walk's garbage as it grows (see reclaimer). */
-  withParent(): void {
-    const cap = heapGcBytes();
-    this.reclaimer = cap > 0 ? new BufferReclaimer(16 * 1024 * 1024, 0, cap) : undefined;
-  }
-
+  /** `withParent`: the backup has a parent snapshot (see reclaimer). */
   constructor(
     private readonly repo: Repository,
     private readonly opts: FileBackupOptions,
+    withParent: boolean,
   ) {
     this.excluded = matcher(opts.excludes);
+    const cap = withParent ? envMiB('LIFEBOAT_BACKUP_HEAP_GC_MB', 8) : 0;
+    this.reclaimer = cap > 0 ? new BufferReclaimer(16 * 1024 * 1024, 0, cap) : undefined;
   }
 
   warn(p: string | Buffer, err: unknown): void {
@@ -777,8 +769,7 @@ export async function backupPaths(repo: Repository, opts: FileBackupOptions): Pr
     // fleet) after this repository was opened: read the index again for it
     if (parent && !repo.hasBlob(parent.tree)) await repo.reloadIndex();
     const parentRoot = parent ? await repo.loadTree(parent.tree) : undefined;
-    const arch = new Archiver(repo, opts);
-    if (parentRoot) arch.withParent();
+    const arch = new Archiver(repo, opts, parentRoot !== undefined);
     archiver = arch;
 
     const saveV = async (v: VDir, name: string, pnode: TreeNode | undefined): Promise<TreeNode | undefined> => {

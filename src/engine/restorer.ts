@@ -5,7 +5,7 @@ import { readContent } from '../repo/content.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
 import { escapeBytes, linkBytes, nameBytes, type TreeNode } from '../repo/tree.js';
-import { BufferReclaimer } from '../util/reclaim.js';
+import { BufferReclaimer, envMiB } from '../util/reclaim.js';
 import { Semaphore } from '../util/sync.js';
 import { globMatcher, joinBytes, matcher } from './archiver.js';
 import { type DirMeta, DirHandle, TempFile, filesNative, mkdirOpen, realpathBytes, setDirsMeta, tmpName } from './file-writer.js';
@@ -152,12 +152,9 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   /** Every chunk is dropped once written: collect them promptly (see reclaim.ts). */
   // and a full collection every 64 MiB (LIFEBOAT_RESTORE_FULL_GC_MB, 0: none): the old generation's dropped
   // buffers (delta bases of a dump's chunks: ~50 MB more peak RSS without it, docs/benchmarks.md dumprss7)
-  const fullMb = Number(process.env.LIFEBOAT_RESTORE_FULL_GC_MB ?? 64);
   // and one whenever the JavaScript heap grew by 8 MiB since the last (LIFEBOAT_RESTORE_HEAP_GC_MB, 0: none): small
   // files' promoted per-file state, else left to V8 until its old space is 30+ MB (restore8: peak RSS -10..-15 MB)
-  const heapMb = Number(process.env.LIFEBOAT_RESTORE_HEAP_GC_MB ?? 8);
-  const mib = (x: number) => (Number.isFinite(x) && x > 0 ? x * 1024 * 1024 : 0);
-  const reclaimer = new BufferReclaimer(16 * 1024 * 1024, mib(fullMb), mib(heapMb));
+  const reclaimer = new BufferReclaimer(16 * 1024 * 1024, envMiB('LIFEBOAT_RESTORE_FULL_GC_MB', 64), envMiB('LIFEBOAT_RESTORE_HEAP_GC_MB', 8));
 
   /** The parent directory must be exactly the path we expect: no component is a symbolic link. */
   const checkDir = async (dir: Buffer): Promise<void> => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BufferReclaimer, collector } from './reclaim.js';
+import { BufferReclaimer, collector, envMiB } from './reclaim.js';
 
 test('collector reaches V8 minor collections at run time', () => {
   const gc = collector();
@@ -61,4 +61,12 @@ test('BufferReclaimer runs a full collection once the heap grew by `heapCap` byt
   none.dropped(0);
   assert.equal(none.fullCollections + none.collections, 0);
   assert.equal(keep.length, 200_000);
+});
+
+test('envMiB: a threshold in MiB from the environment as bytes; 0, negative or not a number: 0 (none); unset: the default', () => {
+  assert.equal(envMiB('LB_X', 8, {}), 8 * 1024 * 1024);
+  assert.equal(envMiB('LB_X', 8, { LB_X: '0.25' }), 0.25 * 1024 * 1024);
+  assert.equal(envMiB('LB_X', 8, { LB_X: '0' }), 0);
+  assert.equal(envMiB('LB_X', 8, { LB_X: '-3' }), 0);
+  assert.equal(envMiB('LB_X', 8, { LB_X: 'lots' }), 0);
 });

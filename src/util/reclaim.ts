@@ -34,6 +34,16 @@ export function collector(): Gc | undefined {
   return gcFn ?? undefined;
 }
 
+/**
+ * A reclaimer threshold from the environment: `name` in MiB (default `mb`) as bytes, 0 when it is 0 or
+ * not a positive number (no collections of that kind). LIFEBOAT_RESTORE_FULL_GC_MB, ..._HEAP_GC_MB,
+ * LIFEBOAT_BACKUP_HEAP_GC_MB.
+ */
+export function envMiB(name: string, mb: number, env: NodeJS.ProcessEnv = process.env): number {
+  const x = Number(env[name] ?? mb);
+  return Number.isFinite(x) && x > 0 ? x * 1024 * 1024 : 0;
+}
+
 export class BufferReclaimer {
   private since = 0;
   private sinceFull = 0;

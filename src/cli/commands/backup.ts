@@ -70,9 +70,10 @@ export function registerBackup(program: Command, ctxOf: (cmd: Command) => CliCon
       // a stream moves data through Buffers; a files backup walks metadata as much (100k small files: the
       // unchanged re-backup held +38 MB without incremental marking): see CliContext.openRepo
       const stream = !!(o.stdin || o.stdinFromCommand);
-      const repo = await ctx.openRepo({ bulk: stream });
-      // a files backup's large buffers (chunks, delta bases) get mappings of their own, as a stream's do (util/malloc.ts)
-      if (!stream) sourceBackupSettings('tree');
+      const repo = await ctx.openRepo();
+      // a stream's settings, or a files backup's (its large buffers, chunks and delta bases, get mappings of their
+      // own, as a stream's do: util/malloc.ts), as for a configured source
+      sourceBackupSettings(stream ? 'stream' : 'tree');
       try {
         if (stream) {
           const r = o.stdin ? await backupFromStdin(ctx, repo, o) : await backupFromCommand(ctx, repo, o.stdinFromCommand!, o);

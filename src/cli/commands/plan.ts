@@ -8,8 +8,7 @@ import { firstRunFromCatalog, runJob } from '../../ops/jobs.js';
 import { catalogHooks, openConfigCatalog, startService } from '../../ops/service.js';
 import { evaluate, jobsFromConfig, type MonitorReport } from '../../ops/monitor.js';
 import { alertAfterRun } from '../../ops/run-hooks.js';
-import { type CliContext, sourceBackupSettings } from '../context.js';
-import { mallocSettings, releaseIdleMemory } from '../../util/malloc.js';
+import { type CliContext, serviceSettings, sourceBackupSettings } from '../context.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
 import { table } from '../output.js';
 import { JobSlots } from '../../ops/catalog/job-slots.js';
@@ -99,9 +98,7 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
       const ctx = ctxOf(cmd);
       const cfg = ctx.config(true)!;
       const log = (m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
-      // its jobs' large buffers get mappings of their own, as in `lifeboat run` (util/malloc.ts); V8's incremental
-      // marking stays on (files jobs, check, prune and the HTTP server walk metadata in the same process)
-      mallocSettings('service');
+      const idle = serviceSettings();
       // SIGTERM/SIGINT stop it gracefully (running jobs get daemon.shutdownGrace) from before it starts: a
       // signal during start-up, once jobs may be running (catch-up), is kept and acted on as soon as the
       // service is up; a second signal ends the process at once (exit 130), as it did at any time before
@@ -117,8 +114,7 @@ export function registerPlan(program: Command, ctxOf: (cmd: Command) => CliConte
       process.removeAllListeners('SIGINT');
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
-      // what a job leaves behind is given back once none runs (util/malloc.ts releaseIdleMemory)
-      const service = await startService(cfg, { log, ...(o.listen ? { listen: o.listen } : {}), idle: () => void releaseIdleMemory() });
+      const service = await startService(cfg, { log, ...(o.listen ? { listen: o.listen } : {}), idle });
       if (!signalled) await new Promise<void>((resolve) => (wake = resolve));
       await service.stop();
       log('daemon stopped');

@@ -9,10 +9,9 @@ import { AuthStore } from '../../server/auth.js';
 import { MaintenanceStore, parseZonedTime } from '../../server/maintenance.js';
 import { openApiFor, startServer } from '../../server/server.js';
 import { exportStatusPage } from '../../server/status.js';
-import type { CliContext } from '../context.js';
+import { type CliContext, serviceSettings } from '../context.js';
 import { collect, table } from '../output.js';
 import { secretText } from '../../util/secret-text.js';
-import { mallocSettings, releaseIdleMemory } from '../../util/malloc.js';
 
 /**
  * `lifeboat serve` (dashboard, API, status page) and the commands that manage
@@ -74,10 +73,8 @@ export function registerServe(program: Command, ctxOf: (cmd: Command) => CliCont
         return;
       }
       const log = (m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`);
-      // one long-lived process runs every API-started job, restore and drill: the daemon's memory
-      // settings (util/malloc.ts 'service'), and what a task left is given back once none runs
-      mallocSettings('service');
-      const srv = await startServer(cfg, { log, ...(o.listen ? { listen: o.listen } : {}), idle: () => void releaseIdleMemory() });
+      // one long-lived process runs every API-started job, restore and drill: the daemon's settings
+      const srv = await startServer(cfg, { log, ...(o.listen ? { listen: o.listen } : {}), idle: serviceSettings() });
       if ((await srv.auth.listUsers()).length === 0 && (await srv.auth.listTokens()).length === 0) {
         log('no users or API tokens yet: create one with "lifeboat user add NAME --role operator"');
       }
