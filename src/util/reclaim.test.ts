@@ -63,6 +63,21 @@ test('BufferReclaimer runs a full collection once the heap grew by `heapCap` byt
   assert.equal(keep.length, 200_000);
 });
 
+test('BufferReclaimer: the heap baseline follows the heap down (a collection by V8 after a baseline taken with garbage)', () => {
+  const MB = 1024 * 1024;
+  const heap = [40, 12.6, 12.9, 13.2, 12.8, 13.1];
+  let at = 0;
+  const r = new BufferReclaimer(1 << 30, 1 << 30, 0.5 * MB, () => heap[at] * MB);
+  r.dropped(0); // 40 MB: a baseline holding garbage
+  for (at = 1; at <= 3; at++) r.dropped(0); // V8 collected it: 12.6, then +0.3, +0.6 past the low point
+  assert.equal(r.fullCollections, 1, 'growth counts from the lowest heap seen, not from the 40 MB');
+  at = 4; // after our collection the baseline is the heap then (13.2), and follows it down to 12.8: 13.1 is +0.3
+  r.dropped(0);
+  at = 5;
+  r.dropped(0);
+  assert.equal(r.fullCollections, 1);
+});
+
 test('envMiB: a threshold in MiB from the environment as bytes; 0, negative or not a number: 0 (none); unset: the default', () => {
   assert.equal(envMiB('LB_X', 8, {}), 8 * 1024 * 1024);
   assert.equal(envMiB('LB_X', 8, { LB_X: '0.25' }), 0.25 * 1024 * 1024);
