@@ -44,6 +44,19 @@ const CLI = path.join(ROOT, 'dist/src/cli/main.js');
 const NODE = process.execPath;
 /** The spool's shell fast path (bin/lifeboat-wal), as documented for archive_command / restore_command. */
 const LBWAL = `LIFEBOAT_NODE=${process.execPath} ${path.join(ROOT, 'bin/lifeboat-wal')}`;
+/**
+ * A build's command as users run it: its checkout's bin/lifeboat (node with the launcher's flags and
+ * malloc settings: one arena, huge pages), for `main` = that checkout's dist/src/cli/main.js; plain
+ * node where there is no launcher. `env` first, so it also works after a wrapper (the timer) and in
+ * archive_command / restore_command. LB_BENCH_NODE_ARGS: node's flags instead of the launcher's.
+ */
+function lifeboatCmd(main: string): string {
+  const bin = path.resolve(path.dirname(main), '../../../bin/lifeboat');
+  const flags = process.env.LB_BENCH_NODE_ARGS;
+  if (!existsSync(bin)) return `${NODE} ${flags ?? ''} ${main}`;
+  return `env LIFEBOAT_NODE=${process.execPath}${flags !== undefined ? ` LIFEBOAT_NODE_FLAGS='${flags}'` : ''} ${bin}`;
+}
+const LB = lifeboatCmd(CLI);
 const hasPgbr = spawnSync('sh', ['-c', 'command -v pgbackrest']).status === 0;
 delete process.env.LIFEBOAT_TEST_SCRYPT_N; // the real key derivation cost
 
@@ -205,7 +218,7 @@ async function baseOnly(c: PgCluster, size: number, pw: string, timer: string): 
     br: [],
   };
   // [label, CLI, extra base-backup arguments]: pg_basebackup, the direct read of the data directory (--data-dir), an older build
-  const clis: Array<[string, string, string]> = [['lb', CLI, ''], ['direct', CLI, `--data-dir ${c.data}`], ...(BEFORE ? [['before', BEFORE, ''] as [string, string, string]] : [])];
+  const clis: Array<[string, string, string]> = [['lb', LB, ''], ['direct', LB, `--data-dir ${c.data}`], ...(BEFORE ? [['before', lifeboatCmd(BEFORE), ''] as [string, string, string]] : [])];
   const br = (conf: string) => `pgbackrest --config=${conf} --stanza=bench`;
   await setArchiveCommand(c, '/bin/true');
   const stopLoad = startLoad(c);
@@ -213,11 +226,10 @@ async function baseOnly(c: PgCluster, size: number, pw: string, timer: string): 
     for (let i = 0; i < RUNS; i++) {
       for (const [tag, cli, bbArgs] of clis) {
         const lbRepo = path.join(DIR, `lb-repo-${i}`);
-        asPg(`${NODE} ${cli} init -q --repo ${lbRepo} --password-file ${pw}`);
+        asPg(`${cli} init -q --repo ${lbRepo} --password-file ${pw}`);
         const lbCommon = `--repo ${lbRepo} --password-file ${pw}`;
-        const extra = process.env.LB_BENCH_NODE_ARGS ?? '';
         for (const step of ['first', 'second'] as const) {
-          const r = asPg(`${NODE} ${extra} ${cli} pg base-backup --port ${c.port} ${bbArgs} ${lbCommon} --json`);
+          const r = asPg(`${cli} pg base-backup --port ${c.port} ${bbArgs} ${lbCommon} --json`);
           const added = Number(/"data_added":(\d+)/.exec(r.out)?.[1] ?? NaN);
           res[`${tag}-${step}`]!.push({ ...r, added });
           process.stderr.write(`run ${i + 1} ${tag} ${step}: ${(r.ms / 1000).toFixed(1)} s, ${r.cpuS.toFixed(1)} CPU s, ${(r.rssKb / 1024).toFixed(0)} MiB\n`);
@@ -268,7 +280,7 @@ async function baseOnly(c: PgCluster, size: number, pw: string, timer: string): 
       : []),
     `| pgBackRest 2.45, full backup (empty repository) | ${cell(res.br!)} |`,
     '',
-    'Under a pgbench -c 2 load, tools interleaved per run. CPU and RSS include child processes (pg_basebackup; pgBackRest\'s own), not the server\'s walsender. pgBackRest: zstd 3, aes-256-cbc, process-max 1; Lifeboat: zstd 3, AES-256-GCM.',
+    'Under a pgbench -c 2 load, tools interleaved per run; Lifeboat as users run it, through bin/lifeboat. CPU and RSS include child processes (pg_basebackup; pgBackRest\'s own), not the server\'s walsender. pgBackRest: zstd 3, aes-256-cbc, process-max 1; Lifeboat: zstd 3, AES-256-GCM.',
     '',
   ].join('\n');
   process.stdout.write(out);
@@ -309,11 +321,11 @@ async function main(): Promise<void> {
     }
 
     // ------------------------------------------------------------------ Lifeboat
-    asPg(`${NODE} ${CLI} init -q --repo ${lbRepo} --password-file ${pw}`);
+    asPg(`${LB} init -q --repo ${lbRepo} --password-file ${pw}`);
     const lbCommon = `--repo ${lbRepo} --password-file ${pw}`;
-    await setArchiveCommand(c, `${timer} ${logs('lb-push-sync')} %f ${NODE} ${CLI} wal-push %p ${lbCommon} -q`);
+    await setArchiveCommand(c, `${timer} ${logs('lb-push-sync')} %f ${LB} wal-push %p ${lbCommon} -q`);
     stopLoad = startLoad(c);
-    const lbBb = asPg(`${NODE} ${CLI} pg base-backup --port ${c.port} ${lbCommon} -q`);
+    const lbBb = asPg(`${LB} pg base-backup --port ${c.port} ${lbCommon} -q`);
     put('base backup', 'lb', bb(lbBb.ms, lbBb.rssKb));
     process.stderr.write(`lifeboat base backup ${bb(lbBb.ms, lbBb.rssKb)}\n`);
     await generate(c, SEGMENTS);
@@ -341,10 +353,10 @@ async function main(): Promise<void> {
     for (const mode of ['sync', 'async'] as const) {
       const data = path.join(DIR, `lb-restore-${mode}`);
       rmSync(data, { recursive: true, force: true });
-      const rs = asPg(`${NODE} ${CLI} pg restore latest --to ${data} --archive-mode off ${lbCommon} -q`);
+      const rs = asPg(`${LB} pg restore latest --to ${data} --archive-mode off ${lbCommon} -q`);
       const log = logs(`lb-fetch-${mode}`);
       const spoolOpt = mode === 'async' ? ` --spool ${lbFetchSpool} --idle 5` : '';
-      const r = await recover(data, `${timer} ${log} %f ${mode === 'async' ? `env ${LBWAL}` : `${NODE} ${CLI}`} wal-fetch %f %p ${lbCommon} -q${spoolOpt}`, log);
+      const r = await recover(data, `${timer} ${log} %f ${mode === 'async' ? `env ${LBWAL}` : `${LB}`} wal-fetch %f %p ${lbCommon} -q${spoolOpt}`, log);
       const col = `lb-${mode}`;
       put('restore of the base backup (files)', col, `${(rs.ms / 1000).toFixed(1)} s`);
       put('restore_command per segment, median ms', col, `${med(r.fetch.map((x) => x.ms))} (p90 ${pct(r.fetch.map((x) => x.ms), 90)}), n=${r.segments}`);
