@@ -13,16 +13,24 @@ import { mmappedBytes } from '../../util/malloc.js';
  * daemon and `lifeboat serve` 2 MiB for all their jobs. Each run is a real command in a child process
  * with a probe preloaded: before the command, it raises glibc's own threshold to 16 MiB (a 16 MiB
  * mapped block freed, as a command's first large buffers did); when the process exits, it asks whether
- * a buffer of LB_PROBE_MIB MiB got a mapping of its own.
+ * buffers of LB_PROBE_MIB MiB get mappings of their own.
+ *
+ * PROBE_N of them, kept: glibc maps a block at or above the threshold only when the heap has no free
+ * chunk that fits (its top or its bins): whatever the command freed last may serve the first one or
+ * two from the heap (a files restore under load did: "a 1.5 MiB buffer is mapped" failed 1 run in 8).
+ * Under the threshold none is ever mapped (the heap grows instead), so the control stays exactly 0.
  */
+const PROBE_N = 32;
+/** Most of the probe's PROBE_N buffers got mappings of their own. */
+const mostMapped = (mapped: number): boolean => mapped >= PROBE_N / 2;
 const skip = mmappedBytes() < 0 ? 'native/mem.c did not build, or not glibc 2.33+' : false;
 const main = new URL('../main.js', import.meta.url).pathname;
 const malloc = new URL('../../util/malloc.js', import.meta.url).href;
 
 /**
  * The probe preloaded into each command (`--expose-gc --import probe`): it raises glibc's own
- * threshold to 16 MiB first, and at exit writes to `out` how many bytes more got mapped for a
- * buffer of LB_PROBE_MIB MiB.
+ * threshold to 16 MiB first, and at exit writes to `out` how many of PROBE_N buffers of
+ * LB_PROBE_MIB MiB got mappings of their own.
  */
 function writeProbe(dir: string): { probe: string; out: string } {
   const probe = path.join(dir, 'probe.mjs');
@@ -34,9 +42,16 @@ import { mmappedBytes } from ${JSON.stringify(malloc)};
 let big = Buffer.allocUnsafeSlow(16 * 1024 * 1024); big.fill(1); big = undefined;
 for (let i = 0; i < 3; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 20)); }
 process.on('exit', () => {
-  const before = mmappedBytes();
-  const b = Buffer.allocUnsafeSlow(Number(process.env.LB_PROBE_MIB) * 1024 * 1024); b.fill(1);
-  writeFileSync(${JSON.stringify(out)}, JSON.stringify({ grew: mmappedBytes() - before, len: b.length }));
+  const size = Number(process.env.LB_PROBE_MIB) * 1024 * 1024;
+  const kept = [];
+  let mapped = 0;
+  for (let i = 0; i < ${PROBE_N}; i++) {
+    // (a collection the allocation sets off may unmap something meanwhile: half the size counts as mapped)
+    const before = mmappedBytes();
+    const b = Buffer.allocUnsafeSlow(size); b.fill(1); kept.push(b);
+    if (mmappedBytes() - before >= size / 2) mapped++;
+  }
+  writeFileSync(${JSON.stringify(out)}, JSON.stringify({ mapped }));
 });
 `,
   );
@@ -55,21 +70,20 @@ test('backup and restore set the mmap threshold: files backup 2 MiB, files resto
     execFileSync(process.execPath, [main, 'backup', '-q', '-r', repo, '--tag', 'files', src], { env });
     execFileSync(process.execPath, [main, 'backup', '-q', '-r', repo, '--tag', 'stream', '--stdin', '--stdin-filename', 'dump.sql'], { env, input: 'INSERT 1;\n'.repeat(1000) });
     const { probe, out } = writeProbe(dir);
-    const MiB = 1024 * 1024;
     let n = 0;
-    const grew = (args: string[], mib: number, extra: NodeJS.ProcessEnv = {}): number => {
+    const mappedIn = (args: string[], mib: number, extra: NodeJS.ProcessEnv = {}): number => {
       rmSync(out, { force: true });
       execFileSync(process.execPath, ['--expose-gc', '--import', probe, main, ...args], { env: { ...env, LB_PROBE_MIB: String(mib), ...extra } });
-      return (JSON.parse(readFileSync(out, 'utf8')) as { grew: number }).grew;
+      return (JSON.parse(readFileSync(out, 'utf8')) as { mapped: number }).mapped;
     };
     const backup = ['backup', '-q', '-r', repo, '--tag', 'files', src];
     const restore = (tag: string) => ['restore', 'latest', '-q', '-r', repo, '--tag', tag, '--target', path.join(dir, `out${n++}`)];
-    assert.ok(grew(backup, 3) >= 3 * MiB, 'a files backup: a 3 MiB buffer is mapped');
-    assert.equal(grew(backup, 1.5), 0, 'a files backup: a 1.5 MiB buffer comes from the heap (2 MiB)');
-    assert.equal(grew(backup, 3, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, 'the control: with glibc\'s own (raised) threshold it comes from the heap');
-    assert.ok(grew(restore('files'), 1.5) >= 1.5 * MiB, 'a files restore: a 1.5 MiB buffer is mapped');
-    assert.equal(grew(restore('files'), 1.5, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, 'the control for the restore');
-    assert.equal(grew(restore('stream'), 1.5), 0, 'a stream restore: under the 2 MiB stream threshold it comes from the heap');
+    assert.ok(mostMapped(mappedIn(backup, 3)), 'a files backup: 3 MiB buffers are mapped');
+    assert.equal(mappedIn(backup, 1.5), 0, 'a files backup: 1.5 MiB buffers come from the heap (2 MiB)');
+    assert.equal(mappedIn(backup, 3, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, 'the control: with glibc\'s own (raised) threshold it comes from the heap');
+    assert.ok(mostMapped(mappedIn(restore('files'), 1.5)), 'a files restore: 1.5 MiB buffers are mapped');
+    assert.equal(mappedIn(restore('files'), 1.5, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, 'the control for the restore');
+    assert.equal(mappedIn(restore('stream'), 1.5), 0, 'a stream restore: under the 2 MiB stream threshold it comes from the heap');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -88,22 +102,21 @@ test('lifeboat run sets what backup --source sets for its source (files and stre
         `jobs:\n  files: { source: files }\n  dump: { source: dump }\ndaemon: { catalog: ./catalog.db }\n`,
     );
     const { probe, out } = writeProbe(dir);
-    const MiB = 1024 * 1024;
     const args = (cmd: string[]) => ['--expose-gc', '--import', probe, main, ...cmd, '-q', '--config', config];
-    const grewAfter = (cmd: string[], mib: number, extra: NodeJS.ProcessEnv = {}): number => {
+    const mappedAfter = (cmd: string[], mib: number, extra: NodeJS.ProcessEnv = {}): number => {
       rmSync(out, { force: true });
       execFileSync(process.execPath, args(cmd), { env: { ...env, LB_PROBE_MIB: String(mib), ...extra }, stdio: ['ignore', 'ignore', 'pipe'] });
-      return (JSON.parse(readFileSync(out, 'utf8')) as { grew: number }).grew;
+      return (JSON.parse(readFileSync(out, 'utf8')) as { mapped: number }).mapped;
     };
-    assert.ok(grewAfter(['run', 'files'], 3) >= 3 * MiB, 'run of a files job: a 3 MiB buffer is mapped');
-    assert.equal(grewAfter(['run', 'files'], 1.5), 0, 'run of a files job: a 1.5 MiB buffer comes from the heap (2 MiB)');
-    assert.ok(grewAfter(['run', 'dump'], 3) >= 3 * MiB, 'run of a stream job: a 3 MiB buffer is mapped');
-    assert.equal(grewAfter(['run', 'dump'], 3, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, 'the control: glibc\'s own (raised) threshold');
-    assert.ok(grewAfter(['backup', '--source', 'dump'], 3) >= 3 * MiB, 'backup --source of the stream source: the same');
+    assert.ok(mostMapped(mappedAfter(['run', 'files'], 3)), 'run of a files job: 3 MiB buffers are mapped');
+    assert.equal(mappedAfter(['run', 'files'], 1.5), 0, 'run of a files job: 1.5 MiB buffers come from the heap (2 MiB)');
+    assert.ok(mostMapped(mappedAfter(['run', 'dump'], 3)), 'run of a stream job: 3 MiB buffers are mapped');
+    assert.equal(mappedAfter(['run', 'dump'], 3, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, 'the control: glibc\'s own (raised) threshold');
+    assert.ok(mostMapped(mappedAfter(['backup', '--source', 'dump'], 3)), 'backup --source of the stream source: the same');
 
     // the daemon and lifeboat serve: started, stopped by SIGTERM once they listen (no job runs: the setting is
     // the process's from its start)
-    const serviceGrew = async (cmd: 'daemon' | 'serve', extra: NodeJS.ProcessEnv): Promise<number> => {
+    const serviceMapped = async (cmd: 'daemon' | 'serve', extra: NodeJS.ProcessEnv): Promise<number> => {
       rmSync(out, { force: true });
       const child = spawn(process.execPath, [...args([cmd]), '--listen', '127.0.0.1:0'], { env: { ...env, LB_PROBE_MIB: '3', ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
       let log = '';
@@ -119,11 +132,11 @@ test('lifeboat run sets what backup --source sets for its source (files and stre
       } finally {
         child.kill('SIGKILL');
       }
-      return (JSON.parse(readFileSync(out, 'utf8')) as { grew: number }).grew;
+      return (JSON.parse(readFileSync(out, 'utf8')) as { mapped: number }).mapped;
     };
     for (const cmd of ['daemon', 'serve'] as const) {
-      assert.ok((await serviceGrew(cmd, {})) >= 3 * MiB, `${cmd}: a 3 MiB buffer is mapped`);
-      assert.equal(await serviceGrew(cmd, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, `${cmd}: the control`);
+      assert.ok(mostMapped(await serviceMapped(cmd, {})), `${cmd}: 3 MiB buffers are mapped`);
+      assert.equal(await serviceMapped(cmd, { LIFEBOAT_MMAP_THRESHOLD: '0' }), 0, `${cmd}: the control`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
