@@ -219,8 +219,18 @@ test('fleet: serve shows every host and its jobs; filters; a run requested from 
   await page.selectOption('#fleet-host', '');
   await page.selectOption('#fleet-service', 'website');
   await shown('beta');
-  // the job sections follow the same filter (rendered with the table; wait rather than race the render)
-  await page.waitForFunction(() => [...document.querySelectorAll('section.agent-jobs')].map((x) => (x as HTMLElement).dataset.agent).join(',') === 'beta', undefined, { timeout: 10_000 });
+  // the job sections follow the same filter (rendered with the table; wait rather than race the render). Once,
+  // under extra load, this wait ran out after the table had shown 'beta': a timeout now says what both showed.
+  const listed = () =>
+    page.evaluate(() => ({
+      hosts: [...document.querySelectorAll('tr.agent-row')].map((r) => (r as HTMLElement).dataset.agent).join(','),
+      sections: [...document.querySelectorAll('section.agent-jobs')].map((x) => (x as HTMLElement).dataset.agent).join(','),
+    }));
+  await page
+    .waitForFunction(() => [...document.querySelectorAll('section.agent-jobs')].map((x) => (x as HTMLElement).dataset.agent).join(',') === 'beta', undefined, { timeout: 30_000 })
+    .catch(async (err: Error) => {
+      throw new Error(`${err.message}; the page shows ${JSON.stringify(await listed().catch(() => 'nothing readable'))}`);
+    });
   await page.selectOption('#fleet-service', '');
   await shown('alpha,beta');
   // run alpha's job from the dashboard: a request that alpha picks up
