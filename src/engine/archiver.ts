@@ -204,7 +204,7 @@ class Archiver {
   /**
    * A re-backup (one with a parent snapshot) runs a full collection at a directory of
    * the walk whenever the JavaScript heap grew by LIFEBOAT_BACKUP_HEAP_GC_MB (default 8; 0: none)
-   * since the last one. The walk promotes every directory's listing, parent tree and nodes to the
+   * past its lowest since the last one (BufferReclaimer heapCap). The walk promotes every directory's listing, parent tree and nodes to the
    * old generation and drops them a directory later; V8 let that garbage, and the buffers it
    * holds, grow to ~20 MB of heap and ~12 MB of ArrayBuffers before collecting: an unchanged
    * re-backup of 1.2 GB / 23k files peaked at 94-95 MB, with this 87-90 (one collection more, 7 ms).

@@ -152,7 +152,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
   /** Every chunk is dropped once written: collect them promptly (see reclaim.ts). */
   // and a full collection every 64 MiB (LIFEBOAT_RESTORE_FULL_GC_MB, 0: none): the old generation's dropped
   // buffers (delta bases of a dump's chunks: ~50 MB more peak RSS without it, docs/benchmarks.md dumprss7)
-  // and one whenever the JavaScript heap grew by 8 MiB since the last (LIFEBOAT_RESTORE_HEAP_GC_MB, 0: none): small
+  // and one whenever the JavaScript heap grew by 8 MiB past its lowest since the last (LIFEBOAT_RESTORE_HEAP_GC_MB, 0: none): small
   // files' promoted per-file state, else left to V8 until its old space is 30+ MB (restore8: peak RSS -10..-15 MB)
   const reclaimer = new BufferReclaimer(16 * 1024 * 1024, envMiB('LIFEBOAT_RESTORE_FULL_GC_MB', 64), envMiB('LIFEBOAT_RESTORE_HEAP_GC_MB', 8));
 
