@@ -36,9 +36,14 @@ export class BlobCache {
     return v;
   }
 
+  /** A plaintext of this many bytes would be kept (set() refuses one larger than a quarter of the bound). */
+  keeps(bytes: number): boolean {
+    return bytes <= this.maxBytes / 4;
+  }
+
   /** Keep a blob; a verified entry is never downgraded by an unverified one with the same id. */
   set(id: string, data: Buffer, verified: boolean): void {
-    if (data.length > this.maxBytes / 4) return;
+    if (!this.keeps(data.length)) return;
     const old = this.map.get(id);
     if (old) {
       if (old.verified && !verified) {
@@ -110,6 +115,11 @@ export class ReadCache {
 
   set(id: string, data: Buffer, verified: boolean, tree: boolean): void {
     (tree ? this.trees : this.data).set(id, data, verified);
+  }
+
+  /** A data blob's plaintext of this many bytes would be kept. */
+  keepsData(bytes: number): boolean {
+    return this.data.keeps(bytes);
   }
 
   markVerified(id: string): void {

@@ -553,6 +553,59 @@ export class Repository {
   }
 
   /**
+   * Private base loads in flight or in use (ownDictParts): `users` decodes hold `p`'s plaintext;
+   * the last to finish frees it (dropOwn). Concurrent deltas on one base (a restore's batch of a
+   * mutated file's chunks) share one load, as the read cache's loads share `inflight`.
+   */
+  private readonly ownBases = new Map<string, { p: Promise<Buffer>; users: number }>();
+  /** Private base loads started (ownDictParts; tests check concurrent deltas share one). */
+  ownBaseLoads = 0;
+
+  /**
+   * The bases of a delta whose plaintext is its caller's alone (loadOwnedBlob: a restore's
+   * delta, a backup's delta base) when it is not read in one go (readChain: a two-base delta).
+   * A base too large for the read cache (more than a quarter of it) is read for the decodes that
+   * need it now (`own`: joined by concurrent ones), not cached, and freed once the last of them
+   * is done (dropOwn): such bases were left to V8's collections (shared buffers, to be cached,
+   * that the cache then refused), +15-35 MB peak RSS in a full restore after a 5% change
+   * (docs/benchmarks.md, "Two-base deltas' bases freed"). Smaller ones go through the read cache as before.
+   */
+  private async ownDictParts(bases: string[], level: number, onMain: boolean): Promise<{ parts: Buffer[]; own: string[] }> {
+    if (level > MAX_DELTA_DEPTH) throw new IntegrityError(`delta chain deeper than the format maximum of ${MAX_DELTA_DEPTH} (damaged index)`);
+    const own: string[] = [];
+    const loads = bases.map((b) => {
+      const be = this.index.get(b);
+      if (!be || this.cache.get(b) || this.cache.keepsData(be.rawLength)) return this.loadBlobAt(b, level, onMain ? 'never' : true, false, onMain);
+      let o = this.ownBases.get(b);
+      if (!o) {
+        o = { p: Promise.resolve().then(async () => (await this.readBlob(b, level, 'never', false, onMain)).data), users: 0 };
+        this.ownBases.set(b, o);
+        this.ownBaseLoads++;
+      }
+      o.users++;
+      own.push(b);
+      return o.p;
+    });
+    try {
+      return { parts: await Promise.all(loads), own };
+    } catch (err) {
+      await Promise.allSettled(loads);
+      this.dropOwn(own);
+      throw err;
+    }
+  }
+
+  /** A decode is done with these private bases (ownDictParts): the last user of one frees it. */
+  private dropOwn(own: string[]): void {
+    for (const b of own) {
+      const o = this.ownBases.get(b);
+      if (!o || --o.users > 0) continue;
+      this.ownBases.delete(b);
+      o.p.then((buf) => this.release(buf), () => undefined);
+    }
+  }
+
+  /**
    * Delta bases for the write path, from a small cache of their own: neighbouring
    * new chunks usually share a base, and a backup must not fill the read cache
    * (up to 96 MiB) with data it will not read again. Small: a base is rarely used more than twice.
@@ -1332,28 +1385,36 @@ export class Repository {
       }
     }
     let dict: Buffer[] | undefined;
+    /** Private bases (ownDictParts) this decode holds: given back once it is done. */
+    let own: string[] | undefined;
     if (e.compression === 2) {
       // Bases first: only one level's sealed bytes are held while the chain is resolved.
       try {
-        dict = await this.loadDictParts(basesOf(e), level + 1, false, onMain);
+        if (cacheable === 'never') ({ parts: dict, own } = await this.ownDictParts(basesOf(e), level + 1, onMain));
+        else dict = await this.loadDictParts(basesOf(e), level + 1, false, onMain);
       } catch (err) {
         throw new IntegrityError(`${what}: its delta base is unreadable: ${(err as Error).message}`);
       }
     }
-    const sealed = await this.readSealed(e, what);
     let data: Buffer;
     let got: string | undefined;
-    // Trees are always checked: they are parsed right away.
-    const hash = verify || e.type === 'tree';
-    if (e.rawLength >= 64 * 1024 && !onMain && !this.decodeInline(e.rawLength)) {
-      // a blob to be cached (a delta base) comes back shared: as a later delta's dictionary it is not copied per job
-      // Not in a backup's encode pool: there the shared bases piled up (a SharedArrayBuffer is freed only once
-      // both threads have collected it; the third daily dump of bench/steps-all.sh peaked at ~380 MB instead of ~270).
-      const shared = cacheable === true && !this.poolInstance;
-      ({ data, id: got } = await this.readPool.decode(sealed, e.compression, e.rawLength, what, dict, { hash, shared }));
-    } else {
-      data = this.codec.decode(sealed, e.compression, e.rawLength, what, dict && (dict.length === 1 ? dict[0] : Buffer.concat(dict)));
-      if (hash) got = blobId(this.key.idKey, data);
+    try {
+      const sealed = await this.readSealed(e, what);
+      // Trees are always checked: they are parsed right away.
+      const hash = verify || e.type === 'tree';
+      if (e.rawLength >= 64 * 1024 && !onMain && !this.decodeInline(e.rawLength)) {
+        // a blob to be cached (a delta base) comes back shared: as a later delta's dictionary it is not copied per job
+        // Not in a backup's encode pool: there the shared bases piled up (a SharedArrayBuffer is freed only once
+        // both threads have collected it; the third daily dump of bench/steps-all.sh peaked at ~380 MB instead of ~270).
+        const shared = cacheable === true && !this.poolInstance;
+        ({ data, id: got } = await this.readPool.decode(sealed, e.compression, e.rawLength, what, dict, { hash, shared }));
+      } else {
+        data = this.codec.decode(sealed, e.compression, e.rawLength, what, dict && (dict.length === 1 ? dict[0] : Buffer.concat(dict)));
+        if (hash) got = blobId(this.key.idKey, data);
+      }
+    } finally {
+      // the decode is over (the read pool's job too): this one no longer holds its private bases
+      if (own) this.dropOwn(own);
     }
     const verified = got !== undefined;
     if (verified && got !== id) {
