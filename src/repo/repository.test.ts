@@ -118,24 +118,39 @@ function dumpRows(n: number, version: number): Buffer {
   return Buffer.from(lines.join('\n'));
 }
 
+/** Stores each blob in a pack of its own (flushed), as a delta on the bases given. */
+function flushedSaver(repo: Repository): (data: Buffer, bases: string[]) => Promise<string> {
+  return async (data, bases) => {
+    const { id } = await repo.saveBlob('data', Buffer.from(data), bases.length ? { deltaBases: bases } : {});
+    await repo.flush();
+    return id;
+  };
+}
+
+/** Delta chains (each version on the one before), stored one after the other: their ids. */
+async function saveChains(save: (data: Buffer, bases: string[]) => Promise<string>, ...chains: Buffer[][]): Promise<string[][]> {
+  const ids: string[][] = [];
+  for (const chain of chains) {
+    const c: string[] = [];
+    for (const [i, v] of chain.entries()) c.push(await save(v, i > 0 ? [c[i - 1]!] : []));
+    ids.push(c);
+  }
+  return ids;
+}
+
 test('a blob on two bases that are delta chains themselves reads back exactly; each base level by level through the cache (shared with the neighbours), not in one go', async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-chain2-'));
   try {
     const a = [0, 1, 2].map((v) => dumpRows(9000, v));
     const b = [0, 1].map((v) => dumpRows(9000, v + 40).subarray(100));
     const repo = await Repository.init(new LocalStorage(dir), 'pw');
-    const save = async (data: Buffer, bases: string[]) => {
-      const { id } = await repo.saveBlob('data', Buffer.from(data), bases.length ? { deltaBases: bases } : {});
-      await repo.flush();
-      return id;
-    };
-    const ia: string[] = [];
-    const ib: string[] = [];
+    const save = flushedSaver(repo);
+    let ia: string[] = [];
+    let ib: string[] = [];
     let x: Buffer;
     let ix: string;
     try {
-      for (const [i, v] of a.entries()) ia.push(await save(v, i > 0 ? [ia[i - 1]!] : []));
-      for (const [i, v] of b.entries()) ib.push(await save(v, i > 0 ? [ib[i - 1]!] : []));
+      [ia, ib] = (await saveChains(save, a, b)) as [string[], string[]];
       // straddles the two: the end of a[2] and the start of b[1]
       x = Buffer.concat([a[2]!.subarray(a[2]!.length >> 1), b[1]!.subarray(0, b[1]!.length >> 1)]);
       ix = await save(x, [ia[2]!, ib[1]!]);
@@ -165,18 +180,13 @@ test('deltas on two bases too large for the read cache, restored (loadOwnedBlob)
     const a = [0, 1].map((v) => dumpRows(20000, v));
     const b = [0, 1].map((v) => dumpRows(20000, v + 40).subarray(100));
     const repo = await Repository.init(new LocalStorage(dir), 'pw');
-    const save = async (data: Buffer, bases: string[]) => {
-      const { id } = await repo.saveBlob('data', Buffer.from(data), bases.length ? { deltaBases: bases } : {});
-      await repo.flush();
-      return id;
-    };
-    const ia: string[] = [];
-    const ib: string[] = [];
+    const save = flushedSaver(repo);
+    let ia: string[] = [];
+    let ib: string[] = [];
     const xs: Buffer[] = [];
     const ix: string[] = [];
     try {
-      for (const [i, v] of a.entries()) ia.push(await save(v, i > 0 ? [ia[i - 1]!] : []));
-      for (const [i, v] of b.entries()) ib.push(await save(v, i > 0 ? [ib[i - 1]!] : []));
+      [ia, ib] = (await saveChains(save, a, b)) as [string[], string[]];
       for (const cut of [2, 3]) {
         // the end of a[1] and the start of b[1], cut in two places
         const x = Buffer.concat([a[1]!.subarray(a[1]!.length - Math.floor(a[1]!.length / cut)), b[1]!.subarray(0, Math.floor(b[1]!.length / cut))]);
