@@ -173,7 +173,7 @@ test('a blob on two bases that are delta chains themselves reads back exactly; e
   }
 });
 
-test('deltas on two bases too large for the read cache, restored (loadOwnedBlob) side by side: one load per base, shared, freed once the last decode is done; a missing base fails and holds nothing', { skip: !codecNative() && 'native addons not built' }, async () => {
+test('deltas on two bases too large for the read cache, restored (loadOwnedBlob) side by side: one load per base, shared, freed once the last decode is done; a damaged base fails and holds nothing', { skip: !codecNative() && 'native addons not built' }, async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-own2-'));
   try {
     // ~1.1 MB each: more than a quarter of the 4 MiB base cache, which keeps none such
