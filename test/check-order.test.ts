@@ -70,7 +70,10 @@ test('check --read-data: packs with deltas or delta bases are read after the wal
       const plain = new Set(entries.map(([, e]) => e.pack).filter((p) => !heavy.has(p)));
       assert.ok(plain.size > 0);
 
-      const res = await checkRepository(repo, { readData: true });
+      // the CLI turns V8's optimizing compiler off here (cli/commands/check.ts): it must come after the walk's
+      // last tree read and before the packs with deltas are read
+      const walkDone: number[] = [];
+      const res = await checkRepository(repo, { readData: true, onWalkDone: () => walkDone.push(log.length) });
       assert.equal(res.ok, true, JSON.stringify(res.problems));
       assert.equal(res.packsRead, res.packs);
 
@@ -82,6 +85,30 @@ test('check --read-data: packs with deltas or delta bases are read after the wal
       assert.ok(lastWalk > 0 && firstHeavy > 0 && firstPlain >= 0);
       assert.ok(firstHeavy > lastWalk, `a pack with deltas was read (log entry ${firstHeavy}) before the walk's last tree read (${lastWalk})`);
       assert.ok(firstPlain < lastWalk, 'the other packs are read beside the walk');
+      assert.equal(walkDone.length, 1, 'onWalkDone is called once');
+      assert.ok(walkDone[0]! > lastWalk && walkDone[0]! <= firstHeavy, `onWalkDone at log entry ${walkDone[0]}: the walk's last tree read is ${lastWalk}, the first delta pack read ${firstHeavy}`);
+
+      // a walk that fails (the snapshots cannot be listed) still says it is over, once
+      const failing = new Proxy(storage, {
+        get(target, prop, recv) {
+          const v = Reflect.get(target, prop, recv) as unknown;
+          if (prop === 'list') {
+            return async (kind: string) => {
+              if (kind === 'snapshot') throw new Error('listing refused');
+              return (v as (k: string) => Promise<unknown>).call(target, kind);
+            };
+          }
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      }) as Storage;
+      const repo2 = await Repository.open(failing, env.LIFEBOAT_PASSWORD);
+      try {
+        let calls = 0;
+        await assert.rejects(checkRepository(repo2, { readData: true, onWalkDone: () => calls++ }), /listing refused/);
+        assert.equal(calls, 1, 'onWalkDone is called once when the walk fails');
+      } finally {
+        await repo2.close();
+      }
     } finally {
       await repo.close();
     }

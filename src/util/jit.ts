@@ -8,7 +8,9 @@ import { setFlagsFromString } from 'node:v8';
  * decode), and the optimizing compiles (a helper thread), their code and the
  * garbage of their deoptimizations cost more CPU and memory than the faster
  * JavaScript saves (docs/benchmarks.md, restore8). The same for check
- * --read-data (its decodes and the packs' SHA-256 run in the pool). Interpreted and baseline
+ * --read-data once its walk of the trees is over (its decodes and the packs' SHA-256 run in
+ * the pool; the walk, every tree decoded and validated on the main thread, is worth
+ * optimizing: docs/benchmarks.md, "check's walk optimized"). Interpreted and baseline
  * (Sparkplug) code give the same results: only speed differs.
  *
  * `LIFEBOAT_RESTORE_OPT=1` keeps the optimizer. True when the flag was set.

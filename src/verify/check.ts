@@ -22,6 +22,8 @@ export interface CheckOptions {
   /** Read only a subset of packs: "n/m" (bucket n of m by pack id) or "x%" (random sample). */
   subset?: string;
   onProgress?: (done: number, total: number) => void;
+  /** Called once the walk of the snapshots' trees is over (also when it failed); the packs' data may still be being read. */
+  onWalkDone?: () => void;
 }
 
 export interface CheckProblem {
@@ -176,10 +178,12 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
     );
   } catch (err) {
     walkEnded();
+    opts.onWalkDone?.();
     await readData?.catch(() => {}); // nothing reads the repository after check returns
     throw err;
   }
   walkEnded();
+  opts.onWalkDone?.();
   for (const id of used.notIndexed()) {
     if (!damagedBlobs.has(id)) damagedBlobs.set(id, 'blob is referenced but not in any index');
   }

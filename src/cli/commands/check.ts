@@ -74,11 +74,17 @@ async function checkCommand(
       ctx.out.info(`rotating check: reading part ${rotation.part} of ${rotation.parts}`);
     }
     // reading the data waits on the thread pool (decode, the packs' SHA-256), not on its JavaScript: no
-    // optimizing compiler from here, as in a restore (util/jit.ts)
-    if (o.readData || o.readDataSubset) withoutOptimizer();
+    // optimizing compiler once the walk of the trees is over, as in a restore (util/jit.ts). The walk itself
+    // (every tree decoded and validated, every blob id looked up) keeps the main thread busy while it lasts:
+    // optimized, check --read-data took 12% less wall time (docs/benchmarks.md, "check's walk optimized").
+    // LIFEBOAT_CHECK_WALK_OPT=0: no optimizing compiler from here, walk included (as before; measurements)
+    const readData = !!(o.readData || o.readDataSubset);
+    const walkUnoptimized = readData && process.env.LIFEBOAT_CHECK_WALK_OPT === '0';
+    if (walkUnoptimized) withoutOptimizer();
     const bar = ctx.out.progress(undefined, 'read data');
     const r = await checkRepository(repo, {
-      readData: !!(o.readData || o.readDataSubset),
+      readData,
+      ...(readData && !walkUnoptimized ? { onWalkDone: () => void withoutOptimizer() } : {}),
       ...(o.readDataSubset ? { subset: o.readDataSubset } : {}),
       onProgress: (d, t) => {
         bar.setTotal(t);
