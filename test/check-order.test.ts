@@ -16,6 +16,17 @@ import { checkRepository } from '../src/verify/check.js';
  */
 const env = { LIFEBOAT_PASSWORD: 'order-pw' };
 
+/** `target` with some of its methods replaced; the others are its own, bound to it. */
+function withMethods(target: Storage, methods: Record<string, (...a: never[]) => unknown>): Storage {
+  return new Proxy(target, {
+    get(t, prop, recv) {
+      if (typeof prop === 'string' && Object.hasOwn(methods, prop)) return methods[prop];
+      const v = Reflect.get(t, prop, recv) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+}
+
 test('check --read-data: packs with deltas or delta bases are read after the walk, the others beside it', { timeout: 180_000 }, async () => {
   const t = tmpDir();
   try {
@@ -36,27 +47,19 @@ test('check --read-data: packs with deltas or delta bases are read after the wal
     const log: Array<{ pack: string; offset: number; length: number }> = [];
     let treeAt = new Set<string>();
     const inner = new LocalStorage(repoDir);
-    const storage = new Proxy(inner, {
-      get(target, prop, recv) {
-        const v = Reflect.get(target, prop, recv) as unknown;
-        if (prop === 'load') {
-          return async (kind: string, name: string, range?: { offset: number; length: number }) => {
-            if (kind === 'data') {
-              log.push({ pack: name, offset: range?.offset ?? 0, length: range?.length ?? -1 });
-              if (range && treeAt.has(`${name}:${range.offset}:${range.length}`)) await new Promise((r) => setTimeout(r, 150));
-            }
-            return inner.load(kind as never, name, range);
-          };
+    const storage = withMethods(inner, {
+      load: async (kind: string, name: string, range?: { offset: number; length: number }) => {
+        if (kind === 'data') {
+          log.push({ pack: name, offset: range?.offset ?? 0, length: range?.length ?? -1 });
+          if (range && treeAt.has(`${name}:${range.offset}:${range.length}`)) await new Promise((r) => setTimeout(r, 150));
         }
-        if (prop === 'loadInto') {
-          return async (kind: string, name: string, offset: number, into: Buffer) => {
-            if (kind === 'data') log.push({ pack: name, offset, length: into.length });
-            return inner.loadInto!(kind as never, name, offset, into);
-          };
-        }
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        return inner.load(kind as never, name, range);
       },
-    }) as Storage;
+      loadInto: async (kind: string, name: string, offset: number, into: Buffer) => {
+        if (kind === 'data') log.push({ pack: name, offset, length: into.length });
+        return inner.loadInto!(kind as never, name, offset, into);
+      },
+    });
     const repo = await Repository.open(storage, env.LIFEBOAT_PASSWORD);
     try {
       const entries = [...repo.index.values()];
@@ -89,18 +92,12 @@ test('check --read-data: packs with deltas or delta bases are read after the wal
       assert.ok(walkDone[0]! > lastWalk && walkDone[0]! <= firstHeavy, `onWalkDone at log entry ${walkDone[0]}: the walk's last tree read is ${lastWalk}, the first delta pack read ${firstHeavy}`);
 
       // a walk that fails (the snapshots cannot be listed) still says it is over, once
-      const failing = new Proxy(storage, {
-        get(target, prop, recv) {
-          const v = Reflect.get(target, prop, recv) as unknown;
-          if (prop === 'list') {
-            return async (kind: string) => {
-              if (kind === 'snapshot') throw new Error('listing refused');
-              return (v as (k: string) => Promise<unknown>).call(target, kind);
-            };
-          }
-          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      const failing = withMethods(storage, {
+        list: async (kind: string) => {
+          if (kind === 'snapshot') throw new Error('listing refused');
+          return storage.list(kind as never);
         },
-      }) as Storage;
+      });
       const repo2 = await Repository.open(failing, env.LIFEBOAT_PASSWORD);
       try {
         let calls = 0;

@@ -148,7 +148,13 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   // RSS median 210 -> 195 MB in 9 interleaved runs, same wall time; docs/benchmarks.md, "check: the delta
   // packs after the walk"); the other packs are read meanwhile.
   let walkEnded!: () => void;
-  const walkDone = new Promise<void>((resolve) => (walkEnded = resolve));
+  const walkDone = new Promise<void>(
+    (resolve) =>
+      (walkEnded = () => {
+        resolve();
+        opts.onWalkDone?.();
+      }),
+  );
   const readData = opts.readData
     ? readAllPacks(repo, selectSubset([...stored.keys()].sort(), opts.subset), stored, opts.onProgress, (n) => (res.blobsProven = n), walkDone)
     : undefined;
@@ -178,12 +184,10 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
     );
   } catch (err) {
     walkEnded();
-    opts.onWalkDone?.();
     await readData?.catch(() => {}); // nothing reads the repository after check returns
     throw err;
   }
   walkEnded();
-  opts.onWalkDone?.();
   for (const id of used.notIndexed()) {
     if (!damagedBlobs.has(id)) damagedBlobs.set(id, 'blob is referenced but not in any index');
   }
