@@ -1,3 +1,4 @@
+import { freeLarge, largeBuffer } from '../util/huge-buffer.js';
 import { availableParallelism } from 'node:os';
 import { IntegrityError, LifeboatError } from '../errors.js';
 import { nativeAddon } from '../util/native.js';
@@ -230,7 +231,7 @@ export class NativeReadPool implements ReadPool {
    */
   private drop(bufs: readonly Uint8Array[]): void {
     if (process.env.LIFEBOAT_NATIVE_DETACH === '0') return;
-    for (const b of bufs) if (b.byteLength > 0 && ownsBuffer(b)) this.addon.detach(b.buffer as ArrayBuffer);
+    for (const b of bufs) if (b.byteLength > 0 && ownsBuffer(b) && !freeLarge(b.buffer as ArrayBuffer)) this.addon.detach(b.buffer as ArrayBuffer);
   }
 
   /** A step's error, or undefined when it succeeded; a skipped step takes the error of its group's failed step. */
@@ -261,7 +262,7 @@ export class NativeReadPool implements ReadPool {
       if (!(Number.isSafeInteger(b.rawLength) && b.rawLength >= 0 && b.rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${b.what}: rawLength ${b.rawLength} exceeds the format maximum`);
       total += b.rawLength;
     }
-    const mem = slab && !(slab instanceof SharedArrayBuffer) && slab.byteLength >= total ? slab : (Buffer.allocUnsafeSlow(Math.max(total, slabBytes)).buffer as ArrayBuffer);
+    const mem = slab && !(slab instanceof SharedArrayBuffer) && slab.byteLength >= total ? slab : ((largeBuffer(Math.max(total, slabBytes)) ?? Buffer.allocUnsafeSlow(Math.max(total, slabBytes))).buffer as ArrayBuffer);
     const plan = new Plan();
     const src = plan.buf(chunk);
     const dst = plan.buf(mem);
@@ -299,7 +300,7 @@ export class NativeReadPool implements ReadPool {
     // `shared` (a delta base for the read cache): in a SharedArrayBuffer, as the decode worker returns it. Its
     // bytes do not count towards this heap's external memory: as plain buffers, the cached and evicted bases of
     // a day-3 dump restore brought about 9 major GCs instead of 1 (+0.15 user s, +6 MB peak RSS)
-    const out = opts.shared ? Buffer.from(new SharedArrayBuffer(rawLength)) : Buffer.allocUnsafeSlow(rawLength);
+    const out = opts.shared ? Buffer.from(new SharedArrayBuffer(rawLength)) : (largeBuffer(rawLength) ?? Buffer.allocUnsafeSlow(rawLength));
     const plan = new Plan();
     const hash = opts.hash !== false;
     const step = { src: plan.buf(sealed), off: 0, len: sealed.length, comp: compression, raw: rawLength, dst: plan.buf(out), flags: F_DECODE | (hash ? F_HASH : 0), group: 0 };
@@ -351,7 +352,7 @@ export class NativeReadPool implements ReadPool {
   async decodeChain(msg: ChainMsg): Promise<{ data: Buffer; id?: string }> {
     if (!msg.rawLength.every((r) => Number.isSafeInteger(r) && r >= 0 && r <= MAX_TREE_BLOB)) throw new IntegrityError(`${msg.what[msg.what.length - 1]}: rawLength exceeds the format maximum`);
     const top = msg.rawLength[msg.rawLength.length - 1]!;
-    const out = Buffer.allocUnsafeSlow(top);
+    const out = largeBuffer(top) ?? Buffer.allocUnsafeSlow(top);
     const plan = new Plan();
     this.chainSteps(plan, msg, 0, plan.buf(out), 0, msg.noHash ? 0 : F_HASH);
     const cost = msg.sealed.reduce((a, x) => a + x.length, 0) + top;

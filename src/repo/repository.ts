@@ -1,3 +1,4 @@
+import { freeLarge } from '../util/huge-buffer.js';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, hostname, tmpdir, userInfo } from 'node:os';
 import zstd from 'zstd-napi';
@@ -1218,6 +1219,10 @@ export class Repository {
    */
   release(buf: Buffer): void {
     if (buf.byteLength === 0 || buf.byteOffset !== 0 || buf.byteLength !== buf.buffer.byteLength || buf.buffer instanceof SharedArrayBuffer) return;
+    if (freeLarge(buf.buffer as ArrayBuffer)) {
+      this.released++;
+      return;
+    }
     const addon = codecNative();
     if (!addon) return;
     addon.detach(buf.buffer as ArrayBuffer);

@@ -1,3 +1,4 @@
+import { largeBuffer } from '../util/huge-buffer.js';
 import { promises as fsp, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -197,7 +198,7 @@ export class LocalStorage implements Storage {
     const file = this.file(type, name);
     try {
       if (!range) return await fsp.readFile(file);
-      const buf = Buffer.allocUnsafe(range.length);
+      const buf = largeBuffer(range.length) ?? Buffer.allocUnsafe(range.length);
       await this.readRange(file, type, name, range.offset, buf);
       return buf;
     } catch (err) {

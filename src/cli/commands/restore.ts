@@ -7,6 +7,7 @@ import { type CliContext, streamCommandSettings } from '../context.js';
 import type { Repository } from '../../repo/repository.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
 import { withoutOptimizer } from '../../util/jit.js';
+import { useHugeBuffers } from '../../util/huge-buffer.js';
 import { mallocSettings } from '../../util/malloc.js';
 
 interface RestoreOpts {
@@ -110,7 +111,12 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         // (util/jit.ts; after the index is loaded, whose loops are worth optimizing)
         withoutOptimizer();
         // a files restore's large buffers (deltas' plaintexts, bases) get mappings of their own (util/malloc.ts)
-        if (snap.stream === undefined) mallocSettings('filesRestore');
+        if (snap.stream === undefined) {
+          mallocSettings('filesRestore');
+          // and those of 1 MiB or more are whole huge pages: one page fault per 2 MiB, not 512 (util/huge-buffer.ts).
+          // Only with the C codec: its buffers never go to a worker thread (Node will not transfer them)
+          if (repo.readPool.native) useHugeBuffers();
+        }
         const bar = ctx.out.progress(snap.summary?.totalBytes, 'restore');
         const s = await restoreSnapshot(repo, snap, {
           target: o.target!,
