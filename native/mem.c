@@ -141,11 +141,17 @@ static napi_value js_huge_free(napi_env env, napi_callback_info info) {
   huge_map *h = NULL;
   bool ok = false;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 1 && napi_unwrap(env, argv[0], (void **)&h) == napi_ok && h &&
-      napi_get_arraybuffer_info(env, argv[0], &data, &n) == napi_ok && data == h->map && !h->freed &&
-      napi_detach_arraybuffer(env, argv[0]) == napi_ok) {
-    munmap(h->map, h->len);
+      napi_get_arraybuffer_info(env, argv[0], &data, &n) == napi_ok && data == h->map && !h->freed) {
+    /* marked first and `h` not touched after the detach: should the finalizer run within it, it frees only `h` */
+    void *map = h->map;
+    size_t len = h->len;
     h->freed = 1;
-    ok = true;
+    if (napi_detach_arraybuffer(env, argv[0]) == napi_ok) {
+      munmap(map, len);
+      ok = true;
+    } else {
+      h->freed = 0;
+    }
   }
   napi_value r;
   napi_get_boolean(env, ok, &r);

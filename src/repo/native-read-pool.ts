@@ -1,7 +1,7 @@
-import { freeLarge, largeBuffer } from '../util/huge-buffer.js';
 import { availableParallelism } from 'node:os';
 import { IntegrityError, LifeboatError } from '../errors.js';
 import { nativeAddon } from '../util/native.js';
+import { freeLarge, largeBuffer } from '../util/huge-buffer.js';
 import { ByteBudget } from '../util/sync.js';
 import type { MasterKey } from './crypto.js';
 import { type Compression, MAX_TREE_BLOB } from './pack.js';
@@ -262,7 +262,8 @@ export class NativeReadPool implements ReadPool {
       if (!(Number.isSafeInteger(b.rawLength) && b.rawLength >= 0 && b.rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${b.what}: rawLength ${b.rawLength} exceeds the format maximum`);
       total += b.rawLength;
     }
-    const mem = slab && !(slab instanceof SharedArrayBuffer) && slab.byteLength >= total ? slab : ((largeBuffer(Math.max(total, slabBytes)) ?? Buffer.allocUnsafeSlow(Math.max(total, slabBytes))).buffer as ArrayBuffer);
+    const size = Math.max(total, slabBytes);
+    const mem = slab && !(slab instanceof SharedArrayBuffer) && slab.byteLength >= total ? slab : ((largeBuffer(size) ?? Buffer.allocUnsafeSlow(size)).buffer as ArrayBuffer);
     const plan = new Plan();
     const src = plan.buf(chunk);
     const dst = plan.buf(mem);

@@ -1,4 +1,3 @@
-import { freeLarge } from '../util/huge-buffer.js';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, hostname, tmpdir, userInfo } from 'node:os';
 import zstd from 'zstd-napi';
@@ -6,6 +5,7 @@ import zstdBinding from 'zstd-napi/binding.js';
 import { IntegrityError, LifeboatError, type LockLostError, NoRepositoryError, NotFoundError } from '../errors.js';
 import type { Storage } from '../storage/types.js';
 import { AppendOnlyError } from '../storage/retry.js';
+import { freeLarge } from '../util/huge-buffer.js';
 import { ByteBudget, LruCache, Semaphore, mapLimit } from '../util/sync.js';
 import { ReadCache } from './blob-cache.js';
 import { BufferReclaimer } from '../util/reclaim.js';

@@ -1,7 +1,7 @@
-import { largeBuffer } from '../util/huge-buffer.js';
 import { promises as fsp, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { largeBuffer } from '../util/huge-buffer.js';
 import { ExitCode, NotFoundError, LifeboatError } from '../errors.js';
 import { type FileType, type ObjectInfo, type Storage, objectPath, typeDir } from './types.js';
 import { ReadOnlyStorageError, type StorageTimeouts, formatMs, resolveTimeouts, storageCall } from './retry.js';
