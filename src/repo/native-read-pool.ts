@@ -53,6 +53,18 @@ export function codecNative(): CodecAddon | undefined {
   return process.env.LIFEBOAT_NATIVE_READ === '0' ? undefined : nativeAddon<CodecAddon>('codec');
 }
 
+/**
+ * Free a buffer's memory now instead of at a later collection (nothing may use it afterwards): one
+ * made in huge pages is unmapped (util/huge-buffer.ts), any other detached through the C codec.
+ * False when neither could be done (no codec): the collector frees it.
+ */
+export function freeNow(ab: ArrayBuffer, addon: CodecAddon | undefined = codecNative()): boolean {
+  if (freeLarge(ab)) return true;
+  if (!addon) return false;
+  addon.detach(ab);
+  return true;
+}
+
 const STEP = 12;
 const S_OK = 0;
 const S_RANGE = 1;
@@ -231,7 +243,7 @@ export class NativeReadPool implements ReadPool {
    */
   private drop(bufs: readonly Uint8Array[]): void {
     if (process.env.LIFEBOAT_NATIVE_DETACH === '0') return;
-    for (const b of bufs) if (b.byteLength > 0 && ownsBuffer(b) && !freeLarge(b.buffer as ArrayBuffer)) this.addon.detach(b.buffer as ArrayBuffer);
+    for (const b of bufs) if (b.byteLength > 0 && ownsBuffer(b)) freeNow(b.buffer as ArrayBuffer, this.addon);
   }
 
   /** A step's error, or undefined when it succeeded; a skipped step takes the error of its group's failed step. */

@@ -5,7 +5,6 @@ import zstdBinding from 'zstd-napi/binding.js';
 import { IntegrityError, LifeboatError, type LockLostError, NoRepositoryError, NotFoundError } from '../errors.js';
 import type { Storage } from '../storage/types.js';
 import { AppendOnlyError } from '../storage/retry.js';
-import { freeLarge } from '../util/huge-buffer.js';
 import { ByteBudget, LruCache, Semaphore, mapLimit } from '../util/sync.js';
 import { ReadCache } from './blob-cache.js';
 import { BufferReclaimer } from '../util/reclaim.js';
@@ -32,8 +31,8 @@ import {
   basesOf,
 } from './pack.js';
 import { PackFileWriter } from './pack-file.js';
-import { WorkerPool } from './pool.js';
-import { NativeReadPool, type ReadPool, codecNative } from './native-read-pool.js';
+import { WorkerPool, ownsBuffer } from './pool.js';
+import { NativeReadPool, type ReadPool, codecNative, freeNow } from './native-read-pool.js';
 import { NativeEncodePool, encodeNative } from './native-encode-pool.js';
 import { type SlabPool, decodeRange } from './chunk-decode.js';
 import { type Snapshot, type SnapshotWithId, validateSnapshot } from './snapshot.js';
@@ -1218,15 +1217,7 @@ export class Repository {
    * V8's collections did not free before the next ones were read (docs/benchmarks.md, dumprss7).
    */
   release(buf: Buffer): void {
-    if (buf.byteLength === 0 || buf.byteOffset !== 0 || buf.byteLength !== buf.buffer.byteLength || buf.buffer instanceof SharedArrayBuffer) return;
-    if (freeLarge(buf.buffer as ArrayBuffer)) {
-      this.released++;
-      return;
-    }
-    const addon = codecNative();
-    if (!addon) return;
-    addon.detach(buf.buffer as ArrayBuffer);
-    this.released++;
+    if (buf.byteLength > 0 && ownsBuffer(buf) && freeNow(buf.buffer as ArrayBuffer)) this.released++;
   }
 
   /**
