@@ -11,6 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import v8 from 'node:v8';
 
 const out = process.env.LIFEBOAT_RSS_PROBE;
+// LIFEBOAT_RSS_PROBE_TRACE=1: every 10th sample to stderr as `probe <epoch ms> <json>` (LIFEBOAT_RSS_PROBE_MS: the sampling interval).
 // LIFEBOAT_RSS_PROBE_GC=<ms> (with node --expose-gc): a full GC in every thread that often, to tell garbage from live memory
 const gcEvery = Number(process.env.LIFEBOAT_RSS_PROBE_GC) || 0;
 const gcType = process.env.LIFEBOAT_RSS_PROBE_GCTYPE ?? 'major';
@@ -71,7 +72,7 @@ if (isMainThread && out) {
     for (const [k, v] of Object.entries(s)) peak[k] = Math.max(peak[k] ?? 0, v);
     if (s.VmRSS >= (atPeak.VmRSS ?? 0)) atPeak = s;
     maxWorkers = Math.max(maxWorkers, workers.size);
-    if (process.env.LIFEBOAT_RSS_PROBE_TRACE && ++tick % 10 === 0) process.stderr.write(`probe ${JSON.stringify(s)}\n`);
+    if (process.env.LIFEBOAT_RSS_PROBE_TRACE && ++tick % 10 === 0) process.stderr.write(`probe ${Date.now()} ${JSON.stringify(s)}\n`);
   };
   setInterval(sample, Number(process.env.LIFEBOAT_RSS_PROBE_MS) || 50).unref();
   process.on('exit', () => {

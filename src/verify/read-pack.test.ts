@@ -213,15 +213,39 @@ test('readPackData with ProvenBlobs: bases proven while the deeper pack is read 
   }
 });
 
-test('readPackData: a delta whose base has two bases verifies through the read cache, and its dictionary counts towards the collections of such buffers', async () => {
+test('readPackData: a delta whose base has two bases verifies from bases decoded for it alone (C codec: nothing cached, each freed once its job is done; else through the read cache, counted towards its collections); a damaged base two levels down fails it, named', async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-read-pack-dict-'));
-  const { repo: r, packs } = await deltaRepo(dir, [['v0', 'other'], ['v1', 'top', 'top2'], ['top3']]);
+  const { repo: r, id, packs, damage } = await deltaRepo(dir, [['v0', 'other'], ['v1', 'top', 'top2'], ['top3']]);
+  const cached = () => (r as unknown as { cache: { size: number } }).cache.size;
+  const native = !!r.readPool.native;
   try {
     const tp = packs[2]!;
-    const before = dictReclaimer.totalDropped;
+    const dropped = dictReclaimer.totalDropped;
+    const released = r.released;
     const ok = await readPackData(r, tp.id, tp.size, new RangeBuffers());
     assert.deepEqual({ hashOk: ok.hashOk, damaged: ok.damaged }, { hashOk: true, damaged: [] });
-    assert.equal(dictReclaimer.totalDropped - before, rows(6000, 2).length + 50_000 + 1, 'top2, the dictionary of top3');
+    if (native) {
+      assert.equal(cached(), 0, 'no base went through the read cache');
+      assert.equal(r.released - released, 3, "v1 and other (top2's bases) once top2 was decoded, then top2 (top3's dictionary) once top3 was verified");
+      assert.equal(dictReclaimer.totalDropped, dropped);
+    } else {
+      assert.equal(dictReclaimer.totalDropped - dropped, rows(6000, 2).length + 50_000 + 1, 'top2, the dictionary of top3');
+    }
+    // other (a base of top2) damaged: top3 fails, named after it; v1, decoded beside it, is freed all the same
+    const bp = await damage('other');
+    (r as unknown as { cache: { clear(): void } }).cache.clear();
+    const released2 = r.released;
+    const bad = await readPackData(r, tp.id, tp.size, new RangeBuffers());
+    assert.equal(bad.hashOk, true);
+    assert.deepEqual(
+      bad.damaged.map(([x]) => x),
+      [id.top3],
+    );
+    assert.match(bad.damaged[0]![1], new RegExp(`blob ${id.other} in pack ${bp}: authentication failed`));
+    if (native) {
+      assert.equal(r.released - released2, 1, 'v1');
+      assert.equal(cached(), 0);
+    }
   } finally {
     await r.close();
     await fsp.rm(dir, { recursive: true, force: true });

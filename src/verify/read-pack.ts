@@ -237,6 +237,8 @@ export async function readPackData(
     };
     let jobs: ChunkBlob[] = [];
     let sent: PackBlob[] = [];
+    /** The bases decoded for the jobs in `jobs` alone (Repository.ownedBases): freed once their job is done. */
+    let owned: Buffer[] = [];
     // With the C codec, a range whose deltas' bases come to more than GROUP_BYTES of decoding goes in
     // several jobs on the pool's threads at once: a dump's deltas are small, and one range held the
     // whole day's (a chain of four levels each), decoded one after the other on one core
@@ -247,13 +249,20 @@ export async function readPackData(
     const flush = async (): Promise<void> => {
       const j = jobs;
       const list2 = sent;
+      const held = owned;
       jobs = [];
       sent = [];
+      owned = [];
       cost = 0;
-      const p = repo.readPool.verifyChunk(data, j, false).then(({ results, proven: got }) => {
-        proven?.add(got);
-        settle(list2, results);
-      });
+      const p = repo.readPool
+        .verifyChunk(data, j, false)
+        .then(({ results, proven: got }) => {
+          proven?.add(got);
+          settle(list2, results);
+        })
+        .finally(() => {
+          for (const x of held) repo.release(x);
+        });
       groups.push(p);
       // (p is awaited below)
       const q: Promise<void> = p.then(
@@ -292,9 +301,15 @@ export async function readPackData(
           if (chains && proven && split) {
             for (const c of chains) if (c.ids) c.prove = c.ids.map((id) => proven.wanted(id));
           }
+          // a base with two bases (or on a chain through one): decoded for this blob alone, freed after its job
+          const own = chains || !split ? undefined : await repo.ownedBases(basesOf(b));
           if (chains) {
             job.chains = chains;
             for (const c of chains) for (const r of c.rawLength) cost += r;
+          } else if (own) {
+            job.dict = own;
+            owned.push(...own);
+            for (const x of own) cost += x.length;
           } else {
             job.dict = await repo.loadDict(basesOf(b), 1, false);
             // (decoded level by level into shared buffers the read cache holds a few of: those it lets go are
