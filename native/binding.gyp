@@ -78,6 +78,11 @@
       "cflags": ["-O2", "-Wall"]
     },
     {
+      "target_name": "indexscan",
+      "sources": ["index-scan.c"],
+      "cflags": ["-O2", "-Wall"]
+    },
+    {
       "target_name": "mem",
       "sources": ["mem.c"],
       "cflags": ["-O2", "-Wall"]

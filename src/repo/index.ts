@@ -1,5 +1,6 @@
 import { IntegrityError } from '../errors.js';
 import { decodeHexId, isHexId } from './hex-id.js';
+import type { IndexScan } from './index-scan.js';
 import { type BlobType, type Compression, type PackBlob, MAX_DELTA_DEPTH, basesOf, blobEntryProblem, checkPackBlob } from './pack.js';
 
 /** Where a blob lives, plus what is needed to decode it. */
@@ -142,27 +143,63 @@ class ExtraTable {
     return this.count;
   }
 
-  /** Store an entry's extra fields; returns its number (1-based). */
-  add(sf: readonly number[] | undefined, base: string | undefined, base2: string | undefined): number {
+  /** A new record (its number, 0-based), zeroed. */
+  private newRecord(): number {
     const x = this.count++;
     if ((x & ((1 << XREC_BITS) - 1)) === 0) this.recs.push(new Uint32Array(4 << XREC_BITS));
     const rec = this.recs[x >>> XREC_BITS]!;
     const r = (x & ((1 << XREC_BITS) - 1)) * 4;
     rec[r] = rec[r + 1] = rec[r + 2] = rec[r + 3] = 0;
-    // One pass: copy and check at once (checked entries always fit; anything else is kept as an object).
+    return x;
+  }
+
+  /** Room for n sketch words in the last chunk (a new chunk when they do not fit); the position in it. */
+  private sfRoom(n: number): number {
+    if (this.sfUsed + n > 1 << XSF_BITS) {
+      this.sfs.push(new Uint32Array(1 << XSF_BITS));
+      this.sfUsed = 0;
+    }
+    return this.sfUsed;
+  }
+
+  /** Room for n base ids in the last chunk (a new chunk when they do not fit); the position in it. */
+  private idRoom(n: number): number {
+    if (this.idUsed + n > 1 << XID_BITS) {
+      this.ids.push(Buffer.alloc(32 << XID_BITS));
+      this.idUsed = 0;
+    }
+    return this.idUsed;
+  }
+
+  /** Point record x at the sketch words and base ids just written at sfPos / idPos, and count them as used. */
+  private commit(x: number, sfLen: number, sfPos: number, bases: number, idPos: number, hasSf: boolean): void {
+    const rec = this.recs[x >>> XREC_BITS]!;
+    const r = (x & ((1 << XREC_BITS) - 1)) * 4;
     let flags = 0;
+    if (hasSf) {
+      rec[r] = (this.sfs.length - 1) * (1 << XSF_BITS) + sfPos;
+      this.sfUsed += sfLen;
+      flags |= X_SF | (sfLen << 8);
+    }
+    if (bases > 0) {
+      rec[r + 2] = (this.ids.length - 1) * (1 << XID_BITS) + idPos;
+      this.idUsed += bases;
+      flags |= X_BASE | (bases === 2 ? X_BASE2 : 0);
+    }
+    rec[r + 1] = flags;
+  }
+
+  /** Store an entry's extra fields; returns its number (1-based). */
+  add(sf: readonly number[] | undefined, base: string | undefined, base2: string | undefined): number {
+    const x = this.newRecord();
+    // One pass: copy and check at once (checked entries always fit; anything else is kept as an object).
     let sfPos = 0;
-    let sfChunk: Uint32Array | undefined;
     let fits = true;
     if (sf) {
       if (sf.length > 16) fits = false;
       else {
-        if (this.sfUsed + sf.length > 1 << XSF_BITS) {
-          this.sfs.push(new Uint32Array(1 << XSF_BITS));
-          this.sfUsed = 0;
-        }
-        sfChunk = this.sfs[this.sfs.length - 1]!;
-        sfPos = this.sfUsed;
+        sfPos = this.sfRoom(sf.length);
+        const sfChunk = this.sfs[this.sfs.length - 1]!;
         for (let i = 0; i < sf.length; i++) {
           const v = sf[i]!;
           if (v >>> 0 !== v) {
@@ -175,13 +212,8 @@ class ExtraTable {
     }
     let idPos = 0;
     if (fits && base) {
-      const n = base2 ? 2 : 1;
-      if (this.idUsed + n > 1 << XID_BITS) {
-        this.ids.push(Buffer.alloc(32 << XID_BITS));
-        this.idUsed = 0;
-      }
+      idPos = this.idRoom(base2 ? 2 : 1);
       const chunk = this.ids[this.ids.length - 1]!;
-      idPos = this.idUsed;
       fits = hexInto(base, chunk, idPos * 32) && (!base2 || hexInto(base2, chunk, idPos * 32 + 32));
     }
     if (!fits) {
@@ -193,17 +225,27 @@ class ExtraTable {
       this.odd.set(x, o);
       return x + 1;
     }
-    if (sf) {
-      rec[r] = (this.sfs.length - 1) * (1 << XSF_BITS) + sfPos;
-      this.sfUsed += sf.length;
-      flags |= X_SF | (sf.length << 8);
+    this.commit(x, sf ? sf.length : 0, sfPos, base ? (base2 ? 2 : 1) : 0, idPos, !!sf);
+    return x + 1;
+  }
+
+  /**
+   * add() from columns (index-scan.ts): sfLen words of `sf` from sfAt (sfLen 0: no
+   * sketch), `bases` ids (0-2) of 32 bytes in `ids` from idAt. Returns the number (1-based).
+   */
+  addRaw(sf: Uint32Array, sfAt: number, sfLen: number, ids: Buffer, idAt: number, bases: number): number {
+    const x = this.newRecord();
+    let sfPos = 0;
+    if (sfLen > 0) {
+      sfPos = this.sfRoom(sfLen);
+      this.sfs[this.sfs.length - 1]!.set(sf.subarray(sfAt, sfAt + sfLen), sfPos);
     }
-    if (base) {
-      rec[r + 2] = (this.ids.length - 1) * (1 << XID_BITS) + idPos;
-      this.idUsed += base2 ? 2 : 1;
-      flags |= X_BASE | (base2 ? X_BASE2 : 0);
+    let idPos = 0;
+    if (bases > 0) {
+      idPos = this.idRoom(bases);
+      ids.copy(this.ids[this.ids.length - 1]!, idPos * 32, idAt * 32, (idAt + bases) * 32);
     }
-    rec[r + 1] = flags;
+    this.commit(x, sfLen, sfPos, bases, idPos, sfLen > 0);
     return x + 1;
   }
 
@@ -515,27 +557,8 @@ export class MasterIndex {
       }
       if (this.rejected.size > 0) this.rejected.delete(b.id); // another copy of the blob is usable
       if (packNo < 0) packNo = this.packNumber(pack);
-      if ((this.count + 1) * 2 > this.table.length) this.grow();
-      const slot = this.count;
-      if ((slot & MASK) === 0) this.blocks.push(this.spare.pop() ?? newBlock());
-      const blk = this.blocks[slot >>> BLOCK_BITS]!;
-      const i = slot & MASK;
-      blk.ids32.set(this.key32, i * 8);
-      blk.pack[i] = packNo;
-      blk.offset[i] = b.offset;
-      blk.length[i] = b.length;
-      blk.rawLength[i] = b.rawLength;
-      blk.flags[i] = (b.compression & 3) | (b.type === 'tree' ? F_TREE : 0);
-      blk.depth[i] = 0;
-      blk.extra[i] = 0;
-      if (b.sf || b.base) blk.extra[i] = this.extras.add(b.sf, b.base || undefined, b.base ? b.base2 || undefined : undefined);
-      // insert into the table
-      const t = this.table;
-      const m = t.length - 1;
-      let h = this.key32[0]! & m;
-      while (t[h] !== 0) h = (h + 1) & m;
-      t[h] = slot + 1;
-      this.count++;
+      const extra = b.sf || b.base ? this.extras.add(b.sf, b.base || undefined, b.base ? b.base2 || undefined : undefined) : 0;
+      const slot = this.insertKey(packNo, b.offset, b.length, b.rawLength, (b.compression & 3) | (b.type === 'tree' ? F_TREE : 0), extra);
       if (b.base && !deferDepths) {
         let d = 0;
         for (const x of basesOf(b)) {
@@ -552,6 +575,68 @@ export class MasterIndex {
       if (this.missingBases.delete(b.id)) recompute = true;
     }
     if (recompute && !deferDepths) this.computeDepths();
+  }
+
+  /** A new slot for the blob whose id is in this.key (not in the index yet), filled and in the hash table. */
+  private insertKey(packNo: number, offset: number, length: number, rawLength: number, flags: number, extra: number): number {
+    if ((this.count + 1) * 2 > this.table.length) this.grow();
+    const slot = this.count;
+    if ((slot & MASK) === 0) this.blocks.push(this.spare.pop() ?? newBlock());
+    const blk = this.blocks[slot >>> BLOCK_BITS]!;
+    const i = slot & MASK;
+    blk.ids32.set(this.key32, i * 8);
+    blk.pack[i] = packNo;
+    blk.offset[i] = offset;
+    blk.length[i] = length;
+    blk.rawLength[i] = rawLength;
+    blk.flags[i] = flags;
+    blk.depth[i] = 0;
+    blk.extra[i] = extra;
+    const t = this.table;
+    const m = t.length - 1;
+    let h = this.key32[0]! & m;
+    while (t[h] !== 0) h = (h + 1) & m;
+    t[h] = slot + 1;
+    this.count++;
+    return slot;
+  }
+
+  /**
+   * addFile() for an index file read by the C scanner (index-scan.ts): the same
+   * entries, from its columns, without an object per blob. Its entries are the
+   * checked ones (the scanner declines a file with any other); call
+   * computeDepths() after the last file, as after addFile().
+   */
+  addScanned(name: string, s: IndexScan): void {
+    const packs = s.packEnd.length;
+    const names: string[] = [];
+    for (let p = 0; p < packs; p++) names.push(s.packIds.toString('hex', p * 32, p * 32 + 32));
+    this.files.set(name, names);
+    const k = this.key;
+    let j = 0;
+    let sfAt = 0;
+    let baseAt = 0;
+    for (let p = 0; p < packs; p++) {
+      let packNo = -1;
+      for (const end = s.packEnd[p]!; j < end; j++) {
+        const f = s.num[j * 4 + 3]!;
+        const sfLen = (f >>> 8) & 31;
+        const bases = f & (1 << 17) ? 2 : f & (1 << 16) ? 1 : 0;
+        s.ids.copy(k, 0, j * 32, j * 32 + 32);
+        if (this.findKey() < 0) {
+          if (this.rejected.size > 0 || this.missingBases.size > 0) {
+            const id = k.toString('hex');
+            this.rejected.delete(id); // another copy of the blob is usable
+            this.missingBases.delete(id);
+          }
+          if (packNo < 0) packNo = this.packNumber(names[p]!);
+          const extra = sfLen > 0 || bases > 0 ? this.extras.addRaw(s.sf, sfAt, sfLen, s.bases, baseAt, bases) : 0;
+          this.insertKey(packNo, s.num[j * 4]!, s.num[j * 4 + 1]!, s.num[j * 4 + 2]!, (f & 3) | (f & 4 ? F_TREE : 0), extra);
+        }
+        sfAt += sfLen;
+        baseAt += bases;
+      }
+    }
   }
 
   /**

@@ -13,6 +13,7 @@ import { BlobCodec, SKETCH_MIN, decompressCapped } from './codec.js';
 import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './crypto.js';
 import { hmacSha256Async } from '../util/stream-hash.js';
 import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
+import { scanIndexJson } from './index-scan.js';
 import { createKeyFile, openWithPassword } from './keys.js';
 import { DEFAULT_LEASE_MS, Lock, READ_ONLY_OPERATIONS } from './lock.js';
 import { type SketchIndex, superFeatures, superFeaturesAsync } from './sketch.js';
@@ -163,16 +164,28 @@ let jsonDctx: InstanceType<typeof zstdBinding.DCtx> | undefined;
  * would decompress to more, is refused before (or while, never after) inflating it.
  */
 export function openJson(key: Buffer, sealed: Buffer, what: string, maxBytes = MAX_JSON): unknown {
+  return parseJson(openJsonBytes(key, sealed, what, maxBytes), what);
+}
+
+/** The JSON text of a sealed JSON object (openJson without the parse). */
+export function openJsonBytes(key: Buffer, sealed: Buffer, what: string, maxBytes = MAX_JSON): Buffer {
   if (sealed.length > maxBytes + SEAL_OVERHEAD + 1) {
     throw new IntegrityError(`${what}: ${sealed.length} bytes is larger than the format maximum (${maxBytes} bytes of JSON)`);
   }
   const body = open(key, sealed, what);
   if (body.length < 1) throw new IntegrityError(`${what}: empty`);
-  let json: Buffer;
   try {
-    if (body[0] === 0) json = body.subarray(1);
-    else if (body[0] === 1) json = decompressCapped((jsonDctx ??= new zstdBinding.DCtx()), body.subarray(1), maxBytes);
-    else throw new Error(`unknown encoding ${body[0]}`);
+    if (body[0] === 0) return body.subarray(1);
+    if (body[0] === 1) return decompressCapped((jsonDctx ??= new zstdBinding.DCtx()), body.subarray(1), maxBytes);
+    throw new Error(`unknown encoding ${body[0]}`);
+  } catch (err) {
+    throw new IntegrityError(`${what}: cannot decode (${(err as Error).message})`);
+  }
+}
+
+/** JSON text from openJsonBytes, parsed (a malformed one is an IntegrityError, as from openJson). */
+function parseJson(json: Buffer, what: string): unknown {
+  try {
     return JSON.parse(json.toString('utf8'));
   } catch (err) {
     throw new IntegrityError(`${what}: cannot decode (${(err as Error).message})`);
@@ -404,8 +417,11 @@ export class Repository {
         }
         const raw = await this.storage.load('index', f.name);
         if (sha256(raw) !== f.name) throw new IntegrityError(`index ${f.name}: file content does not match its name`);
-        const idx = validateIndexFile(openJson(this.key.encKey, raw, `index ${f.name}`, MAX_INDEX_JSON), f.name);
-        this.index.addFile(f.name, idx);
+        const json = openJsonBytes(this.key.encKey, raw, `index ${f.name}`, MAX_INDEX_JSON);
+        // the C scanner takes a file in the form Lifeboat writes; anything else is parsed and checked as before
+        const scanned = scanIndexJson(json);
+        if (scanned) this.index.addScanned(f.name, scanned);
+        else this.index.addFile(f.name, validateIndexFile(parseJson(json, `index ${f.name}`), f.name));
       } catch (err) {
         if (err instanceof IntegrityError || err instanceof NotFoundError) this.indexErrors.set(f.name, err);
         else throw err;
