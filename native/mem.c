@@ -158,6 +158,64 @@ static napi_value js_huge_free(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/*
+ * dropExecutableText(): the node executable's read-only pages unmapped from this process
+ * (madvise MADV_DONTNEED), to be mapped again from the page cache where they are still used
+ * (src/util/startup-text.ts). Only the pages wholly inside a loadable segment of the executable
+ * that cannot be written (its program headers, through dl_iterate_phdr): the loader never writes
+ * them (its relocations go to the writable segment, whose read-only-after-relocation part, RELRO,
+ * is in that segment), so they hold exactly the file's bytes and nothing is lost; nothing at all
+ * for an executable with text relocations. Returns the kB of address range given back; -1 where
+ * it cannot be done (not Linux with glibc's dl_iterate_phdr).
+ */
+#if defined(__linux__) && defined(__GLIBC__)
+#include <elf.h>
+#include <link.h>
+#include <unistd.h>
+
+typedef struct {
+  double kB;
+  int seen;
+} drop_state;
+
+static int drop_segments(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  drop_state *st = data;
+  /* the first object is the executable itself */
+  if (st->seen++) return 1;
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_DYNAMIC) continue;
+    /* text relocations: the loader wrote into read-only segments */
+    for (const ElfW(Dyn) *d = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr); d->d_tag != DT_NULL; d++)
+      if (d->d_tag == DT_TEXTREL || (d->d_tag == DT_FLAGS && (d->d_un.d_val & DF_TEXTREL))) return 1;
+  }
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || (ph->p_flags & PF_W) || ph->p_memsz == 0) continue;
+    /* whole pages inside the segment only: a page shared with a neighbour is left */
+    uintptr_t lo = (info->dlpi_addr + ph->p_vaddr + page - 1) & ~(page - 1);
+    uintptr_t hi = (info->dlpi_addr + ph->p_vaddr + ph->p_filesz) & ~(page - 1);
+    if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) st->kB += (double)((hi - lo) >> 10);
+  }
+  return 1;
+}
+#endif
+
+static napi_value js_drop_executable_text(napi_env env, napi_callback_info info) {
+  (void)info;
+  double dropped = -1;
+#if defined(__linux__) && defined(__GLIBC__)
+  drop_state st = {0, 0};
+  dl_iterate_phdr(drop_segments, &st);
+  dropped = st.kB;
+#endif
+  napi_value r;
+  napi_create_double(env, dropped, &r);
+  return r;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value f;
   napi_create_function(env, "mmapThreshold", NAPI_AUTO_LENGTH, js_mmap_threshold, NULL, &f);
@@ -170,6 +228,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "hugeBuffer", f);
   napi_create_function(env, "hugeFree", NAPI_AUTO_LENGTH, js_huge_free, NULL, &f);
   napi_set_named_property(env, exports, "hugeFree", f);
+  napi_create_function(env, "dropExecutableText", NAPI_AUTO_LENGTH, js_drop_executable_text, NULL, &f);
+  napi_set_named_property(env, exports, "dropExecutableText", f);
   return exports;
 }
 

@@ -10,6 +10,7 @@ import { Repository } from '../repo/repository.js';
 import { withoutIncrementalMarking } from '../util/jit.js';
 import { mallocSettings, releaseIdleMemory } from '../util/malloc.js';
 import { secretText } from '../util/secret-text.js';
+import { releaseStartupText } from '../util/startup-text.js';
 import type { Storage } from '../storage/types.js';
 import { makeOutput, type Output } from './output.js';
 import { promptPasswordSync } from './prompt.js';
@@ -151,6 +152,8 @@ export class CliContext {
     // bulk: the index is loaded (its parse garbage is what incremental marking keeps small: 1M
     // blobs opened at 194 MB with it, 261 MB without) and what follows moves data through Buffers
     if (opts.bulk) streamCommandSettings();
+    // the command's start-up is over: the executable's pages only it used are given back (util/startup-text.ts)
+    releaseStartupText();
     return repo;
   }
 
@@ -223,11 +226,13 @@ export function streamCommandSettings(): void {
  * What a backup of a source sets in this process once its repository is open (`backup --source`,
  * `lifeboat run`): a stream source's the stream commands' (streamCommandSettings), a files source
  * (layout 'tree') only its large buffers' own mappings (util/malloc.ts 'filesBackup'): a files
- * backup walks metadata and keeps V8's incremental marking.
+ * backup walks metadata and keeps V8's incremental marking. Both give the executable's start-up
+ * pages back (util/startup-text.ts).
  */
 export function sourceBackupSettings(layout: 'tree' | 'stream'): void {
   if (layout === 'tree') mallocSettings('filesBackup');
   else streamCommandSettings();
+  releaseStartupText();
 }
 
 /**
@@ -235,11 +240,14 @@ export function sourceBackupSettings(layout: 'tree' | 'stream'): void {
  * and restore it starts: their jobs' large buffers get mappings of their own from the start (util/malloc.ts
  * 'service'; V8's incremental marking stays on: files jobs, check, prune and the HTTP server walk metadata
  * in the same process). Returns their idle hook (Daemon / TaskRegistry `idle`): what a job left is given
- * back once none runs (releaseIdleMemory).
+ * back once none runs (releaseIdleMemory), and so are the executable's pages the job alone used (util/startup-text.ts).
  */
 export function serviceSettings(): () => void {
   mallocSettings('service');
-  return () => void releaseIdleMemory();
+  return () => {
+    releaseIdleMemory();
+    releaseStartupText();
+  };
 }
 
 export function readPasswordFileArg(file: string, what: string): string {

@@ -6,6 +6,7 @@ import type { Repository } from '../repo/repository.js';
 import { DEFAULT_ARCHIVE, validateArchiveName } from '../repo/wal-names.js';
 import { queueWal, setWant, spoolPaths, takePrefetched, tryLock } from '../repo/wal-spool.js';
 import { formatBytes, formatElapsed as formatDuration } from '../util/format.js';
+import { releaseStartupText } from '../util/startup-text.js';
 
 /**
  * `wal-push` / `wal-fetch` are PostgreSQL's archive_command and
@@ -258,6 +259,8 @@ export async function runWalFast(argv: string[]): Promise<number | undefined> {
     // the blobs where the entry's hints say; the index is loaded only if a hint is stale.
     const repo = await Repository.open(openStorage(location), pw, { loadIndex: false });
     repo.lockRetryMs = opts.retryLock ? retryMs(opts.retryLock) : 10_000;
+    // start-up is over: the executable's pages only it used are given back (util/startup-text.ts)
+    releaseStartupText();
     try {
       if (call.kind === 'push') await walPushCommand(repo, call.file, archive, out);
       else if (call.kind === 'fetch') await walFetchCommand(repo, call.name, call.dest, archive, out);

@@ -1,0 +1,97 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { requireAddon } from '../../util/native.js';
+
+/**
+ * Which commands give the executable's start-up pages back once their repository is open
+ * (util/startup-text.ts, called by cli/context.ts openRepo and cli/wal-fast.ts): real commands in a
+ * child process, with a probe preloaded that writes at exit what the command's own module instance
+ * counted. What they restore is compared with what was backed up.
+ */
+const skip = typeof requireAddon<{ dropExecutableText?: unknown }>('mem')?.dropExecutableText === 'function' ? false : 'native/mem.c did not build';
+const main = new URL('../main.js', import.meta.url).pathname;
+const mod = new URL('../../util/startup-text.js', import.meta.url).href;
+
+test("backup, restore, restore --stdout and wal-push give the executable's start-up pages back once the repository is open; LIFEBOAT_RELEASE_TEXT=0 keeps them", { skip }, () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lb-startup-text-'));
+  try {
+    const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_RELEASE_TEXT: '' };
+    const repo = path.join(dir, 'repo');
+    const src = path.join(dir, 'src');
+    mkdirSync(src);
+    const big = Buffer.alloc(3 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 7)) >>> 0, i);
+    writeFileSync(path.join(src, 'big.bin'), big);
+    for (let i = 0; i < 10; i++) writeFileSync(path.join(src, `f${i}.txt`), `file ${i}\n`.repeat(50 + i));
+    execFileSync(process.execPath, [main, 'init', '-q', '-r', repo], { env });
+    const probe = path.join(dir, 'probe.mjs');
+    const out = path.join(dir, 'probe.json');
+    writeFileSync(
+      probe,
+      `import { writeFileSync } from 'node:fs';
+import { startupTextReleases } from ${JSON.stringify(mod)};
+process.on('exit', () => writeFileSync(${JSON.stringify(out)}, JSON.stringify(startupTextReleases())));
+`,
+    );
+    const run = (args: string[], extra: NodeJS.ProcessEnv = {}, input?: Buffer) => {
+      rmSync(out, { force: true });
+      const stdout = execFileSync(process.execPath, ['--import', probe, main, ...args], { env: { ...env, ...extra }, ...(input ? { input } : {}), maxBuffer: 64 << 20 });
+      return { stdout, released: JSON.parse(readFileSync(out, 'utf8')) as { releases: number; kB: number; ms: number } };
+    };
+    const released = (r: { released: { releases: number; kB: number; ms: number } }, what: string) => {
+      assert.ok(r.released.releases >= 1 && r.released.kB > 1024, `${what}: ${JSON.stringify(r.released)}`);
+    };
+    released(run(['backup', '-q', '-r', repo, '--tag', 'files', src]), 'files backup');
+    released(run(['backup', '-q', '-r', repo, '--tag', 'stream', '--stdin', '--stdin-filename', 'dump.sql'], {}, big), 'stream backup');
+    const target = path.join(dir, 'out');
+    released(run(['restore', 'latest', '-q', '-r', repo, '--tag', 'files', '--target', target]), 'files restore');
+    const back = path.join(target, src);
+    assert.ok(readFileSync(path.join(back, 'big.bin')).equals(big), 'restored as it was');
+    for (let i = 0; i < 10; i++) assert.equal(readFileSync(path.join(back, `f${i}.txt`), 'utf8'), `file ${i}\n`.repeat(50 + i));
+    const stream = run(['restore', 'latest', '-q', '-r', repo, '--tag', 'stream', '--stdout']);
+    released(stream, 'restore --stdout');
+    assert.ok(stream.stdout.equals(big), 'the stream restored as it was');
+    // wal-push starts from cli/wal-fast.ts (no command framework)
+    const wal = path.join(dir, 'pg_wal');
+    mkdirSync(wal);
+    const seg = path.join(wal, '000000010000000000000003');
+    writeFileSync(seg, big.subarray(0, 1 << 20));
+    released(run(['wal-push', seg, '-r', repo]), 'wal-push');
+    const fetched = path.join(dir, 'fetched');
+    run(['wal-fetch', '000000010000000000000003', fetched, '-r', repo]);
+    assert.ok(readFileSync(fetched).equals(big.subarray(0, 1 << 20)), 'the pushed segment fetched as it was');
+    // off
+    const off = run(['restore', 'latest', '-q', '-r', repo, '--tag', 'stream', '--stdout'], { LIFEBOAT_RELEASE_TEXT: '0' });
+    assert.deepEqual(off.released, { releases: 0, kB: 0, ms: 0 });
+    assert.ok(off.stdout.equals(big));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("sourceBackupSettings (`lifeboat run`, `backup --source`) and the daemon's and serve's idle hook give them back too", { skip }, () => {
+  const ctx = new URL('../context.js', import.meta.url).href;
+  const probe = `
+import { serviceSettings, sourceBackupSettings } from ${JSON.stringify(ctx)};
+import { startupTextReleases } from ${JSON.stringify(mod)};
+const counts = [];
+sourceBackupSettings('tree');
+counts.push(startupTextReleases().releases);
+// a second call while the first one's later drop is pending adds nothing
+sourceBackupSettings('stream');
+counts.push(startupTextReleases().releases);
+await new Promise((r) => setTimeout(r, 700));
+counts.push(startupTextReleases().releases);
+const idle = serviceSettings();
+idle();
+counts.push(startupTextReleases().releases);
+process.stdout.write(JSON.stringify(counts));
+`;
+  const run = (extra: NodeJS.ProcessEnv) => JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', probe], { env: { ...process.env, ...extra }, encoding: 'utf8' })) as number[];
+  assert.deepEqual(run({ LIFEBOAT_RELEASE_TEXT: '' }), [1, 1, 2, 3]);
+  assert.deepEqual(run({ LIFEBOAT_RELEASE_TEXT: '0' }), [0, 0, 0, 0]);
+});

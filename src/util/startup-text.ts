@@ -1,0 +1,57 @@
+import { requireAddon } from './native.js';
+
+/**
+ * The node executable's start-up pages given back (native/mem.c dropExecutableText).
+ *
+ * A command's peak RSS counts the pages of the node executable it has touched: ~38 MB once the
+ * command's modules and the repository's index are loaded (20 MB of code, 18 MB of read-only
+ * data: the parser and compilers, the startup snapshot, module loading), of which the work that
+ * follows uses ~13 MB (docs/benchmarks.md, "The executable's start-up pages"). These are clean
+ * file pages: unmapped from this process they stay in the page cache, and a page still in use is
+ * mapped again on its next touch (a minor fault). Only the executable's segments that cannot be
+ * written are dropped (the loader's relocations go to the writable one), so nothing is lost. It
+ * costs ~4-5 ms of the main thread a drop and the faults of the pages mapped again.
+ *
+ * releaseStartupText() drops them now and once more SETTLE_MS later (the command's own first
+ * compilations, after its repository is open, touch more of them again). Called once a command's
+ * repository is open (cli/context.ts openRepo and sourceBackupSettings, cli/wal-fast.ts), and by the
+ * daemon and `serve` once no job runs (serviceSettings' idle hook). LIFEBOAT_RELEASE_TEXT=0 keeps them.
+ */
+interface MemAddon {
+  dropExecutableText?(): number;
+}
+
+/** The second release, this long after the first. */
+export const SETTLE_MS = 500;
+
+let pending: NodeJS.Timeout | undefined;
+const done = { releases: 0, kB: 0, ms: 0 };
+
+/** Releases so far, the kB of address range they gave back and the milliseconds they took (tests, docs/benchmarks.md). */
+export function startupTextReleases(): { releases: number; kB: number; ms: number } {
+  return { ...done };
+}
+
+/** Drop the executable's read-only pages now: the kB of address range given back, or -1 (off, no addon, not Linux with glibc). */
+export function dropExecutableText(env: NodeJS.ProcessEnv = process.env): number {
+  if (env.LIFEBOAT_RELEASE_TEXT === '0') return -1;
+  const t = performance.now();
+  const kB = requireAddon<MemAddon>('mem')?.dropExecutableText?.() ?? -1;
+  if (kB >= 0) {
+    done.releases++;
+    done.kB += kB;
+    done.ms += performance.now() - t;
+  }
+  return kB;
+}
+
+/** Drop them now and once more SETTLE_MS later (a timer that keeps no process alive); see above. */
+export function releaseStartupText(env: NodeJS.ProcessEnv = process.env): void {
+  // one underway (a command that opened its repository and then set its source's settings): its second drop will do
+  if (pending || dropExecutableText(env) < 0) return;
+  pending = setTimeout(() => {
+    pending = undefined;
+    dropExecutableText(env);
+  }, SETTLE_MS);
+  pending.unref();
+}
