@@ -175,14 +175,12 @@ static napi_value js_huge_free(napi_env env, napi_callback_info info) {
 
 typedef struct {
   double kB;
-  int seen;
 } drop_state;
 
 static int drop_segments(struct dl_phdr_info *info, size_t size, void *data) {
   (void)size;
   drop_state *st = data;
-  /* the first object is the executable itself */
-  if (st->seen++) return 1;
+  /* the first object is the executable itself; every return below is non-zero, which ends the iteration after it */
   const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   for (int i = 0; i < info->dlpi_phnum; i++) {
     const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
@@ -207,7 +205,7 @@ static napi_value js_drop_executable_text(napi_env env, napi_callback_info info)
   (void)info;
   double dropped = -1;
 #if defined(__linux__) && defined(__GLIBC__)
-  drop_state st = {0, 0};
+  drop_state st = {0};
   dl_iterate_phdr(drop_segments, &st);
   dropped = st.kB;
 #endif

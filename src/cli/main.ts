@@ -66,7 +66,7 @@ if (isEntryPoint()) {
     }
     // wal-push / wal-fetch run once per WAL file: without a config they start
     // from wal-fast.ts with only the repository code loaded (see there).
-    if (process.argv[2] === 'wal-push' || process.argv[2] === 'wal-fetch' || process.argv[2] === 'wal-spool-worker') {
+    if (/^(-|wal-)/.test(process.argv[2] ?? '') && process.argv.some((a) => a.startsWith('wal-'))) {
       const code = await (await import('./wal-fast.js')).runWalFast(process.argv);
       if (code !== undefined) {
         process.exitCode = code;

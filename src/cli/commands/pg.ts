@@ -6,6 +6,7 @@ import { Repository } from '../../repo/repository.js';
 import { applyWalRetention, listWal } from '../../repo/wal.js';
 import { DEFAULT_ARCHIVE, validateArchiveName } from '../../repo/wal-names.js';
 import { walArchiveOpt, walFetchCommand, walPushCommand } from '../wal-fast.js';
+import { releaseStartupText } from '../../util/startup-text.js';
 import { PG_ARCHIVE_MODES, chooseBaseBackup, dumpPgPhysical, pgRestore, shQuote, type PgArchiveMode, type PgPhysicalInput, type PitrTarget } from '../../sources/pg-physical/dump.js';
 import { backupSource } from '../../sources/pipeline.js';
 import { resolveSource } from '../../config/resolve.js';
@@ -28,6 +29,9 @@ async function openLight(ctx: CliContext, loadIndex: boolean): Promise<Repositor
   const t = ctx.repositoryTarget();
   const repo = await Repository.open(ctx.storageFor(t.location, t.conf), ctx.password(t.conf), { loadIndex });
   repo.lockRetryMs = ctx.opts.retryLock ? ctx.retryLockMs() : 10_000;
+  // the push's and fetch's modules loaded, then the executable's start-up pages given back (as cli/wal-fast.ts does)
+  await import('../../repo/wal.js');
+  releaseStartupText();
   return repo;
 }
 

@@ -30,15 +30,21 @@ test("backup, restore, restore --stdout and wal-push give the executable's start
     execFileSync(process.execPath, [main, 'init', '-q', '-r', repo], { env });
     const probe = path.join(dir, 'probe.mjs');
     const out = path.join(dir, 'probe.json');
+    // the modules the command loaded, one URL a line (a loader hook: it runs on its own thread)
+    const loaded = path.join(dir, 'loaded.txt');
+    const hook = `import { appendFileSync } from 'node:fs'; export async function load(u, c, next) { appendFileSync(${JSON.stringify(loaded)}, u + '\\n'); return next(u, c); }`;
     writeFileSync(
       probe,
       `import { writeFileSync } from 'node:fs';
+import { register } from 'node:module';
 import { startupTextReleases } from ${JSON.stringify(mod)};
+register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}));
 process.on('exit', () => writeFileSync(${JSON.stringify(out)}, JSON.stringify(startupTextReleases())));
 `,
     );
     const run = (args: string[], extra: NodeJS.ProcessEnv = {}, input?: Buffer) => {
       rmSync(out, { force: true });
+      rmSync(loaded, { force: true });
       const stdout = execFileSync(process.execPath, ['--import', probe, main, ...args], { env: { ...env, ...extra }, ...(input ? { input } : {}), maxBuffer: 64 << 20 });
       return { stdout, released: JSON.parse(readFileSync(out, 'utf8')) as { releases: number; kB: number; ms: number } };
     };
@@ -60,10 +66,29 @@ process.on('exit', () => writeFileSync(${JSON.stringify(out)}, JSON.stringify(st
     mkdirSync(wal);
     const seg = path.join(wal, '000000010000000000000003');
     writeFileSync(seg, big.subarray(0, 1 << 20));
+    const fullCli = () => readFileSync(loaded, 'utf8').includes('/cli/program.js');
     released(run(['wal-push', seg, '-r', repo]), 'wal-push');
+    assert.equal(fullCli(), false, 'wal-push: the fast path');
     const fetched = path.join(dir, 'fetched');
     run(['wal-fetch', '000000010000000000000003', fetched, '-r', repo]);
     assert.ok(readFileSync(fetched).equals(big.subarray(0, 1 << 20)), 'the pushed segment fetched as it was');
+    // the repository named before the command (restic's order): the fast path as well
+    const seg4 = path.join(wal, '000000010000000000000004');
+    writeFileSync(seg4, big.subarray(1 << 20, 2 << 20));
+    released(run(['-r', repo, 'wal-push', seg4]), '-r REPO wal-push');
+    assert.equal(fullCli(), false, '-r REPO wal-push: the fast path');
+    rmSync(fetched);
+    run(['-r', repo, 'wal-fetch', '000000010000000000000004', fetched]);
+    assert.equal(fullCli(), false, '-r REPO wal-fetch: the fast path');
+    assert.ok(readFileSync(fetched).equals(big.subarray(1 << 20, 2 << 20)), 'the second segment fetched as it was');
+    // an option only the full CLI takes: its wal-push (cli/commands/pg.ts) releases too
+    const seg5 = path.join(wal, '000000010000000000000005');
+    writeFileSync(seg5, big.subarray(2 << 20, 3 << 20));
+    released(run(['--limit-upload', '1000000', 'wal-push', seg5, '-r', repo]), 'wal-push through the full CLI');
+    assert.equal(fullCli(), true, '--limit-upload: the full CLI');
+    rmSync(fetched);
+    released(run(['--limit-download', '1000000', 'wal-fetch', '000000010000000000000005', fetched, '-r', repo]), 'wal-fetch through the full CLI');
+    assert.ok(readFileSync(fetched).equals(big.subarray(2 << 20, 3 << 20)), 'the third segment fetched as it was');
     // off
     const off = run(['restore', 'latest', '-q', '-r', repo, '--tag', 'stream', '--stdout'], { LIFEBOAT_RELEASE_TEXT: '0' });
     assert.deepEqual(off.released, { releases: 0, kB: 0, ms: 0 });
