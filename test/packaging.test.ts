@@ -104,7 +104,7 @@ describe('the lifeboat command', () => {
     assert.equal(path.resolve(none.stdout.trim().split(' ')[0]!), path.join(ROOT, 'dist', 'src', 'cli', 'main.js'));
   });
 
-  it('bin/lifeboat asks glibc for huge pages and one arena for node alone; the commands Lifeboat runs get the caller\'s GLIBC_TUNABLES back', (t) => {
+  it('bin/lifeboat asks glibc for one arena, and for huge pages for restore, for node alone; the commands Lifeboat runs get the caller\'s GLIBC_TUNABLES back', (t) => {
     const bin = path.join(ROOT, 'bin', 'lifeboat');
     const tmp = tmpDir();
     t.after(tmp.cleanup);
@@ -112,23 +112,35 @@ describe('the lifeboat command', () => {
     // LIFEBOAT_NODE: a script printing the environment node would start with
     const show = path.join(d, 'show-env');
     writeFileSync(show, '#!/bin/sh\nprintf "%s|%s" "${GLIBC_TUNABLES-unset}" "${LIFEBOAT_GLIBC_TUNABLES-unset}"\n', { mode: 0o755 });
-    const launched = (tunables: string | undefined, more: NodeJS.ProcessEnv = {}) => {
+    const launched = (tunables: string | undefined, more: NodeJS.ProcessEnv = {}, args = ['-V']) => {
       const env: NodeJS.ProcessEnv = { ...process.env, LIFEBOAT_NODE: show };
       delete env.GLIBC_TUNABLES;
       delete env.LIFEBOAT_GLIBC_TUNABLES;
       delete env.MALLOC_ARENA_MAX;
       Object.assign(env, more);
       if (tunables !== undefined) env.GLIBC_TUNABLES = tunables;
-      const r = spawnSync(bin, ['-V'], { encoding: 'utf8', env });
+      const r = spawnSync(bin, args, { encoding: 'utf8', env });
       assert.equal(r.status, 0, r.stderr);
       return r.stdout;
     };
-    assert.equal(launched(undefined), 'glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1|');
-    assert.equal(launched('glibc.malloc.arena_max=2'), 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1|glibc.malloc.arena_max=2');
-    // the caller's own choice stands (hugetlb=0 turns huge pages off; arena_max=N or MALLOC_ARENA_MAX sets the arenas)
-    assert.equal(launched('glibc.malloc.hugetlb=0'), 'glibc.malloc.hugetlb=0:glibc.malloc.arena_max=1|glibc.malloc.hugetlb=0');
-    assert.equal(launched('glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0'), 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0|unset');
-    assert.equal(launched(undefined, { MALLOC_ARENA_MAX: '4' }), 'glibc.malloc.hugetlb=1|');
+    const restore = ['-r', '/srv/repo', '--password-file', 'restore', 'restore', 'latest', '--target', '/x'];
+    assert.equal(launched(undefined), 'glibc.malloc.arena_max=1|');
+    assert.equal(launched(undefined, {}, restore), 'glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1|');
+    assert.equal(launched('glibc.malloc.arena_max=2', {}, restore), 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1|glibc.malloc.arena_max=2');
+    assert.equal(launched('glibc.malloc.arena_max=2'), 'glibc.malloc.arena_max=2|unset');
+    // huge pages for restore only: the command is the first argument that is neither an option nor an option's value
+    for (const args of [['backup', '/data'], ['check', '--read-data'], ['-r', 'restore', 'backup', '/data'], ['-c', 'restore', 'snapshots'], ['--repo=/x', 'backup', '--stdin', '--stdin-filename', 'restore']]) {
+      assert.equal(launched(undefined, {}, args), 'glibc.malloc.arena_max=1|', args.join(' '));
+    }
+    for (const args of [['restore', 'latest'], ['--repo=/x', '-q', '--json', 'restore', 'latest'], ['--limit-download', '100', 'restore', 'latest']]) {
+      assert.equal(launched(undefined, {}, args), 'glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1|', args.join(' '));
+    }
+    // the caller's own choice stands (hugetlb=0 or 1 for every command; arena_max=N or MALLOC_ARENA_MAX sets the arenas)
+    assert.equal(launched('glibc.malloc.hugetlb=0', {}, restore), 'glibc.malloc.hugetlb=0:glibc.malloc.arena_max=1|glibc.malloc.hugetlb=0');
+    assert.equal(launched('glibc.malloc.hugetlb=1'), 'glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1|glibc.malloc.hugetlb=1');
+    assert.equal(launched('glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0', {}, restore), 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0|unset');
+    assert.equal(launched(undefined, { MALLOC_ARENA_MAX: '4' }, restore), 'glibc.malloc.hugetlb=1|');
+    assert.equal(launched(undefined, { MALLOC_ARENA_MAX: '4' }), 'unset|unset');
 
     // the real command: a child it runs sees what the caller had
     const repo = path.join(d, 'repo');
@@ -153,7 +165,7 @@ describe('the lifeboat command', () => {
     }
   });
 
-  it('glibc.malloc.hugetlb=1 (as bin/lifeboat sets it) gives node\'s large buffers huge pages on this machine', (t) => {
+  it('glibc.malloc.hugetlb=1 (as bin/lifeboat sets it for restore) gives node\'s large buffers huge pages on this machine, and the other commands none', (t) => {
     let thp = '';
     try {
       thp = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
@@ -173,16 +185,21 @@ describe('the lifeboat command', () => {
     const probe = path.join(d, 'probe');
     const js = 'const b=Buffer.allocUnsafeSlow(64<<20);b.fill(1);process.stdout.write(/AnonHugePages:\\s+(\\d+)/.exec(require("fs").readFileSync("/proc/self/smaps_rollup","utf8"))[1])';
     writeFileSync(probe, `#!/bin/sh\nexec "${process.execPath}" -e '${js}'\n`, { mode: 0o755 });
-    const huge = (tunables: string | undefined) => {
+    const huge = (tunables: string | undefined, args: string[]) => {
       const env: NodeJS.ProcessEnv = { ...process.env, LIFEBOAT_NODE: probe };
       delete env.GLIBC_TUNABLES;
       if (tunables !== undefined) env.GLIBC_TUNABLES = tunables;
-      const r = spawnSync(bin, ['-V'], { encoding: 'utf8', env });
+      const r = spawnSync(bin, args, { encoding: 'utf8', env });
       assert.equal(r.status, 0, r.stderr);
       return Number(r.stdout) * 1024;
     };
-    if (thp.includes('[madvise]')) assert.ok(huge('glibc.malloc.hugetlb=0') < 16 << 20, 'without the tunable, the buffer has no huge pages (THP left to madvise)');
-    assert.ok(huge(undefined) >= 32 << 20, 'the 64 MiB buffer is mostly in huge pages');
+    if (thp.includes('[madvise]')) {
+      assert.ok(huge('glibc.malloc.hugetlb=0', ['restore', 'latest']) < 16 << 20, 'without the tunable, the buffer has no huge pages (THP left to madvise)');
+      assert.ok(huge(undefined, ['backup', '/data']) < 16 << 20, 'a backup: no huge pages');
+      assert.ok(huge(undefined, ['check', '--read-data']) < 16 << 20, 'check: no huge pages');
+    }
+    assert.ok(huge(undefined, ['restore', 'latest']) >= 32 << 20, 'restore: the 64 MiB buffer is mostly in huge pages');
+    assert.ok(huge(undefined, ['-r', '/srv/repo', 'restore', 'latest']) >= 32 << 20, 'restore after a global option: the same');
   });
 });
 

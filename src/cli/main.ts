@@ -20,8 +20,8 @@ function isEntryPoint(): boolean {
 }
 
 /**
- * bin/lifeboat asks glibc for transparent huge pages for this process (GLIBC_TUNABLES
- * glibc.malloc.hugetlb=1, read by glibc when the process starts) and keeps what the caller
+ * bin/lifeboat sets glibc's malloc tunables for this process (GLIBC_TUNABLES: one arena, and
+ * transparent huge pages for `restore`; read by glibc when the process starts) and keeps what the caller
  * had in LIFEBOAT_GLIBC_TUNABLES: the commands Lifeboat runs (pg_dump, hooks, drills) get
  * the caller's GLIBC_TUNABLES back, unchanged or unset.
  */
