@@ -29,8 +29,8 @@ async function openLight(ctx: CliContext, loadIndex: boolean): Promise<Repositor
   const t = ctx.repositoryTarget();
   const repo = await Repository.open(ctx.storageFor(t.location, t.conf), ctx.password(t.conf), { loadIndex });
   repo.lockRetryMs = ctx.opts.retryLock ? ctx.retryLockMs() : 10_000;
-  // the push's and fetch's modules loaded, then the executable's start-up pages given back (as cli/wal-fast.ts does)
-  await import('../../repo/wal.js');
+  // start-up is over (repo/wal.ts, the push's and fetch's code, is imported above): the
+  // executable's pages only it used are given back, as cli/wal-fast.ts does
   releaseStartupText();
   return repo;
 }
