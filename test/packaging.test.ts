@@ -165,6 +165,16 @@ describe('the lifeboat command', () => {
     }
   });
 
+  it("bin/lifeboat's list of the global options that take a value is the command line's own", async () => {
+    const { buildProgram } = await import('../src/cli/program.js');
+    const program = await buildProgram(['node', 'lifeboat', '-V']);
+    const taking = program.options.filter((o) => o.required || o.optional).flatMap((o) => [o.short, o.long].filter((f): f is string => !!f));
+    const launcher = readFileSync(path.join(ROOT, 'bin', 'lifeboat'), 'utf8');
+    const m = /^\s*(-r\|[^)]*)\) skip=1 ;;$/m.exec(launcher);
+    assert.ok(m, 'the launcher skips the values of its global options');
+    assert.deepEqual(m[1]!.split('|').sort(), taking.sort());
+  });
+
   it('glibc.malloc.hugetlb=1 (as bin/lifeboat sets it for restore) gives node\'s large buffers huge pages on this machine, and the other commands none', (t) => {
     let thp = '';
     try {
