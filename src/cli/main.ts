@@ -66,7 +66,7 @@ if (isEntryPoint()) {
     }
     // wal-push / wal-fetch run once per WAL file: without a config they start
     // from wal-fast.ts with only the repository code loaded (see there).
-    if (/^(-|wal-)/.test(process.argv[2] ?? '') && process.argv.some((a) => a.startsWith('wal-'))) {
+    if ((await import('./wal-command.js')).walFastCommand(process.argv)) {
       const code = await (await import('./wal-fast.js')).runWalFast(process.argv);
       if (code !== undefined) {
         process.exitCode = code;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { walFastCommand } from './wal-fast.js';
+import { walFastCommand } from './wal-command.js';
 
 const argv = (...a: string[]) => ['node', 'main.js', ...a];
 

@@ -7,6 +7,7 @@ import { DEFAULT_ARCHIVE, validateArchiveName } from '../repo/wal-names.js';
 import { queueWal, setWant, spoolPaths, takePrefetched, tryLock } from '../repo/wal-spool.js';
 import { formatBytes, formatElapsed as formatDuration } from '../util/format.js';
 import { releaseStartupText } from '../util/startup-text.js';
+import { walFastCommand } from './wal-command.js';
 
 /**
  * `wal-push` / `wal-fetch` are PostgreSQL's archive_command and
@@ -131,33 +132,6 @@ async function ensureWorker(dir: 'push' | 'fetch', spool: string, location: stri
   } finally {
     closeSync(fd);
   }
-}
-
-/** The commands this file runs. */
-const FAST_COMMANDS = ['wal-push', 'wal-fetch', 'wal-spool-worker'] as const;
-type FastCommand = (typeof FAST_COMMANDS)[number];
-
-/** The global options the parser below takes before the command: with a value, and without. */
-const GLOBAL_WITH_VALUE = new Set(['-r', '--repo', '-p', '--password-file', '--password-command', '--retry-lock']);
-const GLOBAL_FLAGS = new Set(['--json', '-q', '--quiet']);
-
-/**
- * The command of argv when it is one of this file's, with only options this parser knows
- * before it (`lifeboat -r REPO wal-push %p` as well as `lifeboat wal-push %p -r REPO`);
- * undefined for any other command line (main.ts then loads the full CLI).
- */
-export function walFastCommand(argv: string[]): FastCommand | undefined {
-  const args = argv.slice(2);
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (GLOBAL_WITH_VALUE.has(a)) {
-      i++;
-      continue;
-    }
-    if (GLOBAL_FLAGS.has(a) || /^--(repo|password-file|password-command|retry-lock)=/.test(a) || /^-[rp]./.test(a)) continue;
-    return (FAST_COMMANDS as readonly string[]).includes(a) ? (a as FastCommand) : undefined;
-  }
-  return undefined;
 }
 
 /**

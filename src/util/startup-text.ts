@@ -14,7 +14,8 @@ import { requireAddon } from './native.js';
  *
  * releaseStartupText() drops them now and once more SETTLE_MS later (the command's own first
  * compilations, after its repository is open, touch more of them again). Called once a command's
- * repository is open (cli/context.ts openRepo and sourceBackupSettings, cli/wal-fast.ts), and by the
+ * repository is open (cli/context.ts openRepo and sourceBackupSettings, cli/wal-fast.ts, and
+ * cli/commands/pg.ts openLight for the full CLI's wal-push and wal-fetch), and by the
  * daemon and `serve` once no job runs (serviceSettings' idle hook). LIFEBOAT_RELEASE_TEXT=0 keeps them.
  */
 interface MemAddon {
