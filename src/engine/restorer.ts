@@ -10,6 +10,7 @@ import { Semaphore } from '../util/sync.js';
 import { globMatcher, joinBytes, matcher } from './archiver.js';
 import { type DirMeta, DirHandle, TempFile, filesNative, mkdirOpen, realpathBytes, setDirsMeta, tmpName } from './file-writer.js';
 import { type BatchFile, RestoreBatcher } from './restore-batch.js';
+import { TreePrefetch, type TreePos, treesAhead } from './tree-prefetch.js';
 import { O_PATH, makeSpecial, msToNs, setTimesFd, setTimesFdSync, setTimesPath, writeXattrs } from './fsmeta.js';
 
 /**
@@ -443,7 +444,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       a.size === b.size && (a.content ?? []).join() === (b.content ?? []).join() && JSON.stringify(a.holes ?? []) === JSON.stringify(b.holes ?? []);
 
     /** Phase 1 for one entry: directories (recursively) and files now, everything else later. */
-    const visit = async (loc: Loc, n: TreeNode, sp: string, pending: Array<Promise<void>>): Promise<void> => {
+    const visit = async (loc: Loc, n: TreeNode, sp: string, pending: Array<Promise<void>>, parent: TreePos, index: number): Promise<void> => {
       if (n.type === 'dir') {
         let child: DirHandle | undefined;
         try {
@@ -468,7 +469,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
             if (loc.h) child = await loc.h.child(name, made);
           }
           summary.dirs++;
-          await walk(n.subtree!, { real: dst, h: child }, sp);
+          await walk(n.subtree!, { real: dst, h: child }, sp, [...parent, index]);
           dirsToFix.push([dst, n, sp]);
         } catch (err) {
           recordError(sp, err);
@@ -540,15 +541,32 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
       })();
       pending.push(task);
     };
-    const walk = async (treeId: string, dstDir: Loc, snapDir: string): Promise<void> => {
-      // each tree is visited once: not kept in the blob cache (up to 32 MiB of plaintext otherwise)
-      const t = await repo.loadTree(treeId, { cache: false });
+    const childPath = (snapDir: string, n: TreeNode) => (snapDir === '/' ? `/${n.name}` : `${snapDir}/${n.name}`);
+    // the subtrees the walk will enter, read ahead in its order (tree-prefetch.ts); each tree is
+    // visited once: not kept in the blob cache (up to 32 MiB of plaintext otherwise)
+    const trees = new TreePrefetch<string>(
+      (id) => repo.loadTree(id, { cache: false }),
+      (t, snapDir) => {
+        const out: Array<{ index: number; id: string; ctx: string }> = [];
+        t.nodes.forEach((n, index) => {
+          if (n.type !== 'dir' || !n.subtree) return;
+          const sp = childPath(snapDir, n);
+          if (wanted(sp, true)) out.push({ index, id: n.subtree, ctx: sp });
+        });
+        return out;
+      },
+      (id) => repo.indexEntry(id)?.rawLength ?? 0,
+      treesAhead(process.env, repo.storage.kind),
+    );
+    const walk = async (treeId: string, dstDir: Loc, snapDir: string, pos: TreePos): Promise<void> => {
+      const t = await trees.take(treeId, pos, snapDir);
       const pending: Array<Promise<void>> = [];
       try {
-        for (const n of t.nodes) {
-          const sp = snapDir === '/' ? `/${n.name}` : `${snapDir}/${n.name}`;
+        for (let i = 0; i < t.nodes.length; i++) {
+          const n = t.nodes[i]!;
+          const sp = childPath(snapDir, n);
           if (!wanted(sp, n.type === 'dir')) continue;
-          await visit(dstDir, n, sp, pending);
+          await visit(dstDir, n, sp, pending, pos, i);
         }
       } finally {
         await Promise.all(pending);
@@ -561,11 +579,11 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotWithId, op
     try {
       if (start && start.type !== 'dir') {
         const pending: Array<Promise<void>> = [];
-        await visit(root, start, opts.subpath!, pending);
+        await visit(root, start, opts.subpath!, pending, [], 0);
         await Promise.all(pending);
       } else {
         if (start) startTree = start.subtree!;
-        await walk(startTree, root, opts.subpath && opts.subpath !== '/' ? opts.subpath : '/');
+        await walk(startTree, root, opts.subpath && opts.subpath !== '/' ? opts.subpath : '/', []);
       }
     } finally {
       // every queued file is published or discarded before the restore goes on (or ends with an error)
