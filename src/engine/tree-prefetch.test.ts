@@ -182,6 +182,32 @@ test('TreePrefetch: what the walk passes by is dropped; a failed read fails only
   }
 });
 
+test('TreePrefetch: a tree whose subtrees cannot be listed ahead is still walked (they are read when the walk gets there)', async () => {
+  const u = new Universe();
+  const root = u.fan(3, 2);
+  const order = u.order(root);
+  const odd = order[1]!; // the first directory below the root, read ahead
+  const { load } = slowLoader(u);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const children = (t: Tree) => {
+      if (t === u.trees.get(odd)) throw new Error('no list');
+      return childrenOf(t);
+    };
+    const p = new TreePrefetch<undefined>(load, children, () => 100, { trees: 8, bytes: 1 << 20 });
+    const seen: string[] = [];
+    await walk(p, root, [], seen);
+    assert.deepEqual(seen, order);
+    assert.equal(p.hits, order.length - 1 - 3, 'all but the root and the three below the odd one were read ahead');
+    await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
+
 test('TreePrefetch: one tree id at several positions is taken at each; with no trees ahead every read is the walk\'s own', async () => {
   const u = new Universe();
   const shared = u.fan(2, 1);

@@ -159,7 +159,11 @@ export class TreePrefetch<C> {
       (t) => {
         s.settled = true;
         // still wanted (not passed by the walk): its own subtrees are next in line
-        if (this.started.get(w.key) === s || !this.cursor || !precedes(w.pos, this.cursor)) this.announce(t, w.pos, w.ctx);
+        try {
+          if (this.started.get(w.key) === s || !this.cursor || !precedes(w.pos, this.cursor)) this.announce(t, w.pos, w.ctx);
+        } catch {
+          // nothing read ahead below it: the walk reads those trees itself (and meets the error there)
+        }
       },
       () => {
         s.settled = true; // the walk gets the error when it takes this position
