@@ -88,6 +88,20 @@ async function walk(
   }
 }
 
+/** Run `fn`, then fail if a promise was rejected with no handler meanwhile (or just after). */
+async function noUnhandledRejection(fn: () => Promise<void>): Promise<void> {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    await fn();
+    await new Promise((r) => setTimeout(r, 5));
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+  assert.deepEqual(unhandled, []);
+}
+
 test('precedes: depth-first preorder of positions', () => {
   assert.ok(precedes([], [0]));
   assert.ok(precedes([0], [0, 0]));
@@ -161,10 +175,7 @@ test('TreePrefetch: what the walk passes by is dropped; a failed read fails only
   const order = u.order(root);
   const bad = order[7]!;
   const { load } = slowLoader(u, new Set([bad]));
-  const unhandled: unknown[] = [];
-  const onUnhandled = (e: unknown) => unhandled.push(e);
-  process.on('unhandledRejection', onUnhandled);
-  try {
+  await noUnhandledRejection(async () => {
     const p = new TreePrefetch<undefined>(load, childrenOf, () => 100, { trees: 16, bytes: 1 << 20 });
     const seen: string[] = [];
     const errors: string[] = [];
@@ -175,11 +186,7 @@ test('TreePrefetch: what the walk passes by is dropped; a failed read fails only
     const failed = new Set(u.order(bad));
     assert.deepEqual(seen, order.filter((id) => !skipped.has(id) && !failed.has(id)));
     assert.equal(p.size, 0, 'nothing kept for positions the walk passed');
-    await new Promise((r) => setTimeout(r, 5));
-    assert.deepEqual(unhandled, []);
-  } finally {
-    process.off('unhandledRejection', onUnhandled);
-  }
+  });
 });
 
 test('TreePrefetch: a tree whose subtrees cannot be listed ahead is still walked (they are read when the walk gets there)', async () => {
@@ -188,10 +195,7 @@ test('TreePrefetch: a tree whose subtrees cannot be listed ahead is still walked
   const order = u.order(root);
   const odd = order[1]!; // the first directory below the root, read ahead
   const { load } = slowLoader(u);
-  const unhandled: unknown[] = [];
-  const onUnhandled = (e: unknown) => unhandled.push(e);
-  process.on('unhandledRejection', onUnhandled);
-  try {
+  await noUnhandledRejection(async () => {
     const children = (t: Tree) => {
       if (t === u.trees.get(odd)) throw new Error('no list');
       return childrenOf(t);
@@ -201,11 +205,7 @@ test('TreePrefetch: a tree whose subtrees cannot be listed ahead is still walked
     await walk(p, root, [], seen);
     assert.deepEqual(seen, order);
     assert.equal(p.hits, order.length - 1 - 3, 'all but the root and the three below the odd one were read ahead');
-    await new Promise((r) => setTimeout(r, 5));
-    assert.deepEqual(unhandled, []);
-  } finally {
-    process.off('unhandledRejection', onUnhandled);
-  }
+  });
 });
 
 test('TreePrefetch: one tree id at several positions is taken at each; with no trees ahead every read is the walk\'s own', async () => {
