@@ -5,9 +5,9 @@ import type { Tree } from '../repo/tree.js';
  * first, one directory at a time (bounded memory), and each directory's tree
  * was read and decoded only when the walk got there: a ranged read and a
  * decode queued behind the file work on the thread pool, then the tree's JSON,
- * one after the other. On the bench's 1.1 GB restore (1,888 directories) the
- * walk waited ~1.75 s of its ~4 s for them, while the files it hands to the
- * restore batcher ran out and both cores went idle a quarter of the time.
+ * one after the other: on the bench's 1.1 GB restore (1,888 directories) the
+ * walk waited ~1.75 s of its ~4 s for them, and behind a network every tree is
+ * a request (docs/benchmarks.md, "Trees read ahead").
  *
  * Each tree, once read, announces its subtrees (`children`); they are read
  * ahead in the order the walk will enter them (depth-first preorder of their
@@ -21,7 +21,9 @@ import type { Tree } from '../repo/tree.js';
  * The same tree id can sit at several positions (identical directories), so
  * entries are keyed by position, never by id. A read that fails is not
  * retried: the walk gets its error when it takes that position, as it would
- * have reading it itself.
+ * have reading it itself. Memory beyond the limits: one small entry per
+ * announced subdirectory not yet passed, i.e. at most the directory entries of
+ * the trees the walk holds and of those read ahead.
  */
 export type TreePos = readonly number[];
 
