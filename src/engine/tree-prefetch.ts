@@ -98,6 +98,7 @@ export class TreePrefetch<C> {
 
   /** The tree `id` the walk enters at `pos` (positions are taken in preorder): read ahead, or read now. */
   async take(id: string, pos: TreePos, ctx: C): Promise<Tree> {
+    if (this.limits.trees === 0) return this.load(id); // nothing is ever read ahead
     this.cursor = pos;
     for (const [key, s] of this.started) {
       if (precedes(s.want.pos, pos)) this.release(key, s);
