@@ -1,7 +1,8 @@
 // Restore from S3 behind a slow link (issue 18, "Trees read ahead"): the tests' S3 server
 // (test/helpers/s3server.ts) behind their TCP proxy with LAT ms added to every forwarded piece, a
 // tree of DIRS x 15 directories with 3 small files each, backed up once, then restored REPS times
-// with each LIFEBOAT_RESTORE_TREES_AHEAD value (interleaved), every restore compared with the source.
+// with each LIFEBOAT_RESTORE_TREES_AHEAD value (interleaved), every restore compared with the source;
+// then `prune --dry-run` and `stats` (walks of every tree) timed REPS times each.
 //   npm run build && LAT=5 node bench/restore-remote.mjs      # DIRS=20 REPS=3 AHEAD=0,32 by default
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -49,6 +50,11 @@ try {
     }
   const median = (v) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
   for (const a of AHEAD) console.log(`LIFEBOAT_RESTORE_TREES_AHEAD=${a}: restore median ${median(walls[a]).toFixed(2)} s (${walls[a].map((x) => x.toFixed(2)).join(', ')})`);
+  for (const cmd of [['prune', '--dry-run'], ['stats']]) {
+    const w = [];
+    for (let rep = 0; rep < REPS; rep++) w.push(await lb([...cmd, '-q', '--repo', loc.location]));
+    console.log(`${cmd.join(' ')}: median ${median(w).toFixed(2)} s (${w.map((x) => x.toFixed(2)).join(', ')})`);
+  }
 } finally {
   await proxy.close();
   await srv.stop();

@@ -6,6 +6,8 @@ import { tmpDir, runCli } from './helpers/tmp.js';
 import { LocalStorage } from '../src/storage/local.js';
 import { Repository } from '../src/repo/repository.js';
 import { collectUsedBlobs } from '../src/repo/walk.js';
+import { prune } from '../src/repo/prune.js';
+import { repoStats } from '../src/repo/inspect.js';
 import { errorMessage } from '../src/errors.js';
 
 /**
@@ -58,6 +60,54 @@ test('collectUsedBlobs: several trees at a time find what one at a time finds, w
       assert.deepEqual(damagedSerial.errors.map(([id]) => id), trees.map(([id]) => id).sort());
       assert.ok(damagedSerial.used.length < serial.used.length);
       for (const c of [2, 8, 64]) assert.deepEqual(await walk(repo, roots, c), damagedSerial, `concurrency ${c}`);
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('prune and stats walk several trees at a time (WALK_TREES), and find every tree', { timeout: 120_000 }, async () => {
+  const t = tmpDir();
+  try {
+    const src = path.join(t.dir, 'src');
+    // 2 levels of 5 directories (31 trees)
+    for (let a = 0; a < 5; a++)
+      for (let b = 0; b < 5; b++) {
+        await fsp.mkdir(path.join(src, `a${a}`, `b${b}`), { recursive: true });
+        await fsp.writeFile(path.join(src, `a${a}`, `b${b}`, 'f'), `${a} ${b}\n`);
+      }
+    const repoDir = path.join(t.dir, 'repo');
+    assert.equal((await runCli(['init', '-q', '-r', repoDir], { env })).code, 0);
+    assert.equal((await runCli(['backup', '-q', '-r', repoDir, src], { env })).code, 0);
+    process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
+    const repo = await Repository.open(new LocalStorage(repoDir), env.LIFEBOAT_PASSWORD);
+    try {
+      const orig = repo.loadTree.bind(repo);
+      let inflight = 0;
+      let most = 0;
+      let loads = 0;
+      repo.loadTree = async (id, o) => {
+        inflight++;
+        loads++;
+        most = Math.max(most, inflight);
+        try {
+          await new Promise((r) => setTimeout(r, 2));
+          return await orig(id, o);
+        } finally {
+          inflight--;
+        }
+      };
+      const trees = [...repo.index.values()].filter(([, e]) => e.type === 'tree').length;
+      const r = await prune(repo, { dryRun: true });
+      assert.equal(r.blobsRemoved, 0, 'every blob is found in use');
+      assert.equal(loads, trees, 'each tree read once');
+      assert.ok(most >= 4, `prune: ${most} tree reads at once`);
+      most = 0;
+      const s = await repoStats(repo, await repo.listSnapshots());
+      assert.ok(s.uniqueBlobs > trees);
+      assert.ok(most >= 4, `stats: ${most} tree reads at once`);
     } finally {
       await repo.close();
     }

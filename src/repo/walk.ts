@@ -4,6 +4,13 @@ import { basesOf } from './pack.js';
 import { BlobSet } from './blobset.js';
 
 /**
+ * Trees loaded at a time by the walks that visit every tree (check, prune, stats): one at a time,
+ * a walk over a storage behind a network waited for one request after the other (prune of a
+ * repository on S3 behind a 5 ms proxy: see docs/benchmarks.md, "Trees read ahead").
+ */
+export const WALK_TREES = 8;
+
+/**
  * Collect every blob a set of snapshot trees needs: tree blobs, file content
  * blobs, and (transitively) the bases of delta blobs. Shared trees are visited
  * once. Errors loading a tree are reported through onError and the subtree is

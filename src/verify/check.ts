@@ -2,7 +2,7 @@ import { IntegrityError, errorMessage } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import { MAX_PACK_SIZE, basesOf } from '../repo/pack.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
-import { collectUsedBlobs } from '../repo/walk.js';
+import { WALK_TREES, collectUsedBlobs } from '../repo/walk.js';
 import type { BlobSet } from '../repo/blobset.js';
 import { checkWal } from '../repo/wal.js';
 import { checkBinlogs } from '../repo/binlog.js';
@@ -353,9 +353,6 @@ function deltaPacks(repo: Repository): { depth: Map<string, number>; heavy: Set<
   }
   return { depth, heavy };
 }
-
-/** Trees loaded at a time by the walk. */
-const WALK_TREES = 8;
 
 /**
  * Packs read at a time by check --read-data (LIFEBOAT_CHECK_PACKS overrides): two keep the worker fed across a
