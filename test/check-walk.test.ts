@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { tmpDir, runCli } from './helpers/tmp.js';
+import { countTreeReads } from './helpers/tree-reads.js';
 import { LocalStorage } from '../src/storage/local.js';
 import { Repository } from '../src/repo/repository.js';
 import { collectUsedBlobs } from '../src/repo/walk.js';
@@ -84,30 +85,16 @@ test('prune and stats walk several trees at a time (WALK_TREES), and find every 
     process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
     const repo = await Repository.open(new LocalStorage(repoDir), env.LIFEBOAT_PASSWORD);
     try {
-      const orig = repo.loadTree.bind(repo);
-      let inflight = 0;
-      let most = 0;
-      let loads = 0;
-      repo.loadTree = async (id, o) => {
-        inflight++;
-        loads++;
-        most = Math.max(most, inflight);
-        try {
-          await new Promise((r) => setTimeout(r, 2));
-          return await orig(id, o);
-        } finally {
-          inflight--;
-        }
-      };
+      const reads = countTreeReads(repo);
       const trees = [...repo.index.values()].filter(([, e]) => e.type === 'tree').length;
       const r = await prune(repo, { dryRun: true });
       assert.equal(r.blobsRemoved, 0, 'every blob is found in use');
-      assert.equal(loads, trees, 'each tree read once');
-      assert.ok(most >= 4, `prune: ${most} tree reads at once`);
-      most = 0;
+      assert.equal(reads.loads, trees, 'each tree read once');
+      assert.ok(reads.most >= 4, `prune: ${reads.most} tree reads at once`);
+      reads.most = 0;
       const s = await repoStats(repo, await repo.listSnapshots());
       assert.ok(s.uniqueBlobs > trees);
-      assert.ok(most >= 4, `stats: ${most} tree reads at once`);
+      assert.ok(reads.most >= 4, `stats: ${reads.most} tree reads at once`);
     } finally {
       await repo.close();
     }

@@ -9,6 +9,7 @@ import { restoreSnapshot } from './restorer.js';
 import { LocalStorage } from '../storage/local.js';
 import { Repository } from '../repo/repository.js';
 import type { Tree, TreeNode } from '../repo/tree.js';
+import { countTreeReads } from '../../test/helpers/tree-reads.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
 
@@ -253,23 +254,11 @@ test('restore: the walk reads the trees it will enter ahead when asked (a local 
     try {
       const r = await backupPaths(repo, { paths: [data] });
       const snap = await repo.loadSnapshot(r.snapshotId);
-      const orig = repo.loadTree.bind(repo);
-      let inflight = 0;
-      let most = 0;
-      repo.loadTree = async (id, o) => {
-        inflight++;
-        most = Math.max(most, inflight);
-        try {
-          await new Promise((res) => setTimeout(res, 2));
-          return await orig(id, o);
-        } finally {
-          inflight--;
-        }
-      };
+      const reads = countTreeReads(repo);
       for (const ahead of [undefined, '32', '0']) {
         if (ahead === undefined) delete process.env.LIFEBOAT_RESTORE_TREES_AHEAD;
         else process.env.LIFEBOAT_RESTORE_TREES_AHEAD = ahead;
-        most = 0;
+        reads.most = 0;
         const out = path.join(tmp, `out-${ahead ?? 'default'}`);
         const sum = await restoreSnapshot(repo, snap, { target: out, subpath: data });
         assert.deepEqual(sum.errors, []);
@@ -278,8 +267,8 @@ test('restore: the walk reads the trees it will enter ahead when asked (a local 
           assert.deepEqual(readdirSync(path.join(out, `a${a}`)).sort(), ['b0', 'b1', 'b2', 'b3', 'b4']);
           for (let b = 0; b < 5; b++) assert.equal(readFileSync(path.join(out, `a${a}`, `b${b}`, 'f'), 'utf8'), `${a}/${b}\n`);
         }
-        if (ahead === '32') assert.ok(most >= 4, `${most} tree reads at once`);
-        else assert.equal(most, 1, 'no tree read ahead');
+        if (ahead === '32') assert.ok(reads.most >= 4, `${reads.most} tree reads at once`);
+        else assert.equal(reads.most, 1, 'no tree read ahead');
       }
     } finally {
       await repo.close();
