@@ -118,14 +118,18 @@ export class TreePrefetch<C> {
     return tree;
   }
 
-  private release(key: string, s: Started<C>): void {
+  /** Forget an entry read ahead (taken, passed or evicted). */
+  private forget(key: string, s: Started<C>): void {
     this.started.delete(key);
     this.bytes -= s.bytes;
+  }
+
+  private release(key: string, s: Started<C>): void {
+    this.forget(key, s);
     this.pump();
   }
 
   private announce(tree: Tree, pos: TreePos, ctx: C): void {
-    if (this.limits.trees === 0) return;
     for (const c of this.children(tree, ctx)) {
       const p = [...pos, c.index];
       this.push({ id: c.id, pos: p, key: p.join('/'), ctx: c.ctx });
@@ -184,8 +188,7 @@ export class TreePrefetch<C> {
       if (e[1].settled && precedes(pos, e[1].want.pos) && (!far || precedes(far[1].want.pos, e[1].want.pos))) far = e;
     }
     if (!far) return false;
-    this.started.delete(far[0]);
-    this.bytes -= far[1].bytes;
+    this.forget(far[0], far[1]);
     this.evicted++;
     this.push(far[1].want);
     return true;

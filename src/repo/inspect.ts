@@ -1,7 +1,7 @@
 import type { Repository } from './repository.js';
 import type { SnapshotWithId } from './snapshot.js';
 import { nameKey, type TreeNode } from './tree.js';
-import { WALK_TREES, addDeltaBases, collectUsedBlobs } from './walk.js';
+import { addDeltaBases, collectUsedBlobs } from './walk.js';
 
 /** Library functions behind `ls`, `diff` and `stats`. */
 export interface ListedNode {
@@ -104,9 +104,6 @@ export async function repoStats(repo: Repository, snaps: SnapshotWithId[]): Prom
     repo,
     snaps.map((s) => s.tree),
     () => {},
-    undefined,
-    true,
-    WALK_TREES,
   );
   addDeltaBases(repo, used);
   let totalSize = 0;

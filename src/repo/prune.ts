@@ -2,7 +2,7 @@ import { IntegrityError, LifeboatError, errorMessage } from '../errors.js';
 import type { IndexFilePack } from './index.js';
 import { type PackBlob, PackWriter, parseHeaderBytes, MAX_PACK_HEADER } from './pack.js';
 import type { Repository } from './repository.js';
-import { WALK_TREES, addDeltaBases, collectUsedBlobs } from './walk.js';
+import { addDeltaBases, collectUsedBlobs } from './walk.js';
 import { applyWalRetention } from './wal.js';
 import { applyBinlogRetention } from './binlog.js';
 
@@ -69,9 +69,6 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
       repo,
       snaps.map((s) => s.tree),
       (id, err) => treeErrors.push(`${id}: ${errorMessage(err)}`),
-      undefined,
-      true,
-      WALK_TREES,
     );
     if (treeErrors.length) {
       throw new LifeboatError(`refusing to prune: ${treeErrors.length} tree(s) cannot be read (${treeErrors[0]}); run "lifeboat check"`, 5);

@@ -4,11 +4,11 @@ import { basesOf } from './pack.js';
 import { BlobSet } from './blobset.js';
 
 /**
- * Trees loaded at a time by the walks that visit every tree (check, prune, stats): one at a time,
- * a walk over a storage behind a network waited for one request after the other (prune of a
- * repository on S3 behind a 5 ms proxy: see docs/benchmarks.md, "Trees read ahead").
+ * Trees loaded at a time by default: one at a time, a walk over a storage behind a network
+ * (check, prune, stats) waited for one request after the other (prune of a repository on S3
+ * behind a 5 ms proxy: see docs/benchmarks.md, "Trees read ahead").
  */
-export const WALK_TREES = 8;
+const WALK_TREES = 8;
 
 /**
  * Collect every blob a set of snapshot trees needs: tree blobs, file content
@@ -27,7 +27,7 @@ export async function collectUsedBlobs(
    * Trees loaded at a time. With more than one, trees are visited (and errors
    * reported) in the order their loads finish, not depth first; the set is the same.
    */
-  concurrency = 1,
+  concurrency = WALK_TREES,
 ): Promise<BlobSet> {
   const used = new BlobSet(repo.index);
   const stack = [...treeIds];

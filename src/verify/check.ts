@@ -2,7 +2,7 @@ import { IntegrityError, errorMessage } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import { MAX_PACK_SIZE, basesOf } from '../repo/pack.js';
 import type { SnapshotWithId } from '../repo/snapshot.js';
-import { WALK_TREES, collectUsedBlobs } from '../repo/walk.js';
+import { collectUsedBlobs } from '../repo/walk.js';
 import type { BlobSet } from '../repo/blobset.js';
 import { checkWal } from '../repo/wal.js';
 import { checkBinlogs } from '../repo/binlog.js';
@@ -177,10 +177,10 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
       snapshots.map((s) => s.tree),
       (treeId, err) => treeProblems.set(treeId, errorMessage(err)),
       undefined,
-      false, // every tree once: caching them would only hold memory (the blob cache's 32 MiB) through the data phase
-      // several trees at a time: one at a time, the walk (a small read per tree) waited behind every range the
-      // main thread verifies and could outlast the data phase; problems are sorted by tree below, whatever the order
-      WALK_TREES,
+      // every tree once: caching them would only hold memory (the blob cache's 32 MiB) through the data phase.
+      // (Several trees at a time, the default: one at a time, the walk (a small read per tree) waited behind every
+      // range the main thread verifies and could outlast the data phase; problems are sorted by tree below.)
+      false,
     );
   } catch (err) {
     walkEnded();
