@@ -17,6 +17,12 @@ import { requireAddon } from './native.js';
  * repository is open (cli/context.ts openRepo and sourceBackupSettings, cli/wal-fast.ts, and
  * cli/commands/pg.ts openLight for the full CLI's wal-push and wal-fetch), and by the
  * daemon and `serve` once no job runs (serviceSettings' idle hook). LIFEBOAT_RELEASE_TEXT=0 keeps them.
+ *
+ * releaseStartupTextEvery(): drops them every EVERY_MS until it is stopped, for a long piece of work
+ * that goes through phases (check --read-data: the walk of the trees, the start of the pack reads
+ * and its compilations touched ~9 MB more of them after the second drop, which stayed resident to
+ * the end; its peak comes late: docs/benchmarks.md, "check --read-data: the executable's pages
+ * dropped each second").
  */
 interface MemAddon {
   dropExecutableText?(): number;
@@ -55,4 +61,19 @@ export function releaseStartupText(env: NodeJS.ProcessEnv = process.env): void {
     dropExecutableText(env);
   }, SETTLE_MS);
   pending.unref();
+}
+
+/** How often releaseStartupTextEvery drops them (LIFEBOAT_RELEASE_TEXT_EVERY_MS overrides). */
+export const EVERY_MS = 1000;
+
+/**
+ * Drop them now and every EVERY_MS (a timer that keeps no process alive) until the returned
+ * function is called; see above. Long-lived processes call it around one piece of work and stop it.
+ */
+export function releaseStartupTextEvery(env: NodeJS.ProcessEnv = process.env): () => void {
+  if (dropExecutableText(env) < 0) return () => {};
+  const every = Number(env.LIFEBOAT_RELEASE_TEXT_EVERY_MS) || EVERY_MS;
+  const timer = setInterval(() => dropExecutableText(env), every);
+  timer.unref();
+  return () => clearInterval(timer);
 }

@@ -7,6 +7,7 @@ import type { BlobSet } from '../repo/blobset.js';
 import { checkWal } from '../repo/wal.js';
 import { checkBinlogs } from '../repo/binlog.js';
 import { InlineVerifier, ProvenBlobs, RangeBuffers, readPackData } from './read-pack.js';
+import { releaseStartupTextEvery } from '../util/startup-text.js';
 
 /**
  * Repository verification. Structure check: every index, snapshot and tree
@@ -331,7 +332,13 @@ async function readAllPacks(
       out[x.i] = f;
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(atOnce, packs.length)) }, reader));
+  // the executable's pages the walk and the first reads alone used are given back as the reads go on (util/startup-text.ts)
+  const stopReleasing = releaseStartupTextEvery();
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(atOnce, packs.length)) }, reader));
+  } finally {
+    stopReleasing();
+  }
   onProven?.(proven.skipped);
   return out;
 }

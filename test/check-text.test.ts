@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { makeTree, runCli, tmpDir } from './helpers/tmp.js';
+import { LocalStorage } from '../src/storage/local.js';
+import { Repository } from '../src/repo/repository.js';
+import { checkRepository } from '../src/verify/check.js';
+import { requireAddon } from '../src/util/native.js';
+import { startupTextReleases } from '../src/util/startup-text.js';
+
+/**
+ * check --read-data gives the executable's pages back again and again while it reads the packs
+ * (util/startup-text.ts releaseStartupTextEvery), and stops once it is done: the reads are slowed
+ * down here so that they outlast several intervals.
+ */
+const skip =
+  typeof requireAddon<{ dropExecutableText?: unknown }>('mem')?.dropExecutableText === 'function' && existsSync('/proc/self/smaps') ? false : 'native/mem.c did not build, or no /proc';
+const env = { LIFEBOAT_PASSWORD: 'text-pw' };
+
+test('check --read-data drops the executable pages every interval while it reads, and no more afterwards', { skip, timeout: 120_000 }, async () => {
+  const t = tmpDir();
+  const saved = process.env.LIFEBOAT_RELEASE_TEXT_EVERY_MS;
+  try {
+    const src = path.join(t.dir, 'src');
+    await makeTree(src, { files: 30, seed: 11, maxSize: 300_000 });
+    const repoDir = path.join(t.dir, 'repo');
+    assert.equal((await runCli(['init', '-q', '-r', repoDir], { env })).code, 0);
+    assert.equal((await runCli(['backup', '-q', '-r', repoDir, src], { env })).code, 0);
+    process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
+    const storage = new LocalStorage(repoDir);
+    // every read of a pack takes 40 ms more
+    const slow = <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
+      async (...a: A): Promise<R> => {
+        if (a[0] === 'data') await new Promise((r) => setTimeout(r, 40));
+        return f(...a);
+      };
+    storage.load = slow(storage.load.bind(storage));
+    storage.loadInto = slow(storage.loadInto.bind(storage));
+    const repo = await Repository.open(storage, env.LIFEBOAT_PASSWORD);
+    try {
+      process.env.LIFEBOAT_RELEASE_TEXT_EVERY_MS = '10';
+      const before = startupTextReleases().releases;
+      const started = Date.now();
+      const res = await checkRepository(repo, { readData: true });
+      const took = Date.now() - started;
+      assert.equal(res.ok, true, JSON.stringify(res.problems));
+      assert.ok(res.packsRead > 0);
+      const during = startupTextReleases().releases - before;
+      // one at the start and about one per 10 ms of reads (timers run late on a busy machine)
+      assert.ok(took >= 100, `the reads took ${took} ms`);
+      assert.ok(during >= 4, `${during} drops in a check of ${took} ms`);
+      const after = startupTextReleases().releases;
+      await new Promise((r) => setTimeout(r, 80));
+      assert.equal(startupTextReleases().releases, after, 'no drop once the check is over');
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    if (saved === undefined) delete process.env.LIFEBOAT_RELEASE_TEXT_EVERY_MS;
+    else process.env.LIFEBOAT_RELEASE_TEXT_EVERY_MS = saved;
+    t.cleanup();
+  }
+});
