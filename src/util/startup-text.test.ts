@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { requireAddon } from './native.js';
+import { releaseStartupTextEvery, startupTextReleases } from './startup-text.js';
 
 // native/mem.c dropExecutableText, in a child process (its own mappings): the executable's
 // read-only pages leave its RSS, the mappings with pages of their own (the writable segment, the
@@ -108,4 +109,22 @@ test('LIFEBOAT_RELEASE_TEXT=0: nothing dropped', { skip }, () => {
   const ro = (m: Mapping[]) => m.filter((x) => x.perms[1] === '-' && x.anon === 0).reduce((a, x) => a + x.rss, 0);
   assert.ok(ro(r.after) >= ro(r.before) * 0.9, `${ro(r.before)} -> ${ro(r.after)} kB`);
   assert.equal(r.sha, expected().sha);
+});
+
+test('releaseStartupTextEvery: drops now and at each interval until stopped; with LIFEBOAT_RELEASE_TEXT=0 never', { skip }, async () => {
+  const at = () => startupTextReleases().releases;
+  const before = at();
+  const stop = releaseStartupTextEvery({ LIFEBOAT_RELEASE_TEXT_EVERY_MS: '10' });
+  assert.equal(at(), before + 1, 'one drop at once');
+  await new Promise((r) => setTimeout(r, 100));
+  stop();
+  const stopped = at();
+  assert.ok(stopped >= before + 3, `${stopped - before} drops in 100 ms`);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(at(), stopped, 'none after stop()');
+
+  const off = releaseStartupTextEvery({ LIFEBOAT_RELEASE_TEXT: '0', LIFEBOAT_RELEASE_TEXT_EVERY_MS: '10' });
+  await new Promise((r) => setTimeout(r, 50));
+  off();
+  assert.equal(at(), stopped);
 });
