@@ -11,6 +11,7 @@ import { ContentWriter } from './content.js';
 import type { Chunker } from './chunker.js';
 import { codecNative } from './native-read-pool.js';
 import { encodeNative } from './native-encode-pool.js';
+import { requireAddon } from '../util/native.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
 
@@ -421,5 +422,47 @@ test('a chunk its caller gives up (saveBlob owned) and a delta base no cache kee
     }
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+const noHuge = typeof requireAddon<{ hugeBuffer?: unknown }>('mem')?.hugeBuffer === 'function' ? false : 'native/mem.c did not build';
+
+test('the two bases of a delta are joined into one buffer in huge pages, on the heap with LIFEBOAT_HUGE_BUFFERS=0; the blob reads back exactly either way', { skip: noHuge }, async () => {
+  const saved = process.env.LIFEBOAT_HUGE_BUFFERS;
+  try {
+    for (const off of [false, true]) {
+      const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-join-'));
+      try {
+        // bases of ~0.9 MB each: joined, 1 MiB or more (util/huge-buffer.ts LARGE)
+        const a = [0, 1].map((v) => dumpRows(20000, v));
+        const b = [0, 1].map((v) => dumpRows(20000, v + 40).subarray(100));
+        const x = Buffer.concat([a[1]!.subarray(a[1]!.length >> 1), b[1]!.subarray(0, b[1]!.length >> 1)]);
+        const repo = await Repository.init(new LocalStorage(dir), 'pw');
+        let ix: string;
+        try {
+          const save = flushedSaver(repo);
+          const [ia, ib] = (await saveChains(save, a, b)) as [string[], string[]];
+          process.env.LIFEBOAT_HUGE_BUFFERS = off ? '0' : '';
+          const before = { ...repo.basesJoined };
+          ix = await save(x, [ia[1]!, ib[1]!]);
+          const e = repo.indexEntry(ix)!;
+          assert.ok(e.compression === 2 && e.base && e.base2, 'stored on two bases');
+          assert.deepEqual({ huge: repo.basesJoined.huge - before.huge, heap: repo.basesJoined.heap - before.heap }, off ? { huge: 0, heap: 1 } : { huge: 1, heap: 0 });
+        } finally {
+          await repo.close();
+        }
+        const r = await Repository.open(new LocalStorage(dir), 'pw');
+        try {
+          assert.deepEqual(await r.loadBlob(ix), x);
+        } finally {
+          await r.close();
+        }
+      } finally {
+        await fsp.rm(dir, { recursive: true, force: true });
+      }
+    }
+  } finally {
+    if (saved === undefined) delete process.env.LIFEBOAT_HUGE_BUFFERS;
+    else process.env.LIFEBOAT_HUGE_BUFFERS = saved;
   }
 });

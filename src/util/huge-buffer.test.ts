@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { LARGE, freeLarge, largeBuffer, useHugeBuffers } from './huge-buffer.js';
+import { LARGE, freeLarge, hugeBuffer, largeBuffer, useHugeBuffers } from './huge-buffer.js';
 import { requireAddon } from './native.js';
 
 const skip = typeof requireAddon<{ hugeBuffer?: unknown }>('mem')?.hugeBuffer === 'function' ? false : 'native/mem.c did not build';
@@ -21,6 +21,21 @@ test('off until a command turns it on; LIFEBOAT_HUGE_BUFFERS=0 keeps it off', { 
   assert.equal(freeLarge(plain.buffer as ArrayBuffer), false);
   assert.equal(useHugeBuffers({ LIFEBOAT_HUGE_BUFFERS: '0' }), false);
   assert.equal(largeBuffer(4 * LARGE), undefined);
+});
+
+test('hugeBuffer: made whether or not huge-page buffers were turned on, freed at once by freeLarge; not under 1 MiB, not with LIFEBOAT_HUGE_BUFFERS=0', { skip }, () => {
+  assert.equal(largeBuffer(4 * LARGE), undefined, 'still off (the test above)');
+  const b = hugeBuffer(3 * LARGE + 5, {})!;
+  assert.ok(b);
+  assert.equal(b.length, 3 * LARGE + 5);
+  b.fill(9);
+  assert.equal(b[3 * LARGE + 4], 9);
+  const ab = b.buffer as ArrayBuffer;
+  assert.equal(freeLarge(ab), true);
+  assert.equal(ab.byteLength, 0);
+  assert.equal(hugeBuffer(LARGE - 1, {}), undefined);
+  assert.equal(hugeBuffer(4 * LARGE, { LIFEBOAT_HUGE_BUFFERS: '0' }), undefined);
+  assert.equal(largeBuffer(4 * LARGE), undefined, 'and largeBuffer stays off');
 });
 
 test('large buffers: exactly the size asked for, usable, freed at once by freeLarge; small ones and foreign ones left alone', { skip }, () => {

@@ -12,7 +12,8 @@ import { requireAddon } from './native.js';
  *
  * Off unless a command turns it on (useHugeBuffers: a files restore); LIFEBOAT_HUGE_BUFFERS=0
  * keeps it off, as do a missing addon and kernels without huge pages (the pages are then 4 KiB,
- * as before).
+ * as before). hugeBuffer() makes one whether or not the command turned them on, for a buffer that
+ * is large, written whole at once and freed soon (a delta's bases joined into one dictionary).
  */
 interface HugeAddon {
   hugeBuffer(bytes: number): ArrayBuffer | undefined;
@@ -24,23 +25,43 @@ export const LARGE = 1 << 20;
 
 let addon: HugeAddon | undefined;
 let on = false;
+/** A buffer was made here: freeLarge asks the addon. */
+let made = false;
+
+/** The addon where huge-page buffers may be made (not with LIFEBOAT_HUGE_BUFFERS=0). */
+function hugeAddon(env: NodeJS.ProcessEnv): HugeAddon | undefined {
+  if (env.LIFEBOAT_HUGE_BUFFERS === '0') return undefined;
+  addon ??= requireAddon<HugeAddon>('mem');
+  return typeof addon?.hugeBuffer === 'function' ? addon : undefined;
+}
 
 /** Turn huge-page buffers on for this process (false: the addon is missing or LIFEBOAT_HUGE_BUFFERS=0). */
 export function useHugeBuffers(env: NodeJS.ProcessEnv = process.env): boolean {
-  if (env.LIFEBOAT_HUGE_BUFFERS === '0') return false;
-  addon = requireAddon<HugeAddon>('mem');
-  on = typeof addon?.hugeBuffer === 'function';
+  on = hugeAddon(env) !== undefined;
   return on;
+}
+
+function make(a: HugeAddon, bytes: number): Buffer | undefined {
+  const ab = a.hugeBuffer(bytes);
+  if (!ab) return undefined;
+  made = true;
+  return Buffer.from(ab);
 }
 
 /** A buffer of `bytes` in huge pages, or undefined (off, smaller than LARGE, or it could not be made): the caller allocates as usual. */
 export function largeBuffer(bytes: number): Buffer | undefined {
   if (!on || !(bytes >= LARGE)) return undefined;
-  const ab = addon!.hugeBuffer(bytes);
-  return ab ? Buffer.from(ab) : undefined;
+  return make(addon!, bytes);
 }
 
-/** Free a buffer largeBuffer made now (detached: nothing may use it afterwards); false for any other buffer (left as it is). */
+/** The same whether or not huge-page buffers were turned on (see above); undefined where they cannot be made. */
+export function hugeBuffer(bytes: number, env: NodeJS.ProcessEnv = process.env): Buffer | undefined {
+  if (!(bytes >= LARGE)) return undefined;
+  const a = hugeAddon(env);
+  return a ? make(a, bytes) : undefined;
+}
+
+/** Free a buffer largeBuffer or hugeBuffer made now (detached: nothing may use it afterwards); false for any other buffer (left as it is). */
 export function freeLarge(ab: ArrayBuffer): boolean {
-  return on && ab.byteLength >= LARGE && addon!.hugeFree(ab);
+  return made && ab.byteLength >= LARGE && addon!.hugeFree(ab);
 }
