@@ -165,6 +165,70 @@ describe('the lifeboat command', () => {
     }
   });
 
+  it("bin/lifeboat sizes libuv's thread pool to a machine's cores below 4, for node alone; a caller's size stands, and the commands Lifeboat runs get the caller's environment back", (t) => {
+    const bin = path.join(ROOT, 'bin', 'lifeboat');
+    const tmp = tmpDir();
+    t.after(tmp.cleanup);
+    const d = tmp.dir;
+    // a fake nproc (first on PATH) says how many cores there are; LIFEBOAT_NODE prints what node would get
+    const fake = path.join(d, 'bin');
+    mkdirSync(fake);
+    const cores = (n: string) => writeFileSync(path.join(fake, 'nproc'), `#!/bin/sh\n${n}\n`, { mode: 0o755 });
+    const show = path.join(d, 'show-env');
+    writeFileSync(show, '#!/bin/sh\nprintf "%s|%s" "${UV_THREADPOOL_SIZE-unset}" "${LIFEBOAT_UV_THREADPOOL_SIZE-unset}"\n', { mode: 0o755 });
+    const base: NodeJS.ProcessEnv = { ...process.env, PATH: `${fake}:${process.env.PATH}` };
+    delete base.UV_THREADPOOL_SIZE;
+    delete base.LIFEBOAT_UV_THREADPOOL_SIZE;
+    const launched = (more: NodeJS.ProcessEnv = {}, args = ['-V']) => {
+      const r = spawnSync(bin, args, { encoding: 'utf8', env: { ...base, LIFEBOAT_NODE: show, ...more } });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout;
+    };
+    for (const [n, want] of [
+      ['echo 1', '2|'],
+      ['echo 2', '2|'],
+      ['echo 3', '3|'],
+      ['echo 4', 'unset|unset'],
+      ['echo 64', 'unset|unset'],
+    ] as const) {
+      cores(n);
+      for (const args of [['-V'], ['restore', 'latest'], ['backup', '/data'], ['check', '--read-data'], ['daemon']]) assert.equal(launched({}, args), want, `${n}: ${args.join(' ')}`);
+    }
+    // the caller's size stands, whatever the cores (an empty one too: libuv's default)
+    cores('echo 2');
+    assert.equal(launched({ UV_THREADPOOL_SIZE: '8' }), '8|unset');
+    assert.equal(launched({ UV_THREADPOOL_SIZE: '' }), '|unset');
+    // no core count to be had (nproc fails; getconf answers): still a valid size or none
+    cores('exit 1');
+    assert.match(launched(), /^(2\||3\||unset\|unset)$/);
+
+    // node started so has a pool of 2 threads: 2 threads fewer than with libuv's 4 (a probe in place of the CLI)
+    cores('echo 2');
+    const probe = path.join(d, 'probe');
+    const js = 'require("fs").stat("/", () => setTimeout(() => process.stdout.write(String(require("fs").readdirSync("/proc/self/task").length)), 100))';
+    writeFileSync(probe, `#!/bin/sh\nexec "${process.execPath}" -e '${js}'\n`, { mode: 0o755 });
+    const threads = (more: NodeJS.ProcessEnv) => Number(launched({ ...more, LIFEBOAT_NODE: probe }));
+    assert.equal(threads({}) + 2, threads({ UV_THREADPOOL_SIZE: '4' }));
+
+    // the real command on "2 cores": a child it runs sees the caller's (unset) size
+    const repo = path.join(d, 'repo');
+    const seen = path.join(d, 'seen');
+    const env: NodeJS.ProcessEnv = { ...base, LIFEBOAT_PASSWORD: 'pw' };
+    delete env.LIFEBOAT_NODE;
+    delete env.LIFEBOAT_NODE_FLAGS;
+    const init = spawnSync(bin, ['init', '-q', '-r', repo], { encoding: 'utf8', env });
+    assert.equal(init.status, 0, init.stderr);
+    const cmd = `printf "%s|%s" "\${UV_THREADPOOL_SIZE-unset}" "\${LIFEBOAT_UV_THREADPOOL_SIZE-unset}" > ${seen}; echo data`;
+    for (const [size, want] of [
+      [undefined, 'unset|unset'],
+      ['6', '6|unset'],
+    ] as const) {
+      const b = spawnSync(bin, ['backup', '-q', '-r', repo, '--stdin-from-command', cmd, '--stdin-filename', 'x'], { encoding: 'utf8', env: size === undefined ? env : { ...env, UV_THREADPOOL_SIZE: size } });
+      assert.equal(b.status, 0, b.stderr);
+      assert.equal(readFileSync(seen, 'utf8'), want);
+    }
+  });
+
   it("bin/lifeboat's list of the global options that take a value is the command line's own", async () => {
     const { buildProgram } = await import('../src/cli/program.js');
     const program = await buildProgram(['node', 'lifeboat', '-V']);

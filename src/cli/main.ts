@@ -22,15 +22,21 @@ function isEntryPoint(): boolean {
 /**
  * bin/lifeboat sets glibc's malloc tunables for this process (GLIBC_TUNABLES: one arena, and
  * transparent huge pages for `restore`; read by glibc when the process starts) and keeps what the caller
- * had in LIFEBOAT_GLIBC_TUNABLES: the commands Lifeboat runs (pg_dump, hooks, drills) get
- * the caller's GLIBC_TUNABLES back, unchanged or unset.
+ * had in LIFEBOAT_GLIBC_TUNABLES; on fewer than 4 cores it sizes libuv's thread pool to them
+ * (UV_THREADPOOL_SIZE, read when node starts the pool; LIFEBOAT_UV_THREADPOOL_SIZE is empty then).
+ * The commands Lifeboat runs (pg_dump, hooks, drills) get the caller's values back, unchanged or unset.
  */
 export function restoreLauncherEnv(env: NodeJS.ProcessEnv = process.env): void {
-  const was = env.LIFEBOAT_GLIBC_TUNABLES;
-  if (was === undefined) return;
-  if (was === '') delete env.GLIBC_TUNABLES;
-  else env.GLIBC_TUNABLES = was;
-  delete env.LIFEBOAT_GLIBC_TUNABLES;
+  for (const [name, kept] of [
+    ['GLIBC_TUNABLES', 'LIFEBOAT_GLIBC_TUNABLES'],
+    ['UV_THREADPOOL_SIZE', 'LIFEBOAT_UV_THREADPOOL_SIZE'],
+  ] as const) {
+    const was = env[kept];
+    if (was === undefined) continue;
+    if (was === '') delete env[name];
+    else env[name] = was;
+    delete env[kept];
+  }
 }
 
 if (isEntryPoint()) {
