@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { cpus } from 'node:os';
 import { request as httpRequest } from 'node:http';
 import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
@@ -170,13 +171,12 @@ describe('the lifeboat command', () => {
     const tmp = tmpDir();
     t.after(tmp.cleanup);
     const d = tmp.dir;
-    // a fake nproc (first on PATH) says how many cores there are; LIFEBOAT_NODE prints what node would get
-    const fake = path.join(d, 'bin');
-    mkdirSync(fake);
-    const cores = (n: string) => writeFileSync(path.join(fake, 'nproc'), `#!/bin/sh\n${n}\n`, { mode: 0o755 });
+    // a file in place of /sys/devices/system/cpu/online says which CPUs there are; LIFEBOAT_NODE prints what node would get
+    const online = path.join(d, 'online');
+    const cores = (list: string) => writeFileSync(online, list);
     const show = path.join(d, 'show-env');
     writeFileSync(show, '#!/bin/sh\nprintf "%s|%s" "${UV_THREADPOOL_SIZE-unset}" "${LIFEBOAT_UV_THREADPOOL_SIZE-unset}"\n', { mode: 0o755 });
-    const base: NodeJS.ProcessEnv = { ...process.env, PATH: `${fake}:${process.env.PATH}` };
+    const base: NodeJS.ProcessEnv = { ...process.env, LIFEBOAT_CPU_ONLINE: online };
     delete base.UV_THREADPOOL_SIZE;
     delete base.LIFEBOAT_UV_THREADPOOL_SIZE;
     const launched = (more: NodeJS.ProcessEnv = {}, args = ['-V']) => {
@@ -185,25 +185,39 @@ describe('the lifeboat command', () => {
       return r.stdout;
     };
     for (const [n, want] of [
-      ['echo 1', '2|'],
-      ['echo 2', '2|'],
-      ['echo 3', '3|'],
-      ['echo 4', 'unset|unset'],
-      ['echo 64', 'unset|unset'],
+      ['0\n', '2|'],
+      ['0-1\n', '2|'],
+      ['0,2\n', '2|'],
+      ['0-2', '3|'],
+      ['0-1,3\n', '3|'],
+      ['0-3\n', 'unset|unset'],
+      ['0-63\n', 'unset|unset'],
+      // not understood: libuv's default
+      ['', 'unset|unset'],
+      ['x\n', 'unset|unset'],
+      ['1-\n', 'unset|unset'],
+      ['3-1\n', 'unset|unset'],
+      ['0-1-2\n', 'unset|unset'],
     ] as const) {
       cores(n);
       for (const args of [['-V'], ['restore', 'latest'], ['backup', '/data'], ['check', '--read-data'], ['daemon']]) assert.equal(launched({}, args), want, `${n}: ${args.join(' ')}`);
     }
     // the caller's size stands, whatever the cores (an empty one too: libuv's default)
-    cores('echo 2');
+    cores('0-1\n');
     assert.equal(launched({ UV_THREADPOOL_SIZE: '8' }), '8|unset');
     assert.equal(launched({ UV_THREADPOOL_SIZE: '' }), '|unset');
-    // no core count to be had (nproc fails; getconf answers): still a valid size or none
-    cores('exit 1');
-    assert.match(launched(), /^(2\||3\||unset\|unset)$/);
+    // no list to read: libuv's default, and nothing on stderr
+    const none = spawnSync(bin, ['-V'], { encoding: 'utf8', env: { ...base, LIFEBOAT_NODE: show, LIFEBOAT_CPU_ONLINE: path.join(d, 'missing') } });
+    assert.equal(none.status, 0);
+    assert.equal(none.stdout, 'unset|unset');
+    assert.equal(none.stderr, '');
+    // this machine's own list is read as the machine's cores
+    const own = spawnSync(bin, ['-V'], { encoding: 'utf8', env: { ...base, LIFEBOAT_NODE: show, LIFEBOAT_CPU_ONLINE: '' } });
+    const n = cpus().length; // libuv counts the online CPUs (/proc/stat), as the launcher's list does
+    assert.equal(own.stdout, n < 3 ? '2|' : n === 3 ? '3|' : 'unset|unset', `${n} cores`);
 
     // node started so has a pool of 2 threads: 2 threads fewer than with libuv's 4 (a probe in place of the CLI)
-    cores('echo 2');
+    cores('0-1\n');
     const probe = path.join(d, 'probe');
     const js = 'require("fs").stat("/", () => setTimeout(() => process.stdout.write(String(require("fs").readdirSync("/proc/self/task").length)), 100))';
     writeFileSync(probe, `#!/bin/sh\nexec "${process.execPath}" -e '${js}'\n`, { mode: 0o755 });
