@@ -198,6 +198,9 @@ describe('the lifeboat command', () => {
       ['1-\n', 'unset|unset'],
       ['3-1\n', 'unset|unset'],
       ['0-1-2\n', 'unset|unset'],
+      ['08\n', 'unset|unset'],
+      ['0-07\n', 'unset|unset'],
+      ['*\n', 'unset|unset'],
     ] as const) {
       cores(n);
       for (const args of [['-V'], ['restore', 'latest'], ['backup', '/data'], ['check', '--read-data'], ['daemon']]) assert.equal(launched({}, args), want, `${n}: ${args.join(' ')}`);
@@ -206,6 +209,13 @@ describe('the lifeboat command', () => {
     cores('0-1\n');
     assert.equal(launched({ UV_THREADPOOL_SIZE: '8' }), '8|unset');
     assert.equal(launched({ UV_THREADPOOL_SIZE: '' }), '|unset');
+    // a list is never matched against file names (a `*` beside a file named 1)
+    const cwd = path.join(d, 'cwd');
+    mkdirSync(cwd);
+    writeFileSync(path.join(cwd, '1'), '');
+    cores('*\n');
+    assert.equal(spawnSync(bin, ['-V'], { cwd, encoding: 'utf8', env: { ...base, LIFEBOAT_NODE: show } }).stdout, 'unset|unset');
+    cores('0-1\n');
     // no list to read: libuv's default, and nothing on stderr
     const none = spawnSync(bin, ['-V'], { encoding: 'utf8', env: { ...base, LIFEBOAT_NODE: show, LIFEBOAT_CPU_ONLINE: path.join(d, 'missing') } });
     assert.equal(none.status, 0);
