@@ -108,3 +108,40 @@ test('backup walk: a re-backup runs a full collection whenever the heap grew by 
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+test("a large file's chunk ids are computed on the thread pool (Repository.blobIdAsync) and are the same ids as on this thread", async () => {
+  const { backupPaths } = await import('./archiver.js');
+  const { LocalStorage } = await import('../storage/local.js');
+  const { Repository } = await import('../repo/repository.js');
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-async-ids-'));
+  try {
+    const src = path.join(dir, 'src');
+    await fsp.mkdir(src);
+    const data = randomBytes(6 * 1024 * 1024); // several chunks at the default chunker's sizes
+    await fsp.writeFile(path.join(src, 'big.bin'), data);
+    const repo = await Repository.init(new LocalStorage(path.join(dir, 'repo')), 'pw');
+    try {
+      if (repo.blobIdAsync(Buffer.alloc(1)) === undefined) return; // native/hash.c not built: ids on this thread
+      let calls = 0;
+      const orig = repo.blobIdAsync.bind(repo);
+      repo.blobIdAsync = (b: Uint8Array) => {
+        calls++;
+        return orig(b);
+      };
+      await backupPaths(repo, { paths: [src], parent: 'none' });
+      // the chunks the backup cut, cut again here: each is in the index under the id of its bytes
+      const ch = repo.newChunker();
+      const chunks = ch.push(data);
+      const last = ch.finish();
+      if (last) chunks.push(last);
+      assert.ok(chunks.length >= 3, `cut into several chunks (${chunks.length})`);
+      for (const [i, c] of chunks.entries()) assert.ok(repo.indexEntry(repo.blobId(c)), `chunk ${i} stored under the id of its bytes`);
+      // every chunk but the one cut at the end (stored right away) had its id computed on the pool
+      assert.equal(calls, chunks.length - 1, 'pool jobs for the chunks');
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});

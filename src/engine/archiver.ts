@@ -577,7 +577,8 @@ class Archiver {
         counted = size;
         if (prog) prog.bytesDone += size;
       } else {
-        const w = new ContentWriter(this.repo, parent);
+        // each chunk's blob id on the thread pool while the next read and cut run (see ContentWriter)
+        const w = new ContentWriter(this.repo, parent, { asyncIds: true });
         const bufSize = 1024 * 1024; // at most this much per read, straight into the chunker's window
         let regions: Array<[number, number]> | undefined;
         if (sparse) {

@@ -99,9 +99,11 @@ export class ContentWriter {
     opts: {
       sketch?: boolean;
       /**
-       * true: a chunk's id on the thread pool while the next one is cut (see take); for one
-       * stream at a time (storeReadable). A files backup writes several files at once, each
-       * would hold a chunk more (first backup of 575 MB: +5-10 MB peak RSS, no time gained).
+       * true: a chunk's id on the thread pool while the next one is read and cut (see take); each
+       * writer then holds one chunk more. Streams and a files backup's large files (one at a
+       * time, Archiver.largeFileSlots) use it: on the bench's 2-core machine, the first backup
+       * 3.80 -> 3.62 s and the re-backup after a 5% change 1.94 -> 1.83 s (medians of 9 and 13),
+       * peak RSS +2 MB (docs/benchmarks.md, "Large files' blob ids on the thread pool").
        */
       asyncIds?: boolean;
     } = {},
