@@ -1,7 +1,7 @@
 /**
  * Lifeboat vs restic vs borg on the same machine and data, in one run (issue 7).
  *
- *   bash bench/setup.sh && npm run bench -- [--scale 1] [--reps 3] [--quick] [--dir /tmp/lifeboat-bench]
+ *   bash bench/setup.sh && npm run bench -- [--scale 1] [--reps 3] [--quick] [--dir /tmp/lifeboat-bench] [--settle 61]
  *
  * Dataset (seeded, reproducible; --scale 1 = about 1.3 GiB): large random files,
  * large compressible text/log files, thousands of small files, a realistic
@@ -17,6 +17,12 @@
  * Wall time, throughput, CPU seconds per GB (user + system, GNU time %U + %S),
  * peak RSS (GNU time %M), repository size; median of reps.
  * Results: bench/results/latest.md and latest.json.
+ *
+ * --settle S: the full restore starts S seconds (61 by default, 0 with --quick) after the bench last removed
+ * files, after a sync. On ext4 without a journal every new inode skips the inodes freed in the last 60 s (360
+ * while their inode table block is dirty: the kernel's `recently_deleted`), and the bench removes a tree of
+ * 25k files (the last tool's restore, the rebuilt dataset) seconds before each restore: such a restore measured
+ * the filesystem's search through those inodes, differently run by run, not the tool (docs/benchmarks.md).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
@@ -35,12 +41,28 @@ const QUICK = args.includes('--quick');
 const SCALE = Number(opt('scale', QUICK ? '0.02' : '1'));
 const REPS = Number(opt('reps', QUICK ? '1' : '3'));
 const DIR = opt('dir', '/tmp/lifeboat-bench');
+const SETTLE_S = Number(opt('settle', QUICK ? '0' : '61'));
+if (!(SETTLE_S >= 0)) throw new Error('--settle: a number of seconds, 0 or more');
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The command that runs Lifeboat: the checkout's launcher (node with its flags), or node on LIFEBOAT_CLI. */
 const LB = process.env.LIFEBOAT_CLI ? `node ${path.resolve(ROOT, process.env.LIFEBOAT_CLI)}` : path.join(ROOT, 'bin/lifeboat');
 const DUMP_DAYS = 4;
 /** Real files copied into the dataset (many small files: the common case of a file backup). */
 const REAL_SOURCES = ['/usr/share', '/usr/lib', '/usr/include'];
+
+/** When the bench last removed files (see --settle). */
+let lastRemoval = 0;
+function remove(p: string): void {
+  rmSync(p, { recursive: true, force: true });
+  lastRemoval = Date.now();
+}
+/** Wait until SETTLE_S seconds have passed since the last removal, the removed inodes written back first. */
+function settle(): void {
+  if (SETTLE_S === 0) return;
+  spawnSync('sync');
+  const wait = lastRemoval + SETTLE_S * 1000 - Date.now();
+  if (wait > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait);
+}
 
 /** Seeded byte stream (SHA-256 counter mode): incompressible, reproducible. */
 function randomBytesSeeded(seed: string, n: number): Buffer {
@@ -65,7 +87,7 @@ function textBytes(seed: number, n: number): Buffer {
   return Buffer.from(parts.join('')).subarray(0, n);
 }
 function makeDataset(dir: string): number {
-  rmSync(dir, { recursive: true, force: true });
+  remove(dir);
   const big = Math.round(350 * MB * SCALE);
   for (let i = 0; i < 4; i++) writeFile(path.join(dir, `random/r${i}.bin`), randomBytesSeeded(`r${i}`, Math.round(big / 4)));
   for (let i = 0; i < 4; i++) writeFile(path.join(dir, `logs/app${i}.log`), textBytes(i + 1, Math.round(big / 4)));
@@ -97,7 +119,7 @@ function mutate(dir: string, total: number): void {
     writeFile(path.join(dir, `new/n${i}.bin`), b);
     done += b.length;
   }
-  rmSync(path.join(dir, 'small/d1'), { recursive: true, force: true });
+  remove(path.join(dir, 'small/d1'));
 }
 
 /** Day `day` of the daily dump (bench/restore-data.mjs, as bench/steps-all.sh uses it): its size in bytes. */
@@ -158,7 +180,7 @@ type Row = { ms: number; mbps: number; rssMb: number; cpuSPerGb: number; repoMb:
 
 function main(): void {
   if (!existsSync('/usr/bin/time')) throw new Error('GNU time is missing: run bash bench/setup.sh');
-  rmSync(DIR, { recursive: true, force: true });
+  remove(DIR);
   mkdirSync(DIR, { recursive: true });
   const results: Record<string, Record<string, Row[]>> = {};
   // the dumps of days 0..DUMP_DAYS-1, made once (the same for every tool)
@@ -175,7 +197,7 @@ function main(): void {
       // every tool sees identical data: rebuild the dataset before each tool
       makeDataset(data);
       const repo = path.join(DIR, `repo-${t.name.replace(/\W+/g, '-')}`);
-      rmSync(repo, { recursive: true, force: true });
+      remove(repo);
       spawnSync('sh', ['-c', t.init(repo)], { env, stdio: 'ignore' });
       const r = (results[t.name] ??= {});
       const add = (step: string, m: Measure, bytes: number, extra: Partial<Row> = {}) =>
@@ -188,9 +210,10 @@ function main(): void {
       const m3 = timed(t.backup(repo, data, 3));
       add(STEPS[2], m3, total2, { addedMb: (du(repo) - before3) / MB });
       const target = path.join(DIR, 'restore');
-      rmSync(target, { recursive: true, force: true });
+      remove(target);
+      settle();
       add(STEPS[3], timed(t.restore(repo, target)), total2);
-      rmSync(target, { recursive: true, force: true });
+      remove(target);
       timed(t.backupStdin(repo, dumps[0]!.file, 10));
       for (let d = 1; d < DUMP_DAYS; d++) {
         const before5 = du(repo);
@@ -199,9 +222,9 @@ function main(): void {
       }
       add(STEPS[5], timed(t.restore(repo, target)), dumpSize);
       if (spawnSync('cmp', ['-s', t.stdinFile(target), dumps[DUMP_DAYS - 1]!.file]).status !== 0) throw new Error(`${t.name}: the restored day-${DUMP_DAYS - 1} dump differs from the dump`);
-      rmSync(target, { recursive: true, force: true });
+      remove(target);
       add(STEPS[6], timed(t.check(repo)), du(repo));
-      rmSync(repo, { recursive: true, force: true });
+      remove(repo);
       process.stderr.write(`rep ${rep + 1}/${REPS}: ${t.name} done\n`);
     }
   }
@@ -212,7 +235,7 @@ function main(): void {
     `# Benchmark: Lifeboat vs restic vs borg`,
     '',
     `${new Date().toISOString()} · ${os.cpus().length} cores (${cpu}) · ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB · scale ${SCALE} (${(du(path.join(DIR, 'data')) / MB).toFixed(0)} MB files, ${(dumpSize / MB).toFixed(0)} MB dump) · median of ${REPS} rep(s) · warm page cache for every tool`,
-    `Versions: ${version(`${LB} --version`)} (lifeboat), ${version('restic version')}, ${version('borg --version')}. Command: \`npm run bench -- --scale ${SCALE} --reps ${REPS}\``,
+    `Versions: ${version(`${LB} --version`)} (lifeboat), ${version('restic version')}, ${version('borg --version')}. Command: \`npm run bench -- --scale ${SCALE} --reps ${REPS}${QUICK ? ' --quick' : ''}${SETTLE_S !== (QUICK ? 0 : 61) ? ` --settle ${SETTLE_S}` : ''}\`; the full restore starts ${SETTLE_S} s after the bench's last removal of files (--settle)`,
     '',
     '| step | tool | wall s | MB/s | CPU s/GB | peak RSS MB | repo MB | added MB | vs restic | vs borg zstd,3 |',
     '|---|---|---|---|---|---|---|---|---|---|',
