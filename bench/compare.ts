@@ -41,7 +41,8 @@ const QUICK = args.includes('--quick');
 const SCALE = Number(opt('scale', QUICK ? '0.02' : '1'));
 const REPS = Number(opt('reps', QUICK ? '1' : '3'));
 const DIR = opt('dir', '/tmp/lifeboat-bench');
-const SETTLE_S = Number(opt('settle', QUICK ? '0' : '61'));
+const SETTLE_DEFAULT = QUICK ? 0 : 61;
+const SETTLE_S = Number(opt('settle', String(SETTLE_DEFAULT)));
 if (!(SETTLE_S >= 0)) throw new Error('--settle: a number of seconds, 0 or more');
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The command that runs Lifeboat: the checkout's launcher (node with its flags), or node on LIFEBOAT_CLI. */
@@ -235,7 +236,7 @@ function main(): void {
     `# Benchmark: Lifeboat vs restic vs borg`,
     '',
     `${new Date().toISOString()} · ${os.cpus().length} cores (${cpu}) · ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB · scale ${SCALE} (${(du(path.join(DIR, 'data')) / MB).toFixed(0)} MB files, ${(dumpSize / MB).toFixed(0)} MB dump) · median of ${REPS} rep(s) · warm page cache for every tool`,
-    `Versions: ${version(`${LB} --version`)} (lifeboat), ${version('restic version')}, ${version('borg --version')}. Command: \`npm run bench -- --scale ${SCALE} --reps ${REPS}${QUICK ? ' --quick' : ''}${SETTLE_S !== (QUICK ? 0 : 61) ? ` --settle ${SETTLE_S}` : ''}\`; the full restore starts ${SETTLE_S} s after the bench's last removal of files (--settle)`,
+    `Versions: ${version(`${LB} --version`)} (lifeboat), ${version('restic version')}, ${version('borg --version')}. Command: \`npm run bench -- --scale ${SCALE} --reps ${REPS}${QUICK ? ' --quick' : ''}${SETTLE_S !== SETTLE_DEFAULT ? ` --settle ${SETTLE_S}` : ''}\`; the full restore starts ${SETTLE_S} s after the bench's last removal of files (--settle)`,
     '',
     '| step | tool | wall s | MB/s | CPU s/GB | peak RSS MB | repo MB | added MB | vs restic | vs borg zstd,3 |',
     '|---|---|---|---|---|---|---|---|---|---|',
