@@ -83,6 +83,11 @@
       "cflags": ["-O2", "-Wall"]
     },
     {
+      "target_name": "sched",
+      "sources": ["sched.c"],
+      "cflags": ["-O2", "-Wall"]
+    },
+    {
       "target_name": "mem",
       "sources": ["mem.c"],
       "cflags": ["-O2", "-Wall"]

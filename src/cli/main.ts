@@ -3,6 +3,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ExitCode } from '../errors.js';
 import { installSignalHandlers, installStdioGuards } from './signals.js';
+import { poolPriority, tunePool } from '../util/pool-priority.js';
 
 /**
  * Entry point of the `lifeboat` command. It installs the signal and pipe
@@ -40,6 +41,14 @@ export function restoreLauncherEnv(env: NodeJS.ProcessEnv = process.env): void {
 }
 
 if (isEntryPoint()) {
+  // the pool's threads yield to this one (src/util/pool-priority.ts): first, while the pool is idle,
+  // and from the pool size the launcher set (restoreLauncherEnv gives the commands the caller's back)
+  let poolSetting: Error | undefined;
+  try {
+    void tunePool(poolPriority());
+  } catch (err) {
+    poolSetting = err as Error;
+  }
   restoreLauncherEnv();
   installSignalHandlers();
   installStdioGuards();
@@ -61,6 +70,11 @@ if (isEntryPoint()) {
     process.exitCode = ExitCode.FATAL;
   });
   const run = async (): Promise<void> => {
+    if (poolSetting) {
+      process.stderr.write(`lifeboat: ${poolSetting.message}\n`);
+      process.exitCode = ExitCode.USAGE;
+      return;
+    }
     // the repository key's scrypt started before the command's modules load (cli/key-prewarm.ts);
     // only a head start: whatever goes wrong here is the command's to find and report
     try {
