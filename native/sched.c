@@ -3,8 +3,8 @@
  * the chunk hashes, the restore's file batches and node's own fs calls).
  *
  *   tunePool(threads: number, nice: number, batch: boolean, waitMs: number): Promise<number>
- *     `threads` work items, each of which, on the pool thread that runs it, sets that thread's
- *     nice value (setpriority(PRIO_PROCESS, tid): per thread on Linux) and, with `batch`, its
+ *     `threads` work items, each of which, on the pool thread that runs it, raises that thread's
+ *     nice value by `nice` (at most to 19; setpriority(PRIO_PROCESS, tid): per thread on Linux) and, with `batch`, its
  *     policy to SCHED_BATCH (sched_setscheduler(tid)), then waits until all `threads` items have
  *     started, or `waitMs` have passed: while all wait, no thread can take a second item, so on a
  *     pool of `threads` idle threads each item lands on a thread of its own. Resolves to the
@@ -59,7 +59,12 @@ static void execute(napi_env env, void *data) {
   item_t *it = data;
   group_t *g = it->g;
   it->tid = (pid_t)syscall(SYS_gettid);
-  bool ok = setpriority(PRIO_PROCESS, (id_t)it->tid, g->nice) == 0;
+  /* an increment, as nice(2): a command started under `nice` keeps the gap it was given */
+  errno = 0;
+  int cur = getpriority(PRIO_PROCESS, (id_t)it->tid);
+  if (cur == -1 && errno != 0) cur = 0;
+  int to = cur + g->nice > 19 ? 19 : cur + g->nice;
+  bool ok = setpriority(PRIO_PROCESS, (id_t)it->tid, to) == 0;
 #ifdef SCHED_BATCH
   if (ok && g->batch) {
     struct sched_param sp = {0};
@@ -112,9 +117,9 @@ static napi_value js_tune_pool(napi_env env, napi_callback_info info) {
   bool batch = false;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4 || napi_get_value_int32(env, argv[0], &n) != napi_ok ||
       napi_get_value_int32(env, argv[1], &nice) != napi_ok || napi_get_value_bool(env, argv[2], &batch) != napi_ok ||
-      napi_get_value_int32(env, argv[3], &wait_ms) != napi_ok || n < 1 || n > MAX_THREADS || nice < -20 || nice > 19 || wait_ms < 0 ||
+      napi_get_value_int32(env, argv[3], &wait_ms) != napi_ok || n < 1 || n > MAX_THREADS || nice < 0 || nice > 19 || wait_ms < 0 ||
       wait_ms > 10000) {
-    napi_throw_type_error(env, NULL, "tunePool(threads: 1..1024, nice: -20..19, batch: boolean, waitMs: 0..10000)");
+    napi_throw_type_error(env, NULL, "tunePool(threads: 1..1024, nice: 0..19, batch: boolean, waitMs: 0..10000)");
     return NULL;
   }
   group_t *g = calloc(1, sizeof *g + (size_t)n * sizeof(item_t));

@@ -17,10 +17,12 @@ import { nativeAddon } from './native.js';
  * run at nice 10 under SCHED_BATCH (no wake-up preemption), and took 3.35 s
  * instead of 3.72 (docs/benchmarks.md, "The pool yields to the main thread").
  *
- * So the entry point (src/cli/main.ts) gives each pool thread, once, a nice
- * value of LIFEBOAT_POOL_NICE (default 10 where the pool has at least as many
+ * So the entry point (src/cli/main.ts) raises each pool thread's nice value,
+ * once, by LIFEBOAT_POOL_NICE (default 10 where the pool has at least as many
  * threads as the machine has cores, otherwise none: with a core to spare the
- * main thread is never crowded out) and the SCHED_BATCH policy. Only the pool
+ * main thread is never crowded out; an increment, as `nice -n`, so a command
+ * started under `nice` keeps its pool that much below its main thread) and
+ * gives it the SCHED_BATCH policy. Only the pool
  * threads change: the main thread, V8's threads and every command Lifeboat
  * starts keep their priority. A side effect the operator may want to know: on
  * a host whose cores other programs keep busy, the pool's work gets less of
@@ -30,7 +32,7 @@ import { nativeAddon } from './native.js';
 export interface PoolPriority {
   /** Pool threads to reach (libuv's pool size). */
   threads: number;
-  /** Their nice value (1..19). */
+  /** How much their nice value is raised (1..19; to at most 19): an increment over the process's own, as `nice -n`. */
   nice: number;
   /** SCHED_BATCH as well. */
   batch: boolean;
