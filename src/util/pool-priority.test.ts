@@ -136,7 +136,7 @@ test('the lifeboat command tunes its pool before it does anything else; LIFEBOAT
     assert.equal(on.filter((t) => t.nice === Math.min(19, own.nice + 6) && t.policy === SCHED_BATCH).length, 2, JSON.stringify(on));
     const off = await during({ LIFEBOAT_POOL_NICE: '0' });
     assert.equal(off.filter((t) => t.nice !== own.nice || t.policy !== own.policy).length, 0, JSON.stringify(off));
-    const bad = spawnSync(process.execPath, [main, 'version'], { env: { ...env, LIFEBOAT_POOL_NICE: 'high' }, encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [main, '-V'], { env: { ...env, LIFEBOAT_POOL_NICE: 'high' }, encoding: 'utf8' });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /^lifeboat: LIFEBOAT_POOL_NICE must be a whole number from 0 to 19 \(0: off\), not "high"\n$/);
     assert.ok(existsSync(repo));
