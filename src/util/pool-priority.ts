@@ -11,11 +11,14 @@ import { nativeAddon } from './native.js';
  * has as many threads as there are cores (bin/lifeboat sizes it so on 2 and 3
  * cores; libuv's 4 on 4), the main thread shares the cores with them, and
  * every job it queues wakes a pool thread that could take its core. Then the
- * thread that feeds every job waited its turn while the pool ran dry behind it:
- * a full restore into tmpfs on 2 cores spent 0.25 s of its 3.7 s inside the
- * call that queues a decode job (1,350 calls), 0.02 s once the pool threads
- * run at nice 10 under SCHED_BATCH (no wake-up preemption), and took 3.35 s
- * instead of 3.72 (docs/benchmarks.md, "The pool yields to the main thread").
+ * thread that feeds every job waited its turn: a full restore into tmpfs on 2
+ * cores spent 0.25 s of its 3.7 s inside the call that queues a decode job
+ * (1,350 calls), 0.02 s once the pool threads ran at nice 10 under SCHED_BATCH
+ * (no wake-up preemption). The restore itself was no faster (both cores do
+ * useful work whichever thread runs); a backup, whose main thread reads and
+ * cuts the chunks, was: a first backup of 1.1 GB 5.75 -> 5.22 s, check
+ * --read-data 4.20 -> 3.96 (docs/benchmarks.md, "The pool yields to the main
+ * thread").
  *
  * So the entry point (src/cli/main.ts) raises each pool thread's nice value,
  * once, by LIFEBOAT_POOL_NICE (default 10 where the pool has at least as many
