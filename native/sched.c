@@ -88,13 +88,8 @@ static void execute(napi_env env, void *data) {
   pthread_mutex_unlock(&g->mu);
 }
 
-static void complete(napi_env env, napi_status st, void *data) {
-  (void)st;
-  item_t *it = data;
-  group_t *g = it->g;
-  napi_delete_async_work(env, it->work);
-  if (++g->done < g->n) return;
-  /* every item ran (or was cancelled): count the distinct threads that took the setting */
+/* Once every item queued has completed (or none was): resolve with the number of distinct threads that took the setting, and free the group. */
+static void settle(napi_env env, group_t *g) {
   int distinct = 0;
   for (int i = 0; i < g->n; i++) {
     if (!g->items[i].ok) continue;
@@ -108,6 +103,14 @@ static void complete(napi_env env, napi_status st, void *data) {
   pthread_cond_destroy(&g->cv);
   pthread_mutex_destroy(&g->mu);
   free(g);
+}
+
+static void complete(napi_env env, napi_status st, void *data) {
+  (void)st;
+  item_t *it = data;
+  group_t *g = it->g;
+  napi_delete_async_work(env, it->work);
+  if (++g->done == g->n) settle(env, g); /* a cancelled item never ran: not ok, not counted */
 }
 
 static napi_value js_tune_pool(napi_env env, napi_callback_info info) {
@@ -127,18 +130,18 @@ static napi_value js_tune_pool(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
-  g->n = n;
-  g->nice = nice;
-  g->batch = batch;
-  g->wait_ms = wait_ms;
-  pthread_mutex_init(&g->mu, NULL);
-  pthread_cond_init(&g->cv, NULL);
   napi_value promise, name;
   if (napi_create_promise(env, &g->deferred, &promise) != napi_ok) {
     free(g);
     napi_throw_error(env, NULL, "tunePool: no promise");
     return NULL;
   }
+  g->n = n;
+  g->nice = nice;
+  g->batch = batch;
+  g->wait_ms = wait_ms;
+  pthread_mutex_init(&g->mu, NULL);
+  pthread_cond_init(&g->cv, NULL);
   napi_create_string_utf8(env, "lifeboat:tunePool", NAPI_AUTO_LENGTH, &name);
   int queued = 0;
   for (int i = 0; i < n; i++) {
@@ -157,14 +160,7 @@ static napi_value js_tune_pool(napi_env env, napi_callback_info info) {
     g->n = queued;
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
-    if (queued == 0) {
-      napi_value zero;
-      napi_create_int32(env, 0, &zero);
-      napi_resolve_deferred(env, g->deferred, zero);
-      pthread_cond_destroy(&g->cv);
-      pthread_mutex_destroy(&g->mu);
-      free(g);
-    }
+    if (queued == 0) settle(env, g);
   }
   return promise;
 }

@@ -119,7 +119,7 @@ test('the lifeboat command tunes its pool before it does anything else; LIFEBOAT
     const during = async (extra: NodeJS.ProcessEnv) => {
       const child = spawn(process.execPath, [main, '-r', repo, 'backup', '--stdin', '--stdin-filename', 'x', '--json'], { env: { ...env, ...extra }, stdio: ['pipe', 'pipe', 'pipe'] });
       try {
-        // the pool exists once the repository is open (its key's scrypt runs there); wait for its threads
+        // node's threads and the pool's (started by the tuning itself, first thing): wait until they are there
         let threads = threadsOf(child.pid!);
         for (let i = 0; i < 200 && threads.length < 7; i++) {
           await new Promise((r) => setTimeout(r, 25));
