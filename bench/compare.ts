@@ -1,7 +1,7 @@
 /**
  * Lifeboat vs restic vs borg on the same machine and data, in one run (issue 7).
  *
- *   bash bench/setup.sh && npm run bench -- [--scale 1] [--reps 3] [--quick] [--dir /tmp/lifeboat-bench] [--settle 61]
+ *   bash bench/setup.sh && npm run bench -- [--scale 1] [--reps 3] [--quick] [--dir /tmp/lifeboat-bench] [--settle 61] [--keep]
  *
  * Dataset (seeded, reproducible; --scale 1 = about 1.3 GiB): large random files,
  * large compressible text/log files, thousands of small files, a realistic
@@ -18,6 +18,7 @@
  * peak RSS (GNU time %M), repository size; median of reps.
  * Results: bench/results/latest.md and latest.json.
  *
+ * --keep: the data, the dumps and the last repetition's repositories stay in --dir (for bench/env-ab.sh).
  * --settle S: the full restore starts S seconds (61 by default, 0 with --quick) after the bench last removed
  * files, after a sync. On ext4 without a journal every new inode skips the inodes freed in the last 60 s (360
  * while their inode table block is dirty: the kernel's `recently_deleted`), and the bench removes a tree of
@@ -38,6 +39,7 @@ const opt = (name: string, def: string) => {
   return i >= 0 ? args[i + 1]! : def;
 };
 const QUICK = args.includes('--quick');
+const KEEP = args.includes('--keep');
 const SCALE = Number(opt('scale', QUICK ? '0.02' : '1'));
 const REPS = Number(opt('reps', QUICK ? '1' : '3'));
 const DIR = opt('dir', '/tmp/lifeboat-bench');
@@ -225,7 +227,7 @@ function main(): void {
       if (spawnSync('cmp', ['-s', t.stdinFile(target), dumps[DUMP_DAYS - 1]!.file]).status !== 0) throw new Error(`${t.name}: the restored day-${DUMP_DAYS - 1} dump differs from the dump`);
       remove(target);
       add(STEPS[6], timed(t.check(repo)), du(repo));
-      remove(repo);
+      if (!(KEEP && rep === REPS - 1)) remove(repo);
       process.stderr.write(`rep ${rep + 1}/${REPS}: ${t.name} done\n`);
     }
   }
@@ -266,7 +268,8 @@ function main(): void {
   mkdirSync(out, { recursive: true });
   writeFileSync(path.join(out, QUICK ? 'quick.md' : 'latest.md'), md);
   writeFileSync(path.join(out, QUICK ? 'quick.json' : 'latest.json'), JSON.stringify(json, null, 2));
-  rmSync(DIR, { recursive: true, force: true });
+  if (KEEP) process.stderr.write(`kept: ${DIR} (data, dump0-${DUMP_DAYS - 1}.sql, repo-*)\n`);
+  else rmSync(DIR, { recursive: true, force: true });
 }
 
 main();

@@ -13,6 +13,11 @@
  *                                           (madvise); unmapped when the buffer is freed (collected, or
  *                                           detached); undefined when it cannot be made
  *   hugeFree(ab: ArrayBuffer): boolean      such a buffer detached and unmapped at once; false for any other
+ *   trimEvery(ms: number): boolean          malloc_trim(0) every `ms` (10 .. 60000) milliseconds on a thread of
+ *                                           its own, started on the first call, the interval changed by later
+ *                                           ones; 0 stops it (at its next wake-up). False where not glibc, a bad
+ *                                           interval or no thread
+ *   trimStats(): Float64Array               [trims run, trims that gave memory back, the interval now (0: none)]
  *
  * Allocations of at least the threshold get a mapping of their own, returned to the kernel when
  * freed, instead of a place in the heap, which only shrinks from its top. Setting it also stops
@@ -29,6 +34,10 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 
 static napi_value js_mmap_threshold(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -65,6 +74,120 @@ static napi_value js_trim(napi_env env, napi_callback_info info) {
   napi_value r;
   napi_get_boolean(env, released, &r);
   return r;
+}
+
+/*
+ * The heap trimmed while a command works (src/util/malloc.ts heapTrim). Every buffer under the mmap
+ * threshold (all of the pool's small blocks with one malloc arena; Node's Buffers below it) comes from
+ * the heap, which glibc gives back only from its top: the free pages below a block still in use stay
+ * resident, and the heap's high-water mark, reached at a random moment, became part of the peak RSS.
+ * malloc_trim(0) hands every free page back wherever it is. A thread of its own, not a timer of the
+ * event loop: the trims never wait for the main thread, nor the main thread for them (they hold the
+ * arena's lock for the time the walk over its free blocks takes).
+ */
+static pthread_once_t tr_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t tr_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tr_cond;
+static bool tr_cond_ok;
+static uint32_t tr_ms;    /* the interval; 0: stop */
+static uint64_t tr_gen;   /* changed by every trimEvery call: the wait starts again with its interval */
+static bool tr_thread;    /* the thread is running */
+static uint64_t tr_runs, tr_released;
+
+static void tr_init(void) {
+  pthread_condattr_t a;
+  if (pthread_condattr_init(&a) != 0) return;
+  /* waits measured on the monotonic clock: a change of the wall clock neither stops nor floods the trims */
+  tr_cond_ok = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&tr_cond, &a) == 0;
+  pthread_condattr_destroy(&a);
+}
+
+static void *tr_loop(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&tr_lock);
+  while (tr_ms > 0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += tr_ms / 1000;
+    t.tv_nsec += (long)(tr_ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+      t.tv_sec++;
+      t.tv_nsec -= 1000000000L;
+    }
+    int e = 0;
+    uint64_t gen = tr_gen;
+    /* until the deadline, or a new interval (then measured from now), or the stop */
+    while (tr_ms > 0 && tr_gen == gen && e != ETIMEDOUT) e = pthread_cond_timedwait(&tr_cond, &tr_lock, &t);
+    if (tr_ms == 0) break;
+    if (tr_gen != gen) continue;
+    pthread_mutex_unlock(&tr_lock);
+#ifdef __GLIBC__
+    int released = malloc_trim(0);
+#else
+    int released = 0;
+#endif
+    pthread_mutex_lock(&tr_lock);
+    tr_runs++;
+    if (released == 1) tr_released++;
+  }
+  tr_thread = false;
+  pthread_mutex_unlock(&tr_lock);
+  return NULL;
+}
+
+static napi_value js_trim_every(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  double ms = -1;
+  bool ok = false;
+#ifdef __GLIBC__
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 1 && napi_get_value_double(env, argv[0], &ms) == napi_ok &&
+      (ms == 0 || (ms >= 10 && ms <= 60000 && ms == (double)(uint32_t)ms)) && pthread_once(&tr_once, tr_init) == 0 && tr_cond_ok) {
+    pthread_mutex_lock(&tr_lock);
+    tr_ms = (uint32_t)ms;
+    tr_gen++;
+    if (tr_thread || tr_ms == 0) {
+      pthread_cond_signal(&tr_cond); /* a new interval from now, or the stop */
+      ok = true;
+    } else {
+      pthread_attr_t a;
+      pthread_t t;
+      sigset_t all, old;
+      if (pthread_attr_init(&a) == 0) {
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&a, 64 * 1024);
+        /* no signal is delivered to this thread: Node's handlers run where Node expects them */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        ok = pthread_create(&t, &a, tr_loop, NULL) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&a);
+      }
+      tr_thread = ok;
+      if (!ok) tr_ms = 0;
+    }
+    pthread_mutex_unlock(&tr_lock);
+  }
+#else
+  (void)info;
+#endif
+  napi_value r;
+  napi_get_boolean(env, ok, &r);
+  return r;
+}
+
+static napi_value js_trim_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value ab, arr;
+  double *d;
+  napi_create_arraybuffer(env, 3 * sizeof(double), (void **)&d, &ab);
+  pthread_mutex_lock(&tr_lock);
+  d[0] = (double)tr_runs;
+  d[1] = (double)tr_released;
+  d[2] = (double)tr_ms;
+  pthread_mutex_unlock(&tr_lock);
+  napi_create_typedarray(env, napi_float64_array, 3, ab, 0, &arr);
+  return arr;
 }
 
 /*
@@ -222,6 +345,10 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "mmapped", f);
   napi_create_function(env, "trim", NAPI_AUTO_LENGTH, js_trim, NULL, &f);
   napi_set_named_property(env, exports, "trim", f);
+  napi_create_function(env, "trimEvery", NAPI_AUTO_LENGTH, js_trim_every, NULL, &f);
+  napi_set_named_property(env, exports, "trimEvery", f);
+  napi_create_function(env, "trimStats", NAPI_AUTO_LENGTH, js_trim_stats, NULL, &f);
+  napi_set_named_property(env, exports, "trimStats", f);
   napi_create_function(env, "hugeBuffer", NAPI_AUTO_LENGTH, js_huge_buffer, NULL, &f);
   napi_set_named_property(env, exports, "hugeBuffer", f);
   napi_create_function(env, "hugeFree", NAPI_AUTO_LENGTH, js_huge_free, NULL, &f);

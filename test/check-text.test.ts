@@ -8,6 +8,7 @@ import { Repository } from '../src/repo/repository.js';
 import { checkRepository } from '../src/verify/check.js';
 import { requireAddon } from '../src/util/native.js';
 import { startupTextReleases } from '../src/util/startup-text.js';
+import { heapTrimStats } from '../src/util/malloc.js';
 
 /**
  * check --read-data gives the executable's pages back again and again while it reads the packs
@@ -59,6 +60,50 @@ test('check --read-data drops the executable pages every interval while it reads
   } finally {
     if (saved === undefined) delete process.env.LIFEBOAT_RELEASE_TEXT_EVERY_MS;
     else process.env.LIFEBOAT_RELEASE_TEXT_EVERY_MS = saved;
+    t.cleanup();
+  }
+});
+
+test('check --read-data trims the heap every interval while it reads (util/malloc.ts heapTrim), and stops once it is done', { skip: heapTrimStats() ? false : 'native/mem.c did not build', timeout: 120_000 }, async () => {
+  const t = tmpDir();
+  const saved = process.env.LIFEBOAT_TRIM_MS;
+  try {
+    const src = path.join(t.dir, 'src');
+    await makeTree(src, { files: 30, seed: 12, maxSize: 300_000 });
+    const repoDir = path.join(t.dir, 'repo');
+    assert.equal((await runCli(['init', '-q', '-r', repoDir], { env })).code, 0);
+    assert.equal((await runCli(['backup', '-q', '-r', repoDir, src], { env })).code, 0);
+    process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
+    const storage = new LocalStorage(repoDir);
+    // every read of a pack takes 40 ms more: the reads outlast several intervals
+    const slow = <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
+      async (...a: A): Promise<R> => {
+        if (a[0] === 'data') await new Promise((r) => setTimeout(r, 40));
+        return f(...a);
+      };
+    storage.load = slow(storage.load.bind(storage));
+    storage.loadInto = slow(storage.loadInto.bind(storage));
+    const repo = await Repository.open(storage, env.LIFEBOAT_PASSWORD);
+    try {
+      process.env.LIFEBOAT_TRIM_MS = '10';
+      assert.equal(heapTrimStats()!.intervalMs, 0, 'no trims before the check');
+      const before = heapTrimStats()!.runs;
+      const seen = new Set<number>();
+      const res = await checkRepository(repo, { readData: true, onProgress: () => seen.add(heapTrimStats()!.intervalMs) });
+      assert.equal(res.ok, true, JSON.stringify(res.problems));
+      assert.ok(res.packsRead > 0);
+      assert.deepEqual([...seen], [10], 'every pack was read while the trims ran every 10 ms');
+      const stopped = heapTrimStats()!;
+      assert.equal(stopped.intervalMs, 0, 'stopped once the check is over');
+      assert.ok(stopped.runs - before >= 1, `${stopped.runs - before} trims during the reads`);
+      await new Promise((r) => setTimeout(r, 80));
+      assert.equal(heapTrimStats()!.runs, stopped.runs, 'no trim once the check is over');
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    if (saved === undefined) delete process.env.LIFEBOAT_TRIM_MS;
+    else process.env.LIFEBOAT_TRIM_MS = saved;
     t.cleanup();
   }
 });

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { ExitCode } from '../errors.js';
 import { installSignalHandlers, installStdioGuards } from './signals.js';
 import { poolPriority, tunePool } from '../util/pool-priority.js';
+import { heapTrimInterval } from '../util/malloc.js';
 
 /**
  * Entry point of the `lifeboat` command. It installs the signal and pipe
@@ -43,11 +44,13 @@ export function restoreLauncherEnv(env: NodeJS.ProcessEnv = process.env): void {
 if (isEntryPoint()) {
   // the pool's threads yield to this one (src/util/pool-priority.ts): first, while the pool is idle,
   // and from the pool size the launcher set (restoreLauncherEnv gives the commands the caller's back)
-  let poolSetting: Error | undefined;
+  let startSetting: Error | undefined;
   try {
     void tunePool(poolPriority());
+    // (the heap trims' interval, read when a command starts them: a bad value is a usage error now, not mid-command)
+    heapTrimInterval();
   } catch (err) {
-    poolSetting = err as Error;
+    startSetting = err as Error;
   }
   restoreLauncherEnv();
   installSignalHandlers();
@@ -70,8 +73,8 @@ if (isEntryPoint()) {
     process.exitCode = ExitCode.FATAL;
   });
   const run = async (): Promise<void> => {
-    if (poolSetting) {
-      process.stderr.write(`lifeboat: ${poolSetting.message}\n`);
+    if (startSetting) {
+      process.stderr.write(`lifeboat: ${startSetting.message}\n`);
       process.exitCode = ExitCode.USAGE;
       return;
     }

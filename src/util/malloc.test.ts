@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mmappedBytes } from './malloc.js';
+import { ConfigError } from '../errors.js';
+import { heapTrimInterval, mmappedBytes } from './malloc.js';
 
 // glibc's mmap threshold set at run time (native/mem.c): checked in a child process, where
 // malloc's state is this test's own. A Buffer's memory comes from malloc: under the 2 MiB
@@ -70,4 +71,74 @@ test('releaseIdleMemory: the free pages left in the middle of the C heap go back
   ) as { released: boolean; dropped: number };
   assert.equal(r.released, true);
   assert.ok(r.dropped >= 32 * 1024 * 1024, `RssAnon dropped by ${r.dropped} bytes`);
+});
+
+test('heapTrimInterval: 100 ms by default; LIFEBOAT_TRIM_MS 0 (none) or 10-60000; anything else is a usage error', () => {
+  assert.equal(heapTrimInterval({}), 100);
+  assert.equal(heapTrimInterval({ LIFEBOAT_TRIM_MS: '' }), 100);
+  assert.equal(heapTrimInterval({ LIFEBOAT_TRIM_MS: '0' }), 0);
+  assert.equal(heapTrimInterval({ LIFEBOAT_TRIM_MS: '10' }), 10);
+  assert.equal(heapTrimInterval({ LIFEBOAT_TRIM_MS: '60000' }), 60000);
+  for (const bad of ['5', '60001', '1.5', '-10', 'often', '100ms', ' 100']) {
+    assert.throws(() => heapTrimInterval({ LIFEBOAT_TRIM_MS: bad }), (e: unknown) => e instanceof ConfigError && e.exitCode === 2 && /LIFEBOAT_TRIM_MS/.test(e.message), bad);
+  }
+});
+
+test('heapTrim: a thread gives the free pages in the middle of the heap back every interval, while any caller wants it; LIFEBOAT_TRIM_MS=0 starts none', { skip }, () => {
+  // the holes of the test above: 64 buffers of 1 MiB freed between 256 KiB ones that stay. Without trims they stay
+  // resident for as long as this waits; with a trim every 10 ms they are gone at the next one
+  const probe = `
+    import { readFileSync } from 'node:fs';
+    import { heapTrim, heapTrimStats, mallocSettings } from ${JSON.stringify(malloc)};
+    import { collector } from ${JSON.stringify(new URL('./reclaim.js', import.meta.url).href)};
+    const anon = () => Number(/^RssAnon:\\s+(\\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    /** Until the trims counted \`n\` more (a deadline of 10 s for a loaded machine's timers, not a measure). */
+    const trims = async (n) => {
+      const want = heapTrimStats().runs + n;
+      for (const end = Date.now() + 10_000; heapTrimStats().runs < want && Date.now() < end; ) await sleep(5);
+    };
+    mallocSettings('stream');
+    let bufs = [];
+    const pins = [];
+    for (let i = 0; i < 64; i++) {
+      bufs.push(Buffer.allocUnsafeSlow(1024 * 1024).fill(1));
+      pins.push(Buffer.allocUnsafeSlow(256 * 1024).fill(2));
+    }
+    bufs = undefined;
+    collector()();
+    await sleep(50);
+    const freed = anon();
+    const off = heapTrim();
+    await sleep(200);
+    const untrimmed = freed - anon();
+    const offStats = heapTrimStats();
+    off();
+    const stopA = heapTrim({ LIFEBOAT_TRIM_MS: '10' });
+    const stopB = heapTrim({ LIFEBOAT_TRIM_MS: '10' });
+    await trims(2);
+    const trimmed = freed - anon();
+    stopA();
+    const afterOne = heapTrimStats().intervalMs;
+    await trims(1);
+    stopB();
+    const stopped = heapTrimStats();
+    await sleep(100);
+    process.stdout.write(JSON.stringify({ untrimmed, offStats, trimmed, afterOne, stopped, later: heapTrimStats(), pins: pins.length }));`;
+  const r = JSON.parse(
+    execFileSync(process.execPath, ['--input-type=module', '-e', probe], { env: { ...process.env, LIFEBOAT_MMAP_THRESHOLD: String(32 * 1024 * 1024), LIFEBOAT_TRIM_MS: '0', GLIBC_TUNABLES: '' }, encoding: 'utf8' }),
+  ) as {
+    untrimmed: number;
+    offStats: { runs: number; intervalMs: number };
+    trimmed: number;
+    afterOne: number;
+    stopped: { runs: number; intervalMs: number };
+    later: { runs: number; intervalMs: number };
+  };
+  assert.deepEqual([r.offStats.runs, r.offStats.intervalMs], [0, 0], 'LIFEBOAT_TRIM_MS=0: no thread, no trims');
+  assert.ok(r.untrimmed < 16 * 1024 * 1024, `without trims the holes stay resident (RssAnon fell by ${r.untrimmed} bytes)`);
+  assert.ok(r.trimmed >= 32 * 1024 * 1024, `with trims every 10 ms RssAnon fell by ${r.trimmed} bytes`);
+  assert.equal(r.afterOne, 10, 'one caller stopped, the other still wants the trims');
+  assert.equal(r.stopped.intervalMs, 0, 'both stopped');
+  assert.equal(r.later.runs, r.stopped.runs, 'no trim after the last caller stopped them');
 });
