@@ -14,7 +14,7 @@
  *                                           detached); undefined when it cannot be made
  *   hugeFree(ab: ArrayBuffer): boolean      such a buffer detached and unmapped at once; false for any other
  *   trimEvery(ms: number): boolean          malloc_trim(0) every `ms` (10 .. 60000) milliseconds on a thread of
- *                                           its own, started on the first call, the interval changed by later
+ *                                           its own ("lifeboat-trim"), started on the first call, the interval changed by later
  *                                           ones; 0 stops it (at its next wake-up). False where not glibc, a bad
  *                                           interval or no thread
  *   trimStats(): Float64Array               [trims run, trims that gave memory back, the interval now (0: none)]
@@ -161,6 +161,8 @@ static napi_value js_trim_every(napi_env env, napi_callback_info info) {
         pthread_sigmask(SIG_SETMASK, &all, &old);
         ok = pthread_create(&t, &a, tr_loop, NULL) == 0;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
+        /* named before the call returns: the process's threads show the trims run (/proc/PID/task/TID/comm) */
+        if (ok) pthread_setname_np(t, "lifeboat-trim");
         pthread_attr_destroy(&a);
       }
       tr_thread = ok;

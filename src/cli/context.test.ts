@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { heapTrimStats, mmappedBytes } from '../util/malloc.js';
+import { mmappedBytes } from '../util/malloc.js';
 
 /**
  * CliContext.openRepo({ bulk: true }) (stream and dump backups, pg base-backup / restore, source restores) turns
@@ -71,36 +71,6 @@ test('openRepo({ bulk: true }) gives buffers of 2 MiB or more mappings of their 
     };
     assert.ok(mapped3MiB(true) >= 3 * 1024 * 1024, 'bulk: a 3 MiB buffer is mapped');
     assert.equal(mapped3MiB(false), 0, 'the control: without bulk it comes from the heap (glibc raised its threshold)');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-test('openRepo({ bulk: true }) starts the heap trims every 100 ms (util/malloc.ts heapTrim), LIFEBOAT_TRIM_MS another interval or none; without bulk none; a bad value is a usage error before any command', { skip: heapTrimStats() ? false : 'native/mem.c did not build' }, () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'lb-ctx-'));
-  try {
-    const env: NodeJS.ProcessEnv = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024' };
-    delete env.LIFEBOAT_TRIM_MS;
-    const repo = path.join(dir, 'repo');
-    execFileSync(process.execPath, [main, 'init', '-q', '-r', repo], { env });
-    const malloc = new URL('../util/malloc.js', import.meta.url).href;
-    const interval = (bulk: boolean, trimMs?: string) => {
-      const out = execFileSync(process.execPath, ['--input-type=module', '-e', `
-        const { CliContext } = await import(${JSON.stringify(context)});
-        const { heapTrimStats } = await import(${JSON.stringify(malloc)});
-        const ctx = new CliContext({ repo: ${JSON.stringify(repo)}, quiet: true });
-        const r = await ctx.openRepo({ allowInit: false${bulk ? ', bulk: true' : ''} });
-        await r.close();
-        console.log(JSON.stringify(heapTrimStats()));`], { env: trimMs === undefined ? env : { ...env, LIFEBOAT_TRIM_MS: trimMs }, encoding: 'utf8' });
-      return (JSON.parse(out.trim().split('\n').pop()!) as { intervalMs: number }).intervalMs;
-    };
-    assert.equal(interval(true), 100);
-    assert.equal(interval(true, '250'), 250);
-    assert.equal(interval(true, '0'), 0);
-    assert.equal(interval(false), 0, 'the control: check, prune and files backups open without bulk');
-    const bad = spawnSync(process.execPath, [main, '-V'], { env: { ...env, LIFEBOAT_TRIM_MS: 'often' }, encoding: 'utf8' });
-    assert.equal(bad.status, 2);
-    assert.match(bad.stderr, /^lifeboat: LIFEBOAT_TRIM_MS must be 0 \(no trims\) or a whole number of milliseconds from 10 to 60000, not "often"\n$/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -8,7 +8,7 @@ import { defaultRepository, lockLeaseFromEnv, openConfiguredRepo, resolveLocatio
 import { ConfigError, LifeboatError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import { withoutIncrementalMarking } from '../util/jit.js';
-import { heapTrim, mallocSettings, releaseIdleMemory } from '../util/malloc.js';
+import { mallocSettings, releaseIdleMemory } from '../util/malloc.js';
 import { secretText } from '../util/secret-text.js';
 import { releaseStartupText } from '../util/startup-text.js';
 import type { Storage } from '../storage/types.js';
@@ -214,13 +214,12 @@ export class CliContext {
 
 /**
  * The process moves one stream of data through Buffers from now on (a stream or dump backup, a
- * base backup, a stream snapshot's restore): V8's incremental marking off (util/jit.ts),
- * glibc's mmap threshold set and its heap trimmed as the command goes (util/malloc.ts).
+ * base backup, a stream snapshot's restore): V8's incremental marking off (util/jit.ts) and
+ * glibc's mmap threshold set (util/malloc.ts).
  */
 export function streamCommandSettings(): void {
   withoutIncrementalMarking();
   mallocSettings('stream');
-  heapTrim();
 }
 
 /**

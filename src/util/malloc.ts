@@ -105,11 +105,11 @@ let trimUsers = 0;
  * pool and every Buffer under the mmap threshold comes from that heap, which glibc gives back only
  * from its top: its free pages below a block still in use stayed resident, and the heap's high-water
  * mark became part of the peak. Used where that was measured (docs/benchmarks.md, "The heap trimmed
- * while a command works", 4 interleaved runs each, trims every 100 ms against none): check
- * --read-data (its reads; the daemon's scheduled checks too) peaked at 101-104 MB instead of
- * 105-114, and the stream commands (streamCommandSettings) restore a dump at 89-97 instead of 94-98,
- * at the same CPU time. A files backup, a files restore and a dump's backup peaked where they did
- * without them: they do not start them.
+ * while a command works"; the bench's data, 5 interleaved runs each, trims every 100 ms against none):
+ * check --read-data (its reads; the daemon's scheduled checks too) peaked at 102-106 MB instead of
+ * 108-111, the restore of a dump (cli/commands/restore.ts, a stream snapshot) at 92-96 instead of
+ * 96-99, at the same CPU time. A files backup, a files restore and a dump's backup peaked where they
+ * did without them, or 2 MB higher (the dump): they do not start them.
  */
 export function heapTrim(env: NodeJS.ProcessEnv = process.env): () => void {
   const ms = heapTrimInterval(env);
