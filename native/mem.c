@@ -15,8 +15,8 @@
  *   hugeFree(ab: ArrayBuffer): boolean      such a buffer detached and unmapped at once; false for any other
  *   trimEvery(ms: number): boolean          malloc_trim(0) every `ms` (10 .. 60000) milliseconds on a thread of
  *                                           its own ("lifeboat-trim"), started on the first call, the interval changed by later
- *                                           ones; 0 stops it (at its next wake-up). False where not glibc, a bad
- *                                           interval or no thread
+ *                                           ones; 0 stops it (the thread ends at once). False where not glibc, a
+ *                                           bad interval or no thread
  *   trimStats(): Float64Array               [trims run, trims that gave memory back, the interval now (0: none)]
  *
  * Allocations of at least the threshold get a mapping of their own, returned to the kernel when
@@ -181,14 +181,14 @@ static napi_value js_trim_every(napi_env env, napi_callback_info info) {
 static napi_value js_trim_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value ab, arr;
-  double *d;
-  napi_create_arraybuffer(env, 3 * sizeof(double), (void **)&d, &ab);
+  double *d = NULL;
+  if (napi_create_arraybuffer(env, 3 * sizeof(double), (void **)&d, &ab) != napi_ok || !d) return NULL;
   pthread_mutex_lock(&tr_lock);
   d[0] = (double)tr_runs;
   d[1] = (double)tr_released;
   d[2] = (double)tr_ms;
   pthread_mutex_unlock(&tr_lock);
-  napi_create_typedarray(env, napi_float64_array, 3, ab, 0, &arr);
+  if (napi_create_typedarray(env, napi_float64_array, 3, ab, 0, &arr) != napi_ok) return NULL;
   return arr;
 }
 
