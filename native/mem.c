@@ -39,6 +39,13 @@
 #include <signal.h>
 #include <time.h>
 
+/* A JavaScript boolean (the result of most of these calls). */
+static napi_value js_bool(napi_env env, bool b) {
+  napi_value r;
+  napi_get_boolean(env, b, &r);
+  return r;
+}
+
 static napi_value js_mmap_threshold(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -49,9 +56,7 @@ static napi_value js_mmap_threshold(napi_env env, napi_callback_info info) {
     if (bytes >= 0 && bytes <= 32.0 * 1024 * 1024) ok = mallopt(M_MMAP_THRESHOLD, (int)bytes) == 1;
 #endif
   }
-  napi_value r;
-  napi_get_boolean(env, ok, &r);
-  return r;
+  return js_bool(env, ok);
 }
 
 static napi_value js_mmapped(napi_env env, napi_callback_info info) {
@@ -71,9 +76,7 @@ static napi_value js_trim(napi_env env, napi_callback_info info) {
 #ifdef __GLIBC__
   released = malloc_trim(0) == 1;
 #endif
-  napi_value r;
-  napi_get_boolean(env, released, &r);
-  return r;
+  return js_bool(env, released);
 }
 
 /*
@@ -173,9 +176,7 @@ static napi_value js_trim_every(napi_env env, napi_callback_info info) {
 #else
   (void)info;
 #endif
-  napi_value r;
-  napi_get_boolean(env, ok, &r);
-  return r;
+  return js_bool(env, ok);
 }
 
 static napi_value js_trim_stats(napi_env env, napi_callback_info info) {
@@ -278,9 +279,7 @@ static napi_value js_huge_free(napi_env env, napi_callback_info info) {
       h->freed = 0;
     }
   }
-  napi_value r;
-  napi_get_boolean(env, ok, &r);
-  return r;
+  return js_bool(env, ok);
 }
 
 /*

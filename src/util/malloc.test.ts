@@ -46,15 +46,17 @@ test("mallocSettings('filesRestore'): 1 MiB by default (a 1.5 MiB buffer is mapp
   assert.equal(mappedGrowth({ LIFEBOAT_MMAP_THRESHOLD: '0' }, 1.5, 'filesRestore').set, false);
 });
 
-test('releaseIdleMemory: the free pages left in the middle of the C heap go back to the kernel (malloc_trim)', { skip }, () => {
-  // 64 buffers of 1 MiB from the heap (a 32 MiB threshold), each followed by one of 256 KiB that stays, so
-  // the freed ones are holes between them, not the heap's top (which free() gives back by itself)
-  const probe = `
+/**
+ * The start of a child's probe: 64 buffers of 1 MiB from the heap (under a 32 MiB threshold, set by the
+ * child's LIFEBOAT_MMAP_THRESHOLD), each followed by one of 256 KiB that stays (`pins`), so the freed
+ * ones are holes between them, not the heap's top (which free() gives back by itself); `anon()`: RssAnon in bytes.
+ */
+const HOLES = `
     import { readFileSync } from 'node:fs';
-    import { mallocSettings, releaseIdleMemory } from ${JSON.stringify(malloc)};
+    import { mallocSettings as setThreshold } from ${JSON.stringify(malloc)};
     import { collector } from ${JSON.stringify(new URL('./reclaim.js', import.meta.url).href)};
     const anon = () => Number(/^RssAnon:\\s+(\\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
-    mallocSettings('stream');
+    setThreshold('stream');
     let bufs = [];
     const pins = [];
     for (let i = 0; i < 64; i++) {
@@ -62,7 +64,13 @@ test('releaseIdleMemory: the free pages left in the middle of the C heap go back
       pins.push(Buffer.allocUnsafeSlow(256 * 1024).fill(2));
     }
     bufs = undefined;
-    collector()();
+    collector()();`;
+
+test('releaseIdleMemory: the free pages left in the middle of the C heap go back to the kernel (malloc_trim)', { skip }, () => {
+  // the holes of HOLES, then one trim
+  const probe = `
+    import { releaseIdleMemory } from ${JSON.stringify(malloc)};
+    ${HOLES}
     const before = anon();
     const released = releaseIdleMemory();
     process.stdout.write(JSON.stringify({ released, dropped: before - anon(), pins: pins.length }));`;
@@ -85,28 +93,17 @@ test('heapTrimInterval: 100 ms by default; LIFEBOAT_TRIM_MS 0 (none) or 10-60000
 });
 
 test('heapTrim: a thread gives the free pages in the middle of the heap back every interval, while any caller wants it; LIFEBOAT_TRIM_MS=0 starts none', { skip }, () => {
-  // the holes of the test above: 64 buffers of 1 MiB freed between 256 KiB ones that stay. Without trims they stay
+  // the holes of HOLES: 64 buffers of 1 MiB freed between 256 KiB ones that stay. Without trims they stay
   // resident for as long as this waits; with a trim every 10 ms they are gone at the next one
   const probe = `
-    import { readFileSync } from 'node:fs';
-    import { heapTrim, heapTrimStats, mallocSettings } from ${JSON.stringify(malloc)};
-    import { collector } from ${JSON.stringify(new URL('./reclaim.js', import.meta.url).href)};
-    const anon = () => Number(/^RssAnon:\\s+(\\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+    import { heapTrim, heapTrimStats } from ${JSON.stringify(malloc)};
+    ${HOLES}
     const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     /** Until the trims counted \`n\` more (a deadline of 10 s for a loaded machine's timers, not a measure). */
     const trims = async (n) => {
       const want = heapTrimStats().runs + n;
       for (const end = Date.now() + 10_000; heapTrimStats().runs < want && Date.now() < end; ) await sleep(5);
     };
-    mallocSettings('stream');
-    let bufs = [];
-    const pins = [];
-    for (let i = 0; i < 64; i++) {
-      bufs.push(Buffer.allocUnsafeSlow(1024 * 1024).fill(1));
-      pins.push(Buffer.allocUnsafeSlow(256 * 1024).fill(2));
-    }
-    bufs = undefined;
-    collector()();
     await sleep(50);
     const freed = anon();
     const off = heapTrim();
