@@ -46,12 +46,17 @@ static napi_value js_bool(napi_env env, bool b) {
   return r;
 }
 
-static napi_value js_mmap_threshold(napi_env env, napi_callback_info info) {
+/* The call's one argument as a number, into *x; false when there is not exactly one number. */
+static bool one_number(napi_env env, napi_callback_info info, double *x) {
   size_t argc = 1;
   napi_value argv[1];
+  return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 1 && napi_get_value_double(env, argv[0], x) == napi_ok;
+}
+
+static napi_value js_mmap_threshold(napi_env env, napi_callback_info info) {
   double bytes = -1;
   bool ok = false;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 1 && napi_get_value_double(env, argv[0], &bytes) == napi_ok) {
+  if (one_number(env, info, &bytes)) {
 #ifdef __GLIBC__
     if (bytes >= 0 && bytes <= 32.0 * 1024 * 1024) ok = mallopt(M_MMAP_THRESHOLD, (int)bytes) == 1;
 #endif
@@ -139,13 +144,10 @@ static void *tr_loop(void *arg) {
 }
 
 static napi_value js_trim_every(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   double ms = -1;
   bool ok = false;
 #ifdef __GLIBC__
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 1 && napi_get_value_double(env, argv[0], &ms) == napi_ok &&
-      (ms == 0 || (ms >= 10 && ms <= 60000 && ms == (double)(uint32_t)ms)) && pthread_once(&tr_once, tr_init) == 0 && tr_cond_ok) {
+  if (one_number(env, info, &ms) && (ms == 0 || (ms >= 10 && ms <= 60000 && ms == (double)(uint32_t)ms)) && pthread_once(&tr_once, tr_init) == 0 && tr_cond_ok) {
     pthread_mutex_lock(&tr_lock);
     tr_ms = (uint32_t)ms;
     tr_gen++;
