@@ -8,13 +8,12 @@ import { Repository } from '../src/repo/repository.js';
 import { checkRepository } from '../src/verify/check.js';
 import { requireAddon } from '../src/util/native.js';
 import { startupTextReleases } from '../src/util/startup-text.js';
-import { heapTrimStats } from '../src/util/malloc.js';
+import { heapTrimStats } from '../src/util/heap-trim.js';
 
 /**
  * check --read-data gives the executable's pages back again and again while it reads the packs
- * (util/startup-text.ts releaseStartupTextEvery), and trims the C heap as it reads (util/malloc.ts
- * heapTrim); both stop once it is done. The reads are slowed down here so that they outlast several
- * intervals.
+ * (util/startup-text.ts releaseStartupTextEvery), and trims the C heap as it reads (util/heap-trim.ts);
+ * both stop once it is done. The reads are slowed down here so that they outlast several intervals.
  */
 const skip =
   typeof requireAddon<{ dropExecutableText?: unknown }>('mem')?.dropExecutableText === 'function' && existsSync('/proc/self/smaps') ? false : 'native/mem.c did not build, or no /proc';
@@ -76,7 +75,7 @@ test('check --read-data drops the executable pages every interval while it reads
   });
 });
 
-test('check --read-data trims the heap every interval while it reads (util/malloc.ts heapTrim), and stops once it is done', { skip: heapTrimStats() ? false : 'native/mem.c did not build', timeout: 120_000 }, async () => {
+test('check --read-data trims the heap every interval while it reads (util/heap-trim.ts), and stops once it is done', { skip: heapTrimStats() ? false : 'native/mem.c did not build', timeout: 120_000 }, async () => {
   assert.equal(heapTrimStats()!.intervalMs, 0, 'no trims before the check');
   await withSlowRepo(12, { LIFEBOAT_TRIM_MS: '10' }, async (repo) => {
     const before = heapTrimStats()!.runs;

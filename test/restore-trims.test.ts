@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { CLI, Rng, runCli, textBytes, tmpDir } from './helpers/tmp.js';
-import { heapTrimStats } from '../src/util/malloc.js';
+import { heapTrimStats } from '../src/util/heap-trim.js';
 
 /**
- * The restore of a stream snapshot trims the heap as it goes (util/malloc.ts heapTrim): the thread
+ * The restore of a stream snapshot trims the heap as it goes (util/heap-trim.ts): the thread
  * of native/mem.c that does it is named "lifeboat-trim". The restore writes the dump to a pipe this
  * test does not read until it has looked at the process's threads: by then the restore has begun
  * (its first bytes are there) and waits for the pipe, so the threads are those of a restore at work.

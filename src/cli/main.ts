@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { ExitCode } from '../errors.js';
 import { installSignalHandlers, installStdioGuards } from './signals.js';
 import { poolPriority, tunePool } from '../util/pool-priority.js';
-import { heapTrimInterval } from '../util/malloc.js';
+import { heapTrimInterval } from '../util/heap-trim.js';
 
 /**
  * Entry point of the `lifeboat` command. It installs the signal and pipe

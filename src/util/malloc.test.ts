@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { ConfigError } from '../errors.js';
-import { heapTrimInterval, mmappedBytes } from './malloc.js';
+import { mmappedBytes } from './malloc.js';
+import { heapTrimInterval } from './heap-trim.js';
 
 // glibc's mmap threshold set at run time (native/mem.c): checked in a child process, where
 // malloc's state is this test's own. A Buffer's memory comes from malloc: under the 2 MiB
@@ -96,7 +97,7 @@ test('heapTrim: a thread gives the free pages in the middle of the heap back eve
   // the holes of HOLES: 64 buffers of 1 MiB freed between 256 KiB ones that stay. Without trims they stay
   // resident for as long as this waits; with a trim every 10 ms they are gone at the next one
   const probe = `
-    import { heapTrim, heapTrimStats } from ${JSON.stringify(malloc)};
+    import { heapTrim, heapTrimStats } from ${JSON.stringify(new URL('./heap-trim.js', import.meta.url).href)};
     ${HOLES}
     const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     /** Until the trims counted \`n\` more (a deadline of 10 s for a loaded machine's timers, not a measure). */

@@ -1,4 +1,3 @@
-import { ConfigError } from '../errors.js';
 import { requireAddon } from './native.js';
 import { collector } from './reclaim.js';
 
@@ -6,8 +5,6 @@ interface MemAddon {
   mmapThreshold(bytes: number): boolean;
   mmapped(): number;
   trim(): boolean;
-  trimEvery(ms: number): boolean;
-  trimStats(): Float64Array;
 }
 
 /**
@@ -84,49 +81,3 @@ export function releaseIdleMemory(): boolean {
   return requireAddon<MemAddon>('mem')?.trim() ?? false;
 }
 
-/**
- * How often the heap is trimmed while a command moves data (heapTrim), in milliseconds: 100, or
- * LIFEBOAT_TRIM_MS (10-60000; 0: never). Anything else is a ConfigError.
- */
-export function heapTrimInterval(env: NodeJS.ProcessEnv = process.env): number {
-  const v = env.LIFEBOAT_TRIM_MS;
-  if (v === undefined || v === '') return 100;
-  const ms = /^\d{1,5}$/.test(v) ? Number(v) : NaN;
-  if (ms === 0 || (ms >= 10 && ms <= 60000)) return ms;
-  throw new ConfigError(`LIFEBOAT_TRIM_MS must be 0 (no trims) or a whole number of milliseconds from 10 to 60000, not ${JSON.stringify(v)}`);
-}
-
-let trimUsers = 0;
-
-/**
- * glibc's heap trimmed (malloc_trim) every heapTrimInterval() milliseconds on a thread of its own
- * (native/mem.c trimEvery) until the returned function is called (by every caller that started it:
- * the trims run while any of them wants them). With one malloc arena every small block of the thread
- * pool and every Buffer under the mmap threshold comes from that heap, which glibc gives back only
- * from its top: its free pages below a block still in use stayed resident, and the heap's high-water
- * mark became part of the peak. Used where that was measured (docs/benchmarks.md, "The heap trimmed
- * while a command works"; the bench's data, 5 interleaved runs each, trims every 100 ms against none):
- * check --read-data (its reads; the daemon's scheduled checks too) peaked at 102-106 MB instead of
- * 108-111, the restore of a dump (cli/commands/restore.ts, a stream snapshot) at 92-96 instead of
- * 96-99, at the same CPU time. A files backup, a files restore and a dump's backup peaked where they
- * did without them, or 2 MB higher (the dump): they do not start them.
- */
-export function heapTrim(env: NodeJS.ProcessEnv = process.env): () => void {
-  const ms = heapTrimInterval(env);
-  const addon = requireAddon<MemAddon>('mem');
-  if (ms === 0 || typeof addon?.trimEvery !== 'function') return () => {};
-  if (trimUsers === 0 && !addon.trimEvery(ms)) return () => {};
-  trimUsers++;
-  let stopped = false;
-  return () => {
-    if (stopped) return;
-    stopped = true;
-    if (--trimUsers === 0) addon.trimEvery(0);
-  };
-}
-
-/** The heap trims so far and their interval now (0: not running); undefined without the helper: tests. */
-export function heapTrimStats(): { runs: number; released: number; intervalMs: number } | undefined {
-  const s = requireAddon<MemAddon>('mem')?.trimStats?.();
-  return s ? { runs: s[0]!, released: s[1]!, intervalMs: s[2]! } : undefined;
-}

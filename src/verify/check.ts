@@ -8,7 +8,7 @@ import { checkWal } from '../repo/wal.js';
 import { checkBinlogs } from '../repo/binlog.js';
 import { InlineVerifier, ProvenBlobs, RangeBuffers, readPackData } from './read-pack.js';
 import { releaseStartupTextEvery } from '../util/startup-text.js';
-import { heapTrim } from '../util/malloc.js';
+import { heapTrim } from '../util/heap-trim.js';
 
 /**
  * Repository verification. Structure check: every index, snapshot and tree
@@ -334,7 +334,7 @@ async function readAllPacks(
     }
   };
   // the executable's pages the walk and the first reads alone used are given back as the reads go on (util/startup-text.ts),
-  // and so are the heap's free pages (util/malloc.ts heapTrim: ~8 MB lower peak in the bench's check)
+  // and so are the heap's free pages (util/heap-trim.ts: ~8 MB lower peak in the bench's check)
   const stopReleasing = releaseStartupTextEvery();
   const stopTrims = heapTrim();
   try {

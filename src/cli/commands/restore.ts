@@ -8,7 +8,8 @@ import type { Repository } from '../../repo/repository.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
 import { withoutOptimizer } from '../../util/jit.js';
 import { useHugeBuffers } from '../../util/huge-buffer.js';
-import { heapTrim, mallocSettings } from '../../util/malloc.js';
+import { mallocSettings } from '../../util/malloc.js';
+import { heapTrim } from '../../util/heap-trim.js';
 
 interface RestoreOpts {
   target?: string;
@@ -104,7 +105,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         // restore gained nothing without incremental marking: 100k small files held +11 MB)
         if (toStdout || snap.stream !== undefined) {
           streamCommandSettings();
-          // and the heap's free pages given back as it goes (util/malloc.ts heapTrim: a dump's restore peaked ~5 MB lower)
+          // and the heap's free pages given back as it goes (util/heap-trim.ts: a dump's restore peaked ~5 MB lower)
           heapTrim();
         }
         if (toStdout) {
