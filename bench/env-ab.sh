@@ -3,7 +3,7 @@
 #   npm run bench -- --scale 1 --reps 1 --settle 0 --keep --dir /tmp/lbb     (once: makes DIR; overwrites bench/results/latest.*)
 #   DIR=/tmp/lbb OFF='LIFEBOAT_TRIM_MS=0' [REPS=4] [LB=bin/lifeboat] [OUT=file] bash bench/env-ab.sh
 # Steps, each run once per round with OFF set ("off") and without ("on"): a first backup of DIR/data into a fresh
-# repository, the day-3 dump's backup onto a copy of a repository holding days 0-2 (made once), the restore of
+# repository, the day-3 dump's backup onto a copy of a repository holding days 0-2, the restore of
 # DIR/repo-lifeboat's dump snapshot (day 3) and of its third files snapshot (after the 5% change) into /dev/shm,
 # and check --read-data of DIR/repo-lifeboat. Each line of OUT: step-off|on wall_s user_s sys_s peak_rss_kB;
 # the summary gives medians and every run's peak RSS and wall.
@@ -18,13 +18,13 @@ import json,sys
 s=json.load(sys.stdin); files=[x for x in s if not x.get('stream')]; dumps=[x for x in s if x.get('stream')]
 print(files[2]['id'], dumps[-1]['id'])")
 FILES=${ids% *}; DUMP=${ids#* }
-if [ ! -d $W/repo-days02 ]; then
-  $LB init -q -r $W/repo-days02 >/dev/null
-  for d in 0 1 2; do $LB backup -q -r $W/repo-days02 --stdin --stdin-filename dump.sql < $DIR/dump$d.sql; done
-fi
-T=/dev/shm/lb-env-ab; trap 'rm -rf $T $W/repo-first $W/repo-day3' EXIT
+# days 0-2 of DIR's dumps (made anew each time: WORK may hold another DIR's)
+rm -rf $W/repo-days02; $LB init -q -r $W/repo-days02 >/dev/null
+for d in 0 1 2; do $LB backup -q -r $W/repo-days02 --stdin --stdin-filename dump.sql < $DIR/dump$d.sql; done
+T=/dev/shm/lb-env-ab; trap 'rm -rf $T $W/repo-first $W/repo-day3 $W/repo-days02' EXIT
 for r in $(seq $REPS); do for m in off on; do
-  if [ $m = off ]; then E="env $OFF"; else E=env; fi
+  # "on": the setting's name unset, whatever the caller's environment holds
+  if [ $m = off ]; then E="env $OFF"; else E="env -u ${OFF%%=*}"; fi
   rm -rf $W/repo-first; $LB init -q -r $W/repo-first >/dev/null; sync
   /usr/bin/time -a -o $OUT -f "first-$m %e %U %S %M" $E $LB backup -q -r $W/repo-first $DIR/data
   rm -rf $W/repo-day3; cp -r $W/repo-days02 $W/repo-day3; sync
