@@ -17,7 +17,7 @@
  *                                           its own ("lifeboat-trim"), started on the first call, the interval changed by later
  *                                           ones; 0 stops it (the thread ends at once). False where not glibc, a
  *                                           bad interval or no thread
- *   trimStats(): Float64Array               [trims run, trims that gave memory back, the interval now (0: none)]
+ *   trimStats(): Float64Array               [trims run, the interval now (0: none)]
  *
  * Allocations of at least the threshold get a mapping of their own, returned to the kernel when
  * freed, instead of a place in the heap, which only shrinks from its top. Setting it also stops
@@ -100,7 +100,7 @@ static bool tr_cond_ok;
 static uint32_t tr_ms;    /* the interval; 0: stop */
 static uint64_t tr_gen;   /* changed by every trimEvery call: the wait starts again with its interval */
 static bool tr_thread;    /* the thread is running */
-static uint64_t tr_runs, tr_released;
+static uint64_t tr_runs;
 
 static void tr_init(void) {
   pthread_condattr_t a;
@@ -130,13 +130,10 @@ static void *tr_loop(void *arg) {
     if (tr_gen != gen) continue;
     pthread_mutex_unlock(&tr_lock);
 #ifdef __GLIBC__
-    int released = malloc_trim(0);
-#else
-    int released = 0;
+    malloc_trim(0);
 #endif
     pthread_mutex_lock(&tr_lock);
     tr_runs++;
-    if (released == 1) tr_released++;
   }
   tr_thread = false;
   pthread_mutex_unlock(&tr_lock);
@@ -185,13 +182,12 @@ static napi_value js_trim_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value ab, arr;
   double *d = NULL;
-  if (napi_create_arraybuffer(env, 3 * sizeof(double), (void **)&d, &ab) != napi_ok || !d) return NULL;
+  if (napi_create_arraybuffer(env, 2 * sizeof(double), (void **)&d, &ab) != napi_ok || !d) return NULL;
   pthread_mutex_lock(&tr_lock);
   d[0] = (double)tr_runs;
-  d[1] = (double)tr_released;
-  d[2] = (double)tr_ms;
+  d[1] = (double)tr_ms;
   pthread_mutex_unlock(&tr_lock);
-  if (napi_create_typedarray(env, napi_float64_array, 3, ab, 0, &arr) != napi_ok) return NULL;
+  if (napi_create_typedarray(env, napi_float64_array, 2, ab, 0, &arr) != napi_ok) return NULL;
   return arr;
 }
 

@@ -54,7 +54,7 @@ export function heapTrim(env: NodeJS.ProcessEnv = process.env): () => void {
 }
 
 /** The heap trims so far and their interval now (0: not running); undefined without the helper: tests. */
-export function heapTrimStats(): { runs: number; released: number; intervalMs: number } | undefined {
+export function heapTrimStats(): { runs: number; intervalMs: number } | undefined {
   const s = requireAddon<TrimAddon>('mem')?.trimStats?.();
-  return s ? { runs: s[0]!, released: s[1]!, intervalMs: s[2]! } : undefined;
+  return s ? { runs: s[0]!, intervalMs: s[1]! } : undefined;
 }

@@ -80,4 +80,3 @@ export function releaseIdleMemory(): boolean {
   collector()?.();
   return requireAddon<MemAddon>('mem')?.trim() ?? false;
 }
-

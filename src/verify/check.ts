@@ -334,7 +334,7 @@ async function readAllPacks(
     }
   };
   // the executable's pages the walk and the first reads alone used are given back as the reads go on (util/startup-text.ts),
-  // and so are the heap's free pages (util/heap-trim.ts: ~8 MB lower peak in the bench's check)
+  // and so are the heap's free pages (util/heap-trim.ts: ~6 MB lower peak in the bench's check)
   const stopReleasing = releaseStartupTextEvery();
   const stopTrims = heapTrim();
   try {
