@@ -87,6 +87,33 @@ test('reading straight into the window (writable + commit) cuts exactly where pu
   assert.throws(() => new Chunker(gear, params).commit(1e9), RangeError);
 });
 
+test("reads straight into the window touch only about twice the largest chunk of it, not all of max + 1 MiB", () => {
+  // A window is 9 MiB by default; the pages a read writes stay resident. The window slides as soon as
+  // that copies no more than the cuts consumed, so the reads land near its front.
+  const data = randomBytes(40 * 1024 * 1024);
+  const read = 1024 * 1024;
+  const c = new Chunker(gear, DEFAULT_CHUNKER);
+  const out: Buffer[] = [];
+  let off = 0;
+  let base = -1;
+  let highWater = 0;
+  while (off < data.length) {
+    const room = c.writable();
+    if (base < 0) base = room.byteOffset; // the first room is the whole window
+    const n = Math.min(read, room.length, data.length - off);
+    data.copy(room, 0, off, off + n);
+    highWater = Math.max(highWater, room.byteOffset - base + n);
+    off += n;
+    out.push(...c.commit(n));
+  }
+  const last = c.finish();
+  if (last) out.push(last);
+  assert.deepEqual(Buffer.concat(out), data);
+  const largest = Math.max(...out.map((b) => b.length));
+  assert.ok(highWater <= 2 * largest + read, `high-water ${highWater} with chunks of at most ${largest}`);
+  assert.ok(highWater < windowSize(DEFAULT_CHUNKER) / 2, `high-water ${highWater} of a ${windowSize(DEFAULT_CHUNKER)}-byte window`);
+});
+
 test('cut points are exactly those of the first implementation (a change would stop deduplication against existing repositories)', () => {
   const b = Buffer.alloc(300001);
   let x = 9;
