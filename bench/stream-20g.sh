@@ -3,7 +3,8 @@
 # Lifeboat (`backup --stdin`) and restic 0.14 (`backup --stdin`, repository v2, --compression auto), a fresh
 # repository per tool and rep, tools interleaved. Nothing of the dump is stored on disk but the repositories.
 #
-#   bash bench/stream-20g.sh MB REPS OUT TOOL...      TOOL: lb:<name>=<dist dir> (a Lifeboat build) or restic
+#   bash bench/stream-20g.sh MB REPS OUT TOOL...      TOOL: lb:<name>=<dist dir> (a Lifeboat build, run through
+#   its checkout's bin/lifeboat, <dist dir>/../bin/lifeboat) or restic
 #   e.g. bash bench/stream-20g.sh 2000 3 /tmp/s20.txt lb:before=/tmp/before-dist lb:after=dist restic
 #
 # One line per backup on OUT: tool rep day MB wall_s user_s sys_s maxrss_KB bytes_added.
@@ -24,7 +25,8 @@ size() { du -sb "$1" | cut -f1; }
 run_lb() { # dist repo day tag
   local dist=$1 repo=$2 day=$3 tag=$4 t b0 b1
   b0=$(size "$repo")
-  t=$(gen "$day" | { LIFEBOAT_RSS_PROBE="$OUT.$tag.$day.json" /usr/bin/time -f '%e %U %S %M' node --import "$HERE/bench/rss-probe.mjs" "$dist/src/cli/main.js" backup --repo "$repo" -q --stdin --stdin-filename dump.sql; } 2>&1 >/dev/null | tail -1)
+  # through the build's launcher (bin/lifeboat: its node flags and malloc settings), as operators run it
+  t=$(gen "$day" | { LIFEBOAT_RSS_PROBE="$OUT.$tag.$day.json" LIFEBOAT_NODE_FLAGS="--max-semi-space-size=4 --import $HERE/bench/rss-probe.mjs" /usr/bin/time -f '%e %U %S %M' "$dist/../bin/lifeboat" backup --repo "$repo" -q --stdin --stdin-filename dump.sql; } 2>&1 >/dev/null | tail -1)
   b1=$(size "$repo")
   echo "$tag $day $MB $t $((b1 - b0))" | tee -a "$OUT"
 }
@@ -50,7 +52,7 @@ for rep in $(seq 1 "$REPS"); do
         name=${tool#lb:}
         name=${name%%=*}
         dist=${tool#*=}
-        node "$dist/src/cli/main.js" init --repo "$repo" -q ${INIT_ARGS:-}
+        "$dist/../bin/lifeboat" init --repo "$repo" -q ${INIT_ARGS:-}
         run_lb "$dist" "$repo" 1 "lb-$name.$rep"
         k=0
         for also in ${ALSO_DAY2:-}; do k=$((k + 1)); cp -a "$repo" "$repo-also$k"; done
