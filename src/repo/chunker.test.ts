@@ -87,7 +87,7 @@ test('reading straight into the window (writable + commit) cuts exactly where pu
   assert.throws(() => new Chunker(gear, params).commit(1e9), RangeError);
 });
 
-test("reads straight into the window touch only about twice the largest chunk of it, not all of max + 1 MiB", () => {
+test('reads straight into the window touch only about twice the largest chunk of it, not all of max + 1 MiB', () => {
   // A window is 9 MiB by default; the pages a read writes stay resident. The window slides as soon as
   // that copies no more than the cuts consumed, so the reads land near its front.
   const data = randomBytes(40 * 1024 * 1024);
