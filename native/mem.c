@@ -217,12 +217,10 @@ static void huge_finalize(napi_env env, void *data, void *hint) {
 }
 
 static napi_value js_huge_buffer(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   double bytes = -1;
   napi_value r;
   napi_get_undefined(env, &r);
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_double(env, argv[0], &bytes) != napi_ok) return r;
+  if (!one_number(env, info, &bytes)) return r;
   if (!(bytes >= 1 && bytes <= (double)HUGE_MAX) || bytes != (double)(size_t)bytes) return r;
   size_t n = (size_t)bytes;
   size_t len = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
