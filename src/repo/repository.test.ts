@@ -226,6 +226,32 @@ test('deltas on two bases too large for the read cache, restored (loadOwnedBlob)
   }
 });
 
+test('loadOwnedBlob: every blob, a small compressible one decoded on this thread too, comes back in memory of its own that release() frees', { skip: !codecNative() && 'native addons not built' }, async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-owned-'));
+  try {
+    const r = await Repository.init(new LocalStorage(dir), 'pw');
+    try {
+      // sizes under and over Node's 4 KiB pooled allocations, compressible (zstd) and not (stored)
+      const blobs = [100, 3000, 5000, 70000].flatMap((n) => [Buffer.from('row\n'.repeat(n / 4)), randomBytes(n)]);
+      const ids: string[] = [];
+      for (const b of blobs) ids.push((await r.saveBlob('data', b)).id);
+      await r.flush();
+      for (const [i, id] of ids.entries()) {
+        const before = r.released;
+        const got = await r.loadOwnedBlob(id);
+        assert.deepEqual(got, blobs[i]);
+        r.release(got);
+        assert.equal(r.released - before, 1, `blob ${i} (${blobs[i]!.length} bytes) is freed`);
+        assert.equal(got.byteLength, 0);
+      }
+    } finally {
+      await r.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('a delta chain (day 3 on day 2 on day 1 on day 0) is written by the encode worker from each base\'s sealed chain, reads back exactly in one go on the main thread and in a worker; a damaged blob in the middle fails loudly and is named', async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-repo-chain-'));
   try {

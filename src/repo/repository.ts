@@ -1228,10 +1228,16 @@ export class Repository {
   /**
    * loadBlob, the plaintext the caller's alone: not taken from the read cache, not shared with
    * a load of the same blob in flight, not cached. The caller may free it with release() once
-   * it is done with it (a restore: as soon as it is written).
+   * it is done with it (a restore: as soon as it is written). A plaintext decoded on this thread
+   * under 4 KiB sits in Node's shared pool of small buffers (Buffer.allocUnsafe), which release()
+   * cannot free: it is copied into memory of its own, so that every owned blob can be freed.
    */
   async loadOwnedBlob(id: string): Promise<Buffer> {
-    return (await this.readBlob(id, 0, 'never', true)).data;
+    const data = (await this.readBlob(id, 0, 'never', true)).data;
+    if (data.byteLength === 0 || ownsBuffer(data)) return data;
+    const own = Buffer.allocUnsafeSlow(data.byteLength);
+    data.copy(own);
+    return own;
   }
 
   /** Buffers freed by release() (tests check the restore frees what it loaded). */
