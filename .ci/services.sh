@@ -43,8 +43,8 @@ else
   say "PostgreSQL not installed, skipping"
 fi
 
-# A server that takes connections but does not answer (a stuck cluster, its shared memory gone) held a
-# run until CI's limit: each must answer a query within 15 s, or it is restarted once.
+# A server that takes connections but does not answer (every connection slot held, a stuck cluster)
+# would hold the tests until CI's limit: each must answer a query within 15 s, or it is restarted once.
 pg_answers() { timeout 15 psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atqc 'select 1' 2>/dev/null | grep -qx 1; }
 if command -v psql >/dev/null && [ -d /etc/postgresql ] && pg_up >/dev/null 2>&1; then
   if pg_answers; then
