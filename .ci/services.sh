@@ -2,8 +2,9 @@
 # Make sure the database servers the source tests talk to are up:
 # PostgreSQL 127.0.0.1:5432, MariaDB 127.0.0.1:3306, Redis 127.0.0.1:6379;
 # and install Debian's chromium for the dashboard's browser tests.
-# Each is checked first and started only when it is installed but down; then
-# we wait (up to WAIT_SECONDS) until it accepts connections.
+# Each is checked first and started only when it is installed but down; one that
+# runs but does not answer a query within 15 s is restarted once; then we wait (up
+# to WAIT_SECONDS) until it accepts connections (or answers, after a restart).
 # Exit status: 0 when every installed server is up, 1 otherwise.
 set -uo pipefail
 
@@ -27,63 +28,59 @@ wait_for() { # name, check command...
   return 1
 }
 
+# A server that takes connections but does not answer (every connection slot held, a stuck cluster)
+# would hold the tests until CI's limit: a running one must answer a query within 15 s, or it is
+# restarted once.
+
 # ---- PostgreSQL
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -t 2; }
-if command -v pg_isready >/dev/null && [ -d /etc/postgresql ]; then
-  if pg_up >/dev/null 2>&1; then
-    say "PostgreSQL already running"
-  else
-    for ver in $(ls /etc/postgresql); do
-      say "starting PostgreSQL $ver"
-      pg_ctlcluster --skip-systemctl-redirect "$ver" main start || say "pg_ctlcluster $ver main start failed"
-    done
+pg_answers() { timeout 15 psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atqc 'select 1' 2>/dev/null | grep -qx 1; }
+pg_clusters() { # start | restart -m fast
+  local ver
+  for ver in $(ls /etc/postgresql); do
+    say "PostgreSQL $ver: $1"
+    timeout 120 pg_ctlcluster --skip-systemctl-redirect "$ver" main "$@" || say "pg_ctlcluster $ver main $1 failed"
+  done
+}
+if command -v pg_isready >/dev/null && command -v psql >/dev/null && [ -d /etc/postgresql ]; then
+  if ! pg_up >/dev/null 2>&1; then
+    pg_clusters start
     wait_for PostgreSQL pg_up || failed=1
+  elif pg_answers; then
+    say "PostgreSQL already running and answers queries"
+  else
+    say "PostgreSQL does not answer a query within 15 s"
+    pg_clusters restart -m fast
+    wait_for PostgreSQL pg_answers || failed=1
   fi
 else
   say "PostgreSQL not installed, skipping"
 fi
 
-# A server that takes connections but does not answer (every connection slot held, a stuck cluster)
-# would hold the tests until CI's limit: each must answer a query within 15 s, or it is restarted once.
-pg_answers() { timeout 15 psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atqc 'select 1' 2>/dev/null | grep -qx 1; }
-if command -v psql >/dev/null && [ -d /etc/postgresql ] && pg_up >/dev/null 2>&1; then
-  if pg_answers; then
-    say "PostgreSQL answers queries"
-  else
-    for ver in $(ls /etc/postgresql); do
-      say "PostgreSQL does not answer a query within 15 s: restarting $ver"
-      timeout 120 pg_ctlcluster --skip-systemctl-redirect "$ver" main restart -m fast || say "pg_ctlcluster $ver main restart failed"
-    done
-    wait_for PostgreSQL pg_answers || failed=1
-  fi
-fi
-
 # ---- MariaDB
 my_up() { mariadb-admin --protocol=TCP -h 127.0.0.1 -P 3306 -uroot --connect-timeout=2 ping; }
-if [ -x /usr/sbin/mariadbd ] && command -v mariadb-admin >/dev/null; then
-  if my_up >/dev/null 2>&1; then
-    say "MariaDB already running"
-  else
-    say "starting MariaDB"
-    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
-    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || say "start-stop-daemon for mariadbd failed"
+my_answers() { timeout 15 mariadb --protocol=TCP -h 127.0.0.1 -P 3306 -uroot --connect-timeout=5 -N -e 'select 1' 2>/dev/null | grep -qx 1; }
+my_start() {
+  say "starting MariaDB"
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || say "start-stop-daemon for mariadbd failed"
+}
+if [ -x /usr/sbin/mariadbd ] && command -v mariadb-admin >/dev/null && command -v mariadb >/dev/null; then
+  if my_answers; then
+    say "MariaDB already running and answers queries"
+  elif ! pgrep -x mariadbd >/dev/null; then
+    my_start
     wait_for MariaDB my_up || failed=1
+  else
+    # (every connection held: mariadb-admin ping fails as well, so running is told by the process)
+    say "MariaDB is running but does not answer a query within 15 s: stopping it"
+    timeout 60 mariadb-admin --protocol=TCP -h 127.0.0.1 -P 3306 -uroot shutdown >/dev/null 2>&1 || pkill -9 -x mariadbd || true
+    for ((i = 0; i < 60; i++)); do pgrep -x mariadbd >/dev/null || break; sleep 1; done
+    my_start
+    wait_for MariaDB my_answers || failed=1
   fi
 else
   say "MariaDB not installed, skipping"
-fi
-my_answers() { timeout 15 mariadb --protocol=TCP -h 127.0.0.1 -P 3306 -uroot --connect-timeout=5 -N -e 'select 1' 2>/dev/null | grep -qx 1; }
-if [ -x /usr/sbin/mariadbd ] && command -v mariadb >/dev/null && my_up >/dev/null 2>&1; then
-  if my_answers; then
-    say "MariaDB answers queries"
-  else
-    say "MariaDB does not answer a query within 15 s: restarting it"
-    timeout 60 mariadb-admin --protocol=TCP -h 127.0.0.1 -P 3306 -uroot shutdown >/dev/null 2>&1 || pkill -9 -x mariadbd || true
-    for ((i = 0; i < 60; i++)); do pgrep -x mariadbd >/dev/null || break; sleep 1; done
-    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
-    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || say "start-stop-daemon for mariadbd failed"
-    wait_for MariaDB my_answers || failed=1
-  fi
 fi
 
 # ---- Redis
