@@ -7,7 +7,7 @@ import { resolveSecret } from '../config/password.js';
 import { defaultRepository, lockLeaseFromEnv, openConfiguredRepo, resolveLocation, secretFromConfig, storageFor } from '../config/repos.js';
 import { ConfigError, LifeboatError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
-import { withoutIncrementalMarking } from '../util/jit.js';
+import { heapNearLiveSize, withoutIncrementalMarking } from '../util/jit.js';
 import { mallocSettings, releaseIdleMemory } from '../util/malloc.js';
 import { secretText } from '../util/secret-text.js';
 import { releaseStartupText } from '../util/startup-text.js';
@@ -214,11 +214,12 @@ export class CliContext {
 
 /**
  * The process moves one stream of data through Buffers from now on (a stream or dump backup, a
- * base backup, a stream snapshot's restore): V8's incremental marking off (util/jit.ts) and
- * glibc's mmap threshold set (util/malloc.ts).
+ * base backup, a stream snapshot's restore): V8's incremental marking off and its old generation
+ * kept near its live size (util/jit.ts), glibc's mmap threshold set (util/malloc.ts).
  */
 export function streamCommandSettings(): void {
   withoutIncrementalMarking();
+  heapNearLiveSize();
   mallocSettings('stream');
 }
 

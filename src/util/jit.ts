@@ -54,3 +54,22 @@ function setFlagUnless(keep: string, flag: string): boolean {
 export function withoutIncrementalMarking(): boolean {
   return setFlagUnless('LIFEBOAT_INCREMENTAL_MARKING', '--no-incremental-marking');
 }
+
+/**
+ * V8's old generation kept close to what is live for the rest of the process (`--optimize-for-size`,
+ * set at run time: from then on V8's heap "optimizes for memory usage", so after each full
+ * collection the old generation may grow by ~1.1x plus a few MB before the next, instead of by up
+ * to 4x its live size; V8's sizes of the new generation were fixed at start-up and stay). With
+ * incremental marking off (withoutIncrementalMarking), a stream command's old generation filled
+ * with garbage up to that limit: a 4 GB stream's daily backup ran 2 full collections, at the
+ * second 34 MB of old generation of which 10 MB were live. A 20 GB one's heap reached ~60 MB;
+ * with this, ~22 full collections of 10-20 ms kept it under ~37 MB (live: 11 MB growing to 18),
+ * and the backup's peak RSS fell from 173-182 MB to 157-164 in three interleaved pairs. The
+ * bench's 268 MB dump and its restore never grow the heap that far: no change there
+ * (docs/benchmarks.md, "A stream's heap kept near its live size").
+ *
+ * `LIFEBOAT_HEAP_GROWTH=1` keeps V8's default. True when the flag was set.
+ */
+export function heapNearLiveSize(): boolean {
+  return setFlagUnless('LIFEBOAT_HEAP_GROWTH', '--optimize-for-size');
+}
