@@ -50,13 +50,15 @@ for (let i = 0; i < 400000; i++) {
 }
 console.log(JSON.stringify({ set }));
 `;
-const runMarking = (env: NodeJS.ProcessEnv) => {
-  const out = execFileSync(process.execPath, ['--trace-gc', '--input-type=module', '-e', markingProbe], { env: { ...process.env, ...env }, encoding: 'utf8' });
+/** A probe run in a child process under --trace-gc: the JSON it printed last, and its full collections' lines. */
+function traceGc<T>(probe: string, env: NodeJS.ProcessEnv, nodeArgs: string[] = []): { result: T; fullGcs: string[] } {
+  const out = execFileSync(process.execPath, [...nodeArgs, '--trace-gc', '--input-type=module', '-e', probe], { env: { ...process.env, ...env }, encoding: 'utf8' });
   const lines = out.split('\n');
-  return {
-    set: (JSON.parse(lines.filter((l) => l.startsWith('{')).pop()!) as { set: boolean }).set,
-    incremental: lines.filter((l) => l.includes('Mark-Compact') && l.includes('incremental marking')).length,
-  };
+  return { result: JSON.parse(lines.filter((l) => l.startsWith('{')).pop()!) as T, fullGcs: lines.filter((l) => l.includes('Mark-Compact')) };
+}
+const runMarking = (env: NodeJS.ProcessEnv) => {
+  const { result, fullGcs } = traceGc<{ set: boolean }>(markingProbe, env);
+  return { set: result.set, incremental: fullGcs.filter((l) => l.includes('incremental marking')).length };
 };
 
 test('withoutIncrementalMarking: no incremental marking afterwards; LIFEBOAT_INCREMENTAL_MARKING=1 keeps it', () => {
@@ -94,12 +96,8 @@ for (let i = 0; i < 1500000; i++) {
 console.log(JSON.stringify({ set, peak }));
 `;
 const runGrowth = (env: NodeJS.ProcessEnv) => {
-  const out = execFileSync(process.execPath, ['--max-semi-space-size=4', '--trace-gc', '--input-type=module', '-e', growthProbe], { env: { ...process.env, ...env }, encoding: 'utf8' });
-  const lines = out.split('\n');
-  return {
-    ...(JSON.parse(lines.filter((l) => l.startsWith('{')).pop()!) as { set: boolean; peak: number }),
-    fullGcs: lines.filter((l) => l.includes('Mark-Compact')).length,
-  };
+  const { result, fullGcs } = traceGc<{ set: boolean; peak: number }>(growthProbe, env, ['--max-semi-space-size=4']);
+  return { ...result, fullGcs: fullGcs.length };
 };
 
 test('heapNearLiveSize: the old generation is collected near its live size; LIFEBOAT_HEAP_GROWTH=1 keeps V8 default', () => {

@@ -63,7 +63,7 @@ export function withoutIncrementalMarking(): boolean {
  * incremental marking off (withoutIncrementalMarking), a stream command's old generation filled
  * with garbage up to that limit: a 4 GB stream's daily backup ran 2 full collections, at the
  * second 34 MB of old generation of which 10 MB were live. A 20 GB one's heap reached ~60 MB;
- * with this, ~22 full collections of 10-20 ms kept it under ~37 MB (live: 11 MB growing to 18),
+ * with this, ~22 full collections of 5-23 ms kept it under ~37 MB (live: 11 MB growing to 18),
  * and the backup's peak RSS fell from 173-182 MB to 157-164 in three interleaved pairs. The
  * bench's 268 MB dump and its restore never grow the heap that far: no change there
  * (docs/benchmarks.md, "A stream's heap kept near its live size").
