@@ -150,7 +150,15 @@ function lockLeaseOf(v: string | undefined, what: string): number | undefined {
 export async function openConfiguredRepo(
   cfg: LifeboatConfig,
   name: string,
-  opts: { password?: string; retryLockMs?: number; allowInit?: boolean; onInit?: (location: string) => void; signal?: AbortSignal } = {},
+  opts: {
+    password?: string;
+    retryLockMs?: number;
+    allowInit?: boolean;
+    onInit?: (location: string) => void;
+    signal?: AbortSignal;
+    /** false: the index is not read here (the caller calls ensureIndex, see Repository.open). */
+    loadIndex?: boolean;
+  } = {},
 ): Promise<Repository> {
   const conf = cfg.repositories[name];
   if (!conf) throw new ConfigError(`unknown repository "${name}" (defined: ${Object.keys(cfg.repositories).join(', ')})`);
@@ -158,7 +166,7 @@ export async function openConfiguredRepo(
   const pw = opts.password ?? repositoryPassword(cfg, name);
   let repo: Repository;
   try {
-    repo = await Repository.open(storage, pw);
+    repo = await Repository.open(storage, pw, { loadIndex: opts.loadIndex !== false });
   } catch (err) {
     if (!(err instanceof NoRepositoryError && conf.autoInit && opts.allowInit !== false)) throw err;
     opts.onInit?.(storage.location);
@@ -174,7 +182,7 @@ export async function openConfiguredRepo(
     } catch (e) {
       // another process created it at the same moment: use theirs
       if (!(e instanceof RepositoryExistsError)) throw e;
-      repo = await Repository.open(storage, pw);
+      repo = await Repository.open(storage, pw, { loadIndex: opts.loadIndex !== false });
     }
   }
   repo.lockRetryMs = opts.retryLockMs ?? 0;

@@ -13,7 +13,10 @@ import { requireAddon } from './native.js';
  * costs ~4-5 ms of the main thread a drop and the faults of the pages mapped again.
  *
  * releaseStartupText() drops them now and once more SETTLE_MS later (the command's own first
- * compilations, after its repository is open, touch more of them again). Called once a command's
+ * compilations, after its repository is open, touch more of them again). cli/context.ts openRepo
+ * also drops them (dropExecutableText) once the key is open and before the index is read: reading a
+ * large index on top of them was the peak (an unchanged re-backup of 100,000 files, 97-98 MB, now
+ * 79-82; docs/benchmarks.md, "The start-up pages dropped before the index"). Called once a command's
  * repository is open (cli/context.ts openRepo and sourceBackupSettings, cli/wal-fast.ts, and
  * cli/commands/pg.ts openLight for the full CLI's wal-push and wal-fetch), and by the
  * daemon and `serve` once no job runs (serviceSettings' idle hook). LIFEBOAT_RELEASE_TEXT=0 keeps them.

@@ -120,3 +120,44 @@ process.stdout.write(JSON.stringify(counts));
   assert.deepEqual(run({ LIFEBOAT_RELEASE_TEXT: '' }), [1, 1, 2, 3]);
   assert.deepEqual(run({ LIFEBOAT_RELEASE_TEXT: '0' }), [0, 0, 0, 0]);
 });
+
+test("openRepo gives the start-up pages back before it reads the index too (with a large index, reading it on top of them was the peak)", { skip }, () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lb-startup-text-index-'));
+  try {
+    const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_RELEASE_TEXT: '' };
+    const repo = path.join(dir, 'repo');
+    const src = path.join(dir, 'src');
+    mkdirSync(src);
+    for (let i = 0; i < 5; i++) writeFileSync(path.join(src, `f${i}.txt`), `file ${i}\n`.repeat(100 + i));
+    execFileSync(process.execPath, [main, 'init', '-q', '-r', repo], { env });
+    const repoMod = new URL('../../repo/repository.js', import.meta.url).href;
+    const probe = path.join(dir, 'probe.mjs');
+    const out = path.join(dir, 'probe.json');
+    // the releases counted when the command's index load starts, and at its exit
+    writeFileSync(
+      probe,
+      `import { writeFileSync } from 'node:fs';
+import { Repository } from ${JSON.stringify(repoMod)};
+import { startupTextReleases } from ${JSON.stringify(mod)};
+const atIndex = [];
+const load = Repository.prototype.loadIndex;
+Repository.prototype.loadIndex = function (...a) { atIndex.push(startupTextReleases().releases); return load.apply(this, a); };
+process.on('exit', () => writeFileSync(${JSON.stringify(out)}, JSON.stringify({ atIndex, atExit: startupTextReleases().releases })));
+`,
+    );
+    const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => {
+      rmSync(out, { force: true });
+      execFileSync(process.execPath, ['--import', probe, main, ...args], { env: { ...env, ...extra } });
+      return JSON.parse(readFileSync(out, 'utf8')) as { atIndex: number[]; atExit: number };
+    };
+    for (const args of [['backup', '-q', '-r', repo, src], ['backup', '-q', '-r', repo, src], ['check', '-q', '-r', repo], ['snapshots', '-q', '-r', repo]]) {
+      const r = run(args);
+      assert.equal(r.atIndex.length, 1, `${args[0]}: the index read once (${JSON.stringify(r)})`);
+      assert.ok(r.atIndex[0]! >= 1, `${args.join(' ')}: a release before the index load (${JSON.stringify(r)})`);
+      assert.ok(r.atExit > r.atIndex[0]!, `${args.join(' ')}: and once it is loaded (${JSON.stringify(r)})`);
+    }
+    assert.deepEqual(run(['check', '-q', '-r', repo], { LIFEBOAT_RELEASE_TEXT: '0' }), { atIndex: [0], atExit: 0 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
