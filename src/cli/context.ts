@@ -130,8 +130,10 @@ export class CliContext {
    * V8's incremental marking is turned off once the index is loaded (util/jit.ts). Commands
    * that walk metadata (check, prune, ls, files backups and restores) keep it: without it their
    * garbage waits for the limit (1M-blob check 213 -> 305 MB, 100k-file unchanged re-backup +38 MB).
+   * `index: false`: the command reads no blob (snapshots, key, locks), so the index is not read (as
+   * restic's `snapshots`): its time and memory grow with the repository's blobs (~80 B each).
    */
-  async openRepo(opts: { nameHint?: string; allowInit?: boolean; bulk?: boolean } = {}): Promise<Repository> {
+  async openRepo(opts: RepoOpenOptions = {}): Promise<Repository> {
     const t = this.repositoryTarget(opts.nameHint);
     const cfg = this.config();
     const pw = this.password(t.conf);
@@ -145,11 +147,13 @@ export class CliContext {
             loadIndex: false,
           })
         : await Repository.open(this.storageFor(t.location, t.conf), pw, { loadIndex: false });
-    // The start-up's pages (module loading, the key's derivation) are given back before the index
-    // is read, and again once it is (below): with a large index, reading it on top of them was the
-    // command's peak (100,000 files' unchanged re-backup: 97-98 MB, 79-82 with this drop; util/startup-text.ts).
-    dropExecutableText();
-    await repo.ensureIndex();
+    if (opts.index !== false) {
+      // The start-up's pages (module loading, the key's derivation) are given back before the index
+      // is read, and again once it is (below): with a large index, reading it on top of them was the
+      // command's peak (100,000 files' unchanged re-backup: 97-98 MB, 79-82 with this drop; util/startup-text.ts).
+      dropExecutableText();
+      await repo.ensureIndex();
+    }
     this.lockSettings(repo);
     repo.onWarning = (m) => this.out.warn(m);
     for (const [name, err] of repo.indexErrors) {
@@ -164,7 +168,7 @@ export class CliContext {
   }
 
   /** Run fn with the opened repository and always close it. */
-  async withRepo<T>(fn: (repo: Repository) => Promise<T>, opts: { nameHint?: string; allowInit?: boolean; bulk?: boolean } = { allowInit: false }): Promise<T> {
+  async withRepo<T>(fn: (repo: Repository) => Promise<T>, opts: RepoOpenOptions = { allowInit: false }): Promise<T> {
     const repo = await this.openRepo(opts);
     try {
       return await fn(repo);
@@ -217,6 +221,17 @@ export class CliContext {
   }
 }
 
+
+/** How CliContext.openRepo / withRepo open the repository (see openRepo). */
+export interface RepoOpenOptions {
+  nameHint?: string;
+  allowInit?: boolean;
+  bulk?: boolean;
+  index?: boolean;
+}
+
+/** For commands that read no blob (snapshots, key, locks): an existing repository, its index not read. */
+export const WITHOUT_INDEX: RepoOpenOptions = { allowInit: false, index: false };
 
 /**
  * The process moves one stream of data through Buffers from now on (a stream or dump backup, a

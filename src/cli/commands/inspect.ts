@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { filterSnapshots } from '../../repo/repository.js';
 import { diffTrees, listed, repoStats, walkSnapshot } from '../../repo/inspect.js';
 import { collect, collectRaw } from '../output.js';
-import type { CliContext } from '../context.js';
+import { type CliContext, WITHOUT_INDEX } from '../context.js';
 import { formatBytes, formatElapsed as formatDuration } from '../../util/format.js';
 import { table } from '../output.js';
 
@@ -53,7 +53,7 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
           ]),
         ) + `\n${snaps.length} snapshot${snaps.length === 1 ? '' : 's'}`,
       );
-    });
+    }, WITHOUT_INDEX);
   });
 
   program

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { ConfigError, LifeboatError } from '../../errors.js';
 import { createKeyFile, listKeys } from '../../repo/keys.js';
 import { resolveSecret } from '../../config/password.js';
-import type { CliContext } from '../context.js';
+import { type CliContext, WITHOUT_INDEX } from '../context.js';
 import { table } from '../output.js';
 
 function newPassword(o: { newPasswordFile?: string }): string {
@@ -23,7 +23,7 @@ export function registerKey(program: Command, ctxOf: (cmd: Command) => CliContex
         const keys = await listKeys(repo.storage, repo.keyName);
         if (ctx.out.json) ctx.out.emit(keys);
         else ctx.out.info(table([' ', 'ID', 'User', 'Host', 'Created'], keys.map((k) => [k.current ? '*' : ' ', k.name.slice(0, 8), k.username, k.hostname, k.created.slice(0, 19)])));
-      });
+      }, WITHOUT_INDEX);
     });
   key
     .command('add')
@@ -35,7 +35,7 @@ export function registerKey(program: Command, ctxOf: (cmd: Command) => CliContex
         const name = await createKeyFile(repo.storage, newPassword(o), repo.key);
         ctx.out.info(`saved new key ${name.slice(0, 8)}`);
         ctx.out.emit({ id: name });
-      });
+      }, WITHOUT_INDEX);
     });
   key
     .command('remove')
@@ -50,7 +50,7 @@ export function registerKey(program: Command, ctxOf: (cmd: Command) => CliContex
         if (hits[0]!.current) throw new LifeboatError('refusing to remove the key currently in use; open the repository with another password first', 2);
         await repo.storage.remove('key', hits[0]!.name);
         ctx.out.info(`removed key ${hits[0]!.name.slice(0, 8)}`);
-      });
+      }, WITHOUT_INDEX);
     });
   key
     .command('passwd')
@@ -62,6 +62,6 @@ export function registerKey(program: Command, ctxOf: (cmd: Command) => CliContex
         const name = await createKeyFile(repo.storage, newPassword(o), repo.key);
         await repo.storage.remove('key', repo.keyName);
         ctx.out.info(`password changed (key ${repo.keyName.slice(0, 8)} replaced by ${name.slice(0, 8)})`);
-      });
+      }, WITHOUT_INDEX);
     });
 }

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { lockStatus, removeLocks, type LockStatus } from '../../repo/lock.js';
 import { leaseOf } from '../../repo/lock-staleness.js';
 import { ConfigError } from '../../errors.js';
-import type { CliContext } from '../context.js';
+import { type CliContext, WITHOUT_INDEX } from '../context.js';
 import { table } from '../output.js';
 
 /** One lock as `list locks --json` and `unlock --json` show it. */
@@ -42,7 +42,7 @@ export function registerLocks(program: Command, ctxOf: (cmd: Command) => CliCont
         }
         ctx.out.info(`removed ${removed.length} lock(s)`);
         ctx.out.emit({ removed: removed.flatMap((l) => l.names), locks: removed.map(lockJson) });
-      });
+      }, WITHOUT_INDEX);
     });
 
   program
@@ -70,6 +70,6 @@ export function registerLocks(program: Command, ctxOf: (cmd: Command) => CliCont
           ),
         );
         ctx.out.info(`${locks.length} lock(s)`);
-      });
+      }, WITHOUT_INDEX);
     });
 }

@@ -121,7 +121,7 @@ process.stdout.write(JSON.stringify(counts));
   assert.deepEqual(run({ LIFEBOAT_RELEASE_TEXT: '0' }), [0, 0, 0, 0]);
 });
 
-test("openRepo gives the start-up pages back before it reads the index too (with a large index, reading it on top of them was the peak)", { skip }, () => {
+test("openRepo gives the start-up pages back before it reads the index too (with a large index, reading it on top of them was the peak); snapshots, key and locks do not read it", { skip }, () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lb-startup-text-index-'));
   try {
     const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_RELEASE_TEXT: '' };
@@ -145,18 +145,30 @@ Repository.prototype.loadIndex = function (...a) { atIndex.push(startupTextRelea
 process.on('exit', () => writeFileSync(${JSON.stringify(out)}, JSON.stringify({ atIndex, atExit: startupTextReleases().releases })));
 `,
     );
+    let stdout = '';
     const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => {
       rmSync(out, { force: true });
-      execFileSync(process.execPath, ['--import', probe, main, ...args], { env: { ...env, ...extra } });
+      stdout = execFileSync(process.execPath, ['--import', probe, main, ...args], { env: { ...env, ...extra }, encoding: 'utf8' });
       return JSON.parse(readFileSync(out, 'utf8')) as { atIndex: number[]; atExit: number };
     };
-    for (const args of [['backup', '-q', '-r', repo, src], ['backup', '-q', '-r', repo, src], ['check', '-q', '-r', repo], ['snapshots', '-q', '-r', repo]]) {
+    for (const args of [['backup', '-q', '-r', repo, src], ['backup', '-q', '-r', repo, src], ['check', '-q', '-r', repo], ['ls', '-r', repo, 'latest', '--json']]) {
       const r = run(args);
       assert.equal(r.atIndex.length, 1, `${args[0]}: the index read once (${JSON.stringify(r)})`);
       assert.ok(r.atIndex[0]! >= 1, `${args.join(' ')}: a release before the index load (${JSON.stringify(r)})`);
       assert.ok(r.atExit > r.atIndex[0]!, `${args.join(' ')}: and once it is loaded (${JSON.stringify(r)})`);
     }
+    assert.match(stdout, /f4\.txt/, 'ls listed the snapshot');
     assert.deepEqual(run(['check', '-q', '-r', repo], { LIFEBOAT_RELEASE_TEXT: '0' }), { atIndex: [0], atExit: 0 });
+    // commands that read no blob do not read the index at all (CliContext.openRepo's index: false), and still work
+    const noIndex = (args: string[]) => {
+      const r = run(args);
+      assert.deepEqual(r.atIndex, [], `${args.join(' ')}: the index not read (${JSON.stringify(r)})`);
+      return JSON.parse(stdout) as unknown[];
+    };
+    assert.equal(noIndex(['snapshots', '-r', repo, '--json']).length, 2, 'snapshots lists both');
+    assert.equal(noIndex(['key', 'list', '-r', repo, '--json']).length, 1, 'key list lists the key');
+    assert.deepEqual(noIndex(['list', 'locks', '-r', repo, '--json']), [], 'no locks');
+    assert.deepEqual((noIndex(['unlock', '-r', repo, '--json']) as unknown as { removed: unknown[] }).removed, [], 'unlock removed none');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
