@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { applyRetention, groupSnapshots, isEmptyPolicy, type RetentionPolicy } from '../../policy/retention.js';
-import type { CliContext } from '../context.js';
+import { type CliContext, WITHOUT_INDEX } from '../context.js';
 import { collect, table } from '../output.js';
 import { runPrune } from './prune.js';
 
@@ -63,7 +63,8 @@ export function registerForget(program: Command, ctxOf: (cmd: Command) => CliCon
         }
         const keys = o.groupBy.split(',').map((k) => k.trim()).filter(Boolean);
         for (const k of keys) if (!['host', 'paths', 'tags', 'source'].includes(k)) throw new ConfigError(`--group-by: unknown key "${k}"`);
-        const repo = await ctx.openRepo({ allowInit: false });
+        // snapshots only; --prune reads the index itself once it holds its lock (repo/prune.ts)
+        const repo = await ctx.openRepo(WITHOUT_INDEX);
         const lock = await repo.lock(false, 'forget', ctx.retryLockMs());
         let removed = 0;
         try {

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { prune } from '../../repo/prune.js';
-import type { CliContext } from '../context.js';
+import { type CliContext, WITHOUT_INDEX } from '../context.js';
 import { formatBytes } from '../../util/format.js';
 
 /** Registers the `prune` command: free unreferenced data (also run by `forget --prune`). */
@@ -14,9 +14,10 @@ export function registerPrune(program: Command, ctxOf: (cmd: Command) => CliCont
     .option('--max-unused <percent>', 'repack packs with at least this share of unused data', '10')
     .action(async (o: { dryRun?: boolean; maxUnused: string }, cmd: Command) => {
       const ctx = ctxOf(cmd);
+      // prune reads the index itself once it holds its lock (repo/prune.ts): not twice
       await ctx.withRepo(async (repo) => {
         await runPrune(ctx, repo, o);
-      });
+      }, WITHOUT_INDEX);
     });
 }
 

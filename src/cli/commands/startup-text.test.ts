@@ -121,7 +121,7 @@ process.stdout.write(JSON.stringify(counts));
   assert.deepEqual(run({ LIFEBOAT_RELEASE_TEXT: '0' }), [0, 0, 0, 0]);
 });
 
-test("openRepo gives the start-up pages back before it reads the index too (with a large index, reading it on top of them was the peak); snapshots, key and locks do not read it", { skip }, () => {
+test("openRepo gives the start-up pages back before it reads the index too (with a large index, reading it on top of them was the peak); snapshots, key and locks do not read it, prune and forget read it once", { skip }, () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lb-startup-text-index-'));
   try {
     const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_RELEASE_TEXT: '' };
@@ -160,15 +160,22 @@ process.on('exit', () => writeFileSync(${JSON.stringify(out)}, JSON.stringify({ 
     assert.match(stdout, /f4\.txt/, 'ls listed the snapshot');
     assert.deepEqual(run(['check', '-q', '-r', repo], { LIFEBOAT_RELEASE_TEXT: '0' }), { atIndex: [0], atExit: 0 });
     // commands that read no blob do not read the index at all (CliContext.openRepo's index: false), and still work
-    const noIndex = (args: string[]) => {
+    const noIndex = (args: string[], reads = 0) => {
       const r = run(args);
-      assert.deepEqual(r.atIndex, [], `${args.join(' ')}: the index not read (${JSON.stringify(r)})`);
-      return JSON.parse(stdout) as unknown[];
+      assert.equal(r.atIndex.length, reads, `${args.join(' ')}: the index read ${reads} times (${JSON.stringify(r)})`);
+      return JSON.parse(stdout.split('\n')[0]!) as unknown; // (forget --prune: the forget line, then prune's)
     };
-    assert.equal(noIndex(['snapshots', '-r', repo, '--json']).length, 2, 'snapshots lists both');
-    assert.equal(noIndex(['key', 'list', '-r', repo, '--json']).length, 1, 'key list lists the key');
+    assert.equal((noIndex(['snapshots', '-r', repo, '--json']) as unknown[]).length, 2, 'snapshots lists both');
+    assert.equal((noIndex(['key', 'list', '-r', repo, '--json']) as unknown[]).length, 1, 'key list lists the key');
     assert.deepEqual(noIndex(['list', 'locks', '-r', repo, '--json']), [], 'no locks');
-    assert.deepEqual((noIndex(['unlock', '-r', repo, '--json']) as unknown as { removed: unknown[] }).removed, [], 'unlock removed none');
+    assert.deepEqual((noIndex(['unlock', '-r', repo, '--json']) as { removed: unknown[] }).removed, [], 'unlock removed none');
+    // prune reads it once, after taking its lock (not also when the repository is opened); so does forget --prune
+    assert.equal((noIndex(['prune', '-r', repo, '--json'], 1) as { packs_deleted: number }).packs_deleted, 0, 'nothing to prune');
+    execFileSync(process.execPath, [main, 'backup', '-q', '-r', repo, src], { env });
+    const forgot = noIndex(['forget', '--keep-last', '1', '--prune', '-r', repo, '--json'], 1);
+    assert.equal((forgot as { removed: unknown[] }).removed.length, 2, 'forget removed the two older snapshots');
+    assert.equal((noIndex(['snapshots', '-r', repo, '--json']) as unknown[]).length, 1, 'one left');
+    run(['check', '-q', '-r', repo]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
