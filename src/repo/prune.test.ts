@@ -46,7 +46,7 @@ test('prune removes temporary files a killed writer left (older than the cut-off
   }
 });
 
-test('prune walks the snapshots without keeping their trees in the blob cache (each is visited once; repoStats too)', async () => {
+test('prune walks the snapshots without keeping their trees in the blob cache (each is visited once; repoStats and ls\'s walkSnapshot too)', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lb-prune-cache-'));
   try {
     const repo = await Repository.init(new LocalStorage(dir), 'pw');
@@ -73,6 +73,11 @@ test('prune walks the snapshots without keeping their trees in the blob cache (e
     const stats = await repoStats(opened, await opened.listSnapshots());
     assert.equal(stats.uniqueBlobs, 41 + 40 * 60);
     assert.equal(cache(opened).size, 0, `trees cached after repoStats: ${cache(opened).size}`);
+    const { walkSnapshot } = await import('./inspect.js');
+    let walked = 0;
+    for await (const _ of walkSnapshot(opened, tree)) walked++;
+    assert.equal(walked, 40 + 40 * 60);
+    assert.equal(cache(opened).size, 0, `trees cached after walkSnapshot (ls): ${cache(opened).size}`);
     // a walk that asks for them keeps them (the cache works: the assertions above can fail)
     await opened.loadTree(tree);
     assert.equal(cache(opened).size, 1);
