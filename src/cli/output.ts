@@ -18,6 +18,12 @@ export interface Output {
   warn(msg: string): void;
   /** Emit a JSON document on stdout (only in --json mode). */
   emit(obj: unknown): void;
+  /**
+   * A listing written as it is produced, never held whole: with --json one JSON array (the document
+   * emit(items) would write), else `line(item)` per item (nothing with --quiet). Resolves to the
+   * item count. If `items` throws, what was written stays written (the command then fails).
+   */
+  list<T>(items: AsyncIterable<T> | Iterable<T>, line: (item: T) => string): Promise<number>;
   /** A progress bar on stderr if it is a TTY and output is human. */
   progress(total: number | undefined, label: string): Progress;
 }
@@ -45,9 +51,14 @@ export function setStatusLine(s: { clear(): void } | undefined): void {
   statusLine = s;
 }
 
-export function makeOutput(opts: { json?: boolean; quiet?: boolean }): Output {
+/** Characters of a listing gathered before they are written (Output.list). */
+const LIST_PIECE = 64 * 1024;
+
+/** `write`: where list() writes (standard output; a parameter for tests). */
+export function makeOutput(opts: { json?: boolean; quiet?: boolean; write?: (text: string) => void }): Output {
   const json = !!opts.json;
   const quiet = !!opts.quiet;
+  const write = opts.write ?? ((text: string) => void process.stdout.write(text));
   return {
     json,
     quiet,
@@ -62,6 +73,25 @@ export function makeOutput(opts: { json?: boolean; quiet?: boolean }): Output {
     },
     emit(obj) {
       if (json) process.stdout.write(JSON.stringify(snakeKeys(obj)) + '\n');
+    },
+    async list(items, line) {
+      const lines = !json && !quiet;
+      if (json || lines) statusLine?.clear();
+      let buf = json ? '[' : '';
+      let n = 0;
+      for await (const item of items) {
+        if (json) buf += (n > 0 ? ',' : '') + JSON.stringify(snakeKeys(item));
+        else if (lines) buf += line(item) + '\n';
+        n++;
+        // written in pieces of ~64 KiB: one write per item was a system call each
+        if (buf.length >= LIST_PIECE) {
+          write(buf);
+          buf = '';
+        }
+      }
+      if (json) buf += ']\n';
+      if (buf) write(buf);
+      return n;
     },
     progress(total, label) {
       if (json || quiet || !process.stderr.isTTY || process.env.CI) return noop;

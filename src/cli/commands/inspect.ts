@@ -83,11 +83,13 @@ export function registerInspect(program: Command, ctxOf: (cmd: Command) => CliCo
           prefix = '/' + p.split('/').filter(Boolean).join('/');
         }
         const recursive = o.recursive || p === '/';
-        const items = [];
-        if (recursive) for await (const { path, node } of walkSnapshot(repo, tree, prefix)) items.push(listed(path, node));
-        else for (const n of (await repo.loadTree(tree)).nodes) items.push(listed(`${prefix}/${n.name}`, n));
-        if (ctx.out.json) ctx.out.emit(items);
-        else for (const it of items) ctx.out.info(o.long ? fmtLong(it) : it.path + (it.type === 'dir' ? '/' : ''));
+        // written as the walk goes (a listing of 100,000 files was held whole: 158 MB, restic 83)
+        const items = recursive
+          ? (async function* () {
+              for await (const { path, node } of walkSnapshot(repo, tree, prefix)) yield listed(path, node);
+            })()
+          : (await repo.loadTree(tree)).nodes.map((n) => listed(`${prefix}/${n.name}`, n));
+        await ctx.out.list(items, (it) => (o.long ? fmtLong(it) : it.path + (it.type === 'dir' ? '/' : '')));
       });
     });
 
