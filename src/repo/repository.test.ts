@@ -492,3 +492,50 @@ test('the two bases of a delta are joined into one buffer in huge pages, on the 
     else process.env.LIFEBOAT_HUGE_BUFFERS = saved;
   }
 });
+
+test('sealIndexFile: the JSON sealJson({ v: 1, packs }) seals, its size declared in the zstd frame, made one pack at a time', async () => {
+  const { sealIndexFile, sealJson, openJsonBytes } = await import('./repository.js');
+  const { open } = await import('./crypto.js');
+  const zb = (await import('zstd-napi/binding.js')).default;
+  const key = randomBytes(32);
+  const hex = () => randomBytes(32).toString('hex');
+  const packs = Array.from({ length: 300 }, (_, p) => ({
+    id: hex(),
+    blobs: Array.from({ length: 100 }, (_, b) => ({
+      id: hex(),
+      type: (b % 10 === 0 ? 'tree' : 'data') as 'tree' | 'data',
+      offset: b * 1000,
+      length: 900 + b,
+      rawLength: 2000 + p,
+      compression: (b % 3) as 0 | 1 | 2,
+      ...(b % 7 === 0 ? { base: hex() } : {}),
+      ...(b % 21 === 0 ? { base2: hex() } : {}),
+      ...(b % 5 === 0 ? { sf: [1, 2, 3, b, p] } : {}),
+    })),
+  }));
+  const whole = JSON.stringify({ v: 1, packs });
+  // no string as long as the whole text is made (JSON.stringify watched)
+  const stringify = JSON.stringify;
+  let longest = 0;
+  JSON.stringify = ((...a: Parameters<typeof JSON.stringify>) => {
+    const r = stringify(...a);
+    longest = Math.max(longest, r?.length ?? 0);
+    return r;
+  }) as typeof JSON.stringify;
+  let sealed: Buffer;
+  try {
+    sealed = sealIndexFile(key, packs);
+  } finally {
+    JSON.stringify = stringify;
+  }
+  assert.ok(longest < whole.length / 50, `the longest string made was ${longest} characters of ${whole.length}`);
+  assert.equal(openJsonBytes(key, sealed, 'index').toString(), whole);
+  const body = open(key, sealed, 'index');
+  assert.equal(body[0], 1, 'zstd');
+  assert.equal(zb.getFrameContentSize(body.subarray(1)), Buffer.byteLength(whole), 'the frame declares the size');
+  // what sealJson made reads back the same (the two are interchangeable)
+  assert.equal(openJsonBytes(key, sealJson(key, { v: 1, packs }, true), 'index').toString(), whole);
+  assert.equal(openJsonBytes(key, sealIndexFile(key, []), 'index').toString(), '{"v":1,"packs":[]}');
+  // and twice in a row (the compression context is reused)
+  assert.equal(openJsonBytes(key, sealIndexFile(key, packs.slice(0, 3)), 'index').toString(), JSON.stringify({ v: 1, packs: packs.slice(0, 3) }));
+});

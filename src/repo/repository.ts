@@ -158,6 +158,51 @@ export function sealJson(key: Buffer, obj: unknown, compress: boolean): Buffer {
 }
 
 let jsonDctx: InstanceType<typeof zstdBinding.DCtx> | undefined;
+let indexCctx: InstanceType<typeof zstdBinding.CCtx> | undefined;
+
+/**
+ * An index file's packs sealed as `sealJson(key, { v: 1, packs }, true)` seals them: the same JSON
+ * text, zstd (level 3, the frame declaring its size, which the reader allocates from), sealed. But
+ * the text is made and compressed one pack at a time: the whole of it as one string, then one
+ * Buffer, then zstd's output and the body was ~35 MB for the 50,000 entries a backup publishes at
+ * once, and that moment was the peak of a first backup of 100,000 small files and of prune
+ * (docs/benchmarks.md, "Index files written one pack at a time"). Each pack is stringified twice:
+ * once for the size the frame declares, once for its bytes.
+ */
+export function sealIndexFile(key: Buffer, packs: readonly IndexFilePack[]): Buffer {
+  const head = Buffer.from('{"v":1,"packs":[');
+  const comma = Buffer.from(',');
+  const tail = Buffer.from(']}');
+  let total = head.length + tail.length + Math.max(0, packs.length - 1);
+  for (const p of packs) total += Buffer.byteLength(JSON.stringify(p));
+  const cctx = (indexCctx ??= new zstdBinding.CCtx());
+  cctx.reset(zstdBinding.ResetDirective.sessionOnly);
+  cctx.setParameter(zstdBinding.CParameter.compressionLevel, 3);
+  cctx.setPledgedSrcSize(total);
+  // (pages of it that zstd does not write to are never touched: only the compressed size is resident)
+  const body = Buffer.allocUnsafe(1 + zstdBinding.compressBound(total));
+  body[0] = 1;
+  let pos = 1;
+  let fed = 0;
+  const feed = (src: Buffer, end: boolean) => {
+    fed += src.length;
+    for (;;) {
+      const [left, produced, consumed] = cctx.compressStream2(body.subarray(pos), src, end ? zstdBinding.EndDirective.end : zstdBinding.EndDirective.continue);
+      pos += produced;
+      src = src.subarray(consumed);
+      if (end ? left === 0 : src.length === 0) return;
+      if (produced === 0 && consumed === 0 && pos >= body.length) throw new Error('index file: zstd output larger than its bound');
+    }
+  };
+  feed(head, false);
+  packs.forEach((p, i) => {
+    if (i > 0) feed(comma, false);
+    feed(Buffer.from(JSON.stringify(p)), false);
+  });
+  feed(tail, true);
+  if (fed !== total) throw new Error(`index file: ${fed} bytes of JSON written, ${total} declared`);
+  return seal(key, body.subarray(0, pos));
+}
 
 /**
  * Open a sealed JSON object. Its plaintext is capped at `maxBytes` (format
@@ -446,8 +491,7 @@ export class Repository {
   }
 
   async writeIndexFile(packs: IndexFilePack[]): Promise<string> {
-    const file: IndexFile = { v: 1, packs };
-    const bytes = sealJson(this.key.encKey, file, true);
+    const bytes = sealIndexFile(this.key.encKey, packs);
     const name = sha256(bytes);
     await this.storage.save('index', name, bytes);
     this.index.files.set(
