@@ -130,8 +130,9 @@ export class CliContext {
    * V8's incremental marking is turned off once the index is loaded (util/jit.ts). Commands
    * that walk metadata (check, prune, ls, files backups and restores) keep it: without it their
    * garbage waits for the limit (1M-blob check 213 -> 305 MB, 100k-file unchanged re-backup +38 MB).
-   * `index: false`: the command reads no blob (snapshots, key, locks), so the index is not read (as
-   * restic's `snapshots`): its time and memory grow with the repository's blobs (~80 B each).
+   * `index: false` (WITHOUT_INDEX): the index is not read here, because the command reads no blob
+   * (snapshots, key, locks; as restic's `snapshots`) or reads the index itself later (prune, forget
+   * --prune: after taking their lock). Reading it costs time and ~80 B of memory per blob.
    */
   async openRepo(opts: RepoOpenOptions = {}): Promise<Repository> {
     const t = this.repositoryTarget(opts.nameHint);
@@ -230,7 +231,7 @@ export interface RepoOpenOptions {
   index?: boolean;
 }
 
-/** For commands that read no blob (snapshots, key, locks): an existing repository, its index not read. */
+/** An existing repository, its index not read (see CliContext.openRepo): snapshots, key, locks, prune, forget. */
 export const WITHOUT_INDEX: RepoOpenOptions = { allowInit: false, index: false };
 
 /**
