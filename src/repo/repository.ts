@@ -12,7 +12,7 @@ import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable, validateChunke
 import { BlobCodec, SKETCH_MIN, decompressCapped } from './codec.js';
 import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './crypto.js';
 import { hmacSha256Async } from '../util/stream-hash.js';
-import { type IndexEntry, type IndexFile, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
+import { type IndexEntry, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
 import { scanIndexJson } from './index-scan.js';
 import { createKeyFile, openWithPassword } from './keys.js';
 import { DEFAULT_LEASE_MS, Lock, READ_ONLY_OPERATIONS } from './lock.js';
@@ -166,7 +166,7 @@ let indexCctx: InstanceType<typeof zstdBinding.CCtx> | undefined;
  * the text is made and compressed one pack at a time: the whole of it as one string, then one
  * Buffer, then zstd's output and the body was ~35 MB for the 50,000 entries a backup publishes at
  * once, and that moment was the peak of a first backup of 100,000 small files and of prune
- * (docs/benchmarks.md, "Index files written one pack at a time"). Each pack is stringified twice:
+ * (docs/benchmarks.md, "Listings written as they go"). Each pack is stringified twice:
  * once for the size the frame declares, once for its bytes.
  */
 export function sealIndexFile(key: Buffer, packs: readonly IndexFilePack[]): Buffer {
