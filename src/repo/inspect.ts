@@ -105,8 +105,6 @@ export async function repoStats(repo: Repository, snaps: SnapshotWithId[]): Prom
     repo,
     snaps.map((s) => s.tree),
     () => {},
-    undefined,
-    false, // every tree once (see prune)
   );
   addDeltaBases(repo, used);
   let totalSize = 0;

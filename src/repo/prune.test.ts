@@ -8,6 +8,7 @@ import { LocalStorage } from '../storage/local.js';
 import { LimitedStorage } from '../storage/limits.js';
 import { Repository } from './repository.js';
 import { prune, STALE_TEMP_MS } from './prune.js';
+import { repoStats, walkSnapshot } from './inspect.js';
 
 test('prune removes temporary files a killed writer left (older than the cut-off), keeps fresh ones and every object', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lb-prune-tmp-'));
@@ -69,11 +70,9 @@ test('prune walks the snapshots without keeping their trees in the blob cache (e
     const r = await prune(opened);
     assert.equal(r.blobsKept, 41 + 40 * 60);
     assert.equal(cache(opened).size, 0, `trees cached after prune: ${cache(opened).size} (${cache(opened).bytes} bytes)`);
-    const { repoStats } = await import('./inspect.js');
     const stats = await repoStats(opened, await opened.listSnapshots());
     assert.equal(stats.uniqueBlobs, 41 + 40 * 60);
     assert.equal(cache(opened).size, 0, `trees cached after repoStats: ${cache(opened).size}`);
-    const { walkSnapshot } = await import('./inspect.js');
     let walked = 0;
     for await (const _ of walkSnapshot(opened, tree)) walked++;
     assert.equal(walked, 40 + 40 * 60);

@@ -15,14 +15,17 @@ const WALK_TREES = 8;
  * blobs, and (transitively) the bases of delta blobs. Shared trees are visited
  * once. Errors loading a tree are reported through onError and the subtree is
  * skipped (callers that delete data must treat any error as fatal).
+ * Trees are not kept in the repository's blob cache unless `cacheTrees`: a walk visits each once,
+ * and the cache (up to 32 MiB of them) only held memory through what followed (prune of 100,000
+ * files in 100 directories 153 -> 130 MB; check's data phase).
  */
 export async function collectUsedBlobs(
   repo: Repository,
   treeIds: Iterable<string>,
   onError: (treeId: string, err: unknown) => void,
   visit?: (node: TreeNode, treeId: string) => void,
-  /** false: trees are not kept in the repository's blob cache (each tree is visited once here anyway). */
-  cacheTrees = true,
+  /** true: trees are kept in the blob cache (for a caller that walks trees shared between several calls). */
+  cacheTrees = false,
   /**
    * Trees loaded at a time. With more than one, trees are visited (and errors
    * reported) in the order their loads finish, not depth first; the set is the same.

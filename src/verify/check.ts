@@ -178,11 +178,8 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
       repo,
       snapshots.map((s) => s.tree),
       (treeId, err) => treeProblems.set(treeId, errorMessage(err)),
-      undefined,
-      // every tree once: caching them would only hold memory (the blob cache's 32 MiB) through the data phase.
       // (Several trees at a time, the default: one at a time, the walk (a small read per tree) waited behind every
       // range the main thread verifies and could outlast the data phase; problems are sorted by tree below.)
-      false,
     );
   } catch (err) {
     walkEnded();
@@ -253,7 +250,8 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
 async function attribute(repo: Repository, snapshots: SnapshotWithId[], items: Array<{ problem: CheckProblem; ids: Set<string> }>): Promise<void> {
   if (items.length === 0) return;
   for (const s of snapshots) {
-    const used = await collectUsedBlobs(repo, [s.tree], () => {});
+    // one walk per snapshot: the trees they share are kept in the blob cache between the walks
+    const used = await collectUsedBlobs(repo, [s.tree], () => {}, undefined, true);
     for (const { problem, ids } of items) {
       for (const id of ids) {
         if (used.has(id)) {

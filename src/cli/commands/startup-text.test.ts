@@ -16,18 +16,34 @@ const skip = typeof requireAddon<{ dropExecutableText?: unknown }>('mem')?.dropE
 const main = new URL('../main.js', import.meta.url).pathname;
 const mod = new URL('../../util/startup-text.js', import.meta.url).href;
 
-test("backup, restore, restore --stdout and wal-push give the executable's start-up pages back once the repository is open; LIFEBOAT_RELEASE_TEXT=0 keeps them", { skip }, () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'lb-startup-text-'));
+/** A scratch directory with src/ (filled by `fill`) and a repository initialized at repo/, for `fn`; removed afterwards. */
+function scratchRepo(
+  prefix: string,
+  fill: (src: string) => void,
+  fn: (s: { dir: string; env: NodeJS.ProcessEnv; repo: string; src: string }) => void,
+): void {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
   try {
     const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_RELEASE_TEXT: '' };
     const repo = path.join(dir, 'repo');
     const src = path.join(dir, 'src');
     mkdirSync(src);
-    const big = Buffer.alloc(3 * 1024 * 1024);
-    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 7)) >>> 0, i);
+    fill(src);
+    execFileSync(process.execPath, [main, 'init', '-q', '-r', repo], { env });
+    fn({ dir, env, repo, src });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("backup, restore, restore --stdout and wal-push give the executable's start-up pages back once the repository is open; LIFEBOAT_RELEASE_TEXT=0 keeps them", { skip }, () => {
+  const big = Buffer.alloc(3 * 1024 * 1024);
+  for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 7)) >>> 0, i);
+  const fill = (src: string) => {
     writeFileSync(path.join(src, 'big.bin'), big);
     for (let i = 0; i < 10; i++) writeFileSync(path.join(src, `f${i}.txt`), `file ${i}\n`.repeat(50 + i));
-    execFileSync(process.execPath, [main, 'init', '-q', '-r', repo], { env });
+  };
+  scratchRepo('lb-startup-text-', fill, ({ dir, env, repo, src }) => {
     const probe = path.join(dir, 'probe.mjs');
     const out = path.join(dir, 'probe.json');
     // the modules the command loaded, one URL a line (a loader hook: it runs on its own thread)
@@ -93,9 +109,7 @@ process.on('exit', () => writeFileSync(${JSON.stringify(out)}, JSON.stringify(st
     const off = run(['restore', 'latest', '-q', '-r', repo, '--tag', 'stream', '--stdout'], { LIFEBOAT_RELEASE_TEXT: '0' });
     assert.deepEqual(off.released, { releases: 0, kB: 0, ms: 0 });
     assert.ok(off.stdout.equals(big));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("sourceBackupSettings (`lifeboat run`, `backup --source`) and the daemon's and serve's idle hook give them back too", { skip }, () => {
@@ -122,14 +136,10 @@ process.stdout.write(JSON.stringify(counts));
 });
 
 test("openRepo gives the start-up pages back before it reads the index too (with a large index, reading it on top of them was the peak); snapshots, key and locks do not read it, prune and forget read it once", { skip }, () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'lb-startup-text-index-'));
-  try {
-    const env = { ...process.env, LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_RELEASE_TEXT: '' };
-    const repo = path.join(dir, 'repo');
-    const src = path.join(dir, 'src');
-    mkdirSync(src);
+  const fill = (src: string) => {
     for (let i = 0; i < 5; i++) writeFileSync(path.join(src, `f${i}.txt`), `file ${i}\n`.repeat(100 + i));
-    execFileSync(process.execPath, [main, 'init', '-q', '-r', repo], { env });
+  };
+  scratchRepo('lb-startup-text-index-', fill, ({ dir, env, repo, src }) => {
     const repoMod = new URL('../../repo/repository.js', import.meta.url).href;
     const probe = path.join(dir, 'probe.mjs');
     const out = path.join(dir, 'probe.json');
@@ -176,7 +186,5 @@ process.on('exit', () => writeFileSync(${JSON.stringify(out)}, JSON.stringify({ 
     assert.equal((forgot as { removed: unknown[] }).removed.length, 2, 'forget removed the two older snapshots');
     assert.equal((noIndex(['snapshots', '-r', repo, '--json']) as unknown[]).length, 1, 'one left');
     run(['check', '-q', '-r', repo]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
