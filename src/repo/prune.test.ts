@@ -84,3 +84,65 @@ test('prune walks the snapshots without keeping their trees in the blob cache (e
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('prune leaves the index files alone when nothing changes, and rewrites them when something is removed', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lb-prune-same-'));
+  try {
+    class Counting extends LocalStorage {
+      indexSaves = 0;
+      override save(type: Parameters<LocalStorage['save']>[0], name: string, data: Uint8Array): Promise<void> {
+        if (type === 'index') this.indexSaves++;
+        return super.save(type, name, data);
+      }
+    }
+    const repo = await Repository.init(new LocalStorage(dir), 'pw');
+    // two snapshots, each flushed on its own: two index files
+    const snaps: string[] = [];
+    for (const s of ['a', 'b']) {
+      const nodes = [];
+      for (let f = 0; f < 5; f++) {
+        const { id } = await repo.saveBlob('data', Buffer.from(`snapshot ${s} file ${f}\n`));
+        nodes.push({ name: `f${f}`, type: 'file' as const, mode: 0o644, uid: 0, gid: 0, mtime: 1, ctime: 1, size: 18, content: [id] });
+      }
+      const tree = await repo.saveTree({ nodes });
+      await repo.flush();
+      snaps.push(await repo.saveSnapshot({ time: new Date().toISOString(), tree, paths: [`/${s}`], tags: [] }));
+    }
+    const indexFiles = () => readdirSync(path.join(dir, 'index')).filter((n) => !n.startsWith('.')).sort();
+    const before = indexFiles();
+    assert.equal(before.length, 2);
+
+    const storage = new Counting(dir);
+    const r = await prune(await Repository.open(storage, 'pw'));
+    assert.equal(r.blobsRemoved, 0);
+    assert.equal(r.packsDeleted, 0);
+    assert.equal(storage.indexSaves, 0, 'an index file was written by a prune that removed nothing');
+    assert.deepEqual(indexFiles(), before);
+
+    // snapshot a forgotten: its blobs are unused, the index is written anew and the old files removed
+    await repo.removeSnapshot(snaps[0]!);
+    const storage2 = new Counting(dir);
+    const opened = await Repository.open(storage2, 'pw');
+    const r2 = await prune(opened);
+    assert.equal(r2.blobsRemoved, 6);
+    assert.ok(storage2.indexSaves >= 1);
+    const after = indexFiles();
+    assert.equal(after.filter((n) => before.includes(n)).length, 0, 'old index files left behind');
+    const again = await Repository.open(new LocalStorage(dir), 'pw');
+    assert.equal(again.index.size, 6);
+    for (const s of await again.listSnapshots()) assert.ok((await again.loadTree(s.tree)).nodes.length === 5);
+
+    // an empty repository: nothing to write, nothing fails
+    const empty = mkdtempSync(path.join(tmpdir(), 'lb-prune-empty-'));
+    try {
+      const es = new Counting(empty);
+      const e = await prune(await Repository.init(es, 'pw'));
+      assert.equal(e.blobsKept, 0);
+      assert.equal(es.indexSaves, 0);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

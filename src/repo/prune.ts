@@ -198,35 +198,42 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
 
     // 3. New index files for everything kept (at most INDEX_FILE_BLOBS entries
     // each: bounded memory, and each file far below the format's size limit).
-    const oldIndexFiles = [...index.files.keys()];
-    const newIndexFiles = new Set<string>();
-    let batch: IndexFilePack[] = [];
-    let batchBlobs = 0;
-    const writeBatch = async () => {
+    // Not when nothing changes: every indexed pack is stored and kept as it is, every entry is used and
+    // no pack was deleted or written, so new files would say what the index files say (a daily prune
+    // after a forget that freed nothing rewrote the whole index: at 100,000 files most of its peak
+    // memory and a third of its time; docs/benchmarks.md, "Walks' garbage collected, ...").
+    const unchanged = deletePacks.size === 0 && newPacks.length === 0 && res.blobsRemoved === 0 && fate.every((f) => f === KEEP);
+    if (!unchanged) {
+      const oldIndexFiles = [...index.files.keys()];
+      const newIndexFiles = new Set<string>();
+      let batch: IndexFilePack[] = [];
+      let batchBlobs = 0;
+      const writeBatch = async () => {
+        lock.check();
+        if (batch.length) newIndexFiles.add(await repo.writeIndexFile(batch));
+        batch = [];
+        batchBlobs = 0;
+      };
+      for (let pn = 0; pn < nPacks; pn++) {
+        if (fate[pn] !== KEEP) continue;
+        const blobs = packBlobs(pn);
+        batch.push({ id: index.packName(pn), blobs });
+        batchBlobs += blobs.length;
+        if (batchBlobs >= INDEX_FILE_BLOBS) await writeBatch();
+      }
+      for (const p of newPacks) {
+        batch.push(p);
+        batchBlobs += p.blobs.length;
+        if (batchBlobs >= INDEX_FILE_BLOBS) await writeBatch();
+      }
       lock.check();
-      if (batch.length) newIndexFiles.add(await repo.writeIndexFile(batch));
-      batch = [];
-      batchBlobs = 0;
-    };
-    for (let pn = 0; pn < nPacks; pn++) {
-      if (fate[pn] !== KEEP) continue;
-      const blobs = packBlobs(pn);
-      batch.push({ id: index.packName(pn), blobs });
-      batchBlobs += blobs.length;
-      if (batchBlobs >= INDEX_FILE_BLOBS) await writeBatch();
-    }
-    for (const p of newPacks) {
-      batch.push(p);
-      batchBlobs += p.blobs.length;
-      if (batchBlobs >= INDEX_FILE_BLOBS) await writeBatch();
-    }
-    lock.check();
-    if (batch.length || newIndexFiles.size === 0) newIndexFiles.add(await repo.writeIndexFile(batch));
-    // 4. Old index files (only after every new one is written).
-    for (const f of oldIndexFiles) {
-      if (newIndexFiles.has(f)) continue;
-      lock.check();
-      await repo.storage.remove('index', f).catch(() => {});
+      if (batch.length || newIndexFiles.size === 0) newIndexFiles.add(await repo.writeIndexFile(batch));
+      // 4. Old index files (only after every new one is written).
+      for (const f of oldIndexFiles) {
+        if (newIndexFiles.has(f)) continue;
+        lock.check();
+        await repo.storage.remove('index', f).catch(() => {});
+      }
     }
     // 5. Unreferenced packs.
     for (const p of deletePacks) {
