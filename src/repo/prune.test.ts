@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { LocalStorage } from '../storage/local.js';
 import { LimitedStorage } from '../storage/limits.js';
 import { Repository } from './repository.js';
-import { prune, STALE_TEMP_MS } from './prune.js';
+import { COMPACT_SLACK, prune, STALE_TEMP_MS } from './prune.js';
 import { repoStats, walkSnapshot } from './inspect.js';
 
 test('prune removes temporary files a killed writer left (older than the cut-off), keeps fresh ones and every object', async () => {
@@ -131,6 +131,21 @@ test('prune leaves the index files alone when nothing changes, and rewrites them
     const again = await Repository.open(new LocalStorage(dir), 'pw');
     assert.equal(again.index.size, 6);
     for (const s of await again.listSnapshots()) assert.ok((await again.loadTree(s.tree)).nodes.length === 5);
+
+    // more small index files than COMPACT_SLACK beyond one: joined into one, though nothing is removed
+    for (let k = 0; k < COMPACT_SLACK + 1; k++) {
+      const { id } = await repo.saveBlob('data', Buffer.from(`more ${k}\n`));
+      const tree = await repo.saveTree({ nodes: [{ name: 'm', type: 'file' as const, mode: 0o644, uid: 0, gid: 0, mtime: 1, ctime: 1, size: 7, content: [id] }] });
+      await repo.flush();
+      await repo.saveSnapshot({ time: new Date().toISOString(), tree, paths: [`/m${k}`], tags: [] });
+    }
+    assert.equal(indexFiles().length, after.length + COMPACT_SLACK + 1);
+    const storage3 = new Counting(dir);
+    const r3 = await prune(await Repository.open(storage3, 'pw'));
+    assert.equal(r3.blobsRemoved, 0);
+    assert.equal(storage3.indexSaves, 1);
+    assert.equal(indexFiles().length, 1);
+    assert.equal((await Repository.open(new LocalStorage(dir), 'pw')).index.size, 6 + 2 * (COMPACT_SLACK + 1));
 
     // an empty repository: nothing to write, nothing fails
     const empty = mkdtempSync(path.join(tmpdir(), 'lb-prune-empty-'));

@@ -47,6 +47,9 @@ export interface PruneResult {
   tempBytesRemoved?: number;
 }
 
+/** Index files beyond what a rewrite would write that a prune which changes nothing leaves as they are. */
+export const COMPACT_SLACK = 8;
+
 /** A temporary file untouched this long belongs to no running writer (prune also holds the exclusive lock). */
 export const STALE_TEMP_MS = 60 * 60 * 1000;
 
@@ -198,11 +201,17 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
 
     // 3. New index files for everything kept (at most INDEX_FILE_BLOBS entries
     // each: bounded memory, and each file far below the format's size limit).
-    // Not when nothing changes: every indexed pack is stored and kept as it is, every entry is used and
-    // no pack was deleted or written, so new files would say what the index files say (a daily prune
-    // after a forget that freed nothing rewrote the whole index: at 100,000 files most of its peak
-    // memory and a third of its time; docs/benchmarks.md, "Walks' garbage collected, ...").
-    const unchanged = deletePacks.size === 0 && newPacks.length === 0 && res.blobsRemoved === 0 && fate.every((f) => f === KEEP);
+    // Not when nothing changes: every indexed pack is stored and kept as it is, every entry is used, no
+    // pack was deleted or written, and there are at most COMPACT_SLACK more index files than a rewrite
+    // would write (many small ones, a backup's or an archived WAL file's each, are still joined). New files
+    // would say what the index files say: a prune that freed nothing rewrote the whole index, at 100,000
+    // files most of its peak memory and a fifth of its time (docs/benchmarks.md, "Walks' garbage collected").
+    const unchanged =
+      deletePacks.size === 0 &&
+      newPacks.length === 0 &&
+      res.blobsRemoved === 0 &&
+      fate.every((f) => f === KEEP) &&
+      index.files.size <= Math.ceil(index.size / INDEX_FILE_BLOBS) + COMPACT_SLACK;
     if (!unchanged) {
       const oldIndexFiles = [...index.files.keys()];
       const newIndexFiles = new Set<string>();
