@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { xorshift32 } from '../util/xorshift.js';
 import { Chunker, DEFAULT_CHUNKER, gearTable, validateChunkerParams, windowSize } from './chunker.js';
 
 const params = { min: 2 * 1024, avg: 8 * 1024, max: 32 * 1024 };
@@ -35,12 +36,24 @@ test('boundaries do not depend on how the stream is split into pushes', () => {
 });
 
 test('content-defined: an insertion near the start changes only the chunks around it', () => {
-  const data = randomBytes(512 * 1024);
-  const edited = Buffer.concat([data.subarray(0, 1000), Buffer.from('inserted bytes'), data.subarray(1000)]);
-  const a = new Set(ids(chunkAll(data, 8192)));
-  const b = ids(chunkAll(edited, 8192));
-  const shared = b.filter((id) => a.has(id)).length;
-  assert.ok(shared >= b.length - 3, `${shared} of ${b.length} chunks shared`);
+  // Seeded data (randomBytes made this fail about once in a few hundred runs: a cut the insertion moved
+  // can take the next one or two with it before the boundaries meet again). A chunker whose cuts depended
+  // on positions would share none of the chunks after the insertion.
+  const differing: number[] = [];
+  for (let seed = 1; seed <= 12; seed++) {
+    const next = xorshift32(seed * 0x9e3779b1);
+    const data = Buffer.alloc(512 * 1024);
+    for (let i = 0; i < data.length; i++) data[i] = (next() * 256) | 0;
+    const edited = Buffer.concat([data.subarray(0, 1000), Buffer.from('inserted bytes'), data.subarray(1000)]);
+    const a = new Set(ids(chunkAll(data, 8192)));
+    const b = ids(chunkAll(edited, 8192));
+    const shared = b.filter((id) => a.has(id)).length;
+    assert.ok(b.length > 30, `${b.length} chunks`);
+    assert.ok(shared >= b.length - 6, `seed ${seed}: ${shared} of ${b.length} chunks shared`);
+    differing.push(b.length - shared);
+  }
+  differing.sort((x, y) => x - y);
+  assert.ok(differing[6]! <= 3, `chunks not shared, per seed: ${differing.join(', ')}`);
 });
 
 test('the gear table is keyed: another seed cuts elsewhere', () => {
