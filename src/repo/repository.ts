@@ -10,7 +10,7 @@ import { ReadCache } from './blob-cache.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable, validateChunkerParams } from './chunker.js';
 import { BlobCodec, SKETCH_MIN, decompressCapped } from './codec.js';
-import { type MasterKey, blobId, newMasterKey, open, seal, sha256 } from './crypto.js';
+import { type MasterKey, blobId, newMasterKey, open, openInPlace, seal, sha256 } from './crypto.js';
 import { hmacSha256Async } from '../util/stream-hash.js';
 import { type IndexEntry, type IndexFilePack, MasterIndex, validateIndexFile } from './index.js';
 import { scanIndexJson } from './index-scan.js';
@@ -213,12 +213,20 @@ export function openJson(key: Buffer, sealed: Buffer, what: string, maxBytes = M
   return parseJson(openJsonBytes(key, sealed, what, maxBytes), what);
 }
 
-/** The JSON text of a sealed JSON object (openJson without the parse). */
-export function openJsonBytes(key: Buffer, sealed: Buffer, what: string, maxBytes = MAX_JSON): Buffer {
+/**
+ * The JSON text of a sealed JSON object (openJson without the parse). `inPlace`: deciphered over the
+ * sealed bytes (crypto.ts openInPlace), which are consumed; the text is then a new buffer (zstd) or a
+ * view of `sealed` (stored uncompressed).
+ */
+export function openJsonBytes(key: Buffer, sealed: Buffer, what: string, maxBytes = MAX_JSON, inPlace = false): Buffer {
   if (sealed.length > maxBytes + SEAL_OVERHEAD + 1) {
     throw new IntegrityError(`${what}: ${sealed.length} bytes is larger than the format maximum (${maxBytes} bytes of JSON)`);
   }
-  const body = open(key, sealed, what);
+  return jsonOfBody(inPlace ? openInPlace(key, sealed, what) : open(key, sealed, what), what, maxBytes);
+}
+
+/** A sealed JSON object's plaintext (an encoding byte, then the text or its zstd frame) as its JSON text. */
+function jsonOfBody(body: Buffer, what: string, maxBytes: number): Buffer {
   if (body.length < 1) throw new IntegrityError(`${what}: empty`);
   try {
     if (body[0] === 0) return body.subarray(1);
@@ -227,6 +235,15 @@ export function openJsonBytes(key: Buffer, sealed: Buffer, what: string, maxByte
   } catch (err) {
     throw new IntegrityError(`${what}: cannot decode (${(err as Error).message})`);
   }
+}
+
+/**
+ * Free buffers nothing refers to any more now, not at a later collection (native-read-pool.ts freeNow:
+ * the C codec's detach); only one that is the whole of its own, unshared memory. The caller holds no
+ * other view of them.
+ */
+function freeOwned(...bufs: ArrayBufferView[]): void {
+  for (const b of bufs) if (b.byteLength > 0 && ownsBuffer(b as Uint8Array)) freeNow(b.buffer as ArrayBuffer);
 }
 
 /** JSON text from openJsonBytes, parsed (a malformed one is an IntegrityError, as from openJson). */
@@ -463,11 +480,18 @@ export class Repository {
         }
         const raw = await this.storage.load('index', f.name);
         if (sha256(raw) !== f.name) throw new IntegrityError(`index ${f.name}: file content does not match its name`);
-        const json = openJsonBytes(this.key.encKey, raw, `index ${f.name}`, MAX_INDEX_JSON);
+        // deciphered in place, and each buffer freed once the next is made from it: the sealed bytes, the
+        // plaintext, the JSON text and the scanner's columns were all alive at once and then left to the
+        // collector (~30 MB for a file of 100,000 entries, the peak of check, stats and prune at 100,000
+        // files; docs/benchmarks.md, "Index files read in place")
+        const json = openJsonBytes(this.key.encKey, raw, `index ${f.name}`, MAX_INDEX_JSON, true);
+        if (json.buffer !== raw.buffer) freeOwned(raw);
         // the C scanner takes a file in the form Lifeboat writes; anything else is parsed and checked as before
         const scanned = scanIndexJson(json);
-        if (scanned) this.index.addScanned(f.name, scanned);
-        else this.index.addFile(f.name, validateIndexFile(parseJson(json, `index ${f.name}`), f.name));
+        if (scanned) {
+          this.index.addScanned(f.name, scanned);
+          freeOwned(json, scanned.ids, scanned.num, scanned.sf, scanned.bases);
+        } else this.index.addFile(f.name, validateIndexFile(parseJson(json, `index ${f.name}`), f.name));
       } catch (err) {
         if (err instanceof IntegrityError || err instanceof NotFoundError) this.indexErrors.set(f.name, err);
         else throw err;
