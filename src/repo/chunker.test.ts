@@ -36,7 +36,7 @@ test('boundaries do not depend on how the stream is split into pushes', () => {
 });
 
 test('content-defined: an insertion near the start changes only the chunks around it', () => {
-  // Seeded data (randomBytes made this fail about once in a few hundred runs: a cut the insertion moved
+  // Seeded data (randomBytes made this fail now and then: a cut the insertion moved
   // can take the next one or two with it before the boundaries meet again). A chunker whose cuts depended
   // on positions would share none of the chunks after the insertion.
   const differing: number[] = [];
