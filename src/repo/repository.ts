@@ -242,8 +242,10 @@ function jsonOfBody(body: Buffer, what: string, maxBytes: number): Buffer {
  * the C codec's detach); only one that is the whole of its own, unshared memory. The caller holds no
  * other view of them.
  */
-function freeOwned(...bufs: ArrayBufferView[]): void {
-  for (const b of bufs) if (b.byteLength > 0 && ownsBuffer(b as Uint8Array)) freeNow(b.buffer as ArrayBuffer);
+function freeOwned(...bufs: ArrayBufferView[]): number {
+  let freed = 0;
+  for (const b of bufs) if (b.byteLength > 0 && ownsBuffer(b as Uint8Array) && freeNow(b.buffer as ArrayBuffer)) freed++;
+  return freed;
 }
 
 /** JSON text from openJsonBytes, parsed (a malformed one is an IntegrityError, as from openJson). */
@@ -483,7 +485,7 @@ export class Repository {
         // deciphered in place, and each buffer freed once the next is made from it: the sealed bytes, the
         // plaintext, the JSON text and the scanner's columns were all alive at once and then left to the
         // collector (~30 MB for a file of 100,000 entries, the peak of check, stats and prune at 100,000
-        // files; docs/benchmarks.md, "Index files read in place")
+        // files; docs/benchmarks.md, "Walks' garbage collected, prune's unchanged index kept, index files read in place")
         const json = openJsonBytes(this.key.encKey, raw, `index ${f.name}`, MAX_INDEX_JSON, true);
         if (json.buffer !== raw.buffer) freeOwned(raw);
         // the C scanner takes a file in the form Lifeboat writes; anything else is parsed and checked as before
@@ -1321,7 +1323,7 @@ export class Repository {
    * V8's collections did not free before the next ones were read (docs/benchmarks.md, dumprss7).
    */
   release(buf: Buffer): void {
-    if (buf.byteLength > 0 && ownsBuffer(buf) && freeNow(buf.buffer as ArrayBuffer)) this.released++;
+    this.released += freeOwned(buf);
   }
 
   /**
