@@ -542,12 +542,18 @@ export class MasterIndex {
     return n;
   }
 
-  /** Add a pack's entries. `deferDepths`: the caller runs computeDepths() once after a bulk load. */
-  addPack(pack: string, blobs: PackBlob[], deferDepths = false): void {
+  /**
+   * Add a pack's entries. `deferDepths`: the caller runs computeDepths() once after a bulk load.
+   * `slots` (as long as `blobs`): set to each entry's slot, or -1 where the entry was not added
+   * (the blob is in the index already, or its entry was refused).
+   */
+  addPack(pack: string, blobs: PackBlob[], deferDepths = false, slots?: Int32Array): void {
     let recompute = false;
     let packNo = -1;
     const k = this.key;
-    for (const b of blobs) {
+    for (let j = 0; j < blobs.length; j++) {
+      const b = blobs[j]!;
+      if (slots) slots[j] = -1;
       if (!decodeHexId(b.id, k)) throw new IntegrityError(`index entry in pack ${pack}: bad blob id`);
       if (this.findKey() >= 0) continue;
       const problem = blobEntryProblem(b);
@@ -559,6 +565,7 @@ export class MasterIndex {
       if (packNo < 0) packNo = this.packNumber(pack);
       const extra = b.sf || b.base ? this.extras.add(b.sf, b.base || undefined, b.base ? b.base2 || undefined : undefined) : 0;
       const slot = this.insertKey(packNo, b.offset, b.length, b.rawLength, (b.compression & 3) | (b.type === 'tree' ? F_TREE : 0), extra);
+      if (slots) slots[j] = slot;
       if (b.base && !deferDepths) {
         let d = 0;
         for (const x of basesOf(b)) {
