@@ -1168,12 +1168,16 @@ export class Repository {
     }
     this.newPacks.push({ id, slots, blobs: odd, generation: this.index.generation });
     this.newPacksBlobs += blobs.length;
-    if (this.newPacksBlobs >= this.indexFlushBlobs) {
-      const packs = this.newPacks;
-      this.newPacks = [];
-      this.newPacksBlobs = 0;
-      await this.writePendingIndex(packs);
-    }
+    if (this.newPacksBlobs >= this.indexFlushBlobs) await this.publishNewPacks();
+  }
+
+  /** Write one index file for the packs waiting for theirs (none waiting: nothing written). */
+  private async publishNewPacks(): Promise<void> {
+    if (this.newPacks.length === 0) return;
+    const packs = this.newPacks;
+    this.newPacks = [];
+    this.newPacksBlobs = 0;
+    await this.writePendingIndex(packs);
   }
 
   /** Wait for all queued blobs, write the last packs and publish an index file for them. */
@@ -1184,12 +1188,7 @@ export class Repository {
     const { data, tree } = this.packers;
     this.packers.data = this.packers.tree = undefined;
     await Promise.all([this.finishPack(data), this.finishPack(tree)]);
-    if (this.newPacks.length > 0) {
-      const packs = this.newPacks;
-      this.newPacks = [];
-      this.newPacksBlobs = 0;
-      await this.writePendingIndex(packs);
-    }
+    await this.publishNewPacks();
   }
 
   /** Drop queued-but-unflushed state after a failed backup (written packs stay for prune to reclaim). */
