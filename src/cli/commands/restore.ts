@@ -105,8 +105,11 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         // restore gained nothing without incremental marking: 100k small files held +11 MB)
         if (toStdout || snap.stream !== undefined) {
           streamCommandSettings();
-          // and the heap's free pages given back as it goes (util/heap-trim.ts: a dump's restore peaked ~5 MB lower)
-          heapTrim();
+          // The heap's trims (util/heap-trim.ts) only where LIFEBOAT_TRIM_MS asks for them: measured again
+          // (docs/benchmarks.md, "check --read-data and a dump's restore where a page fault is dear"), they took
+          // 0-4 MB off its peak for 16% more wall time (the pages given back faulted in again), and the restore
+          // is the recovery time.
+          if (process.env.LIFEBOAT_TRIM_MS) heapTrim();
         }
         if (toStdout) {
           await snapshotToStdout(repo, snap.id, sub?.replace(/^\//, ''));
