@@ -34,10 +34,10 @@ let trimUsers = 0;
  * mark became part of the peak. Used where that was measured (docs/benchmarks.md, "The heap trimmed
  * while a command works"; the bench's data, 5 interleaved runs each, trims every 100 ms against none):
  * check --read-data (its reads; the daemon's scheduled checks too) peaked at 102-107 MB instead of
- * 108-113, at the same CPU time; on a machine where a page fault costs ~12 us, 105 MB instead of 113
+ * 108-113, at the same CPU time; on a machine where a page fault costs ~20 us, 105 MiB instead of 113
  * for 15% more wall time (the pages given back fault in again: "check --read-data and a dump's
  * restore where a page fault is dear"). A dump's restore (cli/commands/restore.ts) starts them only
- * when LIFEBOAT_TRIM_MS is set: measured again there, 0-4 MB off its peak for 16% more wall time.
+ * when LIFEBOAT_TRIM_MS is set: measured again there, 0-4 MiB off its peak for 16% more wall time.
  * A files backup, a files restore and a dump's backup moved no more than their run-to-run spread
  * (3-6 MB): they do not start them. Tests: util/malloc.test.ts, beside the C heap's other tests.
  */

@@ -107,7 +107,7 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
           streamCommandSettings();
           // The heap's trims (util/heap-trim.ts) only where LIFEBOAT_TRIM_MS asks for them: measured again
           // (docs/benchmarks.md, "check --read-data and a dump's restore where a page fault is dear"), they took
-          // 0-4 MB off its peak for 16% more wall time (the pages given back faulted in again), and the restore
+          // 0-4 MiB off its peak for 16% more wall time (the pages given back faulted in again), and the restore
           // is the recovery time.
           if (process.env.LIFEBOAT_TRIM_MS) heapTrim();
         }
