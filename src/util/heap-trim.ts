@@ -12,12 +12,13 @@ interface TrimAddon {
 }
 
 /**
- * How often the heap is trimmed while a command moves data (heapTrim), in milliseconds: 100, or
- * LIFEBOAT_TRIM_MS (10-60000; 0: never). Anything else is a ConfigError.
+ * How often the heap is trimmed while a command moves data (heapTrim), in milliseconds:
+ * LIFEBOAT_TRIM_MS (10-60000; 0: never), else the caller's default (100; a dump's restore: 0, trims
+ * only when asked). Anything else is a ConfigError.
  */
-export function heapTrimInterval(env: NodeJS.ProcessEnv = process.env): number {
+export function heapTrimInterval(env: NodeJS.ProcessEnv = process.env, byDefault = 100): number {
   const v = env.LIFEBOAT_TRIM_MS;
-  if (v === undefined || v === '') return 100;
+  if (v === undefined || v === '') return byDefault;
   const ms = /^\d{1,5}$/.test(v) ? Number(v) : NaN;
   if (ms === 0 || (ms >= 10 && ms <= 60000)) return ms;
   throw new ConfigError(`LIFEBOAT_TRIM_MS must be 0 (no trims) or a whole number of milliseconds from 10 to 60000, not ${JSON.stringify(v)}`);
@@ -41,8 +42,8 @@ let trimUsers = 0;
  * A files backup, a files restore and a dump's backup moved no more than their run-to-run spread
  * (3-6 MB): they do not start them. Tests: util/malloc.test.ts, beside the C heap's other tests.
  */
-export function heapTrim(env: NodeJS.ProcessEnv = process.env): () => void {
-  const ms = heapTrimInterval(env);
+export function heapTrim(env: NodeJS.ProcessEnv = process.env, byDefault = 100): () => void {
+  const ms = heapTrimInterval(env, byDefault);
   const addon = requireAddon<TrimAddon>('mem');
   if (ms === 0 || typeof addon?.trimEvery !== 'function') return () => {};
   if (trimUsers === 0 && !addon.trimEvery(ms)) return () => {};

@@ -82,12 +82,17 @@ test('releaseIdleMemory: the free pages left in the middle of the C heap go back
   assert.ok(r.dropped >= 32 * 1024 * 1024, `RssAnon dropped by ${r.dropped} bytes`);
 });
 
-test('heapTrimInterval: 100 ms by default; LIFEBOAT_TRIM_MS 0 (none) or 10-60000; anything else is a usage error', () => {
+test('heapTrimInterval: 100 ms by default (or the default the caller gives); LIFEBOAT_TRIM_MS 0 (none) or 10-60000; anything else is a usage error', () => {
   assert.equal(heapTrimInterval({}), 100);
   assert.equal(heapTrimInterval({ LIFEBOAT_TRIM_MS: '' }), 100);
   assert.equal(heapTrimInterval({ LIFEBOAT_TRIM_MS: '0' }), 0);
   assert.equal(heapTrimInterval({ LIFEBOAT_TRIM_MS: '10' }), 10);
   assert.equal(heapTrimInterval({ LIFEBOAT_TRIM_MS: '60000' }), 60000);
+  // a caller whose default is none (a dump's restore): trims only when LIFEBOAT_TRIM_MS asks
+  assert.equal(heapTrimInterval({}, 0), 0);
+  assert.equal(heapTrimInterval({ LIFEBOAT_TRIM_MS: '' }, 0), 0);
+  assert.equal(heapTrimInterval({ LIFEBOAT_TRIM_MS: '250' }, 0), 250);
+  assert.equal(heapTrimInterval({ LIFEBOAT_TRIM_MS: '0' }, 0), 0);
   for (const bad of ['5', '60001', '1.5', '-10', 'often', '100ms', ' 100']) {
     assert.throws(() => heapTrimInterval({ LIFEBOAT_TRIM_MS: bad }), (e: unknown) => e instanceof ConfigError && e.exitCode === 2 && /LIFEBOAT_TRIM_MS/.test(e.message), bad);
   }

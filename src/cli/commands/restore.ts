@@ -105,11 +105,11 @@ export function registerRestore(program: Command, ctxOf: (cmd: Command) => CliCo
         // restore gained nothing without incremental marking: 100k small files held +11 MB)
         if (toStdout || snap.stream !== undefined) {
           streamCommandSettings();
-          // The heap's trims (util/heap-trim.ts) only where LIFEBOAT_TRIM_MS asks for them: measured again
+          // The heap's trims (util/heap-trim.ts) only where LIFEBOAT_TRIM_MS asks for them (no default interval): measured again
           // (docs/benchmarks.md, "check --read-data and a dump's restore where a page fault is dear"), they took
           // 0-4 MiB off its peak for 16% more wall time (the pages given back faulted in again), and the restore
           // is the recovery time.
-          if (process.env.LIFEBOAT_TRIM_MS) heapTrim();
+          heapTrim(process.env, 0);
         }
         if (toStdout) {
           await snapshotToStdout(repo, snap.id, sub?.replace(/^\//, ''));
