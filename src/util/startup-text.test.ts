@@ -134,7 +134,6 @@ test('releaseStartupText: drops now and at each point of its schedule, once; a c
   const waitFor = async (n: number) => {
     const t0 = Date.now();
     while (at() < n && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 5));
-    return Date.now() - t0;
   };
   const before = at();
   releaseStartupText({}, [40, 400]);
@@ -142,7 +141,8 @@ test('releaseStartupText: drops now and at each point of its schedule, once; a c
   releaseStartupText({}, [40, 400]);
   assert.equal(at(), before + 1, 'a second call while the first is underway: no drop of its own');
   await waitFor(before + 2);
-  assert.equal(at(), before + 2, 'the second drop, at 40 ms');
+  // (at least: on a stalled machine the third may have come too by the time this looks)
+  assert.ok(at() >= before + 2, 'the second drop, at 40 ms');
   await waitFor(before + 3);
   assert.equal(at(), before + 3, 'the third, at 400 ms');
   await new Promise((r) => setTimeout(r, 450));
