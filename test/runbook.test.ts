@@ -389,7 +389,8 @@ async function waitForStep(file: string, status: string, index: number): Promise
     return withCatalog(file, async (c) => {
       const { listRunbookRuns } = await import('../src/runbook/engine.js');
       const r = (await listRunbookRuns(c, { limit: 1 }))[0];
-      return r && r.steps[index - 1]?.status === status ? r : undefined;
+      // a step that waits is written before its run is (two writes): wait for both, or a reader in between sees the run still running
+      return r && r.steps[index - 1]?.status === status && (status !== 'waiting' || r.status === 'waiting') ? r : undefined;
     });
   });
 }
