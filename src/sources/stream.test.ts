@@ -139,8 +139,9 @@ test('a stream restore passes each chunk on only once the stream hash is past it
   try {
     const repo = await Repository.init(new LocalStorage(path.join(dir, 'repo')), 'pw');
     try {
-      // many chunks: the hash runs on the thread pool and lags behind the loads
-      const data = Buffer.concat([randomBytes(12 << 20), Buffer.from('row\n'.repeat(2_000_000))]);
+      // many chunks: the hash runs on the thread pool and lags behind the loads (32 MiB of random bytes: ~32 chunks of
+      // 1 MiB on average; with 12 MiB, the repository's own chunker cut 8 or fewer now and then)
+      const data = Buffer.concat([randomBytes(32 << 20), Buffer.from('row\n'.repeat(2_000_000))]);
       const input = new PassThrough();
       const done = backupStream(repo, input, { filename: 'dump.bin' });
       for (let at = 0; at < data.length; at += 1 << 20) input.write(data.subarray(at, at + (1 << 20)));
