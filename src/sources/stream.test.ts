@@ -8,9 +8,10 @@ import { LifeboatError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import { LocalStorage } from '../storage/local.js';
 import { PassThrough } from 'node:stream';
+import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { spawnTool } from './proc.js';
 import { StreamSha256 } from '../util/stream-hash.js';
-import { FileInput, StreamMeter, backupStream, restoreStream, stdinInput, streamChunks } from './stream.js';
+import { FileInput, StreamMeter, backupStream, restoreStream, stdinInput, streamChunks, streamHeapWatch } from './stream.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
 
@@ -94,6 +95,57 @@ test("a tool's stdout read as it is: each piece is freed once the chunker and th
       await repo.close();
     }
   } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a stream backup runs a full collection whenever the heap grew by LIFEBOAT_STREAM_HEAP_GC_MB (default 8; 0: never)', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-stream-heap-gc-'));
+  const saved = process.env.LIFEBOAT_STREAM_HEAP_GC_MB;
+  try {
+    assert.equal(streamHeapWatch({}) !== undefined, true, 'on by default');
+    assert.equal(streamHeapWatch({ LIFEBOAT_STREAM_HEAP_GC_MB: '0' }), undefined, '0: no watch');
+    const repo = await Repository.init(new LocalStorage(path.join(dir, 'repo')), 'pw');
+    try {
+      const data = Buffer.from('a row of a table, then some more of its columns\n'.repeat(500_000)); // ~24 MiB
+      // onBytes keeps garbage a while, as a stream's pieces and their bookkeeping live past a few minor collections
+      const run = async (capMb: string, name: string) => {
+        process.env.LIFEBOAT_STREAM_HEAP_GC_MB = capMb;
+        let majors = 0;
+        const obs = new PerformanceObserver((list) => {
+          for (const e of list.getEntries()) if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
+        });
+        obs.observe({ entryTypes: ['gc'] });
+        let held: unknown[] = [];
+        const input = new PassThrough();
+        const done = backupStream(repo, input, {
+          filename: name,
+          parent: 'none',
+          onBytes: () => {
+            held.push(Array.from({ length: 400 }, (_, i) => ({ i, s: `row ${i}` })));
+            if (held.length >= 200) held = [];
+          },
+        });
+        for (let at = 0; at < data.length; at += 65536) {
+          if (!input.write(data.subarray(at, at + 65536))) await new Promise((r) => input.once('drain', r));
+        }
+        input.end();
+        const r = await done;
+        await new Promise((res) => setTimeout(res, 50)); // the observer's entries are delivered asynchronously
+        obs.disconnect();
+        assert.deepEqual(r.stream, { bytes: data.length, sha256: sha256(data) });
+        return majors;
+      };
+      const capped = await run('1', 'capped.txt');
+      const uncapped = await run('0', 'uncapped.txt');
+      assert.ok(capped >= 5, `full collections with a 1 MiB cap: ${capped} (without: ${uncapped})`);
+      assert.ok(capped > uncapped + 3, `full collections with a 1 MiB cap: ${capped}, without: ${uncapped}`);
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    if (saved === undefined) delete process.env.LIFEBOAT_STREAM_HEAP_GC_MB;
+    else process.env.LIFEBOAT_STREAM_HEAP_GC_MB = saved;
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
