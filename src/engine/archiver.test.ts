@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HardlinkGroups, readSmallFile } from './archiver.js';
+import { countFullCollections } from '../../test/helpers/gc-count.js';
 
 test('readSmallFile: exact size owns its buffer; a file that grew or shrank since lstat is read as it is now', async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-small-'));
@@ -58,7 +59,6 @@ test('HardlinkGroups: a group is dropped at its last link (memory per open group
 });
 
 test('backup walk: a re-backup runs a full collection whenever the heap grew by LIFEBOAT_BACKUP_HEAP_GC_MB (forced GCs counted by perf_hooks); not a first backup; 0 turns it off', async () => {
-  const { PerformanceObserver, constants } = await import('node:perf_hooks');
   const { mkdirSync, writeFileSync } = await import('node:fs');
   const { backupPaths } = await import('./archiver.js');
   const { LocalStorage } = await import('../storage/local.js');
@@ -78,22 +78,14 @@ test('backup walk: a re-backup runs a full collection whenever the heap grew by 
       /** Forced (gc()) major collections on this thread during a backup with `mb` (parent 'auto': an unchanged re-backup). */
       const forced = async (mb: string, parent: 'auto' | 'none' = 'auto'): Promise<number> => {
         process.env.LIFEBOAT_BACKUP_HEAP_GC_MB = mb;
-        let n = 0;
-        const obs = new PerformanceObserver((list) => {
-          for (const e of list.getEntries()) {
-            const d = (e as unknown as { detail?: { kind: number; flags: number } }).detail;
-            if (d && d.kind === constants.NODE_PERFORMANCE_GC_MAJOR && d.flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) n++;
-          }
-        });
-        obs.observe({ entryTypes: ['gc'] });
+        const count = countFullCollections(true);
         try {
           const r = await backupPaths(repo, { paths: [src], parent });
           assert.equal(r.summary.filesUnmodified, parent === 'auto' ? 8000 : 0);
-          await new Promise((res) => setTimeout(res, 50)); // gc entries are delivered asynchronously
         } finally {
-          obs.disconnect();
+          await count.stop();
         }
-        return n;
+        return count.stop();
       };
       assert.equal(await forced('0.25', 'none'), 0, 'a first backup (no parent): none');
       const withCap = await forced('0.25');

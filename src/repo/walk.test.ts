@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { tmpdir } from 'node:os';
-import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { countFullCollections } from '../../test/helpers/gc-count.js';
 import { LocalStorage } from '../storage/local.js';
 import { Repository } from './repository.js';
 import { collectUsedBlobs } from './walk.js';
@@ -28,19 +28,13 @@ test('a walk runs a full collection whenever the heap grew by LIFEBOAT_WALK_HEAP
     // A visitor whose garbage lives a while (as a walk's trees and nodes do, past a few minor collections): the heap grows.
     const walk = async (capMb: string) => {
       process.env.LIFEBOAT_WALK_HEAP_GC_MB = capMb;
-      let majors = 0;
-      const obs = new PerformanceObserver((list) => {
-        for (const e of list.getEntries()) if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
-      });
-      obs.observe({ entryTypes: ['gc'] });
+      const count = countFullCollections();
       let held: unknown[] = [];
       const used = await collectUsedBlobs(repo, [root], (id, err) => assert.fail(`${id}: ${String(err)}`), () => {
         held.push(Array.from({ length: 400 }, (_, i) => ({ i, s: `node ${i}` })));
         if (held.length >= 400) held = [];
       });
-      await new Promise((r) => setTimeout(r, 50)); // the observer's entries are delivered asynchronously
-      obs.disconnect();
-      return { majors, size: used.size };
+      return { majors: await count.stop(), size: used.size };
     };
     const capped = await walk('1');
     const uncapped = await walk('0');
