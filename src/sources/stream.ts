@@ -254,9 +254,9 @@ const HEAP_LOOK = 1024 * 1024;
  * byte meter's, each storage read's signal and limits, V8's own objects: ~43 MB per 4 GB) stayed
  * until V8's next full collection, and the pages it filled grew the peak with the stream's size: the
  * daily backup of a 20 GB dump (1% of rows changed) peaked at 155-174 MiB, with this at 140-143, for
- * 0-4% more wall and CPU time; a 268 MB dump's peak and time did not move (docs/benchmarks.md, "A
- * stream's garbage collected as the heap grows"). Every stream backup: stdin, a command's output,
- * the dump sources, pg base backups. Undefined: no watch.
+ * 0-4% more wall and CPU time, its first day at 106-107 instead of 115-137; a 268 MB dump's peak and
+ * time did not move (docs/benchmarks.md, "A stream's garbage collected as the heap grows"). Every
+ * stream backup: stdin, a command's output, the dump sources, pg base backups. Undefined: no watch.
  */
 export function streamHeapWatch(env: NodeJS.ProcessEnv = process.env): ((n: number) => void) | undefined {
   const cap = envMiB('LIFEBOAT_STREAM_HEAP_GC_MB', 8, env);
