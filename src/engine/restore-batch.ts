@@ -18,8 +18,9 @@ import { BatchBound, type BlobUse, type PlannedBlob, coalesceReads, planBatch } 
  * given its metadata and renamed together with the other such files of its
  * ranged read in one native call (BatchFile.direct; file-writer.ts finishFiles),
  * where the helper is built. Memory: at most `READS` ranged reads
- * (each ≤ READ_MAX sealed bytes and RAW_MAX plaintext) are in flight, and a
- * range's plaintext is dropped once written; the plan of a batch is bounded
+ * (each ≤ READ_MAX sealed bytes and RAW_MAX plaintext) are in flight, their
+ * sealed bytes in READS reused read buffers and their plaintexts in READS + 1
+ * reused slabs; a longer read (one large blob) has a buffer of its own; the plan of a batch is bounded
  * by BatchBound.
  */
 export interface BatchFile {
