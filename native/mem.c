@@ -12,7 +12,11 @@
  *                                           2 MiB-aligned, whole 2 MiB pages, asked for transparent huge pages
  *                                           (madvise); unmapped when the buffer is freed (collected, or
  *                                           detached); undefined when it cannot be made
- *   hugeFree(ab: ArrayBuffer): boolean      such a buffer detached and unmapped at once; false for any other
+ *   hugeFree(ab: ArrayBuffer, keep?: boolean): boolean
+ *                                           such a buffer detached and unmapped at once; false for any other.
+ *                                           keep: its mapping is kept for the next hugeBuffer of the same
+ *                                           number of 2 MiB pages instead (≤ HUGE_KEEP mappings, ≤ 8 MiB each;
+ *                                           a reused buffer's bytes are what they were: not zeroed)
  *   trimEvery(ms: number): boolean          malloc_trim(0) every `ms` (10 .. 60000) milliseconds on a thread of
  *                                           its own ("lifeboat-trim"), started on the first call, the interval changed by later
  *                                           ones; 0 stops it (the thread ends at once). False where not glibc, a
@@ -208,6 +212,48 @@ typedef struct {
   int freed;
 } huge_map;
 
+/*
+ * Mappings hugeFree(ab, true) kept, reused by the next hugeBuffer of the same length: a new mapping is
+ * a page fault and 2 MiB of zeroing by the kernel per huge page (a files restore's loose loads and
+ * reads made ~730: 1.5 GB zeroed). Under a lock: worker threads load this addon too.
+ */
+#define HUGE_KEEP 4
+#define HUGE_KEEP_MAX ((size_t)8 << 20)
+static struct {
+  void *map;
+  size_t len;
+} huge_kept[HUGE_KEEP];
+static int huge_kept_n = 0;
+static pthread_mutex_t huge_kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A kept mapping of `len` bytes, or NULL. */
+static void *huge_take(size_t len) {
+  void *p = NULL;
+  pthread_mutex_lock(&huge_kept_lock);
+  for (int i = 0; i < huge_kept_n; i++) {
+    if (huge_kept[i].len != len) continue;
+    p = huge_kept[i].map;
+    huge_kept[i] = huge_kept[--huge_kept_n];
+    break;
+  }
+  pthread_mutex_unlock(&huge_kept_lock);
+  return p;
+}
+
+/* Keep a mapping for reuse; false when there is no room (the caller unmaps it). */
+static bool huge_keep(void *map, size_t len) {
+  bool kept = false;
+  pthread_mutex_lock(&huge_kept_lock);
+  if (len <= HUGE_KEEP_MAX && huge_kept_n < HUGE_KEEP) {
+    huge_kept[huge_kept_n].map = map;
+    huge_kept[huge_kept_n].len = len;
+    huge_kept_n++;
+    kept = true;
+  }
+  pthread_mutex_unlock(&huge_kept_lock);
+  return kept;
+}
+
 static void huge_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)data;
@@ -226,6 +272,21 @@ static napi_value js_huge_buffer(napi_env env, napi_callback_info info) {
   size_t len = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
   huge_map *h = malloc(sizeof *h);
   if (!h) return r;
+  uint8_t *kept = huge_take(len);
+  if (kept) {
+    uint8_t *p = kept;
+    h->map = p;
+    h->len = len;
+    h->freed = 0;
+    if (napi_create_external_arraybuffer(env, p, n, huge_finalize, h, &r) != napi_ok) {
+      munmap(p, len);
+      free(h);
+      napi_get_undefined(env, &r);
+      return r;
+    }
+    napi_wrap(env, r, h, NULL, NULL, NULL);
+    return r;
+  }
   uint8_t *m = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) {
     free(h);
@@ -256,20 +317,23 @@ static napi_value js_huge_buffer(napi_env env, napi_callback_info info) {
  * when it was one (its record is wrapped in the ArrayBuffer object), false for any other buffer.
  */
 static napi_value js_huge_free(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   void *data = NULL;
   size_t n = 0;
   huge_map *h = NULL;
   bool ok = false;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 1 && napi_unwrap(env, argv[0], (void **)&h) == napi_ok && h &&
+  bool keep = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return js_bool(env, false);
+  if (argc >= 2 && napi_get_value_bool(env, argv[1], &keep) != napi_ok) keep = false;
+  if (argc >= 1 && napi_unwrap(env, argv[0], (void **)&h) == napi_ok && h &&
       napi_get_arraybuffer_info(env, argv[0], &data, &n) == napi_ok && data == h->map && !h->freed) {
     /* marked first and `h` not touched after the detach: should the finalizer run within it, it frees only `h` */
     void *map = h->map;
     size_t len = h->len;
     h->freed = 1;
     if (napi_detach_arraybuffer(env, argv[0]) == napi_ok) {
-      munmap(map, len);
+      if (!keep || !huge_keep(map, len)) munmap(map, len);
       ok = true;
     } else {
       h->freed = 0;

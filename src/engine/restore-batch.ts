@@ -1,7 +1,6 @@
 import { IntegrityError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import { SlabPool } from '../repo/chunk-decode.js';
-import { largeBuffer } from '../util/huge-buffer.js';
 import { Semaphore } from '../util/sync.js';
 import { type DirectFile, type TempFile, finishFiles } from './file-writer.js';
 import { BatchBound, type BlobUse, type PlannedBlob, coalesceReads, planBatch } from './restore-plan.js';
@@ -18,9 +17,8 @@ import { BatchBound, type BlobUse, type PlannedBlob, coalesceReads, planBatch } 
  * given its metadata and renamed together with the other such files of its
  * ranged read in one native call (BatchFile.direct; file-writer.ts finishFiles),
  * where the helper is built. Memory: at most `READS` ranged reads
- * (each ≤ READ_MAX sealed bytes and RAW_MAX plaintext) are in flight, their
- * sealed bytes in READS reused read buffers and their plaintexts in READS + 1
- * reused slabs; a longer read (one large blob) has a buffer of its own; the plan of a batch is bounded
+ * (each ≤ READ_MAX sealed bytes and RAW_MAX plaintext) are in flight, and a
+ * range's plaintext is dropped once written; the plan of a batch is bounded
  * by BatchBound.
  */
 export interface BatchFile {
@@ -62,11 +60,6 @@ const ASYNC_WRITE = 256 * 1024;
 /** Ranged reads (or single delta loads) in flight. */
 const READS = Number(process.env.LIFEBOAT_RESTORE_READS) || 3;
 
-/** A read buffer: one 2 MiB huge page where the restore turned them on (util/huge-buffer.ts). */
-function newReadBuffer(): ArrayBuffer {
-  return (largeBuffer(READ_MAX) ?? Buffer.allocUnsafeSlow(READ_MAX)).buffer as ArrayBuffer;
-}
-
 interface FileRun {
   f: BatchFile;
   /** The temporary file (undefined for a direct file: f.direct). */
@@ -88,12 +81,6 @@ export class RestoreBatcher {
   private readonly slots = new Semaphore(READS);
   /** Plaintext slabs, reused from range to range (one per read in flight, and one spare). */
   private readonly slabs = new SlabPool(RAW_MAX, READS + 1);
-  /**
-   * Read buffers of READ_MAX bytes, one per read in flight, reused from read to read (a longer
-   * read, one large blob, gets a buffer of its own): a new 2 MiB buffer is a fresh mapping the
-   * kernel zeroes on first touch (a 1.2 GB restore made ~730 of them: 1.5 GB of zeroing).
-   */
-  private readonly readBufs = new SlabPool(READ_MAX, READS);
 
   constructor(
     private readonly repo: Repository,
@@ -309,19 +296,13 @@ export class RestoreBatcher {
         spawn(async () => {
           let out: Array<Buffer | IntegrityError>;
           let slab: ArrayBuffer;
-          const buf = r.end - r.start <= READ_MAX ? (this.readBufs.take(r.end - r.start) ?? newReadBuffer()) : undefined;
           try {
-            const chunk = await this.repo.readPackRange(w.pack, r.start, r.end, buf && Buffer.from(buf));
-            const reused = buf !== undefined && chunk.buffer === buf;
+            const chunk = await this.repo.readPackRange(w.pack, r.start, r.end);
             ({ blobs: out, slab } = await this.repo.decodeRange(
               chunk,
               r.blobs.map((b) => ({ ...b, offset: b.offset - r.start })),
               this.slabs,
-              reused,
             ));
-            // read and decoded (the plaintexts are in the slab): the next read may fill it; not after
-            // a failure, when a read given up on (a deadline) might still write into it
-            if (buf) this.readBufs.give(buf);
           } catch (err) {
             // the read failed: each blob says so (an integrity problem names the blob; anything else is passed on)
             for (const b of r.blobs) refuse(b.uses, err instanceof IntegrityError ? new IntegrityError(`blob ${b.id} in pack ${w.pack}: ${err.message}`) : err);

@@ -25,8 +25,7 @@ export interface ReadPool {
   readonly started: number;
   /** True for this pool: the range verification of check needs no help on the main thread. */
   readonly native?: boolean;
-  /** `keepChunk`: the caller reuses `chunk` once this settles (it is neither freed nor transferred). */
-  decodeRange(chunk: Buffer, blobs: RangeBlob[], slab?: ArrayBuffer, slabBytes?: number, keepChunk?: boolean): Promise<{ results: RangeResult[]; slab: ArrayBuffer }>;
+  decodeRange(chunk: Buffer, blobs: RangeBlob[], slab?: ArrayBuffer, slabBytes?: number): Promise<{ results: RangeResult[]; slab: ArrayBuffer }>;
   decode(
     sealed: Buffer,
     compression: Compression,
@@ -269,7 +268,7 @@ export class NativeReadPool implements ReadPool {
   }
 
   /** chunk-decode.ts decodeRange: the plaintexts one after the other in the slab, each hashed. */
-  async decodeRange(chunk: Buffer, blobs: RangeBlob[], slab?: ArrayBuffer, slabBytes = 0, keepChunk = false): Promise<{ results: RangeResult[]; slab: ArrayBuffer }> {
+  async decodeRange(chunk: Buffer, blobs: RangeBlob[], slab?: ArrayBuffer, slabBytes = 0): Promise<{ results: RangeResult[]; slab: ArrayBuffer }> {
     let total = 0;
     for (const b of blobs) {
       if (!(Number.isSafeInteger(b.rawLength) && b.rawLength >= 0 && b.rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${b.what}: rawLength ${b.rawLength} exceeds the format maximum`);
@@ -291,7 +290,7 @@ export class NativeReadPool implements ReadPool {
       at += b.rawLength;
     }
     const d = plan.steps.length ? await this.budgeted(chunk.length + total, () => this.run(plan)) : undefined;
-    if (chunk.buffer !== mem && !keepChunk) this.drop([chunk]);
+    if (chunk.buffer !== mem) this.drop([chunk]);
     const out = results.map((r): RangeResult => {
       if (typeof r !== 'number') return r;
       const err = this.failure(plan, d!, r);

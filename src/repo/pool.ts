@@ -295,20 +295,19 @@ export class WorkerPool {
   /**
    * Decode the full blobs of one ranged read of a pack in a worker
    * (chunk-decode.ts): one message; `chunk` is transferred when it owns its
-   * memory (unless `keepChunk`: the caller reuses it), and so is `slab` (memory to decode into, see SlabPool: the caller
+   * memory, and so is `slab` (memory to decode into, see SlabPool: the caller
    * must not use it afterwards). Answers, per blob in order, its keyed hash
    * and the place of its plaintext in the returned slab, or its error. Counted in the decode
    * byte budget like decode().
    */
-  async decodeRange(chunk: Buffer, blobs: RangeBlob[], slab?: ArrayBuffer, slabBytes = 0, keepChunk = false): Promise<{ results: RangeResult[]; slab: ArrayBuffer }> {
+  async decodeRange(chunk: Buffer, blobs: RangeBlob[], slab?: ArrayBuffer, slabBytes = 0): Promise<{ results: RangeResult[]; slab: ArrayBuffer }> {
     let raw = 0;
     for (const b of blobs) {
       if (!(Number.isSafeInteger(b.rawLength) && b.rawLength >= 0 && b.rawLength <= MAX_TREE_BLOB)) throw new IntegrityError(`${b.what}: rawLength ${b.rawLength} exceeds the format maximum`);
       raw += b.rawLength;
     }
     const cost = chunk.length + raw;
-    // a chunk the caller keeps is copied to the worker, not transferred
-    const transfer = ownsBuffer(chunk) && !keepChunk ? [chunk.buffer as ArrayBuffer] : [];
+    const transfer = ownsBuffer(chunk) ? [chunk.buffer as ArrayBuffer] : [];
     if (slab && slab !== chunk.buffer) transfer.push(slab);
     const r = await this.postBudgeted<{ results: RangeResult[]; slab: ArrayBuffer }>(cost, { op: 'decodeRange', chunk, blobs, ...(slab ? { slab } : {}), slabBytes }, transfer);
     if (!Array.isArray(r.results) || r.results.length !== blobs.length || !(r.slab instanceof ArrayBuffer)) throw new LifeboatError('worker returned a malformed result');

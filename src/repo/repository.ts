@@ -1256,18 +1256,9 @@ export class Repository {
    * Read [start, end) of a pack's blob area; the caller has checked every blob
    * in it against packBytes() (the same check as loadBlob's). A missing or
    * short pack is an IntegrityError saying only that (the caller names the blobs).
-   * `into`: a buffer of at least end - start bytes to read into where the
-   * storage can (Storage.loadInto); the answer is then its first end - start
-   * bytes (else a new buffer): a restore reuses its read buffers instead of
-   * mapping and zeroing a new one for every read.
    */
-  async readPackRange(pack: string, start: number, end: number, into?: Buffer): Promise<Buffer> {
+  async readPackRange(pack: string, start: number, end: number): Promise<Buffer> {
     try {
-      if (into && into.length >= end - start && this.storage.loadInto) {
-        const part = into.subarray(0, end - start);
-        await this.storage.loadInto('data', pack, start, part);
-        return part;
-      }
       return await this.storage.load('data', pack, { offset: start, length: end - start });
     } catch (err) {
       if (err instanceof NotFoundError) throw new IntegrityError(`pack file is missing`);
@@ -1286,15 +1277,13 @@ export class Repository {
     chunk: Buffer,
     blobs: ReadonlyArray<{ id: string; pack: string; offset: number; length: number; compression: Compression; rawLength: number }>,
     slabs?: SlabPool,
-    /** The caller reuses `chunk` once this settles (it is neither freed nor handed to a worker). */
-    keepChunk = false,
   ): Promise<{ blobs: Array<Buffer | IntegrityError>; slab: ArrayBuffer }> {
     const jobs = blobs.map((b) => ({ offset: b.offset, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id} in pack ${b.pack}` }));
     const raw = blobs.reduce((a, b) => a + b.rawLength, 0);
     // a small restore decodes on the main thread (INLINE_DECODE_BEFORE_WORKERS) when the reads go to decode workers (decodeInline)
     const { results, slab } = this.decodeInline(raw)
       ? decodeRange(this.codec, this.key.idKey, chunk, jobs, slabs?.take(raw), slabs?.size ?? 0)
-      : await this.readPool.decodeRange(chunk, jobs, slabs?.take(raw), slabs?.size ?? 0, keepChunk);
+      : await this.readPool.decodeRange(chunk, jobs, slabs?.take(raw), slabs?.size ?? 0);
     const out = results.map((r, i) => {
       const b = blobs[i]!;
       if ('error' in r) return r.error.name === 'IntegrityError' ? new IntegrityError(r.error.message) : new IntegrityError(`${jobs[i]!.what}: ${r.error.message}`);

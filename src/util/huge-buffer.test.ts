@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { LARGE, freeLarge, hugeBuffer, largeBuffer, useHugeBuffers } from './huge-buffer.js';
 import { requireAddon } from './native.js';
@@ -85,4 +86,39 @@ test('a large buffer is filled in huge pages: a handful of page faults for 8 MiB
     freeLarge(b.buffer as ArrayBuffer);
   }
   assert.ok(best <= 64, `filling 8 MiB took ${best} page faults (4 KiB pages: 2,048)`);
+});
+
+test('with huge-page buffers on, a freed mapping is reused by the next buffer of as many 2 MiB pages (not zeroed again); at most 4 kept', { skip }, () => {
+  assert.equal(useHugeBuffers({}), true);
+  const a = largeBuffer(3 * LARGE)!;
+  a.fill(0x5a);
+  assert.equal(freeLarge(a.buffer as ArrayBuffer), true);
+  assert.equal(a.length, 0, 'detached all the same');
+  const f0 = faults();
+  const b = largeBuffer(3 * LARGE + 100)!; // 2 huge pages, as a
+  assert.equal(b.length, 3 * LARGE + 100);
+  assert.equal(b[0], 0x5a, 'the kept mapping, its bytes as they were (a new one is zeroed)');
+  b.fill(1);
+  assert.ok(faults() - f0 < 16, `refilling a kept mapping took ${faults() - f0} page faults`);
+  assert.equal(freeLarge(b.buffer as ArrayBuffer), true);
+  const c = largeBuffer(5 * LARGE)!; // 3 huge pages: none kept of that size
+  assert.equal(c[0], 0, 'a new mapping');
+  assert.equal(freeLarge(c.buffer as ArrayBuffer), true);
+  // at most 4 mappings are kept: the rest are given back
+  const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
+  const before = rss();
+  const many = Array.from({ length: 12 }, () => largeBuffer(7 * LARGE)!);
+  for (const m of many) m.fill(2);
+  for (const m of many) assert.equal(freeLarge(m.buffer as ArrayBuffer), true);
+  assert.ok(rss() - before < 5 * 8 * LARGE, `12 x 8 MiB made and freed: RSS grew by ${((rss() - before) / LARGE).toFixed(0)} MiB (4 kept at most)`);
+});
+
+test('hugeBuffer while huge-page buffers are off keeps nothing: a freed mapping is given back', { skip }, () => {
+  // a child process: this file turned them on above
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+    const { hugeBuffer, freeLarge } = await import(${JSON.stringify(new URL('./huge-buffer.js', import.meta.url).href)});
+    const a = hugeBuffer(3 * 1048576, {}); a.fill(0x5a); freeLarge(a.buffer);
+    const b = hugeBuffer(3 * 1048576, {}); process.stdout.write(String(b[0]));`], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, '0', 'a new, zeroed mapping');
 });

@@ -17,7 +17,7 @@ import { requireAddon } from './native.js';
  */
 interface HugeAddon {
   hugeBuffer(bytes: number): ArrayBuffer | undefined;
-  hugeFree(ab: ArrayBuffer): boolean;
+  hugeFree(ab: ArrayBuffer, keep?: boolean): boolean;
 }
 
 /** Buffers from this size on are made in huge pages (when on). */
@@ -61,7 +61,12 @@ export function hugeBuffer(bytes: number, env: NodeJS.ProcessEnv = process.env):
   return a ? make(a, bytes) : undefined;
 }
 
-/** Free a buffer largeBuffer or hugeBuffer made now (detached: nothing may use it afterwards); false for any other buffer (left as it is). */
+/**
+ * Free a buffer largeBuffer or hugeBuffer made now (detached: nothing may use it afterwards); false for any
+ * other buffer (left as it is). Where huge-page buffers were turned on (a files restore), its mapping is kept
+ * (up to 4 of ≤ 8 MiB, native/mem.c) for the next buffer of the same number of 2 MiB pages: no new mapping,
+ * page fault and zeroing per loose load. The bytes of such a reused buffer are not zeroed (as Buffer.allocUnsafe).
+ */
 export function freeLarge(ab: ArrayBuffer): boolean {
-  return made && ab.byteLength >= LARGE && addon!.hugeFree(ab);
+  return made && ab.byteLength >= LARGE && addon!.hugeFree(ab, on);
 }
