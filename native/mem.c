@@ -272,32 +272,21 @@ static napi_value js_huge_buffer(napi_env env, napi_callback_info info) {
   size_t len = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
   huge_map *h = malloc(sizeof *h);
   if (!h) return r;
-  uint8_t *kept = huge_take(len);
-  if (kept) {
-    uint8_t *p = kept;
-    h->map = p;
-    h->len = len;
-    h->freed = 0;
-    if (napi_create_external_arraybuffer(env, p, n, huge_finalize, h, &r) != napi_ok) {
-      munmap(p, len);
+  /* a kept mapping of this length (already aligned and advised), else a new one */
+  uint8_t *p = huge_take(len);
+  if (!p) {
+    uint8_t *m = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
       free(h);
-      napi_get_undefined(env, &r);
       return r;
     }
-    napi_wrap(env, r, h, NULL, NULL, NULL);
-    return r;
-  }
-  uint8_t *m = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) {
-    free(h);
-    return r;
-  }
-  uint8_t *p = (uint8_t *)(((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-  if (p > m) munmap(m, (size_t)(p - m));
-  if (m + len + HUGE_PAGE > p + len) munmap(p + len, (size_t)(m + len + HUGE_PAGE - (p + len)));
+    p = (uint8_t *)(((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (p > m) munmap(m, (size_t)(p - m));
+    if (m + len + HUGE_PAGE > p + len) munmap(p + len, (size_t)(m + len + HUGE_PAGE - (p + len)));
 #ifdef MADV_HUGEPAGE
-  madvise(p, len, MADV_HUGEPAGE);
+    madvise(p, len, MADV_HUGEPAGE);
 #endif
+  }
   h->map = p;
   h->len = len;
   h->freed = 0;
