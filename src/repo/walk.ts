@@ -2,7 +2,7 @@ import type { Repository } from './repository.js';
 import type { TreeNode } from './tree.js';
 import { basesOf } from './pack.js';
 import { BlobSet } from './blobset.js';
-import { BufferReclaimer, envMiB } from '../util/reclaim.js';
+import { heapReclaimer } from '../util/reclaim.js';
 
 /**
  * Trees loaded at a time by default: one at a time, a walk over a storage behind a network
@@ -39,8 +39,7 @@ export async function collectUsedBlobs(
   // are garbage a tree later, yet V8 let them fill its old generation first. check of 100,000 files in four
   // snapshots peaked at 95-96 MiB, with this at 86-87 for the same CPU time; stats 91-99 -> 83-86 MiB (8 MiB:
   // the same peaks for 5% more CPU; docs/benchmarks.md, "Walks' garbage collected").
-  const cap = envMiB('LIFEBOAT_WALK_HEAP_GC_MB', 12);
-  const reclaimer = cap > 0 ? new BufferReclaimer(Number.MAX_SAFE_INTEGER, 0, cap) : undefined;
+  const reclaimer = heapReclaimer('LIFEBOAT_WALK_HEAP_GC_MB', 12);
   const stack = [...treeIds];
   let loading = 0;
   let waiting: Array<() => void> = [];

@@ -8,7 +8,7 @@ import type { TreeNode } from '../repo/tree.js';
 import type { SourceMeta } from '../repo/snapshot.js';
 import { checkAborted } from '../engine/archiver.js';
 import { StreamSha256 } from '../util/stream-hash.js';
-import { BufferReclaimer, envMiB } from '../util/reclaim.js';
+import { heapReclaimer } from '../util/reclaim.js';
 import { pieceGiven, streamPiecesGiven } from './own-pieces.js';
 import type { BackupProgress } from '../engine/progress.js';
 
@@ -259,9 +259,8 @@ const HEAP_LOOK = 1024 * 1024;
  * stream backup: stdin, a command's output, the dump sources, pg base backups. Undefined: no watch.
  */
 export function streamHeapWatch(env: NodeJS.ProcessEnv = process.env): ((n: number) => void) | undefined {
-  const cap = envMiB('LIFEBOAT_STREAM_HEAP_GC_MB', 8, env);
-  if (cap === 0) return undefined;
-  const reclaimer = new BufferReclaimer(Number.MAX_SAFE_INTEGER, 0, cap);
+  const reclaimer = heapReclaimer('LIFEBOAT_STREAM_HEAP_GC_MB', 8, env);
+  if (!reclaimer) return undefined;
   let since = 0;
   return (n) => {
     since += n;

@@ -44,6 +44,17 @@ export function envMiB(name: string, mb: number, env: NodeJS.ProcessEnv = proces
   return Number.isFinite(x) && x > 0 ? x * 1024 * 1024 : 0;
 }
 
+/**
+ * A reclaimer that runs only full collections, whenever the JavaScript heap grew by `name` MiB (default `mb`;
+ * see envMiB) past its lowest since the last one (BufferReclaimer heapCap; no minor collections); undefined when
+ * that is 0. The tree walks of check, prune and stats (LIFEBOAT_WALK_HEAP_GC_MB) and stream backups
+ * (LIFEBOAT_STREAM_HEAP_GC_MB) call its dropped(0) as they go.
+ */
+export function heapReclaimer(name: string, mb: number, env: NodeJS.ProcessEnv = process.env): BufferReclaimer | undefined {
+  const cap = envMiB(name, mb, env);
+  return cap > 0 ? new BufferReclaimer(Number.MAX_SAFE_INTEGER, 0, cap) : undefined;
+}
+
 export class BufferReclaimer {
   private since = 0;
   private sinceFull = 0;
