@@ -161,17 +161,24 @@ static void *en_out_alloc(size_t n) {
   return q ? q : mem_alloc(mem_steps(t) - MEM_HDR);
 }
 
-/* encStats() -> [blocks kept, bytes kept, outputs given a kept block, outputs given a new mapping] (tests) */
+/* encStats() -> [blocks kept, bytes kept, outputs given a kept block, outputs given a new mapping,
+ * the largest zstd context bytes (ZSTD_sizeof_CCtx of its three contexts) an idle state holds] (tests) */
 static napi_value js_enc_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value arr, x;
   pthread_mutex_lock(&en_spares.lock);
   int kept = 0;
   for (int k = 0; k < en_spares.slots; k++) kept += en_spares.b[k].p != NULL;
-  const double v[4] = {(double)kept, (double)en_spares.bytes, (double)__atomic_load_n(&en_spare_reused, __ATOMIC_RELAXED), (double)__atomic_load_n(&en_spare_mapped, __ATOMIC_RELAXED)};
+  double v[5] = {(double)kept, (double)en_spares.bytes, (double)__atomic_load_n(&en_spare_reused, __ATOMIC_RELAXED), (double)__atomic_load_n(&en_spare_mapped, __ATOMIC_RELAXED), 0};
   pthread_mutex_unlock(&en_spares.lock);
-  napi_create_array_with_length(env, 4, &arr);
-  for (uint32_t k = 0; k < 4; k++) {
+  pthread_mutex_lock(&en_lock);
+  for (const en_state *s = en_states; s; s = s->next) {
+    const double b = (double)(ZSTD_sizeof_CCtx(s->cc) + ZSTD_sizeof_CCtx(s->probe) + ZSTD_sizeof_CCtx(s->zd.cctx));
+    if (b > v[4]) v[4] = b;
+  }
+  pthread_mutex_unlock(&en_lock);
+  napi_create_array_with_length(env, 5, &arr);
+  for (uint32_t k = 0; k < 5; k++) {
     napi_create_double(env, v[k], &x);
     napi_set_element(env, arr, k, x);
   }
@@ -330,8 +337,12 @@ static void en_item(const enc_ctx *key, enc_item *it) {
         ZSTD_isError(ZSTD_CCtx_setParameter(S->cc, ZSTD_c_hashLog, hashLog)) || ZSTD_isError(ZSTD_CCtx_loadDictionary(S->cc, it->dict, it->m)))
       r = (size_t)-1; /* an error code */
     else r = ZSTD_compress2(S->cc, out, cap, data, n);
-    /* drop the context's copy of the base at once */
-    ZSTD_CCtx_reset(S->cc, ZSTD_reset_session_and_parameters);
+    /* the context freed at once, with its copy of the base, the dictionary built from it and the
+     * workspace sized to the base's tables (~5 MB for a 4 MiB base): this delta is rare (bases over
+     * EN_FAST_DICT), and zstd keeps a workspace it has grown until it was used 128 times at a third
+     * of its size, so the plain compressions after it kept the state that large */
+    ZSTD_freeCCtx(S->cc);
+    S->cc = NULL;
     if (!ZSTD_isError(r) && r < n && (!comp || r < bestLen)) {
       comp = 2;
       bi = k;

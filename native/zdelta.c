@@ -196,7 +196,11 @@ static int64_t zd_delta(zd_state *st, uint8_t *out, size_t cap, const uint8_t *b
       ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_searchLog, 1)) || ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_strategy, ZSTD_dfast)) ||
       ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch, 4)) ||
       ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_blockDelimiters, ZSTD_sf_noBlockDelimiters)) ||
-      ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_validateSequences, 0)))
+      ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_validateSequences, 0)) ||
+      /* one call with the whole input and the output at hand: without these, ZSTD_compressSequences
+       * (which starts as a streaming compression does) sizes the context's workspace for a stream's
+       * input window (2^wl + a block: up to 8 MiB more) and output block, which it never uses */
+      ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_stableInBuffer, 1)) || ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_stableOutBuffer, 1)))
     return -1;
   /* ZSTD_compressSequences writes past the end of a small dst (16 bytes of data into 15: heap
    * corruption, branch nencode): the frame goes to a buffer of compressBound first */

@@ -269,3 +269,33 @@ test('C encode: sealed outputs come from kept blocks once freed (no new mapping 
   assert.ok(kept <= 8 && keptBytes <= 8 << 20, `kept ${kept} blocks, ${keptBytes} bytes`);
   assert.ok(kept >= 1, 'a freed block is kept');
 });
+
+test('C encode: an idle state keeps no zstd context sized for one large delta (the C delta asks for no stream buffers; the tuned delta frees its context)', { skip }, () => {
+  // in a child process: the states are per process, and the tests above leave theirs behind
+  const mod = new URL('./native-encode-pool.js', import.meta.url).href;
+  const script = `
+    import { randomBytes } from 'node:crypto';
+    import { NativeEncodePool, encodeNative } from ${JSON.stringify(mod)};
+    const a = encodeNative();
+    const p = new NativeEncodePool(a, { encKey: randomBytes(32), idKey: randomBytes(32) }, 3, 1);
+    let s = '';
+    for (let i = 0; s.length < 4 << 20; i++) s += 'line ' + i + ' ' + ((i * 7919) % 100000) + '\\n';
+    const base = Buffer.from(s.slice(0, 4 << 20));
+    const data = Buffer.from(base);
+    for (let k = 0; k < 40; k++) randomBytes(48).copy(data, (k * 104729 * 7) % (data.length - 64));
+    const out = {};
+    out.zdelta = (await p.encode(data, base)).compression;
+    out.afterZdelta = a.encStats()[4];
+    process.env.LIFEBOAT_NO_ZDELTA = '1';
+    out.tuned = (await p.encode(data, base)).compression;
+    out.afterTuned = a.encStats()[4];
+    await p.close();
+    process.stdout.write(JSON.stringify(out));
+  `;
+  const r = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as Record<string, number>;
+  assert.equal(r.zdelta, 2, 'stored as a delta by the C delta');
+  assert.equal(r.tuned, 2, 'stored as a delta by the tuned zstd path (a 4 MiB base: over EN_FAST_DICT)');
+  // a 4 MiB input: a stream's input window alone is 4 MiB + a block; the tuned delta's tables for a 4 MiB base ~5 MB
+  assert.ok(r.afterZdelta! < 2 << 20, `zstd contexts held after the C delta of 4 MiB: ${r.afterZdelta} bytes`);
+  assert.ok(r.afterTuned! < 2 << 20, `zstd contexts held after the tuned delta of 4 MiB: ${r.afterTuned} bytes`);
+});
