@@ -15,6 +15,8 @@ export interface ChainMsg {
    * native-read-pool.ts verifyChunk: a base proven on the way need not be decoded again in its own pack).
    */
   prove?: boolean[];
+  /** The root's sealed bytes are the caller's (a part of a pack's range being read): not freed after the job. */
+  rootLent?: boolean;
 }
 
 /** Buffers per thread for the inner levels of a chain (and a transient result), reused: each grows to the largest blob seen (MAX_DATA_BLOB at most). */

@@ -422,7 +422,7 @@ export class NativeReadPool implements ReadPool {
     });
     const d = plan.steps.length ? await this.run(plan) : undefined;
     // (the bases' sealed chains were read for this range alone: WorkerPool transferred them too)
-    this.drop(blobs.flatMap((b) => b.chains?.flatMap((c) => c.sealed) ?? []).filter((x) => x.buffer !== chunk.buffer));
+    this.drop(blobs.flatMap((b) => b.chains?.flatMap((c) => (c.rootLent ? c.sealed.slice(1) : c.sealed)) ?? []).filter((x) => x.buffer !== chunk.buffer));
     const out = results.map((r): ChunkResult => {
       if (typeof r !== 'number') return r;
       const err = this.failure(plan, d!, r);

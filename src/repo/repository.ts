@@ -1419,6 +1419,18 @@ export class Repository {
     }
   }
 
+  /**
+   * A single-base delta blob's index entry and sealed bytes (check --read-data: a delta verified forward,
+   * from its base's plaintext in the range of the base's pack being read; read-pack.ts). Undefined when the
+   * index entry is not such a delta or is impossible under the format limits; storage errors are thrown.
+   */
+  async deltaSealed(id: string): Promise<{ e: IndexEntry; sealed: Buffer } | undefined> {
+    const e = this.index.get(id);
+    if (!e || e.type !== 'data' || e.compression !== 2 || !e.base || e.base2 || this.index.chainProblem(id)) return undefined;
+    if (e.rawLength > MAX_DATA_BLOB || e.length > e.rawLength + SEAL_OVERHEAD) return undefined;
+    return { e, sealed: await this.readSealed(e, `blob ${id} in pack ${e.pack}`) };
+  }
+
   /** Delta blobs read by readChain (tests check the one-go path is taken). */
   chainReads = 0;
 

@@ -292,10 +292,14 @@ async function readAllPacks(
   // blobs of the shallower packs (read-pack.ts ProvenBlobs); the findings stay in the order of `packs`
   const { depth, heavy } = deltaPacks(repo);
   const plain = packs.map((p, i) => ({ p, i })).filter((x) => !heavy.has(x.p));
+  // With the C codec, the other way round: the packs of the chains' roots first, and the deltas built on a
+  // root verified forward from its bytes as its range is read (ProvenBlobs.forward), which reads each delta's
+  // own bytes instead of its chain from the root again; their packs' blobs are then proven
+  const forward = repo.readPool.native && process.env.LIFEBOAT_CHECK_INLINE !== '1' && process.env.LIFEBOAT_CHECK_FORWARD !== '0';
   const deep = packs
     .map((p, i) => ({ p, i, d: depth.get(p) ?? 0 }))
     .filter((x) => heavy.has(x.p))
-    .sort((a, b) => b.d - a.d || a.i - b.i);
+    .sort((a, b) => (forward ? a.d - b.d : b.d - a.d) || a.i - b.i);
   let walked = false;
   void heavyAfter.then(() => (walked = true));
   let nextPlain = 0;
@@ -306,7 +310,7 @@ async function readAllPacks(
     if (!walked) await heavyAfter;
     return nextDeep < deep.length ? deep[nextDeep++] : plain[nextPlain++];
   };
-  const proven = new ProvenBlobs(repo, packs);
+  const proven = new ProvenBlobs(repo, packs, undefined, forward);
   // (the C codec decodes on libuv's threads, every core: the main thread need not help)
   const inline = process.env.LIFEBOAT_CHECK_INLINE === '0' || (repo.readPool.native && process.env.LIFEBOAT_CHECK_INLINE !== '1') ? undefined : new InlineVerifier(repo);
   const atOnce = Number(process.env.LIFEBOAT_CHECK_PACKS) || (repo.readPool.native ? PACKS_AT_ONCE_NATIVE : PACKS_AT_ONCE);

@@ -319,3 +319,87 @@ test('readPackData: a range\'s buffer is read into again only after the pack has
     await fsp.rm(p.dir, { recursive: true, force: true });
   }
 });
+
+test('readPackData with ProvenBlobs.forward: deltas on a root are verified from the root\'s bytes as its pack is read (their chains never read from the root again) and then not decoded in their own packs; damage anywhere on the chain is still found, named', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-read-pack-forward-'));
+  const { repo: r, id, packs, damage } = await deltaRepo(dir, [['v0', 'other'], ['v1'], ['top', 'top2']]);
+  try {
+    const [bp, mp, tp] = packs as [(typeof packs)[0], (typeof packs)[0], (typeof packs)[0]];
+    const order = [bp, mp, tp];
+    const paths = new ProvenBlobs(r, order.map((p) => p.id), undefined, true);
+    // top2 has two bases: not verified forward (its bases' chains are read in its own pack)
+    assert.deepEqual(paths.forward(id.v0), [[id.v1, id.top]]);
+    assert.deepEqual(paths.forward(id.other), []);
+    paths.started(mp.id);
+    assert.deepEqual(paths.forward(id.v0), [], "v1's pack was read already");
+    assert.deepEqual(new ProvenBlobs(r, order.map((p) => p.id)).forward(id.v0), [], 'not asked for');
+    if (!r.readPool.native) return; // (forward needs the C codec's chain jobs)
+
+    // every load of a blob's own bytes (the packs' tails, which hold these small packs whole, are the rest)
+    const storage = r.storage as Storage & { load: Storage['load'] };
+    const load = storage.load.bind(storage);
+    const loads: Array<[string, number]> = [];
+    storage.load = (async (kind: string, name: string, range?: { offset: number; length: number }) => {
+      if (range && !(range.offset === 0 && range.length === packs.find((p) => p.id === name)?.size)) loads.push([name, range.offset]);
+      return load(kind as 'data', name, range);
+    }) as Storage['load'];
+    const run = async () => {
+      loads.length = 0;
+      const proven = new ProvenBlobs(r, order.map((p) => p.id), undefined, true);
+      const found: Array<{ hashOk: boolean; damaged: Array<[string, string]> }> = [];
+      for (const p of order) {
+        const x = await readPackData(r, p.id, p.size, new RangeBuffers(), undefined, undefined, proven);
+        found.push({ hashOk: x.hashOk, damaged: x.damaged });
+      }
+      return { proven, found };
+    };
+    const at = (k: 'v0' | 'v1' | 'top' | 'other') => {
+      const p = packs.find((x) => x.blobs.some((b) => b.id === id[k]))!;
+      return [p.id, p.blobs.find((b) => b.id === id[k])!.offset] as [string, number];
+    };
+    const ok = await run();
+    assert.deepEqual(ok.found, order.map(() => ({ hashOk: true, damaged: [] })));
+    assert.equal(ok.proven.skipped, 3, 'v0 (the root, proven on the way), v1 and top: each decoded once, in one forward job');
+    assert.equal(ok.proven.size, 0);
+    // v1 and top read alone (their own bytes), v0 not for them (forward took it from its range): once, in top2's chains with v1 and other
+    const seen = (k: 'v0' | 'v1' | 'top' | 'other') => loads.filter(([n, o]) => n === at(k)[0] && o === at(k)[1]).length;
+    assert.deepEqual({ v0: seen('v0'), v1: seen('v1'), top: seen('top'), other: seen('other') }, { v0: 1, v1: 2, top: 1, other: 1 });
+
+    // a damaged delta on the chain: the root is still proven, the damaged level is found in its own pack and so are those built on it
+    await damage('v1');
+    const bad = await run();
+    assert.deepEqual(bad.found[0], { hashOk: true, damaged: [] });
+    assert.equal(bad.found[1]!.hashOk, false);
+    assert.deepEqual(bad.found[1]!.damaged.map(([x]) => x), [id.v1]);
+    assert.match(bad.found[1]!.damaged[0]![1], /authentication failed/);
+    assert.deepEqual(bad.found[2]!.damaged.map(([x]) => x).sort(), [id.top, id.top2].sort());
+    assert.equal(bad.proven.skipped, 1, 'v0 alone');
+  } finally {
+    await r.close();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('readPackData with ProvenBlobs.forward: a damaged root proves nothing and is found in its own pack; the deltas on it fail, named after it', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-read-pack-forward2-'));
+  const { repo: r, id, packs, damage } = await deltaRepo(dir, [['v0', 'other'], ['v1'], ['top', 'top2']]);
+  try {
+    const order = packs;
+    const bp = await damage('v0');
+    const proven = new ProvenBlobs(r, order.map((p) => p.id), undefined, true);
+    const found: Array<{ hashOk: boolean; damaged: Array<[string, string]> }> = [];
+    for (const p of order) {
+      const x = await readPackData(r, p.id, p.size, new RangeBuffers(), undefined, undefined, proven);
+      found.push({ hashOk: x.hashOk, damaged: x.damaged });
+    }
+    assert.equal(found[0]!.hashOk, false);
+    assert.deepEqual(found[0]!.damaged.map(([x]) => x), [id.v0]);
+    assert.deepEqual(found[1]!.damaged.map(([x]) => x), [id.v1]);
+    assert.match(found[1]!.damaged[0]![1], new RegExp(`blob ${id.v0} in pack ${bp}: authentication failed`));
+    assert.deepEqual(found[2]!.damaged.map(([x]) => x).sort(), [id.top, id.top2].sort());
+    assert.equal(proven.skipped, 0);
+  } finally {
+    await r.close();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});

@@ -5,7 +5,7 @@ import { ownsBuffer } from '../repo/pool.js';
 import { BlobCodec } from '../repo/codec.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 import { StreamSha256 } from '../util/stream-hash.js';
-import { MAX_PACK_HEADER, type PackBlob, basesOf, blobEntryProblem, parseHeaderBytes } from '../repo/pack.js';
+import { MAX_DATA_BLOB, MAX_DELTA_DEPTH, MAX_PACK_HEADER, SEAL_OVERHEAD, type PackBlob, basesOf, blobEntryProblem, parseHeaderBytes } from '../repo/pack.js';
 import { planPackRanges } from '../repo/pack-ranges.js';
 import type { Repository } from '../repo/repository.js';
 
@@ -112,12 +112,49 @@ export class ProvenBlobs {
   private readonly ids = new Set<string>();
   /** Packs not read yet: only blobs there are worth proving. */
   private readonly pending: Set<string>;
+  /** Per base id, the single-base delta blobs on it in packs not read yet (forward(): at most MAX_PROVEN in all). */
+  private readonly dependents = new Map<string, string[]>();
   constructor(
     private readonly repo: Repository,
     packs: readonly string[],
     private readonly max = MAX_PROVEN,
+    /** Deltas verified forward from their roots (see forward()). */
+    forward = false,
   ) {
     this.pending = new Set(packs);
+    if (!forward) return;
+    let n = 0;
+    for (const [id, e] of repo.index.deltas()) {
+      if (n >= max) break;
+      if (e.type !== 'data' || !e.base || e.base2 || !this.pending.has(e.pack)) continue;
+      const list = this.dependents.get(e.base);
+      if (list) list.push(id);
+      else this.dependents.set(e.base, [id]);
+      n++;
+    }
+  }
+  /**
+   * The chains of single-base deltas built on blob `root` whose packs are still to be read and that are
+   * not proven yet, each root-exclusive and ending in a delta nothing further is built on (at most
+   * MAX_FORWARD_PATHS, each at most MAX_DELTA_DEPTH long). check --read-data verifies them from the root's
+   * bytes in the range of its pack being read (read-pack.ts): each delta's own sealed bytes are read (a
+   * dump's are ~1 KB), where verifying it in its own pack reads its whole chain from the root again (a
+   * changed file's delta on a 1 MiB chunk of random data: that MiB, read twice).
+   */
+  forward(root: string): string[][] {
+    const out: string[][] = [];
+    if (this.dependents.size === 0) return out;
+    const walk = (id: string, path: string[]): void => {
+      if (out.length >= MAX_FORWARD_PATHS) return;
+      const next = path.length >= MAX_DELTA_DEPTH ? [] : (this.dependents.get(id) ?? []).filter((d) => this.wanted(d) && !path.includes(d) && d !== root);
+      if (next.length === 0) {
+        if (path.length) out.push(path);
+        return;
+      }
+      for (const d of next) walk(d, [...path, d]);
+    };
+    walk(root, []);
+    return out;
   }
   /** Blobs proven so far and not yet met in their packs (tests). */
   get size(): number {
@@ -150,8 +187,12 @@ export class ProvenBlobs {
     return true;
   }
 }
-/** Proven ids kept at most (~120 bytes each: ~8 MB). */
+/** Proven ids kept at most (~120 bytes each: ~8 MB); also the deltas ProvenBlobs.forward() knows of at most. */
 const MAX_PROVEN = 65536;
+/** Chains verified forward from one root at most (the rest in their own packs, as before). */
+const MAX_FORWARD_PATHS = 16;
+/** Sealed bytes of deltas read for forward verification per range at most (the rest in their own packs). */
+const FORWARD_BYTES = 8 * 1024 * 1024;
 
 export interface PackReadResult {
   /** The content's SHA-256 matches the pack's name. */
@@ -272,6 +313,26 @@ export async function readPackData(
       running.add(q);
       if (running.size >= GROUPS_AT_ONCE) await Promise.race(running);
     };
+    // Deltas on a full blob of this range whose packs are still to be read are verified forward, from the
+    // blob's bytes here (ProvenBlobs.forward): only their own sealed bytes are read, not the root again. The
+    // root is proven on the way (its hash is its id) and then not decoded again below.
+    const fwd = new Map<number, Promise<void>>();
+    const deferred: Array<{ b: PackBlob; f: Promise<void> }> = [];
+    let forwardBudget = FORWARD_BYTES;
+    for (let k = 0; split && proven && k < list.length; k++) {
+      const b = list[k]!;
+      if (b.compression === 2) continue;
+      const paths = proven.forward(b.id).filter((path) => {
+        const n = pathBytes(path);
+        if (n === undefined || n > forwardBudget) return false;
+        forwardBudget -= n;
+        return true;
+      });
+      if (paths.length === 0) continue;
+      const p = Promise.all(paths.map((path) => forward(data, base, b, path, proven))).then(() => {});
+      groups.push(p);
+      fwd.set(k, p);
+    }
     // the next deltas' bases are read while this one's are decoded (one at a time, the reads queued
     // behind the decodes on libuv's threads and left the pool idle a third of the time)
     const ahead = new Map<number, Promise<ChainMsg[] | undefined>>();
@@ -286,6 +347,12 @@ export async function readPackData(
       }
       const mine = ahead.get(k);
       ahead.delete(k);
+      // a root verified forward: decoded here only if that did not prove it, once the rest of the range is sent
+      const f = fwd.get(k);
+      if (f) {
+        deferred.push({ b, f });
+        continue;
+      }
       if (proven?.take(pack, b)) {
         verified.set(b, b.id);
         continue;
@@ -326,6 +393,17 @@ export async function readPackData(
       cost += b.rawLength;
       if (split && cost >= GROUP_BYTES) await flush();
     }
+    for (const { b, f } of deferred) {
+      await f;
+      if (proven?.take(pack, b)) {
+        verified.set(b, b.id);
+        continue;
+      }
+      jobs.push({ offset: b.offset - base, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id}` });
+      sent.push(b);
+      cost += b.rawLength;
+      if (split && cost >= GROUP_BYTES) await flush();
+    }
     if (split) {
       if (jobs.length) await flush();
       await Promise.all(groups);
@@ -346,6 +424,53 @@ export async function readPackData(
     const { results, returned } = await repo.readPool.verifyChunk(data, jobs, reused);
     settle(sent, results);
     await give(returned);
+  };
+  /**
+   * One chain of deltas verified forward from `root` (in `data`, the range read from `base`): the deltas'
+   * sealed bytes read, then one job decodes the root from the range and each delta on the one before, each
+   * level hashed. What decoded to its id is proven (the root too); the rest is verified in its own pack
+   * (where an error is reported), so a failure here is not one.
+   */
+  const forward = async (data: Buffer, base: number, root: PackBlob, path: string[], proven: ProvenBlobs): Promise<void> => {
+    try {
+      const got = await Promise.all(path.map((id) => repo.deltaSealed(id)));
+      if (!got.every((g) => g !== undefined)) return;
+      const levels = got as Array<{ e: { pack: string; compression: 0 | 1 | 2; rawLength: number }; sealed: Buffer }>;
+      const last = levels[levels.length - 1]!;
+      const inner = levels.slice(0, -1);
+      const chain: ChainMsg = {
+        sealed: [data.subarray(root.offset - base, root.offset - base + root.length), ...inner.map((x) => x.sealed)],
+        compression: [root.compression, ...inner.map((x) => x.e.compression)],
+        rawLength: [root.rawLength, ...inner.map((x) => x.e.rawLength)],
+        what: [`blob ${root.id}`, ...inner.map((x, i) => `blob ${path[i]} in pack ${x.e.pack}`)],
+        ids: [root.id, ...path.slice(0, -1)],
+        prove: [true, ...inner.map(() => true)],
+        rootLent: true,
+      };
+      const id = path[path.length - 1]!;
+      const job: ChunkBlob = { offset: 0, length: last.sealed.length, compression: 2, rawLength: last.e.rawLength, what: `blob ${id} in pack ${last.e.pack}`, chains: [chain] };
+      const { results, proven: ok } = await repo.readPool.verifyChunk(last.sealed, [job], false);
+      proven.add(ok);
+      const r = results[0];
+      if (r && 'id' in r && r.id === id) proven.add([id]);
+    } catch {
+      // (verified in its own pack, which reports what is wrong)
+    }
+  };
+  /**
+   * The sealed bytes a forward path reads (its deltas' own, by the index), or undefined where the index makes
+   * it impossible: a delta not indexed, or more than twice the last one's size (as Repository.chainEntries
+   * bounds a chain), so a damaged or hostile index cannot make one path read more than ~2 blobs.
+   */
+  const pathBytes = (path: string[]): number | undefined => {
+    let n = 0;
+    for (const id of path) {
+      const e = repo.index.get(id);
+      if (!e || e.length > MAX_DATA_BLOB + SEAL_OVERHEAD) return undefined;
+      n += e.length;
+    }
+    const last = repo.index.get(path[path.length - 1]!)!;
+    return n <= 2 * Math.min(last.rawLength, MAX_DATA_BLOB) + 65536 ? n : undefined;
   };
   const storage = repo.storage;
   /** A range's bytes; `reused`: in a buffer of `buffers` (its whole ArrayBuffer is ours to transfer). */
