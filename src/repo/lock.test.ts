@@ -114,3 +114,38 @@ test('removeLocks (unlock --remove-all): a holder whose refresh runs between the
     await lock.release();
   });
 });
+
+test('readLocks: an object listed while it is being written (it does not decode yet) is read again before it is judged, so a refreshing lock is one live lock; one that stays undecodable is an unreadable lock', async () => {
+  await withLockedRepo('lb-lock-partial-', async (repo, lock) => {
+    await lock.refresh();
+    const name = (await repo.storage.list('lock'))[0]!.name;
+    // the first read of the lock's object finds it half-written (as rclone's local remote lists a file being written)
+    let loads = 0;
+    const storage = new Proxy(repo.storage, {
+      get(target, prop, recv) {
+        if (prop === 'load') {
+          return async (...args: Parameters<Storage['load']>) => {
+            const b = await target.load(...args);
+            return args[0] === 'lock' && args[1] === name && ++loads === 1 ? b.subarray(0, Math.floor(b.length / 2)) : b;
+          };
+        }
+        const v = Reflect.get(target, prop, recv) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const seen = await readLocks(storage, repo.key.encKey);
+    assert.equal(loads, 2, 'read again');
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.unreadable, undefined, 'not judged from the half-written bytes');
+    assert.equal(seen[0]!.info.exclusive, true);
+    assert.equal(seen[0]!.info.seq, 1);
+
+    // an object that never decodes is still an unreadable lock of its own
+    await repo.storage.save('lock', 'f'.repeat(64), Buffer.from('not a lock'));
+    const both = await readLocks(repo.storage, repo.key.encKey);
+    assert.equal(both.length, 2);
+    assert.deepEqual(both.map((l) => !!l.unreadable).sort(), [false, true]);
+    await repo.storage.remove('lock', 'f'.repeat(64));
+    await lock.release();
+  });
+});

@@ -74,14 +74,22 @@ export function lockObjectName(id: string, seq = 0): string {
  * even when every storage call is slow (a loaded machine, a distant storage)
  * and the holder refreshes more often than one whole listing-and-read pass
  * takes. If objects keep vanishing anyway, it fails (LockError) rather than
- * answer without a lock that may be live.
+ * answer without a lock that may be live. An object that does not decode is
+ * read once more after the next listing (PARTIAL_WAIT_MS later: one being
+ * written in place, as rclone's local remote does) before it counts as an
+ * unreadable, stale lock.
  */
 export const READ_LOCKS_ATTEMPTS = 30;
+/** How long readLocks waits before reading again an object that did not decode (one being written, perhaps). */
+const PARTIAL_WAIT_MS = 100;
 export async function readLocks(storage: Storage, encKey: Buffer): Promise<LockEntry[]> {
   const read = new Map<string, LockEntry | 'unreadable'>();
+  /** Objects that did not decode once: read again after the next listing before they are judged unreadable. */
+  const suspect = new Set<string>();
   for (let attempt = 1; ; attempt++) {
     const out: LockEntry[] = [];
     let vanished = false;
+    let partial = false;
     for (const f of await storage.list('lock')) {
       const mtime = f.mtime ? { mtime: f.mtime } : {};
       const known = read.get(f.name);
@@ -100,6 +108,14 @@ export async function readLocks(storage: Storage, encKey: Buffer): Promise<LockE
           vanished = true; // released, or replaced by a refresh: list again
           continue;
         }
+        // A backend that writes objects in place (rclone's local remote behind `serve restic`) lists a
+        // refresh's object while it is being written: read it once more, a moment later, before judging it
+        // (judged unreadable, it was a second, stale lock beside the live one, and `unlock` removed it)
+        if (known !== 'unreadable' && !suspect.has(f.name)) {
+          suspect.add(f.name);
+          partial = true;
+          continue;
+        }
         // An unreadable lock object (damaged, or half-written by a very old version) is stale.
         read.set(f.name, 'unreadable');
         out.push({
@@ -110,7 +126,8 @@ export async function readLocks(storage: Storage, encKey: Buffer): Promise<LockE
         });
       }
     }
-    if (!vanished) return out;
+    if (!vanished && !partial) return out;
+    if (partial && !vanished) await new Promise((r) => setTimeout(r, PARTIAL_WAIT_MS));
     if (attempt >= READ_LOCKS_ATTEMPTS) {
       throw new LockError(
         `the lock objects of ${storage.location} kept changing while they were read (${attempt} listings): cannot tell which locks are held; try again`,
