@@ -65,6 +65,15 @@ export const MAX_TREE_BLOB = 256 * 1024 * 1024;
 export const MAX_PACK_SIZE = 1024 * 1024 * 1024;
 /** Deepest delta chain a reader follows (a repository's maxDeltaDepth must not exceed it). */
 export const MAX_DELTA_DEPTH = 64;
+/**
+ * The sealed bytes a reader takes for a chain of single-base deltas ending in a blob of `rawLength`
+ * (the levels' sizes by the index, root included or not) at most: twice the blob plus 64 KiB. A delta
+ * is smaller than what it encodes, so a real chain stays well inside; a damaged or hostile index cannot
+ * make one blob's chain cost more than ~2 blobs of reads (Repository.chainEntries, check's forward paths).
+ */
+export function chainBytesLimit(rawLength: number): number {
+  return 2 * Math.min(rawLength, MAX_DATA_BLOB) + 65536;
+}
 /** Largest decompressed sealed JSON object (config, snapshot, lock, WAL entry). */
 export const MAX_JSON = 64 * 1024 * 1024;
 /** Largest key file (plaintext JSON of a few hundred bytes). */

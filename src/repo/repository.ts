@@ -30,6 +30,7 @@ import {
   type PackBlob,
   SEAL_OVERHEAD,
   basesOf,
+  chainBytesLimit,
 } from './pack.js';
 import { PackFileWriter } from './pack-file.js';
 import { WorkerPool, ownsBuffer } from './pool.js';
@@ -1549,7 +1550,7 @@ export class Repository {
       const b = this.index.get(x.base);
       if (!b || b.type !== 'data' || b.rawLength > MAX_DATA_BLOB || b.length > b.rawLength + SEAL_OVERHEAD) return undefined;
       sealedBytes += b.length;
-      if (entries.length > MAX_DELTA_DEPTH || sealedBytes > 2 * e.rawLength + 65536) return undefined;
+      if (entries.length > MAX_DELTA_DEPTH || sealedBytes > chainBytesLimit(e.rawLength)) return undefined;
       ids.push(x.base);
       entries.push(b);
       x = b;

@@ -96,6 +96,17 @@ function rows(n: number, v: number, seed = 0): Buffer {
  * top (on v1), top2 (on v1 and other) and top3 (on top2: a base not on a single-base chain, loaded
  * through the read cache). Opened anew (the index read from its files).
  */
+/** Every pack of `order` read with one ProvenBlobs, in that order: what each read found, and the ProvenBlobs. */
+async function readInOrder(r: Repository, order: Array<{ id: string; size: number }>, forward: boolean) {
+  const proven = new ProvenBlobs(r, order.map((p) => p.id), undefined, forward);
+  const found: Array<{ hashOk: boolean; damaged: Array<[string, string]> }> = [];
+  for (const p of order) {
+    const x = await readPackData(r, p.id, p.size, new RangeBuffers(), undefined, undefined, proven);
+    found.push({ hashOk: x.hashOk, damaged: x.damaged });
+  }
+  return { proven, found };
+}
+
 async function deltaRepo(dir: string, layout: Array<Array<'v0' | 'other' | 'v1' | 'top' | 'top2' | 'top3'>>) {
   const repo = await Repository.init(new LocalStorage(dir), 'pw');
   const codec = new BlobCodec(repo.key.encKey, 3);
@@ -179,18 +190,7 @@ test('readPackData with ProvenBlobs: bases proven while the deeper pack is read 
     const [bp, mp, tp] = packs as [(typeof packs)[0], (typeof packs)[0], (typeof packs)[0]];
     const native = !!r.readPool.native;
     const order = [tp, mp, bp];
-    const run = async () => {
-      const proven = new ProvenBlobs(
-        r,
-        order.map((p) => p.id),
-      );
-      const found: Array<{ hashOk: boolean; damaged: Array<[string, string]> }> = [];
-      for (const p of order) {
-        const x = await readPackData(r, p.id, p.size, new RangeBuffers(), undefined, undefined, proven);
-        found.push({ hashOk: x.hashOk, damaged: x.damaged });
-      }
-      return { proven, found };
-    };
+    const run = () => readInOrder(r, order, false);
     const ok = await run();
     assert.deepEqual(ok.found, order.map(() => ({ hashOk: true, damaged: [] })));
     // (the C codec proves; the decode worker does not, and every blob is decoded in its pack)
@@ -343,15 +343,9 @@ test('readPackData with ProvenBlobs.forward: deltas on a root are verified from 
       if (range && !(range.offset === 0 && range.length === packs.find((p) => p.id === name)?.size)) loads.push([name, range.offset]);
       return load(kind as 'data', name, range);
     }) as Storage['load'];
-    const run = async () => {
+    const run = () => {
       loads.length = 0;
-      const proven = new ProvenBlobs(r, order.map((p) => p.id), undefined, true);
-      const found: Array<{ hashOk: boolean; damaged: Array<[string, string]> }> = [];
-      for (const p of order) {
-        const x = await readPackData(r, p.id, p.size, new RangeBuffers(), undefined, undefined, proven);
-        found.push({ hashOk: x.hashOk, damaged: x.damaged });
-      }
-      return { proven, found };
+      return readInOrder(r, order, true);
     };
     const at = (k: 'v0' | 'v1' | 'top' | 'other') => {
       const p = packs.find((x) => x.blobs.some((b) => b.id === id[k]))!;
@@ -386,12 +380,7 @@ test('readPackData with ProvenBlobs.forward: a damaged root proves nothing and i
   try {
     const order = packs;
     const bp = await damage('v0');
-    const proven = new ProvenBlobs(r, order.map((p) => p.id), undefined, true);
-    const found: Array<{ hashOk: boolean; damaged: Array<[string, string]> }> = [];
-    for (const p of order) {
-      const x = await readPackData(r, p.id, p.size, new RangeBuffers(), undefined, undefined, proven);
-      found.push({ hashOk: x.hashOk, damaged: x.damaged });
-    }
+    const { proven, found } = await readInOrder(r, order, true);
     assert.equal(found[0]!.hashOk, false);
     assert.deepEqual(found[0]!.damaged.map(([x]) => x), [id.v0]);
     assert.deepEqual(found[1]!.damaged.map(([x]) => x), [id.v1]);

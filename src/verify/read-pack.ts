@@ -5,7 +5,8 @@ import { ownsBuffer } from '../repo/pool.js';
 import { BlobCodec } from '../repo/codec.js';
 import { BufferReclaimer } from '../util/reclaim.js';
 import { StreamSha256 } from '../util/stream-hash.js';
-import { MAX_DATA_BLOB, MAX_DELTA_DEPTH, MAX_PACK_HEADER, SEAL_OVERHEAD, type PackBlob, basesOf, blobEntryProblem, parseHeaderBytes } from '../repo/pack.js';
+import { MAX_DATA_BLOB, MAX_DELTA_DEPTH, MAX_PACK_HEADER, SEAL_OVERHEAD, type PackBlob, basesOf, blobEntryProblem, chainBytesLimit, parseHeaderBytes } from '../repo/pack.js';
+import type { IndexEntry } from '../repo/index.js';
 import { planPackRanges } from '../repo/pack-ranges.js';
 import type { Repository } from '../repo/repository.js';
 
@@ -276,6 +277,8 @@ export async function readPackData(
       await hashed;
       buffers.give(ab);
     };
+    /** A blob's job on its bytes in this range (a delta's bases are added where it is sent). */
+    const jobOf = (b: PackBlob): ChunkBlob => ({ offset: b.offset - base, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id}` });
     let jobs: ChunkBlob[] = [];
     let sent: PackBlob[] = [];
     /** The bases decoded for the jobs in `jobs` alone (Repository.ownedBases): freed once their job is done. */
@@ -357,7 +360,7 @@ export async function readPackData(
         verified.set(b, b.id);
         continue;
       }
-      const job: ChunkBlob = { offset: b.offset - base, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id}` };
+      const job = jobOf(b);
       if (b.compression === 2) {
         try {
           if (basesOf(b).includes(b.id)) throw new IntegrityError('delta blob is its own base (cycle)');
@@ -399,7 +402,7 @@ export async function readPackData(
         verified.set(b, b.id);
         continue;
       }
-      jobs.push({ offset: b.offset - base, length: b.length, compression: b.compression, rawLength: b.rawLength, what: `blob ${b.id}` });
+      jobs.push(jobOf(b));
       sent.push(b);
       cost += b.rawLength;
       if (split && cost >= GROUP_BYTES) await flush();
@@ -435,7 +438,7 @@ export async function readPackData(
     try {
       const got = await Promise.all(path.map((id) => repo.deltaSealed(id)));
       if (!got.every((g) => g !== undefined)) return;
-      const levels = got as Array<{ e: { pack: string; compression: 0 | 1 | 2; rawLength: number }; sealed: Buffer }>;
+      const levels = got as Array<{ e: IndexEntry; sealed: Buffer }>;
       const last = levels[levels.length - 1]!;
       const inner = levels.slice(0, -1);
       const chain: ChainMsg = {
@@ -459,8 +462,8 @@ export async function readPackData(
   };
   /**
    * The sealed bytes a forward path reads (its deltas' own, by the index), or undefined where the index makes
-   * it impossible: a delta not indexed, or more than twice the last one's size (as Repository.chainEntries
-   * bounds a chain), so a damaged or hostile index cannot make one path read more than ~2 blobs.
+   * it impossible: a delta not indexed, or beyond chainBytesLimit (as Repository.chainEntries bounds a
+   * chain), so a damaged or hostile index cannot make one path read more than ~2 blobs.
    */
   const pathBytes = (path: string[]): number | undefined => {
     let n = 0;
@@ -470,7 +473,7 @@ export async function readPackData(
       n += e.length;
     }
     const last = repo.index.get(path[path.length - 1]!)!;
-    return n <= 2 * Math.min(last.rawLength, MAX_DATA_BLOB) + 65536 ? n : undefined;
+    return n <= chainBytesLimit(last.rawLength) ? n : undefined;
   };
   const storage = repo.storage;
   /** A range's bytes; `reused`: in a buffer of `buffers` (its whole ArrayBuffer is ours to transfer). */
