@@ -13,7 +13,9 @@
  *   run(ctx, bufs: Array<ArrayBuffer | ArrayBufferView>, steps: Float64Array, status: Float64Array,
  *       ids: Uint8Array, cb: (msgs: Array<string | undefined>) => void): undefined
  *   detach(ab: ArrayBuffer): undefined (frees a consumed input at once, as a transfer would)
- *   stats() -> Float64Array [decoder states made, scratch buffers mapped, KEEP, SPARE]
+ *   stats() -> Float64Array [decoder states made, scratch buffers mapped, KEEP, SPARE, bytes of idle
+ *     states' buffers given back, bytes of spares given back, the idle time in ms, idle states holding buffers]
+ *   idleMs(ms) -> undefined (tests: the idle time after which an idle state's buffers and the spares are freed)
  *
  * One job: `steps` (STEP numbers each) runs in order in one work item. A step:
  *   [0] src: index in bufs   [1] offset  [2] length          (the sealed blob)
@@ -127,6 +129,8 @@ typedef struct rd_state {
   uint8_t *stream;
   uint8_t *piece;
   tbuf tb[3];
+  /* when it last went idle (now_ms): an idle state whose buffers sat unused for IDLE_MS gives them back (state_idle) */
+  uint64_t idleAt;
   struct rd_state *next;
 } rd_state;
 static pthread_mutex_t rd_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -160,6 +164,14 @@ static const ZSTD_customMem zmem = {zstd_alloc, zstd_free, NULL};
 #define SPARE ((size_t)8 << 20)
 #endif
 #define NSPARE 4
+/* An idle state's buffers, and a spare, unused for this long are given back (execute). */
+#ifndef IDLE_MS
+#define IDLE_MS 250
+#endif
+/* IDLE_MS, or what idleMs() set (tests) */
+static uint64_t rd_idle_ms = IDLE_MS;
+/* bytes of idle states' buffers given back (stats) */
+static uint64_t rd_aged_bytes, rd_aged_bytes_spare;
 #define BIG_STEP ((size_t)2 << 20)
 static mem_spares rd_spares = MEM_SPARES(NSPARE, SPARE);
 
@@ -635,6 +647,27 @@ static int run_step(job *j, uint32_t i, double *aux, char **msg) {
   return S_OK;
 }
 
+/* Whether a state holds buffers. */
+static int state_holds(const rd_state *s) {
+  return s->scratch || s->tb[0].p || s->tb[1].p || s->tb[2].p || s->tb[0].home || s->tb[1].home || s->tb[2].home;
+}
+
+/* Frees a state's buffers (not its contexts); they go back to the system, not to the spares. */
+static size_t state_unbuffer(rd_state *s) {
+  size_t n = s->scratchCap;
+  mem_free(s->scratch);
+  s->scratch = NULL;
+  s->scratchCap = 0;
+  for (int k = 0; k < 3; k++) {
+    tbuf *b = &s->tb[k];
+    n += b->cap + b->homeCap;
+    mem_free(b->p);
+    mem_free(b->home);
+    memset(b, 0, sizeof *b);
+  }
+  return n;
+}
+
 static void execute(napi_env env, void *data) {
   (void)env;
   job *j = data;
@@ -670,10 +703,23 @@ static void execute(napi_env env, void *data) {
     j->msgs[i] = msg;
   }
   scratch_trim();
+  const uint64_t now = mem_now_ms();
+  const uint64_t idle = __atomic_load_n(&rd_idle_ms, __ATOMIC_RELAXED);
+  S->idleAt = now;
   pthread_mutex_lock(&rd_lock);
+  /*
+   * Another idle state whose buffers sat unused for IDLE_MS gives them back: the states are taken
+   * last-in first-out, so where jobs run one at a time (a backup's delta bases) one state does all
+   * of them, and a second one made for two jobs at once (a two-base delta's bases) kept its chain
+   * levels' buffers (up to 4 x KEEP) resident for the rest of the command. Where two jobs run all the
+   * time (restore, check) no state stays idle that long.
+   */
+  for (rd_state *x = rd_idle; x; x = x->next)
+    if (now - x->idleAt >= idle && state_holds(x)) __atomic_fetch_add(&rd_aged_bytes, state_unbuffer(x), __ATOMIC_RELAXED);
   S->next = rd_idle;
   rd_idle = S;
   pthread_mutex_unlock(&rd_lock);
+  __atomic_fetch_add(&rd_aged_bytes_spare, mem_spare_age(&rd_spares, now, idle), __ATOMIC_RELAXED);
   S = NULL;
 }
 
@@ -862,22 +908,47 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* stats() -> Float64Array [states made, buffers mapped, KEEP, SPARE]: for tests and measurements. */
+/* stats() -> Float64Array [states made, buffers mapped, KEEP, SPARE, bytes of idle states' buffers given back,
+ * bytes of spares given back (both after the idle time unused), the idle time in ms, idle states holding
+ * buffers now]: for tests and measurements. */
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value ab, r;
   double *d;
-  if (napi_create_arraybuffer(env, 4 * sizeof(double), (void **)&d, &ab) != napi_ok) return NULL;
+  if (napi_create_arraybuffer(env, 8 * sizeof(double), (void **)&d, &ab) != napi_ok) return NULL;
   d[0] = (double)__atomic_load_n(&rd_made, __ATOMIC_RELAXED);
   d[1] = (double)__atomic_load_n(&rd_maps, __ATOMIC_RELAXED);
   d[2] = (double)KEEP;
   d[3] = (double)SPARE;
-  if (napi_create_typedarray(env, napi_float64_array, 4, ab, 0, &r) != napi_ok) return NULL;
+  d[4] = (double)__atomic_load_n(&rd_aged_bytes, __ATOMIC_RELAXED);
+  d[5] = (double)__atomic_load_n(&rd_aged_bytes_spare, __ATOMIC_RELAXED);
+  d[6] = (double)__atomic_load_n(&rd_idle_ms, __ATOMIC_RELAXED);
+  d[7] = 0;
+  pthread_mutex_lock(&rd_lock);
+  for (const rd_state *x = rd_idle; x; x = x->next) d[7] += state_holds(x);
+  pthread_mutex_unlock(&rd_lock);
+  if (napi_create_typedarray(env, napi_float64_array, 8, ab, 0, &r) != napi_ok) return NULL;
   return r;
+}
+
+/* idleMs(ms: number) -> undefined: how long an idle state's buffers and a spare stay unused before they are
+ * given back (0 .. 3600000; tests: a count of buffers mapped that must not depend on the machine's pauses). */
+static napi_value js_idle_ms(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  double ms = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_double(env, argv[0], &ms) != napi_ok || !(ms >= 0 && ms <= 3600000)) {
+    napi_throw_type_error(env, NULL, "idleMs(ms: number from 0 to 3600000)");
+    return NULL;
+  }
+  __atomic_store_n(&rd_idle_ms, (uint64_t)ms, __ATOMIC_RELAXED);
+  return NULL;
 }
 
 NAPI_MODULE_INIT() {
   napi_value f;
+  napi_create_function(env, "idleMs", NAPI_AUTO_LENGTH, js_idle_ms, NULL, &f);
+  napi_set_named_property(env, exports, "idleMs", f);
   napi_create_function(env, "open", NAPI_AUTO_LENGTH, js_open, NULL, &f);
   napi_set_named_property(env, exports, "open", f);
   napi_create_function(env, "run", NAPI_AUTO_LENGTH, js_run, NULL, &f);

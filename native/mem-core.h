@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #define MEM_HDR 16
 #define MEM_BIG ((size_t)64 << 10)
@@ -71,9 +72,10 @@ typedef struct {
   struct {
     void *p;
     size_t size;
+    uint64_t at; /* when it was kept (the caller's clock, mem_spare_age) */
   } b[MEM_SPARE_SLOTS];
 } mem_spares;
-#define MEM_SPARES(slots, max) {PTHREAD_MUTEX_INITIALIZER, (slots), (max), 0, {{NULL, 0}}}
+#define MEM_SPARES(slots, max) {PTHREAD_MUTEX_INITIALIZER, (slots), (max), 0, {{NULL, 0, 0}}}
 
 /* The smallest kept block of at least `want` (its size into *size), taken out; NULL if none. */
 static void *mem_spare_take(mem_spares *s, size_t want, size_t *size) {
@@ -93,6 +95,13 @@ static void *mem_spare_take(mem_spares *s, size_t want, size_t *size) {
   return p;
 }
 
+/* A monotonic clock in milliseconds (when a spare was kept: mem_spare_age). */
+static inline uint64_t mem_now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
 /* Keeps block p of `size` if there is room (a smaller kept block making way); returns what the caller must free: p, the block it replaced, or NULL. */
 static void *mem_spare_keep(mem_spares *s, void *p, size_t size) {
   pthread_mutex_lock(&s->lock);
@@ -104,6 +113,7 @@ static void *mem_spare_keep(mem_spares *s, void *p, size_t size) {
   if (slot >= 0 && s->bytes + size <= s->max) {
     s->b[slot].p = p;
     s->b[slot].size = size;
+    s->b[slot].at = mem_now_ms();
     s->bytes += size;
     p = NULL;
   } else if (small >= 0 && s->b[small].size < size && s->bytes - s->b[small].size + size <= s->max) {
@@ -111,10 +121,34 @@ static void *mem_spare_keep(mem_spares *s, void *p, size_t size) {
     s->bytes += size - s->b[small].size;
     s->b[small].p = p;
     s->b[small].size = size;
+    s->b[small].at = mem_now_ms();
     p = q;
   }
   pthread_mutex_unlock(&s->lock);
   return p;
+}
+
+/*
+ * The kept blocks not taken within `ms` of being kept, freed (returned: their bytes). A spare is
+ * kept for the next job that needs a buffer that large; where none came for a while the work has
+ * moved on, and the block was only resident memory (codec.c: a backup's few chunks over 2 MiB).
+ */
+static inline size_t mem_spare_age(mem_spares *s, uint64_t now, uint64_t ms) {
+  void *old[MEM_SPARE_SLOTS];
+  int n = 0;
+  size_t bytes = 0;
+  pthread_mutex_lock(&s->lock);
+  for (int k = 0; k < s->slots; k++) {
+    if (!s->b[k].p || now - s->b[k].at < ms) continue;
+    old[n++] = s->b[k].p;
+    bytes += s->b[k].size;
+    s->bytes -= s->b[k].size;
+    s->b[k].p = NULL;
+    s->b[k].size = 0;
+  }
+  pthread_mutex_unlock(&s->lock);
+  for (int k = 0; k < n; k++) mem_free(old[k]);
+  return bytes;
 }
 
 /* n rounded up to a whole number of MEM_BIG steps (a buffer regrown in steps, not a new mapping per size). */

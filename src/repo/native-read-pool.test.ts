@@ -36,6 +36,35 @@ const text = (n: number, seed: number) => {
   return Buffer.from(s.slice(0, n));
 };
 
+/** A chain of three versions of `size` bytes (a full root and two deltas), as Repository.chainMsg gives it. */
+function chainOf(size: number, seed: number) {
+  const v0 = text(size, seed);
+  const v1 = Buffer.concat([v0.subarray(0, size >> 1), Buffer.from(`edit ${seed}`), v0.subarray((size >> 1) + 9)]);
+  const v2 = Buffer.concat([Buffer.from(`top ${seed}`), v1.subarray(8)]);
+  const e = [codec.encode(v0), codec.encode(v1, v0), codec.encode(v2, v1)];
+  assert.deepEqual(e.map((x) => x.compression), [1, 2, 2]);
+  return { last: v2, msg: { sealed: e.map((x) => x.sealed), compression: e.map((x) => x.compression), rawLength: [v0.length, v1.length, v2.length], what: ['blob 0', 'blob 1', 'blob 2'] } };
+}
+
+/** A chain decoded on `p`: its last level and id checked. */
+async function decodeChainOf(p: NativeReadPool, c: ReturnType<typeof chainOf>): Promise<void> {
+  const r = await p.decodeChain({ ...c.msg, sealed: c.msg.sealed.map((x) => Buffer.from(x)) });
+  assert.ok(r.data.equals(c.last));
+  assert.equal(r.id, blobId(idKey, c.last));
+}
+
+/** `f` run with the decoder's idle time (after which idle buffers are given back) set to `ms`, then set back. */
+async function withIdleMs<T>(ms: number, f: () => Promise<T>): Promise<T> {
+  const addon = codecNative()!;
+  const was = addon.stats()[6]!;
+  addon.idleMs(ms);
+  try {
+    return await f();
+  } finally {
+    addon.idleMs(was);
+  }
+}
+
 /** A zstd frame without its content size (as a stream writes it). */
 function frameNoSize(data: Buffer): Buffer {
   const c = new binding.CCtx();
@@ -430,7 +459,9 @@ test('native/codec.c: steps with random indexes, offsets, lengths and kinds neve
   assert.throws(() => addon.run({}, bufs, new Float64Array(12), new Float64Array(2), Buffer.alloc(32), () => {}), TypeError);
 });
 
-test('native/codec.c: jobs take their buffers from a few decoder states, a larger joined dictionary from the spares (not mapped again per job); a job starts with them empty', { skip }, async () => {
+test('native/codec.c: jobs take their buffers from a few decoder states, a larger joined dictionary from the spares (not mapped again per job); a job starts with them empty', { skip }, () =>
+  // (counts of buffers mapped: no idle buffers given back because the machine paused between two jobs)
+  withIdleMs(3_600_000, async () => {
   const addon = codecNative()!;
   const [, , keep, spare] = Array.from(addon.stats()) as [number, number, number, number];
   /** A two-base delta whose joined dictionary is `size` bytes. */
@@ -484,28 +515,17 @@ test('native/codec.c: jobs take their buffers from a few decoder states, a large
   const lone = Float64Array.from([0, 0, t.sealed.length, 2, t.changed.length, 1, 0, -3, 0, t.joined.length, 0, -1]);
   await new Promise<void>((resolve) => addon.run(ctx, [Buffer.from(t.sealed), out], lone, st2, Buffer.alloc(32), () => resolve()));
   assert.equal(st2[0], 1, 'the joined dictionary of an earlier job: S_RANGE');
-});
+}));
 
-test('native/codec.c: a chain whose levels are over KEEP sets the state’s own level buffers aside, not free: the small chains after it map none', { skip }, async () => {
+test('native/codec.c: a chain whose levels are over KEEP sets the state’s own level buffers aside, not free: the small chains after it map none', { skip }, () =>
+  // (counts of buffers mapped: no idle buffers given back because the machine paused between two jobs)
+  withIdleMs(3_600_000, async () => {
   const addon = codecNative()!;
   const [, , keep] = Array.from(addon.stats()) as [number, number, number, number];
-  /** A chain of three versions of `size` bytes (a full root and two deltas), as Repository.chainMsg gives it. */
-  const chainOf = (size: number, seed: number) => {
-    const v0 = text(size, seed);
-    const v1 = Buffer.concat([v0.subarray(0, size >> 1), Buffer.from(`edit ${seed}`), v0.subarray((size >> 1) + 9)]);
-    const v2 = Buffer.concat([Buffer.from(`top ${seed}`), v1.subarray(8)]);
-    const e = [codec.encode(v0), codec.encode(v1, v0), codec.encode(v2, v1)];
-    assert.deepEqual(e.map((x) => x.compression), [1, 2, 2]);
-    return { last: v2, msg: { sealed: e.map((x) => x.sealed), compression: e.map((x) => x.compression), rawLength: [v0.length, v1.length, v2.length], what: ['blob 0', 'blob 1', 'blob 2'] } };
-  };
   const small = chainOf(Math.floor(keep * 0.7), 41); // the levels fit the state's own buffers
   const large = chainOf(Math.floor(keep * 1.4), 42); // they do not: two buffers over KEEP
   const p = pool();
-  const run = async (c: typeof small) => {
-    const r = await p.decodeChain({ ...c.msg, sealed: c.msg.sealed.map((x) => Buffer.from(x)) });
-    assert.ok(r.data.equals(c.last));
-    assert.equal(r.id, blobId(idKey, c.last));
-  };
+  const run = (c: typeof small) => decodeChainOf(p, c);
   // one after the other: one state (the last one given back is taken first)
   await run(small);
   await run(large);
@@ -522,4 +542,50 @@ test('native/codec.c: a chain whose levels are over KEEP sets the state’s own 
   // mapped again by the small chain after it, two more per round: 18.
   assert.ok(maps1! - maps0! <= 6, `buffers mapped for 6 rounds of a large chain and two small ones: ${maps1! - maps0!}`);
   await p.close();
+}));
+
+test('native/codec.c: an idle decoder state\'s buffers and the spares are given back once unused for the idle time (a second state made for two jobs at once does not keep its chain levels for the rest of the command); the next jobs decode as before', { skip }, async () => {
+  const addon = codecNative()!;
+  const [, , keep] = Array.from(addon.stats()) as [number, number, number, number];
+  const chains = [51, 52, 53, 54].map((seed) => chainOf(Math.floor(keep * 0.7), seed));
+  const large = chainOf(Math.floor(keep * 1.4), 55); // levels over KEEP: given to the spares after the job
+  const tiny = chainOf(100_000, 56);
+  const p = pool(); // 2 jobs at once
+  /** Bytes given back so far: idle states' buffers, spares. */
+  const aged = () => [addon.stats()[4]!, addon.stats()[5]!];
+  /** The bytes given back by a job run once the others have been idle for 60 ms: [states', spares']. */
+  const after = async (): Promise<number[]> => {
+    const before = aged();
+    await new Promise((r) => setTimeout(r, 60));
+    await decodeChainOf(p, tiny);
+    return aged().map((x, k) => x - before[k]!);
+  };
+  /** Jobs 2 at a time until two idle decoder states hold chain levels (the pool's threads may take them one after the other). */
+  const twoHold = async () => {
+    for (let round = 0; round < 100 && addon.stats()[7]! < 2; round++) await Promise.all(chains.map((c) => decodeChainOf(p, c)));
+    assert.ok(addon.stats()[7]! >= 2, 'two idle decoder states hold buffers');
+  };
+  try {
+    // a long idle time: nothing given back
+    await withIdleMs(3_600_000, async () => {
+      await decodeChainOf(p, large);
+      assert.deepEqual(await after(), [0, 0], 'the spares are kept');
+      await twoHold();
+      assert.deepEqual(await after(), [0, 0], "the other state's buffers are kept");
+    });
+    // 20 ms: the large chain's spares, then the other state's levels (two of 0.7 KEEP at least) are given
+    // back after the next job; the states decode again with new buffers
+    await withIdleMs(20, async () => {
+      await decodeChainOf(p, large);
+      const [, spares] = await after();
+      assert.ok(spares! >= 1.4 * keep, `bytes of the spares given back: ${spares}`);
+      await twoHold();
+      const [states] = await after();
+      assert.ok(states! >= 2 * 0.7 * keep, `bytes of the idle state's buffers given back: ${states}`);
+      assert.equal(addon.stats()[7], 1, 'only the state that ran the last job holds buffers');
+      await Promise.all([...chains, large].map((c) => decodeChainOf(p, c)));
+    });
+  } finally {
+    await p.close();
+  }
 });

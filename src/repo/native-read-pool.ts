@@ -44,8 +44,14 @@ interface CodecAddon {
   open(encKey: Uint8Array, idKey: Uint8Array): unknown;
   run(ctx: unknown, bufs: Array<ArrayBuffer | ArrayBufferView>, steps: Float64Array, status: Float64Array, ids: Uint8Array, cb: (msgs: Array<string | undefined>) => void): void;
   detach(ab: ArrayBuffer): void;
-  /** [decoder states made, scratch buffers newly allocated, KEEP, SPARE] (tests, measurements) */
+  /**
+   * [decoder states made, scratch buffers newly allocated, KEEP, SPARE, bytes of idle states' buffers given back,
+   * bytes of spares given back (both after the idle time unused), the idle time in ms, idle states holding buffers]
+   * (tests, measurements)
+   */
   stats(): Float64Array;
+  /** The idle time after which an idle decoder state's buffers and the spares are given back (tests: 0 .. 3600000 ms). */
+  idleMs(ms: number): void;
 }
 
 /** The addon, or undefined (not built, LIFEBOAT_NO_NATIVE=1, or LIFEBOAT_NATIVE_READ=0: the decode worker). */
