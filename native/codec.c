@@ -129,7 +129,7 @@ typedef struct rd_state {
   uint8_t *stream;
   uint8_t *piece;
   tbuf tb[3];
-  /* when it last went idle (now_ms): an idle state whose buffers sat unused for IDLE_MS gives them back (state_idle) */
+  /* when it last went idle (mem_now_ms): another job's end frees its buffers once they sat unused for the idle time (execute) */
   uint64_t idleAt;
   struct rd_state *next;
 } rd_state;
@@ -703,10 +703,11 @@ static void execute(napi_env env, void *data) {
     j->msgs[i] = msg;
   }
   scratch_trim();
-  const uint64_t now = mem_now_ms();
   const uint64_t idle = __atomic_load_n(&rd_idle_ms, __ATOMIC_RELAXED);
-  S->idleAt = now;
   pthread_mutex_lock(&rd_lock);
+  /* read under the lock: every state on the list went idle before it (no idleAt after now) */
+  const uint64_t now = mem_now_ms();
+  S->idleAt = now;
   /*
    * Another idle state whose buffers sat unused for IDLE_MS gives them back: the states are taken
    * last-in first-out, so where jobs run one at a time (a backup's delta bases) one state does all
@@ -715,7 +716,7 @@ static void execute(napi_env env, void *data) {
    * time (restore, check) no state stays idle that long.
    */
   for (rd_state *x = rd_idle; x; x = x->next)
-    if (now - x->idleAt >= idle && state_holds(x)) __atomic_fetch_add(&rd_aged_bytes, state_unbuffer(x), __ATOMIC_RELAXED);
+    if (x->idleAt <= now && now - x->idleAt >= idle && state_holds(x)) __atomic_fetch_add(&rd_aged_bytes, state_unbuffer(x), __ATOMIC_RELAXED);
   S->next = rd_idle;
   rd_idle = S;
   pthread_mutex_unlock(&rd_lock);

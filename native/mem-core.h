@@ -139,7 +139,7 @@ static inline size_t mem_spare_age(mem_spares *s, uint64_t now, uint64_t ms) {
   size_t bytes = 0;
   pthread_mutex_lock(&s->lock);
   for (int k = 0; k < s->slots; k++) {
-    if (!s->b[k].p || now - s->b[k].at < ms) continue;
+    if (!s->b[k].p || s->b[k].at > now || now - s->b[k].at < ms) continue; /* (kept by another thread since `now`) */
     old[n++] = s->b[k].p;
     bytes += s->b[k].size;
     s->bytes -= s->b[k].size;
