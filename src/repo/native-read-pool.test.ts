@@ -462,87 +462,87 @@ test('native/codec.c: steps with random indexes, offsets, lengths and kinds neve
 test('native/codec.c: jobs take their buffers from a few decoder states, a larger joined dictionary from the spares (not mapped again per job); a job starts with them empty', { skip }, () =>
   // (counts of buffers mapped: no idle buffers given back because the machine paused between two jobs)
   withIdleMs(3_600_000, async () => {
-  const addon = codecNative()!;
-  const [, , keep, spare] = Array.from(addon.stats()) as [number, number, number, number];
-  /** A two-base delta whose joined dictionary is `size` bytes. */
-  const twoBase = (size: number, seed: number) => {
-    const half = Math.floor(size / 2);
-    const b1 = text(half, seed);
-    const b2 = text(half, seed + 1);
-    const joined = Buffer.concat([b1, b2]);
-    const changed = Buffer.concat([joined.subarray(0, 1000), Buffer.from('an edit'), joined.subarray(half - 200_000, half + 200_000)]);
-    const d = codec.encode(changed, joined);
-    assert.equal(d.compression, 2);
-    return { b1, b2, joined, changed, sealed: d.sealed };
-  };
-  const p = pool(); // 2 jobs at once
-  const decodeOf = (t: ReturnType<typeof twoBase>) => async () => {
-    const r = await p.decode(Buffer.from(t.sealed), 2, t.changed.length, 'blob joined', [t.b1, t.b2]);
-    assert.ok(r.data.equals(t.changed));
-  };
-  // most of KEEP: each state keeps it
-  const small = decodeOf(twoBase(Math.floor(keep * 0.9), 11));
-  await Promise.all([small(), small()]);
-  const [made0, maps0] = addon.stats();
-  for (let round = 0; round < 6; round++) await Promise.all([small(), small(), small(), small()]);
-  const [made1, maps1] = addon.stats();
-  // 24 jobs, at most 2 at once: at most one more state, and no buffer mapped per job
-  assert.ok(made1! - made0! <= 1, `states made: ${made1! - made0!}`);
-  assert.ok(maps1! - maps0! <= 4, `buffers mapped for 24 jobs: ${maps1! - maps0!}`);
-  // over KEEP but under SPARE: given back after each job and taken by the next
-  assert.ok(spare > keep, 'SPARE over KEEP');
-  const large = decodeOf(twoBase(Math.floor((keep + spare) / 2), 21));
-  await large();
-  const [, maps2] = addon.stats();
-  for (let round = 0; round < 8; round++) await large();
-  const [, maps3] = addon.stats();
-  assert.ok(maps3! - maps2! <= 1, `buffers mapped for 8 jobs with a dictionary over KEEP: ${maps3! - maps2!}`);
-  await p.close();
-  // a job naming the joined dictionary (-3) without joining it first finds it empty: nothing of an earlier job's
-  const t = twoBase(200_000, 31);
-  const ctx = addon.open(encKey, idKey);
-  const out = Buffer.alloc(t.changed.length);
-  const steps = Float64Array.from([
-    ...[0, 0, t.b1.length, -2, t.joined.length, -1, 0, -1, 0, 0, 0, 0],
-    ...[1, 0, t.b2.length, -2, 0, -1, t.b1.length, -1, 0, 0, 0, 0],
-    ...[2, 0, t.sealed.length, 2, t.changed.length, 3, 0, -3, 0, t.joined.length, 0, 0],
-  ]);
-  const st = new Float64Array(6);
-  await new Promise<void>((resolve) => addon.run(ctx, [t.b1, t.b2, Buffer.from(t.sealed), out], steps, st, Buffer.alloc(3 * 32), () => resolve()));
-  assert.deepEqual(Array.from(st).filter((_, k) => k % 2 === 0), [0, 0, 0]);
-  assert.ok(out.equals(t.changed));
-  const st2 = new Float64Array(2);
-  const lone = Float64Array.from([0, 0, t.sealed.length, 2, t.changed.length, 1, 0, -3, 0, t.joined.length, 0, -1]);
-  await new Promise<void>((resolve) => addon.run(ctx, [Buffer.from(t.sealed), out], lone, st2, Buffer.alloc(32), () => resolve()));
-  assert.equal(st2[0], 1, 'the joined dictionary of an earlier job: S_RANGE');
-}));
+    const addon = codecNative()!;
+    const [, , keep, spare] = Array.from(addon.stats()) as [number, number, number, number];
+    /** A two-base delta whose joined dictionary is `size` bytes. */
+    const twoBase = (size: number, seed: number) => {
+      const half = Math.floor(size / 2);
+      const b1 = text(half, seed);
+      const b2 = text(half, seed + 1);
+      const joined = Buffer.concat([b1, b2]);
+      const changed = Buffer.concat([joined.subarray(0, 1000), Buffer.from('an edit'), joined.subarray(half - 200_000, half + 200_000)]);
+      const d = codec.encode(changed, joined);
+      assert.equal(d.compression, 2);
+      return { b1, b2, joined, changed, sealed: d.sealed };
+    };
+    const p = pool(); // 2 jobs at once
+    const decodeOf = (t: ReturnType<typeof twoBase>) => async () => {
+      const r = await p.decode(Buffer.from(t.sealed), 2, t.changed.length, 'blob joined', [t.b1, t.b2]);
+      assert.ok(r.data.equals(t.changed));
+    };
+    // most of KEEP: each state keeps it
+    const small = decodeOf(twoBase(Math.floor(keep * 0.9), 11));
+    await Promise.all([small(), small()]);
+    const [made0, maps0] = addon.stats();
+    for (let round = 0; round < 6; round++) await Promise.all([small(), small(), small(), small()]);
+    const [made1, maps1] = addon.stats();
+    // 24 jobs, at most 2 at once: at most one more state, and no buffer mapped per job
+    assert.ok(made1! - made0! <= 1, `states made: ${made1! - made0!}`);
+    assert.ok(maps1! - maps0! <= 4, `buffers mapped for 24 jobs: ${maps1! - maps0!}`);
+    // over KEEP but under SPARE: given back after each job and taken by the next
+    assert.ok(spare > keep, 'SPARE over KEEP');
+    const large = decodeOf(twoBase(Math.floor((keep + spare) / 2), 21));
+    await large();
+    const [, maps2] = addon.stats();
+    for (let round = 0; round < 8; round++) await large();
+    const [, maps3] = addon.stats();
+    assert.ok(maps3! - maps2! <= 1, `buffers mapped for 8 jobs with a dictionary over KEEP: ${maps3! - maps2!}`);
+    await p.close();
+    // a job naming the joined dictionary (-3) without joining it first finds it empty: nothing of an earlier job's
+    const t = twoBase(200_000, 31);
+    const ctx = addon.open(encKey, idKey);
+    const out = Buffer.alloc(t.changed.length);
+    const steps = Float64Array.from([
+      ...[0, 0, t.b1.length, -2, t.joined.length, -1, 0, -1, 0, 0, 0, 0],
+      ...[1, 0, t.b2.length, -2, 0, -1, t.b1.length, -1, 0, 0, 0, 0],
+      ...[2, 0, t.sealed.length, 2, t.changed.length, 3, 0, -3, 0, t.joined.length, 0, 0],
+    ]);
+    const st = new Float64Array(6);
+    await new Promise<void>((resolve) => addon.run(ctx, [t.b1, t.b2, Buffer.from(t.sealed), out], steps, st, Buffer.alloc(3 * 32), () => resolve()));
+    assert.deepEqual(Array.from(st).filter((_, k) => k % 2 === 0), [0, 0, 0]);
+    assert.ok(out.equals(t.changed));
+    const st2 = new Float64Array(2);
+    const lone = Float64Array.from([0, 0, t.sealed.length, 2, t.changed.length, 1, 0, -3, 0, t.joined.length, 0, -1]);
+    await new Promise<void>((resolve) => addon.run(ctx, [Buffer.from(t.sealed), out], lone, st2, Buffer.alloc(32), () => resolve()));
+    assert.equal(st2[0], 1, 'the joined dictionary of an earlier job: S_RANGE');
+  }));
 
 test('native/codec.c: a chain whose levels are over KEEP sets the state’s own level buffers aside, not free: the small chains after it map none', { skip }, () =>
   // (counts of buffers mapped: no idle buffers given back because the machine paused between two jobs)
   withIdleMs(3_600_000, async () => {
-  const addon = codecNative()!;
-  const [, , keep] = Array.from(addon.stats()) as [number, number, number, number];
-  const small = chainOf(Math.floor(keep * 0.7), 41); // the levels fit the state's own buffers
-  const large = chainOf(Math.floor(keep * 1.4), 42); // they do not: two buffers over KEEP
-  const p = pool();
-  const run = (c: typeof small) => decodeChainOf(p, c);
-  // one after the other: one state (the last one given back is taken first)
-  await run(small);
-  await run(large);
-  await run(small);
-  const [, maps0] = addon.stats();
-  for (let round = 0; round < 6; round++) {
+    const addon = codecNative()!;
+    const [, , keep] = Array.from(addon.stats()) as [number, number, number, number];
+    const small = chainOf(Math.floor(keep * 0.7), 41); // the levels fit the state's own buffers
+    const large = chainOf(Math.floor(keep * 1.4), 42); // they do not: two buffers over KEEP
+    const p = pool();
+    const run = (c: typeof small) => decodeChainOf(p, c);
+    // one after the other: one state (the last one given back is taken first)
+    await run(small);
     await run(large);
     await run(small);
-    await run(small);
-  }
-  const [, maps1] = addon.stats();
-  // At most one per round: a large chain's second buffer over KEEP when the spares are taken (earlier tests
-  // in this process leave larger ones there). Freed after each large chain, the state's own buffers were
-  // mapped again by the small chain after it, two more per round: 18.
-  assert.ok(maps1! - maps0! <= 6, `buffers mapped for 6 rounds of a large chain and two small ones: ${maps1! - maps0!}`);
-  await p.close();
-}));
+    const [, maps0] = addon.stats();
+    for (let round = 0; round < 6; round++) {
+      await run(large);
+      await run(small);
+      await run(small);
+    }
+    const [, maps1] = addon.stats();
+    // At most one per round: a large chain's second buffer over KEEP when the spares are taken (earlier tests
+    // in this process leave larger ones there). Freed after each large chain, the state's own buffers were
+    // mapped again by the small chain after it, two more per round: 18.
+    assert.ok(maps1! - maps0! <= 6, `buffers mapped for 6 rounds of a large chain and two small ones: ${maps1! - maps0!}`);
+    await p.close();
+  }));
 
 test('native/codec.c: an idle decoder state\'s buffers and the spares are given back once unused for the idle time (a second state made for two jobs at once does not keep its chain levels for the rest of the command); the next jobs decode as before', { skip }, async () => {
   const addon = codecNative()!;

@@ -91,11 +91,6 @@ function rows(n: number, v: number, seed = 0): Buffer {
   return Buffer.from(out.join('\n'));
 }
 
-/**
- * A repository of delta blobs in packs as `layout` groups them: v0 and other (full), v1 (a delta on v0),
- * top (on v1), top2 (on v1 and other) and top3 (on top2: a base not on a single-base chain, loaded
- * through the read cache). Opened anew (the index read from its files).
- */
 /** Every pack of `order` read with one ProvenBlobs, in that order: what each read found, and the ProvenBlobs. */
 async function readInOrder(r: Repository, order: Array<{ id: string; size: number }>, forward: boolean) {
   const proven = new ProvenBlobs(r, order.map((p) => p.id), undefined, forward);
@@ -107,6 +102,11 @@ async function readInOrder(r: Repository, order: Array<{ id: string; size: numbe
   return { proven, found };
 }
 
+/**
+ * A repository of delta blobs in packs as `layout` groups them: v0 and other (full), v1 (a delta on v0),
+ * top (on v1), top2 (on v1 and other) and top3 (on top2: a base not on a single-base chain, loaded
+ * through the read cache). Opened anew (the index read from its files).
+ */
 async function deltaRepo(dir: string, layout: Array<Array<'v0' | 'other' | 'v1' | 'top' | 'top2' | 'top3'>>) {
   const repo = await Repository.init(new LocalStorage(dir), 'pw');
   const codec = new BlobCodec(repo.key.encKey, 3);
