@@ -110,8 +110,9 @@ export async function readLocks(storage: Storage, encKey: Buffer): Promise<LockE
         }
         // A backend that writes objects in place (rclone's local remote behind `serve restic`) lists a
         // refresh's object while it is being written: read it once more, a moment later, before judging it
-        // (judged unreadable, it was a second, stale lock beside the live one, and `unlock` removed it)
-        if (known !== 'unreadable' && !suspect.has(f.name)) {
+        // (judged unreadable, it was a second, stale lock beside the live one, and `unlock` removed it).
+        // (One already judged unreadable is in `suspect`: it passed here once.)
+        if (!suspect.has(f.name)) {
           suspect.add(f.name);
           partial = true;
           continue;
