@@ -84,6 +84,53 @@ test('readPackData: an intact pack verifies, read in ranges, with or without loa
   }
 });
 
+test('readPackData with loadInto: the blob area is read into the reused buffers alone (the tail\'s part of the last ranges copied from it, not loaded again); blobs in the tail and across its start verify, and damage there is found and named', async () => {
+  const p = await onePack();
+  try {
+    const loads: Array<{ offset: number; length: number }> = [];
+    const counting = new Proxy(p.repo.storage, {
+      get(target, prop, recv) {
+        const v = Reflect.get(target, prop, recv) as unknown;
+        if (prop === 'load') {
+          return (type: never, name: string, range?: { offset: number; length: number }) => {
+            if (name === p.pack && range) loads.push(range);
+            return (v as Storage['load']).call(target, type, name, range);
+          };
+        }
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const repo = await Repository.open(counting, 'pw');
+    const buf = await fsp.readFile(p.file);
+    const headerStart = p.size - 4 - buf.readUInt32LE(p.size - 4);
+    const tailStart = p.size - 256 * 1024;
+    const byOffset = [...repo.index.inPack(p.pack)].map(([id, e]) => ({ id, e })).sort((a, b) => a.e.offset - b.e.offset);
+    const across = byOffset.find((x) => x.e.offset < tailStart && x.e.offset + x.e.length > tailStart);
+    const inTail = byOffset[byOffset.length - 1]!;
+    assert.ok(across && inTail.e.offset > tailStart, 'a blob across the tail\'s start and one inside the tail');
+    const ok = await readPackData(repo, p.pack, p.size, new RangeBuffers());
+    assert.deepEqual({ hashOk: ok.hashOk, damaged: ok.damaged, bytesRead: ok.bytesRead }, { hashOk: true, damaged: [], bytesRead: p.size });
+    // only the tail (and a header starting before it) were loaded: nothing of the blob area before the tail
+    assert.ok(loads.length > 0 && loads.every((r) => r.offset >= Math.min(headerStart, tailStart)), JSON.stringify({ loads, headerStart, tailStart }));
+
+    for (const victim of [across, inTail]) {
+      const at = victim === across ? tailStart + 3 : victim.e.offset + 40; // (across: a byte in the tail's part)
+      buf[at]! ^= 1;
+      await fsp.writeFile(p.file, buf);
+      const bad = await readPackData(repo, p.pack, p.size, new RangeBuffers());
+      assert.equal(bad.hashOk, false);
+      assert.deepEqual(bad.damaged.map(([id]) => id), [victim.id]);
+      assert.match(bad.damaged[0]![1], /authentication failed/);
+      buf[at]! ^= 1;
+      await fsp.writeFile(p.file, buf);
+    }
+    await repo.close();
+  } finally {
+    await p.repo.close();
+    await fsp.rm(p.dir, { recursive: true, force: true });
+  }
+});
+
 /** Text rows; `v` changes a few of them (the versions of a changed file's chunk). */
 function rows(n: number, v: number, seed = 0): Buffer {
   const out: string[] = [];

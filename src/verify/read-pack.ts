@@ -478,18 +478,25 @@ export async function readPackData(
   const storage = repo.storage;
   /** A range's bytes; `reused`: in a buffer of `buffers` (its whole ArrayBuffer is ours to transfer). */
   const read = async (start: number, end: number): Promise<{ data: Buffer; reused: boolean }> => {
-    // The part of the range already in the tail buffer is taken from there.
-    if (start >= tailStart) return { data: Buffer.from(tail.subarray(start - tailStart, end - tailStart)), reused: false };
-    if (end > tailStart) return { data: Buffer.concat([await load(start, tailStart - start), tail.subarray(0, end - tailStart)]), reused: false };
-    if (!storage.loadInto) return { data: await load(start, end - start), reused: false };
+    // The part of the range already in the tail buffer is taken from there (not read again: a request more per
+    // pack on a remote storage).
+    const head = Math.max(0, Math.min(end, tailStart) - start);
+    if (!storage.loadInto) {
+      if (start >= tailStart) return { data: Buffer.from(tail.subarray(start - tailStart, end - tailStart)), reused: false };
+      if (end > tailStart) return { data: Buffer.concat([await load(start, head), tail.subarray(0, end - tailStart)]), reused: false };
+      return { data: await load(start, end - start), reused: false };
+    }
+    // Into a reused buffer, the tail's part copied in: a fresh buffer per pack for its last ranges (the read
+    // before the tail, then the two joined) was ~8% of check's page faults (55 packs: ~30 MB of new pages)
     const data = buffers.take(end - start);
     try {
-      await storage.loadInto('data', pack, start, data);
+      if (head > 0) await storage.loadInto('data', pack, start, data.subarray(0, head));
     } catch (err) {
       buffers.give(data.buffer as ArrayBuffer);
       throw err;
     }
-    res.bytesRead += data.length;
+    if (end > tailStart) tail.copy(data, head, Math.max(start, tailStart) - tailStart, end - tailStart);
+    res.bytesRead += head;
     return { data, reused: true };
   };
   const quiet = <T>(p: Promise<T>): Promise<T> => {
