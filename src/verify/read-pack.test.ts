@@ -88,6 +88,7 @@ test('readPackData with loadInto: the blob area is read into the reused buffers 
   const p = await onePack();
   try {
     const loads: Array<{ offset: number; length: number }> = [];
+    const into: Array<{ offset: number; target: Uint8Array }> = [];
     const counting = new Proxy(p.repo.storage, {
       get(target, prop, recv) {
         const v = Reflect.get(target, prop, recv) as unknown;
@@ -95,6 +96,12 @@ test('readPackData with loadInto: the blob area is read into the reused buffers 
           return (type: never, name: string, range?: { offset: number; length: number }) => {
             if (name === p.pack && range) loads.push(range);
             return (v as Storage['load']).call(target, type, name, range);
+          };
+        }
+        if (prop === 'loadInto') {
+          return (type: never, name: string, offset: number, t: Uint8Array) => {
+            if (name === p.pack) into.push({ offset, target: t });
+            return (v as NonNullable<Storage['loadInto']>).call(target, type, name, offset, t);
           };
         }
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
@@ -108,10 +115,15 @@ test('readPackData with loadInto: the blob area is read into the reused buffers 
     const across = byOffset.find((x) => x.e.offset < tailStart && x.e.offset + x.e.length > tailStart);
     const inTail = byOffset[byOffset.length - 1]!;
     assert.ok(across && inTail.e.offset > tailStart, 'a blob across the tail\'s start and one inside the tail');
-    const ok = await readPackData(repo, p.pack, p.size, new RangeBuffers());
+    const buffers = new RangeBuffers();
+    const ok = await readPackData(repo, p.pack, p.size, buffers);
     assert.deepEqual({ hashOk: ok.hashOk, damaged: ok.damaged, bytesRead: ok.bytesRead }, { hashOk: true, damaged: [], bytesRead: p.size });
-    // only the tail (and a header starting before it) were loaded: nothing of the blob area before the tail
-    assert.ok(loads.length > 0 && loads.every((r) => r.offset >= Math.min(headerStart, tailStart)), JSON.stringify({ loads, headerStart, tailStart }));
+    // nothing of the blob area before the tail loaded into a buffer of its own (only a header starting before the tail would be)
+    assert.ok(loads.every((r) => r.offset >= Math.min(headerStart, tailStart)), JSON.stringify({ loads, headerStart, tailStart }));
+    // the tail read into the buffers' tail buffer, handed back for the next pack
+    const tailRead = into.find((x) => x.offset === tailStart && x.target.length === p.size - tailStart);
+    assert.ok(tailRead, 'the tail is read into a buffer of the RangeBuffers');
+    assert.equal(buffers.takeTail(1000).buffer, tailRead.target.buffer);
 
     for (const victim of [across, inTail]) {
       const at = victim === across ? tailStart + 3 : victim.e.offset + 40; // (across: a byte in the tail's part)
