@@ -26,16 +26,19 @@ async function onePack(): Promise<{ dir: string; repo: Repository; pack: string;
   return { dir, repo, pack, size, file: path.join(dir, 'data', pack.slice(0, 2), pack) };
 }
 
-/** The same storage without loadInto (as a backend that does not offer it). */
-function withoutLoadInto(inner: Storage): Storage {
+/** `inner` with some of its members replaced (the others bound to it). */
+function storageWith(inner: Storage, patch: Partial<Storage>): Storage {
   return new Proxy(inner, {
     get(target, prop, recv) {
-      if (prop === 'loadInto') return undefined;
+      if (prop in patch) return patch[prop as keyof Storage];
       const v = Reflect.get(target, prop, recv) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
 }
+
+/** The same storage without loadInto (as a backend that does not offer it). */
+const withoutLoadInto = (inner: Storage): Storage => storageWith(inner, { loadInto: undefined });
 
 test('readPackData: an intact pack verifies, read in ranges, with or without loadInto; damage is found and named', async () => {
   const p = await onePack();
@@ -89,22 +92,15 @@ test('readPackData with loadInto: the blob area is read into the reused buffers 
   try {
     const loads: Array<{ offset: number; length: number }> = [];
     const into: Array<{ offset: number; target: Uint8Array }> = [];
-    const counting = new Proxy(p.repo.storage, {
-      get(target, prop, recv) {
-        const v = Reflect.get(target, prop, recv) as unknown;
-        if (prop === 'load') {
-          return (type: never, name: string, range?: { offset: number; length: number }) => {
-            if (name === p.pack && range) loads.push(range);
-            return (v as Storage['load']).call(target, type, name, range);
-          };
-        }
-        if (prop === 'loadInto') {
-          return (type: never, name: string, offset: number, t: Uint8Array) => {
-            if (name === p.pack) into.push({ offset, target: t });
-            return (v as NonNullable<Storage['loadInto']>).call(target, type, name, offset, t);
-          };
-        }
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    const inner = p.repo.storage;
+    const counting = storageWith(inner, {
+      load: (type, name, range) => {
+        if (name === p.pack && range) loads.push(range);
+        return inner.load(type, name, range);
+      },
+      loadInto: (type, name, offset, t) => {
+        if (name === p.pack) into.push({ offset, target: t });
+        return inner.loadInto!(type, name, offset, t);
       },
     });
     const repo = await Repository.open(counting, 'pw');

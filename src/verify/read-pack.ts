@@ -237,19 +237,24 @@ export async function readPackData(
 ): Promise<PackReadResult> {
   const res: PackReadResult = { hashOk: false, damaged: [], bytesRead: 0 };
   proven?.started(pack);
+  const storage = repo.storage;
   const load = async (offset: number, length: number): Promise<Buffer> => {
-    const b = await repo.storage.load('data', pack, { offset, length });
+    const b = await storage.load('data', pack, { offset, length });
     res.bytesRead += b.length;
     return b;
+  };
+  /** load() into the caller's buffer (only where the storage has loadInto). */
+  const loadInto = async (offset: number, target: Buffer): Promise<void> => {
+    await storage.loadInto!('data', pack, offset, target);
+    res.bytesRead += target.length;
   };
   let tailStart = size - Math.min(size, TAIL);
   // (into the tail buffer of `buffers`, given back once the pack is hashed: a fresh one per pack was ~5% of check's page faults)
   let ownTail: Buffer | undefined;
   let tail: Buffer;
-  if (repo.storage.loadInto) {
+  if (storage.loadInto) {
     ownTail = tail = buffers.takeTail(size - tailStart);
-    await repo.storage.loadInto('data', pack, tailStart, tail);
-    res.bytesRead += tail.length;
+    await loadInto(tailStart, tail);
   } else tail = await load(tailStart, size - tailStart);
   const hlen = size >= 4 ? tail.readUInt32LE(tail.length - 4) : 0;
   let blobs: PackBlob[] | undefined;
@@ -495,7 +500,6 @@ export async function readPackData(
     const last = repo.index.get(path[path.length - 1]!)!;
     return n <= chainBytesLimit(last.rawLength) ? n : undefined;
   };
-  const storage = repo.storage;
   /** A range's bytes; `reused`: in a buffer of `buffers` (its whole ArrayBuffer is ours to transfer). */
   const read = async (start: number, end: number): Promise<{ data: Buffer; reused: boolean }> => {
     // The part of the range already in the tail buffer is taken from there (not read again: a request more per
@@ -510,13 +514,12 @@ export async function readPackData(
     // before the tail, then the two joined) was ~8% of check's page faults (55 packs: ~30 MB of new pages)
     const data = buffers.take(end - start);
     try {
-      if (head > 0) await storage.loadInto('data', pack, start, data.subarray(0, head));
+      if (head > 0) await loadInto(start, data.subarray(0, head));
     } catch (err) {
       buffers.give(data.buffer as ArrayBuffer);
       throw err;
     }
     if (end > tailStart) tail.copy(data, head, Math.max(start, tailStart) - tailStart, end - tailStart);
-    res.bytesRead += head;
     return { data, reused: true };
   };
   const quiet = <T>(p: Promise<T>): Promise<T> => {
