@@ -115,6 +115,28 @@ function checkRawName(id: string, raw: Buffer, shown: string): void {
   }
 }
 
+type WellFormed = { isWellFormed(): boolean; toWellFormed(): string };
+
+/**
+ * checkRawName for a name stored as a string (`name` without `nameBytes`), on the string itself:
+ * the name is written as its UTF-8 bytes, and those hold a 0x2f or a 0 exactly where the string
+ * holds '/' or NUL (every other character encodes to bytes of 0x80 and above; a lone surrogate to
+ * EF BF BD), and are "." or ".." only for those strings. Returns the name's key among the tree's
+ * string names: the string with each lone surrogate as U+FFFD, as its bytes are, so two names
+ * written to the same bytes are one name. Not through a Buffer: a restore decodes every tree on
+ * its main thread without V8's optimizing compiler (util/jit.ts), where the Buffer's creation,
+ * its two searches and its latin1 copy were about a third of decodeTree's time.
+ */
+function stringNameKey(id: string, name: string): string {
+  // UTF-8 takes 1-3 bytes per UTF-16 unit: over MAX_NAME units is over MAX_NAME bytes, under a third of it is not
+  const n = name.length;
+  if (n === 0 || n > MAX_NAME || (n > MAX_NAME / 3 && Buffer.byteLength(name, 'utf8') > MAX_NAME) || name.includes('/') || name.includes('\0') || name === '.' || name === '..') {
+    throw new IntegrityError(`tree ${id}: invalid node name ${JSON.stringify(name)}`);
+  }
+  const w = name as unknown as WellFormed;
+  return w.isWellFormed() ? name : w.toWellFormed();
+}
+
 /** Decode and validate a tree blob: every field read from the repository is checked before use. */
 export function decodeTree(buf: Buffer, id: string): Tree {
   let t: { v?: unknown; nodes?: unknown };
@@ -125,20 +147,29 @@ export function decodeTree(buf: Buffer, id: string): Tree {
   }
   if (!t || typeof t !== 'object' || !Array.isArray(t.nodes)) throw new IntegrityError(`tree ${id}: malformed`);
   if (t.v !== undefined && t.v !== 1 && t.v !== 2) throw new IntegrityError(`tree ${id}: unsupported tree version ${JSON.stringify(t.v)}`);
+  // Names are unique by their bytes. Names stored as strings, keyed by stringNameKey, and raw names (nameBytes), keyed by
+  // their bytes as latin1, are kept apart: raw names are never valid UTF-8 and string names always encode to valid UTF-8,
+  // so no name of one set has the bytes of a name of the other (a latin1 key may still equal a string name: "é").
   const seen = new Set<string>();
+  const seenRaw = new Set<string>();
   for (const n of t.nodes as TreeNode[]) {
     if (!n || typeof n !== 'object' || typeof n.name !== 'string') throw new IntegrityError(`tree ${id}: node without a name`);
-    let raw: Buffer;
+    let key: string;
+    let keys: Set<string>;
     if (n.nameBytes !== undefined) {
       if (typeof n.nameBytes !== 'string' || !BASE64.test(n.nameBytes) || n.nameBytes.length > MAX_NAME * 2) throw new IntegrityError(`tree ${id}: invalid nameBytes`);
-      raw = Buffer.from(n.nameBytes, 'base64');
+      const raw = Buffer.from(n.nameBytes, 'base64');
       if (isUtf8(raw)) throw new IntegrityError(`tree ${id}: nameBytes ${JSON.stringify(n.name)} is valid UTF-8 (must be in name)`);
       n.name = escapeBytes(raw); // the display form is derived, never trusted
-    } else raw = Buffer.from(n.name, 'utf8');
-    checkRawName(id, raw, n.name);
-    const key = raw.toString('latin1');
-    if (seen.has(key)) throw new IntegrityError(`tree ${id}: duplicate name ${JSON.stringify(n.name)}`);
-    seen.add(key);
+      checkRawName(id, raw, n.name);
+      key = raw.toString('latin1');
+      keys = seenRaw;
+    } else {
+      key = stringNameKey(id, n.name);
+      keys = seen;
+    }
+    if (keys.has(key)) throw new IntegrityError(`tree ${id}: duplicate name ${JSON.stringify(n.name)}`);
+    keys.add(key);
     const name = JSON.stringify(n.name);
     if (!TYPES.has(n.type)) throw new IntegrityError(`tree ${id}: node ${name} has invalid type`);
     if (!isUint(n.mode) || n.mode > 0o7777) throw new IntegrityError(`tree ${id}: node ${name} has an invalid mode`);
