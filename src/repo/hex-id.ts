@@ -21,8 +21,8 @@ const HEX_ID = /^[0-9a-f]{64}$/;
  * A regular expression and Buffer's native hex decoding, not a character loop: the lookups run
  * per chunk and per tree in a restore, whose main thread runs without V8's optimizing compiler
  * (util/jit.ts), and there the loop took ~4.5 µs an id against ~1.2 µs (a full restore of the
- * bench's 23,000 files: ~130 ms of its main thread; docs/benchmarks.md, "Index lookups' hex ids
- * decoded natively"). Optimized, the two are within 0.2 µs of each other. The expression is
+ * bench's 23,000 files: ~130 ms of its main thread; docs/benchmarks.md, "A restore's main
+ * thread: index lookups' hex ids and tree names"). Optimized, the two are within 0.2 µs of each other. The expression is
  * checked first: Buffer's decoding alone would take upper-case digits and stop silently at the
  * first other character.
  */
