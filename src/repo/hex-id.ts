@@ -13,7 +13,8 @@ export function isHexId(s: unknown): s is string {
   return true;
 }
 
-const HEX_ID = /^[0-9a-f]{64}$/;
+/** 64 lowercase hex digits: an id in a tree, a snapshot, a log archive or a stream record (one expression for all; not global, so it keeps no state between tests). */
+export const HEX_ID = /^[0-9a-f]{64}$/;
 
 /**
  * Decode a 64-digit lowercase hex id into out[0..32). False (out unspecified) when `s` is not such an id.

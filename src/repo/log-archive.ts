@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { IntegrityError, LifeboatError, NotFoundError, errorMessage } from '../errors.js';
 import { ContentWriter, readContent } from './content.js';
 import { blobId } from './crypto.js';
+import { HEX_ID } from './hex-id.js';
 import { type Repository, openJson, sealJson } from './repository.js';
 import { byCodeUnit } from '../util/compare.js';
 
@@ -74,7 +75,6 @@ export interface LogKind {
   compareNames: (a: string, b: string) => number;
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
 
 export function logObjectId(kind: LogKind, repo: Repository, archive: string, name: string): string {
   return blobId(repo.key.idKey, Buffer.from(`${kind.type}\0${archive}\0${name}`, 'utf8'));
@@ -94,9 +94,9 @@ export function validateLogEntry(kind: LogKind, x: unknown, id: string): LogEntr
     Number.isSafeInteger(e.size) &&
     (e.size as number) >= 0 &&
     typeof e.sha256 === 'string' &&
-    HEX64.test(e.sha256) &&
+    HEX_ID.test(e.sha256) &&
     Array.isArray(e.blobs) &&
-    e.blobs.every((b) => typeof b === 'string' && HEX64.test(b)) &&
+    e.blobs.every((b) => typeof b === 'string' && HEX_ID.test(b)) &&
     Array.isArray(e.sizes) &&
     e.sizes.length === e.blobs.length &&
     e.sizes.every((s) => Number.isSafeInteger(s) && s > 0) &&
@@ -116,7 +116,7 @@ function validHints(at: unknown, n: number): boolean {
         Array.isArray(h) &&
         h.length === 4 &&
         typeof h[0] === 'string' &&
-        HEX64.test(h[0]) &&
+        HEX_ID.test(h[0]) &&
         Number.isSafeInteger(h[1]) &&
         h[1] >= 0 &&
         Number.isSafeInteger(h[2]) &&

@@ -1,4 +1,5 @@
 import { IntegrityError } from '../errors.js';
+import { HEX_ID } from './hex-id.js';
 
 /**
  * Metadata a stream source records in the snapshot (snapshot.source).
@@ -64,14 +65,13 @@ export interface SnapshotWithId extends Snapshot {
   id: string;
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
 
 export function validateSnapshot(x: unknown, id: string): Snapshot {
   const s = x as Partial<Snapshot>;
   if (!s || s.v !== 1 || typeof s.time !== 'string' || Number.isNaN(Date.parse(s.time))) {
     throw new IntegrityError(`snapshot ${id}: malformed or unsupported`);
   }
-  if (typeof s.tree !== 'string' || !HEX64.test(s.tree)) throw new IntegrityError(`snapshot ${id}: invalid tree id`);
+  if (typeof s.tree !== 'string' || !HEX_ID.test(s.tree)) throw new IntegrityError(`snapshot ${id}: invalid tree id`);
   if (!Array.isArray(s.paths) || !Array.isArray(s.tags)) throw new IntegrityError(`snapshot ${id}: invalid paths/tags`);
   return s as Snapshot;
 }

@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { IntegrityError } from '../errors.js';
+import { HEX_ID } from './hex-id.js';
 
 export type NodeType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chardev' | 'blockdev' | 'socket';
 const TYPES: ReadonlySet<string> = new Set(['file', 'dir', 'symlink', 'fifo', 'chardev', 'blockdev', 'socket']);
@@ -99,7 +100,6 @@ export function encodeTree(tree: Tree): Buffer {
   return Buffer.from(JSON.stringify({ v: TREE_VERSION, nodes: keyed.map((x) => x.n) }));
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const NS = /^-?[0-9]{1,20}$/;
 const MAX_NAME = 4096;
@@ -180,7 +180,7 @@ export function decodeTree(buf: Buffer, id: string): Tree {
     if (n.nlink !== undefined && !isUint(n.nlink)) throw new IntegrityError(`tree ${id}: node ${name} has an invalid nlink`);
     if (n.rdev !== undefined && !isUint(n.rdev)) throw new IntegrityError(`tree ${id}: node ${name} has an invalid rdev`);
     if (n.type === 'file') {
-      if (!Array.isArray(n.content) || !n.content.every((c) => typeof c === 'string' && HEX64.test(c))) {
+      if (!Array.isArray(n.content) || !n.content.every((c) => typeof c === 'string' && HEX_ID.test(c))) {
         throw new IntegrityError(`tree ${id}: file ${name} has an invalid content list`);
       }
       if (n.sizes !== undefined && (!Array.isArray(n.sizes) || n.sizes.length !== n.content.length || !n.sizes.every(isUint))) {
@@ -197,7 +197,7 @@ export function decodeTree(buf: Buffer, id: string): Tree {
         }
       }
     }
-    if (n.type === 'dir' && (typeof n.subtree !== 'string' || !HEX64.test(n.subtree))) {
+    if (n.type === 'dir' && (typeof n.subtree !== 'string' || !HEX_ID.test(n.subtree))) {
       throw new IntegrityError(`tree ${id}: directory ${name} has no valid subtree`);
     }
     if (n.type === 'symlink') {

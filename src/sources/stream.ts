@@ -1,6 +1,7 @@
 import { fstatSync, read as fsRead } from 'node:fs';
 import { Readable, Transform, pipeline, type TransformCallback } from 'node:stream';
 import { IntegrityError, LifeboatError } from '../errors.js';
+import { HEX_ID } from '../repo/hex-id.js';
 import { type ChunkedContent, type ParentContent, readContent, storeReadable, storeReads } from '../repo/content.js';
 import type { Repository } from '../repo/repository.js';
 import type { BackupSummary, SnapshotWithId, StreamDigest } from '../repo/snapshot.js';
@@ -205,7 +206,6 @@ class FileIntake implements Intake {
   }
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
  * The `stream` record of a snapshot (untrusted: read from the repository),
@@ -215,7 +215,7 @@ export function streamDigestOf(snap: SnapshotWithId): StreamDigest | undefined {
   const d = (snap as { stream?: unknown }).stream;
   if (d === undefined) return undefined;
   const o = d as Partial<StreamDigest> | null;
-  if (!o || typeof o !== 'object' || !Number.isSafeInteger(o.bytes) || (o.bytes as number) < 0 || typeof o.sha256 !== 'string' || !HEX64.test(o.sha256)) {
+  if (!o || typeof o !== 'object' || !Number.isSafeInteger(o.bytes) || (o.bytes as number) < 0 || typeof o.sha256 !== 'string' || !HEX_ID.test(o.sha256)) {
     throw new IntegrityError(`snapshot ${snap.id.slice(0, 8)}: malformed stream record (byte count / SHA-256)`);
   }
   return { bytes: o.bytes as number, sha256: o.sha256 };
