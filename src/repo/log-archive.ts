@@ -75,7 +75,6 @@ export interface LogKind {
   compareNames: (a: string, b: string) => number;
 }
 
-
 export function logObjectId(kind: LogKind, repo: Repository, archive: string, name: string): string {
   return blobId(repo.key.idKey, Buffer.from(`${kind.type}\0${archive}\0${name}`, 'utf8'));
 }

@@ -65,7 +65,6 @@ export interface SnapshotWithId extends Snapshot {
   id: string;
 }
 
-
 export function validateSnapshot(x: unknown, id: string): Snapshot {
   const s = x as Partial<Snapshot>;
   if (!s || s.v !== 1 || typeof s.time !== 'string' || Number.isNaN(Date.parse(s.time))) {

@@ -206,7 +206,6 @@ class FileIntake implements Intake {
   }
 }
 
-
 /**
  * The `stream` record of a snapshot (untrusted: read from the repository),
  * or undefined for snapshots written before it existed. Malformed: integrity error.
