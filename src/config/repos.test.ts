@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from './load.js';
-import { defaultRepository, jobRepository, sourceRepository } from './repos.js';
+import { defaultRepository, jobRepository, openConfiguredRepo, sourceRepository } from './repos.js';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 
 const yaml = `
 repositories:
@@ -39,4 +42,30 @@ test('without defaults the first repository is used', () => {
   const cfg = parseConfig('repositories:\n  first: { location: /tmp/a }\n  second: { location: /tmp/b }\n', '/tmp/lifeboat.yaml');
   assert.equal(defaultRepository(cfg), 'first');
   assert.equal(sourceRepository(cfg, 'nothing'), 'first');
+});
+
+test('autoInit: jobs that start together on one empty location all open the one repository that was created', async () => {
+  process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
+  const dir = mkdtempSync(path.join(tmpdir(), 'lb-autoinit-race-'));
+  try {
+    writeFileSync(path.join(dir, 'pw'), 'race-pw');
+    const cfg = parseConfig('repositories:\n  main: { location: ./main, password: { file: ./pw }, autoInit: true }\n', path.join(dir, 'lifeboat.yaml'));
+    // rounds of 6 at once (a daemon's jobs at its start); each round on a new location
+    for (let round = 0; round < 5; round++) {
+      const loc = `./main-${round}`;
+      const c = { ...cfg, repositories: { main: { ...cfg.repositories.main!, location: loc } } };
+      const inits: string[] = [];
+      const repos = await Promise.all(Array.from({ length: 6 }, () => openConfiguredRepo(c, 'main', { onInit: (l) => inits.push(l) })));
+      try {
+        assert.ok(inits.length >= 1);
+        assert.equal(new Set(repos.map((r) => r.config.id)).size, 1, 'one repository');
+        // the keys of the inits that lost are gone: one key file is left
+        assert.deepEqual(readdirSync(path.join(dir, `main-${round}`, 'keys')).length, 1);
+      } finally {
+        for (const r of repos) await r.close();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -90,3 +90,34 @@ test('prewarmKeys overtaken by the open (a slow list): it starts nothing, and no
   assert.equal(after.started - before.started, 1, 'the open derived; the late prewarm did not');
   assert.equal(after.waiting, 0, 'no derived key outlives the open');
 });
+
+test('openWithPassword: a master key that `accept` rejects is passed over for the next key file; rejected by all, its error is thrown', async () => {
+  const r = await repoWithKey('right');
+  // a second key file under the same password wrapping another master key, listed first
+  const other = newMasterKey();
+  const otherName = await createKeyFile(r.storage, 'right', other);
+  const first = Object.create(r.storage) as LocalStorage;
+  first.list = async (type) => (await r.storage.list(type)).sort((a, b) => (a.name === otherName ? -1 : b.name === otherName ? 1 : 0));
+  assert.equal((await first.list('key'))[0]!.name, otherName);
+  const tried: Buffer[] = [];
+  const accept = (k: { encKey: Buffer }) => {
+    tried.push(k.encKey);
+    if (!k.encKey.equals(r.master.encKey)) throw new Error('config: authentication failed (data modified, truncated or from another repository)');
+  };
+  const { key, keyName } = await openWithPassword(first, 'right', accept);
+  assert.equal(keyName, r.name);
+  assert.deepEqual(key, r.master);
+  assert.deepEqual(tried, [other.encKey, r.master.encKey]);
+  // without accept the first key file that unwraps is taken (as before)
+  assert.equal((await openWithPassword(first, 'right')).keyName, otherName);
+  // nothing accepted: the rejection, not "wrong password"
+  await assert.rejects(openWithPassword(first, 'right', () => { throw new Error('config: authentication failed'); }), /config: authentication failed/);
+  // a rejection that is not an authentication failure (a key the config opens under, its content bad) is the one reported
+  await assert.rejects(
+    openWithPassword(first, 'right', (k) => {
+      throw new Error(k.encKey.equals(r.master.encKey) ? 'config: cannot decode' : 'config: authentication failed');
+    }),
+    /config: cannot decode/,
+  );
+  await assert.rejects(openWithPassword(first, 'wrong', accept), WrongPasswordError);
+});

@@ -165,26 +165,51 @@ export async function unwrapKeyFile(kf: KeyFile, name: string, password: string)
   return key;
 }
 
-/** Try every key file; returns the master key and the name of the key file that opened. */
-export async function openWithPassword(storage: Storage, password: string): Promise<{ key: MasterKey; keyName: string }> {
+/**
+ * Try every key file; returns the master key and the name of the key file that opened.
+ *
+ * `accept` (the repository's open passes a check that the config authenticates under the
+ * master key) is asked about every master key the password unwraps; one it rejects is passed
+ * over for the next key file. A key file can wrap another master key under the same password:
+ * the one written by an init that lost the race to create the config (Repository.init removes
+ * it again, but another process may list it meanwhile, and a kill -9 can leave it for good).
+ * If the password unwraps keys but `accept` rejects them all, its last error is thrown.
+ */
+export async function openWithPassword(
+  storage: Storage,
+  password: string,
+  accept?: (key: MasterKey) => void,
+): Promise<{ key: MasterKey; keyName: string }> {
   opens++;
   const files = await storage.list('key');
   if (files.length === 0) throw new LifeboatError(`repository at ${storage.location} has no key files`, 10);
   let lastErr: unknown;
+  let rejected: unknown;
   try {
     for (const f of files) {
+      let key: MasterKey;
       try {
         if (f.size > MAX_KEY_FILE) throw new IntegrityError(`key ${f.name}: ${f.size} bytes is larger than the format maximum for a key file (${MAX_KEY_FILE})`);
         const kf = parseKeyFile(await storage.load('key', f.name), f.name);
-        return { key: await unwrapKeyFile(kf, f.name, password), keyName: f.name };
+        key = await unwrapKeyFile(kf, f.name, password);
       } catch (err) {
         lastErr = err;
+        continue;
       }
+      try {
+        accept?.(key);
+      } catch (err) {
+        // a master key the config does not authenticate under says less than one it does (whose config is then damaged)
+        if (rejected === undefined || /authentication failed/.test((rejected as Error).message)) rejected = err;
+        continue;
+      }
+      return { key, keyName: f.name };
     }
   } finally {
     // what is left was a wrong guess (another repository or password): no derived key is kept
     warm.clear();
   }
+  if (rejected !== undefined) throw rejected;
   if (lastErr instanceof IntegrityError && !/authentication failed/.test(lastErr.message)) throw lastErr;
   throw new WrongPasswordError();
 }

@@ -575,3 +575,33 @@ test('the index is read with its files deciphered in place and each buffer freed
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('open passes over a key file under the same password that wraps another master key (left by an init that lost the race to write the config); a damaged config is still named', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-orphan-key-'));
+  try {
+    const storage = new LocalStorage(dir);
+    const repo = await Repository.init(storage, 'pw');
+    const { createKeyFile } = await import('./keys.js');
+    const { newMasterKey } = await import('./crypto.js');
+    const orphan = await createKeyFile(storage, 'pw', newMasterKey());
+    // the orphan is listed first, whatever the directory's order
+    const first = Object.create(storage) as LocalStorage;
+    first.list = async (type) => (await storage.list(type)).sort((a, b) => (a.name === orphan ? -1 : b.name === orphan ? 1 : 0));
+    assert.equal((await first.list('key'))[0]!.name, orphan);
+    const again = await Repository.open(first, 'pw');
+    assert.equal(again.config.id, repo.config.id);
+    assert.equal(again.keyName, repo.keyName);
+    assert.notEqual(again.keyName, orphan);
+    await again.close();
+    // a wrong password is still a wrong password, and a damaged config is still reported as the config's damage
+    await assert.rejects(Repository.open(first, 'nope'), /wrong password|no key/i);
+    const cfgPath = path.join(dir, objectPath('config', ''));
+    const bytes = await fsp.readFile(cfgPath);
+    bytes[bytes.length - 1]! ^= 1;
+    await fsp.writeFile(cfgPath, bytes);
+    await assert.rejects(Repository.open(first, 'pw'), /config: authentication failed/);
+    await repo.close();
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});

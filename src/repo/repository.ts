@@ -372,8 +372,13 @@ export class Repository {
 
   static async open(storage: Storage, password: string, opts: { loadIndex?: boolean } = {}): Promise<Repository> {
     if (!(await storage.exists('config', ''))) throw new NoRepositoryError(storage.location);
-    const { key, keyName } = await openWithPassword(storage, password);
-    const cfg = openJson(key.encKey, await storage.load('config', ''), 'config') as RepoConfig;
+    const sealed = await storage.load('config', '');
+    let cfg: RepoConfig | undefined;
+    // the master key is the one the config authenticates under (a key file left by an init that
+    // lost the race to write the config wraps another one under the same password)
+    const { key, keyName } = await openWithPassword(storage, password, (k) => {
+      cfg = openJson(k.encKey, sealed, 'config') as RepoConfig;
+    });
     if (!cfg || cfg.v !== FORMAT_VERSION) {
       throw new LifeboatError(`repository format version ${String(cfg?.v)} is not supported by ${PROGRAM} (supports ${FORMAT_VERSION})`);
     }
