@@ -55,8 +55,11 @@ test('autoInit: jobs that start together on one empty location all open the one 
       const loc = `./main-${round}`;
       const c = { ...cfg, repositories: { main: { ...cfg.repositories.main!, location: loc } } };
       const inits: string[] = [];
-      const repos = await Promise.all(Array.from({ length: 6 }, () => openConfiguredRepo(c, 'main', { onInit: (l) => inits.push(l) })));
+      // all settled before judging: a failed open must not leave the others writing into a removed directory
+      const settled = await Promise.allSettled(Array.from({ length: 6 }, () => openConfiguredRepo(c, 'main', { onInit: (l) => inits.push(l) })));
+      const repos = settled.flatMap((x) => (x.status === 'fulfilled' ? [x.value] : []));
       try {
+        assert.deepEqual(settled.flatMap((x) => (x.status === 'rejected' ? [String(x.reason)] : [])), []);
         assert.ok(inits.length >= 1);
         assert.equal(new Set(repos.map((r) => r.config.id)).size, 1, 'one repository');
         // the keys of the inits that lost are gone: one key file is left
