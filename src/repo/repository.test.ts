@@ -605,3 +605,39 @@ test('open passes over a key file under the same password that wraps another mas
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('init reads its config back: on a storage whose create-only write does not refuse (an S3 server ignoring If-None-Match), of two inits at once the one overwritten loses', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-init-race-'));
+  try {
+    const storage = new LocalStorage(dir);
+    // both inits' config writes are held until both have arrived, then written one after the other, each "winning"
+    const arrived: Array<() => Promise<void>> = [];
+    let bothIn!: () => void;
+    const gate = new Promise<void>((r) => (bothIn = r));
+    const lax = Object.create(storage) as LocalStorage;
+    lax.saveNew = async (type, name, data) => {
+      arrived.push(() => storage.save(type, name, data));
+      if (arrived.length === 2) {
+        for (const write of arrived) await write();
+        bothIn();
+      }
+      await gate;
+      return true;
+    };
+    const { RepositoryExistsError } = await import('./repository.js');
+    const settled = await Promise.allSettled([Repository.init(lax, 'pw'), Repository.init(lax, 'pw')]);
+    const won = settled.flatMap((x) => (x.status === 'fulfilled' ? [x.value] : []));
+    const lost = settled.flatMap((x) => (x.status === 'rejected' ? [x.reason as unknown] : []));
+    assert.equal(won.length, 1, 'exactly one init wins');
+    assert.ok(lost[0] instanceof RepositoryExistsError, String(lost[0]));
+    // the winner's master key is the one the config is sealed with, and the loser's key file is gone
+    const opened = await Repository.open(storage, 'pw');
+    assert.equal(opened.config.id, won[0]!.config.id);
+    assert.deepEqual(opened.key, won[0]!.key);
+    assert.equal((await storage.list('key')).length, 1);
+    await opened.close();
+    await won[0]!.close();
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
