@@ -144,7 +144,7 @@ export class CliContext {
             password: pw,
             retryLockMs: this.retryLockMs(),
             ...(opts.allowInit !== undefined ? { allowInit: opts.allowInit } : {}),
-            onInit: (loc) => this.out.info(`creating repository at ${loc}`),
+            onInit: (loc) => this.out.info(`created repository at ${loc}`),
             loadIndex: false,
           })
         : await Repository.open(this.storageFor(t.location, t.conf), pw, { loadIndex: false });

@@ -154,6 +154,7 @@ export async function openConfiguredRepo(
     password?: string;
     retryLockMs?: number;
     allowInit?: boolean;
+    /** Called once this open has created the repository (autoInit); not when another process created it first. */
     onInit?: (location: string) => void;
     signal?: AbortSignal;
     /** false: the index is not read here (the caller calls ensureIndex, see Repository.open). */
@@ -169,7 +170,6 @@ export async function openConfiguredRepo(
     repo = await Repository.open(storage, pw, { loadIndex: opts.loadIndex !== false });
   } catch (err) {
     if (!(err instanceof NoRepositoryError && conf.autoInit && opts.allowInit !== false)) throw err;
-    opts.onInit?.(storage.location);
     const c = conf.chunker;
     try {
       repo = await Repository.init(storage, pw, {
@@ -179,6 +179,8 @@ export async function openConfiguredRepo(
           ...(c?.max !== undefined ? { max: parseSize(c.max)! } : {}),
         },
       });
+      // (only the init that created it: one that lost the race opens the winner's below, quietly)
+      opts.onInit?.(storage.location);
     } catch (e) {
       // another process created it at the same moment: use theirs
       if (!(e instanceof RepositoryExistsError)) throw e;

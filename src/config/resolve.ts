@@ -45,6 +45,7 @@ export interface OpenRepositoryOptions {
   password?: string;
   retryLockMs?: number;
   allowInit?: boolean;
+  /** Called once this open has created the repository (autoInit); not when another process created it first. */
   onInit?: (location: string) => void;
   signal?: AbortSignal;
 }
