@@ -173,7 +173,8 @@ export async function unwrapKeyFile(kf: KeyFile, name: string, password: string)
  * over for the next key file. A key file can wrap another master key under the same password:
  * the one written by an init that lost the race to create the config (Repository.init removes
  * it again, but another process may list it meanwhile, and a kill -9 can leave it for good).
- * If the password unwraps keys but `accept` rejects them all, its last error is thrown.
+ * If the password unwraps keys but `accept` rejects them all, its error is thrown: the first one
+ * that is not an authentication failure (the config is damaged), else the last.
  */
 export async function openWithPassword(
   storage: Storage,
