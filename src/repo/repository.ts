@@ -364,11 +364,10 @@ export class Repository {
     // The config object is written last, create-only: its presence marks a complete
     // repository, and of two concurrent inits exactly one wins.
     const sealed = sealJson(master.encKey, config, false);
-    let won = await storage.saveNew('config', '', sealed);
     // ... and it is read back: an S3-compatible server that ignores If-None-Match lets a
     // concurrent init's config replace this one. This init then lost too, as it does when the
     // create-only write refuses: it removes its key and the caller opens the other one's.
-    if (won) won = Buffer.from(await storage.load('config', '')).equals(sealed);
+    const won = (await storage.saveNew('config', '', sealed)) && (await storage.load('config', '')).equals(sealed);
     if (!won) {
       await storage.remove('key', keyName).catch(() => {});
       throw new RepositoryExistsError(storage.location);
