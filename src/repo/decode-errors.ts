@@ -13,3 +13,8 @@ export const decodeErrors = {
     new IntegrityError(`${what}: decompression failed (${message}; the index declares ${rawLength} bytes)`),
   length: (what: string, bytes: number, rawLength: number) => new IntegrityError(`${what}: decoded to ${bytes} bytes, index says ${rawLength}`),
 };
+
+/** Whether `err` is an authentication failure (decodeErrors.authFailed: wrong key, or the bytes were changed). */
+export function isAuthFailure(err: unknown): boolean {
+  return err instanceof IntegrityError && /authentication failed/.test(err.message);
+}

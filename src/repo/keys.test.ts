@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { WrongPasswordError } from '../errors.js';
+import { IntegrityError, WrongPasswordError } from '../errors.js';
 import { LocalStorage } from '../storage/local.js';
 import { newMasterKey } from './crypto.js';
 import { createKeyFile, keyDerivations, openWithPassword, prewarmKeys } from './keys.js';
@@ -102,7 +102,7 @@ test('openWithPassword: a master key that `accept` rejects is passed over for th
   const tried: Buffer[] = [];
   const accept = (k: { encKey: Buffer }) => {
     tried.push(k.encKey);
-    if (!k.encKey.equals(r.master.encKey)) throw new Error('config: authentication failed (data modified, truncated or from another repository)');
+    if (!k.encKey.equals(r.master.encKey)) throw new IntegrityError('config: authentication failed (data modified, truncated or from another repository)');
   };
   const { key, keyName } = await openWithPassword(first, 'right', accept);
   assert.equal(keyName, r.name);
@@ -111,13 +111,19 @@ test('openWithPassword: a master key that `accept` rejects is passed over for th
   // without accept the first key file that unwraps is taken (as before)
   assert.equal((await openWithPassword(first, 'right')).keyName, otherName);
   // nothing accepted: the rejection, not "wrong password"
-  await assert.rejects(openWithPassword(first, 'right', () => { throw new Error('config: authentication failed'); }), /config: authentication failed/);
-  // a rejection that is not an authentication failure (a key the config opens under, its content bad) is the one reported
-  await assert.rejects(
-    openWithPassword(first, 'right', (k) => {
-      throw new Error(k.encKey.equals(r.master.encKey) ? 'config: cannot decode' : 'config: authentication failed');
-    }),
-    /config: cannot decode/,
-  );
+  await assert.rejects(openWithPassword(first, 'right', () => { throw new IntegrityError('config: authentication failed'); }), /config: authentication failed/);
+  // a rejection that is not an authentication failure (a key the config opens under, its content bad) is the one
+  // reported, whether its key file is tried before the other or after it
+  const last = Object.create(r.storage) as LocalStorage;
+  last.list = async (type) => (await first.list(type)).reverse();
+  assert.equal((await last.list('key'))[0]!.name, r.name);
+  for (const order of [first, last]) {
+    await assert.rejects(
+      openWithPassword(order, 'right', (k) => {
+        throw new IntegrityError(k.encKey.equals(r.master.encKey) ? 'config: cannot decode' : 'config: authentication failed');
+      }),
+      /config: cannot decode/,
+    );
+  }
   await assert.rejects(openWithPassword(first, 'wrong', accept), WrongPasswordError);
 });

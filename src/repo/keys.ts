@@ -4,6 +4,7 @@ import { IntegrityError, LifeboatError, WrongPasswordError } from '../errors.js'
 import type { Storage } from '../storage/types.js';
 import { DEFAULT_SCRYPT, type MasterKey, type ScryptParams, deriveKey, open, seal, sha256 } from './crypto.js';
 import { MAX_KEY_FILE } from './pack.js';
+import { isAuthFailure } from './decode-errors.js';
 import { byCodeUnit } from '../util/compare.js';
 
 /**
@@ -201,7 +202,7 @@ export async function openWithPassword(
         accept?.(key);
       } catch (err) {
         // a master key the config does not authenticate under says less than one it does (whose config is then damaged)
-        if (rejected === undefined || /authentication failed/.test((rejected as Error).message)) rejected = err;
+        if (rejected === undefined || isAuthFailure(rejected)) rejected = err;
         continue;
       }
       return { key, keyName: f.name };
@@ -211,7 +212,7 @@ export async function openWithPassword(
     warm.clear();
   }
   if (rejected !== undefined) throw rejected;
-  if (lastErr instanceof IntegrityError && !/authentication failed/.test(lastErr.message)) throw lastErr;
+  if (lastErr instanceof IntegrityError && !isAuthFailure(lastErr)) throw lastErr;
   throw new WrongPasswordError();
 }
 
