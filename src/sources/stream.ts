@@ -10,6 +10,7 @@ import type { SourceMeta } from '../repo/snapshot.js';
 import { checkAborted } from '../engine/archiver.js';
 import { StreamSha256 } from '../util/stream-hash.js';
 import { heapReclaimer } from '../util/reclaim.js';
+import { heapTrim } from '../util/heap-trim.js';
 import { pieceGiven, streamPiecesGiven } from './own-pieces.js';
 import type { BackupProgress } from '../engine/progress.js';
 
@@ -299,11 +300,16 @@ export async function backupStream(repo: Repository, input: Readable | FileInput
       try {
         checkAborted(opts.signal);
         const watch = streamHeapWatch();
-        chunked = await intake.store(repo, await parentContent(repo, parent), (n) => {
-          watch?.(n);
-          if (opts.progress) opts.progress.bytesDone += n;
-          opts.onBytes?.(n);
-        });
+        const stopTrims = heapTrim();
+        try {
+          chunked = await intake.store(repo, await parentContent(repo, parent), (n) => {
+            watch?.(n);
+            if (opts.progress) opts.progress.bytesDone += n;
+            opts.onBytes?.(n);
+          });
+        } finally {
+          stopTrims();
+        }
         checkAborted(opts.signal);
       } finally {
         opts.signal?.removeEventListener('abort', onAbort);
