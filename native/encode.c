@@ -162,23 +162,26 @@ static void *en_out_alloc(size_t n) {
 }
 
 /* encStats() -> [blocks kept, bytes kept, outputs given a kept block, outputs given a new mapping,
- * the largest zstd context bytes (ZSTD_sizeof_CCtx of its three contexts) an idle state holds] (tests) */
+ * the largest zstd context bytes (ZSTD_sizeof_CCtx of its three contexts) an idle state holds,
+ * the largest scratch bytes of the C delta (zd_kept) an idle state holds] (tests) */
 static napi_value js_enc_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value arr, x;
   pthread_mutex_lock(&en_spares.lock);
   int kept = 0;
   for (int k = 0; k < en_spares.slots; k++) kept += en_spares.b[k].p != NULL;
-  double v[5] = {(double)kept, (double)en_spares.bytes, (double)__atomic_load_n(&en_spare_reused, __ATOMIC_RELAXED), (double)__atomic_load_n(&en_spare_mapped, __ATOMIC_RELAXED), 0};
+  double v[6] = {(double)kept, (double)en_spares.bytes, (double)__atomic_load_n(&en_spare_reused, __ATOMIC_RELAXED), (double)__atomic_load_n(&en_spare_mapped, __ATOMIC_RELAXED), 0, 0};
   pthread_mutex_unlock(&en_spares.lock);
   pthread_mutex_lock(&en_lock);
   for (const en_state *s = en_states; s; s = s->next) {
     const double b = (double)(ZSTD_sizeof_CCtx(s->cc) + ZSTD_sizeof_CCtx(s->probe) + ZSTD_sizeof_CCtx(s->zd.cctx));
     if (b > v[4]) v[4] = b;
+    const double z = zd_kept(&s->zd);
+    if (z > v[5]) v[5] = z;
   }
   pthread_mutex_unlock(&en_lock);
-  napi_create_array_with_length(env, 5, &arr);
-  for (uint32_t k = 0; k < 5; k++) {
+  napi_create_array_with_length(env, 6, &arr);
+  for (uint32_t k = 0; k < 6; k++) {
     napi_create_double(env, v[k], &x);
     napi_set_element(env, arr, k, x);
   }
@@ -211,21 +214,7 @@ static void en_trim(void) {
       S->buf[k] = NULL;
       S->bufCap[k] = 0;
     }
-  if (S->zd.seqCap > ZD_KEEP / sizeof(ZSTD_Sequence)) {
-    free(S->zd.seqs);
-    S->zd.seqs = NULL;
-    S->zd.seqCap = 0;
-  }
-  if (S->zd.checkCap > ZD_KEEP) {
-    free(S->zd.check);
-    S->zd.check = NULL;
-    S->zd.checkCap = 0;
-  }
-  if (S->zd.frameCap > ZD_KEEP) {
-    free(S->zd.frame);
-    S->zd.frame = NULL;
-    S->zd.frameCap = 0;
-  }
+  zd_trim(&S->zd);
 }
 
 /* codec.ts incompressible: three PROBE-byte samples each fail to shrink at level 1. -1 no memory. */

@@ -45,7 +45,12 @@
 #define ZD_HASH_AT 64   /* the hash table is probed (and built, the first time) once a gap is this long */
 #define ZD_HASH_TAIL 64  /* ... but not built for a chunk's last 64th (its tail past its base's end, usually) */
 #define ZD_MAX_TOTAL ((size_t)1 << 30) /* base + data: offsets stay far inside 32 bits */
-#define ZD_KEEP ((size_t)4 << 20)       /* scratch kept between calls at most (sequences, the check's output) */
+/* scratch kept between calls at most (the sequences, the check's output, the frame): a daily dump's
+ * chunks (1 MiB on average) reuse theirs, and a larger one's is given back after its call (kept up
+ * to 4 MiB each, a long stream's states came to hold ~6 MB apiece: every state met the largest
+ * chunks sooner or later; docs/benchmarks.md, "A long stream's delta scratch") */
+#define ZD_KEEP ((size_t)2 << 20)
+#define ZD_KEEP_BITS 18 /* the base's hash table kept between calls up to 2^18 slots (1 MiB: bases to 2 MiB) */
 
 typedef struct {
   uint32_t *table;
@@ -228,6 +233,35 @@ static int64_t zd_delta(zd_state *st, uint8_t *out, size_t cap, const uint8_t *b
   return (int64_t)k;
 }
 
+/* What one large chunk made grow is not kept for the thread's lifetime (after every call). */
+static void zd_trim(zd_state *st) {
+  if (st->bits > ZD_KEEP_BITS) {
+    free(st->table);
+    st->table = NULL;
+    st->bits = 0;
+  }
+  if (st->seqCap > ZD_KEEP / sizeof(ZSTD_Sequence)) {
+    free(st->seqs);
+    st->seqs = NULL;
+    st->seqCap = 0;
+  }
+  if (st->checkCap > ZD_KEEP) {
+    free(st->check);
+    st->check = NULL;
+    st->checkCap = 0;
+  }
+  if (st->frameCap > ZD_KEEP) {
+    free(st->frame);
+    st->frame = NULL;
+    st->frameCap = 0;
+  }
+}
+
+/* The scratch bytes a state keeps between calls (tests: encStats). */
+static double zd_kept(const zd_state *st) {
+  return (double)(st->table ? sizeof(uint32_t) << st->bits : 0) + (double)st->seqCap * sizeof(ZSTD_Sequence) + (double)st->checkCap + (double)st->frameCap;
+}
+
 static void zd_free(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
@@ -282,22 +316,7 @@ static napi_value js_delta(napi_env env, napi_callback_info info) {
   if (level > 19) level = 19;
   size_t matched = 0;
   const int64_t r = zd_delta(st, out, cap, base, m, data, n, level, &matched);
-  /* what one unusual blob made grow is not kept for the thread's lifetime */
-  if (st->seqCap > ZD_KEEP / sizeof(ZSTD_Sequence)) {
-    free(st->seqs);
-    st->seqs = NULL;
-    st->seqCap = 0;
-  }
-  if (st->checkCap > ZD_KEEP) {
-    free(st->check);
-    st->check = NULL;
-    st->checkCap = 0;
-  }
-  if (st->frameCap > ZD_KEEP) {
-    free(st->frame);
-    st->frame = NULL;
-    st->frameCap = 0;
-  }
+  zd_trim(st);
   ((double *)ip)[0] = (double)matched;
   napi_value v;
   napi_create_int64(env, r, &v);

@@ -286,6 +286,12 @@ test('C encode: an idle state keeps no zstd context sized for one large delta (t
     const out = {};
     out.zdelta = (await p.encode(data, base)).compression;
     out.afterZdelta = a.encStats()[4];
+    out.scratchAfterZdelta = a.encStats()[5];
+    // 4 KiB inserted near the start: every match after it is off the diagonal and out of the near
+    // probes' reach, so the C delta builds the base's hash table (2 MiB for a 4 MiB base)
+    const shifted = Buffer.concat([data.subarray(0, 4096), randomBytes(4096), data.subarray(4096, data.length - 4096)]);
+    out.shifted = (await p.encode(shifted, base)).compression;
+    out.scratchAfterShifted = a.encStats()[5];
     process.env.LIFEBOAT_NO_ZDELTA = '1';
     out.tuned = (await p.encode(data, base)).compression;
     out.afterTuned = a.encStats()[4];
@@ -298,4 +304,9 @@ test('C encode: an idle state keeps no zstd context sized for one large delta (t
   // a 4 MiB input: a stream's input window alone is 4 MiB + a block; the tuned delta's tables for a 4 MiB base ~5 MB
   assert.ok(r.afterZdelta! < 2 << 20, `zstd contexts held after the C delta of 4 MiB: ${r.afterZdelta} bytes`);
   assert.ok(r.afterTuned! < 2 << 20, `zstd contexts held after the tuned delta of 4 MiB: ${r.afterTuned} bytes`);
+  // the C delta's own scratch (its check's 4 MiB output, its frame buffer, the base's 2 MiB hash table) given back
+  // after a chunk over 2 MiB: a long stream's states met the largest chunks in time and each kept ~6 MB for good
+  assert.equal(r.shifted, 2, 'the shifted chunk stored as a delta too');
+  assert.ok(r.scratchAfterZdelta! <= 2 << 20, `C delta scratch held after a 4 MiB delta: ${r.scratchAfterZdelta} bytes`);
+  assert.ok(r.scratchAfterShifted! <= 2 << 20, `C delta scratch held after a 4 MiB delta through the hash table: ${r.scratchAfterShifted} bytes`);
 });

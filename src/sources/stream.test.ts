@@ -11,6 +11,7 @@ import { PassThrough } from 'node:stream';
 import { countFullCollections } from '../../test/helpers/gc-count.js';
 import { spawnTool } from './proc.js';
 import { StreamSha256 } from '../util/stream-hash.js';
+import { heapTrimStats } from '../util/heap-trim.js';
 import { FileInput, StreamMeter, backupStream, restoreStream, stdinInput, streamChunks, streamHeapWatch } from './stream.js';
 
 process.env.LIFEBOAT_TEST_SCRYPT_N ??= '1024';
@@ -156,6 +157,43 @@ class GatedHash extends StreamSha256 {
     return Math.min(super.hashedBytes, this.gate);
   }
 }
+
+test("a stream backup trims the C heap every 100 ms while it stores (LIFEBOAT_TRIM_MS: another interval, 0: none) and stops the trims when it ends", async (t) => {
+  if (!heapTrimStats()) return t.skip('no native helper');
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lb-stream-trim-'));
+  const saved = process.env.LIFEBOAT_TRIM_MS;
+  try {
+    const repo = await Repository.init(new LocalStorage(path.join(dir, 'repo')), 'pw');
+    /** A stream that takes ~400 ms to arrive; the trims' interval seen while it is stored, and the trims run meanwhile. */
+    const slowBackup = async (name: string) => {
+      const input = new PassThrough();
+      const before = heapTrimStats()!.runs;
+      let during = -1;
+      const done = backupStream(repo, input, { filename: name, onBytes: () => (during = Math.max(during, heapTrimStats()!.intervalMs)) });
+      for (let i = 0; i < 4; i++) {
+        input.write(randomBytes(256 << 10));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      input.end(randomBytes(1000));
+      await done;
+      return { during, runs: heapTrimStats()!.runs - before, after: heapTrimStats()!.intervalMs };
+    };
+    delete process.env.LIFEBOAT_TRIM_MS;
+    const byDefault = await slowBackup('a.bin');
+    assert.equal(byDefault.during, 100, 'trims every 100 ms while the stream is stored');
+    assert.ok(byDefault.runs >= 2, `trims ran while it was stored: ${byDefault.runs}`);
+    assert.equal(byDefault.after, 0, 'stopped when the backup ended');
+    process.env.LIFEBOAT_TRIM_MS = '0';
+    const none = await slowBackup('b.bin');
+    assert.deepEqual(none, { during: 0, runs: 0, after: 0 }, 'LIFEBOAT_TRIM_MS=0: no trims');
+    process.env.LIFEBOAT_TRIM_MS = '50';
+    assert.equal((await slowBackup('c.bin')).during, 50, 'LIFEBOAT_TRIM_MS sets the interval');
+  } finally {
+    if (saved === undefined) delete process.env.LIFEBOAT_TRIM_MS;
+    else process.env.LIFEBOAT_TRIM_MS = saved;
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
 
 test('StreamMeter frees a piece only once both the chunker and the stream hash are past it', async () => {
   const freed: Buffer[] = [];
