@@ -48,7 +48,7 @@
 /* scratch kept between calls at most (the sequences, the check's output, the frame): a daily dump's
  * chunks (1 MiB on average) reuse theirs, and a larger one's is given back after its call (kept up
  * to 4 MiB each, a long stream's states came to hold ~6 MB apiece: every state met the largest
- * chunks sooner or later; docs/benchmarks.md, "A long stream's delta scratch") */
+ * chunks sooner or later; docs/benchmarks.md, "A long stream's C heap") */
 #define ZD_KEEP ((size_t)2 << 20)
 #define ZD_KEEP_BITS 18 /* the base's hash table kept between calls up to 2^18 slots (1 MiB: bases to 2 MiB) */
 
