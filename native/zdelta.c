@@ -125,7 +125,7 @@ static size_t zd_match(zd_state *st, const uint8_t *base, size_t m, const uint8_
     }
     if (!len && run >= ZD_HASH_AT && (t || (n - i) * ZD_HASH_TAIL >= n)) {
       if (!t) {
-        if (st->bits < bits) { /* only grows: chunks around 1 MiB would flip between two sizes (a free and an mmap each) */
+        if (st->bits < bits) { /* only grows within a call's life, kept after it up to ZD_KEEP_BITS (zd_trim): chunks around 1 MiB would flip between two sizes (a free and an mmap each) */
           free(st->table);
           st->table = malloc(sizeof(uint32_t) << bits);
           st->bits = st->table ? bits : 0;

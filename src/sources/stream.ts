@@ -296,23 +296,21 @@ export async function backupStream(repo: Repository, input: Readable | FileInput
         const reason = opts.signal?.reason;
         intake.destroy(new LifeboatError(`backup aborted: ${reason instanceof Error ? reason.message : String(reason ?? 'aborted')}; no snapshot was written`, 130));
       };
+      // the C heap trimmed while the stream is stored (util/heap-trim.ts: a long stream's free blocks piled up)
+      const stopTrims = heapTrim();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       try {
         checkAborted(opts.signal);
         const watch = streamHeapWatch();
-        const stopTrims = heapTrim();
-        try {
-          chunked = await intake.store(repo, await parentContent(repo, parent), (n) => {
-            watch?.(n);
-            if (opts.progress) opts.progress.bytesDone += n;
-            opts.onBytes?.(n);
-          });
-        } finally {
-          stopTrims();
-        }
+        chunked = await intake.store(repo, await parentContent(repo, parent), (n) => {
+          watch?.(n);
+          if (opts.progress) opts.progress.bytesDone += n;
+          opts.onBytes?.(n);
+        });
         checkAborted(opts.signal);
       } finally {
         opts.signal?.removeEventListener('abort', onAbort);
+        stopTrims();
       }
     } catch (err) {
       intake.destroy();
