@@ -140,7 +140,7 @@ test('wal-fetch --spool: prefetched segments are verified before PostgreSQL gets
   const r1 = await fetch(seg(1), path.join(out, 'a'));
   assert.equal(r1.code, 0, r1.stderr);
   assert.ok((await fsp.readFile(path.join(out, 'a'))).equals(content.get(seg(1))!));
-  const ready = (name: string) => existsSync(path.join(spool, 'fetch', `${name}.b2sum`));
+  const ready = (name: string) => existsSync(path.join(spool, 'fetch', `${name}.cksum`));
   await waitFor('segments 2-4 prefetched', () => ready(seg(2)) && ready(seg(3)) && ready(seg(4)));
 
   // damage the prefetched copy of segment 2 (one byte in the middle)
@@ -217,7 +217,7 @@ test('wal-fetch --spool: a segment damaged in the repository never reaches the s
   assert.equal(r1.code, 0, r1.stderr);
   const log = path.join(spool, 'worker.log');
   await waitFor('the prefetch of segment 2 to fail', async () => /prefetch of 000000010000000000000002 failed: .*restore_command will fetch it itself/.test(await fsp.readFile(log, 'utf8').catch(() => '')));
-  assert.ok(!existsSync(path.join(spool, 'fetch', seg(2))) && !existsSync(path.join(spool, 'fetch', `${seg(2)}.b2sum`)), 'nothing of segment 2 in the spool');
+  assert.ok(!existsSync(path.join(spool, 'fetch', seg(2))) && !existsSync(path.join(spool, 'fetch', `${seg(2)}.cksum`)), 'nothing of segment 2 in the spool');
   const r2 = await fetch(seg(2), path.join(out, 'b'));
   assert.notEqual(r2.code, 0, 'a damaged segment must not be restored');
   assert.ok(!existsSync(path.join(out, 'b')) && !existsSync(path.join(out, 'b.tmp')), 'nothing written under the destination');
@@ -228,9 +228,9 @@ test('bin/lifeboat-wal (the shell fast path of --spool): queues durably, reports
   const { dir, cleanup } = tmpDir();
   t.after(cleanup);
   const script = path.resolve(path.dirname(CLI), '../../../bin/lifeboat-wal');
-  const run = (args: string[]) =>
+  const run = (args: string[], extra: Record<string, string> = {}) =>
     new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(script, args, { env: { ...process.env, LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_NODE: process.execPath, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(script, args, { env: { ...process.env, LIFEBOAT_TEST_SCRYPT_N: '1024', LIFEBOAT_NODE: process.execPath, ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -273,8 +273,9 @@ test('bin/lifeboat-wal (the shell fast path of --spool): queues durably, reports
   for (const [n, d] of [[seg(3), d3], [seg(4), d4]] as const) {
     await fsp.writeFile(path.join(wal, n), d);
     assert.equal((await runCli(['wal-push', path.join(wal, n), '--repo', repo], { env })).code, 0);
-    const { createHash } = await import('node:crypto');
-    await fsp.writeFile(path.join(spool, 'fetch', `${n}.b2sum`), `${createHash('blake2b512').update(d).digest('hex')} ${d.length}\n`);
+    // the system's cksum, as an operator's shell would write it: "CRC SIZE"
+    const { spawnSync } = await import('node:child_process');
+    await fsp.writeFile(path.join(spool, 'fetch', `${n}.cksum`), spawnSync('cksum', { input: d, encoding: 'utf8' }).stdout);
   }
   await fsp.writeFile(path.join(spool, 'fetch', seg(3)), d3);
   const bad = Buffer.from(d4);
@@ -282,7 +283,8 @@ test('bin/lifeboat-wal (the shell fast path of --spool): queues durably, reports
   await fsp.writeFile(path.join(spool, 'fetch', seg(4)), bad);
   const out = path.join(dir, 'out');
   await fsp.mkdir(out);
-  const f3 = await run(['wal-fetch', seg(3), path.join(out, 'x3'), ...common]);
+  // handed over by the script itself (its cksum matched): no node to fall back to
+  const f3 = await run(['wal-fetch', seg(3), path.join(out, 'x3'), ...common], { LIFEBOAT_NODE: '/bin/false' });
   assert.equal(f3.code, 0, f3.stderr);
   assert.ok((await fsp.readFile(path.join(out, 'x3'))).equals(d3));
   assert.ok(!existsSync(path.join(spool, 'fetch', seg(3))), 'moved, not copied');

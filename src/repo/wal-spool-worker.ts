@@ -5,7 +5,7 @@ import type { Repository } from './repository.js';
 import { fetchWal, findWal, pushWal } from './wal.js';
 import { nextSegment, prevSegment, walKind } from './wal-names.js';
 import { IntegrityError } from '../errors.js';
-import { SPOOL_DIGEST, fsyncDir, hashFile, queuedWal, spoolPaths, tryLock, writeSmall } from './wal-spool.js';
+import { SPOOL_DIGEST, SPOOL_SUM_SUFFIX, fsyncDir, hashFile, queuedWal, spoolPaths, tryLock, writeSmall } from './wal-spool.js';
 
 /**
  * The long-running side of the WAL spool (layout in wal-spool.ts): one process
@@ -115,7 +115,7 @@ function segmentSizeOf(size: number | undefined): number {
  * Keep the next `depth` segments after the one restore_command last asked for
  * (fetch/want) in the spool, each fetched with fetchWal (every blob's keyed hash,
  * the size and the SHA-256 verified, fsynced, renamed) and then described by
- * NAME.b2sum (computed from a re-read whose SHA-256 matched the entry), which
+ * NAME.cksum (computed from a re-read whose SHA-256 matched the entry), which
  * restore_command checks again before handing it over.
  * Files PostgreSQL no longer needs are removed; on exit the spool is emptied.
  */
@@ -160,7 +160,7 @@ export async function prefetchSpool(repo: Repository, spool: string, opts: Spool
       const again = absent.has(targets[0]!) ? [want] : absent.has(want) && before ? [before] : [];
       const names = [...hist, ...(before ? [before] : []), want, ...targets];
       // markers only for names this round re-checks (a stale marker must not outlive the check)
-      const keep = new Set(['want', ...names.flatMap((t) => [t, `${t}.b2sum`]), ...[...hist, ...targets].map((t) => `${t}.missing`)]);
+      const keep = new Set(['want', ...names.flatMap((t) => [t, t + SPOOL_SUM_SUFFIX]), ...[...hist, ...targets].map((t) => `${t}.missing`)]);
       for (const f of await fsp.readdir(p.fetch)) {
         if (!keep.has(f) && !f.endsWith('.tmp')) await fsp.rm(path.join(p.fetch, f), { force: true }).catch(() => {});
       }
@@ -170,7 +170,7 @@ export async function prefetchSpool(repo: Repository, spool: string, opts: Spool
         const file = path.join(p.fetch, t);
         const isSegment = walKind(t) === 'segment' && !again.includes(t);
         if (ended && isSegment) continue;
-        if (await fsp.stat(`${file}.b2sum`).catch(() => undefined)) continue;
+        if (await fsp.stat(file + SPOOL_SUM_SUFFIX).catch(() => undefined)) continue;
         if (Date.now() - (checked.get(t) ?? 0) < MISSING_RECHECK_MS && (await fsp.stat(`${file}.missing`).catch(() => undefined))) {
           if (isSegment) ended = true;
           continue;
@@ -210,7 +210,7 @@ export async function prefetchSpool(repo: Repository, spool: string, opts: Spool
           log(`prefetch of ${t}: ${new IntegrityError('the file read back from the spool does not match the archive').message}; restore_command will fetch it itself`);
           break;
         }
-        await writeSmall(`${file}.b2sum`, `${back.digests[1]} ${back.size}\n`, false);
+        await writeSmall(file + SPOOL_SUM_SUFFIX, `${back.digests[1]} ${back.size}\n`, false);
         files++;
         fetched = true;
         log(`prefetched ${t} (${entry.size} bytes) in ${Date.now() - t0} ms`);
