@@ -163,14 +163,17 @@ static void *en_out_alloc(size_t n) {
 
 /* encStats() -> [blocks kept, bytes kept, outputs given a kept block, outputs given a new mapping,
  * the largest zstd context bytes (ZSTD_sizeof_CCtx of its three contexts) an idle state holds,
- * the largest scratch bytes of the C delta (zd_kept) an idle state holds] (tests) */
+ * the largest scratch bytes of the C delta (zd_kept) an idle state holds,
+ * the most scratch bytes of the C delta any state held at once (within a call too),
+ * the hash tables of a base the C delta built] (tests) */
 static napi_value js_enc_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value arr, x;
   pthread_mutex_lock(&en_spares.lock);
   int kept = 0;
   for (int k = 0; k < en_spares.slots; k++) kept += en_spares.b[k].p != NULL;
-  double v[6] = {(double)kept, (double)en_spares.bytes, (double)__atomic_load_n(&en_spare_reused, __ATOMIC_RELAXED), (double)__atomic_load_n(&en_spare_mapped, __ATOMIC_RELAXED), 0, 0};
+  double v[8] = {(double)kept, (double)en_spares.bytes, (double)__atomic_load_n(&en_spare_reused, __ATOMIC_RELAXED), (double)__atomic_load_n(&en_spare_mapped, __ATOMIC_RELAXED), 0, 0, 0,
+                 (double)__atomic_load_n(&zd_table_builds, __ATOMIC_RELAXED)};
   pthread_mutex_unlock(&en_spares.lock);
   pthread_mutex_lock(&en_lock);
   for (const en_state *s = en_states; s; s = s->next) {
@@ -178,10 +181,11 @@ static napi_value js_enc_stats(napi_env env, napi_callback_info info) {
     if (b > v[4]) v[4] = b;
     const double z = zd_kept(&s->zd);
     if (z > v[5]) v[5] = z;
+    if (s->zd.peak > v[6]) v[6] = s->zd.peak;
   }
   pthread_mutex_unlock(&en_lock);
-  napi_create_array_with_length(env, 6, &arr);
-  for (uint32_t k = 0; k < 6; k++) {
+  napi_create_array_with_length(env, 8, &arr);
+  for (uint32_t k = 0; k < 8; k++) {
     napi_create_double(env, v[k], &x);
     napi_set_element(env, arr, k, x);
   }

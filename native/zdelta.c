@@ -63,7 +63,11 @@ typedef struct {
   size_t checkCap;
   uint8_t *frame;
   size_t frameCap;
+  double peak; /* the most scratch bytes (zd_kept) this state held at once, within a call too (tests: encStats) */
 } zd_state;
+
+/* Hash tables of a base built (tests: encStats). */
+static size_t zd_table_builds;
 
 static inline uint64_t zd_read64(const uint8_t *p) {
   uint64_t v;
@@ -84,6 +88,17 @@ static inline size_t zd_common(const uint8_t *a, const uint8_t *b, size_t n) {
   }
   while (k < n && a[k] == b[k]) k++;
   return k;
+}
+
+/* The scratch bytes a state holds now (tests: encStats, its idle keep and its peak). */
+static double zd_kept(const zd_state *st) {
+  return (double)(st->table ? sizeof(uint32_t) << st->bits : 0) + (double)st->seqCap * sizeof(ZSTD_Sequence) + (double)st->checkCap + (double)st->frameCap;
+}
+
+/* After an allocation: the state's peak. */
+static inline void zd_note(zd_state *st) {
+  const double k = zd_kept(st);
+  if (k > st->peak) st->peak = k;
 }
 
 /* The sequences of data against base into st->seqs: their count, or (size_t)-1 without memory. */
@@ -132,6 +147,8 @@ static size_t zd_match(zd_state *st, const uint8_t *base, size_t m, const uint8_
           if (!st->table) return (size_t)-1;
         }
         t = st->table;
+        zd_note(st);
+        __atomic_add_fetch(&zd_table_builds, 1, __ATOMIC_RELAXED);
         memset(t, 0, sizeof(uint32_t) << bits);
         for (size_t b = 0; b + 8 <= m; b += ZD_STRIDE) t[zd_hash(base + b, bits)] = (uint32_t)b + 1;
       }
@@ -167,6 +184,7 @@ static size_t zd_match(zd_state *st, const uint8_t *base, size_t m, const uint8_
       if (!s) return (size_t)-1;
       st->seqs = s;
       st->seqCap = cap;
+      zd_note(st);
     }
     ZSTD_Sequence *s = &st->seqs[nseq++];
     s->offset = (unsigned)(m + j - p); /* back from data[j] to base[p], the base preceding the data */
@@ -188,6 +206,14 @@ static int64_t zd_delta(zd_state *st, uint8_t *out, size_t cap, const uint8_t *b
   /* zstd's readers take a dictionary starting with this magic as a formatted one, not raw content */
   if (m >= 4 && base[0] == 0x37 && base[1] == 0xA4 && base[2] == 0x30 && base[3] == 0xEC) return -1;
   const size_t nseq = zd_match(st, base, m, data, n, matched);
+  /* the base's hash table is done with: a large one (over ZD_KEEP_BITS, not kept after the call
+   * anyway) is freed before the frame and the check's output are allocated, so a state holds one
+   * or the other, not both (an 8 MiB chunk: 8 MiB at most instead of 12) */
+  if (st->bits > ZD_KEEP_BITS) {
+    free(st->table);
+    st->table = NULL;
+    st->bits = 0;
+  }
   if (nseq == (size_t)-1) return -1;
   if (nseq == 0) return 0;
   if (!st->cctx && !(st->cctx = ZSTD_createCCtx())) return -1;
@@ -215,6 +241,7 @@ static int64_t zd_delta(zd_state *st, uint8_t *out, size_t cap, const uint8_t *b
     st->frame = malloc(bound);
     st->frameCap = st->frame ? bound : 0;
     if (!st->frame) return -1;
+    zd_note(st);
   }
   const size_t k = ZSTD_compressSequences(c, st->frame, bound, st->seqs, nseq, data, n);
   if (ZSTD_isError(k)) return ZSTD_getErrorCode(k) == ZSTD_error_dstSize_tooSmall ? 0 : -1;
@@ -227,6 +254,7 @@ static int64_t zd_delta(zd_state *st, uint8_t *out, size_t cap, const uint8_t *b
     st->check = malloc(n);
     st->checkCap = st->check ? n : 0;
     if (!st->check) return -1;
+    zd_note(st);
   }
   const size_t d = ZSTD_decompress_usingDict(st->dctx, st->check, n, out, k, base, m);
   if (ZSTD_isError(d) || d != n || memcmp(st->check, data, n) != 0) return -1;
@@ -257,10 +285,6 @@ static void zd_trim(zd_state *st) {
   }
 }
 
-/* The scratch bytes a state keeps between calls (tests: encStats). */
-static double zd_kept(const zd_state *st) {
-  return (double)(st->table ? sizeof(uint32_t) << st->bits : 0) + (double)st->seqCap * sizeof(ZSTD_Sequence) + (double)st->checkCap + (double)st->frameCap;
-}
 
 static void zd_free(napi_env env, void *data, void *hint) {
   (void)env;

@@ -290,8 +290,11 @@ test('C encode: an idle state keeps no zstd context sized for one large delta (t
     // 4 KiB inserted near the start: every match after it is off the diagonal and out of the near
     // probes' reach, so the C delta builds the base's hash table (2 MiB for a 4 MiB base)
     const shifted = Buffer.concat([data.subarray(0, 4096), randomBytes(4096), data.subarray(4096, data.length - 4096)]);
+    out.buildsBefore = a.encStats()[7];
     out.shifted = (await p.encode(shifted, base)).compression;
     out.scratchAfterShifted = a.encStats()[5];
+    out.buildsAfter = a.encStats()[7];
+    out.peak = a.encStats()[6];
     process.env.LIFEBOAT_NO_ZDELTA = '1';
     out.tuned = (await p.encode(data, base)).compression;
     out.afterTuned = a.encStats()[4];
@@ -309,4 +312,8 @@ test('C encode: an idle state keeps no zstd context sized for one large delta (t
   assert.equal(r.shifted, 2, 'the shifted chunk stored as a delta too');
   assert.ok(r.scratchAfterZdelta! <= 2 << 20, `C delta scratch held after a 4 MiB delta: ${r.scratchAfterZdelta} bytes`);
   assert.ok(r.scratchAfterShifted! <= 2 << 20, `C delta scratch held after a 4 MiB delta through the hash table: ${r.scratchAfterShifted} bytes`);
+  // within the call: the base's 2 MiB hash table is freed once the matches are found, before the frame
+  // (compressBound: ~4 MiB) and the check's 4 MiB output are allocated; held together they came to ~10 MiB
+  assert.equal(r.buildsAfter! - r.buildsBefore!, 1, 'the shifted chunk built the base hash table');
+  assert.ok(r.peak! < 9 << 20, `most C delta scratch a state held at once: ${r.peak} bytes`);
 });

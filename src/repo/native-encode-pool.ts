@@ -28,7 +28,11 @@ export interface EncodeAddon {
     cb: (results: Array<RawResult | string>) => void,
   ): void;
   encFiles(ctx: unknown, paths: Uint8Array[], sizes: Float64Array, flags: Uint8Array, cb: (results: Array<RawFile | string | Buffer>) => void): void;
-  /** [sealed-output blocks kept for reuse, their bytes, outputs given a kept block, outputs given a new mapping] (tests, measurements) */
+  /**
+   * [sealed-output blocks kept for reuse, their bytes, outputs given a kept block, outputs given a new mapping,
+   * the largest zstd context bytes an idle state holds, the largest C delta scratch an idle state holds,
+   * the most C delta scratch any state held at once, the base hash tables the C delta built] (tests, measurements)
+   */
   encStats(): number[];
 }
 
