@@ -285,7 +285,6 @@ static void zd_trim(zd_state *st) {
   }
 }
 
-
 static void zd_free(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
