@@ -101,6 +101,15 @@ static inline void zd_note(zd_state *st) {
   if (k > st->peak) st->peak = k;
 }
 
+/* A base hash table larger than the one kept between calls (ZD_KEEP_BITS) given back. */
+static void zd_drop_large_table(zd_state *st) {
+  if (st->bits > ZD_KEEP_BITS) {
+    free(st->table);
+    st->table = NULL;
+    st->bits = 0;
+  }
+}
+
 /* The sequences of data against base into st->seqs: their count, or (size_t)-1 without memory. */
 static size_t zd_match(zd_state *st, const uint8_t *base, size_t m, const uint8_t *data, size_t n, size_t *matched) {
   *matched = 0;
@@ -209,11 +218,7 @@ static int64_t zd_delta(zd_state *st, uint8_t *out, size_t cap, const uint8_t *b
   /* the base's hash table is done with: a large one (over ZD_KEEP_BITS, not kept after the call
    * anyway) is freed before the frame and the check's output are allocated, so a state holds one
    * or the other, not both (an 8 MiB chunk: 8 MiB at most instead of 12) */
-  if (st->bits > ZD_KEEP_BITS) {
-    free(st->table);
-    st->table = NULL;
-    st->bits = 0;
-  }
+  zd_drop_large_table(st);
   if (nseq == (size_t)-1) return -1;
   if (nseq == 0) return 0;
   if (!st->cctx && !(st->cctx = ZSTD_createCCtx())) return -1;
@@ -263,11 +268,7 @@ static int64_t zd_delta(zd_state *st, uint8_t *out, size_t cap, const uint8_t *b
 
 /* What one large chunk made grow is not kept for the thread's lifetime (after every call). */
 static void zd_trim(zd_state *st) {
-  if (st->bits > ZD_KEEP_BITS) {
-    free(st->table);
-    st->table = NULL;
-    st->bits = 0;
-  }
+  zd_drop_large_table(st);
   if (st->seqCap > ZD_KEEP / sizeof(ZSTD_Sequence)) {
     free(st->seqs);
     st->seqs = NULL;
